@@ -1,0 +1,48 @@
+"""The UFTP protocol core: messages, codec, envelope and errors.
+
+Pure by design: nothing here performs I/O beyond reading the package's own schema files, reads
+the clock, or keeps state between calls, so every rule can be tested with bytes in and bytes out.
+"""
+
+from .codec import KNOWN_VERSIONS, decode, encode
+from .envelope import (
+    PublicKeys,
+    SignedMessage,
+    format_cs1,
+    open_sealed,
+    parse_cs1,
+    parse_envelope,
+    seal,
+)
+from .errors import (
+    IncompleteMessage,
+    InvalidSignature,
+    InvalidXml,
+    Reason,
+    Rejection,
+    TransportError,
+    UftpError,
+)
+from .messages import *  # noqa: F403  (the message models are this package's vocabulary)
+from .messages import __all__ as _message_names
+
+__all__ = [
+    *_message_names,
+    "KNOWN_VERSIONS",
+    "IncompleteMessage",
+    "InvalidSignature",
+    "InvalidXml",
+    "PublicKeys",
+    "Reason",
+    "Rejection",
+    "SignedMessage",
+    "TransportError",
+    "UftpError",
+    "decode",
+    "encode",
+    "format_cs1",
+    "open_sealed",
+    "parse_cs1",
+    "parse_envelope",
+    "seal",
+]

@@ -1,0 +1,137 @@
+"""The two ways UFTP says "no", as types.
+
+The transport mechanism (spec: message-transport-mechanism.md, "Error handling") draws a hard
+line: until the inner message has been verified and found schema-valid, a problem is answered
+with an HTTP status code; after that point it is answered with HTTP 200 and a response message
+whose Result is Rejected and whose RejectionReason says why (spec: message-validation.md).
+
+`TransportError` subclasses carry their HTTP status so that the server never decides a status
+from a string; `Rejection` carries RejectionReason texts so that handlers and protocol checks
+never spell them twice.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class UftpError(Exception):
+    """Base of every error the protocol core raises on purpose."""
+
+
+# --------------------------------------------------------------------------------------------
+# Transport errors: answered with an HTTP status, before any response message exists.
+# Statuses from the table in message-transport-mechanism.md.
+# --------------------------------------------------------------------------------------------
+
+
+class TransportError(UftpError):
+    """A problem answered with an HTTP status instead of a response message."""
+
+    status: int = 400
+    #: Temporary errors are worth retrying by the sender (spec: 419 and 429 are temporary).
+    temporary: bool = False
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class LengthRequired(TransportError):
+    """Missing Content-Length header: 411, permanent."""
+
+    status = 411
+
+
+class BadContentType(TransportError):
+    """Content-Type not text/xml (or application/xml) or charset not UTF-8: 400, permanent."""
+
+    status = 400
+
+
+class PayloadTooLarge(TransportError):
+    """Body over the receiver's configured cap: 413."""
+
+    status = 413
+
+
+class RateLimited(TransportError):
+    """Sender over the receiver's rate policy: 429, temporary."""
+
+    status = 429
+    temporary = True
+
+
+class InvalidXml(TransportError):
+    """Not well-formed, forbidden construct (DTD, entities), or not schema-valid: 400.
+
+    Raised for the SignedMessage wrapper and for the unsealed inner message alike; the spec
+    gives both the same status.
+    """
+
+    status = 400
+
+
+class KeyLookupFailed(TransportError):
+    """The sender's public key could not be looked up for a temporary reason: 419."""
+
+    status = 419
+    temporary = True
+
+
+class InvalidSignature(TransportError):
+    """Unknown sender, or the signature verifies with none of its current keys: 401."""
+
+    status = 401
+
+
+# --------------------------------------------------------------------------------------------
+# Rejections: HTTP 200 and a response message with Result=Rejected.
+# --------------------------------------------------------------------------------------------
+
+
+class Reason(StrEnum):
+    """RejectionReason texts of message-validation.md, spelled exactly as the table does."""
+
+    UNKNOWN_SENDER_DOMAIN_SM = "Unknown SenderDomain (SignedMessage)"
+    INVALID_SENDER_ROLE = "Invalid SenderRole"
+    INVALID_SENDER_COMBINATION = "Invalid Sender combination"
+    MISMATCH_SENDER_DOMAIN = "Mismatch SenderDomain"
+    INVALID_SIGNED_MESSAGE = "Invalid SignedMessage"
+    INVALID_MESSAGE = "Invalid Message"
+    UNKNOWN_RECIPIENT_DOMAIN = "Unknown RecipientDomain"
+    UNKNOWN_SENDER_DOMAIN = "Unknown SenderDomain (message)"
+    BARRED_SENDER = "Barred Sender"
+    DUPLICATE_IDENTIFIER = "Duplicate Identifier"
+    ALREADY_SUBMITTED = "Already Submitted"
+    TIMEZONE_REJECTED = "TimeZone rejected"
+    INVALID_CONGESTION_POINT = "Invalid CongestionPoint"
+    PERIOD_OUT_OF_BOUNDS = "Period out of bounds"
+    # Not in the table; the spec allows "other reasonable causes" and says an invalid Version
+    # is rejected with a reason (message-transport-mechanism.md, "Messages").
+    UNSUPPORTED_VERSION = "Unsupported Version"
+    SUBORDINATE_SEQUENCE_NUMBER = "Subordinate sequence number"
+    UNAUTHORIZED = "Unauthorized"
+    NO_CONNECTIONS_AVAILABLE = "No connections available"
+
+
+class Rejection(UftpError):
+    """The message is understood but refused; becomes Result=Rejected with these reasons.
+
+    A message can fail several checks at once; the spec lets RejectionReason hold them all,
+    separated by semicolons, which `text` does.
+    """
+
+    def __init__(self, *reasons: str) -> None:
+        if not reasons:
+            raise ValueError("a Rejection needs at least one reason")
+        self.reasons: tuple[str, ...] = tuple(str(r) for r in reasons)
+        super().__init__(self.text)
+
+    @property
+    def text(self) -> str:
+        return "; ".join(self.reasons)
+
+
+class IncompleteMessage(UftpError):
+    """A message was to be serialized without the metadata every UFTP message must carry."""

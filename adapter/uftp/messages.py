@@ -1,0 +1,319 @@
+"""Typed, immutable models of the UFTP messages a DSO, a CRO and an AGR exchange in the
+contract phase (spec: contract-phase.md), plus the TestMessage pair.
+
+Names follow the XSD types so that a reader can put the schema beside this file. Fields are
+snake_case spellings of the XML attributes; the codec owns the mapping.
+
+Two shapes, chosen for cost: messages and congestion points are frozen dataclasses (a handful
+per message), while the rows that come by the hundred thousand (connections) are NamedTuples,
+which are immutable too but build about twice as fast as a frozen dataclass.
+
+Metadata (spec: metadata-attributes.md) defaults to empty: a handler or a caller composes the
+business content and the participant fills Version, domains, TimeStamp and identifiers when it
+sends. The codec refuses to serialize a message whose metadata is still empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import ClassVar, NamedTuple
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "RESPONSE_TYPES",
+    "AGRPortfolioQuery",
+    "AGRPortfolioQueryCongestionPoint",
+    "AGRPortfolioQueryConnection",
+    "AGRPortfolioQueryDSOPortfolio",
+    "AGRPortfolioQueryDSOView",
+    "AGRPortfolioQueryResponse",
+    "AGRPortfolioUpdate",
+    "AGRPortfolioUpdateConnection",
+    "AGRPortfolioUpdateResponse",
+    "DSOPortfolioQuery",
+    "DSOPortfolioQueryCongestionPoint",
+    "DSOPortfolioQueryConnection",
+    "DSOPortfolioQueryResponse",
+    "DSOPortfolioUpdate",
+    "DSOPortfolioUpdateCongestionPoint",
+    "DSOPortfolioUpdateConnection",
+    "DSOPortfolioUpdateResponse",
+    "PayloadMessage",
+    "PayloadResponse",
+    "RedispatchBy",
+    "Result",
+    "Role",
+    "TestMessage",
+    "TestMessageResponse",
+]
+
+
+class Role(StrEnum):
+    """USEF-RoleType: the roles that take part in UFTP."""
+
+    AGR = "AGR"
+    CRO = "CRO"
+    DSO = "DSO"
+
+
+class Result(StrEnum):
+    """AcceptedRejectedType."""
+
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+
+
+class RedispatchBy(StrEnum):
+    """RedispatchByType: which party redispatches."""
+
+    AGR = "AGR"
+    DSO = "DSO"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PayloadMessage:
+    """PayloadMessageType: the metadata every inner message carries."""
+
+    #: XML root element name; every concrete message sets it.
+    xml_name: ClassVar[str] = ""
+
+    version: str = ""
+    sender_domain: str = ""
+    recipient_domain: str = ""
+    time_stamp: datetime | None = None
+    message_id: str = ""
+    conversation_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PayloadResponse(PayloadMessage):
+    """PayloadMessageResponseType plus the reference to the request it answers.
+
+    In 3.x each response type names its reference attribute after the request
+    (e.g. DSOPortfolioQueryMessageID); the draft next version calls it ReferenceMessageID for
+    all. The model keeps one field, `reference_message_id`, and the codec writes the spelling of
+    the message's Version.
+    """
+
+    #: The request type this response answers; every concrete response sets it.
+    request_type: ClassVar[type[PayloadMessage]]
+
+    result: Result = Result.ACCEPTED
+    rejection_reason: str | None = None
+    reference_message_id: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.result is Result.ACCEPTED
+
+
+# --- TestMessage ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TestMessage(PayloadMessage):
+    """Checks that two participants can reach each other and verify each other's signatures."""
+
+    __test__: ClassVar[bool] = False  # not a pytest test class
+    xml_name: ClassVar[str] = "TestMessage"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TestMessageResponse(PayloadResponse):
+    """Answer to a TestMessage.
+
+    In 3.x this type carries only metadata (no Result, no reference); Result, RejectionReason
+    and ReferenceMessageID exist from the draft next version on. The codec drops them for 3.x.
+    """
+
+    __test__: ClassVar[bool] = False
+    xml_name: ClassVar[str] = "TestMessageResponse"
+    request_type: ClassVar[type[PayloadMessage]] = TestMessage
+
+
+# --- DSOPortfolioUpdate ---------------------------------------------------------------------
+
+
+class DSOPortfolioUpdateConnection(NamedTuple):
+    """A Connection behind a congestion point, for the Periods given (EndPeriod inclusive)."""
+
+    entity_address: str
+    start_period: date
+    end_period: date | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DSOPortfolioUpdateCongestionPoint:
+    """A congestion point the DSO trades flexibility on, with its connections."""
+
+    entity_address: str
+    start_period: date
+    end_period: date | None = None
+    mutex_offers_supported: bool
+    day_ahead_redispatch_by: RedispatchBy
+    intraday_redispatch_by: RedispatchBy | None = None
+    connections: tuple[DSOPortfolioUpdateConnection, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DSOPortfolioUpdate(PayloadMessage):
+    """DSO -> CRO: the congestion points the DSO trades on (spec: dso-portfolio-update.md)."""
+
+    xml_name: ClassVar[str] = "DSOPortfolioUpdate"
+
+    time_zone: str
+    congestion_points: tuple[DSOPortfolioUpdateCongestionPoint, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DSOPortfolioUpdateResponse(PayloadResponse):
+    """CRO -> DSO. In 3.x its reference attribute is, as the XSD spells it,
+    DSOPortfolioUpdateResponseMessageID."""
+
+    xml_name: ClassVar[str] = "DSOPortfolioUpdateResponse"
+    request_type: ClassVar[type[PayloadMessage]] = DSOPortfolioUpdate
+
+
+# --- DSOPortfolioQuery ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DSOPortfolioQuery(PayloadMessage):
+    """DSO -> CRO: which connections lie behind one congestion point on one Period."""
+
+    xml_name: ClassVar[str] = "DSOPortfolioQuery"
+
+    time_zone: str
+    period: date
+    entity_address: str
+
+
+class DSOPortfolioQueryConnection(NamedTuple):
+    """A connection of the queried congestion point; agr_domain when an AGR registered it."""
+
+    entity_address: str
+    agr_domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DSOPortfolioQueryCongestionPoint:
+    entity_address: str
+    connections: tuple[DSOPortfolioQueryConnection, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DSOPortfolioQueryResponse(PayloadResponse):
+    """CRO -> DSO: the answer to a DSOPortfolioQuery; no congestion point when rejected."""
+
+    xml_name: ClassVar[str] = "DSOPortfolioQueryResponse"
+    request_type: ClassVar[type[PayloadMessage]] = DSOPortfolioQuery
+
+    time_zone: str
+    period: date
+    congestion_point: DSOPortfolioQueryCongestionPoint | None = None
+
+
+# --- AGRPortfolioUpdate ---------------------------------------------------------------------
+
+
+class AGRPortfolioUpdateConnection(NamedTuple):
+    """A connection the aggregator represents, for the Periods given."""
+
+    entity_address: str
+    start_period: date
+    end_period: date | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AGRPortfolioUpdate(PayloadMessage):
+    """AGR -> CRO: the connections the aggregator represents (spec: agr-portfolio-update.md)."""
+
+    xml_name: ClassVar[str] = "AGRPortfolioUpdate"
+
+    time_zone: str
+    connections: tuple[AGRPortfolioUpdateConnection, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AGRPortfolioUpdateResponse(PayloadResponse):
+    xml_name: ClassVar[str] = "AGRPortfolioUpdateResponse"
+    request_type: ClassVar[type[PayloadMessage]] = AGRPortfolioUpdate
+
+
+# --- AGRPortfolioQuery ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AGRPortfolioQuery(PayloadMessage):
+    """AGR -> CRO: the DSO view of the aggregator's own connections on one Period."""
+
+    xml_name: ClassVar[str] = "AGRPortfolioQuery"
+
+    time_zone: str
+    period: date
+
+
+class AGRPortfolioQueryConnection(NamedTuple):
+    entity_address: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AGRPortfolioQueryCongestionPoint:
+    """A congestion point holding at least one of the aggregator's connections, with its flags."""
+
+    entity_address: str
+    mutex_offers_supported: bool
+    day_ahead_redispatch_by: RedispatchBy
+    intraday_redispatch_by: RedispatchBy | None = None
+    connections: tuple[AGRPortfolioQueryConnection, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AGRPortfolioQueryDSOPortfolio:
+    """The part of one DSO's portfolio that holds the aggregator's connections."""
+
+    dso_domain: str
+    congestion_points: tuple[AGRPortfolioQueryCongestionPoint, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AGRPortfolioQueryDSOView:
+    """DSO-View: the DSO portfolios, and the connections not allocated to any DSO."""
+
+    dso_portfolios: tuple[AGRPortfolioQueryDSOPortfolio, ...]
+    connections: tuple[AGRPortfolioQueryConnection, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AGRPortfolioQueryResponse(PayloadResponse):
+    xml_name: ClassVar[str] = "AGRPortfolioQueryResponse"
+    request_type: ClassVar[type[PayloadMessage]] = AGRPortfolioQuery
+
+    time_zone: str
+    period: date
+    dso_views: tuple[AGRPortfolioQueryDSOView, ...] = ()
+
+
+#: Every message type the codec reads and writes, by root element name.
+MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
+    cls.xml_name: cls
+    for cls in (
+        TestMessage,
+        TestMessageResponse,
+        DSOPortfolioUpdate,
+        DSOPortfolioUpdateResponse,
+        DSOPortfolioQuery,
+        DSOPortfolioQueryResponse,
+        AGRPortfolioUpdate,
+        AGRPortfolioUpdateResponse,
+        AGRPortfolioQuery,
+        AGRPortfolioQueryResponse,
+    )
+}
+
+#: request type -> the response type that answers it.
+RESPONSE_TYPES: dict[type[PayloadMessage], type[PayloadResponse]] = {
+    cls.request_type: cls for cls in MESSAGE_TYPES.values() if issubclass(cls, PayloadResponse)
+}
