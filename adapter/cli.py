@@ -1,0 +1,191 @@
+"""The `uftp-adapter` command line.
+
+Each command is a function `cmd_xxx(args) -> int` (the exit status) and each group of commands
+has one `add_xxx(subparsers)` function that declares its arguments and binds them to the
+function with `set_defaults(func=...)`. `COMMANDS` is the one place that lists the groups; a new
+command adds its `add_` function there.
+
+User mistakes (`ConfigError`, `KeyFileError`) end as one line on stderr and exit status 2,
+never as a traceback: the message already names the file and the field to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import ConfigError, is_internet_domain
+from .keys import (
+    KeyFileError,
+    KeyFileExists,
+    dns_txt_record,
+    generate,
+    load_private,
+    public_path,
+    write_private,
+)
+from .uftp.envelope import PublicKeys, parse_cs1
+from .uftp.messages import Role
+
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+PROG = "uftp-adapter"
+#: Exit status of a user mistake (the same as argparse's usage errors).
+EXIT_USAGE = 2
+EXIT_REFUSED = 1
+
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+log = logging.getLogger(__name__)
+
+
+class UsageError(Exception):
+    """A command-line argument that argparse cannot check by itself."""
+
+
+# --------------------------------------------------------------------------------------------
+# keys
+# --------------------------------------------------------------------------------------------
+
+
+def add_keys_commands(subparsers: _SubParsers) -> None:
+    keys = subparsers.add_parser(
+        "keys", help="create and show signing keys", description="Create and show signing keys."
+    )
+    sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+
+    gen = sub.add_parser(
+        "generate",
+        help="create DIR/NAME.key (mode 0600) and DIR/NAME.pub; print the public cs1 string",
+        description="Create a new key pair. Refuses to overwrite an existing NAME.key.",
+    )
+    gen.add_argument("name", metavar="NAME", help="file name without extension, e.g. dso")
+    gen.add_argument("--dir", type=Path, default=Path("keys"), help="folder (default: keys)")
+    gen.set_defaults(func=cmd_keys_generate)
+
+    show = sub.add_parser(
+        "show",
+        help="print the public cs1 string and the DNS TXT record of DIR/NAME.key",
+        description="Print the public cs1 string and the zone-file line that publishes it.",
+    )
+    show.add_argument("name", metavar="NAME", help="file name without extension, e.g. dso")
+    show.add_argument("--domain", required=True, help="the participant's domain")
+    show.add_argument(
+        "--role", required=True, type=_role, help="the participant's role: AGR, CRO or DSO"
+    )
+    show.add_argument("--dir", type=Path, default=Path("keys"), help="folder (default: keys)")
+    show.add_argument(
+        "--previous",
+        metavar="NAME",
+        help="while rotating: also publish the old key DIR/NAME (.key or .pub)",
+    )
+    show.set_defaults(func=cmd_keys_show)
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    path = _key_path(args.dir, args.name)
+    keys = generate()
+    try:
+        pub = write_private(path, keys)
+    except KeyFileExists as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"wrote {path} (mode 0600, keep it secret) and {pub}", file=sys.stderr)
+    print(keys.public.to_cs1())
+    return 0
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    domain = args.domain.strip().rstrip(".")
+    if not is_internet_domain(domain):
+        raise UsageError(
+            f"--domain: expected a lowercase domain such as dso.example.com: {domain!r}"
+        )
+    published = [_public_keys_of(args.dir, args.name)]
+    if args.previous:
+        published.append(_public_keys_of(args.dir, args.previous))
+    print(published[0].to_cs1())
+    print(dns_txt_record(domain, args.role, published))
+    return 0
+
+
+def _public_keys_of(folder: Path, name: str) -> PublicKeys:
+    """The public keys of NAME: from its private key if present, else from NAME.pub (an old
+    key whose private half is gone can still be published during rotation)."""
+    path = _key_path(folder, name)
+    pub = public_path(path)
+    if path.exists() or not pub.exists():
+        return load_private(path).public
+    try:
+        words = pub.read_text("utf-8").split()
+        if len(words) != 1:
+            raise ValueError(f"expected one cs1 string, found {len(words)}")
+        return parse_cs1(words[0])
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise KeyFileError(f"{pub}: {exc}") from None
+
+
+def _key_path(folder: Path, name: str) -> Path:
+    if not _KEY_NAME.fullmatch(name) or name.endswith((".key", ".pub")):
+        raise UsageError(
+            f"NAME: expected a plain name such as 'dso' (letters, digits, '.', '_', '-'; "
+            f"no folder, no extension), got {name!r}"
+        )
+    return folder / f"{name}.key"
+
+
+def _role(text: str) -> Role:
+    try:
+        return Role(text.upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected AGR, CRO or DSO, got {text!r}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# The parser
+# --------------------------------------------------------------------------------------------
+
+#: Every command group, in the order `--help` lists them. Add new groups here.
+COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (add_keys_commands,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Shapeshifter/UFTP participant for DSO and CRO roles."
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command in `argv` (default: sys.argv[1:]); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s: %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (ConfigError, KeyFileError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

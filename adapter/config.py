@@ -1,0 +1,691 @@
+"""The participant's TOML configuration, read into typed, frozen settings.
+
+Every mistake a user can make in the file becomes a `ConfigError` whose one-line message names
+the file, the field (e.g. `peers[1].endpoint`) and what was expected, so that a typo never ends
+in a traceback, and never silently falls back to a default: unknown keys are errors too.
+
+Relative paths are resolved against the folder of the config file, not the working directory,
+so that a participant starts the same way from wherever it is launched.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import logging
+import math
+import re
+import tomllib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import SplitResult, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .keys import MAX_PUBLISHED_KEYS, PrivateKeys, load_or_generate, load_private
+from .uftp.envelope import PublicKeys, parse_cs1
+from .uftp.messages import Role
+
+log = logging.getLogger(__name__)
+
+_E = TypeVar("_E", bound=StrEnum)
+_T = TypeVar("_T")
+
+#: InternetDomainType of the UFTP schemas.
+INTERNET_DOMAIN = re.compile(r"([a-z0-9]+(-[a-z0-9]+)*\.)+[a-z]{2,}")
+#: UFTP Versions this adapter speaks.
+SUPPORTED_VERSIONS = ("3.0.0", "3.1.0", "4.0.0")
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: The spec's retry window for routine messages (message-transport-mechanism.md).
+ROUTINE_DEADLINE_SECONDS = 3600.0
+
+
+class ConfigError(Exception):
+    """A user mistake in the configuration: one line naming file, field and expectation."""
+
+    def __init__(self, source: str, field: str | None, problem: str) -> None:
+        self.source = source
+        self.field = field
+        self.problem = problem
+        where = f"{source}: {field}" if field else source
+        super().__init__(f"{where}: {problem}")
+
+
+def is_internet_domain(text: str) -> bool:
+    """Whether `text` is a valid UFTP InternetDomain (lowercase, at least two labels)."""
+    return INTERNET_DOMAIN.fullmatch(text) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+
+class CroMode(StrEnum):
+    """Whether the CRO accepts registrations from any DSO (open) or only known ones."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class PeriodViolation(StrEnum):
+    """What the CRO does with a registration outside the allowed period: refuse it, or keep
+    the part that fits."""
+
+    REJECT = "reject"
+    CLIP = "clip"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """The host and port the HTTP server binds to."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteStore:
+    """A SQLite database file (absolute path)."""
+
+    path: Path
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class PostgresStore:
+    """A PostgreSQL connection string, as asyncpg takes it."""
+
+    dsn: str
+
+    def __repr__(self) -> str:
+        # The DSN may hold a password; a repr ends up in logs.
+        return f"PostgresStore(dsn={_redact_url(self.dsn)!r})"
+
+
+StoreSettings = SqliteStore | PostgresStore
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantSettings:
+    """Who we are and how we run: the [participant] table."""
+
+    domain: str
+    role: Role
+    signing_key: Path
+    listen: ListenAddress
+    store: StoreSettings
+    #: Supported UFTP Versions; the first is the one we send.
+    versions: tuple[str, ...]
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    generate_key: bool = False
+
+    @property
+    def send_version(self) -> str:
+        """The Version we put in the messages we send."""
+        return self.versions[0]
+
+    def load_keys(self) -> PrivateKeys:
+        """Our private keys; created on first use when `generate_key` is set."""
+        if self.generate_key:
+            return load_or_generate(self.signing_key)
+        return load_private(self.signing_key)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    """How the outbox retries: the [delivery] table."""
+
+    #: How long to keep retrying one message before it fails for good.
+    deadline_seconds: float = ROUTINE_DEADLINE_SECONDS
+    #: One HTTP attempt.
+    request_timeout_seconds: float = 30.0
+    backoff_initial_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    max_redirects: int = 3
+    handler_concurrency: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class CroSettings:
+    """Common Reference Operator policy: the [cro] table (used when role = CRO)."""
+
+    mode: CroMode = CroMode.OPEN
+    time_zone: str = "Europe/Amsterdam"
+    period_violation: PeriodViolation = PeriodViolation.REJECT
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSettings:
+    """A participant we exchange messages with: one [[peers]] entry."""
+
+    domain: str
+    role: Role
+    endpoint: str
+    #: One key, or two while the peer rotates its key (old and new both verify).
+    public_keys: tuple[PublicKeys, ...]
+    barred: bool = False
+    #: Where `public_keys` were read from, if they came from a file.
+    public_keys_file: Path | None = None
+
+    @property
+    def signing_keys(self) -> tuple[bytes, ...]:
+        """The public signing keys, as `open_sealed` takes them."""
+        return tuple(key.signing for key in self.public_keys)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration of one participant."""
+
+    participant: ParticipantSettings
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    cro: CroSettings = field(default_factory=CroSettings)
+    peers: tuple[PeerSettings, ...] = ()
+    #: The config file it came from (or the base folder, when parsed from a dict).
+    path: Path = field(default_factory=Path)
+
+    def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
+        """The peer at `domain` (in `role`), or None when it is not configured.
+
+        Without a role, a domain that is configured in several roles is ambiguous and raises
+        `LookupError`, rather than picking one whose keys might be the wrong ones.
+        """
+        domain = domain.strip().rstrip(".").lower()
+        found = [
+            peer
+            for peer in self.peers
+            if peer.domain == domain and (role is None or peer.role == role)
+        ]
+        if len(found) > 1:
+            roles = ", ".join(peer.role for peer in found)
+            raise LookupError(f"{domain} is configured in several roles ({roles}); name one")
+        return found[0] if found else None
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and check the TOML file at `path`. Raises `ConfigError` for any problem in it."""
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, None, "no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(source, None, "is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(source, None, f"cannot read the config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(source, None, "the config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, None, f"invalid TOML: {exc}") from None
+    absolute = path.absolute()
+    return parse_config(data, absolute.parent, source, path=absolute)
+
+
+def parse_config(
+    data: Mapping[str, object], base_dir: Path, source: str, *, path: Path | None = None
+) -> Config:
+    """Check parsed TOML `data`; relative paths are resolved against `base_dir`.
+
+    `source` names the file in error messages; `path` becomes `Config.path` (default:
+    `base_dir`).
+    """
+    ctx = _Context(source, Path(base_dir).absolute())
+    root = _Table(ctx, data, "", ("participant", "delivery", "cro", "peers"))
+    participant = _participant(root.table("participant"))
+    delivery = _delivery(root.table("delivery", required=False))
+    cro_table = root.table("cro", required=False)
+    cro = _cro(cro_table)
+    if cro_table.present and participant.role is not Role.CRO:
+        log.warning("%s: [cro] is ignored: participant.role is %s", source, participant.role)
+    peers = _peers(ctx, root.get("peers"))
+    return Config(participant, delivery, cro, peers, path if path is not None else ctx.base_dir)
+
+
+def _participant(table: _Table) -> ParticipantSettings:
+    domain = _domain(table, "domain")
+    role = _role(table, "role")
+    signing_key = table.path("signing_key")
+    listen = _listen(table, "listen")
+    store = _store(table, "store")
+    versions = _versions(table, "versions")
+    max_body_bytes = table.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=1)
+    generate_key = table.boolean("generate_key", False)
+    return ParticipantSettings(
+        domain, role, signing_key, listen, store, versions, max_body_bytes, generate_key
+    )
+
+
+def _delivery(table: _Table) -> DeliverySettings:
+    d = DeliverySettings()
+    settings = DeliverySettings(
+        deadline_seconds=table.number("deadline_seconds", d.deadline_seconds),
+        request_timeout_seconds=table.number("request_timeout_seconds", d.request_timeout_seconds),
+        backoff_initial_seconds=table.number("backoff_initial_seconds", d.backoff_initial_seconds),
+        backoff_max_seconds=table.number("backoff_max_seconds", d.backoff_max_seconds),
+        max_redirects=table.integer("max_redirects", d.max_redirects, minimum=0),
+        handler_concurrency=table.integer("handler_concurrency", d.handler_concurrency, minimum=1),
+    )
+    if settings.backoff_initial_seconds > settings.backoff_max_seconds:
+        raise table.error(
+            "backoff_initial_seconds",
+            f"must not exceed backoff_max_seconds ({settings.backoff_max_seconds:g})",
+        )
+    if settings.request_timeout_seconds > settings.deadline_seconds:
+        raise table.error(
+            "request_timeout_seconds",
+            f"must not exceed deadline_seconds ({settings.deadline_seconds:g})",
+        )
+    if settings.deadline_seconds < ROUTINE_DEADLINE_SECONDS:
+        log.warning(
+            "%s: delivery.deadline_seconds = %g is shorter than the hour the spec asks "
+            "for routine messages",
+            table.ctx.source,
+            settings.deadline_seconds,
+        )
+    return settings
+
+
+def _cro(table: _Table) -> CroSettings:
+    d = CroSettings()
+    mode = _choice(table, "mode", CroMode, d.mode)
+    time_zone = table.string("time_zone", d.time_zone)
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise table.error(
+            "time_zone", f"expected an IANA time zone such as 'Europe/Amsterdam', got {time_zone!r}"
+        ) from None
+    period_violation = _choice(table, "period_violation", PeriodViolation, d.period_violation)
+    return CroSettings(mode, time_zone, period_violation)
+
+
+def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ctx.error("peers", f"expected an array of tables ([[peers]]), got {_describe(value)}")
+    peers: list[PeerSettings] = []
+    seen: dict[tuple[str, Role], int] = {}
+    for index, entry in enumerate(value):
+        where = f"peers[{index}]"
+        table = _Table(
+            ctx,
+            entry,
+            where,
+            ("domain", "role", "endpoint", "public_keys", "public_keys_file", "barred"),
+        )
+        domain = _domain(table, "domain")
+        role = _role(table, "role")
+        if (domain, role) in seen:
+            first = seen[domain, role]
+            raise ctx.error(
+                where, f"duplicate peer ({domain}, {role}): already configured as peers[{first}]"
+            )
+        seen[domain, role] = index
+        endpoint = _endpoint(table, "endpoint")
+        public_keys, keys_file = _public_keys(table)
+        barred = table.boolean("barred", False)
+        peers.append(PeerSettings(domain, role, endpoint, public_keys, barred, keys_file))
+    return tuple(peers)
+
+
+# --------------------------------------------------------------------------------------------
+# Field checks
+# --------------------------------------------------------------------------------------------
+
+
+def _domain(table: _Table, key: str) -> str:
+    value = table.string(key)
+    if not is_internet_domain(value):
+        raise table.error(
+            key,
+            "expected a lowercase internet domain such as 'dso.example.com' "
+            f"(pattern {INTERNET_DOMAIN.pattern}), got {value!r}",
+        )
+    return value
+
+
+def _role(table: _Table, key: str) -> Role:
+    return _choice(table, key, Role, _REQUIRED)
+
+
+def _choice(
+    table: _Table, key: str, kind: type[_E], default: _E | Literal[_Required.REQUIRED]
+) -> _E:
+    value = table.string(key, _REQUIRED if default is _REQUIRED else str(default))
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = " | ".join(repr(str(member)) for member in kind)
+        raise table.error(key, f"expected one of {allowed}, got {value!r}") from None
+
+
+_IPV6_LISTEN = re.compile(r"\[([^\]]*)\]:(\d+)")
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def _listen(table: _Table, key: str) -> ListenAddress:
+    value = table.string(key)
+    expected = "expected 'host:port', e.g. '127.0.0.1:8081' or '[::1]:8081'"
+    bracketed = _IPV6_LISTEN.fullmatch(value)
+    if bracketed:
+        host, port_text = bracketed.groups()
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise table.error(key, f"{expected}; {host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not host:
+            raise table.error(key, f"{expected}, got {value!r}")
+        if ":" in host:
+            raise table.error(key, f"{expected}: write an IPv6 address in brackets, got {value!r}")
+        if not _HOST.fullmatch(host):
+            raise table.error(key, f"{expected}; {host!r} is not a host name or address")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise table.error(key, f"{expected}; the port must be 0-65535, got {port_text!r}")
+    return ListenAddress(host, int(port_text))
+
+
+def _store(table: _Table, key: str) -> StoreSettings:
+    value = table.string(key)
+    if value.startswith("sqlite:"):
+        location = value.removeprefix("sqlite:")
+        if not location:
+            raise table.error(key, "expected 'sqlite:PATH', the PATH is missing")
+        return SqliteStore(table.ctx.resolve(location))
+    scheme = urlsplit(value).scheme if "://" in value else ""
+    if scheme in ("postgresql", "postgres"):
+        return PostgresStore(value)
+    raise table.error(
+        key, f"expected 'sqlite:PATH' or 'postgresql://...', got {_redact_url(value)!r}"
+    )
+
+
+def _versions(table: _Table, key: str) -> tuple[str, ...]:
+    values = table.string_list(key)
+    if not values:
+        raise table.error(key, "expected at least one Version, the one we send first")
+    allowed = ", ".join(SUPPORTED_VERSIONS)
+    for index, version in enumerate(values):
+        if version not in SUPPORTED_VERSIONS:
+            raise table.error(f"{key}[{index}]", f"expected one of {allowed}, got {version!r}")
+        if version in values[:index]:
+            raise table.error(f"{key}[{index}]", f"{version!r} is listed twice")
+    return tuple(values)
+
+
+def _endpoint(table: _Table, key: str) -> str:
+    value = table.string(key)
+    expected = "expected an http(s) URL such as 'https://example.com/shapeshifter/api/v3/message'"
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise table.error(key, f"{expected}: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.hostname or any(c.isspace() for c in value):
+        raise table.error(key, f"{expected}, got {_redact_url(value)!r}")
+    if url.username is not None or url.password is not None:
+        raise table.error(key, "must not hold credentials (user:password@); they would be logged")
+    if url.fragment:
+        raise table.error(key, f"{expected}, without a #fragment")
+    if url.scheme == "http" and not _is_loopback(url):
+        log.warning(
+            "%s: %s.%s is plain http to a remote host; the spec requires TLS (https)",
+            table.ctx.source,
+            table.where,
+            key,
+        )
+    return value
+
+
+def _is_loopback(url: SplitResult) -> bool:
+    host = url.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _public_keys(table: _Table) -> tuple[tuple[PublicKeys, ...], Path | None]:
+    inline = table.get("public_keys")
+    has_file = table.get("public_keys_file") is not None
+    if inline is not None and has_file:
+        raise table.error(None, "give either public_keys or public_keys_file, not both")
+    if inline is None and not has_file:
+        raise table.error(
+            None, "missing public_keys (one or two 'cs1.' strings) or public_keys_file"
+        )
+    if inline is not None:
+        if isinstance(inline, str):  # one key needs no brackets
+            strings, fields = [inline], ["public_keys"]
+        else:
+            strings = table.string_list("public_keys")
+            fields = [f"public_keys[{index}]" for index in range(len(strings))]
+        return _cs1_keys(table, "public_keys", strings, fields), None
+    path = table.path("public_keys_file")
+    key = "public_keys_file"
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise table.error(
+            key,
+            f"{path} does not exist; generate the peer's keys with "
+            f"`uftp-adapter keys generate {path.stem} --dir {path.parent}` "
+            "(or start the peer once with generate_key = true), then load again",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise table.error(key, f"cannot read {path}: {exc}") from None
+    strings = [
+        word
+        for line in text.splitlines()
+        if not line.lstrip().startswith("#")
+        for word in line.split()
+    ]
+    return _cs1_keys(table, key, strings, [f"{key} ({path})"] * len(strings)), path
+
+
+def _cs1_keys(
+    table: _Table, key: str, strings: list[str], fields: list[str]
+) -> tuple[PublicKeys, ...]:
+    if not 1 <= len(strings) <= MAX_PUBLISHED_KEYS:
+        raise table.error(
+            key, f"expected 1 or {MAX_PUBLISHED_KEYS} 'cs1.' key strings, got {len(strings)}"
+        )
+    keys: list[PublicKeys] = []
+    for text, where in zip(strings, fields, strict=True):
+        try:
+            parsed = parse_cs1(text)
+        except ValueError as exc:
+            raise table.error(where, f"expected a 'cs1.' public key string: {exc}") from None
+        if parsed in keys:
+            raise table.error(where, "the same key is listed twice")
+        keys.append(parsed)
+    return tuple(keys)
+
+
+def _redact_url(text: str) -> str:
+    """`text` with any password in a URL replaced, for messages and reprs."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", text)
+
+
+# --------------------------------------------------------------------------------------------
+# Typed access to TOML tables
+# --------------------------------------------------------------------------------------------
+
+
+class _Required(Enum):
+    REQUIRED = "required"
+
+
+_REQUIRED = _Required.REQUIRED
+
+_TOML_TYPES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    str: "a string",
+    list: "an array",
+    dict: "a table",
+}
+
+
+def _describe(value: object) -> str:
+    kind = next(
+        (name for cls, name in _TOML_TYPES.items() if isinstance(value, cls)),
+        f"a {type(value).__name__}",
+    )
+    if isinstance(value, (bool, int, float, str)):
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        if len(shown) > 40:
+            shown = shown[:37] + "..."
+        return f"{kind} ({shown})"
+    return kind
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    source: str
+    base_dir: Path
+
+    def error(self, field: str | None, problem: str) -> ConfigError:
+        return ConfigError(self.source, field, problem)
+
+    def resolve(self, text: str) -> Path:
+        path = Path(text).expanduser()
+        return (path if path.is_absolute() else self.base_dir / path).resolve()
+
+
+class _Table:
+    """One TOML table, with typed getters whose errors name `where.key`."""
+
+    def __init__(
+        self, ctx: _Context, data: object, where: str, known: Collection[str], present: bool = True
+    ) -> None:
+        self.ctx = ctx
+        self.where = where
+        self.present = present
+        if not isinstance(data, dict):
+            raise ctx.error(where or None, f"expected a table, got {_describe(data)}")
+        self.data: dict[str, object] = data
+        for key in data:
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise ctx.error(
+                    self._name(key),
+                    f"unknown key (expected one of: {', '.join(known)}){suggestion}",
+                )
+
+    def _name(self, key: str | None) -> str:
+        if key is None:
+            return self.where
+        return f"{self.where}.{key}" if self.where else key
+
+    def error(self, key: str | None, problem: str) -> ConfigError:
+        return self.ctx.error(self._name(key) or None, problem)
+
+    def get(self, key: str) -> object | None:
+        return self.data.get(key)
+
+    def _value(
+        self, key: str, kind: type[_T], expected: str, default: _T | Literal[_Required.REQUIRED]
+    ) -> _T:
+        if key not in self.data:
+            if default is _REQUIRED:
+                raise self.error(key, f"missing; expected {expected}")
+            return default
+        value = self.data[key]
+        # bool is an int in Python, never in TOML.
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise self.error(key, f"expected {expected}, got {_describe(value)}")
+        return value
+
+    def table(self, key: str, *, required: bool = True) -> _Table:
+        known = _SECTIONS[key]
+        if key not in self.data:
+            if required:
+                raise self.error(key, f"missing; expected a [{key}] table")
+            return _Table(self.ctx, {}, self._name(key), known, present=False)
+        return _Table(self.ctx, self.data[key], self._name(key), known)
+
+    def string(self, key: str, default: str | Literal[_Required.REQUIRED] = _REQUIRED) -> str:
+        return self._value(key, str, "a string", default)
+
+    def boolean(self, key: str, default: bool | Literal[_Required.REQUIRED] = _REQUIRED) -> bool:
+        return self._value(key, bool, "true or false", default)
+
+    def integer(
+        self, key: str, default: int | Literal[_Required.REQUIRED] = _REQUIRED, *, minimum: int
+    ) -> int:
+        value = self._value(key, int, f"an integer >= {minimum}", default)
+        if value < minimum:
+            raise self.error(key, f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    def number(self, key: str, default: float | Literal[_Required.REQUIRED] = _REQUIRED) -> float:
+        """A positive, finite number of seconds; TOML integers are welcome."""
+        expected = "a positive number"
+        if key in self.data and isinstance(self.data[key], int):
+            value = float(self._value(key, int, expected, default))
+        else:
+            value = self._value(key, float, expected, default)
+        if not (math.isfinite(value) and value > 0):
+            raise self.error(key, f"expected {expected}, got {value:g}")
+        return value
+
+    def string_list(self, key: str) -> list[str]:
+        values: list[object] = self._value(key, list, "an array of strings", _REQUIRED)
+        for index, item in enumerate(values):
+            if not isinstance(item, str):
+                raise self.error(f"{key}[{index}]", f"expected a string, got {_describe(item)}")
+        return [str(item) for item in values]
+
+    def path(self, key: str) -> Path:
+        value = self.string(key)
+        if not value.strip():
+            raise self.error(key, "expected a file path, got an empty string")
+        return self.ctx.resolve(value)
+
+
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "participant": (
+        "domain",
+        "role",
+        "signing_key",
+        "listen",
+        "store",
+        "versions",
+        "max_body_bytes",
+        "generate_key",
+    ),
+    "delivery": (
+        "deadline_seconds",
+        "request_timeout_seconds",
+        "backoff_initial_seconds",
+        "backoff_max_seconds",
+        "max_redirects",
+        "handler_concurrency",
+    ),
+    "cro": ("mode", "time_zone", "period_violation"),
+}
