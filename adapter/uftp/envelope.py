@@ -27,6 +27,8 @@ from .xml import SCHEMAS, attr, parse_xml
 
 CS1_PREFIX = "cs1."
 SIGNING_KEY_BYTES = 32
+#: A sealed message is the signature followed by the message itself.
+SIGNATURE_BYTES = crypto_sign_BYTES
 #: libsodium's secret key: 32-byte seed followed by the 32-byte public key.
 SECRET_KEY_BYTES = 64
 
@@ -117,7 +119,7 @@ def parse_envelope(data: bytes) -> SignedMessage:
         sealed = b64decode(body)
     except (binascii.Error, ValueError) as exc:
         raise InvalidXml(f"the Body is not base64: {exc}") from None
-    if len(sealed) < crypto_sign_BYTES:
+    if len(sealed) < SIGNATURE_BYTES:
         # Schema-valid (an empty Body is valid base64Binary) but cannot be unsealed: the spec
         # answers a message that crypto_sign_open cannot open with 401.
         raise InvalidSignature("the Body is shorter than a signature")

@@ -55,6 +55,13 @@ class PayloadTooLarge(TransportError):
     status = 413
 
 
+class RequestTimeout(TransportError):
+    """The body did not arrive within the read timeout: 408, temporary."""
+
+    status = 408
+    temporary = True
+
+
 class RateLimited(TransportError):
     """Sender over the receiver's rate policy: 429, temporary."""
 

@@ -1,0 +1,108 @@
+"""POST one sealed envelope to a peer and say what the answer means for delivery.
+
+The classification is the spec's (message-transport-mechanism.md, "Transmission"): 200 is
+final success; server errors, unknown statuses, timeouts and resets are temporary; a
+non-ambiguous 4xx is final failure. 404 counts as temporary, as the spec encourages (front
+ends answer it while a back end restarts), and so do 429 and 419, which the status table calls
+temporary. Redirects are honoured for load balancing, keeping method and body, a bounded
+number of times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import urljoin
+
+import aiohttp
+
+TEMPORARY_4XX = frozenset({404, 408, 419, 425, 429})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+CONTENT_TYPE = "text/xml; charset=utf-8"
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    TEMPORARY = "temporary"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    outcome: Outcome
+    #: The final HTTP status, or None when no answer came.
+    status: int | None
+    #: What the peer said (first line of its body) or what went wrong on the way.
+    detail: str
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+def classify(status: int) -> Outcome:
+    if status == 200:
+        return Outcome.DELIVERED
+    if 400 <= status < 500 and status not in TEMPORARY_4XX:
+        return Outcome.PERMANENT
+    return Outcome.TEMPORARY
+
+
+class Client:
+    """One aiohttp session for every delivery of a participant (connections are reused)."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        max_redirects: int = 3,
+        ssl_context: ssl.SSLContext | None = None,
+        connection_limit: int = 100,
+    ) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_redirects = max_redirects
+        self._ssl = ssl_context
+        self._limit = connection_limit
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl or True)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                headers={"Content-Type": CONTENT_TYPE},
+                # The body is signed XML; nothing to gain from aiohttp's cookie jar.
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, url: str, envelope: bytes) -> DeliveryResult:
+        """POST `envelope` to `url`, following redirects; never raises for network trouble."""
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        for _ in range(self._max_redirects + 1):
+            try:
+                async with self._session.post(
+                    url, data=envelope, allow_redirects=False
+                ) as response:
+                    status = response.status
+                    location = response.headers.get("Location")
+                    text = (await response.content.read(1024)).decode("utf-8", "replace")
+            except TimeoutError:
+                return DeliveryResult(Outcome.TEMPORARY, None, "timed out")
+            except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+                return DeliveryResult(Outcome.TEMPORARY, None, f"{type(exc).__name__}: {exc}")
+            if status in REDIRECTS and location:
+                url = urljoin(url, location)
+                continue
+            return DeliveryResult(classify(status), status, _first_line(text))
+        return DeliveryResult(Outcome.TEMPORARY, None, f"more than {self._max_redirects} redirects")

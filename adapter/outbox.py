@@ -1,0 +1,168 @@
+"""Durable delivery: persist first, then POST; retry temporary failures until a deadline.
+
+The spec asks a sender to keep trying "for a reasonable amount of time (which is again at least
+one hour for routine messages, employing exponential back off)" and to return a message to its
+sending process when delivery fails for good (message-transport-mechanism.md, "Transmission").
+
+A message is written to the store before its first attempt, so a crash between the two loses
+nothing: `start()` reschedules everything still pending. Retries are timers in memory, each
+mirrored by `next_attempt_at` in the store, which is what a restart reads. Delays grow as
+initial * 2**attempt, capped, with "equal jitter" (half fixed, half random) so that a peer
+coming back from an outage is not hit by every sender at the same instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from .client import Client, DeliveryResult, Outcome
+from .config import DeliverySettings
+from .store.base import DeliveryAttempt, OutboundRecord, OutboundStatus, Store
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+#: Called once per message when its delivery ends for good, successful or not.
+FinalCallback = Callable[[OutboundRecord, OutboundStatus, DeliveryResult], None]
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Seconds to wait after the `attempt`-th failed attempt (1-based)."""
+    ceiling = min(maximum, initial * 2.0 ** (attempt - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: Store,
+        client: Client,
+        settings: DeliverySettings,
+        clock: Clock,
+        on_final: FinalCallback,
+        *,
+        max_in_flight: int = 64,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._settings = settings
+        self._clock = clock
+        self._on_final = on_final
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._rng = random.Random()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._running = False
+
+    async def start(self) -> None:
+        """Resume every delivery a previous run left pending."""
+        self._running = True
+        now = self._clock()
+        pending = await self._store.pending_outbound()
+        for record in pending:
+            self._schedule(record, record.next_attempt_at or now)
+        if pending:
+            log.info("outbox: resuming %d pending deliveries", len(pending))
+
+    async def stop(self) -> None:
+        """Stop delivering. What is pending stays in the store for the next start."""
+        self._running = False
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def submit(self, record: OutboundRecord) -> None:
+        """Persist `record`, then start delivering it."""
+        await self._store.add_outbound(record)
+        self.deliver_now(record)
+
+    def deliver_now(self, record: OutboundRecord) -> None:
+        """Start delivering a record that is already persisted (e.g. queued by a handler's
+        transaction)."""
+        self._schedule(record, None)
+
+    def new_deadline(self, created: datetime) -> datetime:
+        return created + timedelta(seconds=self._settings.deadline_seconds)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _schedule(self, record: OutboundRecord, at: datetime | None) -> None:
+        if not self._running:
+            return
+        delay = 0.0 if at is None else max(0.0, (at - self._clock()).total_seconds())
+        if delay <= 0:
+            self._spawn(record)
+            return
+        loop = asyncio.get_running_loop()
+        self._timers[record.message_id] = loop.call_later(delay, self._spawn, record)
+
+    def _spawn(self, record: OutboundRecord) -> None:
+        self._timers.pop(record.message_id, None)
+        if not self._running:
+            return
+        task = asyncio.get_running_loop().create_task(self._attempt(record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _attempt(self, record: OutboundRecord) -> None:
+        async with self._slots:
+            started = self._clock()
+            result = await self._client.post(record.endpoint, record.envelope)
+        attempts = record.attempts + 1
+        now = self._clock()
+        next_at: datetime | None = None
+        if result.outcome is Outcome.DELIVERED:
+            status = OutboundStatus.DELIVERED
+        elif result.outcome is Outcome.PERMANENT:
+            status = OutboundStatus.FAILED
+        else:
+            delay = backoff_delay(
+                attempts,
+                self._settings.backoff_initial_seconds,
+                self._settings.backoff_max_seconds,
+                self._rng,
+            )
+            next_at = now + timedelta(seconds=delay)
+            if next_at > record.deadline:
+                status, next_at = OutboundStatus.EXPIRED, None
+            else:
+                status = OutboundStatus.PENDING
+        detail = result.detail if result.status is None else f"HTTP {result.status} {result.detail}"
+        attempt = DeliveryAttempt(
+            record.message_id, started, result.status, result.outcome.value, detail.strip()
+        )
+        try:
+            await self._store.record_attempt(attempt, status, next_at)
+        except Exception:
+            # The attempt happened; failing to log it must not stop the retry schedule. The
+            # worst case after a crash is one extra attempt, which the receiver's duplicate
+            # detection absorbs.
+            log.exception("outbox: could not record attempt for %s", record.message_id)
+        log_level = logging.INFO if status is not OutboundStatus.PENDING else logging.WARNING
+        log.log(
+            log_level,
+            "outbox: %s %s -> %s attempt %d: %s%s",
+            record.message_type,
+            record.message_id,
+            record.recipient_domain,
+            attempts,
+            detail.strip() or result.outcome.value,
+            f"; next attempt at {next_at.isoformat()}" if next_at else f"; {status.value}",
+        )
+        updated = replace(
+            record, attempts=attempts, status=status, next_attempt_at=next_at, last_error=detail
+        )
+        if status is OutboundStatus.PENDING:
+            assert next_at is not None
+            self._schedule(updated, next_at)
+        else:
+            self._on_final(updated, status, result)

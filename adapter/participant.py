@@ -1,0 +1,494 @@
+"""One UFTP participant: endpoint, handlers, outbox and the correlation of requests with their
+responses, tied together.
+
+    participant = Participant.from_config(load_config("config/dso.toml"))
+    async with participant:
+        response = await participant.request(update, to="cro.example.com")
+
+Responses are asynchronous in UFTP (message-transport-mechanism.md, "Awaiting reply"): a
+request is answered by a separate signed POST from the peer, correlated by ConversationID
+and the reference to the request's MessageID. `request()` hides that behind one await;
+`send()` is fire-and-forget. A response that arrives when nobody awaits it any more still
+reaches its handler, if one is registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import ssl
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Self, TypeVar
+
+from aiohttp import web
+
+from .client import Client, DeliveryResult
+from .config import Config, DeliverySettings, ParticipantSettings
+from .directory import Directory, Peer, StaticDirectory
+from .keys import PrivateKeys
+from .outbox import Outbox
+from .router import HandlerContext, Router
+from .server import Endpoint, RateLimiter, Received, message_path
+from .store.base import InboundRecord, OutboundRecord, OutboundStatus, SaveOutcome, Store
+from .uftp import codec, envelope
+from .uftp.errors import Reason, Rejection
+from .uftp.messages import (
+    RESPONSE_TYPES,
+    PayloadMessage,
+    PayloadResponse,
+    Result,
+    Role,
+    TestMessage,
+    TestMessageResponse,
+)
+from .uftp.rules import recipient_roles
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=PayloadMessage)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeliveryFailed(Exception):
+    """A message could not be delivered: a permanent HTTP error, or retries ran out."""
+
+    def __init__(self, message_id: str, status: OutboundStatus, result: DeliveryResult) -> None:
+        self.message_id = message_id
+        self.status = status
+        self.result = result
+        how = "was refused" if status is OutboundStatus.FAILED else "could not be delivered in time"
+        code = f" (HTTP {result.status})" if result.status else ""
+        super().__init__(f"message {message_id} {how}{code}: {result.detail}")
+
+
+class ResponseTimeout(TimeoutError):
+    """The request was delivered (or is still being retried) but no response came in time."""
+
+
+class UnknownPeer(LookupError):
+    """No peer is configured for the domain (and role) a message is addressed to."""
+
+
+class Participant:
+    def __init__(
+        self,
+        *,
+        domain: str,
+        role: Role,
+        keys: PrivateKeys,
+        store: Store,
+        directory: Directory,
+        versions: tuple[str, ...] = ("3.1.0",),
+        delivery: DeliverySettings | None = None,
+        router: Router | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_body_bytes: int = 32 * 1024 * 1024,
+        rate_limit: tuple[float, float] | None = None,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.domain = domain
+        self.role = role
+        self.versions = versions
+        self.router = router if router is not None else Router()
+        self.store = store
+        self.directory = directory
+        self._keys = keys
+        self._clock = clock
+        self._host = host
+        self._port = port
+        self._server_ssl = server_ssl
+        settings = delivery or DeliverySettings()
+        self._client = Client(
+            timeout=settings.request_timeout_seconds,
+            max_redirects=settings.max_redirects,
+            ssl_context=client_ssl,
+        )
+        self.outbox = Outbox(store, self._client, settings, clock, self._on_delivery_final)
+        self._endpoint = Endpoint(
+            domain=domain,
+            role=role,
+            versions=versions,
+            directory=directory,
+            store=store,
+            clock=clock,
+            on_received=self._on_received,
+            max_body_bytes=max_body_bytes,
+            rate_limiter=RateLimiter(*rate_limit) if rate_limit else None,
+        )
+        self._handler_slots = asyncio.Semaphore(settings.handler_concurrency)
+        self._handler_tasks: set[asyncio.Task[None]] = set()
+        #: our request's MessageID -> the future its response resolves
+        self._waiters: dict[str, asyncio.Future[PayloadResponse]] = {}
+        #: ConversationID -> our request's MessageID, for responses without a reference
+        #: (a 3.x TestMessageResponse carries none)
+        self._conversations: dict[str, str] = {}
+        self._runner: web.AppRunner | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: Config, *, router: Router | None = None, store: Store | None = None
+    ) -> Participant:
+        """A participant as the configuration file describes it."""
+        settings: ParticipantSettings = config.participant
+        peers = [Peer(p.domain, p.role, p.endpoint, p.signing_keys, p.barred) for p in config.peers]
+        return cls(
+            domain=settings.domain,
+            role=settings.role,
+            keys=settings.load_keys(),
+            store=store or _configured_store(settings),
+            directory=StaticDirectory(peers),
+            versions=settings.versions,
+            delivery=config.delivery,
+            router=router,
+            host=settings.listen.host,
+            port=settings.listen.port,
+            max_body_bytes=settings.max_body_bytes,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self._client.start()
+        self._runner = web.AppRunner(self._endpoint.application(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._server_ssl)
+        await site.start()
+        server = site._server
+        if server is not None and self._port == 0:
+            self._port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        await self.outbox.start()
+        for record in await self.store.unfinished_inbound():
+            self._schedule_handling(self._recover(record))
+        self._endpoint.serving = True
+        log.info("%s %s listening on %s", self.role, self.domain, self.url())
+
+    async def stop(self) -> None:
+        """Stop serving; in-flight handlers finish, pending deliveries stay in the store."""
+        self._endpoint.serving = False
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._handler_tasks:
+            await asyncio.gather(*list(self._handler_tasks), return_exceptions=True)
+        await self.outbox.stop()
+        await self._client.close()
+        for future in self._waiters.values():
+            if not future.done():
+                future.cancel()
+        await self.store.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def url(self, version: str | None = None) -> str:
+        """Our message endpoint, as peers should be configured to reach it."""
+        major = int((version or self.versions[0]).split(".")[0])
+        scheme = "https" if self._server_ssl else "http"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{scheme}://{host}:{self._port}{message_path(major)}"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def send(
+        self, message: PayloadMessage, to: str, *, role: Role | None = None
+    ) -> PayloadMessage:
+        """Queue `message` durably for `to` and return it with its metadata filled in.
+
+        Raises `UnknownPeer` when `to` is not a configured peer for this message type.
+        """
+        peer = await self._peer_for(to, role, type(message))
+        filled = self._fill(message, peer.domain)
+        await self.outbox.submit(self._outbound(filled, peer))
+        return filled
+
+    async def request(
+        self,
+        message: PayloadMessage,
+        to: str,
+        *,
+        role: Role | None = None,
+        timeout: float = 60.0,
+    ) -> PayloadResponse:
+        """Send `message` and wait for the response that answers it.
+
+        Raises `DeliveryFailed` when the message cannot be delivered, `ResponseTimeout` when
+        no response arrives within `timeout` seconds.
+        """
+        peer = await self._peer_for(to, role, type(message))
+        filled = self._fill(message, peer.domain)
+        future: asyncio.Future[PayloadResponse] = asyncio.get_running_loop().create_future()
+        self._waiters[filled.message_id] = future
+        self._conversations[filled.conversation_id] = filled.message_id
+        try:
+            await self.outbox.submit(self._outbound(filled, peer))
+            try:
+                async with asyncio.timeout(timeout):
+                    return await future
+            except TimeoutError:
+                raise ResponseTimeout(
+                    f"no response to {filled.xml_name} {filled.message_id} within {timeout:g} s"
+                ) from None
+        finally:
+            self._waiters.pop(filled.message_id, None)
+            self._conversations.pop(filled.conversation_id, None)
+
+    async def _peer_for(self, domain: str, role: Role | None, kind: type[PayloadMessage]) -> Peer:
+        roles = (
+            {role} if role is not None else recipient_roles(kind) & self.directory.roles_of(domain)
+        )
+        if len(roles) == 1:
+            peer = await self.directory.lookup(domain, next(iter(roles)))
+            if peer is not None:
+                return peer
+        wanted = f" as {role}" if role else ""
+        raise UnknownPeer(f"no peer {domain}{wanted} configured to receive {kind.xml_name}")
+
+    def _fill(
+        self,
+        message: M,
+        recipient: str,
+        *,
+        version: str | None = None,
+        conversation_id: str | None = None,
+    ) -> M:
+        """The message with the metadata of a message we send now."""
+        return dataclasses.replace(
+            message,
+            version=version or message.version or self.versions[0],
+            sender_domain=self.domain,
+            recipient_domain=recipient,
+            time_stamp=self._clock(),
+            message_id=str(uuid.uuid4()),
+            conversation_id=conversation_id or message.conversation_id or str(uuid.uuid4()),
+        )
+
+    def _outbound(self, message: PayloadMessage, peer: Peer) -> OutboundRecord:
+        inner = codec.encode(message)
+        log.debug("outbound %s body: %r", message.message_id, inner)
+        sealed = envelope.seal(inner, self._keys.signing, self.domain, self.role)
+        now = self._clock()
+        reference = message.reference_message_id if isinstance(message, PayloadResponse) else ""
+        return OutboundRecord(
+            message_id=message.message_id,
+            recipient_domain=peer.domain,
+            recipient_role=peer.role.value,
+            message_type=message.xml_name,
+            conversation_id=message.conversation_id,
+            reference_message_id=reference or None,
+            endpoint=peer.endpoint,
+            envelope=sealed,
+            created_at=now,
+            deadline=self.outbox.new_deadline(now),
+            next_attempt_at=now,
+        )
+
+    def _on_delivery_final(
+        self, record: OutboundRecord, status: OutboundStatus, result: DeliveryResult
+    ) -> None:
+        if status is OutboundStatus.DELIVERED:
+            return
+        log.error(
+            "delivery of %s %s to %s failed for good: %s",
+            record.message_type,
+            record.message_id,
+            record.recipient_domain,
+            record.last_error,
+        )
+        future = self._waiters.get(record.message_id)
+        if future is not None and not future.done():
+            future.set_exception(DeliveryFailed(record.message_id, status, result))
+
+    # -- receiving ------------------------------------------------------------------------------
+
+    def _on_received(self, received: Received) -> None:
+        """Called by the endpoint once a message is stored, before the sender gets its 200."""
+        if received.outcome is SaveOutcome.ALREADY_SUBMITTED:
+            return  # handled (or being handled) already; the first response stands
+        self._schedule_handling(self._handle(received))
+
+    def _schedule_handling(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_tasks.discard)
+
+    async def _recover(self, record: InboundRecord) -> None:
+        """Handle a message a previous run acknowledged but did not finish handling."""
+        signed = envelope.parse_envelope(record.envelope)
+        inner = signed.sealed[envelope.SIGNATURE_BYTES :]  # verified before it was stored
+        message = codec.decode(inner)
+        log.info("recovering unfinished %s %s", message.xml_name, message.message_id)
+        await self._handle(
+            Received(
+                message=message,
+                sender_domain=record.sender_domain,
+                sender_role=Role(record.sender_role),
+                envelope=record.envelope,
+                inner_xml=inner,
+                received_at=record.received_at,
+                rejections=tuple(record.rejection.split("; ")) if record.rejection else (),
+                outcome=SaveOutcome.NEW,
+            )
+        )
+
+    async def _handle(self, received: Received) -> None:
+        message = received.message
+        async with self._handler_slots:
+            try:
+                response = await self._respond(received)
+                outbound = None
+                if response is not None:
+                    peer = await self.directory.lookup(received.sender_domain, received.sender_role)
+                    if peer is None:
+                        raise UnknownPeer(f"{received.sender_domain} is no longer configured")
+                    outbound = self._outbound(response, peer)
+            except Exception:
+                log.exception("handling %s %s failed", message.xml_name, message.message_id)
+                return  # stays unfinished in the store; retried on the next start
+            if received.outcome is SaveOutcome.DUPLICATE_IDENTIFIER:
+                # The conflicting copy is not stored as an inbound message (its key belongs
+                # to the original); only the rejection goes out.
+                if outbound is not None:
+                    await self.outbox.submit(outbound)
+                return
+            await self.store.finish_inbound(received.sender_domain, message.message_id, outbound)
+            if outbound is not None:
+                self.outbox.deliver_now(outbound)
+
+    async def _respond(self, received: Received) -> PayloadResponse | None:
+        """Run the handler stage; the response to send, metadata complete, or None."""
+        message = received.message
+        if isinstance(message, PayloadResponse):
+            self._resolve_waiter(message)
+            await self._call_handler(received)
+            return None
+        if received.outcome is SaveOutcome.DUPLICATE_IDENTIFIER:
+            reasons: tuple[str, ...] = (Reason.DUPLICATE_IDENTIFIER,)
+        elif received.rejections:
+            reasons = received.rejections
+        else:
+            try:
+                response = await self._call_handler(received)
+            except Rejection as rejection:
+                reasons = rejection.reasons
+            except Exception:
+                log.exception("handler for %s %s raised", message.xml_name, message.message_id)
+                reasons = (Reason.INVALID_MESSAGE,)
+            else:
+                return self._complete_response(response, received)
+        log.info(
+            "rejecting %s %s from %s: %s",
+            message.xml_name,
+            message.message_id,
+            received.sender_domain,
+            "; ".join(reasons),
+        )
+        return self._complete_response(rejected(message, reasons), received)
+
+    async def _call_handler(self, received: Received) -> PayloadResponse | None:
+        message = received.message
+        handler = self.router.handler_for(type(message))
+        if handler is None:
+            if isinstance(message, PayloadResponse):
+                return None
+            if isinstance(message, TestMessage):
+                return TestMessageResponse()
+            raise Rejection(Reason.INVALID_MESSAGE)
+        context = HandlerContext(
+            sender_domain=received.sender_domain,
+            sender_role=received.sender_role,
+            message_id=message.message_id,
+            conversation_id=message.conversation_id,
+            envelope=received.envelope,
+            inner_xml=received.inner_xml,
+            received_at=received.received_at,
+            participant=self,
+        )
+        return await handler(message, context)
+
+    def _complete_response(
+        self, response: PayloadResponse | None, received: Received
+    ) -> PayloadResponse:
+        """Give a handler's response the metadata of an answer to `received`."""
+        request = received.message
+        expected = RESPONSE_TYPES[type(request)]
+        if response is None:
+            response = accepted(request)
+        elif type(response) is not expected:
+            log.error(
+                "handler for %s returned %s instead of %s",
+                request.xml_name,
+                type(response).__name__,
+                expected.__name__,
+            )
+            response = rejected(request, (Reason.INVALID_MESSAGE,))
+        # A response is written in the Version of the request it answers (if we speak it).
+        version = request.version if request.version in self.versions else self.versions[0]
+        filled = self._fill(
+            response,
+            received.sender_domain,
+            version=version,
+            conversation_id=request.conversation_id,
+        )
+        return dataclasses.replace(filled, reference_message_id=request.message_id)
+
+    def _resolve_waiter(self, response: PayloadResponse) -> None:
+        key = response.reference_message_id or self._conversations.get(response.conversation_id)
+        future = self._waiters.get(key) if key else None
+        if future is not None and not future.done():
+            future.set_result(response)
+
+
+def _configured_store(settings: ParticipantSettings) -> Store:
+    from . import config
+
+    if isinstance(settings.store, config.PostgresStore):
+        from .store.postgres import PostgresStore
+
+        return PostgresStore(settings.store.dsn)
+    from .store.sqlite import SqliteStore
+
+    return SqliteStore(settings.store.path)
+
+
+def _copied_fields(request: PayloadMessage, response_type: type[PayloadResponse]) -> dict[str, Any]:
+    """The response's required business fields that the request carries (TimeZone, Period)."""
+    metadata = {f.name for f in dataclasses.fields(PayloadResponse)}
+    return {
+        f.name: getattr(request, f.name)
+        for f in dataclasses.fields(response_type)
+        if f.name not in metadata and hasattr(request, f.name)
+    }
+
+
+def accepted(request: PayloadMessage) -> PayloadResponse:
+    """A bare Accepted response to `request` (metadata to be filled by the participant)."""
+    response_type = RESPONSE_TYPES[type(request)]
+    return response_type(result=Result.ACCEPTED, **_copied_fields(request, response_type))
+
+
+def rejected(request: PayloadMessage, reasons: tuple[str, ...] | list[str]) -> PayloadResponse:
+    """A Rejected response to `request` with the reasons joined as the spec allows ("; ")."""
+    response_type = RESPONSE_TYPES[type(request)]
+    return response_type(
+        result=Result.REJECTED,
+        rejection_reason="; ".join(reasons),
+        **_copied_fields(request, response_type),
+    )

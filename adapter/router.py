@@ -1,0 +1,85 @@
+"""Message type -> async handler, registered with a decorator.
+
+    router = Router()
+
+    @router.on(DSOPortfolioUpdate)
+    async def portfolio_update(message: DSOPortfolioUpdate, ctx: HandlerContext):
+        ...
+        return DSOPortfolioUpdateResponse()   # the participant fills the metadata
+
+A handler returns the response message (or None for messages that take none, such as
+responses), or raises `Rejection` to answer Result=Rejected with its reasons. It runs after the
+sender already had its HTTP 200, so it may take its time; the participant bounds how many run
+at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .uftp.messages import PayloadMessage, PayloadResponse, Role
+
+if TYPE_CHECKING:
+    from .participant import Participant
+
+M = TypeVar("M", bound=PayloadMessage)
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerContext:
+    """What a handler knows about the message besides its content."""
+
+    #: From the verified SignedMessage: who really sent it.
+    sender_domain: str
+    sender_role: Role
+    message_id: str
+    conversation_id: str
+    #: The SignedMessage as received, and the inner XML it carried (for audit or archiving).
+    envelope: bytes
+    inner_xml: bytes
+    received_at: datetime
+    #: For handlers that send further messages of their own.
+    participant: Participant
+
+
+Handler = Callable[[Any, HandlerContext], Awaitable[PayloadResponse | None]]
+
+
+class Router:
+    """Handlers by message type. One handler per type: a second registration is an error,
+    not a silent override, because which one runs would otherwise depend on import order."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[type[PayloadMessage], Handler] = {}
+
+    def on(
+        self, message_type: type[M]
+    ) -> Callable[
+        [Callable[[M, HandlerContext], Awaitable[PayloadResponse | None]]],
+        Callable[[M, HandlerContext], Awaitable[PayloadResponse | None]],
+    ]:
+        """Register the decorated coroutine function as the handler of `message_type`."""
+
+        def register(
+            handler: Callable[[M, HandlerContext], Awaitable[PayloadResponse | None]],
+        ) -> Callable[[M, HandlerContext], Awaitable[PayloadResponse | None]]:
+            if message_type in self._handlers:
+                raise ValueError(f"a handler for {message_type.__name__} is already registered")
+            self._handlers[message_type] = handler
+            return handler
+
+        return register
+
+    def handler_for(self, message_type: type[PayloadMessage]) -> Handler | None:
+        return self._handlers.get(message_type)
+
+    def include(self, other: Router) -> None:
+        """Add another router's handlers (e.g. a role's ready-made handlers)."""
+        for message_type, handler in other._handlers.items():
+            self.on(message_type)(handler)
+
+    def __contains__(self, message_type: type[PayloadMessage]) -> bool:
+        return message_type in self._handlers

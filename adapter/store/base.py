@@ -1,0 +1,139 @@
+"""The persistence port: what the participant needs to remember, and nothing about how.
+
+Two promises rest on it. "Never lose a message": an inbound message is stored before the
+sender hears HTTP 200, an outbound one before its first delivery attempt. "Never handle one
+twice": an inbound message is keyed by (sender domain, MessageID), so a resent copy is
+recognised, and marking it handled happens in the same transaction that queues its response.
+
+Implementations: `sqlite.SqliteStore` (embedded default) and `postgres.PostgresStore`. The
+rest of the code never writes SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class InboundStatus(StrEnum):
+    #: Stored and acknowledged with HTTP 200; its handler has not finished yet.
+    RECEIVED = "received"
+    #: Its handler finished (or it was rejected); its response, if any, is in the outbox.
+    HANDLED = "handled"
+
+
+class OutboundStatus(StrEnum):
+    #: Waiting for its first or next delivery attempt.
+    PENDING = "pending"
+    #: The peer answered 200.
+    DELIVERED = "delivered"
+    #: A permanent failure (a non-temporary 4xx, or no endpoint for the recipient).
+    FAILED = "failed"
+    #: Temporary failures until the delivery deadline passed.
+    EXPIRED = "expired"
+
+
+class SaveOutcome(StrEnum):
+    """What `save_inbound` found; the spec's duplicate rules (message-validation.md)."""
+
+    NEW = "new"
+    #: Same sender and MessageID, same content: "Already Submitted", not handled again.
+    ALREADY_SUBMITTED = "already-submitted"
+    #: Same sender and MessageID, other content: "Duplicate Identifier".
+    DUPLICATE_IDENTIFIER = "duplicate-identifier"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """An inbound message as received: the raw envelope is kept for audit."""
+
+    sender_domain: str
+    message_id: str
+    sender_role: str
+    message_type: str
+    conversation_id: str
+    version: str
+    #: SHA-256 of the inner (unsealed) XML: what "same content" means for duplicates.
+    content_hash: bytes
+    envelope: bytes
+    received_at: datetime
+    status: InboundStatus = InboundStatus.RECEIVED
+    #: Rejection reasons found by the protocol checks before the 200 ("; "-joined), if any.
+    rejection: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    """A message on its way out: the sealed SignedMessage exactly as it will be POSTed."""
+
+    message_id: str
+    recipient_domain: str
+    recipient_role: str
+    message_type: str
+    conversation_id: str
+    #: MessageID of the request this message answers, for responses.
+    reference_message_id: str | None
+    endpoint: str
+    envelope: bytes
+    created_at: datetime
+    #: After this instant temporary failures stop being retried.
+    deadline: datetime
+    status: OutboundStatus = OutboundStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """One POST of an outbound message and how it ended; the retry schedule, made visible."""
+
+    message_id: str
+    attempted_at: datetime
+    #: HTTP status, or None when no response came (timeout, reset, refused).
+    http_status: int | None
+    outcome: str
+    detail: str
+
+
+class Store(Protocol):
+    """Durable state of one participant. All methods are safe to call concurrently."""
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema."""
+
+    async def close(self) -> None: ...
+
+    async def save_inbound(self, record: InboundRecord) -> SaveOutcome:
+        """Store a received message durably unless its (sender, MessageID) is known."""
+
+    async def finish_inbound(
+        self, sender_domain: str, message_id: str, response: OutboundRecord | None
+    ) -> None:
+        """Mark a message handled and queue its response, in one transaction."""
+
+    async def unfinished_inbound(self) -> list[InboundRecord]:
+        """Messages acknowledged with 200 whose handling did not finish (crash recovery)."""
+
+    async def get_inbound(self, sender_domain: str, message_id: str) -> InboundRecord | None: ...
+
+    async def add_outbound(self, record: OutboundRecord) -> None:
+        """Persist an outgoing message before its first delivery attempt."""
+
+    async def record_attempt(
+        self,
+        attempt: DeliveryAttempt,
+        status: OutboundStatus,
+        next_attempt_at: datetime | None,
+    ) -> None:
+        """Log one delivery attempt and move the message to its new status."""
+
+    async def pending_outbound(self) -> list[OutboundRecord]:
+        """Every message still to be delivered, earliest next attempt first."""
+
+    async def get_outbound(self, message_id: str) -> OutboundRecord | None: ...
+
+    async def attempts(self, message_id: str) -> list[DeliveryAttempt]:
+        """The delivery attempts of one message, oldest first."""

@@ -1,0 +1,81 @@
+"""Who may send which message to whom, in the contract phase (spec: contract-phase.md).
+
+A DSO publishes and queries its portfolio at the CRO; an aggregator does the same for its own
+connections; the CRO answers both. TestMessage may pass between any two participants.
+"""
+
+from __future__ import annotations
+
+from .errors import Reason
+from .messages import (
+    AGRPortfolioQuery,
+    AGRPortfolioQueryResponse,
+    AGRPortfolioUpdate,
+    AGRPortfolioUpdateResponse,
+    DSOPortfolioQuery,
+    DSOPortfolioQueryResponse,
+    DSOPortfolioUpdate,
+    DSOPortfolioUpdateResponse,
+    PayloadMessage,
+    Role,
+    TestMessage,
+    TestMessageResponse,
+)
+
+_ANY = frozenset(Role)
+
+#: message type -> (roles that may send it, roles that may receive it)
+ROUTES: dict[type[PayloadMessage], tuple[frozenset[Role], frozenset[Role]]] = {
+    TestMessage: (_ANY, _ANY),
+    TestMessageResponse: (_ANY, _ANY),
+    DSOPortfolioUpdate: (frozenset({Role.DSO}), frozenset({Role.CRO})),
+    DSOPortfolioUpdateResponse: (frozenset({Role.CRO}), frozenset({Role.DSO})),
+    DSOPortfolioQuery: (frozenset({Role.DSO}), frozenset({Role.CRO})),
+    DSOPortfolioQueryResponse: (frozenset({Role.CRO}), frozenset({Role.DSO})),
+    AGRPortfolioUpdate: (frozenset({Role.AGR}), frozenset({Role.CRO})),
+    AGRPortfolioUpdateResponse: (frozenset({Role.CRO}), frozenset({Role.AGR})),
+    AGRPortfolioQuery: (frozenset({Role.AGR}), frozenset({Role.CRO})),
+    AGRPortfolioQueryResponse: (frozenset({Role.CRO}), frozenset({Role.AGR})),
+}
+
+
+def may_send(message_type: type[PayloadMessage], sender: Role, recipient: Role) -> bool:
+    """Whether a participant in role `sender` may send `message_type` to one in `recipient`."""
+    route = ROUTES.get(message_type)
+    return route is not None and sender in route[0] and recipient in route[1]
+
+
+def recipient_roles(message_type: type[PayloadMessage]) -> frozenset[Role]:
+    """The roles a message of this type can be addressed to."""
+    route = ROUTES.get(message_type)
+    return route[1] if route is not None else frozenset()
+
+
+def protocol_rejections(
+    message: PayloadMessage,
+    *,
+    envelope_sender_domain: str,
+    envelope_sender_role: Role,
+    own_domain: str,
+    own_role: Role,
+    supported_versions: tuple[str, ...],
+    barred: bool = False,
+) -> list[str]:
+    """The checks that end in a Rejected response rather than an HTTP error.
+
+    They run once the inner message is verified and schema-valid (message-validation.md):
+    from then on problems are reported in the response message. All failing checks are
+    reported together; the spec lets RejectionReason hold several, separated by ";".
+    """
+    reasons: list[str] = []
+    if barred:
+        reasons.append(Reason.BARRED_SENDER)
+    if message.sender_domain != envelope_sender_domain:
+        reasons.append(Reason.MISMATCH_SENDER_DOMAIN)
+    if not may_send(type(message), envelope_sender_role, own_role):
+        reasons.append(Reason.INVALID_SENDER_ROLE)
+    if message.recipient_domain != own_domain:
+        reasons.append(Reason.UNKNOWN_RECIPIENT_DOMAIN)
+    if message.version not in supported_versions:
+        reasons.append(Reason.UNSUPPORTED_VERSION)
+    return reasons

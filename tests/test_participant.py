@@ -1,0 +1,281 @@
+"""The participant end to end: two real participants on loopback exchanging signed messages."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from adapter.participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
+from adapter.router import HandlerContext, Router
+from adapter.store.base import OutboundStatus
+from adapter.uftp.errors import Rejection
+from adapter.uftp.messages import (
+    DSOPortfolioQuery,
+    DSOPortfolioQueryResponse,
+    DSOPortfolioUpdate,
+    DSOPortfolioUpdateResponse,
+    PayloadResponse,
+    Result,
+    Role,
+    TestMessage,
+    TestMessageResponse,
+)
+from tests.conftest import Network, eventually
+from tests.uftp.samples import make_dso_portfolio_query, make_dso_portfolio_update
+
+DSO = "dso.example-grid.nl"
+CRO = "cro.example.com"
+
+
+def bare(message: DSOPortfolioUpdate) -> DSOPortfolioUpdate:
+    """A sample with its metadata cleared, as an application would compose it."""
+    return dataclasses.replace(
+        message,
+        version="",
+        sender_domain="",
+        recipient_domain="",
+        time_stamp=None,
+        message_id="",
+        conversation_id="",
+    )
+
+
+class Recorder:
+    """A router whose handlers remember what they saw."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[object, HandlerContext]] = []
+
+    def of(self, kind: type) -> list:
+        return [m for m, _ in self.received if isinstance(m, kind)]
+
+
+def cro_router(recorder: Recorder) -> Router:
+    router = Router()
+
+    @router.on(DSOPortfolioUpdate)
+    async def update(message: DSOPortfolioUpdate, ctx: HandlerContext) -> PayloadResponse:
+        recorder.received.append((message, ctx))
+        if message.congestion_points[0].entity_address.endswith("reject"):
+            raise Rejection("Invalid CongestionPoint", "TimeZone rejected")
+        if message.congestion_points[0].entity_address.endswith("crash"):
+            raise RuntimeError("handler bug")
+        return DSOPortfolioUpdateResponse()
+
+    @router.on(DSOPortfolioQuery)
+    async def query(message: DSOPortfolioQuery, ctx: HandlerContext) -> PayloadResponse:
+        recorder.received.append((message, ctx))
+        await asyncio.sleep(0.5)  # a slow query: the request must still be answered
+        return DSOPortfolioQueryResponse(time_zone=message.time_zone, period=message.period)
+
+    return router
+
+
+def dso_router(recorder: Recorder) -> Router:
+    router = Router()
+    for kind in (DSOPortfolioUpdateResponse, DSOPortfolioQueryResponse, TestMessageResponse):
+
+        @router.on(kind)
+        async def response(message: PayloadResponse, ctx: HandlerContext) -> None:
+            recorder.received.append((message, ctx))
+
+    return router
+
+
+async def pair(
+    network: Network, **cro_options: object
+) -> tuple[Participant, Participant, Recorder, Recorder]:
+    cro_seen, dso_seen = Recorder(), Recorder()
+    cro = network.create(CRO, Role.CRO, router=cro_router(cro_seen), **cro_options)  # type: ignore[arg-type]
+    dso = network.create(DSO, Role.DSO, router=dso_router(dso_seen))
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
+    return cro, dso, cro_seen, dso_seen
+
+
+async def test_request_returns_the_correlated_response(network: Network) -> None:
+    cro, dso, cro_seen, dso_seen = await pair(network)
+    update = bare(make_dso_portfolio_update())
+
+    response = await dso.request(update, to=CRO, timeout=10)
+
+    assert isinstance(response, DSOPortfolioUpdateResponse)
+    assert response.result is Result.ACCEPTED
+    [(received, ctx)] = cro_seen.received
+    assert received.congestion_points == update.congestion_points
+    assert ctx.sender_domain == DSO and ctx.sender_role is Role.DSO
+    assert response.reference_message_id == received.message_id
+    assert response.conversation_id == received.conversation_id
+    assert response.sender_domain == CRO and response.recipient_domain == DSO
+    assert response.version == received.version == "3.1.0"
+    # The response still reached the DSO's handler too.
+    await eventually(lambda: len(dso_seen.of(DSOPortfolioUpdateResponse)) == 1)
+
+
+async def test_test_message_is_answered_without_user_code(network: Network) -> None:
+    cro, dso, _, _ = await pair(network)
+    response = await dso.request(TestMessage(), to=CRO, role=Role.CRO, timeout=10)
+    assert isinstance(response, TestMessageResponse)
+
+
+async def test_handler_rejection_reports_all_reasons(network: Network) -> None:
+    cro, dso, _, _ = await pair(network)
+    update = bare(make_dso_portfolio_update())
+    point = dataclasses.replace(
+        update.congestion_points[0], entity_address="ea1.2024-01.nl.example:cp-reject"
+    )
+    response = await dso.request(
+        dataclasses.replace(update, congestion_points=(point,)), to=CRO, timeout=10
+    )
+    assert response.result is Result.REJECTED
+    assert response.rejection_reason == "Invalid CongestionPoint; TimeZone rejected"
+
+
+async def test_handler_that_raises_answers_rejected_and_serves_on(network: Network) -> None:
+    cro, dso, _, _ = await pair(network)
+    update = bare(make_dso_portfolio_update())
+    point = dataclasses.replace(
+        update.congestion_points[0], entity_address="ea1.2024-01.nl.example:cp-crash"
+    )
+    response = await dso.request(
+        dataclasses.replace(update, congestion_points=(point,)), to=CRO, timeout=10
+    )
+    assert response.result is Result.REJECTED
+    assert response.rejection_reason == "Invalid Message"
+    again = await dso.request(bare(make_dso_portfolio_update()), to=CRO, timeout=10)
+    assert again.result is Result.ACCEPTED
+
+
+async def test_unhandled_message_type_is_rejected_as_invalid_message(network: Network) -> None:
+    cro, dso, _, _ = await pair(network)
+    # The DSO has no handler for DSOPortfolioQuery... but the role rule forbids CRO -> DSO
+    # queries anyway; so send a query to a CRO whose router lacks it.
+    bare_cro = network.create("cro2.example.com", Role.CRO)
+    await network.start(bare_cro)
+    network.introduce(bare_cro, dso)
+    query = dataclasses.replace(
+        make_dso_portfolio_query(), message_id="", conversation_id="", time_stamp=None
+    )
+    response = await dso.request(query, to="cro2.example.com", timeout=10)
+    assert response.result is Result.REJECTED
+    assert response.rejection_reason == "Invalid Message"
+    assert isinstance(response, DSOPortfolioQueryResponse)
+    assert response.period == query.period  # required fields copied from the request
+
+
+async def test_send_to_unknown_peer_is_refused(network: Network) -> None:
+    _, dso, _, _ = await pair(network)
+    with pytest.raises(UnknownPeer):
+        await dso.send(bare(make_dso_portfolio_update()), to="nobody.example.com")
+
+
+async def test_request_times_out_when_no_response_comes(network: Network) -> None:
+    cro, dso, _, _ = await pair(network)
+    query = dataclasses.replace(
+        make_dso_portfolio_query(), message_id="", conversation_id="", time_stamp=None
+    )
+    with pytest.raises(ResponseTimeout):
+        await dso.request(query, to=CRO, timeout=0.2)  # the handler takes 0.5 s
+
+
+async def test_late_response_still_reaches_its_handler(network: Network) -> None:
+    cro, dso, _, dso_seen = await pair(network)
+    query = dataclasses.replace(
+        make_dso_portfolio_query(), message_id="", conversation_id="", time_stamp=None
+    )
+    with pytest.raises(ResponseTimeout):
+        await dso.request(query, to=CRO, timeout=0.1)
+    await eventually(lambda: len(dso_seen.of(DSOPortfolioQueryResponse)) == 1)
+
+
+async def test_permanent_failure_is_surfaced_to_the_request(network: Network) -> None:
+    cro, dso, _, _ = await pair(network)
+    # The CRO does not know the DSO's current key: it answers 401, a permanent failure.
+    stranger = network.create("dso3.example.com", Role.DSO)
+    await network.start(stranger)
+    stranger.directory.add(network.peer(cro))  # type: ignore[attr-defined]
+    with pytest.raises(DeliveryFailed) as failure:
+        await stranger.request(bare(make_dso_portfolio_update()), to=CRO, timeout=10)
+    assert failure.value.result.status == 401
+    record = await stranger.store.get_outbound(failure.value.message_id)
+    assert record is not None and record.status is OutboundStatus.FAILED
+
+
+async def test_peer_down_then_back_is_delivered_after_retries(network: Network) -> None:
+    cro_seen, dso_seen = Recorder(), Recorder()
+    dso = network.create(DSO, Role.DSO, router=dso_router(dso_seen))
+    cro = network.create(CRO, Role.CRO, router=cro_router(cro_seen))
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
+    port = cro.port
+    await cro.stop()  # the CRO goes down
+
+    sent = await dso.send(bare(make_dso_portfolio_update()), to=CRO)
+    await eventually(lambda: _attempts(dso, sent.message_id, at_least=2), timeout=10)
+
+    revived = network.create(CRO, Role.CRO, router=cro_router(cro_seen), port=port)
+    await revived.start()
+    network.introduce(revived, dso)
+
+    await eventually(lambda: len(dso_seen.of(DSOPortfolioUpdateResponse)) == 1, timeout=15)
+    record = await dso.store.get_outbound(sent.message_id)
+    assert record is not None and record.status is OutboundStatus.DELIVERED
+    attempts = await dso.store.attempts(sent.message_id)
+    assert attempts[-1].http_status == 200
+    assert all(a.outcome == "temporary" for a in attempts[:-1])
+    assert len(cro_seen.received) == 1
+
+
+async def _attempts(participant: Participant, message_id: str, *, at_least: int) -> bool:
+    return len(await participant.store.attempts(message_id)) >= at_least
+
+
+async def test_pending_delivery_survives_a_restart(network: Network) -> None:
+    cro_seen, dso_seen = Recorder(), Recorder()
+    cro = network.create(CRO, Role.CRO, router=cro_router(cro_seen))
+    dso = network.create(DSO, Role.DSO, router=dso_router(dso_seen))
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
+    port = cro.port
+    await cro.stop()
+
+    sent = await dso.send(bare(make_dso_portfolio_update()), to=CRO)
+    await eventually(lambda: _attempts(dso, sent.message_id, at_least=1))
+    await dso.stop()  # the DSO stops with the delivery pending
+
+    revived = network.create(CRO, Role.CRO, router=cro_router(cro_seen), port=port)
+    await revived.start()
+    restarted = network.create(DSO, Role.DSO, router=dso_router(dso_seen), store_name=DSO)
+    await restarted.start()
+    network.introduce(revived, restarted)
+
+    await eventually(lambda: len(cro_seen.received) == 1, timeout=15)
+    await eventually(lambda: len(dso_seen.of(DSOPortfolioUpdateResponse)) == 1, timeout=15)
+    record = await restarted.store.get_outbound(sent.message_id)
+    assert record is not None and record.status is OutboundStatus.DELIVERED
+
+
+def test_handlers_register_once_per_type() -> None:
+    router = Router()
+
+    @router.on(TestMessage)
+    async def first(message: TestMessage, ctx: HandlerContext) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="already registered"):
+
+        @router.on(TestMessage)
+        async def second(message: TestMessage, ctx: HandlerContext) -> None:
+            return None
+
+
+async def test_response_metadata_is_filled_by_the_participant(network: Network) -> None:
+    cro, dso, _, _ = await pair(network)
+    before = datetime.now(UTC)
+    response = await dso.request(bare(make_dso_portfolio_update()), to=CRO, timeout=10)
+    assert response.time_stamp is not None and response.time_stamp >= before
+    uuid.UUID(response.message_id)
