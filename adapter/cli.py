@@ -12,6 +12,7 @@ never as a traceback: the message already names the file and the field to fix.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import re
 import sys
@@ -30,6 +31,7 @@ from .keys import (
     write_private,
 )
 from .uftp.envelope import PublicKeys, parse_cs1
+from .uftp.errors import UftpError
 from .uftp.messages import Role
 
 if TYPE_CHECKING:
@@ -148,11 +150,78 @@ def _role(text: str) -> Role:
 
 
 # --------------------------------------------------------------------------------------------
+# serve, send, demo
+# --------------------------------------------------------------------------------------------
+
+
+def add_participant_commands(subparsers: _SubParsers) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the participant's endpoint until SIGINT/SIGTERM",
+        description="Run the endpoint; on SIGINT/SIGTERM in-flight handlers finish and "
+        "pending deliveries stay in the store for the next start.",
+    )
+    serve.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
+    serve.set_defaults(func=cmd_serve)
+
+    send = subparsers.add_parser(
+        "send",
+        help="send one message file and print its response",
+        description="Send the UFTP message in MESSAGE_FILE (its metadata is replaced) and wait "
+        "for the response. Exit status: 0 Accepted, 1 Rejected, 2 not delivered or no answer. "
+        "Listens on the configured address meanwhile, to receive the response.",
+    )
+    send.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
+    send.add_argument("--to", required=True, metavar="DOMAIN", help="the recipient's domain")
+    send.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    send.add_argument("message_file", type=Path, metavar="MESSAGE_FILE")
+    send.set_defaults(func=cmd_send)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="start the sample CRO and DSO on loopback and publish a portfolio",
+        description="Generate the sample keys on first run, start config/cro.toml and "
+        "config/dso.toml in this process, and show a DSOPortfolioUpdate and its response.",
+    )
+    demo.add_argument(
+        "--config-dir", type=Path, default=Path("config"), help="folder of dso.toml and cro.toml"
+    )
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .run import serve
+
+    asyncio.run(serve(load_config(args.config)))
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .run import read_message_file, request_once
+
+    config = load_config(args.config)
+    message = read_message_file(args.message_file)
+    outcome = asyncio.run(request_once(config, message, args.to, timeout=args.timeout))
+    return outcome.status
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .run import demo
+
+    return asyncio.run(demo(args.config_dir))
+
+
+# --------------------------------------------------------------------------------------------
 # The parser
 # --------------------------------------------------------------------------------------------
 
 #: Every command group, in the order `--help` lists them. Add new groups here.
-COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (add_keys_commands,)
+COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
+    add_keys_commands,
+    add_participant_commands,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,8 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ConfigError, KeyFileError) as exc:
+    except (ConfigError, KeyFileError, UftpError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # e.g. the listen address is in use
+        print(f"{PROG}: error: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except UsageError as exc:
         parser.print_usage(sys.stderr)

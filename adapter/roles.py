@@ -1,0 +1,17 @@
+"""The ready-made handlers each role brings, added to a participant's router.
+
+A CRO answers portfolio updates and queries from its register; a DSO needs no handlers of
+its own (its responses resolve the requests that await them).
+"""
+
+from __future__ import annotations
+
+from .config import Config
+from .participant import Participant
+from .uftp.messages import Role
+
+
+def role_router(participant: Participant, config: Config) -> None:
+    """Register the handlers of `participant`'s role on its router."""
+    if participant.role is Role.CRO:
+        return  # the CRO register's handlers are wired here once it exists
