@@ -407,17 +407,15 @@ def _listen(table: _Table, key: str) -> ListenAddress:
 
 def _store(table: _Table, key: str) -> StoreSettings:
     value = table.string(key)
+    from .store import open_store  # the store package owns the URL rules; nothing is opened
+
+    try:
+        open_store(value, base_dir=table.ctx.resolve("."))
+    except ValueError as exc:
+        raise table.error(key, str(exc)) from None
     if value.startswith("sqlite:"):
-        location = value.removeprefix("sqlite:")
-        if not location:
-            raise table.error(key, "expected 'sqlite:PATH', the PATH is missing")
-        return SqliteStore(table.ctx.resolve(location))
-    scheme = urlsplit(value).scheme if "://" in value else ""
-    if scheme in ("postgresql", "postgres"):
-        return PostgresStore(value)
-    raise table.error(
-        key, f"expected 'sqlite:PATH' or 'postgresql://...', got {_redact_url(value)!r}"
-    )
+        return SqliteStore(table.ctx.resolve(value.removeprefix("sqlite:")))
+    return PostgresStore(value)
 
 
 def _versions(table: _Table, key: str) -> tuple[str, ...]:

@@ -460,9 +460,9 @@ def _configured_store(settings: ParticipantSettings) -> Store:
     from . import config
 
     if isinstance(settings.store, config.PostgresStore):
-        from .store.postgres import PostgresStore
+        from .store import open_store
 
-        return PostgresStore(settings.store.dsn)
+        return open_store(settings.store.dsn)
     from .store.sqlite import SqliteStore
 
     return SqliteStore(settings.store.path)

@@ -7,5 +7,7 @@ echo "== ruff"
 .venv/bin/ruff check adapter tests bench
 echo "== mypy"
 .venv/bin/mypy adapter
+# The PostgreSQL tests skip without a server unless this is set; set, a missing server fails.
+export UFTP_TEST_POSTGRES_DSN=${UFTP_TEST_POSTGRES_DSN:-postgresql://postgres@127.0.0.1:5432/test}
 echo "== pytest"
 .venv/bin/pytest -q -p no:cacheprovider "$@"

@@ -326,7 +326,7 @@ ERRORS: list[tuple[str, Mutation, str, str]] = [
         "store empty path",
         _set("participant", "store", "sqlite:"),
         "participant.store",
-        "PATH is missing",
+        "has no PATH",
     ),
     (
         "signing_key empty",

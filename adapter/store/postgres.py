@@ -1,0 +1,442 @@
+"""The `Store` port on PostgreSQL, for participants that already run one or share state.
+
+All tables live in one PostgreSQL schema (default ``uftp``), created on open; every pooled
+connection has its ``search_path`` set to it, so SQL here and in `PostgresStore.run` callers
+uses unqualified names. Durability is PostgreSQL's: with its default ``synchronous_commit=on``
+a statement has returned only once its commit is flushed to the WAL on disk. PostgreSQL
+groups concurrent commits into one WAL flush on its own, so this module needs no batching.
+
+Several processes may share one schema:
+
+* Opening is serialised by a transaction-scoped advisory lock, so concurrent
+  ``CREATE ... IF NOT EXISTS`` cannot race each other.
+* `save_inbound` relies on ``INSERT ... ON CONFLICT DO NOTHING``: of two processes receiving
+  the same message, exactly one gets NEW (the other waits for its commit, then compares).
+* `finish_inbound` and `record_attempt` each run in one transaction; the row lock taken by
+  their UPDATE serialises concurrent writers of the same message, the attempts counter is
+  incremented in SQL (never read-modify-written in Python), and a final status (delivered,
+  failed, expired) is never overwritten by a late report.
+* `pending_outbound` only reads. Two processes may therefore both try to deliver the same
+  message, and the peer may see it twice; its duplicate check answers the second copy with
+  "Already Submitted", so state stays correct. Giving each message a single owner (claiming
+  rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` or a lease column) is the outbox's job
+  when it runs in more than one process.
+
+Timestamps are ``timestamptz`` (microsecond precision, returned in UTC); naive datetimes are
+refused because their instant is unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+import asyncpg
+
+from adapter.store.base import (
+    DeliveryAttempt,
+    InboundRecord,
+    InboundStatus,
+    OutboundRecord,
+    OutboundStatus,
+    SaveOutcome,
+)
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Version of the tables this module owns (component "store" in `schema_version`).
+SCHEMA_VERSION: Final = 1
+
+#: Schema names we accept: plain lower-case identifiers, so they never need quoting.
+_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+_TABLES: Final = (
+    """CREATE TABLE IF NOT EXISTS schema_version (
+        component text PRIMARY KEY,
+        version integer NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS inbound (
+        sender_domain text NOT NULL,
+        message_id text NOT NULL,
+        sender_role text NOT NULL,
+        message_type text NOT NULL,
+        conversation_id text NOT NULL,
+        version text NOT NULL,
+        content_hash bytea NOT NULL,
+        envelope bytea NOT NULL,
+        received_at timestamptz NOT NULL,
+        status text NOT NULL CHECK (status IN ('received', 'handled')),
+        rejection text,
+        PRIMARY KEY (sender_domain, message_id)
+    )""",
+    """CREATE INDEX IF NOT EXISTS inbound_unfinished
+        ON inbound (received_at) WHERE status = 'received'""",
+    """CREATE TABLE IF NOT EXISTS outbound (
+        message_id text PRIMARY KEY,
+        recipient_domain text NOT NULL,
+        recipient_role text NOT NULL,
+        message_type text NOT NULL,
+        conversation_id text NOT NULL,
+        reference_message_id text,
+        endpoint text NOT NULL,
+        envelope bytea NOT NULL,
+        created_at timestamptz NOT NULL,
+        deadline timestamptz NOT NULL,
+        status text NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'expired')),
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz,
+        last_error text
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbound_due ON outbound (status, next_attempt_at)",
+    """CREATE TABLE IF NOT EXISTS delivery_attempts (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        message_id text NOT NULL REFERENCES outbound (message_id),
+        attempted_at timestamptz NOT NULL,
+        http_status integer,
+        outcome text NOT NULL,
+        detail text NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS delivery_attempts_message
+        ON delivery_attempts (message_id, attempted_at, id)""",
+)
+
+_INBOUND_COLUMNS: Final = (
+    "sender_domain, message_id, sender_role, message_type, conversation_id, version, "
+    "content_hash, envelope, received_at, status, rejection"
+)
+_OUTBOUND_COLUMNS: Final = (
+    "message_id, recipient_domain, recipient_role, message_type, conversation_id, "
+    "reference_message_id, endpoint, envelope, created_at, deadline, status, attempts, "
+    "next_attempt_at, last_error"
+)
+
+
+def _aware(value: datetime) -> datetime:
+    """Refuse naive datetimes: PostgreSQL would silently read them in the session's zone."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: the store needs aware datetimes")
+    return value
+
+
+def _opt_aware(value: datetime | None) -> datetime | None:
+    return None if value is None else _aware(value)
+
+
+def _attempt_error(attempt: DeliveryAttempt, status: OutboundStatus) -> str | None:
+    """What `OutboundRecord.last_error` says after an attempt: nothing once delivered."""
+    if status is OutboundStatus.DELIVERED:
+        return None
+    return f"{attempt.outcome}: {attempt.detail}" if attempt.detail else attempt.outcome
+
+
+def _inbound(row: Any) -> InboundRecord:
+    return InboundRecord(
+        sender_domain=row["sender_domain"],
+        message_id=row["message_id"],
+        sender_role=row["sender_role"],
+        message_type=row["message_type"],
+        conversation_id=row["conversation_id"],
+        version=row["version"],
+        content_hash=bytes(row["content_hash"]),
+        envelope=bytes(row["envelope"]),
+        received_at=row["received_at"],
+        status=InboundStatus(row["status"]),
+        rejection=row["rejection"],
+    )
+
+
+def _outbound(row: Any) -> OutboundRecord:
+    return OutboundRecord(
+        message_id=row["message_id"],
+        recipient_domain=row["recipient_domain"],
+        recipient_role=row["recipient_role"],
+        message_type=row["message_type"],
+        conversation_id=row["conversation_id"],
+        reference_message_id=row["reference_message_id"],
+        endpoint=row["endpoint"],
+        envelope=bytes(row["envelope"]),
+        created_at=row["created_at"],
+        deadline=row["deadline"],
+        status=OutboundStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+    )
+
+
+async def _insert_outbound(conn: Any, record: OutboundRecord) -> None:
+    await conn.execute(
+        f"INSERT INTO outbound ({_OUTBOUND_COLUMNS}) "  # noqa: S608 - constant column list
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        record.message_id,
+        record.recipient_domain,
+        record.recipient_role,
+        record.message_type,
+        record.conversation_id,
+        record.reference_message_id,
+        record.endpoint,
+        record.envelope,
+        _aware(record.created_at),
+        _aware(record.deadline),
+        record.status.value,
+        record.attempts,
+        _opt_aware(record.next_attempt_at),
+        record.last_error,
+    )
+
+
+def _row_count(status: str) -> int:
+    """The count at the end of a command tag such as 'UPDATE 1' or 'INSERT 0 1'."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresStore:
+    """The `Store` port on a PostgreSQL schema; see the module docstring for sharing rules."""
+
+    def __init__(self, dsn: str, *, schema: str = "uftp", max_connections: int = 10) -> None:
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(
+                f"PostgreSQL schema name {schema!r}: use lower-case letters, digits and '_' "
+                "(at most 63, not starting with a digit)"
+            )
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        self._dsn = dsn
+        self.schema = schema
+        self._max_connections = max_connections
+        self._pool: Any = None
+
+    def __repr__(self) -> str:
+        # Never the DSN: it may hold a password, and a repr ends up in logs.
+        return f"PostgresStore(schema={self.schema!r})"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the pool, then the schema and its tables under an advisory lock."""
+        if self._pool is not None:
+            raise RuntimeError(f"{self!r} is already open")
+        pool = await asyncpg.create_pool(
+            self._dsn,
+            min_size=1,
+            max_size=self._max_connections,
+            server_settings={"search_path": self.schema},
+        )
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"uftp-adapter:{self.schema}"
+                )
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+                for statement in _TABLES:
+                    await conn.execute(statement)
+                await self._check_version(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+        log.info("opened PostgreSQL store, schema %s", self.schema)
+
+    @staticmethod
+    async def _check_version(conn: Any) -> None:
+        version = await conn.fetchval(
+            "SELECT version FROM schema_version WHERE component = 'store'"
+        )
+        if version is None:
+            await conn.execute(
+                "INSERT INTO schema_version (component, version) VALUES ('store', $1)",
+                SCHEMA_VERSION,
+            )
+        elif version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database's store schema is version {version}, newer than this "
+                f"program's {SCHEMA_VERSION}: upgrade the program"
+            )
+
+    async def close(self) -> None:
+        """Wait for borrowed connections to come back, then close them all."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+            log.info("closed PostgreSQL store, schema %s", self.schema)
+
+    @property
+    def _open_pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError(f"{self!r} is not open")
+        return self._pool
+
+    # -- extension point ----------------------------------------------------------------------
+
+    async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `fn` in one transaction on a pooled connection (search_path = our schema).
+
+        The transaction commits when `fn` returns and rolls back if it raises.
+        """
+        async with self._open_pool.acquire() as conn, conn.transaction():
+            return await fn(conn)
+
+    # -- the Store port -----------------------------------------------------------------------
+
+    async def save_inbound(self, record: InboundRecord) -> SaveOutcome:
+        """Insert the message; on a known (sender, MessageID) compare hashes, store nothing."""
+        received_at = _aware(record.received_at)
+        async with self._open_pool.acquire() as conn:
+            status = await conn.execute(
+                f"INSERT INTO inbound ({_INBOUND_COLUMNS}) "  # noqa: S608 - constant columns
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                "ON CONFLICT (sender_domain, message_id) DO NOTHING",
+                record.sender_domain,
+                record.message_id,
+                record.sender_role,
+                record.message_type,
+                record.conversation_id,
+                record.version,
+                record.content_hash,
+                record.envelope,
+                received_at,
+                record.status.value,
+                record.rejection,
+            )
+            if _row_count(status) == 1:
+                return SaveOutcome.NEW
+            # The conflicting row is committed: ON CONFLICT waited for its transaction.
+            known_hash = await conn.fetchval(
+                "SELECT content_hash FROM inbound WHERE sender_domain = $1 AND message_id = $2",
+                record.sender_domain,
+                record.message_id,
+            )
+        if known_hash is None:  # rows are never deleted, so this is a broken invariant
+            raise RuntimeError(f"inbound message {record.message_id!r} conflicted but is gone")
+        if bytes(known_hash) == record.content_hash:
+            return SaveOutcome.ALREADY_SUBMITTED
+        return SaveOutcome.DUPLICATE_IDENTIFIER
+
+    async def finish_inbound(
+        self, sender_domain: str, message_id: str, response: OutboundRecord | None
+    ) -> None:
+        """Mark handled and queue the response atomically; LookupError for an unknown message.
+
+        If the response cannot be stored (say, its MessageID is taken), the message stays
+        unfinished, so crash recovery handles it again rather than forgetting its answer.
+        """
+
+        async def op(conn: Any) -> None:
+            status = await conn.execute(
+                "UPDATE inbound SET status = $1 WHERE sender_domain = $2 AND message_id = $3",
+                InboundStatus.HANDLED.value,
+                sender_domain,
+                message_id,
+            )
+            if _row_count(status) != 1:
+                raise LookupError(f"no inbound message {message_id!r} from {sender_domain!r}")
+            if response is not None:
+                await _insert_outbound(conn, response)
+
+        await self.run(op)
+
+    async def unfinished_inbound(self) -> list[InboundRecord]:
+        rows = await self._open_pool.fetch(
+            f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE status = $1 "  # noqa: S608
+            "ORDER BY received_at, sender_domain, message_id",
+            InboundStatus.RECEIVED.value,
+        )
+        return [_inbound(row) for row in rows]
+
+    async def get_inbound(self, sender_domain: str, message_id: str) -> InboundRecord | None:
+        row = await self._open_pool.fetchrow(
+            f"SELECT {_INBOUND_COLUMNS} FROM inbound "  # noqa: S608 - constant columns
+            "WHERE sender_domain = $1 AND message_id = $2",
+            sender_domain,
+            message_id,
+        )
+        return None if row is None else _inbound(row)
+
+    async def add_outbound(self, record: OutboundRecord) -> None:
+        """Insert the message; a taken MessageID raises `asyncpg.UniqueViolationError`."""
+        async with self._open_pool.acquire() as conn:
+            await _insert_outbound(conn, record)
+
+    async def record_attempt(
+        self,
+        attempt: DeliveryAttempt,
+        status: OutboundStatus,
+        next_attempt_at: datetime | None,
+    ) -> None:
+        """Log the attempt, count it, and move the status, unless that status is final.
+
+        A message that is delivered, failed or expired stays so: a late report from another
+        process delivering the same message may add its attempt but not undo the outcome.
+        LookupError for an unknown message.
+        """
+        attempted_at = _aware(attempt.attempted_at)
+        next_at = _opt_aware(next_attempt_at)
+        error = _attempt_error(attempt, status)
+
+        async def op(conn: Any) -> None:
+            result = await conn.execute(
+                "UPDATE outbound SET attempts = attempts + 1, "
+                "status = CASE WHEN status = $1 THEN $2 ELSE status END, "
+                "next_attempt_at = CASE WHEN status = $1 THEN $3 ELSE next_attempt_at END, "
+                "last_error = CASE WHEN status = $1 THEN $4 ELSE last_error END "
+                "WHERE message_id = $5",
+                OutboundStatus.PENDING.value,
+                status.value,
+                next_at,
+                error,
+                attempt.message_id,
+            )
+            if _row_count(result) != 1:
+                raise LookupError(f"no outbound message {attempt.message_id!r}")
+            await conn.execute(
+                "INSERT INTO delivery_attempts "
+                "(message_id, attempted_at, http_status, outcome, detail) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                attempt.message_id,
+                attempted_at,
+                attempt.http_status,
+                attempt.outcome,
+                attempt.detail,
+            )
+
+        await self.run(op)
+
+    async def pending_outbound(self) -> list[OutboundRecord]:
+        """Pending messages by due time; no next attempt yet means due since creation."""
+        rows = await self._open_pool.fetch(
+            f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE status = $1 "  # noqa: S608
+            "ORDER BY coalesce(next_attempt_at, created_at), created_at, message_id",
+            OutboundStatus.PENDING.value,
+        )
+        return [_outbound(row) for row in rows]
+
+    async def get_outbound(self, message_id: str) -> OutboundRecord | None:
+        row = await self._open_pool.fetchrow(
+            f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE message_id = $1",  # noqa: S608
+            message_id,
+        )
+        return None if row is None else _outbound(row)
+
+    async def attempts(self, message_id: str) -> list[DeliveryAttempt]:
+        rows = await self._open_pool.fetch(
+            "SELECT message_id, attempted_at, http_status, outcome, detail "
+            "FROM delivery_attempts WHERE message_id = $1 ORDER BY attempted_at, id",
+            message_id,
+        )
+        return [
+            DeliveryAttempt(
+                message_id=row["message_id"],
+                attempted_at=row["attempted_at"],
+                http_status=row["http_status"],
+                outcome=row["outcome"],
+                detail=row["detail"],
+            )
+            for row in rows
+        ]

@@ -1,0 +1,701 @@
+"""The embedded store: one SQLite file, written by one thread, with group commit.
+
+Why one writer thread: SQLite allows one writer at a time anyway, and its calls block. Running
+them on the event loop would stall every request during an fsync; running them on a pool would
+only make the threads queue for SQLite's write lock. So every operation is a function queued
+to a dedicated thread that owns the only connection; the caller awaits an asyncio future that
+the thread resolves through `loop.call_soon_threadsafe`.
+
+Why group commit: with `synchronous=FULL` every COMMIT waits for an fsync, which costs
+milliseconds; one transaction per message would cap the store at a few hundred messages per
+second. Instead, the operations that queue up while a COMMIT is in progress are all run by the
+next transaction (`BEGIN IMMEDIATE` ... `COMMIT`), so they share one fsync. Each operation runs
+inside its own SAVEPOINT: one that raises is rolled back alone and its caller gets the
+exception, while the others in the batch still commit. No caller's future is resolved before
+the COMMIT carrying its work has returned: an awaited write is a durable write.
+
+What the PRAGMAs guarantee (set on every open):
+
+* ``journal_mode=WAL``: a commit appends to the write-ahead log instead of rewriting pages in
+  place, so a crash at any instant leaves the database either before or after each
+  transaction, never in between; readers never block the writer.
+* ``synchronous=FULL``: in WAL mode the log is fsynced at every COMMIT (not only at
+  checkpoints, as with NORMAL). Once COMMIT returns, the transaction survives a process crash
+  *and* an operating-system crash or power loss, provided the disk honours fsync (a disk cache
+  that lies about flushes voids this for any database). So a message acknowledged with HTTP 200
+  after `save_inbound` returned is never lost.
+* ``fullfsync=ON``: on macOS, where a plain fsync does not flush the drive's cache, use
+  F_FULLFSYNC; ignored elsewhere.
+* ``foreign_keys=ON``: a delivery attempt cannot reference an unknown outbound message.
+* ``busy_timeout``: should another process hold the write lock (it is not meant to share the
+  file, but an operator's sqlite3 shell might), wait for it instead of failing at once.
+
+Timestamps are stored as integer microseconds since the Unix epoch (UTC), which round-trips
+an aware `datetime` exactly; naive datetimes are refused because their instant is unknown.
+
+Later modules add their own tables and operations through `SqliteStore.run` (writes, in the
+group-commit machinery) and `SqliteStore.read`, keeping their version in `schema_version`
+under their own component name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from adapter.store.base import (
+    DeliveryAttempt,
+    InboundRecord,
+    InboundStatus,
+    OutboundRecord,
+    OutboundStatus,
+    SaveOutcome,
+)
+
+__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Version of the tables this module owns (component "store" in `schema_version`).
+SCHEMA_VERSION: Final = 1
+#: How long to wait for another process's write lock before failing, in milliseconds.
+BUSY_TIMEOUT_MS: Final = 5000
+#: At most this many operations share one transaction, bounding the latency of a batch.
+MAX_BATCH: Final = 1000
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    component TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS inbound (
+    sender_domain TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sender_role TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    content_hash BLOB NOT NULL,
+    envelope BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('received', 'handled')),
+    rejection TEXT,
+    PRIMARY KEY (sender_domain, message_id)
+);
+CREATE INDEX IF NOT EXISTS inbound_unfinished
+    ON inbound (received_at) WHERE status = 'received';
+CREATE TABLE IF NOT EXISTS outbound (
+    message_id TEXT PRIMARY KEY,
+    recipient_domain TEXT NOT NULL,
+    recipient_role TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    reference_message_id TEXT,
+    endpoint TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'expired')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbound_due ON outbound (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL REFERENCES outbound (message_id),
+    attempted_at INTEGER NOT NULL,
+    http_status INTEGER,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS delivery_attempts_message
+    ON delivery_attempts (message_id, attempted_at, id);
+"""
+
+_INBOUND_COLUMNS: Final = (
+    "sender_domain, message_id, sender_role, message_type, conversation_id, version, "
+    "content_hash, envelope, received_at, status, rejection"
+)
+_OUTBOUND_COLUMNS: Final = (
+    "message_id, recipient_domain, recipient_role, message_type, conversation_id, "
+    "reference_message_id, endpoint, envelope, created_at, deadline, status, attempts, "
+    "next_attempt_at, last_error"
+)
+
+
+def _to_us(value: datetime) -> int:
+    """Microseconds since the epoch; exact, unlike a float timestamp."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: the store needs aware datetimes")
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _opt_to_us(value: datetime | None) -> int | None:
+    return None if value is None else _to_us(value)
+
+
+def _opt_from_us(value: int | None) -> datetime | None:
+    return None if value is None else _from_us(value)
+
+
+def _attempt_error(attempt: DeliveryAttempt, status: OutboundStatus) -> str | None:
+    """What `OutboundRecord.last_error` says after an attempt: nothing once delivered."""
+    if status is OutboundStatus.DELIVERED:
+        return None
+    return f"{attempt.outcome}: {attempt.detail}" if attempt.detail else attempt.outcome
+
+
+def _inbound(row: sqlite3.Row) -> InboundRecord:
+    return InboundRecord(
+        sender_domain=row["sender_domain"],
+        message_id=row["message_id"],
+        sender_role=row["sender_role"],
+        message_type=row["message_type"],
+        conversation_id=row["conversation_id"],
+        version=row["version"],
+        content_hash=bytes(row["content_hash"]),
+        envelope=bytes(row["envelope"]),
+        received_at=_from_us(row["received_at"]),
+        status=InboundStatus(row["status"]),
+        rejection=row["rejection"],
+    )
+
+
+def _outbound(row: sqlite3.Row) -> OutboundRecord:
+    return OutboundRecord(
+        message_id=row["message_id"],
+        recipient_domain=row["recipient_domain"],
+        recipient_role=row["recipient_role"],
+        message_type=row["message_type"],
+        conversation_id=row["conversation_id"],
+        reference_message_id=row["reference_message_id"],
+        endpoint=row["endpoint"],
+        envelope=bytes(row["envelope"]),
+        created_at=_from_us(row["created_at"]),
+        deadline=_from_us(row["deadline"]),
+        status=OutboundStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=_opt_from_us(row["next_attempt_at"]),
+        last_error=row["last_error"],
+    )
+
+
+def _insert_outbound(conn: sqlite3.Connection, record: OutboundRecord) -> None:
+    conn.execute(
+        f"INSERT INTO outbound ({_OUTBOUND_COLUMNS}) "  # noqa: S608 - constant column list
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.message_id,
+            record.recipient_domain,
+            record.recipient_role,
+            record.message_type,
+            record.conversation_id,
+            record.reference_message_id,
+            record.endpoint,
+            record.envelope,
+            _to_us(record.created_at),
+            _to_us(record.deadline),
+            record.status.value,
+            record.attempts,
+            _opt_to_us(record.next_attempt_at),
+            record.last_error,
+        ),
+    )
+
+
+@dataclass(slots=True)
+class _Op:
+    """One queued unit of work and where to deliver its result."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    write: bool
+
+
+@dataclass(slots=True)
+class _Stop:
+    """Queued by `close`: everything queued before it is still run."""
+
+    done: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(slots=True)
+class _Settlements:
+    """Results to hand back, grouped per event loop so each loop is woken once per batch."""
+
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = field(
+        default_factory=dict
+    )
+
+    def add(self, op: _Op, ok: bool, value: Any) -> None:
+        self.by_loop.setdefault(op.loop, []).append((op.future, ok, value))
+
+    def deliver(self) -> None:
+        for loop, items in self.by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:
+                # The caller's loop is closed: nobody is left to tell.
+                log.debug("dropping %d results for a closed event loop", len(items))
+
+
+def _settle(items: Iterable[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in items:
+        if future.done():  # cancelled by its caller; the work itself stands
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class SqliteStore:
+    """The `Store` port on a SQLite file; see the module docstring for the guarantees.
+
+    A caller cancelled while its operation is queued or running does not undo the operation:
+    it may still commit.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._queue: queue.SimpleQueue[_Op | _Stop] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._commits = 0
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    @property
+    def commits(self) -> int:
+        """Write transactions committed by this object: fewer than writes when batches form."""
+        return self._commits
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start the writer thread, which opens the file and creates or checks the schema."""
+        if self._thread is not None:
+            raise RuntimeError(f"{self!r} is already open")
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._closing = False
+        self._thread = threading.Thread(
+            target=self._writer,
+            args=(loop, ready),
+            name=f"sqlite-writer:{self.path.name}",
+            # Unacknowledged work is all a daemon thread can lose at exit, and SQLite's
+            # journal keeps the file consistent; a forgotten close() must not hang exit.
+            daemon=True,
+        )
+        self._thread.start()
+        try:
+            await ready
+        except BaseException:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+            raise
+        log.info("opened SQLite store %s (WAL, synchronous=FULL)", self.path)
+
+    async def close(self) -> None:
+        """Run everything already queued, then stop the thread and close the connection."""
+        thread = self._thread
+        if thread is None or self._closing:
+            return
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Stop(done, loop))
+        await done
+        await asyncio.to_thread(thread.join)
+        self._thread = None
+        log.info("closed SQLite store %s", self.path)
+
+    # -- extension points ---------------------------------------------------------------------
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in the next group-commit transaction and return its result once committed.
+
+        `fn` runs on the writer thread inside its own SAVEPOINT: if it raises, only its own
+        changes are rolled back and the exception is re-raised here. It must not BEGIN,
+        COMMIT or ROLLBACK itself, nor block for long: every other writer waits for it.
+        """
+        return await self._submit(fn, write=True)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run read-only `fn` on the writer thread, in its own snapshot, outside any batch.
+
+        The connection is switched to `query_only` meanwhile, so a stray write fails instead
+        of escaping group commit.
+        """
+        return await self._submit(fn, write=False)
+
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        if self._thread is None or self._closing:
+            raise RuntimeError(f"{self!r} is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, loop, future, write))
+        return await future
+
+    # -- the Store port -----------------------------------------------------------------------
+
+    async def save_inbound(self, record: InboundRecord) -> SaveOutcome:
+        """Insert the message; on a known (sender, MessageID) compare hashes, store nothing."""
+        received_at = _to_us(record.received_at)
+
+        def op(conn: sqlite3.Connection) -> SaveOutcome:
+            cursor = conn.execute(
+                f"INSERT INTO inbound ({_INBOUND_COLUMNS}) "  # noqa: S608 - constant columns
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (sender_domain, message_id) DO NOTHING",
+                (
+                    record.sender_domain,
+                    record.message_id,
+                    record.sender_role,
+                    record.message_type,
+                    record.conversation_id,
+                    record.version,
+                    record.content_hash,
+                    record.envelope,
+                    received_at,
+                    record.status.value,
+                    record.rejection,
+                ),
+            )
+            if cursor.rowcount == 1:
+                return SaveOutcome.NEW
+            (known_hash,) = conn.execute(
+                "SELECT content_hash FROM inbound WHERE sender_domain = ? AND message_id = ?",
+                (record.sender_domain, record.message_id),
+            ).fetchone()
+            if bytes(known_hash) == record.content_hash:
+                return SaveOutcome.ALREADY_SUBMITTED
+            return SaveOutcome.DUPLICATE_IDENTIFIER
+
+        return await self.run(op)
+
+    async def finish_inbound(
+        self, sender_domain: str, message_id: str, response: OutboundRecord | None
+    ) -> None:
+        """Mark handled and queue the response atomically; LookupError for an unknown message.
+
+        If the response cannot be stored (say, its MessageID is taken), the message stays
+        unfinished, so crash recovery handles it again rather than forgetting its answer.
+        """
+
+        def op(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE inbound SET status = ? WHERE sender_domain = ? AND message_id = ?",
+                (InboundStatus.HANDLED.value, sender_domain, message_id),
+            )
+            if cursor.rowcount != 1:
+                raise LookupError(f"no inbound message {message_id!r} from {sender_domain!r}")
+            if response is not None:
+                _insert_outbound(conn, response)
+
+        await self.run(op)
+
+    async def unfinished_inbound(self) -> list[InboundRecord]:
+        def op(conn: sqlite3.Connection) -> list[InboundRecord]:
+            rows = conn.execute(
+                f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE status = ? "  # noqa: S608
+                "ORDER BY received_at, sender_domain, message_id",
+                (InboundStatus.RECEIVED.value,),
+            )
+            return [_inbound(row) for row in rows]
+
+        return await self.read(op)
+
+    async def get_inbound(self, sender_domain: str, message_id: str) -> InboundRecord | None:
+        def op(conn: sqlite3.Connection) -> InboundRecord | None:
+            row = conn.execute(
+                f"SELECT {_INBOUND_COLUMNS} FROM inbound "  # noqa: S608 - constant columns
+                "WHERE sender_domain = ? AND message_id = ?",
+                (sender_domain, message_id),
+            ).fetchone()
+            return None if row is None else _inbound(row)
+
+        return await self.read(op)
+
+    async def add_outbound(self, record: OutboundRecord) -> None:
+        """Insert the message; a taken MessageID raises `sqlite3.IntegrityError`."""
+        await self.run(lambda conn: _insert_outbound(conn, record))
+
+    async def record_attempt(
+        self,
+        attempt: DeliveryAttempt,
+        status: OutboundStatus,
+        next_attempt_at: datetime | None,
+    ) -> None:
+        """Log the attempt, count it, and move the status, unless that status is final.
+
+        A message that is delivered, failed or expired stays so: a late report from a
+        concurrent sender of the same message may add its attempt but not undo the outcome.
+        LookupError for an unknown message.
+        """
+        attempted_at = _to_us(attempt.attempted_at)
+        next_at = _opt_to_us(next_attempt_at)
+        error = _attempt_error(attempt, status)
+
+        def op(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE outbound SET attempts = attempts + 1, "
+                "status = CASE WHEN status = :pending THEN :status ELSE status END, "
+                "next_attempt_at = "
+                "CASE WHEN status = :pending THEN :next_at ELSE next_attempt_at END, "
+                "last_error = CASE WHEN status = :pending THEN :error ELSE last_error END "
+                "WHERE message_id = :message_id",
+                {
+                    "pending": OutboundStatus.PENDING.value,
+                    "status": status.value,
+                    "next_at": next_at,
+                    "error": error,
+                    "message_id": attempt.message_id,
+                },
+            )
+            if cursor.rowcount != 1:
+                raise LookupError(f"no outbound message {attempt.message_id!r}")
+            conn.execute(
+                "INSERT INTO delivery_attempts "
+                "(message_id, attempted_at, http_status, outcome, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    attempt.message_id,
+                    attempted_at,
+                    attempt.http_status,
+                    attempt.outcome,
+                    attempt.detail,
+                ),
+            )
+
+        await self.run(op)
+
+    async def pending_outbound(self) -> list[OutboundRecord]:
+        """Pending messages by due time; no next attempt yet means due since creation."""
+
+        def op(conn: sqlite3.Connection) -> list[OutboundRecord]:
+            rows = conn.execute(
+                f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE status = ? "  # noqa: S608
+                "ORDER BY coalesce(next_attempt_at, created_at), created_at, message_id",
+                (OutboundStatus.PENDING.value,),
+            )
+            return [_outbound(row) for row in rows]
+
+        return await self.read(op)
+
+    async def get_outbound(self, message_id: str) -> OutboundRecord | None:
+        def op(conn: sqlite3.Connection) -> OutboundRecord | None:
+            row = conn.execute(
+                f"SELECT {_OUTBOUND_COLUMNS} FROM outbound "  # noqa: S608 - constant columns
+                "WHERE message_id = ?",
+                (message_id,),
+            ).fetchone()
+            return None if row is None else _outbound(row)
+
+        return await self.read(op)
+
+    async def attempts(self, message_id: str) -> list[DeliveryAttempt]:
+        def op(conn: sqlite3.Connection) -> list[DeliveryAttempt]:
+            rows = conn.execute(
+                "SELECT message_id, attempted_at, http_status, outcome, detail "
+                "FROM delivery_attempts WHERE message_id = ? ORDER BY attempted_at, id",
+                (message_id,),
+            )
+            return [
+                DeliveryAttempt(
+                    message_id=row["message_id"],
+                    attempted_at=_from_us(row["attempted_at"]),
+                    http_status=row["http_status"],
+                    outcome=row["outcome"],
+                    detail=row["detail"],
+                )
+                for row in rows
+            ]
+
+        return await self.read(op)
+
+    # -- the writer thread --------------------------------------------------------------------
+
+    def _writer(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        """Own the connection: open it, then run batches until a `_Stop` arrives."""
+        try:
+            conn = self._connect()
+        except Exception as exc:
+            _Settlements({loop: [(ready, False, exc)]}).deliver()
+            self._reject_leftovers()  # anything submitted while `open` was still waiting
+            return
+        _Settlements({loop: [(ready, True, None)]}).deliver()
+        stop: _Stop | None = None
+        try:
+            while stop is None:
+                batch: list[_Op] = []
+                item = self._queue.get()
+                while True:
+                    if isinstance(item, _Stop):
+                        stop = item
+                        break
+                    batch.append(item)
+                    if len(batch) >= MAX_BATCH:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                try:
+                    self._run_batch(conn, batch)
+                except Exception as exc:  # a bug here must not leave callers waiting forever
+                    log.exception("SQLite writer failed on a batch of %d operations", len(batch))
+                    failed = _Settlements()
+                    for op in batch:
+                        failed.add(op, False, exc)
+                    failed.deliver()
+        finally:
+            conn.close()
+            self._reject_leftovers()
+            if stop is not None:
+                _Settlements({stop.loop: [(stop.done, True, None)]}).deliver()
+
+    def _reject_leftovers(self) -> None:
+        """Fail work that raced past `close`'s check: it would otherwise wait forever."""
+        settlements = _Settlements()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Op):
+                settlements.add(item, False, RuntimeError(f"{self!r} is closed"))
+            else:
+                settlements.by_loop.setdefault(item.loop, []).append((item.done, True, None))
+        settlements.deliver()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves; the module's implicit
+        # transactions would defeat group commit.
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if str(mode).lower() != "wal":
+                raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA fullfsync = ON")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Not executescript: it would COMMIT first, outside our transaction.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                self._check_version(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _check_version(conn: sqlite3.Connection) -> None:
+        row = conn.execute(
+            "SELECT version FROM schema_version WHERE component = 'store'"
+        ).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO schema_version (component, version) VALUES ('store', ?)",
+                (SCHEMA_VERSION,),
+            )
+        elif row["version"] > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database's store schema is version {row['version']}, newer than this "
+                f"program's {SCHEMA_VERSION}: upgrade the program"
+            )
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        """Writes in one transaction, one SAVEPOINT each; then reads; then wake the callers."""
+        settlements = _Settlements()
+        writes = [op for op in batch if op.write]
+        if writes:
+            self._run_writes(conn, writes, settlements)
+        for op in batch:
+            if not op.write:
+                self._run_read(conn, op, settlements)
+        settlements.deliver()
+
+    def _run_writes(
+        self, conn: sqlite3.Connection, writes: list[_Op], settlements: _Settlements
+    ) -> None:
+        outcomes: list[tuple[_Op, bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in writes:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = op.fn(conn)
+                except Exception as exc:
+                    # If this fails too (the error already rolled back the whole transaction),
+                    # the outer handler fails the batch: nothing of it will commit.
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((op, False, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    outcomes.append((op, True, value))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            log.error("SQLite batch of %d operations failed: %s", len(writes), exc)
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("rollback after a failed batch failed too")
+            for op in writes:
+                settlements.add(op, False, exc)
+            return
+        self._commits += 1
+        log.debug("committed a batch of %d operations", len(writes))
+        for op, ok, value in outcomes:
+            settlements.add(op, ok, value)
+
+    @staticmethod
+    def _run_read(conn: sqlite3.Connection, op: _Op, settlements: _Settlements) -> None:
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("BEGIN")
+            value = op.fn(conn)
+        except Exception as exc:
+            settlements.add(op, False, exc)
+        else:
+            settlements.add(op, True, value)
+        finally:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("PRAGMA query_only = OFF")
+            except sqlite3.Error:
+                log.exception("SQLite could not end a read transaction")

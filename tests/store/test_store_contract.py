@@ -1,0 +1,648 @@
+"""One contract for every `Store`: run against SqliteStore and a real PostgreSQL, no mocks.
+
+The PostgreSQL half uses UFTP_TEST_POSTGRES_DSN (default postgresql://127.0.0.1:5432/test),
+one fresh schema per test, dropped afterwards. Without a server it is skipped, unless the
+variable is set explicitly: then an unreachable server is a failure, so CI cannot pass by
+silently skipping it.
+
+A few tests at the end cover what only one implementation has: SQLite's group commit and
+PRAGMAs, the `run`/`read` extension points, and `open_store`'s URL parsing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapter.store import (
+    DeliveryAttempt,
+    InboundRecord,
+    InboundStatus,
+    OutboundRecord,
+    OutboundStatus,
+    SaveOutcome,
+    SqliteStore,
+    Store,
+    open_store,
+)
+
+PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
+PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
+
+# Microseconds on purpose: the round trip must be exact.
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+SENDER = "cro.uftp-demo.test"
+RECIPIENT = "dso.uftp-demo.test"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How to build stores on one set of data, and what that backend raises on a taken key."""
+
+    name: str
+    make: Callable[[], Store]
+    integrity_error: tuple[type[Exception], ...]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "sqlite":
+        # A directory that does not exist yet: the store creates it.
+        path = tmp_path / "var" / "store.sqlite3"
+        yield Backend("sqlite", lambda: SqliteStore(path), (sqlite3.IntegrityError,))
+        return
+    asyncpg = pytest.importorskip("asyncpg")
+    from adapter.store.postgres import PostgresStore
+
+    try:
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if PG_REQUIRED:
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    schema = f"test_store_{uuid.uuid4().hex[:12]}"
+    try:
+        yield Backend(
+            "postgres",
+            lambda: PostgresStore(PG_DSN, schema=schema),
+            (asyncpg.UniqueViolationError,),
+        )
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    opened = backend.make()
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def inbound(
+    message_id: str = "msg-1",
+    *,
+    sender: str = SENDER,
+    content: bytes = b"<FlexRequest/>",
+    received_at: datetime = T0,
+    **changes: Any,
+) -> InboundRecord:
+    record = InboundRecord(
+        sender_domain=sender,
+        message_id=message_id,
+        sender_role="CRO",
+        message_type="FlexRequest",
+        conversation_id="conv-1",
+        version="3.1.0",
+        content_hash=hashlib.sha256(content).digest(),
+        envelope=b"<SignedMessage Body='" + content + b"'/>",
+        received_at=received_at,
+    )
+    return replace(record, **changes)
+
+
+def outbound(
+    message_id: str = "out-1",
+    *,
+    created_at: datetime = T0,
+    next_attempt_at: datetime | None = None,
+    **changes: Any,
+) -> OutboundRecord:
+    record = OutboundRecord(
+        message_id=message_id,
+        recipient_domain=RECIPIENT,
+        recipient_role="DSO",
+        message_type="FlexRequestResponse",
+        conversation_id="conv-1",
+        reference_message_id="msg-1",
+        endpoint="https://dso.uftp-demo.test/shapeshifter/api/v3/message",
+        envelope=b"<SignedMessage/>",
+        created_at=created_at,
+        deadline=created_at + timedelta(hours=1),
+        next_attempt_at=next_attempt_at,
+    )
+    return replace(record, **changes)
+
+
+def attempt(
+    message_id: str = "out-1",
+    at: datetime = T0,
+    http_status: int | None = 503,
+    outcome: str = "temporary",
+    detail: str = "HTTP 503",
+) -> DeliveryAttempt:
+    return DeliveryAttempt(message_id, at, http_status, outcome, detail)
+
+
+# -- inbound ----------------------------------------------------------------------------------
+
+
+async def test_save_inbound_new_then_already_submitted_then_duplicate_identifier(
+    store: Store,
+) -> None:
+    original = inbound()
+    assert await store.save_inbound(original) is SaveOutcome.NEW
+    assert await store.save_inbound(original) is SaveOutcome.ALREADY_SUBMITTED
+    other = inbound(content=b"<FlexOffer/>", message_type="FlexOffer")
+    assert await store.save_inbound(other) is SaveOutcome.DUPLICATE_IDENTIFIER
+    # The conflicting copies stored nothing.
+    assert await store.get_inbound(SENDER, "msg-1") == original
+    assert await store.unfinished_inbound() == [original]
+
+
+async def test_same_message_id_from_another_sender_is_a_new_message(store: Store) -> None:
+    assert await store.save_inbound(inbound()) is SaveOutcome.NEW
+    assert await store.save_inbound(inbound(sender="other.test")) is SaveOutcome.NEW
+
+
+async def test_get_inbound_round_trips_every_field(store: Store) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    record = inbound(
+        received_at=datetime(2024, 3, 31, 2, 30, 0, 999999, tzinfo=plus_two),
+        status=InboundStatus.HANDLED,
+        rejection="Unknown recipient; Invalid Version",
+    )
+    await store.save_inbound(record)
+    loaded = await store.get_inbound(SENDER, "msg-1")
+    assert loaded == record
+    assert loaded is not None and loaded.received_at.utcoffset() == timedelta(0)
+    assert await store.get_inbound(SENDER, "unknown") is None
+    assert await store.get_inbound("unknown.test", "msg-1") is None
+
+
+async def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        await store.save_inbound(inbound(received_at=datetime(2024, 1, 1)))
+    with pytest.raises(ValueError, match="naive"):
+        await store.add_outbound(outbound(created_at=datetime(2024, 1, 1)))
+    assert await store.get_inbound(SENDER, "msg-1") is None
+
+
+async def test_unfinished_inbound_before_and_after_finish(store: Store) -> None:
+    late = inbound("late", received_at=T0 + timedelta(seconds=2))
+    early = inbound("early", received_at=T0)
+    middle = inbound("middle", received_at=T0 + timedelta(seconds=1))
+    for record in (late, early, middle):
+        await store.save_inbound(record)
+    assert await store.unfinished_inbound() == [early, middle, late]
+
+    await store.finish_inbound(SENDER, "middle", None)
+
+    assert await store.unfinished_inbound() == [early, late]
+    handled = await store.get_inbound(SENDER, "middle")
+    assert handled == replace(middle, status=InboundStatus.HANDLED)
+    assert await store.pending_outbound() == []
+
+
+async def test_finish_inbound_queues_the_response(store: Store) -> None:
+    await store.save_inbound(inbound())
+    response = outbound("resp-1")
+    await store.finish_inbound(SENDER, "msg-1", response)
+    assert await store.unfinished_inbound() == []
+    assert await store.get_outbound("resp-1") == response
+    assert await store.pending_outbound() == [response]
+
+
+async def test_a_failing_finish_leaves_the_message_unfinished(
+    store: Store, backend: Backend
+) -> None:
+    await store.save_inbound(inbound())
+    taken = outbound("resp-1")
+    await store.add_outbound(taken)
+    with pytest.raises(backend.integrity_error):
+        await store.finish_inbound(SENDER, "msg-1", outbound("resp-1", envelope=b"<other/>"))
+    assert await store.unfinished_inbound() == [inbound()]
+    assert await store.get_outbound("resp-1") == taken
+
+
+async def test_finishing_an_unknown_message_raises_lookup_error(store: Store) -> None:
+    with pytest.raises(LookupError):
+        await store.finish_inbound(SENDER, "unknown", outbound("resp-1"))
+    assert await store.get_outbound("resp-1") is None
+
+
+# -- outbound ---------------------------------------------------------------------------------
+
+
+async def test_add_outbound_round_trips_and_refuses_a_taken_message_id(
+    store: Store, backend: Backend
+) -> None:
+    record = outbound(
+        reference_message_id=None,
+        attempts=2,
+        next_attempt_at=T0 + timedelta(seconds=30, microseconds=7),
+        last_error="timeout: no response",
+    )
+    await store.add_outbound(record)
+    assert await store.get_outbound("out-1") == record
+    assert await store.get_outbound("unknown") is None
+    with pytest.raises(backend.integrity_error):
+        await store.add_outbound(outbound())
+    assert await store.get_outbound("out-1") == record
+
+
+async def test_pending_outbound_is_ordered_by_due_time(store: Store) -> None:
+    s = timedelta(seconds=1)
+    retrying = outbound("a-retrying", created_at=T0, next_attempt_at=T0 + 5 * s)
+    fresh = outbound("b-fresh", created_at=T0 + 3 * s)  # no attempt yet: due since creation
+    soon = outbound("c-soon", created_at=T0 + s, next_attempt_at=T0 + 2 * s)
+    done = outbound("d-done", created_at=T0, status=OutboundStatus.DELIVERED)
+    failed = outbound("e-failed", created_at=T0, status=OutboundStatus.FAILED)
+    for record in (retrying, fresh, soon, done, failed):
+        await store.add_outbound(record)
+    assert await store.pending_outbound() == [soon, fresh, retrying]
+
+
+async def test_record_attempt_moves_status_and_counts(store: Store) -> None:
+    await store.add_outbound(outbound())
+    retry_at = T0 + timedelta(seconds=2)
+    first = attempt(at=T0)
+    await store.record_attempt(first, OutboundStatus.PENDING, retry_at)
+
+    after_first = await store.get_outbound("out-1")
+    assert after_first is not None
+    assert after_first.status is OutboundStatus.PENDING
+    assert after_first.attempts == 1
+    assert after_first.next_attempt_at == retry_at
+    assert after_first.last_error == "temporary: HTTP 503"
+    assert await store.pending_outbound() == [after_first]
+
+    second = attempt(at=retry_at, http_status=200, outcome="delivered", detail="")
+    await store.record_attempt(second, OutboundStatus.DELIVERED, None)
+
+    delivered = await store.get_outbound("out-1")
+    assert delivered is not None
+    assert delivered.status is OutboundStatus.DELIVERED
+    assert delivered.attempts == 2
+    assert delivered.next_attempt_at is None
+    assert delivered.last_error is None
+    assert await store.pending_outbound() == []
+    assert await store.attempts("out-1") == [first, second]
+    assert await store.attempts("unknown") == []
+
+
+async def test_attempts_are_listed_oldest_first(store: Store) -> None:
+    await store.add_outbound(outbound())
+    times = [T0 + timedelta(seconds=n) for n in (3, 1, 2)]
+    for at in times:
+        await store.record_attempt(attempt(at=at, http_status=None), OutboundStatus.PENDING, at)
+    assert [a.attempted_at for a in await store.attempts("out-1")] == sorted(times)
+    assert all(a.http_status is None for a in await store.attempts("out-1"))
+
+
+async def test_a_final_status_is_not_undone_by_a_late_attempt(store: Store) -> None:
+    await store.add_outbound(outbound())
+    ok = attempt(at=T0, http_status=200, outcome="delivered", detail="")
+    await store.record_attempt(ok, OutboundStatus.DELIVERED, None)
+    late = attempt(at=T0 + timedelta(seconds=1))
+    await store.record_attempt(late, OutboundStatus.PENDING, T0 + timedelta(seconds=9))
+
+    record = await store.get_outbound("out-1")
+    assert record is not None
+    assert (record.status, record.attempts, record.next_attempt_at, record.last_error) == (
+        OutboundStatus.DELIVERED,
+        2,
+        None,
+        None,
+    )
+    assert await store.attempts("out-1") == [ok, late]
+
+
+async def test_an_attempt_for_an_unknown_message_raises_lookup_error(store: Store) -> None:
+    with pytest.raises(LookupError):
+        await store.record_attempt(attempt("unknown"), OutboundStatus.FAILED, None)
+    assert await store.attempts("unknown") == []
+
+
+# -- durability and concurrency ---------------------------------------------------------------
+
+
+async def test_everything_survives_close_and_reopen(store: Store, backend: Backend) -> None:
+    await store.save_inbound(inbound("handled"))
+    await store.save_inbound(inbound("unhandled"))
+    response = outbound("resp-1")
+    await store.finish_inbound(SENDER, "handled", response)
+    tried = attempt("resp-1")
+    await store.record_attempt(tried, OutboundStatus.PENDING, T0 + timedelta(seconds=1))
+    await store.close()
+
+    reopened = backend.make()
+    await reopened.open()
+    try:
+        assert await reopened.unfinished_inbound() == [inbound("unhandled")]
+        assert await reopened.get_inbound(SENDER, "handled") == inbound(
+            "handled", status=InboundStatus.HANDLED
+        )
+        assert await reopened.save_inbound(inbound("handled")) is SaveOutcome.ALREADY_SUBMITTED
+        assert await reopened.pending_outbound() == [
+            replace(
+                response,
+                attempts=1,
+                next_attempt_at=T0 + timedelta(seconds=1),
+                last_error="temporary: HTTP 503",
+            )
+        ]
+        assert await reopened.attempts("resp-1") == [tried]
+    finally:
+        await reopened.close()
+
+
+async def test_two_hundred_concurrent_saves_all_land(store: Store) -> None:
+    commits_before = store.commits if isinstance(store, SqliteStore) else 0
+    records = [
+        inbound(f"msg-{n:03}", received_at=T0 + timedelta(microseconds=n)) for n in range(200)
+    ]
+
+    outcomes = await asyncio.gather(*(store.save_inbound(r) for r in records))
+
+    assert outcomes == [SaveOutcome.NEW] * 200
+    assert await store.unfinished_inbound() == records
+    if isinstance(store, SqliteStore):
+        # Group commit: many saves shared each fsync.
+        assert store.commits - commits_before < 200
+
+
+async def test_a_failing_operation_among_concurrent_ones_loses_no_other(
+    store: Store, backend: Backend
+) -> None:
+    taken = outbound("taken", created_at=T0 - timedelta(seconds=1))
+    await store.add_outbound(taken)
+    records = [outbound(f"out-{n:02}", created_at=T0 + timedelta(seconds=n)) for n in range(40)]
+    calls = [store.add_outbound(r) for r in records[:20]]
+    calls.append(store.add_outbound(taken))
+    calls.extend(store.add_outbound(r) for r in records[20:])
+
+    results = await asyncio.gather(*calls, return_exceptions=True)
+
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], backend.integrity_error)
+    assert await store.pending_outbound() == [taken, *records]
+
+
+# -- SQLite only ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = SqliteStore(tmp_path / "nested" / "dir" / "store.sqlite3")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_sqlite_creates_its_directory_and_sets_its_pragmas(
+    sqlite_store: SqliteStore,
+) -> None:
+    assert sqlite_store.path.is_file()
+
+    def pragmas(conn: sqlite3.Connection) -> tuple[Any, ...]:
+        return tuple(
+            conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+        )
+
+    assert await sqlite_store.read(pragmas) == ("wal", 2, 1, 5000)  # 2 is FULL
+
+    def version(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT version FROM schema_version WHERE component = 'store'")
+        return int(row.fetchone()[0])
+
+    assert await sqlite_store.read(version) == 1
+
+
+async def test_sqlite_runs_queued_operations_in_one_transaction_with_savepoints(
+    sqlite_store: SqliteStore,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: sqlite3.Connection) -> str:
+        started.set()
+        release.wait(10)
+        return "blocker"
+
+    def tamper_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE inbound SET rejection = 'tampered'")
+        raise RuntimeError("boom")
+
+    await sqlite_store.add_outbound(outbound("taken"))
+    first = asyncio.create_task(sqlite_store.run(blocker))
+    assert await asyncio.to_thread(started.wait, 10)
+    commits_before = sqlite_store.commits
+
+    # Queued while the writer is busy: they must all go into the next transaction.
+    queued = [
+        asyncio.create_task(sqlite_store.save_inbound(inbound("a"))),
+        asyncio.create_task(sqlite_store.save_inbound(inbound("b"))),
+        asyncio.create_task(sqlite_store.run(tamper_then_fail)),
+        asyncio.create_task(sqlite_store.add_outbound(outbound("taken"))),
+        asyncio.create_task(sqlite_store.save_inbound(inbound("c"))),
+    ]
+    await asyncio.sleep(0.05)
+    release.set()
+    results = await asyncio.gather(*queued, return_exceptions=True)
+
+    assert await first == "blocker"
+    assert sqlite_store.commits - commits_before == 2  # the blocker's and one for the rest
+    assert results[:2] == [SaveOutcome.NEW, SaveOutcome.NEW]
+    assert isinstance(results[2], RuntimeError)
+    assert isinstance(results[3], sqlite3.IntegrityError)
+    assert results[4] is SaveOutcome.NEW
+    assert await sqlite_store.unfinished_inbound() == [inbound(n) for n in ("a", "b", "c")]
+
+
+async def test_sqlite_close_drains_queued_work(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    saves = [asyncio.create_task(store.save_inbound(inbound(f"m{n}"))) for n in range(50)]
+    await asyncio.sleep(0)  # every save is queued, none necessarily done
+    await store.close()
+    assert [s.result() for s in saves] == [SaveOutcome.NEW] * 50
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.save_inbound(inbound("late"))
+
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        assert len(await reopened.unfinished_inbound()) == 50
+    finally:
+        await reopened.close()
+
+
+_CRASHING_WRITER = """
+import asyncio, os, signal, sys
+from datetime import UTC, datetime
+from adapter.store import InboundRecord, SqliteStore
+
+async def main() -> None:
+    store = SqliteStore(sys.argv[1])
+    await store.open()
+    for n in range(20):
+        await store.save_inbound(InboundRecord(
+            "cro.test", f"m{n}", "CRO", "FlexRequest", "c", "3.1.0", b"h", b"e",
+            datetime.now(UTC)))
+    os.kill(os.getpid(), signal.SIGKILL)  # no close(), no flush: acknowledged must be enough
+
+asyncio.run(main())
+"""
+
+
+async def test_sqlite_acknowledged_saves_survive_a_killed_process(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", _CRASHING_WRITER, str(path))
+    assert await child.wait() == -signal.SIGKILL
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert {r.message_id for r in await store.unfinished_inbound()} == {
+            f"m{n}" for n in range(20)
+        }
+    finally:
+        await store.close()
+
+
+async def test_sqlite_run_and_read_let_other_modules_add_tables(
+    sqlite_store: SqliteStore,
+) -> None:
+    def create(conn: sqlite3.Connection) -> int:
+        conn.execute("CREATE TABLE IF NOT EXISTS portfolio (ean TEXT PRIMARY KEY)")
+        return conn.execute("INSERT INTO portfolio VALUES ('871685900000000001')").rowcount
+
+    assert await sqlite_store.run(create) == 1
+
+    def count(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT count(*) FROM portfolio").fetchone()[0])
+
+    assert await sqlite_store.read(count) == 1
+
+    def sneaky_write(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM portfolio")
+
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await sqlite_store.read(sneaky_write)
+    assert await sqlite_store.read(count) == 1
+    # The connection is writable again afterwards.
+    await sqlite_store.save_inbound(inbound())
+
+
+async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    await store.open()
+    await store.run(
+        lambda conn: conn.execute(
+            "UPDATE schema_version SET version = 99 WHERE component = 'store'"
+        )
+    )
+    await store.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        await store.open()
+
+
+# -- PostgreSQL only --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_run_is_one_transaction(store: Store) -> None:
+    from adapter.store.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+
+    async def create(conn: Any) -> None:
+        await conn.execute("CREATE TABLE portfolio (ean text PRIMARY KEY)")
+        await conn.execute("INSERT INTO portfolio VALUES ('871685900000000001')")
+
+    await store.run(create)
+
+    async def insert_then_fail(conn: Any) -> None:
+        await conn.execute("INSERT INTO portfolio VALUES ('871685900000000002')")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await store.run(insert_then_fail)
+
+    async def count(conn: Any) -> int:
+        return int(await conn.fetchval("SELECT count(*) FROM portfolio"))
+
+    assert await store.run(count) == 1
+    assert await store.run(lambda conn: conn.fetchval("SELECT current_schema()")) == store.schema
+
+
+# -- open_store -------------------------------------------------------------------------------
+
+
+def test_open_store_sqlite_paths(tmp_path: Path) -> None:
+    relative = open_store("sqlite:var/dso.sqlite3", base_dir=tmp_path)
+    assert isinstance(relative, SqliteStore)
+    assert relative.path == tmp_path / "var" / "dso.sqlite3"
+
+    absolute = open_store(f"sqlite:{tmp_path}/abs.sqlite3", base_dir=Path("/elsewhere"))
+    assert isinstance(absolute, SqliteStore)
+    assert absolute.path == tmp_path / "abs.sqlite3"
+
+    no_base = open_store("sqlite:x.sqlite3")
+    assert isinstance(no_base, SqliteStore)
+    assert no_base.path == Path.cwd() / "x.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:", "no PATH"),
+        ("sqlite::memory:", "in-memory"),
+        ("sqlite://var/x.db", "not 'sqlite://"),
+        ("mysql://user:secret@host/db", "scheme 'mysql'"),
+        ("var/x.db", "no recognised scheme"),
+        ("postgresql://h/db?schema=a&schema=b", "more than once"),
+        ("postgresql://h/db?schema=", "empty"),
+        ("postgresql://h/db?schema=Bad-Name", "schema name"),
+    ],
+)
+def test_open_store_rejects(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        open_store(url)
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "dsn", "schema"),
+    [
+        (
+            "postgresql://u:pw@db.example:5432/uftp",
+            "postgresql://u:pw@db.example:5432/uftp",
+            "uftp",
+        ),
+        ("postgres://db.example/uftp?schema=dso", "postgres://db.example/uftp", "dso"),
+        (
+            "postgresql:///uftp?host=/run/postgresql&schema=dso_1&sslmode=disable",
+            "postgresql:///uftp?host=%2Frun%2Fpostgresql&sslmode=disable",
+            "dso_1",
+        ),
+    ],
+)
+def test_open_store_postgres_urls(url: str, dsn: str, schema: str) -> None:
+    pytest.importorskip("asyncpg")
+    from adapter.store.postgres import PostgresStore
+
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    assert store.schema == schema
+    assert store._dsn == dsn
+    assert "pw" not in repr(store)
