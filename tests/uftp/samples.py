@@ -1,0 +1,298 @@
+"""Complete sample UFTP messages of every type, for every Version the codec speaks.
+
+Plain functions so that any test (or a benchmark) can import them; `conftest.py` wraps them
+in fixtures. Every sample has its metadata filled with realistic values and an aware
+TimeStamp, and is schema-valid, so `encode(sample)` succeeds and `decode` gives it back.
+
+Entity addresses mix both schemes: EAN connection points (`ean.` + 18 digits) and EA1
+congestion points, one of them the spec's own example, which contains `&` and `#`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from adapter.uftp.messages import (
+    MESSAGE_TYPES,
+    AGRPortfolioQuery,
+    AGRPortfolioQueryCongestionPoint,
+    AGRPortfolioQueryConnection,
+    AGRPortfolioQueryDSOPortfolio,
+    AGRPortfolioQueryDSOView,
+    AGRPortfolioQueryResponse,
+    AGRPortfolioUpdate,
+    AGRPortfolioUpdateConnection,
+    AGRPortfolioUpdateResponse,
+    DSOPortfolioQuery,
+    DSOPortfolioQueryCongestionPoint,
+    DSOPortfolioQueryConnection,
+    DSOPortfolioQueryResponse,
+    DSOPortfolioUpdate,
+    DSOPortfolioUpdateCongestionPoint,
+    DSOPortfolioUpdateConnection,
+    DSOPortfolioUpdateResponse,
+    PayloadMessage,
+    PayloadResponse,
+    RedispatchBy,
+    Result,
+    TestMessage,
+    TestMessageResponse,
+)
+
+#: The Versions the codec reads and writes; 4.0.0 is the draft next version.
+VERSIONS: tuple[str, ...] = ("3.0.0", "3.1.0", "4.0.0")
+DRAFT = "4.0.0"
+
+DSO_DOMAIN = "dso.example-grid.nl"
+CRO_DOMAIN = "cro.example.com"
+AGR_DOMAIN = "agr.example.com"
+AGR2_DOMAIN = "agr2.example-energy.com"
+DSO2_DOMAIN = "dso2.example.com"
+
+TIME_ZONE = "Europe/Amsterdam"
+#: Metadata TimeStamp: aware, with microseconds and a non-UTC offset (CEST).
+TIME_STAMP = datetime(2024, 5, 1, 10, 15, 30, 250000, tzinfo=timezone(timedelta(hours=2)))
+PERIOD = date(2024, 5, 2)
+START = date(2024, 5, 1)
+END = date(2024, 12, 31)
+
+MESSAGE_ID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+CONVERSATION_ID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+#: MessageID of the request a sample response answers.
+REQUEST_MESSAGE_ID = "6ba7b811-9dad-11d1-80b4-00c04fd430c8"
+
+#: The spec's EA1 example (message-transport-mechanism.md, "EA1 addressing scheme").
+EA1_SPEC_EXAMPLE = "ea1.2013-11.info.usef.test:001:002.090807002a&b#"
+EA1_CP = "ea1.2007-11.net.example-grid:cp-utrecht-01"
+EAN_CP = "ean.871685900012636543"
+EAN_1 = "ean.871685900000000011"
+EAN_2 = "ean.871685900000000028"
+EAN_3 = "ean.871685900000000035"
+
+M = TypeVar("M", bound=PayloadMessage)
+
+
+def metadata(
+    version: str, sender_domain: str, recipient_domain: str, **changes: Any
+) -> dict[str, Any]:
+    """Keyword arguments for the metadata of a message from `sender_domain`."""
+    return {
+        "version": version,
+        "sender_domain": sender_domain,
+        "recipient_domain": recipient_domain,
+        "time_stamp": TIME_STAMP,
+        "message_id": MESSAGE_ID,
+        "conversation_id": CONVERSATION_ID,
+        **changes,
+    }
+
+
+def response_metadata(
+    version: str, sender_domain: str, recipient_domain: str, **changes: Any
+) -> dict[str, Any]:
+    """Metadata plus an accepted result referring to REQUEST_MESSAGE_ID."""
+    return {
+        **metadata(version, sender_domain, recipient_domain),
+        "result": Result.ACCEPTED,
+        "reference_message_id": REQUEST_MESSAGE_ID,
+        **changes,
+    }
+
+
+# --- one factory per message type ----------------------------------------------------------
+
+
+def make_test_message(version: str = "3.1.0", **changes: Any) -> TestMessage:
+    return TestMessage(**metadata(version, DSO_DOMAIN, CRO_DOMAIN, **changes))
+
+
+def make_test_message_response(version: str = "3.1.0", **changes: Any) -> TestMessageResponse:
+    """In 3.x the type carries metadata only: no Result and no reference, so none is set."""
+    if version == DRAFT:
+        return TestMessageResponse(**response_metadata(version, CRO_DOMAIN, DSO_DOMAIN, **changes))
+    return TestMessageResponse(**metadata(version, CRO_DOMAIN, DSO_DOMAIN, **changes))
+
+
+def make_dso_portfolio_update(version: str = "3.1.0", **changes: Any) -> DSOPortfolioUpdate:
+    """Two congestion points: every optional attribute present on one, absent on the other."""
+    fields: dict[str, Any] = {
+        **metadata(version, DSO_DOMAIN, CRO_DOMAIN),
+        "time_zone": TIME_ZONE,
+        "congestion_points": (
+            DSOPortfolioUpdateCongestionPoint(
+                entity_address=EA1_SPEC_EXAMPLE,
+                start_period=START,
+                end_period=END,
+                mutex_offers_supported=True,
+                day_ahead_redispatch_by=RedispatchBy.DSO,
+                intraday_redispatch_by=RedispatchBy.AGR,
+                connections=(
+                    DSOPortfolioUpdateConnection(EAN_1, START, END),
+                    DSOPortfolioUpdateConnection(EAN_2, START),
+                ),
+            ),
+            DSOPortfolioUpdateCongestionPoint(
+                entity_address=EAN_CP,
+                start_period=START,
+                mutex_offers_supported=False,
+                day_ahead_redispatch_by=RedispatchBy.AGR,
+                connections=(DSOPortfolioUpdateConnection(EAN_3, PERIOD),),
+            ),
+        ),
+    }
+    return DSOPortfolioUpdate(**{**fields, **changes})
+
+
+def make_dso_portfolio_update_response(
+    version: str = "3.1.0", **changes: Any
+) -> DSOPortfolioUpdateResponse:
+    return DSOPortfolioUpdateResponse(
+        **response_metadata(version, CRO_DOMAIN, DSO_DOMAIN, **changes)
+    )
+
+
+def make_dso_portfolio_query(version: str = "3.1.0", **changes: Any) -> DSOPortfolioQuery:
+    fields: dict[str, Any] = {
+        **metadata(version, DSO_DOMAIN, CRO_DOMAIN),
+        "time_zone": TIME_ZONE,
+        "period": PERIOD,
+        "entity_address": EA1_CP,
+    }
+    return DSOPortfolioQuery(**{**fields, **changes})
+
+
+def make_dso_portfolio_query_response(
+    version: str = "3.1.0", **changes: Any
+) -> DSOPortfolioQueryResponse:
+    """One congestion point; one connection registered by an AGR, one not."""
+    fields: dict[str, Any] = {
+        **response_metadata(version, CRO_DOMAIN, DSO_DOMAIN),
+        "time_zone": TIME_ZONE,
+        "period": PERIOD,
+        "congestion_point": DSOPortfolioQueryCongestionPoint(
+            entity_address=EA1_CP,
+            connections=(
+                DSOPortfolioQueryConnection(EAN_1, AGR_DOMAIN),
+                DSOPortfolioQueryConnection(EAN_2),
+                DSOPortfolioQueryConnection(EAN_3, AGR2_DOMAIN),
+            ),
+        ),
+    }
+    return DSOPortfolioQueryResponse(**{**fields, **changes})
+
+
+def make_agr_portfolio_update(version: str = "3.1.0", **changes: Any) -> AGRPortfolioUpdate:
+    fields: dict[str, Any] = {
+        **metadata(version, AGR_DOMAIN, CRO_DOMAIN),
+        "time_zone": TIME_ZONE,
+        "connections": (
+            AGRPortfolioUpdateConnection(EAN_1, START, END),
+            AGRPortfolioUpdateConnection(EAN_2, START),
+        ),
+    }
+    return AGRPortfolioUpdate(**{**fields, **changes})
+
+
+def make_agr_portfolio_update_response(
+    version: str = "3.1.0", **changes: Any
+) -> AGRPortfolioUpdateResponse:
+    return AGRPortfolioUpdateResponse(
+        **response_metadata(version, CRO_DOMAIN, AGR_DOMAIN, **changes)
+    )
+
+
+def make_agr_portfolio_query(version: str = "3.1.0", **changes: Any) -> AGRPortfolioQuery:
+    fields: dict[str, Any] = {
+        **metadata(version, AGR_DOMAIN, CRO_DOMAIN),
+        "time_zone": TIME_ZONE,
+        "period": PERIOD,
+    }
+    return AGRPortfolioQuery(**{**fields, **changes})
+
+
+def make_agr_portfolio_query_response(
+    version: str = "3.1.0", **changes: Any
+) -> AGRPortfolioQueryResponse:
+    """One DSO view: two DSO portfolios and one connection not allocated to any DSO."""
+    fields: dict[str, Any] = {
+        **response_metadata(version, CRO_DOMAIN, AGR_DOMAIN),
+        "time_zone": TIME_ZONE,
+        "period": PERIOD,
+        "dso_views": (
+            AGRPortfolioQueryDSOView(
+                dso_portfolios=(
+                    AGRPortfolioQueryDSOPortfolio(
+                        dso_domain=DSO_DOMAIN,
+                        congestion_points=(
+                            AGRPortfolioQueryCongestionPoint(
+                                entity_address=EA1_SPEC_EXAMPLE,
+                                mutex_offers_supported=True,
+                                day_ahead_redispatch_by=RedispatchBy.AGR,
+                                intraday_redispatch_by=RedispatchBy.DSO,
+                                connections=(AGRPortfolioQueryConnection(EAN_1),),
+                            ),
+                            AGRPortfolioQueryCongestionPoint(
+                                entity_address=EAN_CP,
+                                mutex_offers_supported=False,
+                                day_ahead_redispatch_by=RedispatchBy.DSO,
+                                connections=(AGRPortfolioQueryConnection(EAN_2),),
+                            ),
+                        ),
+                    ),
+                    AGRPortfolioQueryDSOPortfolio(
+                        dso_domain=DSO2_DOMAIN,
+                        congestion_points=(
+                            AGRPortfolioQueryCongestionPoint(
+                                entity_address=EA1_CP,
+                                mutex_offers_supported=False,
+                                day_ahead_redispatch_by=RedispatchBy.DSO,
+                                connections=(AGRPortfolioQueryConnection(EAN_3),),
+                            ),
+                        ),
+                    ),
+                ),
+                connections=(AGRPortfolioQueryConnection("ean.871685900000000042"),),
+            ),
+        ),
+    }
+    return AGRPortfolioQueryResponse(**{**fields, **changes})
+
+
+FACTORIES: dict[type[PayloadMessage], Callable[..., PayloadMessage]] = {
+    TestMessage: make_test_message,
+    TestMessageResponse: make_test_message_response,
+    DSOPortfolioUpdate: make_dso_portfolio_update,
+    DSOPortfolioUpdateResponse: make_dso_portfolio_update_response,
+    DSOPortfolioQuery: make_dso_portfolio_query,
+    DSOPortfolioQueryResponse: make_dso_portfolio_query_response,
+    AGRPortfolioUpdate: make_agr_portfolio_update,
+    AGRPortfolioUpdateResponse: make_agr_portfolio_update_response,
+    AGRPortfolioQuery: make_agr_portfolio_query,
+    AGRPortfolioQueryResponse: make_agr_portfolio_query_response,
+}
+assert set(FACTORIES) == set(MESSAGE_TYPES.values()), "a message type has no sample factory"
+
+#: Message types in a stable order (requests before their responses).
+MESSAGE_CLASSES: tuple[type[PayloadMessage], ...] = tuple(FACTORIES)
+RESPONSE_CLASSES: tuple[type[PayloadResponse], ...] = tuple(
+    cls for cls in MESSAGE_CLASSES if issubclass(cls, PayloadResponse)
+)
+
+
+def sample(cls: type[M], version: str = "3.1.0", **changes: Any) -> M:
+    """A complete sample of message type `cls` in `version`, with `changes` applied."""
+    message = FACTORIES[cls](version, **changes)
+    assert isinstance(message, cls)
+    return message
+
+
+def all_samples(version: str) -> dict[type[PayloadMessage], PayloadMessage]:
+    """One sample of every message type in `version`."""
+    return {cls: factory(version) for cls, factory in FACTORIES.items()}
+
+
+def version_id(version: str) -> str:
+    """Readable parametrize id of a Version ("v3.0.0")."""
+    return f"v{version}"
