@@ -106,7 +106,7 @@ class PayloadResponse(PayloadMessage):
 
     @property
     def accepted(self) -> bool:
-        return self.result is Result.ACCEPTED
+        return self.result == Result.ACCEPTED
 
 
 # --- TestMessage ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ Schemas are the project's own files in `schemas/`, loaded once per process.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import threading
 from pathlib import Path
 
 from lxml import etree
@@ -36,50 +36,80 @@ _PARSER_OPTIONS = {
     "encoding": "utf-8",
     "collect_ids": False,
 }
-_PARSER = etree.XMLParser(huge_tree=False, **_PARSER_OPTIONS)
-_HUGE_PARSER = etree.XMLParser(huge_tree=True, **_PARSER_OPTIONS)
+
+
+class _RefuseAll(etree.Resolver):  # type: ignore[misc]
+    """Second line of defence behind the DOCTYPE check: libxml2 asks this resolver for every
+    external DTD or entity it would load, and it refuses them all."""
+
+    def resolve(self, system_url: str, public_id: str, context: object) -> None:
+        raise ValueError(f"external resources are not loaded ({system_url!r})")
+
+
+def _parser(*, huge: bool) -> etree.XMLParser:
+    parser = etree.XMLParser(huge_tree=huge, **_PARSER_OPTIONS)
+    parser.resolvers.add(_RefuseAll())
+    return parser
+
+
+class _PerThread(threading.local):
+    """lxml serialises concurrent use of one parser or validator behind a lock, and shares a
+    validator's error log: each thread gets its own, so that a large message validated on a
+    worker thread neither waits for nor garbles the event loop's small ones."""
+
+    def __init__(self) -> None:
+        self.parser = _parser(huge=False)
+        self.huge_parser = _parser(huge=True)
+        self.schemas: dict[str, etree.XMLSchema] = {}
+
+
+_LOCAL = _PerThread()
 
 # Markup declarations are only legal inside a DTD, so refusing "<!DOCTYPE" and "<!ENTITY"
 # refuses every entity trick. Case matters in XML: lower-case spellings are not markup.
-_DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
+# (Two literal searches: several times faster than one regex over a 10 MB document.)
+_DTD_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
 
 
 def parse_xml(data: bytes, *, huge: bool = False) -> etree._Element:
     """Parse `data` into its root element, or raise `InvalidXml`."""
-    if _DTD.search(data):
+    if any(marker in data for marker in _DTD_MARKERS):
         raise InvalidXml("document type declarations and entities are not accepted")
     try:
-        root = etree.fromstring(data, _HUGE_PARSER if huge else _PARSER)
+        root = etree.fromstring(data, _LOCAL.huge_parser if huge else _LOCAL.parser)
     except etree.XMLSyntaxError as exc:
         raise InvalidXml(f"not well-formed XML: {exc}") from None
-    except ValueError as exc:  # e.g. bytes lxml refuses outright
+    except (ValueError, etree.LxmlError) as exc:  # refused bytes, a refused resource
         raise InvalidXml(f"not XML: {exc}") from None
     if root is None:
         raise InvalidXml("empty document")
     return root
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class Schema:
-    """One UFTP schema version, compiled once."""
+    """One UFTP schema version, compiled once per thread that uses it (under 1 ms)."""
 
-    name: str
-    xsd: etree.XMLSchema
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._path = SCHEMA_DIR / f"{name}.xsd"
+
+    @property
+    def xsd(self) -> etree.XMLSchema:
+        xsd = _LOCAL.schemas.get(self.name)
+        if xsd is None:
+            # Our own file, from the package: no DTD, no includes, nothing to resolve.
+            parser = etree.XMLParser(resolve_entities=False, no_network=True)
+            xsd = _LOCAL.schemas[self.name] = etree.XMLSchema(etree.parse(str(self._path), parser))
+        return xsd
 
     def validate_root(self, root: etree._Element) -> None:
         """Raise `InvalidXml` naming the first violation if `root` is not valid."""
-        if not self.xsd.validate(root):
-            error = self.xsd.error_log.last_error
+        xsd = self.xsd
+        if not xsd.validate(root):
+            error = xsd.error_log.last_error
             where = f" (line {error.line})" if error is not None and error.line else ""
             message = error.message if error is not None else "schema violation"
             raise InvalidXml(f"not valid against the UFTP {self.name} schema{where}: {message}")
-
-
-def _load(name: str) -> Schema:
-    path = SCHEMA_DIR / f"{name}.xsd"
-    # The schema files are ours, but read them with the same hardened parser all the same.
-    doc = etree.parse(str(path), _PARSER)
-    return Schema(name, etree.XMLSchema(doc))
 
 
 class Schemas:
@@ -93,20 +123,8 @@ class Schemas:
     """
 
     def __init__(self) -> None:
-        self._v3: Schema | None = None
-        self._v4: Schema | None = None
-
-    @property
-    def latest(self) -> Schema:
-        if self._v3 is None:
-            self._v3 = _load("3.1.0")
-        return self._v3
-
-    @property
-    def draft(self) -> Schema:
-        if self._v4 is None:
-            self._v4 = _load("4.0.0")
-        return self._v4
+        self.latest = Schema("3.1.0")
+        self.draft = Schema("4.0.0")
 
     def for_version(self, version: str | None) -> Schema:
         if version is not None and version.startswith("4."):

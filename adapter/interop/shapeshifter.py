@@ -1,0 +1,555 @@
+"""Conversion between this adapter's message models and shapeshifter-uftp's dataclasses.
+
+For projects migrating from shapeshifter-uftp (2.4.x) one message type at a time: handlers
+written against its dataclasses can be fed from this participant (`to_shapeshifter`), and
+messages such code still composes can be sent by it (`from_shapeshifter`). Every type in
+`adapter.uftp.MESSAGE_TYPES` converts both ways, nested rows included; the conversion is
+field for field, so ours -> theirs -> ours gives back an equal model.
+
+What the conversion bridges:
+
+- Containers and rows: their lists of mutable dataclasses, our tuples of frozen dataclasses
+  and NamedTuples.
+- Periods: their `xsdata` `XmlDate`, our `datetime.date`. An `XmlDate` may carry the zone
+  suffix xs:date allows ("2024-05-01+02:00"); a Period is a calendar day in the message's
+  TimeZone, so the model drops it, as the codec does when reading XML.
+- TimeStamp: theirs is the attribute text (a `str`), ours an aware `datetime`. We write
+  `datetime.isoformat()`, so a stamp they spelled "...Z" comes back as "...+00:00": the same
+  instant and offset, spelled differently. A stamp without offset is read as UTC (the codec's
+  rule for 3.x); digits beyond microseconds are cut, as `datetime` holds no more.
+- Unset metadata: `None` on their side, "" on ours (`time_stamp` is None on both).
+- Enums: their `RedispatchBy` and `AcceptedRejected`, our `RedispatchBy` and `Result`; same
+  values, mapped through tables built from our enums so that a divergence fails at import.
+  Their parser leaves these attributes as plain text despite the enum types of their fields;
+  the tables answer for text and members alike.
+- Booleans: their parser gives `bool`; text set by hand (`"false"`) is refused, not read as
+  truthy.
+- Response references: each 3.x response names its reference attribute after its request;
+  their dataclass field names follow that, and ours is `reference_message_id` for all. Note
+  their `dso_portfolio_update_message_id`, written as DSOPortfolioUpdateResponseMessageID like
+  the XSD spells it.
+
+Quirks of theirs (each shown by a test in tests/interop):
+
+- Their `from_xml`, and so `unseal_message`, does not name the class to build: xsdata takes
+  the last-imported dataclass, of any package, named like the root element. Ours are named
+  after the XSD types too, so in a process that imports both libraries their parser may build
+  our models from attributes it cannot map (empty or broken objects). Importing this module
+  confines their parser to their own package (`_confine_their_parser`). The quirks below
+  are beyond what a conversion can bridge.
+- They know only the 3.x reference attributes. Their parser cannot read a draft (4.0.0)
+  response, which has ReferenceMessageID instead (a TypeError for the missing 3.x field),
+  and a draft response they write carries the 3.x attribute, which the draft schema rejects.
+- Their `TestMessageResponse` has `result` and `rejection_reason` and always writes Result,
+  which the 3.x schema does not allow on that type, so our codec rejects their XML of it. It
+  has no reference either: a model whose `reference_message_id` is set (the draft has one)
+  makes `to_shapeshifter` raise rather than silently drop it.
+- Their constructors refuse an empty list where the schema requires an element (a
+  CongestionPoint without Connection, an AGRPortfolioQueryResponse without DSO-View, ...).
+  Our models hold such values until the codec validates them, so `to_shapeshifter` raises
+  their `ValueError` for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import Enum
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from adapter.uftp.messages import (
+    AGRPortfolioQuery,
+    AGRPortfolioQueryCongestionPoint,
+    AGRPortfolioQueryConnection,
+    AGRPortfolioQueryDSOPortfolio,
+    AGRPortfolioQueryDSOView,
+    AGRPortfolioQueryResponse,
+    AGRPortfolioUpdate,
+    AGRPortfolioUpdateConnection,
+    AGRPortfolioUpdateResponse,
+    DSOPortfolioQuery,
+    DSOPortfolioQueryCongestionPoint,
+    DSOPortfolioQueryConnection,
+    DSOPortfolioQueryResponse,
+    DSOPortfolioUpdate,
+    DSOPortfolioUpdateCongestionPoint,
+    DSOPortfolioUpdateConnection,
+    DSOPortfolioUpdateResponse,
+    PayloadMessage,
+    PayloadResponse,
+    RedispatchBy,
+    Result,
+    TestMessage,
+    TestMessageResponse,
+)
+
+try:
+    from shapeshifter_uftp import transport
+    from shapeshifter_uftp import uftp as ss
+    from xsdata.models.datatype import XmlDate, XmlDateTime
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    raise ImportError(
+        "adapter.interop.shapeshifter needs the optional shapeshifter-uftp dependencies; "
+        f"install them with `pip install 'uftp-adapter[shapeshifter]'` ({exc})"
+    ) from exc
+
+__all__ = ["from_shapeshifter", "to_shapeshifter"]
+
+#: The package whose dataclasses shapeshifter-uftp's parser may build.
+THEIR_PACKAGE = "shapeshifter_uftp"
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Metadata fields both sides name alike; "" on ours is None on theirs.
+_METADATA = ("version", "sender_domain", "recipient_domain", "message_id", "conversation_id")
+
+
+def _confine_their_parser() -> None:
+    """Make shapeshifter-uftp's parser build only its own classes.
+
+    Without this, whichever of the two libraries was imported last decides what their
+    `unseal_message` returns (see the module docstring), so a migration that runs both in one
+    process would break their service by importing ours. A `models_package` the application
+    set on their parser itself is left alone.
+    """
+    context = transport.parser.context
+    if context.models_package is None:
+        context.models_package = THEIR_PACKAGE
+        context.reset()  # drop the index of root names built before
+
+
+_confine_their_parser()
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def _opt(convert: Callable[[T], R], value: T | None) -> R | None:
+    return None if value is None else convert(value)
+
+
+@lru_cache(maxsize=4096)
+def _xml_date(value: date) -> XmlDate:
+    # A portfolio repeats a few dates over many rows; XmlDate is immutable, so share them.
+    return XmlDate(value.year, value.month, value.day)
+
+
+@lru_cache(maxsize=4096)
+def _date_from_xml(value: XmlDate) -> date:
+    return value.to_date()
+
+
+def _date_from(value: Any) -> date:
+    """A Period from what their field may hold: XmlDate as parsed, or date or text as set."""
+    if isinstance(value, XmlDate):
+        return _date_from_xml(value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        return date.fromisoformat(value.strip()[:10])
+    raise TypeError(f"a Period is an XmlDate, a date or ISO text, not {value!r}")
+
+
+def _stamp_to(value: datetime) -> str:
+    if value.tzinfo is None:
+        # Their TimeStamp pattern requires an offset, and our codec refuses naive stamps.
+        raise ValueError("time_stamp must be timezone-aware")
+    return value.isoformat()
+
+
+def _stamp_from(value: Any) -> datetime:
+    """Their TimeStamp (text as parsed; an XmlDateTime or datetime if set so) as a datetime."""
+    if isinstance(value, XmlDateTime):
+        stamp = value.to_datetime()
+    elif isinstance(value, datetime):
+        stamp = value
+    elif isinstance(value, str):
+        stamp = datetime.fromisoformat(value.strip())
+    else:
+        raise TypeError(f"a TimeStamp is ISO text, an XmlDateTime or a datetime, not {value!r}")
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+
+def _bool_from(value: Any) -> bool:
+    # bool("false") is True: refuse text rather than read it wrong.
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"MutexOffersSupported is a bool, not {value!r}")
+
+
+_E = TypeVar("_E", bound=Enum)
+
+
+def _member(table: Mapping[Any, _E], value: Any, what: str) -> _E:
+    # Both sides use StrEnums, so the tables also answer for plain text values.
+    try:
+        return table[value]
+    except (KeyError, TypeError):
+        raise ValueError(f"{value!r} is not a valid {what}") from None
+
+
+_REDISPATCH_TO: dict[RedispatchBy, Any] = {r: ss.RedispatchBy(r.value) for r in RedispatchBy}
+_REDISPATCH_FROM: dict[Any, RedispatchBy] = {v: k for k, v in _REDISPATCH_TO.items()}
+_RESULT_TO: dict[Result, Any] = {r: ss.AcceptedRejected(r.value) for r in Result}
+_RESULT_FROM: dict[Any, Result] = {v: k for k, v in _RESULT_TO.items()}
+
+
+def _redispatch_to(value: RedispatchBy) -> Any:
+    return _member(_REDISPATCH_TO, value, "RedispatchBy")
+
+
+def _redispatch_from(value: Any) -> RedispatchBy:
+    return _member(_REDISPATCH_FROM, value, "RedispatchBy")
+
+
+# --- metadata and response attributes -------------------------------------------------------
+
+
+def _metadata_to(message: PayloadMessage) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {name: getattr(message, name) or None for name in _METADATA}
+    kwargs["time_stamp"] = _opt(_stamp_to, message.time_stamp)
+    return kwargs
+
+
+def _metadata_from(obj: Any, version: str | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {name: getattr(obj, name) or "" for name in _METADATA}
+    if version is not None:
+        fields["version"] = version
+    fields["time_stamp"] = _opt(_stamp_from, obj.time_stamp)
+    return fields
+
+
+def _response_to(message: PayloadResponse, reference: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "result": _member(_RESULT_TO, message.result, "Result"),
+        "rejection_reason": message.rejection_reason,
+    }
+    if reference is not None:
+        kwargs[reference] = message.reference_message_id or None
+    elif message.reference_message_id:
+        raise ValueError(
+            f"shapeshifter-uftp's {message.xml_name} has no reference attribute; "
+            f"reference_message_id {message.reference_message_id!r} would be lost"
+        )
+    return kwargs
+
+
+def _response_from(obj: Any, reference: str | None) -> dict[str, Any]:
+    return {
+        "result": _member(_RESULT_FROM, obj.result, "Result"),
+        "rejection_reason": obj.rejection_reason,
+        "reference_message_id": (getattr(obj, reference) or "") if reference else "",
+    }
+
+
+# --- message bodies: ours -> keyword arguments of theirs ------------------------------------
+
+
+def _no_body(_: object) -> dict[str, Any]:
+    return {}
+
+
+def _dso_update_to(m: DSOPortfolioUpdate) -> dict[str, Any]:
+    point, row = ss.DsoPortfolioUpdateCongestionPoint, ss.DsoPortfolioUpdateConnection
+    return {
+        "time_zone": m.time_zone,
+        "congestion_points": [
+            point(
+                entity_address=cp.entity_address,
+                start_period=_xml_date(cp.start_period),
+                end_period=_opt(_xml_date, cp.end_period),
+                mutex_offers_supported=cp.mutex_offers_supported,
+                day_ahead_redispatch_by=_redispatch_to(cp.day_ahead_redispatch_by),
+                intraday_redispatch_by=_opt(_redispatch_to, cp.intraday_redispatch_by),
+                connections=[
+                    row(
+                        entity_address=c.entity_address,
+                        start_period=_xml_date(c.start_period),
+                        end_period=_opt(_xml_date, c.end_period),
+                    )
+                    for c in cp.connections
+                ],
+            )
+            for cp in m.congestion_points
+        ],
+    }
+
+
+def _dso_query_to(m: DSOPortfolioQuery) -> dict[str, Any]:
+    return {
+        "time_zone": m.time_zone,
+        "period": _xml_date(m.period),
+        "entity_address": m.entity_address,
+    }
+
+
+def _dso_query_point_to(cp: DSOPortfolioQueryCongestionPoint) -> Any:
+    row = ss.DsoPortfolioQueryConnection
+    return ss.DsoPortfolioQueryCongestionPoint(
+        entity_address=cp.entity_address,
+        connections=[
+            row(entity_address=c.entity_address, agr_domain=c.agr_domain) for c in cp.connections
+        ],
+    )
+
+
+def _dso_query_response_to(m: DSOPortfolioQueryResponse) -> dict[str, Any]:
+    return {
+        "time_zone": m.time_zone,
+        "period": _xml_date(m.period),
+        "congestion_point": _opt(_dso_query_point_to, m.congestion_point),
+    }
+
+
+def _agr_update_to(m: AGRPortfolioUpdate) -> dict[str, Any]:
+    row = ss.AgrPortfolioUpdateConnection
+    return {
+        "time_zone": m.time_zone,
+        "connections": [
+            row(
+                entity_address=c.entity_address,
+                start_period=_xml_date(c.start_period),
+                end_period=_opt(_xml_date, c.end_period),
+            )
+            for c in m.connections
+        ],
+    }
+
+
+def _agr_query_to(m: AGRPortfolioQuery) -> dict[str, Any]:
+    return {"time_zone": m.time_zone, "period": _xml_date(m.period)}
+
+
+def _agr_rows_to(connections: tuple[AGRPortfolioQueryConnection, ...]) -> list[Any]:
+    row = ss.AgrPortfolioQueryResponseConnection
+    return [row(entity_address=c.entity_address) for c in connections]
+
+
+def _agr_view_to(view: AGRPortfolioQueryDSOView) -> Any:
+    point = ss.AgrPortfolioQueryResponseCongestionPoint
+    return ss.AgrPortfolioQueryResponseDSOView(
+        dso_portfolios=[
+            ss.AgrPortfolioQueryResponseDSOPortfolio(
+                dso_domain=portfolio.dso_domain,
+                congestion_points=[
+                    point(
+                        entity_address=cp.entity_address,
+                        mutex_offers_supported=cp.mutex_offers_supported,
+                        day_ahead_redispatch_by=_redispatch_to(cp.day_ahead_redispatch_by),
+                        intraday_redispatch_by=_opt(_redispatch_to, cp.intraday_redispatch_by),
+                        connections=_agr_rows_to(cp.connections),
+                    )
+                    for cp in portfolio.congestion_points
+                ],
+            )
+            for portfolio in view.dso_portfolios
+        ],
+        connections=_agr_rows_to(view.connections),
+    )
+
+
+def _agr_query_response_to(m: AGRPortfolioQueryResponse) -> dict[str, Any]:
+    return {
+        "time_zone": m.time_zone,
+        "period": _xml_date(m.period),
+        "dso_views": [_agr_view_to(view) for view in m.dso_views],
+    }
+
+
+# --- message bodies: theirs -> fields of ours -----------------------------------------------
+
+
+def _dso_update_from(obj: Any) -> dict[str, Any]:
+    row = DSOPortfolioUpdateConnection
+    return {
+        "time_zone": obj.time_zone,
+        "congestion_points": tuple(
+            DSOPortfolioUpdateCongestionPoint(
+                entity_address=cp.entity_address,
+                start_period=_date_from(cp.start_period),
+                end_period=_opt(_date_from, cp.end_period),
+                mutex_offers_supported=_bool_from(cp.mutex_offers_supported),
+                day_ahead_redispatch_by=_redispatch_from(cp.day_ahead_redispatch_by),
+                intraday_redispatch_by=_opt(_redispatch_from, cp.intraday_redispatch_by),
+                connections=tuple(
+                    [
+                        row(
+                            c.entity_address,
+                            _date_from(c.start_period),
+                            _opt(_date_from, c.end_period),
+                        )
+                        for c in cp.connections
+                    ]
+                ),
+            )
+            for cp in obj.congestion_points
+        ),
+    }
+
+
+def _dso_query_from(obj: Any) -> dict[str, Any]:
+    return {
+        "time_zone": obj.time_zone,
+        "period": _date_from(obj.period),
+        "entity_address": obj.entity_address,
+    }
+
+
+def _dso_query_point_from(cp: Any) -> DSOPortfolioQueryCongestionPoint:
+    return DSOPortfolioQueryCongestionPoint(
+        entity_address=cp.entity_address,
+        connections=tuple(
+            DSOPortfolioQueryConnection(c.entity_address, c.agr_domain) for c in cp.connections
+        ),
+    )
+
+
+def _dso_query_response_from(obj: Any) -> dict[str, Any]:
+    return {
+        "time_zone": obj.time_zone,
+        "period": _date_from(obj.period),
+        "congestion_point": _opt(_dso_query_point_from, obj.congestion_point),
+    }
+
+
+def _agr_update_from(obj: Any) -> dict[str, Any]:
+    row = AGRPortfolioUpdateConnection
+    return {
+        "time_zone": obj.time_zone,
+        "connections": tuple(
+            [
+                row(c.entity_address, _date_from(c.start_period), _opt(_date_from, c.end_period))
+                for c in obj.connections
+            ]
+        ),
+    }
+
+
+def _agr_query_from(obj: Any) -> dict[str, Any]:
+    return {"time_zone": obj.time_zone, "period": _date_from(obj.period)}
+
+
+def _agr_rows_from(connections: list[Any]) -> tuple[AGRPortfolioQueryConnection, ...]:
+    return tuple(AGRPortfolioQueryConnection(c.entity_address) for c in connections)
+
+
+def _agr_view_from(view: Any) -> AGRPortfolioQueryDSOView:
+    return AGRPortfolioQueryDSOView(
+        dso_portfolios=tuple(
+            AGRPortfolioQueryDSOPortfolio(
+                dso_domain=portfolio.dso_domain,
+                congestion_points=tuple(
+                    AGRPortfolioQueryCongestionPoint(
+                        entity_address=cp.entity_address,
+                        mutex_offers_supported=_bool_from(cp.mutex_offers_supported),
+                        day_ahead_redispatch_by=_redispatch_from(cp.day_ahead_redispatch_by),
+                        intraday_redispatch_by=_opt(_redispatch_from, cp.intraday_redispatch_by),
+                        connections=_agr_rows_from(cp.connections),
+                    )
+                    for cp in portfolio.congestion_points
+                ),
+            )
+            for portfolio in view.dso_portfolios
+        ),
+        connections=_agr_rows_from(view.connections),
+    )
+
+
+def _agr_query_response_from(obj: Any) -> dict[str, Any]:
+    return {
+        "time_zone": obj.time_zone,
+        "period": _date_from(obj.period),
+        "dso_views": tuple(_agr_view_from(view) for view in obj.dso_views),
+    }
+
+
+# --- dispatch -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """One message type on both sides, and how its body converts each way."""
+
+    ours: type[PayloadMessage]
+    theirs: type[Any]
+    to_body: Callable[[Any], dict[str, Any]]
+    from_body: Callable[[Any], dict[str, Any]]
+    #: Their field holding a response's reference (None: no such field, or not a response).
+    reference: str | None = None
+
+
+_PAIRS = (
+    _Pair(TestMessage, ss.TestMessage, _no_body, _no_body),
+    _Pair(TestMessageResponse, ss.TestMessageResponse, _no_body, _no_body),
+    _Pair(DSOPortfolioUpdate, ss.DsoPortfolioUpdate, _dso_update_to, _dso_update_from),
+    _Pair(
+        DSOPortfolioUpdateResponse,
+        ss.DsoPortfolioUpdateResponse,
+        _no_body,
+        _no_body,
+        "dso_portfolio_update_message_id",
+    ),
+    _Pair(DSOPortfolioQuery, ss.DsoPortfolioQuery, _dso_query_to, _dso_query_from),
+    _Pair(
+        DSOPortfolioQueryResponse,
+        ss.DsoPortfolioQueryResponse,
+        _dso_query_response_to,
+        _dso_query_response_from,
+        "dso_portfolio_query_message_id",
+    ),
+    _Pair(AGRPortfolioUpdate, ss.AgrPortfolioUpdate, _agr_update_to, _agr_update_from),
+    _Pair(
+        AGRPortfolioUpdateResponse,
+        ss.AgrPortfolioUpdateResponse,
+        _no_body,
+        _no_body,
+        "agr_portfolio_update_message_id",
+    ),
+    _Pair(AGRPortfolioQuery, ss.AgrPortfolioQuery, _agr_query_to, _agr_query_from),
+    _Pair(
+        AGRPortfolioQueryResponse,
+        ss.AgrPortfolioQueryResponse,
+        _agr_query_response_to,
+        _agr_query_response_from,
+        "agr_portfolio_query_message_id",
+    ),
+)
+_BY_OURS: dict[type[PayloadMessage], _Pair] = {pair.ours: pair for pair in _PAIRS}
+_BY_THEIRS: dict[type[Any], _Pair] = {pair.theirs: pair for pair in _PAIRS}
+
+
+def to_shapeshifter(message: PayloadMessage) -> ss.PayloadMessage:
+    """The shapeshifter-uftp dataclass equal, field for field, to `message`.
+
+    Raises `TypeError` for a type without counterpart and `ValueError` when a value has no
+    place on their side (see the module docstring).
+    """
+    pair = _BY_OURS.get(type(message))
+    if pair is None:
+        raise TypeError(f"{type(message).__name__} has no shapeshifter-uftp counterpart here")
+    kwargs = _metadata_to(message)
+    if isinstance(message, PayloadResponse):
+        kwargs.update(_response_to(message, pair.reference))
+    kwargs.update(pair.to_body(message))
+    return pair.theirs(**kwargs)
+
+
+def from_shapeshifter(obj: ss.PayloadMessage, *, version: str | None = None) -> PayloadMessage:
+    """Our model of shapeshifter-uftp message `obj`, field for field.
+
+    `version`, when given, replaces the object's Version: their dataclasses default to 3.1.0
+    whatever the code that built them meant, and this is where a caller says otherwise.
+    Raises `TypeError` for a type this adapter does not handle and `ValueError` (or
+    `TypeError`) for a value our model cannot hold, e.g. text where a bool belongs.
+    """
+    pair = _BY_THEIRS.get(type(obj))
+    if pair is None:
+        raise TypeError(f"{type(obj).__name__} is not a message type this adapter handles")
+    fields = _metadata_from(obj, version)
+    if issubclass(pair.ours, PayloadResponse):
+        fields.update(_response_from(obj, pair.reference))
+    fields.update(pair.from_body(obj))
+    return pair.ours(**fields)
