@@ -443,11 +443,12 @@ async def test_sqlite_runs_queued_operations_in_one_transaction_with_savepoints(
         raise RuntimeError("boom")
 
     await sqlite_store.add_outbound(outbound("taken"))
-    first = asyncio.create_task(sqlite_store.run(blocker))
+    # Offloaded to a worker thread, as large work is: the loop goes on meanwhile.
+    first = asyncio.create_task(sqlite_store.run(blocker, offload=True))
     assert await asyncio.to_thread(started.wait, 10)
     commits_before = sqlite_store.commits
 
-    # Queued while the writer is busy: they must all go into the next transaction.
+    # Queued while that batch runs: they must all go into the next transaction.
     queued = [
         asyncio.create_task(sqlite_store.save_inbound(inbound("a"))),
         asyncio.create_task(sqlite_store.save_inbound(inbound("b"))),
