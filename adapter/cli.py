@@ -17,6 +17,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -214,6 +215,200 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# cro
+# --------------------------------------------------------------------------------------------
+
+
+def add_cro(subparsers: _SubParsers) -> None:
+    cro = subparsers.add_parser(
+        "cro",
+        help="inspect the Common Reference register (CRO)",
+        description="Inspect the register of a CRO: its congestion points and connections.",
+    )
+    sub = cro.add_subparsers(dest="cro_command", required=True, metavar="COMMAND")
+    show = sub.add_parser(
+        "show",
+        help="print the congestion points: owning DSO, periods, flags, connection counts",
+        description="Print the register's congestion points, by DSO (connection counts only: "
+        "connection identifiers are personal data). Reads the CRO's store; safe while it runs.",
+    )
+    show.add_argument("--config", type=Path, required=True, help="the CRO's TOML file")
+    show.add_argument("--dso", metavar="DOMAIN", help="only this DSO's congestion points")
+    show.add_argument(
+        "--date",
+        metavar="D",
+        type=_as_of,
+        help="the register as it stood at the end of day D (YYYY-MM-DD, in the market's "
+        "time zone) or at an ISO instant; default: now",
+    )
+    show.add_argument("--format", choices=("text", "json"), default="text")
+    show.add_argument("--history", action="store_true", help="also list the accepted updates")
+    show.set_defaults(func=cmd_cro_show)
+
+
+def cmd_cro_show(args: argparse.Namespace) -> int:
+    from .config import SqliteStore, load_config
+    from .cro.show import end_of_day, read_report, render_json, render_text
+
+    config = load_config(args.config)
+    if config.participant.role is not Role.CRO:
+        raise UsageError(f"{args.config} configures a {config.participant.role}, not a CRO")
+    store = config.participant.store
+    if isinstance(store, SqliteStore) and not store.path.exists():
+        raise UsageError(f"no store at {store.path}: has the CRO run yet?")
+    as_of = args.date
+    if isinstance(as_of, date) and not isinstance(as_of, datetime):
+        as_of = end_of_day(as_of, config.cro.zone)
+    elif isinstance(as_of, datetime) and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=config.cro.zone)
+    report = asyncio.run(read_report(config, dso=args.dso, as_of=as_of, history=args.history))
+    print(render_json(report) if args.format == "json" else render_text(report), end="")
+    return 0
+
+
+def _as_of(text: str) -> date | datetime:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date YYYY-MM-DD or an ISO instant, got {text!r}"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# dso
+# --------------------------------------------------------------------------------------------
+
+
+def add_dso_commands(subparsers: _SubParsers) -> None:
+    dso = subparsers.add_parser(
+        "dso",
+        help="publish the DSO's portfolio to the CRO, and query it",
+        description="Publish congestion points with their connections to the CRO and ask "
+        "which aggregators represent them (contract-phase.md). Exit status: 0 Accepted, "
+        "1 Rejected, 2 a mistake in a file or argument, not delivered or no answer.",
+    )
+    sub = dso.add_subparsers(dest="dso_command", required=True, metavar="COMMAND")
+    publish = sub.add_parser(
+        "publish",
+        help="send PORTFOLIO_FILE as a DSOPortfolioUpdate and print the response",
+        description="Read and check PORTFOLIO_FILE (.csv or .json, one row per connection; "
+        "the columns are described in adapter/dso/portfolio.py), send it as a "
+        "DSOPortfolioUpdate and print Accepted or Rejected with the reasons. A mistake in the "
+        "file, including a broken period rule, is reported as FILE:LINE: FIELD and not sent.",
+    )
+    publish.add_argument("portfolio_file", type=Path, metavar="PORTFOLIO_FILE")
+    _add_dso_options(publish)
+    publish.set_defaults(func=cmd_dso_publish)
+
+    query = sub.add_parser(
+        "query",
+        help="print the connections of a congestion point on a date, with their AGR-Domain",
+        description="Send a DSOPortfolioQuery and print the CRO's answer: the connections of "
+        "CONGESTION_POINT on day D and the aggregator representing each, where there is one.",
+    )
+    query.add_argument("congestion_point", metavar="CONGESTION_POINT", help="its EntityAddress")
+    query.add_argument(
+        "--date", required=True, type=_day, metavar="D", help="the Period, YYYY-MM-DD"
+    )
+    query.add_argument("--format", choices=("text", "json"), default="text")
+    _add_dso_options(query)
+    query.set_defaults(func=cmd_dso_query)
+
+
+def _add_dso_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="the DSO's TOML file")
+    parser.add_argument(
+        "--to", metavar="CRO_DOMAIN", help="the CRO's domain (default: the one CRO in --config)"
+    )
+    parser.add_argument(
+        "--time-zone",
+        type=_time_zone,
+        metavar="ZONE",
+        help="the market's TimeZone (default: Europe/Amsterdam, as the CRO's default)",
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+
+
+def cmd_dso_publish(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .dso.portfolio import DEFAULT_TIME_ZONE, PortfolioFileError, load_portfolio
+    from .dso.publish import cro_target, describe_publish
+    from .run import request_once
+
+    try:
+        update = load_portfolio(args.portfolio_file, time_zone=args.time_zone or DEFAULT_TIME_ZONE)
+    except PortfolioFileError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(args.config)
+    try:
+        to = cro_target(config, args.to)
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+    connections = sum(len(point.connections) for point in update.congestion_points)
+    print(
+        f"DSOPortfolioUpdate to {to}: {len(update.congestion_points)} congestion points, "
+        f"{connections} connections",
+        flush=True,
+    )
+    outcome = asyncio.run(
+        request_once(config, update, to, timeout=args.timeout, describe=describe_publish)
+    )
+    return outcome.status
+
+
+def cmd_dso_query(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .dso.portfolio import DEFAULT_TIME_ZONE, is_entity_address
+    from .dso.publish import cro_target, describe_query, query_json
+    from .run import request_once
+    from .uftp.messages import DSOPortfolioQuery
+
+    if not is_entity_address(args.congestion_point):
+        raise UsageError(
+            "CONGESTION_POINT: expected an EntityAddress ('ea1.YYYY-MM.domain:name' or "
+            f"'ean.' and 12 to 34 digits), got {args.congestion_point!r}"
+        )
+    config = load_config(args.config)
+    try:
+        to = cro_target(config, args.to)
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+    message = DSOPortfolioQuery(
+        time_zone=args.time_zone or DEFAULT_TIME_ZONE,
+        period=args.date,
+        entity_address=args.congestion_point,
+    )
+    describe = query_json if args.format == "json" else describe_query
+    outcome = asyncio.run(
+        request_once(config, message, to, timeout=args.timeout, describe=describe)
+    )
+    return outcome.status
+
+
+def _day(text: str) -> date:
+    try:
+        if len(text) != 10:  # date.fromisoformat also takes 20260301 and 2026-W09-7
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _time_zone(text: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected an IANA time zone such as 'Europe/Amsterdam', got {text!r}"
+        ) from None
+    return text
+
+
+# --------------------------------------------------------------------------------------------
 # The parser
 # --------------------------------------------------------------------------------------------
 
@@ -221,6 +416,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
     add_keys_commands,
     add_participant_commands,
+    add_cro,
+    add_dso_commands,
 )
 
 

@@ -34,7 +34,7 @@ from .router import HandlerContext, Router
 from .server import Endpoint, RateLimiter, Received, message_path
 from .store.base import InboundRecord, OutboundRecord, OutboundStatus, SaveOutcome, Store
 from .uftp import codec, envelope
-from .uftp.errors import Reason, Rejection
+from .uftp.errors import InvalidXml, Reason, Rejection
 from .uftp.messages import (
     RESPONSE_TYPES,
     PayloadMessage,
@@ -281,7 +281,10 @@ class Participant:
         )
 
     def _outbound(self, message: PayloadMessage, peer: Peer) -> OutboundRecord:
-        inner = codec.encode(message)
+        # Not validated again here: the codec writes only what the models allow, and a
+        # schema problem in our data shows as the peer's HTTP 400, which `_on_delivery_final`
+        # then explains by validating the sent message locally.
+        inner = codec.encode(message, validate=False)
         log.debug("outbound %s body: %r", message.message_id, inner)
         sealed = envelope.seal(inner, self._keys.signing, self.domain, self.role)
         now = self._clock()
@@ -305,12 +308,16 @@ class Participant:
     ) -> None:
         if status is OutboundStatus.DELIVERED:
             return
+        if result.status == 400:
+            problem = _schema_problem(record)
+            if problem:
+                result = dataclasses.replace(result, detail=f"{result.detail} [{problem}]")
         log.error(
             "delivery of %s %s to %s failed for good: %s",
             record.message_type,
             record.message_id,
             record.recipient_domain,
-            record.last_error,
+            result.detail or record.last_error,
         )
         future = self._waiters.get(record.message_id)
         if future is not None and not future.done():
@@ -393,13 +400,15 @@ class Participant:
                 reasons = (Reason.INVALID_MESSAGE,)
             else:
                 return self._complete_response(response, received)
+        # The reasons may name connections (personal data): their text only at debug.
         log.info(
-            "rejecting %s %s from %s: %s",
+            "rejecting %s %s from %s (%d reasons)",
             message.xml_name,
             message.message_id,
             received.sender_domain,
-            "; ".join(reasons),
+            len(reasons),
         )
+        log.debug("rejection reasons for %s: %s", message.message_id, "; ".join(reasons))
         return self._complete_response(rejected(message, reasons), received)
 
     async def _call_handler(self, received: Received) -> PayloadResponse | None:
@@ -454,6 +463,22 @@ class Participant:
         future = self._waiters.get(key) if key else None
         if future is not None and not future.done():
             future.set_result(response)
+
+
+def _schema_problem(record: OutboundRecord) -> str | None:
+    """Why our own sent message is not schema-valid, if it is not (checked only after a 400).
+
+    Some rejections cannot be written schema-valid at all: the XSD requires a Rejected
+    AGRPortfolioQueryResponse to carry a DSO-View with a congestion point and a connection.
+    Such a response is still sent, as every request must be answered
+    (message-validation.md); a strict peer answers 400, and this says why.
+    """
+    try:
+        sealed = envelope.parse_envelope(record.envelope).sealed
+        codec.decode(sealed[envelope.SIGNATURE_BYTES :])
+    except InvalidXml as exc:
+        return f"checked here: {exc.detail}"
+    return None
 
 
 def _configured_store(settings: ParticipantSettings) -> Store:

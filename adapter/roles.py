@@ -14,4 +14,7 @@ from .uftp.messages import Role
 def role_router(participant: Participant, config: Config) -> None:
     """Register the handlers of `participant`'s role on its router."""
     if participant.role is Role.CRO:
-        return  # the CRO register's handlers are wired here once it exists
+        from .cro.handlers import cro_router_for
+        from .store.register import register_for
+
+        participant.router.include(cro_router_for(config, register_for(participant.store)))

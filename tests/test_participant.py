@@ -279,3 +279,17 @@ async def test_response_metadata_is_filled_by_the_participant(network: Network) 
     response = await dso.request(bare(make_dso_portfolio_update()), to=CRO, timeout=10)
     assert response.time_stamp is not None and response.time_stamp >= before
     uuid.UUID(response.message_id)
+
+
+async def test_schema_invalid_outbound_message_is_explained_after_the_peers_400(
+    network: Network,
+) -> None:
+    _, dso, cro_seen, _ = await pair(network)
+    update = bare(make_dso_portfolio_update())
+    point = dataclasses.replace(update.congestion_points[0], entity_address="not-an-address")
+    with pytest.raises(DeliveryFailed) as failure:
+        await dso.request(dataclasses.replace(update, congestion_points=(point,)), to=CRO)
+    assert failure.value.result.status == 400
+    assert "checked here" in str(failure.value)
+    assert "EntityAddress" in str(failure.value)
+    assert cro_seen.received == []

@@ -578,6 +578,9 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA fullfsync = ON")
             conn.execute("PRAGMA foreign_keys = ON")
+            # 64 MiB of page cache instead of 2: a 100,000-connection portfolio update
+            # inserts into an index whose pages would otherwise be read back and forth.
+            conn.execute("PRAGMA cache_size = -65536")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 # Not executescript: it would COMMIT first, outside our transaction.

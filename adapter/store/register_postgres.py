@@ -1,0 +1,538 @@
+"""The Common Reference register on the PostgreSQL store.
+
+The tables and their versioning are those of `register_sqlite` (see its docstring), in the
+store's schema, with PostgreSQL types: periods are ``date``, instants ``timestamptz``.
+
+Every call is one transaction through `PostgresStore.run`. Updates first take a
+transaction-scoped advisory lock, so that two updates - from two handlers, or from two
+processes sharing the schema - are checked and applied one after the other: the conflict
+checks read what the other would write. Reads take no lock; each sees one committed snapshot.
+
+Set-based throughout: the message's addresses travel as one array parameter and are joined
+with ``unnest``; connection rows are written with COPY.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date, datetime
+from typing import Any, Final, TypeVar
+
+from adapter.store.postgres import PostgresStore
+from adapter.store.register import (
+    AgrAllocation,
+    AgrUpdateState,
+    Applied,
+    ConnectionPeriod,
+    DsoConnection,
+    DsoUpdateState,
+    Membership,
+    PointDefinition,
+    PointSummary,
+    UpdateKind,
+    UpdateMeta,
+    UpdateSummary,
+    iso_rows,
+    rows_digest,
+    versioned_diff,
+)
+from adapter.uftp.messages import RedispatchBy
+
+__all__ = ["SCHEMA_VERSION", "PostgresRegister"]
+
+T = TypeVar("T")
+
+#: Version of the tables this module owns (component "cro_register" in `schema_version`).
+SCHEMA_VERSION: Final = 1
+_COMPONENT: Final = "cro_register"
+
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS cro_update (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        kind text NOT NULL CHECK (kind IN ('dso', 'agr')),
+        sender_domain text NOT NULL,
+        message_id text NOT NULL,
+        time_stamp timestamptz NOT NULL,
+        recorded_at timestamptz NOT NULL,
+        UNIQUE (sender_domain, message_id)
+    )""",
+    """CREATE INDEX IF NOT EXISTS cro_update_sender
+        ON cro_update (sender_domain, kind, time_stamp)""",
+    "CREATE INDEX IF NOT EXISTS cro_update_recorded ON cro_update (recorded_at)",
+    """CREATE TABLE IF NOT EXISTS cro_congestion_point (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        entity_address text NOT NULL,
+        dso_domain text NOT NULL,
+        start_period date NOT NULL,
+        end_period date,
+        mutex_offers_supported boolean NOT NULL,
+        day_ahead_redispatch_by text NOT NULL,
+        intraday_redispatch_by text,
+        connections integer NOT NULL,
+        digest bytea NOT NULL,
+        valid_from bigint NOT NULL,
+        superseded_by bigint
+    )""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS cro_congestion_point_current
+        ON cro_congestion_point (entity_address) WHERE superseded_by IS NULL""",
+    """CREATE INDEX IF NOT EXISTS cro_congestion_point_address
+        ON cro_congestion_point (entity_address, valid_from)""",
+    """CREATE TABLE IF NOT EXISTS cro_connection (
+        point_version bigint NOT NULL,
+        entity_address text NOT NULL,
+        start_period date NOT NULL,
+        end_period date,
+        PRIMARY KEY (point_version, entity_address)
+    )""",
+    """CREATE INDEX IF NOT EXISTS cro_connection_address
+        ON cro_connection (entity_address)""",
+    """CREATE TABLE IF NOT EXISTS cro_agr_connection (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        agr_domain text NOT NULL,
+        entity_address text NOT NULL,
+        start_period date NOT NULL,
+        end_period date,
+        valid_from bigint NOT NULL,
+        superseded_by bigint
+    )""",
+    """CREATE INDEX IF NOT EXISTS cro_agr_connection_agr
+        ON cro_agr_connection (agr_domain, superseded_by)""",
+    """CREATE INDEX IF NOT EXISTS cro_agr_connection_address
+        ON cro_agr_connection (entity_address, superseded_by)""",
+)
+
+_CONNECTION_COLUMNS: Final = ("point_version", "entity_address", "start_period", "end_period")
+_AGR_COLUMNS: Final = ("agr_domain", "entity_address", "start_period", "end_period", "valid_from")
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: the register needs aware ones")
+    return value
+
+
+def _redispatch(value: str | None) -> RedispatchBy | None:
+    return None if value is None else RedispatchBy(value)
+
+
+def _definition(point: PointDefinition) -> tuple[object, ...]:
+    """The point's own fields as stored (and as read back, for comparison)."""
+    return (
+        point.start_period,
+        point.end_period,
+        point.mutex_offers_supported,
+        point.day_ahead_redispatch_by.value,
+        None if point.intraday_redispatch_by is None else point.intraday_redispatch_by.value,
+    )
+
+
+def _elsewhere(sender: str, points: str) -> str:
+    """SQL: point version `p` is current and not one the update replaces (the sender's
+    points the update names)."""
+    return (
+        f"p.superseded_by IS NULL "
+        f"AND (p.dso_domain <> {sender} OR p.entity_address <> ALL({points}::text[]))"
+    )
+
+
+def _visible(alias: str, seq: str | None) -> str:
+    """SQL: row `alias` is current (seq None) or visible as of update parameter `seq`."""
+    if seq is None:
+        return f"{alias}.superseded_by IS NULL"
+    return (
+        f"{alias}.valid_from <= {seq} "
+        f"AND ({alias}.superseded_by IS NULL OR {alias}.superseded_by > {seq})"
+    )
+
+
+def _on(alias: str, period: str) -> str:
+    """SQL: row `alias` is active on Period parameter `period`."""
+    return (
+        f"{alias}.start_period <= {period} "
+        f"AND ({alias}.end_period IS NULL OR {alias}.end_period >= {period})"
+    )
+
+
+class PostgresRegister:
+    """`PortfolioRegister` on a `PostgresStore` (opened by its owner); see the module
+    docstring."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"PostgresRegister({self._store!r})"
+
+    @property
+    def _lock_key(self) -> str:
+        return f"uftp-adapter:cro-register:{self._store.schema}"
+
+    async def _run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        if not self._ready:
+            await self._store.run(self._create)
+            self._ready = True
+        return await self._store.run(fn)
+
+    async def _create(self, conn: Any) -> None:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+        for statement in _SCHEMA:
+            await conn.execute(statement)
+        version = await conn.fetchval(
+            "SELECT version FROM schema_version WHERE component = $1", _COMPONENT
+        )
+        if version is None:
+            await conn.execute(
+                "INSERT INTO schema_version (component, version) VALUES ($1, $2)",
+                _COMPONENT,
+                SCHEMA_VERSION,
+            )
+        elif version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database's Common Reference schema is version {version}, newer than "
+                f"this program's {SCHEMA_VERSION}: upgrade the program"
+            )
+
+    # -- updates --------------------------------------------------------------------------
+
+    async def apply_dso_update(
+        self,
+        update: UpdateMeta,
+        points: Sequence[PointDefinition],
+        check: Callable[[DsoUpdateState], None],
+    ) -> Applied:
+        async def op(conn: Any) -> Applied:
+            if await self._begin_update(conn, update):
+                return Applied.ALREADY_APPLIED
+            sender = update.sender_domain
+            addresses = [point.entity_address for point in points]
+            current = {
+                row[1]: (row[0], row[2], tuple(row[3:8]), bytes(row[8]))
+                for row in await conn.fetch(
+                    "SELECT id, entity_address, dso_domain, start_period, end_period, "
+                    "mutex_offers_supported, day_ahead_redispatch_by, intraday_redispatch_by, "
+                    "digest FROM cro_congestion_point "
+                    "WHERE superseded_by IS NULL AND entity_address = ANY($1::text[])",
+                    addresses,
+                )
+            }
+            # Kept, a new version with the old rows, or a new version with the message's.
+            plans: list[tuple[PointDefinition, tuple[object, ...], bytes, int | None]] = []
+            probe: list[str] = []
+            for point in points:
+                definition = _definition(point)
+                digest = rows_digest(iso_rows(point.connections))
+                known = current.get(point.entity_address)
+                if known is not None and known[2:] == (definition, digest):
+                    continue
+                copy_from = known[0] if known is not None and known[3] == digest else None
+                plans.append((point, definition, digest, copy_from))
+                if copy_from is None:
+                    probe.extend(connection[0] for connection in point.connections)
+            # Points this update does not replace: those it does not name, and other DSOs'
+            # points it names (rejected for those, but all reasons are reported).
+            memberships: list[Membership] = []
+            if probe and await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM cro_congestion_point AS p "  # noqa: S608
+                f"WHERE {_elsewhere('$1', '$2')})",
+                sender,
+                addresses,
+            ):
+                memberships = [
+                    Membership(*row)
+                    for row in await conn.fetch(
+                        "SELECT c.entity_address, p.entity_address, c.start_period, "  # noqa: S608
+                        "c.end_period FROM unnest($3::text[]) AS n (entity_address) "
+                        "JOIN cro_connection AS c ON c.entity_address = n.entity_address "
+                        "JOIN cro_congestion_point AS p ON p.id = c.point_version "
+                        f"WHERE {_elsewhere('$1', '$2')}",
+                        sender,
+                        addresses,
+                        probe,
+                    )
+                ]
+            del probe
+            check(
+                DsoUpdateState(
+                    owners={address: known[1] for address, known in current.items()},
+                    last_time_stamp=await self._last_time_stamp(conn, sender, UpdateKind.DSO),
+                    memberships=memberships,
+                )
+            )
+            seq = await self._record(conn, update, UpdateKind.DSO)
+            records: list[tuple[int, str, date, date | None]] = []
+            for point, definition, digest, copy_from in plans:
+                known = current.get(point.entity_address)
+                if known is not None:
+                    await conn.execute(
+                        "UPDATE cro_congestion_point SET superseded_by = $1 WHERE id = $2",
+                        seq,
+                        known[0],
+                    )
+                version: int = await conn.fetchval(
+                    "INSERT INTO cro_congestion_point (entity_address, dso_domain, "
+                    "start_period, end_period, mutex_offers_supported, "
+                    "day_ahead_redispatch_by, intraday_redispatch_by, connections, digest, "
+                    "valid_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                    point.entity_address,
+                    sender,
+                    *definition,
+                    len(point.connections),
+                    digest,
+                    seq,
+                )
+                if copy_from is not None:
+                    await conn.execute(
+                        "INSERT INTO cro_connection (point_version, entity_address, "
+                        "start_period, end_period) SELECT $1, entity_address, start_period, "
+                        "end_period FROM cro_connection WHERE point_version = $2",
+                        version,
+                        copy_from,
+                    )
+                else:
+                    records.extend((version, *connection) for connection in point.connections)
+            if records:
+                await conn.copy_records_to_table(
+                    "cro_connection",
+                    records=records,
+                    columns=_CONNECTION_COLUMNS,
+                    schema_name=self._store.schema,
+                )
+            return Applied.APPLIED
+
+        return await self._run(op)
+
+    async def apply_agr_update(
+        self,
+        update: UpdateMeta,
+        connections: Sequence[ConnectionPeriod],
+        check: Callable[[AgrUpdateState], None],
+    ) -> Applied:
+        async def op(conn: Any) -> Applied:
+            if await self._begin_update(conn, update):
+                return Applied.ALREADY_APPLIED
+            sender = update.sender_domain
+            current_rows = {
+                (row[1], row[2], row[3]): row[0]
+                for row in await conn.fetch(
+                    "SELECT a.id, a.entity_address, a.start_period, a.end_period "
+                    "FROM unnest($2::text[]) AS n (entity_address) "
+                    "JOIN cro_agr_connection AS a ON a.entity_address = n.entity_address "
+                    "WHERE a.superseded_by IS NULL AND a.agr_domain = $1",
+                    sender,
+                    list({connection[0] for connection in connections}),
+                )
+            }
+            inserts, gone = versioned_diff(current_rows, (tuple(c) for c in connections))
+            registrations = [
+                Membership(*row)
+                for row in await conn.fetch(
+                    "SELECT a.entity_address, a.agr_domain, a.start_period, a.end_period "
+                    "FROM unnest($2::text[]) AS n (entity_address) "
+                    "JOIN cro_agr_connection AS a ON a.entity_address = n.entity_address "
+                    "WHERE a.superseded_by IS NULL AND a.agr_domain <> $1",
+                    sender,
+                    list({row[0] for row in inserts}),
+                )
+            ]
+            check(
+                AgrUpdateState(
+                    last_time_stamp=await self._last_time_stamp(conn, sender, UpdateKind.AGR),
+                    registrations=registrations,
+                )
+            )
+            seq = await self._record(conn, update, UpdateKind.AGR)
+            await self._supersede(conn, "cro_agr_connection", seq, gone)
+            if inserts:
+                await conn.copy_records_to_table(
+                    "cro_agr_connection",
+                    records=[(sender, *row, seq) for row in inserts],
+                    columns=_AGR_COLUMNS,
+                    schema_name=self._store.schema,
+                )
+            return Applied.APPLIED
+
+        return await self._run(op)
+
+    async def _begin_update(self, conn: Any, update: UpdateMeta) -> bool:
+        """Serialise register updates; True when this one was applied before."""
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+        found = await conn.fetchval(
+            "SELECT 1 FROM cro_update WHERE sender_domain = $1 AND message_id = $2",
+            update.sender_domain,
+            update.message_id,
+        )
+        return found is not None
+
+    @staticmethod
+    async def _last_time_stamp(conn: Any, sender: str, kind: UpdateKind) -> datetime | None:
+        value: datetime | None = await conn.fetchval(
+            "SELECT max(time_stamp) FROM cro_update WHERE sender_domain = $1 AND kind = $2",
+            sender,
+            kind.value,
+        )
+        return value
+
+    @staticmethod
+    async def _record(conn: Any, update: UpdateMeta, kind: UpdateKind) -> int:
+        """Insert the update's row; its recorded_at never before the previous update's."""
+        seq: int = await conn.fetchval(
+            "INSERT INTO cro_update (kind, sender_domain, message_id, time_stamp, recorded_at) "
+            "SELECT $1, $2, $3, $4, greatest($5, (SELECT max(recorded_at) FROM cro_update)) "
+            "RETURNING seq",
+            kind.value,
+            update.sender_domain,
+            update.message_id,
+            _aware(update.time_stamp),
+            _aware(update.recorded_at),
+        )
+        return seq
+
+    @staticmethod
+    async def _supersede(conn: Any, table: str, seq: int, ids: Sequence[int]) -> None:
+        if ids:
+            await conn.execute(
+                f"UPDATE {table} SET superseded_by = $1 "  # noqa: S608 - our table names
+                "WHERE id = ANY($2::bigint[])",
+                seq,
+                list(ids),
+            )
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def _as_of(self, conn: Any, as_of: datetime | None) -> int | None:
+        if as_of is None:
+            return None
+        seq: int = await conn.fetchval(
+            "SELECT coalesce(max(seq), 0) FROM cro_update WHERE recorded_at <= $1",
+            _aware(as_of),
+        )
+        return seq
+
+    async def owner(self, congestion_point: str) -> str | None:
+        async def op(conn: Any) -> str | None:
+            owner: str | None = await conn.fetchval(
+                "SELECT dso_domain FROM cro_congestion_point "
+                "WHERE entity_address = $1 AND superseded_by IS NULL",
+                congestion_point,
+            )
+            return owner
+
+        return await self._run(op)
+
+    async def dso_connections(
+        self, congestion_point: str, period: date, *, as_of: datetime | None = None
+    ) -> list[DsoConnection]:
+        async def op(conn: Any) -> list[DsoConnection]:
+            seq = await self._as_of(conn, as_of)
+            s = None if seq is None else "$3"
+            args: list[object] = [congestion_point, period] + ([] if seq is None else [seq])
+            rows = await conn.fetch(
+                "SELECT c.entity_address, "  # noqa: S608 - constant fragments only
+                "(SELECT min(a.agr_domain) FROM cro_agr_connection AS a "
+                f" WHERE a.entity_address = c.entity_address AND {_visible('a', s)} "
+                f" AND {_on('a', '$2')}) "
+                "FROM cro_congestion_point AS p "
+                "JOIN cro_connection AS c ON c.point_version = p.id "
+                f"WHERE p.entity_address = $1 AND {_visible('p', s)} AND {_on('p', '$2')} "
+                f"AND {_on('c', '$2')} "
+                "ORDER BY c.entity_address",
+                *args,
+            )
+            return [DsoConnection(row[0], row[1]) for row in rows]
+
+        return await self._run(op)
+
+    async def agr_connections(
+        self, agr_domain: str, period: date, *, as_of: datetime | None = None
+    ) -> list[AgrAllocation]:
+        async def op(conn: Any) -> list[AgrAllocation]:
+            seq = await self._as_of(conn, as_of)
+            s = None if seq is None else "$3"
+            extra: list[object] = [] if seq is None else [seq]
+            names = [
+                row[0]
+                for row in await conn.fetch(
+                    "SELECT DISTINCT a.entity_address "  # noqa: S608 - constant fragments
+                    "FROM cro_agr_connection AS a "
+                    f"WHERE a.agr_domain = $1 AND {_visible('a', s)} AND {_on('a', '$2')} "
+                    "ORDER BY a.entity_address",
+                    agr_domain,
+                    period,
+                    *extra,
+                )
+            ]
+            if not names:
+                return []
+            held: dict[str, AgrAllocation] = {}
+            for row in await conn.fetch(
+                "SELECT c.entity_address, p.entity_address, p.dso_domain, "  # noqa: S608
+                "p.mutex_offers_supported, p.day_ahead_redispatch_by, p.intraday_redispatch_by "
+                "FROM unnest($1::text[]) AS n (entity_address) "
+                "JOIN cro_connection AS c ON c.entity_address = n.entity_address "
+                "JOIN cro_congestion_point AS p ON p.id = c.point_version "
+                f"WHERE {_visible('p', s)} AND {_on('p', '$2')} AND {_on('c', '$2')} "
+                "ORDER BY c.entity_address, p.entity_address",
+                names,
+                period,
+                *extra,
+            ):
+                held.setdefault(
+                    row[0],
+                    AgrAllocation(
+                        row[0], row[1], row[2], row[3], RedispatchBy(row[4]), _redispatch(row[5])
+                    ),
+                )
+            return [held.get(name) or AgrAllocation(name) for name in names]
+
+        return await self._run(op)
+
+    async def congestion_points(
+        self, *, dso_domain: str | None = None, as_of: datetime | None = None
+    ) -> list[PointSummary]:
+        async def op(conn: Any) -> list[PointSummary]:
+            seq = await self._as_of(conn, as_of)
+            s = None if seq is None else "$2"
+            rows = await conn.fetch(
+                "SELECT p.entity_address, p.dso_domain, p.start_period, "  # noqa: S608
+                "p.end_period, p.mutex_offers_supported, p.day_ahead_redispatch_by, "
+                "p.intraday_redispatch_by, u.message_id, u.recorded_at, p.connections "
+                "FROM cro_congestion_point AS p JOIN cro_update AS u ON u.seq = p.valid_from "
+                f"WHERE {_visible('p', s)} "
+                "AND ($1::text IS NULL OR p.dso_domain = $1::text) "
+                "ORDER BY p.dso_domain, p.entity_address",
+                dso_domain,
+                *([] if seq is None else [seq]),
+            )
+            return [
+                PointSummary(
+                    entity_address=row[0],
+                    dso_domain=row[1],
+                    start_period=row[2],
+                    end_period=row[3],
+                    mutex_offers_supported=row[4],
+                    day_ahead_redispatch_by=RedispatchBy(row[5]),
+                    intraday_redispatch_by=_redispatch(row[6]),
+                    message_id=row[7],
+                    recorded_at=row[8],
+                    connections=row[9],
+                )
+                for row in rows
+            ]
+
+        return await self._run(op)
+
+    async def updates(self, *, sender_domain: str | None = None) -> list[UpdateSummary]:
+        async def op(conn: Any) -> list[UpdateSummary]:
+            rows = await conn.fetch(
+                "SELECT seq, kind, sender_domain, message_id, time_stamp, recorded_at "
+                "FROM cro_update WHERE ($1::text IS NULL OR sender_domain = $1::text) "
+                "ORDER BY seq",
+                sender_domain,
+            )
+            return [
+                UpdateSummary(row[0], UpdateKind(row[1]), row[2], row[3], row[4], row[5])
+                for row in rows
+            ]
+
+        return await self._run(op)

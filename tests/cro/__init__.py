@@ -1,0 +1,1 @@
+"""Tests of the Common Reference Operator: rules, handlers end to end."""

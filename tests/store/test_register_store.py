@@ -1,0 +1,403 @@
+"""The Common Reference register port against both implementations: SqliteRegister on a real
+SQLite file and PostgresRegister on the real PostgreSQL, one fresh schema per test.
+
+The PostgreSQL half uses UFTP_TEST_POSTGRES_DSN (default postgresql://127.0.0.1:5432/test)
+and is skipped without a server, unless the variable is set explicitly (then it fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from adapter.store.register import (
+    AgrAllocation,
+    AgrUpdateState,
+    Applied,
+    DsoConnection,
+    DsoUpdateState,
+    Membership,
+    PointDefinition,
+    PortfolioRegister,
+    UpdateKind,
+    UpdateMeta,
+    iso_rows,
+    register_for,
+    rows_digest,
+    versioned_diff,
+)
+from adapter.store.register_sqlite import SqliteRegister
+from adapter.store.sqlite import SqliteStore
+from adapter.uftp.errors import Rejection
+from adapter.uftp.messages import DSOPortfolioUpdateConnection as C
+from adapter.uftp.messages import RedispatchBy
+
+PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
+PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
+
+DSO, DSO2 = "dso.example.com", "dso2.example.com"
+AGR, AGR2 = "agr.example.com", "agr2.example.com"
+CP1, CP2, CP3 = (f"ea1.2024-01.nl.example:cp{n}" for n in (1, 2, 3))
+E1, E2, E3, E4 = (f"ean.{n:018d}" for n in (1, 2, 3, 4))
+JAN, MAR, JUN, DEC = date(2024, 1, 1), date(2024, 3, 1), date(2024, 6, 1), date(2024, 12, 31)
+T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def register(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[PortfolioRegister]:
+    if request.param == "sqlite":
+        store = SqliteStore(tmp_path / "cro.sqlite3")
+        await store.open()
+        try:
+            yield register_for(store)
+        finally:
+            await store.close()
+        return
+    asyncpg = pytest.importorskip("asyncpg")
+    from adapter.store.postgres import PostgresStore
+
+    try:
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if PG_REQUIRED:
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    schema = f"test_register_{uuid.uuid4().hex[:12]}"
+    pg = PostgresStore(PG_DSN, schema=schema)
+    try:
+        await pg.open()
+        try:
+            yield register_for(pg)
+        finally:
+            await pg.close()
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
+def meta(message_id: str, *, sender: str = DSO, at: int = 0) -> UpdateMeta:
+    """An update stamped `at` minutes after T0 (TimeStamp and application time alike)."""
+    when = T0 + timedelta(minutes=at)
+    return UpdateMeta(sender, message_id, when, when)
+
+
+def cp(
+    address: str,
+    *connections: C,
+    end: date | None = None,
+    mutex: bool = True,
+    intraday: RedispatchBy | None = None,
+) -> PointDefinition:
+    return PointDefinition(
+        entity_address=address,
+        start_period=JAN,
+        end_period=end,
+        mutex_offers_supported=mutex,
+        day_ahead_redispatch_by=RedispatchBy.DSO,
+        intraday_redispatch_by=intraday,
+        connections=connections,
+    )
+
+
+class Recorder:
+    """A `check` that remembers the state it was shown and accepts."""
+
+    def __init__(self) -> None:
+        self.states: list[object] = []
+
+    def __call__(self, state: object) -> None:
+        self.states.append(state)
+
+
+def accept(state: object) -> None:
+    return None
+
+
+async def names(register: PortfolioRegister, point: str, period: date, **kw: object) -> list:
+    return [c.entity_address for c in await register.dso_connections(point, period, **kw)]  # type: ignore[arg-type]
+
+
+# --- DSO updates ---------------------------------------------------------------------------
+
+
+async def test_tables_are_created_on_first_use(register: PortfolioRegister) -> None:
+    assert await register.congestion_points() == []
+    assert await register.owner(CP1) is None
+    assert await register.updates() == []
+
+
+async def test_update_is_stored_and_read_back(register: PortfolioRegister) -> None:
+    points = [
+        cp(CP1, C(E1, JAN), C(E2, MAR), intraday=RedispatchBy.AGR),
+        cp(CP2, C(E3, JAN, JUN), end=JUN, mutex=False),
+    ]
+    assert await register.apply_dso_update(meta("m1"), points, accept) is Applied.APPLIED
+
+    assert await register.owner(CP1) == DSO
+    assert await names(register, CP1, JAN) == [E1]  # E2 joins in March
+    assert await names(register, CP1, JUN) == [E1, E2]
+    assert await names(register, CP2, DEC) == []  # the point ended in June
+    [s1, s2] = await register.congestion_points()
+    assert (s1.entity_address, s1.dso_domain, s1.connections, s1.message_id) == (CP1, DSO, 2, "m1")
+    assert s1.intraday_redispatch_by is RedispatchBy.AGR and s1.mutex_offers_supported
+    assert (s2.start_period, s2.end_period, s2.mutex_offers_supported) == (JAN, JUN, False)
+    assert s1.recorded_at == T0
+    [update] = await register.updates()
+    assert (update.kind, update.sender_domain, update.message_id) == (UpdateKind.DSO, DSO, "m1")
+    assert update.time_stamp == T0
+
+
+async def test_same_message_twice_is_applied_once(register: PortfolioRegister) -> None:
+    await register.apply_dso_update(meta("m1"), [cp(CP1, C(E1, JAN))], accept)
+    check = Recorder()
+    again = await register.apply_dso_update(meta("m1"), [cp(CP1, C(E2, JAN))], check)
+    assert again is Applied.ALREADY_APPLIED
+    assert check.states == []  # not even judged again
+    assert await names(register, CP1, JUN) == [E1]
+    assert len(await register.updates()) == 1
+
+
+async def test_rejected_update_leaves_no_trace(register: PortfolioRegister) -> None:
+    await register.apply_dso_update(meta("m1"), [cp(CP1, C(E1, JAN))], accept)
+
+    def refuse(state: object) -> None:
+        raise Rejection("no")
+
+    with pytest.raises(Rejection):
+        await register.apply_dso_update(
+            meta("m2", at=1), [cp(CP1, C(E2, JAN)), cp(CP2, C(E3, JAN))], refuse
+        )
+    assert await names(register, CP1, JUN) == [E1]
+    assert await register.owner(CP2) is None
+    assert [u.message_id for u in await register.updates()] == ["m1"]
+    # ...and the same MessageID may be applied later, once it passes.
+    assert await register.apply_dso_update(meta("m2", at=1), [cp(CP2, C(E3, JAN))], accept) is (
+        Applied.APPLIED
+    )
+
+
+async def test_check_sees_owners_last_time_stamp_and_memberships_elsewhere(
+    register: PortfolioRegister,
+) -> None:
+    await register.apply_dso_update(meta("m1"), [cp(CP1, C(E1, JAN), C(E2, JAN))], accept)
+    await register.apply_dso_update(
+        meta("x1", sender=DSO2, at=5), [cp(CP3, C(E4, JUN, DEC), end=DEC)], accept
+    )
+    check = Recorder()
+    await register.apply_dso_update(
+        meta("m2", at=10),
+        [cp(CP1, C(E1, JAN)), cp(CP2, C(E2, MAR), C(E4, MAR), C(E3, MAR)), cp(CP3, C(E3, JAN))],
+        check,
+    )
+    [state] = check.states
+    assert isinstance(state, DsoUpdateState)
+    assert dict(state.owners) == {CP1: DSO, CP3: DSO2}
+    assert state.last_time_stamp == T0
+    # E1 and E2 are in CP1, which this update replaces: not "elsewhere". E4 is in CP3,
+    # which the message names but cannot replace (it is DSO2's): elsewhere.
+    assert list(state.memberships) == [Membership(E4, CP3, JUN, DEC)]
+
+
+async def test_memberships_exclude_the_points_the_message_replaces(
+    register: PortfolioRegister,
+) -> None:
+    await register.apply_dso_update(
+        meta("m1"), [cp(CP1, C(E1, JAN), C(E2, JAN)), cp(CP2, C(E3, JAN))], accept
+    )
+    check = Recorder()
+    await register.apply_dso_update(meta("m2", at=1), [cp(CP2, C(E3, JAN), C(E2, JUN))], check)
+    [state] = check.states
+    assert isinstance(state, DsoUpdateState)
+    assert list(state.memberships) == [Membership(E2, CP1, JAN, None)]
+
+
+async def test_update_replaces_named_points_and_keeps_the_others(
+    register: PortfolioRegister,
+) -> None:
+    await register.apply_dso_update(
+        meta("m1"), [cp(CP1, C(E1, JAN), C(E2, JAN)), cp(CP2, C(E3, JAN))], accept
+    )
+    await register.apply_dso_update(
+        meta("m2", at=1), [cp(CP1, C(E2, JAN), C(E4, JUN), mutex=False)], accept
+    )
+    assert await names(register, CP1, DEC) == [E2, E4]
+    assert await names(register, CP2, DEC) == [E3]
+    summaries = {s.entity_address: s for s in await register.congestion_points()}
+    assert summaries[CP1].message_id == "m2" and not summaries[CP1].mutex_offers_supported
+    assert summaries[CP2].message_id == "m1"
+
+
+async def test_unchanged_point_keeps_its_version_and_definition_change_copies_rows(
+    register: PortfolioRegister,
+) -> None:
+    await register.apply_dso_update(meta("m1"), [cp(CP1, C(E1, JAN), C(E2, JAN))], accept)
+    await register.apply_dso_update(meta("m2", at=1), [cp(CP1, C(E1, JAN), C(E2, JAN))], accept)
+    [summary] = await register.congestion_points()
+    assert summary.message_id == "m1"  # resent unchanged: no new version
+    await register.apply_dso_update(
+        meta("m3", at=2), [cp(CP1, C(E1, JAN), C(E2, JAN), end=DEC)], accept
+    )
+    [summary] = await register.congestion_points()
+    assert (summary.message_id, summary.end_period, summary.connections) == ("m3", DEC, 2)
+    assert await names(register, CP1, JUN) == [E1, E2]
+    assert [u.message_id for u in await register.updates()] == ["m1", "m2", "m3"]
+
+
+async def test_history_as_of_an_instant(register: PortfolioRegister) -> None:
+    await register.apply_dso_update(meta("m1"), [cp(CP1, C(E1, JAN), C(E2, JAN))], accept)
+    await register.apply_dso_update(meta("m2", at=60), [cp(CP1, C(E2, JAN), C(E3, JAN))], accept)
+    between = T0 + timedelta(minutes=30)
+    assert await names(register, CP1, JUN, as_of=between) == [E1, E2]
+    assert await names(register, CP1, JUN) == [E2, E3]
+    assert await names(register, CP1, JUN, as_of=T0 + timedelta(hours=2)) == [E2, E3]
+    assert await names(register, CP1, JUN, as_of=T0 - timedelta(seconds=1)) == []
+    [before] = await register.congestion_points(as_of=between)
+    assert before.message_id == "m1"
+    assert await register.congestion_points(as_of=T0 - timedelta(days=1)) == []
+    assert [s.message_id for s in await register.congestion_points(dso_domain=DSO)] == ["m2"]
+    assert await register.congestion_points(dso_domain=DSO2) == []
+
+
+async def test_application_times_never_go_back(register: PortfolioRegister) -> None:
+    await register.apply_dso_update(meta("m1", at=10), [cp(CP1, C(E1, JAN))], accept)
+    late = UpdateMeta(DSO, "m2", T0 + timedelta(minutes=20), T0)  # clock went back
+    await register.apply_dso_update(late, [cp(CP2, C(E2, JAN))], accept)
+    first, second = await register.updates()
+    assert second.recorded_at == first.recorded_at == T0 + timedelta(minutes=10)
+    assert second.time_stamp == T0 + timedelta(minutes=20)
+
+
+async def test_updates_are_serialised(register: PortfolioRegister) -> None:
+    """Two DSOs claim the same connection at once: the second sees the first's claim."""
+    seen: list[Sequence[Membership]] = []
+
+    def refuse_conflicts(state: DsoUpdateState) -> None:
+        seen.append(state.memberships)
+        if state.memberships:
+            raise Rejection("Connection conflict")
+
+    results = await asyncio.gather(
+        register.apply_dso_update(meta("a"), [cp(CP1, C(E1, JAN))], refuse_conflicts),
+        register.apply_dso_update(meta("b", sender=DSO2), [cp(CP2, C(E1, JAN))], refuse_conflicts),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["Applied", "Rejection"]
+    assert [len(m) for m in seen] == [0, 1]
+
+
+# --- AGR updates ---------------------------------------------------------------------------
+
+
+async def test_agr_registration_and_the_dso_view(register: PortfolioRegister) -> None:
+    await register.apply_dso_update(
+        meta("d1"),
+        [cp(CP1, C(E1, JAN), C(E2, JAN), intraday=RedispatchBy.AGR), cp(CP2, C(E3, JUN))],
+        accept,
+    )
+    check = Recorder()
+    applied = await register.apply_agr_update(
+        meta("a1", sender=AGR), [(E1, JAN, None), (E3, JAN, JUN), (E4, JAN, None)], check
+    )
+    assert applied is Applied.APPLIED
+    [state] = check.states
+    assert state == AgrUpdateState(last_time_stamp=None, registrations=[])
+
+    assert await register.dso_connections(CP1, JUN) == [
+        DsoConnection(E1, AGR),
+        DsoConnection(E2, None),
+    ]
+    assert await register.agr_connections(AGR, JUN) == [
+        AgrAllocation(E1, CP1, DSO, True, RedispatchBy.DSO, RedispatchBy.AGR),
+        AgrAllocation(E3, CP2, DSO, True, RedispatchBy.DSO, None),
+        AgrAllocation(E4),
+    ]
+    # E3 joins CP2 in June only; in March it is registered but in no congestion point.
+    assert await register.agr_connections(AGR, MAR) == [
+        AgrAllocation(E1, CP1, DSO, True, RedispatchBy.DSO, RedispatchBy.AGR),
+        AgrAllocation(E3),
+        AgrAllocation(E4),
+    ]
+    assert await register.agr_connections(AGR, DEC) == [
+        AgrAllocation(E1, CP1, DSO, True, RedispatchBy.DSO, RedispatchBy.AGR),
+        AgrAllocation(E4),
+    ]
+    assert await register.agr_connections(AGR2, JUN) == []
+
+
+async def test_agr_update_replaces_only_the_connections_it_names(
+    register: PortfolioRegister,
+) -> None:
+    await register.apply_agr_update(
+        meta("a1", sender=AGR), [(E1, JAN, None), (E2, JAN, None)], accept
+    )
+    await register.apply_agr_update(
+        meta("a2", sender=AGR, at=1), [(E1, JAN, MAR), (E1, JUN, None)], accept
+    )
+    assert [a.entity_address for a in await register.agr_connections(AGR, date(2024, 4, 1))] == [E2]
+    assert [a.entity_address for a in await register.agr_connections(AGR, DEC)] == [E1, E2]
+    # As of before the second update, E1 was registered throughout.
+    before = T0 + timedelta(seconds=30)
+    assert [
+        a.entity_address
+        for a in await register.agr_connections(AGR, date(2024, 4, 1), as_of=before)
+    ] == [
+        E1,
+        E2,
+    ]
+
+
+async def test_agr_check_sees_other_agrs_registrations(register: PortfolioRegister) -> None:
+    await register.apply_agr_update(
+        meta("a1", sender=AGR), [(E1, JAN, JUN), (E2, JAN, None)], accept
+    )
+    check = Recorder()
+    await register.apply_agr_update(
+        meta("b1", sender=AGR2, at=5), [(E1, JUN, None), (E3, JAN, None)], check
+    )
+    [state] = check.states
+    assert isinstance(state, AgrUpdateState)
+    assert state.last_time_stamp is None
+    assert list(state.registrations) == [Membership(E1, AGR, JAN, JUN)]
+    check = Recorder()
+    await register.apply_agr_update(meta("a2", sender=AGR, at=9), [(E3, DEC, None)], check)
+    [state] = check.states
+    assert isinstance(state, AgrUpdateState)
+    assert state.last_time_stamp == T0
+    assert list(state.registrations) == [Membership(E3, AGR2, JAN, None)]
+
+
+async def test_agr_same_message_twice_is_applied_once(register: PortfolioRegister) -> None:
+    await register.apply_agr_update(meta("a1", sender=AGR), [(E1, JAN, None)], accept)
+    again = await register.apply_agr_update(meta("a1", sender=AGR), [(E2, JAN, None)], accept)
+    assert again is Applied.ALREADY_APPLIED
+    assert [a.entity_address for a in await register.agr_connections(AGR, JUN)] == [E1]
+
+
+# --- pure helpers and wiring ---------------------------------------------------------------
+
+
+def test_versioned_diff_keeps_identical_rows() -> None:
+    inserts, gone = versioned_diff({("a", 1): 10, ("b", 1): 11}, [("a", 1), ("c", 2)])
+    assert inserts == [("c", 2)] and gone == [11]
+
+
+def test_rows_digest_tells_connection_lists_apart() -> None:
+    rows = iso_rows([C(E1, JAN), C(E2, JAN, DEC)])
+    assert rows == [(E1, "2024-01-01", None), (E2, "2024-01-01", "2024-12-31")]
+    assert rows_digest(rows) == rows_digest(iso_rows([C(E1, JAN), C(E2, JAN, DEC)]))
+    assert rows_digest(rows) != rows_digest(iso_rows([C(E1, JAN), C(E2, JAN)]))
+    assert rows_digest(rows) != rows_digest(list(reversed(rows)))
+
+
+def test_register_for_picks_the_implementation(tmp_path: Path) -> None:
+    assert isinstance(register_for(SqliteStore(tmp_path / "x.sqlite3")), SqliteRegister)
+    with pytest.raises(TypeError):
+        register_for(object())
