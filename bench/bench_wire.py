@@ -5,10 +5,14 @@
 For DSOPortfolioUpdates of 1 x 1, 10 x 10 and 100 x 1000 (congestion points x connections)
 it times, per message:
 
-(a) open+parse+validate. Here: `parse_envelope` + `open_sealed` + `decode` (SignedMessage
-    parse and schema check, signature check, inner parse, XSD validation, model build).
-    There: `unseal_message` (signature check and xsdata parse, no XSD validation), given the
-    already base64-decoded Body as their service passes it.
+(a) open+parse+validate, from the signed body (the base64-decoded Body, which is what their
+    `unseal_message` takes). Here: `open_sealed` + `decode` (signature check, inner parse,
+    XSD validation, model build). There: `unseal_message` (signature check and xsdata parse,
+    no XSD validation). The project's targets are judged on this row: it is the comparison
+    the issue names (our open+parse+validate against their unseal_message).
+(a') the same from the SignedMessage document as it arrives over HTTP. Here: `parse_envelope`
+    (its parse and schema check, base64 decode) first. There: their SignedMessage XML binding
+    (`transport.from_xml`, as their service binds the request) first.
 (b) build+serialize+seal. Here: build the frozen models + `encode` (with its XSD validation)
     + `seal` into a SignedMessage document. There: build their dataclasses + `seal_message`
     (raw signed bytes, not yet wrapped in a SignedMessage).
@@ -244,6 +248,9 @@ def bench_size(
     body = parse_envelope(envelope).sealed  # the very bytes their service would unseal
 
     def open_ours() -> object:
+        return decode(open_sealed(body, [keys.public]))
+
+    def open_ours_enveloped() -> object:
         return decode(open_sealed(parse_envelope(envelope).sealed, [keys.public]))
 
     def open_theirs() -> object:
@@ -262,7 +269,9 @@ def bench_size(
 
     # Both sides do the same work on the same content, checked before anything is timed.
     assert open_ours() == model == from_shapeshifter(open_theirs()), "(a) results differ"
-    assert from_shapeshifter(open_theirs_enveloped()) == model, "(a') results differ"
+    assert open_ours_enveloped() == from_shapeshifter(open_theirs_enveloped()) == model, (
+        "(a') results differ"
+    )
     assert seal_ours() == envelope, "(b) ours differs from the envelope (a) reads"
     their_inner = open_sealed(seal_theirs(), [keys.public])
     assert decode(their_inner) == model, "(b) theirs differs"
@@ -277,7 +286,7 @@ def bench_size(
     verdicts = []
     for op, ours_op, theirs_op in (
         ("(a) open+parse+valid.", open_ours, open_theirs),
-        ("(a') theirs + envelope", open_ours, open_theirs_enveloped),
+        ("(a') from SignedMessage", open_ours_enveloped, open_theirs_enveloped),
         ("(b) build+ser.+seal", seal_ours, seal_theirs),
     ):
         ours, theirs, repeats = measure_pair(ours_op, theirs_op, repeat, cap=size == SIZES[-1])
@@ -317,14 +326,13 @@ def run(repeat: int, *, end_periods: bool) -> bool:
 
 NOTES = """\
 Notes:
-- (a) ours = parse_envelope + open_sealed + decode: SignedMessage parse and XSD check, Ed25519
-  verify, inner parse, XSD validation of the inner message, model build.
-  (a) theirs = unseal_message: Ed25519 verify + xsdata parse. It does NO XSD validation
-  (patterns, required attributes and enumerations go unchecked), and it starts from the
-  decoded Body, leaving out the SignedMessage parse that ours includes.
-- (a') the same, with their SignedMessage parse added to theirs (transport.from_xml of the
-  envelope, as their service binds it), so that both sides start from the same document.
-  Information only; the targets are judged on (a).
+- (a) both start from the signed body. Ours = open_sealed + decode: Ed25519 verify, inner
+  parse, XSD validation of the inner message, model build. Theirs = unseal_message: Ed25519
+  verify + xsdata parse. It does NO XSD validation (patterns, required attributes and
+  enumerations go unchecked). The targets are judged on this row.
+- (a') both start from the SignedMessage document: ours adds parse_envelope (its parse, a
+  schema check, the base64 decode), theirs adds transport.from_xml of the envelope, as their
+  service binds it.
 - (b) ours ends with a complete SignedMessage document; theirs with the raw signed bytes,
   before their client wraps them in a SignedMessage. Ours includes XSD validation of the
   inner XML before it is signed.
