@@ -20,13 +20,16 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .keys import MAX_PUBLISHED_KEYS, PrivateKeys, load_or_generate, load_private
 from .uftp.envelope import PublicKeys, parse_cs1
 from .uftp.messages import Role
+
+if TYPE_CHECKING:
+    from .store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +132,14 @@ class ParticipantSettings:
     def send_version(self) -> str:
         """The Version we put in the messages we send."""
         return self.versions[0]
+
+    def new_store(self) -> Store:
+        """The configured store, not yet opened."""
+        from .store import open_store
+
+        if isinstance(self.store, SqliteStore):
+            return open_store(f"sqlite:{self.store.path}")
+        return open_store(self.store.dsn)
 
     def load_keys(self) -> PrivateKeys:
         """Our private keys; created on first use when `generate_key` is set."""

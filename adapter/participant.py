@@ -144,7 +144,7 @@ class Participant:
             domain=settings.domain,
             role=settings.role,
             keys=settings.load_keys(),
-            store=store or _configured_store(settings),
+            store=store or settings.new_store(),
             directory=StaticDirectory(peers),
             versions=settings.versions,
             delivery=config.delivery,
@@ -479,18 +479,6 @@ def _schema_problem(record: OutboundRecord) -> str | None:
     except InvalidXml as exc:
         return f"checked here: {exc.detail}"
     return None
-
-
-def _configured_store(settings: ParticipantSettings) -> Store:
-    from . import config
-
-    if isinstance(settings.store, config.PostgresStore):
-        from .store import open_store
-
-        return open_store(settings.store.dsn)
-    from .store.sqlite import SqliteStore
-
-    return SqliteStore(settings.store.path)
 
 
 def _copied_fields(request: PayloadMessage, response_type: type[PayloadResponse]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import TextIO
 
@@ -24,15 +23,7 @@ from .participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPe
 from .roles import role_router
 from .uftp import codec
 from .uftp.errors import InvalidXml
-from .uftp.messages import (
-    DSOPortfolioUpdate,
-    DSOPortfolioUpdateCongestionPoint,
-    DSOPortfolioUpdateConnection,
-    PayloadMessage,
-    PayloadResponse,
-    RedispatchBy,
-    Result,
-)
+from .uftp.messages import PayloadMessage, PayloadResponse, Result
 
 log = logging.getLogger(__name__)
 
@@ -136,40 +127,18 @@ def ensure_key(config_path: Path) -> None:
         load_or_generate((config_path.parent / key).resolve())
 
 
-def sample_update() -> DSOPortfolioUpdate:
-    """A small portfolio: two congestion points with their connections."""
-    start = date(2026, 1, 1)
-    return DSOPortfolioUpdate(
-        time_zone="Europe/Amsterdam",
-        congestion_points=(
-            DSOPortfolioUpdateCongestionPoint(
-                entity_address="ea1.2026-01.test.uftp-demo:cp-north",
-                start_period=start,
-                mutex_offers_supported=True,
-                day_ahead_redispatch_by=RedispatchBy.DSO,
-                intraday_redispatch_by=RedispatchBy.AGR,
-                connections=(
-                    DSOPortfolioUpdateConnection("ean.871685900000000011", start),
-                    DSOPortfolioUpdateConnection("ean.871685900000000028", start),
-                ),
-            ),
-            DSOPortfolioUpdateCongestionPoint(
-                entity_address="ea1.2026-01.test.uftp-demo:cp-south",
-                start_period=start,
-                mutex_offers_supported=False,
-                day_ahead_redispatch_by=RedispatchBy.AGR,
-                connections=(DSOPortfolioUpdateConnection("ean.871685900000000035", start),),
-            ),
-        ),
-    )
-
-
 async def demo(config_dir: Path, out: TextIO = sys.stdout) -> int:
-    """Start the sample CRO and DSO on loopback and publish a portfolio from one to the other."""
+    """Start the sample CRO and DSO on loopback; the DSO publishes `portfolio.csv` and asks
+    for one congestion point back; the CRO's register is shown as it stands."""
+    from .cro.show import read_report, render_text
+    from .dso import load_portfolio, publish, query
+    from .dso.publish import describe_query
+
     dso_path, cro_path = config_dir / "dso.toml", config_dir / "cro.toml"
     for path in (dso_path, cro_path):
         ensure_key(path)
     dso_config, cro_config = load_config(dso_path), load_config(cro_path)
+    update = load_portfolio(config_dir / "portfolio.csv")
     cro = participant_for(cro_config)
     dso = participant_for(dso_config)
     await cro.start()
@@ -177,20 +146,31 @@ async def demo(config_dir: Path, out: TextIO = sys.stdout) -> int:
     try:
         print(f"CRO {cro.domain} listening at {cro.url()}", file=out)
         print(f"DSO {dso.domain} listening at {dso.url()}", file=out)
-        update = sample_update()
         connections = sum(len(cp.connections) for cp in update.congestion_points)
         print(
-            f"DSO -> CRO: DSOPortfolioUpdate, {len(update.congestion_points)} congestion points,"
-            f" {connections} connections",
+            f"DSO -> CRO: DSOPortfolioUpdate from {config_dir / 'portfolio.csv'},"
+            f" {len(update.congestion_points)} congestion points, {connections} connections",
             file=out,
         )
-        response = await dso.request(update, to=cro.domain, timeout=30)
+        response = await publish(dso, update, to=cro.domain, timeout=30)
         print(f"CRO -> DSO: {describe_response(response)}", file=out)
         print(
             f"  conversation {response.conversation_id}, answering {response.reference_message_id}",
             file=out,
         )
-        return EXIT_ACCEPTED if response.accepted else EXIT_REJECTED
+        if not response.accepted:
+            return EXIT_REJECTED
+        point = update.congestion_points[0]
+        print(
+            f"DSO -> CRO: DSOPortfolioQuery {point.entity_address} on {point.start_period}",
+            file=out,
+        )
+        answer = await query(dso, point.entity_address, point.start_period, to=cro.domain)
+        print("CRO -> DSO: " + describe_query(answer).replace("\n", "\n  "), file=out)
+        print("The CRO's register now:", file=out)
+        report = await read_report(cro_config, store=cro.store)
+        print("  " + render_text(report).rstrip("\n").replace("\n", "\n  "), file=out)
+        return EXIT_ACCEPTED
     finally:
         await dso.stop()
         await cro.stop()

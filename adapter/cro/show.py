@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from adapter.config import Config, PostgresStore, SqliteStore
+from adapter.config import Config
 from adapter.store.register import PointSummary, UpdateSummary, register_for
 
 __all__ = ["RegisterReport", "end_of_day", "read_report", "render_json", "render_text"]
@@ -38,27 +38,26 @@ def end_of_day(day: date, zone: ZoneInfo) -> datetime:
 
 
 async def read_report(
-    config: Config, *, dso: str | None, as_of: datetime | None, history: bool
+    config: Config,
+    *,
+    dso: str | None = None,
+    as_of: datetime | None = None,
+    history: bool = False,
+    store: Any = None,
 ) -> RegisterReport:
-    """Open the configured store, read the register, close it."""
-    settings = config.participant.store
-    store: Any
-    if isinstance(settings, PostgresStore):
-        from adapter.store.postgres import PostgresStore as Postgres
-
-        store = Postgres(settings.dsn)
-    else:
-        assert isinstance(settings, SqliteStore)
-        from adapter.store.sqlite import SqliteStore as Sqlite
-
-        store = Sqlite(settings.path)
-    await store.open()
+    """Read the register from `store` (opened), or from the configured store, opened and
+    closed for the purpose."""
+    own = store is None
+    if own:
+        store = config.participant.new_store()
+        await store.open()
     try:
         register = register_for(store)
         points = await register.congestion_points(dso_domain=dso, as_of=as_of)
         updates = await register.updates(sender_domain=dso) if history else None
     finally:
-        await store.close()
+        if own:
+            await store.close()
     if updates is not None and as_of is not None:
         updates = [update for update in updates if update.recorded_at <= as_of]
     return RegisterReport(config.participant.domain, as_of, points, updates)
