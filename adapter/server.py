@@ -93,6 +93,8 @@ class _Opened:
     sender_role: Role
     inner_xml: bytes
     message: PayloadMessage
+    #: SHA-256 of the inner XML: what "the same message" means for duplicates.
+    content_hash: bytes
 
 
 class Endpoint:
@@ -170,13 +172,17 @@ class Endpoint:
         except TimeoutError:
             raise RequestTimeout("the body was not received in time") from None
 
-        signed = envelope.parse_envelope(body)
+        large = len(body) > THREAD_THRESHOLD
+        if large:
+            signed = await asyncio.to_thread(envelope.parse_envelope, body)
+        else:
+            signed = envelope.parse_envelope(body)
         peer = await self._directory.lookup(signed.sender_domain, signed.sender_role)
         if peer is None:
             raise InvalidSignature(
                 f"unknown sender {signed.sender_domain} in role {signed.sender_role}"
             )
-        if len(body) > THREAD_THRESHOLD:
+        if large:
             opened = await asyncio.to_thread(_open, signed, peer.signing_keys)
         else:
             opened = _open(signed, peer.signing_keys)
@@ -201,7 +207,7 @@ class Endpoint:
             message_type=message.xml_name,
             conversation_id=message.conversation_id,
             version=message.version,
-            content_hash=hashlib.sha256(opened.inner_xml).digest(),
+            content_hash=opened.content_hash,
             envelope=body,
             received_at=now,
             rejection="; ".join(rejections) or None,
@@ -234,4 +240,5 @@ def _open(signed: envelope.SignedMessage, keys: tuple[bytes, ...]) -> _Opened:
     """Verify, then parse: nothing inside the Body is read before the signature checks out."""
     inner = envelope.open_sealed(signed.sealed, keys)
     message = codec.decode(inner)
-    return _Opened(signed.sender_domain, signed.sender_role, inner, message)
+    digest = hashlib.sha256(inner).digest()
+    return _Opened(signed.sender_domain, signed.sender_role, inner, message, digest)

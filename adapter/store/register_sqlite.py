@@ -133,6 +133,10 @@ _AS_OF: Final = "{x}.valid_from <= :s AND ({x}.superseded_by IS NULL OR {x}.supe
 _ON: Final = "{x}.start_period <= :p AND ({x}.end_period IS NULL OR {x}.end_period >= :p)"
 
 
+#: Updates of more rows than this run on a worker thread instead of the event loop.
+OFFLOAD_ROWS = 5_000
+
+
 def _us(value: datetime) -> int:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"naive datetime {value.isoformat()}: the register needs aware ones")
@@ -193,7 +197,11 @@ class SqliteRegister:
         check: Callable[[DsoUpdateState], None],
     ) -> Applied:
         await self._ensure()
-        return await self._store.run(lambda conn: _apply_dso(conn, update, points, check))
+        # A large portfolio takes SQLite a good part of a second: off the event loop.
+        size = sum(len(point.connections) for point in points)
+        return await self._store.run(
+            lambda conn: _apply_dso(conn, update, points, check), offload=size > OFFLOAD_ROWS
+        )
 
     async def apply_agr_update(
         self,
@@ -202,7 +210,10 @@ class SqliteRegister:
         check: Callable[[AgrUpdateState], None],
     ) -> Applied:
         await self._ensure()
-        return await self._store.run(lambda conn: _apply_agr(conn, update, connections, check))
+        return await self._store.run(
+            lambda conn: _apply_agr(conn, update, connections, check),
+            offload=len(connections) > OFFLOAD_ROWS,
+        )
 
     # -- reads ----------------------------------------------------------------------------
 
