@@ -237,8 +237,18 @@ def _read_test_message_response(root: etree._Element, meta: dict[str, Any]) -> T
 _CONNECTION_VALUES = "*/Connection/@*"
 
 
-#: Below this many connections, reading element by element is cheaper than compiling XPath.
-_COLUMN_WISE_FROM = 256
+#: Below this many connections, reading element by element is as cheap.
+_COLUMN_WISE_FROM = 16
+
+
+class _CompiledXPath(threading.local):
+    """An lxml XPath object must not be shared between threads: one per thread."""
+
+    def __init__(self) -> None:
+        self.connection_values = etree.XPath(_CONNECTION_VALUES, smart_strings=False)
+
+
+_XPATH = _CompiledXPath()
 
 
 def _dso_connections(
@@ -249,8 +259,7 @@ def _dso_connections(
     total = sum(sizes)
     values: list[str] = []
     if total >= _COLUMN_WISE_FROM:
-        # Compiled per call: an lxml XPath object must not be shared between threads.
-        values = etree.XPath(_CONNECTION_VALUES, smart_strings=False)(root)
+        values = _XPATH.connection_values(root)
     # Exactly two values per connection means no EndPeriod anywhere. Their order is the
     # sender's choice; should a StartPeriod come first anywhere, the EntityAddress lands among
     # the dates and fails to read as one ("ea1.2013-1", "ean.871685"), and the rows are read
