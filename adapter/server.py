@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from aiohttp import web
 
@@ -130,16 +131,16 @@ class Endpoint:
         app = web.Application(client_max_size=self._max_body)
         majors = sorted({int(v.split(".")[0]) for v in self._versions})
         for major in majors:
-            app.router.add_post(message_path(major), self.handle_post)
+            app.router.add_post(message_path(major), partial(self.handle_post, major=major))
         app.router.add_get("/health", self.handle_health)
         return app
 
     async def handle_health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n" if self.serving else "starting\n")
 
-    async def handle_post(self, request: web.Request) -> web.Response:
+    async def handle_post(self, request: web.Request, *, major: int) -> web.Response:
         try:
-            received = await self._receive(request)
+            received = await self._receive(request, major)
         except TransportError as exc:
             log.info(
                 "inbound refused: HTTP %d %s (from %s)", exc.status, exc.detail, request.remote
@@ -153,7 +154,7 @@ class Endpoint:
             await result
         return web.Response(text="OK\n")
 
-    async def _receive(self, request: web.Request) -> Received:
+    async def _receive(self, request: web.Request, major: int) -> Received:
         # Transport checks, in the order of the spec's table.
         if request.content_length is None:
             raise LengthRequired("Content-Length is required")
@@ -196,7 +197,9 @@ class Endpoint:
             envelope_sender_role=signed.sender_role,
             own_domain=self._domain,
             own_role=self._role,
-            supported_versions=self._versions,
+            # Each major Version has its own URL path (spec: "Version coupled to URL"):
+            # a 4.x message posted to the v3 path is not one this path supports.
+            supported_versions=tuple(v for v in self._versions if int(v.split(".")[0]) == major),
             barred=peer.barred,
         )
         now = self._clock()

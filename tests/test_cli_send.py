@@ -1,0 +1,129 @@
+"""`serve` and `send` as an operator runs them: separate processes, exit statuses 0/1/2."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapter.dso import load_portfolio
+from adapter.uftp import codec
+from tests.test_run import SAMPLES, copy_samples
+from tests.uftp.samples import make_dso_portfolio_update
+
+
+def uftp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "adapter", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Path:
+    config = copy_samples(tmp_path)
+    for name in ("dso", "cro"):
+        assert uftp("keys", "generate", name, "--dir", str(tmp_path / "keys")).returncode == 0
+    return config
+
+
+@pytest.fixture
+def served_cro(samples: Path) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adapter", "serve", "--config", str(samples / "cro.toml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()  # "serving CRO ... at URL"
+    assert line.startswith("serving CRO"), line
+    url = line.rsplit(" at ", 1)[1].strip().replace("/shapeshifter/api/v3/message", "/health")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.05)
+    yield process
+    process.terminate()
+    assert process.wait(timeout=10) == 0  # SIGTERM: a clean shutdown
+
+
+def message_file(tmp_path: Path, **changes: object) -> Path:
+    """The sample portfolio as a message file; its metadata is a template `send` replaces."""
+    portfolio = load_portfolio(SAMPLES / "portfolio.csv")
+    template = dataclasses.replace(
+        make_dso_portfolio_update(), congestion_points=portfolio.congestion_points, **changes
+    )
+    path = tmp_path / "update.xml"
+    path.write_bytes(codec.encode(template))
+    return path
+
+
+def test_send_exits_0_when_accepted(
+    samples: Path, served_cro: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    result = uftp(
+        "send",
+        "--config",
+        str(samples / "dso.toml"),
+        "--to",
+        "cro.uftp-demo.test",
+        str(message_file(tmp_path)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "DSOPortfolioUpdateResponse Accepted" in result.stdout
+
+
+def test_send_exits_1_when_rejected(
+    samples: Path, served_cro: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    result = uftp(
+        "send",
+        "--config",
+        str(samples / "dso.toml"),
+        "--to",
+        "cro.uftp-demo.test",
+        str(message_file(tmp_path, time_zone="Europe/Brussels")),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Rejected: TimeZone rejected" in result.stdout
+
+
+def test_send_exits_2_when_nobody_answers(samples: Path, tmp_path: Path) -> None:
+    result = uftp(
+        "send",
+        "--config",
+        str(samples / "dso.toml"),
+        "--to",
+        "cro.uftp-demo.test",
+        "--timeout",
+        "1",
+        str(message_file(tmp_path)),
+    )
+    assert result.returncode == 2
+    assert "not answered" in result.stdout
+
+
+def test_send_refuses_a_message_file_that_is_not_uftp(samples: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<DSOPortfolioUpdate/>")
+    result = uftp(
+        "send", "--config", str(samples / "dso.toml"), "--to", "cro.uftp-demo.test", str(bad)
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("uftp-adapter: error: ")
+    assert "bad.xml" in result.stderr
+    assert "Traceback" not in result.stderr
