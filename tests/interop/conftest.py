@@ -310,3 +310,119 @@ def shapeshifter(network: Network) -> Iterator[TheirSide]:
         side.stop()
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+# --- Their aggregator (`shapeshifter_agr` fixture) -------------------------------------------
+
+# Appended below the module's imports so that this section stays a pure addition.
+from shapeshifter_uftp import ShapeshifterAgrCroClient, ShapeshifterAgrService  # noqa: E402
+
+
+class TheirAgr(Recording, ShapeshifterAgrService):  # type: ignore[misc]  # untyped package
+    """Their AGR service: it only receives (responses from our CRO, mostly)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inbox = queue.Queue()
+        self.failures = queue.Queue()
+
+    def process_agr_portfolio_update_response(self, message: ss.AgrPortfolioUpdateResponse) -> None:
+        self._record(message)
+
+    def process_agr_portfolio_query_response(self, message: ss.AgrPortfolioQueryResponse) -> None:
+        self._record(message)
+
+    def process_test_message(self, message: ss.TestMessage, sender_role: ss.UsefRole) -> None:
+        self._record(message)
+
+    def process_test_message_response(self, message: ss.TestMessageResponse) -> None:
+        self._record(message)
+
+    def process_d_prognosis_response(self, message: ss.DPrognosisResponse) -> None:
+        self._record(message)
+
+    def process_flex_request(self, message: ss.FlexRequest) -> None:
+        self._record(message)
+
+    def process_flex_offer_response(self, message: ss.FlexOfferResponse) -> None:
+        self._record(message)
+
+    def process_flex_offer_revocation_response(
+        self, message: ss.FlexOfferRevocationResponse
+    ) -> None:
+        self._record(message)
+
+    def process_flex_order(self, message: ss.FlexOrder) -> None:
+        self._record(message)
+
+    def process_flex_reservation_update(self, message: ss.FlexReservationUpdate) -> None:
+        self._record(message)
+
+    def process_flex_settlement(self, message: ss.FlexSettlement) -> None:
+        self._record(message)
+
+    def process_metering_response(self, message: ss.MeteringResponse) -> None:
+        self._record(message)
+
+
+class TheirAggregators:
+    """Their AGR services, in the address book (and with the keys) of a `TheirSide`.
+
+    Kept apart from `TheirSide`, whose helpers are typed for its CRO and DSO services; the
+    steps are the same as `TheirSide._start` / `introduce` / `client_to`.
+    """
+
+    def __init__(self, side: TheirSide) -> None:
+        self.side = side
+        self.services: list[TheirAgr] = []
+
+    def agr(self, domain: str) -> TheirAgr:
+        service = TheirAgr(domain, **self.side._options(domain))
+        service.server.config.access_log = False
+        quiet()
+        service.run_in_thread()
+        self.services.append(service)
+        public = self.side.keys[domain].public.signing
+        self.side.book.add(domain, service.sender_role, self.url(service), public)
+        return service
+
+    @staticmethod
+    def url(service: TheirAgr) -> str:
+        port = service.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}{THEIR_PATH}"
+
+    def introduce(self, participant: Participant, service: TheirAgr) -> None:
+        """Our participant in their address book, their AGR in our directory."""
+        public = self.side.network.keys[participant.domain].public.signing
+        self.side.book.add(participant.domain, participant.role, participant.url(), public)
+        directory = participant.directory
+        assert isinstance(directory, StaticDirectory)
+        directory.add(
+            Peer(
+                domain=service.sender_domain,
+                role=Role.AGR,
+                endpoint=self.url(service),
+                signing_keys=(self.side.keys[service.sender_domain].public.signing,),
+            )
+        )
+
+    def client_to(self, service: TheirAgr, participant: Participant) -> ShapeshifterAgrCroClient:
+        """Their AGR's client for our CRO, as their service hands it out."""
+        client: ShapeshifterAgrCroClient = service.cro_client(participant.domain)
+        return client
+
+    def stop(self) -> None:
+        for service in self.services:
+            service.stop()
+            for executor in (service.inbound_executor, service.outbound_executor):
+                executor.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.fixture
+def shapeshifter_agr(shapeshifter: TheirSide) -> Iterator[TheirAggregators]:
+    """Their AGR services beside `shapeshifter`'s; stopped before it (and `network`)."""
+    aggregators = TheirAggregators(shapeshifter)
+    try:
+        yield aggregators
+    finally:
+        aggregators.stop()
