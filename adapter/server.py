@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
+import aiohttp
 from aiohttp import web
 
 from .directory import Directory
@@ -31,6 +32,7 @@ from .store.base import InboundRecord, SaveOutcome, Store
 from .uftp import codec, envelope
 from .uftp.errors import (
     BadContentType,
+    BodyIncomplete,
     InvalidSignature,
     LengthRequired,
     PayloadTooLarge,
@@ -172,6 +174,9 @@ class Endpoint:
             raise PayloadTooLarge(f"the body exceeds {self._max_body} bytes") from None
         except TimeoutError:
             raise RequestTimeout("the body was not received in time") from None
+        except (ConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+            # The sender went away mid-body: nothing to answer, and nothing wrong here.
+            raise BodyIncomplete("the connection closed before the body was complete") from None
 
         large = len(body) > THREAD_THRESHOLD
         if large:

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== ruff"
-.venv/bin/ruff check adapter tests bench
+.venv/bin/ruff check adapter tests bench fuzz
 echo "== mypy"
 .venv/bin/mypy adapter
 # The PostgreSQL tests skip without a server unless this is set; set, a missing server fails.

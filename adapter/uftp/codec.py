@@ -179,7 +179,15 @@ def _datetime(text: str) -> datetime:
     value = datetime.fromisoformat(text.strip())
     # 3.x allows a TimeStamp without offset; the draft forbids it. Read such a value as UTC,
     # the only reading that does not depend on where the receiver happens to run.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        # "0001-01-01T00:00:00+14:00" is a year-0 instant: no datetime holds it, and a
+        # value stored now would fail whoever compares or converts it later.
+        raise ValueError(f"TimeStamp {text!r} lies outside the years 1 to 9999 in UTC") from None
+    return value
 
 
 def _bool(text: str) -> bool:

@@ -62,6 +62,13 @@ class RequestTimeout(TransportError):
     temporary = True
 
 
+class BodyIncomplete(TransportError):
+    """The sender closed the connection before its body was complete: 400 (if anyone is
+    still there to read it)."""
+
+    status = 400
+
+
 class RateLimited(TransportError):
     """Sender over the receiver's rate policy: 429, temporary."""
 
