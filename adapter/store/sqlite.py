@@ -5,21 +5,19 @@ message take tens of microseconds. A dedicated writer thread (this module's firs
 every operation cross the GIL twice; under load the event loop and the writer then queued for
 the GIL behind CPython's 5 ms switch interval, and that hand-off, not SQLite, capped a
 participant at about 200 round trips a second. Running the statements where the caller already
-holds the GIL costs nothing to hand over. Only the COMMIT, whose fsync may take milliseconds
-under I/O load, waits on a worker thread: one GIL hand-off per batch, and the loop serves
-other requests meanwhile. Operations known to be large (a 100,000-row portfolio) ask for
-`offload=True` and their whole batch runs on a worker thread. In both cases new operations
-wait for the next batch.
+holds the GIL costs nothing to hand over; the price is that the loop waits for each COMMIT's
+fsync (a fraction of a millisecond on a local SSD), which group commit amortises. Operations
+known to be large (a 100,000-row portfolio) ask for `offload=True` and their batch runs on a
+worker thread instead, while new operations wait for the next batch.
 
 Why group commit: with `synchronous=FULL` every COMMIT waits for an fsync; one transaction
 per operation would cap the store at a few thousand writes per second and put one fsync on
-every message. Instead, the operations submitted during one turn of the event loop, or while
-the previous batch's fsync is running, are all run by one transaction (`BEGIN IMMEDIATE` ...
-`COMMIT`), so they share one fsync. An operation that raises is rolled back alone and its
-caller gets the exception, while the others in the batch still commit (extension operations
-run inside a SAVEPOINT each; should one of the store's own fail, the batch is rerun with one
-around every operation). No caller's future is resolved before the COMMIT carrying its work
-has returned: an awaited write is a durable write.
+every message. Instead, the operations submitted during one turn of the event loop are all
+run by one transaction (`BEGIN IMMEDIATE` ... `COMMIT`) at the end of that turn, so they share
+one fsync. Each operation runs inside its own SAVEPOINT: one that raises is rolled back alone
+and its caller gets the exception, while the others in the batch still commit. No caller's
+future is resolved before the COMMIT carrying its work has returned: an awaited write is a
+durable write.
 
 What the PRAGMAs guarantee (set on every open):
 
@@ -50,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -354,58 +352,26 @@ class SqliteStore:
         return await future
 
     def _flush(self) -> None:
-        """Run the pending operations as one batch.
-
-        The statements run here, on the loop's thread, and only the COMMIT - the fsync, a
-        fraction of a millisecond to several under I/O load - waits on a worker thread, so
-        the loop goes on serving meanwhile; what is submitted during the fsync forms the next
-        batch. A batch with an offloaded operation runs wholly on a worker thread.
-        """
+        """Run the pending operations as one batch, here or on a worker thread."""
         self._flush_scheduled = False
         if not self._pending or self._offloaded is not None or self._conn is None:
             return
-        conn = self._conn
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         if any(op.offload for op in batch):
-            self._in_background(asyncio.to_thread(self._run_batch, conn, batch))
-            return
-        settlements = _Settlements()
-        writes = [op for op in batch if op.write]
-        reads = [op for op in batch if not op.write]
-        if not writes:
-            for op in reads:
-                self._run_read(conn, op, settlements)
-            settlements.deliver()
-            self._schedule_next()
-            return
-        outcomes = self._execute_writes(conn, writes)
-        if isinstance(outcomes, Exception):
-            for op in writes:
-                settlements.add(op, False, outcomes)
-            for op in reads:
-                self._run_read(conn, op, settlements)
-            settlements.deliver()
-            self._schedule_next()
-            return
+            self._offload(batch)
+        else:
+            self._run_batch(self._conn, batch).deliver()
+        self._schedule_next()
 
-        async def commit() -> _Settlements:
-            failure = await asyncio.to_thread(self._commit, conn, len(writes))
-            for op, ok, value in outcomes:
-                settlements.add(op, ok and failure is None, value if failure is None else failure)
-            for op in reads:
-                self._run_read(conn, op, settlements)
-            return settlements
-
-        self._in_background(commit())
-
-    def _in_background(self, work: Coroutine[Any, Any, _Settlements]) -> None:
-        """Run `work` while new operations wait for the next batch; deliver its results."""
-        assert self._loop is not None
+    def _offload(self, batch: list[_Op]) -> None:
+        assert self._loop is not None and self._conn is not None
+        conn = self._conn
         done = self._offloaded = self._loop.create_future()
 
         async def run() -> None:
             try:
-                (await work).deliver()
+                settlements = await asyncio.to_thread(self._run_batch, conn, batch)
+                settlements.deliver()
             finally:
                 self._offloaded = None
                 done.set_result(None)
@@ -648,65 +614,43 @@ class SqliteStore:
             )
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> _Settlements:
-        """A whole batch on the calling thread: writes in one transaction, then reads."""
+        """Writes in one transaction, one SAVEPOINT each; then reads. The results are handed
+        back by the caller, on the event loop, once the batch is over."""
         settlements = _Settlements()
         writes = [op for op in batch if op.write]
         if writes:
-            outcomes = self._execute_writes(conn, writes)
-            failure = outcomes if isinstance(outcomes, Exception) else None
-            if failure is None:
-                failure = self._commit(conn, len(writes))
-            if failure is not None:
-                for op in writes:
-                    settlements.add(op, False, failure)
-            else:
-                assert not isinstance(outcomes, Exception)
-                for op, ok, value in outcomes:
-                    settlements.add(op, ok, value)
+            self._run_writes(conn, writes, settlements)
         for op in batch:
             if not op.write:
                 self._run_read(conn, op, settlements)
         return settlements
 
-    def _execute_writes(
-        self, conn: sqlite3.Connection, writes: list[_Op]
-    ) -> list[tuple[_Op, bool, Any]] | Exception:
-        """Run `writes` in one open transaction (left open for `_commit`), or the error that
-        made the transaction fail (rolled back).
-
-        The store's own operations run without savepoints (two statements fewer each);
-        should one of them raise, the transaction is rolled back and the batch run again
-        with a SAVEPOINT around every operation, so that only the failing one is lost.
-        """
+    def _run_writes(
+        self, conn: sqlite3.Connection, writes: list[_Op], settlements: _Settlements
+    ) -> None:
+        # The store's own operations run without savepoints (two statements fewer each);
+        # should one of them raise, the transaction is rolled back and the batch run again
+        # with a SAVEPOINT around every operation, so that only the failing one is lost.
         outcomes = self._attempt_writes(conn, writes, isolate=False)
         if outcomes is None:
             outcomes = self._attempt_writes(conn, writes, isolate=True)
+        if isinstance(outcomes, Exception):
+            for op in writes:
+                settlements.add(op, False, outcomes)
+            return
         assert outcomes is not None
-        return outcomes
-
-    def _commit(self, conn: sqlite3.Connection, operations: int) -> Exception | None:
-        """COMMIT the open transaction (the fsync); the error, rolled back, if it failed."""
-        try:
-            conn.execute("COMMIT")
-        except Exception as exc:
-            log.error("SQLite commit of %d operations failed: %s", operations, exc)
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.exception("rollback after a failed commit failed too")
-            return exc
         self._commits += 1
-        log.debug("committed a batch of %d operations", operations)
-        return None
+        log.debug("committed a batch of %d operations", len(writes))
+        for op, ok, value in outcomes:
+            settlements.add(op, ok, value)
 
     @staticmethod
     def _attempt_writes(
         conn: sqlite3.Connection, writes: list[_Op], *, isolate: bool
     ) -> list[tuple[_Op, bool, Any]] | Exception | None:
-        """Run `writes` in one transaction, left open: their outcomes; None when an
-        operation raised and `isolate` is off (rolled back); the error when the transaction
-        itself failed (rolled back)."""
+        """Run `writes` in one transaction: their outcomes once committed; None when an
+        operation raised and `isolate` is off (nothing committed); the error when the
+        transaction itself failed (nothing committed)."""
         outcomes: list[tuple[_Op, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -729,6 +673,7 @@ class SqliteStore:
                     if savepoint:
                         conn.execute("RELEASE op")
                     outcomes.append((op, True, value))
+            conn.execute("COMMIT")
         except Exception as exc:
             log.error("SQLite batch of %d operations failed: %s", len(writes), exc)
             if conn.in_transaction:
