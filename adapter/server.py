@@ -26,6 +26,7 @@ from functools import partial
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .directory import Directory
 from .store.base import InboundRecord, SaveOutcome, Store
@@ -69,6 +70,29 @@ class Received:
     #: Reasons the protocol checks found; empty when the message may go to its handler.
     rejections: tuple[str, ...]
     outcome: SaveOutcome
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse at ERROR, with a traceback quoting the bytes it
+    choked on, which may be a peer's message body (connection identifiers are personal data).
+    A peer's malformed request is not our failure: keep one line at info, without the bytes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "malformed HTTP request refused: %s %s", (
+                exc.code,
+                type(exc).__name__,
+            )
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_AIOHTTP_SERVER_LOG = logging.getLogger("aiohttp.server")
+if not any(isinstance(f, _MalformedRequests) for f in _AIOHTTP_SERVER_LOG.filters):
+    _AIOHTTP_SERVER_LOG.addFilter(_MalformedRequests())
 
 
 class RateLimiter:

@@ -360,3 +360,26 @@ async def test_test_message_from_peer_gets_response(setup: Setup) -> None:
     )
     assert isinstance(message, TestMessage)
     assert (await setup.post(setup.seal(message)))[0] == 200
+
+
+async def test_malformed_http_is_logged_without_its_bytes(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import logging
+    from urllib.parse import urlsplit
+
+    port = urlsplit(setup.cro.url()).port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    with caplog.at_level(logging.DEBUG):
+        writer.write(
+            b"POST /shapeshifter/api/v3/message HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\nX-Note: ean.871685900000000011\r\n\r\nxxxxx"
+        )
+        await writer.drain()
+        answer = await reader.read(200)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n")[0]
+    assert all(r.levelno < logging.WARNING for r in caplog.records if r.name == "aiohttp.server")
+    assert "871685900000000011" not in caplog.text
+    assert await setup.post(setup.seal(setup.message())) == (200, "OK\n")
