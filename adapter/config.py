@@ -176,6 +176,57 @@ class CroSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """HTTPS in both directions: the [tls] table (paths are absolute once loaded).
+
+    Without `certificate` the endpoint serves plain HTTP, for loopback or behind a proxy that
+    terminates TLS. Outgoing connections always verify the peer's certificate: against `ca`
+    when given, else against the system trust store. `adapter.tls` builds the contexts.
+    """
+
+    #: Our server certificate (PEM, chain allowed) and its unencrypted private key.
+    certificate: Path | None = None
+    private_key: Path | None = None
+    #: CA(s) that sign our peers' client certificates; when set, every client must present one.
+    client_ca: Path | None = None
+    #: CA(s) we trust for peers' server certificates, instead of the system trust store.
+    ca: Path | None = None
+    #: The certificate we present to peers that require client certificates, and its key.
+    client_certificate: Path | None = None
+    client_private_key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    """What one peer may take of our capacity: the [limits] table.
+
+    The defaults protect a participant from one runaway peer without slowing routine UFTP
+    traffic, which is a few messages a minute per peer (portfolio updates, a flex request per
+    PTU). A 429 is temporary in the spec, so a sender over its rate retries later with back off:
+    a limit paces a peer's catch-up after an outage, it loses nothing.
+    """
+
+    #: Messages a second, on average, that one sender may deliver (HTTP 429 above it);
+    #: `inf` (TOML) switches the limit off.
+    rate_per_sender: float = 50.0
+    #: Messages one sender may deliver at once above that rate: a backlog after an outage.
+    burst: int = 200
+    #: Handlers of one sender's messages that may run at once (of delivery.handler_concurrency),
+    #: so that one noisy peer leaves slots to the others. Default: half of them (of the 16).
+    handlers_per_sender: int = 8
+    #: Deliveries to one peer server (scheme, host and port) that may be in flight at once, so
+    #: that a peer that hangs cannot hold every outbox slot while messages to others wait.
+    deliveries_per_peer: int = 16
+
+    @property
+    def rate_limit(self) -> tuple[float, float] | None:
+        """(rate, burst) for the endpoint's `RateLimiter`, None when unlimited."""
+        if math.isinf(self.rate_per_sender):
+            return None
+        return (self.rate_per_sender, float(self.burst))
+
+
+@dataclass(frozen=True, slots=True)
 class PeerSettings:
     """A participant we exchange messages with: one [[peers]] entry."""
 
@@ -204,6 +255,8 @@ class Config:
     peers: tuple[PeerSettings, ...] = ()
     #: The config file it came from (or the base folder, when parsed from a dict).
     path: Path = field(default_factory=Path)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
         """The peer at `domain` (in `role`), or None when it is not configured.
@@ -259,7 +312,7 @@ def parse_config(
     `base_dir`).
     """
     ctx = _Context(source, Path(base_dir).absolute())
-    root = _Table(ctx, data, "", ("participant", "delivery", "cro", "peers"))
+    root = _Table(ctx, data, "", ("participant", "delivery", "cro", "tls", "limits", "peers"))
     participant = _participant(root.table("participant"))
     delivery = _delivery(root.table("delivery", required=False))
     cro_table = root.table("cro", required=False)
@@ -267,7 +320,17 @@ def parse_config(
     if cro_table.present and participant.role is not Role.CRO:
         log.warning("%s: [cro] is ignored: participant.role is %s", source, participant.role)
     peers = _peers(ctx, root.get("peers"))
-    return Config(participant, delivery, cro, peers, path if path is not None else ctx.base_dir)
+    tls = _tls(root.table("tls", required=False))
+    limits = _limits(root.table("limits", required=False), delivery)
+    return Config(
+        participant,
+        delivery,
+        cro,
+        peers,
+        path if path is not None else ctx.base_dir,
+        tls,
+        limits,
+    )
 
 
 def _participant(table: _Table) -> ParticipantSettings:
@@ -326,6 +389,49 @@ def _cro(table: _Table) -> CroSettings:
         ) from None
     period_violation = _choice(table, "period_violation", PeriodViolation, d.period_violation)
     return CroSettings(mode, time_zone, period_violation)
+
+
+def _tls(table: _Table) -> TlsSettings:
+    paths = {key: table.path(key) for key in _SECTIONS["tls"] if table.get(key) is not None}
+    settings = TlsSettings(**paths)
+    for cert, key in (
+        ("certificate", "private_key"),
+        ("client_certificate", "client_private_key"),
+    ):
+        if (cert in paths) != (key in paths):
+            missing, given = (key, cert) if cert in paths else (cert, key)
+            raise table.error(missing, f"missing; {table.where}.{given} needs it")
+    if settings.client_ca is not None and settings.certificate is None:
+        raise table.error(
+            "client_ca",
+            "needs certificate and private_key: client certificates are asked for over HTTPS",
+        )
+    from .tls import TlsFileError, check  # tls owns the loading rules; nothing is served
+
+    try:
+        check(settings)
+    except TlsFileError as exc:
+        raise table.error(exc.key, exc.problem) from None
+    return settings
+
+
+def _limits(table: _Table, delivery: DeliverySettings) -> LimitsSettings:
+    d = LimitsSettings()
+    unlimited = table.get("rate_per_sender") == math.inf  # TOML `inf` switches the limit off
+    rate = math.inf if unlimited else table.number("rate_per_sender", d.rate_per_sender)
+    handlers_default = max(1, delivery.handler_concurrency // 2)
+    settings = LimitsSettings(
+        rate_per_sender=rate,
+        burst=table.integer("burst", d.burst, minimum=1),
+        handlers_per_sender=table.integer("handlers_per_sender", handlers_default, minimum=1),
+        deliveries_per_peer=table.integer("deliveries_per_peer", d.deliveries_per_peer, minimum=1),
+    )
+    if settings.handlers_per_sender > delivery.handler_concurrency:
+        raise table.error(
+            "handlers_per_sender",
+            f"must not exceed delivery.handler_concurrency ({delivery.handler_concurrency})",
+        )
+    return settings
 
 
 def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
@@ -697,4 +803,13 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "handler_concurrency",
     ),
     "cro": ("mode", "time_zone", "period_violation"),
+    "tls": (
+        "certificate",
+        "private_key",
+        "client_ca",
+        "ca",
+        "client_certificate",
+        "client_private_key",
+    ),
+    "limits": ("rate_per_sender", "burst", "handlers_per_sender", "deliveries_per_peer"),
 }

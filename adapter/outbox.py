@@ -19,9 +19,11 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from .client import Client, DeliveryResult, Outcome
 from .config import DeliverySettings
+from .limits import PerKeyLimit
 from .store.base import DeliveryAttempt, OutboundRecord, OutboundStatus, Store
 
 log = logging.getLogger(__name__)
@@ -47,13 +49,18 @@ class Outbox:
         on_final: FinalCallback,
         *,
         max_in_flight: int = 64,
+        per_peer: int | None = None,
     ) -> None:
+        """`per_peer` caps the deliveries in flight to one peer server (None: no cap), so that
+        a peer that hangs until the request timeout holds only its own share of the
+        `max_in_flight` slots."""
         self._store = store
         self._client = client
         self._settings = settings
         self._clock = clock
         self._on_final = on_final
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._peer_slots = PerKeyLimit(per_peer)
         self._rng = random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -114,7 +121,8 @@ class Outbox:
         task.add_done_callback(self._tasks.discard)
 
     async def _attempt(self, record: OutboundRecord) -> None:
-        async with self._slots:
+        # The peer's own slot first, so that a message waiting for it holds no global slot.
+        async with self._peer_slots.hold(_server(record.endpoint)), self._slots:
             started = self._clock()
             result = await self._client.post(record.endpoint, record.envelope)
         attempts = record.attempts + 1
@@ -166,3 +174,10 @@ class Outbox:
             self._schedule(updated, next_at)
         else:
             self._on_final(updated, status, result)
+
+
+def _server(endpoint: str) -> str:
+    """What a hanging peer ties up: its server (scheme, host and port), whatever the path; two
+    domains hosted on one server share its slots."""
+    url = urlsplit(endpoint)
+    return f"{url.scheme}://{url.netloc}"

@@ -25,10 +25,12 @@ from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
+from . import tls
 from .client import Client, DeliveryResult
 from .config import Config, DeliverySettings, ParticipantSettings
 from .directory import Directory, Peer, StaticDirectory
 from .keys import PrivateKeys
+from .limits import PerKeyLimit
 from .outbox import Outbox
 from .router import HandlerContext, Router
 from .server import Endpoint, RateLimiter, Received, message_path
@@ -93,6 +95,8 @@ class Participant:
         rate_limit: tuple[float, float] | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        handlers_per_sender: int | None = None,
+        deliveries_per_peer: int | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.domain = domain
@@ -112,7 +116,14 @@ class Participant:
             max_redirects=settings.max_redirects,
             ssl_context=client_ssl,
         )
-        self.outbox = Outbox(store, self._client, settings, clock, self._on_delivery_final)
+        self.outbox = Outbox(
+            store,
+            self._client,
+            settings,
+            clock,
+            self._on_delivery_final,
+            per_peer=deliveries_per_peer,
+        )
         self._endpoint = Endpoint(
             domain=domain,
             role=role,
@@ -125,6 +136,8 @@ class Participant:
             rate_limiter=RateLimiter(*rate_limit) if rate_limit else None,
         )
         self._handler_slots = asyncio.Semaphore(settings.handler_concurrency)
+        #: One sender's share of those slots (None: all), so that a noisy peer leaves some.
+        self._sender_slots = PerKeyLimit(handlers_per_sender)
         self._handler_tasks: set[asyncio.Task[None]] = set()
         #: our request's MessageID -> the future its response resolves
         self._waiters: dict[str, asyncio.Future[PayloadResponse]] = {}
@@ -152,6 +165,11 @@ class Participant:
             host=settings.listen.host,
             port=settings.listen.port,
             max_body_bytes=settings.max_body_bytes,
+            rate_limit=config.limits.rate_limit,
+            server_ssl=tls.server_context(config.tls),
+            client_ssl=tls.client_context(config.tls),
+            handlers_per_sender=config.limits.handlers_per_sender,
+            deliveries_per_peer=config.limits.deliveries_per_peer,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -357,7 +375,8 @@ class Participant:
 
     async def _handle(self, received: Received) -> None:
         message = received.message
-        async with self._handler_slots:
+        # The sender's slot first: its messages waiting for one hold no global slot.
+        async with self._sender_slots.hold(received.sender_domain), self._handler_slots:
             try:
                 response = await self._respond(received)
                 outbound = None

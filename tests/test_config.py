@@ -4,7 +4,10 @@ file wrong, each asserting that the message names the file and the field."""
 from __future__ import annotations
 
 import copy
+import math
+import os
 import shutil
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,15 +20,18 @@ from adapter.config import (
     CroMode,
     CroSettings,
     DeliverySettings,
+    LimitsSettings,
     ListenAddress,
     PeriodViolation,
     PostgresStore,
     SqliteStore,
+    TlsSettings,
     load_config,
     parse_config,
 )
 from adapter.keys import generate, load_private, write_private
 from adapter.uftp.messages import Role
+from tests.certs import Pki, make_pki, write_key
 
 SAMPLES = Path(__file__).resolve().parent.parent / "config"
 SOURCE = "test.toml"
@@ -606,3 +612,313 @@ def test_sample_config_without_keys_tells_how_to_generate(samples: Path) -> None
         load_config(samples / "config" / "dso.toml")
     assert info.value.field == "peers[0].public_keys_file"
     assert "uftp-adapter keys generate cro" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# [limits]
+# --------------------------------------------------------------------------------------------
+
+
+def test_limits_default_when_absent() -> None:
+    limits = parse(valid()).limits
+    assert limits == LimitsSettings()
+    assert limits.rate_limit == (50.0, 200.0)
+    assert limits.handlers_per_sender == DeliverySettings().handler_concurrency // 2
+    assert limits.deliveries_per_peer == 16
+
+
+def test_limits_table() -> None:
+    data = valid()
+    data["limits"] = {
+        "rate_per_sender": 2,
+        "burst": 5,
+        "handlers_per_sender": 3,
+        "deliveries_per_peer": 4,
+    }
+    limits = parse(data).limits
+    assert limits == LimitsSettings(
+        rate_per_sender=2.0, burst=5, handlers_per_sender=3, deliveries_per_peer=4
+    )
+    assert limits.rate_limit == (2.0, 5.0)
+
+
+def test_rate_per_sender_inf_switches_the_limit_off() -> None:
+    data = valid()
+    data["limits"] = {"rate_per_sender": math.inf}
+    assert parse(data).limits.rate_limit is None
+
+
+@pytest.mark.parametrize(("slots", "per_sender"), [(6, 3), (1, 1), (16, 8)])
+def test_handlers_per_sender_defaults_to_half_the_handler_slots(
+    slots: int, per_sender: int
+) -> None:
+    data = valid()
+    data["delivery"] = {"handler_concurrency": slots}
+    assert parse(data).limits.handlers_per_sender == per_sender
+
+
+def test_sample_limits_comment_shows_the_defaults() -> None:
+    """The commented-out [limits] in the samples, uncommented, is what no [limits] gives."""
+    for sample in ("dso.toml", "cro.toml"):
+        lines = (SAMPLES / sample).read_text("utf-8").splitlines()
+        block = []
+        for line in lines[lines.index("# [limits]") :]:
+            if not line.startswith("# "):
+                break
+            block.append(line.removeprefix("# "))
+        table = tomllib.loads("\n".join(block))["limits"]
+        assert set(table) == {
+            "rate_per_sender",
+            "burst",
+            "handlers_per_sender",
+            "deliveries_per_peer",
+        }
+        data = valid()
+        data["limits"] = table
+        assert parse(data).limits == LimitsSettings()
+
+
+LIMITS_ERRORS: list[tuple[str, Mutation, str, str]] = [
+    ("rate zero", _section("limits", rate_per_sender=0), "limits.rate_per_sender", "positive"),
+    (
+        "rate -inf",
+        _section("limits", rate_per_sender=-math.inf),
+        "limits.rate_per_sender",
+        "positive",
+    ),
+    (
+        "rate string",
+        _section("limits", rate_per_sender="fast"),
+        "limits.rate_per_sender",
+        "got a string",
+    ),
+    ("burst zero", _section("limits", burst=0), "limits.burst", ">= 1"),
+    ("burst float", _section("limits", burst=1.5), "limits.burst", "integer"),
+    (
+        "handlers zero",
+        _section("limits", handlers_per_sender=0),
+        "limits.handlers_per_sender",
+        ">= 1",
+    ),
+    (
+        "handlers over the global slots",
+        _section("limits", handlers_per_sender=17),
+        "limits.handlers_per_sender",
+        "delivery.handler_concurrency (16)",
+    ),
+    (
+        "deliveries zero",
+        _section("limits", deliveries_per_peer=0),
+        "limits.deliveries_per_peer",
+        ">= 1",
+    ),
+    (
+        "unknown key",
+        _section("limits", rate_per_second=1),
+        "limits.rate_per_second",
+        "did you mean 'rate_per_sender'",
+    ),
+    ("not a table", lambda d: d.__setitem__("limits", 3), "limits", "expected a table"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "words"),
+    [pytest.param(m, f, w, id=case) for case, m, f, w in LIMITS_ERRORS],
+)
+def test_limits_errors_name_the_field(mutate: Mutation, field: str, words: str) -> None:
+    data = copy.deepcopy(valid())
+    mutate(data)
+    with pytest.raises(ConfigError) as info:
+        parse(data)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{SOURCE}: {field}: ")
+    assert words in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# [tls]: real files from a throwaway CA, in tmp_path/tls beside tmp_path/config
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return make_pki(tmp_path / "tls")
+
+
+def tls_table(**changes: str | None) -> dict[str, object]:
+    """A full [tls] table as written in tmp_path/config; None drops a key."""
+    table: dict[str, str | None] = {
+        "certificate": "../tls/server.crt",
+        "private_key": "../tls/server.key",
+        "client_ca": "../tls/ca.crt",
+        "ca": "../tls/ca.crt",
+        "client_certificate": "../tls/client.crt",
+        "client_private_key": "../tls/client.key",
+    }
+    table.update(changes)
+    return {key: value for key, value in table.items() if value is not None}
+
+
+def parse_tls(tmp_path: Path, table: object) -> Config:
+    data = valid()
+    data["tls"] = table
+    return parse_config(data, tmp_path / "config", SOURCE)
+
+
+def test_tls_defaults_to_plain_http_with_system_trust() -> None:
+    assert parse(valid()).tls == TlsSettings()
+
+
+def test_tls_paths_resolve_against_the_config_folder(pki: Pki, tmp_path: Path) -> None:
+    tls = parse_tls(tmp_path, tls_table()).tls
+    assert tls == TlsSettings(
+        certificate=pki.server_certificate.resolve(),
+        private_key=pki.server_key.resolve(),
+        client_ca=pki.ca.resolve(),
+        ca=pki.ca.resolve(),
+        client_certificate=pki.client_certificate.resolve(),
+        client_private_key=pki.client_key.resolve(),
+    )
+
+
+def test_tls_trust_alone_is_fine(pki: Pki, tmp_path: Path) -> None:
+    """A participant behind a TLS-terminating proxy still verifies its peers' servers."""
+    tls = parse_tls(tmp_path, {"ca": "../tls/ca.crt"}).tls
+    assert tls.certificate is None and tls.ca == pki.ca.resolve()
+
+
+def _write(name: str, text: str) -> Callable[[Path], object]:
+    return lambda folder: (folder / name).write_text(text)
+
+
+def _encrypted_key(folder: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    write_key(folder / "encrypted.key", ec.generate_private_key(ec.SECP256R1()), passphrase=b"pw")
+
+
+TLS_ERRORS: list[tuple[str, dict[str, str | None], Callable[[Path], object] | None, str, str]] = [
+    # (case, table changes, file preparation in tmp_path/tls, field named, words expected)
+    ("no such certificate", {"certificate": "../tls/nope.crt"}, None, "certificate", "not exist"),
+    ("certificate is a folder", {"certificate": "../tls"}, None, "certificate", "directory"),
+    (
+        "certificate not PEM",
+        {"certificate": "../tls/junk.crt"},
+        _write("junk.crt", "hello\n"),
+        "certificate",
+        "no usable PEM certificate",
+    ),
+    (
+        "certificate unreadable",
+        {"certificate": "../tls/server.crt/x"},
+        None,
+        "certificate",
+        "cannot read",
+    ),
+    ("key without certificate", {"certificate": None}, None, "certificate", "missing"),
+    ("certificate without key", {"private_key": None}, None, "private_key", "missing"),
+    (
+        "client certificate without key",
+        {"client_private_key": None},
+        None,
+        "client_private_key",
+        "tls.client_certificate needs it",
+    ),
+    (
+        "client_ca without a server certificate",
+        {"certificate": None, "private_key": None},
+        None,
+        "client_ca",
+        "needs certificate",
+    ),
+    (
+        "key of another certificate",
+        {"private_key": "../tls/client.key"},
+        None,
+        "private_key",
+        "is not the key of the certificate",
+    ),
+    (
+        "key file holds a certificate",
+        {"private_key": "../tls/ca.crt"},
+        None,
+        "private_key",
+        "no PEM private key",
+    ),
+    (
+        "key file corrupt",
+        {"private_key": "../tls/bad.key"},
+        _write("bad.key", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+        "private_key",
+        "no usable private key",
+    ),
+    (
+        "encrypted key",
+        {"client_private_key": "../tls/encrypted.key"},
+        _encrypted_key,
+        "client_private_key",
+        "encrypted",
+    ),
+    ("no such key", {"private_key": "../tls/nope.key"}, None, "private_key", "not exist"),
+    ("ca not a certificate", {"ca": "../tls/server.key"}, None, "ca", "no usable PEM certificate"),
+    ("no such client_ca", {"client_ca": "../tls/nope.crt"}, None, "client_ca", "not exist"),
+    ("empty path", {"ca": ""}, None, "ca", "empty string"),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "prepare", "field", "words"),
+    [pytest.param(c, p, f, w, id=case) for case, c, p, f, w in TLS_ERRORS],
+)
+def test_tls_errors_name_the_field(
+    pki: Pki,
+    tmp_path: Path,
+    changes: dict[str, str | None],
+    prepare: Callable[[Path], object] | None,
+    field: str,
+    words: str,
+) -> None:
+    if prepare is not None:
+        prepare(tmp_path / "tls")
+    with pytest.raises(ConfigError) as info:
+        parse_tls(tmp_path, tls_table(**changes))
+    message = str(info.value)
+    assert info.value.field == f"tls.{field}"
+    assert message.startswith(f"{SOURCE}: tls.{field}: ")
+    assert words in message
+    assert "BEGIN" not in message and "\n" not in message  # nothing read from a key file
+
+
+@pytest.mark.parametrize(
+    ("table", "field", "words"),
+    [
+        ({"certificat": "x"}, "tls.certificat", "did you mean 'certificate'"),
+        ({"ca": 5}, "tls.ca", "expected a string"),
+        ("yes", "tls", "expected a table"),
+    ],
+)
+def test_tls_table_shape_errors(tmp_path: Path, table: object, field: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_tls(tmp_path, table)
+    assert info.value.field == field
+    assert words in str(info.value)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
+def test_tls_unreadable_key(pki: Pki, tmp_path: Path) -> None:
+    pki.server_key.chmod(0)
+    with pytest.raises(ConfigError) as info:
+        parse_tls(tmp_path, tls_table())
+    assert info.value.field == "tls.private_key"
+    assert "cannot read" in str(info.value)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_tls_key_readable_by_others_warns(
+    pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pki.server_key.chmod(0o644)
+    parse_tls(tmp_path, tls_table())
+    assert "chmod 600" in caplog.text
+    assert "BEGIN" not in caplog.text
