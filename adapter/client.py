@@ -100,7 +100,12 @@ class Client:
             except TimeoutError:
                 return DeliveryResult(Outcome.TEMPORARY, None, "timed out")
             except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
-                return DeliveryResult(Outcome.TEMPORARY, None, f"{type(exc).__name__}: {exc}")
+                detail = f"{type(exc).__name__}: {exc}"
+                if url.startswith("https:") and isinstance(exc, aiohttp.ClientOSError):
+                    # With TLS 1.3 a server that wants a client certificate (or distrusts
+                    # ours) just resets the connection; say what that usually means.
+                    detail += " (over TLS this often means the peer refused our client certificate)"
+                return DeliveryResult(Outcome.TEMPORARY, None, detail)
             if status in REDIRECTS and location:
                 url = urljoin(url, location)
                 continue

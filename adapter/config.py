@@ -217,6 +217,16 @@ class LimitsSettings:
     #: Deliveries to one peer server (scheme, host and port) that may be in flight at once, so
     #: that a peer that hangs cannot hold every outbox slot while messages to others wait.
     deliveries_per_peer: int = 16
+    #: How long a sender may take to deliver its body once the headers are in (HTTP 408).
+    read_timeout_seconds: float = 30.0
+    #: How far a message's TimeStamp may lie ahead of our clock: clock skew, not more. A
+    #: TimeStamp years ahead would otherwise make every later update of its sender look
+    #: older than it ("Subordinate sequence number").
+    time_stamp_future_seconds: float = 900.0
+    #: How old a message's TimeStamp may be: a sender retries for an hour by default (the
+    #: spec's minimum), longer if configured so; a week leaves room for that and for an
+    #: outage of ours.
+    time_stamp_past_seconds: float = 7 * 24 * 3600.0
 
     @property
     def rate_limit(self) -> tuple[float, float] | None:
@@ -425,6 +435,11 @@ def _limits(table: _Table, delivery: DeliverySettings) -> LimitsSettings:
         burst=table.integer("burst", d.burst, minimum=1),
         handlers_per_sender=table.integer("handlers_per_sender", handlers_default, minimum=1),
         deliveries_per_peer=table.integer("deliveries_per_peer", d.deliveries_per_peer, minimum=1),
+        read_timeout_seconds=table.number("read_timeout_seconds", d.read_timeout_seconds),
+        time_stamp_future_seconds=table.number(
+            "time_stamp_future_seconds", d.time_stamp_future_seconds
+        ),
+        time_stamp_past_seconds=table.number("time_stamp_past_seconds", d.time_stamp_past_seconds),
     )
     if settings.handlers_per_sender > delivery.handler_concurrency:
         raise table.error(
@@ -811,5 +826,13 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "client_certificate",
         "client_private_key",
     ),
-    "limits": ("rate_per_sender", "burst", "handlers_per_sender", "deliveries_per_peer"),
+    "limits": (
+        "rate_per_sender",
+        "burst",
+        "handlers_per_sender",
+        "deliveries_per_peer",
+        "read_timeout_seconds",
+        "time_stamp_future_seconds",
+        "time_stamp_past_seconds",
+    ),
 }

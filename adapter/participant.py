@@ -20,7 +20,7 @@ import logging
 import ssl
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self, TypeVar
 
 from aiohttp import web
@@ -97,6 +97,8 @@ class Participant:
         client_ssl: ssl.SSLContext | None = None,
         handlers_per_sender: int | None = None,
         deliveries_per_peer: int | None = None,
+        read_timeout: float = 30.0,
+        time_stamp_window: tuple[timedelta, timedelta] | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.domain = domain
@@ -134,6 +136,8 @@ class Participant:
             on_received=self._on_received,
             max_body_bytes=max_body_bytes,
             rate_limiter=RateLimiter(*rate_limit) if rate_limit else None,
+            read_timeout=read_timeout,
+            time_stamp_window=time_stamp_window,
         )
         self._handler_slots = asyncio.Semaphore(settings.handler_concurrency)
         #: One sender's share of those slots (None: all), so that a noisy peer leaves some.
@@ -170,6 +174,11 @@ class Participant:
             client_ssl=tls.client_context(config.tls),
             handlers_per_sender=config.limits.handlers_per_sender,
             deliveries_per_peer=config.limits.deliveries_per_peer,
+            read_timeout=config.limits.read_timeout_seconds,
+            time_stamp_window=(
+                timedelta(seconds=config.limits.time_stamp_past_seconds),
+                timedelta(seconds=config.limits.time_stamp_future_seconds),
+            ),
         )
 
     # -- lifecycle ------------------------------------------------------------------------------

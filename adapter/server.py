@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 import aiohttp
@@ -82,9 +82,12 @@ class _MalformedRequests(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
             record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args = "malformed HTTP request refused: %s %s", (
-                exc.code,
-                type(exc).__name__,
+            record.msg, record.args = (
+                "malformed HTTP request refused: %s %s",
+                (
+                    exc.code,
+                    type(exc).__name__,
+                ),
             )
             record.exc_info = record.exc_text = None
         return True
@@ -140,6 +143,7 @@ class Endpoint:
         max_body_bytes: int,
         rate_limiter: RateLimiter | None = None,
         read_timeout: float = 30.0,
+        time_stamp_window: tuple[timedelta, timedelta] | None = None,
     ) -> None:
         self._domain = domain
         self._role = role
@@ -151,6 +155,8 @@ class Endpoint:
         self._max_body = max_body_bytes
         self._rate = rate_limiter
         self._read_timeout = read_timeout
+        #: (how old, how far ahead) a TimeStamp may be; None: any.
+        self._time_stamp_window = time_stamp_window
         self.serving = False
 
     def application(self) -> web.Application:
@@ -230,6 +236,8 @@ class Endpoint:
             # a 4.x message posted to the v3 path is not one this path supports.
             supported_versions=tuple(v for v in self._versions if int(v.split(".")[0]) == major),
             barred=peer.barred,
+            now=self._clock(),
+            time_stamp_window=self._time_stamp_window,
         )
         now = self._clock()
         record = InboundRecord(

@@ -922,3 +922,24 @@ def test_tls_key_readable_by_others_warns(
     parse_tls(tmp_path, tls_table())
     assert "chmod 600" in caplog.text
     assert "BEGIN" not in caplog.text
+
+
+def test_read_timeout_and_time_stamp_window_from_limits() -> None:
+    data = valid()
+    data["limits"] = {
+        "read_timeout_seconds": 5,
+        "time_stamp_future_seconds": 60,
+        "time_stamp_past_seconds": 3600,
+    }
+    limits = parse(data).limits
+    assert (limits.read_timeout_seconds, limits.time_stamp_future_seconds) == (5.0, 60.0)
+    assert limits.time_stamp_past_seconds == 3600.0
+    assert LimitsSettings().time_stamp_future_seconds == 900.0  # clock skew, not more
+
+
+@pytest.mark.parametrize("key", ["read_timeout_seconds", "time_stamp_past_seconds"])
+def test_time_limits_must_be_positive(key: str) -> None:
+    data = valid()
+    data["limits"] = {key: 0}
+    with pytest.raises(ConfigError, match=f"limits.{key}"):
+        parse(data)

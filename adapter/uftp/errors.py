@@ -125,6 +125,8 @@ class Reason(StrEnum):
     # is rejected with a reason (message-transport-mechanism.md, "Messages").
     UNSUPPORTED_VERSION = "Unsupported Version"
     SUBORDINATE_SEQUENCE_NUMBER = "Subordinate sequence number"
+    #: Another "reasonable cause": a TimeStamp beyond the receiver's clock tolerance.
+    TIME_STAMP_OUT_OF_BOUNDS = "TimeStamp out of bounds"
     UNAUTHORIZED = "Unauthorized"
     NO_CONNECTIONS_AVAILABLE = "No connections available"
 

@@ -6,6 +6,8 @@ connections; the CRO answers both. TestMessage may pass between any two particip
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from .errors import Reason
 from .messages import (
     AGRPortfolioQuery,
@@ -60,6 +62,8 @@ def protocol_rejections(
     own_role: Role,
     supported_versions: tuple[str, ...],
     barred: bool = False,
+    now: datetime | None = None,
+    time_stamp_window: tuple[timedelta, timedelta] | None = None,
 ) -> list[str]:
     """The checks that end in a Rejected response rather than an HTTP error.
 
@@ -78,4 +82,9 @@ def protocol_rejections(
         reasons.append(Reason.UNKNOWN_RECIPIENT_DOMAIN)
     if message.version not in supported_versions:
         reasons.append(Reason.UNSUPPORTED_VERSION)
+    stamp = message.time_stamp
+    if time_stamp_window is not None and now is not None and stamp is not None:
+        past, future = time_stamp_window
+        if not now - past <= stamp <= now + future:
+            reasons.append(Reason.TIME_STAMP_OUT_OF_BOUNDS)
     return reasons

@@ -12,12 +12,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import aiohttp
 
-from adapter.config import CroSettings
+from adapter.config import CroSettings, LimitsSettings
 from adapter.cro import cro_router
 from adapter.directory import Peer, StaticDirectory
 from adapter.keys import PrivateKeys, generate
@@ -39,6 +39,9 @@ from adapter.uftp.messages import (
     Role,
 )
 from tests.conftest import Network, eventually
+
+#: The endpoint's read timeout in these tests (the default is 30 s).
+READ_TIMEOUT_S = 1.0
 
 CRO = "cro.example.com"
 DSO = "dso.example-grid.nl"
@@ -267,7 +270,18 @@ async def listener() -> AsyncIterator[tuple[int, list[bytes]]]:
 
 
 async def start(network: Network) -> Harness:
-    cro = network.create(CRO, Role.CRO)
+    # The CRO as configured by default: read timeout shortened for the slow-body case, the
+    # TimeStamp window of the [limits] defaults.
+    limits = LimitsSettings()
+    cro = network.create(
+        CRO,
+        Role.CRO,
+        read_timeout=READ_TIMEOUT_S,
+        time_stamp_window=(
+            timedelta(seconds=limits.time_stamp_past_seconds),
+            timedelta(seconds=limits.time_stamp_future_seconds),
+        ),
+    )
     register = register_for(cro.store)
     cro.router.include(cro_router(register, CroSettings()))
     dso_router = Router()

@@ -44,6 +44,7 @@ from .harness import (
     CRO,
     DSO,
     DSO2,
+    READ_TIMEOUT_S,
     Harness,
     listener,
     rss_bytes,
@@ -566,17 +567,14 @@ async def test_100_mb_body_is_413_before_it_is_read(h: Harness) -> None:
     await h.assert_still_serving()
 
 
-READ_TIMEOUT_S = 1.0
 
 
 async def test_body_slower_than_the_read_timeout_is_408(h: Harness) -> None:
     """Headers with a Content-Length, then the body at 16 bytes every 0.2 s -> 408 (or the
     connection closed) once the read timeout passes; other senders are served meanwhile.
 
-    The participant does not expose the endpoint's read timeout (default 30 s, see
-    `test_read_timeout_is_configurable`), so it is shortened on the endpoint directly.
+    The harness's CRO has a read timeout of READ_TIMEOUT_S (`limits.read_timeout_seconds`).
     """
-    h.cro._endpoint._read_timeout = READ_TIMEOUT_S
     body = h.seal(h.update())
     trickle = (body[i : i + 16] for i in range(0, len(body), 16))
     slow = asyncio.ensure_future(
@@ -591,15 +589,8 @@ async def test_body_slower_than_the_read_timeout_is_408(h: Harness) -> None:
     await h.assert_still_serving(handled_before=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="Participant does not expose the endpoint's read timeout: Endpoint takes "
-    "read_timeout (default 30 s) but Participant.__init__ does not pass one, and the "
-    "configuration has no setting for it",
-)
 async def test_read_timeout_is_configurable(tmp_path: Path) -> None:
-    participant = Participant(  # type: ignore[call-arg]
+    participant = Participant(
         domain=CRO,
         role=Role.CRO,
         keys=generate(),
@@ -682,12 +673,6 @@ async def test_schema_location_hints_are_not_fetched(h: Harness, env: Env) -> No
     await h.assert_still_serving(handled_before=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not implemented: the issue asks for a configurable TimeStamp tolerance; today any "
-    "schema-valid TimeStamp is Accepted. A TimeStamp years ahead even locks the sender out: "
-    "the CRO then rejects each of its later updates as 'Subordinate sequence number'",
-)
 @pytest.mark.parametrize(
     "offset",
     [timedelta(days=3650), -timedelta(days=3650)],

@@ -1,0 +1,71 @@
+"""Protocol checks that end in a Rejected response (message-validation.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+
+from adapter.uftp.messages import Role
+from adapter.uftp.rules import may_send, protocol_rejections
+from tests.uftp.samples import CRO_DOMAIN, DSO_DOMAIN, TIME_STAMP, make_dso_portfolio_update
+
+WINDOW = (timedelta(days=7), timedelta(minutes=15))
+
+
+def reasons(**changes: object) -> list[str]:
+    message = dataclasses.replace(make_dso_portfolio_update(), **changes)
+    return protocol_rejections(
+        message,
+        envelope_sender_domain=DSO_DOMAIN,
+        envelope_sender_role=Role.DSO,
+        own_domain=CRO_DOMAIN,
+        own_role=Role.CRO,
+        supported_versions=("3.1.0",),
+        now=TIME_STAMP,
+        time_stamp_window=WINDOW,
+    )
+
+
+def test_a_sound_message_passes() -> None:
+    assert reasons() == []
+
+
+@pytest.mark.parametrize(
+    ("offset", "rejected"),
+    [
+        (timedelta(minutes=14), False),
+        (timedelta(minutes=16), True),
+        (-timedelta(days=6), False),
+        (-timedelta(days=8), True),
+    ],
+    ids=["14-min-ahead", "16-min-ahead", "6-days-old", "8-days-old"],
+)
+def test_time_stamp_window(offset: timedelta, rejected: bool) -> None:
+    result = reasons(time_stamp=TIME_STAMP + offset)
+    assert result == (["TimeStamp out of bounds"] if rejected else [])
+
+
+def test_reasons_come_together_in_table_order() -> None:
+    assert reasons(
+        sender_domain="dso2.example.com",
+        recipient_domain="cro2.example.com",
+        version="3.0.0",
+        time_stamp=TIME_STAMP + timedelta(days=1),
+    ) == [
+        "Mismatch SenderDomain",
+        "Unknown RecipientDomain",
+        "Unsupported Version",
+        "TimeStamp out of bounds",
+    ]
+
+
+def test_roles() -> None:
+    from adapter.uftp.messages import AGRPortfolioUpdate, DSOPortfolioUpdate, TestMessage
+
+    assert may_send(DSOPortfolioUpdate, Role.DSO, Role.CRO)
+    assert not may_send(DSOPortfolioUpdate, Role.AGR, Role.CRO)
+    assert not may_send(DSOPortfolioUpdate, Role.DSO, Role.DSO)
+    assert may_send(AGRPortfolioUpdate, Role.AGR, Role.CRO)
+    assert all(may_send(TestMessage, a, b) for a in Role for b in Role)
