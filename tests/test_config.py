@@ -672,6 +672,9 @@ def test_sample_limits_comment_shows_the_defaults() -> None:
             "burst",
             "handlers_per_sender",
             "deliveries_per_peer",
+            "read_timeout_seconds",
+            "time_stamp_future_seconds",
+            "time_stamp_past_seconds",
         }
         data = valid()
         data["limits"] = table
