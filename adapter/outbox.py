@@ -100,6 +100,28 @@ class Outbox:
     def new_deadline(self, created: datetime) -> datetime:
         return created + timedelta(seconds=self._settings.deadline_seconds)
 
+    async def _expire(self, record: OutboundRecord) -> None:
+        now = self._clock()
+        detail = "the delivery deadline passed before another attempt"
+        attempt = DeliveryAttempt(
+            record.message_id, now, None, OutboundStatus.EXPIRED.value, detail
+        )
+        try:
+            await self._store.record_attempt(attempt, OutboundStatus.EXPIRED, None)
+        except Exception:
+            log.exception("outbox: could not record the expiry of %s", record.message_id)
+        log.warning(
+            "outbox: %s %s -> %s expired: %s",
+            record.message_type,
+            record.message_id,
+            record.recipient_domain,
+            detail,
+        )
+        expired = replace(record, status=OutboundStatus.EXPIRED, next_attempt_at=None)
+        self._on_final(
+            expired, OutboundStatus.EXPIRED, DeliveryResult(Outcome.TEMPORARY, None, detail)
+        )
+
     # -- internals ----------------------------------------------------------------------------
 
     def _schedule(self, record: OutboundRecord, at: datetime | None) -> None:
@@ -121,6 +143,11 @@ class Outbox:
         task.add_done_callback(self._tasks.discard)
 
     async def _attempt(self, record: OutboundRecord) -> None:
+        if self._clock() > record.deadline:
+            # The deadline passed while no attempt could be made (we were stopped, or waited
+            # for a slot): it ends here, as a failed retry past it would have.
+            await self._expire(record)
+            return
         # The peer's own slot first, so that a message waiting for it holds no global slot.
         async with self._peer_slots.hold(_server(record.endpoint)), self._slots:
             started = self._clock()

@@ -186,6 +186,11 @@ class Participant:
     async def start(self) -> None:
         await self.store.open()
         await self._client.start()
+        await self.outbox.start()
+        # What a previous run acknowledged but did not finish is read before the endpoint
+        # listens: a message arriving now cannot be taken for one of them and run twice.
+        for record in await self.store.unfinished_inbound():
+            self._schedule_handling(self._recover(record))
         self._runner = web.AppRunner(self._endpoint.application(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._server_ssl)
@@ -193,9 +198,6 @@ class Participant:
         server = site._server
         if server is not None and self._port == 0:
             self._port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        await self.outbox.start()
-        for record in await self.store.unfinished_inbound():
-            self._schedule_handling(self._recover(record))
         self._endpoint.serving = True
         log.info("%s %s listening on %s", self.role, self.domain, self.url())
 

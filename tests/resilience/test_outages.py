@@ -395,12 +395,6 @@ def test_backoff_bounds_are_the_documented_schedule() -> None:
             assert ceiling / 2 <= backoff_delay(attempt, 0.1, 1.6, rng) <= ceiling
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Outbox.start() resumes a pending message whose deadline passed while the "
-    "participant was stopped and attempts it again (delivering it late if the peer is up); "
-    "the deadline is only checked when the next attempt is scheduled after a failure",
-)
 async def test_a_deadline_that_passes_while_stopped_ends_expired_without_another_attempt(
     network: Network, peers: list[ScriptedPeer]
 ) -> None:
