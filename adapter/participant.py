@@ -145,6 +145,8 @@ class Participant:
         self._handler_tasks: set[asyncio.Task[None]] = set()
         #: our request's MessageID -> the future its response resolves
         self._waiters: dict[str, asyncio.Future[PayloadResponse]] = {}
+        #: our request's MessageID -> (who must answer it, with which message type)
+        self._expected: dict[str, tuple[str, type[PayloadResponse]]] = {}
         #: ConversationID -> our request's MessageID, for responses without a reference
         #: (a 3.x TestMessageResponse carries none)
         self._conversations: dict[str, str] = {}
@@ -265,6 +267,7 @@ class Participant:
         filled = self._fill(message, peer.domain)
         future: asyncio.Future[PayloadResponse] = asyncio.get_running_loop().create_future()
         self._waiters[filled.message_id] = future
+        self._expected[filled.message_id] = (peer.domain, RESPONSE_TYPES[type(filled)])
         self._conversations[filled.conversation_id] = filled.message_id
         try:
             await self.outbox.submit(self._outbound(filled, peer))
@@ -277,6 +280,7 @@ class Participant:
                 ) from None
         finally:
             self._waiters.pop(filled.message_id, None)
+            self._expected.pop(filled.message_id, None)
             self._conversations.pop(filled.conversation_id, None)
 
     async def _peer_for(self, domain: str, role: Role | None, kind: type[PayloadMessage]) -> Peer:
@@ -413,7 +417,18 @@ class Participant:
         """Run the handler stage; the response to send, metadata complete, or None."""
         message = received.message
         if isinstance(message, PayloadResponse):
-            self._resolve_waiter(message)
+            if received.rejections:
+                # A response is never answered; one that fails the protocol checks (another
+                # sender inside than outside, not addressed to us, ...) is kept, not believed.
+                log.warning(
+                    "ignoring %s %s from %s: %s",
+                    message.xml_name,
+                    message.message_id,
+                    received.sender_domain,
+                    "; ".join(received.rejections),
+                )
+                return None
+            self._resolve_waiter(message, received.sender_domain)
             await self._call_handler(received)
             return None
         if received.outcome is SaveOutcome.DUPLICATE_IDENTIFIER:
@@ -488,11 +503,26 @@ class Participant:
         )
         return dataclasses.replace(filled, reference_message_id=request.message_id)
 
-    def _resolve_waiter(self, response: PayloadResponse) -> None:
+    def _resolve_waiter(self, response: PayloadResponse, sender_domain: str) -> None:
+        """Hand `response` to the request awaiting it, if it is the answer that request can
+        have: from the peer it was sent to, of the response type of its request."""
         key = response.reference_message_id or self._conversations.get(response.conversation_id)
         future = self._waiters.get(key) if key else None
-        if future is not None and not future.done():
-            future.set_result(response)
+        if future is None or future.done() or key is None:
+            return
+        responder, kind = self._expected[key]
+        if sender_domain != responder or type(response) is not kind:
+            log.warning(
+                "%s %s from %s refers to our %s, which awaits a %s from %s: not its answer",
+                response.xml_name,
+                response.message_id,
+                sender_domain,
+                key,
+                kind.__name__,
+                responder,
+            )
+            return
+        future.set_result(response)
 
 
 def _schema_problem(record: OutboundRecord) -> str | None:

@@ -293,3 +293,53 @@ async def test_schema_invalid_outbound_message_is_explained_after_the_peers_400(
     assert "checked here" in str(failure.value)
     assert "EntityAddress" in str(failure.value)
     assert cro_seen.received == []
+
+
+async def test_only_the_addressed_peer_can_answer_a_request(network: Network) -> None:
+    """A response referring to our request resolves it only when it comes from the peer the
+    request went to, as the response type of that request."""
+    from adapter.uftp import codec, envelope
+
+    cro, dso, _, _ = await pair(network)
+    impostor = network.create("cro9.example.com", Role.CRO)
+    await network.start(impostor)
+    network.introduce(impostor, dso)
+    query = dataclasses.replace(
+        make_dso_portfolio_query(), message_id="", conversation_id="", time_stamp=None
+    )
+    pending = asyncio.create_task(dso.request(query, to=CRO, timeout=5))
+    await eventually(lambda: len(dso._waiters) == 1)
+    [request_id] = list(dso._waiters)
+    [conversation] = list(dso._conversations)
+
+    async def answer_as(who: Participant, kind: type) -> None:
+        fields = {"time_zone": query.time_zone, "period": query.period}
+        forged = kind(
+            version="3.1.0",
+            sender_domain=who.domain,
+            recipient_domain=DSO,
+            time_stamp=datetime.now(UTC),
+            message_id=str(uuid.uuid4()),
+            conversation_id=conversation,
+            reference_message_id=request_id,
+            result=Result.REJECTED,
+            rejection_reason="forged",
+            **(fields if kind is DSOPortfolioQueryResponse else {}),
+        )
+        body = envelope.seal(
+            codec.encode(forged), network.keys[who.domain].signing, who.domain, Role.CRO
+        )
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session, session.post(
+            dso.url(), data=body, headers={"Content-Type": "text/xml"}
+        ) as response:
+            assert response.status == 200
+
+    await answer_as(impostor, DSOPortfolioQueryResponse)  # the wrong peer
+    await answer_as(cro, DSOPortfolioUpdateResponse)  # the right peer, the wrong type
+    await asyncio.sleep(0.2)
+    assert not pending.done()
+    response = await pending  # the CRO's real answer (its handler takes 0.5 s)
+    assert response.result is Result.ACCEPTED
+    assert response.sender_domain == CRO

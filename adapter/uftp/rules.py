@@ -19,6 +19,7 @@ from .messages import (
     DSOPortfolioUpdate,
     DSOPortfolioUpdateResponse,
     PayloadMessage,
+    PayloadResponse,
     Role,
     TestMessage,
     TestMessageResponse,
@@ -76,7 +77,11 @@ def protocol_rejections(
         reasons.append(Reason.BARRED_SENDER)
     if message.sender_domain != envelope_sender_domain:
         reasons.append(Reason.MISMATCH_SENDER_DOMAIN)
-    if not may_send(type(message), envelope_sender_role, own_role):
+    # A response answers a request of ours, whatever its type; whether it is the answer the
+    # request awaits is the correlation's question (the participant checks who sent it).
+    if not isinstance(message, PayloadResponse) and not may_send(
+        type(message), envelope_sender_role, own_role
+    ):
         reasons.append(Reason.INVALID_SENDER_ROLE)
     if message.recipient_domain != own_domain:
         reasons.append(Reason.UNKNOWN_RECIPIENT_DOMAIN)
