@@ -64,6 +64,8 @@ class Outbox:
         self._rng = random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        #: The records those timers will retry, by MessageID.
+        self._waiting: dict[str, OutboundRecord] = {}
         self._running = False
 
     async def start(self) -> None:
@@ -82,6 +84,7 @@ class Outbox:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self._waiting.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -96,6 +99,38 @@ class Outbox:
         """Start delivering a record that is already persisted (e.g. queued by a handler's
         transaction)."""
         self._schedule(record, None)
+
+    def answered(self, message_id: str, responder: str) -> None:
+        """The response to `message_id` came from `responder`: if the message still waits for
+        a retry (its 200 was lost, e.g. the peer crashed just after storing it), it was
+        delivered all the same; no need to send it again."""
+        record = self._waiting.get(message_id)
+        if record is None or record.recipient_domain != responder:
+            return
+        self._timers.pop(message_id).cancel()
+        del self._waiting[message_id]
+        task = asyncio.get_running_loop().create_task(self._delivered_by_answer(record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _delivered_by_answer(self, record: OutboundRecord) -> None:
+        detail = "its response arrived before the next attempt"
+        now = self._clock()
+        delivered = OutboundStatus.DELIVERED
+        attempt = DeliveryAttempt(record.message_id, now, None, "answered", detail)
+        try:
+            await self._store.record_attempt(attempt, delivered, None)
+        except Exception:
+            log.exception("outbox: could not record %s as delivered", record.message_id)
+        log.info(
+            "outbox: %s %s -> %s: %s",
+            record.message_type,
+            record.message_id,
+            record.recipient_domain,
+            detail,
+        )
+        final = replace(record, status=delivered, next_attempt_at=None)
+        self._on_final(final, delivered, DeliveryResult(Outcome.DELIVERED, None, detail))
 
     def new_deadline(self, created: datetime) -> datetime:
         return created + timedelta(seconds=self._settings.deadline_seconds)
@@ -133,9 +168,11 @@ class Outbox:
             return
         loop = asyncio.get_running_loop()
         self._timers[record.message_id] = loop.call_later(delay, self._spawn, record)
+        self._waiting[record.message_id] = record
 
     def _spawn(self, record: OutboundRecord) -> None:
         self._timers.pop(record.message_id, None)
+        self._waiting.pop(record.message_id, None)
         if not self._running:
             return
         task = asyncio.get_running_loop().create_task(self._attempt(record))

@@ -428,6 +428,8 @@ class Participant:
                     "; ".join(received.rejections),
                 )
                 return None
+            if message.reference_message_id:
+                self.outbox.answered(message.reference_message_id, received.sender_domain)
             self._resolve_waiter(message, received.sender_domain)
             await self._call_handler(received)
             return None

@@ -152,3 +152,53 @@ def test_inner_xml_of_a_draft_response_uses_reference_message_id() -> None:
     xml = codec.encode(response)
     assert b'ReferenceMessageID="3f2504e0-4f89-11d3-9a0c-0305e82c3303"' in xml
     assert b"DSOPortfolioUpdateResponseMessageID" not in xml
+
+
+async def test_a_response_proves_delivery_when_the_200_was_lost(network: Network) -> None:
+    """The CRO stored the request but its 200 never reached us (here: a front end that
+    forwards the request, then answers 503). The response that follows proves delivery: the
+    request is not sent again."""
+    import aiohttp
+
+    from adapter.config import DeliverySettings
+    from adapter.store.base import OutboundStatus
+
+    cro = network.create(CRO, Role.CRO, router=accepting_router())
+    dso = network.create(
+        DSO,
+        Role.DSO,
+        delivery=DeliverySettings(backoff_initial_seconds=5.0, backoff_max_seconds=10.0),
+    )
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
+    hits: list[int] = []
+
+    async def lossy(request: web.Request) -> web.Response:
+        hits.append(1)
+        body = await request.read()
+        async with aiohttp.ClientSession() as session, session.post(
+            cro.url(), data=body, headers={"Content-Type": "text/xml"}
+        ) as forwarded:
+            assert forwarded.status == 200
+        return web.Response(status=503, text="the 200 got lost\n")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", lossy)
+    front = web.AppRunner(app)
+    await front.setup()
+    await web.TCPSite(front, "127.0.0.1", 0).start()
+    try:
+        dso.directory.add(network.peer(cro, endpoint=url_of(front)))  # type: ignore[attr-defined]
+        response = await dso.request(bare(make_dso_portfolio_update()), to=CRO, timeout=4)
+        assert response.result is Result.ACCEPTED
+
+        async def settled() -> bool:
+            record = await dso.store.get_outbound(response.reference_message_id)
+            return record is not None and record.status is OutboundStatus.DELIVERED
+
+        await eventually(settled, timeout=3)
+        attempts = await dso.store.attempts(response.reference_message_id)
+        assert [a.outcome for a in attempts] == ["temporary", "answered"]
+        assert hits == [1]  # sent once
+    finally:
+        await front.cleanup()

@@ -273,12 +273,15 @@ def _dso_connections(
     # the dates and fails to read as one ("ea1.2013-1", "ean.871685"), and the rows are read
     # again element by element.
     if len(values) == 2 * total > 0:
+        starts = values[1::2]
         try:
+            # Few distinct days among 100,000 StartPeriods: read each once.
+            days = {text: _date(text) for text in set(starts)}
             rows = list(
                 map(
                     tuple.__new__,
                     repeat(DSOPortfolioUpdateConnection),
-                    zip(values[0::2], map(_date, values[1::2]), repeat(None)),
+                    zip(values[0::2], map(days.__getitem__, starts), repeat(None)),
                 )
             )
         except ValueError:
