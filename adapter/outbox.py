@@ -109,53 +109,42 @@ class Outbox:
             return
         self._timers.pop(message_id).cancel()
         del self._waiting[message_id]
-        task = asyncio.get_running_loop().create_task(self._delivered_by_answer(record))
+        task = asyncio.get_running_loop().create_task(
+            self._end_without_post(
+                record,
+                OutboundStatus.DELIVERED,
+                Outcome.DELIVERED,
+                "its response arrived before the next attempt",
+            )
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _delivered_by_answer(self, record: OutboundRecord) -> None:
-        detail = "its response arrived before the next attempt"
-        now = self._clock()
-        delivered = OutboundStatus.DELIVERED
-        attempt = DeliveryAttempt(record.message_id, now, None, "answered", detail)
-        try:
-            await self._store.record_attempt(attempt, delivered, None)
-        except Exception:
-            log.exception("outbox: could not record %s as delivered", record.message_id)
-        log.info(
-            "outbox: %s %s -> %s: %s",
-            record.message_type,
-            record.message_id,
-            record.recipient_domain,
-            detail,
-        )
-        final = replace(record, status=delivered, next_attempt_at=None)
-        self._on_final(final, delivered, DeliveryResult(Outcome.DELIVERED, None, detail))
 
     def new_deadline(self, created: datetime) -> datetime:
         return created + timedelta(seconds=self._settings.deadline_seconds)
 
-    async def _expire(self, record: OutboundRecord) -> None:
-        now = self._clock()
-        detail = "the delivery deadline passed before another attempt"
-        attempt = DeliveryAttempt(
-            record.message_id, now, None, OutboundStatus.EXPIRED.value, detail
-        )
+    async def _end_without_post(
+        self, record: OutboundRecord, status: OutboundStatus, outcome: Outcome, detail: str
+    ) -> None:
+        """End a message's delivery without another POST (its response proved it delivered,
+        or its deadline passed unattempted), recorded like an attempt so the schedule in the
+        store tells the whole story."""
+        attempt = DeliveryAttempt(record.message_id, self._clock(), None, status.value, detail)
         try:
-            await self._store.record_attempt(attempt, OutboundStatus.EXPIRED, None)
+            await self._store.record_attempt(attempt, status, None)
         except Exception:
-            log.exception("outbox: could not record the expiry of %s", record.message_id)
-        log.warning(
-            "outbox: %s %s -> %s expired: %s",
+            log.exception("outbox: could not record %s as %s", record.message_id, status.value)
+        log.log(
+            logging.INFO if status is OutboundStatus.DELIVERED else logging.WARNING,
+            "outbox: %s %s -> %s %s: %s",
             record.message_type,
             record.message_id,
             record.recipient_domain,
+            status.value,
             detail,
         )
-        expired = replace(record, status=OutboundStatus.EXPIRED, next_attempt_at=None)
-        self._on_final(
-            expired, OutboundStatus.EXPIRED, DeliveryResult(Outcome.TEMPORARY, None, detail)
-        )
+        final = replace(record, status=status, next_attempt_at=None)
+        self._on_final(final, status, DeliveryResult(outcome, None, detail))
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -183,7 +172,12 @@ class Outbox:
         if self._clock() > record.deadline:
             # The deadline passed while no attempt could be made (we were stopped, or waited
             # for a slot): it ends here, as a failed retry past it would have.
-            await self._expire(record)
+            await self._end_without_post(
+                record,
+                OutboundStatus.EXPIRED,
+                Outcome.TEMPORARY,
+                "the delivery deadline passed before another attempt",
+            )
             return
         # The peer's own slot first, so that a message waiting for it holds no global slot.
         async with self._peer_slots.hold(_server(record.endpoint)), self._slots:

@@ -198,7 +198,8 @@ async def test_a_response_proves_delivery_when_the_200_was_lost(network: Network
 
         await eventually(settled, timeout=3)
         attempts = await dso.store.attempts(response.reference_message_id)
-        assert [a.outcome for a in attempts] == ["temporary", "answered"]
+        assert [a.outcome for a in attempts] == ["temporary", "delivered"]
+        assert "response arrived" in attempts[-1].detail
         assert hits == [1]  # sent once
     finally:
         await front.cleanup()
