@@ -232,9 +232,16 @@ def _read_test_message(root: etree._Element, meta: dict[str, Any]) -> TestMessag
     return TestMessage(**meta)
 
 
-def _read_test_message_response(root: etree._Element, meta: dict[str, Any]) -> TestMessageResponse:
-    _response(TestMessageResponse, root, meta)
-    return TestMessageResponse(**meta)
+def _metadata_only_response(
+    cls: type[PayloadResponse],
+) -> Callable[[etree._Element, dict[str, Any]], PayloadResponse]:
+    """The reader of a response that carries nothing beyond the response attributes."""
+
+    def read(root: etree._Element, meta: dict[str, Any]) -> PayloadResponse:
+        _response(cls, root, meta)
+        return cls(**meta)
+
+    return read
 
 
 # A portfolio update of 100 congestion points x 1,000 connections is 100,000 Connection
@@ -321,13 +328,6 @@ def _read_dso_portfolio_update(root: etree._Element, meta: dict[str, Any]) -> DS
     )
 
 
-def _read_dso_portfolio_update_response(
-    root: etree._Element, meta: dict[str, Any]
-) -> DSOPortfolioUpdateResponse:
-    _response(DSOPortfolioUpdateResponse, root, meta)
-    return DSOPortfolioUpdateResponse(**meta)
-
-
 def _read_dso_portfolio_query(root: etree._Element, meta: dict[str, Any]) -> DSOPortfolioQuery:
     return DSOPortfolioQuery(
         **meta,
@@ -373,13 +373,6 @@ def _read_agr_portfolio_update(root: etree._Element, meta: dict[str, Any]) -> AG
             ]
         ),
     )
-
-
-def _read_agr_portfolio_update_response(
-    root: etree._Element, meta: dict[str, Any]
-) -> AGRPortfolioUpdateResponse:
-    _response(AGRPortfolioUpdateResponse, root, meta)
-    return AGRPortfolioUpdateResponse(**meta)
 
 
 def _read_agr_portfolio_query(root: etree._Element, meta: dict[str, Any]) -> AGRPortfolioQuery:
@@ -434,13 +427,13 @@ def _read_agr_portfolio_query_response(
 
 _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], PayloadMessage]] = {
     TestMessage: _read_test_message,
-    TestMessageResponse: _read_test_message_response,
+    TestMessageResponse: _metadata_only_response(TestMessageResponse),
     DSOPortfolioUpdate: _read_dso_portfolio_update,
-    DSOPortfolioUpdateResponse: _read_dso_portfolio_update_response,
+    DSOPortfolioUpdateResponse: _metadata_only_response(DSOPortfolioUpdateResponse),
     DSOPortfolioQuery: _read_dso_portfolio_query,
     DSOPortfolioQueryResponse: _read_dso_portfolio_query_response,
     AGRPortfolioUpdate: _read_agr_portfolio_update,
-    AGRPortfolioUpdateResponse: _read_agr_portfolio_update_response,
+    AGRPortfolioUpdateResponse: _metadata_only_response(AGRPortfolioUpdateResponse),
     AGRPortfolioQuery: _read_agr_portfolio_query,
     AGRPortfolioQueryResponse: _read_agr_portfolio_query_response,
 }
