@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -32,7 +33,7 @@ from adapter.store.register import (
     rows_digest,
     versioned_diff,
 )
-from adapter.store.register_sqlite import SqliteRegister
+from adapter.store.register_sqlite import SCHEMA_VERSION, SqliteRegister
 from adapter.store.sqlite import SqliteStore
 from adapter.uftp.errors import Rejection
 from adapter.uftp.messages import DSOPortfolioUpdateConnection as C
@@ -401,3 +402,49 @@ def test_register_for_picks_the_implementation(tmp_path: Path) -> None:
     assert isinstance(register_for(SqliteStore(tmp_path / "x.sqlite3")), SqliteRegister)
     with pytest.raises(TypeError):
         register_for(object())
+
+
+async def test_sqlite_register_of_schema_version_1_is_migrated(tmp_path: Path) -> None:
+    """A register written before the address look-up became a table of its own (version 1:
+    an index on cro_connection) opens with its connections found by address again."""
+    path = tmp_path / "cro.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    register = register_for(store)
+    await register.apply_dso_update(meta("d1"), [cp(CP1, C(E1, JAN), C(E2, JAN))], accept)
+    await register.apply_agr_update(meta("a1", sender=AGR), [(E1, JAN, None)], accept)
+
+    def downgrade(conn: sqlite3.Connection) -> None:
+        conn.execute("DROP TABLE cro_connection_by_address")
+        conn.execute("CREATE INDEX cro_connection_address ON cro_connection (entity_address)")
+        conn.execute("UPDATE schema_version SET version = 1 WHERE component = 'cro_register'")
+
+    await store.run(downgrade)
+    await store.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        register = register_for(store)
+        assert await register.agr_connections(AGR, JUN) == [
+            AgrAllocation(E1, CP1, DSO, True, RedispatchBy.DSO, None)
+        ]
+        check = Recorder()
+        await register.apply_dso_update(meta("x1", sender=DSO2, at=5), [cp(CP3, C(E2, MAR))], check)
+        [state] = check.states
+        assert isinstance(state, DsoUpdateState)
+        assert list(state.memberships) == [Membership(E2, CP1, JAN, None)]
+
+        def layout(conn: sqlite3.Connection) -> tuple[int, list[str]]:
+            (version,) = conn.execute(
+                "SELECT version FROM schema_version WHERE component = 'cro_register'"
+            ).fetchone()
+            indexes = conn.execute(
+                "SELECT name FROM sqlite_master "
+                "WHERE type = 'index' AND tbl_name = 'cro_connection'"
+            ).fetchall()
+            return version, [name for (name,) in indexes]
+
+        assert await store.read(layout) == (SCHEMA_VERSION, [])
+    finally:
+        await store.close()
