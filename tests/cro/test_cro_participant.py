@@ -350,7 +350,8 @@ async def test_update_handled_again_after_a_crash_is_applied_once(network: Netwo
         lambda conn: [
             bytes(row[0])
             for row in conn.execute(
-                "SELECT envelope FROM outbound WHERE reference_message_id = ?",
+                "SELECT e.envelope FROM outbound AS o JOIN outbound_envelope AS e "
+                "ON e.message_id = o.message_id WHERE o.reference_message_id = ?",
                 (sent.message_id,),
             )
         ]
@@ -490,7 +491,9 @@ async def _wait_outbound(
 
     def find(conn: sqlite3.Connection) -> tuple[str, bytes, str] | None:
         row = conn.execute(
-            "SELECT message_id, envelope, status FROM outbound WHERE reference_message_id = ?",
+            "SELECT o.message_id, e.envelope, o.status FROM outbound AS o "
+            "JOIN outbound_envelope AS e ON e.message_id = o.message_id "
+            "WHERE o.reference_message_id = ?",
             (reference,),
         ).fetchone()
         return None if row is None else (row[0], bytes(row[1]), row[2])

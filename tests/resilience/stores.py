@@ -83,9 +83,11 @@ def read_sender(
         view.attempts[message_id] += 1
     cache = known if known is not None else {}
     for message_id, status, blob in conn.execute(
-        "SELECT message_id, status, CASE WHEN message_id IN "
-        "(SELECT value FROM json_each(?)) THEN NULL ELSE envelope END "
-        "FROM inbound WHERE message_type = ?",
+        "SELECT i.message_id, i.status, CASE WHEN i.message_id IN "
+        "(SELECT value FROM json_each(?)) THEN NULL ELSE e.envelope END "
+        "FROM inbound AS i JOIN inbound_envelope AS e "
+        "ON e.sender_domain = i.sender_domain AND e.message_id = i.message_id "
+        "WHERE i.message_type = ?",
         (_json_list(cache), RESPONSE_TYPE),
     ):
         if blob is not None:
@@ -170,7 +172,9 @@ def read_cro_response_results(conn: sqlite3.Connection) -> dict[str, Result]:
     """The Result of every response the CRO queued, by the request it references."""
     results: dict[str, Result] = {}
     for (blob,) in conn.execute(
-        "SELECT envelope FROM outbound WHERE message_type = ?", (RESPONSE_TYPE,)
+        "SELECT e.envelope FROM outbound AS o JOIN outbound_envelope AS e "
+        "ON e.message_id = o.message_id WHERE o.message_type = ?",
+        (RESPONSE_TYPE,),
     ):
         response = response_of(bytes(blob))
         results[response.reference_message_id] = response.result

@@ -38,6 +38,7 @@ from adapter.store import (
     Store,
     open_store,
 )
+from adapter.store.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 
 PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
 PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
@@ -425,7 +426,7 @@ async def test_sqlite_creates_its_directory_and_sets_its_pragmas(
         row = conn.execute("SELECT version FROM schema_version WHERE component = 'store'")
         return int(row.fetchone()[0])
 
-    assert await sqlite_store.read(version) == 1
+    assert await sqlite_store.read(version) == SQLITE_SCHEMA_VERSION
 
 
 async def test_sqlite_runs_queued_operations_in_one_transaction_with_savepoints(
@@ -542,6 +543,143 @@ async def test_sqlite_run_and_read_let_other_modules_add_tables(
     assert await sqlite_store.read(count) == 1
     # The connection is writable again afterwards.
     await sqlite_store.save_inbound(inbound())
+
+
+#: The store's tables as schema version 1 wrote them: envelopes inside inbound and outbound.
+_VERSION_1 = (
+    "CREATE TABLE schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+    "INSERT INTO schema_version VALUES ('store', 1)",
+    """CREATE TABLE inbound (sender_domain TEXT NOT NULL, message_id TEXT NOT NULL,
+        sender_role TEXT NOT NULL, message_type TEXT NOT NULL, conversation_id TEXT NOT NULL,
+        version TEXT NOT NULL, content_hash BLOB NOT NULL, envelope BLOB NOT NULL,
+        received_at INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('received', 'handled')), rejection TEXT,
+        PRIMARY KEY (sender_domain, message_id))""",
+    "CREATE INDEX inbound_unfinished ON inbound (received_at) WHERE status = 'received'",
+    """CREATE TABLE outbound (message_id TEXT PRIMARY KEY, recipient_domain TEXT NOT NULL,
+        recipient_role TEXT NOT NULL, message_type TEXT NOT NULL,
+        conversation_id TEXT NOT NULL, reference_message_id TEXT, endpoint TEXT NOT NULL,
+        envelope BLOB NOT NULL, created_at INTEGER NOT NULL, deadline INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'expired')),
+        attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER, last_error TEXT)""",
+    "CREATE INDEX outbound_due ON outbound (status, next_attempt_at)",
+    """CREATE TABLE delivery_attempts (id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL REFERENCES outbound (message_id),
+        attempted_at INTEGER NOT NULL, http_status INTEGER, outcome TEXT NOT NULL,
+        detail TEXT NOT NULL)""",
+    "CREATE INDEX delivery_attempts_message ON delivery_attempts (message_id, attempted_at, id)",
+)
+
+
+async def test_sqlite_store_of_schema_version_1_is_migrated(tmp_path: Path) -> None:
+    """Every message, envelope and attempt of a version-1 store is there after the upgrade,
+    and the rebuilt tables keep their constraints."""
+    path = tmp_path / "store.sqlite3"
+    us = (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    old_in, new_in = inbound("old"), inbound("handled", status=InboundStatus.HANDLED)
+    response = outbound("resp-1")
+    with sqlite3.connect(path) as conn:
+        for statement in _VERSION_1:
+            conn.execute(statement)
+        for record in (old_in, new_in):
+            conn.execute(
+                "INSERT INTO inbound VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    record.sender_domain,
+                    record.message_id,
+                    record.sender_role,
+                    record.message_type,
+                    record.conversation_id,
+                    record.version,
+                    record.content_hash,
+                    record.envelope,
+                    us,
+                    record.status.value,
+                ),
+            )
+        conn.execute(
+            "INSERT INTO outbound VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 1, NULL, ?)",
+            (
+                response.message_id,
+                response.recipient_domain,
+                response.recipient_role,
+                response.message_type,
+                response.conversation_id,
+                response.reference_message_id,
+                response.endpoint,
+                response.envelope,
+                us,
+                us + 3600 * 10**6,
+                "temporary: HTTP 503",
+            ),
+        )
+        conn.execute(
+            "INSERT INTO delivery_attempts (message_id, attempted_at, http_status, outcome, "
+            "detail) VALUES ('resp-1', ?, 503, 'temporary', 'HTTP 503')",
+            (us,),
+        )
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.unfinished_inbound() == [old_in]
+        assert await store.get_inbound(SENDER, "handled") == new_in
+        assert await store.pending_outbound() == [
+            replace(response, attempts=1, last_error="temporary: HTTP 503")
+        ]
+        assert await store.attempts("resp-1") == [attempt("resp-1")]
+        await store.finish_inbound(SENDER, "old", outbound("resp-2"))
+        assert await store.unfinished_inbound() == []
+
+        def layout(conn: sqlite3.Connection) -> tuple[int, list[str], list[str], int]:
+            (version,) = conn.execute(
+                "SELECT version FROM schema_version WHERE component = 'store'"
+            ).fetchone()
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(inbound)")]
+            indexes = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' "
+                    "AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name"
+                )
+            ]
+            (enforced,) = conn.execute("PRAGMA foreign_keys").fetchone()
+            return version, columns, indexes, enforced
+
+        version, columns, indexes, enforced = await store.read(layout)
+        assert version == SQLITE_SCHEMA_VERSION
+        assert "envelope" not in columns
+        assert indexes == ["delivery_attempts_message", "inbound_unfinished", "outbound_due"]
+        assert enforced == 1
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            await store.run(
+                lambda conn: conn.execute(
+                    "INSERT INTO delivery_attempts (message_id, attempted_at, outcome, detail) "
+                    "VALUES ('nobody', 0, 'temporary', '')"
+                )
+            )
+    finally:
+        await store.close()
+
+
+async def test_sqlite_copies_a_large_write_into_the_database_file_in_the_background(
+    sqlite_store: SqliteStore,
+) -> None:
+    """The WAL is checkpointed by the store's own thread after a large (offloaded) batch,
+    not left for whichever later commit crosses a threshold: the database file grows
+    without another write."""
+    blob = os.urandom(2 * 2**20)
+
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS big (data BLOB)")
+        conn.execute("INSERT INTO big VALUES (?)", (blob,))
+
+    before = sqlite_store.path.stat().st_size
+    await sqlite_store.run(write, offload=True)
+    for _ in range(100):
+        if sqlite_store.path.stat().st_size >= before + len(blob):
+            break
+        await asyncio.sleep(0.05)
+    assert sqlite_store.path.stat().st_size >= before + len(blob)
 
 
 async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
