@@ -57,6 +57,7 @@ from adapter.store.register import (
     versioned_diff,
 )
 from adapter.store.sqlite import SqliteStore
+from adapter.uftp.bulk import gc_paused
 from adapter.uftp.messages import RedispatchBy
 
 __all__ = ["SCHEMA_VERSION", "SqliteRegister"]
@@ -452,6 +453,16 @@ def _supersede(conn: sqlite3.Connection, table: str, seq: int, ids: Sequence[int
 
 
 def _apply_dso(
+    conn: sqlite3.Connection,
+    update: UpdateMeta,
+    points: Sequence[PointDefinition],
+    check: Callable[[DsoUpdateState], None],
+) -> Applied:
+    with gc_paused():  # 100,000 rows of tuples: see gc_paused
+        return _apply_dso_now(conn, update, points, check)
+
+
+def _apply_dso_now(
     conn: sqlite3.Connection,
     update: UpdateMeta,
     points: Sequence[PointDefinition],

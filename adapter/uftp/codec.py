@@ -17,10 +17,8 @@ none, and no Result), the draft calls it ReferenceMessageID everywhere.
 
 from __future__ import annotations
 
-import gc
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from itertools import repeat
@@ -28,6 +26,7 @@ from typing import Any, TypeVar
 
 from lxml import etree
 
+from .bulk import gc_paused
 from .errors import IncompleteMessage, InvalidXml
 from .messages import (
     MESSAGE_TYPES,
@@ -135,29 +134,11 @@ def _read(cls: type[PayloadMessage], root: etree._Element, *, bulk: bool) -> Pay
     try:
         if not bulk:
             return _READERS[cls](root, _metadata(root))
-        with _gc_paused():
+        with gc_paused():
             return _READERS[cls](root, _metadata(root))
     except ValueError as exc:
         # Schema-valid but outside what Python's types hold (e.g. a year beyond 9999).
         raise InvalidXml(f"{root.tag}: {exc}") from None
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a message's rows are built.
-
-    The rows are tuples of strings and dates and can form no cycles, yet allocating 100,000
-    of them triggers dozens of collections that walk the whole heap (a third of the build
-    time in our benchmark).
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @lru_cache(maxsize=4096)
