@@ -53,7 +53,7 @@ import time
 import uuid
 from base64 import b64encode
 from collections.abc import Callable, Iterable
-from datetime import date
+from datetime import UTC, date, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -336,6 +336,195 @@ class Ours:
             process.join(10)
 
 
+# --- (C) the floor: the same libraries, nothing else ------------------------------------------
+
+
+def floor_process(conn: Connection, domain: str, role: str, secret: bytes) -> None:
+    """What the libraries alone cost: aiohttp server and client, lxml parse and XSD validation
+    of every message received, Ed25519 seal and open, our codec and envelope - and nothing
+    else: no store (no durability at all), no outbox, no duplicate or protocol checks, no
+    routing, no logging. An upper bound for any adapter built on these libraries, on this
+    machine."""
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(_floor(conn, domain, role, secret))
+
+
+async def _floor(conn: Connection, domain: str, role_name: str, secret: bytes) -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from adapter.uftp import codec, envelope
+    from adapter.uftp.messages import DSOPortfolioUpdateResponse, Result, Role
+
+    role = Role(role_name)
+    peer: dict[str, Any] = {}
+    waiters: dict[str, asyncio.Future[Any]] = {}
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+    background: set[asyncio.Task[None]] = set()
+
+    async def post(body: bytes) -> None:
+        async with session.post(
+            peer["url"], data=body, headers={"Content-Type": "text/xml; charset=utf-8"}
+        ) as response:
+            await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}")
+
+    async def answer(request: Any) -> None:
+        response = DSOPortfolioUpdateResponse(
+            version=request.version,
+            sender_domain=domain,
+            recipient_domain=request.sender_domain,
+            time_stamp=datetime.now(UTC),
+            message_id=str(uuid.uuid4()),
+            conversation_id=request.conversation_id,
+            reference_message_id=request.message_id,
+            result=Result.ACCEPTED,
+        )
+        inner = codec.encode(response, validate=False)
+        await post(envelope.seal(inner, secret, domain, role))
+
+    async def receive(request: web.Request) -> web.Response:
+        signed = envelope.parse_envelope(await request.read())
+        inner = envelope.open_sealed(signed.sealed, (peer["key"],))
+        message = codec.decode(inner)
+        if role is Role.CRO:
+            assert sum(len(cp.connections) for cp in message.congestion_points) > 0
+            task = asyncio.get_running_loop().create_task(answer(message))
+            background.add(task)
+            task.add_done_callback(background.discard)
+        else:
+            waiter = waiters.pop(message.reference_message_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message)
+        return web.Response(text="OK\n")
+
+    app = web.Application()
+    app.router.add_post("/shapeshifter/api/v3/message", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    conn.send(f"http://127.0.0.1:{port}/shapeshifter/api/v3/message")
+    loop = asyncio.get_running_loop()
+    while True:
+        command, *args = await loop.run_in_executor(None, conn.recv)
+        if command == "peer":
+            peer["url"], peer["key"] = args
+            conn.send("ok")
+        elif command == "run":
+            (load,) = args
+            conn.send(await _floor_load(domain, role, secret, post, waiters, load))
+        elif command == "counters":
+            conn.send(counters())
+        elif command == "stop":
+            break
+    await session.close()
+    await runner.cleanup()
+    conn.send("stopped")
+
+
+async def _floor_load(
+    domain: str,
+    role: Any,
+    secret: bytes,
+    post: Callable[[bytes], Any],
+    waiters: dict[str, asyncio.Future[Any]],
+    load: Load,
+) -> Outcome:
+    from adapter.uftp import codec, envelope
+    from adapter.uftp.messages import (
+        DSOPortfolioUpdate,
+        DSOPortfolioUpdateCongestionPoint,
+        DSOPortfolioUpdateConnection,
+        RedispatchBy,
+        Result,
+    )
+
+    template = DSOPortfolioUpdate(
+        version="3.1.0",
+        sender_domain=domain,
+        recipient_domain=CRO,
+        time_zone="Europe/Amsterdam",
+        congestion_points=tuple(
+            DSOPortfolioUpdateCongestionPoint(
+                entity_address=point,
+                start_period=START,
+                mutex_offers_supported=False,
+                day_ahead_redispatch_by=RedispatchBy.DSO,
+                connections=tuple(DSOPortfolioUpdateConnection(ean, START) for ean in eans),
+            )
+            for point, eans in portfolio_rows()
+        ),
+    )
+    window = Window(load)
+    loop = asyncio.get_running_loop()
+
+    async def worker() -> None:
+        while window.open(began := time.perf_counter()):
+            message = dataclasses.replace(
+                template,
+                time_stamp=datetime.now(UTC),
+                message_id=str(uuid.uuid4()),
+                conversation_id=str(uuid.uuid4()),
+            )
+            waiter = waiters[message.message_id] = loop.create_future()
+            try:
+                inner = codec.encode(message, validate=False)
+                await post(envelope.seal(inner, secret, domain, role))
+                response = await asyncio.wait_for(waiter, 30)
+                ok = response.result is Result.ACCEPTED
+            except Exception:
+                logging.exception("round trip failed")
+                waiters.pop(message.message_id, None)
+                ok = False
+            window.record(began, time.perf_counter(), ok)
+
+    await asyncio.gather(*(worker() for _ in range(load.concurrency)))
+    return window.outcome(load)
+
+
+class Floor:
+    """Two floor processes, CRO and DSO."""
+
+    def __init__(self) -> None:
+        from adapter.keys import generate
+        from adapter.uftp.messages import Role
+
+        context = multiprocessing.get_context("spawn")
+        self.pipes: dict[str, Connection] = {}
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        keys = {CRO: generate(), DSO: generate()}
+        urls = {}
+        for domain, role in ((CRO, Role.CRO), (DSO, Role.DSO)):
+            mine, theirs = context.Pipe()
+            process = context.Process(
+                target=floor_process,
+                args=(theirs, domain, role.value, keys[domain].signing),
+                name=f"floor-{domain}",
+            )
+            process.start()
+            self.pipes[domain] = mine
+            self.processes.append(process)
+            urls[domain] = mine.recv()
+        for me, other in ((CRO, DSO), (DSO, CRO)):
+            self.call(me, "peer", urls[other], keys[other].public.signing)
+
+    def call(self, domain: str, *command: Any) -> Any:
+        self.pipes[domain].send(command)
+        return self.pipes[domain].recv()
+
+    def run(self, load: Load) -> Outcome:
+        return measure(self.call, self.pipes, load)
+
+    def stop(self) -> None:
+        for domain in (DSO, CRO):
+            self.call(domain, "stop")
+        for process in self.processes:
+            process.join(10)
+
+
 # --- (B) theirs ----------------------------------------------------------------------------
 
 
@@ -575,6 +764,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile-lines", type=int, default=30)
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the floor: the same libraries with no store and no adapter around them",
+    )
+    parser.add_argument(
         "--store-dir",
         type=Path,
         help="where our SQLite files go (default: a temporary directory under $TMPDIR); "
@@ -605,6 +799,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ours.stop()
 
+    if options.floor:
+        floor = Floor()
+        try:
+            for load in loads:
+                results[("floor", load.concurrency)] = outcome = floor.run(load)
+                print(describe("floor", load, outcome), flush=True)
+        finally:
+            floor.stop()
+
     theirs = Theirs()
     try:
         for load in loads:
@@ -623,6 +826,14 @@ def main(argv: list[str] | None = None) -> int:
         f"(target >= {TARGET_RATIO:g}x): {verdict}"
         + (f"   ({errors} failed round trips)" if errors else "")
     )
+    if options.floor:
+        floor_top = results[("floor", top)]
+        print(
+            f"floor/theirs at concurrency {top}: "
+            f"{floor_top.throughput / theirs_top.throughput:.1f}x (no store, no adapter: the "
+            "most any adapter on these libraries can reach here); "
+            f"ours/floor: {ours_top.throughput / floor_top.throughput:.0%}"
+        )
     if options.profile:
         for domain, path in paths.items():
             print_profile(path, f"ours {domain} (profiled run, c={top})", options.profile_lines)
