@@ -26,6 +26,7 @@ from adapter.store.register import (
     Membership,
     PointDefinition,
     PortfolioRegister,
+    StoredRows,
     UpdateKind,
     UpdateMeta,
     iso_rows,
@@ -448,3 +449,38 @@ async def test_sqlite_register_of_schema_version_1_is_migrated(tmp_path: Path) -
         assert await store.read(layout) == (SCHEMA_VERSION, [])
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    "connections",
+    [
+        [C(E1, JAN), C(E2, JAN), C(E3, JAN)],
+        [C(E1, JAN, DEC), C(E2, JAN, DEC)],
+        [C(E1, JAN), C(E2, MAR), C(E3, JAN, DEC)],
+        [C(E1, JAN)],
+        [],
+    ],
+    ids=["shared-open", "shared-ended", "mixed", "one", "none"],
+)
+def test_stored_rows_digest_is_the_rows_digest(connections: list[C]) -> None:
+    """The shortcut for points whose connections share a period must not change the digest
+    by which a resent, unchanged point is recognised."""
+    stored = StoredRows.of(connections)
+    rows = iso_rows(connections)
+    assert stored.digest == rows_digest(rows)
+    assert stored.names == [row[0] for row in rows]
+    if stored.period is None:
+        assert stored.rows == rows
+    else:
+        assert {(start, end) for _, start, end in rows} == {stored.period}
+
+
+async def test_points_with_mixed_periods_are_stored_row_by_row(
+    register: PortfolioRegister,
+) -> None:
+    await register.apply_dso_update(
+        meta("m1"), [cp(CP1, C(E1, JAN), C(E2, MAR), C(E3, JAN, DEC))], accept
+    )
+    assert await names(register, CP1, JAN) == [E1, E3]
+    assert await names(register, CP1, JUN) == [E1, E2, E3]
+    assert await names(register, CP1, date(2025, 1, 1)) == [E1, E2]
