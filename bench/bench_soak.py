@@ -229,7 +229,10 @@ def count(senders: list[Sender], cro_store: Path) -> Tally:
             ):
                 sent.add((sender.domain, message_id))
             for (blob,) in conn.execute(
-                "SELECT envelope FROM inbound WHERE message_type = ?", (RESPONSE,)
+                "SELECT e.envelope FROM inbound AS i JOIN inbound_envelope AS e "
+                "ON e.sender_domain = i.sender_domain AND e.message_id = i.message_id "
+                "WHERE i.message_type = ?",
+                (RESPONSE,),
             ):
                 reference, _ = reference_of(bytes(blob))
                 stored_answers[(sender.domain, reference)] += 1
@@ -253,7 +256,10 @@ def count(senders: list[Sender], cro_store: Path) -> Tally:
         answers: Counter[tuple[str, str]] = Counter()
         results: dict[tuple[str, str], str] = {}
         for recipient, blob in conn.execute(
-            "SELECT recipient_domain, envelope FROM outbound WHERE message_type = ?", (RESPONSE,)
+            "SELECT o.recipient_domain, e.envelope FROM outbound AS o "
+            "JOIN outbound_envelope AS e ON e.message_id = o.message_id "
+            "WHERE o.message_type = ?",
+            (RESPONSE,),
         ):
             reference, result = reference_of(bytes(blob))
             answers[(recipient, reference)] += 1
