@@ -144,6 +144,31 @@ def portfolio_rows() -> list[tuple[str, list[str]]]:
 START = date(2024, 5, 1)
 
 
+def our_update(**metadata: Any) -> Any:
+    """The 10 x 10 DSOPortfolioUpdate as this adapter's model, with `metadata` filled."""
+    from adapter.uftp.messages import (
+        DSOPortfolioUpdate,
+        DSOPortfolioUpdateCongestionPoint,
+        DSOPortfolioUpdateConnection,
+        RedispatchBy,
+    )
+
+    return DSOPortfolioUpdate(
+        **metadata,
+        time_zone="Europe/Amsterdam",
+        congestion_points=tuple(
+            DSOPortfolioUpdateCongestionPoint(
+                entity_address=point,
+                start_period=START,
+                mutex_offers_supported=False,
+                day_ahead_redispatch_by=RedispatchBy.DSO,
+                connections=tuple(DSOPortfolioUpdateConnection(ean, START) for ean in eans),
+            )
+            for point, eans in portfolio_rows()
+        ),
+    )
+
+
 # --- (A) ours ------------------------------------------------------------------------------
 
 
@@ -219,27 +244,9 @@ async def _ours(conn: Connection, domain: str, role_name: str, secret: bytes, st
 
 
 async def _our_load(participant: Any, load: Load) -> Outcome:
-    from adapter.uftp.messages import (
-        DSOPortfolioUpdate,
-        DSOPortfolioUpdateCongestionPoint,
-        DSOPortfolioUpdateConnection,
-        RedispatchBy,
-        Result,
-    )
+    from adapter.uftp.messages import Result
 
-    update = DSOPortfolioUpdate(
-        time_zone="Europe/Amsterdam",
-        congestion_points=tuple(
-            DSOPortfolioUpdateCongestionPoint(
-                entity_address=point,
-                start_period=START,
-                mutex_offers_supported=False,
-                day_ahead_redispatch_by=RedispatchBy.DSO,
-                connections=tuple(DSOPortfolioUpdateConnection(ean, START) for ean in eans),
-            )
-            for point, eans in portfolio_rows()
-        ),
-    )
+    update = our_update()
     window = Window(load)
 
     async def worker() -> None:
@@ -434,30 +441,9 @@ async def _floor_load(
     load: Load,
 ) -> Outcome:
     from adapter.uftp import codec, envelope
-    from adapter.uftp.messages import (
-        DSOPortfolioUpdate,
-        DSOPortfolioUpdateCongestionPoint,
-        DSOPortfolioUpdateConnection,
-        RedispatchBy,
-        Result,
-    )
+    from adapter.uftp.messages import Result
 
-    template = DSOPortfolioUpdate(
-        version="3.1.0",
-        sender_domain=domain,
-        recipient_domain=CRO,
-        time_zone="Europe/Amsterdam",
-        congestion_points=tuple(
-            DSOPortfolioUpdateCongestionPoint(
-                entity_address=point,
-                start_period=START,
-                mutex_offers_supported=False,
-                day_ahead_redispatch_by=RedispatchBy.DSO,
-                connections=tuple(DSOPortfolioUpdateConnection(ean, START) for ean in eans),
-            )
-            for point, eans in portfolio_rows()
-        ),
-    )
+    template = our_update(version="3.1.0", sender_domain=domain, recipient_domain=CRO)
     window = Window(load)
     loop = asyncio.get_running_loop()
 
