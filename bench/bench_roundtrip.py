@@ -270,41 +270,25 @@ def _pragmas(connection: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-class Ours:
-    """Both of our participants, each in a process of its own."""
+class Pair:
+    """A CRO and a DSO, each in a process of its own running `target(pipe, domain, *args)`,
+    driven over pipes: `call` sends a command and returns the answer."""
 
-    def __init__(self, directory: Path) -> None:
-        from adapter.directory import Peer
-        from adapter.keys import generate
-        from adapter.uftp.messages import Role
-
+    def __init__(self, name: str, target: Callable[..., None], args: dict[str, tuple[Any, ...]]):
         context = multiprocessing.get_context("spawn")
-        self.store_paths = {CRO: directory / "cro.sqlite3", DSO: directory / "dso.sqlite3"}
         self.pipes: dict[str, Connection] = {}
         self.processes: list[multiprocessing.process.BaseProcess] = []
-        keys = {CRO: generate(), DSO: generate()}
-        roles = {CRO: Role.CRO, DSO: Role.DSO}
-        urls = {}
+        #: Each process's endpoint URL, which it sends first.
+        self.urls: dict[str, str] = {}
         for domain in (CRO, DSO):
             mine, theirs = context.Pipe()
             process = context.Process(
-                target=ours_process,
-                args=(
-                    theirs,
-                    domain,
-                    roles[domain].value,
-                    keys[domain].signing,
-                    str(self.store_paths[domain]),
-                ),
-                name=f"ours-{domain}",
+                target=target, args=(theirs, domain, *args[domain]), name=f"{name}-{domain}"
             )
             process.start()
             self.pipes[domain] = mine
             self.processes.append(process)
-            urls[domain] = mine.recv()
-        for me, other in ((CRO, DSO), (DSO, CRO)):
-            peer = Peer(other, roles[other], urls[other], (keys[other].public.signing,))
-            self.call(me, "peer", peer)
+            self.urls[domain] = mine.recv()
 
     def call(self, domain: str, *command: Any) -> Any:
         self.pipes[domain].send(command)
@@ -312,6 +296,36 @@ class Ours:
 
     def run(self, load: Load) -> Outcome:
         return measure(self.call, self.pipes, load)
+
+    def stop(self) -> None:
+        for domain in (DSO, CRO):
+            self.call(domain, "stop")
+        for process in self.processes:
+            process.join(10)
+
+
+class Ours(Pair):
+    """Both of our participants, each in a process of its own."""
+
+    def __init__(self, directory: Path) -> None:
+        from adapter.directory import Peer
+        from adapter.keys import generate
+        from adapter.uftp.messages import Role
+
+        self.store_paths = {CRO: directory / "cro.sqlite3", DSO: directory / "dso.sqlite3"}
+        keys = {CRO: generate(), DSO: generate()}
+        roles = {CRO: Role.CRO, DSO: Role.DSO}
+        super().__init__(
+            "ours",
+            ours_process,
+            {
+                domain: (roles[domain].value, keys[domain].signing, str(self.store_paths[domain]))
+                for domain in (CRO, DSO)
+            },
+        )
+        for me, other in ((CRO, DSO), (DSO, CRO)):
+            peer = Peer(other, roles[other], self.urls[other], (keys[other].public.signing,))
+            self.call(me, "peer", peer)
 
     def profile(self, load: Load, directory: Path) -> dict[str, Path]:
         paths = {domain: directory / f"ours-{domain.split('.')[0]}.pstats" for domain in self.pipes}
@@ -335,12 +349,6 @@ class Ours:
                 f"file {path.name} journal_mode={file_mode}"
             )
         return "\n".join(lines)
-
-    def stop(self) -> None:
-        for domain in (DSO, CRO):
-            self.call(domain, "stop")
-        for process in self.processes:
-            process.join(10)
 
 
 # --- (C) the floor: the same libraries, nothing else ------------------------------------------
@@ -471,44 +479,22 @@ async def _floor_load(
     return window.outcome(load)
 
 
-class Floor:
+class Floor(Pair):
     """Two floor processes, CRO and DSO."""
 
     def __init__(self) -> None:
         from adapter.keys import generate
         from adapter.uftp.messages import Role
 
-        context = multiprocessing.get_context("spawn")
-        self.pipes: dict[str, Connection] = {}
-        self.processes: list[multiprocessing.process.BaseProcess] = []
         keys = {CRO: generate(), DSO: generate()}
-        urls = {}
-        for domain, role in ((CRO, Role.CRO), (DSO, Role.DSO)):
-            mine, theirs = context.Pipe()
-            process = context.Process(
-                target=floor_process,
-                args=(theirs, domain, role.value, keys[domain].signing),
-                name=f"floor-{domain}",
-            )
-            process.start()
-            self.pipes[domain] = mine
-            self.processes.append(process)
-            urls[domain] = mine.recv()
+        roles = {CRO: Role.CRO, DSO: Role.DSO}
+        super().__init__(
+            "floor",
+            floor_process,
+            {domain: (roles[domain].value, keys[domain].signing) for domain in (CRO, DSO)},
+        )
         for me, other in ((CRO, DSO), (DSO, CRO)):
-            self.call(me, "peer", urls[other], keys[other].public.signing)
-
-    def call(self, domain: str, *command: Any) -> Any:
-        self.pipes[domain].send(command)
-        return self.pipes[domain].recv()
-
-    def run(self, load: Load) -> Outcome:
-        return measure(self.call, self.pipes, load)
-
-    def stop(self) -> None:
-        for domain in (DSO, CRO):
-            self.call(domain, "stop")
-        for process in self.processes:
-            process.join(10)
+            self.call(me, "peer", self.urls[other], keys[other].public.signing)
 
 
 # --- (B) theirs ----------------------------------------------------------------------------
@@ -640,44 +626,21 @@ def _their_load(service: Any, ss: Any, waiters: dict[str, threading.Event], load
     return window.outcome(load)
 
 
-class Theirs:
+class Theirs(Pair):
     """Their CRO service in one process; their DSO service and client in another."""
 
     def __init__(self) -> None:
         from nacl.bindings import crypto_sign_keypair
 
-        context = multiprocessing.get_context("spawn")
-        self.pipes: dict[str, Connection] = {}
-        self.processes: list[multiprocessing.process.BaseProcess] = []
         keys = {domain: crypto_sign_keypair() for domain in (CRO, DSO)}  # (public, secret)
         roles = {CRO: "CRO", DSO: "DSO"}
-        urls = {}
-        for domain in (CRO, DSO):
-            mine, theirs = context.Pipe()
-            process = context.Process(
-                target=their_process,
-                args=(theirs, domain, roles[domain], keys[domain][1]),
-                name=f"theirs-{domain}",
-            )
-            process.start()
-            self.pipes[domain] = mine
-            self.processes.append(process)
-            urls[domain] = mine.recv()
+        super().__init__(
+            "theirs",
+            their_process,
+            {domain: (roles[domain], keys[domain][1]) for domain in (CRO, DSO)},
+        )
         for me, other in ((CRO, DSO), (DSO, CRO)):
-            self.call(me, "peer", other, roles[other], urls[other], keys[other][0])
-
-    def call(self, domain: str, *command: Any) -> Any:
-        self.pipes[domain].send(command)
-        return self.pipes[domain].recv()
-
-    def run(self, load: Load) -> Outcome:
-        return measure(self.call, self.pipes, load)
-
-    def stop(self) -> None:
-        for domain in (DSO, CRO):
-            self.call(domain, "stop")
-        for process in self.processes:
-            process.join(10)
+            self.call(me, "peer", other, roles[other], self.urls[other], keys[other][0])
 
 
 def counters(commits: int = 0) -> dict[str, float]:
@@ -740,6 +703,18 @@ def print_profile(path: Path, title: str, limit: int) -> None:
     stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(limit)
 
 
+def run_loads(name: str, pair: Pair, loads: list[Load]) -> dict[tuple[str, int], Outcome]:
+    """Run each load on `pair`, printing as it goes, then stop it."""
+    results = {}
+    try:
+        for load in loads:
+            results[(name, load.concurrency)] = outcome = pair.run(load)
+            print(describe(name, load, outcome), flush=True)
+    finally:
+        pair.stop()
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 s per configuration")
@@ -786,21 +761,8 @@ def main(argv: list[str] | None = None) -> int:
             ours.stop()
 
     if options.floor:
-        floor = Floor()
-        try:
-            for load in loads:
-                results[("floor", load.concurrency)] = outcome = floor.run(load)
-                print(describe("floor", load, outcome), flush=True)
-        finally:
-            floor.stop()
-
-    theirs = Theirs()
-    try:
-        for load in loads:
-            results[("theirs", load.concurrency)] = outcome = theirs.run(load)
-            print(describe("theirs", load, outcome), flush=True)
-    finally:
-        theirs.stop()
+        results.update(run_loads("floor", Floor(), loads))
+    results.update(run_loads("theirs", Theirs(), loads))
 
     top = CONCURRENCIES[-1]
     ours_top, theirs_top = results[("ours", top)], results[("theirs", top)]
