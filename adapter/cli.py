@@ -159,8 +159,9 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
     serve = subparsers.add_parser(
         "serve",
         help="run the participant's endpoint until SIGINT/SIGTERM",
-        description="Run the endpoint; on SIGINT/SIGTERM in-flight handlers finish and "
-        "pending deliveries stay in the store for the next start.",
+        description="Run the endpoint; on SIGINT/SIGTERM in-flight handlers finish, POSTs "
+        "on the wire get 5 s to return, and pending deliveries stay in the store for the "
+        "next start.",
     )
     serve.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
     serve.set_defaults(func=cmd_serve)

@@ -32,6 +32,10 @@ Clock = Callable[[], datetime]
 #: Called once per message when its delivery ends for good, successful or not.
 FinalCallback = Callable[[OutboundRecord, OutboundStatus, DeliveryResult], None]
 
+#: How long `stop()` lets POSTs already on the wire finish, so that their outcome is recorded
+#: rather than guessed at the next start (a cut-off attempt is repeated after a restart).
+STOP_GRACE_SECONDS = 5.0
+
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
     """Seconds to wait after the `attempt`-th failed attempt (1-based)."""
@@ -79,16 +83,22 @@ class Outbox:
             log.info("outbox: resuming %d pending deliveries", len(pending))
 
     async def stop(self) -> None:
-        """Stop delivering. What is pending stays in the store for the next start."""
+        """Stop delivering. What is pending stays in the store for the next start.
+
+        POSTs already sent get `STOP_GRACE_SECONDS` to return, so the peer's answer to them
+        is recorded: cancelling one after the peer received it would leave the store one
+        attempt short. Attempts still waiting for a slot start no POST once stopped."""
         self._running = False
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
         self._waiting.clear()
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def submit(self, record: OutboundRecord) -> None:
         """Persist `record`, then start delivering it."""
@@ -181,6 +191,8 @@ class Outbox:
             return
         # The peer's own slot first, so that a message waiting for it holds no global slot.
         async with self._peer_slots.hold(_server(record.endpoint)), self._slots:
+            if not self._running:
+                return  # stopped while waiting for a slot: the next start resumes it
             started = self._clock()
             result = await self._client.post(record.endpoint, record.envelope)
         attempts = record.attempts + 1

@@ -204,14 +204,17 @@ class Participant:
         log.info("%s %s listening on %s", self.role, self.domain, self.url())
 
     async def stop(self) -> None:
-        """Stop serving; in-flight handlers finish, pending deliveries stay in the store."""
+        """Stop serving; in-flight handlers finish, pending deliveries stay in the store.
+
+        The outbox stops first, so that no new POST starts while we wind down: responses the
+        finishing handlers queue wait in the store for the next start."""
         self._endpoint.serving = False
+        await self.outbox.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         if self._handler_tasks:
             await asyncio.gather(*list(self._handler_tasks), return_exceptions=True)
-        await self.outbox.stop()
         await self._client.close()
         for future in self._waiters.values():
             if not future.done():

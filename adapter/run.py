@@ -42,7 +42,8 @@ def participant_for(config: Config) -> Participant:
 
 async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     """Run the endpoint until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly:
-    in-flight handlers finish, pending deliveries stay in the store for the next start."""
+    in-flight handlers finish, POSTs on the wire return, pending deliveries stay in the store
+    for the next start."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -383,6 +383,25 @@ async def test_pending_delivery_resumes_after_a_restart(
     assert len(peer.hits) == before + 1 and len({hit.body for hit in peer.hits}) == 1
 
 
+async def test_stop_lets_a_post_on_the_wire_finish_and_records_it(
+    network: Network, peers: list[ScriptedPeer]
+) -> None:
+    """A POST the peer already received is not cut off by a stop: its 200 is recorded, so
+    the next start does not send the message again."""
+    peer = await scripted(peers, ["slow"], slow_seconds=0.15)
+    first = await dso_for(network, peer.url, QUICK, store_name="dso-stopped-mid-post")
+    sent = await first.send(portfolio_update(0, 3), to=CRO)
+    await eventually(lambda: len(peer.hits) == 1)
+    await first.stop()
+
+    second = await dso_for(network, peer.url, QUICK, store_name="dso-stopped-mid-post")
+    record = await second.store.get_outbound(sent.message_id)
+    assert record is not None and record.status is OutboundStatus.DELIVERED
+    assert [a.outcome for a in await second.store.attempts(sent.message_id)] == ["delivered"]
+    await asyncio.sleep(0.3)
+    assert len(peer.hits) == 1
+
+
 def test_backoff_bounds_are_the_documented_schedule() -> None:
     """The bounds the interval assertions above rely on: equal jitter within a doubling
     ceiling, capped."""
