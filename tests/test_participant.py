@@ -331,9 +331,10 @@ async def test_only_the_addressed_peer_can_answer_a_request(network: Network) ->
         )
         import aiohttp
 
-        async with aiohttp.ClientSession() as session, session.post(
-            dso.url(), data=body, headers={"Content-Type": "text/xml"}
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(dso.url(), data=body, headers={"Content-Type": "text/xml"}) as response,
+        ):
             assert response.status == 200
 
     await answer_as(impostor, DSOPortfolioQueryResponse)  # the wrong peer

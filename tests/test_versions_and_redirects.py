@@ -176,9 +176,10 @@ async def test_a_response_proves_delivery_when_the_200_was_lost(network: Network
     async def lossy(request: web.Request) -> web.Response:
         hits.append(1)
         body = await request.read()
-        async with aiohttp.ClientSession() as session, session.post(
-            cro.url(), data=body, headers={"Content-Type": "text/xml"}
-        ) as forwarded:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(cro.url(), data=body, headers={"Content-Type": "text/xml"}) as forwarded,
+        ):
             assert forwarded.status == 200
         return web.Response(status=503, text="the 200 got lost\n")
 

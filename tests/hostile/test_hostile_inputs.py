@@ -567,8 +567,6 @@ async def test_100_mb_body_is_413_before_it_is_read(h: Harness) -> None:
     await h.assert_still_serving()
 
 
-
-
 async def test_body_slower_than_the_read_timeout_is_408(h: Harness) -> None:
     """Headers with a Content-Length, then the body at 16 bytes every 0.2 s -> 408 (or the
     connection closed) once the read timeout passes; other senders are served meanwhile.
