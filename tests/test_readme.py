@@ -1,0 +1,47 @@
+"""The README's Python examples, run as written against the sample configs on loopback.
+
+A reader copies these first; if an import moves or a signature changes, this fails rather
+than the reader. The CRO example's body (`...`) becomes the DSO example, so the DSO
+publishes to the CRO the first example starts.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from adapter.run import ensure_key
+from tests.test_run import copy_samples
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def python_examples() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_the_readme_has_the_two_examples_this_test_runs() -> None:
+    cro, dso = python_examples()  # a new example wants a run of its own here
+    assert "@router.on(DSOPortfolioUpdate)" in cro and cro.rstrip().endswith("...")
+    assert "await publish(" in dso
+
+
+async def test_the_readme_examples_publish_and_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = copy_samples(tmp_path)
+    for name in ("cro.toml", "dso.toml"):
+        ensure_key(config / name)
+    monkeypatch.chdir(tmp_path)  # the examples name "config/..." relative to the clone
+    cro, dso = python_examples()
+    body = textwrap.indent(dso, "    ")
+    program = cro.rstrip().removesuffix("...").rstrip() + "\n" + body
+
+    code = compile(program, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    await eval(code, {"__name__": "readme"})  # the project's own README, nothing else
+
+    assert capsys.readouterr().out.strip() == "Accepted None"
