@@ -2,8 +2,8 @@
 
 Reading is parse (hardened, see `xml.py`) -> validate against the schema of the message's
 Version -> build the model. Validation comes before any value is read, so the readers below
-can trust the shape of the tree and stay simple and fast: a DSOPortfolioUpdate of 100,000
-connections is read in a single pass over the elements.
+can trust the shape of the tree and stay simple and fast: the connections of a large
+portfolio update are read column-wise (`columns.py`), without a Python object per element.
 
 Writing is plain string assembly with attribute escaping, which is several times faster than
 building an lxml tree for the same document, and is validated against the same schema before
@@ -18,15 +18,15 @@ none, and no Result), the draft calls it ReferenceMessageID everywhere.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from itertools import repeat
 from typing import Any, TypeVar
 
 from lxml import etree
 
 from .bulk import gc_paused
+from .columns import ConnectionColumns, R
 from .errors import IncompleteMessage, InvalidXml
 from .messages import (
     MESSAGE_TYPES,
@@ -225,26 +225,15 @@ def _metadata_only_response(
     return read
 
 
-# A portfolio update of 100 congestion points x 1,000 connections is 100,000 Connection
-# elements. Reading them one element at a time costs a Python proxy object and three attribute
-# look-ups each; the common shape (no EndPeriod on any connection) is instead read column-wise:
-# one XPath returns every connection attribute value in document order, and the rows are made
-# by C-level map/zip, with tuple.__new__ standing in for the NamedTuple constructor.
-_CONNECTION_VALUES = "*/Connection/@*"
-
-
-#: Below this many connections, reading element by element is as cheap.
+#: Below this many connections, reading element by element is as cheap as column-wise.
 _COLUMN_WISE_FROM = 16
 
-
-class _CompiledXPath(threading.local):
-    """An lxml XPath object must not be shared between threads: one per thread."""
-
-    def __init__(self) -> None:
-        self.connection_values = etree.XPath(_CONNECTION_VALUES, smart_strings=False)
+_DSO_CONNECTIONS = ConnectionColumns("*/Connection")
+_AGR_CONNECTIONS = ConnectionColumns("Connection")
 
 
-_XPATH = _CompiledXPath()
+def _rows_by_element(row: type[R], elements: Iterable[etree._Element]) -> list[R]:
+    return [row(c.get("EntityAddress"), _date(c.get("StartPeriod")), _opt_end(c)) for c in elements]
 
 
 def _dso_connections(
@@ -253,39 +242,16 @@ def _dso_connections(
     """The connections of each congestion point (`points`, the children of `root`)."""
     sizes = [len(cp) for cp in points]
     total = sum(sizes)
-    values: list[str] = []
     if total >= _COLUMN_WISE_FROM:
-        values = _XPATH.connection_values(root)
-    # Exactly two values per connection means no EndPeriod anywhere. Their order is the
-    # sender's choice; should a StartPeriod come first anywhere, the EntityAddress lands among
-    # the dates and fails to read as one ("ea1.2013-1", "ean.871685"), and the rows are read
-    # again element by element.
-    if len(values) == 2 * total > 0:
-        starts = values[1::2]
-        try:
-            # Few distinct days among 100,000 StartPeriods: read each once.
-            days = {text: _date(text) for text in set(starts)}
-            rows = list(
-                map(
-                    tuple.__new__,
-                    repeat(DSOPortfolioUpdateConnection),
-                    zip(values[0::2], map(days.__getitem__, starts), repeat(None)),
-                )
-            )
-        except ValueError:
-            pass
-        else:
+        rows = _DSO_CONNECTIONS.rows(root, DSOPortfolioUpdateConnection, total, _date)
+        if rows is not None:
             result = []
             offset = 0
             for size in sizes:
                 result.append(tuple(rows[offset : offset + size]))
                 offset += size
             return result
-    row = DSOPortfolioUpdateConnection
-    return [
-        tuple([row(c.get("EntityAddress"), _date(c.get("StartPeriod")), _opt_end(c)) for c in cp])
-        for cp in points
-    ]
+    return [tuple(_rows_by_element(DSOPortfolioUpdateConnection, cp)) for cp in points]
 
 
 def _read_dso_portfolio_update(root: etree._Element, meta: dict[str, Any]) -> DSOPortfolioUpdate:
@@ -339,21 +305,13 @@ def _read_dso_portfolio_query_response(
 
 
 def _read_agr_portfolio_update(root: etree._Element, meta: dict[str, Any]) -> AGRPortfolioUpdate:
-    connection = AGRPortfolioUpdateConnection
-    return AGRPortfolioUpdate(
-        **meta,
-        time_zone=root.get("TimeZone"),
-        connections=tuple(
-            [
-                connection(
-                    c.get("EntityAddress"),
-                    _date(c.get("StartPeriod")),
-                    _opt_date(c.get("EndPeriod")),
-                )
-                for c in root
-            ]
-        ),
-    )
+    total = len(root)
+    rows = None
+    if total >= _COLUMN_WISE_FROM:
+        rows = _AGR_CONNECTIONS.rows(root, AGRPortfolioUpdateConnection, total, _date)
+    if rows is None:
+        rows = _rows_by_element(AGRPortfolioUpdateConnection, root)
+    return AGRPortfolioUpdate(**meta, time_zone=root.get("TimeZone"), connections=tuple(rows))
 
 
 def _read_agr_portfolio_query(root: etree._Element, meta: dict[str, Any]) -> AGRPortfolioQuery:
