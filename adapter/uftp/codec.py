@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from itertools import chain
 from typing import Any, TypeVar
 
 from lxml import etree
@@ -233,8 +234,21 @@ _DSO_CONNECTIONS = ConnectionColumns("*/Connection")
 _AGR_CONNECTIONS = ConnectionColumns("Connection")
 
 
-def _rows_by_element(row: type[R], elements: Iterable[etree._Element]) -> list[R]:
-    return [row(c.get("EntityAddress"), _date(c.get("StartPeriod")), _opt_end(c)) for c in elements]
+def _connection_rows(
+    columns: ConnectionColumns,
+    root: etree._Element,
+    row: type[R],
+    total: int,
+    elements: Iterable[etree._Element],
+) -> list[R]:
+    """The `total` Connection `elements` under `root` as rows: column-wise when there are
+    enough of them and their values fall into place, element by element otherwise."""
+    rows = columns.rows(root, row, total, _date) if total >= _COLUMN_WISE_FROM else None
+    if rows is None:
+        rows = [
+            row(c.get("EntityAddress"), _date(c.get("StartPeriod")), _opt_end(c)) for c in elements
+        ]
+    return rows
 
 
 def _dso_connections(
@@ -242,17 +256,15 @@ def _dso_connections(
 ) -> list[tuple[DSOPortfolioUpdateConnection, ...]]:
     """The connections of each congestion point (`points`, the children of `root`)."""
     sizes = [len(cp) for cp in points]
-    total = sum(sizes)
-    if total >= _COLUMN_WISE_FROM:
-        rows = _DSO_CONNECTIONS.rows(root, DSOPortfolioUpdateConnection, total, _date)
-        if rows is not None:
-            result = []
-            offset = 0
-            for size in sizes:
-                result.append(tuple(rows[offset : offset + size]))
-                offset += size
-            return result
-    return [tuple(_rows_by_element(DSOPortfolioUpdateConnection, cp)) for cp in points]
+    rows = _connection_rows(
+        _DSO_CONNECTIONS, root, DSOPortfolioUpdateConnection, sum(sizes), chain(*points)
+    )
+    result = []
+    offset = 0
+    for size in sizes:
+        result.append(tuple(rows[offset : offset + size]))
+        offset += size
+    return result
 
 
 def _read_dso_portfolio_update(root: etree._Element, meta: dict[str, Any]) -> DSOPortfolioUpdate:
@@ -306,12 +318,7 @@ def _read_dso_portfolio_query_response(
 
 
 def _read_agr_portfolio_update(root: etree._Element, meta: dict[str, Any]) -> AGRPortfolioUpdate:
-    total = len(root)
-    rows = None
-    if total >= _COLUMN_WISE_FROM:
-        rows = _AGR_CONNECTIONS.rows(root, AGRPortfolioUpdateConnection, total, _date)
-    if rows is None:
-        rows = _rows_by_element(AGRPortfolioUpdateConnection, root)
+    rows = _connection_rows(_AGR_CONNECTIONS, root, AGRPortfolioUpdateConnection, len(root), root)
     return AGRPortfolioUpdate(**meta, time_zone=root.get("TimeZone"), connections=tuple(rows))
 
 

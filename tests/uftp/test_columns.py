@@ -32,8 +32,16 @@ def dso_rows(data: bytes) -> list[DSOPortfolioUpdateConnection] | None:
 
 
 def by_element(data: bytes) -> list[DSOPortfolioUpdateConnection]:
+    """The rows read one element at a time, by attribute name."""
     root = parse_xml(data, huge=True)
-    return codec._rows_by_element(DSOPortfolioUpdateConnection, root.iterfind("*/Connection"))
+    return [
+        DSOPortfolioUpdateConnection(
+            c.get("EntityAddress"),
+            date.fromisoformat(c.get("StartPeriod")),
+            date.fromisoformat(c.get("EndPeriod")) if c.get("EndPeriod") else None,
+        )
+        for c in root.iterfind("*/Connection")
+    ]
 
 
 @pytest.mark.parametrize("end_every", [0, 1, 2, 7, 999])
