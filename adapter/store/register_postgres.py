@@ -37,6 +37,7 @@ from adapter.store.register import (
     rows_digest,
     versioned_diff,
 )
+from adapter.uftp.bulk import gc_paused
 from adapter.uftp.messages import RedispatchBy
 
 __all__ = ["SCHEMA_VERSION", "PostgresRegister"]
@@ -307,16 +308,17 @@ class PostgresRegister:
                     [new for new, _ in copies],
                     [old for _, old in copies],
                 )
-            records = [
-                (versions[point.entity_address], *connection)
-                for point, _, _, old in plans
-                if old is None
-                for connection in point.connections
-            ]
-            if records:
+            with gc_paused():  # 100,000 rows of tuples: see gc_paused
+                records = [
+                    (versions[point.entity_address], *connection)
+                    for point, _, _, old in plans
+                    if old is None
+                    for connection in point.connections
+                ]
                 # In address order, the address index takes the rows as appends to its
                 # pages rather than at random: about a quarter off the COPY of 100,000.
                 records.sort(key=_ADDRESS)
+            if records:
                 await conn.copy_records_to_table(
                     "cro_connection",
                     records=records,
