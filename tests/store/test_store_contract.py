@@ -724,6 +724,31 @@ async def test_postgres_run_is_one_transaction(store: Store) -> None:
     assert await store.run(lambda conn: conn.fetchval("SELECT current_schema()")) == store.schema
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_stores_envelopes_lz4_compressed_on_every_pooled_connection(
+    store: Store,
+) -> None:
+    from adapter.store.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    if int(await store.run(lambda conn: conn.fetchval("SHOW server_version_num"))) < 140000:
+        pytest.skip("lz4 compression needs PostgreSQL 14")
+    # Large enough to be compressed; saved concurrently, so several pooled connections are
+    # used, and each of them again after the pool has reset it.
+    big = b"<Connection EntityAddress='ean.871685900000000001'/>" * 20_000
+    for round_ in range(2):
+        await asyncio.gather(
+            *(
+                store.save_inbound(inbound(f"big-{round_}-{n}", content=big + str(n).encode()))
+                for n in range(6)
+            )
+        )
+    methods = await store.run(
+        lambda conn: conn.fetch("SELECT DISTINCT pg_column_compression(envelope) FROM inbound")
+    )
+    assert [row[0] for row in methods] == ["lz4"]
+
+
 # -- open_store -------------------------------------------------------------------------------
 
 
