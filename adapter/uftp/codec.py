@@ -230,21 +230,21 @@ def _metadata_only_response(
 #: with EndPeriods, the stylesheet's set-up outweighs it up to about 64 connections.
 _COLUMN_WISE_FROM = 64
 
-_DSO_CONNECTIONS = ConnectionColumns("*/Connection")
-_AGR_CONNECTIONS = ConnectionColumns("Connection")
+_DSO_CONNECTIONS = ConnectionColumns("*/Connection", DSOPortfolioUpdateConnection, _date)
+_AGR_CONNECTIONS = ConnectionColumns("Connection", AGRPortfolioUpdateConnection, _date)
 
 
 def _connection_rows(
-    columns: ConnectionColumns,
+    columns: ConnectionColumns[R],
     root: etree._Element,
-    row: type[R],
     total: int,
     elements: Iterable[etree._Element],
 ) -> list[R]:
     """The `total` Connection `elements` under `root` as rows: column-wise when there are
     enough of them and their values fall into place, element by element otherwise."""
-    rows = columns.rows(root, row, total, _date) if total >= _COLUMN_WISE_FROM else None
+    rows = columns.rows(root, total) if total >= _COLUMN_WISE_FROM else None
     if rows is None:
+        row = columns.row
         rows = [
             row(c.get("EntityAddress"), _date(c.get("StartPeriod")), _opt_end(c)) for c in elements
         ]
@@ -256,9 +256,7 @@ def _dso_connections(
 ) -> list[tuple[DSOPortfolioUpdateConnection, ...]]:
     """The connections of each congestion point (`points`, the children of `root`)."""
     sizes = [len(cp) for cp in points]
-    rows = _connection_rows(
-        _DSO_CONNECTIONS, root, DSOPortfolioUpdateConnection, sum(sizes), chain(*points)
-    )
+    rows = _connection_rows(_DSO_CONNECTIONS, root, sum(sizes), chain(*points))
     result = []
     offset = 0
     for size in sizes:
@@ -318,7 +316,7 @@ def _read_dso_portfolio_query_response(
 
 
 def _read_agr_portfolio_update(root: etree._Element, meta: dict[str, Any]) -> AGRPortfolioUpdate:
-    rows = _connection_rows(_AGR_CONNECTIONS, root, AGRPortfolioUpdateConnection, len(root), root)
+    rows = _connection_rows(_AGR_CONNECTIONS, root, len(root), root)
     return AGRPortfolioUpdate(**meta, time_zone=root.get("TimeZone"), connections=tuple(rows))
 
 

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable
 from datetime import date
 from itertools import repeat
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from lxml import etree
 
@@ -49,11 +49,14 @@ _END_PERIODS_XSLT = """\
 """
 
 
-class ConnectionColumns:
-    """The column-wise reader of the Connection elements found at `path` from the root."""
+class ConnectionColumns(Generic[R]):
+    """The column-wise reader of the Connection elements found at `path` from the root, as
+    `row`s (EntityAddress, StartPeriod, EndPeriod), dates read by `read_date`."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, row: type[R], read_date: Callable[[str], date]) -> None:
         self.path = path
+        self.row: type[R] = row
+        self._read_date = read_date
         self._local = threading.local()
 
     def _compiled(self) -> tuple[etree.XPath, etree.XSLT]:
@@ -67,11 +70,9 @@ class ConnectionColumns:
             )
         return compiled
 
-    def rows(
-        self, root: etree._Element, row: type[R], total: int, read_date: Callable[[str], date]
-    ) -> list[R] | None:
-        """The `total` connections under `root` as `row`s (EntityAddress, StartPeriod,
-        EndPeriod), in document order; None if the values do not fall into place."""
+    def rows(self, root: etree._Element, total: int) -> list[R] | None:
+        """The `total` connections under `root` as rows, in document order; None if the
+        values do not fall into place."""
         values_of, end_periods_of = self._compiled()
         values: list[str] = values_of(root)
         with_end = len(values) - 2 * total
@@ -87,6 +88,7 @@ class ConnectionColumns:
             if len(values) != 2 * total:
                 return None
         starts = values[1::2]
+        read_date = self._read_date
         try:
             # Few distinct days among 100,000 periods: read each once.
             days = {text: read_date(text) for text in set(starts)}
@@ -101,7 +103,7 @@ class ConnectionColumns:
         return list(
             map(
                 tuple.__new__,
-                repeat(row),
+                repeat(self.row),
                 zip(values[0::2], map(days.__getitem__, starts), stops, strict=True),
             )
         )

@@ -19,16 +19,14 @@ from adapter.uftp.xml import parse_xml
 from tests.uftp.samples import make_agr_portfolio_update
 from tests.uftp.test_codec_bulk import portfolio
 
-DSO = ConnectionColumns("*/Connection")
-AGR = ConnectionColumns("Connection")
+DSO = ConnectionColumns("*/Connection", DSOPortfolioUpdateConnection, codec._date)
+AGR = ConnectionColumns("Connection", AGRPortfolioUpdateConnection, codec._date)
 START = "2025-01-01"
 
 
 def dso_rows(data: bytes) -> list[DSOPortfolioUpdateConnection] | None:
     root = parse_xml(data, huge=True)
-    return DSO.rows(
-        root, DSOPortfolioUpdateConnection, len(root.findall("*/Connection")), codec._date
-    )
+    return DSO.rows(root, len(root.findall("*/Connection")))
 
 
 def by_element(data: bytes) -> list[DSOPortfolioUpdateConnection]:
@@ -98,11 +96,11 @@ def test_a_stray_attribute_is_not_taken_for_an_end_period() -> None:
     data = codec.encode(portfolio(2, 30, end_every=4))
     root = parse_xml(data, huge=True)
     total = len(root.findall("*/Connection"))
-    assert DSO.rows(root, DSOPortfolioUpdateConnection, total, codec._date) is not None
+    assert DSO.rows(root, total) is not None
     # Schema-invalid, as the tree may be while the schema is still checking it on another
     # thread: one value too many, and no EndPeriod line to account for it.
     root[0][1].set("Stray", "2025-01-01")
-    assert DSO.rows(root, DSOPortfolioUpdateConnection, total, codec._date) is None
+    assert DSO.rows(root, total) is None
 
 
 def test_a_stray_attribute_in_a_large_update_is_refused_by_the_schema() -> None:
@@ -131,11 +129,11 @@ def test_a_large_agr_update_is_read_column_wise_and_round_trips() -> None:
     data = codec.encode(message)
     assert len(data) > codec.CONCURRENT_VALIDATION_BYTES
     root = parse_xml(data, huge=True)
-    assert AGR.rows(root, AGRPortfolioUpdateConnection, len(root), codec._date) == list(connections)
+    assert AGR.rows(root, len(root)) == list(connections)
     assert codec.decode(data) == message
 
 
-def test_the_reader_serves_each_thread_its_own_lxml_objects() -> None:
+def test_the_reader_gives_the_same_rows_on_several_threads_at_once() -> None:
     data = codec.encode(portfolio(2, 50, end_every=3))
     expected = dso_rows(data)
     results: list[object] = []
