@@ -5,8 +5,9 @@ has one `add_xxx(subparsers)` function that declares its arguments and binds the
 function with `set_defaults(func=...)`. `COMMANDS` is the one place that lists the groups; a new
 command adds its `add_` function there.
 
-User mistakes (`ConfigError`, `KeyFileError`) end as one line on stderr and exit status 2,
-never as a traceback: the message already names the file and the field to fix.
+User mistakes (`ConfigError`, `KeyFileError`) and a store that cannot be opened
+(`StoreOpenError`) end as one line on stderr and exit status 2, never as a traceback: the
+message already names the file (or database) and what to fix.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .keys import (
     public_path,
     write_private,
 )
+from .store.base import StoreOpenError
 from .uftp.envelope import PublicKeys, parse_cs1
 from .uftp.errors import UftpError
 from .uftp.messages import Role
@@ -209,9 +211,23 @@ def cmd_send(args: argparse.Namespace) -> int:
     return outcome.status
 
 
+#: What `demo` reads from --config-dir: the samples in the repository's config/ folder.
+DEMO_FILES = ("dso.toml", "cro.toml", "portfolio.csv")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .run import demo
 
+    for name in DEMO_FILES:
+        path = args.config_dir / name
+        if not path.is_file():
+            raise ConfigError(
+                str(path),
+                None,
+                "no such file; the demo runs the sample configs in the config/ folder of a "
+                "clone of the repository: run it from the clone, or pass --config-dir FOLDER "
+                f"(a folder holding {', '.join(DEMO_FILES)})",
+            )
     return asyncio.run(demo(args.config_dir))
 
 
@@ -447,11 +463,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ConfigError, KeyFileError, UftpError) as exc:
+    except (ConfigError, KeyFileError, StoreOpenError, UftpError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # e.g. the listen address is in use
-        print(f"{PROG}: error: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""  # which file, where there is one
+        print(f"{PROG}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except UsageError as exc:
         parser.print_usage(sys.stderr)
