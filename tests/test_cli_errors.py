@@ -284,3 +284,43 @@ def test_demo_with_a_config_dir_lacking_the_portfolio(tmp_path: Path) -> None:
     line = one_error_line(uftp("demo", "--config-dir", str(folder)))
 
     assert line.startswith(f"uftp-adapter: error: {folder / 'portfolio.csv'}: no such file")
+
+
+# --------------------------------------------------------------------------------------------
+# Keys: `serve` never creates one, and refuses one that others may read
+# --------------------------------------------------------------------------------------------
+
+
+def test_serve_refuses_a_missing_key_and_creates_none(config: Path, tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "dso.key"
+    key.unlink()
+
+    line = one_error_line(uftp("serve", "--config", str(config / "dso.toml")))
+
+    assert line == (
+        f"uftp-adapter: error: {key}: no such key file; create one with "
+        f"`uftp-adapter keys generate dso --dir {key.parent}`"
+    )
+    assert not key.exists()
+
+
+def test_serve_refuses_a_key_others_may_read(config: Path, tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "dso.key"
+    key.chmod(0o644)
+
+    line = one_error_line(uftp("serve", "--config", str(config / "dso.toml")))
+
+    assert line.startswith(f"uftp-adapter: error: {key}: mode 0644 gives group or others")
+    assert f"`chmod 600 {key}`" in line
+
+
+def test_a_config_that_still_asks_to_generate_keys_says_what_to_do(config: Path) -> None:
+    dso = config / "dso.toml"
+    dso.write_text(
+        dso.read_text("utf-8").replace("[participant]", "[participant]\ngenerate_key = true")
+    )
+
+    line = one_error_line(uftp("serve", "--config", str(dso)))
+
+    assert line.startswith(f"uftp-adapter: error: {dso}: participant.generate_key: no longer read")
+    assert "uftp-adapter keys generate dso --dir" in line
