@@ -312,7 +312,8 @@ def add_dso_commands(subparsers: _SubParsers) -> None:
         description="Read and check PORTFOLIO_FILE (.csv or .json, one row per connection; "
         "the columns are described in adapter/dso/portfolio.py), send it as a "
         "DSOPortfolioUpdate and print Accepted or Rejected with the reasons. A mistake in the "
-        "file, including a broken period rule, is reported as FILE:LINE: FIELD and not sent.",
+        "file, including a broken period rule, is reported as FILE:LINE: FIELD: PROBLEM, "
+        "every one on a line of its own, and nothing is sent.",
     )
     publish.add_argument("portfolio_file", type=Path, metavar="PORTFOLIO_FILE")
     _add_dso_options(publish)
@@ -356,7 +357,10 @@ def cmd_dso_publish(args: argparse.Namespace) -> int:
     try:
         update = load_portfolio(args.portfolio_file, time_zone=args.time_zone or DEFAULT_TIME_ZONE)
     except PortfolioFileError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        count = len(exc.problems)
+        # Several: each on a line of its own that starts with file:line, as editors read them.
+        heading = f"{exc.path}: {count} problems, nothing sent:\n" if count > 1 else ""
+        print(f"{PROG}: error: {heading}{exc}", file=sys.stderr)
         return EXIT_USAGE
     config = load_config(args.config)
     try:

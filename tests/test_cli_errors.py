@@ -324,3 +324,39 @@ def test_a_config_that_still_asks_to_generate_keys_says_what_to_do(config: Path)
 
     assert line.startswith(f"uftp-adapter: error: {dso}: participant.generate_key: no longer read")
     assert "uftp-adapter keys generate dso --dir" in line
+
+
+# --------------------------------------------------------------------------------------------
+# A portfolio file with several mistakes
+# --------------------------------------------------------------------------------------------
+
+
+def test_publish_prints_every_problem_of_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adapter import cli
+    from tests.dso.test_portfolio_file import E2, E3, row, write_csv
+
+    monkeypatch.chdir(tmp_path)
+    path = write_csv(
+        Path("."),
+        row(start="2026-02-31"),
+        row(connection=E2, mutex="maybe"),
+        row(connection="ean.1", day_ahead="AGGREGATOR"),
+        row(connection=E3, end="2026-13-01"),
+        name="five",
+    )
+
+    status = cli.main(["dso", "publish", str(path), "--config", "no-config-needed.toml"])
+
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    lines = err.splitlines()
+    assert lines[0] == "uftp-adapter: error: five.csv: 5 problems, nothing sent:"
+    assert [line.split(": ")[:2] for line in lines[1:]] == [
+        ["five.csv:2", "start"],
+        ["five.csv:3", "mutex_offers_supported"],
+        ["five.csv:4", "connection"],
+        ["five.csv:4", "day_ahead_redispatch_by"],
+        ["five.csv:5", "end"],
+    ]
