@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import re
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -171,9 +173,11 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
     send = subparsers.add_parser(
         "send",
         help="send one message file and print its response",
-        description="Send the UFTP message in MESSAGE_FILE (its metadata is replaced) and wait "
-        "for the response. Exit status: 0 Accepted, 1 Rejected, 2 not delivered or no answer. "
-        "Listens on the configured address meanwhile, to receive the response.",
+        description="Send the UFTP message in MESSAGE_FILE as a new request and wait for the "
+        "response: its MessageID, ConversationID, TimeStamp, SenderDomain and RecipientDomain "
+        "are replaced (each send starts a new conversation), the rest is sent as written. "
+        "Exit status: 0 Accepted, 1 Rejected, 2 not delivered or no answer. Listens on the "
+        "configured address meanwhile, to receive the response.",
     )
     send.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
     send.add_argument("--to", required=True, metavar="DOMAIN", help="the recipient's domain")
@@ -206,7 +210,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     from .run import read_message_file, request_once
 
     config = load_config(args.config)
-    message = read_message_file(args.message_file)
+    # A request opens a conversation (metadata-attributes.md: a ConversationID is generated
+    # for the first message of one and copied only to replies), so a file sent again, or a
+    # template, must not carry an old conversation into a new one.
+    message = dataclasses.replace(
+        read_message_file(args.message_file), conversation_id=str(uuid.uuid4())
+    )
     outcome = asyncio.run(request_once(config, message, args.to, timeout=args.timeout))
     return outcome.status
 
