@@ -5,17 +5,20 @@ has one `add_xxx(subparsers)` function that declares its arguments and binds the
 function with `set_defaults(func=...)`. `COMMANDS` is the one place that lists the groups; a new
 command adds its `add_` function there.
 
-User mistakes (`ConfigError`, `KeyFileError`) end as one line on stderr and exit status 2,
-never as a traceback: the message already names the file and the field to fix.
+User mistakes (`ConfigError`, `KeyFileError`) and a store that cannot be opened
+(`StoreOpenError`) end as one line on stderr and exit status 2, never as a traceback: the
+message already names the file (or database) and what to fix.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import re
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -31,6 +34,7 @@ from .keys import (
     public_path,
     write_private,
 )
+from .store.base import StoreOpenError
 from .uftp.envelope import PublicKeys, parse_cs1
 from .uftp.errors import UftpError
 from .uftp.messages import Role
@@ -169,9 +173,11 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
     send = subparsers.add_parser(
         "send",
         help="send one message file and print its response",
-        description="Send the UFTP message in MESSAGE_FILE (its metadata is replaced) and wait "
-        "for the response. Exit status: 0 Accepted, 1 Rejected, 2 not delivered or no answer. "
-        "Listens on the configured address meanwhile, to receive the response.",
+        description="Send the UFTP message in MESSAGE_FILE as a new request and wait for the "
+        "response: its MessageID, ConversationID, TimeStamp, SenderDomain and RecipientDomain "
+        "are replaced (each send starts a new conversation), the rest is sent as written. "
+        "Exit status: 0 Accepted, 1 Rejected, 2 not delivered or no answer. Listens on the "
+        "configured address meanwhile, to receive the response.",
     )
     send.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
     send.add_argument("--to", required=True, metavar="DOMAIN", help="the recipient's domain")
@@ -204,14 +210,33 @@ def cmd_send(args: argparse.Namespace) -> int:
     from .run import read_message_file, request_once
 
     config = load_config(args.config)
-    message = read_message_file(args.message_file)
+    # A request opens a conversation (metadata-attributes.md: a ConversationID is generated
+    # for the first message of one and copied only to replies), so a file sent again, or a
+    # template, must not carry an old conversation into a new one.
+    message = dataclasses.replace(
+        read_message_file(args.message_file), conversation_id=str(uuid.uuid4())
+    )
     outcome = asyncio.run(request_once(config, message, args.to, timeout=args.timeout))
     return outcome.status
+
+
+#: What `demo` reads from --config-dir: the samples in the repository's config/ folder.
+DEMO_FILES = ("dso.toml", "cro.toml", "portfolio.csv")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .run import demo
 
+    for name in DEMO_FILES:
+        path = args.config_dir / name
+        if not path.is_file():
+            raise ConfigError(
+                str(path),
+                None,
+                "no such file; the demo runs the sample configs in the config/ folder of a "
+                "clone of the repository: run it from the clone, or pass --config-dir FOLDER "
+                f"(a folder holding {', '.join(DEMO_FILES)})",
+            )
     return asyncio.run(demo(args.config_dir))
 
 
@@ -296,7 +321,8 @@ def add_dso_commands(subparsers: _SubParsers) -> None:
         description="Read and check PORTFOLIO_FILE (.csv or .json, one row per connection; "
         "the columns are described in adapter/dso/portfolio.py), send it as a "
         "DSOPortfolioUpdate and print Accepted or Rejected with the reasons. A mistake in the "
-        "file, including a broken period rule, is reported as FILE:LINE: FIELD and not sent.",
+        "file, including a broken period rule, is reported as FILE:LINE: FIELD: PROBLEM, "
+        "every one on a line of its own, and nothing is sent.",
     )
     publish.add_argument("portfolio_file", type=Path, metavar="PORTFOLIO_FILE")
     _add_dso_options(publish)
@@ -340,7 +366,10 @@ def cmd_dso_publish(args: argparse.Namespace) -> int:
     try:
         update = load_portfolio(args.portfolio_file, time_zone=args.time_zone or DEFAULT_TIME_ZONE)
     except PortfolioFileError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        count = len(exc.problems)
+        # Several: each on a line of its own that starts with file:line, as editors read them.
+        heading = f"{exc.path}: {count} problems, nothing sent:\n" if count > 1 else ""
+        print(f"{PROG}: error: {heading}{exc}", file=sys.stderr)
         return EXIT_USAGE
     config = load_config(args.config)
     try:
@@ -447,11 +476,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ConfigError, KeyFileError, UftpError) as exc:
+    except (ConfigError, KeyFileError, StoreOpenError, UftpError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # e.g. the listen address is in use
-        print(f"{PROG}: error: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""  # which file, where there is one
+        print(f"{PROG}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except UsageError as exc:
         parser.print_usage(sys.stderr)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .keys import MAX_PUBLISHED_KEYS, PrivateKeys, load_or_generate, load_private
+from .keys import MAX_PUBLISHED_KEYS, PrivateKeys, load_private
 from .uftp.envelope import PublicKeys, parse_cs1
 from .uftp.messages import Role
 
@@ -126,7 +126,6 @@ class ParticipantSettings:
     #: Supported UFTP Versions; the first is the one we send.
     versions: tuple[str, ...]
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    generate_key: bool = False
 
     @property
     def send_version(self) -> str:
@@ -142,9 +141,9 @@ class ParticipantSettings:
         return open_store(self.store.dsn)
 
     def load_keys(self) -> PrivateKeys:
-        """Our private keys; created on first use when `generate_key` is set."""
-        if self.generate_key:
-            return load_or_generate(self.signing_key)
+        """Our private keys. Never created here: a typo in `signing_key` must stop the
+        participant, not give it a new identity that no peer knows (`keys generate` creates
+        a key, once)."""
         return load_private(self.signing_key)
 
 
@@ -351,10 +350,15 @@ def _participant(table: _Table) -> ParticipantSettings:
     store = _store(table, "store")
     versions = _versions(table, "versions")
     max_body_bytes = table.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=1)
-    generate_key = table.boolean("generate_key", False)
-    return ParticipantSettings(
-        domain, role, signing_key, listen, store, versions, max_body_bytes, generate_key
-    )
+    if "generate_key" in table.data:  # the sample configs had it: say what replaces it
+        raise table.error(
+            "generate_key",
+            "no longer read: a participant never creates its own key, so that a typo in "
+            "signing_key cannot give it a new identity; create the key once with "
+            f"`uftp-adapter keys generate {signing_key.stem} --dir {signing_key.parent}` "
+            "and delete this line",
+        )
+    return ParticipantSettings(domain, role, signing_key, listen, store, versions, max_body_bytes)
 
 
 def _delivery(table: _Table) -> DeliverySettings:
@@ -473,7 +477,7 @@ def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
             )
         seen[domain, role] = index
         endpoint = _endpoint(table, "endpoint")
-        public_keys, keys_file = _public_keys(table)
+        public_keys, keys_file = _public_keys(table, domain)
         barred = table.boolean("barred", False)
         peers.append(PeerSettings(domain, role, endpoint, public_keys, barred, keys_file))
     return tuple(peers)
@@ -539,10 +543,11 @@ def _listen(table: _Table, key: str) -> ListenAddress:
 
 def _store(table: _Table, key: str) -> StoreSettings:
     value = table.string(key)
-    from .store import open_store  # the store package owns the URL rules; nothing is opened
+    # The store package owns the URL rules; checking one opens nothing and imports no driver.
+    from .store import check_store_url
 
     try:
-        open_store(value, base_dir=table.ctx.resolve("."))
+        check_store_url(value)
     except ValueError as exc:
         raise table.error(key, str(exc)) from None
     if value.startswith("sqlite:"):
@@ -597,7 +602,7 @@ def _is_loopback(url: SplitResult) -> bool:
         return False
 
 
-def _public_keys(table: _Table) -> tuple[tuple[PublicKeys, ...], Path | None]:
+def _public_keys(table: _Table, domain: str) -> tuple[tuple[PublicKeys, ...], Path | None]:
     inline = table.get("public_keys")
     has_file = table.get("public_keys_file") is not None
     if inline is not None and has_file:
@@ -618,11 +623,11 @@ def _public_keys(table: _Table) -> tuple[tuple[PublicKeys, ...], Path | None]:
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:
+        # The key is the peer's to give: one generated here would be a stranger's.
         raise table.error(
             key,
-            f"{path} does not exist; generate the peer's keys with "
-            f"`uftp-adapter keys generate {path.stem} --dir {path.parent}` "
-            "(or start the peer once with generate_key = true), then load again",
+            f"{path} does not exist: ask the operator of {domain} for its public key "
+            f"(a 'cs1.' string) and save it as {path}",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise table.error(key, f"cannot read {path}: {exc}") from None
@@ -807,7 +812,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "store",
         "versions",
         "max_body_bytes",
-        "generate_key",
+        "generate_key",  # no longer read: refused with what to do instead
     ),
     "delivery": (
         "deadline_seconds",

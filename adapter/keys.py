@@ -13,14 +13,15 @@ File format of NAME.key (text, mode 0600)::
 A file that holds nothing but one base64 line of the 64-byte signing secret is read too: that
 is what shapeshifter-uftp's key generator prints, so users migrating can keep their key.
 
-Secret bytes never appear in a repr, a log line or an error message.
+Secret bytes never appear in a repr, a log line or an error message. A key file that group or
+others may read is refused, not just warned about: a warning scrolls by while the secret
+stays exposed, and whoever read it can sign as us until every peer has the new key.
 """
 
 from __future__ import annotations
 
 import binascii
 import contextlib
-import logging
 import os
 import re
 import stat
@@ -36,8 +37,6 @@ from nacl.bindings import crypto_sign_seed_keypair
 
 from .uftp.envelope import SECRET_KEY_BYTES, SIGNING_KEY_BYTES, PublicKeys, format_cs1
 from .uftp.messages import Role
-
-log = logging.getLogger(__name__)
 
 #: crypto_box secret keys, like the seed of a signing key, have 32 bytes.
 ENCRYPTION_SECRET_BYTES = 32
@@ -173,8 +172,8 @@ def _write_public(path: Path, text: str) -> None:
 def load_private(path: Path | str) -> PrivateKeys:
     """Read a private key file written by `write_private`, or a shapeshifter-uftp key.
 
-    Raises `KeyFileError` naming the file and the problem. Logs a warning (never the key) if
-    group or others may read the file.
+    Raises `KeyFileError` naming the file and the problem, also when group or others may
+    read or change the file (with the `chmod` that fixes it).
     """
     path = Path(path)
     try:
@@ -190,12 +189,10 @@ def load_private(path: Path | str) -> PrivateKeys:
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read the key file: {exc.strerror}") from None
     if os.name == "posix" and info.st_mode & 0o077:
-        log.warning(
-            "%s: private key file has mode %s, readable by group or others; "
-            "restrict it with `chmod 600 %s`",
-            path,
-            f"{stat.S_IMODE(info.st_mode):04o}",
-            path,
+        raise KeyFileError(
+            f"{path}: mode {stat.S_IMODE(info.st_mode):04o} gives group or others access to "
+            f"this private key; restrict it with `chmod 600 {path}` (and replace the key if "
+            "someone else may have read it)"
         )
     try:
         text = raw.decode("ascii")
@@ -262,30 +259,6 @@ def _keys(path: Path, signing: bytes, encryption: bytes | None) -> PrivateKeys:
             f"{path}: the signing secret is damaged (its public half does not match its seed)"
         )
     return PrivateKeys(signing, encryption)
-
-
-def load_or_generate(path: Path | str) -> PrivateKeys:
-    """The keys in `path`, generating and writing them first if the file does not exist.
-
-    For a participant's first run: it gets a key without a separate setup step, and the new
-    public cs1 string lands in NAME.pub to hand to its peers.
-    """
-    path = Path(path)
-    if not path.exists():
-        keys = generate()
-        try:
-            pub = write_private(path, keys)
-        except KeyFileExists:
-            pass  # another process won the race; use its key
-        else:
-            log.warning(
-                "generated a new signing key in %s; give peers its public key %s (also in %s)",
-                path,
-                keys.public.to_cs1(),
-                pub,
-            )
-            return keys
-    return load_private(path)
 
 
 def dns_txt_record(domain: str, role: Role | str, keys: PublicKeys | Sequence[PublicKeys]) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import Config, load_config
-from .keys import load_or_generate
+from .keys import KeyFileExists, generate, write_private
 from .participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
 from .roles import role_router
 from .uftp import codec
@@ -115,17 +115,24 @@ def describe_response(response: PayloadResponse) -> str:
 # -- the loopback demo -----------------------------------------------------------------------
 
 
-def ensure_key(config_path: Path) -> None:
-    """Generate the participant's signing key if the config asks for it on first run.
+def ensure_key(config_path: Path) -> Path | None:
+    """The demo's first run: create the signing key the config names, if there is none yet;
+    returns its path when it was created.
 
-    Needed before loading the configs themselves: each sample config reads the other's
-    public key file.
+    Only the demo does this: `serve` refuses a missing key, so that a typo in signing_key
+    never gives a participant a new identity. Needed before loading the configs themselves:
+    each sample config reads the other's public key file.
     """
     with config_path.open("rb") as handle:
-        table = tomllib.load(handle).get("participant", {})
-    key = table.get("signing_key")
-    if isinstance(key, str) and table.get("generate_key"):
-        load_or_generate((config_path.parent / key).resolve())
+        key = tomllib.load(handle).get("participant", {}).get("signing_key")
+    if not isinstance(key, str):
+        return None
+    path = (config_path.parent / key).resolve()
+    try:
+        write_private(path, generate())
+    except KeyFileExists:
+        return None
+    return path
 
 
 async def demo(config_dir: Path, out: TextIO = sys.stdout) -> int:
@@ -137,7 +144,8 @@ async def demo(config_dir: Path, out: TextIO = sys.stdout) -> int:
 
     dso_path, cro_path = config_dir / "dso.toml", config_dir / "cro.toml"
     for path in (dso_path, cro_path):
-        ensure_key(path)
+        if created := ensure_key(path):
+            print(f"first run: created the sample key {created} and its .pub", file=out)
     dso_config, cro_config = load_config(dso_path), load_config(cro_path)
     update = load_portfolio(config_dir / "portfolio.csv")
     cro = participant_for(cro_config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import subprocess
 import sys
 import time
@@ -85,6 +86,37 @@ def test_send_exits_0_when_accepted(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "DSOPortfolioUpdateResponse Accepted" in result.stdout
+
+
+def test_each_send_is_a_new_request_in_a_new_conversation(
+    samples: Path, served_cro: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    """The metadata of the file is replaced, its ConversationID too: a request opens a
+    conversation (metadata-attributes.md), and a file sent twice is two requests."""
+    template = message_file(tmp_path)
+    written = codec.decode(template.read_bytes())
+    for _ in range(2):
+        result = uftp(
+            "send",
+            "--config",
+            str(samples / "dso.toml"),
+            "--to",
+            "cro.uftp-demo.test",
+            str(template),
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    with sqlite3.connect(tmp_path / "var" / "cro.sqlite3") as conn:
+        received = conn.execute(
+            "SELECT message_id, conversation_id FROM inbound "
+            "WHERE message_type = 'DSOPortfolioUpdate'"
+        ).fetchall()
+    conn.close()
+    assert len(received) == 2
+    message_ids = {message_id for message_id, _ in received}
+    conversations = {conversation for _, conversation in received}
+    assert len(message_ids) == 2 and written.message_id not in message_ids
+    assert len(conversations) == 2 and written.conversation_id not in conversations
 
 
 def test_send_exits_1_when_rejected(

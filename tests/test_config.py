@@ -29,7 +29,7 @@ from adapter.config import (
     load_config,
     parse_config,
 )
-from adapter.keys import generate, load_private, write_private
+from adapter.keys import generate, write_private
 from adapter.uftp.messages import Role
 from tests.certs import Pki, make_pki, write_key
 
@@ -83,7 +83,6 @@ def test_minimal_config_with_defaults() -> None:
     assert p.versions == ("3.1.0", "3.0.0")
     assert p.send_version == "3.1.0"
     assert p.max_body_bytes == 32 * 1024 * 1024
-    assert p.generate_key is False
     assert config.delivery == DeliverySettings()
     assert config.delivery.deadline_seconds == 3600
     assert config.cro == CroSettings()
@@ -102,7 +101,6 @@ def test_all_fields() -> None:
         store="postgresql://uftp:hunter2@db.example.com/uftp",
         versions=["4.0.0"],
         max_body_bytes=1024,
-        generate_key=True,
         signing_key="/abs/dso.key",
     )
     data["participant"]["role"] = "CRO"
@@ -195,9 +193,17 @@ ERRORS: list[tuple[str, Mutation, str, str]] = [
     ("too small", _set("participant", "max_body_bytes", 0), "participant.max_body_bytes", ">= 1"),
     (
         "wrong type bool",
-        _set("participant", "generate_key", "yes"),
-        "participant.generate_key",
+        _peer(0, "barred", "yes"),
+        "peers[0].barred",
         "true or false",
+    ),
+    (
+        "generate_key is gone",
+        _set("participant", "generate_key", True),
+        "participant.generate_key",
+        "no longer read: a participant never creates its own key, so that a typo in "
+        "signing_key cannot give it a new identity; create the key once with "
+        "`uftp-adapter keys generate dso --dir /srv/uftp/keys` and delete this line",
     ),
     (
         "wrong type str",
@@ -467,16 +473,20 @@ def test_public_keys_file_with_two_keys_and_a_comment(tmp_path: Path) -> None:
     assert parse(data, tmp_path).peers[0].public_keys == (new, old)
 
 
-def test_missing_public_keys_file_says_how_to_generate(tmp_path: Path) -> None:
+def test_missing_public_keys_file_says_to_ask_the_peer(tmp_path: Path) -> None:
+    """The peer's key comes from the peer: generating one here would make a stranger's."""
     data = valid()
     del data["peers"][0]["public_keys"]
     data["peers"][0]["public_keys_file"] = "../keys/cro.pub"
     with pytest.raises(ConfigError) as info:
         parse(data, tmp_path / "config")
     assert info.value.field == "peers[0].public_keys_file"
-    message = str(info.value)
-    assert str(tmp_path / "keys" / "cro.pub") in message
-    assert "uftp-adapter keys generate cro" in message
+    pub = tmp_path / "keys" / "cro.pub"
+    assert info.value.problem == (
+        f"{pub} does not exist: ask the operator of cro.example.com for its public key "
+        f"(a 'cs1.' string) and save it as {pub}"
+    )
+    assert "generate" not in str(info.value)
 
 
 def test_bad_public_keys_file(tmp_path: Path) -> None:
@@ -553,17 +563,19 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
         load_config(dup)
 
 
-def test_load_keys_generates_when_asked(tmp_path: Path) -> None:
+def test_load_keys_never_creates_a_key(tmp_path: Path) -> None:
+    """A typo in signing_key must stop the participant, not give it a new identity."""
     data = valid()
     data["participant"]["signing_key"] = "keys/dso.key"
     config = parse(data, tmp_path)
     from adapter.keys import KeyFileError
 
-    with pytest.raises(KeyFileError, match="no such key file"):
+    with pytest.raises(KeyFileError, match="no such key file; create one with `uftp-adapter"):
         config.participant.load_keys()
-    data["participant"]["generate_key"] = True
-    keys = parse(data, tmp_path).participant.load_keys()
-    assert load_private(tmp_path / "keys" / "dso.key") == keys
+    assert not (tmp_path / "keys").exists()
+    keys = generate()
+    write_private(tmp_path / "keys" / "dso.key", keys)
+    assert config.participant.load_keys() == keys
 
 
 # --------------------------------------------------------------------------------------------
@@ -590,7 +602,6 @@ def test_sample_configs_load_after_generating_keys(samples: Path) -> None:
     assert dso.participant.listen == ListenAddress("127.0.0.1", 8081)
     assert dso.participant.signing_key == samples / "keys" / "dso.key"
     assert dso.participant.store == SqliteStore(samples / "var" / "dso.sqlite3")
-    assert dso.participant.generate_key is True
     assert dso.participant.load_keys() == dso_keys
 
     assert cro.participant.domain == "cro.uftp-demo.test"
@@ -607,11 +618,18 @@ def test_sample_configs_load_after_generating_keys(samples: Path) -> None:
     assert to_dso.endpoint.startswith("http://127.0.0.1:8081/")
 
 
-def test_sample_config_without_keys_tells_how_to_generate(samples: Path) -> None:
+def test_sample_config_without_the_peers_key_says_where_it_goes(samples: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(samples / "config" / "dso.toml")
     assert info.value.field == "peers[0].public_keys_file"
-    assert "uftp-adapter keys generate cro" in str(info.value)
+    assert "ask the operator of cro.uftp-demo.test" in str(info.value)
+    assert str(samples / "keys" / "cro.pub") in str(info.value)
+
+
+def test_sample_configs_do_not_create_keys() -> None:
+    for name in ("dso.toml", "cro.toml"):
+        with (SAMPLES / name).open("rb") as handle:
+            assert "generate_key" not in tomllib.load(handle)["participant"]
 
 
 # --------------------------------------------------------------------------------------------

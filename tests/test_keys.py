@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from base64 import b64encode
@@ -20,7 +19,6 @@ from adapter.keys import (
     PrivateKeys,
     dns_txt_record,
     generate,
-    load_or_generate,
     load_private,
     public_path,
     write_private,
@@ -214,33 +212,26 @@ def test_bad_base64_message_does_not_echo_the_value(tmp_path: Path) -> None:
     assert secretish not in str(info.value)
 
 
-def test_warns_when_group_or_others_can_read(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+@pytest.mark.parametrize(
+    "unsafe", [0o644, 0o640, 0o604, 0o620, 0o602, 0o660], ids=lambda mode: f"{mode:04o}"
+)
+def test_refuses_a_key_that_group_or_others_may_read(tmp_path: Path, unsafe: int) -> None:
     path = tmp_path / "open.key"
     keys = generate()
     write_private(path, keys)
-    with caplog.at_level(logging.WARNING, logger="adapter.keys"):
+    assert load_private(path) == keys
+    path.chmod(unsafe)
+
+    with pytest.raises(KeyFileError) as info:
         load_private(path)
-    assert not caplog.records
-    path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="adapter.keys"):
-        assert load_private(path) == keys
-    assert len(caplog.records) == 1
-    message = caplog.records[0].getMessage()
-    assert "0644" in message and "chmod 600" in message
-    assert b64encode(keys.signing).decode() not in caplog.text
 
-
-def test_load_or_generate_creates_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = tmp_path / "keys" / "dso.key"
-    with caplog.at_level(logging.INFO, logger="adapter.keys"):
-        first = load_or_generate(path)
-    assert mode(path) == 0o600
-    assert first.public.to_cs1() in caplog.text
-    assert b64encode(first.signing).decode() not in caplog.text
-    assert load_or_generate(path) == first
-    assert load_private(path) == first
+    message = str(info.value)
+    assert message.startswith(f"{path}: mode {unsafe:04o} gives group or others access")
+    assert f"`chmod 600 {path}`" in message
+    assert b64encode(keys.signing).decode() not in message
+    path.chmod(0o400)  # read-only for its owner is fine too
+    assert load_private(path) == keys
 
 
 def test_dns_txt_record_one_key() -> None:

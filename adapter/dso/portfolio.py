@@ -151,7 +151,8 @@ class PortfolioFileError(ValueError):
 
     `line` is None for a problem of the whole file (unreadable, empty), `field` None for one
     of a whole row. One exception carries every problem found: the first (by line) is its
-    own, the rest are in `others`, so a DSO can fix them all in one go.
+    own, the rest are in `others`, and its text lists them all, one per line, so a DSO can
+    fix them all in one go.
     """
 
     def __init__(
@@ -177,12 +178,14 @@ class PortfolioFileError(ValueError):
         return f"{where}: {self.field}" if self.field else where
 
     @property
+    def problems(self) -> tuple[PortfolioFileError, ...]:
+        """This problem and the others, by line."""
+        return (self, *self.others)
+
+    @property
     def text(self) -> str:
-        text = f"{self.where}: {self.problem}"
-        if self.others:
-            count = len(self.others)
-            text += f" (and {count} more problem{'s' if count > 1 else ''})"
-        return text
+        """Every problem, one per line: `path:line: field: problem`."""
+        return "\n".join(f"{error.where}: {error.problem}" for error in self.problems)
 
 
 class PortfolioRuleError(ValueError):

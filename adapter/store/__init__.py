@@ -2,12 +2,16 @@
 
 `PostgresStore` is not imported here: it needs the optional asyncpg dependency (the
 ``postgres`` extra), which an embedded SQLite deployment does not install. Import it from
-`adapter.store.postgres`, or let `open_store` do so for a ``postgresql://`` URL.
+`adapter.store.postgres`, or let `open_store` do so for a ``postgresql://`` URL. Checking a
+URL (`check_store_url`, what the configuration does) never imports the driver, so that a
+missing driver is reported where the store is needed, with the command that installs it.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from adapter.store.base import (
@@ -18,6 +22,7 @@ from adapter.store.base import (
     OutboundStatus,
     SaveOutcome,
     Store,
+    StoreOpenError,
 )
 from adapter.store.sqlite import SqliteStore
 
@@ -30,10 +35,45 @@ __all__ = [
     "SaveOutcome",
     "SqliteStore",
     "Store",
+    "StoreOpenError",
+    "check_schema_name",
+    "check_store_url",
     "open_store",
+    "redact_dsn",
 ]
 
 _EXPECTED = "expected 'sqlite:PATH' or 'postgresql://...[?schema=NAME]'"
+
+#: PostgreSQL schema names we accept: plain lower-case identifiers, so they never need quoting.
+POSTGRES_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+#: What installs the PostgreSQL driver, for the message that says it is missing.
+POSTGRES_EXTRA = "pip install 'uftp-adapter[postgres]'"
+
+
+def check_schema_name(schema: str) -> None:
+    """Raise ValueError unless `schema` is a PostgreSQL schema name we accept."""
+    if not POSTGRES_SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(
+            f"PostgreSQL schema name {schema!r}: use lower-case letters, digits and '_' "
+            "(at most 63, not starting with a digit)"
+        )
+
+
+def redact_dsn(dsn: str) -> str:
+    """`dsn` without its password (in the user part or a ``password=`` parameter), for
+    messages: it is what the operator wrote in the configuration, so they recognise it."""
+    dsn = re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", dsn)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", dsn)
+
+
+def check_store_url(url: str) -> None:
+    """Raise ValueError if `open_store` would refuse `url`; imports no driver, opens nothing.
+
+    For checking a configuration: a PostgreSQL URL is valid whether or not asyncpg is
+    installed here (the configuration may be checked on another machine than it runs on).
+    """
+    _parse(url, None)
 
 
 def open_store(url: str, *, base_dir: Path | None = None) -> Store:
@@ -45,14 +85,29 @@ def open_store(url: str, *, base_dir: Path | None = None) -> Store:
     is ours and removed before the DSN reaches asyncpg. Anything else is a ValueError, whose
     message never repeats a password.
     """
+    parsed = _parse(url, base_dir)
+    if isinstance(parsed, Path):
+        return SqliteStore(parsed)
+    dsn, schema = parsed
+    try:
+        from adapter.store.postgres import PostgresStore  # here: asyncpg is optional
+    except ModuleNotFoundError as exc:
+        if exc.name != "asyncpg":
+            raise
+        raise StoreOpenError(
+            "the store is a PostgreSQL database, but its driver (asyncpg) is not installed: "
+            + POSTGRES_EXTRA
+        ) from None
+    return PostgresStore(dsn) if schema is None else PostgresStore(dsn, schema=schema)
+
+
+def _parse(url: str, base_dir: Path | None) -> Path | tuple[str, str | None]:
+    """A SQLite file, or a PostgreSQL DSN (without our parameter) and schema name."""
     if url.startswith("sqlite:"):
-        return SqliteStore(_sqlite_path(url.removeprefix("sqlite:"), base_dir))
+        return _sqlite_path(url.removeprefix("sqlite:"), base_dir)
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme in ("postgresql", "postgres"):
-        dsn, schema = _split_schema(url)
-        from adapter.store.postgres import PostgresStore  # here: asyncpg is optional
-
-        return PostgresStore(dsn) if schema is None else PostgresStore(dsn, schema=schema)
+        return _split_schema(url)
     if scheme:
         raise ValueError(f"store URL scheme {scheme!r} is not supported: {_EXPECTED}")
     raise ValueError(f"store URL has no recognised scheme: {_EXPECTED}")
@@ -86,6 +141,7 @@ def _split_schema(url: str) -> tuple[str, str | None]:
         raise ValueError("store URL gives the 'schema' query parameter more than once")
     if not schemas[0]:
         raise ValueError("store URL has an empty 'schema' query parameter")
+    check_schema_name(schemas[0])
     # Rebuilt by hand: urlunsplit drops the '//' of 'postgresql:///db' (no host).
     base, _, rest = url.partition("?")
     _, hash_mark, fragment = rest.partition("#")

@@ -17,6 +17,26 @@ from enum import StrEnum
 from typing import Protocol
 
 
+class StoreOpenError(RuntimeError):
+    """The store cannot be opened: its database is unreachable or refuses us, its tables were
+    written by a newer version of this program, or its driver is not installed.
+
+    A fault of the deployment, never of a peer. The message names the store (its file, or its
+    PostgreSQL schema and database) and what to do, so that the command line can show it as
+    one line instead of a traceback.
+    """
+
+
+def newer_schema(store: str, component: str, found: int, ours: int) -> StoreOpenError:
+    """The error for tables of a newer program: opening them anyway could misread them, and
+    a migration only ever goes forward."""
+    return StoreOpenError(
+        f"{store}: the {component} tables are schema version {found}, newer than this "
+        f"program's version {ours}: they were written by a newer uftp-adapter; run that "
+        "version (or a later one) on this store"
+    )
+
+
 class InboundStatus(StrEnum):
     #: Stored and acknowledged with HTTP 200; its handler has not finished yet.
     RECEIVED = "received"

@@ -29,13 +29,13 @@ refused because their instant is unknown.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
 import asyncpg
 
+from adapter.store import check_schema_name, redact_dsn
 from adapter.store.base import (
     DeliveryAttempt,
     InboundRecord,
@@ -43,6 +43,8 @@ from adapter.store.base import (
     OutboundRecord,
     OutboundStatus,
     SaveOutcome,
+    StoreOpenError,
+    newer_schema,
 )
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
@@ -53,9 +55,6 @@ T = TypeVar("T")
 
 #: Version of the tables this module owns (component "store" in `schema_version`).
 SCHEMA_VERSION: Final = 1
-
-#: Schema names we accept: plain lower-case identifiers, so they never need quoting.
-_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 _TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS schema_version (
@@ -217,15 +216,29 @@ async def _compression(dsn: str) -> dict[str, str]:
     return {"default_toast_compression": "lz4"}
 
 
+#: What to do about the refusals an operator meets first, by SQLSTATE.
+_HINTS: Final = {
+    "28000": "create that role (CREATE ROLE ... LOGIN) or name another user in the store URL",
+    "28P01": "check the password in the store URL",
+    "3D000": "create that database (CREATE DATABASE ...) or name another in the store URL",
+    "42501": "grant the user CREATE on the database, or create the schema for it",
+}
+
+
+def _failure(exc: BaseException) -> str:
+    """Why opening failed, in one line, with what to do where we know it."""
+    if isinstance(exc, TimeoutError):
+        return "no answer from the server in time"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    hint = _HINTS.get(getattr(exc, "sqlstate", None) or "")
+    return f"{text}; {hint}" if hint else text
+
+
 class PostgresStore:
     """The `Store` port on a PostgreSQL schema; see the module docstring for sharing rules."""
 
     def __init__(self, dsn: str, *, schema: str = "uftp", max_connections: int = 10) -> None:
-        if not _SCHEMA_NAME.fullmatch(schema):
-            raise ValueError(
-                f"PostgreSQL schema name {schema!r}: use lower-case letters, digits and '_' "
-                "(at most 63, not starting with a digit)"
-            )
+        check_schema_name(schema)
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         self._dsn = dsn
@@ -239,10 +252,26 @@ class PostgresStore:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    @property
+    def location(self) -> str:
+        """The schema and the database (its DSN without a password), for messages."""
+        return f"PostgreSQL schema {self.schema} of {redact_dsn(self._dsn)}"
+
     async def open(self) -> None:
-        """Create the pool, then the schema and its tables under an advisory lock."""
+        """Create the pool, then the schema and its tables under an advisory lock.
+
+        Raises `StoreOpenError` when the server cannot be reached or refuses us (a role or
+        database that does not exist, a wrong password, no right to create the schema).
+        """
         if self._pool is not None:
             raise RuntimeError(f"{self!r} is already open")
+        try:
+            self._pool = await self._connect()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise StoreOpenError(f"cannot open the {self.location}: {_failure(exc)}") from exc
+        log.info("opened PostgreSQL store, schema %s", self.schema)
+
+    async def _connect(self) -> Any:
         pool = await asyncpg.create_pool(
             self._dsn,
             min_size=1,
@@ -261,11 +290,9 @@ class PostgresStore:
         except BaseException:
             await pool.close()
             raise
-        self._pool = pool
-        log.info("opened PostgreSQL store, schema %s", self.schema)
+        return pool
 
-    @staticmethod
-    async def _check_version(conn: Any) -> None:
+    async def _check_version(self, conn: Any) -> None:
         version = await conn.fetchval(
             "SELECT version FROM schema_version WHERE component = 'store'"
         )
@@ -275,10 +302,7 @@ class PostgresStore:
                 SCHEMA_VERSION,
             )
         elif version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the database's store schema is version {version}, newer than this "
-                f"program's {SCHEMA_VERSION}: upgrade the program"
-            )
+            raise newer_schema(self.location, "store", version, SCHEMA_VERSION)
 
     async def close(self) -> None:
         """Wait for borrowed connections to come back, then close them all."""

@@ -19,6 +19,7 @@ from datetime import date, datetime
 from operator import itemgetter
 from typing import Any, Final, TypeVar
 
+from adapter.store.base import newer_schema
 from adapter.store.postgres import PostgresStore
 from adapter.store.register import (
     AgrAllocation,
@@ -192,10 +193,7 @@ class PostgresRegister:
                 SCHEMA_VERSION,
             )
         elif version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the database's Common Reference schema is version {version}, newer than "
-                f"this program's {SCHEMA_VERSION}: upgrade the program"
-            )
+            raise newer_schema(self._store.location, "Common Reference", version, SCHEMA_VERSION)
 
     # -- updates --------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Final, TypeVar
 
+from adapter.store.base import newer_schema
 from adapter.store.register import (
     AgrAllocation,
     AgrUpdateState,
@@ -378,10 +379,8 @@ def _create(conn: sqlite3.Connection) -> None:
     elif row[0] < SCHEMA_VERSION:
         _migrate(conn, row[0])
     elif row[0] > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"the database's Common Reference schema is version {row[0]}, newer than this "
-            f"program's {SCHEMA_VERSION}: upgrade the program"
-        )
+        _, _, path = conn.execute("PRAGMA database_list").fetchone()  # the main database's
+        raise newer_schema(path, "Common Reference", row[0], SCHEMA_VERSION)
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:

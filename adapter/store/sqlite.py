@@ -68,6 +68,8 @@ from adapter.store.base import (
     OutboundRecord,
     OutboundStatus,
     SaveOutcome,
+    StoreOpenError,
+    newer_schema,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
@@ -432,7 +434,12 @@ class SqliteStore:
             raise RuntimeError(f"{self!r} is already open")
         self._loop = asyncio.get_running_loop()
         self._closing = False
-        self._conn = self._connect()
+        try:
+            self._conn = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            where = getattr(exc, "filename", None) or self.path
+            raise StoreOpenError(f"{where}: cannot open the SQLite store: {reason}") from exc
         self._checkpointer = _Checkpointer(self.path)
         log.info("opened SQLite store %s (WAL, synchronous=FULL)", self.path)
 
@@ -731,7 +738,7 @@ class SqliteStore:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if str(mode).lower() != "wal":
-                raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+                raise StoreOpenError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA fullfsync = ON")
             conn.execute("PRAGMA wal_autocheckpoint = 0")
@@ -756,8 +763,7 @@ class SqliteStore:
             raise
         return conn
 
-    @staticmethod
-    def _check_version(conn: sqlite3.Connection) -> None:
+    def _check_version(self, conn: sqlite3.Connection) -> None:
         row = conn.execute(
             "SELECT version FROM schema_version WHERE component = 'store'"
         ).fetchone()
@@ -769,10 +775,7 @@ class SqliteStore:
         elif row["version"] < SCHEMA_VERSION:
             _migrate(conn, row["version"])
         elif row["version"] > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the database's store schema is version {row['version']}, newer than this "
-                f"program's {SCHEMA_VERSION}: upgrade the program"
-            )
+            raise newer_schema(str(self.path), "store", row["version"], SCHEMA_VERSION)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> _Settlements:
         """Writes in one transaction, one SAVEPOINT each; then reads. The results are handed

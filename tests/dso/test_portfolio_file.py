@@ -408,10 +408,16 @@ def test_every_mistake_is_reported_at_once(tmp_path: Path) -> None:
     )
     error = error_of(path)
     assert_located(error, path, 2, "start")
-    assert str(error).endswith("(and 2 more problems)")
     assert [(e.line, e.field) for e in error.others] == [
         (4, "connection"),
         (4, "mutex_offers_supported"),
+    ]
+    lines = str(error).splitlines()  # every one, so that all are fixed in one go
+    assert lines == [f"{e.where}: {e.problem}" for e in error.problems]
+    assert [line.split(": ")[:2] for line in lines] == [
+        [f"{path}:2", "start"],
+        [f"{path}:4", "connection"],
+        [f"{path}:4", "mutex_offers_supported"],
     ]
 
 
