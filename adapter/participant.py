@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
 import ssl
 import uuid
 from collections.abc import Callable
@@ -31,10 +32,17 @@ from .config import Config, DeliverySettings, ParticipantSettings
 from .directory import Directory, Peer, StaticDirectory
 from .keys import PrivateKeys
 from .limits import PerKeyLimit
-from .outbox import Outbox
+from .outbox import Outbox, backoff_delay
 from .router import HandlerContext, Router
 from .server import Endpoint, RateLimiter, Received, message_path
-from .store.base import InboundRecord, OutboundRecord, OutboundStatus, SaveOutcome, Store
+from .store.base import (
+    InboundRecord,
+    OutboundRecord,
+    OutboundStatus,
+    SaveOutcome,
+    StorageError,
+    Store,
+)
 from .uftp import codec, envelope
 from .uftp.errors import InvalidXml, Reason, Rejection
 from .uftp.messages import (
@@ -51,6 +59,12 @@ from .uftp.rules import recipient_roles
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=PayloadMessage)
+
+#: What handling a message may meet that is our fault, not its sender's: the store failing
+#: (disk full, database down: `StorageError`) or the operating system (a full disk or an
+#: unreachable service in a handler's own I/O). Such a message is never rejected for it: it
+#: stays unfinished and is handled again, with backoff, while the process runs.
+OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError)
 
 
 def utc_now() -> datetime:
@@ -140,6 +154,12 @@ class Participant:
             time_stamp_window=time_stamp_window,
         )
         self._handler_slots = asyncio.Semaphore(settings.handler_concurrency)
+        #: Handling that met one of `OUR_FAULTS` waits here to be tried again, by (sender,
+        #: MessageID); the schedule is the outbox's.
+        self._handling_retries: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._retry_schedule = (settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        self._rng = random.Random()
+        self._running = False
         #: One sender's share of those slots (None: all), so that a noisy peer leaves some.
         self._sender_slots = PerKeyLimit(handlers_per_sender)
         self._handler_tasks: set[asyncio.Task[None]] = set()
@@ -189,6 +209,7 @@ class Participant:
         await self.store.open()
         await self._client.start()
         await self.outbox.start()
+        self._running = True
         # What a previous run acknowledged but did not finish is read before the endpoint
         # listens: a message arriving now cannot be taken for one of them and run twice.
         for record in await self.store.unfinished_inbound():
@@ -207,8 +228,13 @@ class Participant:
         """Stop serving; in-flight handlers finish, pending deliveries stay in the store.
 
         The outbox stops first, so that no new POST starts while we wind down: responses the
-        finishing handlers queue wait in the store for the next start."""
+        finishing handlers queue wait in the store for the next start. Messages waiting to be
+        handled again after a fault of ours stay unfinished in the store, for the next start."""
         self._endpoint.serving = False
+        self._running = False
+        for timer in self._handling_retries.values():
+            timer.cancel()
+        self._handling_retries.clear()
         await self.outbox.stop()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -391,30 +417,89 @@ class Participant:
             )
         )
 
-    async def _handle(self, received: Received) -> None:
+    async def _handle(self, received: Received, failures: int = 0) -> None:
+        """Handle `received` and queue its response; never raises.
+
+        A fault of ours (`OUR_FAULTS`: the register write or `finish_inbound` failing on a
+        full disk, say) leaves the message unfinished and tries it again after a backoff
+        delay, for as long as the process runs: the sender already has its 200, and a copy
+        it sends again is "Already Submitted", so this is what answers it in the end.
+        Anything else is a bug: logged, and the message is tried again at the next start.
+        """
         message = received.message
         # The sender's slot first: its messages waiting for one hold no global slot.
         async with self._sender_slots.hold(received.sender_domain), self._handler_slots:
             try:
-                response = await self._respond(received)
-                outbound = None
-                if response is not None:
-                    peer = await self.directory.lookup(received.sender_domain, received.sender_role)
-                    if peer is None:
-                        raise UnknownPeer(f"{received.sender_domain} is no longer configured")
-                    outbound = self._outbound(response, peer)
+                await self._handle_once(received)
+                if failures:
+                    log.warning(
+                        "%s from %s handled after %d failures of ours",
+                        message.xml_name,
+                        received.sender_domain,
+                        failures,
+                    )
+                return
+            except OUR_FAULTS as exc:
+                fault: Exception = exc
             except Exception:
                 log.exception("handling %s %s failed", message.xml_name, message.message_id)
                 return  # stays unfinished in the store; retried on the next start
-            if received.outcome is SaveOutcome.DUPLICATE_IDENTIFIER:
-                # The conflicting copy is not stored as an inbound message (its key belongs
-                # to the original); only the rejection goes out.
-                if outbound is not None:
-                    await self.outbox.submit(outbound)
-                return
-            await self.store.finish_inbound(received.sender_domain, message.message_id, outbound)
+        self._retry_handling(received, failures + 1, fault)
+
+    async def _handle_once(self, received: Received) -> None:
+        message = received.message
+        response = await self._respond(received)
+        outbound = None
+        if response is not None:
+            peer = await self.directory.lookup(received.sender_domain, received.sender_role)
+            if peer is None:
+                raise UnknownPeer(f"{received.sender_domain} is no longer configured")
+            outbound = self._outbound(response, peer)
+        if received.outcome is SaveOutcome.DUPLICATE_IDENTIFIER:
+            # The conflicting copy is not stored as an inbound message (its key belongs
+            # to the original); only the rejection goes out.
             if outbound is not None:
-                self.outbox.deliver_now(outbound)
+                await self.outbox.submit(outbound)
+            return
+        await self.store.finish_inbound(received.sender_domain, message.message_id, outbound)
+        if outbound is not None:
+            self.outbox.deliver_now(outbound)
+
+    def _retry_handling(self, received: Received, failures: int, fault: Exception) -> None:
+        """Try `received` again later: it met a fault of ours for the `failures`-th time."""
+        message = received.message
+        if not self._running:
+            log.error(
+                "handling %s from %s failed for a fault of ours while stopping (%s): it stays "
+                "unfinished, to be handled at the next start",
+                message.xml_name,
+                received.sender_domain,
+                fault,
+            )
+            return
+        initial, maximum = self._retry_schedule
+        delay = backoff_delay(failures, initial, maximum, self._rng)
+        # Not the peer's fault: nothing is answered meanwhile, and the text is ours to log.
+        log.error(
+            "handling %s from %s failed for a fault of ours (%s: %s); it stays unfinished and "
+            "is tried again in %.1f s (failure %d)",
+            message.xml_name,
+            received.sender_domain,
+            type(fault).__name__,
+            fault,
+            delay,
+            failures,
+        )
+        log.debug("the message that met a fault of ours: %s", message.message_id)
+        key = (received.sender_domain, message.message_id)
+        self._handling_retries[key] = asyncio.get_running_loop().call_later(
+            delay, self._handle_again, key, received, failures
+        )
+
+    def _handle_again(self, key: tuple[str, str], received: Received, failures: int) -> None:
+        self._handling_retries.pop(key, None)
+        if self._running:
+            self._schedule_handling(self._handle(received, failures))
 
     async def _respond(self, received: Received) -> PayloadResponse | None:
         """Run the handler stage; the response to send, metadata complete, or None."""
@@ -445,6 +530,8 @@ class Participant:
                 response = await self._call_handler(received)
             except Rejection as rejection:
                 reasons = rejection.reasons
+            except OUR_FAULTS:
+                raise  # not the sender's fault: `_handle` tries again, nothing is answered
             except Exception:
                 log.exception("handler for %s %s raised", message.xml_name, message.message_id)
                 reasons = (Reason.INVALID_MESSAGE,)

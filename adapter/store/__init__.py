@@ -17,6 +17,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboundStatus,
     SaveOutcome,
+    StorageError,
     Store,
 )
 from adapter.store.sqlite import SqliteStore
@@ -29,6 +30,7 @@ __all__ = [
     "OutboundStatus",
     "SaveOutcome",
     "SqliteStore",
+    "StorageError",
     "Store",
     "open_store",
 ]

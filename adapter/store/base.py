@@ -17,6 +17,17 @@ from enum import StrEnum
 from typing import Protocol
 
 
+class StorageError(Exception):
+    """The store could not do its work for a reason of its own: the disk is full, the database
+    is unreachable or failing. The driver's error is the `__cause__`.
+
+    A type of its own because such a failure is always our fault, never a peer's
+    (a message that was valid stays valid): the participant keeps a message whose handling
+    meets one unfinished and handles it again, instead of rejecting it. Errors that are
+    answers (a taken key, an unknown message) are not wrapped.
+    """
+
+
 class InboundStatus(StrEnum):
     #: Stored and acknowledged with HTTP 200; its handler has not finished yet.
     RECEIVED = "received"

@@ -22,6 +22,10 @@ Several processes may share one schema:
   rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` or a lease column) is the outbox's job
   when it runs in more than one process.
 
+A failure of the environment (the server unreachable or shutting down, its disk full, out of
+resources, an I/O error, a serialization failure or deadlock) reaches the caller as
+`StorageError`; constraint violations and the like keep their asyncpg types.
+
 Timestamps are ``timestamptz`` (microsecond precision, returned in UTC); naive datetimes are
 refused because their instant is unknown.
 """
@@ -32,6 +36,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import asyncpg
@@ -43,6 +48,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboundStatus,
     SaveOutcome,
+    StorageError,
 )
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
@@ -116,6 +122,58 @@ _OUTBOUND_COLUMNS: Final = (
     "reference_message_id, endpoint, envelope, created_at, deadline, status, attempts, "
     "next_attempt_at, last_error"
 )
+
+
+#: SQLSTATE classes that say the environment failed, not the statement: connection exception,
+#: insufficient resources (disk full, out of memory, too many connections), operator
+#: intervention (shutdown), system error (I/O), internal error (data corrupted).
+_ENVIRONMENT_CLASSES: Final = frozenset({"08", "53", "57", "58", "XX"})
+#: Single SQLSTATEs that are worth trying again: serialization failure, deadlock detected, and
+#: a read-only transaction (connected to a standby, as during a failover).
+_TRANSIENT_STATES: Final = frozenset({"40001", "40P01", "25006"})
+
+
+def _environment_failure(exc: BaseException) -> str | None:
+    """What failed, if `exc` says that the environment did (see `_ENVIRONMENT_CLASSES`)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        if state[:2] in _ENVIRONMENT_CLASSES or state in _TRANSIENT_STATES:
+            return f"{exc} (SQLSTATE {state})"
+    elif isinstance(exc, OSError):  # the server cannot be reached: refused, reset, timed out
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+class _StorageFaults:
+    """Context manager: re-raise a failure of the environment as `StorageError`.
+
+    The error that ends a block may only be a consequence: a lost connection fails the
+    transaction's ROLLBACK with "the underlying connection is closed" while handling the
+    server's shutdown notice, so the chain of errors is searched. A synchronous context
+    manager on purpose: it wraps the awaits inside its block all the same, without the cost
+    of a generator-based async one on every operation.
+    """
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        cause = exc
+        for _ in range(8):  # a chain, not a cycle; a few links are plenty
+            if cause is None or isinstance(cause, StorageError):
+                return
+            failure = _environment_failure(cause)
+            if failure is not None:
+                raise StorageError(f"PostgreSQL store: {failure}") from cause
+            cause = cause.__context__
+
+
+_FAULTS: Final = _StorageFaults()
 
 
 def _aware(value: datetime) -> datetime:
@@ -298,16 +356,28 @@ class PostgresStore:
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `fn` in one transaction on a pooled connection (search_path = our schema).
 
-        The transaction commits when `fn` returns and rolls back if it raises.
+        The transaction commits when `fn` returns and rolls back if it raises; a failure of the
+        environment is raised as `StorageError`.
         """
-        async with self._open_pool.acquire() as conn, conn.transaction():
-            return await fn(conn)
+        with _FAULTS:
+            async with self._open_pool.acquire() as conn, conn.transaction():
+                return await fn(conn)
 
     # -- the Store port -----------------------------------------------------------------------
 
     async def save_inbound(self, record: InboundRecord) -> SaveOutcome:
         """Insert the message; on a known (sender, MessageID) compare hashes, store nothing."""
         received_at = _aware(record.received_at)
+        with _FAULTS:
+            known_hash = await self._save_inbound(record, received_at)
+        if known_hash is None:
+            return SaveOutcome.NEW
+        if bytes(known_hash) == record.content_hash:
+            return SaveOutcome.ALREADY_SUBMITTED
+        return SaveOutcome.DUPLICATE_IDENTIFIER
+
+    async def _save_inbound(self, record: InboundRecord, received_at: datetime) -> bytes | None:
+        """Insert; None if inserted, else the content hash of the message already stored."""
         async with self._open_pool.acquire() as conn:
             status = await conn.execute(
                 f"INSERT INTO inbound ({_INBOUND_COLUMNS}) "  # noqa: S608 - constant columns
@@ -326,7 +396,7 @@ class PostgresStore:
                 record.rejection,
             )
             if _row_count(status) == 1:
-                return SaveOutcome.NEW
+                return None
             # The conflicting row is committed: ON CONFLICT waited for its transaction.
             known_hash = await conn.fetchval(
                 "SELECT content_hash FROM inbound WHERE sender_domain = $1 AND message_id = $2",
@@ -335,9 +405,7 @@ class PostgresStore:
             )
         if known_hash is None:  # rows are never deleted, so this is a broken invariant
             raise RuntimeError(f"inbound message {record.message_id!r} conflicted but is gone")
-        if bytes(known_hash) == record.content_hash:
-            return SaveOutcome.ALREADY_SUBMITTED
-        return SaveOutcome.DUPLICATE_IDENTIFIER
+        return bytes(known_hash)
 
     async def finish_inbound(
         self, sender_domain: str, message_id: str, response: OutboundRecord | None
@@ -363,26 +431,29 @@ class PostgresStore:
         await self.run(op)
 
     async def unfinished_inbound(self) -> list[InboundRecord]:
-        rows = await self._open_pool.fetch(
-            f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE status = $1 "  # noqa: S608
-            "ORDER BY received_at, sender_domain, message_id",
-            InboundStatus.RECEIVED.value,
-        )
+        with _FAULTS:
+            rows = await self._open_pool.fetch(
+                f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE status = $1 "  # noqa: S608
+                "ORDER BY received_at, sender_domain, message_id",
+                InboundStatus.RECEIVED.value,
+            )
         return [_inbound(row) for row in rows]
 
     async def get_inbound(self, sender_domain: str, message_id: str) -> InboundRecord | None:
-        row = await self._open_pool.fetchrow(
-            f"SELECT {_INBOUND_COLUMNS} FROM inbound "  # noqa: S608 - constant columns
-            "WHERE sender_domain = $1 AND message_id = $2",
-            sender_domain,
-            message_id,
-        )
+        with _FAULTS:
+            row = await self._open_pool.fetchrow(
+                f"SELECT {_INBOUND_COLUMNS} FROM inbound "  # noqa: S608 - constant columns
+                "WHERE sender_domain = $1 AND message_id = $2",
+                sender_domain,
+                message_id,
+            )
         return None if row is None else _inbound(row)
 
     async def add_outbound(self, record: OutboundRecord) -> None:
         """Insert the message; a taken MessageID raises `asyncpg.UniqueViolationError`."""
-        async with self._open_pool.acquire() as conn:
-            await _insert_outbound(conn, record)
+        with _FAULTS:
+            async with self._open_pool.acquire() as conn:
+                await _insert_outbound(conn, record)
 
     async def record_attempt(
         self,
@@ -430,26 +501,29 @@ class PostgresStore:
 
     async def pending_outbound(self) -> list[OutboundRecord]:
         """Pending messages by due time; no next attempt yet means due since creation."""
-        rows = await self._open_pool.fetch(
-            f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE status = $1 "  # noqa: S608
-            "ORDER BY coalesce(next_attempt_at, created_at), created_at, message_id",
-            OutboundStatus.PENDING.value,
-        )
+        with _FAULTS:
+            rows = await self._open_pool.fetch(
+                f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE status = $1 "  # noqa: S608
+                "ORDER BY coalesce(next_attempt_at, created_at), created_at, message_id",
+                OutboundStatus.PENDING.value,
+            )
         return [_outbound(row) for row in rows]
 
     async def get_outbound(self, message_id: str) -> OutboundRecord | None:
-        row = await self._open_pool.fetchrow(
-            f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE message_id = $1",  # noqa: S608
-            message_id,
-        )
+        with _FAULTS:
+            row = await self._open_pool.fetchrow(
+                f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE message_id = $1",  # noqa: S608
+                message_id,
+            )
         return None if row is None else _outbound(row)
 
     async def attempts(self, message_id: str) -> list[DeliveryAttempt]:
-        rows = await self._open_pool.fetch(
-            "SELECT message_id, attempted_at, http_status, outcome, detail "
-            "FROM delivery_attempts WHERE message_id = $1 ORDER BY attempted_at, id",
-            message_id,
-        )
+        with _FAULTS:
+            rows = await self._open_pool.fetch(
+                "SELECT message_id, attempted_at, http_status, outcome, detail "
+                "FROM delivery_attempts WHERE message_id = $1 ORDER BY attempted_at, id",
+                message_id,
+            )
         return [
             DeliveryAttempt(
                 message_id=row["message_id"],

@@ -40,6 +40,11 @@ What the PRAGMAs guarantee (set on every open):
 * ``busy_timeout``: should another process hold the write lock (it is not meant to share the
   file, but an operator's sqlite3 shell might), wait for it instead of failing at once.
 
+A failure of the environment rather than of a statement (the disk full, read-only or failing,
+the file damaged or locked beyond the busy timeout) reaches the caller as `StorageError`,
+whichever operation met it: its callers treat it as our fault, to be tried again, never as an
+answer about the data.
+
 Timestamps are stored as integer microseconds since the Unix epoch (UTC), which round-trips
 an aware `datetime` exactly; naive datetimes are refused because their instant is unknown.
 
@@ -68,6 +73,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboundStatus,
     SaveOutcome,
+    StorageError,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
@@ -90,6 +96,26 @@ CHECKPOINT_EVERY_COMMITS: Final = 256
 #: copying a large WAL fills the disk queue, and a COMMIT's fsync would wait behind it.
 CHECKPOINT_QUIET: Final = 0.05
 CHECKPOINT_WAIT: Final = 1.0
+
+#: SQLite's primary result codes that say the environment failed, not the statement: the disk
+#: is full or failing, the file is locked by another process beyond the busy timeout, damaged,
+#: or not a database. Each is a `StorageError`: our fault, and worth trying again once an
+#: operator has seen to it. (SQL mistakes, taken keys and the like keep their own `sqlite3`
+#: types: they are answers, not outages.) Read-only files count through their extended codes
+#: only: plain SQLITE_READONLY is also a write attempted in `read`, which is a bug.
+_ENVIRONMENT_CODES: Final = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -212,6 +238,21 @@ def _attempt_error(attempt: DeliveryAttempt, status: OutboundStatus) -> str | No
     return f"{attempt.outcome}: {attempt.detail}" if attempt.detail else attempt.outcome
 
 
+def _as_storage_error(exc: BaseException) -> BaseException:
+    """`exc` as a `StorageError` when SQLite failed for a reason of the environment."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(exc, sqlite3.Error) or code is None:
+        return exc
+    primary = code & 0xFF
+    if primary in _ENVIRONMENT_CODES or (
+        primary == sqlite3.SQLITE_READONLY and code != sqlite3.SQLITE_READONLY
+    ):
+        error = StorageError(f"SQLite store: {exc} ({getattr(exc, 'sqlite_errorname', code)})")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
 def _inbound(row: sqlite3.Row) -> InboundRecord:
     return InboundRecord(
         sender_domain=row["sender_domain"],
@@ -320,10 +361,11 @@ class _Op:
 
 
 class _Settlements(list[tuple[asyncio.Future[Any], bool, Any]]):
-    """Results to hand back once the batch that produced them is over."""
+    """Results to hand back once the batch that produced them is over; a failure of the
+    environment (disk full, ...) as a `StorageError`, whichever operation met it."""
 
     def add(self, op: _Op, ok: bool, value: Any) -> None:
-        self.append((op.future, ok, value))
+        self.append((op.future, ok, value if ok else _as_storage_error(value)))
 
     def deliver(self) -> None:
         for future, ok, value in self:
@@ -826,11 +868,14 @@ class SqliteStore:
                 try:
                     value = op.fn(conn)
                 except Exception as exc:
+                    if not conn.in_transaction:
+                        # The error ended the whole transaction (SQLite does so on a full
+                        # disk, for one): nothing of the batch will commit, and this error,
+                        # not a failed ROLLBACK's, is what every operation in it met.
+                        raise
                     if not savepoint:
                         conn.execute("ROLLBACK")
                         return None
-                    # If this fails too (the error already rolled back the whole transaction),
-                    # the outer handler fails the batch: nothing of it will commit.
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     outcomes.append((op, False, exc))

@@ -35,10 +35,12 @@ from adapter.store import (
     OutboundStatus,
     SaveOutcome,
     SqliteStore,
+    StorageError,
     Store,
     open_store,
 )
 from adapter.store.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
+from tests.resilience.disk import small_disk
 
 PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
 PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
@@ -695,7 +697,90 @@ async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
         await store.open()
 
 
+async def test_sqlite_a_full_disk_is_a_storage_error_and_loses_nothing(tmp_path: Path) -> None:
+    """ "database or disk is full" is our fault, raised as `StorageError` (the driver's error
+    its cause); the message stays unfinished, and once space returns the same call works."""
+    with small_disk(tmp_path / "disk") as disk:
+        store = SqliteStore(disk.path / "store.sqlite3")
+        await store.open()
+        try:
+            await store.save_inbound(inbound())
+            disk.fill()
+
+            with pytest.raises(StorageError, match="database or disk is full") as failed:
+                await store.finish_inbound(SENDER, "msg-1", outbound("resp-1"))
+            assert isinstance(failed.value.__cause__, sqlite3.OperationalError)
+            assert await store.unfinished_inbound() == [inbound()]
+            assert await store.get_outbound("resp-1") is None
+            # A copy sent again is recognised without writing anything.
+            assert await store.save_inbound(inbound()) is SaveOutcome.ALREADY_SUBMITTED
+
+            disk.free()
+            await store.finish_inbound(SENDER, "msg-1", outbound("resp-1"))
+            assert await store.unfinished_inbound() == []
+            assert await store.pending_outbound() == [outbound("resp-1")]
+        finally:
+            await store.close()
+
+
+async def test_sqlite_a_disk_that_fills_mid_statement_is_a_storage_error(tmp_path: Path) -> None:
+    """A large write fills the disk before its COMMIT (its pages spill from the cache), and
+    SQLite ends the whole transaction: the operation, and any batched with it, get the
+    full disk as `StorageError`, not a failure to roll back to a savepoint that is gone."""
+    with small_disk(tmp_path / "disk", size="2m") as disk:
+        store = SqliteStore(disk.path / "store.sqlite3")
+        await store.open()
+        try:
+            await store.run(lambda conn: conn.execute("CREATE TABLE big (b BLOB)"))
+            await store.run(lambda conn: conn.execute("PRAGMA cache_size = 16"))  # spill early
+
+            def write_4_mib(conn: sqlite3.Connection) -> None:
+                for _ in range(64):
+                    conn.execute("INSERT INTO big VALUES (?)", (bytes(64 * 1024),))
+
+            big = asyncio.ensure_future(store.run(write_4_mib))
+            small = asyncio.ensure_future(store.save_inbound(inbound()))
+            results = await asyncio.gather(big, small, return_exceptions=True)
+
+            assert all(isinstance(r, StorageError) for r in results), results
+            assert (
+                await store.read(
+                    lambda conn: conn.execute("SELECT count(*) FROM big").fetchone()[0]
+                )
+                == 0
+            )
+            assert await store.save_inbound(inbound()) is SaveOutcome.NEW  # room for that
+        finally:
+            await store.close()
+
+
 # -- PostgreSQL only --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_a_lost_connection_is_a_storage_error(store: Store) -> None:
+    """The server ends our session (a restart, a failover, an administrator): our fault, raised
+    as `StorageError`; the store serves the next call on a new connection."""
+    import asyncpg
+
+    loop = asyncio.get_running_loop()
+    server_pid: asyncio.Future[int] = loop.create_future()
+
+    async def wait_long(conn: Any) -> None:
+        server_pid.set_result(conn.get_server_pid())
+        await conn.execute("SELECT pg_sleep(30)")
+
+    waiting = asyncio.ensure_future(store.run(wait_long))
+    admin = await asyncpg.connect(PG_DSN)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", await server_pid)
+    finally:
+        await admin.close()
+
+    with pytest.raises(StorageError, match="PostgreSQL store") as failed:
+        await asyncio.wait_for(waiting, timeout=10)
+    assert isinstance(failed.value.__cause__, asyncpg.PostgresError)
+    assert await store.save_inbound(inbound()) is SaveOutcome.NEW
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
