@@ -26,7 +26,7 @@ from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
-from . import tls
+from . import listen, tls
 from .client import Client, DeliveryResult
 from .config import Config, DeliverySettings, ParticipantSettings
 from .directory import Directory, Peer, StaticDirectory
@@ -206,21 +206,38 @@ class Participant:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open the store, bind the port, then deliver, recover and serve.
+
+        The port is bound before anything is sent or handled: a participant that cannot
+        listen (`listen.CannotListen`: the port is taken, say by another instance on the same
+        store) fails having sent nothing, and closes what it opened. What a previous run
+        acknowledged but did not finish is read before the endpoint accepts a connection: a
+        message arriving now cannot be taken for one of them and handled twice.
+        """
         await self.store.open()
-        await self._client.start()
-        await self.outbox.start()
-        self._running = True
-        # What a previous run acknowledged but did not finish is read before the endpoint
-        # listens: a message arriving now cannot be taken for one of them and run twice.
-        for record in await self.store.unfinished_inbound():
-            self._schedule_handling(self._recover(record))
-        self._runner = web.AppRunner(self._endpoint.application(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._server_ssl)
-        await site.start()
-        server = site._server
-        if server is not None and self._port == 0:
-            self._port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        try:
+            sockets = listen.bind(self._host, self._port)
+        except BaseException:
+            await self.store.close()
+            raise
+        try:
+            self._port = sockets[0].getsockname()[1]
+            self._runner = web.AppRunner(self._endpoint.application(), access_log=None)
+            await self._runner.setup()
+            unfinished = await self.store.unfinished_inbound()
+            await self._client.start()
+            self._running = True
+            await self.outbox.start()
+            for record in unfinished:
+                self._schedule_handling(self._recover(record))
+            for sock in sockets:
+                site = web.SockSite(self._runner, sock, ssl_context=self._server_ssl)
+                await site.start()
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            await self.stop()
+            raise
         self._endpoint.serving = True
         log.info("%s %s listening on %s", self.role, self.domain, self.url())
 

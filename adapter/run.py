@@ -49,14 +49,18 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    participant = participant_for(config)
-    await participant.start()
-    print(f"serving {participant.role} {participant.domain} at {participant.url()}", flush=True)
     try:
-        await stop.wait()
+        participant = participant_for(config)
+        # Raises `listen.CannotListen` ("port 8080 on 127.0.0.1 is in use") having sent and
+        # handled nothing, and closed what it opened.
+        await participant.start()
+        print(f"serving {participant.role} {participant.domain} at {participant.url()}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            print("shutting down", flush=True)
+            await participant.stop()
     finally:
-        print("shutting down", flush=True)
-        await participant.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
