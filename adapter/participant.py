@@ -78,7 +78,10 @@ class DeliveryFailed(Exception):
         self.message_id = message_id
         self.status = status
         self.result = result
-        how = "was refused" if status is OutboundStatus.FAILED else "could not be delivered in time"
+        if status is not OutboundStatus.FAILED:
+            how = "could not be delivered in time"
+        else:  # refused by the peer, or never sent (our TLS trust does not verify the peer)
+            how = "was refused" if result.status else "could not be sent"
         code = f" (HTTP {result.status})" if result.status else ""
         super().__init__(f"message {message_id} {how}{code}: {result.detail}")
 
