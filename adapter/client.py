@@ -15,6 +15,8 @@ cannot fix and which must not read as the peer's outage. It fails the delivery a
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
@@ -45,6 +47,18 @@ class DeliveryResult:
 def _first_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[0][:200] if lines else ""
+
+
+def _unreachable(exc: aiohttp.ClientConnectorError) -> str:
+    """Why no connection could be made, in a few words: "connection refused (host:port)"."""
+    error = exc.os_error
+    if isinstance(error, socket.gaierror):
+        reason = f"cannot resolve the host name: {error.strerror}"
+    elif error.errno:
+        reason = os.strerror(error.errno).lower()
+    else:
+        reason = str(error) or type(error).__name__
+    return f"{reason} ({exc.host}:{exc.port})"
 
 
 def _unverified(exc: aiohttp.ClientConnectorCertificateError) -> str:
@@ -116,6 +130,10 @@ class Client:
                 return DeliveryResult(Outcome.TEMPORARY, None, "timed out")
             except aiohttp.ClientConnectorCertificateError as exc:
                 return DeliveryResult(Outcome.PERMANENT, None, _unverified(exc))
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc, aiohttp.ClientSSLError):  # the handshake failed
+                    return DeliveryResult(Outcome.TEMPORARY, None, f"{type(exc).__name__}: {exc}")
+                return DeliveryResult(Outcome.TEMPORARY, None, _unreachable(exc))
             except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
                 detail = f"{type(exc).__name__}: {exc}"
                 if url.startswith("https:") and isinstance(exc, aiohttp.ClientOSError):

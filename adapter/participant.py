@@ -87,7 +87,14 @@ class DeliveryFailed(Exception):
 
 
 class ResponseTimeout(TimeoutError):
-    """The request was delivered (or is still being retried) but no response came in time."""
+    """The request was delivered (or is still being retried) but no response came in time.
+
+    `message_id` is the request's: `Participant.withdraw` stops its delivery, if it is still
+    being retried and should not arrive late."""
+
+    def __init__(self, text: str, message_id: str) -> None:
+        super().__init__(text)
+        self.message_id = message_id
 
 
 class UnknownPeer(LookupError):
@@ -325,12 +332,23 @@ class Participant:
                     return await future
             except TimeoutError:
                 raise ResponseTimeout(
-                    f"no response to {filled.xml_name} {filled.message_id} within {timeout:g} s"
+                    f"no response to {filled.xml_name} {filled.message_id} within {timeout:g} s",
+                    filled.message_id,
                 ) from None
         finally:
             self._waiters.pop(filled.message_id, None)
             self._expected.pop(filled.message_id, None)
             self._conversations.pop(filled.conversation_id, None)
+
+    async def withdraw(self, message_id: str) -> OutboundRecord | None:
+        """Stop delivering a message we sent, if it has not been delivered yet; its record
+        after (status CANCELLED if it was withdrawn, else how its delivery ended). A POST on
+        the wire is let finish first. None for an unknown MessageID.
+
+        For a sender that stops waiting (`request` raised `ResponseTimeout`): a message
+        still being retried would otherwise arrive, and be acted on, later without anyone
+        being told."""
+        return await self.outbox.withdraw(message_id)
 
     async def _peer_for(self, domain: str, role: Role | None, kind: type[PayloadMessage]) -> Peer:
         roles = (

@@ -44,6 +44,8 @@ class OutboundStatus(StrEnum):
     FAILED = "failed"
     #: Temporary failures until the delivery deadline passed.
     EXPIRED = "expired"
+    #: Withdrawn by its sender before it was delivered (a command gave up waiting for it).
+    CANCELLED = "cancelled"
 
 
 class SaveOutcome(StrEnum):
@@ -140,6 +142,13 @@ class Store(Protocol):
         next_attempt_at: datetime | None,
     ) -> None:
         """Log one delivery attempt and move the message to its new status."""
+
+    async def cancel_outbound(self, message_id: str) -> bool:
+        """Withdraw a message still pending: no process attempts it again.
+
+        True if it was pending and is now cancelled; False if its delivery had already
+        ended (delivered, failed, expired or cancelled), which it then keeps. LookupError
+        for an unknown message."""
 
     async def pending_outbound(self) -> list[OutboundRecord]:
         """Every message still to be delivered, earliest next attempt first."""

@@ -58,7 +58,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Version of the tables this module owns (component "store" in `schema_version`).
-SCHEMA_VERSION: Final = 1
+#: 2: outbound status 'cancelled' (a message its sender withdrew).
+SCHEMA_VERSION: Final = 2
+
+#: The outbound statuses (OutboundStatus), as the table's CHECK constraint names them.
+_OUTBOUND_STATUS_CHECK: Final = (
+    "CHECK (status IN ('pending', 'delivered', 'failed', 'expired', 'cancelled'))"
+)
 
 #: Schema names we accept: plain lower-case identifiers, so they never need quoting.
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -84,7 +90,7 @@ _TABLES: Final = (
     )""",
     """CREATE INDEX IF NOT EXISTS inbound_unfinished
         ON inbound (received_at) WHERE status = 'received'""",
-    """CREATE TABLE IF NOT EXISTS outbound (
+    f"""CREATE TABLE IF NOT EXISTS outbound (
         message_id text PRIMARY KEY,
         recipient_domain text NOT NULL,
         recipient_role text NOT NULL,
@@ -95,7 +101,7 @@ _TABLES: Final = (
         envelope bytea NOT NULL,
         created_at timestamptz NOT NULL,
         deadline timestamptz NOT NULL,
-        status text NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'expired')),
+        status text NOT NULL CONSTRAINT outbound_status_check {_OUTBOUND_STATUS_CHECK},
         attempts integer NOT NULL DEFAULT 0,
         next_attempt_at timestamptz,
         last_error text
@@ -337,6 +343,17 @@ class PostgresStore:
                 f"the database's store schema is version {version}, newer than this "
                 f"program's {SCHEMA_VERSION}: upgrade the program"
             )
+        elif version < SCHEMA_VERSION:
+            # 2: a new outbound status; its CHECK constraint is replaced (PostgreSQL named
+            # the first one after the table and column, as it is named now).
+            await conn.execute(
+                "ALTER TABLE outbound DROP CONSTRAINT IF EXISTS outbound_status_check, "
+                f"ADD CONSTRAINT outbound_status_check {_OUTBOUND_STATUS_CHECK}"
+            )
+            await conn.execute(
+                "UPDATE schema_version SET version = $1 WHERE component = 'store'",
+                SCHEMA_VERSION,
+            )
 
     async def close(self) -> None:
         """Wait for borrowed connections to come back, then close them all."""
@@ -498,6 +515,26 @@ class PostgresStore:
             )
 
         await self.run(op)
+
+    async def cancel_outbound(self, message_id: str) -> bool:
+        """Pending -> cancelled; False for a message whose delivery ended, LookupError for an
+        unknown one. The row lock of the UPDATE orders it with a concurrent `record_attempt`."""
+
+        async def op(conn: Any) -> bool:
+            status = await conn.execute(
+                "UPDATE outbound SET status = $1, next_attempt_at = NULL "
+                "WHERE message_id = $2 AND status = $3",
+                OutboundStatus.CANCELLED.value,
+                message_id,
+                OutboundStatus.PENDING.value,
+            )
+            if _row_count(status) == 1:
+                return True
+            if await conn.fetchval("SELECT 1 FROM outbound WHERE message_id = $1", message_id):
+                return False
+            raise LookupError(f"no outbound message {message_id!r}")
+
+        return await self.run(op)
 
     async def pending_outbound(self) -> list[OutboundRecord]:
         """Pending messages by due time; no next attempt yet means due since creation."""

@@ -84,7 +84,8 @@ T = TypeVar("T")
 
 #: Version of the tables this module owns (component "store" in `schema_version`).
 #: 2: envelopes in tables of their own (inbound_envelope, outbound_envelope).
-SCHEMA_VERSION: Final = 2
+#: 3: outbound status 'cancelled' (a message its sender withdrew).
+SCHEMA_VERSION: Final = 3
 #: How long to wait for another process's write lock before failing, in milliseconds.
 BUSY_TIMEOUT_MS: Final = 5000
 #: At most this many operations share one transaction, bounding the latency of a batch.
@@ -148,7 +149,8 @@ CREATE TABLE IF NOT EXISTS {name} (
     endpoint TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     deadline INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'expired')),
+    status TEXT NOT NULL
+        CHECK (status IN ('pending', 'delivered', 'failed', 'expired', 'cancelled')),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
     last_error TEXT
@@ -319,7 +321,8 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
     transaction that opens it, foreign keys off (SQLite's procedure for changing a table)."""
     if version < 2:
         # The envelopes move to tables of their own; the tables they leave are rebuilt
-        # without the column (ALTER TABLE DROP COLUMN needs SQLite 3.35).
+        # without the column (ALTER TABLE DROP COLUMN needs SQLite 3.35), and outbound with
+        # the statuses of version 3 too.
         conn.execute(
             "INSERT INTO inbound_envelope (sender_domain, message_id, envelope) "
             "SELECT sender_domain, message_id, envelope FROM inbound"
@@ -328,23 +331,26 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
             "INSERT INTO outbound_envelope (message_id, envelope) "
             "SELECT message_id, envelope FROM outbound"
         )
-        for table, template, columns in (
-            ("inbound", _INBOUND_TABLE, _INBOUND_COLUMNS),
-            ("outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS),
-        ):
-            conn.execute(template.format(name=f"{table}_v2"))
-            conn.execute(
-                f"INSERT INTO {table}_v2 ({columns}) SELECT {columns} FROM {table}"  # noqa: S608
-            )
-            conn.execute(f"DROP TABLE {table}")
-            conn.execute(f"ALTER TABLE {table}_v2 RENAME TO {table}")
-        for statement in _INDEXES:
-            conn.execute(statement)
-        if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
-            raise RuntimeError("the store's delivery attempts lost their messages in migration")
+        _rebuild(conn, "inbound", _INBOUND_TABLE, _INBOUND_COLUMNS)
+        _rebuild(conn, "outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS)
+    elif version < 3:
+        # A new status in outbound's CHECK constraint, which only a rebuild can change.
+        _rebuild(conn, "outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS)
+    for statement in _INDEXES:
+        conn.execute(statement)
+    if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+        raise RuntimeError("the store's delivery attempts lost their messages in migration")
     conn.execute(
         "UPDATE schema_version SET version = ? WHERE component = 'store'", (SCHEMA_VERSION,)
     )
+
+
+def _rebuild(conn: sqlite3.Connection, table: str, template: str, columns: str) -> None:
+    """Re-create `table` from `template` with its rows (`columns`); its indexes go with it."""
+    conn.execute(template.format(name=f"{table}_new"))
+    conn.execute(f"INSERT INTO {table}_new ({columns}) SELECT {columns} FROM {table}")  # noqa: S608
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
 
 
 @dataclass(slots=True)
@@ -717,6 +723,25 @@ class SqliteStore:
             )
 
         await self._write(op)
+
+    async def cancel_outbound(self, message_id: str) -> bool:
+        """Pending -> cancelled; False for a message whose delivery ended, LookupError for an
+        unknown one."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE outbound SET status = ?, next_attempt_at = NULL "
+                "WHERE message_id = ? AND status = ?",
+                (OutboundStatus.CANCELLED.value, message_id, OutboundStatus.PENDING.value),
+            )
+            if cursor.rowcount == 1:
+                return True
+            known = conn.execute("SELECT 1 FROM outbound WHERE message_id = ?", (message_id,))
+            if known.fetchone() is None:
+                raise LookupError(f"no outbound message {message_id!r}")
+            return False
+
+        return await self._write(op)
 
     async def pending_outbound(self) -> list[OutboundRecord]:
         """Pending messages by due time; no next attempt yet means due since creation."""
