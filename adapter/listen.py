@@ -40,9 +40,14 @@ def bind(host: str, port: int) -> list[socket.socket]:
         problem = f"cannot listen on {host}: {exc.strerror}"
         raise CannotListen(errno.EADDRNOTAVAIL, problem) from None
     sockets: list[socket.socket] = []
+    unavailable: OSError | None = None
     try:
         for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as exc:  # an address family this host does not have (no IPv6)
+                unavailable = exc
+                continue
             sockets.append(sock)
             if os.name == "posix":
                 # As asyncio does: a restarted participant can bind while the connections of
@@ -53,9 +58,20 @@ def bind(host: str, port: int) -> list[socket.socket]:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if port == 0 and len(sockets) > 1:
                 address = (address[0], sockets[0].getsockname()[1], *address[2:])
-            sock.bind(address)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno != errno.EADDRNOTAVAIL:
+                    raise
+                # As asyncio does: one of the name's addresses is not on this host (::1 of
+                # "localhost" without IPv6); listen on the others.
+                unavailable = exc
+                sockets.pop().close()
+                continue
             sock.listen(BACKLOG)
             sock.setblocking(False)
+        if not sockets:
+            raise unavailable or OSError(errno.EADDRNOTAVAIL, "no address to listen on")
     except OSError as exc:
         for sock in sockets:
             sock.close()

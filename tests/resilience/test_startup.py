@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from adapter.directory import StaticDirectory
-from adapter.listen import CannotListen
+from adapter.listen import CannotListen, bind
 from adapter.store.base import OutboundStatus
 from adapter.uftp.messages import Role
 from tests.conftest import Network, eventually
@@ -127,3 +127,29 @@ def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path: Path, holder: socke
     assert served.returncode == 2
     assert served.stderr == f"uftp-adapter: error: port {taken_port} on 127.0.0.1 is in use\n"
     assert served.stdout == ""
+
+
+def test_bind_listens_on_every_address_of_a_name_on_one_port() -> None:
+    sockets = bind("localhost", 0)
+    try:
+        ports = {sock.getsockname()[1] for sock in sockets}
+        assert sockets and len(ports) == 1
+        for sock in sockets:  # listening already: a connection waits in the backlog
+            host, port = sock.getsockname()[:2]
+            with socket.create_connection((host, port), 2):
+                pass
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_bind_says_which_address_cannot_be_listened_on(holder: socket.socket) -> None:
+    port = int(holder.getsockname()[1])
+    with pytest.raises(CannotListen) as taken:
+        bind("127.0.0.1", port)
+    assert taken.value.strerror == f"port {port} on 127.0.0.1 is in use"
+
+    with pytest.raises(CannotListen) as foreign:
+        bind("192.0.2.1", 0)  # TEST-NET-1: never an address of this host
+    assert foreign.value.strerror is not None
+    assert foreign.value.strerror.startswith("cannot listen on port 0 on 192.0.2.1: ")
