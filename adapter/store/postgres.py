@@ -20,7 +20,9 @@ Several processes may share one schema:
   message, and the peer may see it twice; its duplicate check answers the second copy with
   "Already Submitted", so state stays correct. Giving each message a single owner (claiming
   rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` or a lease column) is the outbox's job
-  when it runs in more than one process.
+  when it runs in more than one process. Until then, `cancel_outbound` in one process does
+  not stop an attempt another process has already scheduled (its outcome is recorded but no
+  longer changes the status).
 
 A failure of the environment (the server unreachable or shutting down, its disk full, out of
 resources, an I/O error, a serialization failure or deadlock) reaches the caller as
