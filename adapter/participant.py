@@ -164,15 +164,15 @@ class Participant:
             time_stamp_window=time_stamp_window,
         )
         self._handler_slots = asyncio.Semaphore(settings.handler_concurrency)
+        #: One sender's share of those slots (None: all), so that a noisy peer leaves some.
+        self._sender_slots = PerKeyLimit(handlers_per_sender)
+        self._handler_tasks: set[asyncio.Task[None]] = set()
         #: Handling that met one of `OUR_FAULTS` waits here to be tried again, by (sender,
         #: MessageID); the schedule is the outbox's.
         self._handling_retries: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._retry_schedule = (settings.backoff_initial_seconds, settings.backoff_max_seconds)
         self._rng = random.Random()
         self._running = False
-        #: One sender's share of those slots (None: all), so that a noisy peer leaves some.
-        self._sender_slots = PerKeyLimit(handlers_per_sender)
-        self._handler_tasks: set[asyncio.Task[None]] = set()
         #: our request's MessageID -> the future its response resolves
         self._waiters: dict[str, asyncio.Future[PayloadResponse]] = {}
         #: our request's MessageID -> (who must answer it, with which message type)
