@@ -182,6 +182,7 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
     send.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
     send.add_argument("--to", required=True, metavar="DOMAIN", help="the recipient's domain")
     send.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    _add_keep_trying(send)
     send.add_argument("message_file", type=Path, metavar="MESSAGE_FILE")
     send.set_defaults(func=cmd_send)
 
@@ -216,7 +217,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     message = dataclasses.replace(
         read_message_file(args.message_file), conversation_id=str(uuid.uuid4())
     )
-    outcome = asyncio.run(request_once(config, message, args.to, timeout=args.timeout))
+    outcome = asyncio.run(
+        request_once(config, message, args.to, timeout=args.timeout, keep_trying=args.keep_trying)
+    )
     return outcome.status
 
 
@@ -355,6 +358,16 @@ def _add_dso_options(parser: argparse.ArgumentParser) -> None:
         help="the market's TimeZone (default: Europe/Amsterdam, as the CRO's default)",
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    _add_keep_trying(parser)
+
+
+def _add_keep_trying(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keep-trying",
+        action="store_true",
+        help="when the timeout passes before the message is delivered, leave it queued "
+        "(delivered when this participant next runs) instead of withdrawing it",
+    )
 
 
 def cmd_dso_publish(args: argparse.Namespace) -> int:
@@ -383,7 +396,14 @@ def cmd_dso_publish(args: argparse.Namespace) -> int:
         flush=True,
     )
     outcome = asyncio.run(
-        request_once(config, update, to, timeout=args.timeout, describe=describe_publish)
+        request_once(
+            config,
+            update,
+            to,
+            timeout=args.timeout,
+            keep_trying=args.keep_trying,
+            describe=describe_publish,
+        )
     )
     return outcome.status
 
@@ -412,7 +432,14 @@ def cmd_dso_query(args: argparse.Namespace) -> int:
     )
     describe = query_json if args.format == "json" else describe_query
     outcome = asyncio.run(
-        request_once(config, message, to, timeout=args.timeout, describe=describe)
+        request_once(
+            config,
+            message,
+            to,
+            timeout=args.timeout,
+            keep_trying=args.keep_trying,
+            describe=describe,
+        )
     )
     return outcome.status
 

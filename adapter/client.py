@@ -6,11 +6,17 @@ non-ambiguous 4xx is final failure. 404 counts as temporary, as the spec encoura
 ends answer it while a back end restarts), and so do 429 and 419, which the status table calls
 temporary. Redirects are honoured for load balancing, keeping method and body, a bounded
 number of times.
+
+A peer's TLS certificate that our trust settings do not verify is none of these: it is a
+configuration error (ours, or a certificate the peer must replace), which retrying for an hour
+cannot fix and which must not read as the peer's outage. It fails the delivery at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
@@ -41,6 +47,29 @@ class DeliveryResult:
 def _first_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[0][:200] if lines else ""
+
+
+def _unreachable(exc: aiohttp.ClientConnectorError) -> str:
+    """Why no connection could be made, in a few words: "connection refused (host:port)"."""
+    error = exc.os_error
+    if isinstance(error, socket.gaierror):
+        reason = f"cannot resolve the host name: {error.strerror}"
+    elif error.errno:
+        reason = os.strerror(error.errno).lower()
+    else:
+        reason = str(error) or type(error).__name__
+    return f"{reason} ({exc.host}:{exc.port})"
+
+
+def _unverified(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """What an operator must fix when a peer's certificate does not verify."""
+    error = exc.certificate_error
+    reason = getattr(error, "verify_message", None) or str(error)
+    return (
+        f"TLS configuration error, not retried: our trust setting ([tls] ca; the system's "
+        f"trust store when it is not set) does not verify the certificate of "
+        f"{exc.host}:{exc.port}: {reason}"
+    )
 
 
 def classify(status: int) -> Outcome:
@@ -99,6 +128,12 @@ class Client:
                     text = (await response.content.read(1024)).decode("utf-8", "replace")
             except TimeoutError:
                 return DeliveryResult(Outcome.TEMPORARY, None, "timed out")
+            except aiohttp.ClientConnectorCertificateError as exc:
+                return DeliveryResult(Outcome.PERMANENT, None, _unverified(exc))
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc, aiohttp.ClientSSLError):  # the handshake failed
+                    return DeliveryResult(Outcome.TEMPORARY, None, f"{type(exc).__name__}: {exc}")
+                return DeliveryResult(Outcome.TEMPORARY, None, _unreachable(exc))
             except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
                 detail = f"{type(exc).__name__}: {exc}"
                 if url.startswith("https:") and isinstance(exc, aiohttp.ClientOSError):

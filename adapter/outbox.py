@@ -70,6 +70,10 @@ class Outbox:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         #: The records those timers will retry, by MessageID.
         self._waiting: dict[str, OutboundRecord] = {}
+        #: Attempts under way (waiting for a slot, or POSTing), by MessageID.
+        self._attempting: dict[str, asyncio.Task[None]] = {}
+        #: MessageIDs being withdrawn: no attempt of theirs starts or is scheduled.
+        self._withdrawing: set[str] = set()
         self._running = False
 
     async def start(self) -> None:
@@ -130,6 +134,40 @@ class Outbox:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def withdraw(self, message_id: str) -> OutboundRecord | None:
+        """Stop delivering `message_id` for good, if it is still pending; its record after.
+
+        For a sender that gave up waiting (a command's timeout): a message delivered later
+        would be applied without anyone being told. A POST already on the wire is let finish
+        first, so the answer tells the truth: the record says delivered if that POST was
+        accepted, cancelled if the message never reached the peer. None for an unknown
+        MessageID."""
+        self._withdrawing.add(message_id)
+        try:
+            timer = self._timers.pop(message_id, None)
+            if timer is not None:
+                timer.cancel()
+            self._waiting.pop(message_id, None)
+            under_way = self._attempting.get(message_id)
+            if under_way is not None:
+                await asyncio.wait({under_way})
+            try:
+                withdrawn = await self._store.cancel_outbound(message_id)
+            except LookupError:
+                return None
+        finally:
+            self._withdrawing.discard(message_id)
+        record = await self._store.get_outbound(message_id)
+        if withdrawn and record is not None:
+            log.info(
+                "outbox: %s -> %s withdrawn by its sender after %d attempts: %s",
+                record.message_type,
+                record.recipient_domain,
+                record.attempts,
+                record.last_error or "none made",
+            )
+        return record
+
     def new_deadline(self, created: datetime) -> datetime:
         return created + timedelta(seconds=self._settings.deadline_seconds)
 
@@ -159,7 +197,7 @@ class Outbox:
     # -- internals ----------------------------------------------------------------------------
 
     def _schedule(self, record: OutboundRecord, at: datetime | None) -> None:
-        if not self._running:
+        if not self._running or record.message_id in self._withdrawing:
             return
         delay = 0.0 if at is None else max(0.0, (at - self._clock()).total_seconds())
         if delay <= 0:
@@ -172,11 +210,17 @@ class Outbox:
     def _spawn(self, record: OutboundRecord) -> None:
         self._timers.pop(record.message_id, None)
         self._waiting.pop(record.message_id, None)
-        if not self._running:
+        if not self._running or record.message_id in self._withdrawing:
             return
         task = asyncio.get_running_loop().create_task(self._attempt(record))
         self._tasks.add(task)
+        self._attempting[record.message_id] = task
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._forget_attempt(record.message_id, task))
+
+    def _forget_attempt(self, message_id: str, task: asyncio.Task[None]) -> None:
+        if self._attempting.get(message_id) is task:
+            del self._attempting[message_id]
 
     async def _attempt(self, record: OutboundRecord) -> None:
         if self._clock() > record.deadline:
@@ -193,6 +237,8 @@ class Outbox:
         async with self._peer_slots.hold(_server(record.endpoint)), self._slots:
             if not self._running:
                 return  # stopped while waiting for a slot: the next start resumes it
+            if record.message_id in self._withdrawing:
+                return  # withdrawn while waiting for a slot: never sent
             started = self._clock()
             result = await self._client.post(record.endpoint, record.envelope)
         attempts = record.attempts + 1

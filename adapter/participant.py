@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
 import ssl
 import uuid
 from collections.abc import Callable
@@ -25,16 +26,23 @@ from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
-from . import tls
+from . import listen, tls
 from .client import Client, DeliveryResult
 from .config import Config, DeliverySettings, ParticipantSettings
 from .directory import Directory, Peer, StaticDirectory
 from .keys import PrivateKeys
 from .limits import PerKeyLimit
-from .outbox import Outbox
+from .outbox import Outbox, backoff_delay
 from .router import HandlerContext, Router
 from .server import Endpoint, RateLimiter, Received, message_path
-from .store.base import InboundRecord, OutboundRecord, OutboundStatus, SaveOutcome, Store
+from .store.base import (
+    InboundRecord,
+    OutboundRecord,
+    OutboundStatus,
+    SaveOutcome,
+    StorageError,
+    Store,
+)
 from .uftp import codec, envelope
 from .uftp.errors import InvalidXml, Reason, Rejection
 from .uftp.messages import (
@@ -52,6 +60,12 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=PayloadMessage)
 
+#: What handling a message may meet that is our fault, not its sender's: the store failing
+#: (disk full, database down: `StorageError`) or the operating system (a full disk or an
+#: unreachable service in a handler's own I/O). Such a message is never rejected for it: it
+#: stays unfinished and is handled again, with backoff, while the process runs.
+OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError)
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -64,13 +78,23 @@ class DeliveryFailed(Exception):
         self.message_id = message_id
         self.status = status
         self.result = result
-        how = "was refused" if status is OutboundStatus.FAILED else "could not be delivered in time"
+        if status is not OutboundStatus.FAILED:
+            how = "could not be delivered in time"
+        else:  # refused by the peer, or never sent (our TLS trust does not verify the peer)
+            how = "was refused" if result.status else "could not be sent"
         code = f" (HTTP {result.status})" if result.status else ""
         super().__init__(f"message {message_id} {how}{code}: {result.detail}")
 
 
 class ResponseTimeout(TimeoutError):
-    """The request was delivered (or is still being retried) but no response came in time."""
+    """The request was delivered (or is still being retried) but no response came in time.
+
+    `message_id` is the request's: `Participant.withdraw` stops its delivery, if it is still
+    being retried and should not arrive late."""
+
+    def __init__(self, text: str, message_id: str) -> None:
+        super().__init__(text)
+        self.message_id = message_id
 
 
 class UnknownPeer(LookupError):
@@ -143,6 +167,12 @@ class Participant:
         #: One sender's share of those slots (None: all), so that a noisy peer leaves some.
         self._sender_slots = PerKeyLimit(handlers_per_sender)
         self._handler_tasks: set[asyncio.Task[None]] = set()
+        #: Handling that met one of `OUR_FAULTS` waits here to be tried again, by (sender,
+        #: MessageID); the schedule is the outbox's.
+        self._handling_retries: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._retry_schedule = (settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        self._rng = random.Random()
+        self._running = False
         #: our request's MessageID -> the future its response resolves
         self._waiters: dict[str, asyncio.Future[PayloadResponse]] = {}
         #: our request's MessageID -> (who must answer it, with which message type)
@@ -186,20 +216,38 @@ class Participant:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open the store, bind the port, then deliver, recover and serve.
+
+        The port is bound before anything is sent or handled: a participant that cannot
+        listen (`listen.CannotListen`: the port is taken, say by another instance on the same
+        store) fails having sent nothing, and closes what it opened. What a previous run
+        acknowledged but did not finish is read before the endpoint accepts a connection: a
+        message arriving now cannot be taken for one of them and handled twice.
+        """
         await self.store.open()
-        await self._client.start()
-        await self.outbox.start()
-        # What a previous run acknowledged but did not finish is read before the endpoint
-        # listens: a message arriving now cannot be taken for one of them and run twice.
-        for record in await self.store.unfinished_inbound():
-            self._schedule_handling(self._recover(record))
-        self._runner = web.AppRunner(self._endpoint.application(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._server_ssl)
-        await site.start()
-        server = site._server
-        if server is not None and self._port == 0:
-            self._port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        try:
+            sockets = listen.bind(self._host, self._port)
+        except BaseException:
+            await self.store.close()
+            raise
+        try:
+            self._port = sockets[0].getsockname()[1]
+            self._runner = web.AppRunner(self._endpoint.application(), access_log=None)
+            await self._runner.setup()
+            unfinished = await self.store.unfinished_inbound()
+            await self._client.start()
+            self._running = True
+            await self.outbox.start()
+            for record in unfinished:
+                self._schedule_handling(self._recover(record))
+            for sock in sockets:
+                site = web.SockSite(self._runner, sock, ssl_context=self._server_ssl)
+                await site.start()
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            await self.stop()
+            raise
         self._endpoint.serving = True
         log.info("%s %s listening on %s", self.role, self.domain, self.url())
 
@@ -207,8 +255,13 @@ class Participant:
         """Stop serving; in-flight handlers finish, pending deliveries stay in the store.
 
         The outbox stops first, so that no new POST starts while we wind down: responses the
-        finishing handlers queue wait in the store for the next start."""
+        finishing handlers queue wait in the store for the next start. Messages waiting to be
+        handled again after a fault of ours stay unfinished in the store, for the next start."""
         self._endpoint.serving = False
+        self._running = False
+        for timer in self._handling_retries.values():
+            timer.cancel()
+        self._handling_retries.clear()
         await self.outbox.stop()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -279,12 +332,23 @@ class Participant:
                     return await future
             except TimeoutError:
                 raise ResponseTimeout(
-                    f"no response to {filled.xml_name} {filled.message_id} within {timeout:g} s"
+                    f"no response to {filled.xml_name} {filled.message_id} within {timeout:g} s",
+                    filled.message_id,
                 ) from None
         finally:
             self._waiters.pop(filled.message_id, None)
             self._expected.pop(filled.message_id, None)
             self._conversations.pop(filled.conversation_id, None)
+
+    async def withdraw(self, message_id: str) -> OutboundRecord | None:
+        """Stop delivering a message we sent, if it has not been delivered yet; its record
+        after (status CANCELLED if it was withdrawn, else how its delivery ended). A POST on
+        the wire is let finish first. None for an unknown MessageID.
+
+        For a sender that stops waiting (`request` raised `ResponseTimeout`): a message
+        still being retried would otherwise arrive, and be acted on, later without anyone
+        being told."""
+        return await self.outbox.withdraw(message_id)
 
     async def _peer_for(self, domain: str, role: Role | None, kind: type[PayloadMessage]) -> Peer:
         roles = (
@@ -391,30 +455,89 @@ class Participant:
             )
         )
 
-    async def _handle(self, received: Received) -> None:
+    async def _handle(self, received: Received, failures: int = 0) -> None:
+        """Handle `received` and queue its response; never raises.
+
+        A fault of ours (`OUR_FAULTS`: the register write or `finish_inbound` failing on a
+        full disk, say) leaves the message unfinished and tries it again after a backoff
+        delay, for as long as the process runs: the sender already has its 200, and a copy
+        it sends again is "Already Submitted", so this is what answers it in the end.
+        Anything else is a bug: logged, and the message is tried again at the next start.
+        """
         message = received.message
         # The sender's slot first: its messages waiting for one hold no global slot.
         async with self._sender_slots.hold(received.sender_domain), self._handler_slots:
             try:
-                response = await self._respond(received)
-                outbound = None
-                if response is not None:
-                    peer = await self.directory.lookup(received.sender_domain, received.sender_role)
-                    if peer is None:
-                        raise UnknownPeer(f"{received.sender_domain} is no longer configured")
-                    outbound = self._outbound(response, peer)
+                await self._handle_once(received)
+                if failures:
+                    log.warning(
+                        "%s from %s handled after %d failures of ours",
+                        message.xml_name,
+                        received.sender_domain,
+                        failures,
+                    )
+                return
+            except OUR_FAULTS as exc:
+                fault: Exception = exc
             except Exception:
                 log.exception("handling %s %s failed", message.xml_name, message.message_id)
                 return  # stays unfinished in the store; retried on the next start
-            if received.outcome is SaveOutcome.DUPLICATE_IDENTIFIER:
-                # The conflicting copy is not stored as an inbound message (its key belongs
-                # to the original); only the rejection goes out.
-                if outbound is not None:
-                    await self.outbox.submit(outbound)
-                return
-            await self.store.finish_inbound(received.sender_domain, message.message_id, outbound)
+        self._retry_handling(received, failures + 1, fault)
+
+    async def _handle_once(self, received: Received) -> None:
+        message = received.message
+        response = await self._respond(received)
+        outbound = None
+        if response is not None:
+            peer = await self.directory.lookup(received.sender_domain, received.sender_role)
+            if peer is None:
+                raise UnknownPeer(f"{received.sender_domain} is no longer configured")
+            outbound = self._outbound(response, peer)
+        if received.outcome is SaveOutcome.DUPLICATE_IDENTIFIER:
+            # The conflicting copy is not stored as an inbound message (its key belongs
+            # to the original); only the rejection goes out.
             if outbound is not None:
-                self.outbox.deliver_now(outbound)
+                await self.outbox.submit(outbound)
+            return
+        await self.store.finish_inbound(received.sender_domain, message.message_id, outbound)
+        if outbound is not None:
+            self.outbox.deliver_now(outbound)
+
+    def _retry_handling(self, received: Received, failures: int, fault: Exception) -> None:
+        """Try `received` again later: it met a fault of ours for the `failures`-th time."""
+        message = received.message
+        if not self._running:
+            log.error(
+                "handling %s from %s failed for a fault of ours while stopping (%s): it stays "
+                "unfinished, to be handled at the next start",
+                message.xml_name,
+                received.sender_domain,
+                fault,
+            )
+            return
+        initial, maximum = self._retry_schedule
+        delay = backoff_delay(failures, initial, maximum, self._rng)
+        # Not the peer's fault: nothing is answered meanwhile, and the text is ours to log.
+        log.error(
+            "handling %s from %s failed for a fault of ours (%s: %s); it stays unfinished and "
+            "is tried again in %.1f s (failure %d)",
+            message.xml_name,
+            received.sender_domain,
+            type(fault).__name__,
+            fault,
+            delay,
+            failures,
+        )
+        log.debug("the message that met a fault of ours: %s", message.message_id)
+        key = (received.sender_domain, message.message_id)
+        self._handling_retries[key] = asyncio.get_running_loop().call_later(
+            delay, self._handle_again, key, received, failures
+        )
+
+    def _handle_again(self, key: tuple[str, str], received: Received, failures: int) -> None:
+        self._handling_retries.pop(key, None)
+        if self._running:
+            self._schedule_handling(self._handle(received, failures))
 
     async def _respond(self, received: Received) -> PayloadResponse | None:
         """Run the handler stage; the response to send, metadata complete, or None."""
@@ -445,6 +568,8 @@ class Participant:
                 response = await self._call_handler(received)
             except Rejection as rejection:
                 reasons = rejection.reasons
+            except OUR_FAULTS:
+                raise  # not the sender's fault: `_handle` tries again, nothing is answered
             except Exception:
                 log.exception("handler for %s %s raised", message.xml_name, message.message_id)
                 reasons = (Reason.INVALID_MESSAGE,)

@@ -21,6 +21,7 @@ from .config import Config, load_config
 from .keys import KeyFileExists, generate, write_private
 from .participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
 from .roles import role_router
+from .store.base import OutboundStatus
 from .uftp import codec
 from .uftp.errors import InvalidXml
 from .uftp.messages import PayloadMessage, PayloadResponse, Result
@@ -49,14 +50,18 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    participant = participant_for(config)
-    await participant.start()
-    print(f"serving {participant.role} {participant.domain} at {participant.url()}", flush=True)
     try:
-        await stop.wait()
+        participant = participant_for(config)
+        # Raises `listen.CannotListen` ("port 8080 on 127.0.0.1 is in use") having sent and
+        # handled nothing, and closed what it opened.
+        await participant.start()
+        print(f"serving {participant.role} {participant.domain} at {participant.url()}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            print("shutting down", flush=True)
+            await participant.stop()
     finally:
-        print("shutting down", flush=True)
-        await participant.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
@@ -85,24 +90,65 @@ async def request_once(
     to: str,
     *,
     timeout: float,
+    keep_trying: bool = False,
     out: TextIO = sys.stdout,
     describe: Callable[[PayloadResponse], str] | None = None,
 ) -> Outcome:
     """Start the participant (to receive the answer), send one request, print the answer.
 
-    Exit status: 0 Accepted, 1 Rejected, 2 not delivered or no answer in time.
+    Giving up after `timeout` seconds, it says what happened (delivered but not answered, or
+    not delivered and why) and withdraws a message not yet delivered from the outbox, unless
+    `keep_trying`: nobody would be told when it arrived later. Exit status: 0 Accepted,
+    1 Rejected, 2 not delivered or no answer in time.
     """
     participant = participant_for(config)
     await participant.start()
     try:
-        response = await participant.request(message, to=to, timeout=timeout)
-    except (DeliveryFailed, ResponseTimeout, UnknownPeer) as exc:
-        print(f"not answered: {exc}", file=out)
-        return Outcome(EXIT_UNDELIVERED, None)
+        try:
+            response = await participant.request(message, to=to, timeout=timeout)
+        except ResponseTimeout as exc:
+            print(await gave_up(participant, exc.message_id, timeout, keep_trying), file=out)
+            return Outcome(EXIT_UNDELIVERED, None)
+        except DeliveryFailed as exc:
+            print(f"not delivered: {exc}", file=out)
+            return Outcome(EXIT_UNDELIVERED, None)
+        except UnknownPeer as exc:
+            print(f"not sent: {exc}", file=out)
+            return Outcome(EXIT_UNDELIVERED, None)
     finally:
         await participant.stop()
     print(describe(response) if describe else describe_response(response), file=out)
     return Outcome(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
+
+
+async def gave_up(
+    participant: Participant, message_id: str, timeout: float, keep_trying: bool
+) -> str:
+    """What became of a request whose response did not come within `timeout` seconds, in
+    one line; unless `keep_trying`, a request not yet delivered is withdrawn first."""
+    if keep_trying:
+        record = await participant.store.get_outbound(message_id)
+    else:
+        record = await participant.withdraw(message_id)
+    if record is None:  # not stored at all: nothing to tell but the time
+        return f"no response within {timeout:g} s"
+    attempts = await participant.store.attempts(message_id)
+    tried = f"{len(attempts)} attempt{'' if len(attempts) == 1 else 's'}"
+    last = attempts[-1].detail if attempts else "no attempt was made"
+    if record.status is OutboundStatus.DELIVERED:
+        return f"delivered to {record.recipient_domain}, but no response within {timeout:g} s"
+    if record.status is OutboundStatus.CANCELLED:
+        return (
+            f"not delivered to {record.recipient_domain} within {timeout:g} s: {last}, {tried}; "
+            "withdrawn, it will not be sent (--keep-trying leaves it queued)"
+        )
+    if record.status is OutboundStatus.PENDING:
+        return (
+            f"not delivered to {record.recipient_domain} within {timeout:g} s: {last}, {tried}; "
+            f"still queued: delivered when this participant next runs, until "
+            f"{record.deadline.isoformat(timespec='seconds')}"
+        )
+    return f"not delivered to {record.recipient_domain}: {record.status}, {last}, {tried}"
 
 
 def describe_response(response: PayloadResponse) -> str:

@@ -146,7 +146,7 @@ def test_send_exits_2_when_nobody_answers(samples: Path, tmp_path: Path) -> None
         str(message_file(tmp_path)),
     )
     assert result.returncode == 2
-    assert "not answered" in result.stdout
+    assert "not delivered" in result.stdout and "connection refused" in result.stdout
 
 
 def test_send_refuses_a_message_file_that_is_not_uftp(samples: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import ssl
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from adapter.uftp.messages import (
     Role,
 )
 from tests.certs import Pki, make_pki
-from tests.conftest import FAST_DELIVERY, Network, eventually
+from tests.conftest import FAST_DELIVERY, Network
 from tests.uftp.samples import make_dso_portfolio_update
 
 DSO = "dso.example-grid.nl"
@@ -188,9 +189,12 @@ async def test_client_without_certificate_cannot_deliver(network: Network, pki: 
     [TlsSettings(), None],
     ids=["system trust store", "another CA"],
 )
-async def test_untrusted_server_certificate_fails_delivery(
-    network: Network, pki: Pki, trust: TlsSettings | None
+async def test_untrusted_server_certificate_fails_delivery_at_once_as_our_configuration(
+    network: Network, pki: Pki, trust: TlsSettings | None, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A certificate our `[tls] ca` does not verify is a configuration error, not the peer's
+    outage: retrying for the hour of the deadline cannot fix it. The delivery fails at the
+    first attempt, and the log says which setting to look at."""
     cro_side = Cro()
     cro = create(
         network,
@@ -200,24 +204,57 @@ async def test_untrusted_server_certificate_fails_delivery(
         router=cro_side.router,
     )
     trust = trust or TlsSettings(ca=pki.other_ca)
-    dso = create(network, DSO, Role.DSO, trust, delivery=SHORT)
+    long_deadline = dataclasses.replace(SHORT, deadline_seconds=3600.0)
+    dso = create(network, DSO, Role.DSO, trust, delivery=long_deadline)
     await network.start(cro, dso)
     network.introduce(cro, dso)
     assert dso.url().startswith("http://")  # no certificate of its own: it serves plain HTTP
 
-    sent = await dso.send(update(), to=CRO)
+    with pytest.raises(DeliveryFailed) as failed:
+        await dso.request(update(), to=CRO, timeout=10)
 
-    async def expired() -> bool:
-        record = await dso.store.get_outbound(sent.message_id)
-        return record is not None and record.status is OutboundStatus.EXPIRED
+    assert failed.value.status is OutboundStatus.FAILED
+    assert "could not be sent" in str(failed.value)
+    record = await dso.store.get_outbound(failed.value.message_id)
+    assert record is not None and record.status is OutboundStatus.FAILED
+    [attempt] = await dso.store.attempts(failed.value.message_id)
+    assert (attempt.http_status, attempt.outcome) == (None, "permanent")
+    assert "TLS configuration error" in attempt.detail and "[tls] ca" in attempt.detail
+    assert "unable to get local issuer certificate" in attempt.detail
+    assert "peer refused" not in attempt.detail  # nothing blames the peer
+    [logged] = [
+        r
+        for r in caplog.records
+        if r.name == "adapter.participant" and "failed for good" in r.getMessage()
+    ]
+    assert logged.levelno == logging.ERROR and "[tls] ca" in logged.getMessage()
+    assert cro_side.handled == []
 
-    await eventually(expired)
-    attempts = await dso.store.attempts(sent.message_id)
-    assert attempts
-    for attempt in attempts:
-        assert attempt.http_status is None
-        assert attempt.outcome == "temporary"
-        assert "CERTIFICATE_VERIFY_FAILED" in attempt.detail
+
+async def test_a_certificate_for_another_host_fails_delivery_at_once(
+    network: Network, pki: Pki
+) -> None:
+    """The certificate is for 127.0.0.1; the endpoint is 127.0.0.2: not retried either."""
+    cro_side = Cro()
+    cro = create(
+        network,
+        CRO,
+        Role.CRO,
+        pki.server(require_client_certificates=False),
+        router=cro_side.router,
+        host="127.0.0.2",
+    )
+    long_deadline = dataclasses.replace(SHORT, deadline_seconds=3600.0)
+    dso = create(network, DSO, Role.DSO, TlsSettings(ca=pki.ca), delivery=long_deadline)
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
+
+    with pytest.raises(DeliveryFailed) as failed:
+        await dso.request(update(), to=CRO, timeout=10)
+
+    [attempt] = await dso.store.attempts(failed.value.message_id)
+    assert attempt.outcome == "permanent"
+    assert "mismatch" in attempt.detail and "[tls] ca" in attempt.detail
     assert cro_side.handled == []
 
 

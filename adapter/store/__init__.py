@@ -21,6 +21,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboundStatus,
     SaveOutcome,
+    StorageError,
     Store,
     StoreOpenError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "OutboundStatus",
     "SaveOutcome",
     "SqliteStore",
+    "StorageError",
     "Store",
     "StoreOpenError",
     "check_schema_name",

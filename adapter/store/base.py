@@ -37,6 +37,17 @@ def newer_schema(store: str, component: str, found: int, ours: int) -> StoreOpen
     )
 
 
+class StorageError(Exception):
+    """The store could not do its work for a reason of its own: the disk is full, the database
+    is unreachable or failing. The driver's error is the `__cause__`.
+
+    A type of its own because such a failure is always our fault, never a peer's
+    (a message that was valid stays valid): the participant keeps a message whose handling
+    meets one unfinished and handles it again, instead of rejecting it. Errors that are
+    answers (a taken key, an unknown message) are not wrapped.
+    """
+
+
 class InboundStatus(StrEnum):
     #: Stored and acknowledged with HTTP 200; its handler has not finished yet.
     RECEIVED = "received"
@@ -53,6 +64,8 @@ class OutboundStatus(StrEnum):
     FAILED = "failed"
     #: Temporary failures until the delivery deadline passed.
     EXPIRED = "expired"
+    #: Withdrawn by its sender before it was delivered (a command gave up waiting for it).
+    CANCELLED = "cancelled"
 
 
 class SaveOutcome(StrEnum):
@@ -149,6 +162,13 @@ class Store(Protocol):
         next_attempt_at: datetime | None,
     ) -> None:
         """Log one delivery attempt and move the message to its new status."""
+
+    async def cancel_outbound(self, message_id: str) -> bool:
+        """Withdraw a message still pending: no process attempts it again.
+
+        True if it was pending and is now cancelled; False if its delivery had already
+        ended (delivered, failed, expired or cancelled), which it then keeps. LookupError
+        for an unknown message."""
 
     async def pending_outbound(self) -> list[OutboundRecord]:
         """Every message still to be delivered, earliest next attempt first."""

@@ -20,7 +20,13 @@ Several processes may share one schema:
   message, and the peer may see it twice; its duplicate check answers the second copy with
   "Already Submitted", so state stays correct. Giving each message a single owner (claiming
   rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` or a lease column) is the outbox's job
-  when it runs in more than one process.
+  when it runs in more than one process. Until then, `cancel_outbound` in one process does
+  not stop an attempt another process has already scheduled (its outcome is recorded but no
+  longer changes the status).
+
+A failure of the environment (the server unreachable or shutting down, its disk full, out of
+resources, an I/O error, a serialization failure or deadlock) reaches the caller as
+`StorageError`; constraint violations and the like keep their asyncpg types.
 
 Timestamps are ``timestamptz`` (microsecond precision, returned in UTC); naive datetimes are
 refused because their instant is unknown.
@@ -31,6 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import asyncpg
@@ -43,6 +50,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboundStatus,
     SaveOutcome,
+    StorageError,
     StoreOpenError,
     newer_schema,
 )
@@ -54,7 +62,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Version of the tables this module owns (component "store" in `schema_version`).
-SCHEMA_VERSION: Final = 1
+#: 2: outbound status 'cancelled' (a message its sender withdrew).
+SCHEMA_VERSION: Final = 2
+
+#: The outbound statuses (OutboundStatus), as the table's CHECK constraint names them.
+_OUTBOUND_STATUS_CHECK: Final = (
+    "CHECK (status IN ('pending', 'delivered', 'failed', 'expired', 'cancelled'))"
+)
 
 _TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS schema_version (
@@ -77,7 +91,7 @@ _TABLES: Final = (
     )""",
     """CREATE INDEX IF NOT EXISTS inbound_unfinished
         ON inbound (received_at) WHERE status = 'received'""",
-    """CREATE TABLE IF NOT EXISTS outbound (
+    f"""CREATE TABLE IF NOT EXISTS outbound (
         message_id text PRIMARY KEY,
         recipient_domain text NOT NULL,
         recipient_role text NOT NULL,
@@ -88,7 +102,7 @@ _TABLES: Final = (
         envelope bytea NOT NULL,
         created_at timestamptz NOT NULL,
         deadline timestamptz NOT NULL,
-        status text NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'expired')),
+        status text NOT NULL CONSTRAINT outbound_status_check {_OUTBOUND_STATUS_CHECK},
         attempts integer NOT NULL DEFAULT 0,
         next_attempt_at timestamptz,
         last_error text
@@ -115,6 +129,58 @@ _OUTBOUND_COLUMNS: Final = (
     "reference_message_id, endpoint, envelope, created_at, deadline, status, attempts, "
     "next_attempt_at, last_error"
 )
+
+
+#: SQLSTATE classes that say the environment failed, not the statement: connection exception,
+#: insufficient resources (disk full, out of memory, too many connections), operator
+#: intervention (shutdown), system error (I/O), internal error (data corrupted).
+_ENVIRONMENT_CLASSES: Final = frozenset({"08", "53", "57", "58", "XX"})
+#: Single SQLSTATEs that are worth trying again: serialization failure, deadlock detected, and
+#: a read-only transaction (connected to a standby, as during a failover).
+_TRANSIENT_STATES: Final = frozenset({"40001", "40P01", "25006"})
+
+
+def _environment_failure(exc: BaseException) -> str | None:
+    """What failed, if `exc` says that the environment did (see `_ENVIRONMENT_CLASSES`)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        if state[:2] in _ENVIRONMENT_CLASSES or state in _TRANSIENT_STATES:
+            return f"{exc} (SQLSTATE {state})"
+    elif isinstance(exc, OSError):  # the server cannot be reached: refused, reset, timed out
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+class _StorageFaults:
+    """Context manager: re-raise a failure of the environment as `StorageError`.
+
+    The error that ends a block may only be a consequence: a lost connection fails the
+    transaction's ROLLBACK with "the underlying connection is closed" while handling the
+    server's shutdown notice, so the chain of errors is searched. A synchronous context
+    manager on purpose: it wraps the awaits inside its block all the same, without the cost
+    of a generator-based async one on every operation.
+    """
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        cause = exc
+        for _ in range(8):  # a chain, not a cycle; a few links are plenty
+            if cause is None or isinstance(cause, StorageError):
+                return
+            failure = _environment_failure(cause)
+            if failure is not None:
+                raise StorageError(f"PostgreSQL store: {failure}") from cause
+            cause = cause.__context__
+
+
+_FAULTS: Final = _StorageFaults()
 
 
 def _aware(value: datetime) -> datetime:
@@ -303,6 +369,17 @@ class PostgresStore:
             )
         elif version > SCHEMA_VERSION:
             raise newer_schema(self.location, "store", version, SCHEMA_VERSION)
+        elif version < SCHEMA_VERSION:
+            # 2: a new outbound status; its CHECK constraint is replaced (PostgreSQL named
+            # the first one after the table and column, as it is named now).
+            await conn.execute(
+                "ALTER TABLE outbound DROP CONSTRAINT IF EXISTS outbound_status_check, "
+                f"ADD CONSTRAINT outbound_status_check {_OUTBOUND_STATUS_CHECK}"
+            )
+            await conn.execute(
+                "UPDATE schema_version SET version = $1 WHERE component = 'store'",
+                SCHEMA_VERSION,
+            )
 
     async def close(self) -> None:
         """Wait for borrowed connections to come back, then close them all."""
@@ -322,16 +399,28 @@ class PostgresStore:
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `fn` in one transaction on a pooled connection (search_path = our schema).
 
-        The transaction commits when `fn` returns and rolls back if it raises.
+        The transaction commits when `fn` returns and rolls back if it raises; a failure of the
+        environment is raised as `StorageError`.
         """
-        async with self._open_pool.acquire() as conn, conn.transaction():
-            return await fn(conn)
+        with _FAULTS:
+            async with self._open_pool.acquire() as conn, conn.transaction():
+                return await fn(conn)
 
     # -- the Store port -----------------------------------------------------------------------
 
     async def save_inbound(self, record: InboundRecord) -> SaveOutcome:
         """Insert the message; on a known (sender, MessageID) compare hashes, store nothing."""
         received_at = _aware(record.received_at)
+        with _FAULTS:
+            known_hash = await self._save_inbound(record, received_at)
+        if known_hash is None:
+            return SaveOutcome.NEW
+        if bytes(known_hash) == record.content_hash:
+            return SaveOutcome.ALREADY_SUBMITTED
+        return SaveOutcome.DUPLICATE_IDENTIFIER
+
+    async def _save_inbound(self, record: InboundRecord, received_at: datetime) -> bytes | None:
+        """Insert; None if inserted, else the content hash of the message already stored."""
         async with self._open_pool.acquire() as conn:
             status = await conn.execute(
                 f"INSERT INTO inbound ({_INBOUND_COLUMNS}) "  # noqa: S608 - constant columns
@@ -350,7 +439,7 @@ class PostgresStore:
                 record.rejection,
             )
             if _row_count(status) == 1:
-                return SaveOutcome.NEW
+                return None
             # The conflicting row is committed: ON CONFLICT waited for its transaction.
             known_hash = await conn.fetchval(
                 "SELECT content_hash FROM inbound WHERE sender_domain = $1 AND message_id = $2",
@@ -359,9 +448,7 @@ class PostgresStore:
             )
         if known_hash is None:  # rows are never deleted, so this is a broken invariant
             raise RuntimeError(f"inbound message {record.message_id!r} conflicted but is gone")
-        if bytes(known_hash) == record.content_hash:
-            return SaveOutcome.ALREADY_SUBMITTED
-        return SaveOutcome.DUPLICATE_IDENTIFIER
+        return bytes(known_hash)
 
     async def finish_inbound(
         self, sender_domain: str, message_id: str, response: OutboundRecord | None
@@ -387,26 +474,29 @@ class PostgresStore:
         await self.run(op)
 
     async def unfinished_inbound(self) -> list[InboundRecord]:
-        rows = await self._open_pool.fetch(
-            f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE status = $1 "  # noqa: S608
-            "ORDER BY received_at, sender_domain, message_id",
-            InboundStatus.RECEIVED.value,
-        )
+        with _FAULTS:
+            rows = await self._open_pool.fetch(
+                f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE status = $1 "  # noqa: S608
+                "ORDER BY received_at, sender_domain, message_id",
+                InboundStatus.RECEIVED.value,
+            )
         return [_inbound(row) for row in rows]
 
     async def get_inbound(self, sender_domain: str, message_id: str) -> InboundRecord | None:
-        row = await self._open_pool.fetchrow(
-            f"SELECT {_INBOUND_COLUMNS} FROM inbound "  # noqa: S608 - constant columns
-            "WHERE sender_domain = $1 AND message_id = $2",
-            sender_domain,
-            message_id,
-        )
+        with _FAULTS:
+            row = await self._open_pool.fetchrow(
+                f"SELECT {_INBOUND_COLUMNS} FROM inbound "  # noqa: S608 - constant columns
+                "WHERE sender_domain = $1 AND message_id = $2",
+                sender_domain,
+                message_id,
+            )
         return None if row is None else _inbound(row)
 
     async def add_outbound(self, record: OutboundRecord) -> None:
         """Insert the message; a taken MessageID raises `asyncpg.UniqueViolationError`."""
-        async with self._open_pool.acquire() as conn:
-            await _insert_outbound(conn, record)
+        with _FAULTS:
+            async with self._open_pool.acquire() as conn:
+                await _insert_outbound(conn, record)
 
     async def record_attempt(
         self,
@@ -452,28 +542,51 @@ class PostgresStore:
 
         await self.run(op)
 
+    async def cancel_outbound(self, message_id: str) -> bool:
+        """Pending -> cancelled; False for a message whose delivery ended, LookupError for an
+        unknown one. The row lock of the UPDATE orders it with a concurrent `record_attempt`."""
+
+        async def op(conn: Any) -> bool:
+            status = await conn.execute(
+                "UPDATE outbound SET status = $1, next_attempt_at = NULL "
+                "WHERE message_id = $2 AND status = $3",
+                OutboundStatus.CANCELLED.value,
+                message_id,
+                OutboundStatus.PENDING.value,
+            )
+            if _row_count(status) == 1:
+                return True
+            if await conn.fetchval("SELECT 1 FROM outbound WHERE message_id = $1", message_id):
+                return False
+            raise LookupError(f"no outbound message {message_id!r}")
+
+        return await self.run(op)
+
     async def pending_outbound(self) -> list[OutboundRecord]:
         """Pending messages by due time; no next attempt yet means due since creation."""
-        rows = await self._open_pool.fetch(
-            f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE status = $1 "  # noqa: S608
-            "ORDER BY coalesce(next_attempt_at, created_at), created_at, message_id",
-            OutboundStatus.PENDING.value,
-        )
+        with _FAULTS:
+            rows = await self._open_pool.fetch(
+                f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE status = $1 "  # noqa: S608
+                "ORDER BY coalesce(next_attempt_at, created_at), created_at, message_id",
+                OutboundStatus.PENDING.value,
+            )
         return [_outbound(row) for row in rows]
 
     async def get_outbound(self, message_id: str) -> OutboundRecord | None:
-        row = await self._open_pool.fetchrow(
-            f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE message_id = $1",  # noqa: S608
-            message_id,
-        )
+        with _FAULTS:
+            row = await self._open_pool.fetchrow(
+                f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE message_id = $1",  # noqa: S608
+                message_id,
+            )
         return None if row is None else _outbound(row)
 
     async def attempts(self, message_id: str) -> list[DeliveryAttempt]:
-        rows = await self._open_pool.fetch(
-            "SELECT message_id, attempted_at, http_status, outcome, detail "
-            "FROM delivery_attempts WHERE message_id = $1 ORDER BY attempted_at, id",
-            message_id,
-        )
+        with _FAULTS:
+            rows = await self._open_pool.fetch(
+                "SELECT message_id, attempted_at, http_status, outcome, detail "
+                "FROM delivery_attempts WHERE message_id = $1 ORDER BY attempted_at, id",
+                message_id,
+            )
         return [
             DeliveryAttempt(
                 message_id=row["message_id"],

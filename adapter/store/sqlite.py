@@ -40,6 +40,11 @@ What the PRAGMAs guarantee (set on every open):
 * ``busy_timeout``: should another process hold the write lock (it is not meant to share the
   file, but an operator's sqlite3 shell might), wait for it instead of failing at once.
 
+A failure of the environment rather than of a statement (the disk full, read-only or failing,
+the file damaged or locked beyond the busy timeout) reaches the caller as `StorageError`,
+whichever operation met it: its callers treat it as our fault, to be tried again, never as an
+answer about the data.
+
 Timestamps are stored as integer microseconds since the Unix epoch (UTC), which round-trips
 an aware `datetime` exactly; naive datetimes are refused because their instant is unknown.
 
@@ -68,6 +73,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboundStatus,
     SaveOutcome,
+    StorageError,
     StoreOpenError,
     newer_schema,
 )
@@ -80,7 +86,8 @@ T = TypeVar("T")
 
 #: Version of the tables this module owns (component "store" in `schema_version`).
 #: 2: envelopes in tables of their own (inbound_envelope, outbound_envelope).
-SCHEMA_VERSION: Final = 2
+#: 3: outbound status 'cancelled' (a message its sender withdrew).
+SCHEMA_VERSION: Final = 3
 #: How long to wait for another process's write lock before failing, in milliseconds.
 BUSY_TIMEOUT_MS: Final = 5000
 #: At most this many operations share one transaction, bounding the latency of a batch.
@@ -92,6 +99,26 @@ CHECKPOINT_EVERY_COMMITS: Final = 256
 #: copying a large WAL fills the disk queue, and a COMMIT's fsync would wait behind it.
 CHECKPOINT_QUIET: Final = 0.05
 CHECKPOINT_WAIT: Final = 1.0
+
+#: SQLite's primary result codes that say the environment failed, not the statement: the disk
+#: is full or failing, the file is locked by another process beyond the busy timeout, damaged,
+#: or not a database. Each is a `StorageError`: our fault, and worth trying again once an
+#: operator has seen to it. (SQL mistakes, taken keys and the like keep their own `sqlite3`
+#: types: they are answers, not outages.) Read-only files count through their extended codes
+#: only: plain SQLITE_READONLY is also a write attempted in `read`, which is a bug.
+_ENVIRONMENT_CODES: Final = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -124,7 +151,8 @@ CREATE TABLE IF NOT EXISTS {name} (
     endpoint TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     deadline INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'expired')),
+    status TEXT NOT NULL
+        CHECK (status IN ('pending', 'delivered', 'failed', 'expired', 'cancelled')),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
     last_error TEXT
@@ -214,6 +242,21 @@ def _attempt_error(attempt: DeliveryAttempt, status: OutboundStatus) -> str | No
     return f"{attempt.outcome}: {attempt.detail}" if attempt.detail else attempt.outcome
 
 
+def _as_storage_error(exc: BaseException) -> BaseException:
+    """`exc` as a `StorageError` when SQLite failed for a reason of the environment."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(exc, sqlite3.Error) or code is None:
+        return exc
+    primary = code & 0xFF
+    if primary in _ENVIRONMENT_CODES or (
+        primary == sqlite3.SQLITE_READONLY and code != sqlite3.SQLITE_READONLY
+    ):
+        error = StorageError(f"SQLite store: {exc} ({getattr(exc, 'sqlite_errorname', code)})")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
 def _inbound(row: sqlite3.Row) -> InboundRecord:
     return InboundRecord(
         sender_domain=row["sender_domain"],
@@ -280,7 +323,8 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
     transaction that opens it, foreign keys off (SQLite's procedure for changing a table)."""
     if version < 2:
         # The envelopes move to tables of their own; the tables they leave are rebuilt
-        # without the column (ALTER TABLE DROP COLUMN needs SQLite 3.35).
+        # without the column (ALTER TABLE DROP COLUMN needs SQLite 3.35), and outbound with
+        # the statuses of version 3 too.
         conn.execute(
             "INSERT INTO inbound_envelope (sender_domain, message_id, envelope) "
             "SELECT sender_domain, message_id, envelope FROM inbound"
@@ -289,23 +333,26 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
             "INSERT INTO outbound_envelope (message_id, envelope) "
             "SELECT message_id, envelope FROM outbound"
         )
-        for table, template, columns in (
-            ("inbound", _INBOUND_TABLE, _INBOUND_COLUMNS),
-            ("outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS),
-        ):
-            conn.execute(template.format(name=f"{table}_v2"))
-            conn.execute(
-                f"INSERT INTO {table}_v2 ({columns}) SELECT {columns} FROM {table}"  # noqa: S608
-            )
-            conn.execute(f"DROP TABLE {table}")
-            conn.execute(f"ALTER TABLE {table}_v2 RENAME TO {table}")
-        for statement in _INDEXES:
-            conn.execute(statement)
-        if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
-            raise RuntimeError("the store's delivery attempts lost their messages in migration")
+        _rebuild(conn, "inbound", _INBOUND_TABLE, _INBOUND_COLUMNS)
+        _rebuild(conn, "outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS)
+    elif version < 3:
+        # A new status in outbound's CHECK constraint, which only a rebuild can change.
+        _rebuild(conn, "outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS)
+    for statement in _INDEXES:
+        conn.execute(statement)
+    if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+        raise RuntimeError("the store's delivery attempts lost their messages in migration")
     conn.execute(
         "UPDATE schema_version SET version = ? WHERE component = 'store'", (SCHEMA_VERSION,)
     )
+
+
+def _rebuild(conn: sqlite3.Connection, table: str, template: str, columns: str) -> None:
+    """Re-create `table` from `template` with its rows (`columns`); its indexes go with it."""
+    conn.execute(template.format(name=f"{table}_new"))
+    conn.execute(f"INSERT INTO {table}_new ({columns}) SELECT {columns} FROM {table}")  # noqa: S608
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
 
 
 @dataclass(slots=True)
@@ -322,10 +369,11 @@ class _Op:
 
 
 class _Settlements(list[tuple[asyncio.Future[Any], bool, Any]]):
-    """Results to hand back once the batch that produced them is over."""
+    """Results to hand back once the batch that produced them is over; a failure of the
+    environment (disk full, ...) as a `StorageError`, whichever operation met it."""
 
     def add(self, op: _Op, ok: bool, value: Any) -> None:
-        self.append((op.future, ok, value))
+        self.append((op.future, ok, value if ok else _as_storage_error(value)))
 
     def deliver(self) -> None:
         for future, ok, value in self:
@@ -683,6 +731,25 @@ class SqliteStore:
 
         await self._write(op)
 
+    async def cancel_outbound(self, message_id: str) -> bool:
+        """Pending -> cancelled; False for a message whose delivery ended, LookupError for an
+        unknown one."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE outbound SET status = ?, next_attempt_at = NULL "
+                "WHERE message_id = ? AND status = ?",
+                (OutboundStatus.CANCELLED.value, message_id, OutboundStatus.PENDING.value),
+            )
+            if cursor.rowcount == 1:
+                return True
+            known = conn.execute("SELECT 1 FROM outbound WHERE message_id = ?", (message_id,))
+            if known.fetchone() is None:
+                raise LookupError(f"no outbound message {message_id!r}")
+            return False
+
+        return await self._write(op)
+
     async def pending_outbound(self) -> list[OutboundRecord]:
         """Pending messages by due time; no next attempt yet means due since creation."""
 
@@ -829,11 +896,14 @@ class SqliteStore:
                 try:
                     value = op.fn(conn)
                 except Exception as exc:
+                    if not conn.in_transaction:
+                        # The error ended the whole transaction (SQLite does so on a full
+                        # disk, for one): nothing of the batch will commit, and this error,
+                        # not a failed ROLLBACK's, is what every operation in it met.
+                        raise
                     if not savepoint:
                         conn.execute("ROLLBACK")
                         return None
-                    # If this fails too (the error already rolled back the whole transaction),
-                    # the outer handler fails the batch: nothing of it will commit.
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     outcomes.append((op, False, exc))

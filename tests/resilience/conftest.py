@@ -1,8 +1,13 @@
-"""Reports what the crash tests tried, at the end of the run."""
+"""Reports what the crash tests tried, at the end of the run; a small disk to fill."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from tests.resilience.disk import SmallDisk, small_disk
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -19,3 +24,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     )
     for line in TALLY.lines:
         terminalreporter.write_line(f"  {line}")
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A tmpfs of 4 MiB at tmp_path/disk (skips where mounting is not allowed). Ask for it
+    before `network`, so that the participants stop before it is unmounted."""
+    with small_disk(tmp_path / "disk") as mounted:
+        yield mounted

@@ -441,3 +441,50 @@ async def test_a_deadline_that_passes_while_stopped_ends_expired_without_another
 
     assert record.status is OutboundStatus.EXPIRED, record
     assert len(peer.hits) == hits
+
+
+async def test_a_withdrawn_message_is_never_attempted_again(
+    network: Network, peers: list[ScriptedPeer]
+) -> None:
+    """A sender that gave up waiting withdraws its message: no more attempts, in this run or
+    the next, and its record says so."""
+    peer = await scripted(peers, then=503)
+    first = await dso_for(network, peer.url, QUICK, store_name="dso-withdrawn")
+    sent = await first.send(portfolio_update(0, 3), to=CRO)
+
+    async def tried_twice() -> bool:
+        return len(await first.store.attempts(sent.message_id)) >= 2
+
+    await eventually(tried_twice)
+    record = await first.withdraw(sent.message_id)
+
+    assert record is not None and record.status is OutboundStatus.CANCELLED
+    attempts = await first.store.attempts(sent.message_id)
+    assert record.attempts == len(attempts) == len(peer.hits)
+    peer.then = 200  # the peer recovers: nothing is sent to it any more
+    await asyncio.sleep(5 * QUICK.backoff_max_seconds)
+    assert len(peer.hits) == len(attempts)
+    await first.stop()
+
+    second = await dso_for(network, peer.url, QUICK, store_name="dso-withdrawn")
+    await asyncio.sleep(5 * QUICK.backoff_max_seconds)
+    assert len(peer.hits) == len(attempts)
+    again = await second.store.get_outbound(sent.message_id)
+    assert again is not None and again.status is OutboundStatus.CANCELLED
+    assert await second.withdraw("unknown") is None
+
+
+async def test_withdrawing_lets_the_post_on_the_wire_finish_and_tells_the_truth(
+    network: Network, peers: list[ScriptedPeer]
+) -> None:
+    """The peer already has the message when the sender withdraws it: the record says
+    delivered, not cancelled (the message will be acted on; the sender must know)."""
+    peer = await scripted(peers, ["slow"], slow_seconds=0.15)  # within QUICK's timeout
+    dso = await dso_for(network, peer.url, QUICK)
+    sent = await dso.send(portfolio_update(0, 3), to=CRO)
+    await eventually(lambda: len(peer.hits) == 1)
+
+    record = await dso.withdraw(sent.message_id)
+
+    assert record is not None and record.status is OutboundStatus.DELIVERED
+    assert len(peer.hits) == 1

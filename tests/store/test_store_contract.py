@@ -35,10 +35,12 @@ from adapter.store import (
     OutboundStatus,
     SaveOutcome,
     SqliteStore,
+    StorageError,
     Store,
     open_store,
 )
 from adapter.store.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
+from tests.resilience.disk import small_disk
 
 PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
 PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
@@ -329,6 +331,51 @@ async def test_an_attempt_for_an_unknown_message_raises_lookup_error(store: Stor
     with pytest.raises(LookupError):
         await store.record_attempt(attempt("unknown"), OutboundStatus.FAILED, None)
     assert await store.attempts("unknown") == []
+
+
+async def test_cancel_outbound_withdraws_a_pending_message_for_good(
+    store: Store, backend: Backend
+) -> None:
+    await store.add_outbound(outbound(next_attempt_at=T0 + timedelta(seconds=5)))
+    await store.record_attempt(attempt(at=T0), OutboundStatus.PENDING, T0 + timedelta(seconds=5))
+
+    assert await store.cancel_outbound("out-1") is True
+
+    cancelled = await store.get_outbound("out-1")
+    assert cancelled is not None
+    assert (cancelled.status, cancelled.next_attempt_at, cancelled.attempts) == (
+        OutboundStatus.CANCELLED,
+        None,
+        1,
+    )
+    assert cancelled.last_error == "temporary: HTTP 503"  # what kept it from being delivered
+    assert await store.pending_outbound() == []
+    assert await store.cancel_outbound("out-1") is False  # once is enough
+    # A late report of an attempt that was under way does not bring it back.
+    await store.record_attempt(attempt(at=T0 + timedelta(seconds=1)), OutboundStatus.PENDING, T0)
+    assert (await store.get_outbound("out-1")) == replace(cancelled, attempts=2)
+    await store.close()
+    reopened = backend.make()
+    await reopened.open()
+    try:
+        assert await reopened.pending_outbound() == []
+        assert await reopened.get_outbound("out-1") == replace(cancelled, attempts=2)
+    finally:
+        await reopened.close()
+        await store.open()  # for the fixture's close
+
+
+async def test_cancel_outbound_leaves_an_ended_delivery_alone(store: Store) -> None:
+    await store.add_outbound(outbound())
+    ok = attempt(at=T0, http_status=200, outcome="delivered", detail="")
+    await store.record_attempt(ok, OutboundStatus.DELIVERED, None)
+
+    assert await store.cancel_outbound("out-1") is False
+
+    record = await store.get_outbound("out-1")
+    assert record is not None and record.status is OutboundStatus.DELIVERED
+    with pytest.raises(LookupError):
+        await store.cancel_outbound("unknown")
 
 
 # -- durability and concurrency ---------------------------------------------------------------
@@ -661,6 +708,69 @@ async def test_sqlite_store_of_schema_version_1_is_migrated(tmp_path: Path) -> N
         await store.close()
 
 
+#: The outbound table as schema version 2 wrote it: no status 'cancelled'.
+_VERSION_2_OUTBOUND = """CREATE TABLE outbound_v2 (message_id TEXT PRIMARY KEY,
+    recipient_domain TEXT NOT NULL, recipient_role TEXT NOT NULL, message_type TEXT NOT NULL,
+    conversation_id TEXT NOT NULL, reference_message_id TEXT, endpoint TEXT NOT NULL,
+    created_at INTEGER NOT NULL, deadline INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'expired')),
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER, last_error TEXT)"""
+
+
+async def test_sqlite_store_of_schema_version_2_is_migrated_to_know_cancelled(
+    tmp_path: Path,
+) -> None:
+    """Version 3 adds the outbound status 'cancelled' to the CHECK constraint of a table that
+    holds pending messages and is referenced by their attempts."""
+    path = tmp_path / "store.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    pending = outbound("resp-1", next_attempt_at=T0)
+    await store.add_outbound(pending)
+    await store.record_attempt(attempt("resp-1", at=T0), OutboundStatus.PENDING, T0)
+    await store.close()
+    with sqlite3.connect(path) as conn:  # back to version 2's table, as that version wrote it
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute(_VERSION_2_OUTBOUND)
+        conn.execute("INSERT INTO outbound_v2 SELECT * FROM outbound")
+        conn.execute("DROP TABLE outbound")
+        conn.execute("ALTER TABLE outbound_v2 RENAME TO outbound")
+        conn.execute("CREATE INDEX outbound_due ON outbound (status, next_attempt_at)")
+        conn.execute("UPDATE schema_version SET version = 2 WHERE component = 'store'")
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute("UPDATE outbound SET status = 'cancelled'")
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        migrated = replace(pending, attempts=1, last_error="temporary: HTTP 503")
+        assert await store.pending_outbound() == [migrated]
+        assert await store.attempts("resp-1") == [attempt("resp-1", at=T0)]
+        assert await store.cancel_outbound("resp-1") is True
+
+        def version(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT version FROM schema_version WHERE component = 'store'")
+            return int(row.fetchone()[0])
+
+        assert await store.read(version) == SQLITE_SCHEMA_VERSION == 3
+        indexes = await store.read(
+            lambda conn: conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbound' "
+                "AND name NOT LIKE 'sqlite_autoindex%'"
+            ).fetchall()
+        )
+        assert [row[0] for row in indexes] == ["outbound_due"]
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            await store.run(
+                lambda conn: conn.execute(
+                    "INSERT INTO delivery_attempts (message_id, attempted_at, outcome, detail) "
+                    "VALUES ('nobody', 0, 'temporary', '')"
+                )
+            )
+    finally:
+        await store.close()
+
+
 async def test_sqlite_copies_a_large_write_into_the_database_file_in_the_background(
     sqlite_store: SqliteStore,
 ) -> None:
@@ -695,7 +805,90 @@ async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
         await store.open()
 
 
+async def test_sqlite_a_full_disk_is_a_storage_error_and_loses_nothing(tmp_path: Path) -> None:
+    """ "database or disk is full" is our fault, raised as `StorageError` (the driver's error
+    its cause); the message stays unfinished, and once space returns the same call works."""
+    with small_disk(tmp_path / "disk") as disk:
+        store = SqliteStore(disk.path / "store.sqlite3")
+        await store.open()
+        try:
+            await store.save_inbound(inbound())
+            disk.fill()
+
+            with pytest.raises(StorageError, match="database or disk is full") as failed:
+                await store.finish_inbound(SENDER, "msg-1", outbound("resp-1"))
+            assert isinstance(failed.value.__cause__, sqlite3.OperationalError)
+            assert await store.unfinished_inbound() == [inbound()]
+            assert await store.get_outbound("resp-1") is None
+            # A copy sent again is recognised without writing anything.
+            assert await store.save_inbound(inbound()) is SaveOutcome.ALREADY_SUBMITTED
+
+            disk.free()
+            await store.finish_inbound(SENDER, "msg-1", outbound("resp-1"))
+            assert await store.unfinished_inbound() == []
+            assert await store.pending_outbound() == [outbound("resp-1")]
+        finally:
+            await store.close()
+
+
+async def test_sqlite_a_disk_that_fills_mid_statement_is_a_storage_error(tmp_path: Path) -> None:
+    """A large write fills the disk before its COMMIT (its pages spill from the cache), and
+    SQLite ends the whole transaction: the operation, and any batched with it, get the
+    full disk as `StorageError`, not a failure to roll back to a savepoint that is gone."""
+    with small_disk(tmp_path / "disk", size="2m") as disk:
+        store = SqliteStore(disk.path / "store.sqlite3")
+        await store.open()
+        try:
+            await store.run(lambda conn: conn.execute("CREATE TABLE big (b BLOB)"))
+            await store.run(lambda conn: conn.execute("PRAGMA cache_size = 16"))  # spill early
+
+            def write_4_mib(conn: sqlite3.Connection) -> None:
+                for _ in range(64):
+                    conn.execute("INSERT INTO big VALUES (?)", (bytes(64 * 1024),))
+
+            big = asyncio.ensure_future(store.run(write_4_mib))
+            small = asyncio.ensure_future(store.save_inbound(inbound()))
+            results = await asyncio.gather(big, small, return_exceptions=True)
+
+            assert all(isinstance(r, StorageError) for r in results), results
+            assert (
+                await store.read(
+                    lambda conn: conn.execute("SELECT count(*) FROM big").fetchone()[0]
+                )
+                == 0
+            )
+            assert await store.save_inbound(inbound()) is SaveOutcome.NEW  # room for that
+        finally:
+            await store.close()
+
+
 # -- PostgreSQL only --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_a_lost_connection_is_a_storage_error(store: Store) -> None:
+    """The server ends our session (a restart, a failover, an administrator): our fault, raised
+    as `StorageError`; the store serves the next call on a new connection."""
+    import asyncpg
+
+    loop = asyncio.get_running_loop()
+    server_pid: asyncio.Future[int] = loop.create_future()
+
+    async def wait_long(conn: Any) -> None:
+        server_pid.set_result(conn.get_server_pid())
+        await conn.execute("SELECT pg_sleep(30)")
+
+    waiting = asyncio.ensure_future(store.run(wait_long))
+    admin = await asyncpg.connect(PG_DSN)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", await server_pid)
+    finally:
+        await admin.close()
+
+    with pytest.raises(StorageError, match="PostgreSQL store") as failed:
+        await asyncio.wait_for(waiting, timeout=10)
+    assert isinstance(failed.value.__cause__, asyncpg.PostgresError)
+    assert await store.save_inbound(inbound()) is SaveOutcome.NEW
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -722,6 +915,41 @@ async def test_postgres_run_is_one_transaction(store: Store) -> None:
 
     assert await store.run(count) == 1
     assert await store.run(lambda conn: conn.fetchval("SELECT current_schema()")) == store.schema
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_store_of_schema_version_1_is_migrated_to_know_cancelled(
+    backend: Backend,
+) -> None:
+    store = backend.make()
+    await store.open()
+    await store.add_outbound(outbound())
+
+    async def back_to_version_1(conn: Any) -> None:
+        await conn.execute(
+            "ALTER TABLE outbound DROP CONSTRAINT outbound_status_check, "
+            "ADD CONSTRAINT outbound_status_check "
+            "CHECK (status IN ('pending', 'delivered', 'failed', 'expired'))"
+        )
+        await conn.execute("UPDATE schema_version SET version = 1 WHERE component = 'store'")
+
+    await store.run(back_to_version_1)  # type: ignore[attr-defined]
+    with pytest.raises(Exception, match="outbound_status_check"):
+        await store.cancel_outbound("out-1")
+    await store.close()
+
+    store = backend.make()
+    await store.open()
+    try:
+        assert await store.cancel_outbound("out-1") is True
+        version = await store.run(  # type: ignore[attr-defined]
+            lambda conn: conn.fetchval(
+                "SELECT version FROM schema_version WHERE component = 'store'"
+            )
+        )
+        assert version == 2
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
