@@ -199,12 +199,15 @@ class Endpoint:
             raise PayloadTooLarge(f"the body exceeds {self._max_body} bytes")
         try:
             async with asyncio.timeout(self._read_timeout):
-                body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise PayloadTooLarge(f"the body exceeds {self._max_body} bytes") from None
+                body = await _read_body(request.content, request.content_length)
         except TimeoutError:
             raise RequestTimeout("the body was not received in time") from None
-        except (ConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+        except (
+            asyncio.IncompleteReadError,
+            ConnectionError,
+            aiohttp.ClientPayloadError,
+            aiohttp.ClientConnectionError,
+        ):
             # The sender went away mid-body: nothing to answer, and nothing wrong here.
             raise BodyIncomplete("the connection closed before the body was complete") from None
 
@@ -274,6 +277,27 @@ class Endpoint:
             rejections=tuple(rejections),
             outcome=outcome,
         )
+
+
+async def _read_body(content: aiohttp.StreamReader, length: int) -> bytes:
+    """Exactly `length` bytes, copied into one buffer as they arrive.
+
+    `request.read()` holds a body up to three times over while it grows (its buffer, a
+    bytearray, the bytes) and a list of chunks joined at the end twice: this holds the buffer
+    and, for the moment of the last copy, the bytes. Raises `asyncio.IncompleteReadError` when
+    the sender stops short.
+    """
+    buffer = bytearray(length)
+    view = memoryview(buffer)
+    received = 0
+    while received < length:
+        chunk = await content.readany()
+        if not chunk:
+            raise asyncio.IncompleteReadError(bytes(view[:received]), length)
+        view[received : received + len(chunk)] = chunk
+        received += len(chunk)
+    view.release()
+    return bytes(buffer)
 
 
 def _open(signed: envelope.SignedMessage, keys: tuple[bytes, ...]) -> _Opened:
