@@ -193,7 +193,7 @@ class Participant:
         # listens: a message arriving now cannot be taken for one of them and run twice.
         for record in await self.store.unfinished_inbound():
             self._schedule_handling(self._recover(record))
-        self._runner = web.AppRunner(self._endpoint.application(), access_log=None)
+        self._runner = self._endpoint.runner()
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._server_ssl)
         await site.start()

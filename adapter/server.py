@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .directory import Directory
@@ -40,6 +40,7 @@ from .uftp.errors import (
     RateLimited,
     RequestTimeout,
     TransportError,
+    UnsupportedContentEncoding,
 )
 from .uftp.messages import PayloadMessage, Role
 from .uftp.rules import protocol_rejections
@@ -167,6 +168,15 @@ class Endpoint:
         app.router.add_get("/health", self.handle_health)
         return app
 
+    def runner(self) -> web.AppRunner:
+        """The aiohttp runner of `application()`, set up as the endpoint needs it.
+
+        Request bodies are read as they were sent: aiohttp would otherwise inflate a body sent
+        with a Content-Encoding as it arrives (and while it discards one it refused), beyond
+        what the body cap counts. Such a request is refused with 415 unread.
+        """
+        return web.AppRunner(self.application(), access_log=None, auto_decompress=False)
+
     async def handle_health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n" if self.serving else "starting\n")
 
@@ -177,7 +187,9 @@ class Endpoint:
             log.info(
                 "inbound refused: HTTP %d %s (from %s)", exc.status, exc.detail, request.remote
             )
-            return web.Response(status=exc.status, text=exc.detail + "\n")
+            return web.Response(
+                status=exc.status, text=exc.detail + "\n", headers=dict(exc.headers)
+            )
         except Exception:
             log.exception("inbound failed unexpectedly")
             return web.Response(status=500, text="internal error\n")
@@ -195,6 +207,15 @@ class Endpoint:
         charset = request.charset
         if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
             raise BadContentType(f"the charset must be UTF-8, not {charset}")
+        codings = [
+            coding.strip().lower()
+            for header in request.headers.getall(hdrs.CONTENT_ENCODING, ())
+            for coding in header.split(",")
+        ]
+        if any(coding not in ("", "identity") for coding in codings):
+            raise UnsupportedContentEncoding(
+                f"Content-Encoding must be identity, not {', '.join(codings)}"
+            )
         if request.content_length > self._max_body:
             raise PayloadTooLarge(f"the body exceeds {self._max_body} bytes")
         try:
