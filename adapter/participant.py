@@ -100,6 +100,10 @@ class Participant:
         read_timeout: float = 30.0,
         time_stamp_window: tuple[timedelta, timedelta] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        header_timeout: float = 10.0,
+        keepalive_timeout: float = 30.0,
+        max_connections: int = 256,
+        body_bytes_in_flight: int | None = None,
     ) -> None:
         self.domain = domain
         self.role = role
@@ -138,6 +142,10 @@ class Participant:
             rate_limiter=RateLimiter(*rate_limit) if rate_limit else None,
             read_timeout=read_timeout,
             time_stamp_window=time_stamp_window,
+            header_timeout=header_timeout,
+            keepalive_timeout=keepalive_timeout,
+            max_connections=max_connections,
+            body_bytes_in_flight=body_bytes_in_flight,
         )
         self._handler_slots = asyncio.Semaphore(settings.handler_concurrency)
         #: One sender's share of those slots (None: all), so that a noisy peer leaves some.
@@ -151,6 +159,7 @@ class Participant:
         #: (a 3.x TestMessageResponse carries none)
         self._conversations: dict[str, str] = {}
         self._runner: web.AppRunner | None = None
+        self._listening: asyncio.Server | None = None
 
     @classmethod
     def from_config(
@@ -181,6 +190,10 @@ class Participant:
                 timedelta(seconds=config.limits.time_stamp_past_seconds),
                 timedelta(seconds=config.limits.time_stamp_future_seconds),
             ),
+            header_timeout=config.limits.header_timeout_seconds,
+            keepalive_timeout=config.limits.keepalive_timeout_seconds,
+            max_connections=config.limits.max_connections,
+            body_bytes_in_flight=config.limits.body_bytes_in_flight,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -195,11 +208,11 @@ class Participant:
             self._schedule_handling(self._recover(record))
         self._runner = self._endpoint.runner()
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._server_ssl)
-        await site.start()
-        server = site._server
-        if server is not None and self._port == 0:
-            self._port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._listening = await self._endpoint.listen(
+            self._runner, self._host, self._port, self._server_ssl
+        )
+        if self._port == 0:
+            self._port = self._listening.sockets[0].getsockname()[1]
         self._endpoint.serving = True
         log.info("%s %s listening on %s", self.role, self.domain, self.url())
 
@@ -210,9 +223,14 @@ class Participant:
         finishing handlers queue wait in the store for the next start."""
         self._endpoint.serving = False
         await self.outbox.stop()
+        if self._listening is not None:
+            self._listening.close()  # no new connections; the runner closes the open ones
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._listening is not None:
+            await self._listening.wait_closed()
+            self._listening = None
         if self._handler_tasks:
             await asyncio.gather(*list(self._handler_tasks), return_exceptions=True)
         await self._client.close()

@@ -23,11 +23,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from ssl import SSLContext
 
 import aiohttp
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .connections import Connections, track_requests
 from .directory import Directory
 from .store.base import InboundRecord, SaveOutcome, Store
 from .uftp import codec, envelope
@@ -39,6 +41,7 @@ from .uftp.errors import (
     PayloadTooLarge,
     RateLimited,
     RequestTimeout,
+    ServerBusy,
     TransportError,
     UnsupportedContentEncoding,
 )
@@ -99,6 +102,38 @@ if not any(isinstance(f, _MalformedRequests) for f in _AIOHTTP_SERVER_LOG.filter
     _AIOHTTP_SERVER_LOG.addFilter(_MalformedRequests())
 
 
+class BodyBudget:
+    """Bytes of request bodies being received and checked at once, across all connections.
+
+    The body cap bounds one request; this bounds them all together, so that a few senders of
+    large envelopes (known or not) cannot take the memory of the process between them. A body
+    that does not fit now is answered 503 at once rather than queued: waiting would hold its
+    connection, and the sender retries a 5xx later anyway.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"the budget for bodies in flight must be positive, got {limit}")
+        self._limit = limit
+        self._taken = 0
+
+    def take(self, size: int) -> bool:
+        if self._taken + size > self._limit:
+            return False
+        self._taken += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self._taken -= size
+
+
+@dataclass(slots=True)
+class _Reserved:
+    """What a request took of the `BodyBudget`, to be given back once it is answered."""
+
+    bytes: int = 0
+
+
 class RateLimiter:
     """A token bucket per sender: `rate` messages a second on average, bursts up to `burst`."""
 
@@ -145,6 +180,10 @@ class Endpoint:
         rate_limiter: RateLimiter | None = None,
         read_timeout: float = 30.0,
         time_stamp_window: tuple[timedelta, timedelta] | None = None,
+        header_timeout: float = 10.0,
+        keepalive_timeout: float = 30.0,
+        max_connections: int = 256,
+        body_bytes_in_flight: int | None = None,
     ) -> None:
         self._domain = domain
         self._role = role
@@ -158,10 +197,18 @@ class Endpoint:
         self._read_timeout = read_timeout
         #: (how old, how far ahead) a TimeStamp may be; None: any.
         self._time_stamp_window = time_stamp_window
+        self._keepalive_timeout = keepalive_timeout
+        self._header_timeout = header_timeout
+        self._connections = Connections(
+            max_connections=max_connections, header_timeout=header_timeout
+        )
+        self._bodies = BodyBudget(
+            2 * max_body_bytes if body_bytes_in_flight is None else body_bytes_in_flight
+        )
         self.serving = False
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=self._max_body)
+        app = web.Application(client_max_size=self._max_body, middlewares=[track_requests])
         majors = sorted({int(v.split(".")[0]) for v in self._versions})
         for major in majors:
             app.router.add_post(message_path(major), partial(self.handle_post, major=major))
@@ -175,14 +222,40 @@ class Endpoint:
         with a Content-Encoding as it arrives (and while it discards one it refused), beyond
         what the body cap counts. Such a request is refused with 415 unread.
         """
-        return web.AppRunner(self.application(), access_log=None, auto_decompress=False)
+        return web.AppRunner(
+            self.application(),
+            access_log=None,
+            auto_decompress=False,
+            keepalive_timeout=self._keepalive_timeout,
+        )
+
+    async def listen(
+        self, runner: web.AppRunner, host: str, port: int, ssl: SSLContext | None
+    ) -> asyncio.Server:
+        """Serve `runner` (set up) on `host` and `port`, within the connection limits.
+
+        Close the server before cleaning up the runner: the runner closes the connections.
+        """
+        handlers = runner.server
+        if handlers is None:
+            raise RuntimeError("the runner is not set up")
+        return await asyncio.get_running_loop().create_server(
+            self._connections.factory(handlers),
+            host,
+            port,
+            ssl=ssl,
+            # A TLS handshake is bounded like a request head: it precedes one.
+            ssl_handshake_timeout=self._header_timeout if ssl is not None else None,
+            backlog=128,
+        )
 
     async def handle_health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n" if self.serving else "starting\n")
 
     async def handle_post(self, request: web.Request, *, major: int) -> web.Response:
+        reserved = _Reserved()
         try:
-            received = await self._receive(request, major)
+            received = await self._receive(request, major, reserved)
         except TransportError as exc:
             log.info(
                 "inbound refused: HTTP %d %s (from %s)", exc.status, exc.detail, request.remote
@@ -193,12 +266,14 @@ class Endpoint:
         except Exception:
             log.exception("inbound failed unexpectedly")
             return web.Response(status=500, text="internal error\n")
+        finally:
+            self._bodies.give_back(reserved.bytes)
         result = self._on_received(received)
         if result is not None:
             await result
         return web.Response(text="OK\n")
 
-    async def _receive(self, request: web.Request, major: int) -> Received:
+    async def _receive(self, request: web.Request, major: int, reserved: _Reserved) -> Received:
         # Transport checks, in the order of the spec's table.
         if request.content_length is None:
             raise LengthRequired("Content-Length is required")
@@ -218,6 +293,9 @@ class Endpoint:
             )
         if request.content_length > self._max_body:
             raise PayloadTooLarge(f"the body exceeds {self._max_body} bytes")
+        if not self._bodies.take(request.content_length):
+            raise ServerBusy("too many request bodies are being received, retry")
+        reserved.bytes = request.content_length
         try:
             async with asyncio.timeout(self._read_timeout):
                 body = await _read_body(request.content, request.content_length)

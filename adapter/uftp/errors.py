@@ -91,6 +91,15 @@ class RateLimited(TransportError):
     temporary = True
 
 
+class ServerBusy(TransportError):
+    """Our capacity for request bodies is in use: 503, temporary. A sender retries a 5xx
+    later (message-transport-mechanism.md, "Transmission"); Retry-After says when."""
+
+    status = 503
+    temporary = True
+    headers = (("Retry-After", "1"),)
+
+
 class InvalidXml(TransportError):
     """Not well-formed, forbidden construct (DTD, entities), or not schema-valid: 400.
 
