@@ -395,7 +395,8 @@ class Participant:
         signed = envelope.parse_envelope(record.envelope)
         inner = signed.sealed[envelope.SIGNATURE_BYTES :]  # verified before it was stored
         message = codec.decode(inner)
-        log.info("recovering unfinished %s %s", message.xml_name, message.message_id)
+        log.info("recovering an unfinished %s from %s", message.xml_name, record.sender_domain)
+        log.debug("recovering %s", message.message_id)
         await self._handle(
             Received(
                 message=message,
@@ -422,7 +423,10 @@ class Participant:
                         raise UnknownPeer(f"{received.sender_domain} is no longer configured")
                     outbound = self._outbound(response, peer)
             except Exception:
-                log.exception("handling %s %s failed", message.xml_name, message.message_id)
+                log.exception(
+                    "handling a %s from %s failed", message.xml_name, received.sender_domain
+                )
+                log.debug("the %s that failed is %s", message.xml_name, message.message_id)
                 return  # stays unfinished in the store; retried on the next start
             if received.outcome is SaveOutcome.DUPLICATE_IDENTIFIER:
                 # The conflicting copy is not stored as an inbound message (its key belongs
@@ -442,12 +446,12 @@ class Participant:
                 # A response is never answered; one that fails the protocol checks (another
                 # sender inside than outside, not addressed to us, ...) is kept, not believed.
                 log.warning(
-                    "ignoring %s %s from %s: %s",
+                    "ignoring a %s from %s: %s",
                     message.xml_name,
-                    message.message_id,
                     received.sender_domain,
                     "; ".join(received.rejections),
                 )
+                log.debug("ignored %s", message.message_id)
                 return None
             if message.reference_message_id:
                 self.outbox.answered(message.reference_message_id, received.sender_domain)
@@ -464,15 +468,17 @@ class Participant:
             except Rejection as rejection:
                 reasons = rejection.reasons
             except Exception:
-                log.exception("handler for %s %s raised", message.xml_name, message.message_id)
+                log.exception(
+                    "the handler of a %s from %s raised", message.xml_name, received.sender_domain
+                )
+                log.debug("the %s it raised for is %s", message.xml_name, message.message_id)
                 reasons = (Reason.INVALID_MESSAGE,)
             else:
                 return self._complete_response(response, received)
         # The reasons may name connections (personal data): their text only at debug.
         log.info(
-            "rejecting %s %s from %s (%d reasons)",
+            "rejecting a %s from %s (%d reasons)",
             message.xml_name,
-            message.message_id,
             received.sender_domain,
             len(reasons),
         )
@@ -536,14 +542,13 @@ class Participant:
         responder, kind = self._expected[key]
         if sender_domain != responder or type(response) is not kind:
             log.warning(
-                "%s %s from %s refers to our %s, which awaits a %s from %s: not its answer",
+                "a %s from %s refers to a request of ours that awaits a %s from %s: not its answer",
                 response.xml_name,
-                response.message_id,
                 sender_domain,
-                key,
                 kind.__name__,
                 responder,
             )
+            log.debug("%s refers to our %s", response.message_id, key)
             return
         future.set_result(response)
 

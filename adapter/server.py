@@ -26,11 +26,12 @@ from functools import partial
 from ssl import SSLContext
 
 import aiohttp
-from aiohttp import hdrs, web
+from aiohttp import hdrs, web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .connections import Connections, track_requests
 from .directory import Directory
+from .printable import printable
 from .store.base import InboundRecord, SaveOutcome, Store
 from .uftp import codec, envelope
 from .uftp.errors import (
@@ -51,6 +52,15 @@ from .uftp.rules import protocol_rejections
 log = logging.getLogger(__name__)
 
 ACCEPTED_CONTENT_TYPES = frozenset({"text/xml", "application/xml"})
+#: How much of a refusal is logged: its reason at info level, its detail (which a peer can
+#: make 64 KB long) at debug level.
+REASON_LOGGED = 200
+DETAIL_LOGGED = 1000
+#: The Server header of every response: the product, without the versions of Python and
+#: aiohttp that aiohttp writes there (they only help to pick an exploit). Set where aiohttp
+#: reads it, so that its own answers to malformed requests carry it too.
+SERVER_NAME = "uftp-adapter"
+web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]  # imported there
 #: Bodies above this size are verified and parsed on a worker thread, so that one large
 #: portfolio update does not stall every other request on the event loop.
 THREAD_THRESHOLD = 256 * 1024
@@ -257,9 +267,16 @@ class Endpoint:
         try:
             received = await self._receive(request, major, reserved)
         except TransportError as exc:
+            # The detail may quote the peer's message (its values, its SenderDomain before
+            # anything is verified): escaped, cut short, and in full only at debug level.
             log.info(
-                "inbound refused: HTTP %d %s (from %s)", exc.status, exc.detail, request.remote
+                "inbound refused: HTTP %d %s from %s: %s",
+                exc.status,
+                type(exc).__name__,
+                request.remote,
+                printable(exc.reason, REASON_LOGGED),
             )
+            log.debug("inbound refused, detail: %s", printable(exc.detail, DETAIL_LOGGED))
             return web.Response(
                 status=exc.status, text=exc.detail + "\n", headers=dict(exc.headers)
             )
@@ -356,14 +373,18 @@ class Endpoint:
         )
         outcome = await self._store.save_inbound(record)
         log.info(
-            "inbound %s %s conversation %s from %s (%s): %s%s",
+            "inbound %s from %s (%s): %s%s",
             message.xml_name,
-            message.message_id,
-            message.conversation_id,
             signed.sender_domain,
             signed.sender_role,
             outcome.value,
             f", to be rejected: {record.rejection}" if record.rejection else "",
+        )
+        log.debug(
+            "inbound %s is %s, conversation %s",
+            message.xml_name,
+            message.message_id,
+            message.conversation_id,
         )
         log.debug("inbound %s body: %r", message.message_id, opened.inner_xml)
         return Received(

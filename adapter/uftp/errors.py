@@ -34,9 +34,13 @@ class TransportError(UftpError):
     #: Response headers that belong to the status (e.g. what a 415 would have accepted).
     headers: tuple[tuple[str, str], ...] = ()
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, reason: str | None = None) -> None:
         super().__init__(detail)
+        #: The answer to the peer: it may quote values of the peer's own message.
         self.detail = detail
+        #: What a log may show above debug level: the detail without quoted values, which
+        #: can be personal data (an EntityAddress); the detail itself where it quotes none.
+        self.reason = detail if reason is None else reason
 
 
 class LengthRequired(TransportError):

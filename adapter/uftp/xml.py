@@ -185,7 +185,12 @@ class Schema:
             error = xsd.error_log.last_error
             where = f" (line {error.line})" if error is not None and error.line else ""
             message = error.message if error is not None else "schema violation"
-            raise InvalidXml(f"not valid against the UFTP {self.name} schema{where}: {message}")
+            problem = f"not valid against the UFTP {self.name} schema{where}"
+            # libxml2 starts with what is wrong ("Element 'Connection', attribute
+            # 'EntityAddress'") and then quotes the value, which the reason leaves out.
+            what, colon, _ = message.partition(": ")
+            reason = f"{problem}: {what}" if colon and what.startswith("Element '") else problem
+            raise InvalidXml(f"{problem}: {message}", reason=reason)
 
 
 class Schemas:
