@@ -138,10 +138,15 @@ class BodyBudget:
 
 
 @dataclass(slots=True)
-class _Reserved:
-    """What a request took of the `BodyBudget`, to be given back once it is answered."""
+class _Progress:
+    """How far a request got: what it took of the `BodyBudget`, to be given back once it is
+    answered, and who its envelope says sent it, to log a refusal as it deserves."""
 
     bytes: int = 0
+    #: The envelope's SenderDomain and SenderRole, once it is read (not verified).
+    sender: tuple[str, Role] | None = None
+    #: Whether that domain is one of our configured peers.
+    peer: bool = False
 
 
 class RateLimiter:
@@ -263,20 +268,11 @@ class Endpoint:
         return web.Response(text="ok\n" if self.serving else "starting\n")
 
     async def handle_post(self, request: web.Request, *, major: int) -> web.Response:
-        reserved = _Reserved()
+        progress = _Progress()
         try:
-            received = await self._receive(request, major, reserved)
+            received = await self._receive(request, major, progress)
         except TransportError as exc:
-            # The detail may quote the peer's message (its values, its SenderDomain before
-            # anything is verified): escaped, cut short, and in full only at debug level.
-            log.info(
-                "inbound refused: HTTP %d %s from %s: %s",
-                exc.status,
-                type(exc).__name__,
-                request.remote,
-                printable(exc.reason, REASON_LOGGED),
-            )
-            log.debug("inbound refused, detail: %s", printable(exc.detail, DETAIL_LOGGED))
+            self._log_refusal(exc, request, progress)
             return web.Response(
                 status=exc.status, text=exc.detail + "\n", headers=dict(exc.headers)
             )
@@ -284,13 +280,36 @@ class Endpoint:
             log.exception("inbound failed unexpectedly")
             return web.Response(status=500, text="internal error\n")
         finally:
-            self._bodies.give_back(reserved.bytes)
+            self._bodies.give_back(progress.bytes)
         result = self._on_received(received)
         if result is not None:
             await result
         return web.Response(text="OK\n")
 
-    async def _receive(self, request: web.Request, major: int, reserved: _Reserved) -> Received:
+    def _log_refusal(self, exc: TransportError, request: web.Request, progress: _Progress) -> None:
+        """Log a refusal: at warning level when the envelope names one of our peers (a wrong
+        key or a message it cannot get right is something to fix on one side or the other, and
+        may be all its operator sees of a lost response), at info level otherwise - an
+        unknown sender is the internet's noise. The detail may quote the peer's message (its
+        values, its SenderDomain before anything is verified): escaped, cut short, and in
+        full only at debug level."""
+        if progress.sender is None:
+            sender = f"from {request.remote}"
+        else:
+            domain, role = progress.sender
+            kind = "peer" if progress.peer else "unknown sender"
+            sender = f"from {kind} {printable(domain, REASON_LOGGED)} ({role}, {request.remote})"
+        log.log(
+            logging.WARNING if progress.peer else logging.INFO,
+            "inbound refused %s: HTTP %d %s: %s",
+            sender,
+            exc.status,
+            type(exc).__name__,
+            printable(exc.reason, REASON_LOGGED),
+        )
+        log.debug("inbound refused, detail: %s", printable(exc.detail, DETAIL_LOGGED))
+
+    async def _receive(self, request: web.Request, major: int, progress: _Progress) -> Received:
         # Transport checks, in the order of the spec's table.
         if request.content_length is None:
             raise LengthRequired("Content-Length is required")
@@ -312,7 +331,7 @@ class Endpoint:
             raise PayloadTooLarge(f"the body exceeds {self._max_body} bytes")
         if not self._bodies.take(request.content_length):
             raise ServerBusy("too many request bodies are being received, retry")
-        reserved.bytes = request.content_length
+        progress.bytes = request.content_length
         try:
             async with asyncio.timeout(self._read_timeout):
                 body = await _read_body(request.content, request.content_length)
@@ -332,6 +351,8 @@ class Endpoint:
             signed = await asyncio.to_thread(envelope.parse_envelope, body)
         else:
             signed = envelope.parse_envelope(body)
+        progress.sender = (signed.sender_domain, signed.sender_role)
+        progress.peer = bool(self._directory.roles_of(signed.sender_domain))
         peer = await self._directory.lookup(signed.sender_domain, signed.sender_role)
         if peer is None:
             raise InvalidSignature(

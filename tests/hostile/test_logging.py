@@ -7,6 +7,10 @@ peer's values, a 64 KB one as well as an EntityAddress - only at debug level; id
 (MessageIDs, ConversationIDs, EntityAddresses: personal data in this domain) only at debug
 level (privacy-and-security-by-design.md). And no response says which versions of Python and
 aiohttp answer it.
+
+A refusal is logged at warning level when the envelope names one of our configured peers,
+with its reason - a wrong key on either side may be all that its operator would otherwise see
+as "no response" - and at info level when it names a stranger, the internet's noise.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import re
 import aiohttp
 import pytest
 
-from tests.conftest import Network
+from adapter.directory import StaticDirectory
+from adapter.keys import generate
+from adapter.uftp.messages import Role
+from tests.conftest import Network, eventually
 
-from .harness import CP, DSO, EANS, Harness, start
+from .harness import CP, CRO, DSO, EANS, Harness, start
 
 #: Characters that end or reorder a line somewhere: in a file, a terminal, a log viewer.
 LINE_BREAKING = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -52,7 +59,7 @@ async def test_a_line_break_in_an_unverified_sender_domain_forges_no_log_line(
     assert status == 400
     lines = logged(caplog)
     assert [line for line in lines if LINE_BREAKING.search(line)] == []
-    assert any("inbound refused: HTTP 400" in line for line in lines)
+    assert any("inbound refused from 127.0.0.1: HTTP 400 InvalidXml" in line for line in lines)
 
 
 async def test_a_long_detail_is_logged_cut_short_and_only_at_debug(
@@ -102,3 +109,57 @@ async def test_no_response_names_the_versions_of_its_software(h: Harness) -> Non
     assert response.status == 400
     servers = re.findall(rb"(?im)^server: *(.*?)\r$", response.head)
     assert servers == [b"uftp-adapter"], response.head
+
+
+def refusals(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "adapter.server"
+        and r.levelno > logging.DEBUG
+        and r.getMessage().startswith("inbound refused")
+    ]
+
+
+async def test_a_response_under_a_key_we_do_not_know_is_a_warning_with_the_reason(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The DSO has a wrong key for the CRO: the CRO's response gets the DSO's 401, and the
+    DSO's log says so at warning level, with the reason and the peer, not only "no
+    response within N s"."""
+    directory = h.dso.directory
+    assert isinstance(directory, StaticDirectory)
+    cro = h.network.peer(h.cro, signing_keys=(generate().public.signing,))
+    directory.add(cro)
+    await h.dso.send(h.update(), to=CRO)
+    expected = (
+        f"inbound refused from peer {CRO} (CRO, 127.0.0.1): HTTP 401 InvalidSignature: "
+        "the signature verifies with none of the sender's 1 key(s)"
+    )
+    await eventually(lambda: (logging.WARNING, expected) in refusals(caplog))
+
+
+async def test_a_peers_message_that_breaks_the_schema_is_a_warning_without_its_values(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    invalid = "ean.4242424242"
+    status, _ = await h.post(h.seal(h.inner().replace(EANS[0].encode(), invalid.encode())))
+    assert status == 400
+    [(level, line)] = refusals(caplog)
+    assert level == logging.WARNING
+    assert line.startswith(f"inbound refused from peer {DSO} (DSO, 127.0.0.1): HTTP 400")
+    assert "Element 'Connection', attribute 'EntityAddress'" in line and invalid not in line
+
+
+async def test_a_stranger_is_refused_at_info_level(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    stranger = "dso9.example.org"
+    message = h.update(sender_domain=stranger)
+    status, _ = await h.post(h.seal(message, domain=stranger, secret=generate().signing))
+    assert status == 401
+    # and a configured domain in a role it is not configured in: a peer nonetheless
+    status, _ = await h.post(h.seal(h.update(), role=Role.AGR))
+    assert status == 401
+    assert [level for level, _ in refusals(caplog)] == [logging.INFO, logging.WARNING]
+    assert refusals(caplog)[0][1].startswith(f"inbound refused from unknown sender {stranger}")
