@@ -281,6 +281,18 @@ STATUS_CASES = [
     StatusCase(
         "envelope-deeply-nested", 400, lambda h, env: envelope_doc(valid_body(h), content=NESTED)
     ),
+    StatusCase(
+        "envelope-7340032-child-elements",
+        400,
+        lambda h, env: envelope_doc(valid_body(h), content="<a/>" * 7_340_032),
+    ),
+    StatusCase(
+        "envelope-60000-attributes",
+        400,
+        lambda h, env: envelope_doc(valid_body(h)).replace(
+            b"/>", b" " + b" ".join(b'a%d="x"' % i for i in range(60_000)) + b"/>"
+        ),
+    ),
     StatusCase("envelope-utf16", 400, utf16_envelope),
     StatusCase("envelope-truncated-document", 400, truncated_document),
     # -- the Body ----------------------------------------------------------------------------
