@@ -218,6 +218,19 @@ class LimitsSettings:
     deliveries_per_peer: int = 16
     #: How long a sender may take to deliver its body once the headers are in (HTTP 408).
     read_timeout_seconds: float = 30.0
+    #: How long a connection may take to deliver a request's head (line and headers), from
+    #: when it opens or the head's first byte; then it is closed. Senders write it at once.
+    header_timeout_seconds: float = 10.0
+    #: How long an idle connection is kept open between requests (HTTP keep-alive). Longer
+    #: than a client's usual 15 s, so that the client is the one to close it.
+    keepalive_timeout_seconds: float = 30.0
+    #: Connections open at once. Over it, the oldest without a request in progress is closed;
+    #: when all are busy, the new one is answered 503, which senders retry.
+    max_connections: int = 256
+    #: Bytes of request bodies being received and checked at once, from all senders together
+    #: (HTTP 503 over it, which senders retry): 64 MiB, or twice participant.max_body_bytes
+    #: where that is more, so that two bodies of the largest size fit.
+    body_bytes_in_flight: int = 2 * DEFAULT_MAX_BODY_BYTES
     #: How far a message's TimeStamp may lie ahead of our clock: clock skew, not more. A
     #: TimeStamp years ahead would otherwise make every later update of its sender look
     #: older than it ("Subordinate sequence number").
@@ -330,7 +343,7 @@ def parse_config(
         log.warning("%s: [cro] is ignored: participant.role is %s", source, participant.role)
     peers = _peers(ctx, root.get("peers"))
     tls = _tls(root.table("tls", required=False))
-    limits = _limits(root.table("limits", required=False), delivery)
+    limits = _limits(root.table("limits", required=False), delivery, participant)
     return Config(
         participant,
         delivery,
@@ -429,17 +442,36 @@ def _tls(table: _Table) -> TlsSettings:
     return settings
 
 
-def _limits(table: _Table, delivery: DeliverySettings) -> LimitsSettings:
+def _limits(
+    table: _Table, delivery: DeliverySettings, participant: ParticipantSettings
+) -> LimitsSettings:
     d = LimitsSettings()
     unlimited = table.get("rate_per_sender") == math.inf  # TOML `inf` switches the limit off
     rate = math.inf if unlimited else table.number("rate_per_sender", d.rate_per_sender)
     handlers_default = max(1, delivery.handler_concurrency // 2)
+    in_flight = table.integer(
+        "body_bytes_in_flight",
+        max(d.body_bytes_in_flight, 2 * participant.max_body_bytes),
+        minimum=1,
+    )
+    if in_flight < participant.max_body_bytes:
+        raise table.error(
+            "body_bytes_in_flight",
+            f"must be at least participant.max_body_bytes ({participant.max_body_bytes}), "
+            "or a body of the largest size accepted could never be received",
+        )
     settings = LimitsSettings(
         rate_per_sender=rate,
         burst=table.integer("burst", d.burst, minimum=1),
         handlers_per_sender=table.integer("handlers_per_sender", handlers_default, minimum=1),
         deliveries_per_peer=table.integer("deliveries_per_peer", d.deliveries_per_peer, minimum=1),
         read_timeout_seconds=table.number("read_timeout_seconds", d.read_timeout_seconds),
+        header_timeout_seconds=table.number("header_timeout_seconds", d.header_timeout_seconds),
+        keepalive_timeout_seconds=table.number(
+            "keepalive_timeout_seconds", d.keepalive_timeout_seconds
+        ),
+        max_connections=table.integer("max_connections", d.max_connections, minimum=1),
+        body_bytes_in_flight=in_flight,
         time_stamp_future_seconds=table.number(
             "time_stamp_future_seconds", d.time_stamp_future_seconds
         ),
@@ -837,6 +869,10 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "handlers_per_sender",
         "deliveries_per_peer",
         "read_timeout_seconds",
+        "header_timeout_seconds",
+        "keepalive_timeout_seconds",
+        "max_connections",
+        "body_bytes_in_flight",
         "time_stamp_future_seconds",
         "time_stamp_past_seconds",
     ),

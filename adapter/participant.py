@@ -124,6 +124,10 @@ class Participant:
         read_timeout: float = 30.0,
         time_stamp_window: tuple[timedelta, timedelta] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        header_timeout: float = 10.0,
+        keepalive_timeout: float = 30.0,
+        max_connections: int = 256,
+        body_bytes_in_flight: int | None = None,
     ) -> None:
         self.domain = domain
         self.role = role
@@ -162,6 +166,10 @@ class Participant:
             rate_limiter=RateLimiter(*rate_limit) if rate_limit else None,
             read_timeout=read_timeout,
             time_stamp_window=time_stamp_window,
+            header_timeout=header_timeout,
+            keepalive_timeout=keepalive_timeout,
+            max_connections=max_connections,
+            body_bytes_in_flight=body_bytes_in_flight,
         )
         self._handler_slots = asyncio.Semaphore(settings.handler_concurrency)
         #: One sender's share of those slots (None: all), so that a noisy peer leaves some.
@@ -181,6 +189,7 @@ class Participant:
         #: (a 3.x TestMessageResponse carries none)
         self._conversations: dict[str, str] = {}
         self._runner: web.AppRunner | None = None
+        self._listening: list[asyncio.Server] = []
 
     @classmethod
     def from_config(
@@ -211,6 +220,10 @@ class Participant:
                 timedelta(seconds=config.limits.time_stamp_past_seconds),
                 timedelta(seconds=config.limits.time_stamp_future_seconds),
             ),
+            header_timeout=config.limits.header_timeout_seconds,
+            keepalive_timeout=config.limits.keepalive_timeout_seconds,
+            max_connections=config.limits.max_connections,
+            body_bytes_in_flight=config.limits.body_bytes_in_flight,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -232,7 +245,7 @@ class Participant:
             raise
         try:
             self._port = sockets[0].getsockname()[1]
-            self._runner = web.AppRunner(self._endpoint.application(), access_log=None)
+            self._runner = self._endpoint.runner()
             await self._runner.setup()
             unfinished = await self.store.unfinished_inbound()
             await self._client.start()
@@ -240,9 +253,7 @@ class Participant:
             await self.outbox.start()
             for record in unfinished:
                 self._schedule_handling(self._recover(record))
-            for sock in sockets:
-                site = web.SockSite(self._runner, sock, ssl_context=self._server_ssl)
-                await site.start()
+            self._listening = await self._endpoint.listen(self._runner, sockets, self._server_ssl)
         except BaseException:
             for sock in sockets:
                 sock.close()
@@ -263,9 +274,14 @@ class Participant:
             timer.cancel()
         self._handling_retries.clear()
         await self.outbox.stop()
+        for server in self._listening:
+            server.close()  # no new connections; the runner closes the open ones
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        for server in self._listening:
+            await server.wait_closed()
+        self._listening = []
         if self._handler_tasks:
             await asyncio.gather(*list(self._handler_tasks), return_exceptions=True)
         await self._client.close()
@@ -441,7 +457,8 @@ class Participant:
         signed = envelope.parse_envelope(record.envelope)
         inner = signed.sealed[envelope.SIGNATURE_BYTES :]  # verified before it was stored
         message = codec.decode(inner)
-        log.info("recovering unfinished %s %s", message.xml_name, message.message_id)
+        log.info("recovering an unfinished %s from %s", message.xml_name, record.sender_domain)
+        log.debug("recovering %s", message.message_id)
         await self._handle(
             Received(
                 message=message,
@@ -480,7 +497,10 @@ class Participant:
             except OUR_FAULTS as exc:
                 fault: Exception = exc
             except Exception:
-                log.exception("handling %s %s failed", message.xml_name, message.message_id)
+                log.exception(
+                    "handling a %s from %s failed", message.xml_name, received.sender_domain
+                )
+                log.debug("the %s that failed is %s", message.xml_name, message.message_id)
                 return  # stays unfinished in the store; retried on the next start
         self._retry_handling(received, failures + 1, fault)
 
@@ -547,12 +567,12 @@ class Participant:
                 # A response is never answered; one that fails the protocol checks (another
                 # sender inside than outside, not addressed to us, ...) is kept, not believed.
                 log.warning(
-                    "ignoring %s %s from %s: %s",
+                    "ignoring a %s from %s: %s",
                     message.xml_name,
-                    message.message_id,
                     received.sender_domain,
                     "; ".join(received.rejections),
                 )
+                log.debug("ignored %s", message.message_id)
                 return None
             if message.reference_message_id:
                 self.outbox.answered(message.reference_message_id, received.sender_domain)
@@ -571,15 +591,17 @@ class Participant:
             except OUR_FAULTS:
                 raise  # not the sender's fault: `_handle` tries again, nothing is answered
             except Exception:
-                log.exception("handler for %s %s raised", message.xml_name, message.message_id)
+                log.exception(
+                    "the handler of a %s from %s raised", message.xml_name, received.sender_domain
+                )
+                log.debug("the %s it raised for is %s", message.xml_name, message.message_id)
                 reasons = (Reason.INVALID_MESSAGE,)
             else:
                 return self._complete_response(response, received)
         # The reasons may name connections (personal data): their text only at debug.
         log.info(
-            "rejecting %s %s from %s (%d reasons)",
+            "rejecting a %s from %s (%d reasons)",
             message.xml_name,
-            message.message_id,
             received.sender_domain,
             len(reasons),
         )
@@ -643,14 +665,13 @@ class Participant:
         responder, kind = self._expected[key]
         if sender_domain != responder or type(response) is not kind:
             log.warning(
-                "%s %s from %s refers to our %s, which awaits a %s from %s: not its answer",
+                "a %s from %s refers to a request of ours that awaits a %s from %s: not its answer",
                 response.xml_name,
-                response.message_id,
                 sender_domain,
-                key,
                 kind.__name__,
                 responder,
             )
+            log.debug("%s refers to our %s", response.message_id, key)
             return
         future.set_result(response)
 

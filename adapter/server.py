@@ -18,17 +18,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from ssl import SSLContext
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .connections import Connections, track_requests
 from .directory import Directory
+from .printable import printable
 from .store.base import InboundRecord, SaveOutcome, Store
 from .uftp import codec, envelope
 from .uftp.errors import (
@@ -39,7 +43,9 @@ from .uftp.errors import (
     PayloadTooLarge,
     RateLimited,
     RequestTimeout,
+    ServerBusy,
     TransportError,
+    UnsupportedContentEncoding,
 )
 from .uftp.messages import PayloadMessage, Role
 from .uftp.rules import protocol_rejections
@@ -47,6 +53,15 @@ from .uftp.rules import protocol_rejections
 log = logging.getLogger(__name__)
 
 ACCEPTED_CONTENT_TYPES = frozenset({"text/xml", "application/xml"})
+#: How much of a refusal is logged: its reason at info level, its detail (which a peer can
+#: make 64 KB long) at debug level.
+REASON_LOGGED = 200
+DETAIL_LOGGED = 1000
+#: The Server header of every response: the product, without the versions of Python and
+#: aiohttp that aiohttp writes there (they only help to pick an exploit). Set where aiohttp
+#: reads it, so that its own answers to malformed requests carry it too.
+SERVER_NAME = "uftp-adapter"
+web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]  # imported there
 #: Bodies above this size are verified and parsed on a worker thread, so that one large
 #: portfolio update does not stall every other request on the event loop.
 THREAD_THRESHOLD = 256 * 1024
@@ -98,6 +113,43 @@ if not any(isinstance(f, _MalformedRequests) for f in _AIOHTTP_SERVER_LOG.filter
     _AIOHTTP_SERVER_LOG.addFilter(_MalformedRequests())
 
 
+class BodyBudget:
+    """Bytes of request bodies being received and checked at once, across all connections.
+
+    The body cap bounds one request; this bounds them all together, so that a few senders of
+    large envelopes (known or not) cannot take the memory of the process between them. A body
+    that does not fit now is answered 503 at once rather than queued: waiting would hold its
+    connection, and the sender retries a 5xx later anyway.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"the budget for bodies in flight must be positive, got {limit}")
+        self._limit = limit
+        self._taken = 0
+
+    def take(self, size: int) -> bool:
+        if self._taken + size > self._limit:
+            return False
+        self._taken += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self._taken -= size
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far a request got: what it took of the `BodyBudget`, to be given back once it is
+    answered, and who its envelope says sent it, to log a refusal as it deserves."""
+
+    bytes: int = 0
+    #: The envelope's SenderDomain and SenderRole, once it is read (not verified).
+    sender: tuple[str, Role] | None = None
+    #: Whether that domain is one of our configured peers.
+    peer: bool = False
+
+
 class RateLimiter:
     """A token bucket per sender: `rate` messages a second on average, bursts up to `burst`."""
 
@@ -144,6 +196,10 @@ class Endpoint:
         rate_limiter: RateLimiter | None = None,
         read_timeout: float = 30.0,
         time_stamp_window: tuple[timedelta, timedelta] | None = None,
+        header_timeout: float = 10.0,
+        keepalive_timeout: float = 30.0,
+        max_connections: int = 256,
+        body_bytes_in_flight: int | None = None,
     ) -> None:
         self._domain = domain
         self._role = role
@@ -157,36 +213,108 @@ class Endpoint:
         self._read_timeout = read_timeout
         #: (how old, how far ahead) a TimeStamp may be; None: any.
         self._time_stamp_window = time_stamp_window
+        self._keepalive_timeout = keepalive_timeout
+        self._header_timeout = header_timeout
+        self._connections = Connections(
+            max_connections=max_connections, header_timeout=header_timeout
+        )
+        self._bodies = BodyBudget(
+            2 * max_body_bytes if body_bytes_in_flight is None else body_bytes_in_flight
+        )
         self.serving = False
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=self._max_body)
+        app = web.Application(client_max_size=self._max_body, middlewares=[track_requests])
         majors = sorted({int(v.split(".")[0]) for v in self._versions})
         for major in majors:
             app.router.add_post(message_path(major), partial(self.handle_post, major=major))
         app.router.add_get("/health", self.handle_health)
         return app
 
+    def runner(self) -> web.AppRunner:
+        """The aiohttp runner of `application()`, set up as the endpoint needs it.
+
+        Request bodies are read as they were sent: aiohttp would otherwise inflate a body sent
+        with a Content-Encoding as it arrives (and while it discards one it refused), beyond
+        what the body cap counts. Such a request is refused with 415 unread.
+        """
+        return web.AppRunner(
+            self.application(),
+            access_log=None,
+            auto_decompress=False,
+            keepalive_timeout=self._keepalive_timeout,
+        )
+
+    async def listen(
+        self, runner: web.AppRunner, sockets: Sequence[socket.socket], ssl: SSLContext | None
+    ) -> list[asyncio.Server]:
+        """Serve `runner` (set up) on the bound `sockets`, within the connection limits.
+
+        The sockets are bound beforehand (`adapter.listen.bind`), so that a participant that
+        cannot listen fails before it does anything else. Close the servers before cleaning
+        up the runner: the runner closes the connections.
+        """
+        handlers = runner.server
+        if handlers is None:
+            raise RuntimeError("the runner is not set up")
+        loop = asyncio.get_running_loop()
+        return [
+            await loop.create_server(
+                self._connections.factory(handlers),
+                sock=sock,
+                ssl=ssl,
+                # A TLS handshake is bounded like a request head: it precedes one.
+                ssl_handshake_timeout=self._header_timeout if ssl is not None else None,
+            )
+            for sock in sockets
+        ]
+
     async def handle_health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n" if self.serving else "starting\n")
 
     async def handle_post(self, request: web.Request, *, major: int) -> web.Response:
+        progress = _Progress()
         try:
-            received = await self._receive(request, major)
+            received = await self._receive(request, major, progress)
         except TransportError as exc:
-            log.info(
-                "inbound refused: HTTP %d %s (from %s)", exc.status, exc.detail, request.remote
+            self._log_refusal(exc, request, progress)
+            return web.Response(
+                status=exc.status, text=exc.detail + "\n", headers=dict(exc.headers)
             )
-            return web.Response(status=exc.status, text=exc.detail + "\n")
         except Exception:
             log.exception("inbound failed unexpectedly")
             return web.Response(status=500, text="internal error\n")
+        finally:
+            self._bodies.give_back(progress.bytes)
         result = self._on_received(received)
         if result is not None:
             await result
         return web.Response(text="OK\n")
 
-    async def _receive(self, request: web.Request, major: int) -> Received:
+    def _log_refusal(self, exc: TransportError, request: web.Request, progress: _Progress) -> None:
+        """Log a refusal: at warning level when the envelope names one of our peers (a wrong
+        key or a message it cannot get right is something to fix on one side or the other, and
+        may be all its operator sees of a lost response), at info level otherwise - an
+        unknown sender is the internet's noise. The detail may quote the peer's message (its
+        values, its SenderDomain before anything is verified): escaped, cut short, and in
+        full only at debug level."""
+        if progress.sender is None:
+            sender = f"from {request.remote}"
+        else:
+            domain, role = progress.sender
+            kind = "peer" if progress.peer else "unknown sender"
+            sender = f"from {kind} {printable(domain, REASON_LOGGED)} ({role}, {request.remote})"
+        log.log(
+            logging.WARNING if progress.peer else logging.INFO,
+            "inbound refused %s: HTTP %d %s: %s",
+            sender,
+            exc.status,
+            type(exc).__name__,
+            printable(exc.reason, REASON_LOGGED),
+        )
+        log.debug("inbound refused, detail: %s", printable(exc.detail, DETAIL_LOGGED))
+
+    async def _receive(self, request: web.Request, major: int, progress: _Progress) -> Received:
         # Transport checks, in the order of the spec's table.
         if request.content_length is None:
             raise LengthRequired("Content-Length is required")
@@ -195,16 +323,31 @@ class Endpoint:
         charset = request.charset
         if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
             raise BadContentType(f"the charset must be UTF-8, not {charset}")
+        codings = [
+            coding.strip().lower()
+            for header in request.headers.getall(hdrs.CONTENT_ENCODING, ())
+            for coding in header.split(",")
+        ]
+        if any(coding not in ("", "identity") for coding in codings):
+            raise UnsupportedContentEncoding(
+                f"Content-Encoding must be identity, not {', '.join(codings)}"
+            )
         if request.content_length > self._max_body:
             raise PayloadTooLarge(f"the body exceeds {self._max_body} bytes")
+        if not self._bodies.take(request.content_length):
+            raise ServerBusy("too many request bodies are being received, retry")
+        progress.bytes = request.content_length
         try:
             async with asyncio.timeout(self._read_timeout):
-                body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise PayloadTooLarge(f"the body exceeds {self._max_body} bytes") from None
+                body = await _read_body(request.content, request.content_length)
         except TimeoutError:
             raise RequestTimeout("the body was not received in time") from None
-        except (ConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+        except (
+            asyncio.IncompleteReadError,
+            ConnectionError,
+            aiohttp.ClientPayloadError,
+            aiohttp.ClientConnectionError,
+        ):
             # The sender went away mid-body: nothing to answer, and nothing wrong here.
             raise BodyIncomplete("the connection closed before the body was complete") from None
 
@@ -213,6 +356,8 @@ class Endpoint:
             signed = await asyncio.to_thread(envelope.parse_envelope, body)
         else:
             signed = envelope.parse_envelope(body)
+        progress.sender = (signed.sender_domain, signed.sender_role)
+        progress.peer = bool(self._directory.roles_of(signed.sender_domain))
         peer = await self._directory.lookup(signed.sender_domain, signed.sender_role)
         if peer is None:
             raise InvalidSignature(
@@ -254,14 +399,18 @@ class Endpoint:
         )
         outcome = await self._store.save_inbound(record)
         log.info(
-            "inbound %s %s conversation %s from %s (%s): %s%s",
+            "inbound %s from %s (%s): %s%s",
             message.xml_name,
-            message.message_id,
-            message.conversation_id,
             signed.sender_domain,
             signed.sender_role,
             outcome.value,
             f", to be rejected: {record.rejection}" if record.rejection else "",
+        )
+        log.debug(
+            "inbound %s is %s, conversation %s",
+            message.xml_name,
+            message.message_id,
+            message.conversation_id,
         )
         log.debug("inbound %s body: %r", message.message_id, opened.inner_xml)
         return Received(
@@ -274,6 +423,27 @@ class Endpoint:
             rejections=tuple(rejections),
             outcome=outcome,
         )
+
+
+async def _read_body(content: aiohttp.StreamReader, length: int) -> bytes:
+    """Exactly `length` bytes, copied into one buffer as they arrive.
+
+    `request.read()` holds a body up to three times over while it grows (its buffer, a
+    bytearray, the bytes) and a list of chunks joined at the end twice: this holds the buffer
+    and, for the moment of the last copy, the bytes. Raises `asyncio.IncompleteReadError` when
+    the sender stops short.
+    """
+    buffer = bytearray(length)
+    view = memoryview(buffer)
+    received = 0
+    while received < length:
+        chunk = await content.readany()
+        if not chunk:
+            raise asyncio.IncompleteReadError(bytes(view[:received]), length)
+        view[received : received + len(chunk)] = chunk
+        received += len(chunk)
+    view.release()
+    return bytes(buffer)
 
 
 def _open(signed: envelope.SignedMessage, keys: tuple[bytes, ...]) -> _Opened:

@@ -691,6 +691,10 @@ def test_sample_limits_comment_shows_the_defaults() -> None:
             "handlers_per_sender",
             "deliveries_per_peer",
             "read_timeout_seconds",
+            "header_timeout_seconds",
+            "keepalive_timeout_seconds",
+            "max_connections",
+            "body_bytes_in_flight",
             "time_stamp_future_seconds",
             "time_stamp_past_seconds",
         }

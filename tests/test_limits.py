@@ -1,18 +1,23 @@
 """What one peer may take of a participant: its message rate (429), its share of the handler
-slots and of the delivery slots, and what a hostile body costs (deep nesting: 400)."""
+slots and of the delivery slots, what a hostile body costs (deep nesting: 400), and the
+connection limits of the [limits] table (tests/hostile/test_connections.py shows what they
+do)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
-from adapter.config import load_config
+from adapter.config import ConfigError, load_config
 from adapter.directory import Peer
 from adapter.keys import generate, write_private
 from adapter.participant import Participant
@@ -133,6 +138,76 @@ async def test_a_sender_over_its_rate_is_paced_not_lost(network: Network, tmp_pa
     await eventually(all_delivered, timeout=15)
     statuses = [a.http_status for m in sent for a in await dso.store.attempts(m.message_id)]
     assert 429 in statuses  # some were paced by the CRO, and retried by the DSO's outbox
+
+
+async def test_configured_connection_limits_reach_the_endpoint(
+    network: Network, tmp_path: Path
+) -> None:
+    dso = network.create(DSO, Role.DSO)
+    await network.start(dso)
+    limits = (
+        "header_timeout_seconds = 0.5\nkeepalive_timeout_seconds = 0.5\nmax_connections = 3\n"
+        "body_bytes_in_flight = 40000000"
+    )
+    url = urlsplit(await configured_cro(network, tmp_path, dso, limits))
+    cro = network.participants[-1]
+    assert cro._endpoint._connections._max == 3
+    assert cro._endpoint._bodies._limit == 40_000_000
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    started = time.monotonic()
+    assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed, silent
+    assert time.monotonic() - started < 2.0
+    writer.close()
+    assert (await post(url.geturl(), sealed_test_message(network)))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("limits", "complaint"),
+    [
+        (
+            "body_bytes_in_flight = 1000",
+            "limits.body_bytes_in_flight: must be at least participant.max_body_bytes (33554432)",
+        ),
+        ("max_connections = 0", "limits.max_connections: expected an integer >= 1, got 0"),
+        ("header_timeout_seconds = 0", "limits.header_timeout_seconds: expected a positive"),
+        ("keepalive_timeout_seconds = -1", "limits.keepalive_timeout_seconds: expected a pos"),
+    ],
+)
+def test_connection_limits_are_checked(tmp_path: Path, limits: str, complaint: str) -> None:
+    config_file = tmp_path / "cro.toml"
+    config_file.write_text(
+        f"""
+[participant]
+domain = "{CRO}"
+role = "CRO"
+signing_key = "cro.key"
+listen = "127.0.0.1:0"
+store = "sqlite:cro.sqlite3"
+versions = ["3.1.0"]
+
+[limits]
+{limits}
+"""
+    )
+    with pytest.raises(ConfigError, match=re.escape(complaint)):
+        load_config(config_file)
+
+
+def test_the_budget_for_bodies_in_flight_follows_the_body_cap(tmp_path: Path) -> None:
+    config_file = tmp_path / "cro.toml"
+    config_file.write_text(
+        f"""
+[participant]
+domain = "{CRO}"
+role = "CRO"
+signing_key = "cro.key"
+listen = "127.0.0.1:0"
+store = "sqlite:cro.sqlite3"
+versions = ["3.1.0"]
+max_body_bytes = 100000000
+"""
+    )
+    assert load_config(config_file).limits.body_bytes_in_flight == 200_000_000
 
 
 # -- handler slots per sender -------------------------------------------------------------------

@@ -94,20 +94,20 @@ def cro_router(
         outcome = await register.apply_dso_update(
             meta, proposal.points, partial(check_dso_update, proposal)
         )
+        # Identifiers (MessageIDs, EntityAddresses) only at debug level: personal data.
         log.info(
-            "%s DSOPortfolioUpdate %s from %s: %d congestion points, %d connections",
+            "%s DSOPortfolioUpdate from %s: %d congestion points, %d connections",
             "applied" if outcome is Applied.APPLIED else "already applied",
-            message.message_id,
             ctx.sender_domain,
             len(proposal.points),
             proposal.connection_count,
         )
+        log.debug("the DSOPortfolioUpdate from %s was %s", ctx.sender_domain, message.message_id)
         if proposal.clipped and outcome is Applied.APPLIED:
             log.info(
-                "DSOPortfolioUpdate %s from %s: %d connection periods broke the period rules "
+                "DSOPortfolioUpdate from %s: %d connection periods broke the period rules "
                 "of dso-portfolio-update.md and were clipped to their congestion point's "
                 "(period_violation = clip)",
-                message.message_id,
                 ctx.sender_domain,
                 len(proposal.clipped),
             )
@@ -127,12 +127,12 @@ def cro_router(
             raise Rejection(*reasons)
         connections = await register.dso_connections(message.entity_address, message.period)
         log.info(
-            "DSOPortfolioQuery %s from %s for %s: %d connections",
-            message.message_id,
+            "DSOPortfolioQuery from %s for %s: %d connections",
             ctx.sender_domain,
             message.period,
             len(connections),
         )
+        log.debug("the DSOPortfolioQuery from %s was %s", ctx.sender_domain, message.message_id)
         return dso_query_response(message, connections)
 
     @router.on(AGRPortfolioUpdate)
@@ -145,12 +145,12 @@ def cro_router(
             meta, proposal.connections, partial(check_agr_update, proposal)
         )
         log.info(
-            "%s AGRPortfolioUpdate %s from %s: %d connection periods",
+            "%s AGRPortfolioUpdate from %s: %d connection periods",
             "applied" if outcome is Applied.APPLIED else "already applied",
-            message.message_id,
             ctx.sender_domain,
             len(proposal.connections),
         )
+        log.debug("the AGRPortfolioUpdate from %s was %s", ctx.sender_domain, message.message_id)
         return AGRPortfolioUpdateResponse()
 
     @router.on(AGRPortfolioQuery)
@@ -167,13 +167,13 @@ def cro_router(
         allocations = await register.agr_connections(ctx.sender_domain, message.period)
         allocated = sum(1 for a in allocations if a.congestion_point is not None)
         log.info(
-            "AGRPortfolioQuery %s from %s for %s: %d connections, %d in a congestion point",
-            message.message_id,
+            "AGRPortfolioQuery from %s for %s: %d connections, %d in a congestion point",
             ctx.sender_domain,
             message.period,
             len(allocations),
             allocated,
         )
+        log.debug("the AGRPortfolioQuery from %s was %s", ctx.sender_domain, message.message_id)
         if log.isEnabledFor(logging.DEBUG) and allocated < len(allocations):
             unallocated = [a.entity_address for a in allocations if a.congestion_point is None]
             log.debug("%s", listing(f"unallocated in {message.message_id}", unallocated))

@@ -4,6 +4,11 @@ Congestion points with their owning DSO, periods, flags and connection counts - 
 connection's EntityAddress, which identifies a household (personal data) and which an
 operator looking at the register's shape does not need. Optionally the history: every
 accepted update, oldest first.
+
+A congestion point's EntityAddress is the DSO's text: the schema allows any character after
+its prefix, U+202E (which reverses what follows on a terminal) and U+2028 or U+0085 (new lines
+in some) among them. The text form prints it escaped (`adapter.printable`); the JSON form
+escapes every character outside ASCII anyway.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from adapter.config import Config
+from adapter.printable import printable
 from adapter.store.register import PointSummary, UpdateSummary, register_for
 
 __all__ = ["RegisterReport", "end_of_day", "read_report", "render_json", "render_text"]
@@ -85,7 +91,8 @@ def render_text(report: RegisterReport) -> str:
         f"{_count(len(report.points), 'congestion point')} of {_count(len(dsos), 'DSO')}, "
         f"{_count(total, 'connection')}",
     ]
-    width = max((len(point.entity_address) for point in report.points), default=16)
+    addresses = {point.entity_address: printable(point.entity_address) for point in report.points}
+    width = max(map(len, addresses.values()), default=16)
     for dso in dsos:
         points = [point for point in report.points if point.dso_domain == dso]
         count = sum(point.connections for point in points)
@@ -97,7 +104,7 @@ def render_text(report: RegisterReport) -> str:
         ]
         for point in points:
             lines.append(
-                f"  {point.entity_address:<{width}}  {_period(point):<22}  "
+                f"  {addresses[point.entity_address]:<{width}}  {_period(point):<22}  "
                 f"{point.connections:>11}  {'yes' if point.mutex_offers_supported else 'no':<5}  "
                 f"{point.day_ahead_redispatch_by.value:<9}  "
                 f"{point.intraday_redispatch_by.value if point.intraday_redispatch_by else '-':<8}"
@@ -147,4 +154,4 @@ def render_json(report: RegisterReport) -> str:
             }
             for u in report.updates
         ]
-    return json.dumps(data, indent=2) + "\n"
+    return json.dumps(data, indent=2, ensure_ascii=True) + "\n"  # U+202E and the like escaped

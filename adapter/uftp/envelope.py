@@ -19,13 +19,12 @@ from base64 import b64decode, b64encode
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lxml import etree
 from nacl.bindings import crypto_sign, crypto_sign_BYTES, crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from .errors import InvalidSignature, InvalidXml
 from .messages import Role
-from .xml import SCHEMAS, attr, parse_xml
+from .xml import SCHEMAS, attr, locate_attribute, parse_xml
 
 CS1_PREFIX = "cs1."
 #: InternetDomainType of the schema.
@@ -109,32 +108,68 @@ def seal(inner_xml: bytes, secret_key: bytes, sender_domain: str, sender_role: R
     )
 
 
+#: The attributes a SignedMessage may carry: its three, and those XML Schema lets any element
+#: carry (the schema judges their values).
+_XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+ENVELOPE_ATTRIBUTES = frozenset(
+    {"SenderDomain", "SenderRole", "Body"}
+    | {_XSI + name for name in ("type", "nil", "schemaLocation", "noNamespaceSchemaLocation")}
+)
+#: How many bytes a SignedMessage document may hold besides its Body's value: the XML
+#: declaration, the element with its SenderDomain and SenderRole, and room to spare. The
+#: wrapper is one element with attributes and no content, so anything larger is a document
+#: made to cost its reader (millions of child elements or attributes), refused unread.
+MAX_BESIDES_BODY = 16 * 1024
+#: White space as XML has it; xs:base64Binary allows it between the characters.
+_XML_SPACE = b" \t\r\n"
+#: A character reference to white space, which is white space in an attribute value too.
+_SPACE_REFERENCE = re.compile(rb"&#(?:[xX]0*(?:9|[aAdD]|20)|0*(?:9|10|13|32));")
+
+
 def parse_envelope(data: bytes) -> SignedMessage:
     """Parse and schema-validate a SignedMessage document; the Body stays sealed.
 
+    The Body's value is found in the raw bytes and decoded from them; the parser and the
+    schema read the rest of the document, with an empty Body, and only once it is known to be
+    small. So no part of the document costs more than its own size in memory, and the time
+    to refuse it does not grow with what it holds besides the Body.
+
     Raises `InvalidXml` (HTTP 400) for anything malformed, forbidden or not schema-valid.
     """
-    root = parse_xml(data, huge=True)
+    located = locate_attribute(data, b"Body", limit=MAX_BESIDES_BODY)
+    if located.root is not None and located.root != "SignedMessage":
+        raise InvalidXml(f"expected a SignedMessage, got <{located.root[:100]}>")
+    value = located.value
+    besides = len(data) - (0 if value is None else value.stop - value.start)
+    if besides > MAX_BESIDES_BODY:
+        raise InvalidXml(
+            f"a SignedMessage holds its three attributes and nothing else: {besides} bytes "
+            f"besides the Body, more than {MAX_BESIDES_BODY}"
+        )
+    root = parse_xml(data if value is None else data[: value.start] + data[value.stop :])
     if root.tag != "SignedMessage":
         raise InvalidXml(f"expected a SignedMessage, got <{root.tag}>")
     if len(root):
         raise InvalidXml("a SignedMessage has no child elements")
-    body = root.get("Body")
-    sealed = _canonical_base64(body) if body else None
-    if sealed is None:
-        # Not the canonical base64 every implementation writes: let the schema judge the
-        # whole document (it allows spaces inside base64Binary), then decode leniently.
-        SCHEMAS.latest.validate_root(root)
-        try:
-            sealed = b64decode(body or "")
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidXml(f"the Body is not base64: {exc}") from None
+    # Checked before anything copies them; the schema would refuse them too. (An lxml
+    # element iterates over its children: `keys()` are its attribute names.)
+    names = root.keys()
+    unexpected = [name for name in names if name not in ENVELOPE_ATTRIBUTES]
+    if unexpected:
+        raise InvalidXml(
+            f"a SignedMessage has no attribute {unexpected[0][:100]}"
+            + (f" (nor {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
+        )
+    SCHEMAS.latest.validate_root(root)
+    if value is None:
+        # Not found in the bytes (a start tag written in a way `locate_attribute` leaves
+        # to the parser): small, then, and read as the parser read it.
+        body = root.get("Body", "").encode("utf-8")
+        sealed = _decode_base64(body, slice(0, len(body)))
+    elif root.get("Body") != "":
+        raise InvalidXml("not well-formed XML: the Body attribute is not where it was found")
     else:
-        # The Body is checked; the schema checks everything else on a copy without the
-        # 10 MB attribute, which would otherwise cost it tens of milliseconds to re-scan.
-        stand_in = etree.Element(root.tag, dict(root.attrib, Body=""))
-        stand_in.text = root.text
-        SCHEMAS.latest.validate_root(stand_in)
+        sealed = _decode_base64(data, value)
     if len(sealed) < SIGNATURE_BYTES:
         # Schema-valid (an empty Body is valid base64Binary) but cannot be unsealed: the spec
         # answers a message that crypto_sign_open cannot open with 401.
@@ -142,17 +177,67 @@ def parse_envelope(data: bytes) -> SignedMessage:
     return SignedMessage(root.get("SenderDomain", ""), Role(root.get("SenderRole")), sealed)
 
 
-def _canonical_base64(text: str) -> bytes | None:
+def _decode_base64(data: bytes, value: slice) -> bytes:
+    """Decode the Body, `data[value]` as written, as xs:base64Binary, or raise `InvalidXml`.
+
+    Every implementation writes canonical base64, which is decoded where it lies. The schema
+    type also allows white space between the characters (it collapses it, so any amount),
+    written as is or as character references, as MIME-style encoders wrap lines: that is
+    removed first. Other references are not base64 characters in any writer's output and
+    are refused with everything else that is not base64.
+    """
+    sealed = _canonical_base64(memoryview(data)[value])
+    if sealed is None:
+        sealed = _decode_spaced(data, value)
+    if sealed is None:
+        raise InvalidXml("the Body is not base64 (xs:base64Binary)")
+    return sealed
+
+
+def _decode_spaced(data: bytes, value: slice) -> bytes | None:
+    """Base64 with white space between its characters, decoded a piece at a time so that the
+    copies this makes stay small beside the document; None when it is not base64."""
+    parts: list[bytes] = []
+    carry = b""
+    padded = False
+    pos = value.start
+    while pos < value.stop:
+        end = min(pos + _PIECE, value.stop)
+        reference = data.rfind(b"&", pos, end)
+        if end < value.stop and reference > pos and data.find(b";", reference, end) < 0:
+            end = reference  # the next piece reads that reference whole
+        text = data[pos:end]
+        if b"&" in text:
+            text = _SPACE_REFERENCE.sub(b"", text)
+        text = carry + text.translate(None, _XML_SPACE)
+        whole = len(text) - len(text) % 4
+        text, carry = text[:whole], text[whole:]
+        if text:
+            decoded = None if padded else _canonical_base64(text)
+            if decoded is None:
+                return None
+            parts.append(decoded)
+            padded = text.endswith(b"=")
+        pos = end
+    return None if carry else b"".join(parts)
+
+
+#: How much of a Body `_decode_spaced` copies at a time.
+_PIECE = 1024 * 1024
+
+
+def _canonical_base64(text: bytes | memoryview) -> bytes | None:
     """Decode `text` if it is canonical base64 (no whitespace, padding right, unused bits
     zero as xs:base64Binary requires of the last character); None otherwise."""
     try:
         decoded = binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError):
         return None
-    if text.endswith("=="):
-        return decoded if text[-3] in "AQgw" else None
-    if text.endswith("="):
-        return decoded if text[-2] in "AEIMQUYcgkosw048" else None
+    tail = bytes(text[-3:])
+    if tail.endswith(b"=="):
+        return decoded if tail[:1] in b"AQgw" else None
+    if tail.endswith(b"="):
+        return decoded if tail[1:2] in b"AEIMQUYcgkosw048" else None
     return decoded
 
 

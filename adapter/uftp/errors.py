@@ -31,10 +31,16 @@ class TransportError(UftpError):
     status: int = 400
     #: Temporary errors are worth retrying by the sender (spec: 419 and 429 are temporary).
     temporary: bool = False
+    #: Response headers that belong to the status (e.g. what a 415 would have accepted).
+    headers: tuple[tuple[str, str], ...] = ()
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, reason: str | None = None) -> None:
         super().__init__(detail)
+        #: The answer to the peer: it may quote values of the peer's own message.
         self.detail = detail
+        #: What a log may show above debug level: the detail without quoted values, which
+        #: can be personal data (an EntityAddress); the detail itself where it quotes none.
+        self.reason = detail if reason is None else reason
 
 
 class LengthRequired(TransportError):
@@ -47,6 +53,19 @@ class BadContentType(TransportError):
     """Content-Type not text/xml (or application/xml) or charset not UTF-8: 400, permanent."""
 
     status = 400
+
+
+class UnsupportedContentEncoding(TransportError):
+    """A Content-Encoding other than identity: 415, permanent.
+
+    The spec sends the SignedMessage as it is, with its length (message-transport-mechanism.md,
+    "Transmission"), and defines no content coding; a compressed body would be inflated
+    beyond what the body cap counts. RFC 9110 (15.5.16) answers an unsupported content coding
+    with 415 and Accept-Encoding naming the codings that would have been accepted.
+    """
+
+    status = 415
+    headers = (("Accept-Encoding", "identity"),)
 
 
 class PayloadTooLarge(TransportError):
@@ -74,6 +93,15 @@ class RateLimited(TransportError):
 
     status = 429
     temporary = True
+
+
+class ServerBusy(TransportError):
+    """Our capacity for request bodies is in use: 503, temporary. A sender retries a 5xx
+    later (message-transport-mechanism.md, "Transmission"); Retry-After says when."""
+
+    status = 503
+    temporary = True
+    headers = (("Retry-After", "1"),)
 
 
 class InvalidXml(TransportError):

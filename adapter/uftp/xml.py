@@ -7,9 +7,12 @@ untrusted in structure even after that. So the parser:
   external entities (XXE), no billion laughs, no quadratic blow-up;
 - runs libxml2 with entity substitution, DTD loading and network access off anyway, and
   reads the bytes as UTF-8 whatever the document claims (spec: the UTF-8 character set);
-- keeps libxml2's built-in limits on depth and text size for inner messages (`huge=False`);
-  only the SignedMessage wrapper, whose one attribute holds the whole base64 Body, lifts
-  them, and it has no children to nest.
+- keeps libxml2's built-in limits on depth and text size for every message it parses.
+
+The SignedMessage wrapper is one element whose Body attribute holds the whole message, base64
+encoded: `locate_attribute` finds that value in the raw bytes, so that the parser reads the
+wrapper without it (a few hundred bytes) and the Body never becomes a tree, a libxml2 string
+or a Python string.
 
 Schemas are the project's own files in `schemas/`, loaded once per process.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
@@ -86,6 +90,78 @@ def parse_xml(data: bytes, *, huge: bool = False) -> etree._Element:
     return root
 
 
+# What may come before the root element (XML 1.0, production [27] Misc): white space, comments,
+# processing instructions (the XML declaration among them). A document type declaration is
+# refused by `parse_xml` anyway, so where one starts the prolog is not read further.
+_SPACE = re.compile(rb"[ \t\r\n]+")
+_BOM = b"\xef\xbb\xbf"
+#: The element name of a start tag, right after its "<".
+_NAME = re.compile(rb"[^ \t\r\n/>]+")
+#: One attribute of a start tag up to its value's opening quote (XML 1.0, [41] and [25]).
+_ATTRIBUTE = re.compile(rb"[ \t\r\n]+([^ \t\r\n=/>]+)[ \t\r\n]*=[ \t\r\n]*([\"'])")
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Where `locate_attribute` found the root element and the attribute's raw value."""
+
+    #: The root element's name as written (with its prefix, if any); None when the bytes
+    #: before it are not what a well-formed prolog holds within the limit.
+    root: str | None
+    #: The span of the attribute's value between its quotes; None when the root's start tag
+    #: does not hold the attribute (before the limit).
+    value: slice | None
+
+
+def locate_attribute(data: bytes, name: bytes, *, limit: int) -> Located:
+    """Find the raw value of the root element's attribute `name` without parsing the document.
+
+    Only the first `limit` bytes are read, except for the value itself, which is only searched
+    for its closing quote: the caller decides what to do with a document whose prolog or
+    attributes before `name` exceed that. What this finds is what an XML parser reads, for any
+    well-formed document: the prolog holds white space, comments and processing instructions
+    only, a comment ends at the first "-->", a processing instruction at the first "?>", and an
+    attribute value at the next quote of the kind that opened it. A document that is not
+    well-formed may be read otherwise here, and is then refused by the parser.
+    """
+    pos = 3 if data.startswith(_BOM) else 0
+    while True:
+        space = _SPACE.match(data, pos)
+        if space is not None:
+            pos = space.end()
+        if pos >= limit:
+            return Located(None, None)
+        if data.startswith(b"<?", pos):
+            end = data.find(b"?>", pos + 2, limit)
+            pos = end + 2
+        elif data.startswith(b"<!--", pos):
+            end = data.find(b"-->", pos + 4, limit)
+            pos = end + 3
+        elif data.startswith(b"<", pos):
+            break
+        else:
+            return Located(None, None)
+        if end < 0:
+            return Located(None, None)
+    tag = _NAME.match(data, pos + 1)
+    if tag is None:
+        return Located(None, None)
+    root = tag.group().decode("utf-8", "replace")
+    pos = tag.end()
+    while pos < limit:
+        attribute = _ATTRIBUTE.match(data, pos)
+        if attribute is None:
+            break  # the end of the start tag (or not well-formed: the parser will say so)
+        start = attribute.end()
+        end = data.find(attribute.group(2), start)
+        if end < 0:
+            break
+        if attribute.group(1) == name:
+            return Located(root, slice(start, end))
+        pos = end + 1
+    return Located(root, None)
+
+
 class Schema:
     """One UFTP schema version, compiled once per thread that uses it (under 1 ms)."""
 
@@ -109,7 +185,12 @@ class Schema:
             error = xsd.error_log.last_error
             where = f" (line {error.line})" if error is not None and error.line else ""
             message = error.message if error is not None else "schema violation"
-            raise InvalidXml(f"not valid against the UFTP {self.name} schema{where}: {message}")
+            problem = f"not valid against the UFTP {self.name} schema{where}"
+            # libxml2 starts with what is wrong ("Element 'Connection', attribute
+            # 'EntityAddress'") and then quotes the value, which the reason leaves out.
+            what, colon, _ = message.partition(": ")
+            reason = f"{problem}: {what}" if colon and what.startswith("Element '") else problem
+            raise InvalidXml(f"{problem}: {message}", reason=reason)
 
 
 class Schemas:

@@ -269,19 +269,18 @@ async def listener() -> AsyncIterator[tuple[int, list[bytes]]]:
         await server.wait_closed()
 
 
-async def start(network: Network) -> Harness:
-    # The CRO as configured by default: read timeout shortened for the slow-body case, the
-    # TimeStamp window of the [limits] defaults.
+async def start(network: Network, **options: Any) -> Harness:
+    """The CRO as configured by default, but for the read timeout, shortened for the slow-body
+    case, and `options` (of `Participant`); the TimeStamp window of the [limits] defaults."""
     limits = LimitsSettings()
-    cro = network.create(
-        CRO,
-        Role.CRO,
-        read_timeout=READ_TIMEOUT_S,
-        time_stamp_window=(
+    settings: dict[str, Any] = {
+        "read_timeout": READ_TIMEOUT_S,
+        "time_stamp_window": (
             timedelta(seconds=limits.time_stamp_past_seconds),
             timedelta(seconds=limits.time_stamp_future_seconds),
         ),
-    )
+    }
+    cro = network.create(CRO, Role.CRO, **(settings | options))
     register = register_for(cro.store)
     cro.router.include(cro_router(register, CroSettings()))
     dso_router = Router()

@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import functools
 import logging
 import re
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -45,6 +47,7 @@ from .harness import (
     DSO,
     DSO2,
     READ_TIMEOUT_S,
+    XML,
     Harness,
     listener,
     rss_bytes,
@@ -277,6 +280,18 @@ STATUS_CASES = [
     ),
     StatusCase(
         "envelope-deeply-nested", 400, lambda h, env: envelope_doc(valid_body(h), content=NESTED)
+    ),
+    StatusCase(
+        "envelope-7340032-child-elements",
+        400,
+        lambda h, env: envelope_doc(valid_body(h), content="<a/>" * 7_340_032),
+    ),
+    StatusCase(
+        "envelope-60000-attributes",
+        400,
+        lambda h, env: envelope_doc(valid_body(h)).replace(
+            b"/>", b" " + b" ".join(b'a%d="x"' % i for i in range(60_000)) + b"/>"
+        ),
     ),
     StatusCase("envelope-utf16", 400, utf16_envelope),
     StatusCase("envelope-truncated-document", 400, truncated_document),
@@ -564,6 +579,67 @@ async def test_100_mb_body_is_413_before_it_is_read(h: Harness) -> None:
     assert sent < total, "the server only answered once the whole body was sent"
     assert response.seconds < ANSWER_WITHIN_S
     assert growth < 50 * MiB
+    await h.assert_still_serving()
+
+
+@functools.cache
+def gzip_bomb(inflated: int = 256 * MiB) -> bytes:
+    """`inflated` zero bytes, gzip-compressed: about a thousand times smaller."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(MiB)
+    parts = [compressor.compress(zeros) for _ in range(inflated // MiB)]
+    return b"".join(parts) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    "coding",
+    ["gzip", "deflate", "br", "x-gzip", "identity, gzip", "GZIP"],
+    ids=lambda coding: f"{coding}->415",
+)
+async def test_a_content_encoding_other_than_identity_is_415(h: Harness, coding: str) -> None:
+    """The spec defines no content coding: a compressed body is refused unread, with the
+    coding that would have been accepted (RFC 9110, 15.5.16)."""
+    body = h.seal(h.update())
+    head = h.request_head(length=len(body), extra=f"Content-Encoding: {coding}")
+    response = await h.raw(head, [body])
+    assert response.status == 415, response.head
+    assert b"\r\naccept-encoding: identity\r\n" in response.head.lower()
+    await h.assert_still_serving()
+
+
+async def test_identity_content_encoding_is_accepted(h: Harness) -> None:
+    message = h.update()
+    status, text = await h.post(h.seal(message), {**XML, "Content-Encoding": "identity"})
+    assert status == 200, text
+    await h.response_to(message.message_id)
+
+
+async def test_a_gzip_bomb_is_refused_and_never_inflated(h: Harness) -> None:
+    """256 MiB of zeros in 256 KB of gzip, with a request after it on the same connection:
+    415, and the endpoint reads past the bomb to the next request without inflating it
+    (aiohttp would inflate it as it arrives and while it discards a refused body)."""
+    bomb = gzip_bomb()
+    head = h.request_head(length=len(bomb), extra="Content-Encoding: gzip")
+    health = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{h.port}\r\n\r\n".encode()
+    rss_before = rss_bytes()
+    cpu_before = time.process_time()
+    reader, writer = await asyncio.open_connection("127.0.0.1", h.port)
+    try:
+        writer.write(head + bomb + health)
+        await writer.drain()
+        answers = b""
+        async with asyncio.timeout(ANSWER_WITHIN_S):
+            while answers.count(b"HTTP/1.1 ") < 2 or not answers.endswith(b"\n"):
+                answers += await reader.read(65536)
+    finally:
+        writer.close()
+    cpu = time.process_time() - cpu_before
+    growth = rss_bytes() - rss_before
+    print(f"gzip bomb: {cpu:.3f} s of CPU, RSS +{growth / MiB:.1f} MiB")
+    assert answers.startswith(b"HTTP/1.1 415 "), answers[:200]
+    assert b"HTTP/1.1 200 OK" in answers, "the request after the bomb was not answered"
+    assert cpu < 0.15, "the bomb was inflated"
+    assert growth < 20 * MiB
     await h.assert_still_serving()
 
 
