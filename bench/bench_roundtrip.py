@@ -830,7 +830,7 @@ def ratios(a: list[Outcome], b: list[Outcome]) -> list[float]:
 
 def describe_errors(outcomes: dict[str, list[Outcome]]) -> list[str]:
     """Failed round trips by kind, and below them what the CRO saw go wrong."""
-    lines = []
+    lines: list[str] = []
     for name, slices in outcomes.items():
         errors: Counter[str] = Counter()
         causes: Counter[str] = Counter()

@@ -790,8 +790,8 @@ def run(args: argparse.Namespace) -> int:
             status = stop_cro(cro, timeout=30)
         log.close()
 
-    keys = {CRO_DOMAINS[OURS]: cro_keys.public.signing, CRO_DOMAINS[THEIRS]: their_public}
-    answers = responses_by_request(received, keys)
+    cro_public = {CRO_DOMAINS[OURS]: cro_keys.public.signing, CRO_DOMAINS[THEIRS]: their_public}
+    answers = responses_by_request(received, cro_public)
     sent = {
         name: {
             key
@@ -803,7 +803,10 @@ def run(args: argparse.Namespace) -> int:
     }
     tallies = {
         OURS: count_ours(
-            sent[OURS], answers[CRO_DOMAINS[OURS]], root / "cro.sqlite3", keys[CRO_DOMAINS[OURS]]
+            sent[OURS],
+            answers[CRO_DOMAINS[OURS]],
+            root / "cro.sqlite3",
+            cro_public[CRO_DOMAINS[OURS]],
         ),
         THEIRS: count_theirs(sent[THEIRS], answers[CRO_DOMAINS[THEIRS]]),
     }
