@@ -1,57 +1,80 @@
-"""Round trips per second: a DSO's DSOPortfolioUpdate answered by a CRO, ours against theirs.
+"""CPU per round trip: a DSO's DSOPortfolioUpdate answered by a CRO, ours against theirs.
 
 One round trip: the DSO sends a 10 x 10 DSOPortfolioUpdate (10 congestion points of 10
 connections each), the CRO verifies it, handles it and sends its DSOPortfolioUpdateResponse,
-and the DSO receives that response. Both configurations run CRO and DSO as separate OS
+and the DSO receives that response. Every configuration runs CRO and DSO as separate OS
 processes on loopback, so each side can have a core of its own:
 
 (A) ours:   this adapter on both sides, each participant with its SQLite store (WAL,
             synchronous as the store sets it) in a temporary directory. The DSO process drives
             `Participant.request()` from N concurrent tasks; a round trip ends when the
             request returns the correlated response.
+(C) floor:  the libraries alone: aiohttp server and client, seal and open, parse and XSD
+            validation of every message received, the codec's model build, and nothing else
+            (no store, no outbox, no checks, no routing, no logging). Not a usable
+            participant: the least any adapter on these libraries can spend, on this machine.
 (B) theirs: shapeshifter-uftp 2.4 on both sides: their CRO service in one process; their DSO
             service and their DSO client in the other, driven from N threads. A round trip
             runs from the client's send to their DSO service's
             process_dso_portfolio_update_response for the same ConversationID.
 
-Each configuration runs at concurrency 1 and 10, first warming up, then measuring for a fixed
-time; throughput counts the round trips completed inside the measured window. The target:
-ours at least 10x theirs at concurrency 10.
+All six processes start first. Each configuration then gets one warm-up slice, and then the
+configurations take turns in short slices (`--slice` seconds), round-robin, for `--rounds`
+rounds at each concurrency (1 and 10), the order rotated every round. A load on the machine
+that comes and goes thus falls on every configuration alike, instead of on whichever ran while
+it lasted (run one after the other, the same code measured 2.9x and 0.8x).
 
-    .venv/bin/python bench/bench_roundtrip.py            # 8 s per configuration
-    .venv/bin/python bench/bench_roundtrip.py --quick    # 2 s smoke run
+The result leads with the **CPU time per round trip, summed over both processes**: each
+process reads its own CPU clock (all its threads, `time.process_time`) before and after a
+slice and reports over its pipe; the sum is divided by the round trips completed in the
+slice. Time a process spends waiting (for fsync, for the peer, or for a core that another
+program holds) is not in it, so it barely moves with the machine's load, where throughput
+does. Ratios of it between configurations are given per round (the two slices of a ratio ran
+seconds apart) as the median and range over the rounds, each configuration also against the
+floor. Throughput (round trips ending inside the slice, per second) and p50/p99 latency come
+second. Errors of the warm-up slices are reported apart: shapeshifter-uftp's service answers
+the first requests that arrive at once with HTTP 400 ("No class found matching root": its
+shared xsdata parser builds its class index on first use, and concurrent first uses race),
+which is start-up, not steady state. An error in a measured slice is a failure.
+
+The target: at concurrency 10, theirs spends at least 10x ours per round trip. Keep in mind
+that shapeshifter-uftp stores nothing, while ours commits durably before each HTTP 200 and
+before each send; `--store-dir /dev/shm` shows ours without the cost of fsync (same settings,
+on a RAM disk).
+
+    .venv/bin/python bench/bench_roundtrip.py            # 5 rounds of 2 s slices
+    .venv/bin/python bench/bench_roundtrip.py --quick    # 2 rounds of 1 s slices
     .venv/bin/python bench/bench_roundtrip.py --profile /tmp/prof   # + a cProfile'd run of ours
 
-Besides throughput and p50/p99 latency, each configuration shows the CPU time each process
-spent per round trip (all its threads, warm-up included) and how busy the process was, and for
-ours the SQLite commits per round trip. A process well below 100% busy is waiting: ours mostly
-on fsync'd commits. Keep in mind that shapeshifter-uftp stores nothing, while ours commits
-durably before each HTTP 200 and before each send; `--store-dir /dev/shm` shows ours without
-the cost of fsync (same settings, on a RAM disk).
-
-With --profile, an extra run of ours at concurrency 10 (after the measured ones, so that the
+With --profile, an extra slice of ours at concurrency 10 (after the measured ones, so that the
 profiler's overhead does not skew them) profiles the event-loop thread of both processes with
 cProfile, prints the top functions, and leaves the .pstats files in the directory.
 
-Exit status: 0 on PASS without failed round trips, 1 otherwise.
+Exit status: 0 on PASS without failed round trips in the measured slices, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import dataclasses
+import json
 import logging
 import multiprocessing
+import os
 import pstats
+import re
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from base64 import b64encode
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from multiprocessing.connection import Connection
@@ -63,7 +86,14 @@ CRO = "cro.example.com"
 CONGESTION_POINTS = 10
 CONNECTIONS = 10
 CONCURRENCIES = (1, 10)
+CONFIGURATIONS = ("ours", "floor", "theirs")
 TARGET_RATIO = 10.0
+#: How long a DSO waits for the response to one update before it counts as an error (p99 is
+#: well under a second; a lost response holds its worker this long).
+RESPONSE_TIMEOUT = 10.0
+#: Pause after a slice before the CPU clocks are read: work that trails the last round trip
+#: (ours: the CRO marking its response delivered) belongs to the slice.
+SETTLE = 0.2
 #: Loggers that would print per message or per request.
 NOISY_LOGGERS = ("shapeshifter-uftp", "uvicorn", "uvicorn.error", "uvicorn.access")
 
@@ -71,63 +101,82 @@ NOISY_LOGGERS = ("shapeshifter-uftp", "uvicorn", "uvicorn.error", "uvicorn.acces
 @dataclasses.dataclass(frozen=True)
 class Load:
     concurrency: int
-    warmup: float
     duration: float
 
 
 @dataclasses.dataclass
 class Outcome:
-    """What one measured run produced."""
+    """What one slice produced."""
 
+    #: Latencies of the round trips that ended inside the slice.
     latencies: list[float]
-    errors: int
+    #: Round trips completed, including those that ended after the slice (the DSO waits for
+    #: every round trip it started): all of them are in the CPU counters.
+    completed: int
+    #: Failed round trips, by kind.
+    errors: Counter[str]
     duration: float
-    #: Round trips completed in the whole run, warm-up included.
-    total: int
-    #: SQLite write transactions in the whole run, per process (ours only).
+    #: SQLite write transactions in the slice, per process (ours only).
     commits: dict[str, int] = dataclasses.field(default_factory=dict)
-    #: CPU seconds (all threads) each process spent in the whole run, and its wall time.
+    #: CPU seconds (all threads) each process spent in the slice, and the slice's wall time.
     cpu: dict[str, float] = dataclasses.field(default_factory=dict)
     wall: float = 0.0
+    #: Why, where a process knows (theirs: a message it refused, a response it failed to send).
+    causes: Counter[str] = dataclasses.field(default_factory=Counter)
 
     @property
     def throughput(self) -> float:
         return len(self.latencies) / self.duration
 
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    @property
+    def cpu_per_round_trip(self) -> float:
+        """CPU seconds of both processes per completed round trip."""
+        return sum(self.cpu.values()) / self.completed if self.completed else float("nan")
 
 
 # --- the workload: N workers, each one round trip after the other --------------------------
 
 
 class Window:
-    """The measured window after warm-up; collects round trips that end inside it."""
+    """One slice: round trips start until its end; those that end inside it are timed."""
 
     def __init__(self, load: Load) -> None:
-        self.start = time.perf_counter() + load.warmup
+        self.duration = load.duration
+        self.start = time.perf_counter()
         self.end = self.start + load.duration
         self.latencies: list[float] = []
-        self.errors = 0
-        self.total = 0
+        self.completed = 0
+        self.errors: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def open(self, now: float) -> bool:
         return now < self.end
 
-    def record(self, began: float, ended: float, ok: bool) -> None:
+    def record(self, began: float, ended: float, error: str | None) -> None:
         with self._lock:
-            self.total += 1
-            if not ok:
-                self.errors += 1
-            elif self.start <= ended <= self.end:
+            if error is not None:
+                self.errors[error] += 1
+                return
+            self.completed += 1
+            if ended <= self.end:
                 self.latencies.append(ended - began)
 
-    def outcome(self, load: Load) -> Outcome:
-        return Outcome(self.latencies, self.errors, load.duration, self.total)
+    def outcome(self) -> Outcome:
+        return Outcome(self.latencies, self.completed, self.errors, self.duration)
+
+
+def error_kind(exc: BaseException) -> str:
+    """A failed round trip's kind: the exception, with its HTTP status and detail if any."""
+    text = " ".join(str(exc).split())
+    status = re.search(r"HTTP (\d{3}):?\s*(.*)", text)
+    if status:
+        detail = status.group(2)
+        with contextlib.suppress(ValueError, KeyError, TypeError):  # FastAPI's JSON detail
+            detail = str(json.loads(detail)["detail"])
+        text = f"HTTP {status.group(1)} {detail}"
+    else:
+        text = re.sub(r"https?://\S+", "<url>", text)
+    return f"{type(exc).__name__}: {text[:100]}" if text else type(exc).__name__
 
 
 def portfolio_rows() -> list[tuple[str, list[str]]]:
@@ -251,16 +300,17 @@ async def _our_load(participant: Any, load: Load) -> Outcome:
 
     async def worker() -> None:
         while window.open(began := time.perf_counter()):
+            error = None
             try:
-                response = await participant.request(update, to=CRO, timeout=30)
-                ok = response.result is Result.ACCEPTED
-            except Exception:
-                logging.exception("round trip failed")
-                ok = False
-            window.record(began, time.perf_counter(), ok)
+                response = await participant.request(update, to=CRO, timeout=RESPONSE_TIMEOUT)
+                if response.result is not Result.ACCEPTED:
+                    error = f"Rejected: {response.rejection_reason}"
+            except Exception as exc:
+                error = error_kind(exc)
+            window.record(began, time.perf_counter(), error)
 
     await asyncio.gather(*(worker() for _ in range(load.concurrency)))
-    return window.outcome(load)
+    return window.outcome()
 
 
 def _pragmas(connection: sqlite3.Connection) -> dict[str, Any]:
@@ -299,9 +349,12 @@ class Pair:
 
     def stop(self) -> None:
         for domain in (DSO, CRO):
-            self.call(domain, "stop")
+            with contextlib.suppress(OSError, EOFError):  # the process is gone already
+                self.call(domain, "stop")
         for process in self.processes:
             process.join(10)
+            if process.is_alive():
+                process.kill()
 
 
 class Ours(Pair):
@@ -464,19 +517,23 @@ async def _floor_load(
                 conversation_id=str(uuid.uuid4()),
             )
             waiter = waiters[message.message_id] = loop.create_future()
+            error = None
             try:
                 inner = codec.encode(message, validate=False)
                 await post(envelope.seal(inner, secret, domain, role))
-                response = await asyncio.wait_for(waiter, 30)
-                ok = response.result is Result.ACCEPTED
-            except Exception:
-                logging.exception("round trip failed")
+                response = await asyncio.wait_for(waiter, RESPONSE_TIMEOUT)
+                if response.result is not Result.ACCEPTED:
+                    error = f"Rejected: {response.rejection_reason}"
+            except TimeoutError:
+                error = f"no response within {RESPONSE_TIMEOUT:g} s"
+            except Exception as exc:
+                error = error_kind(exc)
+            if error is not None:
                 waiters.pop(message.message_id, None)
-                ok = False
-            window.record(began, time.perf_counter(), ok)
+            window.record(began, time.perf_counter(), error)
 
     await asyncio.gather(*(worker() for _ in range(load.concurrency)))
-    return window.outcome(load)
+    return window.outcome()
 
 
 class Floor(Pair):
@@ -518,6 +575,10 @@ def their_process(conn: Connection, domain: str, role: str, secret: bytes) -> No
 
     #: ConversationID -> the event a waiting worker sleeps on.
     waiters: dict[str, threading.Event] = {}
+    #: Messages this process refused, and (the CRO) responses it failed to send, which the DSO
+    #: only sees as a response that never comes.
+    answering: Counter[str] = Counter()
+    answering_lock = threading.Lock()
 
     class BenchCro(ShapeshifterCroService):  # type: ignore[misc]  # untyped package
         def process_dso_portfolio_update(self, message: Any) -> None:
@@ -527,7 +588,12 @@ def their_process(conn: Connection, domain: str, role: str, secret: bytes) -> No
                 dso_portfolio_update_message_id=message.message_id,
                 result=ss.AcceptedRejected.ACCEPTED,
             )
-            self.dso_client(message.sender_domain).send_dso_portfolio_update_response(response)
+            try:
+                self.dso_client(message.sender_domain).send_dso_portfolio_update_response(response)
+            except Exception as exc:  # their service logs it and drops the response
+                with answering_lock:  # their inbound thread pool
+                    answering[f"the CRO's response: {error_kind(exc)}"] += 1
+                raise
 
         def process_dso_portfolio_query(self, message: Any) -> None: ...
         def process_agr_portfolio_update(self, message: Any) -> None: ...
@@ -560,6 +626,10 @@ def their_process(conn: Connection, domain: str, role: str, secret: bytes) -> No
     )
     service.server.config.access_log = False
     _quiet()  # after their imports and uvicorn's Config, which set these loggers up
+    their_log = logging.getLogger("shapeshifter-uftp")
+    their_log.setLevel(logging.WARNING)
+    their_log.handlers = [Refusals(short(domain), answering, answering_lock)]
+    their_log.propagate = False
     service.run_in_thread()
     port = service.server.servers[0].sockets[0].getsockname()[1]
     conn.send(f"http://127.0.0.1:{port}/shapeshifter/api/v3/message")
@@ -573,11 +643,30 @@ def their_process(conn: Connection, domain: str, role: str, secret: bytes) -> No
             (load,) = args
             conn.send(_their_load(service, ss, waiters, load))
         elif command == "counters":
-            conn.send(counters())
+            with answering_lock:
+                conn.send(counters(causes=answering))
         elif command == "stop":
             break
     service.stop()
     conn.send("stopped")
+
+
+class Refusals(logging.Handler):
+    """Counts the messages their service refused, with the reason it logs (the client only
+    sees "HTTP 400 Bad Request"), instead of printing every one."""
+
+    PREFIX = "The original transport error is "
+
+    def __init__(self, name: str, counts: Counter[str], lock: threading.Lock) -> None:
+        super().__init__()  # (its own `name` and `lock` are logging's: other names here)
+        self.party, self.counts, self.counts_lock = name, counts, lock
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text.startswith(self.PREFIX):
+            reason = text.removeprefix(self.PREFIX)[:100]
+            with self.counts_lock:
+                self.counts[f"the {self.party} refused: {reason}"] += 1
 
 
 def _their_load(service: Any, ss: Any, waiters: dict[str, threading.Event], load: Load) -> Outcome:
@@ -609,21 +698,23 @@ def _their_load(service: Any, ss: Any, waiters: dict[str, threading.Event], load
             conversation = str(uuid.uuid4())
             message = dataclasses.replace(template, conversation_id=conversation)
             waiter = waiters[conversation] = threading.Event()
+            error = None
             try:
                 client.send_dso_portfolio_update(message)
-                ok = waiter.wait(timeout=30)
-            except Exception:
-                logging.exception("round trip failed")
+                if not waiter.wait(timeout=RESPONSE_TIMEOUT):
+                    error = f"no response within {RESPONSE_TIMEOUT:g} s"
+            except Exception as exc:
+                error = error_kind(exc)
+            if error is not None:
                 waiters.pop(conversation, None)
-                ok = False
-            window.record(began, time.perf_counter(), ok)
+            window.record(began, time.perf_counter(), error)
 
     threads = [threading.Thread(target=worker) for _ in range(load.concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return window.outcome(load)
+    return window.outcome()
 
 
 class Theirs(Pair):
@@ -643,56 +734,112 @@ class Theirs(Pair):
             self.call(me, "peer", other, roles[other], self.urls[other], keys[other][0])
 
 
-def counters(commits: int = 0) -> dict[str, float]:
-    """What a process reports before and after a run."""
-    return {"commits": commits, "cpu": time.process_time(), "wall": time.perf_counter()}
+def counters(commits: int = 0, causes: Counter[str] | None = None) -> dict[str, Any]:
+    """What a process reports before and after a slice: its own CPU clock covers all its
+    threads (uvicorn's, the thread pools', the event loop's)."""
+    return {
+        "commits": commits,
+        "cpu": time.process_time(),
+        "wall": time.perf_counter(),
+        "causes": Counter(causes or {}),
+    }
 
 
 def measure(call: Callable[..., Any], processes: Iterable[str], load: Load) -> Outcome:
     """Run `load` on the DSO, with each process's counters read before and after."""
     before = {domain: call(domain, "counters") for domain in processes}
     outcome: Outcome = call(DSO, "run", load)
+    time.sleep(SETTLE)
     after = {domain: call(domain, "counters") for domain in before}
     if any(counts["commits"] for counts in after.values()):
         outcome.commits = {d: int(after[d]["commits"] - before[d]["commits"]) for d in before}
     outcome.cpu = {d: after[d]["cpu"] - before[d]["cpu"] for d in before}
     outcome.wall = after[DSO]["wall"] - before[DSO]["wall"]
+    for domain in before:
+        outcome.causes.update(after[domain]["causes"] - before[domain]["causes"])
     return outcome
 
 
 def _quiet() -> None:
+    # Every failed round trip is counted and reported by kind; their per-failure log lines
+    # (the warm-up's HTTP 400s above all) would only bury the report.
     for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 # --- report --------------------------------------------------------------------------------
 
 
-def describe(name: str, load: Load, outcome: Outcome) -> str:
-    line = (
-        f"{name:7} c={load.concurrency:<3} {outcome.throughput:9.1f} round trips/s   "
-        f"p50 {outcome.percentile(0.50) * 1000:8.2f} ms   "
-        f"p99 {outcome.percentile(0.99) * 1000:8.2f} ms   "
-        f"n={len(outcome.latencies):<6} errors={outcome.errors}"
+def short(domain: str) -> str:
+    return domain.split(".")[0]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def spread(values: list[float], scale: float = 1.0, unit: str = "x") -> str:
+    """median [min-max]"""
+    low, mid, high = (v * scale for v in (min(values), statistics.median(values), max(values)))
+    return f"{mid:.2f}{unit} [{low:.2f}-{high:.2f}]"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def describe_cpu(name: str, slices: list[Outcome]) -> str:
+    """CPU per round trip of both processes: median over the slices, and each process's
+    share and load, pooled."""
+    completed = sum(o.completed for o in slices)
+    wall = sum(o.wall for o in slices)
+    domains = slices[0].cpu.keys()
+    parts = " + ".join(
+        f"{short(d)} {ms(sum(o.cpu[d] for o in slices) / completed)} "
+        f"({sum(o.cpu[d] for o in slices) / wall:.0%} busy)"
+        for d in domains
     )
-    if outcome.total:
-        cpu = " ".join(
-            f"{short(domain)}={seconds / outcome.total * 1000:.2f} ms"
-            f" ({seconds / outcome.wall:.0%})"
-            for domain, seconds in outcome.cpu.items()
-        )
-        line += f"\n{'':13}CPU per round trip (and load of the process): {cpu}"
-    if outcome.commits and outcome.total:
+    cpu = spread([o.cpu_per_round_trip for o in slices], 1000, " ms")
+    line = f"    {name:7} {cpu:24} {parts}"
+    if slices[0].commits:
         commits = " ".join(
-            f"{short(domain)}={count / outcome.total:.2f}"
-            for domain, count in outcome.commits.items()
+            f"{short(d)}={sum(o.commits[d] for o in slices) / completed:.2f}" for d in domains
         )
-        line += f"\n{'':13}SQLite commits per round trip: {commits}"
+        line += f"; SQLite commits per round trip {commits}"
     return line
 
 
-def short(domain: str) -> str:
-    return domain.split(".")[0]
+def describe_throughput(name: str, slices: list[Outcome]) -> str:
+    latencies = [x for o in slices for x in o.latencies]
+    pooled = len(latencies) / sum(o.duration for o in slices)
+    return (
+        f"    {name:7} {pooled:7.1f} round trips/s "
+        f"(slices {min(o.throughput for o in slices):.0f}-{max(o.throughput for o in slices):.0f})"
+        f"   p50 {ms(percentile(latencies, 0.50)):>9}   p99 {ms(percentile(latencies, 0.99)):>9}"
+        f"   n={len(latencies)}"
+    )
+
+
+def ratios(a: list[Outcome], b: list[Outcome]) -> list[float]:
+    """CPU per round trip of a over b, round by round (slices of one round ran together)."""
+    return [x.cpu_per_round_trip / y.cpu_per_round_trip for x, y in zip(a, b, strict=True)]
+
+
+def describe_errors(outcomes: dict[str, list[Outcome]]) -> list[str]:
+    """Failed round trips by kind, and below them what the CRO saw go wrong."""
+    lines: list[str] = []
+    for name, slices in outcomes.items():
+        errors: Counter[str] = Counter()
+        causes: Counter[str] = Counter()
+        for outcome in slices:
+            errors.update(outcome.errors)
+            causes.update(outcome.causes)
+        lines.extend(f"    {name:7} {n} x {kind}" for kind, n in errors.most_common())
+        lines.extend(f"    {name:7}   {n} x {kind}" for kind, n in causes.most_common())
+    return lines
 
 
 def print_profile(path: Path, title: str, limit: int) -> None:
@@ -703,32 +850,30 @@ def print_profile(path: Path, title: str, limit: int) -> None:
     stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(limit)
 
 
-def run_loads(name: str, pair: Pair, loads: list[Load]) -> dict[tuple[str, int], Outcome]:
-    """Run each load on `pair`, printing as it goes, then stop it."""
-    results = {}
-    try:
-        for load in loads:
-            results[(name, load.concurrency)] = outcome = pair.run(load)
-            print(describe(name, load, outcome), flush=True)
-    finally:
-        pair.stop()
-    return results
+# --- the run -------------------------------------------------------------------------------
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average: how much else ran beside the benchmark."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def rotated(names: tuple[str, ...], round_: int) -> list[str]:
+    """The configurations in this round's order: each one leads in turn."""
+    shift = round_ % len(names)
+    return list(names[shift:] + names[:shift])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 s per configuration")
-    parser.add_argument("--duration", type=float, help="measured seconds per configuration")
-    parser.add_argument("--warmup", type=float, help="warm-up seconds per configuration")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 1 s slices")
+    parser.add_argument("--rounds", type=int, help="slices per configuration and concurrency (5)")
+    parser.add_argument("--slice", type=float, help="seconds per slice (2)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per configuration (2)")
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="also profile ours at c=10 into DIR"
     )
     parser.add_argument("--profile-lines", type=int, default=30)
-    parser.add_argument(
-        "--floor",
-        action="store_true",
-        help="also run the floor: the same libraries with no store and no adapter around them",
-    )
     parser.add_argument(
         "--store-dir",
         type=Path,
@@ -736,56 +881,97 @@ def main(argv: list[str] | None = None) -> int:
         "e.g. /dev/shm to see what fsync costs",
     )
     options = parser.parse_args(argv)
-    duration = options.duration or (2.0 if options.quick else 8.0)
-    warmup = options.warmup if options.warmup is not None else (0.5 if options.quick else 2.0)
-    loads = [Load(c, warmup, duration) for c in CONCURRENCIES]
+    rounds = options.rounds or (2 if options.quick else 5)
+    seconds = options.slice or (1.0 if options.quick else 2.0)
+    warmup = options.warmup or (1.0 if options.quick else 2.0)
+    top = CONCURRENCIES[-1]
     print(
         f"round trip: DSOPortfolioUpdate {CONGESTION_POINTS} x {CONNECTIONS} -> CRO -> "
-        f"DSOPortfolioUpdateResponse; {duration:g} s measured after {warmup:g} s warm-up; "
-        f"{multiprocessing.cpu_count()} CPUs; Python {sys.version.split()[0]}"
+        f"DSOPortfolioUpdateResponse; {rounds} rounds of {seconds:g} s slices per configuration "
+        f"and concurrency, interleaved, after {warmup:g} s of warm-up at c={top}; "
+        f"{multiprocessing.cpu_count()} CPUs; Python {sys.version.split()[0]}; "
+        f"load average {load_average()}",
+        flush=True,
     )
-    results: dict[tuple[str, int], Outcome] = {}
+    results: dict[tuple[str, int], list[Outcome]] = {
+        (name, c): [] for name in CONFIGURATIONS for c in CONCURRENCIES
+    }
+    warmups: dict[str, list[Outcome]] = {}
 
     with tempfile.TemporaryDirectory(prefix="bench-roundtrip-", dir=options.store_dir) as tmp:
-        ours = Ours(Path(tmp))
+        pairs: dict[str, Pair] = {}
         try:
-            for load in loads:
-                results[("ours", load.concurrency)] = outcome = ours.run(load)
-                print(describe("ours", load, outcome), flush=True)
-            print("SQLite durability in use (ours):")
-            print(ours.durability())
+            pairs["ours"] = ours = Ours(Path(tmp))
+            pairs["floor"] = Floor()
+            pairs["theirs"] = Theirs()
+            for name, pair in pairs.items():
+                warmups[name] = [pair.run(Load(top, warmup))]
+            for round_ in range(rounds):
+                for concurrency in CONCURRENCIES:
+                    for name in rotated(CONFIGURATIONS, round_):
+                        outcome = pairs[name].run(Load(concurrency, seconds))
+                        results[(name, concurrency)].append(outcome)
+                print(f"  round {round_ + 1}/{rounds} done", flush=True)
+            durability = ours.durability()
             if options.profile:
                 options.profile.mkdir(parents=True, exist_ok=True)
-                paths = ours.profile(loads[-1], options.profile)
+                paths = ours.profile(Load(top, seconds), options.profile)
         finally:
-            ours.stop()
+            for pair in pairs.values():
+                pair.stop()
 
-    if options.floor:
-        results.update(run_loads("floor", Floor(), loads))
-    results.update(run_loads("theirs", Theirs(), loads))
-
-    top = CONCURRENCIES[-1]
-    ours_top, theirs_top = results[("ours", top)], results[("theirs", top)]
-    ratio = ours_top.throughput / theirs_top.throughput if theirs_top.throughput else float("inf")
-    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
-    errors = sum(outcome.errors for outcome in results.values())
     print(
-        f"\nours/theirs at concurrency {top}: {ratio:.1f}x "
-        f"(target >= {TARGET_RATIO:g}x): {verdict}"
-        + (f"   ({errors} failed round trips)" if errors else "")
+        "\nCPU per round trip, CRO and DSO processes together: median of the slices "
+        "[min-max]; then each process's share (pooled) and how busy it was"
     )
-    if options.floor:
-        floor_top = results[("floor", top)]
+    for concurrency in CONCURRENCIES:
+        print(f"  c={concurrency}")
+        for name in CONFIGURATIONS:
+            print(describe_cpu(name, results[(name, concurrency)]))
+    print("\nRatios of CPU per round trip, per round: median [min-max]")
+    for concurrency in CONCURRENCIES:
+        ours_, floor_, theirs_ = (results[(name, concurrency)] for name in CONFIGURATIONS)
         print(
-            f"floor/theirs at concurrency {top}: "
-            f"{floor_top.throughput / theirs_top.throughput:.1f}x (no store, no adapter: the "
-            "most any adapter on these libraries can reach here); "
-            f"ours/floor: {ours_top.throughput / floor_top.throughput:.0%}"
+            f"  c={concurrency:<3} theirs/ours {spread(ratios(theirs_, ours_))}   "
+            f"ours/floor {spread(ratios(ours_, floor_))}   "
+            f"theirs/floor {spread(ratios(theirs_, floor_))}"
         )
+    print("\nThroughput (round trips ending inside the slices, pooled) and latency")
+    for concurrency in CONCURRENCIES:
+        print(f"  c={concurrency}")
+        for name in CONFIGURATIONS:
+            print(describe_throughput(name, results[(name, concurrency)]))
+    print("SQLite durability in use (ours):")
+    print(durability)
+
+    print(f"load average at the end: {load_average()}")
+    warm = describe_errors(warmups)
+    print(
+        "\nwarm-up, not measured: "
+        + ", ".join(f"{name} {slices[0].completed} round trips" for name, slices in warmups.items())
+        + (", failed:" if warm else ", none failed")
+    )
+    for line in warm:
+        print(line)
+    measured = describe_errors(
+        {name: [o for c in CONCURRENCIES for o in results[(name, c)]] for name in CONFIGURATIONS}
+    )
+    print("measured slices: " + ("failed round trips:" if measured else "no failed round trips"))
+    for line in measured:
+        print(line)
+
+    ratio = statistics.median(ratios(results[("theirs", top)], results[("ours", top)]))
+    ceiling = statistics.median(ratios(results[("theirs", top)], results[("floor", top)]))
+    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
+    print(
+        f"\ntheirs/ours CPU per round trip at concurrency {top}: {ratio:.1f}x "
+        f"(target >= {TARGET_RATIO:g}x): {verdict}; the floor's {ceiling:.1f}x is the most "
+        "any adapter on these libraries could reach here"
+    )
     if options.profile:
         for domain, path in paths.items():
-            print_profile(path, f"ours {domain} (profiled run, c={top})", options.profile_lines)
-    return 0 if verdict == "PASS" and not errors else 1
+            print_profile(path, f"ours {domain} (profiled slice, c={top})", options.profile_lines)
+    return 0 if verdict == "PASS" and not measured else 1
 
 
 if __name__ == "__main__":

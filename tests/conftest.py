@@ -3,6 +3,9 @@
 `network` starts participants on free ports and introduces them to each other (each one's
 endpoint and public key in the other's directory), as two operators exchanging their cs1
 strings would.
+
+The hooks at the end make the tests that need the official XSDs (`official_xsd` mark,
+tests/official_xsd.py) skip, or fail where CI requires them, and say so in one summary line.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from adapter.participant import Participant
 from adapter.router import Router
 from adapter.store.sqlite import SqliteStore
 from adapter.uftp.messages import Role
+from tests import official_xsd
 
 #: Fast retries so that outage tests take seconds, not hours.
 FAST_DELIVERY = DeliverySettings(
@@ -120,3 +124,48 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+# --- the official XSDs: skip or fail, and say so ---------------------------------------------
+
+#: How many tests were skipped and failed for want of the official XSDs, in this run.
+_WITHOUT_XSD = pytest.StashKey[dict[str, int]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"official_xsd: reads the official UFTP XSDs ({official_xsd.DIR_VARIABLE}); skips "
+        f"without them, fails instead under {official_xsd.REQUIRE_VARIABLE}=1",
+    )
+    config.stash[_WITHOUT_XSD] = {"skipped": 0, "failed": 0}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("official_xsd") is None or official_xsd.available():
+        return
+    counts = item.config.stash[_WITHOUT_XSD]
+    if official_xsd.required():
+        counts["failed"] += 1
+        pytest.fail(
+            f"{official_xsd.problem()}; {official_xsd.REQUIRE_VARIABLE} is set, so this test "
+            "may not skip",
+            pytrace=False,
+        )
+    counts["skipped"] += 1
+    pytest.skip(official_xsd.problem())
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One line when tests went without the official XSDs: how many, why, how to fix it."""
+    counts = config.stash.get(_WITHOUT_XSD, {})
+    skipped, failed = counts.get("skipped", 0), counts.get("failed", 0)
+    if not (skipped or failed):
+        return
+    what = f"{failed:,} tests failed at setup" if failed else f"{skipped:,} tests skipped"
+    terminalreporter.write_line(
+        f"{what}: {official_xsd.problem()}; {official_xsd.how_to_fix()}",
+        yellow=not failed,
+        red=bool(failed),
+        bold=True,
+    )

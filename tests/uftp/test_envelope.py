@@ -8,7 +8,6 @@ a schema-valid SignedMessage, 401 for anything `crypto_sign_open` cannot open.
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import nacl.signing
 import pytest
@@ -27,10 +26,12 @@ from adapter.uftp.envelope import (
 )
 from adapter.uftp.errors import InvalidSignature, InvalidXml
 from adapter.uftp.messages import PayloadMessage, Role
+from tests import official_xsd
 
 from . import samples
 
-OFFICIAL_XSD_DIR = Path(__file__).parents[3] / "shared" / "uftp" / "xsd"
+#: Where the official schemas are: UFTP_OFFICIAL_XSD_DIR (tests/official_xsd.py).
+OFFICIAL_XSD_DIR = official_xsd.directory()
 
 KeyPair = tuple[bytes, bytes]
 
@@ -113,10 +114,8 @@ def test_sealed_document_is_a_utf8_signed_message(keypair: KeyPair) -> None:
     assert len(root) == 0
 
 
-@pytest.mark.skipif(
-    not OFFICIAL_XSD_DIR.is_dir(), reason=f"official XSDs not found at {OFFICIAL_XSD_DIR}"
-)
-@pytest.mark.parametrize("subdir", ["3.0.0", "3.1.0", "draft"])
+@official_xsd.needs_official_xsd
+@pytest.mark.parametrize("subdir", list(official_xsd.VERSION_DIRS.values()))
 def test_sealed_document_is_valid_against_the_official_schema(
     subdir: str, keypair: KeyPair
 ) -> None:

@@ -19,21 +19,18 @@ from typing import Any
 import pytest
 from lxml import etree
 
-OFFICIAL_XSD_DIR = Path(__file__).parents[3] / "shared" / "uftp" / "xsd"
-OUR_XSD_DIR = Path(__file__).parents[2] / "adapter" / "uftp" / "schemas"
+from tests import official_xsd
+from tests.official_xsd import VERSION_DIRS, needs_official_xsd
 
-if not OFFICIAL_XSD_DIR.is_dir():
-    pytest.skip(
-        f"official Shapeshifter XSDs not found at {OFFICIAL_XSD_DIR} "
-        "(expected a 'shared/uftp/xsd' checkout beside the repository)",
-        allow_module_level=True,
-    )
+#: Where the official schemas are: UFTP_OFFICIAL_XSD_DIR (tests/official_xsd.py).
+OFFICIAL_XSD_DIR = official_xsd.directory()
+OUR_XSD_DIR = Path(__file__).parents[2] / "adapter" / "uftp" / "schemas"
 
 # Protocol version -> (official schema directory, our runtime schema file).
 VERSIONS: dict[str, tuple[str, str]] = {
-    "3.0.0": ("3.0.0", "3.1.0.xsd"),
-    "3.1.0": ("3.1.0", "3.1.0.xsd"),
-    "4.0.0": ("draft", "4.0.0.xsd"),
+    "3.0.0": (VERSION_DIRS["3.0.0"], "3.1.0.xsd"),
+    "3.1.0": (VERSION_DIRS["3.1.0"], "3.1.0.xsd"),
+    "4.0.0": (VERSION_DIRS["4.0.0"], "4.0.0.xsd"),
 }
 DRAFT = "4.0.0"
 
@@ -790,6 +787,7 @@ def _params() -> list[Any]:
 # --------------------------------------------------------------------------------------
 
 
+@needs_official_xsd
 @pytest.mark.parametrize("version", list(VERSIONS))
 def test_official_entry_file_covers_exactly_our_message_set(version: str) -> None:
     entry = etree.parse(str(OFFICIAL_XSD_DIR / VERSIONS[version][0] / OFFICIAL_ENTRY))
@@ -814,6 +812,7 @@ def test_our_schema_shape(version: str) -> None:
     our_schema(version)  # loads
 
 
+@needs_official_xsd
 @pytest.mark.parametrize(("version", "sample"), _params())
 def test_same_verdict_as_official_schema(version: str, sample: Sample) -> None:
     document = parse(sample)
@@ -827,6 +826,7 @@ def test_same_verdict_as_official_schema(version: str, sample: Sample) -> None:
     assert ours is official, f"our schema says valid={ours}: {our_schema(version).error_log}"
 
 
+@needs_official_xsd
 @pytest.mark.parametrize("version", list(VERSIONS))
 def test_corpus_is_substantial(version: str) -> None:
     samples = corpus(version)
