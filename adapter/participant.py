@@ -21,7 +21,7 @@ import ssl
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from aiohttp import web
 
@@ -47,6 +47,10 @@ from .uftp.messages import (
     TestMessageResponse,
 )
 from .uftp.rules import recipient_roles
+
+if TYPE_CHECKING:
+    from .bus.bridge import BusBridge
+    from .bus.journal import EventJournal
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,7 @@ class Participant:
         read_timeout: float = 30.0,
         time_stamp_window: tuple[timedelta, timedelta] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        bus: BusBridge | None = None,
     ) -> None:
         self.domain = domain
         self.role = role
@@ -151,13 +156,31 @@ class Participant:
         #: (a 3.x TestMessageResponse carries none)
         self._conversations: dict[str, str] = {}
         self._runner: web.AppRunner | None = None
+        #: The message-bus bridge (adapter.bus), when one is configured: it writes events
+        #: with the endpoint's and the outbox's transactions and answers requests it takes.
+        self.bus = bus
+        self.journal: EventJournal | None = None
+        if bus is not None:
+            self.journal = bus.attach(self)
+            self._endpoint.events = bus.inbound_events
+            self._endpoint.bus_health = bus.health
+            self.outbox.events = bus.outcome_events
 
     @classmethod
     def from_config(
-        cls, config: Config, *, router: Router | None = None, store: Store | None = None
+        cls,
+        config: Config,
+        *,
+        router: Router | None = None,
+        store: Store | None = None,
+        bus: BusBridge | None = None,
     ) -> Participant:
-        """A participant as the configuration file describes it."""
+        """A participant as the configuration file describes it (with its [bus] bridge)."""
         settings: ParticipantSettings = config.participant
+        if bus is None and config.bus is not None:
+            from .bus.bridge import BusBridge
+
+            bus = BusBridge.from_config(config)
         peers = [Peer(p.domain, p.role, p.endpoint, p.signing_keys, p.barred) for p in config.peers]
         return cls(
             domain=settings.domain,
@@ -181,6 +204,7 @@ class Participant:
                 timedelta(seconds=config.limits.time_stamp_past_seconds),
                 timedelta(seconds=config.limits.time_stamp_future_seconds),
             ),
+            bus=bus,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -189,6 +213,8 @@ class Participant:
         await self.store.open()
         await self._client.start()
         await self.outbox.start()
+        if self.bus is not None:
+            await self.bus.start()
         # What a previous run acknowledged but did not finish is read before the endpoint
         # listens: a message arriving now cannot be taken for one of them and run twice.
         for record in await self.store.unfinished_inbound():
@@ -209,6 +235,8 @@ class Participant:
         The outbox stops first, so that no new POST starts while we wind down: responses the
         finishing handlers queue wait in the store for the next start."""
         self._endpoint.serving = False
+        if self.bus is not None:
+            await self.bus.stop()  # no new commands; unpublished events wait in the store
         await self.outbox.stop()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -285,6 +313,26 @@ class Participant:
             self._waiters.pop(filled.message_id, None)
             self._expected.pop(filled.message_id, None)
             self._conversations.pop(filled.conversation_id, None)
+
+    async def compose(
+        self,
+        message: PayloadMessage,
+        to: str,
+        *,
+        role: Role | None = None,
+        version: str | None = None,
+        conversation_id: str | None = None,
+        reference_message_id: str | None = None,
+    ) -> OutboundRecord:
+        """`message` for `to` with its metadata filled, sealed, but not yet stored: for a
+        sender that stores it in a transaction of its own (the bus bridge, with its command).
+
+        Raises `UnknownPeer` as `send` does."""
+        peer = await self._peer_for(to, role, type(message))
+        filled = self._fill(message, peer.domain, version=version, conversation_id=conversation_id)
+        if reference_message_id and isinstance(filled, PayloadResponse):
+            filled = dataclasses.replace(filled, reference_message_id=reference_message_id)
+        return self._outbound(filled, peer)
 
     async def _peer_for(self, domain: str, role: Role | None, kind: type[PayloadMessage]) -> Peer:
         roles = (
@@ -393,6 +441,9 @@ class Participant:
 
     async def _handle(self, received: Received) -> None:
         message = received.message
+        if self.bus is not None and self.bus.answers(received):
+            self.bus.await_answer(received)  # the operator's systems answer, on the bus
+            return
         # The sender's slot first: its messages waiting for one hold no global slot.
         async with self._sender_slots.hold(received.sender_domain), self._handler_slots:
             try:
