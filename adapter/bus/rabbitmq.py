@@ -98,6 +98,8 @@ class RabbitBus:
         self._consumer_channel: AbstractRobustChannel | None = None
         self._consumer_tag: str | None = None
         self._handler: CommandHandler | None = None
+        #: Times the robust connection came back after a loss.
+        self.reconnects = 0
 
     def __repr__(self) -> str:
         return f"RabbitBus({redact(self._url)!r})"
@@ -121,7 +123,12 @@ class RabbitBus:
             await connection.close()
             raise
         self._connection, self._channel, self._exchange = connection, channel, exchange
+        connection.reconnect_callbacks.add(self._on_reconnect)
         log.info("bus: connected to %s", redact(self._url))
+
+    def _on_reconnect(self, *_: object) -> None:
+        self.reconnects += 1
+        log.info("bus: reconnected to %s (%d)", redact(self._url), self.reconnects)
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
