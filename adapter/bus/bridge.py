@@ -195,8 +195,12 @@ class BusBridge:
         command sent names that command."""
         assert self.journal is not None
         command_id = None
-        if isinstance(message, PayloadResponse) and message.reference_message_id:
-            command_id = await self.participant.store.message_command(message.reference_message_id)
+        if isinstance(message, PayloadResponse):
+            store = self.participant.store
+            if message.reference_message_id:
+                command_id = await store.message_command(message.reference_message_id)
+            else:  # a 3.x TestMessageResponse names no request: its conversation does
+                command_id = await store.conversation_command(message.conversation_id)
         return [
             self.journal.inbound(message, inner_xml, sender_role=sender_role, command_id=command_id)
         ]

@@ -231,5 +231,9 @@ class Store(Protocol):
     async def message_command(self, message_id: str) -> str | None:
         """The bus command an outbound message was made for, None if none."""
 
+    async def conversation_command(self, conversation_id: str) -> str | None:
+        """The latest bus command that sent a message in a conversation, None if none: what
+        a response without a reference (a 3.x TestMessageResponse) goes back to."""
+
     async def try_relay_lock(self) -> RelayLock | None:
         """The relay's lock of this store, None when another process holds it."""

@@ -135,9 +135,11 @@ _BUS_TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS bus_commands (
         command_id text PRIMARY KEY,
         message_id text NOT NULL,
+        conversation_id text NOT NULL,
         received_at timestamptz NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS bus_commands_message ON bus_commands (message_id)",
+    "CREATE INDEX IF NOT EXISTS bus_commands_conversation ON bus_commands (conversation_id)",
 )
 
 _INBOUND_COLUMNS: Final = (
@@ -245,12 +247,13 @@ async def insert_events(conn: Any, events: Sequence[EventRecord]) -> None:
     )
 
 
-async def _insert_command(conn: Any, command_id: str, message_id: str) -> None:
+async def _insert_command(conn: Any, command_id: str, record: OutboundRecord) -> None:
     status = await conn.execute(
-        "INSERT INTO bus_commands (command_id, message_id, received_at) VALUES ($1, $2, $3) "
-        "ON CONFLICT (command_id) DO NOTHING",
+        "INSERT INTO bus_commands (command_id, message_id, conversation_id, received_at) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (command_id) DO NOTHING",
         command_id,
-        message_id,
+        record.message_id,
+        record.conversation_id,
         datetime.now(UTC),
     )
     if _row_count(status) != 1:
@@ -488,7 +491,7 @@ class PostgresStore:
             if response is not None:
                 await _insert_outbound(conn, response)
                 if command_id is not None:
-                    await _insert_command(conn, command_id, response.message_id)
+                    await _insert_command(conn, command_id, response)
             if events:
                 await insert_events(conn, events)
 
@@ -530,7 +533,7 @@ class PostgresStore:
         async def op(conn: Any) -> None:
             await _insert_outbound(conn, record)
             if command_id is not None:
-                await _insert_command(conn, command_id, record.message_id)
+                await _insert_command(conn, command_id, record)
             if events:
                 await insert_events(conn, events)
 
@@ -671,6 +674,14 @@ class PostgresStore:
     async def message_command(self, message_id: str) -> str | None:
         value = await self._open_pool.fetchval(
             "SELECT command_id FROM bus_commands WHERE message_id = $1", message_id
+        )
+        return None if value is None else str(value)
+
+    async def conversation_command(self, conversation_id: str) -> str | None:
+        value = await self._open_pool.fetchval(
+            "SELECT command_id FROM bus_commands WHERE conversation_id = $1 "
+            "ORDER BY received_at DESC LIMIT 1",
+            conversation_id,
         )
         return None if value is None else str(value)
 

@@ -189,9 +189,11 @@ _BUS_SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS bus_commands (
         command_id TEXT PRIMARY KEY,
         message_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
         received_at INTEGER NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS bus_commands_message ON bus_commands (message_id)",
+    "CREATE INDEX IF NOT EXISTS bus_commands_conversation ON bus_commands (conversation_id)",
 )
 
 _INBOUND_COLUMNS: Final = (
@@ -325,11 +327,11 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[EventRecord]) -> No
     )
 
 
-def _insert_command(conn: sqlite3.Connection, command_id: str, message_id: str) -> None:
+def _insert_command(conn: sqlite3.Connection, command_id: str, record: OutboundRecord) -> None:
     cursor = conn.execute(
-        "INSERT INTO bus_commands (command_id, message_id, received_at) VALUES (?, ?, ?) "
-        "ON CONFLICT (command_id) DO NOTHING",
-        (command_id, message_id, _to_us(datetime.now(UTC))),
+        "INSERT INTO bus_commands (command_id, message_id, conversation_id, received_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (command_id) DO NOTHING",
+        (command_id, record.message_id, record.conversation_id, _to_us(datetime.now(UTC))),
     )
     if cursor.rowcount != 1:
         raise DuplicateCommand(command_id)
@@ -703,7 +705,7 @@ class SqliteStore:
             if response is not None:
                 _insert_outbound(conn, response)
                 if command_id is not None:
-                    _insert_command(conn, command_id, response.message_id)
+                    _insert_command(conn, command_id, response)
             if events:
                 insert_events(conn, events)
 
@@ -745,7 +747,7 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> None:
             _insert_outbound(conn, record)
             if command_id is not None:
-                _insert_command(conn, command_id, record.message_id)
+                _insert_command(conn, command_id, record)
             if events:
                 insert_events(conn, events)
 
@@ -910,6 +912,17 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
                 "SELECT command_id FROM bus_commands WHERE message_id = ?", (message_id,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.read(op)
+
+    async def conversation_command(self, conversation_id: str) -> str | None:
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT command_id FROM bus_commands WHERE conversation_id = ? "
+                "ORDER BY received_at DESC LIMIT 1",
+                (conversation_id,),
             ).fetchone()
             return None if row is None else str(row[0])
 

@@ -649,7 +649,8 @@ async def test_sqlite_store_of_schema_version_1_is_migrated(tmp_path: Path) -> N
         assert version == SQLITE_SCHEMA_VERSION
         assert "envelope" not in columns
         assert indexes == [
-            "bus_commands_message",  # the bus outbox's tables, created beside the store's
+            "bus_commands_conversation",  # the bus outbox's tables, beside the store's
+            "bus_commands_message",
             "bus_events_unpublished",
             "delivery_attempts_message",
             "inbound_unfinished",
