@@ -52,9 +52,11 @@ class Relay:
         poll_seconds: float = 1.0,
         backoff_initial: float = 0.2,
         backoff_max: float = 15.0,
+        linger_seconds: float = 0.005,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._store = store
+        self._linger = linger_seconds
         self._bus = bus
         self._batch = batch
         #: How often to look for events other processes wrote (ours wake the relay at once).
@@ -105,6 +107,10 @@ class Relay:
         if not batch:
             self.state = "idle"
             await self._sleep(self._poll, wakeable=True)
+            # Woken by a commit: let the commits of the next moments join the same round, so
+            # that under load a round carries many events, not one (a read, a publish window
+            # and a write per round, whatever its size).
+            await asyncio.sleep(self._linger)
             return
         self.state = f"publishing {len(batch)} events"
         confirmed, error = await self._publish(batch)
