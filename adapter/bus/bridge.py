@@ -318,8 +318,9 @@ class BusBridge:
         command_id = command.id
         if not command_id:
             raise InvalidCommand("the command has no id (CloudEvents id or message-id)")
-        if await participant.store.command_message(command_id) is not None:
-            raise DuplicateCommand(command_id)
+        # No look-up of the id first: the store refuses a known one in the transaction that
+        # would carry the command out (DuplicateCommand), which also settles two deliveries
+        # of one command handled at once.
         recipient = command.attributes.get("uftprecipient", "").strip().lower()
         if not recipient:
             raise InvalidCommand("the command names no recipient (uftprecipient)")
@@ -379,6 +380,8 @@ class BusBridge:
                 f"no {kind.request_type.xml_name} {request_id} from {recipient} to answer"
             )
         if request.status is not InboundStatus.RECEIVED:
+            if await participant.store.command_message(command_id) is not None:
+                raise DuplicateCommand(command_id)  # this command answered it
             raise InvalidCommand(f"{request_id} from {recipient} is not open (answered or expired)")
         if self._clock() > request.received_at + self._answer_within:
             raise InvalidCommand(f"the deadline to answer {request_id} has passed")

@@ -476,6 +476,10 @@ class PostgresStore:
         """
 
         async def op(conn: Any) -> None:
+            # The command first: a command carried out before is a duplicate, whatever the
+            # state of the request it answered.
+            if response is not None and command_id is not None:
+                await _insert_command(conn, command_id, response)
             status = await conn.execute(
                 "UPDATE inbound SET status = $1 WHERE sender_domain = $2 AND message_id = $3 "
                 "AND ($4 OR status = $5)",
@@ -490,8 +494,6 @@ class PostgresStore:
                 raise error(f"no open inbound message {message_id!r} from {sender_domain!r}")
             if response is not None:
                 await _insert_outbound(conn, response)
-                if command_id is not None:
-                    await _insert_command(conn, command_id, response)
             if events:
                 await insert_events(conn, events)
 

@@ -688,6 +688,10 @@ class SqliteStore:
         """
 
         def op(conn: sqlite3.Connection) -> None:
+            # The command first: a command carried out before is a duplicate, whatever the
+            # state of the request it answered.
+            if response is not None and command_id is not None:
+                _insert_command(conn, command_id, response)
             cursor = conn.execute(
                 "UPDATE inbound SET status = ? WHERE sender_domain = ? AND message_id = ? "
                 "AND (? OR status = ?)",
@@ -704,8 +708,6 @@ class SqliteStore:
                 raise error(f"no open inbound message {message_id!r} from {sender_domain!r}")
             if response is not None:
                 _insert_outbound(conn, response)
-                if command_id is not None:
-                    _insert_command(conn, command_id, response)
             if events:
                 insert_events(conn, events)
 

@@ -107,6 +107,14 @@ async def test_an_answer_from_the_bus_needs_an_open_request_and_a_new_command(
         await store.finish_inbound(
             inbound().sender_domain, "req-2", outbound("out-3"), command_id="cmd-1"
         )
+    with pytest.raises(DuplicateCommand):  # a duplicate first, even of an answered request
+        await store.finish_inbound(
+            inbound().sender_domain,
+            "req-1",
+            outbound("out-4"),
+            command_id="cmd-1",
+            require_open=True,
+        )
     assert [r.message_id for r in await store.unfinished_inbound()] == ["req-2"]
     with pytest.raises(NotOpen):
         await store.finish_inbound("nobody.test", "req-2", None, require_open=True)
