@@ -40,6 +40,8 @@ from .uftp.errors import UftpError
 from .uftp.messages import Role
 
 if TYPE_CHECKING:
+    from .config import BusSettings
+
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 PROG = "uftp-adapter"
@@ -469,12 +471,98 @@ def _time_zone(text: str) -> str:
 # The parser
 # --------------------------------------------------------------------------------------------
 
+# --------------------------------------------------------------------------------------------
+# bus
+# --------------------------------------------------------------------------------------------
+
+
+def add_bus_commands(subparsers: _SubParsers) -> None:
+    bus = subparsers.add_parser(
+        "bus",
+        help="watch the message bus, put a command on it",
+        description="The broker of a participant's [bus] table (see README, 'Connecting your "
+        "systems'). RabbitMQ only so far.",
+    )
+    sub = bus.add_subparsers(dest="bus_command", required=True, metavar="COMMAND")
+    tail = sub.add_parser(
+        "tail",
+        help="print events as they pass",
+        description="Bind a queue of its own to the events exchange and print each event "
+        "(routing key, type, id, UFTP attributes) until Ctrl-C.",
+    )
+    tail.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
+    tail.add_argument("--routing-key", default="#", help="topic pattern (default: #)")
+    tail.add_argument("--count", type=int, help="stop after this many events")
+    tail.set_defaults(func=cmd_bus_tail)
+
+    send = sub.add_parser(
+        "send",
+        help="put a UFTP message on the bus as a command",
+        description="Publish FILE (UFTP XML, or its JSON form for a .json file; metadata may "
+        "be left out) as a command for DOMAIN, with a publisher confirm; print its id.",
+    )
+    send.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
+    send.add_argument("--to", required=True, metavar="DOMAIN", help="the recipient's domain")
+    send.add_argument("--role", type=_role, help="the recipient's role, where ambiguous")
+    send.add_argument("--id", dest="command_id", help="the command id (default: a new UUID)")
+    send.add_argument("--answers", metavar="MESSAGE_ID", help="the request a response answers")
+    send.add_argument("file", type=Path, metavar="FILE")
+    send.set_defaults(func=cmd_bus_send)
+
+
+def _bus_settings(path: Path) -> BusSettings:
+    from .config import load_config
+
+    config = load_config(path)
+    if config.bus is None:
+        raise UsageError(f"{path} has no [bus] table")
+    return config.bus
+
+
+def cmd_bus_tail(args: argparse.Namespace) -> int:
+    from .bus.operator import tail
+
+    settings = _bus_settings(args.config)
+    try:
+        asyncio.run(tail(settings, pattern=args.routing_key, count=args.count))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def cmd_bus_send(args: argparse.Namespace) -> int:
+    from .bus.operator import send
+
+    settings = _bus_settings(args.config)
+    try:
+        body = args.file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"FILE: {args.file}: {exc.strerror or exc}") from None
+    try:
+        command_id = asyncio.run(
+            send(
+                settings,
+                body,
+                json=args.file.suffix.lower() == ".json",
+                to=args.to,
+                role=args.role.value if args.role else None,
+                command_id=args.command_id,
+                answers=args.answers,
+            )
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(command_id)
+    return 0
+
+
 #: Every command group, in the order `--help` lists them. Add new groups here.
 COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
     add_keys_commands,
     add_participant_commands,
     add_cro,
     add_dso_commands,
+    add_bus_commands,
 )
 
 

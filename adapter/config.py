@@ -267,6 +267,61 @@ class PeerSettings:
         return tuple(key.signing for key in self.public_keys)
 
 
+class BusFormat(StrEnum):
+    """The data of message events on the bus: the signed inner XML, or its JSON form."""
+
+    XML = "xml"
+    JSON = "json"
+
+
+#: URL schemes of the brokers the bus bridge speaks.
+BUS_SCHEMES = ("amqp", "amqps", "nats", "tls")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class BusSettings:
+    """The message-bus bridge: the [bus] table (see README, "Connecting your systems").
+
+    The names are the documented defaults; outside checks and the operator's consumers rely
+    on them, so change them only together."""
+
+    #: amqp(s)://user:password@host:port/vhost (RabbitMQ) or nats://host:port (NATS JetStream).
+    url: str
+    format: BusFormat = BusFormat.XML
+    #: Topic exchange (durable) the events are published to, persistent.
+    exchange: str = "uftp.events"
+    #: Exchange and quorum queue the commands come from.
+    commands_exchange: str = "uftp.commands"
+    commands_queue: str = "uftp.commands"
+    #: Where rejected commands, and those redelivered `delivery_limit` times, end up.
+    dead_letter_exchange: str = "uftp.dead"
+    dead_letter_queue: str = "uftp.dead"
+    delivery_limit: int = 5
+    #: Commands handled at once (the consumer's prefetch).
+    prefetch: int = 16
+    #: Whether to consume commands at all (False: events out only).
+    commands: bool = True
+    #: How long the operator's systems have to answer a request answered on the bus.
+    answer_within_seconds: float = 3600.0
+
+    def __repr__(self) -> str:
+        # The URL may hold a password; a repr ends up in logs.
+        return f"BusSettings(url={_redact_url(self.url)!r}, format={self.format.value!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSettings:
+    """Who answers inbound requests besides the role's built-in handlers: the [handlers]
+    table."""
+
+    #: Routers to load, as "package.module:attribute" (a `Router`, or a function of the
+    #: participant that registers handlers on its router).
+    modules: tuple[str, ...] = ()
+    #: Request types (XML names, e.g. "DSOPortfolioQuery") the operator's systems answer
+    #: through the bus: the request is published, the response comes back as a command.
+    bus: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration of one participant."""
@@ -279,6 +334,9 @@ class Config:
     path: Path = field(default_factory=Path)
     tls: TlsSettings = field(default_factory=TlsSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    #: The message-bus bridge; None without a [bus] table.
+    bus: BusSettings | None = None
+    handlers: HandlerSettings = field(default_factory=HandlerSettings)
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
         """The peer at `domain` (in `role`), or None when it is not configured.
@@ -334,7 +392,12 @@ def parse_config(
     `base_dir`).
     """
     ctx = _Context(source, Path(base_dir).absolute())
-    root = _Table(ctx, data, "", ("participant", "delivery", "cro", "tls", "limits", "peers"))
+    root = _Table(
+        ctx,
+        data,
+        "",
+        ("participant", "delivery", "cro", "tls", "limits", "peers", "bus", "handlers"),
+    )
     participant = _participant(root.table("participant"))
     delivery = _delivery(root.table("delivery", required=False))
     cro_table = root.table("cro", required=False)
@@ -344,6 +407,9 @@ def parse_config(
     peers = _peers(ctx, root.get("peers"))
     tls = _tls(root.table("tls", required=False))
     limits = _limits(root.table("limits", required=False), delivery, participant)
+    bus_table = root.table("bus", required=False)
+    bus = _bus(bus_table) if bus_table.present else None
+    handlers = _handlers(root.table("handlers", required=False), bus)
     return Config(
         participant,
         delivery,
@@ -352,6 +418,8 @@ def parse_config(
         path if path is not None else ctx.base_dir,
         tls,
         limits,
+        bus,
+        handlers,
     )
 
 
@@ -483,6 +551,76 @@ def _limits(
             f"must not exceed delivery.handler_concurrency ({delivery.handler_concurrency})",
         )
     return settings
+
+
+_BUS_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
+_MODULE_REF = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*"
+)
+
+
+def _bus(table: _Table) -> BusSettings:
+    d = BusSettings(url="")
+    url = table.string("url")
+    try:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise table.error("url", f"expected a broker URL: {exc}") from None
+    if parsed.scheme not in BUS_SCHEMES or not parsed.hostname:
+        raise table.error(
+            "url",
+            "expected 'amqp://user:password@host:5672/' (RabbitMQ) or 'nats://host:4222' "
+            f"(NATS JetStream), got {_redact_url(url)!r}",
+        )
+    names = {}
+    for key in (
+        "exchange",
+        "commands_exchange",
+        "commands_queue",
+        "dead_letter_exchange",
+        "dead_letter_queue",
+    ):
+        value = table.string(key, getattr(d, key))
+        if not _BUS_NAME.fullmatch(value):
+            raise table.error(
+                key, f"expected a name of letters, digits and '_.:-' (1-255), got {value!r}"
+            )
+        names[key] = value
+    return BusSettings(
+        url=url,
+        format=_choice(table, "format", BusFormat, d.format),
+        delivery_limit=table.integer("delivery_limit", d.delivery_limit, minimum=1),
+        prefetch=table.integer("prefetch", d.prefetch, minimum=1),
+        commands=table.boolean("commands", d.commands),
+        answer_within_seconds=table.number("answer_within_seconds", d.answer_within_seconds),
+        **names,
+    )
+
+
+def _handlers(table: _Table, bus: BusSettings | None) -> HandlerSettings:
+    from .uftp.messages import MESSAGE_TYPES, PayloadResponse
+
+    modules = table.string_list("modules") if table.get("modules") is not None else []
+    for index, ref in enumerate(modules):
+        if not _MODULE_REF.fullmatch(ref):
+            raise table.error(
+                f"modules[{index}]", f"expected 'package.module:attribute', got {ref!r}"
+            )
+    answered = table.string_list("bus") if table.get("bus") is not None else []
+    requests = sorted(
+        name for name, kind in MESSAGE_TYPES.items() if not issubclass(kind, PayloadResponse)
+    )
+    for index, name in enumerate(answered):
+        if name not in requests:
+            raise table.error(
+                f"bus[{index}]", f"expected a request type ({', '.join(requests)}), got {name!r}"
+            )
+    if answered and (bus is None or not bus.commands):
+        raise table.error(
+            "bus", "requests answered on the bus need a [bus] table that consumes commands"
+        )
+    return HandlerSettings(tuple(modules), tuple(dict.fromkeys(answered)))
 
 
 def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
@@ -863,6 +1001,20 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "client_certificate",
         "client_private_key",
     ),
+    "bus": (
+        "url",
+        "format",
+        "exchange",
+        "commands_exchange",
+        "commands_queue",
+        "dead_letter_exchange",
+        "dead_letter_queue",
+        "delivery_limit",
+        "prefetch",
+        "commands",
+        "answer_within_seconds",
+    ),
+    "handlers": ("modules", "bus"),
     "limits": (
         "rate_per_sender",
         "burst",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -24,13 +24,16 @@ from urllib.parse import urlsplit
 from .client import Client, DeliveryResult, Outcome
 from .config import DeliverySettings
 from .limits import PerKeyLimit
-from .store.base import DeliveryAttempt, OutboundRecord, OutboundStatus, Store
+from .store.base import DeliveryAttempt, EventRecord, OutboundRecord, OutboundStatus, Store
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 #: Called once per message when its delivery ends for good, successful or not.
 FinalCallback = Callable[[OutboundRecord, OutboundStatus, DeliveryResult], None]
+
+#: The bus events of a delivery that ended (the bus bridge's `outcome_events`).
+OutcomeEvents = Callable[[OutboundRecord, OutboundStatus, str], Awaitable[Sequence[EventRecord]]]
 
 #: How long `stop()` lets POSTs already on the wire finish, so that their outcome is recorded
 #: rather than guessed at the next start (a cut-off attempt is repeated after a restart).
@@ -75,6 +78,8 @@ class Outbox:
         #: MessageIDs being withdrawn: no attempt of theirs starts or is scheduled.
         self._withdrawing: set[str] = set()
         self._running = False
+        #: Set by the bus bridge: events stored with the final attempt of each message.
+        self.events: OutcomeEvents | None = None
 
     async def start(self) -> None:
         """Resume every delivery a previous run left pending."""
@@ -179,7 +184,8 @@ class Outbox:
         store tells the whole story."""
         attempt = DeliveryAttempt(record.message_id, self._clock(), None, status.value, detail)
         try:
-            await self._store.record_attempt(attempt, status, None)
+            events = await self._outcome_events(record, status, detail)
+            await self._store.record_attempt(attempt, status, None, events=events)
         except Exception:
             log.exception("outbox: could not record %s as %s", record.message_id, status.value)
         log.log(
@@ -195,6 +201,11 @@ class Outbox:
         self._on_final(final, status, DeliveryResult(outcome, None, detail))
 
     # -- internals ----------------------------------------------------------------------------
+
+    async def _outcome_events(
+        self, record: OutboundRecord, status: OutboundStatus, detail: str
+    ) -> Sequence[EventRecord]:
+        return () if self.events is None else await self.events(record, status, detail)
 
     def _schedule(self, record: OutboundRecord, at: datetime | None) -> None:
         if not self._running or record.message_id in self._withdrawing:
@@ -265,7 +276,12 @@ class Outbox:
             record.message_id, started, result.status, result.outcome.value, detail.strip()
         )
         try:
-            await self._store.record_attempt(attempt, status, next_at)
+            events: Sequence[EventRecord] = ()
+            if status is not OutboundStatus.PENDING:
+                events = await self._outcome_events(
+                    replace(record, attempts=attempts), status, detail.strip()
+                )
+            await self._store.record_attempt(attempt, status, next_at, events=events)
         except Exception:
             # The attempt happened; failing to log it must not stop the retry schedule. The
             # worst case after a crash is one extra attempt, which the receiver's duplicate

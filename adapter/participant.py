@@ -22,7 +22,7 @@ import ssl
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from aiohttp import web
 
@@ -55,6 +55,10 @@ from .uftp.messages import (
     TestMessageResponse,
 )
 from .uftp.rules import recipient_roles
+
+if TYPE_CHECKING:
+    from .bus.bridge import BusBridge
+    from .bus.journal import EventJournal
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,7 @@ class Participant:
         keepalive_timeout: float = 30.0,
         max_connections: int = 256,
         body_bytes_in_flight: int | None = None,
+        bus: BusBridge | None = None,
     ) -> None:
         self.domain = domain
         self.role = role
@@ -190,13 +195,31 @@ class Participant:
         self._conversations: dict[str, str] = {}
         self._runner: web.AppRunner | None = None
         self._listening: list[asyncio.Server] = []
+        #: The message-bus bridge (adapter.bus), when one is configured: it writes events
+        #: with the endpoint's and the outbox's transactions and answers requests it takes.
+        self.bus = bus
+        self.journal: EventJournal | None = None
+        if bus is not None:
+            self.journal = bus.attach(self)
+            self._endpoint.events = bus.inbound_events
+            self._endpoint.bus_health = bus.health
+            self.outbox.events = bus.outcome_events
 
     @classmethod
     def from_config(
-        cls, config: Config, *, router: Router | None = None, store: Store | None = None
+        cls,
+        config: Config,
+        *,
+        router: Router | None = None,
+        store: Store | None = None,
+        bus: BusBridge | None = None,
     ) -> Participant:
-        """A participant as the configuration file describes it."""
+        """A participant as the configuration file describes it (with its [bus] bridge)."""
         settings: ParticipantSettings = config.participant
+        if bus is None and config.bus is not None:
+            from .bus.bridge import BusBridge
+
+            bus = BusBridge.from_config(config)
         peers = [Peer(p.domain, p.role, p.endpoint, p.signing_keys, p.barred) for p in config.peers]
         return cls(
             domain=settings.domain,
@@ -224,6 +247,7 @@ class Participant:
             keepalive_timeout=config.limits.keepalive_timeout_seconds,
             max_connections=config.limits.max_connections,
             body_bytes_in_flight=config.limits.body_bytes_in_flight,
+            bus=bus,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -251,6 +275,8 @@ class Participant:
             await self._client.start()
             self._running = True
             await self.outbox.start()
+            if self.bus is not None:
+                await self.bus.start()
             for record in unfinished:
                 self._schedule_handling(self._recover(record))
             self._listening = await self._endpoint.listen(self._runner, sockets, self._server_ssl)
@@ -273,6 +299,8 @@ class Participant:
         for timer in self._handling_retries.values():
             timer.cancel()
         self._handling_retries.clear()
+        if self.bus is not None:
+            await self.bus.stop()  # no new commands; unpublished events wait in the store
         await self.outbox.stop()
         for server in self._listening:
             server.close()  # no new connections; the runner closes the open ones
@@ -365,6 +393,26 @@ class Participant:
         still being retried would otherwise arrive, and be acted on, later without anyone
         being told."""
         return await self.outbox.withdraw(message_id)
+
+    async def compose(
+        self,
+        message: PayloadMessage,
+        to: str,
+        *,
+        role: Role | None = None,
+        version: str | None = None,
+        conversation_id: str | None = None,
+        reference_message_id: str | None = None,
+    ) -> OutboundRecord:
+        """`message` for `to` with its metadata filled, sealed, but not yet stored: for a
+        sender that stores it in a transaction of its own (the bus bridge, with its command).
+
+        Raises `UnknownPeer` as `send` does."""
+        peer = await self._peer_for(to, role, type(message))
+        filled = self._fill(message, peer.domain, version=version, conversation_id=conversation_id)
+        if reference_message_id and isinstance(filled, PayloadResponse):
+            filled = dataclasses.replace(filled, reference_message_id=reference_message_id)
+        return self._outbound(filled, peer)
 
     async def _peer_for(self, domain: str, role: Role | None, kind: type[PayloadMessage]) -> Peer:
         roles = (
@@ -482,6 +530,9 @@ class Participant:
         Anything else is a bug: logged, and the message is tried again at the next start.
         """
         message = received.message
+        if self.bus is not None and self.bus.answers(received):
+            self.bus.await_answer(received)  # the operator's systems answer, on the bus
+            return
         # The sender's slot first: its messages waiting for one hold no global slot.
         async with self._sender_slots.hold(received.sender_domain), self._handler_slots:
             try:

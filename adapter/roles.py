@@ -17,4 +17,8 @@ def role_router(participant: Participant, config: Config) -> None:
         from .cro.handlers import cro_router_for
         from .store.register import register_for
 
-        participant.router.include(cro_router_for(config, register_for(participant.store)))
+        journal = participant.journal  # with a bus, register changes become events too
+        register = register_for(
+            participant.store, events=journal.register_change if journal is not None else None
+        )
+        participant.router.include(cro_router_for(config, register))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import sys
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .config import Config, load_config
+from .config import Config, ConfigError, load_config
 from .keys import KeyFileExists, generate, write_private
 from .participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
 from .roles import role_router
+from .router import Router
 from .store.base import OutboundStatus
 from .uftp import codec
 from .uftp.errors import InvalidXml
@@ -35,10 +37,44 @@ EXIT_UNDELIVERED = 2
 
 
 def participant_for(config: Config) -> Participant:
-    """The participant a configuration describes, with the ready-made handlers of its role."""
+    """The participant a configuration describes, with the ready-made handlers of its role
+    and the handler modules of its [handlers] table."""
     participant = Participant.from_config(config)
     role_router(participant, config)
+    for ref in config.handlers.modules:
+        load_handlers(participant, ref)
     return participant
+
+
+class HandlerModuleError(ConfigError):
+    """A [handlers] module that cannot be loaded, or names no router."""
+
+
+def load_handlers(participant: Participant, ref: str) -> None:
+    """Add the handlers `ref` ("package.module:attribute") names to `participant`'s router.
+
+    The attribute is a `Router` (its handlers are included) or a function taking the
+    participant (it registers what it wants, e.g. handlers that send messages of their own).
+    A handler for a type that already has one is an error, not an override."""
+    module_name, _, attribute = ref.partition(":")
+    source = f"[handlers] modules: {ref}"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise HandlerModuleError(source, None, f"cannot import {module_name}: {exc}") from None
+    target = getattr(module, attribute, None)
+    try:
+        if isinstance(target, Router):
+            participant.router.include(target)
+        elif callable(target):
+            target(participant)
+        else:
+            raise HandlerModuleError(
+                source, None, f"{attribute} is not a Router nor a function of the participant"
+            )
+    except ValueError as exc:  # a second handler for one message type
+        raise HandlerModuleError(source, None, str(exc)) from None
+    log.info("loaded handlers from %s", ref)
 
 
 async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:

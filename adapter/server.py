@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from ssl import SSLContext
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import hdrs, web, web_response
@@ -33,7 +34,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .connections import Connections, track_requests
 from .directory import Directory
 from .printable import printable
-from .store.base import InboundRecord, SaveOutcome, Store
+from .store.base import EventRecord, InboundRecord, SaveOutcome, Store
 from .uftp import codec, envelope
 from .uftp.errors import (
     BadContentType,
@@ -49,6 +50,12 @@ from .uftp.errors import (
 )
 from .uftp.messages import PayloadMessage, Role
 from .uftp.rules import protocol_rejections
+
+if TYPE_CHECKING:
+    from .bus.port import BusHealth
+
+#: The bus events of an accepted inbound message (the bus bridge's `inbound_events`).
+InboundEvents = Callable[[PayloadMessage, bytes, Role], Awaitable[Sequence[EventRecord]]]
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +229,9 @@ class Endpoint:
             2 * max_body_bytes if body_bytes_in_flight is None else body_bytes_in_flight
         )
         self.serving = False
+        #: Set by the bus bridge: events stored with each accepted message, and its health.
+        self.events: InboundEvents | None = None
+        self.bus_health: Callable[[], BusHealth] | None = None
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body, middlewares=[track_requests])
@@ -229,6 +239,7 @@ class Endpoint:
         for major in majors:
             app.router.add_post(message_path(major), partial(self.handle_post, major=major))
         app.router.add_get("/health", self.handle_health)
+        app.router.add_get("/health/bus", self.handle_bus_health)
         return app
 
     def runner(self) -> web.AppRunner:
@@ -270,7 +281,21 @@ class Endpoint:
         ]
 
     async def handle_health(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n" if self.serving else "starting\n")
+        """The endpoint's health; with a bus, a line on it too. A broker outage does not make
+        the endpoint unhealthy (its peers are still served); `/health/bus` says 503 then."""
+        text = "ok\n" if self.serving else "starting\n"
+        if self.bus_health is not None:
+            text += f"bus: {self.bus_health().detail}\n"
+        return web.Response(text=text)
+
+    async def handle_bus_health(self, request: web.Request) -> web.Response:
+        """200 while connected to the broker and consuming commands (if configured), else
+        503: for monitoring the bridge."""
+        if self.bus_health is None:
+            return web.Response(status=404, text="no bus configured\n")
+        health = self.bus_health()
+        status = 200 if health.connected and health.consuming else 503
+        return web.Response(status=status, text=f"{health.detail}\n")
 
     async def handle_post(self, request: web.Request, *, major: int) -> web.Response:
         progress = _Progress()
@@ -397,7 +422,10 @@ class Endpoint:
             received_at=now,
             rejection="; ".join(rejections) or None,
         )
-        outcome = await self._store.save_inbound(record)
+        events: Sequence[EventRecord] = ()
+        if self.events is not None and not rejections:
+            events = await self.events(message, opened.inner_xml, signed.sender_role)
+        outcome = await self._store.save_inbound(record, events=events)
         log.info(
             "inbound %s from %s (%s): %s%s",
             message.xml_name,

@@ -11,6 +11,7 @@ rest of the code never writes SQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -131,6 +132,54 @@ class DeliveryAttempt:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event for the message bus, written in the same transaction as the state it reports
+    (the transactional outbox of `adapter.bus.relay`), published later by the relay."""
+
+    #: The CloudEvents id: stable across republication, so that consumers can dedupe.
+    event_id: str
+    #: The routing key, e.g. ``in.DSOPortfolioUpdate`` or ``outcome.delivered``.
+    route: str
+    #: CloudEvents attributes as canonical strings, ``datacontenttype`` included.
+    attributes: Mapping[str, str]
+    data: bytes
+    created_at: datetime
+    #: The fact the event reports, when one fact must make one event only (the outcome of
+    #: one outbound message): a second event with a taken key is not stored.
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An unpublished event and its place in the store's order (publication order)."""
+
+    seq: int
+    event: EventRecord
+
+
+class DuplicateCommand(Exception):
+    """A bus command whose id is known already: what it asked for was done before."""
+
+    def __init__(self, command_id: str) -> None:
+        self.command_id = command_id
+        super().__init__(f"command {command_id!r} was carried out before")
+
+
+class NotOpen(LookupError):
+    """The inbound request is unknown, or no longer open (answered, or its deadline passed)."""
+
+
+class RelayLock(Protocol):
+    """The right to relay this store's events, held by one process at a time."""
+
+    @property
+    def held(self) -> bool:
+        """Still held (a PostgreSQL session lock ends with its connection)."""
+
+    async def release(self) -> None: ...
+
+
 class Store(Protocol):
     """Durable state of one participant. All methods are safe to call concurrently."""
 
@@ -139,29 +188,54 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def save_inbound(self, record: InboundRecord) -> SaveOutcome:
-        """Store a received message durably unless its (sender, MessageID) is known."""
+    async def save_inbound(
+        self, record: InboundRecord, *, events: Sequence[EventRecord] = ()
+    ) -> SaveOutcome:
+        """Store a received message durably unless its (sender, MessageID) is known; `events`
+        with it, in the same transaction, only when it is NEW."""
 
     async def finish_inbound(
-        self, sender_domain: str, message_id: str, response: OutboundRecord | None
+        self,
+        sender_domain: str,
+        message_id: str,
+        response: OutboundRecord | None,
+        *,
+        events: Sequence[EventRecord] = (),
+        command_id: str | None = None,
+        require_open: bool = False,
     ) -> None:
-        """Mark a message handled and queue its response, in one transaction."""
+        """Mark a message handled and queue its response, in one transaction, with `events`.
+
+        With `require_open`, raise `NotOpen` unless the message was still unhandled. With
+        `command_id`, record that the bus command made the response; `DuplicateCommand`
+        (and nothing stored) when that command was carried out before."""
 
     async def unfinished_inbound(self) -> list[InboundRecord]:
         """Messages acknowledged with 200 whose handling did not finish (crash recovery)."""
 
     async def get_inbound(self, sender_domain: str, message_id: str) -> InboundRecord | None: ...
 
-    async def add_outbound(self, record: OutboundRecord) -> None:
-        """Persist an outgoing message before its first delivery attempt."""
+    async def add_outbound(
+        self,
+        record: OutboundRecord,
+        *,
+        events: Sequence[EventRecord] = (),
+        command_id: str | None = None,
+    ) -> None:
+        """Persist an outgoing message before its first delivery attempt; `events` and the
+        `command_id` that asked for it (`DuplicateCommand` when known) in the same
+        transaction."""
 
     async def record_attempt(
         self,
         attempt: DeliveryAttempt,
         status: OutboundStatus,
         next_attempt_at: datetime | None,
+        *,
+        events: Sequence[EventRecord] = (),
     ) -> None:
-        """Log one delivery attempt and move the message to its new status."""
+        """Log one delivery attempt and move the message to its new status; `events` are
+        stored only when this attempt ends a pending message (its outcome, once)."""
 
     async def cancel_outbound(self, message_id: str) -> bool:
         """Withdraw a message still pending: no process attempts it again.
@@ -177,3 +251,29 @@ class Store(Protocol):
 
     async def attempts(self, message_id: str) -> list[DeliveryAttempt]:
         """The delivery attempts of one message, oldest first."""
+
+    # -- the bus outbox (adapter.bus) ---------------------------------------------------------
+
+    async def add_events(self, events: Sequence[EventRecord]) -> None:
+        """Store events that report no other state (errors of bus commands)."""
+
+    def listen_events(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after each commit of this process that added events."""
+
+    async def unpublished_events(self, limit: int) -> list[StoredEvent]:
+        """Up to `limit` events not yet published, in store order."""
+
+    async def mark_published(self, seqs: Sequence[int], at: datetime) -> None: ...
+
+    async def command_message(self, command_id: str) -> str | None:
+        """The MessageID a bus command was carried out as, None if unknown."""
+
+    async def message_command(self, message_id: str) -> str | None:
+        """The bus command an outbound message was made for, None if none."""
+
+    async def conversation_command(self, conversation_id: str) -> str | None:
+        """The latest bus command that sent a message in a conversation, None if none: what
+        a response without a reference (a 3.x TestMessageResponse) goes back to."""
+
+    async def try_relay_lock(self) -> RelayLock | None:
+        """The relay's lock of this store, None when another process holds it."""

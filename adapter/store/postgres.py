@@ -34,9 +34,11 @@ refused because their instant is unknown.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -45,17 +47,21 @@ import asyncpg
 from adapter.store import check_schema_name, redact_dsn
 from adapter.store.base import (
     DeliveryAttempt,
+    DuplicateCommand,
+    EventRecord,
     InboundRecord,
     InboundStatus,
+    NotOpen,
     OutboundRecord,
     OutboundStatus,
     SaveOutcome,
     StorageError,
+    StoredEvent,
     StoreOpenError,
     newer_schema,
 )
 
-__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+__all__ = ["BUS_SCHEMA_VERSION", "SCHEMA_VERSION", "PostgresStore", "insert_events"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,9 @@ T = TypeVar("T")
 #: Version of the tables this module owns (component "store" in `schema_version`).
 #: 2: outbound status 'cancelled' (a message its sender withdrew).
 SCHEMA_VERSION: Final = 2
+
+#: Version of the bus outbox tables (component "bus" in `schema_version`), as in SQLite.
+BUS_SCHEMA_VERSION: Final = 1
 
 #: The outbound statuses (OutboundStatus), as the table's CHECK constraint names them.
 _OUTBOUND_STATUS_CHECK: Final = (
@@ -118,6 +127,32 @@ _TABLES: Final = (
     )""",
     """CREATE INDEX IF NOT EXISTS delivery_attempts_message
         ON delivery_attempts (message_id, attempted_at, id)""",
+)
+
+_BUS_TABLES: Final = (
+    # seq orders publication; several processes may insert concurrently, so seq order is
+    # allocation order, which for the events of one conversation (written one after the
+    # other, each after the state it follows) is also commit order.
+    """CREATE TABLE IF NOT EXISTS bus_events (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_id text NOT NULL UNIQUE,
+        event_key text UNIQUE,
+        route text NOT NULL,
+        attributes text NOT NULL,
+        data bytea NOT NULL,
+        created_at timestamptz NOT NULL,
+        published_at timestamptz
+    )""",
+    """CREATE INDEX IF NOT EXISTS bus_events_unpublished
+        ON bus_events (seq) WHERE published_at IS NULL""",
+    """CREATE TABLE IF NOT EXISTS bus_commands (
+        command_id text PRIMARY KEY,
+        message_id text NOT NULL,
+        conversation_id text NOT NULL,
+        received_at timestamptz NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS bus_commands_message ON bus_commands (message_id)",
+    "CREATE INDEX IF NOT EXISTS bus_commands_conversation ON bus_commands (conversation_id)",
 )
 
 _INBOUND_COLUMNS: Final = (
@@ -257,6 +292,55 @@ async def _insert_outbound(conn: Any, record: OutboundRecord) -> None:
     )
 
 
+async def insert_events(conn: Any, events: Sequence[EventRecord]) -> None:
+    """Add `events` to the bus outbox inside the caller's transaction; an event whose id or
+    key is taken is the same fact reported again, and is skipped."""
+    await conn.executemany(
+        "INSERT INTO bus_events (event_id, event_key, route, attributes, data, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        [
+            (
+                event.event_id,
+                event.key,
+                event.route,
+                json.dumps(dict(event.attributes), ensure_ascii=False),
+                event.data,
+                _aware(event.created_at),
+            )
+            for event in events
+        ],
+    )
+
+
+async def _insert_command(conn: Any, command_id: str, record: OutboundRecord) -> None:
+    status = await conn.execute(
+        "INSERT INTO bus_commands (command_id, message_id, conversation_id, received_at) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (command_id) DO NOTHING",
+        command_id,
+        record.message_id,
+        record.conversation_id,
+        datetime.now(UTC),
+    )
+    if _row_count(status) != 1:
+        raise DuplicateCommand(command_id)
+
+
+class _RelayLock:
+    """A session-level advisory lock on a connection of its own: held while the connection
+    lives, so a relay whose process dies frees it for another process's relay."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @property
+    def held(self) -> bool:
+        return not self._conn.is_closed()
+
+    async def release(self) -> None:
+        if not self._conn.is_closed():
+            await self._conn.close()
+
+
 def _row_count(status: str) -> int:
     """The count at the end of a command tag such as 'UPDATE 1' or 'INSERT 0 1'."""
     return int(status.rsplit(" ", 1)[-1])
@@ -311,6 +395,7 @@ class PostgresStore:
         self.schema = schema
         self._max_connections = max_connections
         self._pool: Any = None
+        self._event_listeners: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         # Never the DSN: it may hold a password, and a repr ends up in logs.
@@ -350,9 +435,10 @@ class PostgresStore:
                     "SELECT pg_advisory_xact_lock(hashtext($1))", f"uftp-adapter:{self.schema}"
                 )
                 await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-                for statement in _TABLES:
+                for statement in (*_TABLES, *_BUS_TABLES):
                     await conn.execute(statement)
                 await self._check_version(conn)
+                await self._check_bus_version(conn)
         except BaseException:
             await pool.close()
             raise
@@ -381,6 +467,20 @@ class PostgresStore:
                 SCHEMA_VERSION,
             )
 
+    @staticmethod
+    async def _check_bus_version(conn: Any) -> None:
+        version = await conn.fetchval("SELECT version FROM schema_version WHERE component = 'bus'")
+        if version is None:
+            await conn.execute(
+                "INSERT INTO schema_version (component, version) VALUES ('bus', $1)",
+                BUS_SCHEMA_VERSION,
+            )
+        elif version > BUS_SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database's bus schema is version {version}, newer than this "
+                f"program's {BUS_SCHEMA_VERSION}: upgrade the program"
+            )
+
     async def close(self) -> None:
         """Wait for borrowed connections to come back, then close them all."""
         pool, self._pool = self._pool, None
@@ -396,6 +496,15 @@ class PostgresStore:
 
     # -- extension point ----------------------------------------------------------------------
 
+    def listen_events(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after each commit of this process that added bus events."""
+        self._event_listeners.append(callback)
+
+    def events_written(self) -> None:
+        """Tell the listeners that events were committed (for writers through `run`)."""
+        for callback in self._event_listeners:
+            callback()
+
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `fn` in one transaction on a pooled connection (search_path = our schema).
 
@@ -408,37 +517,49 @@ class PostgresStore:
 
     # -- the Store port -----------------------------------------------------------------------
 
-    async def save_inbound(self, record: InboundRecord) -> SaveOutcome:
+    async def save_inbound(
+        self, record: InboundRecord, *, events: Sequence[EventRecord] = ()
+    ) -> SaveOutcome:
         """Insert the message; on a known (sender, MessageID) compare hashes, store nothing."""
         received_at = _aware(record.received_at)
         with _FAULTS:
-            known_hash = await self._save_inbound(record, received_at)
+            known_hash = await self._save_inbound(record, received_at, events)
         if known_hash is None:
+            if events:
+                self.events_written()
             return SaveOutcome.NEW
         if bytes(known_hash) == record.content_hash:
             return SaveOutcome.ALREADY_SUBMITTED
         return SaveOutcome.DUPLICATE_IDENTIFIER
 
-    async def _save_inbound(self, record: InboundRecord, received_at: datetime) -> bytes | None:
+    async def _save_inbound(
+        self, record: InboundRecord, received_at: datetime, events: Sequence[EventRecord]
+    ) -> bytes | None:
         """Insert; None if inserted, else the content hash of the message already stored."""
         async with self._open_pool.acquire() as conn:
-            status = await conn.execute(
-                f"INSERT INTO inbound ({_INBOUND_COLUMNS}) "  # noqa: S608 - constant columns
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-                "ON CONFLICT (sender_domain, message_id) DO NOTHING",
-                record.sender_domain,
-                record.message_id,
-                record.sender_role,
-                record.message_type,
-                record.conversation_id,
-                record.version,
-                record.content_hash,
-                record.envelope,
-                received_at,
-                record.status.value,
-                record.rejection,
-            )
-            if _row_count(status) == 1:
+            # A transaction only when events go with the message: without, one statement is
+            # its own transaction and saves two round trips.
+            async with conn.transaction() if events else contextlib.nullcontext():
+                status = await conn.execute(
+                    f"INSERT INTO inbound ({_INBOUND_COLUMNS}) "  # noqa: S608 - constant columns
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                    "ON CONFLICT (sender_domain, message_id) DO NOTHING",
+                    record.sender_domain,
+                    record.message_id,
+                    record.sender_role,
+                    record.message_type,
+                    record.conversation_id,
+                    record.version,
+                    record.content_hash,
+                    record.envelope,
+                    received_at,
+                    record.status.value,
+                    record.rejection,
+                )
+                new = _row_count(status) == 1
+                if new and events:
+                    await insert_events(conn, events)
+            if new:
                 return None
             # The conflicting row is committed: ON CONFLICT waited for its transaction.
             known_hash = await conn.fetchval(
@@ -451,7 +572,14 @@ class PostgresStore:
         return bytes(known_hash)
 
     async def finish_inbound(
-        self, sender_domain: str, message_id: str, response: OutboundRecord | None
+        self,
+        sender_domain: str,
+        message_id: str,
+        response: OutboundRecord | None,
+        *,
+        events: Sequence[EventRecord] = (),
+        command_id: str | None = None,
+        require_open: bool = False,
     ) -> None:
         """Mark handled and queue the response atomically; LookupError for an unknown message.
 
@@ -460,18 +588,30 @@ class PostgresStore:
         """
 
         async def op(conn: Any) -> None:
+            # The command first: a command carried out before is a duplicate, whatever the
+            # state of the request it answered.
+            if response is not None and command_id is not None:
+                await _insert_command(conn, command_id, response)
             status = await conn.execute(
-                "UPDATE inbound SET status = $1 WHERE sender_domain = $2 AND message_id = $3",
+                "UPDATE inbound SET status = $1 WHERE sender_domain = $2 AND message_id = $3 "
+                "AND ($4 OR status = $5)",
                 InboundStatus.HANDLED.value,
                 sender_domain,
                 message_id,
+                not require_open,
+                InboundStatus.RECEIVED.value,
             )
             if _row_count(status) != 1:
-                raise LookupError(f"no inbound message {message_id!r} from {sender_domain!r}")
+                error = NotOpen if require_open else LookupError
+                raise error(f"no open inbound message {message_id!r} from {sender_domain!r}")
             if response is not None:
                 await _insert_outbound(conn, response)
+            if events:
+                await insert_events(conn, events)
 
         await self.run(op)
+        if events:
+            self.events_written()
 
     async def unfinished_inbound(self) -> list[InboundRecord]:
         with _FAULTS:
@@ -492,17 +632,39 @@ class PostgresStore:
             )
         return None if row is None else _inbound(row)
 
-    async def add_outbound(self, record: OutboundRecord) -> None:
-        """Insert the message; a taken MessageID raises `asyncpg.UniqueViolationError`."""
-        with _FAULTS:
-            async with self._open_pool.acquire() as conn:
-                await _insert_outbound(conn, record)
+    async def add_outbound(
+        self,
+        record: OutboundRecord,
+        *,
+        events: Sequence[EventRecord] = (),
+        command_id: str | None = None,
+    ) -> None:
+        """Insert the message; a taken MessageID raises `asyncpg.UniqueViolationError`, a
+        known `command_id` `DuplicateCommand`."""
+        if command_id is None and not events:
+            with _FAULTS:
+                async with self._open_pool.acquire() as conn:
+                    await _insert_outbound(conn, record)
+            return
+
+        async def op(conn: Any) -> None:
+            await _insert_outbound(conn, record)
+            if command_id is not None:
+                await _insert_command(conn, command_id, record)
+            if events:
+                await insert_events(conn, events)
+
+        await self.run(op)
+        if events:
+            self.events_written()
 
     async def record_attempt(
         self,
         attempt: DeliveryAttempt,
         status: OutboundStatus,
         next_attempt_at: datetime | None,
+        *,
+        events: Sequence[EventRecord] = (),
     ) -> None:
         """Log the attempt, count it, and move the status, unless that status is final.
 
@@ -514,7 +676,11 @@ class PostgresStore:
         next_at = _opt_aware(next_attempt_at)
         error = _attempt_error(attempt, status)
 
-        async def op(conn: Any) -> None:
+        async def op(conn: Any) -> bool:
+            before = await conn.fetchval(
+                "SELECT status FROM outbound WHERE message_id = $1 FOR UPDATE",
+                attempt.message_id,
+            )
             result = await conn.execute(
                 "UPDATE outbound SET attempts = attempts + 1, "
                 "status = CASE WHEN status = $1 THEN $2 ELSE status END, "
@@ -539,8 +705,13 @@ class PostgresStore:
                 attempt.outcome,
                 attempt.detail,
             )
+            ended = before == OutboundStatus.PENDING.value and status is not OutboundStatus.PENDING
+            if ended and events:
+                await insert_events(conn, events)
+            return ended
 
-        await self.run(op)
+        if await self.run(op) and events:
+            self.events_written()
 
     async def cancel_outbound(self, message_id: str) -> bool:
         """Pending -> cancelled; False for a message whose delivery ended, LookupError for an
@@ -597,3 +768,75 @@ class PostgresStore:
             )
             for row in rows
         ]
+
+    # -- the bus outbox -----------------------------------------------------------------------
+
+    async def add_events(self, events: Sequence[EventRecord]) -> None:
+        async with self._open_pool.acquire() as conn:
+            await insert_events(conn, events)
+        if events:
+            self.events_written()
+
+    async def unpublished_events(self, limit: int) -> list[StoredEvent]:
+        rows = await self._open_pool.fetch(
+            "SELECT seq, event_id, event_key, route, attributes, data, created_at "
+            "FROM bus_events WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            limit,
+        )
+        return [
+            StoredEvent(
+                row["seq"],
+                EventRecord(
+                    event_id=row["event_id"],
+                    route=row["route"],
+                    attributes=json.loads(row["attributes"]),
+                    data=bytes(row["data"]),
+                    created_at=row["created_at"],
+                    key=row["event_key"],
+                ),
+            )
+            for row in rows
+        ]
+
+    async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
+        await self._open_pool.execute(
+            "UPDATE bus_events SET published_at = $1 WHERE seq = ANY($2::bigint[])",
+            _aware(at),
+            list(seqs),
+        )
+
+    async def command_message(self, command_id: str) -> str | None:
+        value = await self._open_pool.fetchval(
+            "SELECT message_id FROM bus_commands WHERE command_id = $1", command_id
+        )
+        return None if value is None else str(value)
+
+    async def message_command(self, message_id: str) -> str | None:
+        value = await self._open_pool.fetchval(
+            "SELECT command_id FROM bus_commands WHERE message_id = $1", message_id
+        )
+        return None if value is None else str(value)
+
+    async def conversation_command(self, conversation_id: str) -> str | None:
+        value = await self._open_pool.fetchval(
+            "SELECT command_id FROM bus_commands WHERE conversation_id = $1 "
+            "ORDER BY received_at DESC LIMIT 1",
+            conversation_id,
+        )
+        return None if value is None else str(value)
+
+    async def try_relay_lock(self) -> _RelayLock | None:
+        """A session advisory lock per schema, on a connection of its own (not pooled: a
+        pooled connection goes back to the pool, and with it the lock)."""
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            taken = await conn.fetchval(
+                "SELECT pg_try_advisory_lock(hashtext($1))", f"uftp-adapter-relay:{self.schema}"
+            )
+        except BaseException:
+            await conn.close()
+            raise
+        if not taken:
+            await conn.close()
+            return None
+        return _RelayLock(conn)

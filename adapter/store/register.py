@@ -40,6 +40,7 @@ from enum import StrEnum
 from operator import itemgetter
 from typing import NamedTuple, Protocol, TypeVar
 
+from adapter.store.base import EventRecord
 from adapter.uftp.messages import RedispatchBy
 
 __all__ = [
@@ -53,10 +54,12 @@ __all__ = [
     "PointDefinition",
     "PointSummary",
     "PortfolioRegister",
+    "RegisterEvents",
     "StoredRows",
     "UpdateKind",
     "UpdateMeta",
     "UpdateSummary",
+    "change_summary",
     "iso_rows",
     "register_for",
     "rows_digest",
@@ -244,6 +247,44 @@ class PortfolioRegister(Protocol):
         """The accepted updates (of one sender), oldest first: the register's history."""
 
 
+#: Builds the bus events of one applied update from its kind, its meta and `change_summary`;
+#: the register writes them in the update's own transaction, and only when it applies it.
+RegisterEvents = Callable[["UpdateKind", "UpdateMeta", Mapping[str, object]], Sequence[EventRecord]]
+
+
+def change_summary(
+    kind: UpdateKind,
+    update: UpdateMeta,
+    *,
+    points: Sequence[PointDefinition] = (),
+    connections: Sequence[ConnectionPeriod] = (),
+) -> dict[str, object]:
+    """What a register event says about an applied update: who, which message, and how much.
+
+    Connections are counted, never listed: an EntityAddress identifies a household (personal
+    data), and the message event that caused the change carries them for who needs them."""
+    summary: dict[str, object] = {
+        "kind": kind.value,
+        "sender": update.sender_domain,
+        "messageId": update.message_id,
+        "timeStamp": update.time_stamp.isoformat(),
+        "recordedAt": update.recorded_at.isoformat(),
+    }
+    if kind is UpdateKind.DSO:
+        summary["congestionPoints"] = [
+            {
+                "entityAddress": point.entity_address,
+                "startPeriod": point.start_period.isoformat(),
+                "endPeriod": None if point.end_period is None else point.end_period.isoformat(),
+                "connections": len(point.connections),
+            }
+            for point in points
+        ]
+    else:
+        summary["connections"] = len(connections)
+    return summary
+
+
 def versioned_diff(current: Mapping[K, int], wanted: Iterable[K]) -> tuple[list[K], list[int]]:
     """Rows to insert and row ids to supersede so that the current rows become `wanted`.
 
@@ -328,18 +369,19 @@ class StoredRows:
         return len(self.names)
 
 
-def register_for(store: object) -> PortfolioRegister:
-    """The register implementation for an opened `SqliteStore` or `PostgresStore`."""
+def register_for(store: object, *, events: RegisterEvents | None = None) -> PortfolioRegister:
+    """The register implementation for an opened `SqliteStore` or `PostgresStore`; with
+    `events`, every applied update also puts its events in the store's bus outbox."""
     from adapter.store.sqlite import SqliteStore
 
     if isinstance(store, SqliteStore):
         from adapter.store.register_sqlite import SqliteRegister
 
-        return SqliteRegister(store)
+        return SqliteRegister(store, events=events)
     if type(store).__name__ == "PostgresStore":  # not imported otherwise: asyncpg is optional
         from adapter.store.postgres import PostgresStore
         from adapter.store.register_postgres import PostgresRegister
 
         if isinstance(store, PostgresStore):
-            return PostgresRegister(store)
+            return PostgresRegister(store, events=events)
     raise TypeError(f"no Common Reference register for {store!r}")

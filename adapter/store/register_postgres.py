@@ -19,8 +19,8 @@ from datetime import date, datetime
 from operator import itemgetter
 from typing import Any, Final, TypeVar
 
-from adapter.store.base import newer_schema
-from adapter.store.postgres import PostgresStore
+from adapter.store.base import EventRecord, newer_schema
+from adapter.store.postgres import PostgresStore, insert_events
 from adapter.store.register import (
     AgrAllocation,
     AgrUpdateState,
@@ -31,9 +31,11 @@ from adapter.store.register import (
     Membership,
     PointDefinition,
     PointSummary,
+    RegisterEvents,
     UpdateKind,
     UpdateMeta,
     UpdateSummary,
+    change_summary,
     iso_rows,
     rows_digest,
     versioned_diff,
@@ -162,8 +164,9 @@ class PostgresRegister:
     """`PortfolioRegister` on a `PostgresStore` (opened by its owner); see the module
     docstring."""
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresStore, *, events: RegisterEvents | None = None) -> None:
         self._store = store
+        self._events = events
         self._ready = False
 
     def __repr__(self) -> str:
@@ -203,6 +206,8 @@ class PostgresRegister:
         points: Sequence[PointDefinition],
         check: Callable[[DsoUpdateState], None],
     ) -> Applied:
+        events = self._change_events(UpdateKind.DSO, update, points=points)
+
         async def op(conn: Any) -> Applied:
             if await self._begin_update(conn, update):
                 return Applied.ALREADY_APPLIED
@@ -325,7 +330,7 @@ class PostgresRegister:
                 )
             return Applied.APPLIED
 
-        return await self._run(op)
+        return await self._apply(op, events)
 
     async def apply_agr_update(
         self,
@@ -333,6 +338,8 @@ class PostgresRegister:
         connections: Sequence[ConnectionPeriod],
         check: Callable[[AgrUpdateState], None],
     ) -> Applied:
+        events = self._change_events(UpdateKind.AGR, update, connections=connections)
+
         async def op(conn: Any) -> Applied:
             if await self._begin_update(conn, update):
                 return Applied.ALREADY_APPLIED
@@ -377,7 +384,36 @@ class PostgresRegister:
                 )
             return Applied.APPLIED
 
-        return await self._run(op)
+        return await self._apply(op, events)
+
+    def _change_events(
+        self,
+        kind: UpdateKind,
+        update: UpdateMeta,
+        *,
+        points: Sequence[PointDefinition] = (),
+        connections: Sequence[ConnectionPeriod] = (),
+    ) -> Sequence[EventRecord]:
+        if self._events is None:
+            return ()
+        summary = change_summary(kind, update, points=points, connections=connections)
+        return self._events(kind, update, summary)
+
+    async def _apply(
+        self, op: Callable[[Any], Awaitable[Applied]], events: Sequence[EventRecord]
+    ) -> Applied:
+        """Run an update; its events go with it, in its transaction, when it applies."""
+
+        async def with_events(conn: Any) -> Applied:
+            outcome = await op(conn)
+            if events and outcome is Applied.APPLIED:
+                await insert_events(conn, events)
+            return outcome
+
+        outcome = await self._run(with_events)
+        if events and outcome is Applied.APPLIED:
+            self._store.events_written()
+        return outcome
 
     async def _begin_update(self, conn: Any, update: UpdateMeta) -> bool:
         """Serialise register updates; True when this one was applied before."""

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Final, TypeVar
 
-from adapter.store.base import newer_schema
+from adapter.store.base import EventRecord, newer_schema
 from adapter.store.register import (
     AgrAllocation,
     AgrUpdateState,
@@ -50,13 +50,15 @@ from adapter.store.register import (
     Membership,
     PointDefinition,
     PointSummary,
+    RegisterEvents,
     StoredRows,
     UpdateKind,
     UpdateMeta,
     UpdateSummary,
+    change_summary,
     versioned_diff,
 )
-from adapter.store.sqlite import SqliteStore
+from adapter.store.sqlite import SqliteStore, insert_events
 from adapter.uftp.bulk import gc_paused
 from adapter.uftp.messages import RedispatchBy
 
@@ -179,8 +181,9 @@ class SqliteRegister:
     """`PortfolioRegister` on a `SqliteStore` (opened by its owner, typically the CRO
     participant); see the module docstring for the tables."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteStore, *, events: RegisterEvents | None = None) -> None:
         self._store = store
+        self._events = events
         self._ready = False
 
     def __repr__(self) -> str:
@@ -205,10 +208,15 @@ class SqliteRegister:
         check: Callable[[DsoUpdateState], None],
     ) -> Applied:
         await self._ensure()
+        events = self._change_events(UpdateKind.DSO, update, points=points)
         # A large portfolio takes SQLite a good part of a second: off the event loop.
         size = sum(len(point.connections) for point in points)
-        return await self._store.run(
-            lambda conn: _apply_dso(conn, update, points, check), offload=size > OFFLOAD_ROWS
+        return self._written(
+            await self._store.run(
+                lambda conn: _with_events(conn, _apply_dso(conn, update, points, check), events),
+                offload=size > OFFLOAD_ROWS,
+            ),
+            events,
         )
 
     async def apply_agr_update(
@@ -218,10 +226,34 @@ class SqliteRegister:
         check: Callable[[AgrUpdateState], None],
     ) -> Applied:
         await self._ensure()
-        return await self._store.run(
-            lambda conn: _apply_agr(conn, update, connections, check),
-            offload=len(connections) > OFFLOAD_ROWS,
+        events = self._change_events(UpdateKind.AGR, update, connections=connections)
+        return self._written(
+            await self._store.run(
+                lambda conn: _with_events(
+                    conn, _apply_agr(conn, update, connections, check), events
+                ),
+                offload=len(connections) > OFFLOAD_ROWS,
+            ),
+            events,
         )
+
+    def _change_events(
+        self,
+        kind: UpdateKind,
+        update: UpdateMeta,
+        *,
+        points: Sequence[PointDefinition] = (),
+        connections: Sequence[ConnectionPeriod] = (),
+    ) -> Sequence[EventRecord]:
+        if self._events is None:
+            return ()
+        summary = change_summary(kind, update, points=points, connections=connections)
+        return self._events(kind, update, summary)
+
+    def _written(self, outcome: Applied, events: Sequence[EventRecord]) -> Applied:
+        if events and outcome is Applied.APPLIED:
+            self._store.events_written()
+        return outcome
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -446,6 +478,15 @@ def _supersede(conn: sqlite3.Connection, table: str, seq: int, ids: Sequence[int
         f"UPDATE {table} SET superseded_by = ? WHERE id = ?",  # noqa: S608 - our table names
         ((seq, row_id) for row_id in ids),
     )
+
+
+def _with_events(
+    conn: sqlite3.Connection, outcome: Applied, events: Sequence[EventRecord]
+) -> Applied:
+    """The register's events go with an applied update, in its transaction."""
+    if events and outcome is Applied.APPLIED:
+        insert_events(conn, events)
+    return outcome
 
 
 def _apply_dso(

@@ -56,11 +56,12 @@ under their own component name.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,17 +69,21 @@ from typing import Any, Final, TypeVar
 
 from adapter.store.base import (
     DeliveryAttempt,
+    DuplicateCommand,
+    EventRecord,
     InboundRecord,
     InboundStatus,
+    NotOpen,
     OutboundRecord,
     OutboundStatus,
     SaveOutcome,
     StorageError,
+    StoredEvent,
     StoreOpenError,
     newer_schema,
 )
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["BUS_SCHEMA_VERSION", "SCHEMA_VERSION", "SqliteStore", "insert_events"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,10 @@ T = TypeVar("T")
 #: 2: envelopes in tables of their own (inbound_envelope, outbound_envelope).
 #: 3: outbound status 'cancelled' (a message its sender withdrew).
 SCHEMA_VERSION: Final = 3
+#: Version of the bus outbox tables (component "bus" in `schema_version`): bus_events, the
+#: events the relay publishes, and bus_commands, the bus commands carried out. The store owns
+#: them because its own transactions write them, beside the state they report.
+BUS_SCHEMA_VERSION: Final = 1
 #: How long to wait for another process's write lock before failing, in milliseconds.
 BUSY_TIMEOUT_MS: Final = 5000
 #: At most this many operations share one transaction, bounding the latency of a batch.
@@ -190,6 +199,31 @@ _SCHEMA: Final = (
         detail TEXT NOT NULL
     )""",
     *_INDEXES,
+)
+
+_BUS_SCHEMA: Final = (
+    # seq is the publication order; event_key makes one event per fact (ON CONFLICT DO
+    # NOTHING); published_at stays NULL until the broker confirmed the event.
+    """CREATE TABLE IF NOT EXISTS bus_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        event_key TEXT UNIQUE,
+        route TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        data BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        published_at INTEGER
+    )""",
+    "CREATE INDEX IF NOT EXISTS bus_events_unpublished ON bus_events (seq) "
+    "WHERE published_at IS NULL",
+    """CREATE TABLE IF NOT EXISTS bus_commands (
+        command_id TEXT PRIMARY KEY,
+        message_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        received_at INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS bus_commands_message ON bus_commands (message_id)",
+    "CREATE INDEX IF NOT EXISTS bus_commands_conversation ON bus_commands (conversation_id)",
 )
 
 _INBOUND_COLUMNS: Final = (
@@ -316,6 +350,45 @@ def _insert_outbound(conn: sqlite3.Connection, record: OutboundRecord) -> None:
         "INSERT INTO outbound_envelope (message_id, envelope) VALUES (?, ?)",
         (record.message_id, record.envelope),
     )
+
+
+def insert_events(conn: sqlite3.Connection, events: Sequence[EventRecord]) -> None:
+    """Add `events` to the bus outbox inside the caller's transaction; an event whose id or
+    key is taken is the same fact reported again, and is skipped."""
+    conn.executemany(
+        "INSERT INTO bus_events (event_id, event_key, route, attributes, data, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [
+            (
+                event.event_id,
+                event.key,
+                event.route,
+                json.dumps(dict(event.attributes), ensure_ascii=False),
+                event.data,
+                _to_us(event.created_at),
+            )
+            for event in events
+        ],
+    )
+
+
+def _insert_command(conn: sqlite3.Connection, command_id: str, record: OutboundRecord) -> None:
+    cursor = conn.execute(
+        "INSERT INTO bus_commands (command_id, message_id, conversation_id, received_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (command_id) DO NOTHING",
+        (command_id, record.message_id, record.conversation_id, _to_us(datetime.now(UTC))),
+    )
+    if cursor.rowcount != 1:
+        raise DuplicateCommand(command_id)
+
+
+class _Lock:
+    """The relay lock of a SQLite store: one process uses the file, so it is always held."""
+
+    held = True
+
+    async def release(self) -> None:
+        return None
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
@@ -465,6 +538,7 @@ class SqliteStore:
         self._commits = 0
         self._checkpointer: _Checkpointer | None = None
         self._commits_at_checkpoint = 0
+        self._event_listeners: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -510,6 +584,15 @@ class SqliteStore:
         log.info("closed SQLite store %s", self.path)
 
     # -- extension points ---------------------------------------------------------------------
+
+    def listen_events(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after each commit that added bus events (the relay's wake-up)."""
+        self._event_listeners.append(callback)
+
+    def events_written(self) -> None:
+        """Tell the listeners that events were committed (for writers through `run`)."""
+        for callback in self._event_listeners:
+            callback()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, offload: bool = False) -> T:
         """Run `fn` in the next group-commit transaction and return its result once committed.
@@ -597,7 +680,9 @@ class SqliteStore:
 
     # -- the Store port -----------------------------------------------------------------------
 
-    async def save_inbound(self, record: InboundRecord) -> SaveOutcome:
+    async def save_inbound(
+        self, record: InboundRecord, *, events: Sequence[EventRecord] = ()
+    ) -> SaveOutcome:
         """Insert the message; on a known (sender, MessageID) compare hashes, store nothing."""
         received_at = _to_us(record.received_at)
 
@@ -625,6 +710,8 @@ class SqliteStore:
                     "VALUES (?, ?, ?)",
                     (record.sender_domain, record.message_id, record.envelope),
                 )
+                if events:
+                    insert_events(conn, events)
                 return SaveOutcome.NEW
             (known_hash,) = conn.execute(
                 "SELECT content_hash FROM inbound WHERE sender_domain = ? AND message_id = ?",
@@ -634,10 +721,20 @@ class SqliteStore:
                 return SaveOutcome.ALREADY_SUBMITTED
             return SaveOutcome.DUPLICATE_IDENTIFIER
 
-        return await self._write(op)
+        outcome = await self._write(op)
+        if events and outcome is SaveOutcome.NEW:
+            self.events_written()
+        return outcome
 
     async def finish_inbound(
-        self, sender_domain: str, message_id: str, response: OutboundRecord | None
+        self,
+        sender_domain: str,
+        message_id: str,
+        response: OutboundRecord | None,
+        *,
+        events: Sequence[EventRecord] = (),
+        command_id: str | None = None,
+        require_open: bool = False,
     ) -> None:
         """Mark handled and queue the response atomically; LookupError for an unknown message.
 
@@ -646,16 +743,32 @@ class SqliteStore:
         """
 
         def op(conn: sqlite3.Connection) -> None:
+            # The command first: a command carried out before is a duplicate, whatever the
+            # state of the request it answered.
+            if response is not None and command_id is not None:
+                _insert_command(conn, command_id, response)
             cursor = conn.execute(
-                "UPDATE inbound SET status = ? WHERE sender_domain = ? AND message_id = ?",
-                (InboundStatus.HANDLED.value, sender_domain, message_id),
+                "UPDATE inbound SET status = ? WHERE sender_domain = ? AND message_id = ? "
+                "AND (? OR status = ?)",
+                (
+                    InboundStatus.HANDLED.value,
+                    sender_domain,
+                    message_id,
+                    not require_open,
+                    InboundStatus.RECEIVED.value,
+                ),
             )
             if cursor.rowcount != 1:
-                raise LookupError(f"no inbound message {message_id!r} from {sender_domain!r}")
+                error = NotOpen if require_open else LookupError
+                raise error(f"no open inbound message {message_id!r} from {sender_domain!r}")
             if response is not None:
                 _insert_outbound(conn, response)
+            if events:
+                insert_events(conn, events)
 
         await self._write(op)
+        if events:
+            self.events_written()
 
     async def unfinished_inbound(self) -> list[InboundRecord]:
         def op(conn: sqlite3.Connection) -> list[InboundRecord]:
@@ -678,15 +791,34 @@ class SqliteStore:
 
         return await self.read(op)
 
-    async def add_outbound(self, record: OutboundRecord) -> None:
-        """Insert the message; a taken MessageID raises `sqlite3.IntegrityError`."""
-        await self._write(lambda conn: _insert_outbound(conn, record))
+    async def add_outbound(
+        self,
+        record: OutboundRecord,
+        *,
+        events: Sequence[EventRecord] = (),
+        command_id: str | None = None,
+    ) -> None:
+        """Insert the message; a taken MessageID raises `sqlite3.IntegrityError`, a known
+        `command_id` `DuplicateCommand`."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            _insert_outbound(conn, record)
+            if command_id is not None:
+                _insert_command(conn, command_id, record)
+            if events:
+                insert_events(conn, events)
+
+        await self._write(op)
+        if events:
+            self.events_written()
 
     async def record_attempt(
         self,
         attempt: DeliveryAttempt,
         status: OutboundStatus,
         next_attempt_at: datetime | None,
+        *,
+        events: Sequence[EventRecord] = (),
     ) -> None:
         """Log the attempt, count it, and move the status, unless that status is final.
 
@@ -698,7 +830,10 @@ class SqliteStore:
         next_at = _opt_to_us(next_attempt_at)
         error = _attempt_error(attempt, status)
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> bool:
+            before = conn.execute(
+                "SELECT status FROM outbound WHERE message_id = ?", (attempt.message_id,)
+            ).fetchone()
             cursor = conn.execute(
                 "UPDATE outbound SET attempts = attempts + 1, "
                 "status = CASE WHEN status = :pending THEN :status ELSE status END, "
@@ -728,8 +863,15 @@ class SqliteStore:
                     attempt.detail,
                 ),
             )
+            ended = (
+                before[0] == OutboundStatus.PENDING.value and status is not OutboundStatus.PENDING
+            )
+            if ended and events:
+                insert_events(conn, events)
+            return ended
 
-        await self._write(op)
+        if await self._write(op) and events:
+            self.events_written()
 
     async def cancel_outbound(self, message_id: str) -> bool:
         """Pending -> cancelled; False for a message whose delivery ended, LookupError for an
@@ -793,6 +935,79 @@ class SqliteStore:
 
         return await self.read(op)
 
+    # -- the bus outbox -------------------------------------------------------------------
+
+    async def add_events(self, events: Sequence[EventRecord]) -> None:
+        await self._write(lambda conn: insert_events(conn, events))
+        if events:
+            self.events_written()
+
+    async def unpublished_events(self, limit: int) -> list[StoredEvent]:
+        def op(conn: sqlite3.Connection) -> list[StoredEvent]:
+            rows = conn.execute(
+                "SELECT seq, event_id, event_key, route, attributes, data, created_at "
+                "FROM bus_events WHERE published_at IS NULL ORDER BY seq LIMIT ?",
+                (limit,),
+            )
+            return [
+                StoredEvent(
+                    row["seq"],
+                    EventRecord(
+                        event_id=row["event_id"],
+                        route=row["route"],
+                        attributes=json.loads(row["attributes"]),
+                        data=bytes(row["data"]),
+                        created_at=_from_us(row["created_at"]),
+                        key=row["event_key"],
+                    ),
+                )
+                for row in rows
+            ]
+
+        return await self.read(op)
+
+    async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
+        stamp = _to_us(at)
+        await self._write(
+            lambda conn: conn.executemany(
+                "UPDATE bus_events SET published_at = ? WHERE seq = ?",
+                [(stamp, seq) for seq in seqs],
+            )
+        )
+
+    async def command_message(self, command_id: str) -> str | None:
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT message_id FROM bus_commands WHERE command_id = ?", (command_id,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.read(op)
+
+    async def message_command(self, message_id: str) -> str | None:
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT command_id FROM bus_commands WHERE message_id = ?", (message_id,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.read(op)
+
+    async def conversation_command(self, conversation_id: str) -> str | None:
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT command_id FROM bus_commands WHERE conversation_id = ? "
+                "ORDER BY received_at DESC LIMIT 1",
+                (conversation_id,),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.read(op)
+
+    async def try_relay_lock(self) -> _Lock:
+        """Always granted: a SQLite store belongs to one process."""
+        return _Lock()
+
     # -- running batches ------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
@@ -815,9 +1030,10 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 # Not executescript: it would COMMIT first, outside our transaction.
-                for statement in _SCHEMA:
+                for statement in (*_SCHEMA, *_BUS_SCHEMA):
                     conn.execute(statement)
                 self._check_version(conn)
+                self._check_bus_version(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -843,6 +1059,20 @@ class SqliteStore:
             _migrate(conn, row["version"])
         elif row["version"] > SCHEMA_VERSION:
             raise newer_schema(str(self.path), "store", row["version"], SCHEMA_VERSION)
+
+    @staticmethod
+    def _check_bus_version(conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT version FROM schema_version WHERE component = 'bus'").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO schema_version (component, version) VALUES ('bus', ?)",
+                (BUS_SCHEMA_VERSION,),
+            )
+        elif row["version"] > BUS_SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database's bus schema is version {row['version']}, newer than this "
+                f"program's {BUS_SCHEMA_VERSION}: upgrade the program"
+            )
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> _Settlements:
         """Writes in one transaction, one SAVEPOINT each; then reads. The results are handed

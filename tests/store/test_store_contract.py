@@ -695,7 +695,14 @@ async def test_sqlite_store_of_schema_version_1_is_migrated(tmp_path: Path) -> N
         version, columns, indexes, enforced = await store.read(layout)
         assert version == SQLITE_SCHEMA_VERSION
         assert "envelope" not in columns
-        assert indexes == ["delivery_attempts_message", "inbound_unfinished", "outbound_due"]
+        assert indexes == [
+            "bus_commands_conversation",  # the bus outbox's tables, beside the store's
+            "bus_commands_message",
+            "bus_events_unpublished",
+            "delivery_attempts_message",
+            "inbound_unfinished",
+            "outbound_due",
+        ]
         assert enforced == 1
         with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
             await store.run(

@@ -1,0 +1,261 @@
+"""The bus port on RabbitMQ, through aio-pika (the ``rabbitmq`` extra).
+
+Topology (the documented defaults, declared on connect, idempotently):
+
+* events: a durable topic exchange (``uftp.events``); every event is published to it
+  persistent, ``mandatory``, on a channel with publisher confirms, so `publish` returns once
+  the broker has the event in every queue it routes to, and raises `Unroutable` when it came
+  back for want of a binding;
+* commands: a durable topic exchange (``uftp.commands``) and, bound to it with ``#``, a quorum
+  queue (``uftp.commands``) with ``x-delivery-limit`` and the dead-letter exchange
+  (``uftp.dead``, topic) whose queue ``uftp.dead`` collects rejected commands and those
+  redelivered too often.
+
+The connection is aio-pika's robust one: after a loss it reconnects, reopens the channels and
+re-registers the consumer. Whether the consumer really is registered again is checked, not
+assumed (`health`): aio-pika has known cases of consumers that were not restored after an
+unclean loss, which `/health` must then show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustExchange,
+)
+
+from adapter.bus.events import CloudEvent, from_amqp, to_amqp
+from adapter.bus.port import BusHealth, BusUnavailable, Command, CommandHandler, Unroutable, Verdict
+
+__all__ = ["RabbitBus", "Topology"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """The names and limits of what the adapter declares on the broker."""
+
+    events_exchange: str = "uftp.events"
+    commands_exchange: str = "uftp.commands"
+    commands_queue: str = "uftp.commands"
+    dead_letter_exchange: str = "uftp.dead"
+    dead_letter_queue: str = "uftp.dead"
+    delivery_limit: int = 5
+    prefetch: int = 16
+
+
+def redact(url: str) -> str:
+    """`url` without its password, for logs."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
+#: What a lost connection or channel raises in aio-pika/aiormq (besides OSError).
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ChannelClosed,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    RuntimeError,  # aio-pika: "Connection closed", "Channel closed"
+    aiormq.exceptions.AMQPError,
+)
+
+
+class RabbitBus:
+    """The `Bus` port on one RabbitMQ connection: a confirming channel for events, another
+    for the consumer."""
+
+    def __init__(
+        self,
+        url: str,
+        topology: Topology | None = None,
+        *,
+        name: str = "uftp-adapter",
+        publish_timeout: float = 10.0,
+        reconnect_interval: float = 1.0,
+    ) -> None:
+        self._url = url
+        self.topology = topology or Topology()
+        self._name = name
+        self._publish_timeout = publish_timeout
+        self._reconnect_interval = reconnect_interval
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._exchange: AbstractRobustExchange | None = None
+        self._consumer_channel: AbstractRobustChannel | None = None
+        self._consumer_tag: str | None = None
+        self._handler: CommandHandler | None = None
+        #: Times the robust connection came back after a loss.
+        self.reconnects = 0
+
+    def __repr__(self) -> str:
+        return f"RabbitBus({redact(self._url)!r})"
+
+    async def connect(self) -> None:
+        try:
+            connection = await aio_pika.connect_robust(
+                self._url,
+                client_properties={"connection_name": self._name},
+                reconnect_interval=self._reconnect_interval,
+                timeout=10,
+            )
+        except _CONNECTION_ERRORS as exc:
+            raise BusUnavailable(f"cannot connect to {redact(self._url)}: {exc}") from None
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            exchange = await channel.declare_exchange(
+                self.topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection, self._channel, self._exchange = connection, channel, exchange
+        connection.reconnect_callbacks.add(self._on_reconnect)
+        log.info("bus: connected to %s", redact(self._url))
+
+    def _on_reconnect(self, *_: object) -> None:
+        self.reconnects += 1
+        log.info("bus: reconnected to %s (%d)", redact(self._url), self.reconnects)
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        self._handler = None
+        if connection is not None:
+            await connection.close()
+        self._channel = self._exchange = self._consumer_channel = None
+        self._consumer_tag = None
+
+    async def publish(self, event: CloudEvent, route: str) -> None:
+        exchange = self._exchange
+        if exchange is None or self._connection is None:
+            raise BusUnavailable("not connected")
+        headers, content_type = to_amqp(event)
+        message = aio_pika.Message(
+            event.data,
+            headers=dict(headers),
+            content_type=content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=event.id,
+            timestamp=event.time,
+            type=event.type,
+            app_id=self._name,
+        )
+        try:
+            await exchange.publish(
+                message, routing_key=route, mandatory=True, timeout=self._publish_timeout
+            )
+        except aiormq.exceptions.PublishError as exc:  # Basic.Return: mandatory, no route
+            raise Unroutable(route, str(getattr(exc.frame, "reply_text", ""))) from None
+        except aiormq.exceptions.DeliveryError as exc:  # Basic.Nack: the broker failed
+            raise BusUnavailable(f"the broker refused {route}: {exc}") from None
+        except _CONNECTION_ERRORS as exc:
+            raise BusUnavailable(f"publishing {route}: {type(exc).__name__}: {exc}") from None
+
+    async def consume(self, handler: CommandHandler) -> None:
+        if self._connection is None:
+            raise BusUnavailable("not connected")
+        t = self.topology
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=t.prefetch)
+        dead = await channel.declare_exchange(
+            t.dead_letter_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        dead_queue = await channel.declare_queue(
+            t.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dead_queue.bind(dead, "#")
+        commands = await channel.declare_exchange(
+            t.commands_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(
+            t.commands_queue,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": t.delivery_limit,
+                "x-dead-letter-exchange": t.dead_letter_exchange,
+            },
+        )
+        await queue.bind(commands, "#")
+        self._handler = handler
+        self._consumer_channel = channel
+        self._consumer_tag = await queue.consume(self._on_message, no_ack=False)
+        log.info("bus: consuming commands from %s", t.commands_queue)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        handler = self._handler
+        if handler is None:  # closing
+            return
+        command = Command(
+            attributes=from_amqp(message.headers or {}, message.content_type),
+            data=message.body,
+            message_id=message.message_id,
+            redelivered=bool(message.redelivered),
+            headers=_other_headers(message.headers or {}),
+        )
+        try:
+            verdict = await handler(command)
+        except Exception:
+            log.exception("bus: the command handler failed; the command is requeued")
+            verdict = Verdict.REQUEUE
+        try:
+            if verdict is Verdict.ACK:
+                await message.ack()
+            elif verdict is Verdict.REJECT:
+                await message.reject(requeue=False)
+            else:
+                await message.nack(requeue=True)
+        except _CONNECTION_ERRORS as exc:
+            # The channel went away: the broker delivers the command again, and its id makes
+            # that delivery a no-op if it was carried out.
+            log.warning("bus: could not settle a command (%s); it will be redelivered", exc)
+
+    def health(self) -> BusHealth:
+        connection = self._connection
+        connected = (
+            connection is not None
+            and not connection.is_closed
+            and bool(getattr(connection, "connected", asyncio.Event()).is_set())
+        )
+        consuming = connected and self._consumer_registered()
+        if connection is None:
+            detail = "not connected"
+        elif not connected:
+            detail = "reconnecting"
+        elif self._handler is not None and not consuming:
+            detail = "connected, consumer not registered"
+        else:
+            detail = "connected" + (", consuming commands" if consuming else "")
+        return BusHealth(connected, consuming, detail)
+
+    def _consumer_registered(self) -> bool:
+        """Whether the broker delivers to our consumer now: its tag is on the channel that
+        is open now (aio-pika swaps the underlying channel on reconnect)."""
+        channel = self._consumer_channel
+        if channel is None or self._consumer_tag is None or channel.is_closed:
+            return False
+        underlay: Any = getattr(channel, "_channel", None)
+        raw = getattr(underlay, "channel", None)
+        consumers: Mapping[str, Any] = getattr(raw, "consumers", {})
+        return raw is not None and not raw.is_closed and self._consumer_tag in consumers
+
+
+def _other_headers(headers: Mapping[str, object]) -> dict[str, str]:
+    return {
+        key: str(value)
+        for key, value in headers.items()
+        if not key.startswith(("cloudEvents_", "cloudEvents:"))
+    }

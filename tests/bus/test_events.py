@@ -1,0 +1,166 @@
+"""CloudEvents as the bridge writes them: attributes, the AMQP and NATS bindings in binary
+mode, and the JSON form of UFTP messages, which must round-trip to the same typed message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from adapter.bus.events import (
+    JSON_CONTENT_TYPE,
+    XML_CONTENT_TYPE,
+    CloudEvent,
+    InvalidEvent,
+    from_amqp,
+    from_nats,
+    json_to_element,
+    message_from_json,
+    message_to_json,
+    source_urn,
+    to_amqp,
+    to_nats,
+    xml_to_json,
+)
+from adapter.uftp import codec
+from adapter.uftp.errors import InvalidXml
+from tests.uftp.samples import all_samples, version_id
+
+VERSIONS = ("3.0.0", "3.1.0", "4.0.0")
+
+
+def event(**changes: object) -> CloudEvent:
+    fields: dict[str, object] = {
+        "id": "e-1",
+        "source": source_urn("DSO", "dso.example.com"),
+        "type": "uftp.DSOPortfolioUpdate",
+        "time": datetime(2024, 5, 1, 10, 15, 30, 250000, tzinfo=timezone(timedelta(hours=2))),
+        "datacontenttype": XML_CONTENT_TYPE,
+        "data": b"<DSOPortfolioUpdate/>",
+        "extensions": {"correlationid": "c-1", "uftpsender": "dso.example.com"},
+    }
+    fields.update(changes)
+    return CloudEvent(**fields)  # type: ignore[arg-type]
+
+
+def test_attributes_are_canonical_strings_with_the_time_in_utc() -> None:
+    attributes = event().attributes()
+    assert attributes == {
+        "specversion": "1.0",
+        "id": "e-1",
+        "source": "urn:uftp:DSO:dso.example.com",
+        "type": "uftp.DSOPortfolioUpdate",
+        "time": "2024-05-01T08:15:30.250000Z",
+        "datacontenttype": "text/xml; charset=utf-8",
+        "correlationid": "c-1",
+        "uftpsender": "dso.example.com",
+    }
+    assert CloudEvent.from_attributes(attributes, b"<DSOPortfolioUpdate/>") == event()
+
+
+@pytest.mark.parametrize("name", ["Correlation", "correlation_id", "a" * 21, "id", "time"])
+def test_extension_names_follow_the_cloudevents_naming_rule(name: str) -> None:
+    with pytest.raises(InvalidEvent):
+        event(extensions={name: "x"})
+
+
+def test_missing_required_attributes_are_named() -> None:
+    with pytest.raises(InvalidEvent, match="source, specversion"):
+        CloudEvent.from_attributes({"id": "1", "type": "t", "time": "2024-01-01T00:00:00Z"}, b"")
+
+
+def test_amqp_binary_mode_puts_the_content_type_in_the_property_and_the_rest_in_headers() -> None:
+    headers, content_type = to_amqp(event())
+    assert content_type == XML_CONTENT_TYPE
+    assert headers["cloudEvents_id"] == "e-1"
+    assert headers["cloudEvents_specversion"] == "1.0"
+    assert headers["cloudEvents_correlationid"] == "c-1"
+    assert not any("datacontenttype" in key for key in headers)
+    assert all(key.startswith("cloudEvents_") for key in headers)
+    assert CloudEvent.from_attributes(from_amqp(headers, content_type), b"x") == event(data=b"x")
+
+
+def test_amqp_reading_takes_both_separators_and_native_values() -> None:
+    headers = {
+        "cloudEvents:id": b"e-2",
+        "cloudEvents_time": datetime(2024, 5, 1, 8, 0, tzinfo=UTC),
+        "cloudEvents_specversion": "1.0",
+        "x-death": [{"count": 1}],  # a broker's header, not an attribute
+    }
+    assert from_amqp(headers, JSON_CONTENT_TYPE) == {
+        "id": "e-2",
+        "time": "2024-05-01T08:00:00.000000Z",
+        "specversion": "1.0",
+        "datacontenttype": JSON_CONTENT_TYPE,
+    }
+
+
+def test_nats_binary_mode_percent_encodes_as_the_binding_example() -> None:
+    headers = to_nats(event(extensions={"uftpsender": "Euro \u20ac \U0001f600"}))
+    # The example of the NATS protocol binding, section 3.1.3.2.
+    assert headers["ce-uftpsender"] == "Euro%20%E2%82%AC%20%F0%9F%98%80"
+    assert headers["ce-datacontenttype"] == "text/xml;%20charset=utf-8"
+    attributes = from_nats({key.upper(): value for key, value in headers.items()})
+    assert attributes["uftpsender"] == "Euro \u20ac \U0001f600"
+    assert attributes["datacontenttype"] == XML_CONTENT_TYPE
+
+
+def test_nats_reading_refuses_overlong_utf8_and_accepts_quoted_values() -> None:
+    with pytest.raises(InvalidEvent):
+        from_nats({"ce-id": "%C0%A0"})
+    assert from_nats({"ce-id": '"a b"'}) == {"id": "a b"}
+    assert from_nats({"ce-id": "%e2%82%ac"}) == {"id": "\u20ac"}
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=version_id)
+def test_the_json_form_round_trips_every_message_type(version: str) -> None:
+    for message in all_samples(version).values():
+        rendered = message_to_json(message)
+        assert message_from_json(rendered) == message, message.xml_name
+        # The same JSON from the signed XML as from the model.
+        assert xml_to_json(codec.encode(message)) == rendered
+
+
+def test_the_json_form_names_attributes_and_child_elements_as_the_xml_does() -> None:
+    xml = (
+        b'<DSOPortfolioUpdate Version="3.1.0" TimeZone="Europe/Amsterdam">'
+        b'<CongestionPoint EntityAddress="ean.1"><Connection EntityAddress="ean.2"/>'
+        b'<Connection EntityAddress="ean.3"/></CongestionPoint></DSOPortfolioUpdate>'
+    )
+    import json
+
+    assert json.loads(xml_to_json(xml)) == {
+        "DSOPortfolioUpdate": {
+            "Version": "3.1.0",
+            "TimeZone": "Europe/Amsterdam",
+            "CongestionPoint": [
+                {
+                    "EntityAddress": "ean.1",
+                    "Connection": [{"EntityAddress": "ean.2"}, {"EntityAddress": "ean.3"}],
+                }
+            ],
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"[]",
+        b'{"A": {}, "B": {}}',
+        b'{"A": {"x": 1}}',
+        b'{"A": {"x": [1]}}',
+        b'{"A b": {}}',
+        b'{"A": {"x": "\\u0001"}}',
+        b"not json",
+        b'{"A": ' * 5000 + b"{}" + b"}" * 5000,
+    ],
+)
+def test_json_that_is_not_of_the_form_is_invalid_xml(text: bytes) -> None:
+    with pytest.raises(InvalidXml):
+        json_to_element(text)
+
+
+def test_schema_invalid_json_is_refused_by_the_codec() -> None:
+    with pytest.raises(InvalidXml):
+        message_from_json(b'{"DSOPortfolioUpdate": {"Version": "3.1.0"}}')

@@ -1,0 +1,156 @@
+"""The bus outbox of both stores: events written in the same transaction as the state they
+report, one event per fact, publication order, commands carried out once, the relay lock."""
+
+# ruff: noqa: F811 - the fixtures of the store contract are imported by name
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from adapter.store import OutboundStatus, SaveOutcome, Store
+from adapter.store.base import DuplicateCommand, EventRecord, NotOpen
+from tests.store.test_store_contract import (  # noqa: F401 - fixtures
+    T0,
+    Backend,
+    attempt,
+    backend,
+    inbound,
+    outbound,
+    store,
+)
+
+
+def event(event_id: str, *, route: str = "in.FlexRequest", key: str | None = None) -> EventRecord:
+    return EventRecord(
+        event_id=event_id,
+        route=route,
+        attributes={"id": event_id, "type": "uftp.FlexRequest", "correlationid": "conv-\u20ac"},
+        data=b"<FlexRequest/>",
+        created_at=T0,
+        key=key,
+    )
+
+
+async def ids(store: Store) -> list[str]:
+    return [stored.event.event_id for stored in await store.unpublished_events(100)]
+
+
+async def test_a_new_inbound_message_stores_its_events_a_known_one_does_not(
+    store: Store,
+) -> None:
+    assert await store.save_inbound(inbound(), events=[event("e1")]) is SaveOutcome.NEW
+    again = await store.save_inbound(inbound(), events=[event("e2")])
+    assert again is SaveOutcome.ALREADY_SUBMITTED
+    other = inbound(content=b"<other/>")
+    assert await store.save_inbound(other, events=[event("e3")]) is SaveOutcome.DUPLICATE_IDENTIFIER
+    (stored,) = await store.unpublished_events(10)
+    assert stored.event == event("e1")  # attributes, data and time round-trip
+
+
+async def test_events_come_out_in_order_until_marked_published(store: Store) -> None:
+    await store.add_events([event(f"e{n}") for n in range(5)])
+    first = await store.unpublished_events(3)
+    assert [s.event.event_id for s in first] == ["e0", "e1", "e2"]
+    assert [s.seq for s in first] == sorted(s.seq for s in first)
+    await store.mark_published([s.seq for s in first], T0)
+    assert await ids(store) == ["e3", "e4"]
+
+
+async def test_one_event_per_key_and_per_id(store: Store) -> None:
+    await store.add_events([event("e1", key="outcome:m1"), event("e2", key="outcome:m1")])
+    await store.add_events([event("e1")])
+    assert await ids(store) == ["e1"]
+
+
+async def test_the_outcome_event_is_stored_only_when_the_message_leaves_pending(
+    store: Store,
+) -> None:
+    await store.add_outbound(outbound())
+    retry_at = T0 + timedelta(seconds=1)
+    await store.record_attempt(attempt(), OutboundStatus.PENDING, retry_at, events=[event("p")])
+    assert await ids(store) == []
+    await store.record_attempt(
+        attempt(http_status=200), OutboundStatus.DELIVERED, None, events=[event("d")]
+    )
+    # A late report of a concurrent attempt adds its attempt, not a second outcome.
+    await store.record_attempt(attempt(), OutboundStatus.FAILED, None, events=[event("f")])
+    assert await ids(store) == ["d"]
+
+
+async def test_a_command_is_carried_out_once(store: Store) -> None:
+    await store.add_outbound(outbound("out-1"), command_id="cmd-1", events=[event("e1")])
+    with pytest.raises(DuplicateCommand):
+        await store.add_outbound(outbound("out-2"), command_id="cmd-1", events=[event("e2")])
+    assert await store.get_outbound("out-2") is None  # nothing of the duplicate stayed
+    assert await ids(store) == ["e1"]
+    assert await store.command_message("cmd-1") == "out-1"
+    assert await store.message_command("out-1") == "cmd-1"
+    assert await store.command_message("cmd-2") is None
+
+
+async def test_an_answer_from_the_bus_needs_an_open_request_and_a_new_command(
+    store: Store,
+) -> None:
+    await store.save_inbound(inbound("req-1"))
+    await store.save_inbound(inbound("req-2"))
+    await store.finish_inbound(
+        inbound().sender_domain, "req-1", outbound("out-1"), command_id="cmd-1", require_open=True
+    )
+    with pytest.raises(NotOpen):  # answered already
+        await store.finish_inbound(
+            inbound().sender_domain, "req-1", outbound("out-2"), require_open=True
+        )
+    with pytest.raises(DuplicateCommand):
+        await store.finish_inbound(
+            inbound().sender_domain, "req-2", outbound("out-3"), command_id="cmd-1"
+        )
+    with pytest.raises(DuplicateCommand):  # a duplicate first, even of an answered request
+        await store.finish_inbound(
+            inbound().sender_domain,
+            "req-1",
+            outbound("out-4"),
+            command_id="cmd-1",
+            require_open=True,
+        )
+    assert [r.message_id for r in await store.unfinished_inbound()] == ["req-2"]
+    with pytest.raises(NotOpen):
+        await store.finish_inbound("nobody.test", "req-2", None, require_open=True)
+
+
+async def test_listeners_hear_of_committed_events_only(store: Store) -> None:
+    heard: list[int] = []
+    store.listen_events(lambda: heard.append(1))
+    await store.save_inbound(inbound())
+    assert heard == []
+    await store.save_inbound(inbound("m2"), events=[event("e1")])
+    await store.add_outbound(outbound(), events=[event("e2")])
+    assert len(heard) == 2
+
+
+async def test_one_relay_lock_per_store(backend: Backend) -> None:
+    first, second = backend.make(), backend.make()
+    await first.open()
+    await second.open()
+    try:
+        lock = await first.try_relay_lock()
+        assert lock is not None and lock.held
+        other = await second.try_relay_lock()
+        if backend.name == "postgres":
+            assert other is None
+            await lock.release()
+            assert not lock.held
+            other = await second.try_relay_lock()
+        assert other is not None
+        await other.release()
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_the_response_record_is_the_one_the_command_names(store: Store) -> None:
+    record = replace(outbound("out-9"), reference_message_id="req-9")
+    await store.add_outbound(record, command_id="cmd-9")
+    assert await store.message_command("out-9") == "cmd-9"
