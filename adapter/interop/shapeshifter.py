@@ -13,15 +13,22 @@ What the conversion bridges:
 - Periods: their `xsdata` `XmlDate`, our `datetime.date`. An `XmlDate` may carry the zone
   suffix xs:date allows ("2024-05-01+02:00"); a Period is a calendar day in the message's
   TimeZone, so the model drops it, as the codec does when reading XML.
-- TimeStamp: theirs is the attribute text (a `str`), ours an aware `datetime`. We write
-  `datetime.isoformat()`, so a stamp they spelled "...Z" comes back as "...+00:00": the same
-  instant and offset, spelled differently. A stamp without offset is read as UTC (the codec's
-  rule for 3.x); digits beyond microseconds are cut, as `datetime` holds no more.
+- TimeStamp and ExpirationDateTime: theirs is the attribute text (a `str`), ours an aware
+  `datetime`. We write `datetime.isoformat()`, so a stamp they spelled "...Z" comes back as
+  "...+00:00": the same instant and offset, spelled differently. A stamp without offset is
+  read as UTC (the codec's rule for 3.x); digits beyond microseconds are cut, as `datetime`
+  holds no more.
+- ISP-Duration: their `XmlDuration` (text), our `timedelta`, written in its shortest form
+  ("PT900S" comes back as "PT15M").
+- Amounts: `Decimal` on both sides, but their constructors round a price to 4 and an
+  activation factor to 2 decimals; a value with more digits (which the schema refuses)
+  makes `to_shapeshifter` raise instead of sending a rounded price.
 - Unset metadata: `None` on their side, "" on ours (`time_stamp` is None on both).
-- Enums: their `RedispatchBy` and `AcceptedRejected`, our `RedispatchBy` and `Result`; same
-  values, mapped through tables built from our enums so that a divergence fails at import.
-  Their parser leaves these attributes as plain text despite the enum types of their fields;
-  the tables answer for text and members alike.
+- Enums: their `RedispatchBy`, `AcceptedRejected` and `AvailableRequested`, our
+  `RedispatchBy`, `Result` and `AvailableRequested`; same values, mapped through tables
+  built from our enums so that a divergence fails at import. Their parser leaves these
+  attributes as plain text despite the enum types of their fields; the tables answer for
+  text and members alike.
 - Booleans: their parser gives `bool`; text set by hand (`"false"`) is refused, not read as
   truthy.
 - Response references: each 3.x response names its reference attribute after its request;
@@ -48,17 +55,22 @@ Quirks of theirs (each shown by a test in tests/interop):
   CongestionPoint without Connection, an AGRPortfolioQueryResponse without DSO-View, ...).
   Our models hold such values until the codec validates them, so `to_shapeshifter` raises
   their `ValueError` for them.
+- Their FlexOffer requires FlexRequestMessageID unless Unsolicited is true, which 3.0.0 has
+  no attribute for: an unsolicited 3.0.0 offer (no FlexRequestMessageID, as that Version
+  says it) cannot be built on their side, and `to_shapeshifter` raises their `TypeError`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from adapter.uftp.durations import format_duration, parse_duration
 from adapter.uftp.messages import (
     AGRPortfolioQuery,
     AGRPortfolioQueryCongestionPoint,
@@ -69,6 +81,7 @@ from adapter.uftp.messages import (
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
+    AvailableRequested,
     DSOPortfolioQuery,
     DSOPortfolioQueryCongestionPoint,
     DSOPortfolioQueryConnection,
@@ -77,6 +90,16 @@ from adapter.uftp.messages import (
     DSOPortfolioUpdateCongestionPoint,
     DSOPortfolioUpdateConnection,
     DSOPortfolioUpdateResponse,
+    FlexMessage,
+    FlexOffer,
+    FlexOfferOption,
+    FlexOfferOptionISP,
+    FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
+    FlexRequest,
+    FlexRequestISP,
+    FlexRequestResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -88,7 +111,7 @@ from adapter.uftp.messages import (
 try:
     from shapeshifter_uftp import transport
     from shapeshifter_uftp import uftp as ss
-    from xsdata.models.datatype import XmlDate, XmlDateTime
+    from xsdata.models.datatype import XmlDate, XmlDateTime, XmlDuration
 except ImportError as exc:  # pragma: no cover - depends on what is installed
     raise ImportError(
         "adapter.interop.shapeshifter needs the optional shapeshifter-uftp dependencies; "
@@ -153,10 +176,10 @@ def _date_from(value: Any) -> date:
     raise TypeError(f"a Period is an XmlDate, a date or ISO text, not {value!r}")
 
 
-def _stamp_to(value: datetime) -> str:
+def _stamp_to(value: datetime, what: str = "time_stamp") -> str:
     if value.tzinfo is None:
         # Their TimeStamp pattern requires an offset, and our codec refuses naive stamps.
-        raise ValueError("time_stamp must be timezone-aware")
+        raise ValueError(f"{what} must be timezone-aware")
     return value.isoformat()
 
 
@@ -173,11 +196,45 @@ def _stamp_from(value: Any) -> datetime:
     return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
-def _bool_from(value: Any) -> bool:
+def _bool_from(value: Any, what: str = "MutexOffersSupported") -> bool:
     # bool("false") is True: refuse text rather than read it wrong.
     if isinstance(value, bool):
         return value
-    raise TypeError(f"MutexOffersSupported is a bool, not {value!r}")
+    raise TypeError(f"{what} is a bool, not {value!r}")
+
+
+def _opt_bool_from(value: Any, what: str) -> bool | None:
+    return None if value is None else _bool_from(value, what)
+
+
+def _duration_to(value: timedelta) -> XmlDuration:
+    return XmlDuration(format_duration(value))
+
+
+def _duration_from(value: Any) -> timedelta:
+    """Their ISP-Duration (an XmlDuration as parsed; text or a timedelta if set so)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str | XmlDuration):
+        return parse_duration(str(value))
+    raise TypeError(f"an ISP-Duration is an XmlDuration, text or a timedelta, not {value!r}")
+
+
+def _exact(value: Decimal, digits: int, what: str) -> Decimal:
+    """`value`, refused if their constructor would round it (to `digits` decimals)."""
+    if value != round(value, digits):
+        raise ValueError(f"{what} {value} has more than {digits} decimals; they would round it")
+    return value
+
+
+def _decimal_from(value: Any) -> Decimal:
+    # Their parser gives Decimal; code may have set an int. A float is refused: it is not
+    # the exact amount the sender wrote.
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    raise TypeError(f"an amount is a Decimal or an int, not {value!r}")
 
 
 _E = TypeVar("_E", bound=Enum)
@@ -195,6 +252,10 @@ _REDISPATCH_TO: dict[RedispatchBy, Any] = {r: ss.RedispatchBy(r.value) for r in 
 _REDISPATCH_FROM: dict[Any, RedispatchBy] = {v: k for k, v in _REDISPATCH_TO.items()}
 _RESULT_TO: dict[Result, Any] = {r: ss.AcceptedRejected(r.value) for r in Result}
 _RESULT_FROM: dict[Any, Result] = {v: k for k, v in _RESULT_TO.items()}
+_DISPOSITION_TO: dict[AvailableRequested, Any] = {
+    d: ss.AvailableRequested(d.value) for d in AvailableRequested
+}
+_DISPOSITION_FROM: dict[Any, AvailableRequested] = {v: k for k, v in _DISPOSITION_TO.items()}
 
 
 def _redispatch_to(value: RedispatchBy) -> Any:
@@ -359,6 +420,72 @@ def _agr_query_response_to(m: AGRPortfolioQueryResponse) -> dict[str, Any]:
     }
 
 
+def _flex_to(m: FlexMessage) -> dict[str, Any]:
+    return {
+        "isp_duration": _duration_to(m.isp_duration),
+        "time_zone": m.time_zone,
+        "period": _xml_date(m.period),
+        "congestion_point": m.congestion_point,
+    }
+
+
+def _flex_request_to(m: FlexRequest) -> dict[str, Any]:
+    row = ss.FlexRequestISP
+    return {
+        **_flex_to(m),
+        "revision": m.revision,
+        "expiration_date_time": _stamp_to(m.expiration_date_time, "expiration_date_time"),
+        "contract_id": m.contract_id,
+        "service_type": m.service_type,
+        "isps": [
+            row(
+                disposition=_opt(_disposition_to, isp.disposition),
+                min_power=isp.min_power,
+                max_power=isp.max_power,
+                start=isp.start,
+                duration=isp.duration,
+            )
+            for isp in m.isps
+        ],
+    }
+
+
+def _disposition_to(value: AvailableRequested) -> Any:
+    return _member(_DISPOSITION_TO, value, "Disposition")
+
+
+def _flex_offer_to(m: FlexOffer) -> dict[str, Any]:
+    row = ss.FlexOfferOptionISP
+    return {
+        **_flex_to(m),
+        "expiration_date_time": _stamp_to(m.expiration_date_time, "expiration_date_time"),
+        "unsolicited": m.unsolicited,
+        "flex_request_message_id": m.flex_request_message_id,
+        "contract_id": m.contract_id,
+        "d_prognosis_message_id": m.d_prognosis_message_id,
+        "baseline_reference": m.baseline_reference,
+        "currency": m.currency,
+        "offer_options": [
+            ss.FlexOfferOption(
+                option_reference=option.option_reference,
+                price=_exact(option.price, 4, "Price"),
+                min_activation_factor=_exact(
+                    option.min_activation_factor, 2, "MinActivationFactor"
+                ),
+                isps=[
+                    row(power=isp.power, start=isp.start, duration=isp.duration)
+                    for isp in option.isps
+                ],
+            )
+            for option in m.offer_options
+        ],
+    }
+
+
+def _flex_offer_revocation_to(m: FlexOfferRevocation) -> dict[str, Any]:
+    return {"flex_offer_message_id": m.flex_offer_message_id}
+
+
 # --- message bodies: theirs -> fields of ours -----------------------------------------------
 
 
@@ -466,6 +593,69 @@ def _agr_query_response_from(obj: Any) -> dict[str, Any]:
     }
 
 
+def _flex_from(obj: Any) -> dict[str, Any]:
+    return {
+        "isp_duration": _duration_from(obj.isp_duration),
+        "time_zone": obj.time_zone,
+        "period": _date_from(obj.period),
+        "congestion_point": obj.congestion_point,
+    }
+
+
+def _flex_request_from(obj: Any) -> dict[str, Any]:
+    return {
+        **_flex_from(obj),
+        "revision": obj.revision,
+        "expiration_date_time": _stamp_from(obj.expiration_date_time),
+        "contract_id": obj.contract_id,
+        "service_type": obj.service_type,
+        "isps": tuple(
+            [
+                FlexRequestISP(
+                    isp.start,
+                    isp.min_power,
+                    isp.max_power,
+                    isp.duration,
+                    _opt(_disposition_from, isp.disposition),
+                )
+                for isp in obj.isps
+            ]
+        ),
+    }
+
+
+def _disposition_from(value: Any) -> AvailableRequested:
+    return _member(_DISPOSITION_FROM, value, "Disposition")
+
+
+def _flex_offer_from(obj: Any) -> dict[str, Any]:
+    return {
+        **_flex_from(obj),
+        "expiration_date_time": _stamp_from(obj.expiration_date_time),
+        "unsolicited": _opt_bool_from(obj.unsolicited, "Unsolicited"),
+        "flex_request_message_id": obj.flex_request_message_id,
+        "contract_id": obj.contract_id,
+        "d_prognosis_message_id": obj.d_prognosis_message_id,
+        "baseline_reference": obj.baseline_reference,
+        "currency": obj.currency,
+        "offer_options": tuple(
+            FlexOfferOption(
+                option_reference=option.option_reference,
+                price=_decimal_from(option.price),
+                min_activation_factor=_decimal_from(option.min_activation_factor),
+                isps=tuple(
+                    [FlexOfferOptionISP(isp.start, isp.power, isp.duration) for isp in option.isps]
+                ),
+            )
+            for option in obj.offer_options
+        ),
+    }
+
+
+def _flex_offer_revocation_from(obj: Any) -> dict[str, Any]:
+    return {"flex_offer_message_id": obj.flex_offer_message_id}
+
+
 # --- dispatch -------------------------------------------------------------------------------
 
 
@@ -515,6 +705,29 @@ _PAIRS = (
         _agr_query_response_to,
         _agr_query_response_from,
         "agr_portfolio_query_message_id",
+    ),
+    _Pair(FlexRequest, ss.FlexRequest, _flex_request_to, _flex_request_from),
+    _Pair(
+        FlexRequestResponse,
+        ss.FlexRequestResponse,
+        _no_body,
+        _no_body,
+        "flex_request_message_id",
+    ),
+    _Pair(FlexOffer, ss.FlexOffer, _flex_offer_to, _flex_offer_from),
+    _Pair(FlexOfferResponse, ss.FlexOfferResponse, _no_body, _no_body, "flex_offer_message_id"),
+    _Pair(
+        FlexOfferRevocation,
+        ss.FlexOfferRevocation,
+        _flex_offer_revocation_to,
+        _flex_offer_revocation_from,
+    ),
+    _Pair(
+        FlexOfferRevocationResponse,
+        ss.FlexOfferRevocationResponse,
+        _no_body,
+        _no_body,
+        "flex_offer_revocation_message_id",
     ),
 )
 _BY_OURS: dict[type[PayloadMessage], _Pair] = {pair.ours: pair for pair in _PAIRS}

@@ -10,9 +10,11 @@ building an lxml tree for the same document, and is validated against the same s
 it leaves (on by default), so that a mistake in our own data is reported here rather than as
 an HTTP 400 from the peer.
 
-The one difference between the versions for these messages: a 3.x response names its
-reference to the request per type (DSOPortfolioQueryMessageID, ...; TestMessageResponse has
-none, and no Result), the draft calls it ReferenceMessageID everywhere.
+Where the Versions differ, the schema of the message's Version decides; the codec writes and
+reads the union. The differences: a 3.x response names its reference to the request per type
+(DSOPortfolioQueryMessageID, FlexOfferMessageID, ...; TestMessageResponse has none, and no
+Result), the draft calls it ReferenceMessageID everywhere; FlexOffer and FlexOrder gained
+Unsolicited in 3.1.0 (and FlexOrder ServiceType, with FlexOfferMessageID optional).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from functools import lru_cache
 from itertools import chain
 from typing import Any, TypeVar
@@ -28,6 +31,7 @@ from lxml import etree
 
 from .bulk import gc_paused
 from .columns import ConnectionColumns, R
+from .durations import format_duration, parse_duration
 from .errors import IncompleteMessage, InvalidXml
 from .messages import (
     MESSAGE_TYPES,
@@ -40,6 +44,7 @@ from .messages import (
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
+    AvailableRequested,
     DSOPortfolioQuery,
     DSOPortfolioQueryCongestionPoint,
     DSOPortfolioQueryConnection,
@@ -48,6 +53,16 @@ from .messages import (
     DSOPortfolioUpdateCongestionPoint,
     DSOPortfolioUpdateConnection,
     DSOPortfolioUpdateResponse,
+    FlexMessage,
+    FlexOffer,
+    FlexOfferOption,
+    FlexOfferOptionISP,
+    FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
+    FlexRequest,
+    FlexRequestISP,
+    FlexRequestResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -67,6 +82,9 @@ V3_REFERENCE_ATTRIBUTE: dict[type[PayloadResponse], str | None] = {
     DSOPortfolioQueryResponse: "DSOPortfolioQueryMessageID",
     AGRPortfolioUpdateResponse: "AGRPortfolioUpdateMessageID",
     AGRPortfolioQueryResponse: "AGRPortfolioQueryMessageID",
+    FlexRequestResponse: "FlexRequestMessageID",
+    FlexOfferResponse: "FlexOfferMessageID",
+    FlexOfferRevocationResponse: "FlexOfferRevocationMessageID",
 }
 
 
@@ -182,6 +200,36 @@ _REDISPATCH: dict[str, RedispatchBy] = {member.value: member for member in Redis
 
 def _redispatch(text: str | None) -> RedispatchBy | None:
     return None if text is None else _REDISPATCH[text]
+
+
+def _opt_bool(text: str | None) -> bool | None:
+    return None if text is None else _bool(text)
+
+
+def _opt_int(text: str | None, default: int) -> int:
+    # int() takes what xs:integer allows ("+7", "007", surrounding blanks); more than 4,300
+    # digits is a ValueError, which `_read` reports as InvalidXml.
+    return default if text is None else int(text)
+
+
+def _decimal(text: str) -> Decimal:
+    # The schema lets through only plain decimals ("-1.50", ".5", "5."): no exponent, no NaN.
+    return Decimal(text.strip())
+
+
+_AVAILABLE_REQUESTED: dict[str, AvailableRequested] = {m.value: m for m in AvailableRequested}
+_ONE = Decimal("1.00")
+
+
+def _flex(root: etree._Element) -> dict[str, Any]:
+    """The FlexMessageType attributes every Flex* message carries."""
+    get = root.get
+    return {
+        "isp_duration": parse_duration(get("ISP-Duration", "")),
+        "time_zone": get("TimeZone"),
+        "period": _date(get("Period")),
+        "congestion_point": get("CongestionPoint"),
+    }
 
 
 def _metadata(root: etree._Element) -> dict[str, Any]:
@@ -370,6 +418,69 @@ def _read_agr_portfolio_query_response(
     )
 
 
+def _read_flex_request(root: etree._Element, meta: dict[str, Any]) -> FlexRequest:
+    get = root.get
+    isps = []
+    for isp in root:
+        disposition = isp.get("Disposition")
+        isps.append(
+            FlexRequestISP(
+                int(isp.get("Start")),
+                int(isp.get("MinPower")),
+                int(isp.get("MaxPower")),
+                _opt_int(isp.get("Duration"), 1),
+                None if disposition is None else _AVAILABLE_REQUESTED[disposition],
+            )
+        )
+    return FlexRequest(
+        **meta,
+        **_flex(root),
+        revision=int(get("Revision")),
+        expiration_date_time=_datetime(get("ExpirationDateTime")),
+        contract_id=get("ContractID"),
+        service_type=get("ServiceType"),
+        isps=tuple(isps),
+    )
+
+
+def _read_flex_offer(root: etree._Element, meta: dict[str, Any]) -> FlexOffer:
+    get = root.get
+    options = []
+    for option in root:
+        factor = option.get("MinActivationFactor")
+        options.append(
+            FlexOfferOption(
+                option_reference=option.get("OptionReference"),
+                price=_decimal(option.get("Price")),
+                min_activation_factor=_ONE if factor is None else _decimal(factor),
+                isps=tuple(
+                    FlexOfferOptionISP(
+                        int(isp.get("Start")),
+                        int(isp.get("Power")),
+                        _opt_int(isp.get("Duration"), 1),
+                    )
+                    for isp in option
+                ),
+            )
+        )
+    return FlexOffer(
+        **meta,
+        **_flex(root),
+        expiration_date_time=_datetime(get("ExpirationDateTime")),
+        unsolicited=_opt_bool(get("Unsolicited")),
+        flex_request_message_id=get("FlexRequestMessageID"),
+        contract_id=get("ContractID"),
+        d_prognosis_message_id=get("D-PrognosisMessageID"),
+        baseline_reference=get("BaselineReference"),
+        currency=get("Currency"),
+        offer_options=tuple(options),
+    )
+
+
+def _read_flex_offer_revocation(root: etree._Element, meta: dict[str, Any]) -> FlexOfferRevocation:
+    return FlexOfferRevocation(**meta, flex_offer_message_id=root.get("FlexOfferMessageID"))
+
+
 _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], PayloadMessage]] = {
     TestMessage: _read_test_message,
     TestMessageResponse: _metadata_only_response(TestMessageResponse),
@@ -381,6 +492,12 @@ _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], 
     AGRPortfolioUpdateResponse: _metadata_only_response(AGRPortfolioUpdateResponse),
     AGRPortfolioQuery: _read_agr_portfolio_query,
     AGRPortfolioQueryResponse: _read_agr_portfolio_query_response,
+    FlexRequest: _read_flex_request,
+    FlexRequestResponse: _metadata_only_response(FlexRequestResponse),
+    FlexOffer: _read_flex_offer,
+    FlexOfferResponse: _metadata_only_response(FlexOfferResponse),
+    FlexOfferRevocation: _read_flex_offer_revocation,
+    FlexOfferRevocationResponse: _metadata_only_response(FlexOfferRevocationResponse),
 }
 
 
@@ -465,6 +582,50 @@ def _response_attributes(message: PayloadResponse) -> str:
 
 def _opt(name: str, value: object) -> str:
     return "" if value is None else f' {name}="{value}"'
+
+
+def _opt_text(name: str, value: str | None) -> str:
+    """An optional attribute of free text (escaped)."""
+    return "" if value is None else f' {name}="{attr(value)}"'
+
+
+def _bool_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _opt_bool_text(name: str, value: bool | None) -> str:
+    return "" if value is None else f' {name}="{_bool_text(value)}"'
+
+
+def _dec(value: Decimal) -> str:
+    # Fixed-point: str() would write Decimal("1E+3") as "1E+3", which xs:decimal refuses.
+    return format(value, "f")
+
+
+def _duration_attr(value: int) -> str:
+    """An ISP's Duration; 1 is the XSD's default and is left out."""
+    return "" if value == 1 else f' Duration="{value}"'
+
+
+def _expiration(message: PayloadMessage, value: datetime) -> str:
+    if value.tzinfo is None:
+        # The draft requires an offset; in 3.x a naive value would be read back as UTC.
+        raise IncompleteMessage(f"{message.xml_name}: expiration_date_time must be timezone-aware")
+    return f' ExpirationDateTime="{value.isoformat()}"'
+
+
+def _factor_attr(name: str, value: Decimal) -> str:
+    """An activation factor; 1.00 is the XSD's default and is left out."""
+    return "" if value == _ONE else f' {name}="{_dec(value)}"'
+
+
+def _flex_attributes(message: FlexMessage) -> str:
+    return (
+        f' ISP-Duration="{format_duration(message.isp_duration)}"'
+        f' TimeZone="{attr(message.time_zone)}"'
+        f' Period="{message.period.isoformat()}"'
+        f' CongestionPoint="{attr(message.congestion_point)}"'
+    )
 
 
 def _write_metadata_only(message: PayloadMessage, parts: list[str]) -> None:
@@ -586,6 +747,58 @@ def _write_agr_portfolio_query_response(
     parts.append(f"</{message.xml_name}>")
 
 
+def _write_flex_request(message: FlexRequest, parts: list[str]) -> None:
+    _open(
+        message,
+        parts,
+        _flex_attributes(message)
+        + f' Revision="{message.revision}"'
+        + _expiration(message, message.expiration_date_time)
+        + _opt_text("ContractID", message.contract_id)
+        + _opt_text("ServiceType", message.service_type),
+    )
+    parts.append(">")
+    append = parts.append
+    for isp in message.isps:
+        append(
+            f'<ISP{_opt("Disposition", isp.disposition)} MinPower="{isp.min_power}"'
+            f' MaxPower="{isp.max_power}" Start="{isp.start}"{_duration_attr(isp.duration)}/>'
+        )
+    append(f"</{message.xml_name}>")
+
+
+def _write_flex_offer(message: FlexOffer, parts: list[str]) -> None:
+    _open(
+        message,
+        parts,
+        _flex_attributes(message)
+        + _expiration(message, message.expiration_date_time)
+        + _opt_bool_text("Unsolicited", message.unsolicited)
+        + _opt_text("FlexRequestMessageID", message.flex_request_message_id)
+        + _opt_text("ContractID", message.contract_id)
+        + _opt_text("D-PrognosisMessageID", message.d_prognosis_message_id)
+        + _opt_text("BaselineReference", message.baseline_reference)
+        + f' Currency="{attr(message.currency)}"',
+    )
+    parts.append(">")
+    append = parts.append
+    for option in message.offer_options:
+        factor = option.min_activation_factor
+        append(
+            f'<OfferOption OptionReference="{attr(option.option_reference)}"'
+            f' Price="{_dec(option.price)}"{_factor_attr("MinActivationFactor", factor)}>'
+        )
+        for isp in option.isps:
+            append(f'<ISP Power="{isp.power}" Start="{isp.start}"{_duration_attr(isp.duration)}/>')
+        append("</OfferOption>")
+    append(f"</{message.xml_name}>")
+
+
+def _write_flex_offer_revocation(message: FlexOfferRevocation, parts: list[str]) -> None:
+    _open(message, parts, f' FlexOfferMessageID="{attr(message.flex_offer_message_id)}"')
+    parts.append("/>")
+
+
 _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     TestMessage: _write_metadata_only,
     TestMessageResponse: _write_metadata_only,
@@ -597,4 +810,10 @@ _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     AGRPortfolioUpdateResponse: _write_metadata_only,
     AGRPortfolioQuery: _write_agr_portfolio_query,
     AGRPortfolioQueryResponse: _write_agr_portfolio_query_response,
+    FlexRequest: _write_flex_request,
+    FlexRequestResponse: _write_metadata_only,
+    FlexOffer: _write_flex_offer,
+    FlexOfferResponse: _write_metadata_only,
+    FlexOfferRevocation: _write_flex_offer_revocation,
+    FlexOfferRevocationResponse: _write_metadata_only,
 }

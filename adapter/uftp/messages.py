@@ -1,12 +1,19 @@
-"""Typed, immutable models of the UFTP messages a DSO, a CRO and an AGR exchange in the
-contract phase (spec: contract-phase.md), plus the TestMessage pair.
+"""Typed, immutable models of the UFTP messages: the portfolio messages a DSO, a CRO and an
+AGR exchange in the contract phase (spec: contract-phase.md), the flexibility trading between
+DSO and AGR (FlexRequest to FlexSettlement, D-Prognosis, Metering), and the TestMessage pair.
 
 Names follow the XSD types so that a reader can put the schema beside this file. Fields are
-snake_case spellings of the XML attributes; the codec owns the mapping.
+snake_case spellings of the XML attributes; the codec owns the mapping. Where the XSDs of the
+Versions differ, a field holds the union (e.g. `unsolicited`, absent from 3.0.0) and the schema
+of the message's Version decides what may be written.
 
 Two shapes, chosen for cost: messages and congestion points are frozen dataclasses (a handful
-per message), while the rows that come by the hundred thousand (connections) are NamedTuples,
-which are immutable too but build about twice as fast as a frozen dataclass.
+per message), while the rows that come by the hundred thousand (connections, ISPs) are
+NamedTuples, which are immutable too but build about twice as fast as a frozen dataclass.
+
+Value types: powers and ISP numbers are `int` (xs:integer is unbounded, so is `int`); prices,
+amounts, activation factors and metered values are `Decimal` (xs:decimal, exact); an
+ISP-Duration is a `timedelta`; Periods are `date`s and instants aware `datetime`s.
 
 Metadata (spec: metadata-attributes.md) defaults to empty: a handler or a caller composes the
 business content and the participant fills Version, domains, TimeStamp and identifiers when it
@@ -16,7 +23,8 @@ sends. The codec refuses to serialize a message whose metadata is still empty.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, NamedTuple
 
@@ -32,6 +40,7 @@ __all__ = [
     "AGRPortfolioUpdate",
     "AGRPortfolioUpdateConnection",
     "AGRPortfolioUpdateResponse",
+    "AvailableRequested",
     "DSOPortfolioQuery",
     "DSOPortfolioQueryCongestionPoint",
     "DSOPortfolioQueryConnection",
@@ -40,6 +49,16 @@ __all__ = [
     "DSOPortfolioUpdateCongestionPoint",
     "DSOPortfolioUpdateConnection",
     "DSOPortfolioUpdateResponse",
+    "FlexMessage",
+    "FlexOffer",
+    "FlexOfferOption",
+    "FlexOfferOptionISP",
+    "FlexOfferResponse",
+    "FlexOfferRevocation",
+    "FlexOfferRevocationResponse",
+    "FlexRequest",
+    "FlexRequestISP",
+    "FlexRequestResponse",
     "PayloadMessage",
     "PayloadResponse",
     "RedispatchBy",
@@ -70,6 +89,14 @@ class RedispatchBy(StrEnum):
 
     AGR = "AGR"
     DSO = "DSO"
+
+
+class AvailableRequested(StrEnum):
+    """AvailableRequestedType: whether a FlexRequest ISP asks for flexibility or only says how
+    much room there is (spec: flex-request.md, Disposition)."""
+
+    AVAILABLE = "Available"
+    REQUESTED = "Requested"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -296,6 +323,121 @@ class AGRPortfolioQueryResponse(PayloadResponse):
     dso_views: tuple[AGRPortfolioQueryDSOView, ...] = ()
 
 
+# --- Flexibility trading between DSO and AGR -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexMessage(PayloadMessage):
+    """FlexMessageType: a message about the ISPs of one Period at one congestion point.
+
+    ISP-Duration and TimeZone are market-wide values, repeated in every message so that a
+    receiver can reject one that assumes others (spec: metadata-attributes.md).
+    """
+
+    isp_duration: timedelta
+    time_zone: str
+    period: date
+    congestion_point: str
+
+
+class FlexRequestISP(NamedTuple):
+    """One or more ISPs (from `start`, 1 = the first of the day) of a FlexRequest: the room
+    to deviate from the baseline, in Watts (spec: power.md for the sign)."""
+
+    start: int
+    min_power: int
+    max_power: int
+    duration: int = 1
+    disposition: AvailableRequested | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexRequest(FlexMessage):
+    """DSO -> AGR: a request for flexibility (spec: flex-request.md)."""
+
+    xml_name: ClassVar[str] = "FlexRequest"
+
+    revision: int
+    expiration_date_time: datetime
+    contract_id: str | None = None
+    service_type: str | None = None
+    isps: tuple[FlexRequestISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexRequestResponse(PayloadResponse):
+    """AGR -> DSO. 3.x reference attribute: FlexRequestMessageID."""
+
+    xml_name: ClassVar[str] = "FlexRequestResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexRequest
+
+
+class FlexOfferOptionISP(NamedTuple):
+    """The power offered for one or more ISPs, in Watts."""
+
+    start: int
+    power: int
+    duration: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOfferOption:
+    """One option of a FlexOffer; a DSO orders at most one option of an offer."""
+
+    option_reference: str
+    price: Decimal
+    #: The XSD's default: an option without the attribute is to be activated fully.
+    min_activation_factor: Decimal = Decimal("1.00")
+    isps: tuple[FlexOfferOptionISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOffer(FlexMessage):
+    """AGR -> DSO: an offer of flexibility, solicited by a FlexRequest or not
+    (spec: flex-offer.md).
+
+    `unsolicited` is None when the attribute is absent: 3.0.0 has no such attribute (an
+    offer without FlexRequestMessageID is unsolicited), and the draft's default is false.
+    """
+
+    xml_name: ClassVar[str] = "FlexOffer"
+
+    expiration_date_time: datetime
+    unsolicited: bool | None = None
+    flex_request_message_id: str | None = None
+    contract_id: str | None = None
+    d_prognosis_message_id: str | None = None
+    baseline_reference: str | None = None
+    currency: str
+    offer_options: tuple[FlexOfferOption, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOfferResponse(PayloadResponse):
+    """DSO -> AGR. 3.x reference attribute: FlexOfferMessageID."""
+
+    xml_name: ClassVar[str] = "FlexOfferResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexOffer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOfferRevocation(PayloadMessage):
+    """AGR -> DSO: voids an earlier FlexOffer that has no accepted FlexOrder yet
+    (spec: flex-offer-revocation.md)."""
+
+    xml_name: ClassVar[str] = "FlexOfferRevocation"
+
+    flex_offer_message_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOfferRevocationResponse(PayloadResponse):
+    """DSO -> AGR. 3.x reference attribute: FlexOfferRevocationMessageID."""
+
+    xml_name: ClassVar[str] = "FlexOfferRevocationResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexOfferRevocation
+
+
 #: Every message type the codec reads and writes, by root element name.
 MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
     cls.xml_name: cls
@@ -310,6 +452,12 @@ MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
         AGRPortfolioUpdateResponse,
         AGRPortfolioQuery,
         AGRPortfolioQueryResponse,
+        FlexRequest,
+        FlexRequestResponse,
+        FlexOffer,
+        FlexOfferResponse,
+        FlexOfferRevocation,
+        FlexOfferRevocationResponse,
     )
 }
 

@@ -1,7 +1,11 @@
-"""Who may send which message to whom, in the contract phase (spec: contract-phase.md).
+"""Who may send which message to whom.
 
-A DSO publishes and queries its portfolio at the CRO; an aggregator does the same for its own
-connections; the CRO answers both. TestMessage may pass between any two participants.
+Contract phase (spec: contract-phase.md, plan-phase.md): a DSO publishes and queries its
+portfolio at the CRO; an aggregator does the same for its own connections; the CRO answers
+both. Flexibility trading (spec: the message pages flex-*.md, d-prognosis.md, metering.md):
+the DSO requests, orders, updates reservations and settles; the AGR offers, revokes its
+offers, sends D-Prognoses and metering data; each answers the other's messages.
+TestMessage may pass between any two participants.
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ from .messages import (
     DSOPortfolioQueryResponse,
     DSOPortfolioUpdate,
     DSOPortfolioUpdateResponse,
+    FlexOffer,
+    FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
+    FlexRequest,
+    FlexRequestResponse,
     PayloadMessage,
     PayloadResponse,
     Role,
@@ -26,6 +36,8 @@ from .messages import (
 )
 
 _ANY = frozenset(Role)
+_DSO = frozenset({Role.DSO})
+_AGR = frozenset({Role.AGR})
 
 #: message type -> (roles that may send it, roles that may receive it)
 ROUTES: dict[type[PayloadMessage], tuple[frozenset[Role], frozenset[Role]]] = {
@@ -39,6 +51,15 @@ ROUTES: dict[type[PayloadMessage], tuple[frozenset[Role], frozenset[Role]]] = {
     AGRPortfolioUpdateResponse: (frozenset({Role.CRO}), frozenset({Role.AGR})),
     AGRPortfolioQuery: (frozenset({Role.AGR}), frozenset({Role.CRO})),
     AGRPortfolioQueryResponse: (frozenset({Role.CRO}), frozenset({Role.AGR})),
+    # "FlexRequest messages are used by DSOs to request flexibility from AGRs."
+    FlexRequest: (_DSO, _AGR),
+    FlexRequestResponse: (_AGR, _DSO),
+    # "FlexOffer messages are used by AGRs to make DSOs an offer for provision of flexibility."
+    FlexOffer: (_AGR, _DSO),
+    FlexOfferResponse: (_DSO, _AGR),
+    # "used by the AGR to revoke a FlexOffer previously sent to a DSO"
+    FlexOfferRevocation: (_AGR, _DSO),
+    FlexOfferRevocationResponse: (_DSO, _AGR),
 }
 
 

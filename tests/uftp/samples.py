@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from adapter.uftp.messages import (
@@ -25,6 +26,7 @@ from adapter.uftp.messages import (
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
+    AvailableRequested,
     DSOPortfolioQuery,
     DSOPortfolioQueryCongestionPoint,
     DSOPortfolioQueryConnection,
@@ -33,6 +35,15 @@ from adapter.uftp.messages import (
     DSOPortfolioUpdateCongestionPoint,
     DSOPortfolioUpdateConnection,
     DSOPortfolioUpdateResponse,
+    FlexOffer,
+    FlexOfferOption,
+    FlexOfferOptionISP,
+    FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
+    FlexRequest,
+    FlexRequestISP,
+    FlexRequestResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -62,6 +73,14 @@ MESSAGE_ID = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
 CONVERSATION_ID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
 #: MessageID of the request a sample response answers.
 REQUEST_MESSAGE_ID = "6ba7b811-9dad-11d1-80b4-00c04fd430c8"
+#: MessageIDs earlier messages of a flex conversation had (referred to by later ones).
+FLEX_REQUEST_MESSAGE_ID = "9f3c1a2e-5b7d-4e8f-a1b2-c3d4e5f60718"
+FLEX_OFFER_MESSAGE_ID = "0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3"
+D_PROGNOSIS_MESSAGE_ID = "1b2c3d4e-5f6a-4b7c-9d8e-9fa0b1c2d3e4"
+
+ISP_DURATION = timedelta(minutes=15)
+#: Until when a FlexRequest or FlexOffer holds: the evening before the Period, in UTC+2.
+EXPIRATION = datetime(2024, 5, 1, 18, 0, tzinfo=timezone(timedelta(hours=2)))
 
 #: The spec's EA1 example (message-transport-mechanism.md, "EA1 addressing scheme").
 EA1_SPEC_EXAMPLE = "ea1.2013-11.info.usef.test:001:002.090807002a&b#"
@@ -260,6 +279,88 @@ def make_agr_portfolio_query_response(
     return AGRPortfolioQueryResponse(**{**fields, **changes})
 
 
+def _flex(version: str, sender: str, recipient: str) -> dict[str, Any]:
+    """Metadata plus the FlexMessageType attributes, for congestion point EA1_CP."""
+    return {
+        **metadata(version, sender, recipient),
+        "isp_duration": ISP_DURATION,
+        "time_zone": TIME_ZONE,
+        "period": PERIOD,
+        "congestion_point": EA1_CP,
+    }
+
+
+def make_flex_request(version: str = "3.1.0", **changes: Any) -> FlexRequest:
+    """Requested ISPs in the evening peak, the rest of the day available; optional
+    attributes present (ContractID, ServiceType) and absent (one ISP without Disposition)."""
+    fields: dict[str, Any] = {
+        **_flex(version, DSO_DOMAIN, AGR_DOMAIN),
+        "revision": 3,
+        "expiration_date_time": EXPIRATION,
+        "contract_id": "contract-2024-001",
+        "service_type": "day-ahead & <peak>",
+        "isps": (
+            FlexRequestISP(1, -500_000, 1_000_000, 68, AvailableRequested.AVAILABLE),
+            FlexRequestISP(69, -250_000, 0, 8, AvailableRequested.REQUESTED),
+            FlexRequestISP(77, 0, 0),
+            FlexRequestISP(78, -9_000_000_000_000, 9_000_000_000_000, 19),
+        ),
+    }
+    return FlexRequest(**{**fields, **changes})
+
+
+def make_flex_request_response(version: str = "3.1.0", **changes: Any) -> FlexRequestResponse:
+    return FlexRequestResponse(**response_metadata(version, AGR_DOMAIN, DSO_DOMAIN, **changes))
+
+
+def make_flex_offer(version: str = "3.1.0", **changes: Any) -> FlexOffer:
+    """A solicited offer of two mutually exclusive options (Unsolicited only from 3.1.0)."""
+    fields: dict[str, Any] = {
+        **_flex(version, AGR_DOMAIN, DSO_DOMAIN),
+        "expiration_date_time": EXPIRATION,
+        "unsolicited": None if version == "3.0.0" else False,
+        "flex_request_message_id": FLEX_REQUEST_MESSAGE_ID,
+        "contract_id": "contract-2024-001",
+        "d_prognosis_message_id": D_PROGNOSIS_MESSAGE_ID,
+        "baseline_reference": 'baseline "D-1"',
+        "currency": "EUR",
+        "offer_options": (
+            FlexOfferOption(
+                option_reference="full",
+                price=Decimal("1250.5000"),
+                isps=(FlexOfferOptionISP(69, -250_000, 8),),
+            ),
+            FlexOfferOption(
+                option_reference="partial",
+                price=Decimal("-0.0001"),
+                min_activation_factor=Decimal("0.25"),
+                isps=(FlexOfferOptionISP(69, -100_000, 4), FlexOfferOptionISP(73, -50_000)),
+            ),
+        ),
+    }
+    return FlexOffer(**{**fields, **changes})
+
+
+def make_flex_offer_response(version: str = "3.1.0", **changes: Any) -> FlexOfferResponse:
+    return FlexOfferResponse(**response_metadata(version, DSO_DOMAIN, AGR_DOMAIN, **changes))
+
+
+def make_flex_offer_revocation(version: str = "3.1.0", **changes: Any) -> FlexOfferRevocation:
+    fields: dict[str, Any] = {
+        **metadata(version, AGR_DOMAIN, DSO_DOMAIN),
+        "flex_offer_message_id": FLEX_OFFER_MESSAGE_ID,
+    }
+    return FlexOfferRevocation(**{**fields, **changes})
+
+
+def make_flex_offer_revocation_response(
+    version: str = "3.1.0", **changes: Any
+) -> FlexOfferRevocationResponse:
+    return FlexOfferRevocationResponse(
+        **response_metadata(version, DSO_DOMAIN, AGR_DOMAIN, **changes)
+    )
+
+
 FACTORIES: dict[type[PayloadMessage], Callable[..., PayloadMessage]] = {
     TestMessage: make_test_message,
     TestMessageResponse: make_test_message_response,
@@ -271,6 +372,12 @@ FACTORIES: dict[type[PayloadMessage], Callable[..., PayloadMessage]] = {
     AGRPortfolioUpdateResponse: make_agr_portfolio_update_response,
     AGRPortfolioQuery: make_agr_portfolio_query,
     AGRPortfolioQueryResponse: make_agr_portfolio_query_response,
+    FlexRequest: make_flex_request,
+    FlexRequestResponse: make_flex_request_response,
+    FlexOffer: make_flex_offer,
+    FlexOfferResponse: make_flex_offer_response,
+    FlexOfferRevocation: make_flex_offer_revocation,
+    FlexOfferRevocationResponse: make_flex_offer_revocation_response,
 }
 assert set(FACTORIES) == set(MESSAGE_TYPES.values()), "a message type has no sample factory"
 

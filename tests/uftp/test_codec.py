@@ -10,10 +10,8 @@ receipt), never a stray `ValueError`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +34,9 @@ from adapter.uftp.messages import (
     DSOPortfolioUpdateCongestionPoint,
     DSOPortfolioUpdateConnection,
     DSOPortfolioUpdateResponse,
+    FlexOfferResponse,
+    FlexOfferRevocationResponse,
+    FlexRequestResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -45,10 +46,9 @@ from adapter.uftp.messages import (
 )
 
 from . import samples
+from .official import OFFICIAL_XSD_DIR, official_schema
 from .samples import DRAFT, REQUEST_MESSAGE_ID, VERSIONS
 
-OFFICIAL_XSD_DIR = Path(__file__).parents[3] / "shared" / "uftp" / "xsd"
-OFFICIAL_XSD_SUBDIR = {"3.0.0": "3.0.0", "3.1.0": "3.1.0", "4.0.0": "draft"}
 needs_official_xsd = pytest.mark.skipif(
     not OFFICIAL_XSD_DIR.is_dir(),
     reason=f"official Shapeshifter XSDs not found at {OFFICIAL_XSD_DIR}",
@@ -60,6 +60,9 @@ V3_REFERENCE = {
     DSOPortfolioQueryResponse: "DSOPortfolioQueryMessageID",
     AGRPortfolioUpdateResponse: "AGRPortfolioUpdateMessageID",
     AGRPortfolioQueryResponse: "AGRPortfolioQueryMessageID",
+    FlexRequestResponse: "FlexRequestMessageID",
+    FlexOfferResponse: "FlexOfferMessageID",
+    FlexOfferRevocationResponse: "FlexOfferRevocationMessageID",
 }
 V3_VERSIONS = ("3.0.0", "3.1.0")
 METADATA_ATTRIBUTES = {
@@ -83,12 +86,6 @@ response_with_result_params = pytest.mark.parametrize(
         if cls is not TestMessageResponse or version == DRAFT
     ],
 )
-
-
-@functools.cache
-def official_schema(version: str) -> etree.XMLSchema:
-    path = OFFICIAL_XSD_DIR / OFFICIAL_XSD_SUBDIR[version] / "UFTP-cro.xsd"
-    return etree.XMLSchema(etree.parse(str(path)))
 
 
 def raw_root(data: bytes) -> etree._Element:
@@ -718,7 +715,7 @@ def test_encode_refuses_a_structure_the_schema_forbids() -> None:
 
 @pytest.mark.parametrize(
     "root",
-    ["FlexRequest", "SignedMessage", "testmessage", "Message", "PayloadMessage"],
+    ["A-Prognosis", "SignedMessage", "testmessage", "Message", "PayloadMessage", "FlexMessage"],
 )
 def test_decode_refuses_unknown_root_elements(root: str) -> None:
     with pytest.raises(InvalidXml) as caught:
