@@ -58,6 +58,7 @@ Quirks of theirs (each shown by a test in tests/interop):
 - Their FlexOffer requires FlexRequestMessageID unless Unsolicited is true, which 3.0.0 has
   no attribute for: an unsolicited 3.0.0 offer (no FlexRequestMessageID, as that Version
   says it) cannot be built on their side, and `to_shapeshifter` raises their `TypeError`.
+  Their FlexOrder does the same with FlexOfferMessageID, which only 3.0.0 requires anyway.
 """
 
 from __future__ import annotations
@@ -97,9 +98,15 @@ from adapter.uftp.messages import (
     FlexOfferResponse,
     FlexOfferRevocation,
     FlexOfferRevocationResponse,
+    FlexOrder,
+    FlexOrderISP,
+    FlexOrderResponse,
     FlexRequest,
     FlexRequestISP,
     FlexRequestResponse,
+    FlexReservationUpdate,
+    FlexReservationUpdateISP,
+    FlexReservationUpdateResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -486,6 +493,35 @@ def _flex_offer_revocation_to(m: FlexOfferRevocation) -> dict[str, Any]:
     return {"flex_offer_message_id": m.flex_offer_message_id}
 
 
+def _flex_order_to(m: FlexOrder) -> dict[str, Any]:
+    row = ss.FlexOrderISP
+    return {
+        **_flex_to(m),
+        "unsolicited": m.unsolicited,
+        "flex_offer_message_id": m.flex_offer_message_id,
+        "service_type": m.service_type,
+        "contract_id": m.contract_id,
+        "d_prognosis_message_id": m.d_prognosis_message_id,
+        "baseline_reference": m.baseline_reference,
+        "price": _exact(m.price, 4, "Price"),
+        "currency": m.currency,
+        "order_reference": m.order_reference,
+        "option_reference": m.option_reference,
+        "activation_factor": _exact(m.activation_factor, 2, "ActivationFactor"),
+        "isps": [row(power=i.power, start=i.start, duration=i.duration) for i in m.isps],
+    }
+
+
+def _flex_reservation_update_to(m: FlexReservationUpdate) -> dict[str, Any]:
+    row = ss.FlexReservationUpdateISP
+    return {
+        **_flex_to(m),
+        "contract_id": m.contract_id,
+        "reference": m.reference,
+        "isps": [row(power=i.power, start=i.start, duration=i.duration) for i in m.isps],
+    }
+
+
 # --- message bodies: theirs -> fields of ours -----------------------------------------------
 
 
@@ -656,6 +692,33 @@ def _flex_offer_revocation_from(obj: Any) -> dict[str, Any]:
     return {"flex_offer_message_id": obj.flex_offer_message_id}
 
 
+def _flex_order_from(obj: Any) -> dict[str, Any]:
+    return {
+        **_flex_from(obj),
+        "unsolicited": _opt_bool_from(obj.unsolicited, "Unsolicited"),
+        "flex_offer_message_id": obj.flex_offer_message_id,
+        "service_type": obj.service_type,
+        "contract_id": obj.contract_id,
+        "d_prognosis_message_id": obj.d_prognosis_message_id,
+        "baseline_reference": obj.baseline_reference,
+        "price": _decimal_from(obj.price),
+        "currency": obj.currency,
+        "order_reference": obj.order_reference,
+        "option_reference": obj.option_reference,
+        "activation_factor": _decimal_from(obj.activation_factor),
+        "isps": tuple([FlexOrderISP(i.start, i.power, i.duration) for i in obj.isps]),
+    }
+
+
+def _flex_reservation_update_from(obj: Any) -> dict[str, Any]:
+    return {
+        **_flex_from(obj),
+        "contract_id": obj.contract_id,
+        "reference": obj.reference,
+        "isps": tuple([FlexReservationUpdateISP(i.start, i.power, i.duration) for i in obj.isps]),
+    }
+
+
 # --- dispatch -------------------------------------------------------------------------------
 
 
@@ -728,6 +791,21 @@ _PAIRS = (
         _no_body,
         _no_body,
         "flex_offer_revocation_message_id",
+    ),
+    _Pair(FlexOrder, ss.FlexOrder, _flex_order_to, _flex_order_from),
+    _Pair(FlexOrderResponse, ss.FlexOrderResponse, _no_body, _no_body, "flex_order_message_id"),
+    _Pair(
+        FlexReservationUpdate,
+        ss.FlexReservationUpdate,
+        _flex_reservation_update_to,
+        _flex_reservation_update_from,
+    ),
+    _Pair(
+        FlexReservationUpdateResponse,
+        ss.FlexReservationUpdateResponse,
+        _no_body,
+        _no_body,
+        "flex_reservation_update_message_id",
     ),
 )
 _BY_OURS: dict[type[PayloadMessage], _Pair] = {pair.ours: pair for pair in _PAIRS}

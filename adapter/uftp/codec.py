@@ -60,9 +60,15 @@ from .messages import (
     FlexOfferResponse,
     FlexOfferRevocation,
     FlexOfferRevocationResponse,
+    FlexOrder,
+    FlexOrderISP,
+    FlexOrderResponse,
     FlexRequest,
     FlexRequestISP,
     FlexRequestResponse,
+    FlexReservationUpdate,
+    FlexReservationUpdateISP,
+    FlexReservationUpdateResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -85,6 +91,8 @@ V3_REFERENCE_ATTRIBUTE: dict[type[PayloadResponse], str | None] = {
     FlexRequestResponse: "FlexRequestMessageID",
     FlexOfferResponse: "FlexOfferMessageID",
     FlexOfferRevocationResponse: "FlexOfferRevocationMessageID",
+    FlexOrderResponse: "FlexOrderMessageID",
+    FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
 }
 
 
@@ -481,6 +489,49 @@ def _read_flex_offer_revocation(root: etree._Element, meta: dict[str, Any]) -> F
     return FlexOfferRevocation(**meta, flex_offer_message_id=root.get("FlexOfferMessageID"))
 
 
+def _read_flex_order(root: etree._Element, meta: dict[str, Any]) -> FlexOrder:
+    get = root.get
+    factor = get("ActivationFactor")
+    return FlexOrder(
+        **meta,
+        **_flex(root),
+        unsolicited=_opt_bool(get("Unsolicited")),
+        flex_offer_message_id=get("FlexOfferMessageID"),
+        service_type=get("ServiceType"),
+        contract_id=get("ContractID"),
+        d_prognosis_message_id=get("D-PrognosisMessageID"),
+        baseline_reference=get("BaselineReference"),
+        price=_decimal(get("Price")),
+        currency=get("Currency"),
+        order_reference=get("OrderReference"),
+        option_reference=get("OptionReference"),
+        activation_factor=_ONE if factor is None else _decimal(factor),
+        isps=tuple(
+            FlexOrderISP(
+                int(isp.get("Start")), int(isp.get("Power")), _opt_int(isp.get("Duration"), 1)
+            )
+            for isp in root
+        ),
+    )
+
+
+def _read_flex_reservation_update(
+    root: etree._Element, meta: dict[str, Any]
+) -> FlexReservationUpdate:
+    return FlexReservationUpdate(
+        **meta,
+        **_flex(root),
+        contract_id=root.get("ContractID"),
+        reference=root.get("Reference"),
+        isps=tuple(
+            FlexReservationUpdateISP(
+                int(isp.get("Start")), int(isp.get("Power")), _opt_int(isp.get("Duration"), 1)
+            )
+            for isp in root
+        ),
+    )
+
+
 _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], PayloadMessage]] = {
     TestMessage: _read_test_message,
     TestMessageResponse: _metadata_only_response(TestMessageResponse),
@@ -498,6 +549,10 @@ _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], 
     FlexOfferResponse: _metadata_only_response(FlexOfferResponse),
     FlexOfferRevocation: _read_flex_offer_revocation,
     FlexOfferRevocationResponse: _metadata_only_response(FlexOfferRevocationResponse),
+    FlexOrder: _read_flex_order,
+    FlexOrderResponse: _metadata_only_response(FlexOrderResponse),
+    FlexReservationUpdate: _read_flex_reservation_update,
+    FlexReservationUpdateResponse: _metadata_only_response(FlexReservationUpdateResponse),
 }
 
 
@@ -799,6 +854,47 @@ def _write_flex_offer_revocation(message: FlexOfferRevocation, parts: list[str])
     parts.append("/>")
 
 
+def _write_power_isps(
+    isps: tuple[FlexOrderISP | FlexReservationUpdateISP, ...], parts: list[str]
+) -> None:
+    append = parts.append
+    for isp in isps:
+        append(f'<ISP Power="{isp.power}" Start="{isp.start}"{_duration_attr(isp.duration)}/>')
+
+
+def _write_flex_order(message: FlexOrder, parts: list[str]) -> None:
+    _open(
+        message,
+        parts,
+        _flex_attributes(message)
+        + _opt_bool_text("Unsolicited", message.unsolicited)
+        + _opt_text("FlexOfferMessageID", message.flex_offer_message_id)
+        + _opt_text("ServiceType", message.service_type)
+        + _opt_text("ContractID", message.contract_id)
+        + _opt_text("D-PrognosisMessageID", message.d_prognosis_message_id)
+        + _opt_text("BaselineReference", message.baseline_reference)
+        + f' Price="{_dec(message.price)}" Currency="{attr(message.currency)}"'
+        + f' OrderReference="{attr(message.order_reference)}"'
+        + _opt_text("OptionReference", message.option_reference)
+        + _factor_attr("ActivationFactor", message.activation_factor),
+    )
+    parts.append(">")
+    _write_power_isps(message.isps, parts)
+    parts.append(f"</{message.xml_name}>")
+
+
+def _write_flex_reservation_update(message: FlexReservationUpdate, parts: list[str]) -> None:
+    _open(
+        message,
+        parts,
+        _flex_attributes(message)
+        + f' ContractID="{attr(message.contract_id)}" Reference="{attr(message.reference)}"',
+    )
+    parts.append(">")
+    _write_power_isps(message.isps, parts)
+    parts.append(f"</{message.xml_name}>")
+
+
 _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     TestMessage: _write_metadata_only,
     TestMessageResponse: _write_metadata_only,
@@ -816,4 +912,8 @@ _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     FlexOfferResponse: _write_metadata_only,
     FlexOfferRevocation: _write_flex_offer_revocation,
     FlexOfferRevocationResponse: _write_metadata_only,
+    FlexOrder: _write_flex_order,
+    FlexOrderResponse: _write_metadata_only,
+    FlexReservationUpdate: _write_flex_reservation_update,
+    FlexReservationUpdateResponse: _write_metadata_only,
 }

@@ -56,9 +56,15 @@ __all__ = [
     "FlexOfferResponse",
     "FlexOfferRevocation",
     "FlexOfferRevocationResponse",
+    "FlexOrder",
+    "FlexOrderISP",
+    "FlexOrderResponse",
     "FlexRequest",
     "FlexRequestISP",
     "FlexRequestResponse",
+    "FlexReservationUpdate",
+    "FlexReservationUpdateISP",
+    "FlexReservationUpdateResponse",
     "PayloadMessage",
     "PayloadResponse",
     "RedispatchBy",
@@ -438,6 +444,77 @@ class FlexOfferRevocationResponse(PayloadResponse):
     request_type: ClassVar[type[PayloadMessage]] = FlexOfferRevocation
 
 
+class FlexOrderISP(NamedTuple):
+    """The power ordered for one or more ISPs, in Watts: the offer's, copied unchanged."""
+
+    start: int
+    power: int
+    duration: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOrder(FlexMessage):
+    """DSO -> AGR: an order for flexibility, of one option of a FlexOffer or unsolicited
+    (spec: flex-order.md). The ISPs must be the offer's exactly.
+
+    3.0.0 requires `flex_offer_message_id` and knows neither `unsolicited` nor
+    `service_type`; 3.1.0 added both and made the reference optional ("mandatory if
+    Unsolicited=false").
+    """
+
+    xml_name: ClassVar[str] = "FlexOrder"
+
+    unsolicited: bool | None = None
+    flex_offer_message_id: str | None = None
+    service_type: str | None = None
+    contract_id: str | None = None
+    d_prognosis_message_id: str | None = None
+    baseline_reference: str | None = None
+    price: Decimal
+    currency: str
+    order_reference: str
+    option_reference: str | None = None
+    #: The XSD's default: an order without the attribute activates the option fully.
+    activation_factor: Decimal = Decimal("1.00")
+    isps: tuple[FlexOrderISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOrderResponse(PayloadResponse):
+    """AGR -> DSO. 3.x reference attribute: FlexOrderMessageID."""
+
+    xml_name: ClassVar[str] = "FlexOrderResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexOrder
+
+
+class FlexReservationUpdateISP(NamedTuple):
+    """The power still reserved for one or more ISPs, in Watts (0: released)."""
+
+    start: int
+    power: int
+    duration: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexReservationUpdate(FlexMessage):
+    """DSO -> AGR: which part of a bilateral contract's volume stays reserved
+    (spec: flex-reservation-update.md)."""
+
+    xml_name: ClassVar[str] = "FlexReservationUpdate"
+
+    contract_id: str
+    reference: str
+    isps: tuple[FlexReservationUpdateISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexReservationUpdateResponse(PayloadResponse):
+    """AGR -> DSO. 3.x reference attribute: FlexReservationUpdateMessageID."""
+
+    xml_name: ClassVar[str] = "FlexReservationUpdateResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexReservationUpdate
+
+
 #: Every message type the codec reads and writes, by root element name.
 MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
     cls.xml_name: cls
@@ -458,6 +535,10 @@ MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
         FlexOfferResponse,
         FlexOfferRevocation,
         FlexOfferRevocationResponse,
+        FlexOrder,
+        FlexOrderResponse,
+        FlexReservationUpdate,
+        FlexReservationUpdateResponse,
     )
 }
 

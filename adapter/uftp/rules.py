@@ -26,8 +26,12 @@ from .messages import (
     FlexOfferResponse,
     FlexOfferRevocation,
     FlexOfferRevocationResponse,
+    FlexOrder,
+    FlexOrderResponse,
     FlexRequest,
     FlexRequestResponse,
+    FlexReservationUpdate,
+    FlexReservationUpdateResponse,
     PayloadMessage,
     PayloadResponse,
     Role,
@@ -60,6 +64,12 @@ ROUTES: dict[type[PayloadMessage], tuple[frozenset[Role], frozenset[Role]]] = {
     # "used by the AGR to revoke a FlexOffer previously sent to a DSO"
     FlexOfferRevocation: (_AGR, _DSO),
     FlexOfferRevocationResponse: (_DSO, _AGR),
+    # "FlexOrder messages are used by DSOs to purchase flexibility from an AGR"
+    FlexOrder: (_DSO, _AGR),
+    FlexOrderResponse: (_AGR, _DSO),
+    # "used by DSOs to signal to an AGR which part of the contracted volume is still reserved"
+    FlexReservationUpdate: (_DSO, _AGR),
+    FlexReservationUpdateResponse: (_AGR, _DSO),
 }
 
 

@@ -58,9 +58,14 @@ from adapter.uftp import (  # noqa: E402
     FlexOfferResponse,
     FlexOfferRevocation,
     FlexOfferRevocationResponse,
+    FlexOrder,
+    FlexOrderISP,
+    FlexOrderResponse,
     FlexRequest,
     FlexRequestISP,
     FlexRequestResponse,
+    FlexReservationUpdate,
+    FlexReservationUpdateResponse,
     InvalidXml,
     PayloadMessage,
     PayloadResponse,
@@ -369,6 +374,24 @@ def flex_samples(version: str) -> dict[str, PayloadMessage]:
         "FlexOfferRevocationResponse": make.make_flex_offer_revocation_response(
             version, **response(Result.REJECTED)
         ),
+        "FlexOrder": make.make_flex_order(version),
+        "FlexOrder-bare": FlexOrder(
+            **meta(version, 13),
+            isp_duration=timedelta(minutes=15),
+            time_zone="Europe/Amsterdam",
+            period=date(2024, 5, 2),
+            congestion_point=EAN_CP,
+            flex_offer_message_id=uuid(12),
+            price=Decimal("100.0000"),
+            currency="EUR",
+            order_reference="o-13",
+            isps=(FlexOrderISP(1, -10, 96),),
+        ),
+        "FlexOrderResponse": make.make_flex_order_response(version),
+        "FlexReservationUpdate": make.make_flex_reservation_update(version),
+        "FlexReservationUpdateResponse": make.make_flex_reservation_update_response(
+            version, **response(Result.REJECTED)
+        ),
     }
 
 
@@ -618,6 +641,52 @@ def their_flex_samples() -> dict[str, Any]:
         "FlexOfferRevocationResponse": ss.FlexOfferRevocationResponse(
             **their_meta(27), flex_offer_revocation_message_id=uuid(26)
         ),
+        "FlexOrder": ss.FlexOrder(
+            **their_meta(28),
+            **flex,
+            flex_offer_message_id=uuid(23),
+            price=Decimal("5.1250"),
+            currency="EUR",
+            order_reference="PO-28",
+            option_reference="A",
+            activation_factor=Decimal("0.75"),
+            isps=[
+                ss.FlexOrderISP(power=-5000, start=69),
+                ss.FlexOrderISP(power=-2000, start=70, duration=3),
+            ],
+        ),
+        "FlexOrder-unsolicited": ss.FlexOrder(
+            **their_meta(29),
+            **flex,
+            unsolicited=True,
+            service_type="intraday",
+            contract_id="c-9",
+            d_prognosis_message_id=uuid(20),
+            baseline_reference="b-9",
+            price=Decimal(0),
+            currency="EUR",
+            order_reference="PO-29",
+            isps=[ss.FlexOrderISP(power=1000, start=1, duration=96)],
+        ),
+        "FlexOrderResponse": ss.FlexOrderResponse(
+            **their_meta(30),
+            result=ss.AcceptedRejected.REJECTED,
+            rejection_reason=REASON,
+            flex_order_message_id=uuid(28),
+        ),
+        "FlexReservationUpdate": ss.FlexReservationUpdate(
+            **their_meta(31),
+            **flex,
+            contract_id="c-9",
+            reference="r-31",
+            isps=[
+                ss.FlexReservationUpdateISP(power=0, start=1, duration=68),
+                ss.FlexReservationUpdateISP(power=-3000, start=69, duration=28),
+            ],
+        ),
+        "FlexReservationUpdateResponse": ss.FlexReservationUpdateResponse(
+            **their_meta(32), flex_reservation_update_message_id=uuid(31)
+        ),
     }
 
 
@@ -641,6 +710,10 @@ COUNTERPARTS: dict[type[PayloadMessage], type[Any]] = {
     FlexOfferResponse: ss.FlexOfferResponse,
     FlexOfferRevocation: ss.FlexOfferRevocation,
     FlexOfferRevocationResponse: ss.FlexOfferRevocationResponse,
+    FlexOrder: ss.FlexOrder,
+    FlexOrderResponse: ss.FlexOrderResponse,
+    FlexReservationUpdate: ss.FlexReservationUpdate,
+    FlexReservationUpdateResponse: ss.FlexReservationUpdateResponse,
 }
 
 ALL_OURS = {
@@ -745,11 +818,16 @@ def test_our_xml_is_read_by_them(key: str) -> None:
 # Their draft responses carry 3.x reference attributes (test_their_draft_response_xml_...).
 def written_in(theirs: Any, version: str) -> bool:
     """Whether their object, with this Version set, is a message of that Version: not a draft
-    response (test_their_draft_response_xml_...) nor a 3.0.0 offer that says Unsolicited
-    (test_unsolicited_is_not_3_0_0)."""
+    response (test_their_draft_response_xml_...) nor a 3.0.0 offer or order with what 3.1.0
+    added (test_unsolicited_is_not_3_0_0)."""
     if version.startswith("4.") and isinstance(theirs, ss.PayloadMessageResponse):
         return False
-    return not (version == "3.0.0" and getattr(theirs, "unsolicited", None) is not None)
+    if version != "3.0.0":
+        return True
+    added_in_3_1 = ("unsolicited", "service_type")
+    return all(getattr(theirs, name, None) is None for name in added_in_3_1) and (
+        not isinstance(theirs, ss.FlexOrder) or theirs.flex_offer_message_id is not None
+    )
 
 
 THEIR_XML_CASES = [

@@ -41,9 +41,15 @@ from adapter.uftp.messages import (
     FlexOfferResponse,
     FlexOfferRevocation,
     FlexOfferRevocationResponse,
+    FlexOrder,
+    FlexOrderISP,
+    FlexOrderResponse,
     FlexRequest,
     FlexRequestISP,
     FlexRequestResponse,
+    FlexReservationUpdate,
+    FlexReservationUpdateISP,
+    FlexReservationUpdateResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -361,6 +367,55 @@ def make_flex_offer_revocation_response(
     )
 
 
+def make_flex_order(version: str = "3.1.0", **changes: Any) -> FlexOrder:
+    """The offer's "partial" option ordered at half activation; every optional attribute
+    the Version has is set (3.0.0: no Unsolicited, no ServiceType)."""
+    later = version != "3.0.0"
+    fields: dict[str, Any] = {
+        **_flex(version, DSO_DOMAIN, AGR_DOMAIN),
+        "unsolicited": False if later else None,
+        "flex_offer_message_id": FLEX_OFFER_MESSAGE_ID,
+        "service_type": "day-ahead" if later else None,
+        "contract_id": "contract-2024-001",
+        "d_prognosis_message_id": D_PROGNOSIS_MESSAGE_ID,
+        "baseline_reference": "baseline D-1",
+        "price": Decimal("-0.0001"),
+        "currency": "EUR",
+        "order_reference": "order/2024/0042 <a&b>",
+        "option_reference": "partial",
+        "activation_factor": Decimal("0.50"),
+        "isps": (FlexOrderISP(69, -100_000, 4), FlexOrderISP(73, -50_000)),
+    }
+    return FlexOrder(**{**fields, **changes})
+
+
+def make_flex_order_response(version: str = "3.1.0", **changes: Any) -> FlexOrderResponse:
+    return FlexOrderResponse(**response_metadata(version, AGR_DOMAIN, DSO_DOMAIN, **changes))
+
+
+def make_flex_reservation_update(version: str = "3.1.0", **changes: Any) -> FlexReservationUpdate:
+    """Reserved power released outside the evening peak."""
+    fields: dict[str, Any] = {
+        **_flex(version, DSO_DOMAIN, AGR_DOMAIN),
+        "contract_id": "contract-2024-001",
+        "reference": "reservation-update-7",
+        "isps": (
+            FlexReservationUpdateISP(1, 0, 68),
+            FlexReservationUpdateISP(69, -250_000, 8),
+            FlexReservationUpdateISP(77, 0, 20),
+        ),
+    }
+    return FlexReservationUpdate(**{**fields, **changes})
+
+
+def make_flex_reservation_update_response(
+    version: str = "3.1.0", **changes: Any
+) -> FlexReservationUpdateResponse:
+    return FlexReservationUpdateResponse(
+        **response_metadata(version, AGR_DOMAIN, DSO_DOMAIN, **changes)
+    )
+
+
 FACTORIES: dict[type[PayloadMessage], Callable[..., PayloadMessage]] = {
     TestMessage: make_test_message,
     TestMessageResponse: make_test_message_response,
@@ -378,6 +433,10 @@ FACTORIES: dict[type[PayloadMessage], Callable[..., PayloadMessage]] = {
     FlexOfferResponse: make_flex_offer_response,
     FlexOfferRevocation: make_flex_offer_revocation,
     FlexOfferRevocationResponse: make_flex_offer_revocation_response,
+    FlexOrder: make_flex_order,
+    FlexOrderResponse: make_flex_order_response,
+    FlexReservationUpdate: make_flex_reservation_update,
+    FlexReservationUpdateResponse: make_flex_reservation_update_response,
 }
 assert set(FACTORIES) == set(MESSAGE_TYPES.values()), "a message type has no sample factory"
 

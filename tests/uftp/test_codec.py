@@ -36,7 +36,9 @@ from adapter.uftp.messages import (
     DSOPortfolioUpdateResponse,
     FlexOfferResponse,
     FlexOfferRevocationResponse,
+    FlexOrderResponse,
     FlexRequestResponse,
+    FlexReservationUpdateResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -63,6 +65,8 @@ V3_REFERENCE = {
     FlexRequestResponse: "FlexRequestMessageID",
     FlexOfferResponse: "FlexOfferMessageID",
     FlexOfferRevocationResponse: "FlexOfferRevocationMessageID",
+    FlexOrderResponse: "FlexOrderMessageID",
+    FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
 }
 V3_VERSIONS = ("3.0.0", "3.1.0")
 METADATA_ATTRIBUTES = {

@@ -21,8 +21,11 @@ from adapter.uftp.messages import (
     AvailableRequested,
     FlexOffer,
     FlexOfferOptionISP,
+    FlexOrder,
+    FlexOrderISP,
     FlexRequest,
     FlexRequestISP,
+    FlexReservationUpdate,
 )
 
 from . import samples
@@ -249,6 +252,76 @@ def test_unsolicited_absent_is_none() -> None:
     decoded = codec.decode(data)
     assert isinstance(decoded, FlexOffer)
     assert decoded.unsolicited is None  # the draft's default (false) is the reader's to apply
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"unsolicited": True}, "Unsolicited"),
+        ({"service_type": "intraday"}, "ServiceType"),
+        ({"flex_offer_message_id": None}, "FlexOfferMessageID"),
+    ],
+    ids=["unsolicited", "service-type", "no-offer-reference"],
+)
+def test_3_0_0_order_is_solicited_and_has_no_service_type(
+    changes: dict[str, object], named: str
+) -> None:
+    """3.0.0 requires FlexOfferMessageID and knows neither Unsolicited nor ServiceType."""
+    message = samples.make_flex_order("3.0.0", **changes)
+    with pytest.raises(InvalidXml, match=named):
+        codec.encode(message)
+    moved = dataclasses.replace(message, version="3.1.0")
+    assert codec.decode(codec.encode(moved)) == moved
+
+
+@pytest.mark.parametrize("version", ["3.1.0", DRAFT])  # 3.0.0 has no unsolicited orders
+def test_unsolicited_order_without_offer_reference(version: str) -> None:
+    message = samples.make_flex_order(
+        version, unsolicited=True, flex_offer_message_id=None, option_reference=None
+    )
+    assert codec.decode(codec.encode(message)) == message
+
+
+def test_activation_factor_defaults_to_one() -> None:
+    message = samples.make_flex_order(activation_factor=Decimal("1.0"))
+    data = codec.encode(message)
+    assert root_of(data).get("ActivationFactor") is None
+    decoded = codec.decode(data)
+    assert isinstance(decoded, FlexOrder)
+    assert decoded.activation_factor == Decimal("1.00")
+    assert samples.make_flex_order().activation_factor == Decimal("0.50")
+    assert root_of(codec.encode(samples.make_flex_order())).get("ActivationFactor") == "0.50"
+
+
+@pytest.mark.parametrize("factor", ["0", "1.01", "0.001"])
+def test_activation_factor_outside_its_range_is_refused(factor: str) -> None:
+    data = rewrite(
+        codec.encode(samples.make_flex_order()),
+        'ActivationFactor="0.50"',
+        f'ActivationFactor="{factor}"',
+    )
+    with pytest.raises(InvalidXml, match="ActivationFactor"):
+        codec.decode(data)
+
+
+def test_order_and_reservation_update_isps_round_trip() -> None:
+    order = codec.decode(codec.encode(samples.make_flex_order()))
+    assert isinstance(order, FlexOrder)
+    assert order.isps == (FlexOrderISP(69, -100_000, 4), FlexOrderISP(73, -50_000, 1))
+    assert type(order.isps[0]) is FlexOrderISP
+    update = codec.decode(codec.encode(samples.make_flex_reservation_update()))
+    assert isinstance(update, FlexReservationUpdate)
+    assert [(i.start, i.power, i.duration) for i in update.isps] == [
+        (1, 0, 68),
+        (69, -250_000, 8),
+        (77, 0, 20),
+    ]
+
+
+def test_reservation_update_requires_its_contract() -> None:
+    data = codec.encode(samples.make_flex_reservation_update())
+    with pytest.raises(InvalidXml, match="ContractID"):
+        codec.decode(rewrite(data, ' ContractID="contract-2024-001"', ""))
 
 
 # --- structure --------------------------------------------------------------------------------

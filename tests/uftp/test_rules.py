@@ -74,12 +74,16 @@ def test_roles() -> None:
 def test_flex_roles_follow_the_message_pages() -> None:
     """flex-request.md: "used by DSOs to request flexibility from AGRs"; flex-offer.md: "used
     by AGRs to make DSOs an offer"; flex-offer-revocation.md: "used by the AGR to revoke a
-    FlexOffer previously sent to a DSO". Each response goes back the other way."""
+    FlexOffer previously sent to a DSO"; flex-order.md: "used by DSOs to purchase flexibility
+    from an AGR"; flex-reservation-update.md: "used by DSOs to signal to an AGR". Each
+    response goes back the other way."""
     from adapter.uftp.messages import (
         RESPONSE_TYPES,
         FlexOffer,
         FlexOfferRevocation,
+        FlexOrder,
         FlexRequest,
+        FlexReservationUpdate,
     )
     from adapter.uftp.rules import recipient_roles
 
@@ -87,6 +91,8 @@ def test_flex_roles_follow_the_message_pages() -> None:
         (FlexRequest, Role.DSO, Role.AGR),
         (FlexOffer, Role.AGR, Role.DSO),
         (FlexOfferRevocation, Role.AGR, Role.DSO),
+        (FlexOrder, Role.DSO, Role.AGR),
+        (FlexReservationUpdate, Role.DSO, Role.AGR),
     ):
         assert may_send(request, sender, recipient)
         assert recipient_roles(request) == {recipient}

@@ -61,6 +61,10 @@ GLOBAL_ELEMENTS = {
     "FlexOfferResponse",
     "FlexOfferRevocation",
     "FlexOfferRevocationResponse",
+    "FlexOrder",
+    "FlexOrderResponse",
+    "FlexReservationUpdate",
+    "FlexReservationUpdateResponse",
 }
 
 # The 3.x reference attribute of each response type (the draft has ReferenceMessageID).
@@ -72,6 +76,8 @@ V3_REFERENCES = {
     "FlexRequestResponse": "FlexRequestMessageID",
     "FlexOfferResponse": "FlexOfferMessageID",
     "FlexOfferRevocationResponse": "FlexOfferRevocationMessageID",
+    "FlexOrderResponse": "FlexOrderMessageID",
+    "FlexReservationUpdateResponse": "FlexReservationUpdateMessageID",
 }
 
 XS = "{http://www.w3.org/2001/XMLSchema}"
@@ -185,6 +191,7 @@ OPTIONAL_ATTRS = {
     "Unsolicited",
     "BaselineReference",
     "MinActivationFactor",
+    "ActivationFactor",
 }
 # (element, attribute): optional there, required elsewhere.
 OPTIONAL_AT = {
@@ -192,11 +199,16 @@ OPTIONAL_AT = {
     ("FlexOffer", "ContractID"),
     ("FlexOffer", "FlexRequestMessageID"),
     ("FlexOffer", "D-PrognosisMessageID"),
+    ("FlexOrder", "ContractID"),
+    ("FlexOrder", "D-PrognosisMessageID"),
+    ("FlexOrder", "OptionReference"),
 }
 
 
 def is_optional(version: str, tag: str, attr: str) -> bool:
     """Whether `attr` of element `tag` is optional in the official schema of `version`."""
+    if (tag, attr) == ("FlexOrder", "FlexOfferMessageID"):
+        return version != "3.0.0"  # "Mandatory if Unsolicited=false" from 3.1.0 on
     return attr in OPTIONAL_ATTRS or (tag, attr) in OPTIONAL_AT
 
 
@@ -253,6 +265,11 @@ ATTR_KINDS: dict[str, str] = {
     "Currency": "currency",
     "Price": "amount",
     "MinActivationFactor": "factor",
+    "ActivationFactor": "factor",
+    "FlexOrderMessageID": "uuid",
+    "FlexReservationUpdateMessageID": "uuid",
+    "OrderReference": "string",
+    "Reference": "string",
 }
 # (readable path, attribute) -> kind, where the name alone does not tell.
 ATTR_KINDS_AT: dict[tuple[str, str], str] = {}
@@ -756,6 +773,34 @@ def flex_samples(version: str) -> dict[str, Node]:
             "FlexOfferRevocation", {**agr_dso, "FlexOfferMessageID": UUIDS[2]}
         ),
         "FlexOfferRevocationResponse": response("FlexOfferRevocationResponse", dso_agr),
+        "FlexOrder": el(
+            "FlexOrder",
+            {
+                **dso_agr,
+                **flex,
+                **unsolicited,
+                "FlexOfferMessageID": UUIDS[2],
+                **({} if version == "3.0.0" else {"ServiceType": "day-ahead"}),
+                "ContractID": "contract-1",
+                "D-PrognosisMessageID": UUIDS[1],
+                "BaselineReference": "baseline-1",
+                "Price": "-12.5",
+                "Currency": "EUR",
+                "OrderReference": "order-1",
+                "OptionReference": "A",
+                "ActivationFactor": "0.75",
+            },
+            el("ISP", {"Power": "-5000", "Start": "69", "Duration": "4"}),
+            el("ISP", {"Power": "-2500", "Start": "73", "Duration": "4"}),
+        ),
+        "FlexOrderResponse": response("FlexOrderResponse", agr_dso),
+        "FlexReservationUpdate": el(
+            "FlexReservationUpdate",
+            {**dso_agr, **flex, "ContractID": "contract-1", "Reference": "update-1"},
+            el("ISP", {"Power": "0", "Start": "1", "Duration": "68"}),
+            el("ISP", {"Power": "-5000", "Start": "69", "Duration": "28"}),
+        ),
+        "FlexReservationUpdateResponse": response("FlexReservationUpdateResponse", agr_dso),
     }
 
 
@@ -903,6 +948,7 @@ def structure_mutations(name: str, root: Node) -> Iterator[Sample]:
 # Attributes 3.1.0 added (UFTP-agr-dso.xsd, 3.0.0 -> 3.1.0), with a value valid in 3.1.0.
 ADDED_IN_3_1: dict[str, tuple[tuple[str, str], ...]] = {
     "FlexOffer": (("Unsolicited", "true"),),
+    "FlexOrder": (("Unsolicited", "true"), ("ServiceType", "intraday")),
 }
 
 
