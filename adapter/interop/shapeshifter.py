@@ -83,6 +83,9 @@ from adapter.uftp.messages import (
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
     AvailableRequested,
+    DPrognosis,
+    DPrognosisISP,
+    DPrognosisResponse,
     DSOPortfolioQuery,
     DSOPortfolioQueryCongestionPoint,
     DSOPortfolioQueryConnection,
@@ -101,6 +104,7 @@ from adapter.uftp.messages import (
     FlexOrder,
     FlexOrderISP,
     FlexOrderResponse,
+    FlexOrderStatus,
     FlexRequest,
     FlexRequestISP,
     FlexRequestResponse,
@@ -512,6 +516,25 @@ def _flex_order_to(m: FlexOrder) -> dict[str, Any]:
     }
 
 
+def _d_prognosis_to(m: DPrognosis) -> dict[str, Any]:
+    row = ss.DPrognosisISP
+    return {
+        **_flex_to(m),
+        "revision": m.revision,
+        "isps": [row(power=i.power, start=i.start, duration=i.duration) for i in m.isps],
+    }
+
+
+def _d_prognosis_response_to(m: DPrognosisResponse) -> dict[str, Any]:
+    row = ss.FlexOrderStatus
+    return {
+        "flex_order_statuses": [
+            row(flex_order_message_id=s.flex_order_message_id, is_validated=s.is_validated)
+            for s in m.flex_order_statuses
+        ]
+    }
+
+
 def _flex_reservation_update_to(m: FlexReservationUpdate) -> dict[str, Any]:
     row = ss.FlexReservationUpdateISP
     return {
@@ -710,6 +733,23 @@ def _flex_order_from(obj: Any) -> dict[str, Any]:
     }
 
 
+def _d_prognosis_from(obj: Any) -> dict[str, Any]:
+    return {
+        **_flex_from(obj),
+        "revision": obj.revision,
+        "isps": tuple([DPrognosisISP(i.start, i.power, i.duration) for i in obj.isps]),
+    }
+
+
+def _d_prognosis_response_from(obj: Any) -> dict[str, Any]:
+    return {
+        "flex_order_statuses": tuple(
+            FlexOrderStatus(s.flex_order_message_id, _bool_from(s.is_validated, "IsValidated"))
+            for s in obj.flex_order_statuses
+        )
+    }
+
+
 def _flex_reservation_update_from(obj: Any) -> dict[str, Any]:
     return {
         **_flex_from(obj),
@@ -806,6 +846,14 @@ _PAIRS = (
         _no_body,
         _no_body,
         "flex_reservation_update_message_id",
+    ),
+    _Pair(DPrognosis, ss.DPrognosis, _d_prognosis_to, _d_prognosis_from),
+    _Pair(
+        DPrognosisResponse,
+        ss.DPrognosisResponse,
+        _d_prognosis_response_to,
+        _d_prognosis_response_from,
+        "d_prognosis_message_id",
     ),
 )
 _BY_OURS: dict[type[PayloadMessage], _Pair] = {pair.ours: pair for pair in _PAIRS}

@@ -45,6 +45,9 @@ from .messages import (
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
     AvailableRequested,
+    DPrognosis,
+    DPrognosisISP,
+    DPrognosisResponse,
     DSOPortfolioQuery,
     DSOPortfolioQueryCongestionPoint,
     DSOPortfolioQueryConnection,
@@ -63,6 +66,7 @@ from .messages import (
     FlexOrder,
     FlexOrderISP,
     FlexOrderResponse,
+    FlexOrderStatus,
     FlexRequest,
     FlexRequestISP,
     FlexRequestResponse,
@@ -93,6 +97,7 @@ V3_REFERENCE_ATTRIBUTE: dict[type[PayloadResponse], str | None] = {
     FlexOfferRevocationResponse: "FlexOfferRevocationMessageID",
     FlexOrderResponse: "FlexOrderMessageID",
     FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
+    DPrognosisResponse: "D-PrognosisMessageID",
 }
 
 
@@ -532,6 +537,31 @@ def _read_flex_reservation_update(
     )
 
 
+def _read_d_prognosis(root: etree._Element, meta: dict[str, Any]) -> DPrognosis:
+    return DPrognosis(
+        **meta,
+        **_flex(root),
+        revision=int(root.get("Revision")),
+        isps=tuple(
+            DPrognosisISP(
+                int(isp.get("Start")), int(isp.get("Power")), _opt_int(isp.get("Duration"), 1)
+            )
+            for isp in root
+        ),
+    )
+
+
+def _read_d_prognosis_response(root: etree._Element, meta: dict[str, Any]) -> DPrognosisResponse:
+    _response(DPrognosisResponse, root, meta)
+    return DPrognosisResponse(
+        **meta,
+        flex_order_statuses=tuple(
+            FlexOrderStatus(status.get("FlexOrderMessageID"), _bool(status.get("IsValidated")))
+            for status in root
+        ),
+    )
+
+
 _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], PayloadMessage]] = {
     TestMessage: _read_test_message,
     TestMessageResponse: _metadata_only_response(TestMessageResponse),
@@ -553,6 +583,8 @@ _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], 
     FlexOrderResponse: _metadata_only_response(FlexOrderResponse),
     FlexReservationUpdate: _read_flex_reservation_update,
     FlexReservationUpdateResponse: _metadata_only_response(FlexReservationUpdateResponse),
+    DPrognosis: _read_d_prognosis,
+    DPrognosisResponse: _read_d_prognosis_response,
 }
 
 
@@ -843,8 +875,7 @@ def _write_flex_offer(message: FlexOffer, parts: list[str]) -> None:
             f'<OfferOption OptionReference="{attr(option.option_reference)}"'
             f' Price="{_dec(option.price)}"{_factor_attr("MinActivationFactor", factor)}>'
         )
-        for isp in option.isps:
-            append(f'<ISP Power="{isp.power}" Start="{isp.start}"{_duration_attr(isp.duration)}/>')
+        _write_power_isps(option.isps, parts)
         append("</OfferOption>")
     append(f"</{message.xml_name}>")
 
@@ -855,8 +886,10 @@ def _write_flex_offer_revocation(message: FlexOfferRevocation, parts: list[str])
 
 
 def _write_power_isps(
-    isps: tuple[FlexOrderISP | FlexReservationUpdateISP, ...], parts: list[str]
+    isps: Iterable[FlexOfferOptionISP | FlexOrderISP | FlexReservationUpdateISP | DPrognosisISP],
+    parts: list[str],
 ) -> None:
+    """ISPs of one Power each, as offers, orders, reservation updates and D-Prognoses have."""
     append = parts.append
     for isp in isps:
         append(f'<ISP Power="{isp.power}" Start="{isp.start}"{_duration_attr(isp.duration)}/>')
@@ -895,6 +928,27 @@ def _write_flex_reservation_update(message: FlexReservationUpdate, parts: list[s
     parts.append(f"</{message.xml_name}>")
 
 
+def _write_d_prognosis(message: DPrognosis, parts: list[str]) -> None:
+    _open(message, parts, _flex_attributes(message) + f' Revision="{message.revision}"')
+    parts.append(">")
+    _write_power_isps(message.isps, parts)
+    parts.append(f"</{message.xml_name}>")
+
+
+def _write_d_prognosis_response(message: DPrognosisResponse, parts: list[str]) -> None:
+    _open(message, parts, _response_attributes(message))
+    if not message.flex_order_statuses:
+        parts.append("/>")
+        return
+    parts.append(">")
+    for status in message.flex_order_statuses:
+        parts.append(
+            f'<FlexOrderStatus FlexOrderMessageID="{attr(status.flex_order_message_id)}"'
+            f' IsValidated="{_bool_text(status.is_validated)}"/>'
+        )
+    parts.append(f"</{message.xml_name}>")
+
+
 _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     TestMessage: _write_metadata_only,
     TestMessageResponse: _write_metadata_only,
@@ -916,4 +970,6 @@ _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     FlexOrderResponse: _write_metadata_only,
     FlexReservationUpdate: _write_flex_reservation_update,
     FlexReservationUpdateResponse: _write_metadata_only,
+    DPrognosis: _write_d_prognosis,
+    DPrognosisResponse: _write_d_prognosis_response,
 }

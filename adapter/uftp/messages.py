@@ -41,6 +41,9 @@ __all__ = [
     "AGRPortfolioUpdateConnection",
     "AGRPortfolioUpdateResponse",
     "AvailableRequested",
+    "DPrognosis",
+    "DPrognosisISP",
+    "DPrognosisResponse",
     "DSOPortfolioQuery",
     "DSOPortfolioQueryCongestionPoint",
     "DSOPortfolioQueryConnection",
@@ -59,6 +62,7 @@ __all__ = [
     "FlexOrder",
     "FlexOrderISP",
     "FlexOrderResponse",
+    "FlexOrderStatus",
     "FlexRequest",
     "FlexRequestISP",
     "FlexRequestResponse",
@@ -515,6 +519,49 @@ class FlexReservationUpdateResponse(PayloadResponse):
     request_type: ClassVar[type[PayloadMessage]] = FlexReservationUpdate
 
 
+class DPrognosisISP(NamedTuple):
+    """The power forecast for one or more ISPs, in Watts.
+
+    Start and Duration are xs:integer in this type only (positiveInteger elsewhere), so 0
+    and negative values pass the schema; whether they make sense is for the receiver."""
+
+    start: int
+    power: int
+    duration: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DPrognosis(FlexMessage):
+    """AGR -> DSO: the AGR's forecast for its connections behind a congestion point, for
+    every ISP of the Period (spec: d-prognosis.md). XML name: D-Prognosis."""
+
+    xml_name: ClassVar[str] = "D-Prognosis"
+
+    revision: int
+    isps: tuple[DPrognosisISP, ...]
+
+
+class FlexOrderStatus(NamedTuple):
+    """Whether the D-Prognosis just received reflects a FlexOrder sent earlier.
+
+    The XSD names the order by FlexOrderMessageID (the spec page's "Sequence" is not in any
+    Version's schema)."""
+
+    flex_order_message_id: str
+    is_validated: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DPrognosisResponse(PayloadResponse):
+    """DSO -> AGR, with the status of the FlexOrders for the Period. 3.x reference
+    attribute: D-PrognosisMessageID."""
+
+    xml_name: ClassVar[str] = "D-PrognosisResponse"
+    request_type: ClassVar[type[PayloadMessage]] = DPrognosis
+
+    flex_order_statuses: tuple[FlexOrderStatus, ...] = ()
+
+
 #: Every message type the codec reads and writes, by root element name.
 MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
     cls.xml_name: cls
@@ -539,6 +586,8 @@ MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
         FlexOrderResponse,
         FlexReservationUpdate,
         FlexReservationUpdateResponse,
+        DPrognosis,
+        DPrognosisResponse,
     )
 }
 

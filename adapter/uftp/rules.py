@@ -18,6 +18,8 @@ from .messages import (
     AGRPortfolioQueryResponse,
     AGRPortfolioUpdate,
     AGRPortfolioUpdateResponse,
+    DPrognosis,
+    DPrognosisResponse,
     DSOPortfolioQuery,
     DSOPortfolioQueryResponse,
     DSOPortfolioUpdate,
@@ -70,6 +72,10 @@ ROUTES: dict[type[PayloadMessage], tuple[frozenset[Role], frozenset[Role]]] = {
     # "used by DSOs to signal to an AGR which part of the contracted volume is still reserved"
     FlexReservationUpdate: (_DSO, _AGR),
     FlexReservationUpdateResponse: (_AGR, _DSO),
+    # d-prognosis.md: "between AGRs and DSOs"; the DSO answers with the status of the
+    # FlexOrders it sent (d-prognosis-response.md), so the AGR sends the prognosis.
+    DPrognosis: (_AGR, _DSO),
+    DPrognosisResponse: (_DSO, _AGR),
 }
 
 

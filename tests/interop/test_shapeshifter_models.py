@@ -44,6 +44,9 @@ from adapter.uftp import (  # noqa: E402
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
     AvailableRequested,
+    DPrognosis,
+    DPrognosisISP,
+    DPrognosisResponse,
     DSOPortfolioQuery,
     DSOPortfolioQueryCongestionPoint,
     DSOPortfolioQueryConnection,
@@ -392,6 +395,21 @@ def flex_samples(version: str) -> dict[str, PayloadMessage]:
         "FlexReservationUpdateResponse": make.make_flex_reservation_update_response(
             version, **response(Result.REJECTED)
         ),
+        "D-Prognosis": make.make_d_prognosis(version),
+        "D-Prognosis-odd-isps": DPrognosis(
+            **meta(version, 14),
+            isp_duration=timedelta(hours=1),
+            time_zone="Europe/Amsterdam",
+            period=date(2024, 10, 27),
+            congestion_point=EA1_CP,
+            revision=9_223_372_036_854_775_807,
+            # xs:integer in this type alone: zero and negative pass the schema.
+            isps=(DPrognosisISP(0, 5, 25), DPrognosisISP(-1, -5, 0)),
+        ),
+        "D-PrognosisResponse": make.make_d_prognosis_response(version),
+        "D-PrognosisResponse-rejected": DPrognosisResponse(
+            **meta(version, 15), **response(Result.REJECTED)
+        ),
     }
 
 
@@ -687,6 +705,29 @@ def their_flex_samples() -> dict[str, Any]:
         "FlexReservationUpdateResponse": ss.FlexReservationUpdateResponse(
             **their_meta(32), flex_reservation_update_message_id=uuid(31)
         ),
+        "D-Prognosis": ss.DPrognosis(
+            **their_meta(33),
+            **flex,
+            revision=5,
+            isps=[
+                ss.DPrognosisISP(power=1000, start=1, duration=48),
+                ss.DPrognosisISP(power=-500, start=49, duration=48),
+            ],
+        ),
+        "D-PrognosisResponse": ss.DPrognosisResponse(
+            **their_meta(34),
+            d_prognosis_message_id=uuid(33),
+            flex_order_statuses=[
+                ss.FlexOrderStatus(flex_order_message_id=uuid(28), is_validated=True),
+                ss.FlexOrderStatus(flex_order_message_id=uuid(29), is_validated=False),
+            ],
+        ),
+        "D-PrognosisResponse-none": ss.DPrognosisResponse(
+            **their_meta(35),
+            result=ss.AcceptedRejected.REJECTED,
+            rejection_reason=REASON,
+            d_prognosis_message_id=uuid(33),
+        ),
     }
 
 
@@ -714,6 +755,8 @@ COUNTERPARTS: dict[type[PayloadMessage], type[Any]] = {
     FlexOrderResponse: ss.FlexOrderResponse,
     FlexReservationUpdate: ss.FlexReservationUpdate,
     FlexReservationUpdateResponse: ss.FlexReservationUpdateResponse,
+    DPrognosis: ss.DPrognosis,
+    DPrognosisResponse: ss.DPrognosisResponse,
 }
 
 ALL_OURS = {

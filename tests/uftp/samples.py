@@ -27,6 +27,9 @@ from adapter.uftp.messages import (
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
     AvailableRequested,
+    DPrognosis,
+    DPrognosisISP,
+    DPrognosisResponse,
     DSOPortfolioQuery,
     DSOPortfolioQueryCongestionPoint,
     DSOPortfolioQueryConnection,
@@ -44,6 +47,7 @@ from adapter.uftp.messages import (
     FlexOrder,
     FlexOrderISP,
     FlexOrderResponse,
+    FlexOrderStatus,
     FlexRequest,
     FlexRequestISP,
     FlexRequestResponse,
@@ -416,6 +420,33 @@ def make_flex_reservation_update_response(
     )
 
 
+def make_d_prognosis(version: str = "3.1.0", **changes: Any) -> DPrognosis:
+    """A forecast for every ISP of the Period, in runs of equal power."""
+    fields: dict[str, Any] = {
+        **_flex(version, AGR_DOMAIN, DSO_DOMAIN),
+        "revision": 12,
+        "isps": (
+            DPrognosisISP(1, 1_200_000, 28),
+            DPrognosisISP(29, 800_000, 40),
+            DPrognosisISP(69, 2_500_000, 8),
+            DPrognosisISP(77, -150_000, 20),
+        ),
+    }
+    return DPrognosis(**{**fields, **changes})
+
+
+def make_d_prognosis_response(version: str = "3.1.0", **changes: Any) -> DPrognosisResponse:
+    """The status of two earlier FlexOrders: one reflected in the prognosis, one not."""
+    fields: dict[str, Any] = {
+        **response_metadata(version, DSO_DOMAIN, AGR_DOMAIN),
+        "flex_order_statuses": (
+            FlexOrderStatus("2c3d4e5f-6a7b-4c8d-9e0f-a1b2c3d4e5f6", True),
+            FlexOrderStatus("3D4E5F6A-7B8C-4D9E-8F0A-B1C2D3E4F5A6", False),
+        ),
+    }
+    return DPrognosisResponse(**{**fields, **changes})
+
+
 FACTORIES: dict[type[PayloadMessage], Callable[..., PayloadMessage]] = {
     TestMessage: make_test_message,
     TestMessageResponse: make_test_message_response,
@@ -437,6 +468,8 @@ FACTORIES: dict[type[PayloadMessage], Callable[..., PayloadMessage]] = {
     FlexOrderResponse: make_flex_order_response,
     FlexReservationUpdate: make_flex_reservation_update,
     FlexReservationUpdateResponse: make_flex_reservation_update_response,
+    DPrognosis: make_d_prognosis,
+    DPrognosisResponse: make_d_prognosis_response,
 }
 assert set(FACTORIES) == set(MESSAGE_TYPES.values()), "a message type has no sample factory"
 

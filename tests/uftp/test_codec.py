@@ -27,6 +27,7 @@ from adapter.uftp.messages import (
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
+    DPrognosisResponse,
     DSOPortfolioQuery,
     DSOPortfolioQueryConnection,
     DSOPortfolioQueryResponse,
@@ -67,6 +68,7 @@ V3_REFERENCE = {
     FlexOfferRevocationResponse: "FlexOfferRevocationMessageID",
     FlexOrderResponse: "FlexOrderMessageID",
     FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
+    DPrognosisResponse: "D-PrognosisMessageID",
 }
 V3_VERSIONS = ("3.0.0", "3.1.0")
 METADATA_ATTRIBUTES = {

@@ -19,6 +19,9 @@ from adapter.uftp import codec
 from adapter.uftp.errors import IncompleteMessage, InvalidXml
 from adapter.uftp.messages import (
     AvailableRequested,
+    DPrognosis,
+    DPrognosisISP,
+    DPrognosisResponse,
     FlexOffer,
     FlexOfferOptionISP,
     FlexOrder,
@@ -322,6 +325,41 @@ def test_reservation_update_requires_its_contract() -> None:
     data = codec.encode(samples.make_flex_reservation_update())
     with pytest.raises(InvalidXml, match="ContractID"):
         codec.decode(rewrite(data, ' ContractID="contract-2024-001"', ""))
+
+
+def test_d_prognosis_isp_numbers_are_plain_integers() -> None:
+    """D-PrognosisISPType types Start and Duration xs:integer, not xs:positiveInteger as
+    every other ISP does: zero and negative numbers pass the schema and are read as such."""
+    message = samples.make_d_prognosis(isps=(DPrognosisISP(0, 10, -1), DPrognosisISP(-3, 0, 0)))
+    data = codec.encode(message)
+    assert decode_officially_valid(data) == message
+
+
+@version_params
+def test_d_prognosis_response_without_order_statuses(version: str) -> None:
+    message = samples.make_d_prognosis_response(version, flex_order_statuses=())
+    data = codec.encode(message)
+    assert len(root_of(data)) == 0
+    assert codec.decode(data) == message
+
+
+def test_d_prognosis_response_order_statuses_round_trip() -> None:
+    decoded = codec.decode(codec.encode(samples.make_d_prognosis_response()))
+    assert isinstance(decoded, DPrognosisResponse)
+    assert [(s.flex_order_message_id[:8], s.is_validated) for s in decoded.flex_order_statuses] == [
+        ("2c3d4e5f", True),
+        ("3D4E5F6A", False),
+    ]
+    data = rewrite(codec.encode(samples.make_d_prognosis_response()), '"true"', '"1"')
+    again = codec.decode(data)
+    assert isinstance(again, DPrognosisResponse)
+    assert again.flex_order_statuses[0].is_validated is True
+
+
+def test_d_prognosis_is_the_xml_name() -> None:
+    data = codec.encode(samples.make_d_prognosis())
+    assert root_of(data).tag == "D-Prognosis"
+    assert isinstance(codec.decode(data), DPrognosis)
 
 
 # --- structure --------------------------------------------------------------------------------

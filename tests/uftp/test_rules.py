@@ -79,6 +79,7 @@ def test_flex_roles_follow_the_message_pages() -> None:
     response goes back the other way."""
     from adapter.uftp.messages import (
         RESPONSE_TYPES,
+        DPrognosis,
         FlexOffer,
         FlexOfferRevocation,
         FlexOrder,
@@ -93,6 +94,7 @@ def test_flex_roles_follow_the_message_pages() -> None:
         (FlexOfferRevocation, Role.AGR, Role.DSO),
         (FlexOrder, Role.DSO, Role.AGR),
         (FlexReservationUpdate, Role.DSO, Role.AGR),
+        (DPrognosis, Role.AGR, Role.DSO),
     ):
         assert may_send(request, sender, recipient)
         assert recipient_roles(request) == {recipient}

@@ -65,6 +65,8 @@ GLOBAL_ELEMENTS = {
     "FlexOrderResponse",
     "FlexReservationUpdate",
     "FlexReservationUpdateResponse",
+    "D-Prognosis",
+    "D-PrognosisResponse",
 }
 
 # The 3.x reference attribute of each response type (the draft has ReferenceMessageID).
@@ -78,6 +80,7 @@ V3_REFERENCES = {
     "FlexOfferRevocationResponse": "FlexOfferRevocationMessageID",
     "FlexOrderResponse": "FlexOrderMessageID",
     "FlexReservationUpdateResponse": "FlexReservationUpdateMessageID",
+    "D-PrognosisResponse": "D-PrognosisMessageID",
 }
 
 XS = "{http://www.w3.org/2001/XMLSchema}"
@@ -213,7 +216,11 @@ def is_optional(version: str, tag: str, attr: str) -> bool:
 
 
 # (parent, child) groups with minOccurs=0; every other child group has minOccurs=1.
-OPTIONAL_CHILDREN = {("DSOPortfolioQueryResponse", "CongestionPoint"), ("DSO-View", "Connection")}
+OPTIONAL_CHILDREN = {
+    ("DSOPortfolioQueryResponse", "CongestionPoint"),
+    ("DSO-View", "Connection"),
+    ("D-PrognosisResponse", "FlexOrderStatus"),
+}
 # (parent, child) groups with maxOccurs=1; every other child group is unbounded.
 SINGLE_CHILDREN = {("DSOPortfolioQueryResponse", "CongestionPoint")}
 
@@ -270,9 +277,14 @@ ATTR_KINDS: dict[str, str] = {
     "FlexReservationUpdateMessageID": "uuid",
     "OrderReference": "string",
     "Reference": "string",
+    "IsValidated": "boolean",
 }
 # (readable path, attribute) -> kind, where the name alone does not tell.
-ATTR_KINDS_AT: dict[tuple[str, str], str] = {}
+ATTR_KINDS_AT: dict[tuple[str, str], str] = {
+    # D-PrognosisISPType alone types these xs:integer, not xs:positiveInteger.
+    ("D-Prognosis/ISP", "Start"): "integer",
+    ("D-Prognosis/ISP", "Duration"): "integer",
+}
 
 
 def attr_kind(sig: str, attr: str) -> str:
@@ -801,6 +813,18 @@ def flex_samples(version: str) -> dict[str, Node]:
             el("ISP", {"Power": "-5000", "Start": "69", "Duration": "28"}),
         ),
         "FlexReservationUpdateResponse": response("FlexReservationUpdateResponse", agr_dso),
+        "D-Prognosis": el(
+            "D-Prognosis",
+            {**agr_dso, **flex, "Revision": "4"},
+            el("ISP", {"Power": "1200000", "Start": "1", "Duration": "68"}),
+            el("ISP", {"Power": "-150000", "Start": "69", "Duration": "28"}),
+        ),
+        "D-PrognosisResponse": el(
+            "D-PrognosisResponse",
+            {**dso_agr, **response_attrs(version, "D-PrognosisResponse")},
+            el("FlexOrderStatus", {"FlexOrderMessageID": UUIDS[0], "IsValidated": "true"}),
+            el("FlexOrderStatus", {"FlexOrderMessageID": UUIDS[1], "IsValidated": "false"}),
+        ),
     }
 
 
