@@ -24,11 +24,11 @@ What the conversion bridges:
   activation factor to 2 decimals; a value with more digits (which the schema refuses)
   makes `to_shapeshifter` raise instead of sending a rounded price.
 - Unset metadata: `None` on their side, "" on ours (`time_stamp` is None on both).
-- Enums: their `RedispatchBy`, `AcceptedRejected` and `AvailableRequested`, our
-  `RedispatchBy`, `Result` and `AvailableRequested`; same values, mapped through tables
-  built from our enums so that a divergence fails at import. Their parser leaves these
-  attributes as plain text despite the enum types of their fields; the tables answer for
-  text and members alike.
+- Enums: their `RedispatchBy`, `AcceptedRejected`, `AvailableRequested` and
+  `AcceptedDisputed`, our enums of the same values (`Result` for `AcceptedRejected`), mapped
+  through tables built from our enums so that a divergence fails at import. Their parser
+  leaves these attributes as plain text despite the enum types of their fields; the tables
+  answer for text and members alike.
 - Booleans: their parser gives `bool`; text set by hand (`"false"`) is refused, not read as
   truthy.
 - Response references: each 3.x response names its reference attribute after its request;
@@ -59,6 +59,9 @@ Quirks of theirs (each shown by a test in tests/interop):
   no attribute for: an unsolicited 3.0.0 offer (no FlexRequestMessageID, as that Version
   says it) cannot be built on their side, and `to_shapeshifter` raises their `TypeError`.
   Their FlexOrder does the same with FlexOfferMessageID, which only 3.0.0 requires anyway.
+- Their FlexSettlement is a response class (as the 3.x XSD has it) and always writes
+  Result, which the draft does not allow on it: our codec refuses their draft settlement.
+  Our model carries `result` and `rejection_reason` as fields of its own.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ from typing import Any, TypeVar
 
 from adapter.uftp.durations import format_duration, parse_duration
 from adapter.uftp.messages import (
+    AcceptedDisputed,
     AGRPortfolioQuery,
     AGRPortfolioQueryCongestionPoint,
     AGRPortfolioQueryConnection,
@@ -83,6 +87,9 @@ from adapter.uftp.messages import (
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
     AvailableRequested,
+    ContractSettlement,
+    ContractSettlementISP,
+    ContractSettlementPeriod,
     DPrognosis,
     DPrognosisISP,
     DPrognosisResponse,
@@ -104,6 +111,9 @@ from adapter.uftp.messages import (
     FlexOrder,
     FlexOrderISP,
     FlexOrderResponse,
+    FlexOrderSettlement,
+    FlexOrderSettlementISP,
+    FlexOrderSettlementStatus,
     FlexOrderStatus,
     FlexRequest,
     FlexRequestISP,
@@ -111,6 +121,8 @@ from adapter.uftp.messages import (
     FlexReservationUpdate,
     FlexReservationUpdateISP,
     FlexReservationUpdateResponse,
+    FlexSettlement,
+    FlexSettlementResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -267,6 +279,10 @@ _DISPOSITION_TO: dict[AvailableRequested, Any] = {
     d: ss.AvailableRequested(d.value) for d in AvailableRequested
 }
 _DISPOSITION_FROM: dict[Any, AvailableRequested] = {v: k for k, v in _DISPOSITION_TO.items()}
+_VERDICT_TO: dict[AcceptedDisputed, Any] = {
+    d: ss.AcceptedDisputed(d.value) for d in AcceptedDisputed
+}
+_VERDICT_FROM: dict[Any, AcceptedDisputed] = {v: k for k, v in _VERDICT_TO.items()}
 
 
 def _redispatch_to(value: RedispatchBy) -> Any:
@@ -535,6 +551,81 @@ def _d_prognosis_response_to(m: DPrognosisResponse) -> dict[str, Any]:
     }
 
 
+def _flex_settlement_to(m: FlexSettlement) -> dict[str, Any]:
+    order_row, contract_row = ss.FlexOrderSettlementISP, ss.ContractSettlementISP
+    return {
+        "result": _member(_RESULT_TO, m.result, "Result"),
+        "rejection_reason": m.rejection_reason,
+        "period_start": _xml_date(m.period_start),
+        "period_end": _xml_date(m.period_end),
+        "currency": m.currency,
+        "flex_order_settlements": [
+            ss.FlexOrderSettlement(
+                order_reference=o.order_reference,
+                period=_xml_date(o.period),
+                contract_id=o.contract_id,
+                d_prognosis_message_id=o.d_prognosis_message_id,
+                baseline_reference=o.baseline_reference,
+                congestion_point=o.congestion_point,
+                price=_exact(o.price, 4, "Price"),
+                penalty=_exact(o.penalty, 4, "Penalty"),
+                net_settlement=_exact(o.net_settlement, 4, "NetSettlement"),
+                isps=[
+                    order_row(
+                        start=i.start,
+                        duration=i.duration,
+                        baseline_power=i.baseline_power,
+                        ordered_flex_power=i.ordered_flex_power,
+                        actual_power=i.actual_power,
+                        delivered_flex_power=i.delivered_flex_power,
+                        power_deficiency=i.power_deficiency,
+                    )
+                    for i in o.isps
+                ],
+            )
+            for o in m.flex_order_settlements
+        ],
+        "contract_settlements": [
+            ss.ContractSettlement(
+                contract_id=c.contract_id,
+                periods=[
+                    ss.ContractSettlementPeriod(
+                        period=_xml_date(p.period),
+                        isps=[
+                            contract_row(
+                                start=i.start,
+                                duration=i.duration,
+                                reserved_power=i.reserved_power,
+                                requested_power=i.requested_power,
+                                available_power=i.available_power,
+                                offered_power=i.offered_power,
+                                ordered_power=i.ordered_power,
+                            )
+                            for i in p.isps
+                        ],
+                    )
+                    for p in c.periods
+                ],
+            )
+            for c in m.contract_settlements
+        ],
+    }
+
+
+def _flex_settlement_response_to(m: FlexSettlementResponse) -> dict[str, Any]:
+    row = ss.FlexOrderSettlementStatus
+    return {
+        "flex_order_settlement_statuses": [
+            row(
+                order_reference=s.order_reference,
+                disposition=_member(_VERDICT_TO, s.disposition, "Disposition"),
+                dispute_reason=s.dispute_reason,
+            )
+            for s in m.flex_order_settlement_statuses
+        ]
+    }
+
+
 def _flex_reservation_update_to(m: FlexReservationUpdate) -> dict[str, Any]:
     row = ss.FlexReservationUpdateISP
     return {
@@ -750,6 +841,83 @@ def _d_prognosis_response_from(obj: Any) -> dict[str, Any]:
     }
 
 
+def _flex_settlement_from(obj: Any) -> dict[str, Any]:
+    return {
+        "result": _member(_RESULT_FROM, obj.result, "Result"),
+        "rejection_reason": obj.rejection_reason,
+        "period_start": _date_from(obj.period_start),
+        "period_end": _date_from(obj.period_end),
+        "currency": obj.currency,
+        "flex_order_settlements": tuple(
+            FlexOrderSettlement(
+                order_reference=o.order_reference,
+                period=_date_from(o.period),
+                contract_id=o.contract_id,
+                d_prognosis_message_id=o.d_prognosis_message_id,
+                baseline_reference=o.baseline_reference,
+                congestion_point=o.congestion_point,
+                price=_decimal_from(o.price),
+                penalty=_decimal_from(o.penalty),
+                net_settlement=_decimal_from(o.net_settlement),
+                isps=tuple(
+                    [
+                        FlexOrderSettlementISP(
+                            i.start,
+                            i.baseline_power,
+                            i.ordered_flex_power,
+                            i.actual_power,
+                            i.delivered_flex_power,
+                            i.duration,
+                            i.power_deficiency,
+                        )
+                        for i in o.isps
+                    ]
+                ),
+            )
+            for o in obj.flex_order_settlements
+        ),
+        "contract_settlements": tuple(
+            ContractSettlement(
+                contract_id=c.contract_id,
+                periods=tuple(
+                    ContractSettlementPeriod(
+                        period=_date_from(p.period),
+                        isps=tuple(
+                            [
+                                ContractSettlementISP(
+                                    i.start,
+                                    i.reserved_power,
+                                    i.duration,
+                                    i.requested_power,
+                                    i.available_power,
+                                    i.offered_power,
+                                    i.ordered_power,
+                                )
+                                for i in p.isps
+                            ]
+                        ),
+                    )
+                    for p in c.periods
+                ),
+            )
+            for c in obj.contract_settlements
+        ),
+    }
+
+
+def _flex_settlement_response_from(obj: Any) -> dict[str, Any]:
+    return {
+        "flex_order_settlement_statuses": tuple(
+            FlexOrderSettlementStatus(
+                s.order_reference,
+                _member(_VERDICT_FROM, s.disposition, "Disposition"),
+                s.dispute_reason,
+            )
+            for s in obj.flex_order_settlement_statuses
+        )
+    }
+
+
 def _flex_reservation_update_from(obj: Any) -> dict[str, Any]:
     return {
         **_flex_from(obj),
@@ -854,6 +1022,14 @@ _PAIRS = (
         _d_prognosis_response_to,
         _d_prognosis_response_from,
         "d_prognosis_message_id",
+    ),
+    _Pair(FlexSettlement, ss.FlexSettlement, _flex_settlement_to, _flex_settlement_from),
+    _Pair(
+        FlexSettlementResponse,
+        ss.FlexSettlementResponse,
+        _flex_settlement_response_to,
+        _flex_settlement_response_from,
+        "flex_settlement_message_id",
     ),
 )
 _BY_OURS: dict[type[PayloadMessage], _Pair] = {pair.ours: pair for pair in _PAIRS}

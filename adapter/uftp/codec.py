@@ -35,6 +35,7 @@ from .durations import format_duration, parse_duration
 from .errors import IncompleteMessage, InvalidXml
 from .messages import (
     MESSAGE_TYPES,
+    AcceptedDisputed,
     AGRPortfolioQuery,
     AGRPortfolioQueryCongestionPoint,
     AGRPortfolioQueryConnection,
@@ -45,6 +46,9 @@ from .messages import (
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
     AvailableRequested,
+    ContractSettlement,
+    ContractSettlementISP,
+    ContractSettlementPeriod,
     DPrognosis,
     DPrognosisISP,
     DPrognosisResponse,
@@ -66,6 +70,9 @@ from .messages import (
     FlexOrder,
     FlexOrderISP,
     FlexOrderResponse,
+    FlexOrderSettlement,
+    FlexOrderSettlementISP,
+    FlexOrderSettlementStatus,
     FlexOrderStatus,
     FlexRequest,
     FlexRequestISP,
@@ -73,6 +80,8 @@ from .messages import (
     FlexReservationUpdate,
     FlexReservationUpdateISP,
     FlexReservationUpdateResponse,
+    FlexSettlement,
+    FlexSettlementResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -98,6 +107,7 @@ V3_REFERENCE_ATTRIBUTE: dict[type[PayloadResponse], str | None] = {
     FlexOrderResponse: "FlexOrderMessageID",
     FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
     DPrognosisResponse: "D-PrognosisMessageID",
+    FlexSettlementResponse: "FlexSettlementMessageID",
 }
 
 
@@ -231,6 +241,14 @@ def _decimal(text: str) -> Decimal:
 
 
 _AVAILABLE_REQUESTED: dict[str, AvailableRequested] = {m.value: m for m in AvailableRequested}
+_ACCEPTED_DISPUTED: dict[str, AcceptedDisputed] = {m.value: m for m in AcceptedDisputed}
+_ZERO = Decimal(0)
+
+
+def _opt_power(text: str | None) -> int | None:
+    return None if text is None else int(text)
+
+
 _ONE = Decimal("1.00")
 
 
@@ -562,6 +580,97 @@ def _read_d_prognosis_response(root: etree._Element, meta: dict[str, Any]) -> DP
     )
 
 
+def _read_flex_settlement(root: etree._Element, meta: dict[str, Any]) -> FlexSettlement:
+    get = root.get
+    orders: list[FlexOrderSettlement] = []
+    contracts: list[ContractSettlement] = []
+    for child in root:
+        if child.tag == "FlexOrderSettlement":
+            orders.append(_flex_order_settlement(child))
+        else:
+            contracts.append(
+                ContractSettlement(
+                    contract_id=child.get("ContractID"),
+                    periods=tuple(
+                        ContractSettlementPeriod(
+                            period=_date(period.get("Period")),
+                            isps=tuple(_contract_settlement_isp(isp) for isp in period),
+                        )
+                        for period in child
+                    ),
+                )
+            )
+    result = get("Result")  # 3.x only: FlexSettlementType extends the response type there
+    return FlexSettlement(
+        **meta,
+        period_start=_date(get("PeriodStart")),
+        period_end=_date(get("PeriodEnd")),
+        currency=get("Currency"),
+        flex_order_settlements=tuple(orders),
+        contract_settlements=tuple(contracts),
+        result=Result.ACCEPTED if result is None else Result(result),
+        rejection_reason=get("RejectionReason"),
+    )
+
+
+def _flex_order_settlement(element: etree._Element) -> FlexOrderSettlement:
+    get = element.get
+    penalty = get("Penalty")
+    return FlexOrderSettlement(
+        order_reference=get("OrderReference"),
+        period=_date(get("Period")),
+        contract_id=get("ContractID"),
+        d_prognosis_message_id=get("D-PrognosisMessageID"),
+        baseline_reference=get("BaselineReference"),
+        congestion_point=get("CongestionPoint"),
+        price=_decimal(get("Price")),
+        penalty=_ZERO if penalty is None else _decimal(penalty),
+        net_settlement=_decimal(get("NetSettlement")),
+        isps=tuple(
+            FlexOrderSettlementISP(
+                int(isp.get("Start")),
+                int(isp.get("BaselinePower")),
+                int(isp.get("OrderedFlexPower")),
+                int(isp.get("ActualPower")),
+                int(isp.get("DeliveredFlexPower")),
+                _opt_int(isp.get("Duration"), 1),
+                _opt_int(isp.get("PowerDeficiency"), 0),
+            )
+            for isp in element
+        ),
+    )
+
+
+def _contract_settlement_isp(isp: etree._Element) -> ContractSettlementISP:
+    get = isp.get
+    return ContractSettlementISP(
+        int(get("Start")),
+        int(get("ReservedPower")),
+        _opt_int(get("Duration"), 1),
+        _opt_power(get("RequestedPower")),
+        _opt_power(get("AvailablePower")),
+        _opt_power(get("OfferedPower")),
+        _opt_power(get("OrderedPower")),
+    )
+
+
+def _read_flex_settlement_response(
+    root: etree._Element, meta: dict[str, Any]
+) -> FlexSettlementResponse:
+    _response(FlexSettlementResponse, root, meta)
+    return FlexSettlementResponse(
+        **meta,
+        flex_order_settlement_statuses=tuple(
+            FlexOrderSettlementStatus(
+                status.get("OrderReference"),
+                _ACCEPTED_DISPUTED[status.get("Disposition")],
+                status.get("DisputeReason"),
+            )
+            for status in root
+        ),
+    )
+
+
 _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], PayloadMessage]] = {
     TestMessage: _read_test_message,
     TestMessageResponse: _metadata_only_response(TestMessageResponse),
@@ -585,6 +694,8 @@ _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], 
     FlexReservationUpdateResponse: _metadata_only_response(FlexReservationUpdateResponse),
     DPrognosis: _read_d_prognosis,
     DPrognosisResponse: _read_d_prognosis_response,
+    FlexSettlement: _read_flex_settlement,
+    FlexSettlementResponse: _read_flex_settlement_response,
 }
 
 
@@ -949,6 +1060,88 @@ def _write_d_prognosis_response(message: DPrognosisResponse, parts: list[str]) -
     parts.append(f"</{message.xml_name}>")
 
 
+def _write_flex_settlement(message: FlexSettlement, parts: list[str]) -> None:
+    if is_draft(message.version):
+        if message.result is not Result.ACCEPTED or message.rejection_reason is not None:
+            raise InvalidXml(
+                f"{message.xml_name}: Result and RejectionReason exist in 3.x only, "
+                f"not in Version {message.version}"
+            )
+        response = ""
+    else:
+        response = f' Result="{message.result}"' + _opt_text(
+            "RejectionReason", message.rejection_reason
+        )
+    _open(
+        message,
+        parts,
+        response
+        + f' PeriodStart="{message.period_start.isoformat()}"'
+        + f' PeriodEnd="{message.period_end.isoformat()}"'
+        + f' Currency="{attr(message.currency)}"',
+    )
+    parts.append(">")
+    append = parts.append
+    for order in message.flex_order_settlements:
+        penalty = order.penalty
+        append(
+            "<FlexOrderSettlement"
+            + _opt_text("OrderReference", order.order_reference)
+            + f' Period="{order.period.isoformat()}"'
+            + _opt_text("ContractID", order.contract_id)
+            + _opt_text("D-PrognosisMessageID", order.d_prognosis_message_id)
+            + _opt_text("BaselineReference", order.baseline_reference)
+            + f' CongestionPoint="{attr(order.congestion_point)}"'
+            + f' Price="{_dec(order.price)}"'
+            + ("" if penalty == _ZERO else f' Penalty="{_dec(penalty)}"')
+            + f' NetSettlement="{_dec(order.net_settlement)}">'
+        )
+        for isp in order.isps:
+            append(
+                f'<ISP Start="{isp.start}"{_duration_attr(isp.duration)}'
+                f' BaselinePower="{isp.baseline_power}"'
+                f' OrderedFlexPower="{isp.ordered_flex_power}"'
+                f' ActualPower="{isp.actual_power}"'
+                f' DeliveredFlexPower="{isp.delivered_flex_power}"'
+                # 0 is the XSD's default and is left out.
+                f"{_opt('PowerDeficiency', isp.power_deficiency or None)}/>"
+            )
+        append("</FlexOrderSettlement>")
+    for contract in message.contract_settlements:
+        append(f"<ContractSettlement{_opt_text('ContractID', contract.contract_id)}>")
+        for period in contract.periods:
+            append(f'<Period Period="{period.period.isoformat()}">')
+            for c in period.isps:
+                append(
+                    f'<ISP Start="{c.start}"{_duration_attr(c.duration)}'
+                    f' ReservedPower="{c.reserved_power}"'
+                    f"{_opt('RequestedPower', c.requested_power)}"
+                    f"{_opt('AvailablePower', c.available_power)}"
+                    f"{_opt('OfferedPower', c.offered_power)}"
+                    f"{_opt('OrderedPower', c.ordered_power)}/>"
+                )
+            append("</Period>")
+        append("</ContractSettlement>")
+    append(f"</{message.xml_name}>")
+
+
+def _write_flex_settlement_response(message: FlexSettlementResponse, parts: list[str]) -> None:
+    _open(message, parts, _response_attributes(message))
+    if not message.flex_order_settlement_statuses:
+        parts.append("/>")  # not schema-valid: the XSD wants one status at least
+        return
+    parts.append(">")
+    for status in message.flex_order_settlement_statuses:
+        parts.append(
+            "<FlexOrderSettlementStatus"
+            + _opt_text("OrderReference", status.order_reference)
+            + f' Disposition="{status.disposition}"'
+            + _opt_text("DisputeReason", status.dispute_reason)
+            + "/>"
+        )
+    parts.append(f"</{message.xml_name}>")
+
+
 _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     TestMessage: _write_metadata_only,
     TestMessageResponse: _write_metadata_only,
@@ -972,4 +1165,6 @@ _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     FlexReservationUpdateResponse: _write_metadata_only,
     DPrognosis: _write_d_prognosis,
     DPrognosisResponse: _write_d_prognosis_response,
+    FlexSettlement: _write_flex_settlement,
+    FlexSettlementResponse: _write_flex_settlement_response,
 }

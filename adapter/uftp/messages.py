@@ -40,7 +40,11 @@ __all__ = [
     "AGRPortfolioUpdate",
     "AGRPortfolioUpdateConnection",
     "AGRPortfolioUpdateResponse",
+    "AcceptedDisputed",
     "AvailableRequested",
+    "ContractSettlement",
+    "ContractSettlementISP",
+    "ContractSettlementPeriod",
     "DPrognosis",
     "DPrognosisISP",
     "DPrognosisResponse",
@@ -62,6 +66,9 @@ __all__ = [
     "FlexOrder",
     "FlexOrderISP",
     "FlexOrderResponse",
+    "FlexOrderSettlement",
+    "FlexOrderSettlementISP",
+    "FlexOrderSettlementStatus",
     "FlexOrderStatus",
     "FlexRequest",
     "FlexRequestISP",
@@ -69,6 +76,8 @@ __all__ = [
     "FlexReservationUpdate",
     "FlexReservationUpdateISP",
     "FlexReservationUpdateResponse",
+    "FlexSettlement",
+    "FlexSettlementResponse",
     "PayloadMessage",
     "PayloadResponse",
     "RedispatchBy",
@@ -99,6 +108,13 @@ class RedispatchBy(StrEnum):
 
     AGR = "AGR"
     DSO = "DSO"
+
+
+class AcceptedDisputed(StrEnum):
+    """AcceptedDisputedType: the AGR's verdict on one settled order."""
+
+    ACCEPTED = "Accepted"
+    DISPUTED = "Disputed"
 
 
 class AvailableRequested(StrEnum):
@@ -562,6 +578,112 @@ class DPrognosisResponse(PayloadResponse):
     flex_order_statuses: tuple[FlexOrderStatus, ...] = ()
 
 
+class FlexOrderSettlementISP(NamedTuple):
+    """What was ordered and delivered in one or more ISPs, in Watts."""
+
+    start: int
+    baseline_power: int
+    ordered_flex_power: int
+    actual_power: int
+    delivered_flex_power: int
+    duration: int = 1
+    #: Flex power sold but not delivered; the XSD's default is 0.
+    power_deficiency: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOrderSettlement:
+    """The settlement of one FlexOrder: its price, the penalty for a deficiency, the net."""
+
+    #: Optional in the XSD (no `use`), though the spec page lists it for every order.
+    order_reference: str | None = None
+    period: date
+    contract_id: str | None = None
+    d_prognosis_message_id: str | None = None
+    baseline_reference: str | None = None
+    congestion_point: str
+    price: Decimal
+    #: The XSD's default is 0.
+    penalty: Decimal = Decimal(0)
+    net_settlement: Decimal
+    isps: tuple[FlexOrderSettlementISP, ...]
+
+
+class ContractSettlementISP(NamedTuple):
+    """The reserved, requested, available, offered and ordered power of a bilateral
+    contract in one or more ISPs, in Watts; the last four only where there was one."""
+
+    start: int
+    reserved_power: int
+    duration: int = 1
+    requested_power: int | None = None
+    available_power: int | None = None
+    offered_power: int | None = None
+    ordered_power: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContractSettlementPeriod:
+    period: date
+    isps: tuple[ContractSettlementISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContractSettlement:
+    """The settlement of one bilateral contract, Period by Period."""
+
+    #: Optional in the XSD (no `use`).
+    contract_id: str | None = None
+    periods: tuple[ContractSettlementPeriod, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexSettlement(PayloadMessage):
+    """DSO -> AGR: the orders (and bilateral contracts) of a settlement period, typically a
+    month (spec: flex-settlement.md).
+
+    Where the XSD and the spec page disagree, the XSD decides what is valid: every Version
+    requires at least one FlexOrderSettlement and at least one ContractSettlement (the page
+    says 0..n of each). In 3.x FlexSettlementType extends the response type, so the message
+    carries `result` (required) and may carry `rejection_reason`; the draft has neither, and
+    the codec refuses to write a draft settlement whose `result` or `rejection_reason` is set
+    to anything but the defaults.
+    """
+
+    xml_name: ClassVar[str] = "FlexSettlement"
+
+    period_start: date
+    period_end: date
+    currency: str
+    flex_order_settlements: tuple[FlexOrderSettlement, ...]
+    contract_settlements: tuple[ContractSettlement, ...]
+    result: Result = Result.ACCEPTED
+    rejection_reason: str | None = None
+
+
+class FlexOrderSettlementStatus(NamedTuple):
+    """The AGR's verdict on one FlexOrderSettlement, by its OrderReference."""
+
+    order_reference: str | None
+    disposition: AcceptedDisputed
+    dispute_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexSettlementResponse(PayloadResponse):
+    """AGR -> DSO. 3.x reference attribute: FlexSettlementMessageID.
+
+    The XSD requires at least one FlexOrderSettlementStatus in every Version (the page's
+    ContractSettlementStatus is in none), so a Rejected response without statuses is not
+    schema-valid: a strict peer answers it with HTTP 400.
+    """
+
+    xml_name: ClassVar[str] = "FlexSettlementResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexSettlement
+
+    flex_order_settlement_statuses: tuple[FlexOrderSettlementStatus, ...] = ()
+
+
 #: Every message type the codec reads and writes, by root element name.
 MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
     cls.xml_name: cls
@@ -588,6 +710,8 @@ MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
         FlexReservationUpdateResponse,
         DPrognosis,
         DPrognosisResponse,
+        FlexSettlement,
+        FlexSettlementResponse,
     )
 }
 

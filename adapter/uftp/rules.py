@@ -34,6 +34,8 @@ from .messages import (
     FlexRequestResponse,
     FlexReservationUpdate,
     FlexReservationUpdateResponse,
+    FlexSettlement,
+    FlexSettlementResponse,
     PayloadMessage,
     PayloadResponse,
     Role,
@@ -76,6 +78,10 @@ ROUTES: dict[type[PayloadMessage], tuple[frozenset[Role], frozenset[Role]]] = {
     # FlexOrders it sent (d-prognosis-response.md), so the AGR sends the prognosis.
     DPrognosis: (_AGR, _DSO),
     DPrognosisResponse: (_DSO, _AGR),
+    # "sent by DSOs on a regular basis (typically monthly) to AGRs, in order to initiate
+    # settlement"
+    FlexSettlement: (_DSO, _AGR),
+    FlexSettlementResponse: (_AGR, _DSO),
 }
 
 

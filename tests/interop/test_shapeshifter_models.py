@@ -34,6 +34,7 @@ from adapter.interop import shapeshifter as bridge  # noqa: E402
 from adapter.interop.shapeshifter import from_shapeshifter, to_shapeshifter  # noqa: E402
 from adapter.uftp import (  # noqa: E402
     MESSAGE_TYPES,
+    AcceptedDisputed,
     AGRPortfolioQuery,
     AGRPortfolioQueryCongestionPoint,
     AGRPortfolioQueryConnection,
@@ -44,6 +45,9 @@ from adapter.uftp import (  # noqa: E402
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
     AvailableRequested,
+    ContractSettlement,
+    ContractSettlementISP,
+    ContractSettlementPeriod,
     DPrognosis,
     DPrognosisISP,
     DPrognosisResponse,
@@ -64,11 +68,16 @@ from adapter.uftp import (  # noqa: E402
     FlexOrder,
     FlexOrderISP,
     FlexOrderResponse,
+    FlexOrderSettlement,
+    FlexOrderSettlementISP,
+    FlexOrderSettlementStatus,
     FlexRequest,
     FlexRequestISP,
     FlexRequestResponse,
     FlexReservationUpdate,
     FlexReservationUpdateResponse,
+    FlexSettlement,
+    FlexSettlementResponse,
     InvalidXml,
     PayloadMessage,
     PayloadResponse,
@@ -410,6 +419,39 @@ def flex_samples(version: str) -> dict[str, PayloadMessage]:
         "D-PrognosisResponse-rejected": DPrognosisResponse(
             **meta(version, 15), **response(Result.REJECTED)
         ),
+        "FlexSettlement": make.make_flex_settlement(version),
+        "FlexSettlement-bare": FlexSettlement(
+            **meta(version, 16),
+            period_start=date(2024, 6, 1),
+            period_end=date(2024, 6, 30),
+            currency="EUR",
+            flex_order_settlements=(
+                FlexOrderSettlement(
+                    period=date(2024, 6, 2),
+                    congestion_point=EAN_CP,
+                    price=Decimal("1.5"),
+                    net_settlement=Decimal("1.5"),
+                    isps=(FlexOrderSettlementISP(5, 1, 2, 3, 4),),
+                ),
+            ),
+            contract_settlements=(
+                ContractSettlement(
+                    periods=(
+                        ContractSettlementPeriod(
+                            period=date(2024, 6, 2), isps=(ContractSettlementISP(5, 0),)
+                        ),
+                    )
+                ),
+            ),
+        ),
+        "FlexSettlementResponse": make.make_flex_settlement_response(version),
+        "FlexSettlementResponse-rejected": FlexSettlementResponse(
+            **meta(version, 17),
+            **response(Result.REJECTED),
+            flex_order_settlement_statuses=(
+                FlexOrderSettlementStatus("o-1", AcceptedDisputed.DISPUTED, "no such order"),
+            ),
+        ),
     }
 
 
@@ -722,6 +764,67 @@ def their_flex_samples() -> dict[str, Any]:
                 ss.FlexOrderStatus(flex_order_message_id=uuid(29), is_validated=False),
             ],
         ),
+        "FlexSettlement": ss.FlexSettlement(
+            **their_meta(36),
+            period_start=XmlDate(2024, 5, 1),
+            period_end=XmlDate(2024, 5, 31),
+            currency="EUR",
+            flex_order_settlements=[
+                ss.FlexOrderSettlement(
+                    order_reference="PO-28",
+                    period=XmlDate(2024, 5, 2),
+                    congestion_point=EA1_CP,
+                    price=Decimal("5.125"),
+                    penalty=Decimal("1"),
+                    net_settlement=Decimal("4.125"),
+                    isps=[
+                        ss.FlexOrderSettlementISP(
+                            start=69,
+                            baseline_power=3000,
+                            ordered_flex_power=-2000,
+                            actual_power=1500,
+                            delivered_flex_power=-1500,
+                            power_deficiency=500,
+                        ),
+                        ss.FlexOrderSettlementISP(
+                            start=70,
+                            duration=3,
+                            baseline_power=3000,
+                            ordered_flex_power=-2000,
+                            actual_power=1000,
+                            delivered_flex_power=-2000,
+                        ),
+                    ],
+                ),
+            ],
+            contract_settlements=[
+                ss.ContractSettlement(
+                    contract_id="c-9",
+                    periods=[
+                        ss.ContractSettlementPeriod(
+                            period=XmlDate(2024, 5, 2),
+                            isps=[
+                                ss.ContractSettlementISP(
+                                    start=1, duration=96, reserved_power=-3000, ordered_power=-1
+                                )
+                            ],
+                        )
+                    ],
+                )
+            ],
+        ),
+        "FlexSettlementResponse": ss.FlexSettlementResponse(
+            **their_meta(37),
+            flex_settlement_message_id=uuid(36),
+            flex_order_settlement_statuses=[
+                ss.FlexOrderSettlementStatus(
+                    order_reference="PO-28", disposition=ss.AcceptedDisputed.ACCEPTED
+                ),
+                ss.FlexOrderSettlementStatus(
+                    disposition=ss.AcceptedDisputed.DISPUTED, dispute_reason=REASON
+                ),
+            ],
+        ),
         "D-PrognosisResponse-none": ss.DPrognosisResponse(
             **their_meta(35),
             result=ss.AcceptedRejected.REJECTED,
@@ -757,6 +860,8 @@ COUNTERPARTS: dict[type[PayloadMessage], type[Any]] = {
     FlexReservationUpdateResponse: ss.FlexReservationUpdateResponse,
     DPrognosis: ss.DPrognosis,
     DPrognosisResponse: ss.DPrognosisResponse,
+    FlexSettlement: ss.FlexSettlement,
+    FlexSettlementResponse: ss.FlexSettlementResponse,
 }
 
 ALL_OURS = {
@@ -1009,6 +1114,26 @@ def test_durations_and_amounts_convert_to_their_types() -> None:
     assert isinstance(back, FlexOffer)
     assert back.isp_duration == timedelta(minutes=15)
     assert type(back.offer_options[0].price) is Decimal
+
+
+def test_their_draft_flex_settlement_xml_carries_result() -> None:
+    """Their FlexSettlement is a response class, as in the 3.x XSD, and writes Result in the
+    draft too, where the type has none: our codec refuses it, as the draft schema does."""
+    theirs = dataclasses.replace(THEIRS["FlexSettlement"], version="4.0.0")
+    xml = transport.to_xml(theirs)
+    assert ' Result="Accepted"' in xml
+    with pytest.raises(InvalidXml, match="Result"):
+        decode(xml.encode("utf-8"))
+    stripped = xml.replace(' Result="Accepted"', "").encode("utf-8")
+    assert_same(to_shapeshifter(decode(stripped)), theirs)
+
+
+def test_our_draft_flex_settlement_is_read_by_them_as_accepted() -> None:
+    model = OURS_DRAFT["FlexSettlement"]
+    assert b" Result=" not in encode(model)
+    parsed = transport.from_xml(encode(model))
+    assert parsed.result == ss.AcceptedRejected.ACCEPTED
+    assert_same(from_shapeshifter(parsed), model)
 
 
 def test_utc_stamp_spelled_z_comes_back_as_plus_zero() -> None:

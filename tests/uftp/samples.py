@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from adapter.uftp.messages import (
     MESSAGE_TYPES,
+    AcceptedDisputed,
     AGRPortfolioQuery,
     AGRPortfolioQueryCongestionPoint,
     AGRPortfolioQueryConnection,
@@ -27,6 +28,9 @@ from adapter.uftp.messages import (
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
     AvailableRequested,
+    ContractSettlement,
+    ContractSettlementISP,
+    ContractSettlementPeriod,
     DPrognosis,
     DPrognosisISP,
     DPrognosisResponse,
@@ -47,6 +51,9 @@ from adapter.uftp.messages import (
     FlexOrder,
     FlexOrderISP,
     FlexOrderResponse,
+    FlexOrderSettlement,
+    FlexOrderSettlementISP,
+    FlexOrderSettlementStatus,
     FlexOrderStatus,
     FlexRequest,
     FlexRequestISP,
@@ -54,6 +61,8 @@ from adapter.uftp.messages import (
     FlexReservationUpdate,
     FlexReservationUpdateISP,
     FlexReservationUpdateResponse,
+    FlexSettlement,
+    FlexSettlementResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -447,6 +456,75 @@ def make_d_prognosis_response(version: str = "3.1.0", **changes: Any) -> DProgno
     return DPrognosisResponse(**{**fields, **changes})
 
 
+def make_flex_settlement(version: str = "3.1.0", **changes: Any) -> FlexSettlement:
+    """May's settlement: one order delivered in full, one short with a penalty (optional
+    attributes present on one, absent on the other), and one bilateral contract. In 3.x the
+    message carries Result (its type extends the response type there)."""
+    fields: dict[str, Any] = {
+        **metadata(version, DSO_DOMAIN, AGR_DOMAIN),
+        "period_start": date(2024, 5, 1),
+        "period_end": date(2024, 5, 31),
+        "currency": "EUR",
+        "flex_order_settlements": (
+            FlexOrderSettlement(
+                order_reference="order/2024/0042 <a&b>",
+                period=PERIOD,
+                contract_id="contract-2024-001",
+                d_prognosis_message_id=D_PROGNOSIS_MESSAGE_ID,
+                congestion_point=EA1_CP,
+                price=Decimal("625.2500"),
+                penalty=Decimal("100.0000"),
+                net_settlement=Decimal("525.2500"),
+                isps=(
+                    FlexOrderSettlementISP(69, 2_500_000, -100_000, 2_400_000, -100_000, 4),
+                    FlexOrderSettlementISP(73, 2_500_000, -50_000, 2_480_000, -20_000, 1, 30_000),
+                ),
+            ),
+            FlexOrderSettlement(
+                period=date(2024, 5, 3),
+                baseline_reference="baseline D-1",
+                congestion_point=EAN_CP,
+                price=Decimal(10),
+                net_settlement=Decimal(10),
+                isps=(FlexOrderSettlementISP(1, 0, 1000, 1000, 1000, 96),),
+            ),
+        ),
+        "contract_settlements": (
+            ContractSettlement(
+                contract_id="contract-2024-001",
+                periods=(
+                    ContractSettlementPeriod(
+                        period=PERIOD,
+                        isps=(
+                            ContractSettlementISP(1, -250_000, 68),
+                            ContractSettlementISP(
+                                69, -250_000, 8, -250_000, -300_000, -200_000, -150_000
+                            ),
+                        ),
+                    ),
+                    ContractSettlementPeriod(
+                        period=date(2024, 5, 3),
+                        isps=(ContractSettlementISP(1, 0, 96),),
+                    ),
+                ),
+            ),
+        ),
+    }
+    return FlexSettlement(**{**fields, **changes})
+
+
+def make_flex_settlement_response(version: str = "3.1.0", **changes: Any) -> FlexSettlementResponse:
+    """One order settlement accepted, one disputed."""
+    fields: dict[str, Any] = {
+        **response_metadata(version, AGR_DOMAIN, DSO_DOMAIN),
+        "flex_order_settlement_statuses": (
+            FlexOrderSettlementStatus("order/2024/0042 <a&b>", AcceptedDisputed.ACCEPTED),
+            FlexOrderSettlementStatus(None, AcceptedDisputed.DISPUTED, 'delivered 1000 W, not "0"'),
+        ),
+    }
+    return FlexSettlementResponse(**{**fields, **changes})
+
+
 FACTORIES: dict[type[PayloadMessage], Callable[..., PayloadMessage]] = {
     TestMessage: make_test_message,
     TestMessageResponse: make_test_message_response,
@@ -470,6 +548,8 @@ FACTORIES: dict[type[PayloadMessage], Callable[..., PayloadMessage]] = {
     FlexReservationUpdateResponse: make_flex_reservation_update_response,
     DPrognosis: make_d_prognosis,
     DPrognosisResponse: make_d_prognosis_response,
+    FlexSettlement: make_flex_settlement,
+    FlexSettlementResponse: make_flex_settlement_response,
 }
 assert set(FACTORIES) == set(MESSAGE_TYPES.values()), "a message type has no sample factory"
 

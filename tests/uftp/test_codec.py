@@ -40,6 +40,7 @@ from adapter.uftp.messages import (
     FlexOrderResponse,
     FlexRequestResponse,
     FlexReservationUpdateResponse,
+    FlexSettlementResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -69,6 +70,7 @@ V3_REFERENCE = {
     FlexOrderResponse: "FlexOrderMessageID",
     FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
     DPrognosisResponse: "D-PrognosisMessageID",
+    FlexSettlementResponse: "FlexSettlementMessageID",
 }
 V3_VERSIONS = ("3.0.0", "3.1.0")
 METADATA_ATTRIBUTES = {

@@ -18,6 +18,7 @@ from lxml import etree
 from adapter.uftp import codec
 from adapter.uftp.errors import IncompleteMessage, InvalidXml
 from adapter.uftp.messages import (
+    AcceptedDisputed,
     AvailableRequested,
     DPrognosis,
     DPrognosisISP,
@@ -29,6 +30,9 @@ from adapter.uftp.messages import (
     FlexRequest,
     FlexRequestISP,
     FlexReservationUpdate,
+    FlexSettlement,
+    FlexSettlementResponse,
+    Result,
 )
 
 from . import samples
@@ -360,6 +364,98 @@ def test_d_prognosis_is_the_xml_name() -> None:
     data = codec.encode(samples.make_d_prognosis())
     assert root_of(data).tag == "D-Prognosis"
     assert isinstance(codec.decode(data), DPrognosis)
+
+
+# --- settlement -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["3.0.0", "3.1.0"])
+def test_3x_settlement_carries_result(version: str) -> None:
+    """FlexSettlementType extends PayloadMessageResponseType in 3.x: Result is required."""
+    message = samples.make_flex_settlement(
+        version, result=Result.REJECTED, rejection_reason="a reason; of sorts"
+    )
+    data = codec.encode(message)
+    assert (root_of(data).get("Result"), root_of(data).get("RejectionReason")) == (
+        "Rejected",
+        "a reason; of sorts",
+    )
+    assert decode_officially_valid(data) == message
+    without_result = rewrite(
+        codec.encode(samples.make_flex_settlement(version)), ' Result="Accepted"', ""
+    )
+    with pytest.raises(InvalidXml, match="Result"):
+        codec.decode(without_result)
+
+
+def test_draft_settlement_has_no_result() -> None:
+    data = codec.encode(samples.make_flex_settlement(DRAFT))
+    assert root_of(data).get("Result") is None
+    decoded = codec.decode(data)
+    assert isinstance(decoded, FlexSettlement)
+    assert decoded.result is Result.ACCEPTED and decoded.rejection_reason is None
+    for changes in ({"result": Result.REJECTED}, {"rejection_reason": ""}):
+        with pytest.raises(InvalidXml, match=r"3\.x only"):
+            codec.encode(samples.make_flex_settlement(DRAFT, **changes))
+
+
+def test_settlement_defaults_are_left_out_and_read_back() -> None:
+    message = samples.make_flex_settlement()
+    root = root_of(codec.encode(message))
+    orders = root.findall("FlexOrderSettlement")
+    assert [o.get("Penalty") for o in orders] == ["100.0000", None]
+    assert [i.get("PowerDeficiency") for i in orders[0]] == [None, "30000"]
+    decoded = codec.decode(codec.encode(message))
+    assert isinstance(decoded, FlexSettlement)
+    second = decoded.flex_order_settlements[1]
+    assert second.penalty == 0 and second.order_reference is None
+    assert second.isps[0].power_deficiency == 0
+    contract_isps = decoded.contract_settlements[0].periods[0].isps
+    assert contract_isps[0].requested_power is None
+    assert contract_isps[1].ordered_power == -150_000
+
+
+def test_settlement_children_keep_their_order_and_kind() -> None:
+    message = samples.make_flex_settlement()
+    root = root_of(codec.encode(message))
+    assert [child.tag for child in root] == [
+        "FlexOrderSettlement",
+        "FlexOrderSettlement",
+        "ContractSettlement",
+    ]
+    assert codec.decode(codec.encode(message)) == message
+
+
+def test_settlement_needs_a_contract_settlement_as_the_xsd_says() -> None:
+    """The spec page allows settlements without bilateral contracts (0..n); the XSD of every
+    Version requires one ContractSettlement at least, and the schema decides."""
+    with pytest.raises(InvalidXml, match="ContractSettlement"):
+        codec.encode(samples.make_flex_settlement(contract_settlements=()))
+
+
+@version_params
+def test_rejected_settlement_response_without_status_is_not_schema_valid(version: str) -> None:
+    """The XSD requires a FlexOrderSettlementStatus even in a Rejected response; the codec
+    says so before sending rather than letting the peer answer 400."""
+    message = samples.make_flex_settlement_response(
+        version,
+        result=Result.REJECTED,
+        rejection_reason="Already settled",
+        flex_order_settlement_statuses=(),
+    )
+    with pytest.raises(InvalidXml, match="FlexOrderSettlementStatus"):
+        codec.encode(message)
+    # Written without validation (as a participant sends a response), it has no statuses.
+    assert len(root_of(codec.encode(message, validate=False))) == 0
+
+
+def test_settlement_response_statuses_round_trip() -> None:
+    decoded = codec.decode(codec.encode(samples.make_flex_settlement_response()))
+    assert isinstance(decoded, FlexSettlementResponse)
+    accepted, disputed = decoded.flex_order_settlement_statuses
+    assert accepted.disposition is AcceptedDisputed.ACCEPTED and accepted.dispute_reason is None
+    assert disputed.order_reference is None
+    assert disputed.dispute_reason == 'delivered 1000 W, not "0"'
 
 
 # --- structure --------------------------------------------------------------------------------

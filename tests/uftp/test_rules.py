@@ -85,6 +85,7 @@ def test_flex_roles_follow_the_message_pages() -> None:
         FlexOrder,
         FlexRequest,
         FlexReservationUpdate,
+        FlexSettlement,
     )
     from adapter.uftp.rules import recipient_roles
 
@@ -95,6 +96,7 @@ def test_flex_roles_follow_the_message_pages() -> None:
         (FlexOrder, Role.DSO, Role.AGR),
         (FlexReservationUpdate, Role.DSO, Role.AGR),
         (DPrognosis, Role.AGR, Role.DSO),
+        (FlexSettlement, Role.DSO, Role.AGR),
     ):
         assert may_send(request, sender, recipient)
         assert recipient_roles(request) == {recipient}

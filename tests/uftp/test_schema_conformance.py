@@ -67,6 +67,8 @@ GLOBAL_ELEMENTS = {
     "FlexReservationUpdateResponse",
     "D-Prognosis",
     "D-PrognosisResponse",
+    "FlexSettlement",
+    "FlexSettlementResponse",
 }
 
 # The 3.x reference attribute of each response type (the draft has ReferenceMessageID).
@@ -81,6 +83,7 @@ V3_REFERENCES = {
     "FlexOrderResponse": "FlexOrderMessageID",
     "FlexReservationUpdateResponse": "FlexReservationUpdateMessageID",
     "D-PrognosisResponse": "D-PrognosisMessageID",
+    "FlexSettlementResponse": "FlexSettlementMessageID",
 }
 
 XS = "{http://www.w3.org/2001/XMLSchema}"
@@ -189,15 +192,22 @@ OPTIONAL_ATTRS = {
     "RejectionReason",
     "AGR-Domain",
     "Duration",
-    "Disposition",
     "ServiceType",
     "Unsolicited",
     "BaselineReference",
     "MinActivationFactor",
     "ActivationFactor",
+    "Penalty",
+    "PowerDeficiency",
+    "RequestedPower",
+    "AvailablePower",
+    "OfferedPower",
+    "OrderedPower",
+    "DisputeReason",
 }
 # (element, attribute): optional there, required elsewhere.
 OPTIONAL_AT = {
+    ("ISP", "Disposition"),  # of a FlexRequest; required in FlexOrderSettlementStatus
     ("FlexRequest", "ContractID"),
     ("FlexOffer", "ContractID"),
     ("FlexOffer", "FlexRequestMessageID"),
@@ -205,6 +215,13 @@ OPTIONAL_AT = {
     ("FlexOrder", "ContractID"),
     ("FlexOrder", "D-PrognosisMessageID"),
     ("FlexOrder", "OptionReference"),
+    ("FlexOrderSettlement", "OrderReference"),
+    ("FlexOrderSettlement", "ContractID"),
+    ("FlexOrderSettlement", "D-PrognosisMessageID"),
+    ("FlexOrderSettlementStatus", "OrderReference"),
+    ("ContractSettlement", "ContractID"),
+    # FlexSettlementType extends PayloadMessageResponseType in 3.x: RejectionReason is
+    # optional there (and Result required) as on every response.
 }
 
 
@@ -278,12 +295,29 @@ ATTR_KINDS: dict[str, str] = {
     "OrderReference": "string",
     "Reference": "string",
     "IsValidated": "boolean",
+    "FlexSettlementMessageID": "uuid",
+    "PeriodStart": "date",
+    "PeriodEnd": "date",
+    "Penalty": "amount",
+    "NetSettlement": "amount",
+    "BaselinePower": "integer",
+    "OrderedFlexPower": "integer",
+    "ActualPower": "integer",
+    "DeliveredFlexPower": "integer",
+    "PowerDeficiency": "integer",
+    "ReservedPower": "integer",
+    "RequestedPower": "integer",
+    "AvailablePower": "integer",
+    "OfferedPower": "integer",
+    "OrderedPower": "integer",
+    "DisputeReason": "string",
 }
 # (readable path, attribute) -> kind, where the name alone does not tell.
 ATTR_KINDS_AT: dict[tuple[str, str], str] = {
     # D-PrognosisISPType alone types these xs:integer, not xs:positiveInteger.
     ("D-Prognosis/ISP", "Start"): "integer",
     ("D-Prognosis/ISP", "Duration"): "integer",
+    ("FlexSettlementResponse/FlexOrderSettlementStatus", "Disposition"): "accepted-disputed",
 }
 
 
@@ -436,6 +470,7 @@ BAD_VALUES: dict[str, list[tuple[str, str]]] = {
         ("empty", ""),
     ],
     "available-requested": [("lowercase", "available"), ("offered", "Offered"), ("empty", "")],
+    "accepted-disputed": [("rejected", "Rejected"), ("lowercase", "disputed"), ("empty", "")],
 }
 
 # Values that must be rejected only by the draft (4.0.0), whose TimeStamp is a
@@ -519,6 +554,7 @@ GOOD_VALUES: dict[str, list[tuple[str, str]]] = {
         ("months", "P1M"),
     ],
     "available-requested": [("available", "Available"), ("requested", "Requested")],
+    "accepted-disputed": [("accepted", "Accepted"), ("disputed", "Disputed")],
 }
 
 # Corner cases whose verdict is not asserted, only compared between the two schemas.
@@ -722,6 +758,60 @@ def flex_samples(version: str) -> dict[str, Node]:
     def response(name: str, sender: dict[str, str]) -> Node:
         return el(name, {**sender, **response_attrs(version, name)})
 
+    def settlement_isp(start: str) -> Node:
+        return el(
+            "ISP",
+            {
+                "Start": start,
+                "Duration": "4",
+                "BaselinePower": "2500000",
+                "OrderedFlexPower": "-100000",
+                "ActualPower": "2420000",
+                "DeliveredFlexPower": "-80000",
+                "PowerDeficiency": "20000",
+            },
+        )
+
+    def settlement_order(reference: str) -> Node:
+        return el(
+            "FlexOrderSettlement",
+            {
+                "OrderReference": reference,
+                "Period": "2024-05-02",
+                "ContractID": "contract-1",
+                "D-PrognosisMessageID": UUIDS[1],
+                "BaselineReference": "baseline-1",
+                "CongestionPoint": EA1,
+                "Price": "625.25",
+                "Penalty": "100",
+                "NetSettlement": "525.25",
+            },
+            settlement_isp("69"),
+            settlement_isp("73"),
+        )
+
+    def contract_isp(start: str) -> Node:
+        return el(
+            "ISP",
+            {
+                "Start": start,
+                "Duration": "4",
+                "ReservedPower": "-250000",
+                "RequestedPower": "-250000",
+                "AvailablePower": "-300000",
+                "OfferedPower": "-200000",
+                "OrderedPower": "-150000",
+            },
+        )
+
+    def contract_settlement(contract: str) -> Node:
+        return el(
+            "ContractSettlement",
+            {"ContractID": contract},
+            el("Period", {"Period": "2024-05-02"}, contract_isp("69"), contract_isp("73")),
+            el("Period", {"Period": "2024-05-03"}, contract_isp("1")),
+        )
+
     return {
         "FlexRequest": el(
             "FlexRequest",
@@ -818,6 +908,33 @@ def flex_samples(version: str) -> dict[str, Node]:
             {**agr_dso, **flex, "Revision": "4"},
             el("ISP", {"Power": "1200000", "Start": "1", "Duration": "68"}),
             el("ISP", {"Power": "-150000", "Start": "69", "Duration": "28"}),
+        ),
+        "FlexSettlement": el(
+            "FlexSettlement",
+            {
+                **dso_agr,
+                # 3.x: FlexSettlementType extends the response type, Result and all.
+                **({} if version == DRAFT else {"Result": "Accepted", "RejectionReason": ""}),
+                "PeriodStart": "2024-05-01",
+                "PeriodEnd": "2024-05-31",
+                "Currency": "EUR",
+            },
+            settlement_order("order-1"),
+            settlement_order("order-2"),
+            contract_settlement("contract-1"),
+            contract_settlement("contract-2"),
+        ),
+        "FlexSettlementResponse": el(
+            "FlexSettlementResponse",
+            {**agr_dso, **response_attrs(version, "FlexSettlementResponse")},
+            el(
+                "FlexOrderSettlementStatus",
+                {"OrderReference": "order-1", "Disposition": "Accepted"},
+            ),
+            el(
+                "FlexOrderSettlementStatus",
+                {"OrderReference": "order-2", "Disposition": "Disputed", "DisputeReason": "late"},
+            ),
         ),
         "D-PrognosisResponse": el(
             "D-PrognosisResponse",
