@@ -28,7 +28,8 @@ What the conversion bridges:
   `AcceptedDisputed`, our enums of the same values (`Result` for `AcceptedRejected`), mapped
   through tables built from our enums so that a divergence fails at import. Their parser
   leaves these attributes as plain text despite the enum types of their fields; the tables
-  answer for text and members alike.
+  answer for text and members alike. Their `MeteringProfileEnum` and `MeteringUnit` are
+  plain `Enum`s, not `StrEnum`s, so their tables list the values beside the members.
 - Booleans: their parser gives `bool`; text set by hand (`"false"`) is refused, not read as
   truthy.
 - Response references: each 3.x response names its reference attribute after its request;
@@ -123,6 +124,12 @@ from adapter.uftp.messages import (
     FlexReservationUpdateResponse,
     FlexSettlement,
     FlexSettlementResponse,
+    Metering,
+    MeteringISP,
+    MeteringProfile,
+    MeteringProfileEnum,
+    MeteringResponse,
+    MeteringUnit,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -283,6 +290,18 @@ _VERDICT_TO: dict[AcceptedDisputed, Any] = {
     d: ss.AcceptedDisputed(d.value) for d in AcceptedDisputed
 }
 _VERDICT_FROM: dict[Any, AcceptedDisputed] = {v: k for k, v in _VERDICT_TO.items()}
+_PROFILE_TO: dict[MeteringProfileEnum, Any] = {
+    p: ss.MeteringProfileEnum(p.value) for p in MeteringProfileEnum
+}
+_PROFILE_FROM: dict[Any, MeteringProfileEnum] = {
+    **{v: k for k, v in _PROFILE_TO.items()},
+    **{v.value: k for k, v in _PROFILE_TO.items()},
+}
+_UNIT_TO: dict[MeteringUnit, Any] = {u: ss.MeteringUnit(u.value) for u in MeteringUnit}
+_UNIT_FROM: dict[Any, MeteringUnit] = {
+    **{v: k for k, v in _UNIT_TO.items()},
+    **{v.value: k for k, v in _UNIT_TO.items()},
+}
 
 
 def _redispatch_to(value: RedispatchBy) -> Any:
@@ -626,6 +645,26 @@ def _flex_settlement_response_to(m: FlexSettlementResponse) -> dict[str, Any]:
     }
 
 
+def _metering_to(m: Metering) -> dict[str, Any]:
+    row = ss.MeteringISP
+    return {
+        "revision": m.revision,
+        "isp_duration": _duration_to(m.isp_duration),
+        "time_zone": m.time_zone,
+        "currency": m.currency,
+        "period": _xml_date(m.period),
+        "ean": m.ean,
+        "profiles": [
+            ss.MeteringProfile(
+                profile_type=_member(_PROFILE_TO, p.profile_type, "ProfileType"),
+                unit=_member(_UNIT_TO, p.unit, "Unit"),
+                isps=[row(start=i.start, value=i.value) for i in p.isps],
+            )
+            for p in m.profiles
+        ],
+    }
+
+
 def _flex_reservation_update_to(m: FlexReservationUpdate) -> dict[str, Any]:
     row = ss.FlexReservationUpdateISP
     return {
@@ -918,6 +957,25 @@ def _flex_settlement_response_from(obj: Any) -> dict[str, Any]:
     }
 
 
+def _metering_from(obj: Any) -> dict[str, Any]:
+    return {
+        "revision": obj.revision,
+        "isp_duration": _duration_from(obj.isp_duration),
+        "time_zone": obj.time_zone,
+        "currency": obj.currency,
+        "period": _date_from(obj.period),
+        "ean": obj.ean,
+        "profiles": tuple(
+            MeteringProfile(
+                profile_type=_member(_PROFILE_FROM, p.profile_type, "ProfileType"),
+                unit=_member(_UNIT_FROM, p.unit, "Unit"),
+                isps=tuple([MeteringISP(i.start, _decimal_from(i.value)) for i in p.isps]),
+            )
+            for p in obj.profiles
+        ),
+    }
+
+
 def _flex_reservation_update_from(obj: Any) -> dict[str, Any]:
     return {
         **_flex_from(obj),
@@ -1031,6 +1089,8 @@ _PAIRS = (
         _flex_settlement_response_from,
         "flex_settlement_message_id",
     ),
+    _Pair(Metering, ss.Metering, _metering_to, _metering_from),
+    _Pair(MeteringResponse, ss.MeteringResponse, _no_body, _no_body, "metering_message_id"),
 )
 _BY_OURS: dict[type[PayloadMessage], _Pair] = {pair.ours: pair for pair in _PAIRS}
 _BY_THEIRS: dict[type[Any], _Pair] = {pair.theirs: pair for pair in _PAIRS}

@@ -82,6 +82,12 @@ from .messages import (
     FlexReservationUpdateResponse,
     FlexSettlement,
     FlexSettlementResponse,
+    Metering,
+    MeteringISP,
+    MeteringProfile,
+    MeteringProfileEnum,
+    MeteringResponse,
+    MeteringUnit,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -108,6 +114,7 @@ V3_REFERENCE_ATTRIBUTE: dict[type[PayloadResponse], str | None] = {
     FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
     DPrognosisResponse: "D-PrognosisMessageID",
     FlexSettlementResponse: "FlexSettlementMessageID",
+    MeteringResponse: "MeteringMessageID",
 }
 
 
@@ -243,6 +250,8 @@ def _decimal(text: str) -> Decimal:
 _AVAILABLE_REQUESTED: dict[str, AvailableRequested] = {m.value: m for m in AvailableRequested}
 _ACCEPTED_DISPUTED: dict[str, AcceptedDisputed] = {m.value: m for m in AcceptedDisputed}
 _ZERO = Decimal(0)
+_PROFILE_TYPES: dict[str, MeteringProfileEnum] = {m.value: m for m in MeteringProfileEnum}
+_UNITS: dict[str, MeteringUnit] = {m.value: m for m in MeteringUnit}
 
 
 def _opt_power(text: str | None) -> int | None:
@@ -671,6 +680,30 @@ def _read_flex_settlement_response(
     )
 
 
+def _read_metering(root: etree._Element, meta: dict[str, Any]) -> Metering:
+    get = root.get
+    return Metering(
+        **meta,
+        revision=int(get("Revision")),
+        isp_duration=parse_duration(get("ISP-Duration", "")),
+        time_zone=get("TimeZone"),
+        currency=get("Currency"),
+        period=_date(get("Period")),
+        ean=get("EAN"),
+        profiles=tuple(
+            MeteringProfile(
+                profile_type=_PROFILE_TYPES[profile.get("ProfileType")],
+                unit=_UNITS[profile.get("Unit")],
+                isps=tuple(
+                    MeteringISP(int(isp.get("Start")), _decimal(isp.get("Value")))
+                    for isp in profile
+                ),
+            )
+            for profile in root
+        ),
+    )
+
+
 _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], PayloadMessage]] = {
     TestMessage: _read_test_message,
     TestMessageResponse: _metadata_only_response(TestMessageResponse),
@@ -696,6 +729,8 @@ _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], 
     DPrognosisResponse: _read_d_prognosis_response,
     FlexSettlement: _read_flex_settlement,
     FlexSettlementResponse: _read_flex_settlement_response,
+    Metering: _read_metering,
+    MeteringResponse: _metadata_only_response(MeteringResponse),
 }
 
 
@@ -1142,6 +1177,26 @@ def _write_flex_settlement_response(message: FlexSettlementResponse, parts: list
     parts.append(f"</{message.xml_name}>")
 
 
+def _write_metering(message: Metering, parts: list[str]) -> None:
+    _open(
+        message,
+        parts,
+        f' Revision="{message.revision}"'
+        f' ISP-Duration="{format_duration(message.isp_duration)}"'
+        f' TimeZone="{attr(message.time_zone)}"'
+        + _opt_text("Currency", message.currency)
+        + f' Period="{message.period.isoformat()}" EAN="{attr(message.ean)}"',
+    )
+    parts.append(">")
+    append = parts.append
+    for profile in message.profiles:
+        append(f'<Profile ProfileType="{profile.profile_type}" Unit="{profile.unit}">')
+        for isp in profile.isps:
+            append(f'<ISP Start="{isp.start}" Value="{_dec(isp.value)}"/>')
+        append("</Profile>")
+    append(f"</{message.xml_name}>")
+
+
 _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     TestMessage: _write_metadata_only,
     TestMessageResponse: _write_metadata_only,
@@ -1167,4 +1222,6 @@ _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     DPrognosisResponse: _write_d_prognosis_response,
     FlexSettlement: _write_flex_settlement,
     FlexSettlementResponse: _write_flex_settlement_response,
+    Metering: _write_metering,
+    MeteringResponse: _write_metadata_only,
 }

@@ -78,6 +78,12 @@ __all__ = [
     "FlexReservationUpdateResponse",
     "FlexSettlement",
     "FlexSettlementResponse",
+    "Metering",
+    "MeteringISP",
+    "MeteringProfile",
+    "MeteringProfileEnum",
+    "MeteringResponse",
+    "MeteringUnit",
     "PayloadMessage",
     "PayloadResponse",
     "RedispatchBy",
@@ -115,6 +121,24 @@ class AcceptedDisputed(StrEnum):
 
     ACCEPTED = "Accepted"
     DISPUTED = "Disputed"
+
+
+class MeteringProfileEnum(StrEnum):
+    """MeteringProfileEnum: what the values of a metering profile are."""
+
+    #: Average active power over the ISP, import minus export (spec: metering.md).
+    POWER = "Power"
+    IMPORT_ENERGY = "ImportEnergy"
+    EXPORT_ENERGY = "ExportEnergy"
+    IMPORT_METER_READING = "ImportMeterReading"
+    EXPORT_METER_READING = "ExportMeterReading"
+
+
+class MeteringUnit(StrEnum):
+    """MeteringUnitType: kW for Power profiles, kWh for energy and meter readings."""
+
+    KW = "kW"
+    KWH = "kWh"
 
 
 class AvailableRequested(StrEnum):
@@ -684,6 +708,49 @@ class FlexSettlementResponse(PayloadResponse):
     flex_order_settlement_statuses: tuple[FlexOrderSettlementStatus, ...] = ()
 
 
+class MeteringISP(NamedTuple):
+    """The value of one ISP (numbered from 1), in the profile's unit."""
+
+    start: int
+    value: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeteringProfile:
+    """MeteringProfileType: one kind of metering data for the day, ISP by ISP."""
+
+    profile_type: MeteringProfileEnum
+    unit: MeteringUnit
+    isps: tuple[MeteringISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Metering(PayloadMessage):
+    """AGR -> DSO: one connection's metering data for one day (spec: metering.md).
+
+    The connection is an `ean` as the XSD's EANType has it ("E" and 16 digits), not an
+    EntityAddress as the spec page says. `currency` is optional and "no longer used".
+    """
+
+    xml_name: ClassVar[str] = "Metering"
+
+    revision: int
+    isp_duration: timedelta
+    time_zone: str
+    currency: str | None = None
+    period: date
+    ean: str
+    profiles: tuple[MeteringProfile, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeteringResponse(PayloadResponse):
+    """DSO -> AGR. 3.x reference attribute: MeteringMessageID."""
+
+    xml_name: ClassVar[str] = "MeteringResponse"
+    request_type: ClassVar[type[PayloadMessage]] = Metering
+
+
 #: Every message type the codec reads and writes, by root element name.
 MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
     cls.xml_name: cls
@@ -712,6 +779,8 @@ MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
         DPrognosisResponse,
         FlexSettlement,
         FlexSettlementResponse,
+        Metering,
+        MeteringResponse,
     )
 }
 

@@ -36,6 +36,8 @@ from .messages import (
     FlexReservationUpdateResponse,
     FlexSettlement,
     FlexSettlementResponse,
+    Metering,
+    MeteringResponse,
     PayloadMessage,
     PayloadResponse,
     Role,
@@ -82,6 +84,9 @@ ROUTES: dict[type[PayloadMessage], tuple[frozenset[Role], frozenset[Role]]] = {
     # settlement"
     FlexSettlement: (_DSO, _AGR),
     FlexSettlementResponse: (_AGR, _DSO),
+    # "If metering messages are used then the AGR must send metering messages"
+    Metering: (_AGR, _DSO),
+    MeteringResponse: (_DSO, _AGR),
 }
 
 

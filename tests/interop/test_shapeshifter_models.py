@@ -79,6 +79,12 @@ from adapter.uftp import (  # noqa: E402
     FlexSettlement,
     FlexSettlementResponse,
     InvalidXml,
+    Metering,
+    MeteringISP,
+    MeteringProfile,
+    MeteringProfileEnum,
+    MeteringResponse,
+    MeteringUnit,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -445,6 +451,23 @@ def flex_samples(version: str) -> dict[str, PayloadMessage]:
             ),
         ),
         "FlexSettlementResponse": make.make_flex_settlement_response(version),
+        "Metering": make.make_metering(version),
+        "Metering-bare": Metering(
+            **meta(version, 18),
+            revision=2,
+            isp_duration=timedelta(minutes=15),
+            time_zone="Europe/Amsterdam",
+            period=date(2024, 5, 2),
+            ean="e0000000000000001",
+            profiles=(
+                MeteringProfile(
+                    profile_type=MeteringProfileEnum.EXPORT_METER_READING,
+                    unit=MeteringUnit.KWH,
+                    isps=(MeteringISP(96, Decimal("123456.7890")),),
+                ),
+            ),
+        ),
+        "MeteringResponse": make.make_metering_response(version, **response(Result.REJECTED)),
         "FlexSettlementResponse-rejected": FlexSettlementResponse(
             **meta(version, 17),
             **response(Result.REJECTED),
@@ -825,6 +848,30 @@ def their_flex_samples() -> dict[str, Any]:
                 ),
             ],
         ),
+        "Metering": ss.Metering(
+            **their_meta(38),
+            revision=3,
+            isp_duration=XmlDuration("PT15M"),
+            time_zone="Europe/Amsterdam",
+            period=XmlDate(2024, 5, 2),
+            ean="E8716859000000001",
+            profiles=[
+                ss.MeteringProfile(
+                    profile_type=ss.MeteringProfileEnum.POWER,
+                    unit=ss.MeteringUnit.K_W,
+                    isps=[
+                        ss.MeteringISP(start=1, value=Decimal("1.5")),
+                        ss.MeteringISP(start=2, value=Decimal("-0.25")),
+                    ],
+                ),
+                ss.MeteringProfile(
+                    profile_type=ss.MeteringProfileEnum.IMPORT_METER_READING,
+                    unit=ss.MeteringUnit.K_WH,
+                    isps=[ss.MeteringISP(start=1, value=Decimal("99999.001"))],
+                ),
+            ],
+        ),
+        "MeteringResponse": ss.MeteringResponse(**their_meta(39), metering_message_id=uuid(38)),
         "D-PrognosisResponse-none": ss.DPrognosisResponse(
             **their_meta(35),
             result=ss.AcceptedRejected.REJECTED,
@@ -862,6 +909,8 @@ COUNTERPARTS: dict[type[PayloadMessage], type[Any]] = {
     DPrognosisResponse: ss.DPrognosisResponse,
     FlexSettlement: ss.FlexSettlement,
     FlexSettlementResponse: ss.FlexSettlementResponse,
+    Metering: ss.Metering,
+    MeteringResponse: ss.MeteringResponse,
 }
 
 ALL_OURS = {

@@ -63,6 +63,12 @@ from adapter.uftp.messages import (
     FlexReservationUpdateResponse,
     FlexSettlement,
     FlexSettlementResponse,
+    Metering,
+    MeteringISP,
+    MeteringProfile,
+    MeteringProfileEnum,
+    MeteringResponse,
+    MeteringUnit,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -525,6 +531,41 @@ def make_flex_settlement_response(version: str = "3.1.0", **changes: Any) -> Fle
     return FlexSettlementResponse(**{**fields, **changes})
 
 
+def make_metering(version: str = "3.1.0", **changes: Any) -> Metering:
+    """A connection's day in two profiles: average power and imported energy, with values
+    negative (export), zero and with many decimals."""
+    fields: dict[str, Any] = {
+        **metadata(version, AGR_DOMAIN, DSO_DOMAIN),
+        "revision": 1,
+        "isp_duration": ISP_DURATION,
+        "time_zone": TIME_ZONE,
+        "currency": "EUR",
+        "period": PERIOD,
+        "ean": "E8716859000000001",
+        "profiles": (
+            MeteringProfile(
+                profile_type=MeteringProfileEnum.POWER,
+                unit=MeteringUnit.KW,
+                isps=(
+                    MeteringISP(1, Decimal("12.5")),
+                    MeteringISP(2, Decimal("-3.25")),
+                    MeteringISP(3, Decimal(0)),
+                ),
+            ),
+            MeteringProfile(
+                profile_type=MeteringProfileEnum.IMPORT_ENERGY,
+                unit=MeteringUnit.KWH,
+                isps=(MeteringISP(1, Decimal("3.125")), MeteringISP(2, Decimal("0.000001"))),
+            ),
+        ),
+    }
+    return Metering(**{**fields, **changes})
+
+
+def make_metering_response(version: str = "3.1.0", **changes: Any) -> MeteringResponse:
+    return MeteringResponse(**response_metadata(version, DSO_DOMAIN, AGR_DOMAIN, **changes))
+
+
 FACTORIES: dict[type[PayloadMessage], Callable[..., PayloadMessage]] = {
     TestMessage: make_test_message,
     TestMessageResponse: make_test_message_response,
@@ -550,6 +591,8 @@ FACTORIES: dict[type[PayloadMessage], Callable[..., PayloadMessage]] = {
     DPrognosisResponse: make_d_prognosis_response,
     FlexSettlement: make_flex_settlement,
     FlexSettlementResponse: make_flex_settlement_response,
+    Metering: make_metering,
+    MeteringResponse: make_metering_response,
 }
 assert set(FACTORIES) == set(MESSAGE_TYPES.values()), "a message type has no sample factory"
 

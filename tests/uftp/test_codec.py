@@ -41,6 +41,7 @@ from adapter.uftp.messages import (
     FlexRequestResponse,
     FlexReservationUpdateResponse,
     FlexSettlementResponse,
+    MeteringResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -71,6 +72,7 @@ V3_REFERENCE = {
     FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
     DPrognosisResponse: "D-PrognosisMessageID",
     FlexSettlementResponse: "FlexSettlementMessageID",
+    MeteringResponse: "MeteringMessageID",
 }
 V3_VERSIONS = ("3.0.0", "3.1.0")
 METADATA_ATTRIBUTES = {

@@ -32,6 +32,10 @@ from adapter.uftp.messages import (
     FlexReservationUpdate,
     FlexSettlement,
     FlexSettlementResponse,
+    Metering,
+    MeteringISP,
+    MeteringProfileEnum,
+    MeteringUnit,
     Result,
 )
 
@@ -456,6 +460,43 @@ def test_settlement_response_statuses_round_trip() -> None:
     assert accepted.disposition is AcceptedDisputed.ACCEPTED and accepted.dispute_reason is None
     assert disputed.order_reference is None
     assert disputed.dispute_reason == 'delivered 1000 W, not "0"'
+
+
+# --- metering ---------------------------------------------------------------------------------
+
+
+def test_metering_values_are_exact_decimals() -> None:
+    decoded = codec.decode(codec.encode(samples.make_metering()))
+    assert isinstance(decoded, Metering)
+    power, energy = decoded.profiles
+    assert (power.profile_type, power.unit) == (MeteringProfileEnum.POWER, MeteringUnit.KW)
+    assert type(power.profile_type) is MeteringProfileEnum
+    assert [isp.value for isp in power.isps] == [Decimal("12.5"), Decimal("-3.25"), Decimal(0)]
+    assert energy.isps[1] == MeteringISP(2, Decimal("0.000001"))
+    assert str(energy.isps[1].value) == "0.000001"  # not a float's 1e-06
+
+
+def test_metering_value_with_thirty_digits_is_kept() -> None:
+    value = "123456789012345678901234.567890"
+    data = rewrite(codec.encode(samples.make_metering()), 'Value="12.5"', f'Value="{value}"')
+    decoded = decode_officially_valid(data)
+    assert isinstance(decoded, Metering)
+    assert str(decoded.profiles[0].isps[0].value) == value
+
+
+def test_metering_currency_is_optional_and_the_ean_is_not_an_entity_address() -> None:
+    message = samples.make_metering(currency=None)
+    assert codec.decode(codec.encode(message)) == message
+    with pytest.raises(InvalidXml, match="EAN"):
+        codec.encode(samples.make_metering(ean="ean.871685900012636543"))
+
+
+def test_metering_with_a_month_as_isp_duration_is_refused() -> None:
+    data = rewrite(
+        codec.encode(samples.make_metering()), 'ISP-Duration="PT15M"', 'ISP-Duration="P1M"'
+    )
+    with pytest.raises(InvalidXml, match="duration"):
+        decode_officially_valid(data)
 
 
 # --- structure --------------------------------------------------------------------------------

@@ -86,6 +86,7 @@ def test_flex_roles_follow_the_message_pages() -> None:
         FlexRequest,
         FlexReservationUpdate,
         FlexSettlement,
+        Metering,
     )
     from adapter.uftp.rules import recipient_roles
 
@@ -97,6 +98,7 @@ def test_flex_roles_follow_the_message_pages() -> None:
         (FlexReservationUpdate, Role.DSO, Role.AGR),
         (DPrognosis, Role.AGR, Role.DSO),
         (FlexSettlement, Role.DSO, Role.AGR),
+        (Metering, Role.AGR, Role.DSO),
     ):
         assert may_send(request, sender, recipient)
         assert recipient_roles(request) == {recipient}
