@@ -242,23 +242,23 @@ def _opt_int(text: str | None, default: int) -> int:
     return default if text is None else int(text)
 
 
+def _opt_power(text: str | None) -> int | None:
+    return None if text is None else int(text)
+
+
 def _decimal(text: str) -> Decimal:
     # The schema lets through only plain decimals ("-1.50", ".5", "5."): no exponent, no NaN.
     return Decimal(text.strip())
 
 
+#: The XSD defaults of activation factors and of a settlement's Penalty.
+_ONE = Decimal("1.00")
+_ZERO = Decimal(0)
+
 _AVAILABLE_REQUESTED: dict[str, AvailableRequested] = {m.value: m for m in AvailableRequested}
 _ACCEPTED_DISPUTED: dict[str, AcceptedDisputed] = {m.value: m for m in AcceptedDisputed}
-_ZERO = Decimal(0)
 _PROFILE_TYPES: dict[str, MeteringProfileEnum] = {m.value: m for m in MeteringProfileEnum}
 _UNITS: dict[str, MeteringUnit] = {m.value: m for m in MeteringUnit}
-
-
-def _opt_power(text: str | None) -> int | None:
-    return None if text is None else int(text)
-
-
-_ONE = Decimal("1.00")
 
 
 def _flex(root: etree._Element) -> dict[str, Any]:
@@ -832,7 +832,9 @@ def _opt_bool_text(name: str, value: bool | None) -> str:
 
 def _dec(value: Decimal) -> str:
     # Fixed-point: str() would write Decimal("1E+3") as "1E+3", which xs:decimal refuses.
-    return format(value, "f")
+    # An int given where the model says Decimal is written as the integer it is (format()
+    # would give it six zero decimals, more than a CurrencyAmount may have).
+    return format(value if isinstance(value, Decimal) else Decimal(value), "f")
 
 
 def _duration_attr(value: int) -> str:

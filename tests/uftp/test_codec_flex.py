@@ -146,6 +146,15 @@ def test_prices_in_other_lexical_forms_are_read(text: str, value: Decimal) -> No
     assert decoded.offer_options[0].price == value
 
 
+def test_an_int_price_is_written_as_the_integer() -> None:
+    message = samples.make_flex_order(price=12, activation_factor=1)
+    root = root_of(codec.encode(message))
+    assert (root.get("Price"), root.get("ActivationFactor")) == ("12", None)
+    decoded = codec.decode(codec.encode(message))
+    assert isinstance(decoded, FlexOrder)
+    assert decoded.price == Decimal(12) and type(decoded.price) is Decimal
+
+
 def test_min_activation_factor_defaults_to_one() -> None:
     data = codec.encode(samples.make_flex_offer())
     options = root_of(data).findall("OfferOption")
