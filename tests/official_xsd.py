@@ -25,8 +25,16 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = "../shared/uftp/xsd"
 #: Protocol Version -> the folder of the official set that defines it.
 VERSION_DIRS = {"3.0.0": "3.0.0", "3.1.0": "3.1.0", "4.0.0": "draft"}
-#: The files the tests read, in every version folder: the CRO entry file and its includes.
-FILES = ("UFTP-cro.xsd", "UFTP-common.xsd", "UFTP-agr-cro.xsd", "UFTP-cro-dso.xsd")
+#: The files the tests read, in every version folder: the CRO entry file and every file that
+#: declares messages.
+FILES = (
+    "UFTP-cro.xsd",
+    "UFTP-common.xsd",
+    "UFTP-agr-cro.xsd",
+    "UFTP-cro-dso.xsd",
+    "UFTP-agr-dso.xsd",
+    "UFTP-metering.xsd",
+)
 
 #: Marks a test that reads the official schemas.
 needs_official_xsd = pytest.mark.official_xsd

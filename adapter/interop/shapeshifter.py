@@ -13,15 +13,23 @@ What the conversion bridges:
 - Periods: their `xsdata` `XmlDate`, our `datetime.date`. An `XmlDate` may carry the zone
   suffix xs:date allows ("2024-05-01+02:00"); a Period is a calendar day in the message's
   TimeZone, so the model drops it, as the codec does when reading XML.
-- TimeStamp: theirs is the attribute text (a `str`), ours an aware `datetime`. We write
-  `datetime.isoformat()`, so a stamp they spelled "...Z" comes back as "...+00:00": the same
-  instant and offset, spelled differently. A stamp without offset is read as UTC (the codec's
-  rule for 3.x); digits beyond microseconds are cut, as `datetime` holds no more.
+- TimeStamp and ExpirationDateTime: theirs is the attribute text (a `str`), ours an aware
+  `datetime`. We write `datetime.isoformat()`, so a stamp they spelled "...Z" comes back as
+  "...+00:00": the same instant and offset, spelled differently. A stamp without offset is
+  read as UTC (the codec's rule for 3.x); digits beyond microseconds are cut, as `datetime`
+  holds no more.
+- ISP-Duration: their `XmlDuration` (text), our `timedelta`, written in its shortest form
+  ("PT900S" comes back as "PT15M").
+- Amounts: `Decimal` on both sides, but their constructors round a price to 4 and an
+  activation factor to 2 decimals; a value with more digits (which the schema refuses)
+  makes `to_shapeshifter` raise instead of sending a rounded price.
 - Unset metadata: `None` on their side, "" on ours (`time_stamp` is None on both).
-- Enums: their `RedispatchBy` and `AcceptedRejected`, our `RedispatchBy` and `Result`; same
-  values, mapped through tables built from our enums so that a divergence fails at import.
-  Their parser leaves these attributes as plain text despite the enum types of their fields;
-  the tables answer for text and members alike.
+- Enums: their `RedispatchBy`, `AcceptedRejected`, `AvailableRequested` and
+  `AcceptedDisputed`, our enums of the same values (`Result` for `AcceptedRejected`), mapped
+  through tables built from our enums so that a divergence fails at import. Their parser
+  leaves these attributes as plain text despite the enum types of their fields; the tables
+  answer for text and members alike. Their `MeteringProfileEnum` and `MeteringUnit` are
+  plain `Enum`s, not `StrEnum`s, so their tables list the values beside the members.
 - Booleans: their parser gives `bool`; text set by hand (`"false"`) is refused, not read as
   truthy.
 - Response references: each 3.x response names its reference attribute after its request;
@@ -48,18 +56,28 @@ Quirks of theirs (each shown by a test in tests/interop):
   CongestionPoint without Connection, an AGRPortfolioQueryResponse without DSO-View, ...).
   Our models hold such values until the codec validates them, so `to_shapeshifter` raises
   their `ValueError` for them.
+- Their FlexOffer requires FlexRequestMessageID unless Unsolicited is true, which 3.0.0 has
+  no attribute for: an unsolicited 3.0.0 offer (no FlexRequestMessageID, as that Version
+  says it) cannot be built on their side, and `to_shapeshifter` raises their `TypeError`.
+  Their FlexOrder does the same with FlexOfferMessageID, which only 3.0.0 requires anyway.
+- Their FlexSettlement is a response class (as the 3.x XSD has it) and always writes
+  Result, which the draft does not allow on it: our codec refuses their draft settlement.
+  Our model carries `result` and `rejection_reason` as fields of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from adapter.uftp.durations import format_duration, parse_duration
 from adapter.uftp.messages import (
+    AcceptedDisputed,
     AGRPortfolioQuery,
     AGRPortfolioQueryCongestionPoint,
     AGRPortfolioQueryConnection,
@@ -69,6 +87,13 @@ from adapter.uftp.messages import (
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
+    AvailableRequested,
+    ContractSettlement,
+    ContractSettlementISP,
+    ContractSettlementPeriod,
+    DPrognosis,
+    DPrognosisISP,
+    DPrognosisResponse,
     DSOPortfolioQuery,
     DSOPortfolioQueryCongestionPoint,
     DSOPortfolioQueryConnection,
@@ -77,6 +102,34 @@ from adapter.uftp.messages import (
     DSOPortfolioUpdateCongestionPoint,
     DSOPortfolioUpdateConnection,
     DSOPortfolioUpdateResponse,
+    FlexMessage,
+    FlexOffer,
+    FlexOfferOption,
+    FlexOfferOptionISP,
+    FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
+    FlexOrder,
+    FlexOrderISP,
+    FlexOrderResponse,
+    FlexOrderSettlement,
+    FlexOrderSettlementISP,
+    FlexOrderSettlementStatus,
+    FlexOrderStatus,
+    FlexRequest,
+    FlexRequestISP,
+    FlexRequestResponse,
+    FlexReservationUpdate,
+    FlexReservationUpdateISP,
+    FlexReservationUpdateResponse,
+    FlexSettlement,
+    FlexSettlementResponse,
+    Metering,
+    MeteringISP,
+    MeteringProfile,
+    MeteringProfileEnum,
+    MeteringResponse,
+    MeteringUnit,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -88,7 +141,7 @@ from adapter.uftp.messages import (
 try:
     from shapeshifter_uftp import transport
     from shapeshifter_uftp import uftp as ss
-    from xsdata.models.datatype import XmlDate, XmlDateTime
+    from xsdata.models.datatype import XmlDate, XmlDateTime, XmlDuration
 except ImportError as exc:  # pragma: no cover - depends on what is installed
     raise ImportError(
         "adapter.interop.shapeshifter needs the optional shapeshifter-uftp dependencies; "
@@ -153,10 +206,10 @@ def _date_from(value: Any) -> date:
     raise TypeError(f"a Period is an XmlDate, a date or ISO text, not {value!r}")
 
 
-def _stamp_to(value: datetime) -> str:
+def _stamp_to(value: datetime, what: str = "time_stamp") -> str:
     if value.tzinfo is None:
         # Their TimeStamp pattern requires an offset, and our codec refuses naive stamps.
-        raise ValueError("time_stamp must be timezone-aware")
+        raise ValueError(f"{what} must be timezone-aware")
     return value.isoformat()
 
 
@@ -173,11 +226,45 @@ def _stamp_from(value: Any) -> datetime:
     return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
-def _bool_from(value: Any) -> bool:
+def _bool_from(value: Any, what: str = "MutexOffersSupported") -> bool:
     # bool("false") is True: refuse text rather than read it wrong.
     if isinstance(value, bool):
         return value
-    raise TypeError(f"MutexOffersSupported is a bool, not {value!r}")
+    raise TypeError(f"{what} is a bool, not {value!r}")
+
+
+def _opt_bool_from(value: Any, what: str) -> bool | None:
+    return None if value is None else _bool_from(value, what)
+
+
+def _duration_to(value: timedelta) -> XmlDuration:
+    return XmlDuration(format_duration(value))
+
+
+def _duration_from(value: Any) -> timedelta:
+    """Their ISP-Duration (an XmlDuration as parsed; text or a timedelta if set so)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str | XmlDuration):
+        return parse_duration(str(value))
+    raise TypeError(f"an ISP-Duration is an XmlDuration, text or a timedelta, not {value!r}")
+
+
+def _exact(value: Decimal, digits: int, what: str) -> Decimal:
+    """`value`, refused if their constructor would round it (to `digits` decimals)."""
+    if value != round(value, digits):
+        raise ValueError(f"{what} {value} has more than {digits} decimals; they would round it")
+    return value
+
+
+def _decimal_from(value: Any) -> Decimal:
+    # Their parser gives Decimal; code may have set an int. A float is refused: it is not
+    # the exact amount the sender wrote.
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    raise TypeError(f"an amount is a Decimal or an int, not {value!r}")
 
 
 _E = TypeVar("_E", bound=Enum)
@@ -195,6 +282,26 @@ _REDISPATCH_TO: dict[RedispatchBy, Any] = {r: ss.RedispatchBy(r.value) for r in 
 _REDISPATCH_FROM: dict[Any, RedispatchBy] = {v: k for k, v in _REDISPATCH_TO.items()}
 _RESULT_TO: dict[Result, Any] = {r: ss.AcceptedRejected(r.value) for r in Result}
 _RESULT_FROM: dict[Any, Result] = {v: k for k, v in _RESULT_TO.items()}
+_DISPOSITION_TO: dict[AvailableRequested, Any] = {
+    d: ss.AvailableRequested(d.value) for d in AvailableRequested
+}
+_DISPOSITION_FROM: dict[Any, AvailableRequested] = {v: k for k, v in _DISPOSITION_TO.items()}
+_VERDICT_TO: dict[AcceptedDisputed, Any] = {
+    d: ss.AcceptedDisputed(d.value) for d in AcceptedDisputed
+}
+_VERDICT_FROM: dict[Any, AcceptedDisputed] = {v: k for k, v in _VERDICT_TO.items()}
+_PROFILE_TO: dict[MeteringProfileEnum, Any] = {
+    p: ss.MeteringProfileEnum(p.value) for p in MeteringProfileEnum
+}
+_PROFILE_FROM: dict[Any, MeteringProfileEnum] = {
+    **{v: k for k, v in _PROFILE_TO.items()},
+    **{v.value: k for k, v in _PROFILE_TO.items()},
+}
+_UNIT_TO: dict[MeteringUnit, Any] = {u: ss.MeteringUnit(u.value) for u in MeteringUnit}
+_UNIT_FROM: dict[Any, MeteringUnit] = {
+    **{v: k for k, v in _UNIT_TO.items()},
+    **{v.value: k for k, v in _UNIT_TO.items()},
+}
 
 
 def _redispatch_to(value: RedispatchBy) -> Any:
@@ -359,6 +466,215 @@ def _agr_query_response_to(m: AGRPortfolioQueryResponse) -> dict[str, Any]:
     }
 
 
+def _flex_to(m: FlexMessage) -> dict[str, Any]:
+    return {
+        "isp_duration": _duration_to(m.isp_duration),
+        "time_zone": m.time_zone,
+        "period": _xml_date(m.period),
+        "congestion_point": m.congestion_point,
+    }
+
+
+def _flex_request_to(m: FlexRequest) -> dict[str, Any]:
+    row = ss.FlexRequestISP
+    return {
+        **_flex_to(m),
+        "revision": m.revision,
+        "expiration_date_time": _stamp_to(m.expiration_date_time, "expiration_date_time"),
+        "contract_id": m.contract_id,
+        "service_type": m.service_type,
+        "isps": [
+            row(
+                disposition=_opt(_disposition_to, isp.disposition),
+                min_power=isp.min_power,
+                max_power=isp.max_power,
+                start=isp.start,
+                duration=isp.duration,
+            )
+            for isp in m.isps
+        ],
+    }
+
+
+def _disposition_to(value: AvailableRequested) -> Any:
+    return _member(_DISPOSITION_TO, value, "Disposition")
+
+
+def _flex_offer_to(m: FlexOffer) -> dict[str, Any]:
+    row = ss.FlexOfferOptionISP
+    return {
+        **_flex_to(m),
+        "expiration_date_time": _stamp_to(m.expiration_date_time, "expiration_date_time"),
+        "unsolicited": m.unsolicited,
+        "flex_request_message_id": m.flex_request_message_id,
+        "contract_id": m.contract_id,
+        "d_prognosis_message_id": m.d_prognosis_message_id,
+        "baseline_reference": m.baseline_reference,
+        "currency": m.currency,
+        "offer_options": [
+            ss.FlexOfferOption(
+                option_reference=option.option_reference,
+                price=_exact(option.price, 4, "Price"),
+                min_activation_factor=_exact(
+                    option.min_activation_factor, 2, "MinActivationFactor"
+                ),
+                isps=[
+                    row(power=isp.power, start=isp.start, duration=isp.duration)
+                    for isp in option.isps
+                ],
+            )
+            for option in m.offer_options
+        ],
+    }
+
+
+def _flex_offer_revocation_to(m: FlexOfferRevocation) -> dict[str, Any]:
+    return {"flex_offer_message_id": m.flex_offer_message_id}
+
+
+def _flex_order_to(m: FlexOrder) -> dict[str, Any]:
+    row = ss.FlexOrderISP
+    return {
+        **_flex_to(m),
+        "unsolicited": m.unsolicited,
+        "flex_offer_message_id": m.flex_offer_message_id,
+        "service_type": m.service_type,
+        "contract_id": m.contract_id,
+        "d_prognosis_message_id": m.d_prognosis_message_id,
+        "baseline_reference": m.baseline_reference,
+        "price": _exact(m.price, 4, "Price"),
+        "currency": m.currency,
+        "order_reference": m.order_reference,
+        "option_reference": m.option_reference,
+        "activation_factor": _exact(m.activation_factor, 2, "ActivationFactor"),
+        "isps": [row(power=i.power, start=i.start, duration=i.duration) for i in m.isps],
+    }
+
+
+def _d_prognosis_to(m: DPrognosis) -> dict[str, Any]:
+    row = ss.DPrognosisISP
+    return {
+        **_flex_to(m),
+        "revision": m.revision,
+        "isps": [row(power=i.power, start=i.start, duration=i.duration) for i in m.isps],
+    }
+
+
+def _d_prognosis_response_to(m: DPrognosisResponse) -> dict[str, Any]:
+    row = ss.FlexOrderStatus
+    return {
+        "flex_order_statuses": [
+            row(flex_order_message_id=s.flex_order_message_id, is_validated=s.is_validated)
+            for s in m.flex_order_statuses
+        ]
+    }
+
+
+def _flex_settlement_to(m: FlexSettlement) -> dict[str, Any]:
+    order_row, contract_row = ss.FlexOrderSettlementISP, ss.ContractSettlementISP
+    return {
+        "result": _member(_RESULT_TO, m.result, "Result"),
+        "rejection_reason": m.rejection_reason,
+        "period_start": _xml_date(m.period_start),
+        "period_end": _xml_date(m.period_end),
+        "currency": m.currency,
+        "flex_order_settlements": [
+            ss.FlexOrderSettlement(
+                order_reference=o.order_reference,
+                period=_xml_date(o.period),
+                contract_id=o.contract_id,
+                d_prognosis_message_id=o.d_prognosis_message_id,
+                baseline_reference=o.baseline_reference,
+                congestion_point=o.congestion_point,
+                price=_exact(o.price, 4, "Price"),
+                penalty=_exact(o.penalty, 4, "Penalty"),
+                net_settlement=_exact(o.net_settlement, 4, "NetSettlement"),
+                isps=[
+                    order_row(
+                        start=i.start,
+                        duration=i.duration,
+                        baseline_power=i.baseline_power,
+                        ordered_flex_power=i.ordered_flex_power,
+                        actual_power=i.actual_power,
+                        delivered_flex_power=i.delivered_flex_power,
+                        power_deficiency=i.power_deficiency,
+                    )
+                    for i in o.isps
+                ],
+            )
+            for o in m.flex_order_settlements
+        ],
+        "contract_settlements": [
+            ss.ContractSettlement(
+                contract_id=c.contract_id,
+                periods=[
+                    ss.ContractSettlementPeriod(
+                        period=_xml_date(p.period),
+                        isps=[
+                            contract_row(
+                                start=i.start,
+                                duration=i.duration,
+                                reserved_power=i.reserved_power,
+                                requested_power=i.requested_power,
+                                available_power=i.available_power,
+                                offered_power=i.offered_power,
+                                ordered_power=i.ordered_power,
+                            )
+                            for i in p.isps
+                        ],
+                    )
+                    for p in c.periods
+                ],
+            )
+            for c in m.contract_settlements
+        ],
+    }
+
+
+def _flex_settlement_response_to(m: FlexSettlementResponse) -> dict[str, Any]:
+    row = ss.FlexOrderSettlementStatus
+    return {
+        "flex_order_settlement_statuses": [
+            row(
+                order_reference=s.order_reference,
+                disposition=_member(_VERDICT_TO, s.disposition, "Disposition"),
+                dispute_reason=s.dispute_reason,
+            )
+            for s in m.flex_order_settlement_statuses
+        ]
+    }
+
+
+def _metering_to(m: Metering) -> dict[str, Any]:
+    row = ss.MeteringISP
+    return {
+        "revision": m.revision,
+        "isp_duration": _duration_to(m.isp_duration),
+        "time_zone": m.time_zone,
+        "currency": m.currency,
+        "period": _xml_date(m.period),
+        "ean": m.ean,
+        "profiles": [
+            ss.MeteringProfile(
+                profile_type=_member(_PROFILE_TO, p.profile_type, "ProfileType"),
+                unit=_member(_UNIT_TO, p.unit, "Unit"),
+                isps=[row(start=i.start, value=i.value) for i in p.isps],
+            )
+            for p in m.profiles
+        ],
+    }
+
+
+def _flex_reservation_update_to(m: FlexReservationUpdate) -> dict[str, Any]:
+    row = ss.FlexReservationUpdateISP
+    return {
+        **_flex_to(m),
+        "contract_id": m.contract_id,
+        "reference": m.reference,
+        "isps": [row(power=i.power, start=i.start, duration=i.duration) for i in m.isps],
+    }
+
+
 # --- message bodies: theirs -> fields of ours -----------------------------------------------
 
 
@@ -466,6 +782,209 @@ def _agr_query_response_from(obj: Any) -> dict[str, Any]:
     }
 
 
+def _flex_from(obj: Any) -> dict[str, Any]:
+    return {
+        "isp_duration": _duration_from(obj.isp_duration),
+        "time_zone": obj.time_zone,
+        "period": _date_from(obj.period),
+        "congestion_point": obj.congestion_point,
+    }
+
+
+def _flex_request_from(obj: Any) -> dict[str, Any]:
+    return {
+        **_flex_from(obj),
+        "revision": obj.revision,
+        "expiration_date_time": _stamp_from(obj.expiration_date_time),
+        "contract_id": obj.contract_id,
+        "service_type": obj.service_type,
+        "isps": tuple(
+            [
+                FlexRequestISP(
+                    isp.start,
+                    isp.min_power,
+                    isp.max_power,
+                    isp.duration,
+                    _opt(_disposition_from, isp.disposition),
+                )
+                for isp in obj.isps
+            ]
+        ),
+    }
+
+
+def _disposition_from(value: Any) -> AvailableRequested:
+    return _member(_DISPOSITION_FROM, value, "Disposition")
+
+
+def _flex_offer_from(obj: Any) -> dict[str, Any]:
+    return {
+        **_flex_from(obj),
+        "expiration_date_time": _stamp_from(obj.expiration_date_time),
+        "unsolicited": _opt_bool_from(obj.unsolicited, "Unsolicited"),
+        "flex_request_message_id": obj.flex_request_message_id,
+        "contract_id": obj.contract_id,
+        "d_prognosis_message_id": obj.d_prognosis_message_id,
+        "baseline_reference": obj.baseline_reference,
+        "currency": obj.currency,
+        "offer_options": tuple(
+            FlexOfferOption(
+                option_reference=option.option_reference,
+                price=_decimal_from(option.price),
+                min_activation_factor=_decimal_from(option.min_activation_factor),
+                isps=tuple(
+                    [FlexOfferOptionISP(isp.start, isp.power, isp.duration) for isp in option.isps]
+                ),
+            )
+            for option in obj.offer_options
+        ),
+    }
+
+
+def _flex_offer_revocation_from(obj: Any) -> dict[str, Any]:
+    return {"flex_offer_message_id": obj.flex_offer_message_id}
+
+
+def _flex_order_from(obj: Any) -> dict[str, Any]:
+    return {
+        **_flex_from(obj),
+        "unsolicited": _opt_bool_from(obj.unsolicited, "Unsolicited"),
+        "flex_offer_message_id": obj.flex_offer_message_id,
+        "service_type": obj.service_type,
+        "contract_id": obj.contract_id,
+        "d_prognosis_message_id": obj.d_prognosis_message_id,
+        "baseline_reference": obj.baseline_reference,
+        "price": _decimal_from(obj.price),
+        "currency": obj.currency,
+        "order_reference": obj.order_reference,
+        "option_reference": obj.option_reference,
+        "activation_factor": _decimal_from(obj.activation_factor),
+        "isps": tuple([FlexOrderISP(i.start, i.power, i.duration) for i in obj.isps]),
+    }
+
+
+def _d_prognosis_from(obj: Any) -> dict[str, Any]:
+    return {
+        **_flex_from(obj),
+        "revision": obj.revision,
+        "isps": tuple([DPrognosisISP(i.start, i.power, i.duration) for i in obj.isps]),
+    }
+
+
+def _d_prognosis_response_from(obj: Any) -> dict[str, Any]:
+    return {
+        "flex_order_statuses": tuple(
+            FlexOrderStatus(s.flex_order_message_id, _bool_from(s.is_validated, "IsValidated"))
+            for s in obj.flex_order_statuses
+        )
+    }
+
+
+def _flex_settlement_from(obj: Any) -> dict[str, Any]:
+    return {
+        "result": _member(_RESULT_FROM, obj.result, "Result"),
+        "rejection_reason": obj.rejection_reason,
+        "period_start": _date_from(obj.period_start),
+        "period_end": _date_from(obj.period_end),
+        "currency": obj.currency,
+        "flex_order_settlements": tuple(
+            FlexOrderSettlement(
+                order_reference=o.order_reference,
+                period=_date_from(o.period),
+                contract_id=o.contract_id,
+                d_prognosis_message_id=o.d_prognosis_message_id,
+                baseline_reference=o.baseline_reference,
+                congestion_point=o.congestion_point,
+                price=_decimal_from(o.price),
+                penalty=_decimal_from(o.penalty),
+                net_settlement=_decimal_from(o.net_settlement),
+                isps=tuple(
+                    [
+                        FlexOrderSettlementISP(
+                            i.start,
+                            i.baseline_power,
+                            i.ordered_flex_power,
+                            i.actual_power,
+                            i.delivered_flex_power,
+                            i.duration,
+                            i.power_deficiency,
+                        )
+                        for i in o.isps
+                    ]
+                ),
+            )
+            for o in obj.flex_order_settlements
+        ),
+        "contract_settlements": tuple(
+            ContractSettlement(
+                contract_id=c.contract_id,
+                periods=tuple(
+                    ContractSettlementPeriod(
+                        period=_date_from(p.period),
+                        isps=tuple(
+                            [
+                                ContractSettlementISP(
+                                    i.start,
+                                    i.reserved_power,
+                                    i.duration,
+                                    i.requested_power,
+                                    i.available_power,
+                                    i.offered_power,
+                                    i.ordered_power,
+                                )
+                                for i in p.isps
+                            ]
+                        ),
+                    )
+                    for p in c.periods
+                ),
+            )
+            for c in obj.contract_settlements
+        ),
+    }
+
+
+def _flex_settlement_response_from(obj: Any) -> dict[str, Any]:
+    return {
+        "flex_order_settlement_statuses": tuple(
+            FlexOrderSettlementStatus(
+                s.order_reference,
+                _member(_VERDICT_FROM, s.disposition, "Disposition"),
+                s.dispute_reason,
+            )
+            for s in obj.flex_order_settlement_statuses
+        )
+    }
+
+
+def _metering_from(obj: Any) -> dict[str, Any]:
+    return {
+        "revision": obj.revision,
+        "isp_duration": _duration_from(obj.isp_duration),
+        "time_zone": obj.time_zone,
+        "currency": obj.currency,
+        "period": _date_from(obj.period),
+        "ean": obj.ean,
+        "profiles": tuple(
+            MeteringProfile(
+                profile_type=_member(_PROFILE_FROM, p.profile_type, "ProfileType"),
+                unit=_member(_UNIT_FROM, p.unit, "Unit"),
+                isps=tuple([MeteringISP(i.start, _decimal_from(i.value)) for i in p.isps]),
+            )
+            for p in obj.profiles
+        ),
+    }
+
+
+def _flex_reservation_update_from(obj: Any) -> dict[str, Any]:
+    return {
+        **_flex_from(obj),
+        "contract_id": obj.contract_id,
+        "reference": obj.reference,
+        "isps": tuple([FlexReservationUpdateISP(i.start, i.power, i.duration) for i in obj.isps]),
+    }
+
+
 # --- dispatch -------------------------------------------------------------------------------
 
 
@@ -516,6 +1035,62 @@ _PAIRS = (
         _agr_query_response_from,
         "agr_portfolio_query_message_id",
     ),
+    _Pair(FlexRequest, ss.FlexRequest, _flex_request_to, _flex_request_from),
+    _Pair(
+        FlexRequestResponse,
+        ss.FlexRequestResponse,
+        _no_body,
+        _no_body,
+        "flex_request_message_id",
+    ),
+    _Pair(FlexOffer, ss.FlexOffer, _flex_offer_to, _flex_offer_from),
+    _Pair(FlexOfferResponse, ss.FlexOfferResponse, _no_body, _no_body, "flex_offer_message_id"),
+    _Pair(
+        FlexOfferRevocation,
+        ss.FlexOfferRevocation,
+        _flex_offer_revocation_to,
+        _flex_offer_revocation_from,
+    ),
+    _Pair(
+        FlexOfferRevocationResponse,
+        ss.FlexOfferRevocationResponse,
+        _no_body,
+        _no_body,
+        "flex_offer_revocation_message_id",
+    ),
+    _Pair(FlexOrder, ss.FlexOrder, _flex_order_to, _flex_order_from),
+    _Pair(FlexOrderResponse, ss.FlexOrderResponse, _no_body, _no_body, "flex_order_message_id"),
+    _Pair(
+        FlexReservationUpdate,
+        ss.FlexReservationUpdate,
+        _flex_reservation_update_to,
+        _flex_reservation_update_from,
+    ),
+    _Pair(
+        FlexReservationUpdateResponse,
+        ss.FlexReservationUpdateResponse,
+        _no_body,
+        _no_body,
+        "flex_reservation_update_message_id",
+    ),
+    _Pair(DPrognosis, ss.DPrognosis, _d_prognosis_to, _d_prognosis_from),
+    _Pair(
+        DPrognosisResponse,
+        ss.DPrognosisResponse,
+        _d_prognosis_response_to,
+        _d_prognosis_response_from,
+        "d_prognosis_message_id",
+    ),
+    _Pair(FlexSettlement, ss.FlexSettlement, _flex_settlement_to, _flex_settlement_from),
+    _Pair(
+        FlexSettlementResponse,
+        ss.FlexSettlementResponse,
+        _flex_settlement_response_to,
+        _flex_settlement_response_from,
+        "flex_settlement_message_id",
+    ),
+    _Pair(Metering, ss.Metering, _metering_to, _metering_from),
+    _Pair(MeteringResponse, ss.MeteringResponse, _no_body, _no_body, "metering_message_id"),
 )
 _BY_OURS: dict[type[PayloadMessage], _Pair] = {pair.ours: pair for pair in _PAIRS}
 _BY_THEIRS: dict[type[Any], _Pair] = {pair.theirs: pair for pair in _PAIRS}

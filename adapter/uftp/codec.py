@@ -10,9 +10,11 @@ building an lxml tree for the same document, and is validated against the same s
 it leaves (on by default), so that a mistake in our own data is reported here rather than as
 an HTTP 400 from the peer.
 
-The one difference between the versions for these messages: a 3.x response names its
-reference to the request per type (DSOPortfolioQueryMessageID, ...; TestMessageResponse has
-none, and no Result), the draft calls it ReferenceMessageID everywhere.
+Where the Versions differ, the schema of the message's Version decides; the codec writes and
+reads the union. The differences: a 3.x response names its reference to the request per type
+(DSOPortfolioQueryMessageID, FlexOfferMessageID, ...; TestMessageResponse has none, and no
+Result), the draft calls it ReferenceMessageID everywhere; FlexOffer and FlexOrder gained
+Unsolicited in 3.1.0 (and FlexOrder ServiceType, with FlexOfferMessageID optional).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from functools import lru_cache
 from itertools import chain
 from typing import Any, TypeVar
@@ -28,9 +31,11 @@ from lxml import etree
 
 from .bulk import gc_paused
 from .columns import ConnectionColumns, R
+from .durations import format_duration, parse_duration
 from .errors import IncompleteMessage, InvalidXml
 from .messages import (
     MESSAGE_TYPES,
+    AcceptedDisputed,
     AGRPortfolioQuery,
     AGRPortfolioQueryCongestionPoint,
     AGRPortfolioQueryConnection,
@@ -40,6 +45,13 @@ from .messages import (
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
+    AvailableRequested,
+    ContractSettlement,
+    ContractSettlementISP,
+    ContractSettlementPeriod,
+    DPrognosis,
+    DPrognosisISP,
+    DPrognosisResponse,
     DSOPortfolioQuery,
     DSOPortfolioQueryCongestionPoint,
     DSOPortfolioQueryConnection,
@@ -48,6 +60,34 @@ from .messages import (
     DSOPortfolioUpdateCongestionPoint,
     DSOPortfolioUpdateConnection,
     DSOPortfolioUpdateResponse,
+    FlexMessage,
+    FlexOffer,
+    FlexOfferOption,
+    FlexOfferOptionISP,
+    FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
+    FlexOrder,
+    FlexOrderISP,
+    FlexOrderResponse,
+    FlexOrderSettlement,
+    FlexOrderSettlementISP,
+    FlexOrderSettlementStatus,
+    FlexOrderStatus,
+    FlexRequest,
+    FlexRequestISP,
+    FlexRequestResponse,
+    FlexReservationUpdate,
+    FlexReservationUpdateISP,
+    FlexReservationUpdateResponse,
+    FlexSettlement,
+    FlexSettlementResponse,
+    Metering,
+    MeteringISP,
+    MeteringProfile,
+    MeteringProfileEnum,
+    MeteringResponse,
+    MeteringUnit,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -67,6 +107,14 @@ V3_REFERENCE_ATTRIBUTE: dict[type[PayloadResponse], str | None] = {
     DSOPortfolioQueryResponse: "DSOPortfolioQueryMessageID",
     AGRPortfolioUpdateResponse: "AGRPortfolioUpdateMessageID",
     AGRPortfolioQueryResponse: "AGRPortfolioQueryMessageID",
+    FlexRequestResponse: "FlexRequestMessageID",
+    FlexOfferResponse: "FlexOfferMessageID",
+    FlexOfferRevocationResponse: "FlexOfferRevocationMessageID",
+    FlexOrderResponse: "FlexOrderMessageID",
+    FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
+    DPrognosisResponse: "D-PrognosisMessageID",
+    FlexSettlementResponse: "FlexSettlementMessageID",
+    MeteringResponse: "MeteringMessageID",
 }
 
 
@@ -182,6 +230,46 @@ _REDISPATCH: dict[str, RedispatchBy] = {member.value: member for member in Redis
 
 def _redispatch(text: str | None) -> RedispatchBy | None:
     return None if text is None else _REDISPATCH[text]
+
+
+def _opt_bool(text: str | None) -> bool | None:
+    return None if text is None else _bool(text)
+
+
+def _opt_int(text: str | None, default: int) -> int:
+    # int() takes what xs:integer allows ("+7", "007", surrounding blanks); more than 4,300
+    # digits is a ValueError, which `_read` reports as InvalidXml.
+    return default if text is None else int(text)
+
+
+def _opt_power(text: str | None) -> int | None:
+    return None if text is None else int(text)
+
+
+def _decimal(text: str) -> Decimal:
+    # The schema lets through only plain decimals ("-1.50", ".5", "5."): no exponent, no NaN.
+    return Decimal(text.strip())
+
+
+#: The XSD defaults of activation factors and of a settlement's Penalty.
+_ONE = Decimal("1.00")
+_ZERO = Decimal(0)
+
+_AVAILABLE_REQUESTED: dict[str, AvailableRequested] = {m.value: m for m in AvailableRequested}
+_ACCEPTED_DISPUTED: dict[str, AcceptedDisputed] = {m.value: m for m in AcceptedDisputed}
+_PROFILE_TYPES: dict[str, MeteringProfileEnum] = {m.value: m for m in MeteringProfileEnum}
+_UNITS: dict[str, MeteringUnit] = {m.value: m for m in MeteringUnit}
+
+
+def _flex(root: etree._Element) -> dict[str, Any]:
+    """The FlexMessageType attributes every Flex* message carries."""
+    get = root.get
+    return {
+        "isp_duration": parse_duration(get("ISP-Duration", "")),
+        "time_zone": get("TimeZone"),
+        "period": _date(get("Period")),
+        "congestion_point": get("CongestionPoint"),
+    }
 
 
 def _metadata(root: etree._Element) -> dict[str, Any]:
@@ -370,6 +458,252 @@ def _read_agr_portfolio_query_response(
     )
 
 
+def _read_flex_request(root: etree._Element, meta: dict[str, Any]) -> FlexRequest:
+    get = root.get
+    isps = []
+    for isp in root:
+        disposition = isp.get("Disposition")
+        isps.append(
+            FlexRequestISP(
+                int(isp.get("Start")),
+                int(isp.get("MinPower")),
+                int(isp.get("MaxPower")),
+                _opt_int(isp.get("Duration"), 1),
+                None if disposition is None else _AVAILABLE_REQUESTED[disposition],
+            )
+        )
+    return FlexRequest(
+        **meta,
+        **_flex(root),
+        revision=int(get("Revision")),
+        expiration_date_time=_datetime(get("ExpirationDateTime")),
+        contract_id=get("ContractID"),
+        service_type=get("ServiceType"),
+        isps=tuple(isps),
+    )
+
+
+def _read_flex_offer(root: etree._Element, meta: dict[str, Any]) -> FlexOffer:
+    get = root.get
+    options = []
+    for option in root:
+        factor = option.get("MinActivationFactor")
+        options.append(
+            FlexOfferOption(
+                option_reference=option.get("OptionReference"),
+                price=_decimal(option.get("Price")),
+                min_activation_factor=_ONE if factor is None else _decimal(factor),
+                isps=tuple(
+                    FlexOfferOptionISP(
+                        int(isp.get("Start")),
+                        int(isp.get("Power")),
+                        _opt_int(isp.get("Duration"), 1),
+                    )
+                    for isp in option
+                ),
+            )
+        )
+    return FlexOffer(
+        **meta,
+        **_flex(root),
+        expiration_date_time=_datetime(get("ExpirationDateTime")),
+        unsolicited=_opt_bool(get("Unsolicited")),
+        flex_request_message_id=get("FlexRequestMessageID"),
+        contract_id=get("ContractID"),
+        d_prognosis_message_id=get("D-PrognosisMessageID"),
+        baseline_reference=get("BaselineReference"),
+        currency=get("Currency"),
+        offer_options=tuple(options),
+    )
+
+
+def _read_flex_offer_revocation(root: etree._Element, meta: dict[str, Any]) -> FlexOfferRevocation:
+    return FlexOfferRevocation(**meta, flex_offer_message_id=root.get("FlexOfferMessageID"))
+
+
+def _read_flex_order(root: etree._Element, meta: dict[str, Any]) -> FlexOrder:
+    get = root.get
+    factor = get("ActivationFactor")
+    return FlexOrder(
+        **meta,
+        **_flex(root),
+        unsolicited=_opt_bool(get("Unsolicited")),
+        flex_offer_message_id=get("FlexOfferMessageID"),
+        service_type=get("ServiceType"),
+        contract_id=get("ContractID"),
+        d_prognosis_message_id=get("D-PrognosisMessageID"),
+        baseline_reference=get("BaselineReference"),
+        price=_decimal(get("Price")),
+        currency=get("Currency"),
+        order_reference=get("OrderReference"),
+        option_reference=get("OptionReference"),
+        activation_factor=_ONE if factor is None else _decimal(factor),
+        isps=tuple(
+            FlexOrderISP(
+                int(isp.get("Start")), int(isp.get("Power")), _opt_int(isp.get("Duration"), 1)
+            )
+            for isp in root
+        ),
+    )
+
+
+def _read_flex_reservation_update(
+    root: etree._Element, meta: dict[str, Any]
+) -> FlexReservationUpdate:
+    return FlexReservationUpdate(
+        **meta,
+        **_flex(root),
+        contract_id=root.get("ContractID"),
+        reference=root.get("Reference"),
+        isps=tuple(
+            FlexReservationUpdateISP(
+                int(isp.get("Start")), int(isp.get("Power")), _opt_int(isp.get("Duration"), 1)
+            )
+            for isp in root
+        ),
+    )
+
+
+def _read_d_prognosis(root: etree._Element, meta: dict[str, Any]) -> DPrognosis:
+    return DPrognosis(
+        **meta,
+        **_flex(root),
+        revision=int(root.get("Revision")),
+        isps=tuple(
+            DPrognosisISP(
+                int(isp.get("Start")), int(isp.get("Power")), _opt_int(isp.get("Duration"), 1)
+            )
+            for isp in root
+        ),
+    )
+
+
+def _read_d_prognosis_response(root: etree._Element, meta: dict[str, Any]) -> DPrognosisResponse:
+    _response(DPrognosisResponse, root, meta)
+    return DPrognosisResponse(
+        **meta,
+        flex_order_statuses=tuple(
+            FlexOrderStatus(status.get("FlexOrderMessageID"), _bool(status.get("IsValidated")))
+            for status in root
+        ),
+    )
+
+
+def _read_flex_settlement(root: etree._Element, meta: dict[str, Any]) -> FlexSettlement:
+    get = root.get
+    orders: list[FlexOrderSettlement] = []
+    contracts: list[ContractSettlement] = []
+    for child in root:
+        if child.tag == "FlexOrderSettlement":
+            orders.append(_flex_order_settlement(child))
+        else:
+            contracts.append(
+                ContractSettlement(
+                    contract_id=child.get("ContractID"),
+                    periods=tuple(
+                        ContractSettlementPeriod(
+                            period=_date(period.get("Period")),
+                            isps=tuple(_contract_settlement_isp(isp) for isp in period),
+                        )
+                        for period in child
+                    ),
+                )
+            )
+    result = get("Result")  # 3.x only: FlexSettlementType extends the response type there
+    return FlexSettlement(
+        **meta,
+        period_start=_date(get("PeriodStart")),
+        period_end=_date(get("PeriodEnd")),
+        currency=get("Currency"),
+        flex_order_settlements=tuple(orders),
+        contract_settlements=tuple(contracts),
+        result=Result.ACCEPTED if result is None else Result(result),
+        rejection_reason=get("RejectionReason"),
+    )
+
+
+def _flex_order_settlement(element: etree._Element) -> FlexOrderSettlement:
+    get = element.get
+    penalty = get("Penalty")
+    return FlexOrderSettlement(
+        order_reference=get("OrderReference"),
+        period=_date(get("Period")),
+        contract_id=get("ContractID"),
+        d_prognosis_message_id=get("D-PrognosisMessageID"),
+        baseline_reference=get("BaselineReference"),
+        congestion_point=get("CongestionPoint"),
+        price=_decimal(get("Price")),
+        penalty=_ZERO if penalty is None else _decimal(penalty),
+        net_settlement=_decimal(get("NetSettlement")),
+        isps=tuple(
+            FlexOrderSettlementISP(
+                int(isp.get("Start")),
+                int(isp.get("BaselinePower")),
+                int(isp.get("OrderedFlexPower")),
+                int(isp.get("ActualPower")),
+                int(isp.get("DeliveredFlexPower")),
+                _opt_int(isp.get("Duration"), 1),
+                _opt_int(isp.get("PowerDeficiency"), 0),
+            )
+            for isp in element
+        ),
+    )
+
+
+def _contract_settlement_isp(isp: etree._Element) -> ContractSettlementISP:
+    get = isp.get
+    return ContractSettlementISP(
+        int(get("Start")),
+        int(get("ReservedPower")),
+        _opt_int(get("Duration"), 1),
+        _opt_power(get("RequestedPower")),
+        _opt_power(get("AvailablePower")),
+        _opt_power(get("OfferedPower")),
+        _opt_power(get("OrderedPower")),
+    )
+
+
+def _read_flex_settlement_response(
+    root: etree._Element, meta: dict[str, Any]
+) -> FlexSettlementResponse:
+    _response(FlexSettlementResponse, root, meta)
+    return FlexSettlementResponse(
+        **meta,
+        flex_order_settlement_statuses=tuple(
+            FlexOrderSettlementStatus(
+                status.get("OrderReference"),
+                _ACCEPTED_DISPUTED[status.get("Disposition")],
+                status.get("DisputeReason"),
+            )
+            for status in root
+        ),
+    )
+
+
+def _read_metering(root: etree._Element, meta: dict[str, Any]) -> Metering:
+    get = root.get
+    return Metering(
+        **meta,
+        revision=int(get("Revision")),
+        isp_duration=parse_duration(get("ISP-Duration", "")),
+        time_zone=get("TimeZone"),
+        currency=get("Currency"),
+        period=_date(get("Period")),
+        ean=get("EAN"),
+        profiles=tuple(
+            MeteringProfile(
+                profile_type=_PROFILE_TYPES[profile.get("ProfileType")],
+                unit=_UNITS[profile.get("Unit")],
+                isps=tuple(
+                    MeteringISP(int(isp.get("Start")), _decimal(isp.get("Value")))
+                    for isp in profile
+                ),
+            )
+            for profile in root
+        ),
+    )
+
+
 _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], PayloadMessage]] = {
     TestMessage: _read_test_message,
     TestMessageResponse: _metadata_only_response(TestMessageResponse),
@@ -381,6 +715,22 @@ _READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], 
     AGRPortfolioUpdateResponse: _metadata_only_response(AGRPortfolioUpdateResponse),
     AGRPortfolioQuery: _read_agr_portfolio_query,
     AGRPortfolioQueryResponse: _read_agr_portfolio_query_response,
+    FlexRequest: _read_flex_request,
+    FlexRequestResponse: _metadata_only_response(FlexRequestResponse),
+    FlexOffer: _read_flex_offer,
+    FlexOfferResponse: _metadata_only_response(FlexOfferResponse),
+    FlexOfferRevocation: _read_flex_offer_revocation,
+    FlexOfferRevocationResponse: _metadata_only_response(FlexOfferRevocationResponse),
+    FlexOrder: _read_flex_order,
+    FlexOrderResponse: _metadata_only_response(FlexOrderResponse),
+    FlexReservationUpdate: _read_flex_reservation_update,
+    FlexReservationUpdateResponse: _metadata_only_response(FlexReservationUpdateResponse),
+    DPrognosis: _read_d_prognosis,
+    DPrognosisResponse: _read_d_prognosis_response,
+    FlexSettlement: _read_flex_settlement,
+    FlexSettlementResponse: _read_flex_settlement_response,
+    Metering: _read_metering,
+    MeteringResponse: _metadata_only_response(MeteringResponse),
 }
 
 
@@ -465,6 +815,52 @@ def _response_attributes(message: PayloadResponse) -> str:
 
 def _opt(name: str, value: object) -> str:
     return "" if value is None else f' {name}="{value}"'
+
+
+def _opt_text(name: str, value: str | None) -> str:
+    """An optional attribute of free text (escaped)."""
+    return "" if value is None else f' {name}="{attr(value)}"'
+
+
+def _bool_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _opt_bool_text(name: str, value: bool | None) -> str:
+    return "" if value is None else f' {name}="{_bool_text(value)}"'
+
+
+def _dec(value: Decimal) -> str:
+    # Fixed-point: str() would write Decimal("1E+3") as "1E+3", which xs:decimal refuses.
+    # An int given where the model says Decimal is written as the integer it is (format()
+    # would give it six zero decimals, more than a CurrencyAmount may have).
+    return format(value if isinstance(value, Decimal) else Decimal(value), "f")
+
+
+def _duration_attr(value: int) -> str:
+    """An ISP's Duration; 1 is the XSD's default and is left out."""
+    return "" if value == 1 else f' Duration="{value}"'
+
+
+def _expiration(message: PayloadMessage, value: datetime) -> str:
+    if value.tzinfo is None:
+        # The draft requires an offset; in 3.x a naive value would be read back as UTC.
+        raise IncompleteMessage(f"{message.xml_name}: expiration_date_time must be timezone-aware")
+    return f' ExpirationDateTime="{value.isoformat()}"'
+
+
+def _factor_attr(name: str, value: Decimal) -> str:
+    """An activation factor; 1.00 is the XSD's default and is left out."""
+    return "" if value == _ONE else f' {name}="{_dec(value)}"'
+
+
+def _flex_attributes(message: FlexMessage) -> str:
+    return (
+        f' ISP-Duration="{format_duration(message.isp_duration)}"'
+        f' TimeZone="{attr(message.time_zone)}"'
+        f' Period="{message.period.isoformat()}"'
+        f' CongestionPoint="{attr(message.congestion_point)}"'
+    )
 
 
 def _write_metadata_only(message: PayloadMessage, parts: list[str]) -> None:
@@ -586,6 +982,223 @@ def _write_agr_portfolio_query_response(
     parts.append(f"</{message.xml_name}>")
 
 
+def _write_flex_request(message: FlexRequest, parts: list[str]) -> None:
+    _open(
+        message,
+        parts,
+        _flex_attributes(message)
+        + f' Revision="{message.revision}"'
+        + _expiration(message, message.expiration_date_time)
+        + _opt_text("ContractID", message.contract_id)
+        + _opt_text("ServiceType", message.service_type),
+    )
+    parts.append(">")
+    append = parts.append
+    for isp in message.isps:
+        append(
+            f'<ISP{_opt("Disposition", isp.disposition)} MinPower="{isp.min_power}"'
+            f' MaxPower="{isp.max_power}" Start="{isp.start}"{_duration_attr(isp.duration)}/>'
+        )
+    append(f"</{message.xml_name}>")
+
+
+def _write_flex_offer(message: FlexOffer, parts: list[str]) -> None:
+    _open(
+        message,
+        parts,
+        _flex_attributes(message)
+        + _expiration(message, message.expiration_date_time)
+        + _opt_bool_text("Unsolicited", message.unsolicited)
+        + _opt_text("FlexRequestMessageID", message.flex_request_message_id)
+        + _opt_text("ContractID", message.contract_id)
+        + _opt_text("D-PrognosisMessageID", message.d_prognosis_message_id)
+        + _opt_text("BaselineReference", message.baseline_reference)
+        + f' Currency="{attr(message.currency)}"',
+    )
+    parts.append(">")
+    append = parts.append
+    for option in message.offer_options:
+        factor = option.min_activation_factor
+        append(
+            f'<OfferOption OptionReference="{attr(option.option_reference)}"'
+            f' Price="{_dec(option.price)}"{_factor_attr("MinActivationFactor", factor)}>'
+        )
+        _write_power_isps(option.isps, parts)
+        append("</OfferOption>")
+    append(f"</{message.xml_name}>")
+
+
+def _write_flex_offer_revocation(message: FlexOfferRevocation, parts: list[str]) -> None:
+    _open(message, parts, f' FlexOfferMessageID="{attr(message.flex_offer_message_id)}"')
+    parts.append("/>")
+
+
+def _write_power_isps(
+    isps: Iterable[FlexOfferOptionISP | FlexOrderISP | FlexReservationUpdateISP | DPrognosisISP],
+    parts: list[str],
+) -> None:
+    """ISPs of one Power each, as offers, orders, reservation updates and D-Prognoses have."""
+    append = parts.append
+    for isp in isps:
+        append(f'<ISP Power="{isp.power}" Start="{isp.start}"{_duration_attr(isp.duration)}/>')
+
+
+def _write_flex_order(message: FlexOrder, parts: list[str]) -> None:
+    _open(
+        message,
+        parts,
+        _flex_attributes(message)
+        + _opt_bool_text("Unsolicited", message.unsolicited)
+        + _opt_text("FlexOfferMessageID", message.flex_offer_message_id)
+        + _opt_text("ServiceType", message.service_type)
+        + _opt_text("ContractID", message.contract_id)
+        + _opt_text("D-PrognosisMessageID", message.d_prognosis_message_id)
+        + _opt_text("BaselineReference", message.baseline_reference)
+        + f' Price="{_dec(message.price)}" Currency="{attr(message.currency)}"'
+        + f' OrderReference="{attr(message.order_reference)}"'
+        + _opt_text("OptionReference", message.option_reference)
+        + _factor_attr("ActivationFactor", message.activation_factor),
+    )
+    parts.append(">")
+    _write_power_isps(message.isps, parts)
+    parts.append(f"</{message.xml_name}>")
+
+
+def _write_flex_reservation_update(message: FlexReservationUpdate, parts: list[str]) -> None:
+    _open(
+        message,
+        parts,
+        _flex_attributes(message)
+        + f' ContractID="{attr(message.contract_id)}" Reference="{attr(message.reference)}"',
+    )
+    parts.append(">")
+    _write_power_isps(message.isps, parts)
+    parts.append(f"</{message.xml_name}>")
+
+
+def _write_d_prognosis(message: DPrognosis, parts: list[str]) -> None:
+    _open(message, parts, _flex_attributes(message) + f' Revision="{message.revision}"')
+    parts.append(">")
+    _write_power_isps(message.isps, parts)
+    parts.append(f"</{message.xml_name}>")
+
+
+def _write_d_prognosis_response(message: DPrognosisResponse, parts: list[str]) -> None:
+    _open(message, parts, _response_attributes(message))
+    if not message.flex_order_statuses:
+        parts.append("/>")
+        return
+    parts.append(">")
+    for status in message.flex_order_statuses:
+        parts.append(
+            f'<FlexOrderStatus FlexOrderMessageID="{attr(status.flex_order_message_id)}"'
+            f' IsValidated="{_bool_text(status.is_validated)}"/>'
+        )
+    parts.append(f"</{message.xml_name}>")
+
+
+def _write_flex_settlement(message: FlexSettlement, parts: list[str]) -> None:
+    if is_draft(message.version):
+        if message.result is not Result.ACCEPTED or message.rejection_reason is not None:
+            raise InvalidXml(
+                f"{message.xml_name}: Result and RejectionReason exist in 3.x only, "
+                f"not in Version {message.version}"
+            )
+        response = ""
+    else:
+        response = f' Result="{message.result}"' + _opt_text(
+            "RejectionReason", message.rejection_reason
+        )
+    _open(
+        message,
+        parts,
+        response
+        + f' PeriodStart="{message.period_start.isoformat()}"'
+        + f' PeriodEnd="{message.period_end.isoformat()}"'
+        + f' Currency="{attr(message.currency)}"',
+    )
+    parts.append(">")
+    append = parts.append
+    for order in message.flex_order_settlements:
+        penalty = order.penalty
+        append(
+            "<FlexOrderSettlement"
+            + _opt_text("OrderReference", order.order_reference)
+            + f' Period="{order.period.isoformat()}"'
+            + _opt_text("ContractID", order.contract_id)
+            + _opt_text("D-PrognosisMessageID", order.d_prognosis_message_id)
+            + _opt_text("BaselineReference", order.baseline_reference)
+            + f' CongestionPoint="{attr(order.congestion_point)}"'
+            + f' Price="{_dec(order.price)}"'
+            + ("" if penalty == _ZERO else f' Penalty="{_dec(penalty)}"')
+            + f' NetSettlement="{_dec(order.net_settlement)}">'
+        )
+        for isp in order.isps:
+            append(
+                f'<ISP Start="{isp.start}"{_duration_attr(isp.duration)}'
+                f' BaselinePower="{isp.baseline_power}"'
+                f' OrderedFlexPower="{isp.ordered_flex_power}"'
+                f' ActualPower="{isp.actual_power}"'
+                f' DeliveredFlexPower="{isp.delivered_flex_power}"'
+                # 0 is the XSD's default and is left out.
+                f"{_opt('PowerDeficiency', isp.power_deficiency or None)}/>"
+            )
+        append("</FlexOrderSettlement>")
+    for contract in message.contract_settlements:
+        append(f"<ContractSettlement{_opt_text('ContractID', contract.contract_id)}>")
+        for period in contract.periods:
+            append(f'<Period Period="{period.period.isoformat()}">')
+            for c in period.isps:
+                append(
+                    f'<ISP Start="{c.start}"{_duration_attr(c.duration)}'
+                    f' ReservedPower="{c.reserved_power}"'
+                    f"{_opt('RequestedPower', c.requested_power)}"
+                    f"{_opt('AvailablePower', c.available_power)}"
+                    f"{_opt('OfferedPower', c.offered_power)}"
+                    f"{_opt('OrderedPower', c.ordered_power)}/>"
+                )
+            append("</Period>")
+        append("</ContractSettlement>")
+    append(f"</{message.xml_name}>")
+
+
+def _write_flex_settlement_response(message: FlexSettlementResponse, parts: list[str]) -> None:
+    _open(message, parts, _response_attributes(message))
+    if not message.flex_order_settlement_statuses:
+        parts.append("/>")  # not schema-valid: the XSD wants one status at least
+        return
+    parts.append(">")
+    for status in message.flex_order_settlement_statuses:
+        parts.append(
+            "<FlexOrderSettlementStatus"
+            + _opt_text("OrderReference", status.order_reference)
+            + f' Disposition="{status.disposition}"'
+            + _opt_text("DisputeReason", status.dispute_reason)
+            + "/>"
+        )
+    parts.append(f"</{message.xml_name}>")
+
+
+def _write_metering(message: Metering, parts: list[str]) -> None:
+    _open(
+        message,
+        parts,
+        f' Revision="{message.revision}"'
+        f' ISP-Duration="{format_duration(message.isp_duration)}"'
+        f' TimeZone="{attr(message.time_zone)}"'
+        + _opt_text("Currency", message.currency)
+        + f' Period="{message.period.isoformat()}" EAN="{attr(message.ean)}"',
+    )
+    parts.append(">")
+    append = parts.append
+    for profile in message.profiles:
+        append(f'<Profile ProfileType="{profile.profile_type}" Unit="{profile.unit}">')
+        for isp in profile.isps:
+            append(f'<ISP Start="{isp.start}" Value="{_dec(isp.value)}"/>')
+        append("</Profile>")
+    append(f"</{message.xml_name}>")
+
+
 _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     TestMessage: _write_metadata_only,
     TestMessageResponse: _write_metadata_only,
@@ -597,4 +1210,20 @@ _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     AGRPortfolioUpdateResponse: _write_metadata_only,
     AGRPortfolioQuery: _write_agr_portfolio_query,
     AGRPortfolioQueryResponse: _write_agr_portfolio_query_response,
+    FlexRequest: _write_flex_request,
+    FlexRequestResponse: _write_metadata_only,
+    FlexOffer: _write_flex_offer,
+    FlexOfferResponse: _write_metadata_only,
+    FlexOfferRevocation: _write_flex_offer_revocation,
+    FlexOfferRevocationResponse: _write_metadata_only,
+    FlexOrder: _write_flex_order,
+    FlexOrderResponse: _write_metadata_only,
+    FlexReservationUpdate: _write_flex_reservation_update,
+    FlexReservationUpdateResponse: _write_metadata_only,
+    DPrognosis: _write_d_prognosis,
+    DPrognosisResponse: _write_d_prognosis_response,
+    FlexSettlement: _write_flex_settlement,
+    FlexSettlementResponse: _write_flex_settlement_response,
+    Metering: _write_metering,
+    MeteringResponse: _write_metadata_only,
 }

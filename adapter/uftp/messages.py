@@ -1,12 +1,19 @@
-"""Typed, immutable models of the UFTP messages a DSO, a CRO and an AGR exchange in the
-contract phase (spec: contract-phase.md), plus the TestMessage pair.
+"""Typed, immutable models of the UFTP messages: the portfolio messages a DSO, a CRO and an
+AGR exchange in the contract phase (spec: contract-phase.md), the flexibility trading between
+DSO and AGR (FlexRequest to FlexSettlement, D-Prognosis, Metering), and the TestMessage pair.
 
 Names follow the XSD types so that a reader can put the schema beside this file. Fields are
-snake_case spellings of the XML attributes; the codec owns the mapping.
+snake_case spellings of the XML attributes; the codec owns the mapping. Where the XSDs of the
+Versions differ, a field holds the union (e.g. `unsolicited`, absent from 3.0.0) and the schema
+of the message's Version decides what may be written.
 
 Two shapes, chosen for cost: messages and congestion points are frozen dataclasses (a handful
-per message), while the rows that come by the hundred thousand (connections) are NamedTuples,
-which are immutable too but build about twice as fast as a frozen dataclass.
+per message), while the rows that come by the hundred thousand (connections, ISPs) are
+NamedTuples, which are immutable too but build about twice as fast as a frozen dataclass.
+
+Value types: powers and ISP numbers are `int` (xs:integer is unbounded, so is `int`); prices,
+amounts, activation factors and metered values are `Decimal` (xs:decimal, exact); an
+ISP-Duration is a `timedelta`; Periods are `date`s and instants aware `datetime`s.
 
 Metadata (spec: metadata-attributes.md) defaults to empty: a handler or a caller composes the
 business content and the participant fills Version, domains, TimeStamp and identifiers when it
@@ -16,7 +23,8 @@ sends. The codec refuses to serialize a message whose metadata is still empty.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, NamedTuple
 
@@ -32,6 +40,14 @@ __all__ = [
     "AGRPortfolioUpdate",
     "AGRPortfolioUpdateConnection",
     "AGRPortfolioUpdateResponse",
+    "AcceptedDisputed",
+    "AvailableRequested",
+    "ContractSettlement",
+    "ContractSettlementISP",
+    "ContractSettlementPeriod",
+    "DPrognosis",
+    "DPrognosisISP",
+    "DPrognosisResponse",
     "DSOPortfolioQuery",
     "DSOPortfolioQueryCongestionPoint",
     "DSOPortfolioQueryConnection",
@@ -40,6 +56,34 @@ __all__ = [
     "DSOPortfolioUpdateCongestionPoint",
     "DSOPortfolioUpdateConnection",
     "DSOPortfolioUpdateResponse",
+    "FlexMessage",
+    "FlexOffer",
+    "FlexOfferOption",
+    "FlexOfferOptionISP",
+    "FlexOfferResponse",
+    "FlexOfferRevocation",
+    "FlexOfferRevocationResponse",
+    "FlexOrder",
+    "FlexOrderISP",
+    "FlexOrderResponse",
+    "FlexOrderSettlement",
+    "FlexOrderSettlementISP",
+    "FlexOrderSettlementStatus",
+    "FlexOrderStatus",
+    "FlexRequest",
+    "FlexRequestISP",
+    "FlexRequestResponse",
+    "FlexReservationUpdate",
+    "FlexReservationUpdateISP",
+    "FlexReservationUpdateResponse",
+    "FlexSettlement",
+    "FlexSettlementResponse",
+    "Metering",
+    "MeteringISP",
+    "MeteringProfile",
+    "MeteringProfileEnum",
+    "MeteringResponse",
+    "MeteringUnit",
     "PayloadMessage",
     "PayloadResponse",
     "RedispatchBy",
@@ -70,6 +114,39 @@ class RedispatchBy(StrEnum):
 
     AGR = "AGR"
     DSO = "DSO"
+
+
+class AcceptedDisputed(StrEnum):
+    """AcceptedDisputedType: the AGR's verdict on one settled order."""
+
+    ACCEPTED = "Accepted"
+    DISPUTED = "Disputed"
+
+
+class MeteringProfileEnum(StrEnum):
+    """MeteringProfileEnum: what the values of a metering profile are."""
+
+    #: Average active power over the ISP, import minus export (spec: metering.md).
+    POWER = "Power"
+    IMPORT_ENERGY = "ImportEnergy"
+    EXPORT_ENERGY = "ExportEnergy"
+    IMPORT_METER_READING = "ImportMeterReading"
+    EXPORT_METER_READING = "ExportMeterReading"
+
+
+class MeteringUnit(StrEnum):
+    """MeteringUnitType: kW for Power profiles, kWh for energy and meter readings."""
+
+    KW = "kW"
+    KWH = "kWh"
+
+
+class AvailableRequested(StrEnum):
+    """AvailableRequestedType: whether a FlexRequest ISP asks for flexibility or only says how
+    much room there is (spec: flex-request.md, Disposition)."""
+
+    AVAILABLE = "Available"
+    REQUESTED = "Requested"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -296,6 +373,384 @@ class AGRPortfolioQueryResponse(PayloadResponse):
     dso_views: tuple[AGRPortfolioQueryDSOView, ...] = ()
 
 
+# --- Flexibility trading between DSO and AGR -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexMessage(PayloadMessage):
+    """FlexMessageType: a message about the ISPs of one Period at one congestion point.
+
+    ISP-Duration and TimeZone are market-wide values, repeated in every message so that a
+    receiver can reject one that assumes others (spec: metadata-attributes.md).
+    """
+
+    isp_duration: timedelta
+    time_zone: str
+    period: date
+    congestion_point: str
+
+
+class FlexRequestISP(NamedTuple):
+    """One or more ISPs (from `start`, 1 = the first of the day) of a FlexRequest: the room
+    to deviate from the baseline, in Watts (spec: power.md for the sign)."""
+
+    start: int
+    min_power: int
+    max_power: int
+    duration: int = 1
+    disposition: AvailableRequested | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexRequest(FlexMessage):
+    """DSO -> AGR: a request for flexibility (spec: flex-request.md)."""
+
+    xml_name: ClassVar[str] = "FlexRequest"
+
+    revision: int
+    expiration_date_time: datetime
+    contract_id: str | None = None
+    service_type: str | None = None
+    isps: tuple[FlexRequestISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexRequestResponse(PayloadResponse):
+    """AGR -> DSO. 3.x reference attribute: FlexRequestMessageID."""
+
+    xml_name: ClassVar[str] = "FlexRequestResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexRequest
+
+
+class FlexOfferOptionISP(NamedTuple):
+    """The power offered for one or more ISPs, in Watts."""
+
+    start: int
+    power: int
+    duration: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOfferOption:
+    """One option of a FlexOffer; a DSO orders at most one option of an offer."""
+
+    option_reference: str
+    price: Decimal
+    #: The XSD's default: an option without the attribute is to be activated fully.
+    min_activation_factor: Decimal = Decimal("1.00")
+    isps: tuple[FlexOfferOptionISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOffer(FlexMessage):
+    """AGR -> DSO: an offer of flexibility, solicited by a FlexRequest or not
+    (spec: flex-offer.md).
+
+    `unsolicited` is None when the attribute is absent: 3.0.0 has no such attribute (an
+    offer without FlexRequestMessageID is unsolicited), and the draft's default is false.
+    """
+
+    xml_name: ClassVar[str] = "FlexOffer"
+
+    expiration_date_time: datetime
+    unsolicited: bool | None = None
+    flex_request_message_id: str | None = None
+    contract_id: str | None = None
+    d_prognosis_message_id: str | None = None
+    baseline_reference: str | None = None
+    currency: str
+    offer_options: tuple[FlexOfferOption, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOfferResponse(PayloadResponse):
+    """DSO -> AGR. 3.x reference attribute: FlexOfferMessageID."""
+
+    xml_name: ClassVar[str] = "FlexOfferResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexOffer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOfferRevocation(PayloadMessage):
+    """AGR -> DSO: voids an earlier FlexOffer that has no accepted FlexOrder yet
+    (spec: flex-offer-revocation.md)."""
+
+    xml_name: ClassVar[str] = "FlexOfferRevocation"
+
+    flex_offer_message_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOfferRevocationResponse(PayloadResponse):
+    """DSO -> AGR. 3.x reference attribute: FlexOfferRevocationMessageID."""
+
+    xml_name: ClassVar[str] = "FlexOfferRevocationResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexOfferRevocation
+
+
+class FlexOrderISP(NamedTuple):
+    """The power ordered for one or more ISPs, in Watts: the offer's, copied unchanged."""
+
+    start: int
+    power: int
+    duration: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOrder(FlexMessage):
+    """DSO -> AGR: an order for flexibility, of one option of a FlexOffer or unsolicited
+    (spec: flex-order.md). The ISPs must be the offer's exactly.
+
+    3.0.0 requires `flex_offer_message_id` and knows neither `unsolicited` nor
+    `service_type`; 3.1.0 added both and made the reference optional ("mandatory if
+    Unsolicited=false").
+    """
+
+    xml_name: ClassVar[str] = "FlexOrder"
+
+    unsolicited: bool | None = None
+    flex_offer_message_id: str | None = None
+    service_type: str | None = None
+    contract_id: str | None = None
+    d_prognosis_message_id: str | None = None
+    baseline_reference: str | None = None
+    price: Decimal
+    currency: str
+    order_reference: str
+    option_reference: str | None = None
+    #: The XSD's default: an order without the attribute activates the option fully.
+    activation_factor: Decimal = Decimal("1.00")
+    isps: tuple[FlexOrderISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOrderResponse(PayloadResponse):
+    """AGR -> DSO. 3.x reference attribute: FlexOrderMessageID."""
+
+    xml_name: ClassVar[str] = "FlexOrderResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexOrder
+
+
+class FlexReservationUpdateISP(NamedTuple):
+    """The power still reserved for one or more ISPs, in Watts (0: released)."""
+
+    start: int
+    power: int
+    duration: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexReservationUpdate(FlexMessage):
+    """DSO -> AGR: which part of a bilateral contract's volume stays reserved
+    (spec: flex-reservation-update.md)."""
+
+    xml_name: ClassVar[str] = "FlexReservationUpdate"
+
+    contract_id: str
+    reference: str
+    isps: tuple[FlexReservationUpdateISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexReservationUpdateResponse(PayloadResponse):
+    """AGR -> DSO. 3.x reference attribute: FlexReservationUpdateMessageID."""
+
+    xml_name: ClassVar[str] = "FlexReservationUpdateResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexReservationUpdate
+
+
+class DPrognosisISP(NamedTuple):
+    """The power forecast for one or more ISPs, in Watts.
+
+    Start and Duration are xs:integer in this type only (positiveInteger elsewhere), so 0
+    and negative values pass the schema; whether they make sense is for the receiver."""
+
+    start: int
+    power: int
+    duration: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DPrognosis(FlexMessage):
+    """AGR -> DSO: the AGR's forecast for its connections behind a congestion point, for
+    every ISP of the Period (spec: d-prognosis.md). XML name: D-Prognosis."""
+
+    xml_name: ClassVar[str] = "D-Prognosis"
+
+    revision: int
+    isps: tuple[DPrognosisISP, ...]
+
+
+class FlexOrderStatus(NamedTuple):
+    """Whether the D-Prognosis just received reflects a FlexOrder sent earlier.
+
+    The XSD names the order by FlexOrderMessageID (the spec page's "Sequence" is not in any
+    Version's schema)."""
+
+    flex_order_message_id: str
+    is_validated: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DPrognosisResponse(PayloadResponse):
+    """DSO -> AGR, with the status of the FlexOrders for the Period. 3.x reference
+    attribute: D-PrognosisMessageID."""
+
+    xml_name: ClassVar[str] = "D-PrognosisResponse"
+    request_type: ClassVar[type[PayloadMessage]] = DPrognosis
+
+    flex_order_statuses: tuple[FlexOrderStatus, ...] = ()
+
+
+class FlexOrderSettlementISP(NamedTuple):
+    """What was ordered and delivered in one or more ISPs, in Watts."""
+
+    start: int
+    baseline_power: int
+    ordered_flex_power: int
+    actual_power: int
+    delivered_flex_power: int
+    duration: int = 1
+    #: Flex power sold but not delivered; the XSD's default is 0.
+    power_deficiency: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexOrderSettlement:
+    """The settlement of one FlexOrder: its price, the penalty for a deficiency, the net."""
+
+    #: Optional in the XSD (no `use`), though the spec page lists it for every order.
+    order_reference: str | None = None
+    period: date
+    contract_id: str | None = None
+    d_prognosis_message_id: str | None = None
+    baseline_reference: str | None = None
+    congestion_point: str
+    price: Decimal
+    #: The XSD's default is 0.
+    penalty: Decimal = Decimal(0)
+    net_settlement: Decimal
+    isps: tuple[FlexOrderSettlementISP, ...]
+
+
+class ContractSettlementISP(NamedTuple):
+    """The reserved, requested, available, offered and ordered power of a bilateral
+    contract in one or more ISPs, in Watts; the last four only where there was one."""
+
+    start: int
+    reserved_power: int
+    duration: int = 1
+    requested_power: int | None = None
+    available_power: int | None = None
+    offered_power: int | None = None
+    ordered_power: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContractSettlementPeriod:
+    period: date
+    isps: tuple[ContractSettlementISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContractSettlement:
+    """The settlement of one bilateral contract, Period by Period."""
+
+    #: Optional in the XSD (no `use`).
+    contract_id: str | None = None
+    periods: tuple[ContractSettlementPeriod, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexSettlement(PayloadMessage):
+    """DSO -> AGR: the orders (and bilateral contracts) of a settlement period, typically a
+    month (spec: flex-settlement.md).
+
+    Where the XSD and the spec page disagree, the XSD decides what is valid: every Version
+    requires at least one FlexOrderSettlement and at least one ContractSettlement (the page
+    says 0..n of each). In 3.x FlexSettlementType extends the response type, so the message
+    carries `result` (required) and may carry `rejection_reason`; the draft has neither, and
+    the codec refuses to write a draft settlement whose `result` or `rejection_reason` is set
+    to anything but the defaults.
+    """
+
+    xml_name: ClassVar[str] = "FlexSettlement"
+
+    period_start: date
+    period_end: date
+    currency: str
+    flex_order_settlements: tuple[FlexOrderSettlement, ...]
+    contract_settlements: tuple[ContractSettlement, ...]
+    result: Result = Result.ACCEPTED
+    rejection_reason: str | None = None
+
+
+class FlexOrderSettlementStatus(NamedTuple):
+    """The AGR's verdict on one FlexOrderSettlement, by its OrderReference."""
+
+    order_reference: str | None
+    disposition: AcceptedDisputed
+    dispute_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlexSettlementResponse(PayloadResponse):
+    """AGR -> DSO. 3.x reference attribute: FlexSettlementMessageID.
+
+    The XSD requires at least one FlexOrderSettlementStatus in every Version (the page's
+    ContractSettlementStatus is in none), so a Rejected response without statuses is not
+    schema-valid: a strict peer answers it with HTTP 400.
+    """
+
+    xml_name: ClassVar[str] = "FlexSettlementResponse"
+    request_type: ClassVar[type[PayloadMessage]] = FlexSettlement
+
+    flex_order_settlement_statuses: tuple[FlexOrderSettlementStatus, ...] = ()
+
+
+class MeteringISP(NamedTuple):
+    """The value of one ISP (numbered from 1), in the profile's unit."""
+
+    start: int
+    value: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeteringProfile:
+    """MeteringProfileType: one kind of metering data for the day, ISP by ISP."""
+
+    profile_type: MeteringProfileEnum
+    unit: MeteringUnit
+    isps: tuple[MeteringISP, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Metering(PayloadMessage):
+    """AGR -> DSO: one connection's metering data for one day (spec: metering.md).
+
+    The connection is an `ean` as the XSD's EANType has it ("E" and 16 digits), not an
+    EntityAddress as the spec page says. `currency` is optional and "no longer used".
+    """
+
+    xml_name: ClassVar[str] = "Metering"
+
+    revision: int
+    isp_duration: timedelta
+    time_zone: str
+    currency: str | None = None
+    period: date
+    ean: str
+    profiles: tuple[MeteringProfile, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeteringResponse(PayloadResponse):
+    """DSO -> AGR. 3.x reference attribute: MeteringMessageID."""
+
+    xml_name: ClassVar[str] = "MeteringResponse"
+    request_type: ClassVar[type[PayloadMessage]] = Metering
+
+
 #: Every message type the codec reads and writes, by root element name.
 MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
     cls.xml_name: cls
@@ -310,6 +765,22 @@ MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
         AGRPortfolioUpdateResponse,
         AGRPortfolioQuery,
         AGRPortfolioQueryResponse,
+        FlexRequest,
+        FlexRequestResponse,
+        FlexOffer,
+        FlexOfferResponse,
+        FlexOfferRevocation,
+        FlexOfferRevocationResponse,
+        FlexOrder,
+        FlexOrderResponse,
+        FlexReservationUpdate,
+        FlexReservationUpdateResponse,
+        DPrognosis,
+        DPrognosisResponse,
+        FlexSettlement,
+        FlexSettlementResponse,
+        Metering,
+        MeteringResponse,
     )
 }
 

@@ -1,7 +1,11 @@
-"""Who may send which message to whom, in the contract phase (spec: contract-phase.md).
+"""Who may send which message to whom.
 
-A DSO publishes and queries its portfolio at the CRO; an aggregator does the same for its own
-connections; the CRO answers both. TestMessage may pass between any two participants.
+Contract phase (spec: contract-phase.md, plan-phase.md): a DSO publishes and queries its
+portfolio at the CRO; an aggregator does the same for its own connections; the CRO answers
+both. Flexibility trading (spec: the message pages flex-*.md, d-prognosis.md, metering.md):
+the DSO requests, orders, updates reservations and settles; the AGR offers, revokes its
+offers, sends D-Prognoses and metering data; each answers the other's messages.
+TestMessage may pass between any two participants.
 """
 
 from __future__ import annotations
@@ -14,10 +18,26 @@ from .messages import (
     AGRPortfolioQueryResponse,
     AGRPortfolioUpdate,
     AGRPortfolioUpdateResponse,
+    DPrognosis,
+    DPrognosisResponse,
     DSOPortfolioQuery,
     DSOPortfolioQueryResponse,
     DSOPortfolioUpdate,
     DSOPortfolioUpdateResponse,
+    FlexOffer,
+    FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
+    FlexOrder,
+    FlexOrderResponse,
+    FlexRequest,
+    FlexRequestResponse,
+    FlexReservationUpdate,
+    FlexReservationUpdateResponse,
+    FlexSettlement,
+    FlexSettlementResponse,
+    Metering,
+    MeteringResponse,
     PayloadMessage,
     PayloadResponse,
     Role,
@@ -26,6 +46,8 @@ from .messages import (
 )
 
 _ANY = frozenset(Role)
+_DSO = frozenset({Role.DSO})
+_AGR = frozenset({Role.AGR})
 
 #: message type -> (roles that may send it, roles that may receive it)
 ROUTES: dict[type[PayloadMessage], tuple[frozenset[Role], frozenset[Role]]] = {
@@ -39,6 +61,32 @@ ROUTES: dict[type[PayloadMessage], tuple[frozenset[Role], frozenset[Role]]] = {
     AGRPortfolioUpdateResponse: (frozenset({Role.CRO}), frozenset({Role.AGR})),
     AGRPortfolioQuery: (frozenset({Role.AGR}), frozenset({Role.CRO})),
     AGRPortfolioQueryResponse: (frozenset({Role.CRO}), frozenset({Role.AGR})),
+    # "FlexRequest messages are used by DSOs to request flexibility from AGRs."
+    FlexRequest: (_DSO, _AGR),
+    FlexRequestResponse: (_AGR, _DSO),
+    # "FlexOffer messages are used by AGRs to make DSOs an offer for provision of flexibility."
+    FlexOffer: (_AGR, _DSO),
+    FlexOfferResponse: (_DSO, _AGR),
+    # "used by the AGR to revoke a FlexOffer previously sent to a DSO"
+    FlexOfferRevocation: (_AGR, _DSO),
+    FlexOfferRevocationResponse: (_DSO, _AGR),
+    # "FlexOrder messages are used by DSOs to purchase flexibility from an AGR"
+    FlexOrder: (_DSO, _AGR),
+    FlexOrderResponse: (_AGR, _DSO),
+    # "used by DSOs to signal to an AGR which part of the contracted volume is still reserved"
+    FlexReservationUpdate: (_DSO, _AGR),
+    FlexReservationUpdateResponse: (_AGR, _DSO),
+    # d-prognosis.md: "between AGRs and DSOs"; the DSO answers with the status of the
+    # FlexOrders it sent (d-prognosis-response.md), so the AGR sends the prognosis.
+    DPrognosis: (_AGR, _DSO),
+    DPrognosisResponse: (_DSO, _AGR),
+    # "sent by DSOs on a regular basis (typically monthly) to AGRs, in order to initiate
+    # settlement"
+    FlexSettlement: (_DSO, _AGR),
+    FlexSettlementResponse: (_AGR, _DSO),
+    # "If metering messages are used then the AGR must send metering messages"
+    Metering: (_AGR, _DSO),
+    MeteringResponse: (_DSO, _AGR),
 }
 
 

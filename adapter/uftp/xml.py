@@ -196,20 +196,24 @@ class Schema:
 class Schemas:
     """The schemas by Version.
 
-    3.0.0 and 3.1.0 share one schema for every message this project handles (the 3.1.0
-    changes concern FlexOffer and FlexOrder only); 4.0.0 is the draft next version. A message
-    of any other Version is validated with the latest released schema so that, if it is
-    otherwise sound, it can be answered with an "Unsupported Version" rejection instead of
-    an HTTP error.
+    3.0.0 and 3.1.0 differ in FlexOffer and FlexOrder only (3.1.0 added Unsolicited, made a
+    FlexOrder's FlexOfferMessageID optional and gave it a ServiceType), which is enough for a
+    schema each; 4.0.0 is the draft next version. A message of any other Version is validated
+    with the latest released schema so that, if it is otherwise sound, it can be answered
+    with an "Unsupported Version" rejection instead of an HTTP error.
     """
 
     def __init__(self) -> None:
+        self.first = Schema("3.0.0")
         self.latest = Schema("3.1.0")
         self.draft = Schema("4.0.0")
 
     def for_version(self, version: str | None) -> Schema:
-        if version is not None and version.startswith("4."):
-            return self.draft
+        if version is not None:
+            if version.startswith("4."):
+                return self.draft
+            if version.startswith("3.0."):
+                return self.first
         return self.latest
 
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
@@ -26,13 +27,14 @@ import pytest
 ss = pytest.importorskip("shapeshifter_uftp.uftp")
 transport = pytest.importorskip("shapeshifter_uftp.transport")
 
-from xsdata.models.datatype import XmlDate  # noqa: E402
+from xsdata.models.datatype import XmlDate, XmlDuration  # noqa: E402
 
 import adapter.interop  # noqa: E402
 from adapter.interop import shapeshifter as bridge  # noqa: E402
 from adapter.interop.shapeshifter import from_shapeshifter, to_shapeshifter  # noqa: E402
 from adapter.uftp import (  # noqa: E402
     MESSAGE_TYPES,
+    AcceptedDisputed,
     AGRPortfolioQuery,
     AGRPortfolioQueryCongestionPoint,
     AGRPortfolioQueryConnection,
@@ -42,6 +44,13 @@ from adapter.uftp import (  # noqa: E402
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
+    AvailableRequested,
+    ContractSettlement,
+    ContractSettlementISP,
+    ContractSettlementPeriod,
+    DPrognosis,
+    DPrognosisISP,
+    DPrognosisResponse,
     DSOPortfolioQuery,
     DSOPortfolioQueryCongestionPoint,
     DSOPortfolioQueryConnection,
@@ -50,7 +59,32 @@ from adapter.uftp import (  # noqa: E402
     DSOPortfolioUpdateCongestionPoint,
     DSOPortfolioUpdateConnection,
     DSOPortfolioUpdateResponse,
+    FlexOffer,
+    FlexOfferOption,
+    FlexOfferOptionISP,
+    FlexOfferResponse,
+    FlexOfferRevocation,
+    FlexOfferRevocationResponse,
+    FlexOrder,
+    FlexOrderISP,
+    FlexOrderResponse,
+    FlexOrderSettlement,
+    FlexOrderSettlementISP,
+    FlexOrderSettlementStatus,
+    FlexRequest,
+    FlexRequestISP,
+    FlexRequestResponse,
+    FlexReservationUpdate,
+    FlexReservationUpdateResponse,
+    FlexSettlement,
+    FlexSettlementResponse,
     InvalidXml,
+    Metering,
+    MeteringISP,
+    MeteringProfile,
+    MeteringProfileEnum,
+    MeteringResponse,
+    MeteringUnit,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -60,6 +94,7 @@ from adapter.uftp import (  # noqa: E402
     decode,
     encode,
 )
+from tests.uftp import samples as uftp_samples  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -309,7 +344,138 @@ def our_samples(version: str) -> dict[str, PayloadMessage]:
         samples["TestMessageResponse"] = TestMessageResponse(
             **meta(version, 2), result=Result.REJECTED, rejection_reason=REASON
         )
+    samples.update(flex_samples(version))
     return samples
+
+
+def flex_samples(version: str) -> dict[str, PayloadMessage]:
+    """The messages between DSO and AGR: the codec's samples (every optional attribute set),
+    and variants with them absent."""
+    make = uftp_samples
+    bare_offer = FlexOffer(
+        **meta(version, 12, utc=True),
+        isp_duration=timedelta(minutes=30),
+        time_zone="Europe/London",
+        period=date(2024, 10, 27),
+        congestion_point=EAN_CP,
+        expiration_date_time=datetime(2024, 10, 26, 23, 59, 59, tzinfo=UTC),
+        flex_request_message_id=uuid(11),
+        currency="GBP",
+        offer_options=(
+            FlexOfferOption(
+                option_reference="only",
+                price=Decimal(7),
+                isps=(FlexOfferOptionISP(1, 1),),
+            ),
+        ),
+    )
+    return {
+        "FlexRequest": make.make_flex_request(version),
+        "FlexRequest-bare": FlexRequest(
+            **meta(version, 11),
+            isp_duration=timedelta(minutes=15),
+            time_zone="Europe/Amsterdam",
+            period=date(2024, 3, 31),
+            congestion_point=EAN_CP,
+            revision=0,
+            expiration_date_time=datetime(2024, 3, 30, 12, tzinfo=CEST),
+            isps=(FlexRequestISP(1, 0, 0, 92, AvailableRequested.REQUESTED),),
+        ),
+        "FlexRequestResponse-accepted": make.make_flex_request_response(version),
+        "FlexRequestResponse-rejected": make.make_flex_request_response(
+            version, **response(Result.REJECTED)
+        ),
+        "FlexOffer": make.make_flex_offer(version),
+        "FlexOffer-bare": bare_offer,
+        "FlexOfferResponse": make.make_flex_offer_response(version),
+        "FlexOfferRevocation": make.make_flex_offer_revocation(version),
+        "FlexOfferRevocationResponse": make.make_flex_offer_revocation_response(
+            version, **response(Result.REJECTED)
+        ),
+        "FlexOrder": make.make_flex_order(version),
+        "FlexOrder-bare": FlexOrder(
+            **meta(version, 13),
+            isp_duration=timedelta(minutes=15),
+            time_zone="Europe/Amsterdam",
+            period=date(2024, 5, 2),
+            congestion_point=EAN_CP,
+            flex_offer_message_id=uuid(12),
+            price=Decimal("100.0000"),
+            currency="EUR",
+            order_reference="o-13",
+            isps=(FlexOrderISP(1, -10, 96),),
+        ),
+        "FlexOrderResponse": make.make_flex_order_response(version),
+        "FlexReservationUpdate": make.make_flex_reservation_update(version),
+        "FlexReservationUpdateResponse": make.make_flex_reservation_update_response(
+            version, **response(Result.REJECTED)
+        ),
+        "D-Prognosis": make.make_d_prognosis(version),
+        "D-Prognosis-odd-isps": DPrognosis(
+            **meta(version, 14),
+            isp_duration=timedelta(hours=1),
+            time_zone="Europe/Amsterdam",
+            period=date(2024, 10, 27),
+            congestion_point=EA1_CP,
+            revision=9_223_372_036_854_775_807,
+            # xs:integer in this type alone: zero and negative pass the schema.
+            isps=(DPrognosisISP(0, 5, 25), DPrognosisISP(-1, -5, 0)),
+        ),
+        "D-PrognosisResponse": make.make_d_prognosis_response(version),
+        "D-PrognosisResponse-rejected": DPrognosisResponse(
+            **meta(version, 15), **response(Result.REJECTED)
+        ),
+        "FlexSettlement": make.make_flex_settlement(version),
+        "FlexSettlement-bare": FlexSettlement(
+            **meta(version, 16),
+            period_start=date(2024, 6, 1),
+            period_end=date(2024, 6, 30),
+            currency="EUR",
+            flex_order_settlements=(
+                FlexOrderSettlement(
+                    period=date(2024, 6, 2),
+                    congestion_point=EAN_CP,
+                    price=Decimal("1.5"),
+                    net_settlement=Decimal("1.5"),
+                    isps=(FlexOrderSettlementISP(5, 1, 2, 3, 4),),
+                ),
+            ),
+            contract_settlements=(
+                ContractSettlement(
+                    periods=(
+                        ContractSettlementPeriod(
+                            period=date(2024, 6, 2), isps=(ContractSettlementISP(5, 0),)
+                        ),
+                    )
+                ),
+            ),
+        ),
+        "FlexSettlementResponse": make.make_flex_settlement_response(version),
+        "Metering": make.make_metering(version),
+        "Metering-bare": Metering(
+            **meta(version, 18),
+            revision=2,
+            isp_duration=timedelta(minutes=15),
+            time_zone="Europe/Amsterdam",
+            period=date(2024, 5, 2),
+            ean="e0000000000000001",
+            profiles=(
+                MeteringProfile(
+                    profile_type=MeteringProfileEnum.EXPORT_METER_READING,
+                    unit=MeteringUnit.KWH,
+                    isps=(MeteringISP(96, Decimal("123456.7890")),),
+                ),
+            ),
+        ),
+        "MeteringResponse": make.make_metering_response(version, **response(Result.REJECTED)),
+        "FlexSettlementResponse-rejected": FlexSettlementResponse(
+            **meta(version, 17),
+            **response(Result.REJECTED),
+            flex_order_settlement_statuses=(
+                FlexOrderSettlementStatus("o-1", AcceptedDisputed.DISPUTED, "no such order"),
+            ),
+        ),
+    }
 
 
 OURS_V3 = our_samples("3.1.0")
@@ -473,7 +639,249 @@ def their_samples() -> dict[str, Any]:
     }
 
 
-THEIRS = their_samples()
+def their_flex_samples() -> dict[str, Any]:
+    """Their flex dataclasses, as code written against shapeshifter-uftp builds them."""
+    flex = {
+        "isp_duration": XmlDuration("PT15M"),
+        "time_zone": "Europe/Amsterdam",
+        "period": XmlDate(2024, 5, 2),
+        "congestion_point": EA1_CP,
+    }
+    return {
+        "FlexRequest": ss.FlexRequest(
+            **their_meta(21),
+            **flex,
+            revision=1,
+            expiration_date_time="2024-05-01T18:00:00+02:00",
+            service_type="intraday",
+            isps=[
+                ss.FlexRequestISP(
+                    disposition=ss.AvailableRequested.AVAILABLE,
+                    min_power=-1000,
+                    max_power=1000,
+                    start=1,
+                    duration=68,
+                ),
+                ss.FlexRequestISP(
+                    disposition=ss.AvailableRequested.REQUESTED,
+                    min_power=-5000,
+                    max_power=-2000,
+                    start=69,
+                ),
+                ss.FlexRequestISP(min_power=0, max_power=0, start=70, duration=27),
+            ],
+        ),
+        "FlexRequestResponse": ss.FlexRequestResponse(
+            **their_meta(22),
+            result=ss.AcceptedRejected.REJECTED,
+            rejection_reason=REASON,
+            flex_request_message_id=uuid(21),
+        ),
+        "FlexOffer": ss.FlexOffer(
+            **their_meta(23),
+            **flex,
+            expiration_date_time="2024-05-01T17:00:00+02:00",
+            flex_request_message_id=uuid(21),
+            contract_id="c-1",
+            currency="EUR",
+            offer_options=[
+                ss.FlexOfferOption(
+                    option_reference="A",
+                    price=Decimal("10.25"),
+                    min_activation_factor=Decimal("0.5"),
+                    isps=[
+                        ss.FlexOfferOptionISP(power=-5000, start=69),
+                        ss.FlexOfferOptionISP(power=-2000, start=70, duration=3),
+                    ],
+                ),
+                ss.FlexOfferOption(
+                    option_reference="B",
+                    price=Decimal("0"),
+                    isps=[ss.FlexOfferOptionISP(power=-1000, start=69, duration=4)],
+                ),
+            ],
+        ),
+        "FlexOffer-unsolicited": ss.FlexOffer(
+            **their_meta(24),
+            **flex,
+            expiration_date_time="2024-05-01T17:00:00+00:00",
+            unsolicited=True,
+            d_prognosis_message_id=uuid(20),
+            baseline_reference="b-7",
+            currency="EUR",
+            offer_options=[
+                ss.FlexOfferOption(
+                    option_reference="A",
+                    price=Decimal("-3.5"),
+                    isps=[ss.FlexOfferOptionISP(power=2000, start=1, duration=96)],
+                ),
+            ],
+        ),
+        "FlexOfferResponse": ss.FlexOfferResponse(**their_meta(25), flex_offer_message_id=uuid(23)),
+        "FlexOfferRevocation": ss.FlexOfferRevocation(
+            **their_meta(26), flex_offer_message_id=uuid(23)
+        ),
+        "FlexOfferRevocationResponse": ss.FlexOfferRevocationResponse(
+            **their_meta(27), flex_offer_revocation_message_id=uuid(26)
+        ),
+        "FlexOrder": ss.FlexOrder(
+            **their_meta(28),
+            **flex,
+            flex_offer_message_id=uuid(23),
+            price=Decimal("5.1250"),
+            currency="EUR",
+            order_reference="PO-28",
+            option_reference="A",
+            activation_factor=Decimal("0.75"),
+            isps=[
+                ss.FlexOrderISP(power=-5000, start=69),
+                ss.FlexOrderISP(power=-2000, start=70, duration=3),
+            ],
+        ),
+        "FlexOrder-unsolicited": ss.FlexOrder(
+            **their_meta(29),
+            **flex,
+            unsolicited=True,
+            service_type="intraday",
+            contract_id="c-9",
+            d_prognosis_message_id=uuid(20),
+            baseline_reference="b-9",
+            price=Decimal(0),
+            currency="EUR",
+            order_reference="PO-29",
+            isps=[ss.FlexOrderISP(power=1000, start=1, duration=96)],
+        ),
+        "FlexOrderResponse": ss.FlexOrderResponse(
+            **their_meta(30),
+            result=ss.AcceptedRejected.REJECTED,
+            rejection_reason=REASON,
+            flex_order_message_id=uuid(28),
+        ),
+        "FlexReservationUpdate": ss.FlexReservationUpdate(
+            **their_meta(31),
+            **flex,
+            contract_id="c-9",
+            reference="r-31",
+            isps=[
+                ss.FlexReservationUpdateISP(power=0, start=1, duration=68),
+                ss.FlexReservationUpdateISP(power=-3000, start=69, duration=28),
+            ],
+        ),
+        "FlexReservationUpdateResponse": ss.FlexReservationUpdateResponse(
+            **their_meta(32), flex_reservation_update_message_id=uuid(31)
+        ),
+        "D-Prognosis": ss.DPrognosis(
+            **their_meta(33),
+            **flex,
+            revision=5,
+            isps=[
+                ss.DPrognosisISP(power=1000, start=1, duration=48),
+                ss.DPrognosisISP(power=-500, start=49, duration=48),
+            ],
+        ),
+        "D-PrognosisResponse": ss.DPrognosisResponse(
+            **their_meta(34),
+            d_prognosis_message_id=uuid(33),
+            flex_order_statuses=[
+                ss.FlexOrderStatus(flex_order_message_id=uuid(28), is_validated=True),
+                ss.FlexOrderStatus(flex_order_message_id=uuid(29), is_validated=False),
+            ],
+        ),
+        "FlexSettlement": ss.FlexSettlement(
+            **their_meta(36),
+            period_start=XmlDate(2024, 5, 1),
+            period_end=XmlDate(2024, 5, 31),
+            currency="EUR",
+            flex_order_settlements=[
+                ss.FlexOrderSettlement(
+                    order_reference="PO-28",
+                    period=XmlDate(2024, 5, 2),
+                    congestion_point=EA1_CP,
+                    price=Decimal("5.125"),
+                    penalty=Decimal("1"),
+                    net_settlement=Decimal("4.125"),
+                    isps=[
+                        ss.FlexOrderSettlementISP(
+                            start=69,
+                            baseline_power=3000,
+                            ordered_flex_power=-2000,
+                            actual_power=1500,
+                            delivered_flex_power=-1500,
+                            power_deficiency=500,
+                        ),
+                        ss.FlexOrderSettlementISP(
+                            start=70,
+                            duration=3,
+                            baseline_power=3000,
+                            ordered_flex_power=-2000,
+                            actual_power=1000,
+                            delivered_flex_power=-2000,
+                        ),
+                    ],
+                ),
+            ],
+            contract_settlements=[
+                ss.ContractSettlement(
+                    contract_id="c-9",
+                    periods=[
+                        ss.ContractSettlementPeriod(
+                            period=XmlDate(2024, 5, 2),
+                            isps=[
+                                ss.ContractSettlementISP(
+                                    start=1, duration=96, reserved_power=-3000, ordered_power=-1
+                                )
+                            ],
+                        )
+                    ],
+                )
+            ],
+        ),
+        "FlexSettlementResponse": ss.FlexSettlementResponse(
+            **their_meta(37),
+            flex_settlement_message_id=uuid(36),
+            flex_order_settlement_statuses=[
+                ss.FlexOrderSettlementStatus(
+                    order_reference="PO-28", disposition=ss.AcceptedDisputed.ACCEPTED
+                ),
+                ss.FlexOrderSettlementStatus(
+                    disposition=ss.AcceptedDisputed.DISPUTED, dispute_reason=REASON
+                ),
+            ],
+        ),
+        "Metering": ss.Metering(
+            **their_meta(38),
+            revision=3,
+            isp_duration=XmlDuration("PT15M"),
+            time_zone="Europe/Amsterdam",
+            period=XmlDate(2024, 5, 2),
+            ean="E8716859000000001",
+            profiles=[
+                ss.MeteringProfile(
+                    profile_type=ss.MeteringProfileEnum.POWER,
+                    unit=ss.MeteringUnit.K_W,
+                    isps=[
+                        ss.MeteringISP(start=1, value=Decimal("1.5")),
+                        ss.MeteringISP(start=2, value=Decimal("-0.25")),
+                    ],
+                ),
+                ss.MeteringProfile(
+                    profile_type=ss.MeteringProfileEnum.IMPORT_METER_READING,
+                    unit=ss.MeteringUnit.K_WH,
+                    isps=[ss.MeteringISP(start=1, value=Decimal("99999.001"))],
+                ),
+            ],
+        ),
+        "MeteringResponse": ss.MeteringResponse(**their_meta(39), metering_message_id=uuid(38)),
+        "D-PrognosisResponse-none": ss.DPrognosisResponse(
+            **their_meta(35),
+            result=ss.AcceptedRejected.REJECTED,
+            rejection_reason=REASON,
+            d_prognosis_message_id=uuid(33),
+        ),
+    }
+
+
+THEIRS = {**their_samples(), **their_flex_samples()}
 
 #: Their class for each of ours: the dispatch table must agree with this reading of their API.
 COUNTERPARTS: dict[type[PayloadMessage], type[Any]] = {
@@ -487,6 +895,22 @@ COUNTERPARTS: dict[type[PayloadMessage], type[Any]] = {
     AGRPortfolioUpdateResponse: ss.AgrPortfolioUpdateResponse,
     AGRPortfolioQuery: ss.AgrPortfolioQuery,
     AGRPortfolioQueryResponse: ss.AgrPortfolioQueryResponse,
+    FlexRequest: ss.FlexRequest,
+    FlexRequestResponse: ss.FlexRequestResponse,
+    FlexOffer: ss.FlexOffer,
+    FlexOfferResponse: ss.FlexOfferResponse,
+    FlexOfferRevocation: ss.FlexOfferRevocation,
+    FlexOfferRevocationResponse: ss.FlexOfferRevocationResponse,
+    FlexOrder: ss.FlexOrder,
+    FlexOrderResponse: ss.FlexOrderResponse,
+    FlexReservationUpdate: ss.FlexReservationUpdate,
+    FlexReservationUpdateResponse: ss.FlexReservationUpdateResponse,
+    DPrognosis: ss.DPrognosis,
+    DPrognosisResponse: ss.DPrognosisResponse,
+    FlexSettlement: ss.FlexSettlement,
+    FlexSettlementResponse: ss.FlexSettlementResponse,
+    Metering: ss.Metering,
+    MeteringResponse: ss.MeteringResponse,
 }
 
 ALL_OURS = {
@@ -589,11 +1013,25 @@ def test_our_xml_is_read_by_them(key: str) -> None:
 
 
 # Their draft responses carry 3.x reference attributes (test_their_draft_response_xml_...).
+def written_in(theirs: Any, version: str) -> bool:
+    """Whether their object, with this Version set, is a message of that Version: not a draft
+    response (test_their_draft_response_xml_...) nor a 3.0.0 offer or order with what 3.1.0
+    added (test_unsolicited_is_not_3_0_0)."""
+    if version.startswith("4.") and isinstance(theirs, ss.PayloadMessageResponse):
+        return False
+    if version != "3.0.0":
+        return True
+    added_in_3_1 = ("unsolicited", "service_type")
+    return all(getattr(theirs, name, None) is None for name in added_in_3_1) and (
+        not isinstance(theirs, ss.FlexOrder) or theirs.flex_offer_message_id is not None
+    )
+
+
 THEIR_XML_CASES = [
     (key, version)
     for key, theirs in THEIRS_WE_READ.items()
     for version in ("3.0.0", "3.1.0", "4.0.0")
-    if not (version.startswith("4.") and isinstance(theirs, ss.PayloadMessageResponse))
+    if written_in(theirs, version)
 ]
 
 
@@ -683,6 +1121,68 @@ def test_their_draft_response_xml_is_rejected_by_us(key: str) -> None:
     assert isinstance(model, PayloadResponse)
     assert model.reference_message_id
     assert_same(to_shapeshifter(model), theirs)
+
+
+def test_unsolicited_is_not_3_0_0() -> None:
+    """Their FlexOffer writes Unsolicited whatever its Version; 3.0.0 has no such attribute,
+    so our codec refuses such a 3.0.0 message, as the official 3.0.0 schema does."""
+    theirs = dataclasses.replace(THEIRS["FlexOffer-unsolicited"], version="3.0.0")
+    with pytest.raises(InvalidXml, match="Unsolicited"):
+        decode(transport.to_xml(theirs).encode("utf-8"))
+    # Read as 3.1.0, the same offer is fine.
+    model = decode(transport.to_xml(THEIRS["FlexOffer-unsolicited"]).encode("utf-8"))
+    assert isinstance(model, FlexOffer) and model.unsolicited is True
+
+
+def test_unsolicited_3_0_0_offer_cannot_be_built_there() -> None:
+    """3.0.0 says an offer is unsolicited by leaving FlexRequestMessageID out; their FlexOffer
+    wants Unsolicited=true for that, which 3.0.0 cannot say."""
+    model = dataclasses.replace(uftp_samples.make_flex_offer("3.0.0"), flex_request_message_id=None)
+    decode(encode(model))  # a sound 3.0.0 message
+    with pytest.raises(TypeError, match="FlexRequestMessageId is required"):
+        to_shapeshifter(model)
+
+
+def test_prices_they_would_round_are_refused() -> None:
+    model = uftp_samples.make_flex_offer()
+    option = dataclasses.replace(model.offer_options[0], price=Decimal("0.00001"))
+    with pytest.raises(ValueError, match=r"Price 0\.00001 has more than 4 decimals"):
+        to_shapeshifter(dataclasses.replace(model, offer_options=(option,)))
+    option = dataclasses.replace(model.offer_options[0], min_activation_factor=Decimal("0.255"))
+    with pytest.raises(ValueError, match="MinActivationFactor"):
+        to_shapeshifter(dataclasses.replace(model, offer_options=(option,)))
+
+
+def test_durations_and_amounts_convert_to_their_types() -> None:
+    theirs = to_shapeshifter(uftp_samples.make_flex_offer())
+    assert theirs.isp_duration == XmlDuration("PT15M")
+    assert theirs.expiration_date_time == "2024-05-01T18:00:00+02:00"
+    option = theirs.offer_options[1]
+    assert option.price == Decimal("-0.0001") and option.min_activation_factor == Decimal("0.25")
+    back = from_shapeshifter(dataclasses.replace(theirs, isp_duration=XmlDuration("PT900S")))
+    assert isinstance(back, FlexOffer)
+    assert back.isp_duration == timedelta(minutes=15)
+    assert type(back.offer_options[0].price) is Decimal
+
+
+def test_their_draft_flex_settlement_xml_carries_result() -> None:
+    """Their FlexSettlement is a response class, as in the 3.x XSD, and writes Result in the
+    draft too, where the type has none: our codec refuses it, as the draft schema does."""
+    theirs = dataclasses.replace(THEIRS["FlexSettlement"], version="4.0.0")
+    xml = transport.to_xml(theirs)
+    assert ' Result="Accepted"' in xml
+    with pytest.raises(InvalidXml, match="Result"):
+        decode(xml.encode("utf-8"))
+    stripped = xml.replace(' Result="Accepted"', "").encode("utf-8")
+    assert_same(to_shapeshifter(decode(stripped)), theirs)
+
+
+def test_our_draft_flex_settlement_is_read_by_them_as_accepted() -> None:
+    model = OURS_DRAFT["FlexSettlement"]
+    assert b" Result=" not in encode(model)
+    parsed = transport.from_xml(encode(model))
+    assert parsed.result == ss.AcceptedRejected.ACCEPTED
+    assert_same(from_shapeshifter(parsed), model)
 
 
 def test_utc_stamp_spelled_z_comes_back_as_plus_zero() -> None:
@@ -780,8 +1280,8 @@ def test_empty_lists_are_refused_by_their_constructors() -> None:
 def test_types_without_counterpart_are_refused() -> None:
     with pytest.raises(TypeError, match="no shapeshifter-uftp counterpart"):
         to_shapeshifter(object())  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="FlexOfferRevocation"):
-        from_shapeshifter(ss.FlexOfferRevocation(flex_offer_message_id=uuid(1)))
+    with pytest.raises(TypeError, match="SignedMessage"):
+        from_shapeshifter(ss.SignedMessage(sender_domain=DSO, sender_role="DSO", body=b""))
 
 
 def test_package_exports_the_bridge_lazily() -> None:

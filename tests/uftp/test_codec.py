@@ -10,7 +10,6 @@ receipt), never a stray `ValueError`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -28,6 +27,7 @@ from adapter.uftp.messages import (
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,
     AGRPortfolioUpdateResponse,
+    DPrognosisResponse,
     DSOPortfolioQuery,
     DSOPortfolioQueryConnection,
     DSOPortfolioQueryResponse,
@@ -35,6 +35,13 @@ from adapter.uftp.messages import (
     DSOPortfolioUpdateCongestionPoint,
     DSOPortfolioUpdateConnection,
     DSOPortfolioUpdateResponse,
+    FlexOfferResponse,
+    FlexOfferRevocationResponse,
+    FlexOrderResponse,
+    FlexRequestResponse,
+    FlexReservationUpdateResponse,
+    FlexSettlementResponse,
+    MeteringResponse,
     PayloadMessage,
     PayloadResponse,
     RedispatchBy,
@@ -45,11 +52,9 @@ from adapter.uftp.messages import (
 from tests import official_xsd
 
 from . import samples
+from .official import official_schema
 from .samples import DRAFT, REQUEST_MESSAGE_ID, VERSIONS
 
-#: Where the official schemas are: UFTP_OFFICIAL_XSD_DIR (tests/official_xsd.py).
-OFFICIAL_XSD_DIR = official_xsd.directory()
-OFFICIAL_XSD_SUBDIR = official_xsd.VERSION_DIRS
 needs_official_xsd = official_xsd.needs_official_xsd
 
 #: The 3.x reference attribute of each response type, as the official XSDs spell it.
@@ -58,6 +63,14 @@ V3_REFERENCE = {
     DSOPortfolioQueryResponse: "DSOPortfolioQueryMessageID",
     AGRPortfolioUpdateResponse: "AGRPortfolioUpdateMessageID",
     AGRPortfolioQueryResponse: "AGRPortfolioQueryMessageID",
+    FlexRequestResponse: "FlexRequestMessageID",
+    FlexOfferResponse: "FlexOfferMessageID",
+    FlexOfferRevocationResponse: "FlexOfferRevocationMessageID",
+    FlexOrderResponse: "FlexOrderMessageID",
+    FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
+    DPrognosisResponse: "D-PrognosisMessageID",
+    FlexSettlementResponse: "FlexSettlementMessageID",
+    MeteringResponse: "MeteringMessageID",
 }
 V3_VERSIONS = ("3.0.0", "3.1.0")
 METADATA_ATTRIBUTES = {
@@ -81,12 +94,6 @@ response_with_result_params = pytest.mark.parametrize(
         if cls is not TestMessageResponse or version == DRAFT
     ],
 )
-
-
-@functools.cache
-def official_schema(version: str) -> etree.XMLSchema:
-    path = OFFICIAL_XSD_DIR / OFFICIAL_XSD_SUBDIR[version] / "UFTP-cro.xsd"
-    return etree.XMLSchema(etree.parse(str(path)))
 
 
 def raw_root(data: bytes) -> etree._Element:
@@ -716,7 +723,7 @@ def test_encode_refuses_a_structure_the_schema_forbids() -> None:
 
 @pytest.mark.parametrize(
     "root",
-    ["FlexRequest", "SignedMessage", "testmessage", "Message", "PayloadMessage"],
+    ["A-Prognosis", "SignedMessage", "testmessage", "Message", "PayloadMessage", "FlexMessage"],
 )
 def test_decode_refuses_unknown_root_elements(root: str) -> None:
     with pytest.raises(InvalidXml) as caught:

@@ -69,3 +69,48 @@ def test_roles() -> None:
     assert not may_send(DSOPortfolioUpdate, Role.DSO, Role.DSO)
     assert may_send(AGRPortfolioUpdate, Role.AGR, Role.CRO)
     assert all(may_send(TestMessage, a, b) for a in Role for b in Role)
+
+
+def test_flex_roles_follow_the_message_pages() -> None:
+    """flex-request.md: "used by DSOs to request flexibility from AGRs"; flex-offer.md: "used
+    by AGRs to make DSOs an offer"; flex-offer-revocation.md: "used by the AGR to revoke a
+    FlexOffer previously sent to a DSO"; flex-order.md: "used by DSOs to purchase flexibility
+    from an AGR"; flex-reservation-update.md: "used by DSOs to signal to an AGR". Each
+    response goes back the other way."""
+    from adapter.uftp.messages import (
+        RESPONSE_TYPES,
+        DPrognosis,
+        FlexOffer,
+        FlexOfferRevocation,
+        FlexOrder,
+        FlexRequest,
+        FlexReservationUpdate,
+        FlexSettlement,
+        Metering,
+    )
+    from adapter.uftp.rules import recipient_roles
+
+    for request, sender, recipient in (
+        (FlexRequest, Role.DSO, Role.AGR),
+        (FlexOffer, Role.AGR, Role.DSO),
+        (FlexOfferRevocation, Role.AGR, Role.DSO),
+        (FlexOrder, Role.DSO, Role.AGR),
+        (FlexReservationUpdate, Role.DSO, Role.AGR),
+        (DPrognosis, Role.AGR, Role.DSO),
+        (FlexSettlement, Role.DSO, Role.AGR),
+        (Metering, Role.AGR, Role.DSO),
+    ):
+        assert may_send(request, sender, recipient)
+        assert recipient_roles(request) == {recipient}
+        assert [(a, b) for a in Role for b in Role if may_send(request, a, b)] == [
+            (sender, recipient)
+        ]
+        assert may_send(RESPONSE_TYPES[request], recipient, sender)
+        assert recipient_roles(RESPONSE_TYPES[request]) == {sender}
+
+
+def test_every_message_type_has_a_route() -> None:
+    from adapter.uftp.messages import MESSAGE_TYPES
+    from adapter.uftp.rules import ROUTES
+
+    assert set(ROUTES) == set(MESSAGE_TYPES.values())
