@@ -145,6 +145,9 @@ class NatsBus:
         self._js: JetStreamContext | None = None
         self._pull: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task[None] | None = None
+        self._redeclaring: asyncio.Task[None] | None = None
+        #: Set while our streams and consumer are known to be declared on this connection.
+        self._declared = asyncio.Event()
         self._settling = False
         self._stopping = False
         #: The last pull reached the server (messages, or none before it expired).
@@ -171,14 +174,17 @@ class NatsBus:
                 if len(failures) >= len(self.servers):
                     all_failed.set()
                 return
-            log.warning("NATS: %s", exc)
+            self._note(f"connection: {exc!r}")  # once per kind, not per attempt
 
         async def on_disconnected() -> None:
             if not nc.is_closed:  # closing is no news
                 log.warning("NATS: disconnected; reconnecting")
+                self._declared.clear()
 
         async def on_reconnected() -> None:
             log.info("NATS: reconnected to %s", nc.connected_url)
+            # A task: nats-py takes an error raised here for a failed reconnection.
+            self._redeclaring = asyncio.create_task(self._declare_again())
 
         attempt = asyncio.ensure_future(
             nc.connect(
@@ -216,6 +222,7 @@ class NatsBus:
         except BusError:
             await self.close()
             raise
+        self._declared.set()
 
     async def _declare(self) -> None:
         """Create what is missing; add our subjects to a stream that lacks them."""
@@ -274,6 +281,15 @@ class NatsBus:
         except (nats.errors.Error, OSError) as exc:
             raise BusUnavailable(f"NATS: {exc}") from exc
 
+    async def _declare_again(self) -> None:
+        """After a reconnection: the server may be one that lost its storage."""
+        try:
+            await self._declare()
+        except BusError as exc:
+            self._note(f"declaring again after the reconnection failed: {exc}")
+        else:
+            self._declared.set()
+
     @staticmethod
     async def _declare_stream(js: JetStreamContext, config: StreamConfig) -> None:
         assert config.name is not None and config.subjects is not None
@@ -302,6 +318,9 @@ class NatsBus:
                 pass
             except Exception:  # the loop's own failure was logged where it happened
                 log.debug("NATS: the consume loop ended with an error", exc_info=True)
+        if self._redeclaring is not None:
+            self._redeclaring.cancel()
+        self._declared.clear()
         nc, self._nc, self._js, self._pull = self._nc, None, None, None
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
@@ -335,7 +354,15 @@ class NatsBus:
         headers = to_nats(event)
         headers[MSG_ID] = event.id
         try:
-            await js.publish(subject, event.data, timeout=self.timeout, headers=headers)
+            try:
+                await js.publish(subject, event.data, timeout=self.timeout, headers=headers)
+            except nats.js.errors.NoStreamResponseError:
+                if self._declared.is_set():
+                    raise
+                # Just reconnected, perhaps to a server without our streams: once they
+                # are declared again, publish again.
+                await asyncio.wait_for(self._declared.wait(), self.timeout)
+                await js.publish(subject, event.data, timeout=self.timeout, headers=headers)
         except nats.js.errors.NoStreamResponseError:
             raise await self._no_stream(subject, route) from None
         except nats.errors.MaxPayloadError as exc:
@@ -409,17 +436,24 @@ class NatsBus:
         try:
             messages = await self._pull.fetch(self.batch, timeout=_PULL_SECONDS)
         except nats.errors.TimeoutError:
-            # An idle period, or a pull lost with a connection: either way pull again.
-            self._pull_ok = nc.is_connected
-            return []
-        except (nats.js.errors.NotFoundError, nats.js.errors.ServiceUnavailableError) as exc:
-            # The consumer or its stream is gone (a server that lost its storage, an
-            # operator): declare them again, then pull.
-            self._pull_ok = False
-            self._note(f"the consumer is gone ({exc}); declaring it again")
-            await self._declare()
-            return []
+            # An idle period, a pull lost with a connection, or a consumer that no longer
+            # exists: the server does not answer a pull for a missing consumer, so ask.
+            messages = []
+        except (nats.js.errors.NotFoundError, nats.js.errors.ServiceUnavailableError):
+            messages = []
+        if not messages:
+            try:
+                await js.consumer_info(self.commands_stream, self.consumer)
+            except nats.js.errors.NotFoundError:
+                # A server that lost its storage, an operator: declare again, then pull.
+                self._pull_ok = False
+                self._note("the command consumer is gone; declaring it again")
+                await self._declare()
+                return []
+        if not self._pull_ok and self._last_error:
+            log.info("NATS: consuming commands again")
         self._pull_ok = True
+        self._last_error = ""
         return messages
 
     def _note(self, problem: str) -> None:
