@@ -26,11 +26,14 @@ A dead letter keeps the command's data and headers and adds ``Uftp-Dead-Reason``
 (``rejected``, ``delivery_limit``, or ``malformed`` for CloudEvents headers that do not
 decode), ``Uftp-Dead-Subject`` (where the command was published) and
 ``Uftp-Dead-Deliveries``; it is published on ``<dead subject>.<what followed the commands
-subject>``, e.g. ``uftp.commands.dso.example.com`` becomes ``uftp.dead.dso.example.com``.
+subject>``, e.g. ``uftp.commands.dso.example.com`` becomes ``uftp.dead.dso.example.com``,
+with the command's ``Nats-Msg-Id`` (else ``<stream>.<sequence>``), so that a command
+dead-lettered twice (we stopped between the dead letter and the ``term``) is stored once.
 
 nats-py reconnects on its own and subscribes again; the consume loop only has to start a new
-pull after the one that was in flight when the connection dropped expired, and declares the
-streams and the consumer again when the server lost them.
+pull after the one that was in flight when the connection dropped expired. A server that
+lost its storage (or an operator) may leave us without streams or consumer: a publish that
+finds no stream, and a pull that finds no consumer, declare them again.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ DEAD_DELIVERIES: Final = "Uftp-Dead-Deliveries"
 _ROUTE: Final = re.compile(r"[^\s.*>]+(?:\.[^\s.*>]+)*")
 #: How long one pull waits on the server for commands. A pull that was in flight when the
 #: connection dropped is only given up after this, so it bounds how long consuming takes to
-#: resume after a reconnection; idle, it costs two small requests per period.
+#: resume after a reconnection; idle, it costs three small requests per period (two for the
+#: pull, one to check that the consumer still exists).
 _PULL_SECONDS: Final = 2.0
 #: The longest a requeued command waits before its next delivery.
 _MAX_REQUEUE_DELAY: Final = 60.0
@@ -145,9 +149,7 @@ class NatsBus:
         self._js: JetStreamContext | None = None
         self._pull: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task[None] | None = None
-        self._redeclaring: asyncio.Task[None] | None = None
-        #: Set while our streams and consumer are known to be declared on this connection.
-        self._declared = asyncio.Event()
+        self._declaring = asyncio.Lock()
         self._settling = False
         self._stopping = False
         #: The last pull reached the server (messages, or none before it expired).
@@ -179,12 +181,10 @@ class NatsBus:
         async def on_disconnected() -> None:
             if not nc.is_closed:  # closing is no news
                 log.warning("NATS: disconnected; reconnecting")
-                self._declared.clear()
+                self._pull_ok = False
 
         async def on_reconnected() -> None:
             log.info("NATS: reconnected to %s", nc.connected_url)
-            # A task: nats-py takes an error raised here for a failed reconnection.
-            self._redeclaring = asyncio.create_task(self._declare_again())
 
         attempt = asyncio.ensure_future(
             nc.connect(
@@ -218,11 +218,18 @@ class NatsBus:
         self._js = nc.jetstream(timeout=self.timeout)
         self._pull = None
         try:
-            await self._declare()
+            await self._redeclare()
         except BusError:
-            await self.close()
+            self._nc = self._js = None
+            with contextlib.suppress(Exception):
+                await nc.close()
             raise
-        self._declared.set()
+
+    async def _redeclare(self) -> None:
+        """`_declare`, one caller at a time (publishes and the consume loop may find the
+        server without our streams at the same moment)."""
+        async with self._declaring:
+            await self._declare()
 
     async def _declare(self) -> None:
         """Create what is missing; add our subjects to a stream that lacks them."""
@@ -281,15 +288,6 @@ class NatsBus:
         except (nats.errors.Error, OSError) as exc:
             raise BusUnavailable(f"NATS: {exc}") from exc
 
-    async def _declare_again(self) -> None:
-        """After a reconnection: the server may be one that lost its storage."""
-        try:
-            await self._declare()
-        except BusError as exc:
-            self._note(f"declaring again after the reconnection failed: {exc}")
-        else:
-            self._declared.set()
-
     @staticmethod
     async def _declare_stream(js: JetStreamContext, config: StreamConfig) -> None:
         assert config.name is not None and config.subjects is not None
@@ -318,9 +316,6 @@ class NatsBus:
                 pass
             except Exception:  # the loop's own failure was logged where it happened
                 log.debug("NATS: the consume loop ended with an error", exc_info=True)
-        if self._redeclaring is not None:
-            self._redeclaring.cancel()
-        self._declared.clear()
         nc, self._nc, self._js, self._pull = self._nc, None, None, None
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
@@ -344,9 +339,11 @@ class NatsBus:
         publication of the same event within the duplicate window is acknowledged as a
         duplicate and not stored again, which is what the relay's retries want.
 
-        Raises `Unroutable` when no stream takes the subject, or the event is larger than
-        the server's ``max_payload`` (raise it, or use references), and `BusUnavailable` when
-        the server cannot be reached, JetStream does not answer or refuses for now."""
+        When no stream takes the subject, the streams are declared again first (the server
+        may have lost its storage). Raises `Unroutable` when that does not mend it (the
+        server refuses the stream: another one claims part of its subjects, a limit) or the
+        event is larger than the server's ``max_payload`` (raise it), and `BusUnavailable`
+        when the server cannot be reached, JetStream does not answer or refuses for now."""
         if not _ROUTE.fullmatch(route):
             raise Unroutable(route, "not a NATS subject suffix")
         js = self._require_js()
@@ -357,30 +354,22 @@ class NatsBus:
             try:
                 await js.publish(subject, event.data, timeout=self.timeout, headers=headers)
             except nats.js.errors.NoStreamResponseError:
-                if self._declared.is_set():
+                # Our stream is gone (a server that lost its storage, an operator): declare
+                # it again and publish again.
+                try:
+                    await self._redeclare()
+                except BusUnavailable:
                     raise
-                # Just reconnected, perhaps to a server without our streams: once they
-                # are declared again, publish again.
-                await asyncio.wait_for(self._declared.wait(), self.timeout)
+                except BusError as exc:
+                    raise Unroutable(route, str(exc)) from exc
                 await js.publish(subject, event.data, timeout=self.timeout, headers=headers)
-        except nats.js.errors.NoStreamResponseError:
-            raise await self._no_stream(subject, route) from None
+        except nats.js.errors.NoStreamResponseError as exc:
+            # Declared a moment ago, yet no answer: a stream without a leader for now.
+            raise BusUnavailable(f"no JetStream stream answered on {subject}") from exc
         except nats.errors.MaxPayloadError as exc:
             raise Unroutable(route, f"{len(event.data)} bytes of data: {exc}") from exc
         except (nats.errors.Error, OSError) as exc:  # JetStream API errors included
             raise BusUnavailable(f"NATS publish on {subject}: {exc!r}") from exc
-
-    async def _no_stream(self, subject: str, route: str) -> BusError:
-        """No responder: either no stream takes `subject` (the deployment's error) or the
-        stream that does has no leader right now (a restart, an election: temporary)."""
-        js = self._require_js()
-        try:
-            stream = await js.find_stream_name_by_subject(subject)
-        except nats.js.errors.NotFoundError:
-            return Unroutable(route, f"no JetStream stream takes {subject}")
-        except (nats.errors.Error, OSError) as exc:
-            return BusUnavailable(f"JetStream did not answer for {subject}: {exc!r}")
-        return BusUnavailable(f"stream {stream} did not answer for {subject}")
 
     # -- commands in --------------------------------------------------------------------------
 
@@ -448,7 +437,7 @@ class NatsBus:
                 # A server that lost its storage, an operator: declare again, then pull.
                 self._pull_ok = False
                 self._note("the command consumer is gone; declaring it again")
-                await self._declare()
+                await self._redeclare()
                 return []
         if not self._pull_ok and self._last_error:
             log.info("NATS: consuming commands again")

@@ -236,12 +236,30 @@ async def test_the_same_event_published_twice_is_stored_once(broker: NatsBroker)
     assert await broker.count("stream") == 2
 
 
-async def test_a_subject_no_stream_takes_is_unroutable(broker: NatsBroker) -> None:
+async def test_a_stream_deleted_under_the_bus_is_declared_again_on_publish(
+    broker: NatsBroker,
+) -> None:
     bus = broker.bus()
     await bus.connect()
-    await broker.js.delete_stream(broker.names["stream"])  # an operator removed it
-    with pytest.raises(Unroutable, match="no JetStream stream"):
-        await bus.publish(event(), "in.X")
+    await broker.js.delete_stream(broker.names["stream"])  # an operator, a server's loss
+    await asyncio.gather(*(bus.publish(event(f"ev-{n}"), "in.X") for n in range(5)))
+    assert await broker.count("stream") == 5
+
+
+async def test_a_subject_no_stream_can_take_is_unroutable(broker: NatsBroker) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    await broker.js.delete_stream(broker.names["stream"])
+    # Another stream took part of our subjects: ours cannot be declared again.
+    squatter = broker.names["stream"] + "_OTHER"
+    await broker.js.add_stream(
+        StreamConfig(name=squatter, subjects=[f"{broker.names['events_subject']}.in.X"])
+    )
+    try:
+        with pytest.raises(Unroutable, match="overlap"):
+            await bus.publish(event(), "outcome.delivered")
+    finally:
+        await broker.js.delete_stream(squatter)
 
 
 @pytest.mark.parametrize("route", ["in.*", "in.>", "in..X", "in X", ""])
