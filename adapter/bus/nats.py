@@ -98,12 +98,20 @@ _RECONNECT_WAIT: Final = 1
 
 
 class NatsBus:
-    """The `Bus` port on NATS JetStream. ``url`` is a ``nats://`` URL (credentials in it as
-    nats-py accepts them), or several separated by commas for a cluster.
+    """The `Bus` port on NATS JetStream.
 
-    The names default to what README "NATS JetStream" documents; `connect` creates the
-    streams and the consumer that are missing and adds our subjects to a stream that lacks
-    them, leaving every other setting an operator chose (limits, replicas) as it is.
+    ``url`` is a ``nats://`` (or ``tls://``) URL, credentials in it as nats-py accepts them,
+    or several separated by commas for a cluster. The names default to what README "NATS
+    JetStream" documents: `stream` takes ``<events_subject>.>``, `commands_stream` (work
+    queue) ``<commands_subject>.>``, read by the durable pull consumer `consumer`, and
+    `dead_stream` ``<dead_subject>.>``. `connect` creates the streams and the consumer that
+    are missing and adds our subjects to a stream that lacks them, leaving every other
+    setting an operator chose (limits, replicas) as it is.
+
+    `max_deliver` is the delivery limit (module docstring); `ack_wait` how long a command
+    may stay in a handler before the server delivers it again; a requeued command waits
+    `requeue_delay`, doubled with each delivery up to a minute; `batch` commands are pulled
+    at once; `timeout` bounds connecting, each PubAck and each JetStream API call.
     """
 
     def __init__(
@@ -117,11 +125,12 @@ class NatsBus:
         dead_stream: str = "UFTP_DEAD",
         dead_subject: str = "uftp.dead",
         consumer: str = "uftp-adapter",
-        max_deliver: int = 20,
+        max_deliver: int = 5,
         ack_wait: float = 30.0,
         requeue_delay: float = 1.0,
         batch: int = 16,
         timeout: float = 5.0,
+        name: str = "uftp-adapter",
     ) -> None:
         for name, subject in (
             ("events_subject", events_subject),
@@ -145,6 +154,8 @@ class NatsBus:
         self.requeue_delay = requeue_delay
         self.batch = batch
         self.timeout = timeout
+        #: The connection's name, as the server's monitoring shows it.
+        self.name = name
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._pull: JetStreamContext.PullSubscription | None = None
@@ -189,7 +200,7 @@ class NatsBus:
         attempt = asyncio.ensure_future(
             nc.connect(
                 self.servers,
-                name="uftp-adapter",
+                name=self.name,
                 connect_timeout=max(1, round(self.timeout)),
                 reconnect_time_wait=_RECONNECT_WAIT,
                 max_reconnect_attempts=-1,
