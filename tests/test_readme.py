@@ -24,10 +24,11 @@ def python_examples() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
-def test_the_readme_has_the_two_examples_this_test_runs() -> None:
-    cro, dso = python_examples()  # a new example wants a run of its own here
+def test_the_readme_has_the_examples_these_tests_run() -> None:
+    cro, dso, nats_clients = python_examples()  # a new example wants a run of its own
     assert "@router.on(DSOPortfolioUpdate)" in cro and cro.rstrip().endswith("...")
     assert "await publish(" in dso
+    assert "async def consume(" in nats_clients  # run by tests/bus/test_nats.py
 
 
 async def test_the_readme_examples_publish_and_answer(
@@ -37,7 +38,7 @@ async def test_the_readme_examples_publish_and_answer(
     for name in ("cro.toml", "dso.toml"):
         ensure_key(config / name)
     monkeypatch.chdir(tmp_path)  # the examples name "config/..." relative to the clone
-    cro, dso = python_examples()
+    cro, dso, *_ = python_examples()
     body = textwrap.indent(dso, "    ")
     program = cro.rstrip().removesuffix("...").rstrip() + "\n" + body
 

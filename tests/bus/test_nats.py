@@ -36,6 +36,7 @@ from nats.js.api import RawStreamMsg, StreamConfig
 from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_nats, source_urn
 from adapter.bus.nats import DEAD_DELIVERIES, DEAD_REASON, DEAD_SUBJECT, MSG_ID, NatsBus
 from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
+from tests.test_readme import python_examples
 
 NATS_URL = os.environ.get("UFTP_TEST_NATS_URL", "nats://127.0.0.1:4222")
 NATS_REQUIRED = "UFTP_TEST_NATS_URL" in os.environ or bool(os.environ.get("CI"))
@@ -749,6 +750,47 @@ async def test_health_says_what_is_true(broker: NatsBroker) -> None:
     await eventually(lambda: bus.health().consuming, "consuming")
     await bus.close()
     assert not bus.health().connected and not bus.health().consuming
+
+
+async def test_the_readme_nats_clients_read_events_and_send_a_command(
+    broker: NatsBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README "NATS JetStream", run as written: only the names are this test's own."""
+    (example,) = [code for code in python_examples() if "import nats" in code]
+    code = (
+        example.replace('STREAM = "UFTP"', f'STREAM = "{broker.names["stream"]}"')
+        .replace('EVENTS = "uftp.events"', f'EVENTS = "{broker.names["events_subject"]}"')
+        .replace('COMMANDS = "uftp.commands"', f'COMMANDS = "{broker.names["commands_subject"]}"')
+    )
+    assert all(broker.names[key] in code for key in ("stream", "events_subject"))
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(code, "README.md", "exec"), namespace)  # the project's own README
+
+    bus = broker.bus()
+    await bus.connect()
+    handler = Recorder()
+    await bus.consume(handler)
+    seen: set[str] = set()
+    consuming = asyncio.ensure_future(namespace["consume"](NATS_URL, "my-system", seen))
+    try:
+        await bus.publish(event("ev-1", commandid="cmd 1"), "outcome.delivered")
+        await bus.publish(event("ev-2"), "in.DSOPortfolioUpdate")
+        await eventually(lambda: seen == {"ev-1", "ev-2"}, "both events read")
+        await namespace["send_command"](NATS_URL, "cro.example.com", "readme-1", b"<T/>")
+        await eventually(lambda: len(handler.commands) == 1, "the command")
+    finally:
+        consuming.cancel()
+        await asyncio.gather(consuming, return_exceptions=True)
+    assert capsys.readouterr().out.splitlines() == [
+        "outcome.delivered uftp.DSOPortfolioUpdate cmd 1",
+        "in.DSOPortfolioUpdate uftp.DSOPortfolioUpdate None",
+    ]
+    (command,) = handler.commands
+    assert (command.id, command.data) == ("readme-1", b"<T/>")
+    assert command.attributes == {
+        "datacontenttype": XML_CONTENT_TYPE,
+        "uftprecipient": "cro.example.com",
+    }
 
 
 async def _is(count: Awaitable[int], expected: int) -> bool:
