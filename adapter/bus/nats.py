@@ -357,13 +357,16 @@ class NatsBus:
         when the server cannot be reached, JetStream does not answer or refuses for now."""
         if not _ROUTE.fullmatch(route):
             raise Unroutable(route, "not a NATS subject suffix")
-        js = self._require_js()
-        subject = f"{self.events_subject}.{route}"
         headers = to_nats(event)
         headers[MSG_ID] = event.id
+        await self._store(route, f"{self.events_subject}.{route}", event.data, headers)
+
+    async def _store(self, route: str, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        """Publish into one of our streams and return on its PubAck (see `publish`)."""
+        js = self._require_js()
         try:
             try:
-                await js.publish(subject, event.data, timeout=self.timeout, headers=headers)
+                await js.publish(subject, data, timeout=self.timeout, headers=headers)
             except nats.js.errors.NoStreamResponseError:
                 # Our stream is gone (a server that lost its storage, an operator): declare
                 # it again and publish again.
@@ -373,12 +376,12 @@ class NatsBus:
                     raise
                 except BusError as exc:
                     raise Unroutable(route, str(exc)) from exc
-                await js.publish(subject, event.data, timeout=self.timeout, headers=headers)
+                await js.publish(subject, data, timeout=self.timeout, headers=headers)
         except nats.js.errors.NoStreamResponseError as exc:
             # Declared a moment ago, yet no answer: a stream without a leader for now.
             raise BusUnavailable(f"no JetStream stream answered on {subject}") from exc
         except nats.errors.MaxPayloadError as exc:
-            raise Unroutable(route, f"{len(event.data)} bytes of data: {exc}") from exc
+            raise Unroutable(route, f"{len(data)} bytes of data: {exc}") from exc
         except (nats.errors.Error, OSError) as exc:  # JetStream API errors included
             raise BusUnavailable(f"NATS publish on {subject}: {exc!r}") from exc
 
@@ -513,7 +516,6 @@ class NatsBus:
     async def _dead_letter(self, message: Msg, reason: str, deliveries: int) -> None:
         """Store a copy in the dead-letter stream, then terminate the delivery. When the
         copy cannot be stored the command is requeued instead: never lost."""
-        js = self._require_js()
         suffix = message.subject.removeprefix(self.commands_subject + ".")
         subject = f"{self.dead_subject}.{suffix}"
         headers = _own_headers(message.headers or {})
@@ -524,9 +526,9 @@ class NatsBus:
         headers[DEAD_SUBJECT] = message.subject
         headers[DEAD_DELIVERIES] = str(deliveries)
         try:
-            await js.publish(subject, message.data, timeout=self.timeout, headers=headers)
-        except (nats.errors.Error, OSError) as exc:
-            self._note(f"cannot store a dead letter on {subject} ({exc!r}); requeued")
+            await self._store(suffix, subject, message.data, headers)
+        except BusError as exc:
+            self._note(f"cannot store a dead letter on {subject} ({exc}); requeued")
             await message.nak(delay=self._requeue_delay(deliveries))
             return
         log.warning(

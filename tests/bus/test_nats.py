@@ -376,6 +376,50 @@ async def test_a_rejected_command_is_dead_lettered_with_its_headers_and_the_reas
     assert len(handler.commands) == 1  # terminated: never delivered again
 
 
+async def test_a_command_is_kept_until_its_dead_letter_is_stored(broker: NatsBroker) -> None:
+    bus = broker.bus(requeue_delay=0.1, max_deliver=100)
+    await bus.connect()
+    # The dead-letter stream gone, and another stream took part of its subjects: no dead
+    # letter can be stored for now.
+    await broker.js.delete_stream(broker.names["dead_stream"])
+    squatter = broker.names["dead_stream"] + "_OTHER"
+    await broker.js.add_stream(
+        StreamConfig(name=squatter, subjects=[f"{broker.names['dead_subject']}.elsewhere"])
+    )
+    handler = Recorder([Verdict.REJECT] * 100)
+    await bus.consume(handler)
+    try:
+        await broker.send_command(b"<bad/>", command_headers("cmd-kept"))
+        await eventually(lambda: len(handler.commands) >= 3, "rejected, and delivered again")
+        assert await broker.count("commands_stream") == 1  # not terminated: not lost
+    finally:
+        await broker.js.delete_stream(squatter)
+    # Its next rejection declares the dead-letter stream again and stores it there.
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the command settled")
+    (letter,) = await broker.dead_letters()
+    assert letter.headers[DEAD_REASON] == "rejected"  # type: ignore[index]
+    assert letter.data == b"<bad/>"
+
+
+async def test_a_handler_that_raises_gets_the_command_again(broker: NatsBroker) -> None:
+    bus = broker.bus(requeue_delay=0.1)
+    await bus.connect()
+    calls: list[Command] = []
+
+    async def flaky(command: Command) -> Verdict:
+        calls.append(command)
+        if len(calls) == 1:
+            raise RuntimeError("the store went away")
+        return Verdict.ACK
+
+    await bus.consume(flaky)
+    await broker.send_command(b"<x/>", command_headers("cmd-flaky"))
+    await eventually(lambda: len(calls) == 2, "the second delivery")
+    assert calls[1].redelivered
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
+    assert bus.health().consuming
+
+
 async def test_a_command_with_malformed_cloudevents_headers_is_dead_lettered_unhandled(
     broker: NatsBroker,
 ) -> None:
