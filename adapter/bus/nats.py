@@ -210,18 +210,21 @@ class NatsBus:
             )
         )
         gave_up = asyncio.ensure_future(all_failed.wait())
+        connected = False
         try:
             await asyncio.wait(
                 {attempt, gave_up}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
             )
+            connected = attempt.done() and attempt.exception() is None
         finally:
             gave_up.cancel()
-        if not attempt.done() or attempt.exception() is not None:
-            attempt.cancel()
-            with contextlib.suppress(BaseException):
-                await attempt
-            with contextlib.suppress(Exception):
-                await nc.close()
+            if not connected:  # failed, timed out or cancelled: leave nothing trying
+                attempt.cancel()
+                with contextlib.suppress(BaseException):
+                    await attempt
+                with contextlib.suppress(Exception):
+                    await nc.close()
+        if not connected:
             cause = failures[-1] if failures else "no answer within the timeout"
             raise BusUnavailable(f"cannot connect to NATS at {', '.join(self.servers)}: {cause}")
         initial = False
@@ -416,7 +419,10 @@ class NatsBus:
                     if self._stopping:
                         await self._give_back(messages[index:])
                         return
-                    await self._settle(message, handler)
+                    try:
+                        await self._settle(message, handler)
+                    except Exception:  # a bug of ours: the server delivers it again
+                        log.exception("NATS: settling a command failed")
             finally:
                 self._settling = False
 

@@ -297,7 +297,8 @@ async def test_an_unreachable_server_is_unavailable_at_once() -> None:
 
 
 async def test_a_server_that_never_answers_is_unavailable_after_the_timeout() -> None:
-    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    accepted: list[asyncio.StreamWriter] = []
+    silent = await asyncio.start_server(lambda r, w: accepted.append(w), "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
     try:
         bus = NatsBus(f"nats://127.0.0.1:{port}", timeout=1.0)
@@ -305,7 +306,17 @@ async def test_a_server_that_never_answers_is_unavailable_after_the_timeout() ->
         with pytest.raises(BusUnavailable):
             await bus.connect()
         assert 0.9 < time.monotonic() - started < 5
+        # Given up, or cancelled by its caller: nothing goes on trying behind its back.
+        connecting = asyncio.create_task(bus.connect())
+        await asyncio.sleep(0.3)
+        connecting.cancel()
+        await asyncio.gather(connecting, return_exceptions=True)
+        tried = len(accepted)
+        await asyncio.sleep(3.0)  # nats-py would have tried again by now
+        assert len(accepted) == tried
     finally:
+        for writer in accepted:
+            writer.close()
         silent.close()
 
 
