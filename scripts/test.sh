@@ -9,5 +9,7 @@ echo "== mypy"
 .venv/bin/mypy adapter
 # The PostgreSQL tests skip without a server unless this is set; set, a missing server fails.
 export UFTP_TEST_POSTGRES_DSN=${UFTP_TEST_POSTGRES_DSN:-postgresql://postgres@127.0.0.1:5432/test}
+# Likewise the NATS JetStream tests (tests/bus/test_nats.py).
+export UFTP_TEST_NATS_URL=${UFTP_TEST_NATS_URL:-nats://127.0.0.1:4222}
 echo "== pytest"
 .venv/bin/pytest -q -p no:cacheprovider "$@"

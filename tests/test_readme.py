@@ -25,10 +25,11 @@ def python_examples() -> list[str]:
 
 
 def test_the_readme_has_the_examples_these_tests_run() -> None:
-    cro, dso, consumer, producer = python_examples()  # a new example wants a run of its own
+    cro, dso, consumer, producer, nats_clients = python_examples()  # a new example: run it
     assert "async def consume(" in consumer and "async def send_command(" in producer
     assert "@router.on(DSOPortfolioUpdate)" in cro and cro.rstrip().endswith("...")
     assert "await publish(" in dso
+    assert "async def consume(" in nats_clients  # run by tests/bus/test_nats.py
 
 
 async def test_the_readme_examples_publish_and_answer(

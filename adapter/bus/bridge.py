@@ -486,4 +486,17 @@ def bus_for(settings: BusSettings, *, name: str = "uftp-adapter") -> Bus:
             prefetch=settings.prefetch,
         )
         return RabbitBus(settings.url, topology, name=name)
-    raise ValueError(f"no bus adapter for {scheme}:// yet (RabbitMQ: amqp://)")
+    if scheme in ("nats", "tls"):
+        from adapter.bus.nats import NatsBus
+
+        # The RabbitMQ names of the defaults spell the NATS subject prefixes as well.
+        return NatsBus(
+            settings.url,
+            events_subject=settings.exchange,
+            commands_subject=settings.commands_exchange,
+            dead_subject=settings.dead_letter_exchange,
+            max_deliver=settings.delivery_limit,
+            batch=settings.prefetch,
+            name=name,
+        )
+    raise ValueError(f"no bus adapter for {scheme}:// (RabbitMQ: amqp://, NATS: nats://)")

@@ -120,7 +120,7 @@ async def test_a_command_in_json_with_its_id_as_message_id(network: Network) -> 
     [
         (command(None), "no id"),
         (command(uftprecipient="nobody.example.com"), "no peer nobody.example.com"),
-        (command(data=b"<FlexRequest/>"), "not a UFTP message type"),
+        (command(data=b"<WeatherReport/>"), "not a UFTP message type"),
         (command(data=b'<DSOPortfolioQuery TimeZone="Mars/Olympus"/>'), "not a valid"),
         (command(data=b"<unclosed"), "well-formed"),
         (command(type="uftp.AGRPortfolioQuery"), "does not match"),

@@ -22,7 +22,7 @@ from tests.test_readme import python_examples
 async def test_the_readme_consumer_sees_what_the_readme_producer_caused(
     network: Network, amqp: Any, topology: Topology, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, _, consumer, producer = python_examples()
+    _, _, consumer, producer, *_ = python_examples()
     code = consumer.replace('EVENTS = "uftp.events"', f'EVENTS = "{topology.events_exchange}"')
     code += producer.replace(
         'COMMANDS = "uftp.commands"', f'COMMANDS = "{topology.commands_exchange}"'

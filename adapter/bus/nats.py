@@ -1,0 +1,563 @@
+"""The bus port on NATS JetStream (nats-py, the ``nats`` extra).
+
+What the port's guarantees rest on here:
+
+* An event is published on ``<events subject>.<route>`` (default ``uftp.events.in.X``) into
+  the stream ``UFTP`` and `publish` returns on the stream's PubAck, JetStream's confirm that
+  the event is stored. The event id goes out as ``Nats-Msg-Id``: within the stream's
+  duplicate window (two minutes by default) JetStream stores a re-publication of the same
+  event once and says so in the PubAck, so the relay's at-least-once becomes exactly-once in
+  the stream as long as a retry falls within the window. Consumers dedupe by the id beyond it.
+* Commands are read from the work-queue stream ``UFTP_COMMANDS`` (subjects
+  ``uftp.commands.>``) by one durable pull consumer with explicit acks. A command is settled
+  only after the handler returned: acked (the work queue then drops it), or terminated once
+  a copy is stored in the dead-letter stream ``UFTP_DEAD``, or negatively acknowledged with
+  a delay that grows with each delivery.
+* The delivery limit is counted here, from the delivery count JetStream puts in every
+  delivery's metadata, not left to the consumer's ``max_deliver``: a server that stops
+  delivering at its limit only says so in an advisory, a plain NATS message that is lost
+  whenever nobody is connected at that moment, and the command would sit in the work queue
+  for good. So the server delivers without limit, and a delivery past ``max_deliver`` (its
+  handlers crashed or hung every time: a poison command) is dead-lettered before a handler
+  sees it again; a REQUEUE verdict on the last allowed delivery is dead-lettered at once.
+  A command is terminated only after its dead letter was confirmed, so none is ever lost.
+
+A dead letter keeps the command's data and headers and adds ``Uftp-Dead-Reason``
+(``rejected``, ``delivery_limit``, or ``malformed`` for CloudEvents headers that do not
+decode), ``Uftp-Dead-Subject`` (where the command was published) and
+``Uftp-Dead-Deliveries``; it is published on ``<dead subject>.<what followed the commands
+subject>``, e.g. ``uftp.commands.dso.example.com`` becomes ``uftp.dead.dso.example.com``,
+with the command's ``Nats-Msg-Id`` (else ``<stream>.<sequence>``), so that a command
+dead-lettered twice (we stopped between the dead letter and the ``term``) is stored once.
+
+nats-py reconnects on its own and subscribes again; the consume loop only has to start a new
+pull after the one that was in flight when the connection dropped expired. A server that
+lost its storage (or an operator) may leave us without streams or consumer: a publish that
+finds no stream, and a pull that finds no consumer, declare them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Mapping
+from typing import Final
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from adapter.bus.events import NATS_PREFIX, CloudEvent, InvalidEvent, from_nats, to_nats
+from adapter.bus.port import (
+    BusError,
+    BusHealth,
+    BusUnavailable,
+    Command,
+    CommandHandler,
+    Unroutable,
+    Verdict,
+)
+
+__all__ = ["DEAD_DELIVERIES", "DEAD_REASON", "DEAD_SUBJECT", "MSG_ID", "NatsBus"]
+
+log = logging.getLogger(__name__)
+
+#: JetStream's de-duplication header.
+MSG_ID: Final = "Nats-Msg-Id"
+#: Headers a dead letter carries besides the command's own.
+DEAD_REASON: Final = "Uftp-Dead-Reason"
+DEAD_SUBJECT: Final = "Uftp-Dead-Subject"
+DEAD_DELIVERIES: Final = "Uftp-Dead-Deliveries"
+
+#: A route is one or more subject tokens: no empty token, no wildcard, no whitespace.
+_ROUTE: Final = re.compile(r"[^\s.*>]+(?:\.[^\s.*>]+)*")
+#: How long one pull waits on the server for commands. A pull that was in flight when the
+#: connection dropped is only given up after this, so it bounds how long consuming takes to
+#: resume after a reconnection; idle, it costs three small requests per period (two for the
+#: pull, one to check that the consumer still exists).
+_PULL_SECONDS: Final = 2.0
+#: The longest a requeued command waits before its next delivery.
+_MAX_REQUEUE_DELAY: Final = 60.0
+#: Pause between attempts while the consume loop cannot reach the server.
+_RETRY_SECONDS: Final = 0.5
+#: How long nats-py waits between reconnection attempts (it never stops trying).
+_RECONNECT_WAIT: Final = 1
+
+
+class NatsBus:
+    """The `Bus` port on NATS JetStream.
+
+    ``url`` is a ``nats://`` (or ``tls://``) URL, credentials in it as nats-py accepts them,
+    or several separated by commas for a cluster. The names default to what README "NATS
+    JetStream" documents: `stream` takes ``<events_subject>.>``, `commands_stream` (work
+    queue) ``<commands_subject>.>``, read by the durable pull consumer `consumer`, and
+    `dead_stream` ``<dead_subject>.>``. `connect` creates the streams and the consumer that
+    are missing and adds our subjects to a stream that lacks them, leaving every other
+    setting an operator chose (limits, replicas) as it is.
+
+    `max_deliver` is the delivery limit (module docstring); `ack_wait` how long a command
+    may stay in a handler before the server delivers it again; a requeued command waits
+    `requeue_delay`, doubled with each delivery up to a minute; `batch` commands are pulled
+    at once; `timeout` bounds connecting, each PubAck and each JetStream API call.
+    """
+
+    def __init__(
+        self,
+        url: str = "nats://127.0.0.1:4222",
+        *,
+        stream: str = "UFTP",
+        events_subject: str = "uftp.events",
+        commands_stream: str = "UFTP_COMMANDS",
+        commands_subject: str = "uftp.commands",
+        dead_stream: str = "UFTP_DEAD",
+        dead_subject: str = "uftp.dead",
+        consumer: str = "uftp-adapter",
+        max_deliver: int = 5,
+        ack_wait: float = 30.0,
+        requeue_delay: float = 1.0,
+        batch: int = 16,
+        timeout: float = 5.0,
+        name: str = "uftp-adapter",
+    ) -> None:
+        for name, subject in (
+            ("events_subject", events_subject),
+            ("commands_subject", commands_subject),
+            ("dead_subject", dead_subject),
+        ):
+            if not _ROUTE.fullmatch(subject):
+                raise ValueError(f"{name} {subject!r} is not a NATS subject without wildcards")
+        if max_deliver < 1 or batch < 1 or ack_wait <= 0 or timeout <= 0 or requeue_delay < 0:
+            raise ValueError("max_deliver and batch must be >= 1, the durations positive")
+        self.servers = [part.strip() for part in url.split(",") if part.strip()]
+        self.stream = stream
+        self.events_subject = events_subject
+        self.commands_stream = commands_stream
+        self.commands_subject = commands_subject
+        self.dead_stream = dead_stream
+        self.dead_subject = dead_subject
+        self.consumer = consumer
+        self.max_deliver = max_deliver
+        self.ack_wait = ack_wait
+        self.requeue_delay = requeue_delay
+        self.batch = batch
+        self.timeout = timeout
+        #: The connection's name, as the server's monitoring shows it.
+        self.name = name
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._pull: JetStreamContext.PullSubscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._declaring = asyncio.Lock()
+        self._settling = False
+        self._stopping = False
+        #: The last pull reached the server (messages, or none before it expired).
+        self._pull_ok = False
+        self._last_error = ""
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect and declare the three streams and the consumer. Raises `BusUnavailable`
+        when no server answers within `timeout` or the first attempt on every server failed
+        (nats-py would otherwise try for ever); once connected, nats-py reconnects on its own.
+        """
+        if self._nc is not None and not self._nc.is_closed:
+            return
+        nc = Client()
+        initial = True
+        failures: list[BaseException] = []
+        all_failed = asyncio.Event()
+
+        async def on_error(exc: Exception) -> None:
+            if initial:
+                failures.append(exc)
+                if len(failures) >= len(self.servers):
+                    all_failed.set()
+                return
+            self._note(f"connection: {exc!r}")  # once per kind, not per attempt
+
+        async def on_disconnected() -> None:
+            if not nc.is_closed:  # closing is no news
+                log.warning("NATS: disconnected; reconnecting")
+                self._pull_ok = False
+
+        async def on_reconnected() -> None:
+            log.info("NATS: reconnected to %s", nc.connected_url)
+
+        attempt = asyncio.ensure_future(
+            nc.connect(
+                self.servers,
+                name=self.name,
+                connect_timeout=max(1, round(self.timeout)),
+                reconnect_time_wait=_RECONNECT_WAIT,
+                max_reconnect_attempts=-1,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+            )
+        )
+        gave_up = asyncio.ensure_future(all_failed.wait())
+        connected = False
+        try:
+            await asyncio.wait(
+                {attempt, gave_up}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            connected = attempt.done() and attempt.exception() is None
+        finally:
+            gave_up.cancel()
+            if not connected:  # failed, timed out or cancelled: leave nothing trying
+                attempt.cancel()
+                with contextlib.suppress(BaseException):
+                    await attempt
+                with contextlib.suppress(Exception):
+                    await nc.close()
+        if not connected:
+            cause = failures[-1] if failures else "no answer within the timeout"
+            raise BusUnavailable(f"cannot connect to NATS at {', '.join(self.servers)}: {cause}")
+        initial = False
+        self._nc = nc
+        self._js = nc.jetstream(timeout=self.timeout)
+        self._pull = None
+        try:
+            await self._redeclare()
+        except BusError:
+            self._nc = self._js = None
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise
+
+    async def _redeclare(self) -> None:
+        """`_declare`, one caller at a time (publishes and the consume loop may find the
+        server without our streams at the same moment)."""
+        async with self._declaring:
+            await self._declare()
+
+    async def _declare(self) -> None:
+        """Create what is missing; add our subjects to a stream that lacks them."""
+        js = self._require_js()
+        wildcard = ".>"
+        try:
+            await self._declare_stream(
+                js,
+                StreamConfig(
+                    name=self.stream,
+                    subjects=[self.events_subject + wildcard],
+                    retention=RetentionPolicy.LIMITS,
+                    storage=StorageType.FILE,
+                    duplicate_window=120.0,
+                ),
+            )
+            await self._declare_stream(
+                js,
+                StreamConfig(
+                    name=self.commands_stream,
+                    subjects=[self.commands_subject + wildcard],
+                    retention=RetentionPolicy.WORK_QUEUE,
+                    storage=StorageType.FILE,
+                    duplicate_window=120.0,
+                ),
+            )
+            await self._declare_stream(
+                js,
+                StreamConfig(
+                    name=self.dead_stream,
+                    subjects=[self.dead_subject + wildcard],
+                    retention=RetentionPolicy.LIMITS,
+                    storage=StorageType.FILE,
+                    duplicate_window=120.0,
+                ),
+            )
+            await js.add_consumer(
+                self.commands_stream,
+                ConsumerConfig(
+                    durable_name=self.consumer,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=self.ack_wait,
+                    # Unlimited on the server: the limit is counted here (module docstring).
+                    max_deliver=-1,
+                    filter_subject=self.commands_subject + wildcard,
+                    max_ack_pending=max(1000, self.batch),
+                ),
+            )
+        except nats.js.errors.ServiceUnavailableError as exc:
+            raise BusUnavailable(f"JetStream is not available: {exc}") from exc
+        except nats.js.errors.APIError as exc:
+            # A deployment error (a subject claimed by another stream, a name not allowed),
+            # not something a retry mends.
+            raise BusError(f"cannot declare the JetStream streams and consumer: {exc}") from exc
+        except (nats.errors.Error, OSError) as exc:
+            raise BusUnavailable(f"NATS: {exc}") from exc
+
+    @staticmethod
+    async def _declare_stream(js: JetStreamContext, config: StreamConfig) -> None:
+        assert config.name is not None and config.subjects is not None
+        try:
+            info = await js.stream_info(config.name)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(config)
+            log.info("NATS: created stream %s for %s", config.name, config.subjects)
+            return
+        present = list(info.config.subjects or [])
+        missing = [subject for subject in config.subjects if subject not in present]
+        if missing:
+            await js.update_stream(info.config.evolve(subjects=present + missing))
+            log.info("NATS: stream %s now also takes %s", config.name, missing)
+
+    async def close(self) -> None:
+        """Finish the command in hand, give the rest of its batch back, and disconnect."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            if not self._settling:
+                task.cancel()
+            try:
+                await asyncio.wait_for(task, self.ack_wait)
+            except (asyncio.CancelledError, TimeoutError):
+                pass
+            except Exception:  # the loop's own failure was logged where it happened
+                log.debug("NATS: the consume loop ended with an error", exc_info=True)
+        nc, self._nc, self._js, self._pull = self._nc, None, None, None
+        if nc is not None and not nc.is_closed:
+            with contextlib.suppress(Exception):
+                await nc.close()  # flushes the acks still buffered
+
+    def health(self) -> BusHealth:
+        connected = self._nc is not None and self._nc.is_connected
+        consuming = connected and self._task is not None and not self._task.done() and self._pull_ok
+        return BusHealth(connected, consuming, "" if consuming else self._last_error)
+
+    def _require_js(self) -> JetStreamContext:
+        if self._js is None or self._nc is None or self._nc.is_closed:
+            raise BusUnavailable("not connected to NATS")
+        return self._js
+
+    # -- events out ---------------------------------------------------------------------------
+
+    async def publish(self, event: CloudEvent, route: str) -> None:
+        """Publish `event` on ``<events subject>.<route>`` in binary mode (headers ``ce-*``)
+        with ``Nats-Msg-Id`` = the event id, and return on the stream's PubAck. A second
+        publication of the same event within the duplicate window is acknowledged as a
+        duplicate and not stored again, which is what the relay's retries want.
+
+        When no stream takes the subject, the streams are declared again first (the server
+        may have lost its storage). Raises `Unroutable` when that does not mend it (the
+        server refuses the stream: another one claims part of its subjects, a limit) or the
+        event is larger than the server's ``max_payload`` (raise it), and `BusUnavailable`
+        when the server cannot be reached, JetStream does not answer or refuses for now."""
+        if not _ROUTE.fullmatch(route):
+            raise Unroutable(route, "not a NATS subject suffix")
+        headers = to_nats(event)
+        headers[MSG_ID] = event.id
+        await self._store(route, f"{self.events_subject}.{route}", event.data, headers)
+
+    async def _store(self, route: str, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        """Publish into one of our streams and return on its PubAck (see `publish`)."""
+        js = self._require_js()
+        try:
+            try:
+                await js.publish(subject, data, timeout=self.timeout, headers=headers)
+            except nats.js.errors.NoStreamResponseError:
+                # Our stream is gone (a server that lost its storage, an operator): declare
+                # it again and publish again.
+                try:
+                    await self._redeclare()
+                except BusUnavailable:
+                    raise
+                except BusError as exc:
+                    raise Unroutable(route, str(exc)) from exc
+                await js.publish(subject, data, timeout=self.timeout, headers=headers)
+        except nats.js.errors.NoStreamResponseError as exc:
+            # Declared a moment ago, yet no answer: a stream without a leader for now.
+            raise BusUnavailable(f"no JetStream stream answered on {subject}") from exc
+        except nats.errors.MaxPayloadError as exc:
+            raise Unroutable(route, f"{len(data)} bytes of data: {exc}") from exc
+        except (nats.errors.Error, OSError) as exc:  # JetStream API errors included
+            raise BusUnavailable(f"NATS publish on {subject}: {exc!r}") from exc
+
+    # -- commands in --------------------------------------------------------------------------
+
+    async def consume(self, handler: CommandHandler) -> None:
+        """Start the consume loop: pull up to `batch` commands, hand them to `handler` one
+        after the other, settle each by its verdict; pull again, across reconnections,
+        until `close`."""
+        self._require_js()
+        if self._task is not None and not self._task.done():
+            raise RuntimeError("this bus is consuming already")
+        self._stopping = False
+        self._task = asyncio.create_task(self._consume(handler), name="nats-consume")
+
+    async def _consume(self, handler: CommandHandler) -> None:
+        while not self._stopping:
+            try:
+                messages = await self._pull_batch()
+            except asyncio.CancelledError:
+                if self._stopping:
+                    return
+                raise
+            except Exception as exc:  # stay alive: health() says what is wrong
+                self._pull_ok = False
+                self._note(f"pull failed: {exc!r}")
+                await asyncio.sleep(_RETRY_SECONDS)
+                continue
+            self._settling = True
+            try:
+                for index, message in enumerate(messages):
+                    if self._stopping:
+                        await self._give_back(messages[index:])
+                        return
+                    try:
+                        await self._settle(message, handler)
+                    except Exception:  # a bug of ours: the server delivers it again
+                        log.exception("NATS: settling a command failed")
+            finally:
+                self._settling = False
+
+    async def _pull_batch(self) -> list[Msg]:
+        nc = self._nc
+        if nc is None or nc.is_closed:
+            if self._stopping:
+                return []
+            await self.connect()  # closed under us (nats-py gave up): start over
+            nc = self._nc
+            assert nc is not None
+        if not nc.is_connected:
+            self._pull_ok = False
+            self._note("not connected to NATS")
+            await asyncio.sleep(_RETRY_SECONDS)
+            return []
+        js = self._require_js()
+        if self._pull is None:
+            self._pull = await js.pull_subscribe_bind(self.consumer, stream=self.commands_stream)
+        try:
+            messages = await self._pull.fetch(self.batch, timeout=_PULL_SECONDS)
+        except nats.errors.TimeoutError:
+            # An idle period, a pull lost with a connection, or a consumer that no longer
+            # exists: the server does not answer a pull for a missing consumer, so ask.
+            messages = []
+        except (nats.js.errors.NotFoundError, nats.js.errors.ServiceUnavailableError):
+            messages = []
+        if not messages:
+            try:
+                await js.consumer_info(self.commands_stream, self.consumer)
+            except nats.js.errors.NotFoundError:
+                # A server that lost its storage, an operator: declare again, then pull.
+                self._pull_ok = False
+                self._note("the command consumer is gone; declaring it again")
+                await self._redeclare()
+                return []
+        if not self._pull_ok and self._last_error:
+            log.info("NATS: consuming commands again")
+        self._pull_ok = True
+        self._last_error = ""
+        return messages
+
+    def _note(self, problem: str) -> None:
+        if problem != self._last_error:
+            log.warning("NATS: %s", problem)
+        self._last_error = problem
+
+    async def _settle(self, message: Msg, handler: CommandHandler) -> None:
+        """Run the handler on one delivery and settle it by the verdict; settle errors only
+        mean the server delivers it again after ack_wait, which the command id absorbs."""
+        try:
+            deliveries = message.metadata.num_delivered
+        except Exception:  # not a JetStream delivery: nothing to settle
+            log.warning("NATS: a message on %s without JetStream metadata", message.subject)
+            return
+        try:
+            if deliveries > self.max_deliver:
+                await self._dead_letter(message, "delivery_limit", deliveries)
+                return
+            try:
+                command = self._command(message, deliveries)
+            except InvalidEvent as exc:
+                log.warning("NATS: a command with malformed CloudEvents headers: %s", exc)
+                await self._dead_letter(message, "malformed", deliveries)
+                return
+            try:
+                verdict = await handler(command)
+            except Exception:
+                log.exception("NATS: the command handler failed; the command is requeued")
+                verdict = Verdict.REQUEUE
+            if verdict is Verdict.ACK:
+                await message.ack()
+            elif verdict is Verdict.REJECT:
+                await self._dead_letter(message, "rejected", deliveries)
+            elif deliveries >= self.max_deliver:
+                await self._dead_letter(message, "delivery_limit", deliveries)
+            else:
+                await message.nak(delay=self._requeue_delay(deliveries))
+        except (nats.errors.Error, OSError) as exc:
+            self._note(f"could not settle a command ({exc!r}); the server delivers it again")
+
+    def _requeue_delay(self, deliveries: int) -> float:
+        return min(self.requeue_delay * 2.0 ** min(deliveries - 1, 16), _MAX_REQUEUE_DELAY)
+
+    @staticmethod
+    def _command(message: Msg, deliveries: int) -> Command:
+        headers = dict(message.headers or {})
+        message_id = next((v for k, v in headers.items() if k.lower() == MSG_ID.lower()), None)
+        return Command(
+            attributes=from_nats(headers),
+            data=message.data,
+            message_id=message_id or None,
+            redelivered=deliveries > 1,
+            headers={k: v for k, v in headers.items() if not k.lower().startswith(NATS_PREFIX)},
+        )
+
+    async def _dead_letter(self, message: Msg, reason: str, deliveries: int) -> None:
+        """Store a copy in the dead-letter stream, then terminate the delivery. When the
+        copy cannot be stored the command is requeued instead: never lost."""
+        suffix = message.subject.removeprefix(self.commands_subject + ".")
+        subject = f"{self.dead_subject}.{suffix}"
+        headers = _own_headers(message.headers or {})
+        metadata = message.metadata
+        # The same delivery dead-lettered twice (we crashed before term) is stored once.
+        headers.setdefault(MSG_ID, f"{metadata.stream}.{metadata.sequence.stream}")
+        headers[DEAD_REASON] = reason
+        headers[DEAD_SUBJECT] = message.subject
+        headers[DEAD_DELIVERIES] = str(deliveries)
+        try:
+            await self._store(suffix, subject, message.data, headers)
+        except BusError as exc:
+            self._note(f"cannot store a dead letter on {subject} ({exc}); requeued")
+            await message.nak(delay=self._requeue_delay(deliveries))
+            return
+        log.warning(
+            "NATS: command %s dead-lettered (%s) after %d deliveries",
+            metadata.sequence.stream,
+            reason,
+            deliveries,
+        )
+        await message.term()
+
+    async def _give_back(self, messages: list[Msg]) -> None:
+        """Commands pulled but not handled before `close`: redeliver them now rather than
+        after ack_wait."""
+        for message in messages:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await message.nak()
+
+
+def _own_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The command's headers without JetStream's publish directives (an expected stream or
+    sequence would make the dead letter's publication fail), its Nats-Msg-Id kept."""
+    return {
+        key: value
+        for key, value in headers.items()
+        if not key.lower().startswith("nats-") or key.lower() == MSG_ID.lower()
+    }

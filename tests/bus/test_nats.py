@@ -1,0 +1,860 @@
+"""The NATS JetStream adapter keeps the bus port's contract, against a real nats-server.
+
+The shared server is UFTP_TEST_NATS_URL (default nats://127.0.0.1:4222); each test declares
+streams, subjects and a consumer of its own and deletes the streams afterwards. Without a
+server the tests skip, unless CI or UFTP_TEST_NATS_URL is set: then an unreachable server
+is a failure, so CI cannot pass by silently skipping them. The restart tests run a
+nats-server of their own on a free port and never touch the shared one.
+
+`broker` is the broker side a test drives (send a command, read events and dead letters);
+the tests use nothing else of NATS, so a RabbitMQ broker with the same methods could run
+them as a contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.js.errors
+import pytest
+from nats.aio.client import Client
+from nats.js.api import RawStreamMsg, StreamConfig
+
+from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_nats, source_urn
+from adapter.bus.nats import DEAD_DELIVERIES, DEAD_REASON, DEAD_SUBJECT, MSG_ID, NatsBus
+from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
+from tests.test_readme import python_examples
+
+NATS_URL = os.environ.get("UFTP_TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_REQUIRED = "UFTP_TEST_NATS_URL" in os.environ or bool(os.environ.get("CI"))
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+#: Generous: the machine is shared, and a reconnection takes a second or two by design.
+PATIENCE = 20.0
+
+
+def event(event_id: str = "ev-1", **extensions: str) -> CloudEvent:
+    return CloudEvent(
+        id=event_id,
+        source=source_urn("DSO", "dso.example.com"),
+        type="uftp.DSOPortfolioUpdate",
+        time=datetime(2024, 5, 1, 8, 15, 30, 250000, tzinfo=UTC),
+        datacontenttype=XML_CONTENT_TYPE,
+        data='<DSOPortfolioUpdate Note="é"/>'.encode(),
+        extensions={
+            "uftpversion": "3.0.0",
+            "correlationid": "conv-1",
+            "causationid": "msg-0",
+            "uftpmessageid": "msg-1",
+            "uftpsender": "dso.example.com",
+            "uftpsenderrole": "DSO",
+            "uftprecipient": "cro.example.com",
+            "uftprecipientrole": "CRO",
+            **extensions,
+        },
+    )
+
+
+def command_headers(command_id: str, **more: str) -> dict[str, str]:
+    return {
+        "ce-specversion": "1.0",
+        "ce-id": command_id,
+        "ce-source": "urn:test:planner",
+        "ce-type": "uftp.command.send",
+        "ce-time": "2024-05-01T08:00:00Z",
+        "ce-datacontenttype": "text/xml;%20charset=utf-8",
+        "ce-uftprecipient": "cro.example.com",
+        **more,
+    }
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]] | Callable[[], bool], what: str
+) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {PATIENCE} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def reachable(url: str) -> str | None:
+    host, _, port = url.rsplit("//", 1)[-1].rsplit("@", 1)[-1].partition(":")
+    try:
+        with socket.create_connection((host, int(port or 4222)), timeout=2):
+            return None
+    except OSError as exc:
+        return str(exc)
+
+
+@dataclass
+class Recorder:
+    """A command handler that answers with the verdicts it is given, then ACK."""
+
+    verdicts: list[Verdict] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    gate: asyncio.Event | None = None
+
+    async def __call__(self, command: Command) -> Verdict:
+        self.commands.append(command)
+        self.times.append(time.monotonic())
+        if self.gate is not None:
+            await self.gate.wait()
+        return self.verdicts.pop(0) if self.verdicts else Verdict.ACK
+
+
+class NatsBroker:
+    """The broker side of a test: names of its own, a plain client, cleanup."""
+
+    def __init__(self, url: str, client: Client) -> None:
+        token = uuid.uuid4().hex[:10]
+        self.url = url
+        self.names: dict[str, Any] = {
+            "stream": f"T{token}_UFTP",
+            "events_subject": f"t{token}.events",
+            "commands_stream": f"T{token}_COMMANDS",
+            "commands_subject": f"t{token}.commands",
+            "dead_stream": f"T{token}_DEAD",
+            "dead_subject": f"t{token}.dead",
+            "consumer": f"t{token}",
+        }
+        self.client = client
+        self.js = client.jetstream(timeout=10)
+        self.buses: list[NatsBus] = []
+
+    def bus(self, url: str | None = None, **options: Any) -> NatsBus:
+        created = NatsBus(url or self.url, **{**self.names, **options})
+        self.buses.append(created)
+        return created
+
+    async def send_command(
+        self, data: bytes, headers: dict[str, str], to: str = "cro.example.com"
+    ) -> None:
+        await self.js.publish(f"{self.names['commands_subject']}.{to}", data, headers=headers)
+
+    async def event(self, route: str) -> RawStreamMsg:
+        return await self.js.get_last_msg(
+            self.names["stream"], f"{self.names['events_subject']}.{route}"
+        )
+
+    async def count(self, stream_key: str) -> int:
+        info = await self.js.stream_info(self.names[stream_key])
+        return int(info.state.messages)
+
+    async def dead_letters(self) -> list[RawStreamMsg]:
+        info = await self.js.stream_info(self.names["dead_stream"])
+        letters = []
+        for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                letters.append(await self.js.get_msg(self.names["dead_stream"], sequence))
+        return letters
+
+    async def cleanup(self) -> None:
+        for created in self.buses:
+            await created.close()
+        for key in ("stream", "commands_stream", "dead_stream"):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.js.delete_stream(self.names[key])
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[NatsBroker]:
+    problem = reachable(NATS_URL)
+    if problem is not None:
+        message = f"no NATS server at {NATS_URL}: {problem}"
+        if NATS_REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    client = await nats.connect(NATS_URL, connect_timeout=5, allow_reconnect=False)
+    side = NatsBroker(NATS_URL, client)
+    try:
+        yield side
+    finally:
+        await side.cleanup()
+        await client.close()
+
+
+# -- events out -------------------------------------------------------------------------------
+
+
+async def test_a_published_event_is_stored_in_binary_mode_with_every_attribute(
+    broker: NatsBroker,
+) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    sent = event(commandid="a command id with spaces, % and ü")
+
+    await bus.publish(sent, "in.DSOPortfolioUpdate")
+
+    stored = await broker.event("in.DSOPortfolioUpdate")
+    assert stored.subject == f"{broker.names['events_subject']}.in.DSOPortfolioUpdate"
+    assert stored.data == sent.data
+    headers = stored.headers or {}
+    assert headers[MSG_ID] == "ev-1"
+    assert headers["ce-commandid"] == "a%20command%20id%20with%20spaces,%20%25%20and%20%C3%BC"
+    assert CloudEvent.from_attributes(from_nats(headers), stored.data) == sent
+    assert set(from_nats(headers)) == set(sent.attributes())
+
+
+async def test_outcome_routes_are_subjects_under_the_events_subject(broker: NatsBroker) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    await bus.publish(event("ev-o"), "outcome.delivered")
+    assert (await broker.event("outcome.delivered")).headers[MSG_ID] == "ev-o"  # type: ignore[index]
+
+
+async def test_the_same_event_published_twice_is_stored_once(broker: NatsBroker) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    await bus.publish(event("ev-1"), "in.X")
+    await bus.publish(event("ev-1"), "in.X")  # the relay's retry after a lost confirm
+    assert await broker.count("stream") == 1
+    await bus.publish(event("ev-2"), "in.X")
+    assert await broker.count("stream") == 2
+
+
+async def test_a_stream_deleted_under_the_bus_is_declared_again_on_publish(
+    broker: NatsBroker,
+) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    await broker.js.delete_stream(broker.names["stream"])  # an operator, a server's loss
+    await asyncio.gather(*(bus.publish(event(f"ev-{n}"), "in.X") for n in range(5)))
+    assert await broker.count("stream") == 5
+
+
+async def test_a_subject_no_stream_can_take_is_unroutable(broker: NatsBroker) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    await broker.js.delete_stream(broker.names["stream"])
+    # Another stream took part of our subjects: ours cannot be declared again.
+    squatter = broker.names["stream"] + "_OTHER"
+    await broker.js.add_stream(
+        StreamConfig(name=squatter, subjects=[f"{broker.names['events_subject']}.in.X"])
+    )
+    try:
+        with pytest.raises(Unroutable, match="overlap"):
+            await bus.publish(event(), "outcome.delivered")
+    finally:
+        await broker.js.delete_stream(squatter)
+
+
+@pytest.mark.parametrize("route", ["in.*", "in.>", "in..X", "in X", ""])
+async def test_a_route_that_is_no_subject_is_unroutable_and_sends_nothing(
+    broker: NatsBroker, route: str
+) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    with pytest.raises(Unroutable):
+        await bus.publish(event(), route)
+    await bus.publish(event("ev-after"), "in.X")  # the connection survived
+    assert await broker.count("stream") == 1
+
+
+async def test_an_event_over_the_servers_max_payload_is_unroutable(broker: NatsBroker) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    big = CloudEvent(
+        "ev-big", "urn:uftp:DSO:d", "uftp.X", datetime.now(UTC), XML_CONTENT_TYPE, b"x" * 2**21
+    )
+    with pytest.raises(Unroutable, match="bytes of data"):
+        await bus.publish(big, "in.X")
+
+
+async def test_an_unreachable_server_is_unavailable_at_once() -> None:
+    bus = NatsBus(f"nats://127.0.0.1:{free_port()}", timeout=10)
+    started = time.monotonic()
+    with pytest.raises(BusUnavailable, match="cannot connect"):
+        await bus.connect()
+    assert time.monotonic() - started < 5  # the first refusal ends it, not the timeout
+    with pytest.raises(BusUnavailable):
+        await bus.publish(event(), "in.X")
+    assert not bus.health().connected
+
+
+async def test_a_server_that_never_answers_is_unavailable_after_the_timeout() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+    silent = await asyncio.start_server(lambda r, w: accepted.append(w), "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        bus = NatsBus(f"nats://127.0.0.1:{port}", timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(BusUnavailable):
+            await bus.connect()
+        assert 0.9 < time.monotonic() - started < 5
+        # Given up, or cancelled by its caller: nothing goes on trying behind its back.
+        connecting = asyncio.create_task(bus.connect())
+        await asyncio.sleep(0.3)
+        connecting.cancel()
+        await asyncio.gather(connecting, return_exceptions=True)
+        tried = len(accepted)
+        await asyncio.sleep(3.0)  # nats-py would have tried again by now
+        assert len(accepted) == tried
+    finally:
+        for writer in accepted:
+            writer.close()
+        silent.close()
+
+
+# -- commands in ------------------------------------------------------------------------------
+
+
+async def test_a_command_is_handed_over_and_acked_only_after_the_handler_returned(
+    broker: NatsBroker,
+) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    handler = Recorder(gate=asyncio.Event())
+    await bus.consume(handler)
+    headers = command_headers("cmd-1", **{"X-Trace": "t-1", MSG_ID: "msg-id-1"})
+    await broker.send_command(b"<FlexRequest/>", headers)
+
+    await eventually(lambda: len(handler.commands) == 1, "the command handed over")
+    command = handler.commands[0]
+    assert command.id == "cmd-1"
+    assert command.data == b"<FlexRequest/>"
+    assert command.attributes["datacontenttype"] == XML_CONTENT_TYPE
+    assert command.attributes["uftprecipient"] == "cro.example.com"
+    assert command.message_id == "msg-id-1"
+    assert not command.redelivered
+    assert command.headers == {"X-Trace": "t-1", MSG_ID: "msg-id-1"}
+    await asyncio.sleep(0.5)
+    assert await broker.count("commands_stream") == 1  # not acked while the handler runs
+
+    handler.gate.set()  # type: ignore[union-attr]
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
+    assert len(handler.commands) == 1
+    assert bus.health().consuming
+
+
+async def test_without_a_cloudevents_id_the_command_id_is_the_nats_message_id(
+    broker: NatsBroker,
+) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    handler = Recorder()
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", {MSG_ID: "only-msg-id"})
+    await eventually(lambda: len(handler.commands) == 1, "the command")
+    assert handler.commands[0].id == "only-msg-id"
+
+
+async def test_a_rejected_command_is_dead_lettered_with_its_headers_and_the_reason(
+    broker: NatsBroker,
+) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    handler = Recorder([Verdict.REJECT])
+    await bus.consume(handler)
+    headers = command_headers("cmd-bad", **{"X-Trace": "t-2"})
+    await broker.send_command(b"<NotAMessage/>", headers, to="nobody.example.com")
+
+    await eventually(lambda: _is(broker.count("dead_stream"), 1), "the dead letter")
+    (letter,) = await broker.dead_letters()
+    assert letter.subject == f"{broker.names['dead_subject']}.nobody.example.com"
+    assert letter.data == b"<NotAMessage/>"
+    assert letter.headers is not None
+    assert letter.headers[DEAD_REASON] == "rejected"
+    assert letter.headers[DEAD_SUBJECT] == f"{broker.names['commands_subject']}.nobody.example.com"
+    assert letter.headers[DEAD_DELIVERIES] == "1"
+    assert {k: letter.headers[k] for k in headers} == headers
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the command gone")
+    await asyncio.sleep(0.5)
+    assert len(handler.commands) == 1  # terminated: never delivered again
+
+
+async def test_a_command_is_kept_until_its_dead_letter_is_stored(broker: NatsBroker) -> None:
+    bus = broker.bus(requeue_delay=0.1, max_deliver=100)
+    await bus.connect()
+    # The dead-letter stream gone, and another stream took part of its subjects: no dead
+    # letter can be stored for now.
+    await broker.js.delete_stream(broker.names["dead_stream"])
+    squatter = broker.names["dead_stream"] + "_OTHER"
+    await broker.js.add_stream(
+        StreamConfig(name=squatter, subjects=[f"{broker.names['dead_subject']}.elsewhere"])
+    )
+    handler = Recorder([Verdict.REJECT] * 100)
+    await bus.consume(handler)
+    try:
+        await broker.send_command(b"<bad/>", command_headers("cmd-kept"))
+        await eventually(lambda: len(handler.commands) >= 3, "rejected, and delivered again")
+        assert await broker.count("commands_stream") == 1  # not terminated: not lost
+    finally:
+        await broker.js.delete_stream(squatter)
+    # Its next rejection declares the dead-letter stream again and stores it there.
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the command settled")
+    (letter,) = await broker.dead_letters()
+    assert letter.headers[DEAD_REASON] == "rejected"  # type: ignore[index]
+    assert letter.data == b"<bad/>"
+
+
+async def test_a_handler_that_raises_gets_the_command_again(broker: NatsBroker) -> None:
+    bus = broker.bus(requeue_delay=0.1)
+    await bus.connect()
+    calls: list[Command] = []
+
+    async def flaky(command: Command) -> Verdict:
+        calls.append(command)
+        if len(calls) == 1:
+            raise RuntimeError("the store went away")
+        return Verdict.ACK
+
+    await bus.consume(flaky)
+    await broker.send_command(b"<x/>", command_headers("cmd-flaky"))
+    await eventually(lambda: len(calls) == 2, "the second delivery")
+    assert calls[1].redelivered
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
+    assert bus.health().consuming
+
+
+async def test_a_command_with_malformed_cloudevents_headers_is_dead_lettered_unhandled(
+    broker: NatsBroker,
+) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    handler = Recorder()
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd", **{"ce-uftprecipient": "%ZZ"}))
+    await eventually(lambda: _is(broker.count("dead_stream"), 1), "the dead letter")
+    (letter,) = await broker.dead_letters()
+    assert letter.headers[DEAD_REASON] == "malformed"  # type: ignore[index]
+    assert handler.commands == []
+
+
+async def test_a_requeued_command_is_delivered_again_after_the_delay(broker: NatsBroker) -> None:
+    bus = broker.bus(requeue_delay=0.4)
+    await bus.connect()
+    handler = Recorder([Verdict.REQUEUE])
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd-again"))
+
+    await eventually(lambda: len(handler.commands) == 2, "the second delivery")
+    first, second = handler.commands
+    assert first.id == second.id == "cmd-again"
+    assert (first.redelivered, second.redelivered) == (False, True)
+    assert handler.times[1] - handler.times[0] >= 0.35
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
+    assert await broker.count("dead_stream") == 0
+
+
+async def test_a_command_requeued_up_to_the_delivery_limit_is_dead_lettered(
+    broker: NatsBroker,
+) -> None:
+    bus = broker.bus(max_deliver=3, requeue_delay=0.05)
+    await bus.connect()
+    handler = Recorder([Verdict.REQUEUE] * 10)
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd-store-down"))
+
+    await eventually(lambda: _is(broker.count("dead_stream"), 1), "the dead letter")
+    (letter,) = await broker.dead_letters()
+    assert letter.headers[DEAD_REASON] == "delivery_limit"  # type: ignore[index]
+    assert letter.headers[DEAD_DELIVERIES] == "3"  # type: ignore[index]
+    await asyncio.sleep(0.5)
+    assert len(handler.commands) == 3
+    assert await broker.count("commands_stream") == 0
+
+
+async def test_a_command_no_handler_ever_settled_is_dead_lettered_past_the_limit(
+    broker: NatsBroker,
+) -> None:
+    """A poison command: each adapter that took it died before settling it. Its next
+    delivery goes to the dead letters without reaching a handler again."""
+    bus = broker.bus(max_deliver=2, ack_wait=1.0)
+    await bus.connect()  # declares the consumer
+    await broker.send_command(b"<poison/>", command_headers("cmd-poison"))
+    crashed = await broker.js.pull_subscribe_bind(
+        broker.names["consumer"], stream=broker.names["commands_stream"]
+    )
+    for attempt in (1, 2):  # two deliveries, never settled (the ack_wait passes each time)
+        (taken,) = await crashed.fetch(1, timeout=PATIENCE)
+        assert taken.metadata.num_delivered == attempt
+    await crashed.unsubscribe()
+
+    handler = Recorder()
+    await bus.consume(handler)
+    await eventually(lambda: _is(broker.count("dead_stream"), 1), "the dead letter")
+    (letter,) = await broker.dead_letters()
+    assert letter.headers[DEAD_REASON] == "delivery_limit"  # type: ignore[index]
+    assert letter.headers[DEAD_DELIVERIES] == "3"  # type: ignore[index]
+    assert handler.commands == []
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the command gone")
+
+
+async def test_close_finishes_the_command_in_hand_and_gives_the_rest_back(
+    broker: NatsBroker,
+) -> None:
+    first = broker.bus(batch=10, ack_wait=60.0)
+    await first.connect()
+    for index in range(3):
+        await broker.send_command(b"<x/>", command_headers(f"cmd-{index}"))
+    closing: list[asyncio.Task[None]] = []
+
+    async def close_while_handling(command: Command) -> Verdict:
+        closing.append(asyncio.create_task(first.close()))
+        await asyncio.sleep(0.3)
+        return Verdict.ACK
+
+    await first.consume(close_while_handling)
+    await eventually(lambda: bool(closing) and closing[0].done(), "the close")
+    assert not first.health().consuming
+
+    second = broker.bus()
+    await second.connect()
+    handler = Recorder()
+    await second.consume(handler)
+    # Well before the ack_wait of 60 s: the two left were given back at once.
+    await eventually(lambda: len(handler.commands) == 2, "the commands given back")
+    assert sorted(c.id or "" for c in handler.commands) == ["cmd-1", "cmd-2"]
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "all acked")
+
+
+async def test_the_consumer_is_declared_again_when_the_server_lost_it(
+    broker: NatsBroker,
+) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    handler = Recorder()
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd-before"))
+    await eventually(lambda: len(handler.commands) == 1, "the first command")
+
+    await broker.js.delete_stream(broker.names["commands_stream"])  # consumer gone with it
+    await eventually(
+        lambda: _exists(broker.js, broker.names["commands_stream"]), "the stream declared again"
+    )
+    await broker.send_command(b"<x/>", command_headers("cmd-after"))
+    await eventually(lambda: len(handler.commands) == 2, "the command after")
+    assert handler.commands[1].id == "cmd-after"
+
+
+async def test_while_the_consumer_cannot_be_declared_health_says_why_and_it_retries(
+    broker: NatsBroker,
+) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    handler = Recorder()
+    await bus.consume(handler)
+    await eventually(lambda: bus.health().consuming, "consuming")
+
+    # The commands stream gone, and another stream took its subjects: a deployment error.
+    await broker.js.delete_stream(broker.names["commands_stream"])
+    squatter = broker.names["commands_stream"] + "_OTHER"
+    await broker.js.add_stream(
+        StreamConfig(name=squatter, subjects=[f"{broker.names['commands_subject']}.>"])
+    )
+    try:
+        await eventually(lambda: "cannot declare" in bus.health().detail, "the reason shown")
+        health = bus.health()
+        assert health.connected and not health.consuming
+    finally:
+        await broker.js.delete_stream(squatter)
+
+    await eventually(lambda: bus.health().consuming, "consuming again")
+    await broker.send_command(b"<x/>", command_headers("cmd-after"))
+    await eventually(lambda: len(handler.commands) == 1, "the command")
+
+
+async def test_connect_adds_its_subjects_to_an_existing_stream_and_keeps_its_settings(
+    broker: NatsBroker,
+) -> None:
+    other = f"{broker.names['events_subject']}-legacy.>"
+    await broker.js.add_stream(
+        StreamConfig(name=broker.names["stream"], subjects=[other], max_age=3600.0)
+    )
+    bus = broker.bus()
+    await bus.connect()
+    info = await broker.js.stream_info(broker.names["stream"])
+    assert info.config.subjects == [other, f"{broker.names['events_subject']}.>"]
+    assert info.config.max_age == 3600.0
+    await bus.connect()  # connected already: nothing happens
+
+
+def test_the_constructor_refuses_wildcards_and_nonsense() -> None:
+    with pytest.raises(ValueError, match="events_subject"):
+        NatsBus(events_subject="uftp.*")
+    with pytest.raises(ValueError):
+        NatsBus(max_deliver=0)
+
+
+# -- the connection lost ----------------------------------------------------------------------
+
+
+class CuttableProxy:
+    """TCP between the adapter and the server, cut on demand: the broker closing our
+    connection, as `close_all_connections` or a load balancer would."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+        self.accepted = 0
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while chunk := await src.read(65536):
+                    dst.write(chunk)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+
+    async def stop(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_consuming_and_publishing_resume_after_the_connection_is_killed(
+    broker: NatsBroker,
+) -> None:
+    port = int(NATS_URL.rsplit(":", 1)[-1])
+    proxy = CuttableProxy(port)
+    through = await proxy.start()
+    try:
+        bus = broker.bus(f"nats://127.0.0.1:{through}", ack_wait=3.0)
+        await bus.connect()
+        handler = Recorder(gate=asyncio.Event())
+        await bus.consume(handler)
+        await broker.send_command(b"<x/>", command_headers("cmd-in-hand"))
+        await eventually(lambda: len(handler.commands) == 1, "the command in hand")
+
+        proxy.cut()  # while the handler holds the command: its ack goes nowhere
+        await eventually(lambda: not bus.health().connected, "the loss noticed")
+        handler.gate.set()  # type: ignore[union-attr]
+        await eventually(lambda: bus.health().connected, "reconnected")
+        await broker.send_command(b"<x/>", command_headers("cmd-after-cut"))
+
+        await eventually(
+            lambda: "cmd-after-cut" in [c.id for c in handler.commands], "the next command"
+        )
+        await eventually(lambda: _is(broker.count("commands_stream"), 0), "nothing left")
+        ids = [c.id for c in handler.commands]
+        assert ids.count("cmd-after-cut") == 1
+        assert 1 <= ids.count("cmd-in-hand") <= 2  # its ack lost or buffered: never lost
+        await eventually(lambda: bus.health().consuming, "consuming again")
+        await bus.publish(event("ev-after-cut"), "in.X")
+        assert (await broker.event("in.X")).headers[MSG_ID] == "ev-after-cut"  # type: ignore[index]
+        assert proxy.accepted >= 2
+    finally:
+        await proxy.stop()
+
+
+class OwnServer:
+    """A nats-server of the test's own, with JetStream on file storage in a temp dir."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, *, fresh: bool = False) -> None:
+        """Start; `fresh`: on empty storage, a server that lost its state."""
+        if fresh:
+            self.store = self.store.with_name(self.store.name + "-fresh")
+        self.process = subprocess.Popen(
+            [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + PATIENCE
+        while reachable(self.url) is not None:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"nats-server on {self.port} did not start")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[OwnServer]:
+    if not Path(NATS_SERVER).exists():
+        if NATS_REQUIRED:
+            pytest.fail(f"no nats-server at {NATS_SERVER}")
+        pytest.skip(f"no nats-server at {NATS_SERVER}")
+    server = OwnServer(tmp_path / "jetstream")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+async def test_consuming_and_publishing_resume_after_the_server_restarts(
+    own_server: OwnServer,
+) -> None:
+    client = await nats.connect(own_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    broker = NatsBroker(own_server.url, client)
+    try:
+        bus = broker.bus(timeout=1.0)
+        await bus.connect()
+        handler = Recorder()
+        await bus.consume(handler)
+        await bus.publish(event("ev-before"), "in.X")
+        await broker.send_command(b"<x/>", command_headers("cmd-before"))
+        await eventually(lambda: len(handler.commands) == 1, "the first command")
+        await eventually(lambda: bus.health().consuming, "consuming")
+
+        own_server.kill()
+        await eventually(lambda: not bus.health().connected, "the outage noticed")
+        assert not bus.health().consuming
+        with pytest.raises(BusUnavailable):
+            await bus.publish(event("ev-during"), "in.X")
+
+        own_server.start()  # same port, same storage
+        await eventually(lambda: bus.health().connected, "reconnected")
+        await eventually(lambda: client.is_connected, "the test's client back")
+        await broker.send_command(b"<x/>", command_headers("cmd-after"))
+        await eventually(lambda: len(handler.commands) == 2, "the command after the restart")
+        assert handler.commands[1].id == "cmd-after"
+        await eventually(lambda: bus.health().consuming, "consuming again")
+
+        await bus.publish(event("ev-during"), "in.X")  # the relay's retry
+        await bus.publish(event("ev-after"), "in.X")
+        # File storage kept the event from before; the failed publish may have reached the
+        # server before it died, in which case the retry was a duplicate within the window.
+        assert await broker.count("stream") == 3
+    finally:
+        await broker.cleanup()
+        await client.close()
+
+
+async def test_a_server_restarted_without_its_storage_gets_streams_and_consumer_again(
+    own_server: OwnServer,
+) -> None:
+    client = await nats.connect(own_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    broker = NatsBroker(own_server.url, client)
+    try:
+        bus = broker.bus(timeout=8.0)
+        await bus.connect()
+        handler = Recorder()
+        await bus.consume(handler)
+
+        own_server.kill()
+        await eventually(lambda: not bus.health().connected, "the outage noticed")
+        # Published during the outage: nats-py sends it first thing after reconnecting,
+        # before the streams exist again; the bus waits for them and publishes again.
+        publishing = asyncio.create_task(bus.publish(event("ev-after"), "in.X"))
+        await asyncio.sleep(0.2)
+        own_server.start(fresh=True)
+        await publishing
+        assert (await broker.event("in.X")).headers[MSG_ID] == "ev-after"  # type: ignore[index]
+
+        await eventually(lambda: client.is_connected, "the test's client back")
+        await eventually(
+            lambda: _exists(broker.js, broker.names["commands_stream"]), "the commands stream"
+        )
+        await broker.send_command(b"<x/>", command_headers("cmd-after"))
+        await eventually(lambda: len(handler.commands) == 1, "the command after the restart")
+    finally:
+        await broker.cleanup()
+        await client.close()
+
+
+async def test_health_says_what_is_true(broker: NatsBroker) -> None:
+    bus = broker.bus()
+    assert bus.health() == bus.health().__class__(False, False, "")
+    await bus.connect()
+    assert bus.health().connected and not bus.health().consuming
+    await bus.consume(Recorder())
+    await eventually(lambda: bus.health().consuming, "consuming")
+    await bus.close()
+    assert not bus.health().connected and not bus.health().consuming
+
+
+async def test_the_readme_nats_clients_read_events_and_send_a_command(
+    broker: NatsBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README "NATS JetStream", run as written: only the names are this test's own."""
+    (example,) = [code for code in python_examples() if "import nats" in code]
+    code = (
+        example.replace('STREAM = "UFTP"', f'STREAM = "{broker.names["stream"]}"')
+        .replace('EVENTS = "uftp.events"', f'EVENTS = "{broker.names["events_subject"]}"')
+        .replace('COMMANDS = "uftp.commands"', f'COMMANDS = "{broker.names["commands_subject"]}"')
+    )
+    assert all(broker.names[key] in code for key in ("stream", "events_subject"))
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(code, "README.md", "exec"), namespace)  # the project's own README
+
+    bus = broker.bus()
+    await bus.connect()
+    handler = Recorder()
+    await bus.consume(handler)
+    seen: set[str] = set()
+    consuming = asyncio.ensure_future(namespace["consume"](NATS_URL, "my-system", seen))
+    try:
+        await bus.publish(event("ev-1", commandid="cmd 1"), "outcome.delivered")
+        await bus.publish(event("ev-2"), "in.DSOPortfolioUpdate")
+        await eventually(lambda: seen == {"ev-1", "ev-2"}, "both events read")
+        await namespace["send_command"](NATS_URL, "cro.example.com", "readme-1", b"<T/>")
+        await eventually(lambda: len(handler.commands) == 1, "the command")
+    finally:
+        consuming.cancel()
+        await asyncio.gather(consuming, return_exceptions=True)
+    assert capsys.readouterr().out.splitlines() == [
+        "outcome.delivered uftp.DSOPortfolioUpdate cmd 1",
+        "in.DSOPortfolioUpdate uftp.DSOPortfolioUpdate None",
+    ]
+    (command,) = handler.commands
+    assert (command.id, command.data) == ("readme-1", b"<T/>")
+    assert command.attributes == {
+        "datacontenttype": XML_CONTENT_TYPE,
+        "uftprecipient": "cro.example.com",
+    }
+
+
+async def _is(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
+
+
+async def _exists(js: Any, stream: str) -> bool:
+    try:
+        await js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        return False
+    return True
