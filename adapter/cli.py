@@ -466,6 +466,19 @@ def _time_zone(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# operating it: outbox, inbox, status (in adapter.ops.commands)
+# --------------------------------------------------------------------------------------------
+
+
+def add_operator_commands(subparsers: _SubParsers) -> None:
+    from .ops import commands  # imports this module: only once it is loaded
+
+    commands.add_outbox(subparsers)
+    commands.add_inbox(subparsers)
+    commands.add_status(subparsers)
+
+
+# --------------------------------------------------------------------------------------------
 # The parser
 # --------------------------------------------------------------------------------------------
 
@@ -475,6 +488,7 @@ COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
     add_participant_commands,
     add_cro,
     add_dso_commands,
+    add_operator_commands,
 )
 
 

@@ -114,6 +114,20 @@ class Outbox:
         transaction)."""
         self._schedule(record, None)
 
+    def knows(self, message_id: str) -> bool:
+        """Whether `message_id` waits for an attempt here, or one is under way."""
+        return message_id in self._waiting or message_id in self._attempting
+
+    def resume(self, record: OutboundRecord) -> bool:
+        """Schedule a pending record that this outbox does not know of (one an operator put
+        back in the queue while we ran: `uftp-adapter outbox retry`), at its next attempt;
+        False, changing nothing, when it is scheduled or under way already. Its status is
+        read again before the POST."""
+        if self.knows(record.message_id) or not self._running:
+            return False
+        self._schedule(record, record.next_attempt_at or self._clock())
+        return True
+
     def answered(self, message_id: str, responder: str) -> None:
         """The response to `message_id` came from `responder`: if the message still waits for
         a retry (its 200 was lost, e.g. the peer crashed just after storing it), it was
@@ -197,22 +211,24 @@ class Outbox:
     # -- internals ----------------------------------------------------------------------------
 
     def _schedule(self, record: OutboundRecord, at: datetime | None) -> None:
+        """Attempt `record` at `at`; None: now, a record just persisted (no one else can
+        have changed it yet, so its status is not read again before the POST)."""
         if not self._running or record.message_id in self._withdrawing:
             return
         delay = 0.0 if at is None else max(0.0, (at - self._clock()).total_seconds())
         if delay <= 0:
-            self._spawn(record)
+            self._spawn(record, fresh=at is None)
             return
         loop = asyncio.get_running_loop()
         self._timers[record.message_id] = loop.call_later(delay, self._spawn, record)
         self._waiting[record.message_id] = record
 
-    def _spawn(self, record: OutboundRecord) -> None:
+    def _spawn(self, record: OutboundRecord, *, fresh: bool = False) -> None:
         self._timers.pop(record.message_id, None)
         self._waiting.pop(record.message_id, None)
         if not self._running or record.message_id in self._withdrawing:
             return
-        task = asyncio.get_running_loop().create_task(self._attempt(record))
+        task = asyncio.get_running_loop().create_task(self._attempt(record, fresh=fresh))
         self._tasks.add(task)
         self._attempting[record.message_id] = task
         task.add_done_callback(self._tasks.discard)
@@ -222,10 +238,12 @@ class Outbox:
         if self._attempting.get(message_id) is task:
             del self._attempting[message_id]
 
-    async def _attempt(self, record: OutboundRecord) -> None:
+    async def _attempt(self, record: OutboundRecord, *, fresh: bool = False) -> None:
         if self._clock() > record.deadline:
             # The deadline passed while no attempt could be made (we were stopped, or waited
             # for a slot): it ends here, as a failed retry past it would have.
+            if not fresh and not await self._still_pending(record):
+                return
             await self._end_without_post(
                 record,
                 OutboundStatus.EXPIRED,
@@ -239,6 +257,8 @@ class Outbox:
                 return  # stopped while waiting for a slot: the next start resumes it
             if record.message_id in self._withdrawing:
                 return  # withdrawn while waiting for a slot: never sent
+            if not fresh and not await self._still_pending(record):
+                return  # withdrawn by another process (an operator's cancel): never sent
             started = self._clock()
             result = await self._client.post(record.endpoint, record.envelope)
         attempts = record.attempts + 1
@@ -290,6 +310,27 @@ class Outbox:
             self._schedule(updated, next_at)
         else:
             self._on_final(updated, status, result)
+
+    async def _still_pending(self, record: OutboundRecord) -> bool:
+        """Whether `record` is still pending in the store, read again before a retry: another
+        process may have withdrawn it meanwhile (`uftp-adapter outbox cancel` beside a running
+        serve), and a POST after that would deliver what its operator called off. A store
+        that cannot answer now does not stop the retry: the attempt's record cannot undo a
+        final status either way."""
+        try:
+            stored = await self._store.get_outbound(record.message_id)
+        except Exception:
+            log.exception("outbox: could not read %s before retrying it", record.message_id)
+            return True
+        if stored is not None and stored.status is OutboundStatus.PENDING:
+            return True
+        log.info(
+            "outbox: %s -> %s is %s in the store: not attempted again",
+            record.message_type,
+            record.recipient_domain,
+            stored.status.value if stored is not None else "gone",
+        )
+        return False
 
 
 def _server(endpoint: str) -> str:

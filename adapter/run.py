@@ -51,16 +51,19 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        participant = participant_for(config)
+        from .ops.service import Service
+
+        service = Service(config)
+        participant = service.participant
         # Raises `listen.CannotListen` ("port 8080 on 127.0.0.1 is in use") having sent and
         # handled nothing, and closed what it opened.
-        await participant.start()
+        await service.start()
         print(f"serving {participant.role} {participant.domain} at {participant.url()}", flush=True)
         try:
             await stop.wait()
         finally:
             print("shutting down", flush=True)
-            await participant.stop()
+            await service.stop()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
