@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 from .client import Client, DeliveryResult, Outcome
 from .config import DeliverySettings
 from .limits import PerKeyLimit
+from .ops.observer import NULL_OBSERVER, Observer
 from .store.base import DeliveryAttempt, OutboundRecord, OutboundStatus, Store
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ class Outbox:
         #: MessageIDs being withdrawn: no attempt of theirs starts or is scheduled.
         self._withdrawing: set[str] = set()
         self._running = False
+        #: Told of every attempt and every delivery's end (`adapter.ops.observer`).
+        self.observer: Observer = NULL_OBSERVER
 
     async def start(self) -> None:
         """Resume every delivery a previous run left pending."""
@@ -206,6 +210,7 @@ class Outbox:
             detail,
         )
         final = replace(record, status=status, next_attempt_at=None)
+        self.observer.sent(record.message_type, record.recipient_domain, status.value)
         self._on_final(final, status, DeliveryResult(outcome, None, detail))
 
     # -- internals ----------------------------------------------------------------------------
@@ -260,7 +265,15 @@ class Outbox:
             if not fresh and not await self._still_pending(record):
                 return  # withdrawn by another process (an operator's cancel): never sent
             started = self._clock()
+            timer = time.perf_counter()
             result = await self._client.post(record.endpoint, record.envelope)
+            self.observer.attempted(
+                record.message_type,
+                record.recipient_domain,
+                result.outcome.value,
+                result.status,
+                time.perf_counter() - timer,
+            )
         attempts = record.attempts + 1
         now = self._clock()
         next_at: datetime | None = None
@@ -309,6 +322,7 @@ class Outbox:
             assert next_at is not None
             self._schedule(updated, next_at)
         else:
+            self.observer.sent(record.message_type, record.recipient_domain, status.value)
             self._on_final(updated, status, result)
 
     async def _still_pending(self, record: OutboundRecord) -> bool:

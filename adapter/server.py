@@ -32,6 +32,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .connections import Connections, track_requests
 from .directory import Directory
+from .ops.observer import NULL_OBSERVER, UNKNOWN_PEER, Observer
 from .printable import printable
 from .store.base import InboundRecord, SaveOutcome, Store
 from .uftp import codec, envelope
@@ -222,6 +223,8 @@ class Endpoint:
             2 * max_body_bytes if body_bytes_in_flight is None else body_bytes_in_flight
         )
         self.serving = False
+        #: Told of every POST's outcome (`adapter.ops.observer`).
+        self.observer: Observer = NULL_OBSERVER
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body, middlewares=[track_requests])
@@ -229,6 +232,7 @@ class Endpoint:
         for major in majors:
             app.router.add_post(message_path(major), partial(self.handle_post, major=major))
         app.router.add_get("/health", self.handle_health)
+        app.router.add_get("/ready", self.handle_ready)
         return app
 
     def runner(self) -> web.AppRunner:
@@ -270,7 +274,16 @@ class Endpoint:
         ]
 
     async def handle_health(self, request: web.Request) -> web.Response:
+        """Alive: the process answers (200 while starting and stopping too)."""
         return web.Response(text="ok\n" if self.serving else "starting\n")
+
+    async def handle_ready(self, request: web.Request) -> web.Response:
+        """Ready: the store is open, the port bound, messages are taken (503 otherwise, as
+        while stopping), so that a load balancer sends nothing to a process that would not
+        take it."""
+        if self.serving:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready\n")
 
     async def handle_post(self, request: web.Request, *, major: int) -> web.Response:
         progress = _Progress()
@@ -278,17 +291,22 @@ class Endpoint:
             received = await self._receive(request, major, progress)
         except TransportError as exc:
             self._log_refusal(exc, request, progress)
+            peer = progress.sender[0] if progress.sender and progress.peer else UNKNOWN_PEER
+            self.observer.refused(type(exc).__name__, peer)
+            self.observer.http_response(exc.status)
             return web.Response(
                 status=exc.status, text=exc.detail + "\n", headers=dict(exc.headers)
             )
         except Exception:
             log.exception("inbound failed unexpectedly")
+            self.observer.http_response(500)
             return web.Response(status=500, text="internal error\n")
         finally:
             self._bodies.give_back(progress.bytes)
         result = self._on_received(received)
         if result is not None:
             await result
+        self.observer.http_response(200)
         return web.Response(text="OK\n")
 
     def _log_refusal(self, exc: TransportError, request: web.Request, progress: _Progress) -> None:
@@ -398,6 +416,12 @@ class Endpoint:
             rejection="; ".join(rejections) or None,
         )
         outcome = await self._store.save_inbound(record)
+        # The sender is verified, so one of our peers: a bounded label.
+        self.observer.received(
+            message.xml_name,
+            signed.sender_domain,
+            "rejected" if rejections and outcome is SaveOutcome.NEW else outcome.value,
+        )
         log.info(
             "inbound %s from %s (%s): %s%s",
             message.xml_name,

@@ -7,6 +7,9 @@
   several processes may share the store and each would schedule the others' messages, so no
   scan runs: a requeued message goes out at the next start of a process there.
 
+* **The queue depths** for the metrics (when measured): every `DEPTHS_SECONDS`, from the
+  store's indexes.
+
 Each task logs its failure and carries on at its next turn: a store that fails now (a full
 disk) is no reason to stop the others, nor the participant.
 """
@@ -17,13 +20,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from adapter.participant import Participant
 from adapter.store.admin import MessageQuery, admin_for
 from adapter.store.base import OutboundStatus
 from adapter.store.sqlite import SqliteStore
 
-__all__ = ["OUTBOX_SCAN_LIMIT", "OUTBOX_SCAN_SECONDS", "Housekeeping"]
+if TYPE_CHECKING:
+    from adapter.ops.metrics import Metrics
+
+__all__ = ["DEPTHS_SECONDS", "OUTBOX_SCAN_LIMIT", "OUTBOX_SCAN_SECONDS", "Housekeeping"]
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +40,24 @@ OUTBOX_SCAN_SECONDS = 15.0
 #: At most this many pending messages are looked at per scan (the oldest come first at the
 #: next start anyway).
 OUTBOX_SCAN_LIMIT = 10_000
+#: How often the queue depths of the metrics are read from the store.
+DEPTHS_SECONDS = 15.0
 
 
 class Housekeeping:
     """The periodic tasks of one running participant; `start` after the participant's."""
 
-    def __init__(self, participant: Participant) -> None:
+    def __init__(self, participant: Participant, metrics: Metrics | None = None) -> None:
         self._participant = participant
+        self._metrics = metrics
         self._admin = admin_for(participant.store)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         if isinstance(self._participant.store, SqliteStore):
             self._every(OUTBOX_SCAN_SECONDS, self.scan_outbox, "outbox scan")
+        if self._metrics is not None:
+            self._every(DEPTHS_SECONDS, self.read_depths, "reading the queue depths", now=True)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -57,6 +70,9 @@ class Housekeeping:
     def _every(
         self, seconds: float, work: Callable[[], Awaitable[object]], name: str, *, now: bool = False
     ) -> None:
+        """Run `work` every `seconds` (first after `seconds`, or at once when `now`); module
+        constants are read at each turn, so that tests may shorten them."""
+
         async def loop() -> None:
             if not now:
                 await asyncio.sleep(seconds)
@@ -68,6 +84,10 @@ class Housekeeping:
                 await asyncio.sleep(seconds)
 
         self._tasks.append(asyncio.get_running_loop().create_task(loop(), name=name))
+
+    async def read_depths(self) -> None:
+        if self._metrics is not None:
+            self._metrics.set_depths(await self._admin.depths(), datetime.now(UTC))
 
     async def scan_outbox(self) -> int:
         """Schedule the pending messages the outbox does not know of; how many it found."""
