@@ -468,7 +468,7 @@ def _time_zone(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# operating it: outbox, inbox, status (in adapter.ops.commands)
+# operating it: outbox, inbox, status, store (in adapter.ops.commands)
 # --------------------------------------------------------------------------------------------
 
 
@@ -478,6 +478,7 @@ def add_operator_commands(subparsers: _SubParsers) -> None:
     commands.add_outbox(subparsers)
     commands.add_inbox(subparsers)
     commands.add_status(subparsers)
+    commands.add_store(subparsers)
 
 
 # --------------------------------------------------------------------------------------------

@@ -264,6 +264,22 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """How long the store keeps what it no longer needs: the [retention] table.
+
+    Envelopes (the signed messages as they travelled) carry connection identifiers, personal
+    data in this domain, so they go first; the message rows (who sent what, when, and how its
+    delivery went) stay longer, for the operator's questions and audit. A message still in
+    flight is never pruned, whatever its age; the Common Reference register keeps its own
+    history, which retention does not touch. The running participant prunes at its start and
+    every hour; `uftp-adapter store prune` does it on demand.
+    """
+
+    envelopes_days: int = 90
+    messages_days: int = 400
+
+
+@dataclass(frozen=True, slots=True)
 class PeerSettings:
     """A participant we exchange messages with: one [[peers]] entry."""
 
@@ -295,6 +311,7 @@ class Config:
     tls: TlsSettings = field(default_factory=TlsSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
         """The peer at `domain` (in `role`), or None when it is not configured.
@@ -428,6 +445,7 @@ def parse_config(
     tls = _tls(root.table("tls", required=False))
     limits = _limits(root.table("limits", required=False), delivery, participant)
     metrics = _metrics(root.table("metrics", required=False), participant)
+    retention = _retention(root.table("retention", required=False), limits)
     return Config(
         participant,
         delivery,
@@ -437,6 +455,7 @@ def parse_config(
         tls,
         limits,
         metrics,
+        retention,
     )
 
 
@@ -581,6 +600,30 @@ def _metrics(table: _Table, participant: ParticipantSettings) -> MetricsSettings
             "the peers' port",
         )
     return MetricsSettings(listen)
+
+
+def _retention(table: _Table, limits: LimitsSettings) -> RetentionSettings:
+    d = RetentionSettings()
+    settings = RetentionSettings(
+        envelopes_days=table.integer("envelopes_days", d.envelopes_days, minimum=1),
+        messages_days=table.integer("messages_days", d.messages_days, minimum=1),
+    )
+    if settings.envelopes_days > settings.messages_days:
+        raise table.error(
+            "envelopes_days",
+            f"must not exceed messages_days ({settings.messages_days}): an envelope is kept "
+            "with its message or not at all",
+        )
+    # A resent copy is recognised by its stored row ("Already Submitted"); a copy older than
+    # the TimeStamp window is rejected for its age instead. Rows must outlive that window.
+    window_days = math.ceil(limits.time_stamp_past_seconds / 86400)
+    if settings.messages_days <= window_days:
+        raise table.error(
+            "messages_days",
+            f"must be more than the {window_days} days of limits.time_stamp_past_seconds: a "
+            "message resent within them must still be recognised as one already received",
+        )
+    return settings
 
 
 def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
@@ -938,7 +981,16 @@ class _Table:
         return self.ctx.resolve(value)
 
 
-_ROOT_KEYS = ("participant", "delivery", "cro", "tls", "limits", "metrics", "peers")
+_ROOT_KEYS = (
+    "participant",
+    "delivery",
+    "cro",
+    "tls",
+    "limits",
+    "metrics",
+    "retention",
+    "peers",
+)
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "participant": (
@@ -982,4 +1034,5 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "time_stamp_past_seconds",
     ),
     "metrics": ("listen",),
+    "retention": ("envelopes_days", "messages_days"),
 }

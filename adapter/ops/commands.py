@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapter.cli import EXIT_REFUSED, PROG, UsageError
+from adapter.cli import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError
 from adapter.config import Config, SqliteStore, load_config
 from adapter.printable import printable
 from adapter.store import redact_dsn
@@ -21,7 +21,7 @@ from adapter.store.base import InboundStatus, OutboundStatus
 if TYPE_CHECKING:
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = ["add_inbox", "add_outbox", "add_status"]
+__all__ = ["add_inbox", "add_outbox", "add_status", "add_store"]
 
 
 def _now() -> datetime:
@@ -361,4 +361,74 @@ def cmd_status(args: argparse.Namespace) -> int:
         return render_status(status, config, now, args.format, store=_store_name(config))
 
     print(asyncio.run(run()), end="")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# store: prune, backup
+# --------------------------------------------------------------------------------------------
+
+
+def add_store(subparsers: _SubParsers) -> None:
+    store = subparsers.add_parser(
+        "store",
+        help="prune old messages, back up a SQLite store",
+        description="Maintain the participant's store. Both are safe while `serve` runs.",
+    )
+    sub = store.add_subparsers(dest="store_command", required=True, metavar="COMMAND")
+    prune = sub.add_parser(
+        "prune",
+        help="remove envelopes and messages older than [retention] says, now",
+        description="Remove the envelopes of finished messages older than [retention] "
+        "envelopes_days (90) and finished messages older than messages_days (400), as a "
+        "running serve does at its start and every hour. A message still in flight is never "
+        "removed; the Common Reference register is not touched.",
+    )
+    _config_option(prune)
+    prune.set_defaults(func=cmd_store_prune)
+
+    backup = sub.add_parser(
+        "backup",
+        help="copy a SQLite store, consistent, while it runs, to a new FILE",
+        description="Copy the SQLite store to FILE (new, mode 0600) with SQLite's online "
+        "backup: the store as it stood at one instant, while serve goes on. For a "
+        "PostgreSQL store use pg_dump.",
+    )
+    _config_option(backup)
+    backup.add_argument("file", type=Path, metavar="FILE")
+    backup.set_defaults(func=cmd_store_backup)
+
+
+def cmd_store_prune(args: argparse.Namespace) -> int:
+    from adapter.ops import retention
+    from adapter.ops.inspect import writing
+
+    config = load_config(args.config)
+
+    async def run() -> str:
+        async with writing(config) as (_, admin):
+            pruned = await retention.prune(admin, config.retention, _now())
+        return retention.describe(pruned, config.retention)
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def cmd_store_backup(args: argparse.Namespace) -> int:
+    from adapter.ops.backup import BackupError, backup_sqlite
+
+    config = load_config(args.config)
+    store = config.participant.store
+    if not isinstance(store, SqliteStore):
+        raise UsageError(
+            "the store is a PostgreSQL database: back it up with PostgreSQL's own tools, e.g. "
+            "pg_dump --format=custom --schema=SCHEMA (the store URL's schema, default uftp) "
+            "DATABASE > FILE"
+        )
+    try:
+        size = backup_sqlite(store.path, args.file)
+    except BackupError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"backed up {store.path} to {args.file} ({size} bytes, mode 0600)")
     return 0

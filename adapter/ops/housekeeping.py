@@ -7,6 +7,9 @@
   several processes may share the store and each would schedule the others' messages, so no
   scan runs: a requeued message goes out at the next start of a process there.
 
+* **Retention** ([retention]): at the start and every `PRUNE_SECONDS`, envelopes and
+  messages older than their retention are removed (`adapter.ops.retention`). Every process
+  on a shared PostgreSQL store does so; the work is idempotent and in short transactions.
 * **The queue depths** for the metrics (when measured): every `DEPTHS_SECONDS`, from the
   store's indexes.
 
@@ -29,9 +32,16 @@ from adapter.store.base import OutboundStatus
 from adapter.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
+    from adapter.config import RetentionSettings
     from adapter.ops.metrics import Metrics
 
-__all__ = ["DEPTHS_SECONDS", "OUTBOX_SCAN_LIMIT", "OUTBOX_SCAN_SECONDS", "Housekeeping"]
+__all__ = [
+    "DEPTHS_SECONDS",
+    "OUTBOX_SCAN_LIMIT",
+    "OUTBOX_SCAN_SECONDS",
+    "PRUNE_SECONDS",
+    "Housekeeping",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +52,22 @@ OUTBOX_SCAN_SECONDS = 15.0
 OUTBOX_SCAN_LIMIT = 10_000
 #: How often the queue depths of the metrics are read from the store.
 DEPTHS_SECONDS = 15.0
+#: How often retention runs (and once at the start).
+PRUNE_SECONDS = 3600.0
 
 
 class Housekeeping:
     """The periodic tasks of one running participant; `start` after the participant's."""
 
-    def __init__(self, participant: Participant, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        participant: Participant,
+        metrics: Metrics | None = None,
+        retention: RetentionSettings | None = None,
+    ) -> None:
         self._participant = participant
         self._metrics = metrics
+        self._retention = retention
         self._admin = admin_for(participant.store)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -58,6 +76,8 @@ class Housekeeping:
             self._every(OUTBOX_SCAN_SECONDS, self.scan_outbox, "outbox scan")
         if self._metrics is not None:
             self._every(DEPTHS_SECONDS, self.read_depths, "reading the queue depths", now=True)
+        if self._retention is not None:
+            self._every(PRUNE_SECONDS, self.prune, "retention", now=True)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -70,8 +90,7 @@ class Housekeeping:
     def _every(
         self, seconds: float, work: Callable[[], Awaitable[object]], name: str, *, now: bool = False
     ) -> None:
-        """Run `work` every `seconds` (first after `seconds`, or at once when `now`); module
-        constants are read at each turn, so that tests may shorten them."""
+        """Run `work` every `seconds` (first after `seconds`, or at once when `now`)."""
 
         async def loop() -> None:
             if not now:
@@ -84,6 +103,12 @@ class Housekeeping:
                 await asyncio.sleep(seconds)
 
         self._tasks.append(asyncio.get_running_loop().create_task(loop(), name=name))
+
+    async def prune(self) -> None:
+        if self._retention is not None:
+            from adapter.ops import retention
+
+            await retention.prune(self._admin, self._retention, datetime.now(UTC))
 
     async def read_depths(self) -> None:
         if self._metrics is not None:

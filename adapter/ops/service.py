@@ -43,7 +43,7 @@ class Service:
             if isinstance(self.participant.store, SqliteStore):
                 self.participant.store.on_commit = self.metrics.committed
             self.ops_server = OpsServer(config.metrics.listen, self.metrics, lambda: self.ready)
-        self.housekeeping = Housekeeping(self.participant, self.metrics)
+        self.housekeeping = Housekeeping(self.participant, self.metrics, config.retention)
 
     async def start(self) -> None:
         """The operator's listener first (so that a probe hears "not ready" while the rest

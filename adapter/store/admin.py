@@ -17,6 +17,7 @@ The Common Reference register's tables are not this port's: its history is kept.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -227,7 +228,7 @@ def admin_for(store: object) -> StoreAdmin:
     if isinstance(store, SqliteStore):
         from adapter.store.admin_sqlite import SqliteAdmin
 
-        return SqliteAdmin(store.read, store.run)
+        return SqliteAdmin(store.read, store.run, functools.partial(store.run, offload=True))
     if type(store).__name__ == "PostgresStore":  # not imported otherwise: asyncpg is optional
         from adapter.store.admin_postgres import PostgresAdmin
         from adapter.store.postgres import PostgresStore

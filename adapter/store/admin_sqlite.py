@@ -92,16 +92,22 @@ def _where(query: MessageQuery, *, peer: str, created: str) -> tuple[str, dict[s
 
 
 class SqliteAdmin:
-    """`StoreAdmin` on SQLite; `write` is None for a read-only view."""
+    """`StoreAdmin` on SQLite; `write` is None for a read-only view. `bulk` runs the large
+    writes of retention (`SqliteStore.run` with `offload=True`, off the event loop), `write`
+    where it is not given."""
 
-    def __init__(self, read: Reader[Any], write: Reader[Any] | None) -> None:
+    def __init__(
+        self, read: Reader[Any], write: Reader[Any] | None, bulk: Reader[Any] | None = None
+    ) -> None:
         self._read = read
         self._write = write
+        self._bulk = bulk or write
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._write is None:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, bulk: bool = False) -> T:
+        write = self._bulk if bulk else self._write
+        if write is None:
             raise RuntimeError("this view of the store is read-only")
-        result: T = await self._write(fn)
+        result: T = await write(fn)
         return result
 
     # -- listings -------------------------------------------------------------------------
@@ -356,7 +362,7 @@ class SqliteAdmin:
         total = Pruned()
         for step in steps:
             while True:
-                done: Pruned = await self._run(step)
+                done: Pruned = await self._run(step, bulk=True)
                 total += done
                 if done.total < batch:
                     break
