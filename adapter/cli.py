@@ -240,7 +240,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 None,
                 "no such file; the demo runs the sample configs in the config/ folder of a "
                 "clone of the repository: run it from the clone, or pass --config-dir FOLDER "
-                f"(a folder holding {', '.join(DEMO_FILES)})",
+                f"(a folder holding {', '.join(DEMO_FILES)}; `{PROG} init FOLDER --samples` "
+                "writes them)",
             )
     return asyncio.run(demo(args.config_dir))
 
@@ -468,7 +469,7 @@ def _time_zone(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# operating it: outbox, inbox, status, store (in adapter.ops.commands)
+# operating it: outbox, inbox, status, store, init (in adapter.ops.commands)
 # --------------------------------------------------------------------------------------------
 
 
@@ -479,6 +480,7 @@ def add_operator_commands(subparsers: _SubParsers) -> None:
     commands.add_inbox(subparsers)
     commands.add_status(subparsers)
     commands.add_store(subparsers)
+    commands.add_init(subparsers)
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from adapter.store.base import InboundStatus, OutboundStatus
 if TYPE_CHECKING:
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = ["add_inbox", "add_outbox", "add_status", "add_store"]
+__all__ = ["add_inbox", "add_init", "add_outbox", "add_status", "add_store"]
 
 
 def _now() -> datetime:
@@ -431,4 +431,69 @@ def cmd_store_backup(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"backed up {store.path} to {args.file} ({size} bytes, mode 0600)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# init
+# --------------------------------------------------------------------------------------------
+
+
+def add_init(subparsers: _SubParsers) -> None:
+    init = subparsers.add_parser(
+        "init",
+        help="write a new participant's commented config and its key, or the demo's samples",
+        description="Write DIR/NAME.toml, a configuration for a DSO or a CRO with every "
+        "setting commented with its default, and its signing key DIR/keys/NAME.key (mode "
+        "0600) with NAME.pub; NAME is the role in lower case. With --samples instead, copy "
+        "the demo's sample configs and portfolio into DIR (then: uftp-adapter demo "
+        "--config-dir DIR). Never overwrites a file.",
+    )
+    init.add_argument("folder", type=Path, metavar="DIR")
+    init.add_argument("--role", type=_init_role, help="DSO or CRO")
+    init.add_argument("--domain", help="the participant's domain, e.g. dso.example.com")
+    init.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="where it listens for its peers (default 127.0.0.1:8080)",
+    )
+    init.add_argument("--samples", action="store_true", help="copy the demo's samples instead")
+    init.set_defaults(func=cmd_init)
+
+
+def _init_role(text: str) -> str:
+    if text.upper() not in ("DSO", "CRO"):
+        raise argparse.ArgumentTypeError(f"expected DSO or CRO, got {text!r}")
+    return text.upper()
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from adapter.config import is_internet_domain
+    from adapter.ops.init import InitError, copy_samples, init_participant
+    from adapter.uftp.messages import Role
+
+    try:
+        if args.samples:
+            if args.role or args.domain:
+                raise UsageError("--samples copies the demo's files: no --role or --domain")
+            for path in copy_samples(args.folder):
+                print(f"wrote {path}")
+            print(f"run the demo: {PROG} demo --config-dir {args.folder}")
+            return 0
+        if not args.role or not args.domain:
+            raise UsageError("give --role (DSO or CRO) and --domain, or --samples")
+        domain = args.domain.strip().rstrip(".")
+        if not is_internet_domain(domain):
+            raise UsageError(
+                f"--domain: expected a lowercase domain such as dso.example.com: {domain!r}"
+            )
+        done = init_participant(args.folder, Role(args.role), domain, args.listen)
+    except InitError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"wrote {done.config}")
+    print(f"wrote {done.key} (mode 0600, keep it secret) and {done.public_key}")
+    print(f"the public key, for your peers' operators: {done.cs1}")
+    print(f"next: add your peers to {done.config}, then {PROG} serve --config {done.config}")
     return 0
