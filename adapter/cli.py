@@ -34,6 +34,8 @@ from .keys import (
     public_path,
     write_private,
 )
+from .ops.logs import FORMATS, configure
+from .ops.version import version
 from .store.base import StoreOpenError
 from .uftp.envelope import PublicKeys, parse_cs1
 from .uftp.errors import UftpError
@@ -204,7 +206,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .config import load_config
     from .run import serve
 
-    asyncio.run(serve(load_config(args.config)))
+    asyncio.run(serve(load_config(args.config), log_format=args.log_format))
     return 0
 
 
@@ -240,7 +242,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 None,
                 "no such file; the demo runs the sample configs in the config/ folder of a "
                 "clone of the repository: run it from the clone, or pass --config-dir FOLDER "
-                f"(a folder holding {', '.join(DEMO_FILES)})",
+                f"(a folder holding {', '.join(DEMO_FILES)}; `{PROG} init FOLDER --samples` "
+                "writes them)",
             )
     return asyncio.run(demo(args.config_dir))
 
@@ -468,6 +471,21 @@ def _time_zone(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# operating it: outbox, inbox, status, store, init (in adapter.ops.commands)
+# --------------------------------------------------------------------------------------------
+
+
+def add_operator_commands(subparsers: _SubParsers) -> None:
+    from .ops import commands  # imports this module: only once it is loaded
+
+    commands.add_outbox(subparsers)
+    commands.add_inbox(subparsers)
+    commands.add_status(subparsers)
+    commands.add_store(subparsers)
+    commands.add_init(subparsers)
+
+
+# --------------------------------------------------------------------------------------------
 # The parser
 # --------------------------------------------------------------------------------------------
 
@@ -563,6 +581,7 @@ COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
     add_cro,
     add_dso_commands,
     add_bus_commands,
+    add_operator_commands,
 )
 
 
@@ -573,6 +592,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
     )
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="log lines as text (with the time in `serve`) or one JSON object per line, for a "
+        "log shipper (default: text)",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(subparsers)
@@ -587,7 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s: %(name)s: %(message)s")
+    # A service's log lines carry the time; a command's few lines for the terminal do not.
+    configure(level, args.log_format, prog=PROG, timestamps=args.command == "serve")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

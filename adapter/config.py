@@ -14,6 +14,7 @@ import difflib
 import ipaddress
 import logging
 import math
+import os
 import re
 import tomllib
 from collections.abc import Collection, Mapping
@@ -43,6 +44,8 @@ SUPPORTED_VERSIONS = ("3.0.0", "3.1.0", "4.0.0")
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 #: The spec's retry window for routine messages (message-transport-mechanism.md).
 ROUTINE_DEADLINE_SECONDS = 3600.0
+#: Environment variables named UFTP_ADAPTER_<SECTION>_<KEY> override the file's settings.
+ENV_PREFIX = "UFTP_ADAPTER_"
 
 
 class ConfigError(Exception):
@@ -249,6 +252,34 @@ class LimitsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Prometheus metrics, /health and /ready for the operator: the [metrics] table.
+
+    On a listen address of their own, never the peers' port: what a participant measures
+    (its peers, their volumes and failures) is the operator's to see, not the internet's.
+    Without `listen` nothing is measured or served.
+    """
+
+    listen: ListenAddress | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """How long the store keeps what it no longer needs: the [retention] table.
+
+    Envelopes (the signed messages as they travelled) carry connection identifiers, personal
+    data in this domain, so they go first; the message rows (who sent what, when, and how its
+    delivery went) stay longer, for the operator's questions and audit. A message still in
+    flight is never pruned, whatever its age; the Common Reference register keeps its own
+    history, which retention does not touch. The running participant prunes at its start and
+    every hour; `uftp-adapter store prune` does it on demand.
+    """
+
+    envelopes_days: int = 90
+    messages_days: int = 400
+
+
+@dataclass(frozen=True, slots=True)
 class PeerSettings:
     """A participant we exchange messages with: one [[peers]] entry."""
 
@@ -337,6 +368,8 @@ class Config:
     #: The message-bus bridge; None without a [bus] table.
     bus: BusSettings | None = None
     handlers: HandlerSettings = field(default_factory=HandlerSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
         """The peer at `domain` (in `role`), or None when it is not configured.
@@ -361,8 +394,10 @@ class Config:
 # --------------------------------------------------------------------------------------------
 
 
-def load_config(path: Path | str) -> Config:
-    """Read and check the TOML file at `path`. Raises `ConfigError` for any problem in it."""
+def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and check the TOML file at `path`, with the overrides of `environ` (default: the
+    process's environment; see `environment_overrides`). Raises `ConfigError` for any
+    problem in them."""
     path = Path(path)
     source = str(path)
     try:
@@ -380,24 +415,84 @@ def load_config(path: Path | str) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, None, f"invalid TOML: {exc}") from None
     absolute = path.absolute()
-    return parse_config(data, absolute.parent, source, path=absolute)
+    data, origins = environment_overrides(data, os.environ if environ is None else environ)
+    return parse_config(data, absolute.parent, source, path=absolute, origins=origins)
+
+
+def environment_overrides(
+    data: Mapping[str, object], environ: Mapping[str, str]
+) -> tuple[dict[str, object], dict[str, str]]:
+    """`data` with the settings that `environ` overrides, and for each overridden field
+    (``limits.rate_per_sender``) the variable it came from, for error messages.
+
+    Twelve-factor deployments configure through the environment: every key of every table
+    (not the [[peers]] list) can be set as UFTP_ADAPTER_<TABLE>_<KEY>, upper case, e.g.
+    ``UFTP_ADAPTER_PARTICIPANT_LISTEN=0.0.0.0:8080`` or
+    ``UFTP_ADAPTER_LIMITS_RATE_PER_SENDER=10``. A value is read as a TOML value where it is one
+    (``10``, ``2.5``, ``inf``, ``true``, ``["3.1.0"]``, ``"quoted"``) and as a string
+    otherwise, then checked exactly as the file's keys are. A variable with the prefix that
+    names no setting is an error, as an unknown key in the file is: a typo must not be
+    ignored.
+    """
+    merged: dict[str, object] = {
+        key: dict(value) if isinstance(value, dict) else value for key, value in data.items()
+    }
+    origins: dict[str, str] = {}
+    # Longest first: a table whose name starts with another's and an underscore wins.
+    tables = sorted((name for name in _SECTIONS if name != "peers"), key=len, reverse=True)
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        name = variable.removeprefix(ENV_PREFIX).lower()
+        table = next((t for t in tables if name.startswith(t + "_")), None)
+        key = name.removeprefix(f"{table}_") if table else ""
+        if table is None or key not in _SECTIONS[table] or key == "generate_key":
+            known = [
+                f"{ENV_PREFIX}{t.upper()}_{k.upper()}"
+                for t in tables
+                for k in _SECTIONS[t]
+                if k != "generate_key"
+            ]
+            hint = difflib.get_close_matches(variable, known, n=1)
+            suggestion = f"; did you mean {hint[0]}?" if hint else ""
+            raise ConfigError(
+                f"environment variable {variable}",
+                None,
+                "names no setting (expected UFTP_ADAPTER_<TABLE>_<KEY>, e.g. "
+                f"UFTP_ADAPTER_PARTICIPANT_LISTEN){suggestion}",
+            )
+        section = merged.setdefault(table, {})
+        if isinstance(section, dict):  # otherwise the file's [table] is wrong: said below
+            section[key] = _environment_value(environ[variable])
+            origins[f"{table}.{key}"] = variable
+    return merged, origins
+
+
+def _environment_value(text: str) -> object:
+    """A TOML value if `text` is exactly one, else `text` itself."""
+    try:
+        parsed = tomllib.loads(f"value = {text}")
+    except tomllib.TOMLDecodeError:
+        return text
+    return parsed["value"] if list(parsed) == ["value"] else text
 
 
 def parse_config(
-    data: Mapping[str, object], base_dir: Path, source: str, *, path: Path | None = None
+    data: Mapping[str, object],
+    base_dir: Path,
+    source: str,
+    *,
+    path: Path | None = None,
+    origins: Mapping[str, str] | None = None,
 ) -> Config:
     """Check parsed TOML `data`; relative paths are resolved against `base_dir`.
 
     `source` names the file in error messages; `path` becomes `Config.path` (default:
-    `base_dir`).
+    `base_dir`). `origins` names the environment variable a field came from, which its
+    errors then name instead of the file (see `environment_overrides`).
     """
-    ctx = _Context(source, Path(base_dir).absolute())
-    root = _Table(
-        ctx,
-        data,
-        "",
-        ("participant", "delivery", "cro", "tls", "limits", "peers", "bus", "handlers"),
-    )
+    ctx = _Context(source, Path(base_dir).absolute(), dict(origins or {}))
+    root = _Table(ctx, data, "", _ROOT_KEYS)
     participant = _participant(root.table("participant"))
     delivery = _delivery(root.table("delivery", required=False))
     cro_table = root.table("cro", required=False)
@@ -410,6 +505,8 @@ def parse_config(
     bus_table = root.table("bus", required=False)
     bus = _bus(bus_table) if bus_table.present else None
     handlers = _handlers(root.table("handlers", required=False), bus)
+    metrics = _metrics(root.table("metrics", required=False), participant)
+    retention = _retention(root.table("retention", required=False), limits)
     return Config(
         participant,
         delivery,
@@ -420,6 +517,8 @@ def parse_config(
         limits,
         bus,
         handlers,
+        metrics,
+        retention,
     )
 
 
@@ -621,6 +720,43 @@ def _handlers(table: _Table, bus: BusSettings | None) -> HandlerSettings:
             "bus", "requests answered on the bus need a [bus] table that consumes commands"
         )
     return HandlerSettings(tuple(modules), tuple(dict.fromkeys(answered)))
+
+
+def _metrics(table: _Table, participant: ParticipantSettings) -> MetricsSettings:
+    if table.get("listen") is None:
+        return MetricsSettings()
+    listen = _listen(table, "listen")
+    if listen == participant.listen and listen.port != 0:
+        raise table.error(
+            "listen",
+            f"must differ from participant.listen ({listen}): metrics are never served on "
+            "the peers' port",
+        )
+    return MetricsSettings(listen)
+
+
+def _retention(table: _Table, limits: LimitsSettings) -> RetentionSettings:
+    d = RetentionSettings()
+    settings = RetentionSettings(
+        envelopes_days=table.integer("envelopes_days", d.envelopes_days, minimum=1),
+        messages_days=table.integer("messages_days", d.messages_days, minimum=1),
+    )
+    if settings.envelopes_days > settings.messages_days:
+        raise table.error(
+            "envelopes_days",
+            f"must not exceed messages_days ({settings.messages_days}): an envelope is kept "
+            "with its message or not at all",
+        )
+    # A resent copy is recognised by its stored row ("Already Submitted"); a copy older than
+    # the TimeStamp window is rejected for its age instead. Rows must outlive that window.
+    window_days = math.ceil(limits.time_stamp_past_seconds / 86400)
+    if settings.messages_days <= window_days:
+        raise table.error(
+            "messages_days",
+            f"must be more than the {window_days} days of limits.time_stamp_past_seconds: a "
+            "message resent within them must still be recognised as one already received",
+        )
+    return settings
 
 
 def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
@@ -872,8 +1008,13 @@ def _describe(value: object) -> str:
 class _Context:
     source: str
     base_dir: Path
+    #: field -> the environment variable that set it
+    origins: dict[str, str] = field(default_factory=dict)
 
     def error(self, field: str | None, problem: str) -> ConfigError:
+        origin = self.origins.get(field.split("[", 1)[0]) if field else None
+        if origin is not None:
+            return ConfigError(f"environment variable {origin}", field, problem)
         return ConfigError(self.source, field, problem)
 
     def resolve(self, text: str) -> Path:
@@ -973,6 +1114,19 @@ class _Table:
         return self.ctx.resolve(value)
 
 
+_ROOT_KEYS = (
+    "participant",
+    "delivery",
+    "cro",
+    "tls",
+    "limits",
+    "metrics",
+    "retention",
+    "bus",
+    "handlers",
+    "peers",
+)
+
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "participant": (
         "domain",
@@ -1028,4 +1182,6 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "time_stamp_future_seconds",
         "time_stamp_past_seconds",
     ),
+    "metrics": ("listen",),
+    "retention": ("envelopes_days", "messages_days"),
 }

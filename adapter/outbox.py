@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 from .client import Client, DeliveryResult, Outcome
 from .config import DeliverySettings
 from .limits import PerKeyLimit
+from .ops.observer import NULL_OBSERVER, Observer
 from .store.base import DeliveryAttempt, EventRecord, OutboundRecord, OutboundStatus, Store
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ class Outbox:
         self._running = False
         #: Set by the bus bridge: events stored with the final attempt of each message.
         self.events: OutcomeEvents | None = None
+        #: Told of every attempt and every delivery's end (`adapter.ops.observer`).
+        self.observer: Observer = NULL_OBSERVER
 
     async def start(self) -> None:
         """Resume every delivery a previous run left pending."""
@@ -118,6 +122,20 @@ class Outbox:
         """Start delivering a record that is already persisted (e.g. queued by a handler's
         transaction)."""
         self._schedule(record, None)
+
+    def knows(self, message_id: str) -> bool:
+        """Whether `message_id` waits for an attempt here, or one is under way."""
+        return message_id in self._waiting or message_id in self._attempting
+
+    def resume(self, record: OutboundRecord) -> bool:
+        """Schedule a pending record that this outbox does not know of (one an operator put
+        back in the queue while we ran: `uftp-adapter outbox retry`), at its next attempt;
+        False, changing nothing, when it is scheduled or under way already. Its status is
+        read again before the POST."""
+        if self.knows(record.message_id) or not self._running:
+            return False
+        self._schedule(record, record.next_attempt_at or self._clock())
+        return True
 
     def answered(self, message_id: str, responder: str) -> None:
         """The response to `message_id` came from `responder`: if the message still waits for
@@ -198,6 +216,7 @@ class Outbox:
             detail,
         )
         final = replace(record, status=status, next_attempt_at=None)
+        self.observer.sent(record.message_type, record.recipient_domain, status.value)
         self._on_final(final, status, DeliveryResult(outcome, None, detail))
 
     # -- internals ----------------------------------------------------------------------------
@@ -208,22 +227,24 @@ class Outbox:
         return () if self.events is None else await self.events(record, status, detail)
 
     def _schedule(self, record: OutboundRecord, at: datetime | None) -> None:
+        """Attempt `record` at `at`; None: now, a record just persisted (no one else can
+        have changed it yet, so its status is not read again before the POST)."""
         if not self._running or record.message_id in self._withdrawing:
             return
         delay = 0.0 if at is None else max(0.0, (at - self._clock()).total_seconds())
         if delay <= 0:
-            self._spawn(record)
+            self._spawn(record, fresh=at is None)
             return
         loop = asyncio.get_running_loop()
         self._timers[record.message_id] = loop.call_later(delay, self._spawn, record)
         self._waiting[record.message_id] = record
 
-    def _spawn(self, record: OutboundRecord) -> None:
+    def _spawn(self, record: OutboundRecord, *, fresh: bool = False) -> None:
         self._timers.pop(record.message_id, None)
         self._waiting.pop(record.message_id, None)
         if not self._running or record.message_id in self._withdrawing:
             return
-        task = asyncio.get_running_loop().create_task(self._attempt(record))
+        task = asyncio.get_running_loop().create_task(self._attempt(record, fresh=fresh))
         self._tasks.add(task)
         self._attempting[record.message_id] = task
         task.add_done_callback(self._tasks.discard)
@@ -233,10 +254,12 @@ class Outbox:
         if self._attempting.get(message_id) is task:
             del self._attempting[message_id]
 
-    async def _attempt(self, record: OutboundRecord) -> None:
+    async def _attempt(self, record: OutboundRecord, *, fresh: bool = False) -> None:
         if self._clock() > record.deadline:
             # The deadline passed while no attempt could be made (we were stopped, or waited
             # for a slot): it ends here, as a failed retry past it would have.
+            if not fresh and not await self._still_pending(record):
+                return
             await self._end_without_post(
                 record,
                 OutboundStatus.EXPIRED,
@@ -250,8 +273,18 @@ class Outbox:
                 return  # stopped while waiting for a slot: the next start resumes it
             if record.message_id in self._withdrawing:
                 return  # withdrawn while waiting for a slot: never sent
+            if not fresh and not await self._still_pending(record):
+                return  # withdrawn by another process (an operator's cancel): never sent
             started = self._clock()
+            timer = time.perf_counter()
             result = await self._client.post(record.endpoint, record.envelope)
+            self.observer.attempted(
+                record.message_type,
+                record.recipient_domain,
+                result.outcome.value,
+                result.status,
+                time.perf_counter() - timer,
+            )
         attempts = record.attempts + 1
         now = self._clock()
         next_at: datetime | None = None
@@ -305,7 +338,29 @@ class Outbox:
             assert next_at is not None
             self._schedule(updated, next_at)
         else:
+            self.observer.sent(record.message_type, record.recipient_domain, status.value)
             self._on_final(updated, status, result)
+
+    async def _still_pending(self, record: OutboundRecord) -> bool:
+        """Whether `record` is still pending in the store, read again before a retry: another
+        process may have withdrawn it meanwhile (`uftp-adapter outbox cancel` beside a running
+        serve), and a POST after that would deliver what its operator called off. A store
+        that cannot answer now does not stop the retry: the attempt's record cannot undo a
+        final status either way."""
+        try:
+            stored = await self._store.get_outbound(record.message_id)
+        except Exception:
+            log.exception("outbox: could not read %s before retrying it", record.message_id)
+            return True
+        if stored is not None and stored.status is OutboundStatus.PENDING:
+            return True
+        log.info(
+            "outbox: %s -> %s is %s in the store: not attempted again",
+            record.message_type,
+            record.recipient_domain,
+            stored.status.value if stored is not None else "gone",
+        )
+        return False
 
 
 def _server(endpoint: str) -> str:

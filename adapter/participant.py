@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import random
 import ssl
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from .config import Config, DeliverySettings, ParticipantSettings
 from .directory import Directory, Peer, StaticDirectory
 from .keys import PrivateKeys
 from .limits import PerKeyLimit
+from .ops.observer import NULL_OBSERVER, Observer
 from .outbox import Outbox, backoff_delay
 from .router import HandlerContext, Router
 from .server import Endpoint, RateLimiter, Received, message_path
@@ -204,6 +206,16 @@ class Participant:
             self._endpoint.events = bus.inbound_events
             self._endpoint.bus_health = bus.health
             self.outbox.events = bus.outcome_events
+        self._observer: Observer = NULL_OBSERVER
+
+    @property
+    def observer(self) -> Observer:
+        """What is told of this participant's work (`adapter.ops.metrics` measures it)."""
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: Observer) -> None:
+        self._observer = self._endpoint.observer = self.outbox.observer = observer
 
     @classmethod
     def from_config(
@@ -535,8 +547,11 @@ class Participant:
             return
         # The sender's slot first: its messages waiting for one hold no global slot.
         async with self._sender_slots.hold(received.sender_domain), self._handler_slots:
+            started = time.perf_counter()
+            outcome = "error"
             try:
                 await self._handle_once(received)
+                outcome = "ok"
                 if failures:
                     log.warning(
                         "%s from %s handled after %d failures of ours",
@@ -547,12 +562,15 @@ class Participant:
                 return
             except OUR_FAULTS as exc:
                 fault: Exception = exc
+                outcome = "fault"
             except Exception:
                 log.exception(
                     "handling a %s from %s failed", message.xml_name, received.sender_domain
                 )
                 log.debug("the %s that failed is %s", message.xml_name, message.message_id)
                 return  # stays unfinished in the store; retried on the next start
+            finally:
+                self._observer.handled(message.xml_name, outcome, time.perf_counter() - started)
         self._retry_handling(received, failures + 1, fault)
 
     async def _handle_once(self, received: Received) -> None:

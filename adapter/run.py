@@ -77,26 +77,36 @@ def load_handlers(participant: Participant, ref: str) -> None:
     log.info("loaded handlers from %s", ref)
 
 
-async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    config: Config, *, stop: asyncio.Event | None = None, log_format: str = "text"
+) -> None:
     """Run the endpoint until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly:
     in-flight handlers finish, POSTs on the wire return, pending deliveries stay in the store
-    for the next start."""
+    for the next start. With [metrics], its listener serves from before the start to after
+    the stop (`adapter.ops.service`)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        participant = participant_for(config)
+        from .ops.logs import announce
+        from .ops.service import Service
+
+        service = Service(config)
+        participant = service.participant
         # Raises `listen.CannotListen` ("port 8080 on 127.0.0.1 is in use") having sent and
         # handled nothing, and closed what it opened.
-        await participant.start()
-        print(f"serving {participant.role} {participant.domain} at {participant.url()}", flush=True)
+        await service.start()
+        serving = f"serving {participant.role} {participant.domain} at {participant.url()}"
+        if service.ops_server is not None:
+            serving += f", metrics at {service.ops_server.url()}"
+        announce(serving, log_format)
         try:
             await stop.wait()
         finally:
-            print("shutting down", flush=True)
-            await participant.stop()
+            announce("shutting down", log_format)
+            await service.stop()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):

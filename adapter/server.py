@@ -33,6 +33,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .connections import Connections, track_requests
 from .directory import Directory
+from .ops.observer import NULL_OBSERVER, UNKNOWN_PEER, Observer
 from .printable import printable
 from .store.base import EventRecord, InboundRecord, SaveOutcome, Store
 from .uftp import codec, envelope
@@ -232,6 +233,8 @@ class Endpoint:
         #: Set by the bus bridge: events stored with each accepted message, and its health.
         self.events: InboundEvents | None = None
         self.bus_health: Callable[[], BusHealth] | None = None
+        #: Told of every POST's outcome (`adapter.ops.observer`).
+        self.observer: Observer = NULL_OBSERVER
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body, middlewares=[track_requests])
@@ -240,6 +243,7 @@ class Endpoint:
             app.router.add_post(message_path(major), partial(self.handle_post, major=major))
         app.router.add_get("/health", self.handle_health)
         app.router.add_get("/health/bus", self.handle_bus_health)
+        app.router.add_get("/ready", self.handle_ready)
         return app
 
     def runner(self) -> web.AppRunner:
@@ -281,8 +285,9 @@ class Endpoint:
         ]
 
     async def handle_health(self, request: web.Request) -> web.Response:
-        """The endpoint's health; with a bus, a line on it too. A broker outage does not make
-        the endpoint unhealthy (its peers are still served); `/health/bus` says 503 then."""
+        """Alive: the process answers (200 while starting and stopping too). With a bus, a
+        line on it: a broker outage does not make the endpoint unhealthy (its peers are still
+        served); `/health/bus` says 503 then."""
         text = "ok\n" if self.serving else "starting\n"
         if self.bus_health is not None:
             text += f"bus: {self.bus_health().detail}\n"
@@ -297,23 +302,36 @@ class Endpoint:
         status = 200 if health.connected and health.consuming else 503
         return web.Response(status=status, text=f"{health.detail}\n")
 
+    async def handle_ready(self, request: web.Request) -> web.Response:
+        """Ready: the store is open, the port bound, messages are taken (503 otherwise, as
+        while stopping), so that a load balancer sends nothing to a process that would not
+        take it."""
+        if self.serving:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready\n")
+
     async def handle_post(self, request: web.Request, *, major: int) -> web.Response:
         progress = _Progress()
         try:
             received = await self._receive(request, major, progress)
         except TransportError as exc:
             self._log_refusal(exc, request, progress)
+            peer = progress.sender[0] if progress.sender and progress.peer else UNKNOWN_PEER
+            self.observer.refused(type(exc).__name__, peer)
+            self.observer.http_response(exc.status)
             return web.Response(
                 status=exc.status, text=exc.detail + "\n", headers=dict(exc.headers)
             )
         except Exception:
             log.exception("inbound failed unexpectedly")
+            self.observer.http_response(500)
             return web.Response(status=500, text="internal error\n")
         finally:
             self._bodies.give_back(progress.bytes)
         result = self._on_received(received)
         if result is not None:
             await result
+        self.observer.http_response(200)
         return web.Response(text="OK\n")
 
     def _log_refusal(self, exc: TransportError, request: web.Request, progress: _Progress) -> None:
@@ -426,6 +444,12 @@ class Endpoint:
         if self.events is not None and not rejections:
             events = await self.events(message, opened.inner_xml, signed.sender_role)
         outcome = await self._store.save_inbound(record, events=events)
+        # The sender is verified, so one of our peers: a bounded label.
+        self.observer.received(
+            message.xml_name,
+            signed.sender_domain,
+            "rejected" if rejections and outcome is SaveOutcome.NEW else outcome.value,
+        )
         log.info(
             "inbound %s from %s (%s): %s%s",
             message.xml_name,

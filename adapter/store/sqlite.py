@@ -539,6 +539,9 @@ class SqliteStore:
         self._checkpointer: _Checkpointer | None = None
         self._commits_at_checkpoint = 0
         self._event_listeners: list[Callable[[], None]] = []
+        #: Told how long each committed transaction took, BEGIN to COMMIT (metrics); called
+        #: on the thread that ran it.
+        self.on_commit: Callable[[float], None] | None = None
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -1092,6 +1095,7 @@ class SqliteStore:
         # The store's own operations run without savepoints (two statements fewer each);
         # should one of them raise, the transaction is rolled back and the batch run again
         # with a SAVEPOINT around every operation, so that only the failing one is lost.
+        started = time.perf_counter()
         outcomes = self._attempt_writes(conn, writes, isolate=False)
         if outcomes is None:
             outcomes = self._attempt_writes(conn, writes, isolate=True)
@@ -1100,6 +1104,8 @@ class SqliteStore:
                 settlements.add(op, False, outcomes)
             return
         assert outcomes is not None
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - started)
         self._commits += 1
         if self._checkpointer is not None:
             self._checkpointer.last_commit = time.monotonic()

@@ -1,0 +1,82 @@
+"""A participant run as a service: the participant, the operator's HTTP listener (metrics,
+health, readiness) and the periodic work around it.
+
+`serve` runs one of these; tests drive it the same way, with the participant at hand.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from adapter.config import Config, ConfigError
+from adapter.ops.housekeeping import Housekeeping
+from adapter.participant import Participant
+from adapter.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from adapter.ops.http import OpsServer
+    from adapter.ops.metrics import Metrics
+
+__all__ = ["Service"]
+
+
+class Service:
+    def __init__(self, config: Config) -> None:
+        from adapter.run import participant_for
+
+        self.config = config
+        self.participant: Participant = participant_for(config)
+        #: True from the end of `start` to the beginning of `stop`: what `/ready` says.
+        self.ready = False
+        self.metrics: Metrics | None = None
+        self.ops_server: OpsServer | None = None
+        if config.metrics.listen is not None:
+            try:
+                from adapter.ops.http import OpsServer
+                from adapter.ops.metrics import Metrics
+            except ImportError as exc:
+                raise ConfigError(str(config.path), "metrics.listen", str(exc)) from None
+            settings = config.participant
+            self.metrics = Metrics(role=settings.role.value, domain=settings.domain)
+            self.participant.observer = self.metrics
+            if isinstance(self.participant.store, SqliteStore):
+                self.participant.store.on_commit = self.metrics.committed
+            self.ops_server = OpsServer(config.metrics.listen, self.metrics, lambda: self.ready)
+        self.housekeeping = Housekeeping(self.participant, self.metrics, config.retention)
+
+    async def start(self) -> None:
+        """The operator's listener first (so that a probe hears "not ready" while the rest
+        starts), then the participant (store, port, deliveries), then the periodic work.
+        Raises `listen.CannotListen` for either address, having started nothing."""
+        if self.ops_server is not None:
+            await self.ops_server.start()
+        try:
+            await self.participant.start()
+        except BaseException:
+            if self.ops_server is not None:
+                await self.ops_server.stop()
+            raise
+        self.housekeeping.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        """Not ready first; the periodic work, the participant (see `Participant.stop`), and
+        the operator's listener last."""
+        self.ready = False
+        await self.housekeeping.stop()
+        await self.participant.stop()
+        if self.ops_server is not None:
+            await self.ops_server.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
