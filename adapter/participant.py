@@ -43,13 +43,14 @@ from .store.base import (
     StorageError,
     Store,
 )
-from .uftp import codec, envelope
+from .uftp import answers, codec, envelope
+from .uftp.answers import accepted as accepted  # its old home: importable from here still
+from .uftp.answers import rejected
 from .uftp.errors import InvalidXml, Reason, Rejection
 from .uftp.messages import (
     RESPONSE_TYPES,
     PayloadMessage,
     PayloadResponse,
-    Result,
     Role,
     TestMessage,
     TestMessageResponse,
@@ -377,23 +378,18 @@ class Participant:
         wanted = f" as {role}" if role else ""
         raise UnknownPeer(f"no peer {domain}{wanted} configured to receive {kind.xml_name}")
 
-    def _fill(
-        self,
-        message: M,
-        recipient: str,
-        *,
-        version: str | None = None,
-        conversation_id: str | None = None,
-    ) -> M:
-        """The message with the metadata of a message we send now."""
-        return dataclasses.replace(
+    def _fill(self, message: M, recipient: str) -> M:
+        """The message with the metadata of a request we send now: its composer's Version
+        and ConversationID if it chose them, else the Version we send and a new
+        conversation."""
+        return answers.fill(
             message,
-            version=version or message.version or self.versions[0],
+            version=message.version or self.versions[0],
             sender_domain=self.domain,
             recipient_domain=recipient,
             time_stamp=self._clock(),
             message_id=str(uuid.uuid4()),
-            conversation_id=conversation_id or message.conversation_id or str(uuid.uuid4()),
+            conversation_id=message.conversation_id or str(uuid.uuid4()),
         )
 
     def _outbound(self, message: PayloadMessage, peer: Peer) -> OutboundRecord:
@@ -635,9 +631,7 @@ class Participant:
         """Give a handler's response the metadata of an answer to `received`."""
         request = received.message
         expected = RESPONSE_TYPES[type(request)]
-        if response is None:
-            response = accepted(request)
-        elif type(response) is not expected:
+        if response is not None and type(response) is not expected:
             log.error(
                 "handler for %s returned %s instead of %s",
                 request.xml_name,
@@ -645,15 +639,15 @@ class Participant:
                 expected.__name__,
             )
             response = rejected(request, (Reason.INVALID_MESSAGE,))
-        # A response is written in the Version of the request it answers (if we speak it).
-        version = request.version if request.version in self.versions else self.versions[0]
-        filled = self._fill(
+        return answers.answer(
+            request,
             response,
-            received.sender_domain,
-            version=version,
-            conversation_id=request.conversation_id,
+            sender_domain=self.domain,
+            recipient_domain=received.sender_domain,
+            versions=self.versions,
+            time_stamp=self._clock(),
+            message_id=str(uuid.uuid4()),
         )
-        return dataclasses.replace(filled, reference_message_id=request.message_id)
 
     def _resolve_waiter(self, response: PayloadResponse, sender_domain: str) -> None:
         """Hand `response` to the request awaiting it, if it is the answer that request can
@@ -690,29 +684,3 @@ def _schema_problem(record: OutboundRecord) -> str | None:
     except InvalidXml as exc:
         return f"checked here: {exc.detail}"
     return None
-
-
-def _copied_fields(request: PayloadMessage, response_type: type[PayloadResponse]) -> dict[str, Any]:
-    """The response's required business fields that the request carries (TimeZone, Period)."""
-    metadata = {f.name for f in dataclasses.fields(PayloadResponse)}
-    return {
-        f.name: getattr(request, f.name)
-        for f in dataclasses.fields(response_type)
-        if f.name not in metadata and hasattr(request, f.name)
-    }
-
-
-def accepted(request: PayloadMessage) -> PayloadResponse:
-    """A bare Accepted response to `request` (metadata to be filled by the participant)."""
-    response_type = RESPONSE_TYPES[type(request)]
-    return response_type(result=Result.ACCEPTED, **_copied_fields(request, response_type))
-
-
-def rejected(request: PayloadMessage, reasons: tuple[str, ...] | list[str]) -> PayloadResponse:
-    """A Rejected response to `request` with the reasons joined as the spec allows ("; ")."""
-    response_type = RESPONSE_TYPES[type(request)]
-    return response_type(
-        result=Result.REJECTED,
-        rejection_reason="; ".join(reasons),
-        **_copied_fields(request, response_type),
-    )

@@ -22,7 +22,6 @@ answer it with HTTP 500, which a peer must never be able to cause.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import re
 import sys
@@ -36,7 +35,9 @@ from nacl.bindings import crypto_sign_seed_keypair
 FUZZ_PUBLIC, FUZZ_SIGNING = crypto_sign_seed_keypair(b"uftp-adapter fuzz key, not real!")
 #: The receiving participant the target plays: the CRO of the samples.
 OWN_DOMAIN = "cro.example.com"
-SUPPORTED_VERSIONS = ("3.0.0", "3.1.0")
+#: The Versions the target speaks; the first is the one it answers in when the request's is
+#: not one of them.
+SUPPORTED_VERSIONS = ("3.1.0", "3.0.0")
 #: Sender identities the inner mode signs as (chosen by the second byte).
 SENDERS = (
     ("dso.example-grid.nl", "DSO"),
@@ -100,8 +101,7 @@ INTERESTING_VALUES: tuple[bytes, ...] = (
 
 def _load_pipeline() -> dict[str, Any]:
     """Import the pipeline modules (inside `atheris.instrument_imports` when fuzzing)."""
-    from adapter.participant import rejected
-    from adapter.uftp import codec, envelope, rules
+    from adapter.uftp import answers, codec, envelope, rules
     from adapter.uftp.errors import Reason, UftpError
     from adapter.uftp.messages import PayloadResponse, Role
 
@@ -109,7 +109,7 @@ def _load_pipeline() -> dict[str, Any]:
         "codec": codec,
         "envelope": envelope,
         "rules": rules,
-        "rejected": rejected,
+        "answers": answers,
         "Reason": Reason,
         "UftpError": UftpError,
         "PayloadResponse": PayloadResponse,
@@ -131,7 +131,7 @@ def make_target(
     rules = pipeline["rules"]
     uftp_error: type[Exception] = pipeline["UftpError"]
     role_type = pipeline["Role"]
-    rejected = pipeline["rejected"]
+    answers = pipeline["answers"]
     reason_type = pipeline["Reason"]
     payload_response: type = pipeline["PayloadResponse"]
     own_role = role_type.CRO
@@ -168,21 +168,14 @@ def make_target(
         assert message.time_stamp is not None and message.conversation_id
         "; ".join(reasons).encode("utf-8")
         if not isinstance(message, payload_response):
-            answer = rejected(message, reasons or [reason_type.INVALID_MESSAGE])
-            answer = dataclasses.replace(
-                answer,
-                # As Participant._complete_response: the request's Version if we speak it.
-                version=(
-                    message.version
-                    if message.version in SUPPORTED_VERSIONS
-                    else SUPPORTED_VERSIONS[-1]
-                ),
+            answer = answers.answer(
+                message,
+                answers.rejected(message, reasons or [reason_type.INVALID_MESSAGE]),
                 sender_domain=OWN_DOMAIN,
                 recipient_domain=signed.sender_domain,
+                versions=SUPPORTED_VERSIONS,
                 time_stamp=message.time_stamp,
                 message_id=message.message_id,
-                conversation_id=message.conversation_id,
-                reference_message_id=message.message_id,
             )
             codec.encode(answer, validate=False)
             reached["answered"] += 1
