@@ -34,7 +34,7 @@ from .keys import PrivateKeys
 from .limits import PerKeyLimit
 from .outbox import Outbox, backoff_delay
 from .router import HandlerContext, Router
-from .server import Endpoint, RateLimiter, Received, message_path
+from .server import Endpoint, RateLimiter, Received
 from .store.base import (
     InboundRecord,
     OutboundRecord,
@@ -47,6 +47,7 @@ from .uftp import answers, codec, envelope
 from .uftp.answers import accepted as accepted  # its old home: importable from here still
 from .uftp.answers import rejected
 from .uftp.errors import InvalidXml, Reason, Rejection
+from .uftp.inbound import message_path
 from .uftp.messages import (
     RESPONSE_TYPES,
     PayloadMessage,

@@ -1,8 +1,9 @@
-"""Coverage-guided fuzz target for the inbound pipeline, as `adapter.server` runs it:
+"""Coverage-guided fuzz target for the inbound decision of the core, as `adapter.server`
+drives it (`adapter.uftp.inbound`):
 
-    bytes -> envelope.parse_envelope -> envelope.open_sealed -> codec.decode
-          -> rules.protocol_rejections
-          (-> for a request: the Rejected answer, written with `codec.encode`)
+    bytes -> check_transport -> read_envelope -> open_message (verify, then codec.decode)
+          -> rejections
+          (-> for a request: the Rejected answer of `answers`, written with `codec.encode`)
 
 Run it (libFuzzer flags; the first directory receives new inputs, later ones only seed)::
 
@@ -27,6 +28,8 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from nacl.bindings import crypto_sign_seed_keypair
@@ -44,6 +47,11 @@ SENDERS = (
     ("agr.example.com", "AGR"),
     ("cro.example.com", "CRO"),
 )
+
+#: The body cap the target's endpoint has (the participant's default).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+#: The receiver's clock; no TimeStamp window is set, so it only has to be a time.
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 ENVELOPE_MODE = b"\x00"
 INNER_MODE = b"\x01"
@@ -101,14 +109,14 @@ INTERESTING_VALUES: tuple[bytes, ...] = (
 
 def _load_pipeline() -> dict[str, Any]:
     """Import the pipeline modules (inside `atheris.instrument_imports` when fuzzing)."""
-    from adapter.uftp import answers, codec, envelope, rules
+    from adapter.uftp import answers, codec, envelope, inbound
     from adapter.uftp.errors import Reason, UftpError
     from adapter.uftp.messages import PayloadResponse, Role
 
     return {
         "codec": codec,
         "envelope": envelope,
-        "rules": rules,
+        "inbound": inbound,
         "answers": answers,
         "Reason": Reason,
         "UftpError": UftpError,
@@ -122,19 +130,20 @@ def make_target(
 ) -> Callable[[bytes], None]:
     """The one-input function: returns normally, or raises what would be an HTTP 500.
 
-    `stages`, if given, counts the inputs that got through each stage ("opened": the
-    signature verified; "decoded": schema-valid and read; "answered": the Rejected answer
+    `stages`, if given, counts the inputs that got through each stage ("decoded": the
+    signature verified, the message schema-valid and read; "answered": the Rejected answer
     written), to show how deep a set of inputs reaches."""
     reached: Counter[str] = stages if stages is not None else Counter()
     codec = pipeline["codec"]
     envelope = pipeline["envelope"]
-    rules = pipeline["rules"]
+    inbound = pipeline["inbound"]
     uftp_error: type[Exception] = pipeline["UftpError"]
     role_type = pipeline["Role"]
     answers = pipeline["answers"]
     reason_type = pipeline["Reason"]
     payload_response: type = pipeline["PayloadResponse"]
-    own_role = role_type.CRO
+    receiver = inbound.Receiver(OWN_DOMAIN, role_type.CRO, SUPPORTED_VERSIONS)
+    sender_keys = SimpleNamespace(signing_keys=(FUZZ_PUBLIC,), barred=False)
 
     def test_one_input(data: bytes) -> None:
         if not data:
@@ -145,20 +154,14 @@ def make_target(
             body = envelope.seal(rest[1:], FUZZ_SIGNING, domain, role_type(role))
         else:
             body = rest
+        head = inbound.RequestHead(len(body), "text/xml", "utf-8")
         try:
-            signed = envelope.parse_envelope(body)
-            inner = envelope.open_sealed(signed.sealed, (FUZZ_PUBLIC,))
-            reached["opened"] += 1
-            message = codec.decode(inner)
+            inbound.check_transport(head, max_body_bytes=MAX_BODY_BYTES)
+            signed = inbound.read_envelope(body)
+            opened = inbound.open_message(signed, sender_keys)
+            message = opened.message
             reached["decoded"] += 1
-            reasons = rules.protocol_rejections(
-                message,
-                envelope_sender_domain=signed.sender_domain,
-                envelope_sender_role=signed.sender_role,
-                own_domain=OWN_DOMAIN,
-                own_role=own_role,
-                supported_versions=SUPPORTED_VERSIONS,
-            )
+            reasons = inbound.rejections(opened, receiver, now=NOW)
         except uftp_error:
             return
         # Past this point the sender has had its HTTP 200; what the participant does next

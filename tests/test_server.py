@@ -131,16 +131,17 @@ async def test_missing_content_length_is_411(setup: Setup) -> None:
     assert "Content-Length" in text
 
 
-@pytest.mark.parametrize(
-    "content_type",
-    ["application/json", "text/plain", "text/xml; charset=iso-8859-1", "text/xml; charset=utf-16"],
-)
+# Each variant of a rule is in tests/uftp/test_inbound.py, against the core's decision; here
+# one of each, to show that the endpoint reads the head and answers the core's status.
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/xml; charset=utf-16"])
 async def test_wrong_content_type_or_charset_is_400(setup: Setup, content_type: str) -> None:
     status, _ = await setup.post(setup.seal(setup.message()), {"Content-Type": content_type})
     assert status == 400
 
 
-@pytest.mark.parametrize("content_type", ["text/xml", "application/xml", "text/xml; charset=UTF-8"])
+@pytest.mark.parametrize("content_type", ["application/xml", "text/xml; charset=UTF-8"])
 async def test_xml_content_types_are_accepted(setup: Setup, content_type: str) -> None:
     status, _ = await setup.post(setup.seal(setup.message()), {"Content-Type": content_type})
     assert status == 200
@@ -156,11 +157,7 @@ async def test_body_over_the_cap_is_413(network: Network) -> None:
         assert response.status == 413
 
 
-@pytest.mark.parametrize(
-    "body",
-    [b"", b"not xml", b"<SignedMessage", b"<Other/>", b'<SignedMessage SenderDomain="x" />'],
-    ids=["empty", "text", "truncated", "wrong-root", "schema-invalid"],
-)
+@pytest.mark.parametrize("body", [b"", b"<SignedMessage"], ids=["empty", "truncated"])
 async def test_malformed_envelope_is_400(setup: Setup, body: bytes) -> None:
     status, _ = await setup.post(body)
     assert status == 400
