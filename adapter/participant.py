@@ -32,7 +32,7 @@ from .config import Config, DeliverySettings, ParticipantSettings
 from .directory import Directory, Peer, StaticDirectory
 from .keys import PrivateKeys
 from .limits import PerKeyLimit
-from .outbox import Outbox, backoff_delay
+from .outbox import Outbox
 from .router import HandlerContext, Router
 from .server import Endpoint, RateLimiter, Received
 from .store.base import (
@@ -56,6 +56,7 @@ from .uftp.messages import (
     TestMessage,
     TestMessageResponse,
 )
+from .uftp.retry import backoff_delay
 from .uftp.rules import recipient_roles
 
 log = logging.getLogger(__name__)
