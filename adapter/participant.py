@@ -27,6 +27,7 @@ from typing import Any, Self, TypeVar
 from aiohttp import web
 
 from . import listen, tls
+from .bulk import LARGE_MESSAGES
 from .client import Client, DeliveryResult
 from .config import Config, DeliverySettings, ParticipantSettings
 from .directory import Directory, Peer, StaticDirectory
@@ -454,7 +455,7 @@ class Participant:
         """Handle a message a previous run acknowledged but did not finish handling."""
         signed = envelope.parse_envelope(record.envelope)
         inner = signed.sealed[envelope.SIGNATURE_BYTES :]  # verified before it was stored
-        message = codec.decode(inner)
+        message = codec.decode(inner, bulk=LARGE_MESSAGES)
         log.info("recovering an unfinished %s from %s", message.xml_name, record.sender_domain)
         log.debug("recovering %s", message.message_id)
         await self._handle(
@@ -682,7 +683,7 @@ def _schema_problem(record: OutboundRecord) -> str | None:
     """
     try:
         sealed = envelope.parse_envelope(record.envelope).sealed
-        codec.decode(sealed[envelope.SIGNATURE_BYTES :])
+        codec.decode(sealed[envelope.SIGNATURE_BYTES :], bulk=LARGE_MESSAGES)
     except InvalidXml as exc:
         return f"checked here: {exc.detail}"
     return None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from .bulk import LARGE_MESSAGES
 from .config import Config, load_config
 from .keys import KeyFileExists, generate, write_private
 from .participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
@@ -71,7 +72,7 @@ def read_message_file(path: Path) -> PayloadMessage:
     """A UFTP message from an XML file. Its metadata is replaced when it is sent (new
     MessageID, our domain, now), so a template with placeholder metadata is fine."""
     try:
-        return codec.decode(path.read_bytes())
+        return codec.decode(path.read_bytes(), bulk=LARGE_MESSAGES)
     except OSError as exc:
         raise InvalidXml(f"{path}: {exc.strerror or exc}") from None
     except InvalidXml as exc:

@@ -32,6 +32,7 @@ import aiohttp
 from aiohttp import hdrs, web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .bulk import LARGE_MESSAGES
 from .connections import Connections, track_requests
 from .directory import Directory
 from .printable import printable
@@ -60,7 +61,9 @@ DETAIL_LOGGED = 1000
 SERVER_NAME = "uftp-adapter"
 web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]  # imported there
 #: Bodies above this size are verified and parsed on a worker thread, so that one large
-#: portfolio update does not stall every other request on the event loop.
+#: portfolio update does not stall every other request on the event loop; their inner
+#: message is read with the help of `bulk.LARGE_MESSAGES` (validated on another thread
+#: while it is read, with the collector paused) once it is large enough for that to pay.
 THREAD_THRESHOLD = 256 * 1024
 
 
@@ -333,7 +336,9 @@ class Endpoint:
         progress.peer = bool(self._directory.roles_of(signed.sender_domain))
         peer = await self._directory.lookup(signed.sender_domain, signed.sender_role)
         if large:
-            opened = await asyncio.to_thread(inbound.open_message, signed, peer)
+            opened = await asyncio.to_thread(
+                partial(inbound.open_message, signed, peer, bulk=LARGE_MESSAGES)
+            )
         else:
             opened = inbound.open_message(signed, peer)
         if self._rate is not None and not self._rate.allow(signed.sender_domain):
