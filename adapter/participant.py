@@ -26,11 +26,11 @@ from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
-from . import listen, tls
+from . import assemble, listen
 from .bulk import LARGE_MESSAGES
 from .client import Client, DeliveryResult
 from .config import Config, DeliverySettings, ParticipantSettings
-from .directory import Directory, Peer, StaticDirectory
+from .directory import Directory, Peer
 from .keys import PrivateKeys
 from .limits import PerKeyLimit
 from .outbox import Outbox
@@ -201,13 +201,13 @@ class Participant:
     ) -> Participant:
         """A participant as the configuration file describes it."""
         settings: ParticipantSettings = config.participant
-        peers = [Peer(p.domain, p.role, p.endpoint, p.signing_keys, p.barred) for p in config.peers]
+        contexts = assemble.tls_contexts(config)
         return cls(
             domain=settings.domain,
             role=settings.role,
-            keys=settings.load_keys(),
-            store=store or settings.new_store(),
-            directory=StaticDirectory(peers),
+            keys=assemble.load_keys(settings),
+            store=store or assemble.new_store(settings),
+            directory=assemble.directory_of(config.peers),
             versions=settings.versions,
             delivery=config.delivery,
             router=router,
@@ -215,8 +215,8 @@ class Participant:
             port=settings.listen.port,
             max_body_bytes=settings.max_body_bytes,
             rate_limit=config.limits.rate_limit,
-            server_ssl=tls.server_context(config.tls),
-            client_ssl=tls.client_context(config.tls),
+            server_ssl=contexts.server,
+            client_ssl=contexts.client,
             handlers_per_sender=config.limits.handlers_per_sender,
             deliveries_per_peer=config.limits.deliveries_per_peer,
             read_timeout=config.limits.read_timeout_seconds,

@@ -15,6 +15,6 @@ def role_router(participant: Participant, config: Config) -> None:
     """Register the handlers of `participant`'s role on its router."""
     if participant.role is Role.CRO:
         from .cro.handlers import cro_router_for
-        from .store.register import register_for
+        from .store import register_for
 
         participant.router.include(cro_router_for(config, register_for(participant.store)))

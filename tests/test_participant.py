@@ -122,6 +122,40 @@ async def test_test_message_is_answered_without_user_code(network: Network) -> N
     assert isinstance(response, TestMessageResponse)
 
 
+async def test_a_handler_sends_and_awaits_messages_of_its_own_through_its_context(
+    network: Network,
+) -> None:
+    """The context offers `send` and `request` (the `router.Sender` protocol), not the whole
+    participant: a CRO handler asks the DSO for a TestMessage round trip before it answers."""
+    router = Router()
+    asked: list[PayloadResponse] = []
+    answers: list[PayloadResponse] = []
+
+    @router.on(DSOPortfolioUpdate)
+    async def update(message: DSOPortfolioUpdate, ctx: HandlerContext) -> PayloadResponse:
+        asked.append(await ctx.request(TestMessage(), to=ctx.sender_domain, timeout=10))
+        await ctx.send(TestMessage(), to=ctx.sender_domain)
+        return DSOPortfolioUpdateResponse()
+
+    @router.on(TestMessageResponse)
+    async def answered(message: TestMessageResponse, ctx: HandlerContext) -> None:
+        answers.append(message)
+
+    dso_seen = Recorder()
+    cro = network.create(CRO, Role.CRO, router=router)
+    dso = network.create(DSO, Role.DSO, router=dso_router(dso_seen))
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
+
+    response = await dso.request(bare(make_dso_portfolio_update()), to=CRO, timeout=10)
+
+    assert response.result is Result.ACCEPTED
+    [answer] = asked
+    assert isinstance(answer, TestMessageResponse) and answer.sender_domain == DSO
+    # The one sent without waiting was answered too, to the CRO.
+    await eventually(lambda: len(answers) == 2)
+
+
 async def test_handler_rejection_reports_all_reasons(network: Network) -> None:
     cro, dso, _, _ = await pair(network)
     update = bare(make_dso_portfolio_update())

@@ -42,7 +42,6 @@ from typing import Any, Final, TypeVar
 
 import asyncpg
 
-from adapter.store import check_schema_name, redact_dsn
 from adapter.store.base import (
     DeliveryAttempt,
     InboundRecord,
@@ -54,6 +53,7 @@ from adapter.store.base import (
     StoreOpenError,
     newer_schema,
 )
+from adapter.store.url import check_schema_name, redact_dsn
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 

@@ -20,8 +20,9 @@ from adapter.cli import main
 from adapter.config import CroMode, CroSettings, PeriodViolation
 from adapter.cro import cro_router
 from adapter.participant import Participant
+from adapter.store import register_for
 from adapter.store.base import OutboundStatus
-from adapter.store.register import PortfolioRegister, register_for
+from adapter.store.register import PortfolioRegister
 from adapter.store.sqlite import SqliteStore
 from adapter.uftp import envelope
 from adapter.uftp.messages import (

@@ -37,7 +37,7 @@ from adapter.dso.publish import cro_target, describe_publish, describe_query, qu
 from adapter.keys import generate
 from adapter.participant import Participant
 from adapter.server import message_path
-from adapter.store.register import register_for
+from adapter.store import register_for
 from adapter.uftp.messages import (
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,

@@ -23,7 +23,8 @@ from adapter.directory import Peer, StaticDirectory
 from adapter.keys import PrivateKeys, generate
 from adapter.participant import Participant
 from adapter.router import HandlerContext, Router
-from adapter.store.register import PortfolioRegister, register_for
+from adapter.store import register_for
+from adapter.store.register import PortfolioRegister
 from adapter.uftp import codec, envelope
 from adapter.uftp.messages import (
     AGRPortfolioUpdateResponse,

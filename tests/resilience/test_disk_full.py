@@ -26,7 +26,7 @@ from adapter.cro import cro_router
 from adapter.directory import StaticDirectory
 from adapter.participant import Participant
 from adapter.router import Handler, HandlerContext, Router
-from adapter.store.register import register_for
+from adapter.store import register_for
 from adapter.uftp.messages import (
     DSOPortfolioUpdate,
     DSOPortfolioUpdateResponse,
