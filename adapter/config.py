@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .keys import MAX_PUBLISHED_KEYS
 from .tls import TlsFileError, TlsSettings, check
 from .uftp.envelope import PublicKeys, parse_cs1
+from .uftp.errors import AdapterError
 from .uftp.messages import Role
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 ROUTINE_DEADLINE_SECONDS = 3600.0
 
 
-class ConfigError(Exception):
+class ConfigError(AdapterError):
     """A user mistake in the configuration: one line naming file, field and expectation."""
 
     def __init__(self, source: str, field: str | None, problem: str) -> None:

@@ -31,6 +31,9 @@ from .bulk import LARGE_MESSAGES
 from .client import Client, DeliveryResult
 from .config import Config, DeliverySettings, ParticipantSettings
 from .directory import Directory, Peer
+from .errors import DeliveryFailed as DeliveryFailed  # defined here before adapter.errors
+from .errors import ResponseTimeout as ResponseTimeout
+from .errors import UnknownPeer as UnknownPeer
 from .keys import PrivateKeys
 from .limits import PerKeyLimit
 from .outbox import Outbox
@@ -73,36 +76,6 @@ OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class DeliveryFailed(Exception):
-    """A message could not be delivered: a permanent HTTP error, or retries ran out."""
-
-    def __init__(self, message_id: str, status: OutboundStatus, result: DeliveryResult) -> None:
-        self.message_id = message_id
-        self.status = status
-        self.result = result
-        if status is not OutboundStatus.FAILED:
-            how = "could not be delivered in time"
-        else:  # refused by the peer, or never sent (our TLS trust does not verify the peer)
-            how = "was refused" if result.status else "could not be sent"
-        code = f" (HTTP {result.status})" if result.status else ""
-        super().__init__(f"message {message_id} {how}{code}: {result.detail}")
-
-
-class ResponseTimeout(TimeoutError):
-    """The request was delivered (or is still being retried) but no response came in time.
-
-    `message_id` is the request's: `Participant.withdraw` stops its delivery, if it is still
-    being retried and should not arrive late."""
-
-    def __init__(self, text: str, message_id: str) -> None:
-        super().__init__(text)
-        self.message_id = message_id
-
-
-class UnknownPeer(LookupError):
-    """No peer is configured for the domain (and role) a message is addressed to."""
 
 
 class Participant:

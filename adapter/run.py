@@ -19,8 +19,9 @@ from typing import TextIO
 
 from .bulk import LARGE_MESSAGES
 from .config import Config, load_config
+from .errors import DeliveryFailed, ResponseTimeout, UnknownPeer
 from .keys import KeyFileExists, generate, write_private
-from .participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
+from .participant import Participant
 from .roles import role_router
 from .store.base import OutboundStatus
 from .uftp import codec

@@ -23,6 +23,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from .uftp.errors import AdapterError
+
 log = logging.getLogger(__name__)
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
@@ -50,7 +52,7 @@ class TlsSettings:
     client_private_key: Path | None = None
 
 
-class TlsFileError(Exception):
+class TlsFileError(AdapterError):
     """A certificate, key or CA file that cannot be used; `key` names its [tls] field."""
 
     def __init__(self, key: str, problem: str) -> None:

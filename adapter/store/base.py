@@ -16,8 +16,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from adapter.uftp.errors import AdapterError
 
-class StoreOpenError(RuntimeError):
+
+class StoreOpenError(AdapterError, RuntimeError):
     """The store cannot be opened: its database is unreachable or refuses us, its tables were
     written by a newer version of this program, or its driver is not installed.
 
@@ -37,7 +39,7 @@ def newer_schema(store: str, component: str, found: int, ours: int) -> StoreOpen
     )
 
 
-class StorageError(Exception):
+class StorageError(AdapterError):
     """The store could not do its work for a reason of its own: the disk is full, the database
     is unreachable or failing. The driver's error is the `__cause__`.
 

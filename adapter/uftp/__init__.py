@@ -15,7 +15,9 @@ from .envelope import (
     seal,
 )
 from .errors import (
+    AdapterError,
     IncompleteMessage,
+    InvalidOutbound,
     InvalidSignature,
     InvalidXml,
     Reason,
@@ -29,7 +31,9 @@ from .messages import __all__ as _message_names
 __all__ = [
     *_message_names,
     "KNOWN_VERSIONS",
+    "AdapterError",
     "IncompleteMessage",
+    "InvalidOutbound",
     "InvalidSignature",
     "InvalidXml",
     "PublicKeys",

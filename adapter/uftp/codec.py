@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from lxml import etree
 
 from .columns import ConnectionColumns, R
-from .errors import IncompleteMessage, InvalidXml
+from .errors import IncompleteMessage, InvalidOutbound, InvalidXml
 from .messages import (
     MESSAGE_TYPES,
     AGRPortfolioQuery,
@@ -404,17 +404,21 @@ M = TypeVar("M", bound=PayloadMessage)
 def encode(message: PayloadMessage, *, validate: bool = True) -> bytes:
     """Serialize `message` (metadata complete) to UTF-8 XML in the wire format of its Version.
 
-    Raises `IncompleteMessage` when metadata is missing and, with `validate`, `InvalidXml`
-    when the result would not be schema-valid (e.g. a malformed EntityAddress).
+    Raises `IncompleteMessage` when metadata is missing, `InvalidOutbound` for text XML cannot
+    carry and, with `validate`, when the result would not be schema-valid (e.g. a malformed
+    EntityAddress): our own mistake, never a peer's (`InvalidXml` is the peer's).
     """
     parts: list[str] = ['<?xml version="1.0" encoding="UTF-8"?>\n']
     _WRITERS[type(message)](message, parts)
     try:
         data = "".join(parts).encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate in some string field
-        raise InvalidXml(f"{message.xml_name}: a value is not encodable text: {exc}") from None
+        raise InvalidOutbound(f"{message.xml_name}: a value is not encodable text: {exc}") from None
     if validate:
-        SCHEMAS.for_version(message.version).validate_root(parse_xml(data))
+        try:
+            SCHEMAS.for_version(message.version).validate_root(parse_xml(data))
+        except InvalidXml as exc:
+            raise InvalidOutbound(exc.detail) from None
     return data
 
 
