@@ -30,6 +30,15 @@ def test_the_readme_has_the_two_examples_this_test_runs() -> None:
     assert "await publish(" in dso
 
 
+def test_the_readme_examples_import_from_the_public_face_only() -> None:
+    """`import adapter` is the face a reader learns; the modules behind it may move."""
+    for example in python_examples():
+        for node in ast.walk(ast.parse(example)):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module == "adapter", f"README imports from {node.module}"
+            assert not isinstance(node, ast.Import), "README imports a module by name"
+
+
 async def test_the_readme_examples_publish_and_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
