@@ -14,6 +14,7 @@ from adapter.directory import Peer
 from adapter.keys import generate
 from adapter.participant import Participant
 from adapter.router import HandlerContext, Router
+from adapter.testing import Network, PeerClient, eventually
 from adapter.uftp import codec, envelope
 from adapter.uftp.errors import KeyLookupFailed
 from adapter.uftp.messages import (
@@ -25,7 +26,6 @@ from adapter.uftp.messages import (
     Role,
     TestMessage,
 )
-from tests.conftest import Network, eventually
 from tests.uftp.samples import make_dso_portfolio_update, make_test_message
 
 DSO = "dso.example-grid.nl"
@@ -42,6 +42,7 @@ class Setup:
         self.dso = dso
         self.handled: list[DSOPortfolioUpdate] = []
         self.responses: list[PayloadResponse] = []
+        self.peer = PeerClient(DSO, Role.DSO, network.keys[DSO])
 
     def message(self, **changes: Any) -> DSOPortfolioUpdate:
         fields = {
@@ -61,17 +62,12 @@ class Setup:
         role: Role = Role.DSO,
         secret: bytes | None = None,
     ) -> bytes:
-        key = secret or self.network.keys[DSO].signing
-        return envelope.seal(codec.encode(message), key, domain, role)
+        return self.peer.seal(message, domain=domain, role=role, secret=secret)
 
     async def post(
         self, body: bytes, headers: dict[str, str] | None = None, **kwargs: Any
     ) -> tuple[int, str]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(self.cro.url(), data=body, headers=headers or XML, **kwargs) as response,
-        ):
-            return response.status, await response.text()
+        return await self.peer.post(self.cro.url(), body, headers, **kwargs)
 
     def response_to(self, message_id: str) -> PayloadResponse | None:
         for response in self.responses:

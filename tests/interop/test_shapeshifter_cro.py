@@ -41,8 +41,8 @@ from adapter.store import register_for
 from adapter.store.base import OutboundRecord, OutboundStatus
 from adapter.store.register import DsoConnection
 from adapter.store.sqlite import SqliteStore
+from adapter.testing import Network, eventually
 from adapter.uftp.messages import RedispatchBy, Role
-from tests.conftest import Network, eventually
 from tests.interop.conftest import TheirAggregators, TheirAgr, TheirDso, TheirSide
 
 CRO = "cro.example.com"
