@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import ConfigError, is_internet_domain
+from .console import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError
 from .keys import (
     KeyFileError,
     KeyFileExists,
@@ -46,18 +47,9 @@ if TYPE_CHECKING:
 
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-PROG = "uftp-adapter"
-#: Exit status of a user mistake (the same as argparse's usage errors).
-EXIT_USAGE = 2
-EXIT_REFUSED = 1
-
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 log = logging.getLogger(__name__)
-
-
-class UsageError(Exception):
-    """A command-line argument that argparse cannot check by itself."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,7 +468,7 @@ def _time_zone(text: str) -> str:
 
 
 def add_operator_commands(subparsers: _SubParsers) -> None:
-    from .ops import commands  # imports this module: only once it is loaded
+    from .ops import commands
 
     commands.add_outbox(subparsers)
     commands.add_inbox(subparsers)

@@ -1,11 +1,9 @@
 """POST one sealed envelope to a peer and say what the answer means for delivery.
 
-The classification is the spec's (message-transport-mechanism.md, "Transmission"): 200 is
-final success; server errors, unknown statuses, timeouts and resets are temporary; a
-non-ambiguous 4xx is final failure. 404 counts as temporary, as the spec encourages (front
-ends answer it while a back end restarts), and so do 429 and 419, which the status table calls
-temporary. Redirects are honoured for load balancing, keeping method and body, a bounded
-number of times.
+The classification is the spec's (message-transport-mechanism.md, "Transmission"), and the
+core's (`adapter.uftp.retry.classify`): 200 is final success; server errors, unknown statuses,
+timeouts and resets are temporary; a non-ambiguous 4xx is final failure. Redirects are
+honoured for load balancing, keeping method and body, a bounded number of times.
 
 A peer's TLS certificate that our trust settings do not verify is none of these: it is a
 configuration error (ours, or a certificate the peer must replace), which retrying for an hour
@@ -19,20 +17,17 @@ import os
 import socket
 import ssl
 from dataclasses import dataclass
-from enum import StrEnum
 from urllib.parse import urljoin
 
 import aiohttp
 
-TEMPORARY_4XX = frozenset({404, 408, 419, 425, 429})
+# The classification lived here before the core had `retry`; importable from here still.
+from .uftp.retry import TEMPORARY_4XX as TEMPORARY_4XX
+from .uftp.retry import Outcome as Outcome
+from .uftp.retry import classify
+
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CONTENT_TYPE = "text/xml; charset=utf-8"
-
-
-class Outcome(StrEnum):
-    DELIVERED = "delivered"
-    TEMPORARY = "temporary"
-    PERMANENT = "permanent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +65,6 @@ def _unverified(exc: aiohttp.ClientConnectorCertificateError) -> str:
         f"trust store when it is not set) does not verify the certificate of "
         f"{exc.host}:{exc.port}: {reason}"
     )
-
-
-def classify(status: int) -> Outcome:
-    if status == 200:
-        return Outcome.DELIVERED
-    if 400 <= status < 500 and status not in TEMPORARY_4XX:
-        return Outcome.PERMANENT
-    return Outcome.TEMPORARY
 
 
 class Client:

@@ -1,5 +1,9 @@
 """The participant's TOML configuration, read into typed, frozen settings.
 
+Data only: nothing here opens a store, loads a key or builds a TLS context for use
+(`adapter.assemble` does, from these settings). Files the settings name are checked as they
+are read, so that a mistake is reported with the field that names it.
+
 Every mistake a user can make in the file becomes a `ConfigError` whose one-line message names
 the file, the field (e.g. `peers[1].endpoint`) and what was expected, so that a typo never ends
 in a traceback, and never silently falls back to a default: unknown keys are errors too.
@@ -21,16 +25,15 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .keys import MAX_PUBLISHED_KEYS, PrivateKeys, load_private
+from .keys import MAX_PUBLISHED_KEYS
+from .tls import TlsFileError, TlsSettings, check
 from .uftp.envelope import PublicKeys, parse_cs1
+from .uftp.errors import AdapterError
 from .uftp.messages import Role
-
-if TYPE_CHECKING:
-    from .store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ ROUTINE_DEADLINE_SECONDS = 3600.0
 ENV_PREFIX = "UFTP_ADAPTER_"
 
 
-class ConfigError(Exception):
+class ConfigError(AdapterError):
     """A user mistake in the configuration: one line naming file, field and expectation."""
 
     def __init__(self, source: str, field: str | None, problem: str) -> None:
@@ -135,20 +138,6 @@ class ParticipantSettings:
         """The Version we put in the messages we send."""
         return self.versions[0]
 
-    def new_store(self) -> Store:
-        """The configured store, not yet opened."""
-        from .store import open_store
-
-        if isinstance(self.store, SqliteStore):
-            return open_store(f"sqlite:{self.store.path}")
-        return open_store(self.store.dsn)
-
-    def load_keys(self) -> PrivateKeys:
-        """Our private keys. Never created here: a typo in `signing_key` must stop the
-        participant, not give it a new identity that no peer knows (`keys generate` creates
-        a key, once)."""
-        return load_private(self.signing_key)
-
 
 @dataclass(frozen=True, slots=True)
 class DeliverySettings:
@@ -175,27 +164,6 @@ class CroSettings:
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
-
-
-@dataclass(frozen=True, slots=True)
-class TlsSettings:
-    """HTTPS in both directions: the [tls] table (paths are absolute once loaded).
-
-    Without `certificate` the endpoint serves plain HTTP, for loopback or behind a proxy that
-    terminates TLS. Outgoing connections always verify the peer's certificate: against `ca`
-    when given, else against the system trust store. `adapter.tls` builds the contexts.
-    """
-
-    #: Our server certificate (PEM, chain allowed) and its unencrypted private key.
-    certificate: Path | None = None
-    private_key: Path | None = None
-    #: CA(s) that sign our peers' client certificates; when set, every client must present one.
-    client_ca: Path | None = None
-    #: CA(s) we trust for peers' server certificates, instead of the system trust store.
-    ca: Path | None = None
-    #: The certificate we present to peers that require client certificates, and its key.
-    client_certificate: Path | None = None
-    client_private_key: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -600,8 +568,6 @@ def _tls(table: _Table) -> TlsSettings:
             "client_ca",
             "needs certificate and private_key: client certificates are asked for over HTTPS",
         )
-    from .tls import TlsFileError, check  # tls owns the loading rules; nothing is served
-
     try:
         check(settings)
     except TlsFileError as exc:
@@ -850,7 +816,7 @@ def _listen(table: _Table, key: str) -> ListenAddress:
 def _store(table: _Table, key: str) -> StoreSettings:
     value = table.string(key)
     # The store package owns the URL rules; checking one opens nothing and imports no driver.
-    from .store import check_store_url
+    from .store.url import check_store_url
 
     try:
         check_store_url(value)

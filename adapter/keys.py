@@ -36,6 +36,7 @@ import nacl.signing
 from nacl.bindings import crypto_sign_seed_keypair
 
 from .uftp.envelope import SECRET_KEY_BYTES, SIGNING_KEY_BYTES, PublicKeys, format_cs1
+from .uftp.errors import AdapterError
 from .uftp.messages import Role
 
 #: crypto_box secret keys, like the seed of a signing key, have 32 bytes.
@@ -50,7 +51,7 @@ _BASE64_LINE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _FIELD_LINE = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*)")
 
 
-class KeyFileError(Exception):
+class KeyFileError(AdapterError):
     """A key file is missing, unreadable or malformed; the message names the file."""
 
 

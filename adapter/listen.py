@@ -14,13 +14,15 @@ import errno
 import os
 import socket
 
+from .uftp.errors import AdapterError
+
 __all__ = ["CannotListen", "bind"]
 
 #: Connections the kernel queues for each socket until they are accepted (asyncio's default).
 BACKLOG = 100
 
 
-class CannotListen(OSError):
+class CannotListen(AdapterError, OSError):
     """The address cannot be listened on; `strerror` says so in words an operator can act on
     (the command line prints it as it is)."""
 

@@ -3,12 +3,12 @@
 The spec asks a sender to keep trying "for a reasonable amount of time (which is again at least
 one hour for routine messages, employing exponential back off)" and to return a message to its
 sending process when delivery fails for good (message-transport-mechanism.md, "Transmission").
+What an answer means and when to try again is the core's decision (`adapter.uftp.retry`);
+this module carries it out.
 
 A message is written to the store before its first attempt, so a crash between the two loses
 nothing: `start()` reschedules everything still pending. Retries are timers in memory, each
-mirrored by `next_attempt_at` in the store, which is what a restart reads. Delays grow as
-initial * 2**attempt, capped, with "equal jitter" (half fixed, half random) so that a peer
-coming back from an outage is not hit by every sender at the same instant.
+mirrored by `next_attempt_at` in the store, which is what a restart reads.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from .client import Client, DeliveryResult, Outcome
+from .client import Client, DeliveryResult
 from .config import DeliverySettings
 from .limits import PerKeyLimit
 from .ops.observer import NULL_OBSERVER, Observer
 from .store.base import DeliveryAttempt, EventRecord, OutboundRecord, OutboundStatus, Store
+from .uftp.retry import Backoff, Fate, Outcome, after_attempt
+from .uftp.retry import backoff_delay as backoff_delay  # its old home: importable from here still
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,13 @@ OutcomeEvents = Callable[[OutboundRecord, OutboundStatus, str], Awaitable[Sequen
 STOP_GRACE_SECONDS = 5.0
 
 
-def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
-    """Seconds to wait after the `attempt`-th failed attempt (1-based)."""
-    ceiling = min(maximum, initial * 2.0 ** (attempt - 1))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+#: The status a message's record takes for each fate the retry decision gives it.
+_STATUS = {
+    Fate.DELIVERED: OutboundStatus.DELIVERED,
+    Fate.FAILED: OutboundStatus.FAILED,
+    Fate.EXPIRED: OutboundStatus.EXPIRED,
+    Fate.RETRY: OutboundStatus.PENDING,
+}
 
 
 class Outbox:
@@ -66,6 +71,7 @@ class Outbox:
         self._store = store
         self._client = client
         self._settings = settings
+        self._backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
         self._clock = clock
         self._on_final = on_final
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -286,24 +292,15 @@ class Outbox:
                 time.perf_counter() - timer,
             )
         attempts = record.attempts + 1
-        now = self._clock()
-        next_at: datetime | None = None
-        if result.outcome is Outcome.DELIVERED:
-            status = OutboundStatus.DELIVERED
-        elif result.outcome is Outcome.PERMANENT:
-            status = OutboundStatus.FAILED
-        else:
-            delay = backoff_delay(
-                attempts,
-                self._settings.backoff_initial_seconds,
-                self._settings.backoff_max_seconds,
-                self._rng,
-            )
-            next_at = now + timedelta(seconds=delay)
-            if next_at > record.deadline:
-                status, next_at = OutboundStatus.EXPIRED, None
-            else:
-                status = OutboundStatus.PENDING
+        decision = after_attempt(
+            result.outcome,
+            attempt=attempts,
+            deadline=record.deadline,
+            now=self._clock(),
+            backoff=self._backoff,
+            rng=self._rng,
+        )
+        status, next_at = _STATUS[decision.fate], decision.at
         detail = result.detail if result.status is None else f"HTTP {result.status} {result.detail}"
         attempt = DeliveryAttempt(
             record.message_id, started, result.status, result.outcome.value, detail.strip()

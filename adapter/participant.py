@@ -21,23 +21,28 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from aiohttp import web
 
-from . import listen, tls
+from . import assemble, listen
+from .bulk import LARGE_MESSAGES
 from .client import Client, DeliveryResult
 from .config import Config, DeliverySettings, ParticipantSettings
-from .directory import Directory, Peer, StaticDirectory
+from .directory import Directory, Peer
+from .errors import DeliveryFailed as DeliveryFailed  # defined here before adapter.errors
+from .errors import ResponseTimeout as ResponseTimeout
+from .errors import UnknownPeer as UnknownPeer
 from .keys import PrivateKeys
 from .limits import PerKeyLimit
 from .ops.observer import NULL_OBSERVER, Observer
-from .outbox import Outbox, backoff_delay
+from .outbox import Outbox
 from .router import HandlerContext, Router
-from .server import Endpoint, RateLimiter, Received, message_path
+from .server import Endpoint, RateLimiter, Received
 from .store.base import (
+    EventRecord,
     InboundRecord,
     OutboundRecord,
     OutboundStatus,
@@ -45,26 +50,58 @@ from .store.base import (
     StorageError,
     Store,
 )
-from .uftp import codec, envelope
+from .uftp import answers, codec, envelope
+from .uftp.answers import accepted as accepted  # its old home: importable from here still
+from .uftp.answers import rejected
 from .uftp.errors import InvalidXml, Reason, Rejection
+from .uftp.inbound import message_path
 from .uftp.messages import (
     RESPONSE_TYPES,
     PayloadMessage,
     PayloadResponse,
-    Result,
     Role,
     TestMessage,
     TestMessageResponse,
 )
+from .uftp.retry import backoff_delay
 from .uftp.rules import recipient_roles
 
 if TYPE_CHECKING:
-    from .bus.bridge import BusBridge
     from .bus.journal import EventJournal
+    from .bus.port import BusHealth
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=PayloadMessage)
+
+
+class BusAttachment(Protocol):
+    """What the participant asks of a message-bus bridge (`adapter.bus.bridge.BusBridge`).
+
+    A Protocol rather than the class: the bridge drives the participant (it composes and
+    stores the messages its commands ask for), so the participant may not import it back.
+    `adapter.run.participant_for` builds the bridge of a [bus] table and passes it in."""
+
+    def attach(self, participant: Participant) -> EventJournal: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def health(self) -> BusHealth: ...
+
+    async def inbound_events(
+        self, message: PayloadMessage, inner_xml: bytes, sender_role: Role
+    ) -> Sequence[EventRecord]: ...
+
+    async def outcome_events(
+        self, record: OutboundRecord, status: OutboundStatus, detail: str
+    ) -> Sequence[EventRecord]: ...
+
+    def answers(self, received: Received) -> bool: ...
+
+    def await_answer(self, received: Received) -> None: ...
+
 
 #: What handling a message may meet that is our fault, not its sender's: the store failing
 #: (disk full, database down: `StorageError`) or the operating system (a full disk or an
@@ -75,36 +112,6 @@ OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class DeliveryFailed(Exception):
-    """A message could not be delivered: a permanent HTTP error, or retries ran out."""
-
-    def __init__(self, message_id: str, status: OutboundStatus, result: DeliveryResult) -> None:
-        self.message_id = message_id
-        self.status = status
-        self.result = result
-        if status is not OutboundStatus.FAILED:
-            how = "could not be delivered in time"
-        else:  # refused by the peer, or never sent (our TLS trust does not verify the peer)
-            how = "was refused" if result.status else "could not be sent"
-        code = f" (HTTP {result.status})" if result.status else ""
-        super().__init__(f"message {message_id} {how}{code}: {result.detail}")
-
-
-class ResponseTimeout(TimeoutError):
-    """The request was delivered (or is still being retried) but no response came in time.
-
-    `message_id` is the request's: `Participant.withdraw` stops its delivery, if it is still
-    being retried and should not arrive late."""
-
-    def __init__(self, text: str, message_id: str) -> None:
-        super().__init__(text)
-        self.message_id = message_id
-
-
-class UnknownPeer(LookupError):
-    """No peer is configured for the domain (and role) a message is addressed to."""
 
 
 class Participant:
@@ -134,7 +141,7 @@ class Participant:
         keepalive_timeout: float = 30.0,
         max_connections: int = 256,
         body_bytes_in_flight: int | None = None,
-        bus: BusBridge | None = None,
+        bus: BusAttachment | None = None,
     ) -> None:
         self.domain = domain
         self.role = role
@@ -224,21 +231,17 @@ class Participant:
         *,
         router: Router | None = None,
         store: Store | None = None,
-        bus: BusBridge | None = None,
+        bus: BusAttachment | None = None,
     ) -> Participant:
         """A participant as the configuration file describes it (with its [bus] bridge)."""
         settings: ParticipantSettings = config.participant
-        if bus is None and config.bus is not None:
-            from .bus.bridge import BusBridge
-
-            bus = BusBridge.from_config(config)
-        peers = [Peer(p.domain, p.role, p.endpoint, p.signing_keys, p.barred) for p in config.peers]
+        contexts = assemble.tls_contexts(config)
         return cls(
             domain=settings.domain,
             role=settings.role,
-            keys=settings.load_keys(),
-            store=store or settings.new_store(),
-            directory=StaticDirectory(peers),
+            keys=assemble.load_keys(settings),
+            store=store or assemble.new_store(settings),
+            directory=assemble.directory_of(config.peers),
             versions=settings.versions,
             delivery=config.delivery,
             router=router,
@@ -246,8 +249,8 @@ class Participant:
             port=settings.listen.port,
             max_body_bytes=settings.max_body_bytes,
             rate_limit=config.limits.rate_limit,
-            server_ssl=tls.server_context(config.tls),
-            client_ssl=tls.client_context(config.tls),
+            server_ssl=contexts.server,
+            client_ssl=contexts.client,
             handlers_per_sender=config.limits.handlers_per_sender,
             deliveries_per_peer=config.limits.deliveries_per_peer,
             read_timeout=config.limits.read_timeout_seconds,
@@ -421,7 +424,15 @@ class Participant:
 
         Raises `UnknownPeer` as `send` does."""
         peer = await self._peer_for(to, role, type(message))
-        filled = self._fill(message, peer.domain, version=version, conversation_id=conversation_id)
+        filled = answers.fill(
+            message,
+            version=version or message.version or self.versions[0],
+            sender_domain=self.domain,
+            recipient_domain=peer.domain,
+            time_stamp=self._clock(),
+            message_id=str(uuid.uuid4()),
+            conversation_id=conversation_id or message.conversation_id or str(uuid.uuid4()),
+        )
         if reference_message_id and isinstance(filled, PayloadResponse):
             filled = dataclasses.replace(filled, reference_message_id=reference_message_id)
         return self._outbound(filled, peer)
@@ -437,23 +448,18 @@ class Participant:
         wanted = f" as {role}" if role else ""
         raise UnknownPeer(f"no peer {domain}{wanted} configured to receive {kind.xml_name}")
 
-    def _fill(
-        self,
-        message: M,
-        recipient: str,
-        *,
-        version: str | None = None,
-        conversation_id: str | None = None,
-    ) -> M:
-        """The message with the metadata of a message we send now."""
-        return dataclasses.replace(
+    def _fill(self, message: M, recipient: str) -> M:
+        """The message with the metadata of a request we send now: its composer's Version
+        and ConversationID if it chose them, else the Version we send and a new
+        conversation."""
+        return answers.fill(
             message,
-            version=version or message.version or self.versions[0],
+            version=message.version or self.versions[0],
             sender_domain=self.domain,
             recipient_domain=recipient,
             time_stamp=self._clock(),
             message_id=str(uuid.uuid4()),
-            conversation_id=conversation_id or message.conversation_id or str(uuid.uuid4()),
+            conversation_id=message.conversation_id or str(uuid.uuid4()),
         )
 
     def _outbound(self, message: PayloadMessage, peer: Peer) -> OutboundRecord:
@@ -516,7 +522,7 @@ class Participant:
         """Handle a message a previous run acknowledged but did not finish handling."""
         signed = envelope.parse_envelope(record.envelope)
         inner = signed.sealed[envelope.SIGNATURE_BYTES :]  # verified before it was stored
-        message = codec.decode(inner)
+        message = codec.decode(inner, bulk=LARGE_MESSAGES)
         log.info("recovering an unfinished %s from %s", message.xml_name, record.sender_domain)
         log.debug("recovering %s", message.message_id)
         await self._handle(
@@ -704,9 +710,7 @@ class Participant:
         """Give a handler's response the metadata of an answer to `received`."""
         request = received.message
         expected = RESPONSE_TYPES[type(request)]
-        if response is None:
-            response = accepted(request)
-        elif type(response) is not expected:
+        if response is not None and type(response) is not expected:
             log.error(
                 "handler for %s returned %s instead of %s",
                 request.xml_name,
@@ -714,15 +718,15 @@ class Participant:
                 expected.__name__,
             )
             response = rejected(request, (Reason.INVALID_MESSAGE,))
-        # A response is written in the Version of the request it answers (if we speak it).
-        version = request.version if request.version in self.versions else self.versions[0]
-        filled = self._fill(
+        return answers.answer(
+            request,
             response,
-            received.sender_domain,
-            version=version,
-            conversation_id=request.conversation_id,
+            sender_domain=self.domain,
+            recipient_domain=received.sender_domain,
+            versions=self.versions,
+            time_stamp=self._clock(),
+            message_id=str(uuid.uuid4()),
         )
-        return dataclasses.replace(filled, reference_message_id=request.message_id)
 
     def _resolve_waiter(self, response: PayloadResponse, sender_domain: str) -> None:
         """Hand `response` to the request awaiting it, if it is the answer that request can
@@ -755,33 +759,7 @@ def _schema_problem(record: OutboundRecord) -> str | None:
     """
     try:
         sealed = envelope.parse_envelope(record.envelope).sealed
-        codec.decode(sealed[envelope.SIGNATURE_BYTES :])
+        codec.decode(sealed[envelope.SIGNATURE_BYTES :], bulk=LARGE_MESSAGES)
     except InvalidXml as exc:
         return f"checked here: {exc.detail}"
     return None
-
-
-def _copied_fields(request: PayloadMessage, response_type: type[PayloadResponse]) -> dict[str, Any]:
-    """The response's required business fields that the request carries (TimeZone, Period)."""
-    metadata = {f.name for f in dataclasses.fields(PayloadResponse)}
-    return {
-        f.name: getattr(request, f.name)
-        for f in dataclasses.fields(response_type)
-        if f.name not in metadata and hasattr(request, f.name)
-    }
-
-
-def accepted(request: PayloadMessage) -> PayloadResponse:
-    """A bare Accepted response to `request` (metadata to be filled by the participant)."""
-    response_type = RESPONSE_TYPES[type(request)]
-    return response_type(result=Result.ACCEPTED, **_copied_fields(request, response_type))
-
-
-def rejected(request: PayloadMessage, reasons: tuple[str, ...] | list[str]) -> PayloadResponse:
-    """A Rejected response to `request` with the reasons joined as the spec allows ("; ")."""
-    response_type = RESPONSE_TYPES[type(request)]
-    return response_type(
-        result=Result.REJECTED,
-        rejection_reason="; ".join(reasons),
-        **_copied_fields(request, response_type),
-    )

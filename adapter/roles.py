@@ -15,7 +15,7 @@ def role_router(participant: Participant, config: Config) -> None:
     """Register the handlers of `participant`'s role on its router."""
     if participant.role is Role.CRO:
         from .cro.handlers import cro_router_for
-        from .store.register import register_for
+        from .store import register_for
 
         journal = participant.journal  # with a bus, register changes become events too
         register = register_for(

@@ -18,14 +18,33 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .uftp.messages import PayloadMessage, PayloadResponse, Role
 
-if TYPE_CHECKING:
-    from .participant import Participant
-
 M = TypeVar("M", bound=PayloadMessage)
+
+
+class Sender(Protocol):
+    """What a handler may do besides answering: send messages of its own, and await the
+    responses to its requests. A `Participant` is one; a handler needs no more of it."""
+
+    async def send(
+        self, message: PayloadMessage, to: str, *, role: Role | None = None
+    ) -> PayloadMessage:
+        """Queue `message` durably for `to`; it, with its metadata filled in."""
+        ...
+
+    async def request(
+        self,
+        message: PayloadMessage,
+        to: str,
+        *,
+        role: Role | None = None,
+        timeout: float = 60.0,
+    ) -> PayloadResponse:
+        """Send `message` and wait for the response that answers it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +60,26 @@ class HandlerContext:
     envelope: bytes
     inner_xml: bytes
     received_at: datetime
-    #: For handlers that send further messages of their own.
-    participant: Participant
+    #: For handlers that send further messages of their own (the participant that received
+    #: this one).
+    participant: Sender
+
+    async def send(
+        self, message: PayloadMessage, to: str, *, role: Role | None = None
+    ) -> PayloadMessage:
+        """Queue a message of the handler's own for `to` (`Participant.send`)."""
+        return await self.participant.send(message, to, role=role)
+
+    async def request(
+        self,
+        message: PayloadMessage,
+        to: str,
+        *,
+        role: Role | None = None,
+        timeout: float = 60.0,
+    ) -> PayloadResponse:
+        """Send a request of the handler's own and await its response (`Participant.request`)."""
+        return await self.participant.request(message, to, role=role, timeout=timeout)
 
 
 Handler = Callable[[Any, HandlerContext], Awaitable[PayloadResponse | None]]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import sys
@@ -18,15 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .config import Config, ConfigError, load_config
+from .bulk import LARGE_MESSAGES
+from .config import Config, load_config
+from .errors import DeliveryFailed, ResponseTimeout, UnknownPeer
 from .keys import KeyFileExists, generate, write_private
-from .participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
-from .roles import role_router
-from .router import Router
+from .participant import Participant
 from .store.base import OutboundStatus
 from .uftp import codec
 from .uftp.errors import InvalidXml
 from .uftp.messages import PayloadMessage, PayloadResponse, Result
+from .wiring import participant_for
 
 log = logging.getLogger(__name__)
 
@@ -34,47 +34,6 @@ log = logging.getLogger(__name__)
 EXIT_ACCEPTED = 0
 EXIT_REJECTED = 1
 EXIT_UNDELIVERED = 2
-
-
-def participant_for(config: Config) -> Participant:
-    """The participant a configuration describes, with the ready-made handlers of its role
-    and the handler modules of its [handlers] table."""
-    participant = Participant.from_config(config)
-    role_router(participant, config)
-    for ref in config.handlers.modules:
-        load_handlers(participant, ref)
-    return participant
-
-
-class HandlerModuleError(ConfigError):
-    """A [handlers] module that cannot be loaded, or names no router."""
-
-
-def load_handlers(participant: Participant, ref: str) -> None:
-    """Add the handlers `ref` ("package.module:attribute") names to `participant`'s router.
-
-    The attribute is a `Router` (its handlers are included) or a function taking the
-    participant (it registers what it wants, e.g. handlers that send messages of their own).
-    A handler for a type that already has one is an error, not an override."""
-    module_name, _, attribute = ref.partition(":")
-    source = f"[handlers] modules: {ref}"
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HandlerModuleError(source, None, f"cannot import {module_name}: {exc}") from None
-    target = getattr(module, attribute, None)
-    try:
-        if isinstance(target, Router):
-            participant.router.include(target)
-        elif callable(target):
-            target(participant)
-        else:
-            raise HandlerModuleError(
-                source, None, f"{attribute} is not a Router nor a function of the participant"
-            )
-    except ValueError as exc:  # a second handler for one message type
-        raise HandlerModuleError(source, None, str(exc)) from None
-    log.info("loaded handlers from %s", ref)
 
 
 async def serve(
@@ -117,7 +76,7 @@ def read_message_file(path: Path) -> PayloadMessage:
     """A UFTP message from an XML file. Its metadata is replaced when it is sent (new
     MessageID, our domain, now), so a template with placeholder metadata is fine."""
     try:
-        return codec.decode(path.read_bytes())
+        return codec.decode(path.read_bytes(), bulk=LARGE_MESSAGES)
     except OSError as exc:
         raise InvalidXml(f"{path}: {exc.strerror or exc}") from None
     except InvalidXml as exc:

@@ -1,12 +1,15 @@
-"""The HTTP endpoint and the inbound pipeline up to HTTP 200.
+"""The HTTP endpoint: the edge that reads a request and drives the core's inbound decision
+(`adapter.uftp.inbound`) up to HTTP 200.
 
 Order matters, and follows the spec's error table (message-transport-mechanism.md, "Error
-handling"): transport checks on the request (411, 400, 413), the SignedMessage wrapper (400),
-the sender's keys (419 when they cannot be looked up now, 401 when the sender is unknown),
-the signature (401), the inner message (400), the sender's rate (429). Only then is the
-message trusted enough to be stored, and only once it is stored does the sender get 200.
+handling"): transport checks on the request (411, 400, 415, 413), the SignedMessage wrapper
+(400), the sender's keys (419 when they cannot be looked up now, 401 when the sender is
+unknown), the signature (401), the inner message (400), the sender's rate (429). Only then is
+the message trusted enough to be stored, and only once it is stored does the sender get 200.
 Everything after that (protocol checks' rejections, the handler, the response) happens
-asynchronously, in the participant.
+asynchronously, in the participant. The rules of each step are the core's; what is here is
+what needs I/O or state: the connection limits, the budget of bodies in flight, reading the
+body, the directory, the rate limiter, the store and the log.
 
 A peer can make this code answer 4xx but never 500: every failure it can cause is a
 `TransportError` with its status, and anything else is a bug, logged, and answered 500 with
@@ -16,7 +19,6 @@ no detail.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import socket
 import time
@@ -31,26 +33,23 @@ import aiohttp
 from aiohttp import hdrs, web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .bulk import LARGE_MESSAGES
 from .connections import Connections, track_requests
 from .directory import Directory
 from .ops.observer import NULL_OBSERVER, UNKNOWN_PEER, Observer
 from .printable import printable
 from .store.base import EventRecord, InboundRecord, SaveOutcome, Store
-from .uftp import codec, envelope
+from .uftp import inbound
 from .uftp.errors import (
-    BadContentType,
     BodyIncomplete,
-    InvalidSignature,
-    LengthRequired,
-    PayloadTooLarge,
     RateLimited,
     RequestTimeout,
     ServerBusy,
     TransportError,
-    UnsupportedContentEncoding,
 )
+from .uftp.inbound import ACCEPTED_CONTENT_TYPES as ACCEPTED_CONTENT_TYPES
+from .uftp.inbound import message_path as message_path
 from .uftp.messages import PayloadMessage, Role
-from .uftp.rules import protocol_rejections
 
 if TYPE_CHECKING:
     from .bus.port import BusHealth
@@ -60,7 +59,6 @@ InboundEvents = Callable[[PayloadMessage, bytes, Role], Awaitable[Sequence[Event
 
 log = logging.getLogger(__name__)
 
-ACCEPTED_CONTENT_TYPES = frozenset({"text/xml", "application/xml"})
 #: How much of a refusal is logged: its reason at info level, its detail (which a peer can
 #: make 64 KB long) at debug level.
 REASON_LOGGED = 200
@@ -71,13 +69,10 @@ DETAIL_LOGGED = 1000
 SERVER_NAME = "uftp-adapter"
 web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]  # imported there
 #: Bodies above this size are verified and parsed on a worker thread, so that one large
-#: portfolio update does not stall every other request on the event loop.
+#: portfolio update does not stall every other request on the event loop; their inner
+#: message is read with the help of `bulk.LARGE_MESSAGES` (validated on another thread
+#: while it is read, with the collector paused) once it is large enough for that to pay.
 THREAD_THRESHOLD = 256 * 1024
-
-
-def message_path(version_major: int) -> str:
-    """URL path for a major Version (spec: "Version coupled to URL")."""
-    return f"/shapeshifter/api/v{version_major}/message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,16 +172,6 @@ class RateLimiter:
         return True
 
 
-@dataclass(frozen=True, slots=True)
-class _Opened:
-    sender_domain: str
-    sender_role: Role
-    inner_xml: bytes
-    message: PayloadMessage
-    #: SHA-256 of the inner XML: what "the same message" means for duplicates.
-    content_hash: bytes
-
-
 class Endpoint:
     """The aiohttp application of one participant."""
 
@@ -209,9 +194,6 @@ class Endpoint:
         max_connections: int = 256,
         body_bytes_in_flight: int | None = None,
     ) -> None:
-        self._domain = domain
-        self._role = role
-        self._versions = versions
         self._directory = directory
         self._store = store
         self._clock = clock
@@ -219,8 +201,11 @@ class Endpoint:
         self._max_body = max_body_bytes
         self._rate = rate_limiter
         self._read_timeout = read_timeout
-        #: (how old, how far ahead) a TimeStamp may be; None: any.
-        self._time_stamp_window = time_stamp_window
+        #: Who a message must be addressed to, by the major Version of the path it came by.
+        self._receivers = {
+            major: inbound.Receiver.on_path(domain, role, versions, major, time_stamp_window)
+            for major in {inbound.major(v) for v in versions}
+        }
         self._keepalive_timeout = keepalive_timeout
         self._header_timeout = header_timeout
         self._connections = Connections(
@@ -238,8 +223,7 @@ class Endpoint:
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body, middlewares=[track_requests])
-        majors = sorted({int(v.split(".")[0]) for v in self._versions})
-        for major in majors:
+        for major in sorted(self._receivers):
             app.router.add_post(message_path(major), partial(self.handle_post, major=major))
         app.router.add_get("/health", self.handle_health)
         app.router.add_get("/health/bus", self.handle_bus_health)
@@ -358,31 +342,23 @@ class Endpoint:
         log.debug("inbound refused, detail: %s", printable(exc.detail, DETAIL_LOGGED))
 
     async def _receive(self, request: web.Request, major: int, progress: _Progress) -> Received:
-        # Transport checks, in the order of the spec's table.
-        if request.content_length is None:
-            raise LengthRequired("Content-Length is required")
-        if request.content_type not in ACCEPTED_CONTENT_TYPES:
-            raise BadContentType(f"Content-Type must be text/xml, not {request.content_type}")
-        charset = request.charset
-        if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
-            raise BadContentType(f"the charset must be UTF-8, not {charset}")
-        codings = [
-            coding.strip().lower()
-            for header in request.headers.getall(hdrs.CONTENT_ENCODING, ())
-            for coding in header.split(",")
-        ]
-        if any(coding not in ("", "identity") for coding in codings):
-            raise UnsupportedContentEncoding(
-                f"Content-Encoding must be identity, not {', '.join(codings)}"
-            )
-        if request.content_length > self._max_body:
-            raise PayloadTooLarge(f"the body exceeds {self._max_body} bytes")
-        if not self._bodies.take(request.content_length):
+        inbound.check_transport(
+            inbound.RequestHead(
+                content_length=request.content_length,
+                content_type=request.content_type,
+                charset=request.charset,
+                content_encodings=tuple(request.headers.getall(hdrs.CONTENT_ENCODING, ())),
+            ),
+            max_body_bytes=self._max_body,
+        )
+        length = request.content_length
+        assert length is not None  # refused above otherwise
+        if not self._bodies.take(length):
             raise ServerBusy("too many request bodies are being received, retry")
-        progress.bytes = request.content_length
+        progress.bytes = length
         try:
             async with asyncio.timeout(self._read_timeout):
-                body = await _read_body(request.content, request.content_length)
+                body = await _read_body(request.content, length)
         except TimeoutError:
             raise RequestTimeout("the body was not received in time") from None
         except (
@@ -396,37 +372,23 @@ class Endpoint:
 
         large = len(body) > THREAD_THRESHOLD
         if large:
-            signed = await asyncio.to_thread(envelope.parse_envelope, body)
+            signed = await asyncio.to_thread(inbound.read_envelope, body)
         else:
-            signed = envelope.parse_envelope(body)
+            signed = inbound.read_envelope(body)
         progress.sender = (signed.sender_domain, signed.sender_role)
         progress.peer = bool(self._directory.roles_of(signed.sender_domain))
         peer = await self._directory.lookup(signed.sender_domain, signed.sender_role)
-        if peer is None:
-            raise InvalidSignature(
-                f"unknown sender {signed.sender_domain} in role {signed.sender_role}"
-            )
         if large:
-            opened = await asyncio.to_thread(_open, signed, peer.signing_keys)
+            opened = await asyncio.to_thread(
+                partial(inbound.open_message, signed, peer, bulk=LARGE_MESSAGES)
+            )
         else:
-            opened = _open(signed, peer.signing_keys)
+            opened = inbound.open_message(signed, peer)
         if self._rate is not None and not self._rate.allow(signed.sender_domain):
             raise RateLimited(f"{signed.sender_domain} is over its message rate")
 
         message = opened.message
-        rejections = protocol_rejections(
-            message,
-            envelope_sender_domain=signed.sender_domain,
-            envelope_sender_role=signed.sender_role,
-            own_domain=self._domain,
-            own_role=self._role,
-            # Each major Version has its own URL path (spec: "Version coupled to URL"):
-            # a 4.x message posted to the v3 path is not one this path supports.
-            supported_versions=tuple(v for v in self._versions if int(v.split(".")[0]) == major),
-            barred=peer.barred,
-            now=self._clock(),
-            time_stamp_window=self._time_stamp_window,
-        )
+        rejections = inbound.rejections(opened, self._receivers[major], now=self._clock())
         now = self._clock()
         record = InboundRecord(
             sender_domain=signed.sender_domain,
@@ -472,7 +434,7 @@ class Endpoint:
             envelope=body,
             inner_xml=opened.inner_xml,
             received_at=now,
-            rejections=tuple(rejections),
+            rejections=rejections,
             outcome=outcome,
         )
 
@@ -496,11 +458,3 @@ async def _read_body(content: aiohttp.StreamReader, length: int) -> bytes:
         received += len(chunk)
     view.release()
     return bytes(buffer)
-
-
-def _open(signed: envelope.SignedMessage, keys: tuple[bytes, ...]) -> _Opened:
-    """Verify, then parse: nothing inside the Body is read before the signature checks out."""
-    inner = envelope.open_sealed(signed.sealed, keys)
-    message = codec.decode(inner)
-    digest = hashlib.sha256(inner).digest()
-    return _Opened(signed.sender_domain, signed.sender_role, inner, message, digest)

@@ -20,16 +20,39 @@ import logging
 import os
 import ssl
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
-from .config import TlsSettings
+from .uftp.errors import AdapterError
 
 log = logging.getLogger(__name__)
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 
 
-class TlsFileError(Exception):
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """HTTPS in both directions: the [tls] table (paths are absolute once loaded).
+
+    Without `certificate` the endpoint serves plain HTTP, for loopback or behind a proxy that
+    terminates TLS. Outgoing connections always verify the peer's certificate: against `ca`
+    when given, else against the system trust store. This module builds the contexts,
+    and checks the files when the configuration is loaded (`check`).
+    """
+
+    #: Our server certificate (PEM, chain allowed) and its unencrypted private key.
+    certificate: Path | None = None
+    private_key: Path | None = None
+    #: CA(s) that sign our peers' client certificates; when set, every client must present one.
+    client_ca: Path | None = None
+    #: CA(s) we trust for peers' server certificates, instead of the system trust store.
+    ca: Path | None = None
+    #: The certificate we present to peers that require client certificates, and its key.
+    client_certificate: Path | None = None
+    client_private_key: Path | None = None
+
+
+class TlsFileError(AdapterError):
     """A certificate, key or CA file that cannot be used; `key` names its [tls] field."""
 
     def __init__(self, key: str, problem: str) -> None:

@@ -67,7 +67,8 @@ from adapter.cro import cro_router
 from adapter.directory import Peer, StaticDirectory
 from adapter.keys import generate
 from adapter.participant import Participant
-from adapter.store.register import PortfolioRegister, UpdateMeta, register_for
+from adapter.store import register_for
+from adapter.store.register import PortfolioRegister, UpdateMeta
 from adapter.store.sqlite import SqliteStore
 from adapter.uftp import codec, envelope
 from adapter.uftp.messages import (

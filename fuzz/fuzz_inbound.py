@@ -1,8 +1,9 @@
-"""Coverage-guided fuzz target for the inbound pipeline, as `adapter.server` runs it:
+"""Coverage-guided fuzz target for the inbound decision of the core, as `adapter.server`
+drives it (`adapter.uftp.inbound`):
 
-    bytes -> envelope.parse_envelope -> envelope.open_sealed -> codec.decode
-          -> rules.protocol_rejections
-          (-> for a request: the Rejected answer, written with `codec.encode`)
+    bytes -> check_transport -> read_envelope -> open_message (verify, then codec.decode)
+          -> rejections
+          (-> for a request: the Rejected answer of `answers`, written with `codec.encode`)
 
 Run it (libFuzzer flags; the first directory receives new inputs, later ones only seed)::
 
@@ -22,12 +23,13 @@ answer it with HTTP 500, which a peer must never be able to cause.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import re
 import sys
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from nacl.bindings import crypto_sign_seed_keypair
@@ -36,13 +38,20 @@ from nacl.bindings import crypto_sign_seed_keypair
 FUZZ_PUBLIC, FUZZ_SIGNING = crypto_sign_seed_keypair(b"uftp-adapter fuzz key, not real!")
 #: The receiving participant the target plays: the CRO of the samples.
 OWN_DOMAIN = "cro.example.com"
-SUPPORTED_VERSIONS = ("3.0.0", "3.1.0")
+#: The Versions the target speaks; the first is the one it answers in when the request's is
+#: not one of them.
+SUPPORTED_VERSIONS = ("3.1.0", "3.0.0")
 #: Sender identities the inner mode signs as (chosen by the second byte).
 SENDERS = (
     ("dso.example-grid.nl", "DSO"),
     ("agr.example.com", "AGR"),
     ("cro.example.com", "CRO"),
 )
+
+#: The body cap the target's endpoint has (the participant's default).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+#: The receiver's clock; no TimeStamp window is set, so it only has to be a time.
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 ENVELOPE_MODE = b"\x00"
 INNER_MODE = b"\x01"
@@ -124,16 +133,15 @@ INTERESTING_VALUES: tuple[bytes, ...] = (
 
 def _load_pipeline() -> dict[str, Any]:
     """Import the pipeline modules (inside `atheris.instrument_imports` when fuzzing)."""
-    from adapter.participant import rejected
-    from adapter.uftp import codec, envelope, rules
+    from adapter.uftp import answers, codec, envelope, inbound
     from adapter.uftp.errors import Reason, UftpError
     from adapter.uftp.messages import PayloadResponse, Role
 
     return {
         "codec": codec,
         "envelope": envelope,
-        "rules": rules,
-        "rejected": rejected,
+        "inbound": inbound,
+        "answers": answers,
         "Reason": Reason,
         "UftpError": UftpError,
         "PayloadResponse": PayloadResponse,
@@ -146,19 +154,20 @@ def make_target(
 ) -> Callable[[bytes], None]:
     """The one-input function: returns normally, or raises what would be an HTTP 500.
 
-    `stages`, if given, counts the inputs that got through each stage ("opened": the
-    signature verified; "decoded": schema-valid and read; "answered": the Rejected answer
+    `stages`, if given, counts the inputs that got through each stage ("decoded": the
+    signature verified, the message schema-valid and read; "answered": the Rejected answer
     written), to show how deep a set of inputs reaches."""
     reached: Counter[str] = stages if stages is not None else Counter()
     codec = pipeline["codec"]
     envelope = pipeline["envelope"]
-    rules = pipeline["rules"]
+    inbound = pipeline["inbound"]
     uftp_error: type[Exception] = pipeline["UftpError"]
     role_type = pipeline["Role"]
-    rejected = pipeline["rejected"]
+    answers = pipeline["answers"]
     reason_type = pipeline["Reason"]
     payload_response: type = pipeline["PayloadResponse"]
-    own_role = role_type.CRO
+    receiver = inbound.Receiver(OWN_DOMAIN, role_type.CRO, SUPPORTED_VERSIONS)
+    sender_keys = SimpleNamespace(signing_keys=(FUZZ_PUBLIC,), barred=False)
 
     def test_one_input(data: bytes) -> None:
         if not data:
@@ -169,20 +178,14 @@ def make_target(
             body = envelope.seal(rest[1:], FUZZ_SIGNING, domain, role_type(role))
         else:
             body = rest
+        head = inbound.RequestHead(len(body), "text/xml", "utf-8")
         try:
-            signed = envelope.parse_envelope(body)
-            inner = envelope.open_sealed(signed.sealed, (FUZZ_PUBLIC,))
-            reached["opened"] += 1
-            message = codec.decode(inner)
+            inbound.check_transport(head, max_body_bytes=MAX_BODY_BYTES)
+            signed = inbound.read_envelope(body)
+            opened = inbound.open_message(signed, sender_keys)
+            message = opened.message
             reached["decoded"] += 1
-            reasons = rules.protocol_rejections(
-                message,
-                envelope_sender_domain=signed.sender_domain,
-                envelope_sender_role=signed.sender_role,
-                own_domain=OWN_DOMAIN,
-                own_role=own_role,
-                supported_versions=SUPPORTED_VERSIONS,
-            )
+            reasons = inbound.rejections(opened, receiver, now=NOW)
         except uftp_error:
             return
         # Past this point the sender has had its HTTP 200; what the participant does next
@@ -192,21 +195,14 @@ def make_target(
         assert message.time_stamp is not None and message.conversation_id
         "; ".join(reasons).encode("utf-8")
         if not isinstance(message, payload_response):
-            answer = rejected(message, reasons or [reason_type.INVALID_MESSAGE])
-            answer = dataclasses.replace(
-                answer,
-                # As Participant._complete_response: the request's Version if we speak it.
-                version=(
-                    message.version
-                    if message.version in SUPPORTED_VERSIONS
-                    else SUPPORTED_VERSIONS[-1]
-                ),
+            answer = answers.answer(
+                message,
+                answers.rejected(message, reasons or [reason_type.INVALID_MESSAGE]),
                 sender_domain=OWN_DOMAIN,
                 recipient_domain=signed.sender_domain,
+                versions=SUPPORTED_VERSIONS,
                 time_stamp=message.time_stamp,
                 message_id=message.message_id,
-                conversation_id=message.conversation_id,
-                reference_message_id=message.message_id,
             )
             codec.encode(answer, validate=False)
             reached["answered"] += 1

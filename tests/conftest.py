@@ -1,4 +1,5 @@
-"""Real participants on loopback: aiohttp servers and clients, SQLite files in tmp_path.
+"""Real participants on loopback (`adapter.testing.Network`): aiohttp servers and clients,
+SQLite files in tmp_path.
 
 `network` starts participants on free ports and introduces them to each other (each one's
 endpoint and public key in the other's directory), as two operators exchanging their cs1
@@ -10,95 +11,17 @@ tests/official_xsd.py) skip, or fail where CI requires them, and say so in one s
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapter.config import DeliverySettings
-from adapter.directory import Peer, StaticDirectory
-from adapter.keys import PrivateKeys, generate
-from adapter.participant import Participant
-from adapter.router import Router
-from adapter.store.sqlite import SqliteStore
-from adapter.uftp.messages import Role
+# Importable from here as before `adapter.testing` held them.
+from adapter.testing import FAST_DELIVERY as FAST_DELIVERY
+from adapter.testing import Network
+from adapter.testing import eventually as eventually
 from tests import official_xsd
-
-#: Fast retries so that outage tests take seconds, not hours.
-FAST_DELIVERY = DeliverySettings(
-    deadline_seconds=20.0,
-    request_timeout_seconds=5.0,
-    backoff_initial_seconds=0.05,
-    backoff_max_seconds=0.4,
-)
-
-
-class Network:
-    """Builds participants that know each other."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self._tmp = tmp_path
-        self.participants: list[Participant] = []
-        self.keys: dict[str, PrivateKeys] = {}
-
-    def create(
-        self,
-        domain: str,
-        role: Role,
-        *,
-        router: Router | None = None,
-        delivery: DeliverySettings = FAST_DELIVERY,
-        port: int = 0,
-        store_name: str | None = None,
-        **options: Any,
-    ) -> Participant:
-        """A participant, not started. Same `store_name` = same SQLite file (restarts)."""
-        keys = self.keys.setdefault(domain, generate())
-        store = SqliteStore(self._tmp / f"{store_name or domain}.sqlite3")
-        participant = Participant(
-            domain=domain,
-            role=role,
-            keys=keys,
-            store=store,
-            directory=StaticDirectory([]),
-            router=router,
-            delivery=delivery,
-            port=port,
-            **options,
-        )
-        self.participants.append(participant)
-        return participant
-
-    async def start(self, *participants: Participant) -> None:
-        for participant in participants:
-            await participant.start()
-
-    def introduce(self, a: Participant, b: Participant, *, barred: bool = False) -> None:
-        """Put each participant in the other's directory."""
-        for me, other in ((a, b), (b, a)):
-            directory = me.directory
-            assert isinstance(directory, StaticDirectory)
-            directory.add(self.peer(other, barred=barred and me is a))
-
-    def peer(self, participant: Participant, **changes: Any) -> Peer:
-        keys = self.keys[participant.domain]
-        fields: dict[str, Any] = {
-            "domain": participant.domain,
-            "role": participant.role,
-            "endpoint": participant.url(),
-            "signing_keys": (keys.public.signing,),
-            "barred": False,
-        }
-        fields.update(changes)
-        return Peer(**fields)
-
-    async def close(self) -> None:
-        for participant in self.participants:
-            with contextlib.suppress(Exception):  # already stopped by the test
-                await participant.stop()
 
 
 @pytest.fixture
@@ -108,22 +31,6 @@ async def network(tmp_path: Path) -> AsyncIterator[Network]:
         yield net
     finally:
         await net.close()
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0
-) -> None:
-    """Wait until `condition` holds; fail the test if it does not within `timeout`."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 # --- the official XSDs: skip or fail, and say so ---------------------------------------------

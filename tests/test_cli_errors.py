@@ -178,7 +178,7 @@ async def bump(path: Path, component: str, version: int) -> None:
     store = SqliteStore(path)
     await store.open()
     if component == "cro_register":
-        from adapter.store.register import register_for
+        from adapter.store import register_for
 
         await register_for(store).congestion_points()
     await store.close()

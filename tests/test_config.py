@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from adapter.assemble import load_keys
 from adapter.config import (
     Config,
     ConfigError,
@@ -563,21 +564,6 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
         load_config(dup)
 
 
-def test_load_keys_never_creates_a_key(tmp_path: Path) -> None:
-    """A typo in signing_key must stop the participant, not give it a new identity."""
-    data = valid()
-    data["participant"]["signing_key"] = "keys/dso.key"
-    config = parse(data, tmp_path)
-    from adapter.keys import KeyFileError
-
-    with pytest.raises(KeyFileError, match="no such key file; create one with `uftp-adapter"):
-        config.participant.load_keys()
-    assert not (tmp_path / "keys").exists()
-    keys = generate()
-    write_private(tmp_path / "keys" / "dso.key", keys)
-    assert config.participant.load_keys() == keys
-
-
 # --------------------------------------------------------------------------------------------
 # The sample configs in config/
 # --------------------------------------------------------------------------------------------
@@ -602,7 +588,7 @@ def test_sample_configs_load_after_generating_keys(samples: Path) -> None:
     assert dso.participant.listen == ListenAddress("127.0.0.1", 8081)
     assert dso.participant.signing_key == samples / "keys" / "dso.key"
     assert dso.participant.store == SqliteStore(samples / "var" / "dso.sqlite3")
-    assert dso.participant.load_keys() == dso_keys
+    assert load_keys(dso.participant) == dso_keys
 
     assert cro.participant.domain == "cro.uftp-demo.test"
     assert cro.participant.role is Role.CRO

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aiohttp
 import pytest
 
 from adapter.config import ConfigError, load_config
@@ -23,6 +22,7 @@ from adapter.keys import generate, write_private
 from adapter.participant import Participant
 from adapter.router import HandlerContext, Router
 from adapter.store.base import OutboundStatus
+from adapter.testing import FAST_DELIVERY, Network, accepting, composed, eventually, post
 from adapter.uftp import codec, envelope
 from adapter.uftp.messages import (
     DSOPortfolioUpdate,
@@ -31,44 +31,11 @@ from adapter.uftp.messages import (
     Result,
     Role,
 )
-from tests.conftest import FAST_DELIVERY, Network, eventually
 from tests.uftp.samples import make_dso_portfolio_update, make_test_message
 
 DSO = "dso.example-grid.nl"
 CRO = "cro.example.com"
 XML = {"Content-Type": "text/xml; charset=utf-8"}
-
-
-def update() -> DSOPortfolioUpdate:
-    """A portfolio update as an application composes it: the participant fills the metadata."""
-    return dataclasses.replace(
-        make_dso_portfolio_update(),
-        version="",
-        sender_domain="",
-        recipient_domain="",
-        time_stamp=None,
-        message_id="",
-        conversation_id="",
-    )
-
-
-def accepting() -> Router:
-    """A CRO router that accepts every portfolio update."""
-    router = Router()
-
-    @router.on(DSOPortfolioUpdate)
-    async def accept(message: DSOPortfolioUpdate, ctx: HandlerContext) -> PayloadResponse:
-        return DSOPortfolioUpdateResponse()
-
-    return router
-
-
-async def post(url: str, body: bytes) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=body, headers=XML) as response,
-    ):
-        return response.status, await response.text()
 
 
 # -- the rate per sender, from the configuration ---------------------------------------------
@@ -129,7 +96,7 @@ async def test_a_sender_over_its_rate_is_paced_not_lost(network: Network, tmp_pa
     await network.start(dso)
     await configured_cro(network, tmp_path, dso, "rate_per_sender = 10\nburst = 2")
 
-    sent = [await dso.send(update(), to=CRO) for _ in range(8)]
+    sent = [await dso.send(composed(make_dso_portfolio_update()), to=CRO) for _ in range(8)]
 
     async def all_delivered() -> bool:
         records = [await dso.store.get_outbound(m.message_id) for m in sent]
@@ -254,7 +221,9 @@ async def test_a_slow_sender_leaves_handler_slots_to_others(network: Network) ->
     network.introduce(cro, a)
     network.introduce(cro, b)
 
-    flood = [await a.send(update(), to=CRO) for _ in range(8)]  # twice the global slots
+    flood = [
+        await a.send(composed(make_dso_portfolio_update()), to=CRO) for _ in range(8)
+    ]  # twice the global slots
 
     async def flood_acknowledged() -> bool:
         records = [await a.store.get_outbound(m.message_id) for m in flood]
@@ -264,7 +233,7 @@ async def test_a_slow_sender_leaves_handler_slots_to_others(network: Network) ->
         await eventually(flood_acknowledged)  # the CRO holds all 8, their handlers queued
         await eventually(lambda: running[noisy] >= 2)
 
-        response = await b.request(update(), to=CRO, timeout=5)
+        response = await b.request(composed(make_dso_portfolio_update()), to=CRO, timeout=5)
 
         assert response.result is Result.ACCEPTED
         assert running[noisy] == 2  # A's handlers are still stuck
@@ -322,7 +291,7 @@ async def test_a_hanging_peer_does_not_delay_delivery_to_others(
     network: Network, hanging: Hanging
 ) -> None:
     down = "cro-down.example.com"
-    cro = network.create(CRO, Role.CRO, router=accepting())
+    cro = network.create(CRO, Role.CRO, router=accepting(DSOPortfolioUpdate))
     dso = network.create(
         DSO,
         Role.DSO,
@@ -336,11 +305,11 @@ async def test_a_hanging_peer_does_not_delay_delivery_to_others(
     )
 
     for _ in range(80):  # more than the outbox's 64 slots
-        await dso.send(update(), to=down)
+        await dso.send(composed(make_dso_portfolio_update()), to=down)
     await eventually(lambda: hanging.connections >= 4)
 
     started = asyncio.get_running_loop().time()
-    response = await dso.request(update(), to=CRO, timeout=3)
+    response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=3)
 
     assert response.result is Result.ACCEPTED
     assert asyncio.get_running_loop().time() - started < 3
@@ -361,7 +330,7 @@ async def test_deeply_nested_body_is_400_and_the_server_serves_on(
     async def collect(message: PayloadResponse, ctx: HandlerContext) -> None:
         answers.append(message)
 
-    cro = network.create(CRO, Role.CRO, router=accepting())
+    cro = network.create(CRO, Role.CRO, router=accepting(DSOPortfolioUpdate))
     dso = network.create(DSO, Role.DSO, router=dso_router)
     await network.start(cro, dso)
     network.introduce(cro, dso)
@@ -378,6 +347,6 @@ async def test_deeply_nested_body_is_400_and_the_server_serves_on(
     # Unsigned, deeply nested wrapper: refused before anything is verified (2048 there).
     assert (await post(cro.url(), wrapper))[0] == 400
 
-    await dso.send(update(), to=CRO)
+    await dso.send(composed(make_dso_portfolio_update()), to=CRO)
     await eventually(lambda: len(answers) == 1)
     assert answers[0].result is Result.ACCEPTED

@@ -12,7 +12,8 @@ import pytest
 from adapter.participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
 from adapter.router import HandlerContext, Router
 from adapter.store.base import OutboundStatus
-from adapter.uftp.errors import Rejection
+from adapter.testing import Network, composed, eventually
+from adapter.uftp.errors import InvalidOutbound, InvalidXml, Rejection
 from adapter.uftp.messages import (
     DSOPortfolioQuery,
     DSOPortfolioQueryResponse,
@@ -24,24 +25,10 @@ from adapter.uftp.messages import (
     TestMessage,
     TestMessageResponse,
 )
-from tests.conftest import Network, eventually
 from tests.uftp.samples import make_dso_portfolio_query, make_dso_portfolio_update
 
 DSO = "dso.example-grid.nl"
 CRO = "cro.example.com"
-
-
-def bare(message: DSOPortfolioUpdate) -> DSOPortfolioUpdate:
-    """A sample with its metadata cleared, as an application would compose it."""
-    return dataclasses.replace(
-        message,
-        version="",
-        sender_domain="",
-        recipient_domain="",
-        time_stamp=None,
-        message_id="",
-        conversation_id="",
-    )
 
 
 class Recorder:
@@ -99,7 +86,7 @@ async def pair(
 
 async def test_request_returns_the_correlated_response(network: Network) -> None:
     cro, dso, cro_seen, dso_seen = await pair(network)
-    update = bare(make_dso_portfolio_update())
+    update = composed(make_dso_portfolio_update())
 
     response = await dso.request(update, to=CRO, timeout=10)
 
@@ -122,9 +109,43 @@ async def test_test_message_is_answered_without_user_code(network: Network) -> N
     assert isinstance(response, TestMessageResponse)
 
 
+async def test_a_handler_sends_and_awaits_messages_of_its_own_through_its_context(
+    network: Network,
+) -> None:
+    """The context offers `send` and `request` (the `router.Sender` protocol), not the whole
+    participant: a CRO handler asks the DSO for a TestMessage round trip before it answers."""
+    router = Router()
+    asked: list[PayloadResponse] = []
+    answers: list[PayloadResponse] = []
+
+    @router.on(DSOPortfolioUpdate)
+    async def update(message: DSOPortfolioUpdate, ctx: HandlerContext) -> PayloadResponse:
+        asked.append(await ctx.request(TestMessage(), to=ctx.sender_domain, timeout=10))
+        await ctx.send(TestMessage(), to=ctx.sender_domain)
+        return DSOPortfolioUpdateResponse()
+
+    @router.on(TestMessageResponse)
+    async def answered(message: TestMessageResponse, ctx: HandlerContext) -> None:
+        answers.append(message)
+
+    dso_seen = Recorder()
+    cro = network.create(CRO, Role.CRO, router=router)
+    dso = network.create(DSO, Role.DSO, router=dso_router(dso_seen))
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
+
+    response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
+
+    assert response.result is Result.ACCEPTED
+    [answer] = asked
+    assert isinstance(answer, TestMessageResponse) and answer.sender_domain == DSO
+    # The one sent without waiting was answered too, to the CRO.
+    await eventually(lambda: len(answers) == 2)
+
+
 async def test_handler_rejection_reports_all_reasons(network: Network) -> None:
     cro, dso, _, _ = await pair(network)
-    update = bare(make_dso_portfolio_update())
+    update = composed(make_dso_portfolio_update())
     point = dataclasses.replace(
         update.congestion_points[0], entity_address="ea1.2024-01.nl.example:cp-reject"
     )
@@ -137,7 +158,7 @@ async def test_handler_rejection_reports_all_reasons(network: Network) -> None:
 
 async def test_handler_that_raises_answers_rejected_and_serves_on(network: Network) -> None:
     cro, dso, _, _ = await pair(network)
-    update = bare(make_dso_portfolio_update())
+    update = composed(make_dso_portfolio_update())
     point = dataclasses.replace(
         update.congestion_points[0], entity_address="ea1.2024-01.nl.example:cp-crash"
     )
@@ -146,7 +167,7 @@ async def test_handler_that_raises_answers_rejected_and_serves_on(network: Netwo
     )
     assert response.result is Result.REJECTED
     assert response.rejection_reason == "Invalid Message"
-    again = await dso.request(bare(make_dso_portfolio_update()), to=CRO, timeout=10)
+    again = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
     assert again.result is Result.ACCEPTED
 
 
@@ -170,7 +191,7 @@ async def test_unhandled_message_type_is_rejected_as_invalid_message(network: Ne
 async def test_send_to_unknown_peer_is_refused(network: Network) -> None:
     _, dso, _, _ = await pair(network)
     with pytest.raises(UnknownPeer):
-        await dso.send(bare(make_dso_portfolio_update()), to="nobody.example.com")
+        await dso.send(composed(make_dso_portfolio_update()), to="nobody.example.com")
 
 
 async def test_request_times_out_when_no_response_comes(network: Network) -> None:
@@ -180,6 +201,19 @@ async def test_request_times_out_when_no_response_comes(network: Network) -> Non
     )
     with pytest.raises(ResponseTimeout):
         await dso.request(query, to=CRO, timeout=0.2)  # the handler takes 0.5 s
+
+
+async def test_our_own_unsendable_message_is_invalid_outbound_and_not_queued(
+    network: Network,
+) -> None:
+    """Text XML cannot carry (a lone surrogate) is our mistake: `send` raises InvalidOutbound,
+    not the peer's InvalidXml, and nothing reaches the outbox."""
+    cro, dso, _, _ = await pair(network)
+    query = composed(make_dso_portfolio_query(entity_address="ea1.2024-01.nl.example:\udcff"))
+    with pytest.raises(InvalidOutbound) as caught:
+        await dso.send(query, to=CRO)
+    assert not isinstance(caught.value, InvalidXml)
+    assert await dso.store.pending_outbound() == []
 
 
 async def test_late_response_still_reaches_its_handler(network: Network) -> None:
@@ -199,7 +233,7 @@ async def test_permanent_failure_is_surfaced_to_the_request(network: Network) ->
     await network.start(stranger)
     stranger.directory.add(network.peer(cro))  # type: ignore[attr-defined]
     with pytest.raises(DeliveryFailed) as failure:
-        await stranger.request(bare(make_dso_portfolio_update()), to=CRO, timeout=10)
+        await stranger.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
     assert failure.value.result.status == 401
     record = await stranger.store.get_outbound(failure.value.message_id)
     assert record is not None and record.status is OutboundStatus.FAILED
@@ -214,7 +248,7 @@ async def test_peer_down_then_back_is_delivered_after_retries(network: Network) 
     port = cro.port
     await cro.stop()  # the CRO goes down
 
-    sent = await dso.send(bare(make_dso_portfolio_update()), to=CRO)
+    sent = await dso.send(composed(make_dso_portfolio_update()), to=CRO)
     await eventually(lambda: _attempts(dso, sent.message_id, at_least=2), timeout=10)
 
     revived = network.create(CRO, Role.CRO, router=cro_router(cro_seen), port=port)
@@ -243,7 +277,7 @@ async def test_pending_delivery_survives_a_restart(network: Network) -> None:
     port = cro.port
     await cro.stop()
 
-    sent = await dso.send(bare(make_dso_portfolio_update()), to=CRO)
+    sent = await dso.send(composed(make_dso_portfolio_update()), to=CRO)
     await eventually(lambda: _attempts(dso, sent.message_id, at_least=1))
     await dso.stop()  # the DSO stops with the delivery pending
 
@@ -276,7 +310,7 @@ def test_handlers_register_once_per_type() -> None:
 async def test_response_metadata_is_filled_by_the_participant(network: Network) -> None:
     cro, dso, _, _ = await pair(network)
     before = datetime.now(UTC)
-    response = await dso.request(bare(make_dso_portfolio_update()), to=CRO, timeout=10)
+    response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
     assert response.time_stamp is not None and response.time_stamp >= before
     uuid.UUID(response.message_id)
 
@@ -285,7 +319,7 @@ async def test_schema_invalid_outbound_message_is_explained_after_the_peers_400(
     network: Network,
 ) -> None:
     _, dso, cro_seen, _ = await pair(network)
-    update = bare(make_dso_portfolio_update())
+    update = composed(make_dso_portfolio_update())
     point = dataclasses.replace(update.congestion_points[0], entity_address="not-an-address")
     with pytest.raises(DeliveryFailed) as failure:
         await dso.request(dataclasses.replace(update, congestion_points=(point,)), to=CRO)

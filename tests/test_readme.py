@@ -32,6 +32,19 @@ def test_the_readme_has_the_examples_these_tests_run() -> None:
     assert "async def consume(" in nats_clients  # run by tests/bus/test_nats.py
 
 
+def test_the_readme_examples_import_from_the_public_face_only() -> None:
+    """`import adapter` is the face a reader learns; the modules behind it may move. (The
+    examples of "Connecting your systems" run in the operator's systems and import their
+    broker's client, not the adapter.)"""
+    for example in python_examples():
+        for node in ast.walk(ast.parse(example)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("adapter"):
+                assert node.module == "adapter", f"README imports from {node.module}"
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+                assert not any(name.startswith("adapter.") for name in names), names
+
+
 async def test_the_readme_examples_publish_and_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

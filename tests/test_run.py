@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
 import stat
 from pathlib import Path
 
 from adapter.run import EXIT_ACCEPTED, demo
+from adapter.testing import free_port
 
 SAMPLES = Path(__file__).parents[1] / "config"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def copy_samples(tmp_path: Path) -> Path:

@@ -14,6 +14,7 @@ from adapter.directory import Peer
 from adapter.keys import generate
 from adapter.participant import Participant
 from adapter.router import HandlerContext, Router
+from adapter.testing import Network, PeerClient, eventually
 from adapter.uftp import codec, envelope
 from adapter.uftp.errors import KeyLookupFailed
 from adapter.uftp.messages import (
@@ -25,7 +26,6 @@ from adapter.uftp.messages import (
     Role,
     TestMessage,
 )
-from tests.conftest import Network, eventually
 from tests.uftp.samples import make_dso_portfolio_update, make_test_message
 
 DSO = "dso.example-grid.nl"
@@ -42,6 +42,7 @@ class Setup:
         self.dso = dso
         self.handled: list[DSOPortfolioUpdate] = []
         self.responses: list[PayloadResponse] = []
+        self.peer = PeerClient(DSO, Role.DSO, network.keys[DSO])
 
     def message(self, **changes: Any) -> DSOPortfolioUpdate:
         fields = {
@@ -61,17 +62,12 @@ class Setup:
         role: Role = Role.DSO,
         secret: bytes | None = None,
     ) -> bytes:
-        key = secret or self.network.keys[DSO].signing
-        return envelope.seal(codec.encode(message), key, domain, role)
+        return self.peer.seal(message, domain=domain, role=role, secret=secret)
 
     async def post(
         self, body: bytes, headers: dict[str, str] | None = None, **kwargs: Any
     ) -> tuple[int, str]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(self.cro.url(), data=body, headers=headers or XML, **kwargs) as response,
-        ):
-            return response.status, await response.text()
+        return await self.peer.post(self.cro.url(), body, headers, **kwargs)
 
     def response_to(self, message_id: str) -> PayloadResponse | None:
         for response in self.responses:
@@ -131,16 +127,17 @@ async def test_missing_content_length_is_411(setup: Setup) -> None:
     assert "Content-Length" in text
 
 
-@pytest.mark.parametrize(
-    "content_type",
-    ["application/json", "text/plain", "text/xml; charset=iso-8859-1", "text/xml; charset=utf-16"],
-)
+# Each variant of a rule is in tests/uftp/test_inbound.py, against the core's decision; here
+# one of each, to show that the endpoint reads the head and answers the core's status.
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/xml; charset=utf-16"])
 async def test_wrong_content_type_or_charset_is_400(setup: Setup, content_type: str) -> None:
     status, _ = await setup.post(setup.seal(setup.message()), {"Content-Type": content_type})
     assert status == 400
 
 
-@pytest.mark.parametrize("content_type", ["text/xml", "application/xml", "text/xml; charset=UTF-8"])
+@pytest.mark.parametrize("content_type", ["application/xml", "text/xml; charset=UTF-8"])
 async def test_xml_content_types_are_accepted(setup: Setup, content_type: str) -> None:
     status, _ = await setup.post(setup.seal(setup.message()), {"Content-Type": content_type})
     assert status == 200
@@ -156,11 +153,7 @@ async def test_body_over_the_cap_is_413(network: Network) -> None:
         assert response.status == 413
 
 
-@pytest.mark.parametrize(
-    "body",
-    [b"", b"not xml", b"<SignedMessage", b"<Other/>", b'<SignedMessage SenderDomain="x" />'],
-    ids=["empty", "text", "truncated", "wrong-root", "schema-invalid"],
-)
+@pytest.mark.parametrize("body", [b"", b"<SignedMessage"], ids=["empty", "truncated"])
 async def test_malformed_envelope_is_400(setup: Setup, body: bytes) -> None:
     status, _ = await setup.post(body)
     assert status == 400

@@ -21,6 +21,7 @@ from adapter.keys import generate, write_private
 from adapter.participant import DeliveryFailed, Participant
 from adapter.router import HandlerContext, Router
 from adapter.store.base import OutboundStatus
+from adapter.testing import FAST_DELIVERY, Network, composed
 from adapter.uftp.messages import (
     DSOPortfolioUpdate,
     DSOPortfolioUpdateResponse,
@@ -29,7 +30,6 @@ from adapter.uftp.messages import (
     Role,
 )
 from tests.certs import Pki, make_pki
-from tests.conftest import FAST_DELIVERY, Network
 from tests.uftp.samples import make_dso_portfolio_update
 
 DSO = "dso.example-grid.nl"
@@ -41,19 +41,6 @@ SHORT = dataclasses.replace(FAST_DELIVERY, deadline_seconds=1.5, request_timeout
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
     return make_pki(tmp_path / "tls")
-
-
-def update() -> DSOPortfolioUpdate:
-    """A portfolio update as an application composes it: the participant fills the metadata."""
-    return dataclasses.replace(
-        make_dso_portfolio_update(),
-        version="",
-        sender_domain="",
-        recipient_domain="",
-        time_stamp=None,
-        message_id="",
-        conversation_id="",
-    )
 
 
 class Cro:
@@ -91,7 +78,7 @@ async def test_request_and_response_over_mutual_tls(network: Network, pki: Pki) 
     assert cro.url().startswith("https://127.0.0.1:")
     assert dso.url().startswith("https://127.0.0.1:")
 
-    response = await dso.request(update(), to=CRO, timeout=10)
+    response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
 
     assert response.result is Result.ACCEPTED
     assert cro_side.handled == [DSO]
@@ -144,7 +131,7 @@ public_keys = ["{network.keys[DSO].public.to_cs1()}"]
         Peer(CRO, Role.CRO, cro.url(), (cro_keys.public.signing,))
     )
 
-    response = await dso.request(update(), to=CRO, timeout=10)
+    response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
     assert response.result is Result.ACCEPTED
 
     health = cro.url().replace("/shapeshifter/api/v3/message", "/health")
@@ -170,7 +157,7 @@ async def test_client_without_certificate_cannot_deliver(network: Network, pki: 
     network.introduce(cro, dso)
 
     with pytest.raises(DeliveryFailed) as failed:
-        await dso.request(update(), to=CRO, timeout=10)
+        await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
 
     # With TLS 1.3 the server's refusal arrives after the client finished its handshake: the
     # client sees the connection reset (or the alert), never an HTTP status. That is
@@ -211,7 +198,7 @@ async def test_untrusted_server_certificate_fails_delivery_at_once_as_our_config
     assert dso.url().startswith("http://")  # no certificate of its own: it serves plain HTTP
 
     with pytest.raises(DeliveryFailed) as failed:
-        await dso.request(update(), to=CRO, timeout=10)
+        await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
 
     assert failed.value.status is OutboundStatus.FAILED
     assert "could not be sent" in str(failed.value)
@@ -250,7 +237,7 @@ async def test_a_certificate_for_another_host_fails_delivery_at_once(
     network.introduce(cro, dso)
 
     with pytest.raises(DeliveryFailed) as failed:
-        await dso.request(update(), to=CRO, timeout=10)
+        await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
 
     [attempt] = await dso.store.attempts(failed.value.message_id)
     assert attempt.outcome == "permanent"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from aiohttp import web
 
 from adapter.participant import DeliveryFailed
 from adapter.router import HandlerContext, Router
+from adapter.testing import Network, accepting, composed, eventually
 from adapter.uftp import codec
 from adapter.uftp.messages import (
     DSOPortfolioUpdate,
@@ -17,33 +16,18 @@ from adapter.uftp.messages import (
     Result,
     Role,
 )
-from tests.conftest import Network, eventually
 from tests.uftp.samples import make_dso_portfolio_update
 
 DSO = "dso.example-grid.nl"
 CRO = "cro.example.com"
 
 
-def bare(message: DSOPortfolioUpdate) -> DSOPortfolioUpdate:
-    return dataclasses.replace(
-        message, version="", message_id="", conversation_id="", time_stamp=None
-    )
-
-
-def accepting_router() -> Router:
-    router = Router()
-
-    @router.on(DSOPortfolioUpdate)
-    async def update(message: DSOPortfolioUpdate, ctx: HandlerContext) -> PayloadResponse:
-        return DSOPortfolioUpdateResponse()
-
-    return router
-
-
 async def test_draft_version_is_served_on_its_own_path_and_answered_in_it(
     network: Network,
 ) -> None:
-    cro = network.create(CRO, Role.CRO, router=accepting_router(), versions=("3.1.0", "4.0.0"))
+    cro = network.create(
+        CRO, Role.CRO, router=accepting(DSOPortfolioUpdate), versions=("3.1.0", "4.0.0")
+    )
     dso = network.create(DSO, Role.DSO, versions=("4.0.0",))
     await network.start(cro, dso)
     network.introduce(cro, dso)
@@ -51,7 +35,7 @@ async def test_draft_version_is_served_on_its_own_path_and_answered_in_it(
     dso.directory.add(network.peer(cro, endpoint=cro.url("4.0.0")))  # type: ignore[attr-defined]
     assert cro.url("4.0.0").endswith("/shapeshifter/api/v4/message")
 
-    response = await dso.request(bare(make_dso_portfolio_update()), to=CRO, timeout=10)
+    response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
 
     assert response.result is Result.ACCEPTED
     assert response.version == "4.0.0"  # written in the Version of the request
@@ -66,11 +50,13 @@ async def test_a_draft_message_on_the_v3_path_is_rejected(network: Network) -> N
     async def collect(message: PayloadResponse, ctx: HandlerContext) -> None:
         responses.append(message)
 
-    cro = network.create(CRO, Role.CRO, router=accepting_router(), versions=("3.1.0", "4.0.0"))
+    cro = network.create(
+        CRO, Role.CRO, router=accepting(DSOPortfolioUpdate), versions=("3.1.0", "4.0.0")
+    )
     dso = network.create(DSO, Role.DSO, router=dso_router, versions=("4.0.0", "3.1.0"))
     await network.start(cro, dso)
     network.introduce(cro, dso)  # the CRO's configured endpoint is its v3 path
-    await dso.send(bare(make_dso_portfolio_update()), to=CRO)
+    await dso.send(composed(make_dso_portfolio_update()), to=CRO)
     await eventually(lambda: len(responses) == 1)
     assert responses[0].result is Result.REJECTED
     assert responses[0].rejection_reason == "Unsupported Version"
@@ -99,14 +85,14 @@ def url_of(runner: web.AppRunner) -> str:
 
 @pytest.mark.parametrize("status", [307, 308])
 async def test_redirects_are_followed_with_method_and_body(network: Network, status: int) -> None:
-    cro = network.create(CRO, Role.CRO, router=accepting_router())
+    cro = network.create(CRO, Role.CRO, router=accepting(DSOPortfolioUpdate))
     dso = network.create(DSO, Role.DSO)
     await network.start(cro, dso)
     network.introduce(cro, dso)
     front = await redirector(cro.url(), status=status)
     try:
         dso.directory.add(network.peer(cro, endpoint=url_of(front)))  # type: ignore[attr-defined]
-        response = await dso.request(bare(make_dso_portfolio_update()), to=CRO, timeout=10)
+        response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
         assert response.result is Result.ACCEPTED
     finally:
         await front.cleanup()
@@ -131,7 +117,7 @@ async def test_a_redirect_loop_is_a_temporary_failure_until_the_deadline(
     try:
         dso.directory.add(network.peer(cro, endpoint=url_of(loop)))  # type: ignore[attr-defined]
         with pytest.raises(DeliveryFailed) as failure:
-            await dso.request(bare(make_dso_portfolio_update()), to=CRO, timeout=10)
+            await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
         assert "redirects" in str(failure.value)
         attempts = await dso.store.attempts(failure.value.message_id)
         assert len(attempts) >= 2 and all(a.outcome == "temporary" for a in attempts)
@@ -163,7 +149,7 @@ async def test_a_response_proves_delivery_when_the_200_was_lost(network: Network
     from adapter.config import DeliverySettings
     from adapter.store.base import OutboundStatus
 
-    cro = network.create(CRO, Role.CRO, router=accepting_router())
+    cro = network.create(CRO, Role.CRO, router=accepting(DSOPortfolioUpdate))
     dso = network.create(
         DSO,
         Role.DSO,
@@ -190,7 +176,7 @@ async def test_a_response_proves_delivery_when_the_200_was_lost(network: Network
     await web.TCPSite(front, "127.0.0.1", 0).start()
     try:
         dso.directory.add(network.peer(cro, endpoint=url_of(front)))  # type: ignore[attr-defined]
-        response = await dso.request(bare(make_dso_portfolio_update()), to=CRO, timeout=4)
+        response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=4)
         assert response.result is Result.ACCEPTED
 
         async def settled() -> bool:

@@ -49,7 +49,7 @@ from adapter.store.base import (
     SaveOutcome,
 )
 from adapter.uftp import codec
-from adapter.uftp.errors import InvalidXml
+from adapter.uftp.errors import AdapterError, InvalidXml
 from adapter.uftp.messages import MESSAGE_TYPES, PayloadMessage, PayloadResponse, Role
 from adapter.uftp.xml import parse_xml
 
@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 CONNECT_RETRY_SECONDS = 2.0
 
 
-class InvalidCommand(Exception):
+class InvalidCommand(AdapterError):
     """A command that can never be carried out as it stands: dead-lettered, with a reason."""
 
 

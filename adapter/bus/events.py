@@ -47,7 +47,7 @@ from typing import Any, Final
 from lxml import etree
 
 from adapter.uftp import codec
-from adapter.uftp.errors import InvalidXml
+from adapter.uftp.errors import AdapterError, InvalidXml
 from adapter.uftp.messages import PayloadMessage
 from adapter.uftp.xml import parse_xml
 
@@ -84,7 +84,7 @@ REQUIRED: Final = ("id", "source", "specversion", "type")
 _ATTRIBUTE_NAME: Final = re.compile(r"[a-z0-9]{1,20}")
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(AdapterError, ValueError):
     """Attributes that do not make a CloudEvent (a required one missing, a bad name)."""
 
 

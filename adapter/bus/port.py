@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from adapter.bus.events import CloudEvent
+from adapter.uftp.errors import AdapterError
 
 __all__ = [
     "Bus",
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 
-class BusError(Exception):
+class BusError(AdapterError):
     """Base of the errors a bus adapter raises on purpose."""
 
 

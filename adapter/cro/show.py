@@ -19,9 +19,11 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from adapter.assemble import new_store
 from adapter.config import Config
 from adapter.printable import printable
-from adapter.store.register import PointSummary, UpdateSummary, register_for
+from adapter.store import register_for
+from adapter.store.register import PointSummary, UpdateSummary
 
 __all__ = ["RegisterReport", "end_of_day", "read_report", "render_json", "render_text"]
 
@@ -55,7 +57,7 @@ async def read_report(
     closed for the purpose."""
     own = store is None
     if own:
-        store = config.participant.new_store()
+        store = new_store(config.participant)
         await store.open()
     try:
         register = register_for(store)

@@ -74,6 +74,7 @@ from adapter.cro.register import (
     Policy,
     prepare_dso_update,
 )
+from adapter.uftp.errors import AdapterError
 from adapter.uftp.messages import (
     DSOPortfolioUpdate,
     DSOPortfolioUpdateCongestionPoint,
@@ -146,7 +147,7 @@ _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _REJECTING = Policy(period_violation=PeriodViolation.REJECT)
 
 
-class PortfolioFileError(ValueError):
+class PortfolioFileError(AdapterError, ValueError):
     """A mistake in a portfolio file, located: `path:line: field: problem`.
 
     `line` is None for a problem of the whole file (unreadable, empty), `field` None for one
@@ -188,7 +189,7 @@ class PortfolioFileError(ValueError):
         return "\n".join(f"{error.where}: {error.problem}" for error in self.problems)
 
 
-class PortfolioRuleError(ValueError):
+class PortfolioRuleError(AdapterError, ValueError):
     """A DSOPortfolioUpdate breaks rules the CRO would reject it for.
 
     `problems` are the CRO's own reason texts (they name connections: personal data); the

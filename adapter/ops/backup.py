@@ -14,10 +14,12 @@ import os
 import sqlite3
 from pathlib import Path
 
+from adapter.uftp.errors import AdapterError
+
 __all__ = ["BackupError", "backup_sqlite"]
 
 
-class BackupError(Exception):
+class BackupError(AdapterError):
     """The backup cannot be made; the message says why, naming the file."""
 
 

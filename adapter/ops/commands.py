@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapter.cli import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError
 from adapter.config import Config, SqliteStore, load_config
+from adapter.console import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError
 from adapter.printable import printable
 from adapter.store import redact_dsn
 from adapter.store.admin import DEFAULT_LIMIT, MessageQuery, Requeued

@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from adapter.participant import Participant
-from adapter.store.admin import MessageQuery, admin_for
+from adapter.store import admin_for
+from adapter.store.admin import MessageQuery
 from adapter.store.base import OutboundStatus
 from adapter.store.sqlite import SqliteStore
 

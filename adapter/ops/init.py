@@ -17,6 +17,7 @@ from string import Template
 
 from adapter.config import load_config
 from adapter.keys import generate, write_private
+from adapter.uftp.errors import AdapterError
 from adapter.uftp.messages import Role
 
 __all__ = ["ROLES", "SAMPLE_FILES", "InitError", "Initialised", "copy_samples", "init_participant"]
@@ -39,7 +40,7 @@ _PEER_EXAMPLES = {
 }
 
 
-class InitError(Exception):
+class InitError(AdapterError):
     """What `init` refuses to do, naming the file."""
 
 

@@ -22,14 +22,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from adapter import assemble
 from adapter.config import Config, SqliteStore
 from adapter.printable import printable
+from adapter.store import admin_for
 from adapter.store.admin import (
     InboundSummary,
     OutboundSummary,
     StoreAdmin,
     StoreStatus,
-    admin_for,
 )
 from adapter.store.base import DeliveryAttempt, Store
 from adapter.uftp import envelope
@@ -66,7 +67,7 @@ async def reading(config: Config) -> AsyncIterator[StoreAdmin]:
         async with read_only(settings.path) as admin:
             yield admin
         return
-    store = config.participant.new_store()
+    store = assemble.new_store(config.participant)
     await store.open()
     try:
         yield admin_for(store)
@@ -85,7 +86,7 @@ async def writing(config: Config) -> AsyncIterator[tuple[Store, StoreAdmin]]:
         raise StoreOpenError(
             f"{settings.path}: no SQLite store there: has the participant run yet?"
         )
-    store = config.participant.new_store()
+    store = assemble.new_store(config.participant)
     await store.open()
     try:
         yield store, admin_for(store)

@@ -13,6 +13,7 @@ from adapter.config import Config, ConfigError
 from adapter.ops.housekeeping import Housekeeping
 from adapter.participant import Participant
 from adapter.store.sqlite import SqliteStore
+from adapter.wiring import participant_for
 
 if TYPE_CHECKING:
     from adapter.ops.http import OpsServer
@@ -23,8 +24,6 @@ __all__ = ["Service"]
 
 class Service:
     def __init__(self, config: Config) -> None:
-        from adapter.run import participant_for
-
         self.config = config
         self.participant: Participant = participant_for(config)
         #: True from the end of `start` to the beginning of `stop`: what `/ready` says.

@@ -1,18 +1,20 @@
-"""Durable state behind the `Store` port, and `open_store` to pick an implementation by URL.
+"""Durable state behind the `Store` port: `open_store` picks an implementation by URL, and
+`register_for` the Common Reference register of a store so opened.
 
-`PostgresStore` is not imported here: it needs the optional asyncpg dependency (the
-``postgres`` extra), which an embedded SQLite deployment does not install. Import it from
+This is the one module that knows every implementation. `PostgresStore` is not imported here
+until a store needs it: it needs the optional asyncpg dependency (the ``postgres`` extra),
+which an embedded SQLite deployment does not install. Import it from
 `adapter.store.postgres`, or let `open_store` do so for a ``postgresql://`` URL. Checking a
-URL (`check_store_url`, what the configuration does) never imports the driver, so that a
-missing driver is reported where the store is needed, with the command that installs it.
+URL (`check_store_url`, what the configuration does; `adapter.store.url`) never imports the
+driver, so that a missing driver is reported where the store is needed, with the command that
+installs it.
 """
 
 from __future__ import annotations
 
-import re
+import functools
 from pathlib import Path
-from typing import Final
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from typing import TYPE_CHECKING
 
 from adapter.store.base import (
     DeliveryAttempt,
@@ -26,8 +28,22 @@ from adapter.store.base import (
     StoreOpenError,
 )
 from adapter.store.sqlite import SqliteStore
+from adapter.store.url import (
+    POSTGRES_EXTRA,
+    POSTGRES_SCHEMA_NAME,
+    check_schema_name,
+    check_store_url,
+    parse_url,
+    redact_dsn,
+)
+
+if TYPE_CHECKING:
+    from adapter.store.admin import StoreAdmin
+    from adapter.store.register import PortfolioRegister, RegisterEvents
 
 __all__ = [
+    "POSTGRES_EXTRA",
+    "POSTGRES_SCHEMA_NAME",
     "DeliveryAttempt",
     "InboundRecord",
     "InboundStatus",
@@ -38,44 +54,14 @@ __all__ = [
     "StorageError",
     "Store",
     "StoreOpenError",
+    "admin_for",
     "check_schema_name",
     "check_store_url",
     "open_store",
+    "parse_url",
     "redact_dsn",
+    "register_for",
 ]
-
-_EXPECTED = "expected 'sqlite:PATH' or 'postgresql://...[?schema=NAME]'"
-
-#: PostgreSQL schema names we accept: plain lower-case identifiers, so they never need quoting.
-POSTGRES_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-#: What installs the PostgreSQL driver, for the message that says it is missing.
-POSTGRES_EXTRA = "pip install 'uftp-adapter[postgres]'"
-
-
-def check_schema_name(schema: str) -> None:
-    """Raise ValueError unless `schema` is a PostgreSQL schema name we accept."""
-    if not POSTGRES_SCHEMA_NAME.fullmatch(schema):
-        raise ValueError(
-            f"PostgreSQL schema name {schema!r}: use lower-case letters, digits and '_' "
-            "(at most 63, not starting with a digit)"
-        )
-
-
-def redact_dsn(dsn: str) -> str:
-    """`dsn` without its password (in the user part or a ``password=`` parameter), for
-    messages: it is what the operator wrote in the configuration, so they recognise it."""
-    dsn = re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", dsn)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", dsn)
-
-
-def check_store_url(url: str) -> None:
-    """Raise ValueError if `open_store` would refuse `url`; imports no driver, opens nothing.
-
-    For checking a configuration: a PostgreSQL URL is valid whether or not asyncpg is
-    installed here (the configuration may be checked on another machine than it runs on).
-    """
-    _parse(url, None)
 
 
 def open_store(url: str, *, base_dir: Path | None = None) -> Store:
@@ -87,7 +73,7 @@ def open_store(url: str, *, base_dir: Path | None = None) -> Store:
     is ours and removed before the DSN reaches asyncpg. Anything else is a ValueError, whose
     message never repeats a password.
     """
-    parsed = _parse(url, base_dir)
+    parsed = parse_url(url, base_dir)
     if isinstance(parsed, Path):
         return SqliteStore(parsed)
     dsn, schema = parsed
@@ -103,49 +89,47 @@ def open_store(url: str, *, base_dir: Path | None = None) -> Store:
     return PostgresStore(dsn) if schema is None else PostgresStore(dsn, schema=schema)
 
 
-def _parse(url: str, base_dir: Path | None) -> Path | tuple[str, str | None]:
-    """A SQLite file, or a PostgreSQL DSN (without our parameter) and schema name."""
-    if url.startswith("sqlite:"):
-        return _sqlite_path(url.removeprefix("sqlite:"), base_dir)
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    if scheme in ("postgresql", "postgres"):
-        return _split_schema(url)
-    if scheme:
-        raise ValueError(f"store URL scheme {scheme!r} is not supported: {_EXPECTED}")
-    raise ValueError(f"store URL has no recognised scheme: {_EXPECTED}")
+def admin_for(store: Store) -> StoreAdmin:
+    """The operator's view of an opened `SqliteStore` or `PostgresStore` (`adapter.store.admin`),
+    chosen here for the reason `register_for` is."""
+    if isinstance(store, SqliteStore):
+        from adapter.store.admin_sqlite import SqliteAdmin
+
+        return SqliteAdmin(store.read, store.run, functools.partial(store.run, offload=True))
+    try:
+        from adapter.store.postgres import PostgresStore
+    except ModuleNotFoundError as exc:  # no asyncpg here: no PostgreSQL store either
+        if exc.name != "asyncpg":
+            raise
+    else:
+        if isinstance(store, PostgresStore):
+            from adapter.store.admin_postgres import PostgresAdmin
+
+            return PostgresAdmin(store)
+    raise TypeError(f"no operator's view of {store!r}")
 
 
-def _sqlite_path(location: str, base_dir: Path | None) -> Path:
-    if not location:
-        raise ValueError(f"store URL 'sqlite:' has no PATH: {_EXPECTED}")
-    if location == ":memory:":
-        raise ValueError("an in-memory SQLite store would lose every message: give a file PATH")
-    if location.startswith("//"):
-        # sqlite://x.db reads as a URL with host 'x.db' to some and as '//x.db' to others.
-        raise ValueError(
-            f"write 'sqlite:PATH' (sqlite:var/db.sqlite3, sqlite:/abs/db.sqlite3), not "
-            f"'sqlite://...': {_EXPECTED}"
-        )
-    path = Path(location)
-    if not path.is_absolute():
-        path = (base_dir if base_dir is not None else Path.cwd()) / path
-    return path
+def register_for(store: Store, *, events: RegisterEvents | None = None) -> PortfolioRegister:
+    """The Common Reference register on `store` (opened by its owner), of the store's own kind;
+    with `events`, every applied update also puts its events in the store's bus outbox.
 
+    Chosen here, beside `open_store`, because this module alone knows the implementations: a
+    store that is not a `SqliteStore` can only be a `PostgresStore` if asyncpg is installed,
+    so the PostgreSQL modules are imported only to tell. Raises TypeError for any other
+    object.
+    """
+    if isinstance(store, SqliteStore):
+        from adapter.store.register_sqlite import SqliteRegister
 
-def _split_schema(url: str) -> tuple[str, str | None]:
-    """Remove our ``schema`` query parameter, leaving the rest of the DSN byte for byte."""
-    query = urlsplit(url).query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    schemas = [value for key, value in pairs if key == "schema"]
-    if not schemas:
-        return url, None
-    if len(schemas) > 1:
-        raise ValueError("store URL gives the 'schema' query parameter more than once")
-    if not schemas[0]:
-        raise ValueError("store URL has an empty 'schema' query parameter")
-    check_schema_name(schemas[0])
-    # Rebuilt by hand: urlunsplit drops the '//' of 'postgresql:///db' (no host).
-    base, _, rest = url.partition("?")
-    _, hash_mark, fragment = rest.partition("#")
-    others = urlencode([(key, value) for key, value in pairs if key != "schema"])
-    return base + (f"?{others}" if others else "") + hash_mark + fragment, schemas[0]
+        return SqliteRegister(store, events=events)
+    try:
+        from adapter.store.postgres import PostgresStore
+    except ModuleNotFoundError as exc:  # no asyncpg here: no PostgreSQL store either
+        if exc.name != "asyncpg":
+            raise
+    else:
+        if isinstance(store, PostgresStore):
+            from adapter.store.register_postgres import PostgresRegister
+
+            return PostgresRegister(store, events=events)
+    raise TypeError(f"no Common Reference register for {store!r}")

@@ -3,8 +3,9 @@ the depth of the queues, and what retention removes.
 
 A port of its own beside `Store`, as the register's is (`register.py`): the participant never
 needs these operations, and they read across many messages where the participant reads one.
-`admin_for` picks the implementation for an opened store; `admin_sqlite.read_only` gives one
-on a SQLite file that a running `serve` owns, without writing to it.
+`adapter.store.admin_for` picks the implementation for an opened store;
+`admin_sqlite.read_only` gives one on a SQLite file that a running `serve` owns, without
+writing to it.
 
 Lists carry no envelope (a routine one is 16 KB, a portfolio update megabytes), only its
 size: `envelope_bytes` is 0 once retention removed it. `*_envelope` reads one.
@@ -17,7 +18,6 @@ The Common Reference register's tables are not this port's: its history is kept.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -35,7 +35,6 @@ __all__ = [
     "Requeued",
     "StoreAdmin",
     "StoreStatus",
-    "admin_for",
 ]
 
 #: How many messages a list shows unless asked for more.
@@ -219,20 +218,3 @@ class StoreAdmin(Protocol):
         finished messages (with their envelopes and delivery attempts) older than
         `messages_before`, in transactions of at most `batch` rows. Messages in flight are
         never touched."""
-
-
-def admin_for(store: object) -> StoreAdmin:
-    """The operator's view of an opened `SqliteStore` or `PostgresStore`."""
-    from adapter.store.sqlite import SqliteStore
-
-    if isinstance(store, SqliteStore):
-        from adapter.store.admin_sqlite import SqliteAdmin
-
-        return SqliteAdmin(store.read, store.run, functools.partial(store.run, offload=True))
-    if type(store).__name__ == "PostgresStore":  # not imported otherwise: asyncpg is optional
-        from adapter.store.admin_postgres import PostgresAdmin
-        from adapter.store.postgres import PostgresStore
-
-        if isinstance(store, PostgresStore):
-            return PostgresAdmin(store)
-    raise TypeError(f"no operator's view of {store!r}")

@@ -17,8 +17,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from adapter.uftp.errors import AdapterError
 
-class StoreOpenError(RuntimeError):
+
+class StoreOpenError(AdapterError, RuntimeError):
     """The store cannot be opened: its database is unreachable or refuses us, its tables were
     written by a newer version of this program, or its driver is not installed.
 
@@ -38,7 +40,7 @@ def newer_schema(store: str, component: str, found: int, ours: int) -> StoreOpen
     )
 
 
-class StorageError(Exception):
+class StorageError(AdapterError):
     """The store could not do its work for a reason of its own: the disk is full, the database
     is unreachable or failing. The driver's error is the `__cause__`.
 
@@ -158,7 +160,7 @@ class StoredEvent:
     event: EventRecord
 
 
-class DuplicateCommand(Exception):
+class DuplicateCommand(AdapterError):
     """A bus command whose id is known already: what it asked for was done before."""
 
     def __init__(self, command_id: str) -> None:
@@ -166,7 +168,7 @@ class DuplicateCommand(Exception):
         super().__init__(f"command {command_id!r} was carried out before")
 
 
-class NotOpen(LookupError):
+class NotOpen(AdapterError, LookupError):
     """The inbound request is unknown, or no longer open (answered, or its deadline passed)."""
 
 

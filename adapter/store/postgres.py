@@ -44,7 +44,6 @@ from typing import Any, Final, TypeVar
 
 import asyncpg
 
-from adapter.store import check_schema_name, redact_dsn
 from adapter.store.base import (
     DeliveryAttempt,
     DuplicateCommand,
@@ -60,6 +59,7 @@ from adapter.store.base import (
     StoreOpenError,
     newer_schema,
 )
+from adapter.store.url import check_schema_name, redact_dsn
 
 __all__ = ["BUS_SCHEMA_VERSION", "SCHEMA_VERSION", "PostgresStore", "insert_events"]
 

@@ -24,8 +24,9 @@ Connections"). Three promises rest on this port:
   registrations are versioned per row (`versioned_diff`).
 
 Implementations: `register_sqlite.SqliteRegister` (on `SqliteStore.run`/`read`) and
-`register_postgres.PostgresRegister` (on `PostgresStore.run`); `register_for` picks one for
-a store. Their tables are created on first use. The rest of the code never writes SQL.
+`register_postgres.PostgresRegister` (on `PostgresStore.run`); `adapter.store.register_for`
+picks the one of a store. Their tables are created on first use. The rest of the code never
+writes SQL.
 
 Periods are dates (the market's days), EndPeriod inclusive, None = open-ended.
 """
@@ -61,7 +62,6 @@ __all__ = [
     "UpdateSummary",
     "change_summary",
     "iso_rows",
-    "register_for",
     "rows_digest",
     "versioned_diff",
 ]
@@ -367,21 +367,3 @@ class StoredRows:
 
     def __len__(self) -> int:
         return len(self.names)
-
-
-def register_for(store: object, *, events: RegisterEvents | None = None) -> PortfolioRegister:
-    """The register implementation for an opened `SqliteStore` or `PostgresStore`; with
-    `events`, every applied update also puts its events in the store's bus outbox."""
-    from adapter.store.sqlite import SqliteStore
-
-    if isinstance(store, SqliteStore):
-        from adapter.store.register_sqlite import SqliteRegister
-
-        return SqliteRegister(store, events=events)
-    if type(store).__name__ == "PostgresStore":  # not imported otherwise: asyncpg is optional
-        from adapter.store.postgres import PostgresStore
-        from adapter.store.register_postgres import PostgresRegister
-
-        if isinstance(store, PostgresStore):
-            return PostgresRegister(store, events=events)
-    raise TypeError(f"no Common Reference register for {store!r}")

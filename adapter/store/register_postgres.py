@@ -19,6 +19,7 @@ from datetime import date, datetime
 from operator import itemgetter
 from typing import Any, Final, TypeVar
 
+from adapter.bulk import gc_paused
 from adapter.store.base import EventRecord, newer_schema
 from adapter.store.postgres import PostgresStore, insert_events
 from adapter.store.register import (
@@ -40,7 +41,6 @@ from adapter.store.register import (
     rows_digest,
     versioned_diff,
 )
-from adapter.uftp.bulk import gc_paused
 from adapter.uftp.messages import RedispatchBy
 
 __all__ = ["SCHEMA_VERSION", "PostgresRegister"]

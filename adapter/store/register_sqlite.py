@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Final, TypeVar
 
+from adapter.bulk import gc_paused
 from adapter.store.base import EventRecord, newer_schema
 from adapter.store.register import (
     AgrAllocation,
@@ -59,7 +60,6 @@ from adapter.store.register import (
     versioned_diff,
 )
 from adapter.store.sqlite import SqliteStore, insert_events
-from adapter.uftp.bulk import gc_paused
 from adapter.uftp.messages import RedispatchBy
 
 __all__ = ["SCHEMA_VERSION", "SqliteRegister"]

@@ -1,7 +1,11 @@
-"""The UFTP protocol core: messages, codec, envelope and errors.
+"""The UFTP protocol core: messages, codec, envelope and errors, and the decisions of the
+protocol - the inbound checks (`inbound`), the answers (`answers`), the retries (`retry`).
 
 Pure by design: nothing here performs I/O beyond reading the package's own schema files, reads
-the clock, or keeps state between calls, so every rule can be tested with bytes in and bytes out.
+the clock, keeps state between calls, starts a thread or pauses the garbage collector, so every
+rule can be tested with bytes in and bytes out. The edges around it (`adapter.server`,
+`adapter.outbox`, `adapter.participant`) do the I/O and give it the time; it imports nothing
+of theirs.
 """
 
 from .codec import KNOWN_VERSIONS, decode, encode
@@ -15,7 +19,9 @@ from .envelope import (
     seal,
 )
 from .errors import (
+    AdapterError,
     IncompleteMessage,
+    InvalidOutbound,
     InvalidSignature,
     InvalidXml,
     Reason,
@@ -29,7 +35,9 @@ from .messages import __all__ as _message_names
 __all__ = [
     *_message_names,
     "KNOWN_VERSIONS",
+    "AdapterError",
     "IncompleteMessage",
+    "InvalidOutbound",
     "InvalidSignature",
     "InvalidXml",
     "PublicKeys",

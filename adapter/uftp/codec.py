@@ -19,8 +19,10 @@ Unsolicited in 3.1.0 (and FlexOrder ServiceType, with FlexOfferMessageID optiona
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -29,10 +31,9 @@ from typing import Any, TypeVar
 
 from lxml import etree
 
-from .bulk import gc_paused
 from .columns import ConnectionColumns, R
 from .durations import format_duration, parse_duration
-from .errors import IncompleteMessage, InvalidXml
+from .errors import IncompleteMessage, InvalidOutbound, InvalidXml
 from .messages import (
     MESSAGE_TYPES,
     AcceptedDisputed,
@@ -127,64 +128,73 @@ def is_draft(version: str) -> bool:
 # ============================================================================================
 
 
-#: Above this size the schema validation runs on a second thread while the model is read.
+#: Above this size a message is read with the caller's `Bulk` help, if it offers any.
 CONCURRENT_VALIDATION_BYTES = 1_000_000
 
 
-def decode(data: bytes) -> PayloadMessage:
-    """Parse, validate and read one inner UFTP message. Raises `InvalidXml` (HTTP 400)."""
+@dataclass(frozen=True, slots=True)
+class Bulk:
+    """Help with reading a large message that the core does not take on its own: a thread,
+    and a pause of the garbage collector, are the process's to give, so the caller chooses
+    (`adapter.bulk.LARGE_MESSAGES` is the endpoint's choice). Without it a message of any size
+    is validated first, then read, on the caller's thread.
+    """
+
+    #: Runs the schema validation while the model is built on the calling thread from the same,
+    #: unmodified tree (libxml2 releases the GIL meanwhile); for a 100,000-connection portfolio
+    #: that hides most of the validation time.
+    executor: Executor | None = None
+    #: Held while the model is built: e.g. the cyclic garbage collector paused, which the
+    #: hundreds of thousands of rows of a portfolio (tuples, no cycles) would otherwise wake.
+    building: Callable[[], AbstractContextManager[object]] = nullcontext
+    #: Messages above this many bytes are large; smaller ones are read without help.
+    threshold: int = CONCURRENT_VALIDATION_BYTES
+
+
+def decode(data: bytes, *, bulk: Bulk | None = None) -> PayloadMessage:
+    """Parse, validate and read one inner UFTP message. Raises `InvalidXml` (HTTP 400).
+
+    `bulk`: the caller's help for a message larger than its `threshold`."""
     root = parse_xml(data)
-    return decode_element(root, concurrent=len(data) > CONCURRENT_VALIDATION_BYTES)
+    return decode_element(root, bulk=bulk if bulk and len(data) > bulk.threshold else None)
 
 
-def decode_element(root: etree._Element, *, concurrent: bool = False) -> PayloadMessage:
+def decode_element(root: etree._Element, *, bulk: Bulk | None = None) -> PayloadMessage:
     """Validate and read an already parsed inner message.
 
-    With `concurrent`, libxml2 validates on a second thread (it releases the GIL meanwhile)
-    while this one builds the model from the same, unmodified tree; for a 100,000-connection
-    portfolio that hides most of the validation time. The model is only returned once the
-    validation has passed, so the result is the same as validating first.
+    With `bulk`, the validation runs on its executor while this thread builds the model,
+    inside its `building` context. The model is only returned once the validation has passed,
+    so the result is the same as validating first.
     """
     cls = MESSAGE_TYPES.get(root.tag) if isinstance(root.tag, str) else None
     if cls is None:
         raise InvalidXml(f"<{root.tag}> is not a message type this endpoint accepts")
     schema = SCHEMAS.for_version(root.get("Version"))
-    if not concurrent:
+    if bulk is None:
         schema.validate_root(root)
-        return _read(cls, root, bulk=False)
-    verdict: list[BaseException | None] = []
-
-    def validate() -> None:
-        try:
-            schema.validate_root(root)
-        except BaseException as exc:  # handed to the reading thread below
-            verdict.append(exc)
-        else:
-            verdict.append(None)
-
-    validator = threading.Thread(target=validate, name="uftp-validate", daemon=True)
-    validator.start()
+        return _read(cls, root)
+    if bulk.executor is None:
+        schema.validate_root(root)
+        with bulk.building():
+            return _read(cls, root)
+    verdict = bulk.executor.submit(schema.validate_root, root)
     try:
-        message = _read(cls, root, bulk=True)
+        with bulk.building():
+            message = _read(cls, root)
     except Exception as exc:
         # Reading an invalid document can fail in any way; the schema's verdict, which
         # names the actual problem, takes precedence.
-        validator.join()
-        if verdict[0] is not None:
-            raise verdict[0] from None
+        invalid = verdict.exception()
+        if invalid is not None:
+            raise invalid from None
         raise exc
-    validator.join()
-    if verdict[0] is not None:
-        raise verdict[0]
+    verdict.result()  # raises InvalidXml if the document is not valid
     return message
 
 
-def _read(cls: type[PayloadMessage], root: etree._Element, *, bulk: bool) -> PayloadMessage:
+def _read(cls: type[PayloadMessage], root: etree._Element) -> PayloadMessage:
     try:
-        if not bulk:
-            return _READERS[cls](root, _metadata(root))
-        with gc_paused():
-            return _READERS[cls](root, _metadata(root))
+        return _READERS[cls](root, _metadata(root))
     except ValueError as exc:
         # Schema-valid but outside what Python's types hold (e.g. a year beyond 9999).
         raise InvalidXml(f"{root.tag}: {exc}") from None
@@ -744,17 +754,21 @@ M = TypeVar("M", bound=PayloadMessage)
 def encode(message: PayloadMessage, *, validate: bool = True) -> bytes:
     """Serialize `message` (metadata complete) to UTF-8 XML in the wire format of its Version.
 
-    Raises `IncompleteMessage` when metadata is missing and, with `validate`, `InvalidXml`
-    when the result would not be schema-valid (e.g. a malformed EntityAddress).
+    Raises `IncompleteMessage` when metadata is missing, `InvalidOutbound` for text XML cannot
+    carry and, with `validate`, when the result would not be schema-valid (e.g. a malformed
+    EntityAddress): our own mistake, never a peer's (`InvalidXml` is the peer's).
     """
     parts: list[str] = ['<?xml version="1.0" encoding="UTF-8"?>\n']
     _WRITERS[type(message)](message, parts)
     try:
         data = "".join(parts).encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate in some string field
-        raise InvalidXml(f"{message.xml_name}: a value is not encodable text: {exc}") from None
+        raise InvalidOutbound(f"{message.xml_name}: a value is not encodable text: {exc}") from None
     if validate:
-        SCHEMAS.for_version(message.version).validate_root(parse_xml(data))
+        try:
+            SCHEMAS.for_version(message.version).validate_root(parse_xml(data))
+        except InvalidXml as exc:
+            raise InvalidOutbound(exc.detail) from None
     return data
 
 

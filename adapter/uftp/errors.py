@@ -7,7 +7,13 @@ whose Result is Rejected and whose RejectionReason says why (spec: message-valid
 
 `TransportError` subclasses carry their HTTP status so that the server never decides a status
 from a string; `Rejection` carries RejectionReason texts so that handlers and protocol checks
-never spell them twice.
+never spell them twice. Both are about a peer's message; a message of our own that cannot be
+sent as it stands is `InvalidOutbound`, which no peer is ever answered with (as h11 keeps
+LocalProtocolError apart from RemoteProtocolError).
+
+`AdapterError`, the root of every error the package raises on purpose, is defined here because
+the core imports nothing of the rest of the package: every other module can derive from it.
+`adapter.errors` lists the whole tree.
 """
 
 from __future__ import annotations
@@ -15,7 +21,12 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class UftpError(Exception):
+class AdapterError(Exception):
+    """Root of every error uftp-adapter raises on purpose: `except AdapterError` catches what
+    the adapter means to raise, and nothing it raises by mistake (see `adapter.errors`)."""
+
+
+class UftpError(AdapterError):
     """Base of every error the protocol core raises on purpose."""
 
 
@@ -177,5 +188,17 @@ class Rejection(UftpError):
         return "; ".join(self.reasons)
 
 
-class IncompleteMessage(UftpError):
+# --------------------------------------------------------------------------------------------
+# Our own messages: never a peer's fault, never answered to a peer.
+# --------------------------------------------------------------------------------------------
+
+
+class InvalidOutbound(UftpError):
+    """A message of ours cannot be sent as it stands: it would not be schema-valid in its
+    Version (a malformed EntityAddress, a structure the schema forbids) or holds text XML
+    cannot carry. The mistake is in our data or code; unlike `InvalidXml`, it has no HTTP
+    status, as no peer is to blame."""
+
+
+class IncompleteMessage(InvalidOutbound):
     """A message was to be serialized without the metadata every UFTP message must carry."""

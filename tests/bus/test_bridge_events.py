@@ -17,8 +17,8 @@ from adapter.bus.memory import Binding, MemoryBus
 from adapter.config import CroSettings
 from adapter.cro import cro_router
 from adapter.participant import Participant
+from adapter.store import register_for
 from adapter.store.base import InboundStatus
-from adapter.store.register import register_for
 from adapter.uftp import codec, envelope
 from adapter.uftp.messages import (
     DSOPortfolioUpdate,

@@ -56,7 +56,7 @@ async def cro_on_rabbit(
 ) -> Participant:
     from adapter.config import CroSettings
     from adapter.cro import cro_router
-    from adapter.store.register import register_for
+    from adapter.store import register_for
 
     cro = network.create(CRO, Role.CRO, bus=rabbit_bridge(topology, name, **options))
     assert cro.journal is not None

@@ -20,9 +20,11 @@ from adapter.cli import main
 from adapter.config import CroMode, CroSettings, PeriodViolation
 from adapter.cro import cro_router
 from adapter.participant import Participant
+from adapter.store import register_for
 from adapter.store.base import OutboundStatus
-from adapter.store.register import PortfolioRegister, register_for
+from adapter.store.register import PortfolioRegister
 from adapter.store.sqlite import SqliteStore
+from adapter.testing import Network, eventually
 from adapter.uftp import envelope
 from adapter.uftp.messages import (
     AGRPortfolioQuery,
@@ -39,7 +41,6 @@ from adapter.uftp.messages import (
     Result,
     Role,
 )
-from tests.conftest import Network, eventually
 
 CRO = "cro.example.com"
 DSO, DSO2 = "dso.example.com", "dso2.example.com"

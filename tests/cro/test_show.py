@@ -18,8 +18,8 @@ from pathlib import Path
 
 from adapter.cli import main
 from adapter.store.sqlite import SqliteStore
+from adapter.testing import Network
 from adapter.uftp.messages import Result
-from tests.conftest import Network
 from tests.hostile.harness import CRO, start
 
 #: Every kind of character that reorders or breaks a line somewhere, inside an address.

@@ -37,7 +37,8 @@ from adapter.dso.publish import cro_target, describe_publish, describe_query, qu
 from adapter.keys import generate
 from adapter.participant import Participant
 from adapter.server import message_path
-from adapter.store.register import register_for
+from adapter.store import register_for
+from adapter.testing import Network, free_port
 from adapter.uftp.messages import (
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,
@@ -46,7 +47,6 @@ from adapter.uftp.messages import (
     Result,
     Role,
 )
-from tests.conftest import Network
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 SAMPLE = CONFIG / "portfolio.csv"
@@ -218,12 +218,6 @@ def adapter_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.Comple
         timeout=timeout,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def write_config(

@@ -15,16 +15,16 @@ from contextlib import asynccontextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import aiohttp
-
 from adapter.config import CroSettings, LimitsSettings
 from adapter.cro import cro_router
 from adapter.directory import Peer, StaticDirectory
 from adapter.keys import PrivateKeys, generate
 from adapter.participant import Participant
 from adapter.router import HandlerContext, Router
-from adapter.store.register import PortfolioRegister, register_for
-from adapter.uftp import codec, envelope
+from adapter.store import register_for
+from adapter.store.register import PortfolioRegister
+from adapter.testing import Network, PeerClient, eventually, post
+from adapter.uftp import codec
 from adapter.uftp.messages import (
     AGRPortfolioUpdateResponse,
     DSOPortfolioQueryResponse,
@@ -38,7 +38,6 @@ from adapter.uftp.messages import (
     Result,
     Role,
 )
-from tests.conftest import Network, eventually
 
 #: The endpoint's read timeout in these tests (the default is 30 s).
 READ_TIMEOUT_S = 1.0
@@ -131,8 +130,9 @@ class Harness:
         secret: bytes | None = None,
     ) -> bytes:
         """A SignedMessage around `inner` (bytes as they are, or a message encoded)."""
-        data = inner if isinstance(inner, bytes) else codec.encode(inner)
-        return envelope.seal(data, secret or self.dso_keys.signing, domain, role)
+        return PeerClient(DSO, Role.DSO, self.dso_keys).seal(
+            inner, domain=domain, role=role, secret=secret
+        )
 
     # -- talking to the CRO -----------------------------------------------------------------
 
@@ -145,11 +145,7 @@ class Harness:
         return "/shapeshifter/api/v3/message"
 
     async def post(self, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, str]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(self.cro.url(), data=body, headers=headers or XML) as response,
-        ):
-            return response.status, await response.text()
+        return await post(self.cro.url(), body, headers)
 
     async def raw(
         self,

@@ -17,8 +17,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
+from adapter.testing import Network
 from adapter.uftp.messages import Result
-from tests.conftest import Network
 
 from .harness import ANSWER_WITHIN_S, CRO, READ_TIMEOUT_S, Harness, read_head, start, status_of
 

@@ -32,6 +32,7 @@ from adapter.directory import StaticDirectory
 from adapter.keys import generate
 from adapter.participant import Participant
 from adapter.store.sqlite import SqliteStore
+from adapter.testing import Network
 from adapter.uftp.messages import (
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,
@@ -39,7 +40,6 @@ from adapter.uftp.messages import (
     Result,
     Role,
 )
-from tests.conftest import Network
 
 from .harness import (
     ANSWER_WITHIN_S,

@@ -23,8 +23,8 @@ import pytest
 
 from adapter.directory import StaticDirectory
 from adapter.keys import generate
+from adapter.testing import Network, eventually
 from adapter.uftp.messages import Role
-from tests.conftest import Network, eventually
 
 from .harness import CP, CRO, DSO, EANS, Harness, start
 

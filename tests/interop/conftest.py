@@ -45,8 +45,8 @@ import adapter.interop.shapeshifter  # noqa: F401
 from adapter.directory import Peer, StaticDirectory
 from adapter.keys import PrivateKeys, generate
 from adapter.participant import Participant
+from adapter.testing import Network
 from adapter.uftp.messages import Role
-from tests.conftest import Network
 
 THEIR_PATH = "/shapeshifter/api/v3/message"
 #: Loggers that print per message or per request: theirs, and uvicorn's.

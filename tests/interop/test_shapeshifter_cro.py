@@ -37,11 +37,12 @@ from xsdata.models.datatype import XmlDate
 from adapter.config import CroSettings
 from adapter.cro import cro_router
 from adapter.participant import Participant
+from adapter.store import register_for
 from adapter.store.base import OutboundRecord, OutboundStatus
-from adapter.store.register import DsoConnection, register_for
+from adapter.store.register import DsoConnection
 from adapter.store.sqlite import SqliteStore
+from adapter.testing import Network, eventually
 from adapter.uftp.messages import RedispatchBy, Role
-from tests.conftest import Network, eventually
 from tests.interop.conftest import TheirAggregators, TheirAgr, TheirDso, TheirSide
 
 CRO = "cro.example.com"

@@ -30,7 +30,6 @@ import asyncio
 import dataclasses
 from datetime import UTC, datetime
 
-import aiohttp
 import pytest
 
 from adapter.interop.shapeshifter import from_shapeshifter, to_shapeshifter
@@ -38,6 +37,7 @@ from adapter.keys import generate
 from adapter.participant import ResponseTimeout
 from adapter.router import HandlerContext, Router
 from adapter.store.base import OutboundStatus
+from adapter.testing import Network, composed, eventually, post
 from adapter.uftp.messages import (
     DSOPortfolioUpdate,
     DSOPortfolioUpdateResponse,
@@ -46,7 +46,6 @@ from adapter.uftp.messages import (
     Role,
     TestMessage,
 )
-from tests.conftest import Network, eventually
 from tests.interop.conftest import TheirSide, b64
 from tests.uftp.samples import make_dso_portfolio_update
 
@@ -56,19 +55,6 @@ transport = pytest.importorskip("shapeshifter_uftp.transport")
 DSO = "dso.example-grid.nl"
 CRO = "cro.example.com"
 ELSEWHERE = "elsewhere.example.com"
-
-
-def bare_update() -> DSOPortfolioUpdate:
-    """A DSOPortfolioUpdate with its metadata left for the sending side to fill."""
-    return dataclasses.replace(
-        make_dso_portfolio_update(),
-        version="",
-        sender_domain="",
-        recipient_domain="",
-        time_stamp=None,
-        message_id="",
-        conversation_id="",
-    )
 
 
 class CroHandlers:
@@ -94,7 +80,7 @@ async def test_our_request_is_answered_by_their_cro(
     dso = network.create(DSO, Role.DSO)
     await network.start(dso)
     shapeshifter.introduce(dso, their_cro)
-    update = bare_update()
+    update = composed(make_dso_portfolio_update())
 
     response = await dso.request(update, to=CRO, timeout=10)
 
@@ -125,7 +111,7 @@ async def test_their_update_is_answered_by_our_cro(
     await network.start(cro)
     their_dso = shapeshifter.dso(DSO)
     shapeshifter.introduce(cro, their_dso)
-    update = to_shapeshifter(bare_update())
+    update = to_shapeshifter(composed(make_dso_portfolio_update()))
 
     client = shapeshifter.client_to(their_dso, cro)
     await asyncio.to_thread(client.send_dso_portfolio_update, update)  # raises unless 200
@@ -134,7 +120,7 @@ async def test_their_update_is_answered_by_our_cro(
     [(handled, ctx)] = handlers.updates
     assert (ctx.sender_domain, ctx.sender_role) == (DSO, Role.DSO)
     assert handled.message_id == update.message_id  # their client filled it in
-    assert handled.congestion_points == bare_update().congestion_points
+    assert handled.congestion_points == composed(make_dso_portfolio_update()).congestion_points
     # Their service parsed our response into their dataclass, with its reference.
     assert isinstance(response, ss.DsoPortfolioUpdateResponse)
     assert response.result == ss.AcceptedRejected.ACCEPTED
@@ -241,7 +227,7 @@ async def test_their_service_answers_500_to_an_unknown_sender(
     stranger.directory.add(shapeshifter.peer(their_cro))  # type: ignore[attr-defined]
     # ... but their address book does not know the stranger.
 
-    sent = await stranger.send(bare_update(), to=CRO)
+    sent = await stranger.send(composed(make_dso_portfolio_update()), to=CRO)
 
     async def attempted() -> bool:
         return len(await stranger.store.attempts(sent.message_id)) >= 1
@@ -263,7 +249,7 @@ async def test_their_message_to_another_domain_is_rejected_by_us(
     await network.start(cro)
     their_dso = shapeshifter.dso(DSO)
     shapeshifter.introduce(cro, their_dso)
-    update = to_shapeshifter(bare_update())
+    update = to_shapeshifter(composed(make_dso_portfolio_update()))
 
     client = shapeshifter.client_to(their_dso, cro, recipient_domain=ELSEWHERE)
     await asyncio.to_thread(client.send_dso_portfolio_update, update)
@@ -290,7 +276,7 @@ async def test_their_service_does_not_check_the_recipient_domain(
     dso.directory.add(shapeshifter.peer(their_cro, domain=ELSEWHERE))  # type: ignore[attr-defined]
 
     with pytest.raises(ResponseTimeout):
-        await dso.request(bare_update(), to=ELSEWHERE, timeout=3)
+        await dso.request(composed(make_dso_portfolio_update()), to=ELSEWHERE, timeout=3)
 
     received = await their_cro.next()
     assert received.recipient_domain == ELSEWHERE
@@ -325,11 +311,3 @@ async def test_their_envelope_is_verified_by_us_like_any_other(
     await eventually(lambda: len(handlers.updates) == 1)
     response = await their_dso.next()
     assert response.dso_portfolio_update_message_id == message.message_id
-
-
-async def post(url: str, body: bytes) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=body, headers={"Content-Type": "text/xml; charset=utf-8"}) as r,
-    ):
-        return r.status, await r.text()

@@ -21,7 +21,8 @@ from aiohttp import web
 from adapter.config import load_config
 from adapter.ops import housekeeping
 from adapter.ops.service import Service
-from adapter.store.admin import MessageQuery, admin_for
+from adapter.store import admin_for
+from adapter.store.admin import MessageQuery
 from adapter.store.base import OutboundStatus
 from adapter.uftp.messages import TestMessage
 from tests.conftest import eventually

@@ -17,8 +17,8 @@ from adapter.cro.show import read_report
 from adapter.dso import load_portfolio, publish
 from adapter.ops import housekeeping, retention
 from adapter.ops.service import Service
-from adapter.store import SqliteStore
-from adapter.store.admin import MessageQuery, admin_for
+from adapter.store import SqliteStore, admin_for
+from adapter.store.admin import MessageQuery
 from adapter.store.base import OutboundStatus
 from adapter.uftp.messages import TestMessage
 from tests.conftest import eventually

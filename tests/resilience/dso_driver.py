@@ -39,6 +39,7 @@ import sqlite3
 from datetime import date, datetime
 from pathlib import Path
 
+from adapter.assemble import load_keys
 from adapter.config import SqliteStore as SqliteSettings
 from adapter.config import load_config
 from adapter.directory import Peer, StaticDirectory
@@ -92,7 +93,7 @@ def build(config_path: Path, time_stamp: datetime) -> tuple[Participant, SqliteS
     participant = Participant(
         domain=settings.domain,
         role=settings.role,
-        keys=settings.load_keys(),
+        keys=load_keys(settings),
         store=store,
         directory=StaticDirectory(peers),
         versions=settings.versions,

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from adapter.keys import generate, write_private
+from adapter.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CRO_DOMAIN = "cro.resilience.test"
@@ -37,12 +37,6 @@ Event = dict[str, Any]
 
 class ProcessExited(AssertionError):
     """The process ended while a test waited for a line from it."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def write_keys(folder: Path) -> Path:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.dso.test_publish import CRO, DSO, NORTH, SAMPLE, adapter_cli, free_port, write_config
+from adapter.testing import free_port
+from tests.dso.test_publish import CRO, DSO, NORTH, SAMPLE, adapter_cli, write_config
 from tests.test_cli_send import message_file
 
 TIMEOUT = "2"

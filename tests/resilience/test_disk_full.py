@@ -26,7 +26,8 @@ from adapter.cro import cro_router
 from adapter.directory import StaticDirectory
 from adapter.participant import Participant
 from adapter.router import Handler, HandlerContext, Router
-from adapter.store.register import register_for
+from adapter.store import register_for
+from adapter.testing import Network, eventually
 from adapter.uftp.messages import (
     DSOPortfolioUpdate,
     DSOPortfolioUpdateResponse,
@@ -34,7 +35,6 @@ from adapter.uftp.messages import (
     Result,
     Role,
 )
-from tests.conftest import Network, eventually
 from tests.resilience.disk import SmallDisk
 from tests.resilience.dso_driver import portfolio_update
 from tests.resilience.stores import open_read_only

@@ -30,10 +30,9 @@ from adapter.keys import generate
 from adapter.outbox import backoff_delay
 from adapter.participant import DeliveryFailed, Participant
 from adapter.store.base import DeliveryAttempt, OutboundRecord, OutboundStatus
+from adapter.testing import Network, eventually, free_port
 from adapter.uftp.messages import Role
-from tests.conftest import Network, eventually
 from tests.resilience.dso_driver import portfolio_update
-from tests.resilience.harness import free_port
 
 DSO = "dso.outage.test"
 CRO = "cro.outage.test"

@@ -18,8 +18,8 @@ import pytest
 from adapter.directory import StaticDirectory
 from adapter.listen import CannotListen, bind
 from adapter.store.base import OutboundStatus
+from adapter.testing import Network, eventually
 from adapter.uftp.messages import Role
-from tests.conftest import Network, eventually
 from tests.resilience.dso_driver import portfolio_update
 from tests.resilience.harness import free_port
 from tests.resilience.test_outages import QUICK, ScriptedPeer, peer_entry

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from adapter.store import register_for
 from adapter.store.register import (
     AgrAllocation,
     AgrUpdateState,
@@ -30,7 +31,6 @@ from adapter.store.register import (
     UpdateKind,
     UpdateMeta,
     iso_rows,
-    register_for,
     rows_digest,
     versioned_diff,
 )

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from adapter.store import InboundStatus, OutboundStatus, SqliteStore, StoreOpenError
-from adapter.store.admin import MessageQuery, Pruned, QueueDepths, Requeued, admin_for
+from adapter.store import InboundStatus, OutboundStatus, SqliteStore, StoreOpenError, admin_for
+from adapter.store.admin import MessageQuery, Pruned, QueueDepths, Requeued
 from adapter.store.admin_sqlite import read_only
 from adapter.store.base import Store
 from tests.store import test_store_contract as contract

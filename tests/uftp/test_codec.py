@@ -18,7 +18,7 @@ import pytest
 from lxml import etree
 
 from adapter.uftp import codec
-from adapter.uftp.errors import IncompleteMessage, InvalidXml
+from adapter.uftp.errors import IncompleteMessage, InvalidOutbound, InvalidXml, TransportError
 from adapter.uftp.messages import (
     AGRPortfolioQuery,
     AGRPortfolioQueryConnection,
@@ -343,7 +343,7 @@ def test_rejection_reason_round_trips_exactly(reason: str, version: str) -> None
 def test_newline_in_entity_address_is_refused_not_silently_changed() -> None:
     # The schema's '.' does not match a line break; such an address cannot be sent.
     message = samples.make_dso_portfolio_query(entity_address="ea1.2024-01.test.example:a\nb")
-    with pytest.raises(InvalidXml, match="EntityAddress"):
+    with pytest.raises(InvalidOutbound, match="EntityAddress"):
         codec.encode(message)
 
 
@@ -635,9 +635,10 @@ def test_encode_refuses_a_response_without_reference(
 )
 def test_encode_refuses_a_malformed_entity_address(address: str) -> None:
     message = samples.make_dso_portfolio_query(entity_address=address)
-    with pytest.raises(InvalidXml, match="EntityAddress") as caught:
+    with pytest.raises(InvalidOutbound, match="EntityAddress") as caught:
         codec.encode(message)
-    assert caught.value.status == 400
+    # Our own mistake: no HTTP status that could be answered to a peer as its fault.
+    assert not isinstance(caught.value, TransportError)
     # Without validation the bytes go out as they are, and the receiver refuses them.
     data = codec.encode(message, validate=False)
     with pytest.raises(InvalidXml, match="EntityAddress"):
@@ -667,7 +668,7 @@ def test_encode_refuses_a_malformed_entity_address(address: str) -> None:
     ],
 )
 def test_encode_validates_metadata_values(changes: dict[str, Any], attribute: str) -> None:
-    with pytest.raises(InvalidXml, match=attribute):
+    with pytest.raises(InvalidOutbound, match=attribute):
         codec.encode(samples.make_agr_portfolio_query(**changes))
 
 
@@ -688,15 +689,15 @@ def test_encode_refuses_characters_xml_cannot_hold(character: str, field: str) -
         message = dataclasses.replace(message, congestion_point=point)
     else:
         message = dataclasses.replace(message, rejection_reason=f"Invalid{character}Message")
-    with pytest.raises(InvalidXml):
+    with pytest.raises(InvalidOutbound):
         codec.encode(message)
 
 
-def test_encode_refuses_a_lone_surrogate_with_invalid_xml() -> None:
+def test_encode_refuses_a_lone_surrogate_as_invalid_outbound() -> None:
     message = samples.make_dso_portfolio_update_response(
         result=Result.REJECTED, rejection_reason="Invalid Message \udcff"
     )
-    with pytest.raises(InvalidXml):
+    with pytest.raises(InvalidOutbound):
         codec.encode(message)
 
 
@@ -706,13 +707,13 @@ def test_rejected_agr_portfolio_query_response_needs_a_dso_view() -> None:
     message = samples.make_agr_portfolio_query_response(
         result=Result.REJECTED, rejection_reason="Period out of bounds", dso_views=()
     )
-    with pytest.raises(InvalidXml, match="DSO-View"):
+    with pytest.raises(InvalidOutbound, match="DSO-View"):
         codec.encode(message)
 
 
 def test_encode_refuses_a_structure_the_schema_forbids() -> None:
     # A DSOPortfolioUpdate needs at least one congestion point.
-    with pytest.raises(InvalidXml, match="CongestionPoint"):
+    with pytest.raises(InvalidOutbound, match="CongestionPoint"):
         codec.encode(samples.make_dso_portfolio_update(congestion_points=()))
 
 

@@ -11,6 +11,7 @@ from datetime import date
 
 import pytest
 
+from adapter.bulk import LARGE_MESSAGES
 from adapter.uftp import codec
 from adapter.uftp.columns import ConnectionColumns
 from adapter.uftp.errors import InvalidXml
@@ -108,14 +109,14 @@ def test_a_stray_attribute_in_a_large_update_is_refused_by_the_schema() -> None:
     assert len(data) > codec.CONCURRENT_VALIDATION_BYTES
     broken = data.replace(b'StartPeriod="2025-01-01"/>', b'StartPeriod="2025-01-01" X="1"/>', 1)
     with pytest.raises(InvalidXml, match="schema"):
-        codec.decode(broken)
+        codec.decode(broken, bulk=LARGE_MESSAGES)
 
 
 def test_an_empty_end_period_in_a_large_update_is_refused_by_the_schema() -> None:
     data = codec.encode(portfolio(20, 1000, end_every=7))
     broken = data.replace(b'EndPeriod="2025-06-30"', b'EndPeriod=""', 1)
     with pytest.raises(InvalidXml, match="schema"):
-        codec.decode(broken)
+        codec.decode(broken, bulk=LARGE_MESSAGES)
 
 
 def test_a_large_agr_update_is_read_column_wise_and_round_trips() -> None:
@@ -130,7 +131,7 @@ def test_a_large_agr_update_is_read_column_wise_and_round_trips() -> None:
     assert len(data) > codec.CONCURRENT_VALIDATION_BYTES
     root = parse_xml(data, huge=True)
     assert AGR.rows(root, len(root)) == list(connections)
-    assert codec.decode(data) == message
+    assert codec.decode(data, bulk=LARGE_MESSAGES) == message
 
 
 def test_the_reader_gives_the_same_rows_on_several_threads_at_once() -> None:
