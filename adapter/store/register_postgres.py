@@ -45,7 +45,9 @@ __all__ = ["SCHEMA_VERSION", "PostgresRegister"]
 T = TypeVar("T")
 
 #: Version of the tables this module owns (component "cro_register" in `schema_version`).
-SCHEMA_VERSION: Final = 1
+#: 2: a point version may hold a connection more than once, for disjoint periods (the key of
+#: cro_connection gained start_period).
+SCHEMA_VERSION: Final = 2
 _COMPONENT: Final = "cro_register"
 
 _SCHEMA: Final = (
@@ -84,7 +86,7 @@ _SCHEMA: Final = (
         entity_address text NOT NULL,
         start_period date NOT NULL,
         end_period date,
-        PRIMARY KEY (point_version, entity_address)
+        PRIMARY KEY (point_version, entity_address, start_period)
     )""",
     """CREATE INDEX IF NOT EXISTS cro_connection_address
         ON cro_connection (entity_address)""",
@@ -157,6 +159,21 @@ def _on(alias: str, period: str) -> str:
     )
 
 
+async def _migrate(conn: Any, version: int) -> None:
+    """Bring a register written by an earlier version of this module up to date, in the
+    transaction that opens it (so an interrupted migration leaves the old version whole)."""
+    if version < 2:
+        # A connection that leaves a point and returns to it is listed twice in one version,
+        # with disjoint periods (dso-portfolio-update.md: each Connection has its own Period).
+        await conn.execute(
+            "ALTER TABLE cro_connection DROP CONSTRAINT cro_connection_pkey, "
+            "ADD PRIMARY KEY (point_version, entity_address, start_period)"
+        )
+    await conn.execute(
+        "UPDATE schema_version SET version = $1 WHERE component = $2", SCHEMA_VERSION, _COMPONENT
+    )
+
+
 class PostgresRegister:
     """`PortfolioRegister` on a `PostgresStore` (opened by its owner); see the module
     docstring."""
@@ -191,6 +208,8 @@ class PostgresRegister:
                 _COMPONENT,
                 SCHEMA_VERSION,
             )
+        elif version < SCHEMA_VERSION:
+            await _migrate(conn, version)
         elif version > SCHEMA_VERSION:
             raise RuntimeError(
                 f"the database's Common Reference schema is version {version}, newer than "

@@ -8,6 +8,7 @@ and is skipped without a server, unless the variable is set explicitly (then it 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sqlite3
 import uuid
@@ -295,6 +296,65 @@ async def test_updates_are_serialised(register: PortfolioRegister) -> None:
     assert [len(m) for m in seen] == [0, 1]
 
 
+CP_A, CP_B = "ea1.2028-01.nl.example:cp-a", "ea1.2028-01.nl.example:cp-b"
+MOVING = "ean.871685901000112"
+JAN28, MAR28, JUN30_28, JUL28, AUG28 = (
+    date(2028, 1, 1),
+    date(2028, 3, 1),
+    date(2028, 6, 30),
+    date(2028, 7, 1),
+    date(2028, 8, 1),
+)
+
+
+def moving_points() -> list[PointDefinition]:
+    """A connection in cp-a for the first half of 2028 and in cp-b after; E1 leaves cp-b
+    for July and returns in August (listed twice in one point)."""
+    cp_a = dataclasses.replace(
+        cp(CP_A, C(MOVING, JAN28, JUN30_28), end=JUN30_28), start_period=JAN28
+    )
+    cp_b = dataclasses.replace(
+        cp(CP_B, C(MOVING, JUL28), C(E1, JAN28, JUN30_28), C(E1, AUG28)), start_period=JAN28
+    )
+    return [cp_a, cp_b]
+
+
+async def test_a_connection_moving_in_one_update_is_stored_with_each_period(
+    register: PortfolioRegister,
+) -> None:
+    check = Recorder()
+    assert await register.apply_dso_update(meta("m1"), moving_points(), check) is Applied.APPLIED
+    [state] = check.states
+    assert isinstance(state, DsoUpdateState) and list(state.memberships) == []
+    assert await names(register, CP_A, MAR28) == [MOVING]
+    assert await names(register, CP_B, MAR28) == [E1]
+    assert await names(register, CP_A, AUG28) == []
+    assert await names(register, CP_B, JUL28) == [MOVING]
+    assert await names(register, CP_B, AUG28) == [E1, MOVING]
+    summaries = {s.entity_address: s.connections for s in await register.congestion_points()}
+    assert summaries == {CP_A: 1, CP_B: 3}
+    await register.apply_agr_update(meta("a1", sender=AGR), [(MOVING, JAN28, None)], accept)
+    [in_march] = await register.agr_connections(AGR, MAR28)
+    [in_august] = await register.agr_connections(AGR, AUG28)
+    assert (in_march.congestion_point, in_august.congestion_point) == (CP_A, CP_B)
+    # Resent unchanged: recognised, nothing rewritten.
+    await register.apply_dso_update(meta("m2", at=1), moving_points(), accept)
+    assert {s.message_id for s in await register.congestion_points()} == {"m1"}
+
+
+async def test_the_same_move_in_two_updates_sees_the_first_membership(
+    register: PortfolioRegister,
+) -> None:
+    cp_a, cp_b = moving_points()
+    await register.apply_dso_update(meta("m1"), [cp_a], accept)
+    check = Recorder()
+    await register.apply_dso_update(meta("m2", at=1), [cp_b], check)
+    [state] = check.states
+    assert isinstance(state, DsoUpdateState)
+    assert list(state.memberships) == [Membership(MOVING, CP_A, JAN28, JUN30_28)]
+    assert await names(register, CP_B, JUL28) == [MOVING]
+
+
 # --- AGR updates ---------------------------------------------------------------------------
 
 
@@ -484,3 +544,60 @@ async def test_points_with_mixed_periods_are_stored_row_by_row(
     assert await names(register, CP1, JAN) == [E1, E3]
     assert await names(register, CP1, JUN) == [E1, E2, E3]
     assert await names(register, CP1, date(2025, 1, 1)) == [E1, E2]
+
+
+async def test_postgres_register_of_schema_version_1_is_migrated() -> None:
+    """A register written when a point version held each connection once (version 1: key
+    (point_version, entity_address)) opens keyed by period too, and takes a connection that
+    leaves a point and returns to it."""
+    asyncpg = pytest.importorskip("asyncpg")
+    from adapter.store.postgres import PostgresStore
+    from adapter.store.register_postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
+
+    try:
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if PG_REQUIRED:
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    schema = f"test_register_{uuid.uuid4().hex[:12]}"
+    try:
+        store = PostgresStore(PG_DSN, schema=schema)
+        await store.open()
+        try:
+            await register_for(store).apply_dso_update(
+                meta("d1"), [cp(CP1, C(E1, JAN), C(E2, JAN))], accept
+            )
+        finally:
+            await store.close()
+        await admin.execute(
+            f"ALTER TABLE {schema}.cro_connection DROP CONSTRAINT cro_connection_pkey, "
+            "ADD PRIMARY KEY (point_version, entity_address); "
+            f"UPDATE {schema}.schema_version SET version = 1 WHERE component = 'cro_register'"
+        )
+        store = PostgresStore(PG_DSN, schema=schema)
+        await store.open()
+        try:
+            register = register_for(store)
+            assert await names(register, CP1, JUN) == [E1, E2]
+            _, cp_b = moving_points()
+            await register.apply_dso_update(meta("d2", at=1), [cp_b], accept)
+            assert await names(register, CP_B, AUG28) == [E1, MOVING]
+        finally:
+            await store.close()
+        version = await admin.fetchval(
+            f"SELECT version FROM {schema}.schema_version WHERE component = 'cro_register'"
+        )
+        key = await admin.fetchval(
+            "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint AS c "
+            "JOIN pg_namespace AS n ON n.oid = c.connamespace "
+            "WHERE n.nspname = $1 AND c.conname = 'cro_connection_pkey'",
+            schema,
+        )
+        assert (version, key) == (
+            PG_SCHEMA_VERSION,
+            "PRIMARY KEY (point_version, entity_address, start_period)",
+        )
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
