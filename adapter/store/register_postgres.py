@@ -10,14 +10,28 @@ checks read what the other would write. Reads take no lock; each sees one commit
 
 Set-based throughout: the message's addresses travel as one array parameter and are joined
 with ``unnest``; connection rows are written with COPY.
+
+An update costs what it touches, never what the register holds (O(update), not O(register)),
+whatever the planner's statistics. The look-ups by connection (the conflict checks) are
+written so that the planner has one plan to choose (`_by_address`): for each address of the
+message, in sorted order, one probe of the address index. Left free, the planner chose by
+its statistics, and without them (a freshly loaded table, autovacuum off) it joined every
+current point with every probe: with 1,000,000 connections of other DSOs registered, one
+update ran for minutes. JIT compilation is off in update transactions: the estimates of such
+plans run into the billions without statistics, and compiling costs more than the query. After
+an update that grew the connections by at least half, the tables are analyzed, so that the
+other queries plan on true statistics before autovacuum comes by.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
 from operator import itemgetter
 from typing import Any, Final, TypeVar
+
+import asyncpg
 
 from adapter.store.postgres import PostgresStore
 from adapter.store.register import (
@@ -40,9 +54,11 @@ from adapter.store.register import (
 from adapter.uftp.bulk import gc_paused
 from adapter.uftp.messages import RedispatchBy
 
-__all__ = ["SCHEMA_VERSION", "PostgresRegister"]
+__all__ = ["AGR_CONFLICT_QUERY", "DSO_CONFLICT_QUERY", "SCHEMA_VERSION", "PostgresRegister"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 #: Version of the tables this module owns (component "cro_register" in `schema_version`).
 #: 2: a point version may hold a connection more than once, for disjoint periods (the key of
@@ -141,6 +157,57 @@ def _elsewhere(sender: str, points: str) -> str:
     )
 
 
+_PERIOD_COLUMNS: Final = "x.entity_address, x.start_period, x.end_period"
+
+
+def _by_address(names: str, table: str, columns: str, where: str = "TRUE") -> str:
+    """SQL: the addresses of array parameter `names` (as ``n``) and for each the rows of
+    `table` with that EntityAddress (as ``x``, its `columns`, filtered by `where`).
+
+    One probe of the table's address index per name, whatever the statistics: LATERAL makes
+    ``n`` the outer side and OFFSET 0 keeps the subquery from being flattened into a join
+    the planner could reorder (into a scan of the whole table, or a nested loop over
+    congestion points). Without statistics the planner may make the probe a bitmap scan;
+    it is still an index probe, and a sequential scan per name is never cheaper on paper.
+    """
+    return (
+        f"unnest({names}::text[]) AS n (entity_address) CROSS JOIN LATERAL ("  # noqa: S608
+        f"SELECT {columns} FROM {table} AS x "
+        f"WHERE x.entity_address = n.entity_address AND {where} OFFSET 0) AS x"
+    )
+
+
+#: The current memberships, in points the update does not replace, of the connections it
+#: probes: $1 the sender, $2 the addresses of the points it names, $3 the connections (sorted:
+#: the index and the rows, written in address order, are then read in order). The point of
+#: each row is found by its primary key, in a LATERAL of its own for the same reason.
+DSO_CONFLICT_QUERY: Final = (
+    "SELECT x.entity_address, p.entity_address, x.start_period, x.end_period FROM "  # noqa: S608
+    + _by_address("$3", "cro_connection", "x.point_version, " + _PERIOD_COLUMNS)
+    + " CROSS JOIN LATERAL (SELECT p.entity_address FROM cro_congestion_point AS p "
+    + f"WHERE p.id = x.point_version AND {_elsewhere('$1', '$2')} OFFSET 0) AS p"
+)
+
+#: Current registrations by other aggregators ($1 the sender) of the connections $2.
+AGR_CONFLICT_QUERY: Final = "SELECT x.* FROM " + _by_address(  # noqa: S608
+    "$2",
+    "cro_agr_connection",
+    "x.entity_address, x.agr_domain, x.start_period, x.end_period",
+    "x.superseded_by IS NULL AND x.agr_domain <> $1",
+)
+#: The sender's ($1) current registrations of the connections $2: what its update replaces.
+_AGR_CURRENT_QUERY: Final = "SELECT x.* FROM " + _by_address(  # noqa: S608
+    "$2",
+    "cro_agr_connection",
+    "x.id, " + _PERIOD_COLUMNS,
+    "x.superseded_by IS NULL AND x.agr_domain = $1",
+)
+
+#: An update that adds at least this many connection rows, and at least half as many as the
+#: table held when it was last counted, is followed by ANALYZE (see the module docstring).
+ANALYZE_ROWS: Final = 10_000
+
+
 def _visible(alias: str, seq: str | None) -> str:
     """SQL: row `alias` is current (seq None) or visible as of update parameter `seq`."""
     if seq is None:
@@ -224,7 +291,10 @@ class PostgresRegister:
         points: Sequence[PointDefinition],
         check: Callable[[DsoUpdateState], None],
     ) -> Applied:
+        grew = False
+
         async def op(conn: Any) -> Applied:
+            nonlocal grew
             if await self._begin_update(conn, update):
                 return Applied.ALREADY_APPLIED
             sender = update.sender_domain
@@ -261,18 +331,10 @@ class PostgresRegister:
                 sender,
                 addresses,
             ):
+                probe.sort()
                 memberships = [
                     Membership(*row)
-                    for row in await conn.fetch(
-                        "SELECT c.entity_address, p.entity_address, c.start_period, "  # noqa: S608
-                        "c.end_period FROM unnest($3::text[]) AS n (entity_address) "
-                        "JOIN cro_connection AS c ON c.entity_address = n.entity_address "
-                        "JOIN cro_congestion_point AS p ON p.id = c.point_version "
-                        f"WHERE {_elsewhere('$1', '$2')}",
-                        sender,
-                        addresses,
-                        probe,
-                    )
+                    for row in await conn.fetch(DSO_CONFLICT_QUERY, sender, addresses, probe)
                 ]
             del probe
             check(
@@ -318,8 +380,9 @@ class PostgresRegister:
             copies = [
                 (versions[p.entity_address], old) for p, _, _, old in plans if old is not None
             ]
+            copied = 0
             if copies:
-                await conn.execute(
+                status = await conn.execute(
                     "INSERT INTO cro_connection (point_version, entity_address, start_period, "
                     "end_period) SELECT v.new, c.entity_address, c.start_period, c.end_period "
                     "FROM unnest($1::bigint[], $2::bigint[]) AS v (new, old) "
@@ -327,6 +390,7 @@ class PostgresRegister:
                     [new for new, _ in copies],
                     [old for _, old in copies],
                 )
+                copied = int(status.split()[-1])
             with gc_paused():  # 100,000 rows of tuples: see gc_paused
                 records = [
                     (versions[point.entity_address], *connection)
@@ -344,9 +408,13 @@ class PostgresRegister:
                     columns=_CONNECTION_COLUMNS,
                     schema_name=self._store.schema,
                 )
+            grew = await self._grew_by_half(conn, len(records) + copied)
             return Applied.APPLIED
 
-        return await self._run(op)
+        applied = await self._run(op)
+        if grew:
+            await self._analyze()
+        return applied
 
     async def apply_agr_update(
         self,
@@ -361,24 +429,16 @@ class PostgresRegister:
             current_rows = {
                 (row[1], row[2], row[3]): row[0]
                 for row in await conn.fetch(
-                    "SELECT a.id, a.entity_address, a.start_period, a.end_period "
-                    "FROM unnest($2::text[]) AS n (entity_address) "
-                    "JOIN cro_agr_connection AS a ON a.entity_address = n.entity_address "
-                    "WHERE a.superseded_by IS NULL AND a.agr_domain = $1",
+                    _AGR_CURRENT_QUERY,
                     sender,
-                    list({connection[0] for connection in connections}),
+                    sorted({connection[0] for connection in connections}),
                 )
             }
             inserts, gone = versioned_diff(current_rows, (tuple(c) for c in connections))
             registrations = [
                 Membership(*row)
                 for row in await conn.fetch(
-                    "SELECT a.entity_address, a.agr_domain, a.start_period, a.end_period "
-                    "FROM unnest($2::text[]) AS n (entity_address) "
-                    "JOIN cro_agr_connection AS a ON a.entity_address = n.entity_address "
-                    "WHERE a.superseded_by IS NULL AND a.agr_domain <> $1",
-                    sender,
-                    list({row[0] for row in inserts}),
+                    AGR_CONFLICT_QUERY, sender, sorted({row[0] for row in inserts})
                 )
             ]
             check(
@@ -401,14 +461,43 @@ class PostgresRegister:
         return await self._run(op)
 
     async def _begin_update(self, conn: Any, update: UpdateMeta) -> bool:
-        """Serialise register updates; True when this one was applied before."""
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+        """Serialise register updates, JIT off for the transaction (see the module
+        docstring); True when this one was applied before."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1)), set_config('jit', 'off', true)",
+            self._lock_key,
+        )
         found = await conn.fetchval(
             "SELECT 1 FROM cro_update WHERE sender_domain = $1 AND message_id = $2",
             update.sender_domain,
             update.message_id,
         )
         return found is not None
+
+    @staticmethod
+    async def _grew_by_half(conn: Any, rows: int) -> bool:
+        """Whether `rows` new connection rows are a bulk load worth an ANALYZE: at least
+        `ANALYZE_ROWS`, and half of what the table held when last counted (never counted:
+        reltuples is -1)."""
+        if rows < ANALYZE_ROWS:
+            return False
+        counted: float = await conn.fetchval(
+            "SELECT reltuples FROM pg_class WHERE oid = 'cro_connection'::regclass"
+        )
+        return counted < 0 or rows * 2 >= counted
+
+    async def _analyze(self) -> None:
+        """ANALYZE the point and connection tables, after the update committed: its rows are
+        applied, so a failure here is logged, not raised. SKIP_LOCKED: when a VACUUM or
+        autovacuum holds a table, it is counting already, and the update does not wait."""
+
+        async def op(conn: Any) -> None:
+            await conn.execute("ANALYZE (SKIP_LOCKED) cro_connection, cro_congestion_point")
+
+        try:
+            await self._store.run(op)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("ANALYZE of the register's tables failed: %s", exc)
 
     @staticmethod
     async def _last_time_stamp(conn: Any, sender: str, kind: UpdateKind) -> datetime | None:
