@@ -18,9 +18,10 @@ message, in sorted order, one probe of the address index. Left free, the planner
 its statistics, and without them (a freshly loaded table, autovacuum off) it joined every
 current point with every probe: with 1,000,000 connections of other DSOs registered, one
 update ran for minutes. JIT compilation is off in update transactions: the estimates of such
-plans run into the billions without statistics, and compiling costs more than the query. After
-an update that grew the connections by at least half, the tables are analyzed, so that the
-other queries plan on true statistics before autovacuum comes by.
+plans run into the billions without statistics, and compiling costs more than the query. An
+update that adds at least half as many rows as its table held when last counted (a bulk load)
+is followed by ANALYZE, so that the other queries plan on true statistics before autovacuum
+comes by, or where it is off.
 """
 
 from __future__ import annotations
@@ -241,6 +242,18 @@ async def _migrate(conn: Any, version: int) -> None:
     )
 
 
+async def _grew_by_half(conn: Any, table: str, rows: int) -> bool:
+    """Whether `rows` new rows of `table` (ours) are a bulk load worth an ANALYZE: at least
+    `ANALYZE_ROWS`, and half of what the table held when last counted (reltuples; -1 when
+    never counted)."""
+    if rows < ANALYZE_ROWS:
+        return False
+    counted: float = await conn.fetchval(
+        "SELECT reltuples FROM pg_class WHERE oid = $1::text::regclass", table
+    )
+    return counted < 0 or rows * 2 >= counted
+
+
 class PostgresRegister:
     """`PortfolioRegister` on a `PostgresStore` (opened by its owner); see the module
     docstring."""
@@ -408,12 +421,12 @@ class PostgresRegister:
                     columns=_CONNECTION_COLUMNS,
                     schema_name=self._store.schema,
                 )
-            grew = await self._grew_by_half(conn, len(records) + copied)
+            grew = await _grew_by_half(conn, "cro_connection", len(records) + copied)
             return Applied.APPLIED
 
         applied = await self._run(op)
         if grew:
-            await self._analyze()
+            await self._analyze("cro_connection", "cro_congestion_point")
         return applied
 
     async def apply_agr_update(
@@ -422,7 +435,10 @@ class PostgresRegister:
         connections: Sequence[ConnectionPeriod],
         check: Callable[[AgrUpdateState], None],
     ) -> Applied:
+        grew = False
+
         async def op(conn: Any) -> Applied:
+            nonlocal grew
             if await self._begin_update(conn, update):
                 return Applied.ALREADY_APPLIED
             sender = update.sender_domain
@@ -456,9 +472,13 @@ class PostgresRegister:
                     columns=_AGR_COLUMNS,
                     schema_name=self._store.schema,
                 )
+            grew = await _grew_by_half(conn, "cro_agr_connection", len(inserts))
             return Applied.APPLIED
 
-        return await self._run(op)
+        applied = await self._run(op)
+        if grew:
+            await self._analyze("cro_agr_connection")
+        return applied
 
     async def _begin_update(self, conn: Any, update: UpdateMeta) -> bool:
         """Serialise register updates, JIT off for the transaction (see the module
@@ -474,25 +494,13 @@ class PostgresRegister:
         )
         return found is not None
 
-    @staticmethod
-    async def _grew_by_half(conn: Any, rows: int) -> bool:
-        """Whether `rows` new connection rows are a bulk load worth an ANALYZE: at least
-        `ANALYZE_ROWS`, and half of what the table held when last counted (never counted:
-        reltuples is -1)."""
-        if rows < ANALYZE_ROWS:
-            return False
-        counted: float = await conn.fetchval(
-            "SELECT reltuples FROM pg_class WHERE oid = 'cro_connection'::regclass"
-        )
-        return counted < 0 or rows * 2 >= counted
-
-    async def _analyze(self) -> None:
-        """ANALYZE the point and connection tables, after the update committed: its rows are
-        applied, so a failure here is logged, not raised. SKIP_LOCKED: when a VACUUM or
-        autovacuum holds a table, it is counting already, and the update does not wait."""
+    async def _analyze(self, *tables: str) -> None:
+        """ANALYZE `tables` (ours), after the update committed: its rows are applied, so a
+        failure here is logged, not raised. SKIP_LOCKED: when a VACUUM or autovacuum holds
+        a table, it is counting already, and the update does not wait for it."""
 
         async def op(conn: Any) -> None:
-            await conn.execute("ANALYZE (SKIP_LOCKED) cro_connection, cro_congestion_point")
+            await conn.execute(f"ANALYZE (SKIP_LOCKED) {', '.join(tables)}")
 
         try:
             await self._store.run(op)
