@@ -18,7 +18,11 @@ What an update means, precisely:
   they were. A point's EndPeriod bounds its connections (the period rules below), so ending
   a point ends its connections with it (contract-phase.md: "It is not necessary to add
   connections to this message since they will also expire"); connections a message no longer
-  lists are no longer part of the point, for any Period.
+  lists are no longer part of the point, for any Period. Each Connection element is a
+  membership with its own Period (dso-portfolio-update.md: "The first Period that the
+  Connection is part of this CongestionPoint"), so one message may move a connection from
+  one point to another (in `cp-a` until June, in `cp-b` from July), or list it twice in one
+  point; only memberships whose Periods share a day conflict.
 * AGRPortfolioUpdate: for every connection the message names, the aggregator's registration
   of that connection (all its periods) is replaced by the periods the message gives for it;
   connections it does not name stay registered as they were. A connection may appear more
@@ -33,10 +37,12 @@ Rejection texts name at most `LISTED` items and count the rest: a RejectionReaso
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from itertools import pairwise
+from itertools import chain, pairwise
+from operator import itemgetter
 from typing import Final
 
 from adapter.config import CroMode, CroSettings, PeriodViolation
@@ -85,6 +91,7 @@ __all__ = [
     "check_dso_update",
     "dso_query_response",
     "listing",
+    "overlapping_twice",
     "overlaps",
     "prepare_agr_update",
     "prepare_dso_update",
@@ -115,6 +122,40 @@ def listing(label: str, items: Sequence[str]) -> str:
 def overlaps(start_a: date, end_a: date | None, start_b: date, end_b: date | None) -> bool:
     """Whether two inclusive periods (None = open end) share at least one day."""
     return (end_b is None or start_a <= end_b) and (end_a is None or start_b <= end_a)
+
+
+_NAME: Final = itemgetter(0)
+
+
+def overlapping_twice(connections: Collection[ConnectionPeriod]) -> list[str]:
+    """The connections listed more than once for periods that share a day, each named once,
+    in order of first appearance: what "Duplicate Connection" rejects in one update.
+
+    A connection listed twice for disjoint periods is two memberships, not a duplicate: the
+    AGRPortfolioUpdate's "represented, not represented, represented again", or the
+    DSOPortfolioUpdate's connection that moves from one congestion point to another. Only
+    overlapping ones are ambiguous: which of the two would hold on the shared day?
+
+    The common case (every connection once) costs one set of the names, at C speed; only
+    the names that repeat are grouped and their periods compared, sorted by StartPeriod: if
+    any two periods share a day, two neighbours in that order do.
+    """
+    names = list(map(_NAME, connections))
+    if len(set(names)) == len(names):
+        return []
+    periods: dict[str, list[tuple[date, date | None]]] = {
+        name: [] for name, count in Counter(names).items() if count > 1
+    }
+    for name, start, end in connections:
+        spans = periods.get(name)
+        if spans is not None:
+            spans.append((start, end))
+    duplicates: list[str] = []
+    for name, spans in periods.items():
+        spans.sort(key=_NAME)
+        if any(overlaps(*a, *b) for a, b in pairwise(spans)):
+            duplicates.append(name)
+    return duplicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +234,10 @@ def _period(start: date, end: date | None) -> str:
 def prepare_dso_update(message: DSOPortfolioUpdate, sender: str, policy: Policy) -> DsoProposal:
     """Judge a DSOPortfolioUpdate without the register.
 
+    Duplicates: a congestion point named twice ("Duplicate CongestionPoint"), a connection
+    listed twice for periods that share a day, in one point or in two ("Duplicate
+    Connection", `overlapping_twice`); disjoint periods are a connection moving.
+
     Period rules (dso-portfolio-update.md, Connection StartPeriod/EndPeriod notes): a
     Connection's StartPeriod and EndPeriod lie within its CongestionPoint's period; its
     EndPeriod is empty if and only if the CongestionPoint's is; no EndPeriod is before its
@@ -209,8 +254,6 @@ def prepare_dso_update(message: DSOPortfolioUpdate, sender: str, policy: Policy)
     clip = policy.period_violation is PeriodViolation.CLIP
     seen_points: set[str] = set()
     duplicate_points: list[str] = []
-    seen_connections: set[str] = set()
-    duplicate_connections: list[str] = []
     reversed_periods: list[str] = []
     outside: list[str] = []
     open_in_ended: list[str] = []
@@ -230,9 +273,6 @@ def prepare_dso_update(message: DSOPortfolioUpdate, sender: str, policy: Policy)
         connections: Sequence[ConnectionPeriod] = point.connections
         fixed: list[ConnectionPeriod] | None = None
         for index, (name, start, end) in enumerate(point.connections):
-            if name in seen_connections:
-                duplicate_connections.append(name)
-            seen_connections.add(name)
             # The common case, in as few comparisons as possible: 100,000 pass here.
             if point_end is None:
                 fine = end is None and start >= point_start
@@ -284,6 +324,10 @@ def prepare_dso_update(message: DSOPortfolioUpdate, sender: str, policy: Policy)
             )
         )
 
+    # After clipping: the memberships as they would be stored are what may not overlap.
+    duplicate_connections = overlapping_twice(
+        list(chain.from_iterable(point.connections for point in points))
+    )
     problems = [
         listing(label, items)
         for label, items in (
@@ -380,20 +424,10 @@ def prepare_agr_update(message: AGRPortfolioUpdate, sender: str, policy: Policy)
     reversed_periods = [
         name for name, start, end in message.connections if end is not None and end < start
     ]
-    names = {connection[0] for connection in message.connections}
-    duplicates: list[str] = []
-    if len(names) < len(message.connections):
-        periods: dict[str, list[tuple[date, date | None]]] = {}
-        for name, start, end in message.connections:
-            periods.setdefault(name, []).append((start, end))
-        for name, spans in periods.items():
-            spans.sort(key=lambda span: span[0])
-            if any(overlaps(*a, *b) for a, b in pairwise(spans)):
-                duplicates.append(name)
     problems = [
         listing(label, items)
         for label, items in (
-            (DUPLICATE_CONNECTION, duplicates),
+            (DUPLICATE_CONNECTION, overlapping_twice(message.connections)),
             (END_BEFORE_START, reversed_periods),
         )
         if items

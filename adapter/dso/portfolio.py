@@ -40,10 +40,12 @@ The line of a JSON row is the line its object starts on.
 
 Before a file is accepted it passes the rules the CRO applies to the message it becomes:
 `adapter.cro.register.prepare_dso_update` with `period_violation = reject` - the period rules
-of dso-portfolio-update.md and no connection twice. They are not written a second time here:
-the CRO's function judges the whole update, and only when it finds a problem is it asked
-again per congestion point and per row, to name the line. (Two rows for one connection are
-caught earlier, while the rows are grouped, because that is where both lines are known.)
+of dso-portfolio-update.md and no connection twice for one day. They are not written a second
+time here: the CRO's function judges the whole update, and only when it finds a problem is it
+asked again per congestion point and per row, to name the line. (Two rows for one connection
+whose periods overlap are caught earlier, with the CRO's `overlaps`, while the rows are
+grouped, because that is where both lines are known. Rows for one connection with disjoint
+periods are fine: the connection moves from one point to another, or leaves and returns.)
 
 Connection identifiers are personal data (privacy-and-security-by-design.md): error texts name
 the line and the field, never a connection's EntityAddress, so that they can be logged.
@@ -72,6 +74,7 @@ from adapter.cro.register import (
     OPEN_IN_ENDED_POINT,
     OUTSIDE_POINT_PERIOD,
     Policy,
+    overlaps,
     prepare_dso_update,
 )
 from adapter.uftp.errors import AdapterError
@@ -622,15 +625,17 @@ class _Point:
 def _build(path: Path, rows: Sequence[PortfolioRow], time_zone: str) -> DSOPortfolioUpdate:
     errors = _Errors(path)
     points: dict[str, _Point] = {}
-    seen: dict[str, int] = {}
+    seen: dict[str, list[PortfolioRow]] = {}
     for row in rows:
-        first_line = seen.setdefault(row.connection, row.line)
-        if first_line != row.line:
+        earlier = seen.setdefault(row.connection, [])
+        clash = next((o for o in earlier if overlaps(o.start, o.end, row.start, row.end)), None)
+        earlier.append(row)
+        if clash is not None:
             errors.add(
                 row.line,
                 "connection",
-                f"this connection is also on line {first_line}; the CRO rejects a connection "
-                f"listed twice ({DUPLICATE_CONNECTION!r})",
+                f"this connection is also on line {clash.line} for an overlapping period; the "
+                f"CRO rejects a connection listed twice for one day ({DUPLICATE_CONNECTION!r})",
             )
         point = points.get(row.congestion_point)
         if point is None:

@@ -10,14 +10,29 @@ checks read what the other would write. Reads take no lock; each sees one commit
 
 Set-based throughout: the message's addresses travel as one array parameter and are joined
 with ``unnest``; connection rows are written with COPY.
+
+An update costs what it touches, never what the register holds (O(update), not O(register)),
+whatever the planner's statistics. The look-ups by connection (the conflict checks) are
+written so that the planner has one plan to choose (`_by_address`): for each address of the
+message, in sorted order, one probe of the address index. Left free, the planner chose by
+its statistics, and without them (a freshly loaded table, autovacuum off) it joined every
+current point with every probe: with 1,000,000 connections of other DSOs registered, one
+update ran for minutes. JIT compilation is off in update transactions: the estimates of such
+plans run into the billions without statistics, and compiling costs more than the query. An
+update that adds at least half as many rows as its table held when last counted (a bulk load)
+is followed by ANALYZE, so that the other queries plan on true statistics before autovacuum
+comes by, or where it is off.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
 from operator import itemgetter
 from typing import Any, Final, TypeVar
+
+import asyncpg
 
 from adapter.bulk import gc_paused
 from adapter.store.base import EventRecord, newer_schema
@@ -43,12 +58,16 @@ from adapter.store.register import (
 )
 from adapter.uftp.messages import RedispatchBy
 
-__all__ = ["SCHEMA_VERSION", "PostgresRegister"]
+__all__ = ["AGR_CONFLICT_QUERY", "DSO_CONFLICT_QUERY", "SCHEMA_VERSION", "PostgresRegister"]
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 #: Version of the tables this module owns (component "cro_register" in `schema_version`).
-SCHEMA_VERSION: Final = 1
+#: 2: a point version may hold a connection more than once, for disjoint periods (the key of
+#: cro_connection gained start_period).
+SCHEMA_VERSION: Final = 2
 _COMPONENT: Final = "cro_register"
 
 _SCHEMA: Final = (
@@ -87,7 +106,7 @@ _SCHEMA: Final = (
         entity_address text NOT NULL,
         start_period date NOT NULL,
         end_period date,
-        PRIMARY KEY (point_version, entity_address)
+        PRIMARY KEY (point_version, entity_address, start_period)
     )""",
     """CREATE INDEX IF NOT EXISTS cro_connection_address
         ON cro_connection (entity_address)""",
@@ -142,6 +161,57 @@ def _elsewhere(sender: str, points: str) -> str:
     )
 
 
+_PERIOD_COLUMNS: Final = "x.entity_address, x.start_period, x.end_period"
+
+
+def _by_address(names: str, table: str, columns: str, where: str = "TRUE") -> str:
+    """SQL: the addresses of array parameter `names` (as ``n``) and for each the rows of
+    `table` with that EntityAddress (as ``x``, its `columns`, filtered by `where`).
+
+    One probe of the table's address index per name, whatever the statistics: LATERAL makes
+    ``n`` the outer side and OFFSET 0 keeps the subquery from being flattened into a join
+    the planner could reorder (into a scan of the whole table, or a nested loop over
+    congestion points). Without statistics the planner may make the probe a bitmap scan;
+    it is still an index probe, and a sequential scan per name is never cheaper on paper.
+    """
+    return (
+        f"unnest({names}::text[]) AS n (entity_address) CROSS JOIN LATERAL ("  # noqa: S608
+        f"SELECT {columns} FROM {table} AS x "
+        f"WHERE x.entity_address = n.entity_address AND {where} OFFSET 0) AS x"
+    )
+
+
+#: The current memberships, in points the update does not replace, of the connections it
+#: probes: $1 the sender, $2 the addresses of the points it names, $3 the connections (sorted:
+#: the index and the rows, written in address order, are then read in order). The point of
+#: each row is found by its primary key, in a LATERAL of its own for the same reason.
+DSO_CONFLICT_QUERY: Final = (
+    "SELECT x.entity_address, p.entity_address, x.start_period, x.end_period FROM "  # noqa: S608
+    + _by_address("$3", "cro_connection", "x.point_version, " + _PERIOD_COLUMNS)
+    + " CROSS JOIN LATERAL (SELECT p.entity_address FROM cro_congestion_point AS p "
+    + f"WHERE p.id = x.point_version AND {_elsewhere('$1', '$2')} OFFSET 0) AS p"
+)
+
+#: Current registrations by other aggregators ($1 the sender) of the connections $2.
+AGR_CONFLICT_QUERY: Final = "SELECT x.* FROM " + _by_address(  # noqa: S608
+    "$2",
+    "cro_agr_connection",
+    "x.entity_address, x.agr_domain, x.start_period, x.end_period",
+    "x.superseded_by IS NULL AND x.agr_domain <> $1",
+)
+#: The sender's ($1) current registrations of the connections $2: what its update replaces.
+_AGR_CURRENT_QUERY: Final = "SELECT x.* FROM " + _by_address(  # noqa: S608
+    "$2",
+    "cro_agr_connection",
+    "x.id, " + _PERIOD_COLUMNS,
+    "x.superseded_by IS NULL AND x.agr_domain = $1",
+)
+
+#: An update that adds at least this many connection rows, and at least half as many as the
+#: table held when it was last counted, is followed by ANALYZE (see the module docstring).
+ANALYZE_ROWS: Final = 10_000
+
+
 def _visible(alias: str, seq: str | None) -> str:
     """SQL: row `alias` is current (seq None) or visible as of update parameter `seq`."""
     if seq is None:
@@ -158,6 +228,33 @@ def _on(alias: str, period: str) -> str:
         f"{alias}.start_period <= {period} "
         f"AND ({alias}.end_period IS NULL OR {alias}.end_period >= {period})"
     )
+
+
+async def _migrate(conn: Any, version: int) -> None:
+    """Bring a register written by an earlier version of this module up to date, in the
+    transaction that opens it (so an interrupted migration leaves the old version whole)."""
+    if version < 2:
+        # A connection that leaves a point and returns to it is listed twice in one version,
+        # with disjoint periods (dso-portfolio-update.md: each Connection has its own Period).
+        await conn.execute(
+            "ALTER TABLE cro_connection DROP CONSTRAINT cro_connection_pkey, "
+            "ADD PRIMARY KEY (point_version, entity_address, start_period)"
+        )
+    await conn.execute(
+        "UPDATE schema_version SET version = $1 WHERE component = $2", SCHEMA_VERSION, _COMPONENT
+    )
+
+
+async def _grew_by_half(conn: Any, table: str, rows: int) -> bool:
+    """Whether `rows` new rows of `table` (ours) are a bulk load worth an ANALYZE: at least
+    `ANALYZE_ROWS`, and half of what the table held when last counted (reltuples; -1 when
+    never counted)."""
+    if rows < ANALYZE_ROWS:
+        return False
+    counted: float = await conn.fetchval(
+        "SELECT reltuples FROM pg_class WHERE oid = $1::text::regclass", table
+    )
+    return counted < 0 or rows * 2 >= counted
 
 
 class PostgresRegister:
@@ -195,6 +292,8 @@ class PostgresRegister:
                 _COMPONENT,
                 SCHEMA_VERSION,
             )
+        elif version < SCHEMA_VERSION:
+            await _migrate(conn, version)
         elif version > SCHEMA_VERSION:
             raise newer_schema(self._store.location, "Common Reference", version, SCHEMA_VERSION)
 
@@ -207,8 +306,10 @@ class PostgresRegister:
         check: Callable[[DsoUpdateState], None],
     ) -> Applied:
         events = self._change_events(UpdateKind.DSO, update, points=points)
+        grew = False
 
         async def op(conn: Any) -> Applied:
+            nonlocal grew
             if await self._begin_update(conn, update):
                 return Applied.ALREADY_APPLIED
             sender = update.sender_domain
@@ -245,18 +346,10 @@ class PostgresRegister:
                 sender,
                 addresses,
             ):
+                probe.sort()
                 memberships = [
                     Membership(*row)
-                    for row in await conn.fetch(
-                        "SELECT c.entity_address, p.entity_address, c.start_period, "  # noqa: S608
-                        "c.end_period FROM unnest($3::text[]) AS n (entity_address) "
-                        "JOIN cro_connection AS c ON c.entity_address = n.entity_address "
-                        "JOIN cro_congestion_point AS p ON p.id = c.point_version "
-                        f"WHERE {_elsewhere('$1', '$2')}",
-                        sender,
-                        addresses,
-                        probe,
-                    )
+                    for row in await conn.fetch(DSO_CONFLICT_QUERY, sender, addresses, probe)
                 ]
             del probe
             check(
@@ -302,8 +395,9 @@ class PostgresRegister:
             copies = [
                 (versions[p.entity_address], old) for p, _, _, old in plans if old is not None
             ]
+            copied = 0
             if copies:
-                await conn.execute(
+                status = await conn.execute(
                     "INSERT INTO cro_connection (point_version, entity_address, start_period, "
                     "end_period) SELECT v.new, c.entity_address, c.start_period, c.end_period "
                     "FROM unnest($1::bigint[], $2::bigint[]) AS v (new, old) "
@@ -311,6 +405,7 @@ class PostgresRegister:
                     [new for new, _ in copies],
                     [old for _, old in copies],
                 )
+                copied = int(status.split()[-1])
             with gc_paused():  # 100,000 rows of tuples: see gc_paused
                 records = [
                     (versions[point.entity_address], *connection)
@@ -328,9 +423,13 @@ class PostgresRegister:
                     columns=_CONNECTION_COLUMNS,
                     schema_name=self._store.schema,
                 )
+            grew = await _grew_by_half(conn, "cro_connection", len(records) + copied)
             return Applied.APPLIED
 
-        return await self._apply(op, events)
+        applied = await self._apply(op, events)
+        if grew:
+            await self._analyze("cro_connection", "cro_congestion_point")
+        return applied
 
     async def apply_agr_update(
         self,
@@ -339,32 +438,26 @@ class PostgresRegister:
         check: Callable[[AgrUpdateState], None],
     ) -> Applied:
         events = self._change_events(UpdateKind.AGR, update, connections=connections)
+        grew = False
 
         async def op(conn: Any) -> Applied:
+            nonlocal grew
             if await self._begin_update(conn, update):
                 return Applied.ALREADY_APPLIED
             sender = update.sender_domain
             current_rows = {
                 (row[1], row[2], row[3]): row[0]
                 for row in await conn.fetch(
-                    "SELECT a.id, a.entity_address, a.start_period, a.end_period "
-                    "FROM unnest($2::text[]) AS n (entity_address) "
-                    "JOIN cro_agr_connection AS a ON a.entity_address = n.entity_address "
-                    "WHERE a.superseded_by IS NULL AND a.agr_domain = $1",
+                    _AGR_CURRENT_QUERY,
                     sender,
-                    list({connection[0] for connection in connections}),
+                    sorted({connection[0] for connection in connections}),
                 )
             }
             inserts, gone = versioned_diff(current_rows, (tuple(c) for c in connections))
             registrations = [
                 Membership(*row)
                 for row in await conn.fetch(
-                    "SELECT a.entity_address, a.agr_domain, a.start_period, a.end_period "
-                    "FROM unnest($2::text[]) AS n (entity_address) "
-                    "JOIN cro_agr_connection AS a ON a.entity_address = n.entity_address "
-                    "WHERE a.superseded_by IS NULL AND a.agr_domain <> $1",
-                    sender,
-                    list({row[0] for row in inserts}),
+                    AGR_CONFLICT_QUERY, sender, sorted({row[0] for row in inserts})
                 )
             ]
             check(
@@ -382,9 +475,13 @@ class PostgresRegister:
                     columns=_AGR_COLUMNS,
                     schema_name=self._store.schema,
                 )
+            grew = await _grew_by_half(conn, "cro_agr_connection", len(inserts))
             return Applied.APPLIED
 
-        return await self._apply(op, events)
+        applied = await self._apply(op, events)
+        if grew:
+            await self._analyze("cro_agr_connection")
+        return applied
 
     def _change_events(
         self,
@@ -416,14 +513,31 @@ class PostgresRegister:
         return outcome
 
     async def _begin_update(self, conn: Any, update: UpdateMeta) -> bool:
-        """Serialise register updates; True when this one was applied before."""
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+        """Serialise register updates, JIT off for the transaction (see the module
+        docstring); True when this one was applied before."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1)), set_config('jit', 'off', true)",
+            self._lock_key,
+        )
         found = await conn.fetchval(
             "SELECT 1 FROM cro_update WHERE sender_domain = $1 AND message_id = $2",
             update.sender_domain,
             update.message_id,
         )
         return found is not None
+
+    async def _analyze(self, *tables: str) -> None:
+        """ANALYZE `tables` (ours), after the update committed: its rows are applied, so a
+        failure here is logged, not raised. SKIP_LOCKED: when a VACUUM or autovacuum holds
+        a table, it is counting already, and the update does not wait for it."""
+
+        async def op(conn: Any) -> None:
+            await conn.execute(f"ANALYZE (SKIP_LOCKED) {', '.join(tables)}")
+
+        try:
+            await self._store.run(op)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("ANALYZE of the register's tables failed: %s", exc)
 
     @staticmethod
     async def _last_time_stamp(conn: Any, sender: str, kind: UpdateKind) -> datetime | None:

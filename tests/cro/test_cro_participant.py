@@ -247,6 +247,30 @@ async def test_duplicates_in_one_message_are_rejected(network: Network) -> None:
     assert reason == f"Duplicate Connection: {E1}"
 
 
+async def test_a_connection_moves_between_points_in_one_message(network: Network) -> None:
+    """One message, or two, alike: each membership has its own Period, and only
+    overlapping memberships conflict."""
+    cp_a, cp_b = "ea1.2028-01.nl.example:cp-a", "ea1.2028-01.nl.example:cp-b"
+    moving = "ean.871685901000112"
+    jan, jun30, jul = date(2028, 1, 1), date(2028, 6, 30), date(2028, 7, 1)
+    first = point(cp_a, C(moving, jan, jun30), start=jan, end=jun30)
+    then = point(cp_b, C(moving, jul), start=jul)
+    m = await market(network)
+    await accepted(m.dso, dpu(first, then))
+    assert await connections_of(m.dso, cp_a, jun30) == [(moving, None)]
+    assert await connections_of(m.dso, cp_b, jul) == [(moving, None)]
+    # The same move of another connection, as two messages.
+    await accepted(m.dso2, dpu(point(CP1, C(E1, jan, jun30), start=jan, end=jun30)))
+    await accepted(m.dso2, dpu(point(CP2, C(E1, jul), start=jul)))
+    assert await connections_of(m.dso2, CP2, jul) == [(E1, None)]
+    # Memberships that share a day still conflict, in one message as across two.
+    overlapping = point(cp_b, C(moving, jun30), start=jun30)
+    reason = await rejected(m.dso, dpu(first, overlapping))
+    assert reason == f"Duplicate Connection: {moving}"
+    reason = await rejected(m.dso2, dpu(point(CP3, C(E1, jun30), start=jun30)))
+    assert reason == f"Connection conflict: {E1} at {CP3}"
+
+
 async def test_point_of_another_dso_is_invalid(network: Network) -> None:
     m = await market(network)
     await accepted(m.dso, dpu(point(CP1, C(E1, JAN))))

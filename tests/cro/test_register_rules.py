@@ -26,6 +26,7 @@ from adapter.cro.register import (
     check_dso_update,
     dso_query_response,
     listing,
+    overlapping_twice,
     overlaps,
     prepare_agr_update,
     prepare_dso_update,
@@ -158,6 +159,93 @@ def test_same_connection_twice_is_rejected(second_point: str) -> None:
     else:
         message = dpu(point(CP1, C(E1, JAN)), point(CP2, C(E1, JAN)))
     assert dso_reasons(message) == (f"{DUPLICATE_CONNECTION}: {E1}",)
+
+
+# The example of a connection moving: in cp-a for the first half of 2028, in cp-b after.
+CP_A, CP_B = "ea1.2028-01.nl.example:cp-a", "ea1.2028-01.nl.example:cp-b"
+MOVING = "ean.871685901000112"
+JAN28, JUN30_28, JUL28 = date(2028, 1, 1), date(2028, 6, 30), date(2028, 7, 1)
+
+
+def test_a_connection_moves_between_points_in_one_update() -> None:
+    """Each Connection element has its own Period (dso-portfolio-update.md: "The first
+    Period that the Connection is part of this CongestionPoint"): disjoint Periods in two
+    points are one connection moving, not a duplicate."""
+    message = dpu(
+        point(CP_A, C(MOVING, JAN28, JUN30_28), start=JAN28, end=JUN30_28),
+        point(CP_B, C(MOVING, JUL28), start=JUL28),
+    )
+    proposal = dso_accepts(message)
+    assert [list(p.connections) for p in proposal.points] == [
+        [C(MOVING, JAN28, JUN30_28)],
+        [C(MOVING, JUL28)],
+    ]
+
+
+def test_the_same_move_in_two_messages_is_accepted_alike() -> None:
+    dso_accepts(dpu(point(CP_A, C(MOVING, JAN28, JUN30_28), start=JAN28, end=JUN30_28)))
+    in_cp_a = DsoUpdateState(
+        owners={CP_A: DSO},
+        last_time_stamp=T0,
+        memberships=(Membership(MOVING, CP_A, JAN28, JUN30_28),),
+    )
+    dso_accepts(dpu(point(CP_B, C(MOVING, JUL28), start=JUL28)), state=in_cp_a)
+
+
+@pytest.mark.parametrize(
+    "cp_b_start",
+    [JUN30_28, date(2028, 3, 1), JAN28, date(2027, 12, 1)],
+    ids=["one-day", "half", "same-start", "around"],
+)
+def test_overlapping_memberships_in_one_update_are_still_rejected(cp_b_start: date) -> None:
+    message = dpu(
+        point(CP_A, C(MOVING, JAN28, JUN30_28), start=JAN28, end=JUN30_28),
+        point(CP_B, C(MOVING, cp_b_start), start=cp_b_start),
+    )
+    assert dso_reasons(message) == (f"{DUPLICATE_CONNECTION}: {MOVING}",)
+
+
+def test_a_connection_may_leave_a_point_and_return() -> None:
+    away = C(E1, date(2024, 3, 1), date(2024, 5, 31))
+    message = dpu(
+        point(CP1, C(E1, JAN, date(2024, 2, 29)), C(E1, JUN, DEC), end=DEC),
+        point(CP2, away, end=DEC),
+    )
+    dso_accepts(message)
+
+
+def test_duplicates_are_judged_on_the_clipped_periods() -> None:
+    """In clip mode an open connection in a point that ends is cut to the point's end; what
+    is stored then does not overlap the next point's membership."""
+    message = dpu(
+        point(CP_A, C(MOVING, JAN28), start=JAN28, end=JUN30_28),
+        point(CP_B, C(MOVING, JUL28), start=JUL28),
+    )
+    proposal = dso_accepts(message, CLIP)
+    assert list(proposal.points[0].connections) == [(MOVING, JAN28, JUN30_28)]
+    assert dso_reasons(message) == (
+        f"{DUPLICATE_CONNECTION}: {MOVING}",
+        f"{OPEN_IN_ENDED_POINT}: {MOVING} at {CP_A}",
+    )
+
+
+def test_overlapping_twice_names_each_duplicate_once_in_order() -> None:
+    assert overlapping_twice([]) == []
+    assert overlapping_twice([(E1, JAN, None), (E2, JAN, None)]) == []
+    assert overlapping_twice([(E1, JUN, None), (E1, JAN, date(2024, 5, 31))]) == []
+    listed = [
+        (E2, JAN, JUN),
+        (E1, JAN, None),
+        (E2, date(2024, 6, 2), None),
+        (E3, JAN, JAN),
+        (E1, DEC, DEC),
+        (E2, JUN, JUN),  # shares June 1 with the first E2
+        (E3, JAN, JAN),
+    ]
+    assert overlapping_twice(listed) == [E2, E1, E3]
+    # Overlapping periods that are not neighbours in the order given are found too.
+    far = [(E1, JAN, DEC), (E1, date(2025, 1, 1), None), (E1, JUN, JUN)]
+    assert overlapping_twice(far) == [E1]
 
 
 @pytest.mark.parametrize(

@@ -554,3 +554,73 @@ def test_every_broken_row_is_named(tmp_path: Path) -> None:
     )
     error = error_of(path)
     assert [(e.line, e.field) for e in (error, *error.others)] == [(3, "end"), (4, "start")]
+
+
+# --- a connection moving between congestion points ----------------------------------------------
+
+CP_A = "ea1.2026-01.test.uftp-demo:cp-a"
+CP_B = "ea1.2026-01.test.uftp-demo:cp-b"
+MOVING = "ean.871685901000112"
+
+
+def moving_rows(cp_b_start: str = "2028-07-01") -> tuple[dict[str, str], ...]:
+    """The connection in cp-a for the first half of 2028 and in cp-b from cp_b_start."""
+    return (
+        row(CP_A, MOVING, "2028-01-01", "2028-06-30"),
+        row(CP_A, E2, "2028-01-01", "2028-06-30"),
+        row(CP_B, MOVING, cp_b_start),
+    )
+
+
+@pytest.mark.parametrize("write", [write_csv, write_json], ids=["csv", "json"])
+def test_a_connection_moving_between_points_is_one_update(tmp_path: Path, write: object) -> None:
+    """Each row is a membership with its own period (dso-portfolio-update.md: "The first
+    Period that the Connection is part of this CongestionPoint"): two rows for a connection
+    with disjoint periods are a move, which the CRO accepts in one update."""
+    update = load_portfolio(write(tmp_path, *moving_rows()))  # type: ignore[operator]
+    cp_a, cp_b = update.congestion_points
+    assert (cp_a.entity_address, cp_a.start_period, cp_a.end_period) == (
+        CP_A,
+        date(2028, 1, 1),
+        date(2028, 6, 30),
+    )
+    assert (cp_b.entity_address, cp_b.start_period, cp_b.end_period) == (
+        CP_B,
+        date(2028, 7, 1),
+        None,
+    )
+    assert cp_b.connections == (DSOPortfolioUpdateConnection(MOVING, date(2028, 7, 1)),)
+    assert period_problems(update) == ()
+
+
+def test_a_connection_leaving_a_point_and_returning(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        row(CP1, E1, "2026-01-01", "2026-03-31", cp_end="2026-12-31"),
+        row(CP1, E1, "2026-06-01", "2026-12-31", cp_end="2026-12-31"),
+        row(CP2, E1, "2026-04-01", "2026-05-31"),
+    )
+    [cp1, cp2] = load_portfolio(path).congestion_points
+    assert [c.start_period for c in cp1.connections] == [JAN, JUN]
+    assert cp2.end_period == date(2026, 5, 31)
+
+
+@pytest.mark.parametrize("cp_b_start", ["2028-06-30", "2028-03-01", "2028-01-01"])
+def test_a_connection_in_two_points_for_one_day_is_located(tmp_path: Path, cp_b_start: str) -> None:
+    path = write_csv(tmp_path, *moving_rows(cp_b_start))
+    error = error_of(path)
+    assert_located(error, path, 4, "connection")
+    assert "also on line 2 for an overlapping period" in error.problem
+    assert DUPLICATE_CONNECTION in error.problem and MOVING not in str(error)
+
+
+def test_dso_publish_refuses_overlapping_rows_before_sending(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adapter.cli import main
+
+    path = write_csv(tmp_path, *moving_rows("2028-06-30"))
+    # No configuration is read: the file is refused first, as a user's mistake (status 2).
+    status = main(["dso", "publish", str(path), "--config", str(tmp_path / "none.toml")])
+    assert status == 2
+    assert f"{path}:4: connection: this connection is also on line 2" in capsys.readouterr().err

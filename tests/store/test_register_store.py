@@ -8,6 +8,8 @@ and is skipped without a server, unless the variable is set explicitly (then it 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import sqlite3
 import uuid
@@ -295,6 +297,65 @@ async def test_updates_are_serialised(register: PortfolioRegister) -> None:
     assert [len(m) for m in seen] == [0, 1]
 
 
+CP_A, CP_B = "ea1.2028-01.nl.example:cp-a", "ea1.2028-01.nl.example:cp-b"
+MOVING = "ean.871685901000112"
+JAN28, MAR28, JUN30_28, JUL28, AUG28 = (
+    date(2028, 1, 1),
+    date(2028, 3, 1),
+    date(2028, 6, 30),
+    date(2028, 7, 1),
+    date(2028, 8, 1),
+)
+
+
+def moving_points() -> list[PointDefinition]:
+    """A connection in cp-a for the first half of 2028 and in cp-b after; E1 leaves cp-b
+    for July and returns in August (listed twice in one point)."""
+    cp_a = dataclasses.replace(
+        cp(CP_A, C(MOVING, JAN28, JUN30_28), end=JUN30_28), start_period=JAN28
+    )
+    cp_b = dataclasses.replace(
+        cp(CP_B, C(MOVING, JUL28), C(E1, JAN28, JUN30_28), C(E1, AUG28)), start_period=JAN28
+    )
+    return [cp_a, cp_b]
+
+
+async def test_a_connection_moving_in_one_update_is_stored_with_each_period(
+    register: PortfolioRegister,
+) -> None:
+    check = Recorder()
+    assert await register.apply_dso_update(meta("m1"), moving_points(), check) is Applied.APPLIED
+    [state] = check.states
+    assert isinstance(state, DsoUpdateState) and list(state.memberships) == []
+    assert await names(register, CP_A, MAR28) == [MOVING]
+    assert await names(register, CP_B, MAR28) == [E1]
+    assert await names(register, CP_A, AUG28) == []
+    assert await names(register, CP_B, JUL28) == [MOVING]
+    assert await names(register, CP_B, AUG28) == [E1, MOVING]
+    summaries = {s.entity_address: s.connections for s in await register.congestion_points()}
+    assert summaries == {CP_A: 1, CP_B: 3}
+    await register.apply_agr_update(meta("a1", sender=AGR), [(MOVING, JAN28, None)], accept)
+    [in_march] = await register.agr_connections(AGR, MAR28)
+    [in_august] = await register.agr_connections(AGR, AUG28)
+    assert (in_march.congestion_point, in_august.congestion_point) == (CP_A, CP_B)
+    # Resent unchanged: recognised, nothing rewritten.
+    await register.apply_dso_update(meta("m2", at=1), moving_points(), accept)
+    assert {s.message_id for s in await register.congestion_points()} == {"m1"}
+
+
+async def test_the_same_move_in_two_updates_sees_the_first_membership(
+    register: PortfolioRegister,
+) -> None:
+    cp_a, cp_b = moving_points()
+    await register.apply_dso_update(meta("m1"), [cp_a], accept)
+    check = Recorder()
+    await register.apply_dso_update(meta("m2", at=1), [cp_b], check)
+    [state] = check.states
+    assert isinstance(state, DsoUpdateState)
+    assert list(state.memberships) == [Membership(MOVING, CP_A, JAN28, JUN30_28)]
+    assert await names(register, CP_B, JUL28) == [MOVING]
+
+
 # --- AGR updates ---------------------------------------------------------------------------
 
 
@@ -484,3 +545,253 @@ async def test_points_with_mixed_periods_are_stored_row_by_row(
     assert await names(register, CP1, JAN) == [E1, E3]
     assert await names(register, CP1, JUN) == [E1, E2, E3]
     assert await names(register, CP1, date(2025, 1, 1)) == [E1, E2]
+
+
+async def test_postgres_register_of_schema_version_1_is_migrated() -> None:
+    """A register written when a point version held each connection once (version 1: key
+    (point_version, entity_address)) opens keyed by period too, and takes a connection that
+    leaves a point and returns to it."""
+    asyncpg = pytest.importorskip("asyncpg")
+    from adapter.store.postgres import PostgresStore
+    from adapter.store.register_postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
+
+    try:
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if PG_REQUIRED:
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    schema = f"test_register_{uuid.uuid4().hex[:12]}"
+    try:
+        store = PostgresStore(PG_DSN, schema=schema)
+        await store.open()
+        try:
+            await register_for(store).apply_dso_update(
+                meta("d1"), [cp(CP1, C(E1, JAN), C(E2, JAN))], accept
+            )
+        finally:
+            await store.close()
+        await admin.execute(
+            f"ALTER TABLE {schema}.cro_connection DROP CONSTRAINT cro_connection_pkey, "
+            "ADD PRIMARY KEY (point_version, entity_address); "
+            f"UPDATE {schema}.schema_version SET version = 1 WHERE component = 'cro_register'"
+        )
+        store = PostgresStore(PG_DSN, schema=schema)
+        await store.open()
+        try:
+            register = register_for(store)
+            assert await names(register, CP1, JUN) == [E1, E2]
+            _, cp_b = moving_points()
+            await register.apply_dso_update(meta("d2", at=1), [cp_b], accept)
+            assert await names(register, CP_B, AUG28) == [E1, MOVING]
+        finally:
+            await store.close()
+        version = await admin.fetchval(
+            f"SELECT version FROM {schema}.schema_version WHERE component = 'cro_register'"
+        )
+        key = await admin.fetchval(
+            "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint AS c "
+            "JOIN pg_namespace AS n ON n.oid = c.connamespace "
+            "WHERE n.nspname = $1 AND c.conname = 'cro_connection_pkey'",
+            schema,
+        )
+        assert (version, key) == (
+            PG_SCHEMA_VERSION,
+            "PRIMARY KEY (point_version, entity_address, start_period)",
+        )
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
+# --- PostgreSQL at scale: plans that cannot degrade ------------------------------------------
+
+#: Connections of other DSOs (and registrations of other aggregators) loaded for the plan test:
+#: enough that a scan of the table costs more than the update's own work.
+LARGE_REGISTER = int(os.environ.get("UFTP_TEST_LARGE_REGISTER", "200000"))
+
+
+def plan_nodes(plan: dict) -> list[dict]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan, depth first."""
+    nodes = [plan]
+    for child in plan.get("Plans", ()):
+        nodes.extend(plan_nodes(child))
+    return nodes
+
+
+def scans_of(plan: dict, table: str) -> list[tuple[str, str | None]]:
+    """(node type, index) of each scan of `table` in the plan; a bitmap heap scan's index is
+    that of the bitmap index scan under it."""
+    scans = []
+    for node in plan_nodes(plan):
+        if node.get("Relation Name") != table:
+            continue
+        index = node.get("Index Name")
+        if node["Node Type"] == "Bitmap Heap Scan":
+            [index] = {n["Index Name"] for n in plan_nodes(node) if "Index Name" in n}
+        scans.append((node["Node Type"], index))
+    return scans
+
+
+async def test_postgres_conflict_checks_probe_the_address_index_without_statistics() -> None:
+    """An update costs what it touches, not what the register holds, whatever the planner's
+    statistics: with a large register freshly loaded (no ANALYZE, autovacuum off), the
+    conflict checks look each connection up in the address index; no plan scans the whole
+    connections table (or joins every point with every probe). The update that follows
+    finds its conflicts, and being a bulk load itself, leaves the tables analyzed."""
+    asyncpg = pytest.importorskip("asyncpg")
+    from adapter.store.postgres import PostgresStore
+    from adapter.store.register_postgres import AGR_CONFLICT_QUERY, DSO_CONFLICT_QUERY
+
+    try:
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if PG_REQUIRED:
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    schema = f"test_register_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(PG_DSN, schema=schema)
+    await store.open()
+    try:
+        register = register_for(store)
+        assert await register.congestion_points() == []  # the tables, empty
+        tables = ("cro_update", "cro_congestion_point", "cro_connection", "cro_agr_connection")
+        for table in tables:
+            await admin.execute(f"ALTER TABLE {schema}.{table} SET (autovacuum_enabled = false)")
+        # Another DSO's points of 1,000 connections, and another aggregator's registrations.
+        others = [f"ean.{n:018d}" for n in range(10**6, 10**6 + LARGE_REGISTER)]
+        seq = await admin.fetchval(
+            f"INSERT INTO {schema}.cro_update (kind, sender_domain, message_id, time_stamp, "
+            "recorded_at) VALUES ('dso', $1, 'load', $2, $2) RETURNING seq",
+            DSO2,
+            T0,
+        )
+        versions = [
+            row[0]
+            for row in await admin.fetch(
+                f"INSERT INTO {schema}.cro_congestion_point (entity_address, dso_domain, "
+                "start_period, mutex_offers_supported, day_ahead_redispatch_by, connections, "
+                "digest, valid_from) SELECT 'ea1.2024-01.nl.other:p' || g, $1, $2, true, "
+                "'DSO', 1000, ''::bytea, $3 FROM generate_series(1, $4) AS g RETURNING id",
+                DSO2,
+                JAN,
+                seq,
+                -(-LARGE_REGISTER // 1000),
+            )
+        ]
+        await admin.copy_records_to_table(
+            "cro_connection",
+            records=[(versions[i // 1000], name, JAN, None) for i, name in enumerate(others)],
+            schema_name=schema,
+        )
+        await admin.copy_records_to_table(
+            "cro_agr_connection",
+            columns=("agr_domain", "entity_address", "start_period", "valid_from"),
+            records=[(AGR2, name, JAN, seq) for name in others],
+            schema_name=schema,
+        )
+        no_statistics = await admin.fetchval(
+            "SELECT count(*) FROM pg_stats WHERE schemaname = $1", schema
+        )
+        assert no_statistics == 0
+
+        # An update of 20 points x 1,000 connections, of which 50 are the other DSO's.
+        mine = [f"ean.{n:018d}" for n in range(1, 20_001)]
+        mine[::400] = others[:: LARGE_REGISTER // 50][:50]
+        probe = sorted(mine)
+        points = [f"ea1.2024-01.nl.example:p{n}" for n in range(20)]
+        plans = {}
+        async with admin.transaction():
+            await admin.execute(f"SET LOCAL search_path = {schema}")
+            for name, query, args in (
+                ("dso", DSO_CONFLICT_QUERY, (DSO, points, probe)),
+                ("agr", AGR_CONFLICT_QUERY, (AGR, probe)),
+            ):
+                [(explained,)] = await admin.fetch(f"EXPLAIN (FORMAT JSON) {query}", *args)
+                plans[name] = json.loads(explained)[0]["Plan"]
+        for name, table, index in (
+            ("dso", "cro_connection", "cro_connection_address"),
+            ("agr", "cro_agr_connection", "cro_agr_connection_address"),
+        ):
+            scans = scans_of(plans[name], table)
+            assert scans, plans[name]
+            assert all(found == index for _, found in scans), scans
+            assert ("Seq Scan", None) not in scans
+
+        check = Recorder()
+        definitions = [
+            cp(address, *(C(name, JAN) for name in mine[n * 1000 : (n + 1) * 1000]))
+            for n, address in enumerate(points)
+        ]
+        await register.apply_dso_update(meta("m1"), definitions, check)
+        [state] = check.states
+        assert isinstance(state, DsoUpdateState)
+        assert len(state.memberships) == 50
+        assert {m.holder for m in state.memberships} <= {
+            f"ea1.2024-01.nl.other:p{n}" for n in range(1, len(versions) + 1)
+        }
+        check = Recorder()
+        await register.apply_agr_update(
+            meta("a1", sender=AGR), [(n, JAN, None) for n in mine], check
+        )
+        [agr_state] = check.states
+        assert isinstance(agr_state, AgrUpdateState)
+        assert {(r.entity_address, r.holder) for r in agr_state.registrations} == {
+            (name, AGR2) for name in set(mine).intersection(others)
+        }
+        # 20,000 rows into tables never counted: bulk loads, analyzed after them.
+        analyzed = await admin.fetch(
+            "SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = $1", schema
+        )
+        assert {"cro_connection", "cro_agr_connection"} <= {row[0] for row in analyzed}
+    finally:
+        await store.close()
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
+async def test_sqlite_conflict_check_looks_each_connection_up_by_address(tmp_path: Path) -> None:
+    """SQLite's plan for the conflict check: the message's connections outermost, each
+    looked up in cro_connection_by_address, its row and point by primary key; never a scan
+    of the register's tables. So without statistics (the register runs no ANALYZE) and with
+    statistics true to a large register."""
+    from adapter.store.register_sqlite import DSO_CONFLICT_QUERY as SQLITE_CONFLICT_QUERY
+
+    store = SqliteStore(tmp_path / "cro.sqlite3")
+    await store.open()
+    try:
+        register = register_for(store)
+        others = [f"ean.{n:018d}" for n in range(10**6, 10**6 + 20_000)]
+        await register.apply_dso_update(
+            meta("load", sender=DSO2),
+            [
+                cp(f"ea1.2024-01.nl.other:p{n}", *(C(name, JAN) for name in others[n::20]))
+                for n in range(20)
+            ],
+            accept,
+        )
+        probe = json.dumps(sorted([f"ean.{n:018d}" for n in range(1, 1001)] + others[:10]))
+        points = json.dumps([CP1, CP2])
+
+        def plan(conn: sqlite3.Connection) -> list[str]:
+            return [
+                row[3]
+                for row in conn.execute(
+                    f"EXPLAIN QUERY PLAN {SQLITE_CONFLICT_QUERY}", (probe, DSO, points)
+                )
+            ]
+
+        def analyze(conn: sqlite3.Connection) -> None:
+            conn.execute("ANALYZE")
+
+        for statistics in ("none", "analyzed"):
+            if statistics == "analyzed":
+                await store.run(analyze)
+            steps = [step for step in await store.read(plan) if "json_each" not in step]
+            assert steps[0].startswith("SCAN j"), (statistics, steps)
+            assert "SEARCH x USING PRIMARY KEY (entity_address=?)" in steps, (statistics, steps)
+            assert "SEARCH c USING INTEGER PRIMARY KEY (rowid=?)" in steps, (statistics, steps)
+            assert "SEARCH p USING INTEGER PRIMARY KEY (rowid=?)" in steps, (statistics, steps)
+            assert not [step for step in steps if step.startswith("SCAN ") and " j " not in step]
+    finally:
+        await store.close()
