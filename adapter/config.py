@@ -18,6 +18,7 @@ import re
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -132,13 +133,15 @@ class ParticipantSettings:
         """The Version we put in the messages we send."""
         return self.versions[0]
 
-    def new_store(self) -> Store:
-        """The configured store, not yet opened."""
-        from .store import open_store
+    def new_store(self, *, exclusive: bool = True, lease_seconds: float | None = None) -> Store:
+        """The configured store, not yet opened; see `adapter.store.open_store` for
+        `exclusive` (False: for reading beside a running participant) and the lease."""
+        from .store import DEFAULT_LEASE, open_store
 
+        lease = DEFAULT_LEASE if lease_seconds is None else timedelta(seconds=lease_seconds)
         if isinstance(self.store, SqliteStore):
-            return open_store(f"sqlite:{self.store.path}")
-        return open_store(self.store.dsn)
+            return open_store(f"sqlite:{self.store.path}", exclusive=exclusive, lease=lease)
+        return open_store(self.store.dsn, exclusive=exclusive, lease=lease)
 
     def load_keys(self) -> PrivateKeys:
         """Our private keys. Never created here: a typo in `signing_key` must stop the
@@ -159,6 +162,9 @@ class DeliverySettings:
     backoff_max_seconds: float = 300.0
     max_redirects: int = 3
     handler_concurrency: int = 16
+    #: How long a process's claim on a message lasts unless renewed: how soon the other
+    #: processes of a shared store take over the work of one that died.
+    lease_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +389,7 @@ def _delivery(table: _Table) -> DeliverySettings:
         backoff_max_seconds=table.number("backoff_max_seconds", d.backoff_max_seconds),
         max_redirects=table.integer("max_redirects", d.max_redirects, minimum=0),
         handler_concurrency=table.integer("handler_concurrency", d.handler_concurrency, minimum=1),
+        lease_seconds=table.number("lease_seconds", d.lease_seconds),
     )
     if settings.backoff_initial_seconds > settings.backoff_max_seconds:
         raise table.error(
@@ -853,6 +860,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "backoff_max_seconds",
         "max_redirects",
         "handler_concurrency",
+        "lease_seconds",
     ),
     "cro": ("mode", "time_zone", "period_violation"),
     "tls": (

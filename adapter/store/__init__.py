@@ -10,11 +10,13 @@ missing driver is reported where the store is needed, with the command that inst
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from adapter.store.base import (
+    DEFAULT_LEASE,
     DeliveryAttempt,
     InboundRecord,
     InboundStatus,
@@ -28,6 +30,7 @@ from adapter.store.base import (
 from adapter.store.sqlite import SqliteStore
 
 __all__ = [
+    "DEFAULT_LEASE",
     "DeliveryAttempt",
     "InboundRecord",
     "InboundStatus",
@@ -78,7 +81,13 @@ def check_store_url(url: str) -> None:
     _parse(url, None)
 
 
-def open_store(url: str, *, base_dir: Path | None = None) -> Store:
+def open_store(
+    url: str,
+    *,
+    base_dir: Path | None = None,
+    exclusive: bool = True,
+    lease: timedelta = DEFAULT_LEASE,
+) -> Store:
     """The store a URL names, not yet opened: call ``await store.open()`` before use.
 
     ``sqlite:PATH`` is a SQLite file; a relative PATH is relative to `base_dir` (the current
@@ -86,10 +95,14 @@ def open_store(url: str, *, base_dir: Path | None = None) -> Store:
     asyncpg takes it, plus an optional ``schema=NAME`` query parameter (default ``uftp``) that
     is ours and removed before the DSN reaches asyncpg. Anything else is a ValueError, whose
     message never repeats a password.
+
+    `exclusive` False opens a SQLite file without taking it for this process, for a tool that
+    only reads beside a running participant (a PostgreSQL store is shared anyway). `lease` is
+    how long the store's claims last unless renewed.
     """
     parsed = _parse(url, base_dir)
     if isinstance(parsed, Path):
-        return SqliteStore(parsed)
+        return SqliteStore(parsed, exclusive=exclusive, lease=lease)
     dsn, schema = parsed
     try:
         from adapter.store.postgres import PostgresStore  # here: asyncpg is optional
@@ -100,7 +113,9 @@ def open_store(url: str, *, base_dir: Path | None = None) -> Store:
             "the store is a PostgreSQL database, but its driver (asyncpg) is not installed: "
             + POSTGRES_EXTRA
         ) from None
-    return PostgresStore(dsn) if schema is None else PostgresStore(dsn, schema=schema)
+    if schema is None:
+        return PostgresStore(dsn, lease=lease)
+    return PostgresStore(dsn, schema=schema, lease=lease)
 
 
 def _parse(url: str, base_dir: Path | None) -> Path | tuple[str, str | None]:

@@ -57,6 +57,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -67,6 +70,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from adapter.store.base import (
+    DEFAULT_LEASE,
     DeliveryAttempt,
     InboundRecord,
     InboundStatus,
@@ -77,6 +81,7 @@ from adapter.store.base import (
     StoreOpenError,
     newer_schema,
 )
+from adapter.store.coordination import Coordinator, LocalCoordinator
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -87,7 +92,8 @@ T = TypeVar("T")
 #: Version of the tables this module owns (component "store" in `schema_version`).
 #: 2: envelopes in tables of their own (inbound_envelope, outbound_envelope).
 #: 3: outbound status 'cancelled' (a message its sender withdrew).
-SCHEMA_VERSION: Final = 3
+#: 4: claims (claimed_by, lease_until) on inbound and outbound messages.
+SCHEMA_VERSION: Final = 4
 #: How long to wait for another process's write lock before failing, in milliseconds.
 BUSY_TIMEOUT_MS: Final = 5000
 #: At most this many operations share one transaction, bounding the latency of a batch.
@@ -138,6 +144,8 @@ CREATE TABLE IF NOT EXISTS {name} (
     received_at INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('received', 'handled')),
     rejection TEXT,
+    claimed_by TEXT,
+    lease_until INTEGER,
     PRIMARY KEY (sender_domain, message_id)
 )"""
 _OUTBOUND_TABLE: Final = """
@@ -155,7 +163,9 @@ CREATE TABLE IF NOT EXISTS {name} (
         CHECK (status IN ('pending', 'delivered', 'failed', 'expired', 'cancelled')),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
-    last_error TEXT
+    last_error TEXT,
+    claimed_by TEXT,
+    lease_until INTEGER
 )"""
 _INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS inbound_unfinished "
@@ -214,6 +224,15 @@ _OUTBOUND_SELECT: Final = (
     "o.status, o.attempts, o.next_attempt_at, o.last_error, e.envelope "
     "FROM outbound AS o JOIN outbound_envelope AS e ON e.message_id = o.message_id"
 )
+
+
+def _lease_clock_us() -> int:
+    """The clock of claims: wall-clock microseconds (one process; see `adapter.store.base`)."""
+    return time.time_ns() // 1000
+
+
+def _new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _to_us(value: datetime) -> int:
@@ -292,10 +311,14 @@ def _outbound(row: sqlite3.Row) -> OutboundRecord:
     )
 
 
-def _insert_outbound(conn: sqlite3.Connection, record: OutboundRecord) -> None:
+def _insert_outbound(
+    conn: sqlite3.Connection, record: OutboundRecord, owner: str, lease_until: int
+) -> None:
+    """Insert `record`, held by `owner` while it is pending."""
+    held = record.status is OutboundStatus.PENDING
     conn.execute(
-        f"INSERT INTO outbound ({_OUTBOUND_COLUMNS}) "  # noqa: S608 - constant column list
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO outbound ({_OUTBOUND_COLUMNS}, claimed_by, lease_until) "  # noqa: S608
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             record.message_id,
             record.recipient_domain,
@@ -310,6 +333,8 @@ def _insert_outbound(conn: sqlite3.Connection, record: OutboundRecord) -> None:
             record.attempts,
             _opt_to_us(record.next_attempt_at),
             record.last_error,
+            owner if held else None,
+            lease_until if held else None,
         ),
     )
     conn.execute(
@@ -338,12 +363,39 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
     elif version < 3:
         # A new status in outbound's CHECK constraint, which only a rebuild can change.
         _rebuild(conn, "outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS)
+    # 4: the claims, as new columns (a rebuild above already made them).
+    for table in ("inbound", "outbound"):
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if "claimed_by" not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN claimed_by TEXT")
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN lease_until INTEGER")
     for statement in _INDEXES:
         conn.execute(statement)
     if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
         raise RuntimeError("the store's delivery attempts lost their messages in migration")
     conn.execute(
         "UPDATE schema_version SET version = ? WHERE component = 'store'", (SCHEMA_VERSION,)
+    )
+
+
+def _void_claims(conn: sqlite3.Connection, owner: str | None) -> None:
+    """End the claims of `owner` (None: of everybody). Only messages still to be worked on
+    hold claims: every operation that ends the work ends its claim."""
+    who = "claimed_by IS NOT NULL" if owner is None else "claimed_by = :owner"
+    parameters = {
+        "owner": owner,
+        "pending": OutboundStatus.PENDING.value,
+        "received": InboundStatus.RECEIVED.value,
+    }
+    conn.execute(
+        "UPDATE outbound SET claimed_by = NULL, lease_until = NULL "  # noqa: S608 - constant
+        f"WHERE status = :pending AND {who}",
+        parameters,
+    )
+    conn.execute(
+        "UPDATE inbound SET claimed_by = NULL, lease_until = NULL "  # noqa: S608 - constant
+        f"WHERE status = :received AND {who}",
+        parameters,
     )
 
 
@@ -451,10 +503,18 @@ class SqliteStore:
 
     A caller cancelled while its operation is queued or running does not undo the operation:
     it may still commit.
+
+    `exclusive` (the default) is a participant's store, which voids the claims it finds when
+    it opens (one process per file); False is for tools that only read beside a running one.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, exclusive: bool = True, lease: timedelta = DEFAULT_LEASE
+    ) -> None:
         self.path = Path(path)
+        self.exclusive = exclusive
+        self.lease = lease
+        self._owner = ""
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Op] = []
@@ -474,6 +534,14 @@ class SqliteStore:
         """Write transactions committed by this object: fewer than writes when batches form."""
         return self._commits
 
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    def coordinator(self) -> Coordinator:
+        """In memory: the lock file admits one process per store."""
+        return LocalCoordinator()
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -482,6 +550,7 @@ class SqliteStore:
             raise RuntimeError(f"{self!r} is already open")
         self._loop = asyncio.get_running_loop()
         self._closing = False
+        self._owner = _new_owner()
         try:
             self._conn = self._connect()
         except (sqlite3.Error, OSError) as exc:
@@ -492,9 +561,15 @@ class SqliteStore:
         log.info("opened SQLite store %s (WAL, synchronous=FULL)", self.path)
 
     async def close(self) -> None:
-        """Run everything already queued, then close the connection."""
+        """Release this store's claims and run everything already queued, then close the
+        connection and give up the lock file."""
         if self._conn is None or self._closing:
             return
+        if self.exclusive:
+            try:
+                await self.release_claims()
+            except Exception as exc:  # a full disk, say: the next open voids them anyway
+                log.warning("SQLite store %s: could not release its claims: %s", self.path, exc)
         self._closing = True
         while self._pending or self._offloaded is not None:
             if self._offloaded is not None:
@@ -600,11 +675,13 @@ class SqliteStore:
     async def save_inbound(self, record: InboundRecord) -> SaveOutcome:
         """Insert the message; on a known (sender, MessageID) compare hashes, store nothing."""
         received_at = _to_us(record.received_at)
+        held = record.status is InboundStatus.RECEIVED
+        owner, lease_until = (self._owner, self._lease_until()) if held else (None, None)
 
         def op(conn: sqlite3.Connection) -> SaveOutcome:
             cursor = conn.execute(
-                f"INSERT INTO inbound ({_INBOUND_COLUMNS}) "  # noqa: S608 - constant columns
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO inbound ({_INBOUND_COLUMNS}, claimed_by, lease_until) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (sender_domain, message_id) DO NOTHING",
                 (
                     record.sender_domain,
@@ -617,6 +694,8 @@ class SqliteStore:
                     received_at,
                     record.status.value,
                     record.rejection,
+                    owner,
+                    lease_until,
                 ),
             )
             if cursor.rowcount == 1:
@@ -645,15 +724,18 @@ class SqliteStore:
         unfinished, so crash recovery handles it again rather than forgetting its answer.
         """
 
+        owner, lease_until = self._owner, self._lease_until()
+
         def op(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(
-                "UPDATE inbound SET status = ? WHERE sender_domain = ? AND message_id = ?",
+                "UPDATE inbound SET status = ?, claimed_by = NULL, lease_until = NULL "
+                "WHERE sender_domain = ? AND message_id = ?",
                 (InboundStatus.HANDLED.value, sender_domain, message_id),
             )
             if cursor.rowcount != 1:
                 raise LookupError(f"no inbound message {message_id!r} from {sender_domain!r}")
             if response is not None:
-                _insert_outbound(conn, response)
+                _insert_outbound(conn, response, owner, lease_until)
 
         await self._write(op)
 
@@ -680,31 +762,39 @@ class SqliteStore:
 
     async def add_outbound(self, record: OutboundRecord) -> None:
         """Insert the message; a taken MessageID raises `sqlite3.IntegrityError`."""
-        await self._write(lambda conn: _insert_outbound(conn, record))
+        owner, lease_until = self._owner, self._lease_until()
+        await self._write(lambda conn: _insert_outbound(conn, record, owner, lease_until))
 
     async def record_attempt(
         self,
         attempt: DeliveryAttempt,
         status: OutboundStatus,
         next_attempt_at: datetime | None,
-    ) -> None:
+    ) -> bool:
         """Log the attempt, count it, and move the status, unless that status is final.
 
         A message that is delivered, failed or expired stays so: a late report from a
         concurrent sender of the same message may add its attempt but not undo the outcome.
+        Its claim ends with its delivery. True if it is still pending and ours.
         LookupError for an unknown message.
         """
         attempted_at = _to_us(attempt.attempted_at)
         next_at = _opt_to_us(next_attempt_at)
         error = _attempt_error(attempt, status)
+        owner = self._owner
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> bool:
+            # (The right-hand sides all read the row as it was before this UPDATE.)
             cursor = conn.execute(
                 "UPDATE outbound SET attempts = attempts + 1, "
                 "status = CASE WHEN status = :pending THEN :status ELSE status END, "
                 "next_attempt_at = "
                 "CASE WHEN status = :pending THEN :next_at ELSE next_attempt_at END, "
-                "last_error = CASE WHEN status = :pending THEN :error ELSE last_error END "
+                "last_error = CASE WHEN status = :pending THEN :error ELSE last_error END, "
+                "claimed_by = CASE WHEN status = :pending AND :status = :pending "
+                "THEN claimed_by END, "
+                "lease_until = CASE WHEN status = :pending AND :status = :pending "
+                "THEN lease_until END "
                 "WHERE message_id = :message_id",
                 {
                     "pending": OutboundStatus.PENDING.value,
@@ -728,8 +818,13 @@ class SqliteStore:
                     attempt.detail,
                 ),
             )
+            row = conn.execute(
+                "SELECT status = ? AND claimed_by IS ? FROM outbound WHERE message_id = ?",
+                (OutboundStatus.PENDING.value, owner, attempt.message_id),
+            ).fetchone()
+            return bool(row[0])
 
-        await self._write(op)
+        return await self._write(op)
 
     async def cancel_outbound(self, message_id: str) -> bool:
         """Pending -> cancelled; False for a message whose delivery ended, LookupError for an
@@ -737,8 +832,8 @@ class SqliteStore:
 
         def op(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE outbound SET status = ?, next_attempt_at = NULL "
-                "WHERE message_id = ? AND status = ?",
+                "UPDATE outbound SET status = ?, next_attempt_at = NULL, claimed_by = NULL, "
+                "lease_until = NULL WHERE message_id = ? AND status = ?",
                 (OutboundStatus.CANCELLED.value, message_id, OutboundStatus.PENDING.value),
             )
             if cursor.rowcount == 1:
@@ -762,6 +857,74 @@ class SqliteStore:
             return [_outbound(row) for row in rows]
 
         return await self.read(op)
+
+    async def claim_outbound(self, due_by: datetime, limit: int) -> list[OutboundRecord]:
+        """Claim pending messages due by `due_by` that nobody holds or whose lease ran out."""
+        due = _to_us(due_by)
+        owner, lease_until = self._owner, self._lease_until()
+
+        def op(conn: sqlite3.Connection) -> list[OutboundRecord]:
+            rows = conn.execute(
+                f"{_OUTBOUND_SELECT} WHERE o.status = ? "
+                "AND coalesce(o.next_attempt_at, o.created_at) <= ? "
+                "AND (o.claimed_by IS NULL OR o.lease_until < ?) "
+                "ORDER BY coalesce(o.next_attempt_at, o.created_at), o.created_at, o.message_id "
+                "LIMIT ?",
+                (OutboundStatus.PENDING.value, due, _lease_clock_us(), limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE outbound SET claimed_by = ?, lease_until = ? WHERE message_id = ?",
+                [(owner, lease_until, row["message_id"]) for row in rows],
+            )
+            return [_outbound(row) for row in rows]
+
+        return await self._write(op)
+
+    async def claim_unfinished_inbound(self, limit: int) -> list[InboundRecord]:
+        """Claim messages received, not handled, that nobody holds or whose lease ran out."""
+        owner, lease_until = self._owner, self._lease_until()
+
+        def op(conn: sqlite3.Connection) -> list[InboundRecord]:
+            rows = conn.execute(
+                f"{_INBOUND_SELECT} WHERE i.status = ? "
+                "AND (i.claimed_by IS NULL OR i.lease_until < ?) "
+                "ORDER BY i.received_at, i.sender_domain, i.message_id LIMIT ?",
+                (InboundStatus.RECEIVED.value, _lease_clock_us(), limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE inbound SET claimed_by = ?, lease_until = ? "
+                "WHERE sender_domain = ? AND message_id = ?",
+                [(owner, lease_until, row["sender_domain"], row["message_id"]) for row in rows],
+            )
+            return [_inbound(row) for row in rows]
+
+        return await self._write(op)
+
+    async def renew_claims(self) -> None:
+        owner, lease_until = self._owner, self._lease_until()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE outbound SET lease_until = ? WHERE status = ? AND claimed_by = ?",
+                (lease_until, OutboundStatus.PENDING.value, owner),
+            )
+            conn.execute(
+                "UPDATE inbound SET lease_until = ? WHERE status = ? AND claimed_by = ?",
+                (lease_until, InboundStatus.RECEIVED.value, owner),
+            )
+
+        await self._write(op)
+
+    async def release_claims(self) -> None:
+        owner = self._owner
+
+        def op(conn: sqlite3.Connection) -> None:
+            _void_claims(conn, owner)
+
+        await self._write(op)
+
+    def _lease_until(self) -> int:
+        return _lease_clock_us() + self.lease // _MICROSECOND
 
     async def get_outbound(self, message_id: str) -> OutboundRecord | None:
         def op(conn: sqlite3.Connection) -> OutboundRecord | None:
@@ -818,6 +981,9 @@ class SqliteStore:
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 self._check_version(conn)
+                if self.exclusive:
+                    # One process per file: whoever took these claims is gone.
+                    _void_claims(conn, None)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
