@@ -48,6 +48,17 @@ answer about the data.
 Timestamps are stored as integer microseconds since the Unix epoch (UTC), which round-trips
 an aware `datetime` exactly; naive datetimes are refused because their instant is unknown.
 
+One process per file: a participant's store is opened with an exclusive `flock` on a lock
+file beside the database (``NAME.lock``, holding the pid of its process), so a second `serve`
+or `Participant.start` on the same file refuses to start and names the process that holds it.
+The kernel releases the lock when the file is closed, at `close` or when the process dies
+however it dies, so a stale lock file never keeps a new process out. Holding the lock is also
+what lets the store void every claim it finds when it opens (see `adapter.store.base`): whoever
+took them is gone. Tools that only read beside a running participant (`cro show`) open the
+store with ``exclusive=False``: no lock, no claims voided, nothing released. A second process
+on one SQLite file could only deliver what the first delivers: several processes share a
+PostgreSQL store instead.
+
 Later modules add their own tables and operations through `SqliteStore.run` (writes, in the
 group-commit machinery) and `SqliteStore.read`, keeping their version in `schema_version`
 under their own component name.
@@ -83,7 +94,12 @@ from adapter.store.base import (
 )
 from adapter.store.coordination import Coordinator, LocalCoordinator
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: no lock file (one process per file is then on trust)
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "lock_path"]
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +240,22 @@ _OUTBOUND_SELECT: Final = (
     "o.status, o.attempts, o.next_attempt_at, o.last_error, e.envelope "
     "FROM outbound AS o JOIN outbound_envelope AS e ON e.message_id = o.message_id"
 )
+
+
+def lock_path(database: Path) -> Path:
+    """The lock file of a store: beside it, ``NAME.lock``."""
+    return database.with_name(database.name + ".lock")
+
+
+def _holder(fd: int) -> str:
+    """The pid in a lock file another process holds, as its text ("unknown" if it has not
+    written it yet: it locks first, then writes)."""
+    for _ in range(20):
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text:
+            return text
+        time.sleep(0.01)
+    return "unknown"
 
 
 def _lease_clock_us() -> int:
@@ -504,8 +536,8 @@ class SqliteStore:
     A caller cancelled while its operation is queued or running does not undo the operation:
     it may still commit.
 
-    `exclusive` (the default) is a participant's store, which voids the claims it finds when
-    it opens (one process per file); False is for tools that only read beside a running one.
+    `exclusive` (the default) takes the file for this process (its lock file), as a
+    participant must; False is for tools that only read beside a running one.
     """
 
     def __init__(
@@ -515,6 +547,8 @@ class SqliteStore:
         self.exclusive = exclusive
         self.lease = lease
         self._owner = ""
+        #: The lock file's descriptor while this store holds it.
+        self._lock_fd: int | None = None
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Op] = []
@@ -552,11 +586,17 @@ class SqliteStore:
         self._closing = False
         self._owner = _new_owner()
         try:
+            if self.exclusive:
+                self._lock_fd = self._take_lock()
             self._conn = self._connect()
         except (sqlite3.Error, OSError) as exc:
+            self._drop_lock()
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             where = getattr(exc, "filename", None) or self.path
             raise StoreOpenError(f"{where}: cannot open the SQLite store: {reason}") from exc
+        except BaseException:
+            self._drop_lock()
+            raise
         self._checkpointer = _Checkpointer(self.path)
         log.info("opened SQLite store %s (WAL, synchronous=FULL)", self.path)
 
@@ -582,7 +622,41 @@ class SqliteStore:
             self._checkpointer = None
         self._conn.close()
         self._conn = None
+        self._drop_lock()
         log.info("closed SQLite store %s", self.path)
+
+    def _take_lock(self) -> int | None:
+        """Lock the store's lock file for this process and write our pid in it; the open
+        descriptor holds the lock. StoreOpenError naming the holder if another process has
+        it."""
+        if fcntl is None:
+            return None
+        path = lock_path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise StoreOpenError(
+                f"{self.path}: the store is in use by process {holder} (it holds {path}); "
+                "a SQLite store admits one process: stop that one first, or share a "
+                "PostgreSQL store between several"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    def _drop_lock(self) -> None:
+        """Give up the lock file (closing it is what releases the lock); the file stays,
+        as removing it could split one lock in two: another process may have it open."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     # -- extension points ---------------------------------------------------------------------
 
@@ -982,7 +1056,7 @@ class SqliteStore:
                     conn.execute(statement)
                 self._check_version(conn)
                 if self.exclusive:
-                    # One process per file: whoever took these claims is gone.
+                    # The lock is ours: whoever took these claims is gone.
                     _void_claims(conn, None)
                 conn.execute("COMMIT")
             except BaseException:
