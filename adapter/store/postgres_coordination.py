@@ -239,12 +239,12 @@ class AdvisoryPeerSlots:
     async def _take(self, key: str, lock_key: str, limit: int) -> tuple[int, int]:
         delay = SLOT_WAIT_FIRST
         while True:
-            taken = self._taken.setdefault(key, set())
             first = random.randrange(limit)  # spreads the processes' first tries
             for slot in [(first + n) % limit for n in range(limit)]:
-                if slot in taken:
+                # Looked up afresh after every await: `_forget` drops an empty set.
+                if slot in self._taken.get(key, ()):
                     continue
-                taken.add(slot)
+                self._taken.setdefault(key, set()).add(slot)
                 try:
                     got, generation = await self._session.fetchval(
                         "SELECT pg_try_advisory_lock(hashtext($1), $2)", lock_key, slot
