@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import tomllib
 from collections.abc import Callable
@@ -41,10 +42,15 @@ def participant_for(config: Config) -> Participant:
     return participant
 
 
-async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    config: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    sockets: list[socket.socket] | None = None,
+) -> None:
     """Run the endpoint until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly:
     in-flight handlers finish, POSTs on the wire return, pending deliveries stay in the store
-    for the next start."""
+    for the next start. `sockets`: listening already (a worker's; see `adapter.workers`)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -54,7 +60,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
         participant = participant_for(config)
         # Raises `listen.CannotListen` ("port 8080 on 127.0.0.1 is in use") having sent and
         # handled nothing, and closed what it opened.
-        await participant.start()
+        await participant.start(sockets=sockets)
         print(f"serving {participant.role} {participant.domain} at {participant.url()}", flush=True)
         try:
             await stop.wait()
