@@ -79,6 +79,8 @@ M = TypeVar("M", bound=PayloadMessage)
 OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError)
 #: Unhandled messages taken over at once: the handler slots bound how many run.
 RECOVERY_BATCH = 1000
+#: How long `stop()` lets the news of deliveries that ended while stopping go out.
+STOP_NEWS_SECONDS = 2.0
 
 
 def utc_now() -> datetime:
@@ -319,6 +321,11 @@ class Participant:
         self._listening = []
         if self._handler_tasks:
             await asyncio.gather(*list(self._handler_tasks), return_exceptions=True)
+        if self._background:  # news of deliveries that ended meanwhile, told while we can
+            await asyncio.wait(list(self._background), timeout=STOP_NEWS_SECONDS)
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self._client.close()
         await self.waiters.close()
         self._in_hand.clear()

@@ -102,11 +102,13 @@ def dso_config(
 class CountingPeer:
     """A CRO's endpoint that verifies the DSO's signature, counts the POSTs it accepts per
     MessageID and how many are in progress at once, and answers after `delay` seconds: 503
-    while `closed`, 200 otherwise. It sends no responses."""
+    while `closed`, 400 while `refusing`, 200 otherwise. It sends no responses."""
 
     dso_key: PrivateKeys
     delay: float = 0.05
     closed: bool = False
+    #: Answer 400 (a permanent refusal) instead.
+    refusing: bool = False
     port: int = 0
     accepted: Counter[str] = field(default_factory=Counter)
     posts: int = 0
@@ -130,6 +132,8 @@ class CountingPeer:
             await asyncio.sleep(self.delay)
             if self.closed:
                 return web.Response(status=503, text="not yet\n")
+            if self.refusing:
+                return web.Response(status=400, text="refused\n")
             self.accepted[message.message_id] += 1
             return web.Response(text="OK\n")
         finally:

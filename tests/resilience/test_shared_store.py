@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from adapter.config import load_config
-from adapter.participant import Participant
+from adapter.participant import DeliveryFailed, Participant
 from adapter.run import participant_for
+from adapter.store.base import OutboundStatus
 from adapter.uftp.messages import DSOPortfolioQuery, DSOPortfolioQueryResponse, Result
 from tests.resilience.dso_driver import portfolio_update
 from tests.resilience.harness import Process, free_port
@@ -163,6 +164,38 @@ async def test_a_response_posted_to_another_process_reaches_the_waiting_request(
         if a is not None:
             await a.stop()
         await cro.stop()
+
+
+async def test_a_request_whose_delivery_another_process_ended_fails_where_it_waits(
+    tmp_path: Path,
+    site_keys: Path,
+    pg_schema: str,
+    counting_peer: CountingPeer,
+    children: Processes,
+) -> None:
+    """request() waits in A; A's outbox stops holding the request (as when its claim lapses)
+    and B takes its delivery over, which the peer refuses for good: the request fails in A
+    with the outcome B recorded, instead of waiting for its timeout."""
+    counting_peer.closed = True
+    await children.serve("b", dso_config(tmp_path, site_keys, pg_schema, "b", counting_peer.url))
+    a = participant_for(
+        load_config(dso_config(tmp_path, site_keys, pg_schema, "a", counting_peer.url))
+    )
+    await a.start()
+    try:
+        waiting = asyncio.create_task(a.request(portfolio_update(0, 1), to=CRO, timeout=30))
+        await until(lambda: counting_peer.posts >= 1, 10, "A trying")
+        await a.outbox.stop()  # A delivers no more ...
+        await a.store.release_claims()  # ... and holds nothing: B's to take
+        counting_peer.closed, counting_peer.refusing = False, True
+
+        with pytest.raises(DeliveryFailed) as failed:
+            await asyncio.wait_for(waiting, 20)
+
+        assert failed.value.result.status == 400
+        assert failed.value.status is OutboundStatus.FAILED
+    finally:
+        await a.stop()
 
 
 async def test_what_a_killed_process_left_unhandled_is_handled_once_by_another(
