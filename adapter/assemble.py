@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from datetime import timedelta
 
 from . import tls
 from .config import Config, ParticipantSettings, PeerSettings, SqliteStore, StoreSettings
 from .directory import Peer, StaticDirectory
 from .keys import PrivateKeys, load_private
-from .store import open_store
+from .store import DEFAULT_LEASE, open_store
 from .store.base import Store
 
 __all__ = ["TlsContexts", "directory_of", "load_keys", "new_store", "tls_contexts"]
@@ -30,12 +31,20 @@ def load_keys(settings: ParticipantSettings) -> PrivateKeys:
     return load_private(settings.signing_key)
 
 
-def new_store(settings: ParticipantSettings | StoreSettings) -> Store:
-    """The configured store, not yet opened (``await store.open()`` before use)."""
+def new_store(
+    settings: ParticipantSettings | StoreSettings,
+    *,
+    exclusive: bool = True,
+    lease_seconds: float | None = None,
+) -> Store:
+    """The configured store, not yet opened (``await store.open()`` before use); see
+    `adapter.store.open_store` for `exclusive` (False: for reading beside a running
+    participant) and the lease of its claims."""
     store = settings.store if isinstance(settings, ParticipantSettings) else settings
+    lease = DEFAULT_LEASE if lease_seconds is None else timedelta(seconds=lease_seconds)
     if isinstance(store, SqliteStore):
-        return open_store(f"sqlite:{store.path}")
-    return open_store(store.dsn)
+        return open_store(f"sqlite:{store.path}", exclusive=exclusive, lease=lease)
+    return open_store(store.dsn, exclusive=exclusive, lease=lease)
 
 
 def directory_of(peers: tuple[PeerSettings, ...]) -> StaticDirectory:

@@ -164,6 +164,14 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
         "next start.",
     )
     serve.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serve with N processes on the one port (Linux; needs a PostgreSQL store, which "
+        "they share; a second serve on the port is still refused)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     send = subparsers.add_parser(
@@ -195,11 +203,34 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import PostgresStore, load_config
+    from .listen import workers_supported
     from .run import serve
 
-    asyncio.run(serve(load_config(args.config), log_format=args.log_format))
+    config = load_config(args.config)
+    if args.workers > 1:
+        if not isinstance(config.participant.store, PostgresStore):
+            raise UsageError(
+                f"--workers {args.workers}: {args.config} has a SQLite store, which admits one "
+                'process; several share a PostgreSQL store (store = "postgresql://...")'
+            )
+        if not workers_supported():
+            raise UsageError("--workers needs Linux (SO_REUSEPORT and abstract sockets)")
+        from .workers import serve_workers
+
+        return serve_workers(config, args.workers)
+    asyncio.run(serve(config, log_format=args.log_format))
     return 0
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, 1 or more, got {text!r}")
+    return value
 
 
 def cmd_send(args: argparse.Namespace) -> int:

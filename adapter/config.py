@@ -151,6 +151,9 @@ class DeliverySettings:
     backoff_max_seconds: float = 300.0
     max_redirects: int = 3
     handler_concurrency: int = 16
+    #: How long a process's claim on a message lasts unless renewed: how soon the other
+    #: processes of a shared store take over the work of one that died.
+    lease_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,6 +521,7 @@ def _delivery(table: _Table) -> DeliverySettings:
         backoff_max_seconds=table.number("backoff_max_seconds", d.backoff_max_seconds),
         max_redirects=table.integer("max_redirects", d.max_redirects, minimum=0),
         handler_concurrency=table.integer("handler_concurrency", d.handler_concurrency, minimum=1),
+        lease_seconds=table.number("lease_seconds", d.lease_seconds),
     )
     if settings.backoff_initial_seconds > settings.backoff_max_seconds:
         raise table.error(
@@ -1111,6 +1115,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "backoff_max_seconds",
         "max_redirects",
         "handler_concurrency",
+        "lease_seconds",
     ),
     "cro": ("mode", "time_zone", "period_violation"),
     "tls": (

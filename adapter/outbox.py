@@ -7,8 +7,17 @@ What an answer means and when to try again is the core's decision (`adapter.uftp
 this module carries it out.
 
 A message is written to the store before its first attempt, so a crash between the two loses
-nothing: `start()` reschedules everything still pending. Retries are timers in memory, each
-mirrored by `next_attempt_at` in the store, which is what a restart reads.
+nothing. Retries are timers in memory, each mirrored by `next_attempt_at` in the store, which
+is what a restart reads. Delays grow as initial * 2**attempt, capped, with "equal jitter"
+(half fixed, half random) so that a peer coming back from an outage is not hit by every
+sender at the same instant.
+
+Several processes may share one store, so each message has one owner at a time: the store
+claims a message for the process that adds it, and this outbox delivers (and retries) only
+what its store holds. What nobody holds - left by a process that stopped, or whose process
+died and whose claim ran out - is claimed by `start()` and then by a poll every quarter of
+the store's lease, by whichever process asks first. The cap on deliveries in flight to one
+peer server is `PeerSlots`, which a store shared by several processes enforces across them.
 """
 
 from __future__ import annotations
@@ -26,7 +35,15 @@ from .client import Client, DeliveryResult
 from .config import DeliverySettings
 from .limits import PerKeyLimit
 from .ops.observer import NULL_OBSERVER, Observer
-from .store.base import DeliveryAttempt, EventRecord, OutboundRecord, OutboundStatus, Store
+from .store.base import (
+    DeliveryAttempt,
+    EventRecord,
+    OutboundRecord,
+    OutboundStatus,
+    StorageError,
+    Store,
+)
+from .store.coordination import PeerSlots
 from .uftp.retry import Backoff, Fate, Outcome, after_attempt
 from .uftp.retry import backoff_delay as backoff_delay  # its old home: importable from here still
 
@@ -42,6 +59,9 @@ OutcomeEvents = Callable[[OutboundRecord, OutboundStatus, str], Awaitable[Sequen
 #: How long `stop()` lets POSTs already on the wire finish, so that their outcome is recorded
 #: rather than guessed at the next start (a cut-off attempt is repeated after a restart).
 STOP_GRACE_SECONDS = 5.0
+#: Messages claimed by one poll, as a multiple of the deliveries that may be in flight: enough
+#: to keep the slots busy, not so many that one process takes a backlog the others could share.
+CLAIM_BATCH_PER_SLOT = 4
 
 
 #: The status a message's record takes for each fate the retry decision gives it.
@@ -64,10 +84,12 @@ class Outbox:
         *,
         max_in_flight: int = 64,
         per_peer: int | None = None,
+        peer_slots: PeerSlots | None = None,
     ) -> None:
         """`per_peer` caps the deliveries in flight to one peer server (None: no cap), so that
         a peer that hangs until the request timeout holds only its own share of the
-        `max_in_flight` slots."""
+        `max_in_flight` slots; `peer_slots`, if given, is that cap (across the processes of a
+        shared store: `Coordinator.peer_slots`) and `per_peer` is not used."""
         self._store = store
         self._client = client
         self._settings = settings
@@ -75,7 +97,13 @@ class Outbox:
         self._clock = clock
         self._on_final = on_final
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._peer_slots = PerKeyLimit(per_peer)
+        self._claim_batch = max_in_flight * CLAIM_BATCH_PER_SLOT
+        self._peer_slots: PeerSlots = (
+            peer_slots if peer_slots is not None else PerKeyLimit(per_peer)
+        )
+        #: How often to look for messages nobody holds: a quarter of the store's lease.
+        self.poll_seconds = store.lease.total_seconds() / 4
+        self._poller: asyncio.Task[None] | None = None
         self._rng = random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -92,14 +120,13 @@ class Outbox:
         self.observer: Observer = NULL_OBSERVER
 
     async def start(self) -> None:
-        """Resume every delivery a previous run left pending."""
+        """Take over the deliveries nobody holds that are due (a previous run's, or those of a
+        process that died), then keep looking for more every `poll_seconds`."""
         self._running = True
-        now = self._clock()
-        pending = await self._store.pending_outbound()
-        for record in pending:
-            self._schedule(record, record.next_attempt_at or now)
-        if pending:
-            log.info("outbox: resuming %d pending deliveries", len(pending))
+        claimed = await self._claim()
+        if claimed:
+            log.info("outbox: resuming %d pending deliveries", claimed)
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def stop(self) -> None:
         """Stop delivering. What is pending stays in the store for the next start.
@@ -108,6 +135,10 @@ class Outbox:
         is recorded: cancelling one after the peer received it would leave the store one
         attempt short. Attempts still waiting for a slot start no POST once stopped."""
         self._running = False
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+            self._poller = None
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -232,6 +263,36 @@ class Outbox:
     ) -> Sequence[EventRecord]:
         return () if self.events is None else await self.events(record, status, detail)
 
+    def _holds(self, message_id: str) -> bool:
+        """Whether this outbox is working on `message_id` (waiting to retry, or attempting)."""
+        return message_id in self._timers or message_id in self._attempting
+
+    async def _claim(self) -> int:
+        """Claim the messages due before the next poll that nobody holds and schedule them;
+        how many. A message of ours whose claim lapsed (the event loop was stalled beyond the
+        lease) may come back: it is not scheduled twice."""
+        room = self._claim_batch - len(self._timers) - len(self._attempting)
+        if room <= 0:
+            return 0
+        due_by = self._clock() + timedelta(seconds=self.poll_seconds)
+        records = await self._store.claim_outbound(due_by, room)
+        now = self._clock()
+        fresh = [record for record in records if not self._holds(record.message_id)]
+        for record in fresh:
+            self._schedule(record, record.next_attempt_at or now)
+        return len(fresh)
+
+    async def _poll(self) -> None:
+        while self._running:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                claimed = await self._claim()
+            except StorageError as exc:
+                log.warning("outbox: cannot look for messages to deliver: %s", exc)
+                continue
+            if claimed:
+                log.info("outbox: took over %d pending deliveries", claimed)
+
     def _schedule(self, record: OutboundRecord, at: datetime | None) -> None:
         """Attempt `record` at `at`; None: now, a record just persisted (no one else can
         have changed it yet, so its status is not read again before the POST)."""
@@ -305,13 +366,14 @@ class Outbox:
         attempt = DeliveryAttempt(
             record.message_id, started, result.status, result.outcome.value, detail.strip()
         )
+        ours = True
         try:
             events: Sequence[EventRecord] = ()
             if status is not OutboundStatus.PENDING:
                 events = await self._outcome_events(
                     replace(record, attempts=attempts), status, detail.strip()
                 )
-            await self._store.record_attempt(attempt, status, next_at, events=events)
+            ours = await self._store.record_attempt(attempt, status, next_at, events=events)
         except Exception:
             # The attempt happened; failing to log it must not stop the retry schedule. The
             # worst case after a crash is one extra attempt, which the receiver's duplicate
@@ -333,7 +395,10 @@ class Outbox:
         )
         if status is OutboundStatus.PENDING:
             assert next_at is not None
-            self._schedule(updated, next_at)
+            if ours:
+                self._schedule(updated, next_at)
+            else:  # our claim lapsed: its next attempt is for whoever holds it now
+                log.warning("outbox: %s is no longer ours to retry", record.message_id)
         else:
             self.observer.sent(record.message_type, record.recipient_domain, status.value)
             self._on_final(updated, status, result)

@@ -10,6 +10,15 @@ request is answered by a separate signed POST from the peer, correlated by Conve
 and the reference to the request's MessageID. `request()` hides that behind one await;
 `send()` is fire-and-forget. A response that arrives when nobody awaits it any more still
 reaches its handler, if one is registered.
+
+Several processes may run one participant on one PostgreSQL store (``serve --workers N``, or
+several hosts behind a load balancer). Each message still to be worked on then has one owner
+(the store's claims, renewed here every third of the store's lease); a response wakes the
+`request()` that awaits it in whichever process it arrives (`adapter.waiters`); and the
+messages a dead process acknowledged but did not handle are taken over, after its claims
+lapse, by the one process that holds the store's "recovery" singleton (`Coordinator`), which
+passes to another process when its holder dies. One process per SQLite store: the store
+refuses a second.
 """
 
 from __future__ import annotations
@@ -18,10 +27,11 @@ import asyncio
 import dataclasses
 import logging
 import random
+import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
@@ -29,7 +39,7 @@ from aiohttp import web
 
 from . import assemble, listen
 from .bulk import LARGE_MESSAGES
-from .client import Client, DeliveryResult
+from .client import Client, DeliveryResult, Outcome
 from .config import Config, DeliverySettings, ParticipantSettings
 from .directory import Directory, Peer
 from .errors import DeliveryFailed as DeliveryFailed  # defined here before adapter.errors
@@ -50,6 +60,7 @@ from .store.base import (
     StorageError,
     Store,
 )
+from .store.coordination import Coordinator
 from .uftp import answers, codec, envelope
 from .uftp.answers import accepted as accepted  # its old home: importable from here still
 from .uftp.answers import rejected
@@ -65,6 +76,7 @@ from .uftp.messages import (
 )
 from .uftp.retry import backoff_delay
 from .uftp.rules import recipient_roles
+from .waiters import SharedWaiters, Waiters
 
 if TYPE_CHECKING:
     from .bus.journal import EventJournal
@@ -108,6 +120,10 @@ class BusAttachment(Protocol):
 #: unreachable service in a handler's own I/O). Such a message is never rejected for it: it
 #: stays unfinished and is handled again, with backoff, while the process runs.
 OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError)
+#: Unhandled messages taken over at once: the handler slots bound how many run.
+RECOVERY_BATCH = 1000
+#: How long `stop()` lets the news of deliveries that ended while stopping go out.
+STOP_NEWS_SECONDS = 2.0
 
 
 def utc_now() -> datetime:
@@ -160,13 +176,15 @@ class Participant:
             max_redirects=settings.max_redirects,
             ssl_context=client_ssl,
         )
+        #: What the processes sharing the store coordinate (in memory for one process).
+        self.coordinator: Coordinator = store.coordinator()
         self.outbox = Outbox(
             store,
             self._client,
             settings,
             clock,
             self._on_delivery_final,
-            per_peer=deliveries_per_peer,
+            peer_slots=self.coordinator.peer_slots(deliveries_per_peer),
         )
         self._endpoint = Endpoint(
             domain=domain,
@@ -195,13 +213,19 @@ class Participant:
         self._retry_schedule = (settings.backoff_initial_seconds, settings.backoff_max_seconds)
         self._rng = random.Random()
         self._running = False
-        #: our request's MessageID -> the future its response resolves
-        self._waiters: dict[str, asyncio.Future[PayloadResponse]] = {}
-        #: our request's MessageID -> (who must answer it, with which message type)
-        self._expected: dict[str, tuple[str, type[PayloadResponse]]] = {}
-        #: ConversationID -> our request's MessageID, for responses without a reference
-        #: (a 3.x TestMessageResponse carries none)
-        self._conversations: dict[str, str] = {}
+        #: Our requests awaiting their responses.
+        notifier = self.coordinator.notifier
+        self.waiters: Waiters = (
+            Waiters()
+            if notifier is None
+            else SharedWaiters(notifier, self._load_response, self._load_failure)
+        )
+        #: Taking over what dead processes left unhandled: one process of the store at a time.
+        self._recovery = self.coordinator.singleton("recovery")
+        #: (sender, MessageID) of the messages this process is handling or will handle again.
+        self._in_hand: set[tuple[str, str]] = set()
+        #: Renewing claims, taking over unhandled messages.
+        self._background: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self._listening: list[asyncio.Server] = []
         #: The message-bus bridge (adapter.bus), when one is configured: it writes events
@@ -240,7 +264,8 @@ class Participant:
             domain=settings.domain,
             role=settings.role,
             keys=assemble.load_keys(settings),
-            store=store or assemble.new_store(settings),
+            store=store
+            or assemble.new_store(settings, lease_seconds=config.delivery.lease_seconds),
             directory=assemble.directory_of(config.peers),
             versions=settings.versions,
             delivery=config.delivery,
@@ -267,34 +292,44 @@ class Participant:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, sockets: list[socket.socket] | None = None) -> None:
         """Open the store, bind the port, then deliver, recover and serve.
 
-        The port is bound before anything is sent or handled: a participant that cannot
-        listen (`listen.CannotListen`: the port is taken, say by another instance on the same
-        store) fails having sent nothing, and closes what it opened. What a previous run
-        acknowledged but did not finish is read before the endpoint accepts a connection: a
-        message arriving now cannot be taken for one of them and handled twice.
+        The store is opened first: a SQLite store in use by another process refuses (see
+        `adapter.store.sqlite`), naming it. The port is bound before anything is sent or
+        handled: a participant that cannot listen (`listen.CannotListen`: the port is taken,
+        say by another instance on the same store) fails having sent nothing, and closes
+        what it opened. `sockets`, if given, are listening already (a worker of
+        ``serve --workers``, whose parent bound them) and are used instead.
+
+        What a previous run (or a dead process) acknowledged but did not finish is claimed
+        before the endpoint accepts a connection, if this process holds the store's recovery
+        singleton; a message arriving now is claimed by this process as it is stored, so it
+        cannot be taken for one of them and handled twice.
         """
         await self.store.open()
         try:
-            sockets = listen.bind(self._host, self._port)
+            if sockets is None:
+                sockets = listen.bind(self._host, self._port)
         except BaseException:
             await self.store.close()
             raise
         try:
             self._port = sockets[0].getsockname()[1]
+            await self.coordinator.start()
             self._runner = self._endpoint.runner()
             await self._runner.setup()
-            unfinished = await self.store.unfinished_inbound()
+            unfinished = await self._claim_unfinished()
             await self._client.start()
             self._running = True
             await self.outbox.start()
             if self.bus is not None:
                 await self.bus.start()
             for record in unfinished:
-                self._schedule_handling(self._recover(record))
+                self._recover_later(record)
             self._listening = await self._endpoint.listen(self._runner, sockets, self._server_ssl)
+            self._start_background(self._renew_claims())
+            self._start_background(self._take_over_unhandled())
         except BaseException:
             for sock in sockets:
                 sock.close()
@@ -311,6 +346,9 @@ class Participant:
         handled again after a fault of ours stay unfinished in the store, for the next start."""
         self._endpoint.serving = False
         self._running = False
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         for timer in self._handling_retries.values():
             timer.cancel()
         self._handling_retries.clear()
@@ -327,11 +365,16 @@ class Participant:
         self._listening = []
         if self._handler_tasks:
             await asyncio.gather(*list(self._handler_tasks), return_exceptions=True)
+        if self._background:  # news of deliveries that ended meanwhile, told while we can
+            await asyncio.wait(list(self._background), timeout=STOP_NEWS_SECONDS)
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self._client.close()
-        for future in self._waiters.values():
-            if not future.done():
-                future.cancel()
-        await self.store.close()
+        await self.waiters.close()
+        self._in_hand.clear()
+        await self.coordinator.close()
+        await self.store.close()  # releases its claims: other processes take them at once
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -380,10 +423,7 @@ class Participant:
         """
         peer = await self._peer_for(to, role, type(message))
         filled = self._fill(message, peer.domain)
-        future: asyncio.Future[PayloadResponse] = asyncio.get_running_loop().create_future()
-        self._waiters[filled.message_id] = future
-        self._expected[filled.message_id] = (peer.domain, RESPONSE_TYPES[type(filled)])
-        self._conversations[filled.conversation_id] = filled.message_id
+        future = self.waiters.expect(filled, peer.domain)
         try:
             await self.outbox.submit(self._outbound(filled, peer))
             try:
@@ -395,9 +435,7 @@ class Participant:
                     filled.message_id,
                 ) from None
         finally:
-            self._waiters.pop(filled.message_id, None)
-            self._expected.pop(filled.message_id, None)
-            self._conversations.pop(filled.conversation_id, None)
+            self.waiters.forget(filled)
 
     async def withdraw(self, message_id: str) -> OutboundRecord | None:
         """Stop delivering a message we sent, if it has not been delivered yet; its record
@@ -501,9 +539,11 @@ class Participant:
             record.recipient_domain,
             result.detail or record.last_error,
         )
-        future = self._waiters.get(record.message_id)
-        if future is not None and not future.done():
-            future.set_exception(DeliveryFailed(record.message_id, status, result))
+        error = DeliveryFailed(record.message_id, status, result)
+        if not self.waiters.fail_here(record.message_id, error):
+            # Awaited in another process, perhaps (it added the message; this one took it
+            # over): tell the others.
+            self._start_background(self.waiters.fail(record.message_id, error))
 
     # -- receiving ------------------------------------------------------------------------------
 
@@ -511,12 +551,93 @@ class Participant:
         """Called by the endpoint once a message is stored, before the sender gets its 200."""
         if received.outcome is SaveOutcome.ALREADY_SUBMITTED:
             return  # handled (or being handled) already; the first response stands
+        if received.outcome is SaveOutcome.NEW:  # (a Duplicate Identifier is not stored)
+            self._in_hand.add((received.sender_domain, received.message.message_id))
         self._schedule_handling(self._handle(received))
 
     def _schedule_handling(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
         self._handler_tasks.add(task)
         task.add_done_callback(self._handler_tasks.discard)
+
+    def _start_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` until it ends or the participant stops; an error is logged."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a background task of the participant failed", exc_info=task.exception())
+
+    async def _claim_unfinished(self) -> list[InboundRecord]:
+        """The unhandled messages nobody holds, claimed, if this process runs the store's
+        recovery; none otherwise."""
+        if not await self._recovery.try_acquire():
+            return []
+        return await self.store.claim_unfinished_inbound(RECOVERY_BATCH)
+
+    def _recover_later(self, record: InboundRecord) -> None:
+        key = (record.sender_domain, record.message_id)
+        if key in self._in_hand:
+            return  # ours already (its claim lapsed while the event loop was stalled)
+        self._in_hand.add(key)
+        self._schedule_handling(self._recover(record))
+
+    async def _renew_claims(self) -> None:
+        """Renew the store's claims every third of its lease, so that they last while this
+        process lives: a renewal that fails leaves two more before they lapse."""
+        interval = self.store.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.store.renew_claims()
+            except StorageError as exc:
+                log.warning("cannot renew this process's claims in the store: %s", exc)
+
+    async def _take_over_unhandled(self) -> None:
+        """Every quarter of the store's lease: ask for the recovery singleton if another
+        process holds it; holding it, take over what a dead process left unhandled once its
+        claims lapsed."""
+        interval = self.store.lease.total_seconds() / 4
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                records = await self._claim_unfinished()
+            except StorageError as exc:
+                log.warning("cannot look for unhandled messages in the store: %s", exc)
+                continue
+            if records:
+                log.info("taking over unhandled messages of a process that died: %d", len(records))
+            for record in records:
+                self._recover_later(record)
+
+    async def _load_response(self, sender_domain: str, message_id: str) -> PayloadResponse | None:
+        """The response stored under (sender, MessageID), for `SharedWaiters`: it was
+        verified and validated before it was stored."""
+        record = await self.store.get_inbound(sender_domain, message_id)
+        if record is None:
+            return None
+        signed = envelope.parse_envelope(record.envelope)
+        message = codec.decode(signed.sealed[envelope.SIGNATURE_BYTES :])
+        return message if isinstance(message, PayloadResponse) else None
+
+    async def _load_failure(self, message_id: str) -> Exception | None:
+        """Why our message's delivery failed for good, as the store recorded it (another
+        process may have delivered it), or None if it did not."""
+        record = await self.store.get_outbound(message_id)
+        if record is None or record.status not in (OutboundStatus.FAILED, OutboundStatus.EXPIRED):
+            return None
+        attempts = await self.store.attempts(message_id)
+        last = attempts[-1] if attempts else None
+        outcome = Outcome.PERMANENT if record.status is OutboundStatus.FAILED else Outcome.TEMPORARY
+        result = DeliveryResult(
+            outcome,
+            last.http_status if last else None,
+            last.detail if last else (record.last_error or ""),
+        )
+        return DeliveryFailed(message_id, record.status, result)
 
     async def _recover(self, record: InboundRecord) -> None:
         """Handle a message a previous run acknowledged but did not finish handling."""
@@ -551,6 +672,7 @@ class Participant:
         if self.bus is not None and self.bus.answers(received):
             self.bus.await_answer(received)  # the operator's systems answer, on the bus
             return
+        key = (received.sender_domain, message.message_id)
         # The sender's slot first: its messages waiting for one hold no global slot.
         async with self._sender_slots.hold(received.sender_domain), self._handler_slots:
             started = time.perf_counter()
@@ -565,6 +687,7 @@ class Participant:
                         received.sender_domain,
                         failures,
                     )
+                self._in_hand.discard(key)
                 return
             except OUR_FAULTS as exc:
                 fault: Exception = exc
@@ -574,7 +697,9 @@ class Participant:
                     "handling a %s from %s failed", message.xml_name, received.sender_domain
                 )
                 log.debug("the %s that failed is %s", message.xml_name, message.message_id)
-                return  # stays unfinished in the store; retried on the next start
+                # It stays unfinished in the store, and held by this process while it runs:
+                # handled again at the next start, or by another process after this one.
+                return
             finally:
                 self._observer.handled(message.xml_name, outcome, time.perf_counter() - started)
         self._retry_handling(received, failures + 1, fault)
@@ -651,7 +776,8 @@ class Participant:
                 return None
             if message.reference_message_id:
                 self.outbox.answered(message.reference_message_id, received.sender_domain)
-            self._resolve_waiter(message, received.sender_domain)
+            # Here, or in the process that awaits it (a failure to tell it is our fault).
+            await self.waiters.resolve(message, received.sender_domain)
             await self._call_handler(received)
             return None
         if received.outcome is SaveOutcome.DUPLICATE_IDENTIFIER:
@@ -727,26 +853,6 @@ class Participant:
             time_stamp=self._clock(),
             message_id=str(uuid.uuid4()),
         )
-
-    def _resolve_waiter(self, response: PayloadResponse, sender_domain: str) -> None:
-        """Hand `response` to the request awaiting it, if it is the answer that request can
-        have: from the peer it was sent to, of the response type of its request."""
-        key = response.reference_message_id or self._conversations.get(response.conversation_id)
-        future = self._waiters.get(key) if key else None
-        if future is None or future.done() or key is None:
-            return
-        responder, kind = self._expected[key]
-        if sender_domain != responder or type(response) is not kind:
-            log.warning(
-                "a %s from %s refers to a request of ours that awaits a %s from %s: not its answer",
-                response.xml_name,
-                sender_domain,
-                kind.__name__,
-                responder,
-            )
-            log.debug("%s refers to our %s", response.message_id, key)
-            return
-        future.set_result(response)
 
 
 def _schema_problem(record: OutboundRecord) -> str | None:

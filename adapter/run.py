@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import tomllib
 from collections.abc import Callable
@@ -37,12 +38,17 @@ EXIT_UNDELIVERED = 2
 
 
 async def serve(
-    config: Config, *, stop: asyncio.Event | None = None, log_format: str = "text"
+    config: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    sockets: list[socket.socket] | None = None,
+    log_format: str = "text",
 ) -> None:
     """Run the endpoint until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly:
     in-flight handlers finish, POSTs on the wire return, pending deliveries stay in the store
     for the next start. With [metrics], its listener serves from before the start to after
-    the stop (`adapter.ops.service`)."""
+    the stop (`adapter.ops.service`). `sockets`: listening already (a worker's; see
+    `adapter.workers`)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -56,7 +62,7 @@ async def serve(
         participant = service.participant
         # Raises `listen.CannotListen` ("port 8080 on 127.0.0.1 is in use") having sent and
         # handled nothing, and closed what it opened.
-        await service.start()
+        await service.start(sockets=sockets)
         serving = f"serving {participant.role} {participant.domain} at {participant.url()}"
         if service.ops_server is not None:
             serving += f", metrics at {service.ops_server.url()}"

@@ -342,9 +342,8 @@ async def test_only_the_addressed_peer_can_answer_a_request(network: Network) ->
         make_dso_portfolio_query(), message_id="", conversation_id="", time_stamp=None
     )
     pending = asyncio.create_task(dso.request(query, to=CRO, timeout=5))
-    await eventually(lambda: len(dso._waiters) == 1)
-    [request_id] = list(dso._waiters)
-    [conversation] = list(dso._conversations)
+    await eventually(lambda: len(dso.waiters.awaiting()) == 1)
+    [(request_id, conversation)] = dso.waiters.awaiting()
 
     async def answer_as(who: Participant, kind: type) -> None:
         fields = {"time_zone": query.time_zone, "period": query.period}

@@ -54,10 +54,11 @@ async def read_report(
     store: Any = None,
 ) -> RegisterReport:
     """Read the register from `store` (opened), or from the configured store, opened and
-    closed for the purpose."""
+    closed for the purpose - without taking it (`exclusive=False`): the CRO may be running
+    on it, and a SQLite store admits one participant."""
     own = store is None
     if own:
-        store = new_store(config.participant)
+        store = new_store(config.participant, exclusive=False)
         await store.open()
     try:
         register = register_for(store)

@@ -67,7 +67,7 @@ async def reading(config: Config) -> AsyncIterator[StoreAdmin]:
         async with read_only(settings.path) as admin:
             yield admin
         return
-    store = assemble.new_store(config.participant)
+    store = assemble.new_store(config.participant, exclusive=False)
     await store.open()
     try:
         yield admin_for(store)
@@ -86,7 +86,7 @@ async def writing(config: Config) -> AsyncIterator[tuple[Store, StoreAdmin]]:
         raise StoreOpenError(
             f"{settings.path}: no SQLite store there: has the participant run yet?"
         )
-    store = assemble.new_store(config.participant)
+    store = assemble.new_store(config.participant, exclusive=False)
     await store.open()
     try:
         yield store, admin_for(store)

@@ -6,6 +6,7 @@ health, readiness) and the periodic work around it.
 
 from __future__ import annotations
 
+import socket
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -44,14 +45,14 @@ class Service:
             self.ops_server = OpsServer(config.metrics.listen, self.metrics, lambda: self.ready)
         self.housekeeping = Housekeeping(self.participant, self.metrics, config.retention)
 
-    async def start(self) -> None:
+    async def start(self, *, sockets: list[socket.socket] | None = None) -> None:
         """The operator's listener first (so that a probe hears "not ready" while the rest
         starts), then the participant (store, port, deliveries), then the periodic work.
         Raises `listen.CannotListen` for either address, having started nothing."""
         if self.ops_server is not None:
             await self.ops_server.start()
         try:
-            await self.participant.start()
+            await self.participant.start(sockets=sockets)
         except BaseException:
             if self.ops_server is not None:
                 await self.ops_server.stop()

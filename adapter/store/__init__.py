@@ -13,10 +13,12 @@ installs it.
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adapter.store.base import (
+    DEFAULT_LEASE,
     DeliveryAttempt,
     InboundRecord,
     InboundStatus,
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from adapter.store.register import PortfolioRegister, RegisterEvents
 
 __all__ = [
+    "DEFAULT_LEASE",
     "POSTGRES_EXTRA",
     "POSTGRES_SCHEMA_NAME",
     "DeliveryAttempt",
@@ -64,7 +67,13 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, base_dir: Path | None = None) -> Store:
+def open_store(
+    url: str,
+    *,
+    base_dir: Path | None = None,
+    exclusive: bool = True,
+    lease: timedelta = DEFAULT_LEASE,
+) -> Store:
     """The store a URL names, not yet opened: call ``await store.open()`` before use.
 
     ``sqlite:PATH`` is a SQLite file; a relative PATH is relative to `base_dir` (the current
@@ -72,10 +81,14 @@ def open_store(url: str, *, base_dir: Path | None = None) -> Store:
     asyncpg takes it, plus an optional ``schema=NAME`` query parameter (default ``uftp``) that
     is ours and removed before the DSN reaches asyncpg. Anything else is a ValueError, whose
     message never repeats a password.
+
+    `exclusive` False opens a SQLite file without taking it for this process, for a tool that
+    only reads beside a running participant (a PostgreSQL store is shared anyway). `lease` is
+    how long the store's claims last unless renewed.
     """
     parsed = parse_url(url, base_dir)
     if isinstance(parsed, Path):
-        return SqliteStore(parsed)
+        return SqliteStore(parsed, exclusive=exclusive, lease=lease)
     dsn, schema = parsed
     try:
         from adapter.store.postgres import PostgresStore  # here: asyncpg is optional
@@ -86,7 +99,9 @@ def open_store(url: str, *, base_dir: Path | None = None) -> Store:
             "the store is a PostgreSQL database, but its driver (asyncpg) is not installed: "
             + POSTGRES_EXTRA
         ) from None
-    return PostgresStore(dsn) if schema is None else PostgresStore(dsn, schema=schema)
+    if schema is None:
+        return PostgresStore(dsn, lease=lease)
+    return PostgresStore(dsn, schema=schema, lease=lease)
 
 
 def admin_for(store: Store) -> StoreAdmin:

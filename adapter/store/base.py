@@ -7,17 +7,36 @@ recognised, and marking it handled happens in the same transaction that queues i
 
 Implementations: `sqlite.SqliteStore` (embedded default) and `postgres.PostgresStore`. The
 rest of the code never writes SQL.
+
+A third promise lets several processes share one store (PostgreSQL; a SQLite file admits one
+process, see `sqlite`): "one owner at a time". Every message still to be worked on - an
+outbound one pending delivery, an inbound one received but not handled - is *claimed* by
+the store object that works on it (`Store.owner`, one per process), for a lease of
+`Store.lease`. The store claims what it adds itself (`save_inbound`, `add_outbound`, the
+response of `finish_inbound`); it releases a claim when the work ends (handled, delivered,
+failed, expired, cancelled) and all of its own on `release_claims` and `close`. A process
+renews its claims (`renew_claims`) well within the lease; one that dies stops renewing, and
+once its leases run out the others take its work over with `claim_outbound` and
+`claim_unfinished_inbound`. Lease times are the store's own clock (PostgreSQL's `now()`), so
+hosts whose clocks differ still agree on who holds what.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from adapter.uftp.errors import AdapterError
+
+if TYPE_CHECKING:
+    from adapter.store.coordination import Coordinator
+
+#: How long a claim lasts unless its holder renews it: how long the work of a process that
+#: died waits before another takes it over. Renewals come every third of it.
+DEFAULT_LEASE: Final = timedelta(seconds=30)
 
 
 class StoreOpenError(AdapterError, RuntimeError):
@@ -185,16 +204,27 @@ class RelayLock(Protocol):
 class Store(Protocol):
     """Durable state of one participant. All methods are safe to call concurrently."""
 
+    #: How long the claims this store takes last without a renewal.
+    lease: timedelta
+
+    @property
+    def owner(self) -> str:
+        """Who this store object is in the claims it holds: host, process and a token, set
+        when it opens (a process that restarts is a new owner)."""
+        ...
+
     async def open(self) -> None:
         """Connect and create or migrate the schema."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release this store's claims (`release_claims`), then disconnect."""
 
     async def save_inbound(
         self, record: InboundRecord, *, events: Sequence[EventRecord] = ()
     ) -> SaveOutcome:
         """Store a received message durably unless its (sender, MessageID) is known; `events`
-        with it, in the same transaction, only when it is NEW."""
+        with it, in the same transaction, only when it is NEW. A new one is held by this store
+        until it is handled."""
 
     async def finish_inbound(
         self,
@@ -206,14 +236,16 @@ class Store(Protocol):
         command_id: str | None = None,
         require_open: bool = False,
     ) -> None:
-        """Mark a message handled and queue its response, in one transaction, with `events`.
+        """Mark a message handled and queue its response, in one transaction, with `events`:
+        the message's claim ends, the response is held by this store.
 
         With `require_open`, raise `NotOpen` unless the message was still unhandled. With
         `command_id`, record that the bus command made the response; `DuplicateCommand`
         (and nothing stored) when that command was carried out before."""
 
     async def unfinished_inbound(self) -> list[InboundRecord]:
-        """Messages acknowledged with 200 whose handling did not finish (crash recovery)."""
+        """Messages acknowledged with 200 whose handling did not finish, whoever holds them:
+        a listing (recovery takes them with `claim_unfinished_inbound`)."""
 
     async def get_inbound(self, sender_domain: str, message_id: str) -> InboundRecord | None: ...
 
@@ -224,9 +256,9 @@ class Store(Protocol):
         events: Sequence[EventRecord] = (),
         command_id: str | None = None,
     ) -> None:
-        """Persist an outgoing message before its first delivery attempt; `events` and the
-        `command_id` that asked for it (`DuplicateCommand` when known) in the same
-        transaction."""
+        """Persist an outgoing message before its first delivery attempt, held by this store;
+        `events` and the `command_id` that asked for it (`DuplicateCommand` when known) in the
+        same transaction."""
 
     async def record_attempt(
         self,
@@ -235,9 +267,13 @@ class Store(Protocol):
         next_attempt_at: datetime | None,
         *,
         events: Sequence[EventRecord] = (),
-    ) -> None:
+    ) -> bool:
         """Log one delivery attempt and move the message to its new status; `events` are
-        stored only when this attempt ends a pending message (its outcome, once)."""
+        stored only when this attempt ends a pending message (its outcome, once).
+
+        True if the message is still pending and this store still holds it, so its next
+        attempt is the caller's to make; False once its delivery ended, or when another
+        owner took it over (this store's lease ran out meanwhile) or nobody holds it."""
 
     async def cancel_outbound(self, message_id: str) -> bool:
         """Withdraw a message still pending: no process attempts it again.
@@ -247,7 +283,29 @@ class Store(Protocol):
         for an unknown message."""
 
     async def pending_outbound(self) -> list[OutboundRecord]:
-        """Every message still to be delivered, earliest next attempt first."""
+        """Every message still to be delivered, earliest next attempt first, whoever holds
+        it: a listing, which claims nothing (delivery takes messages with `claim_outbound`)."""
+
+    async def claim_outbound(self, due_by: datetime, limit: int) -> list[OutboundRecord]:
+        """Claim at most `limit` pending messages due by `due_by` (their next attempt, or
+        their creation when none was made) that nobody holds or whose holder's lease ran
+        out, earliest first. Concurrent callers in several processes get disjoint sets."""
+
+    async def claim_unfinished_inbound(self, limit: int) -> list[InboundRecord]:
+        """Claim at most `limit` messages acknowledged but not handled that nobody holds or
+        whose holder's lease ran out, oldest first: what a process that died left."""
+
+    async def renew_claims(self) -> None:
+        """Extend every claim this store holds by a lease from now."""
+
+    async def release_claims(self) -> None:
+        """Give up every claim this store holds, so that others may take the work at once
+        (a clean stop); the rows themselves are unchanged."""
+
+    def coordinator(self) -> Coordinator:
+        """What processes sharing this store use to coordinate besides rows (see
+        `adapter.store.coordination`); not started."""
+        ...
 
     async def get_outbound(self, message_id: str) -> OutboundRecord | None: ...
 

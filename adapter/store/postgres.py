@@ -16,13 +16,20 @@ Several processes may share one schema:
   their UPDATE serialises concurrent writers of the same message, the attempts counter is
   incremented in SQL (never read-modify-written in Python), and a final status (delivered,
   failed, expired) is never overwritten by a late report.
-* `pending_outbound` only reads. Two processes may therefore both try to deliver the same
-  message, and the peer may see it twice; its duplicate check answers the second copy with
-  "Already Submitted", so state stays correct. Giving each message a single owner (claiming
-  rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` or a lease column) is the outbox's job
-  when it runs in more than one process. Until then, `cancel_outbound` in one process does
-  not stop an attempt another process has already scheduled (its outcome is recorded but no
-  longer changes the status).
+* Each message still to be worked on has one owner at a time (see `adapter.store.base`):
+  ``claimed_by`` names the store object that holds it and ``lease_until`` when its claim
+  lapses unless renewed, in the server's clock (``now()``), which every host shares.
+  `claim_outbound` and `claim_unfinished_inbound` pick their rows with
+  ``SELECT ... FOR UPDATE SKIP LOCKED``: two processes claiming at once skip each other's
+  rows instead of waiting for them or taking them too, and the condition is checked again
+  on the row as it is when locked, so a claim just renewed or taken is never taken again.
+  `record_attempt` reports whether the message is still ours, so a process whose lease ran
+  out while it was stalled does not retry what another now delivers. `cancel_outbound` in
+  one process does not stop an attempt another has already started (its outcome is
+  recorded but no longer changes the status).
+* What the processes coordinate besides rows (the recovery of unhandled messages in one
+  process at a time, the per-peer cap across processes, the news of a response) is
+  `coordinator()`'s: `adapter.store.postgres_coordination`.
 
 A failure of the environment (the server unreachable or shutting down, its disk full, out of
 resources, an I/O error, a serialization failure or deadlock) reaches the caller as
@@ -37,14 +44,18 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import asyncpg
 
 from adapter.store.base import (
+    DEFAULT_LEASE,
     DeliveryAttempt,
     DuplicateCommand,
     EventRecord,
@@ -61,6 +72,9 @@ from adapter.store.base import (
 )
 from adapter.store.url import check_schema_name, redact_dsn
 
+if TYPE_CHECKING:
+    from adapter.store.coordination import Coordinator
+
 __all__ = ["BUS_SCHEMA_VERSION", "SCHEMA_VERSION", "PostgresStore", "insert_events"]
 
 log = logging.getLogger(__name__)
@@ -69,7 +83,8 @@ T = TypeVar("T")
 
 #: Version of the tables this module owns (component "store" in `schema_version`).
 #: 2: outbound status 'cancelled' (a message its sender withdrew).
-SCHEMA_VERSION: Final = 2
+#: 3: claims (claimed_by, lease_until) on inbound and outbound messages.
+SCHEMA_VERSION: Final = 3
 
 #: Version of the bus outbox tables (component "bus" in `schema_version`), as in SQLite.
 BUS_SCHEMA_VERSION: Final = 1
@@ -96,6 +111,8 @@ _TABLES: Final = (
         received_at timestamptz NOT NULL,
         status text NOT NULL CHECK (status IN ('received', 'handled')),
         rejection text,
+        claimed_by text,
+        lease_until timestamptz,
         PRIMARY KEY (sender_domain, message_id)
     )""",
     """CREATE INDEX IF NOT EXISTS inbound_unfinished
@@ -114,9 +131,14 @@ _TABLES: Final = (
         status text NOT NULL CONSTRAINT outbound_status_check {_OUTBOUND_STATUS_CHECK},
         attempts integer NOT NULL DEFAULT 0,
         next_attempt_at timestamptz,
-        last_error text
+        last_error text,
+        claimed_by text,
+        lease_until timestamptz
     )""",
     "CREATE INDEX IF NOT EXISTS outbound_due ON outbound (status, next_attempt_at)",
+    # What `claim_outbound` scans: the pending messages only, by due time.
+    """CREATE INDEX IF NOT EXISTS outbound_pending
+        ON outbound ((coalesce(next_attempt_at, created_at))) WHERE status = 'pending'""",
     """CREATE TABLE IF NOT EXISTS delivery_attempts (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         message_id text NOT NULL REFERENCES outbound (message_id),
@@ -163,6 +185,29 @@ _OUTBOUND_COLUMNS: Final = (
     "message_id, recipient_domain, recipient_role, message_type, conversation_id, "
     "reference_message_id, endpoint, envelope, created_at, deadline, status, attempts, "
     "next_attempt_at, last_error"
+)
+#: The same, of the rows an UPDATE ... FROM returns (whose FROM names columns too).
+_INBOUND_RETURNING: Final = ", ".join(f"i.{c.strip()}" for c in _INBOUND_COLUMNS.split(","))
+_OUTBOUND_RETURNING: Final = ", ".join(f"o.{c.strip()}" for c in _OUTBOUND_COLUMNS.split(","))
+#: Claim due pending messages; $1 owner, $2 lease, $3 'pending', $4 due by, $5 limit.
+_CLAIM_OUTBOUND: Final = (
+    "UPDATE outbound AS o SET claimed_by = $1, lease_until = now() + $2::interval "  # noqa: S608
+    "FROM (SELECT message_id FROM outbound "
+    "WHERE status = $3 AND coalesce(next_attempt_at, created_at) <= $4 "
+    "AND (claimed_by IS NULL OR lease_until < now()) "
+    "ORDER BY coalesce(next_attempt_at, created_at), created_at, message_id "
+    "LIMIT $5 FOR UPDATE SKIP LOCKED) AS due "
+    f"WHERE o.message_id = due.message_id RETURNING {_OUTBOUND_RETURNING}"
+)
+#: Claim unhandled messages; $1 owner, $2 lease, $3 'received', $4 limit.
+_CLAIM_INBOUND: Final = (
+    "UPDATE inbound AS i SET claimed_by = $1, lease_until = now() + $2::interval "  # noqa: S608
+    "FROM (SELECT sender_domain, message_id FROM inbound WHERE status = $3 "
+    "AND (claimed_by IS NULL OR lease_until < now()) "
+    "ORDER BY received_at, sender_domain, message_id "
+    "LIMIT $4 FOR UPDATE SKIP LOCKED) AS left_over "
+    "WHERE i.sender_domain = left_over.sender_domain "
+    f"AND i.message_id = left_over.message_id RETURNING {_INBOUND_RETURNING}"
 )
 
 
@@ -271,10 +316,13 @@ def _outbound(row: Any) -> OutboundRecord:
     )
 
 
-async def _insert_outbound(conn: Any, record: OutboundRecord) -> None:
+async def _insert_outbound(conn: Any, record: OutboundRecord, owner: str, lease: timedelta) -> None:
+    """Insert `record`, held by `owner` for `lease` while it is pending."""
+    held = record.status is OutboundStatus.PENDING
     await conn.execute(
-        f"INSERT INTO outbound ({_OUTBOUND_COLUMNS}) "  # noqa: S608 - constant column list
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        f"INSERT INTO outbound ({_OUTBOUND_COLUMNS}, claimed_by, lease_until) "  # noqa: S608
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+        "$15, now() + $16::interval)",
         record.message_id,
         record.recipient_domain,
         record.recipient_role,
@@ -289,6 +337,8 @@ async def _insert_outbound(conn: Any, record: OutboundRecord) -> None:
         record.attempts,
         _opt_aware(record.next_attempt_at),
         record.last_error,
+        owner if held else None,
+        lease if held else None,
     )
 
 
@@ -387,15 +437,24 @@ def _failure(exc: BaseException) -> str:
 class PostgresStore:
     """The `Store` port on a PostgreSQL schema; see the module docstring for sharing rules."""
 
-    def __init__(self, dsn: str, *, schema: str = "uftp", max_connections: int = 10) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "uftp",
+        max_connections: int = 10,
+        lease: timedelta = DEFAULT_LEASE,
+    ) -> None:
         check_schema_name(schema)
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         self._dsn = dsn
         self.schema = schema
+        self.lease = lease
         self._max_connections = max_connections
         self._pool: Any = None
         self._event_listeners: list[Callable[[], None]] = []
+        self._owner = ""
 
     def __repr__(self) -> str:
         # Never the DSN: it may hold a password, and a repr ends up in logs.
@@ -408,6 +467,28 @@ class PostgresStore:
         """The schema and the database (its DSN without a password), for messages."""
         return f"PostgreSQL schema {self.schema} of {redact_dsn(self._dsn)}"
 
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    @property
+    def dsn(self) -> str:
+        """The DSN, for the coordinator's own connection; never for messages (a password)."""
+        return self._dsn
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN/NOTIFY channel of this schema. Cut to PostgreSQL's 63 characters: two
+        long schema names may then share one channel, which costs their listeners a look at
+        notifications of the other, never a wrong answer."""
+        return f"uftp_adapter.{self.schema}"[:63]
+
+    def coordinator(self) -> Coordinator:
+        from adapter.store.postgres_coordination import PostgresCoordinator
+
+        coordinator: Coordinator = PostgresCoordinator(self)
+        return coordinator
+
     async def open(self) -> None:
         """Create the pool, then the schema and its tables under an advisory lock.
 
@@ -416,6 +497,7 @@ class PostgresStore:
         """
         if self._pool is not None:
             raise RuntimeError(f"{self!r} is already open")
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         try:
             self._pool = await self._connect()
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
@@ -456,12 +538,19 @@ class PostgresStore:
         elif version > SCHEMA_VERSION:
             raise newer_schema(self.location, "store", version, SCHEMA_VERSION)
         elif version < SCHEMA_VERSION:
-            # 2: a new outbound status; its CHECK constraint is replaced (PostgreSQL named
-            # the first one after the table and column, as it is named now).
-            await conn.execute(
-                "ALTER TABLE outbound DROP CONSTRAINT IF EXISTS outbound_status_check, "
-                f"ADD CONSTRAINT outbound_status_check {_OUTBOUND_STATUS_CHECK}"
-            )
+            if version < 2:
+                # 2: a new outbound status; its CHECK constraint is replaced (PostgreSQL named
+                # the first one after the table and column, as it is named now).
+                await conn.execute(
+                    "ALTER TABLE outbound DROP CONSTRAINT IF EXISTS outbound_status_check, "
+                    f"ADD CONSTRAINT outbound_status_check {_OUTBOUND_STATUS_CHECK}"
+                )
+            # 3: the claims, as new columns (nothing holds a message written before them).
+            for table in ("inbound", "outbound"):
+                await conn.execute(
+                    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS claimed_by text, "
+                    "ADD COLUMN IF NOT EXISTS lease_until timestamptz"
+                )
             await conn.execute(
                 "UPDATE schema_version SET version = $1 WHERE component = 'store'",
                 SCHEMA_VERSION,
@@ -482,7 +571,15 @@ class PostgresStore:
             )
 
     async def close(self) -> None:
-        """Wait for borrowed connections to come back, then close them all."""
+        """Release this store's claims (so that other processes take its work at once), wait
+        for borrowed connections to come back, then close them all."""
+        if self._pool is None:
+            return
+        try:
+            await self.release_claims()
+        except (StorageError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # Unreachable, say: the claims lapse with their lease instead.
+            log.warning("PostgreSQL store, schema %s: claims not released: %s", self.schema, exc)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -536,13 +633,15 @@ class PostgresStore:
         self, record: InboundRecord, received_at: datetime, events: Sequence[EventRecord]
     ) -> bytes | None:
         """Insert; None if inserted, else the content hash of the message already stored."""
+        held = record.status is InboundStatus.RECEIVED
         async with self._open_pool.acquire() as conn:
             # A transaction only when events go with the message: without, one statement is
             # its own transaction and saves two round trips.
             async with conn.transaction() if events else contextlib.nullcontext():
                 status = await conn.execute(
-                    f"INSERT INTO inbound ({_INBOUND_COLUMNS}) "  # noqa: S608 - constant columns
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                    f"INSERT INTO inbound ({_INBOUND_COLUMNS}, claimed_by, lease_until) "  # noqa: S608
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+                    "now() + $13::interval) "
                     "ON CONFLICT (sender_domain, message_id) DO NOTHING",
                     record.sender_domain,
                     record.message_id,
@@ -555,6 +654,8 @@ class PostgresStore:
                     received_at,
                     record.status.value,
                     record.rejection,
+                    self._owner if held else None,
+                    self.lease if held else None,
                 )
                 new = _row_count(status) == 1
                 if new and events:
@@ -593,8 +694,8 @@ class PostgresStore:
             if response is not None and command_id is not None:
                 await _insert_command(conn, command_id, response)
             status = await conn.execute(
-                "UPDATE inbound SET status = $1 WHERE sender_domain = $2 AND message_id = $3 "
-                "AND ($4 OR status = $5)",
+                "UPDATE inbound SET status = $1, claimed_by = NULL, lease_until = NULL "
+                "WHERE sender_domain = $2 AND message_id = $3 AND ($4 OR status = $5)",
                 InboundStatus.HANDLED.value,
                 sender_domain,
                 message_id,
@@ -605,7 +706,7 @@ class PostgresStore:
                 error = NotOpen if require_open else LookupError
                 raise error(f"no open inbound message {message_id!r} from {sender_domain!r}")
             if response is not None:
-                await _insert_outbound(conn, response)
+                await _insert_outbound(conn, response, self._owner, self.lease)
             if events:
                 await insert_events(conn, events)
 
@@ -644,11 +745,11 @@ class PostgresStore:
         if command_id is None and not events:
             with _FAULTS:
                 async with self._open_pool.acquire() as conn:
-                    await _insert_outbound(conn, record)
+                    await _insert_outbound(conn, record, self._owner, self.lease)
             return
 
         async def op(conn: Any) -> None:
-            await _insert_outbound(conn, record)
+            await _insert_outbound(conn, record, self._owner, self.lease)
             if command_id is not None:
                 await _insert_command(conn, command_id, record)
             if events:
@@ -665,35 +766,41 @@ class PostgresStore:
         next_attempt_at: datetime | None,
         *,
         events: Sequence[EventRecord] = (),
-    ) -> None:
+    ) -> bool:
         """Log the attempt, count it, and move the status, unless that status is final.
 
         A message that is delivered, failed or expired stays so: a late report from another
         process delivering the same message may add its attempt but not undo the outcome.
+        Its claim ends with its delivery. True if it is still pending and ours.
         LookupError for an unknown message.
         """
         attempted_at = _aware(attempt.attempted_at)
         next_at = _opt_aware(next_attempt_at)
         error = _attempt_error(attempt, status)
 
-        async def op(conn: Any) -> bool:
+        async def op(conn: Any) -> tuple[bool, bool]:
             before = await conn.fetchval(
                 "SELECT status FROM outbound WHERE message_id = $1 FOR UPDATE",
                 attempt.message_id,
             )
-            result = await conn.execute(
+            # SET reads the row as it was, RETURNING as it is now.
+            held = await conn.fetchrow(
                 "UPDATE outbound SET attempts = attempts + 1, "
                 "status = CASE WHEN status = $1 THEN $2 ELSE status END, "
                 "next_attempt_at = CASE WHEN status = $1 THEN $3 ELSE next_attempt_at END, "
-                "last_error = CASE WHEN status = $1 THEN $4 ELSE last_error END "
-                "WHERE message_id = $5",
+                "last_error = CASE WHEN status = $1 THEN $4 ELSE last_error END, "
+                "claimed_by = CASE WHEN status = $1 AND $2 = $1 THEN claimed_by END, "
+                "lease_until = CASE WHEN status = $1 AND $2 = $1 THEN lease_until END "
+                "WHERE message_id = $5 "
+                "RETURNING status = $1 AND claimed_by IS NOT DISTINCT FROM $6 AS held",
                 OutboundStatus.PENDING.value,
                 status.value,
                 next_at,
                 error,
                 attempt.message_id,
+                self._owner,
             )
-            if _row_count(result) != 1:
+            if held is None:
                 raise LookupError(f"no outbound message {attempt.message_id!r}")
             await conn.execute(
                 "INSERT INTO delivery_attempts "
@@ -708,10 +815,12 @@ class PostgresStore:
             ended = before == OutboundStatus.PENDING.value and status is not OutboundStatus.PENDING
             if ended and events:
                 await insert_events(conn, events)
-            return ended
+            return ended, bool(held["held"])
 
-        if await self.run(op) and events:
+        ended, ours = await self.run(op)
+        if ended and events:
             self.events_written()
+        return ours
 
     async def cancel_outbound(self, message_id: str) -> bool:
         """Pending -> cancelled; False for a message whose delivery ended, LookupError for an
@@ -719,8 +828,8 @@ class PostgresStore:
 
         async def op(conn: Any) -> bool:
             status = await conn.execute(
-                "UPDATE outbound SET status = $1, next_attempt_at = NULL "
-                "WHERE message_id = $2 AND status = $3",
+                "UPDATE outbound SET status = $1, next_attempt_at = NULL, claimed_by = NULL, "
+                "lease_until = NULL WHERE message_id = $2 AND status = $3",
                 OutboundStatus.CANCELLED.value,
                 message_id,
                 OutboundStatus.PENDING.value,
@@ -742,6 +851,87 @@ class PostgresStore:
                 OutboundStatus.PENDING.value,
             )
         return [_outbound(row) for row in rows]
+
+    async def claim_outbound(self, due_by: datetime, limit: int) -> list[OutboundRecord]:
+        """Claim pending messages due by `due_by` that nobody holds or whose lease ran out;
+        rows another transaction has locked (being claimed, reported on) are skipped."""
+        due = _aware(due_by)
+
+        async def op(conn: Any) -> list[Any]:
+            rows: list[Any] = await conn.fetch(
+                _CLAIM_OUTBOUND,
+                self._owner,
+                self.lease,
+                OutboundStatus.PENDING.value,
+                due,
+                limit,
+            )
+            return rows
+
+        records = [_outbound(row) for row in await self.run(op)]
+        records.sort(key=lambda r: (r.next_attempt_at or r.created_at, r.created_at, r.message_id))
+        return records
+
+    async def claim_unfinished_inbound(self, limit: int) -> list[InboundRecord]:
+        """Claim messages received, not handled, that nobody holds or whose lease ran out."""
+
+        async def op(conn: Any) -> list[Any]:
+            rows: list[Any] = await conn.fetch(
+                _CLAIM_INBOUND,
+                self._owner,
+                self.lease,
+                InboundStatus.RECEIVED.value,
+                limit,
+            )
+            return rows
+
+        records = [_inbound(row) for row in await self.run(op)]
+        records.sort(key=lambda r: (r.received_at, r.sender_domain, r.message_id))
+        return records
+
+    async def renew_claims(self) -> None:
+        async def op(conn: Any) -> None:
+            await conn.execute(
+                "UPDATE outbound SET lease_until = now() + $1::interval "
+                "WHERE status = $2 AND claimed_by = $3",
+                self.lease,
+                OutboundStatus.PENDING.value,
+                self._owner,
+            )
+            await conn.execute(
+                "UPDATE inbound SET lease_until = now() + $1::interval "
+                "WHERE status = $2 AND claimed_by = $3",
+                self.lease,
+                InboundStatus.RECEIVED.value,
+                self._owner,
+            )
+
+        await self.run(op)
+
+    async def release_claims(self) -> None:
+        """Give up our claims; only messages still to be worked on hold any."""
+
+        async def op(conn: Any) -> None:
+            await conn.execute(
+                "UPDATE outbound SET claimed_by = NULL, lease_until = NULL "
+                "WHERE status = $1 AND claimed_by = $2",
+                OutboundStatus.PENDING.value,
+                self._owner,
+            )
+            await conn.execute(
+                "UPDATE inbound SET claimed_by = NULL, lease_until = NULL "
+                "WHERE status = $1 AND claimed_by = $2",
+                InboundStatus.RECEIVED.value,
+                self._owner,
+            )
+
+        await self.run(op)
+
+    async def notify(self, payload: str) -> None:
+        """NOTIFY the schema's `channel`, on a pooled connection (the coordinator's
+        `Notifier`); delivered to every listener once sent, as it runs in no transaction."""
+        with _FAULTS:
+            await self._open_pool.execute("SELECT pg_notify($1, $2)", self.channel, payload)
 
     async def get_outbound(self, message_id: str) -> OutboundRecord | None:
         with _FAULTS:

@@ -48,6 +48,17 @@ answer about the data.
 Timestamps are stored as integer microseconds since the Unix epoch (UTC), which round-trips
 an aware `datetime` exactly; naive datetimes are refused because their instant is unknown.
 
+One process per file: a participant's store is opened with an exclusive `flock` on a lock
+file beside the database (``NAME.lock``, holding the pid of its process), so a second `serve`
+or `Participant.start` on the same file refuses to start and names the process that holds it.
+The kernel releases the lock when the file is closed, at `close` or when the process dies
+however it dies, so a stale lock file never keeps a new process out. Holding the lock is also
+what lets the store void every claim it finds when it opens (see `adapter.store.base`): whoever
+took them is gone. Tools that only read beside a running participant (`cro show`) open the
+store with ``exclusive=False``: no lock, no claims voided, nothing released. A second process
+on one SQLite file could only deliver what the first delivers: several processes share a
+PostgreSQL store instead.
+
 Later modules add their own tables and operations through `SqliteStore.run` (writes, in the
 group-commit machinery) and `SqliteStore.read`, keeping their version in `schema_version`
 under their own component name.
@@ -58,6 +69,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -68,6 +82,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from adapter.store.base import (
+    DEFAULT_LEASE,
     DeliveryAttempt,
     DuplicateCommand,
     EventRecord,
@@ -82,8 +97,14 @@ from adapter.store.base import (
     StoreOpenError,
     newer_schema,
 )
+from adapter.store.coordination import Coordinator, LocalCoordinator
 
-__all__ = ["BUS_SCHEMA_VERSION", "SCHEMA_VERSION", "SqliteStore", "insert_events"]
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: no lock file (one process per file is then on trust)
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["BUS_SCHEMA_VERSION", "SCHEMA_VERSION", "SqliteStore", "insert_events", "lock_path"]
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +113,8 @@ T = TypeVar("T")
 #: Version of the tables this module owns (component "store" in `schema_version`).
 #: 2: envelopes in tables of their own (inbound_envelope, outbound_envelope).
 #: 3: outbound status 'cancelled' (a message its sender withdrew).
-SCHEMA_VERSION: Final = 3
+#: 4: claims (claimed_by, lease_until) on inbound and outbound messages.
+SCHEMA_VERSION: Final = 4
 #: Version of the bus outbox tables (component "bus" in `schema_version`): bus_events, the
 #: events the relay publishes, and bus_commands, the bus commands carried out. The store owns
 #: them because its own transactions write them, beside the state they report.
@@ -147,6 +169,8 @@ CREATE TABLE IF NOT EXISTS {name} (
     received_at INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('received', 'handled')),
     rejection TEXT,
+    claimed_by TEXT,
+    lease_until INTEGER,
     PRIMARY KEY (sender_domain, message_id)
 )"""
 _OUTBOUND_TABLE: Final = """
@@ -164,7 +188,9 @@ CREATE TABLE IF NOT EXISTS {name} (
         CHECK (status IN ('pending', 'delivered', 'failed', 'expired', 'cancelled')),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
-    last_error TEXT
+    last_error TEXT,
+    claimed_by TEXT,
+    lease_until INTEGER
 )"""
 _INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS inbound_unfinished "
@@ -250,6 +276,31 @@ _OUTBOUND_SELECT: Final = (
 )
 
 
+def lock_path(database: Path) -> Path:
+    """The lock file of a store: beside it, ``NAME.lock``."""
+    return database.with_name(database.name + ".lock")
+
+
+def _holder(fd: int) -> str:
+    """The pid in a lock file another process holds, as its text ("unknown" if it has not
+    written it yet: it locks first, then writes)."""
+    for _ in range(20):
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text:
+            return text
+        time.sleep(0.01)
+    return "unknown"
+
+
+def _lease_clock_us() -> int:
+    """The clock of claims: wall-clock microseconds (one process; see `adapter.store.base`)."""
+    return time.time_ns() // 1000
+
+
+def _new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 def _to_us(value: datetime) -> int:
     """Microseconds since the epoch; exact, unlike a float timestamp."""
     if value.tzinfo is None or value.utcoffset() is None:
@@ -326,10 +377,14 @@ def _outbound(row: sqlite3.Row) -> OutboundRecord:
     )
 
 
-def _insert_outbound(conn: sqlite3.Connection, record: OutboundRecord) -> None:
+def _insert_outbound(
+    conn: sqlite3.Connection, record: OutboundRecord, owner: str, lease_until: int
+) -> None:
+    """Insert `record`, held by `owner` while it is pending."""
+    held = record.status is OutboundStatus.PENDING
     conn.execute(
-        f"INSERT INTO outbound ({_OUTBOUND_COLUMNS}) "  # noqa: S608 - constant column list
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO outbound ({_OUTBOUND_COLUMNS}, claimed_by, lease_until) "  # noqa: S608
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             record.message_id,
             record.recipient_domain,
@@ -344,6 +399,8 @@ def _insert_outbound(conn: sqlite3.Connection, record: OutboundRecord) -> None:
             record.attempts,
             _opt_to_us(record.next_attempt_at),
             record.last_error,
+            owner if held else None,
+            lease_until if held else None,
         ),
     )
     conn.execute(
@@ -411,12 +468,39 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
     elif version < 3:
         # A new status in outbound's CHECK constraint, which only a rebuild can change.
         _rebuild(conn, "outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS)
+    # 4: the claims, as new columns (a rebuild above already made them).
+    for table in ("inbound", "outbound"):
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if "claimed_by" not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN claimed_by TEXT")
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN lease_until INTEGER")
     for statement in _INDEXES:
         conn.execute(statement)
     if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
         raise RuntimeError("the store's delivery attempts lost their messages in migration")
     conn.execute(
         "UPDATE schema_version SET version = ? WHERE component = 'store'", (SCHEMA_VERSION,)
+    )
+
+
+def _void_claims(conn: sqlite3.Connection, owner: str | None) -> None:
+    """End the claims of `owner` (None: of everybody). Only messages still to be worked on
+    hold claims: every operation that ends the work ends its claim."""
+    who = "claimed_by IS NOT NULL" if owner is None else "claimed_by = :owner"
+    parameters = {
+        "owner": owner,
+        "pending": OutboundStatus.PENDING.value,
+        "received": InboundStatus.RECEIVED.value,
+    }
+    conn.execute(
+        "UPDATE outbound SET claimed_by = NULL, lease_until = NULL "  # noqa: S608 - constant
+        f"WHERE status = :pending AND {who}",
+        parameters,
+    )
+    conn.execute(
+        "UPDATE inbound SET claimed_by = NULL, lease_until = NULL "  # noqa: S608 - constant
+        f"WHERE status = :received AND {who}",
+        parameters,
     )
 
 
@@ -524,10 +608,20 @@ class SqliteStore:
 
     A caller cancelled while its operation is queued or running does not undo the operation:
     it may still commit.
+
+    `exclusive` (the default) takes the file for this process (its lock file), as a
+    participant must; False is for tools that only read beside a running one.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, exclusive: bool = True, lease: timedelta = DEFAULT_LEASE
+    ) -> None:
         self.path = Path(path)
+        self.exclusive = exclusive
+        self.lease = lease
+        self._owner = ""
+        #: The lock file's descriptor while this store holds it.
+        self._lock_fd: int | None = None
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Op] = []
@@ -551,6 +645,14 @@ class SqliteStore:
         """Write transactions committed by this object: fewer than writes when batches form."""
         return self._commits
 
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    def coordinator(self) -> Coordinator:
+        """In memory: the lock file admits one process per store."""
+        return LocalCoordinator()
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -559,19 +661,32 @@ class SqliteStore:
             raise RuntimeError(f"{self!r} is already open")
         self._loop = asyncio.get_running_loop()
         self._closing = False
+        self._owner = _new_owner()
         try:
+            if self.exclusive:
+                self._lock_fd = self._take_lock()
             self._conn = self._connect()
         except (sqlite3.Error, OSError) as exc:
+            self._drop_lock()
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             where = getattr(exc, "filename", None) or self.path
             raise StoreOpenError(f"{where}: cannot open the SQLite store: {reason}") from exc
+        except BaseException:
+            self._drop_lock()
+            raise
         self._checkpointer = _Checkpointer(self.path)
         log.info("opened SQLite store %s (WAL, synchronous=FULL)", self.path)
 
     async def close(self) -> None:
-        """Run everything already queued, then close the connection."""
+        """Release this store's claims and run everything already queued, then close the
+        connection and give up the lock file."""
         if self._conn is None or self._closing:
             return
+        if self.exclusive:
+            try:
+                await self.release_claims()
+            except Exception as exc:  # a full disk, say: the next open voids them anyway
+                log.warning("SQLite store %s: could not release its claims: %s", self.path, exc)
         self._closing = True
         while self._pending or self._offloaded is not None:
             if self._offloaded is not None:
@@ -584,7 +699,41 @@ class SqliteStore:
             self._checkpointer = None
         self._conn.close()
         self._conn = None
+        self._drop_lock()
         log.info("closed SQLite store %s", self.path)
+
+    def _take_lock(self) -> int | None:
+        """Lock the store's lock file for this process and write our pid in it; the open
+        descriptor holds the lock. StoreOpenError naming the holder if another process has
+        it."""
+        if fcntl is None:
+            return None
+        path = lock_path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise StoreOpenError(
+                f"{self.path}: the store is in use by process {holder} (it holds {path}); "
+                "a SQLite store admits one process: stop that one first, or share a "
+                "PostgreSQL store between several"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    def _drop_lock(self) -> None:
+        """Give up the lock file (closing it is what releases the lock); the file stays,
+        as removing it could split one lock in two: another process may have it open."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     # -- extension points ---------------------------------------------------------------------
 
@@ -688,11 +837,13 @@ class SqliteStore:
     ) -> SaveOutcome:
         """Insert the message; on a known (sender, MessageID) compare hashes, store nothing."""
         received_at = _to_us(record.received_at)
+        held = record.status is InboundStatus.RECEIVED
+        owner, lease_until = (self._owner, self._lease_until()) if held else (None, None)
 
         def op(conn: sqlite3.Connection) -> SaveOutcome:
             cursor = conn.execute(
-                f"INSERT INTO inbound ({_INBOUND_COLUMNS}) "  # noqa: S608 - constant columns
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO inbound ({_INBOUND_COLUMNS}, claimed_by, lease_until) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (sender_domain, message_id) DO NOTHING",
                 (
                     record.sender_domain,
@@ -705,6 +856,8 @@ class SqliteStore:
                     received_at,
                     record.status.value,
                     record.rejection,
+                    owner,
+                    lease_until,
                 ),
             )
             if cursor.rowcount == 1:
@@ -745,14 +898,16 @@ class SqliteStore:
         unfinished, so crash recovery handles it again rather than forgetting its answer.
         """
 
+        owner, lease_until = self._owner, self._lease_until()
+
         def op(conn: sqlite3.Connection) -> None:
             # The command first: a command carried out before is a duplicate, whatever the
             # state of the request it answered.
             if response is not None and command_id is not None:
                 _insert_command(conn, command_id, response)
             cursor = conn.execute(
-                "UPDATE inbound SET status = ? WHERE sender_domain = ? AND message_id = ? "
-                "AND (? OR status = ?)",
+                "UPDATE inbound SET status = ?, claimed_by = NULL, lease_until = NULL "
+                "WHERE sender_domain = ? AND message_id = ? AND (? OR status = ?)",
                 (
                     InboundStatus.HANDLED.value,
                     sender_domain,
@@ -765,7 +920,7 @@ class SqliteStore:
                 error = NotOpen if require_open else LookupError
                 raise error(f"no open inbound message {message_id!r} from {sender_domain!r}")
             if response is not None:
-                _insert_outbound(conn, response)
+                _insert_outbound(conn, response, owner, lease_until)
             if events:
                 insert_events(conn, events)
 
@@ -803,9 +958,10 @@ class SqliteStore:
     ) -> None:
         """Insert the message; a taken MessageID raises `sqlite3.IntegrityError`, a known
         `command_id` `DuplicateCommand`."""
+        owner, lease_until = self._owner, self._lease_until()
 
         def op(conn: sqlite3.Connection) -> None:
-            _insert_outbound(conn, record)
+            _insert_outbound(conn, record, owner, lease_until)
             if command_id is not None:
                 _insert_command(conn, command_id, record)
             if events:
@@ -822,27 +978,34 @@ class SqliteStore:
         next_attempt_at: datetime | None,
         *,
         events: Sequence[EventRecord] = (),
-    ) -> None:
+    ) -> bool:
         """Log the attempt, count it, and move the status, unless that status is final.
 
         A message that is delivered, failed or expired stays so: a late report from a
         concurrent sender of the same message may add its attempt but not undo the outcome.
+        Its claim ends with its delivery. True if it is still pending and ours.
         LookupError for an unknown message.
         """
         attempted_at = _to_us(attempt.attempted_at)
         next_at = _opt_to_us(next_attempt_at)
         error = _attempt_error(attempt, status)
+        owner = self._owner
 
-        def op(conn: sqlite3.Connection) -> bool:
+        def op(conn: sqlite3.Connection) -> tuple[bool, bool]:
             before = conn.execute(
                 "SELECT status FROM outbound WHERE message_id = ?", (attempt.message_id,)
             ).fetchone()
+            # (The right-hand sides all read the row as it was before this UPDATE.)
             cursor = conn.execute(
                 "UPDATE outbound SET attempts = attempts + 1, "
                 "status = CASE WHEN status = :pending THEN :status ELSE status END, "
                 "next_attempt_at = "
                 "CASE WHEN status = :pending THEN :next_at ELSE next_attempt_at END, "
-                "last_error = CASE WHEN status = :pending THEN :error ELSE last_error END "
+                "last_error = CASE WHEN status = :pending THEN :error ELSE last_error END, "
+                "claimed_by = CASE WHEN status = :pending AND :status = :pending "
+                "THEN claimed_by END, "
+                "lease_until = CASE WHEN status = :pending AND :status = :pending "
+                "THEN lease_until END "
                 "WHERE message_id = :message_id",
                 {
                     "pending": OutboundStatus.PENDING.value,
@@ -871,10 +1034,16 @@ class SqliteStore:
             )
             if ended and events:
                 insert_events(conn, events)
-            return ended
+            row = conn.execute(
+                "SELECT status = ? AND claimed_by IS ? FROM outbound WHERE message_id = ?",
+                (OutboundStatus.PENDING.value, owner, attempt.message_id),
+            ).fetchone()
+            return ended, bool(row[0])
 
-        if await self._write(op) and events:
+        ended, ours = await self._write(op)
+        if ended and events:
             self.events_written()
+        return ours
 
     async def cancel_outbound(self, message_id: str) -> bool:
         """Pending -> cancelled; False for a message whose delivery ended, LookupError for an
@@ -882,8 +1051,8 @@ class SqliteStore:
 
         def op(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE outbound SET status = ?, next_attempt_at = NULL "
-                "WHERE message_id = ? AND status = ?",
+                "UPDATE outbound SET status = ?, next_attempt_at = NULL, claimed_by = NULL, "
+                "lease_until = NULL WHERE message_id = ? AND status = ?",
                 (OutboundStatus.CANCELLED.value, message_id, OutboundStatus.PENDING.value),
             )
             if cursor.rowcount == 1:
@@ -907,6 +1076,74 @@ class SqliteStore:
             return [_outbound(row) for row in rows]
 
         return await self.read(op)
+
+    async def claim_outbound(self, due_by: datetime, limit: int) -> list[OutboundRecord]:
+        """Claim pending messages due by `due_by` that nobody holds or whose lease ran out."""
+        due = _to_us(due_by)
+        owner, lease_until = self._owner, self._lease_until()
+
+        def op(conn: sqlite3.Connection) -> list[OutboundRecord]:
+            rows = conn.execute(
+                f"{_OUTBOUND_SELECT} WHERE o.status = ? "
+                "AND coalesce(o.next_attempt_at, o.created_at) <= ? "
+                "AND (o.claimed_by IS NULL OR o.lease_until < ?) "
+                "ORDER BY coalesce(o.next_attempt_at, o.created_at), o.created_at, o.message_id "
+                "LIMIT ?",
+                (OutboundStatus.PENDING.value, due, _lease_clock_us(), limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE outbound SET claimed_by = ?, lease_until = ? WHERE message_id = ?",
+                [(owner, lease_until, row["message_id"]) for row in rows],
+            )
+            return [_outbound(row) for row in rows]
+
+        return await self._write(op)
+
+    async def claim_unfinished_inbound(self, limit: int) -> list[InboundRecord]:
+        """Claim messages received, not handled, that nobody holds or whose lease ran out."""
+        owner, lease_until = self._owner, self._lease_until()
+
+        def op(conn: sqlite3.Connection) -> list[InboundRecord]:
+            rows = conn.execute(
+                f"{_INBOUND_SELECT} WHERE i.status = ? "
+                "AND (i.claimed_by IS NULL OR i.lease_until < ?) "
+                "ORDER BY i.received_at, i.sender_domain, i.message_id LIMIT ?",
+                (InboundStatus.RECEIVED.value, _lease_clock_us(), limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE inbound SET claimed_by = ?, lease_until = ? "
+                "WHERE sender_domain = ? AND message_id = ?",
+                [(owner, lease_until, row["sender_domain"], row["message_id"]) for row in rows],
+            )
+            return [_inbound(row) for row in rows]
+
+        return await self._write(op)
+
+    async def renew_claims(self) -> None:
+        owner, lease_until = self._owner, self._lease_until()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE outbound SET lease_until = ? WHERE status = ? AND claimed_by = ?",
+                (lease_until, OutboundStatus.PENDING.value, owner),
+            )
+            conn.execute(
+                "UPDATE inbound SET lease_until = ? WHERE status = ? AND claimed_by = ?",
+                (lease_until, InboundStatus.RECEIVED.value, owner),
+            )
+
+        await self._write(op)
+
+    async def release_claims(self) -> None:
+        owner = self._owner
+
+        def op(conn: sqlite3.Connection) -> None:
+            _void_claims(conn, owner)
+
+        await self._write(op)
+
+    def _lease_until(self) -> int:
+        return _lease_clock_us() + self.lease // _MICROSECOND
 
     async def get_outbound(self, message_id: str) -> OutboundRecord | None:
         def op(conn: sqlite3.Connection) -> OutboundRecord | None:
@@ -1037,6 +1274,9 @@ class SqliteStore:
                     conn.execute(statement)
                 self._check_version(conn)
                 self._check_bus_version(conn)
+                if self.exclusive:
+                    # The lock is ours: whoever took these claims is gone.
+                    _void_claims(conn, None)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

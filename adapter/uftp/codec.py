@@ -1114,7 +1114,7 @@ def _write_d_prognosis_response(message: DPrognosisResponse, parts: list[str]) -
 def _write_flex_settlement(message: FlexSettlement, parts: list[str]) -> None:
     if is_draft(message.version):
         if message.result is not Result.ACCEPTED or message.rejection_reason is not None:
-            raise InvalidXml(
+            raise InvalidOutbound(
                 f"{message.xml_name}: Result and RejectionReason exist in 3.x only, "
                 f"not in Version {message.version}"
             )

@@ -1,13 +1,17 @@
-"""Reports what the crash tests tried, at the end of the run; a small disk to fill."""
+"""Reports what the crash tests tried, at the end of the run; a small disk to fill; the
+fixtures of the tests of several processes on one PostgreSQL store."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from adapter.keys import generate, load_private, write_private
 from tests.resilience.disk import SmallDisk, small_disk
+from tests.resilience.shared import CountingPeer, Processes
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -32,3 +36,56 @@ def disk(tmp_path: Path) -> Iterator[SmallDisk]:
     before `network`, so that the participants stop before it is unmounted."""
     with small_disk(tmp_path / "disk") as mounted:
         yield mounted
+
+
+# -- several processes on one PostgreSQL store (tests/resilience/shared.py) --------------------
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[str]:
+    """A fresh schema of the test PostgreSQL, dropped afterwards; skips without a server
+    unless UFTP_TEST_POSTGRES_DSN is set."""
+    asyncpg = pytest.importorskip("asyncpg")
+    from tests.resilience.shared import PG_DSN, PG_REQUIRED
+
+    try:
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if PG_REQUIRED:
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    name = f"test_shared_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        await admin.close()
+
+
+@pytest.fixture
+def site_keys(tmp_path: Path) -> Path:
+    """dso.key/.pub and cro.key/.pub in a folder of their own."""
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    for name in ("dso", "cro"):
+        write_private(folder / f"{name}.key", generate())
+    return folder
+
+
+@pytest.fixture
+async def counting_peer(site_keys: Path) -> AsyncIterator[CountingPeer]:
+    counting = CountingPeer(load_private(site_keys / "dso.key"))
+    await counting.start()
+    try:
+        yield counting
+    finally:
+        await counting.stop()
+
+
+@pytest.fixture
+async def children(tmp_path: Path) -> AsyncIterator[Processes]:
+    started = Processes(tmp_path)
+    try:
+        yield started
+    finally:
+        await started.close()

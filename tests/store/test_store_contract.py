@@ -5,6 +5,10 @@ one fresh schema per test, dropped afterwards. Without a server it is skipped, u
 variable is set explicitly: then an unreachable server is a failure, so CI cannot pass by
 silently skipping it.
 
+The claims (one owner per message still to be worked on, with a lease) are part of the
+contract; several owners at once only exist on PostgreSQL (a SQLite file admits one process,
+`test_sqlite_lock.py`), so those tests are PostgreSQL's.
+
 A few tests at the end cover what only one implementation has: SQLite's group commit and
 PRAGMAs, the `run`/`read` extension points, and `open_store`'s URL parsing.
 """
@@ -56,7 +60,8 @@ class Backend:
     """How to build stores on one set of data, and what that backend raises on a taken key."""
 
     name: str
-    make: Callable[[], Store]
+    #: A store on the backend's data; keywords as the store classes take them (lease=...).
+    make: Callable[..., Store]
     integrity_error: tuple[type[Exception], ...]
 
 
@@ -65,7 +70,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     if request.param == "sqlite":
         # A directory that does not exist yet: the store creates it.
         path = tmp_path / "var" / "store.sqlite3"
-        yield Backend("sqlite", lambda: SqliteStore(path), (sqlite3.IntegrityError,))
+        yield Backend("sqlite", lambda **kw: SqliteStore(path, **kw), (sqlite3.IntegrityError,))
         return
     asyncpg = pytest.importorskip("asyncpg")
     from adapter.store.postgres import PostgresStore
@@ -80,7 +85,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     try:
         yield Backend(
             "postgres",
-            lambda: PostgresStore(PG_DSN, schema=schema),
+            lambda **kw: PostgresStore(PG_DSN, schema=schema, **kw),
             (asyncpg.UniqueViolationError,),
         )
     finally:
@@ -378,6 +383,134 @@ async def test_cancel_outbound_leaves_an_ended_delivery_alone(store: Store) -> N
         await store.cancel_outbound("unknown")
 
 
+# -- claims: one owner at a time -------------------------------------------------------------
+
+#: A due date later than every record of these tests.
+LATER = T0 + timedelta(days=1)
+
+
+@pytest.fixture
+async def short_lease(backend: Backend) -> AsyncIterator[Store]:
+    """A store whose claims lapse after 0.4 s unless renewed."""
+    opened = backend.make(lease=timedelta(seconds=0.4))
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_a_message_added_is_held_by_its_store_until_released(store: Store) -> None:
+    await store.add_outbound(outbound())
+    await store.save_inbound(inbound())
+
+    assert await store.claim_outbound(LATER, 10) == []  # ours already: nothing to take
+    assert await store.claim_unfinished_inbound(10) == []
+    assert store.owner  # host, process and token
+
+    await store.release_claims()
+
+    assert await store.claim_outbound(LATER, 10) == [outbound()]
+    assert await store.claim_unfinished_inbound(10) == [inbound()]
+    assert await store.claim_outbound(LATER, 10) == []  # claimed again: held
+    assert await store.claim_unfinished_inbound(10) == []
+    # The listings see every message still to be worked on, whoever holds it.
+    assert await store.pending_outbound() == [outbound()]
+    assert await store.unfinished_inbound() == [inbound()]
+
+
+async def test_a_claim_not_renewed_lapses_with_its_lease(short_lease: Store) -> None:
+    store = short_lease
+    await store.add_outbound(outbound())
+    await store.save_inbound(inbound())
+    await asyncio.sleep(0.25)
+    await store.renew_claims()
+    await asyncio.sleep(0.25)  # 0.5 s after adding: renewed, it still holds
+
+    assert await store.claim_outbound(LATER, 10) == []
+    assert await store.claim_unfinished_inbound(10) == []
+
+    await asyncio.sleep(0.5)  # no renewal: the lease ran out
+
+    assert await store.claim_outbound(LATER, 10) == [outbound()]
+    assert await store.claim_unfinished_inbound(10) == [inbound()]
+
+
+async def test_claim_outbound_takes_what_is_due_earliest_first_up_to_its_limit(
+    store: Store,
+) -> None:
+    later = outbound("out-3", next_attempt_at=T0 + timedelta(seconds=20))
+    first = outbound("out-1", next_attempt_at=T0)
+    second = outbound("out-2", next_attempt_at=T0 + timedelta(seconds=10))
+    never_tried = outbound("out-0", created_at=T0 - timedelta(seconds=5))  # due at creation
+    for record in (later, first, second, never_tried):
+        await store.add_outbound(record)
+    await store.release_claims()
+
+    assert await store.claim_outbound(T0 + timedelta(seconds=15), 2) == [never_tried, first]
+    assert await store.claim_outbound(T0 + timedelta(seconds=15), 10) == [second]
+    assert await store.claim_outbound(T0 + timedelta(seconds=15), 10) == []  # not due yet
+    assert await store.claim_outbound(LATER, 10) == [later]
+
+
+async def test_only_messages_still_to_be_worked_on_are_claimed(store: Store) -> None:
+    for name in ("delivered", "failed", "cancelled", "retried"):
+        await store.add_outbound(outbound(name))
+    await store.record_attempt(
+        attempt("delivered", http_status=200, outcome="delivered", detail=""),
+        OutboundStatus.DELIVERED,
+        None,
+    )
+    await store.record_attempt(attempt("failed", http_status=400), OutboundStatus.FAILED, None)
+    await store.cancel_outbound("cancelled")
+    await store.record_attempt(attempt("retried"), OutboundStatus.PENDING, T0)
+    await store.save_inbound(inbound("handled"))
+    await store.finish_inbound(SENDER, "handled", None)
+    await store.save_inbound(inbound("stored-handled", status=InboundStatus.HANDLED))
+    await store.release_claims()
+
+    assert [r.message_id for r in await store.claim_outbound(LATER, 10)] == ["retried"]
+    assert await store.claim_unfinished_inbound(10) == []
+
+
+async def test_record_attempt_says_whether_the_next_attempt_is_ours(store: Store) -> None:
+    await store.add_outbound(outbound("kept"))
+    await store.add_outbound(outbound("ended"))
+
+    assert await store.record_attempt(attempt("kept"), OutboundStatus.PENDING, T0) is True
+    # A temporary failure keeps the message ours: nobody else takes it meanwhile.
+    assert await store.claim_outbound(LATER, 10) == []
+    ended = attempt("ended", http_status=400, outcome="permanent")
+    assert await store.record_attempt(ended, OutboundStatus.FAILED, None) is False
+
+    await store.release_claims()  # as at a stop: nobody holds "kept" now
+    assert await store.record_attempt(attempt("kept"), OutboundStatus.PENDING, T0) is False
+
+
+async def test_the_response_of_finish_inbound_is_held_by_the_store(store: Store) -> None:
+    await store.save_inbound(inbound())
+    await store.finish_inbound(SENDER, "msg-1", outbound("resp-1"))
+
+    assert await store.claim_outbound(LATER, 10) == []
+    await store.release_claims()
+    assert [r.message_id for r in await store.claim_outbound(LATER, 10)] == ["resp-1"]
+
+
+async def test_closing_releases_the_claims(store: Store, backend: Backend) -> None:
+    await store.add_outbound(outbound())
+    await store.save_inbound(inbound())
+    await store.close()
+
+    reopened = backend.make()
+    await reopened.open()
+    try:
+        assert await reopened.claim_outbound(LATER, 10) == [outbound()]
+        assert await reopened.claim_unfinished_inbound(10) == [inbound()]
+    finally:
+        await reopened.close()
+        await store.open()  # for the fixture's close
+
+
 # -- durability and concurrency ---------------------------------------------------------------
 
 
@@ -564,6 +697,10 @@ async def test_sqlite_acknowledged_saves_survive_a_killed_process(tmp_path: Path
         assert {r.message_id for r in await store.unfinished_inbound()} == {
             f"m{n}" for n in range(20)
         }
+        # Its claims (30 s leases) went with it: the file is ours, so they are void.
+        assert {r.message_id for r in await store.claim_unfinished_inbound(100)} == {
+            f"m{n}" for n in range(20)
+        }
     finally:
         await store.close()
 
@@ -739,7 +876,11 @@ async def test_sqlite_store_of_schema_version_2_is_migrated_to_know_cancelled(
     with sqlite3.connect(path) as conn:  # back to version 2's table, as that version wrote it
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute(_VERSION_2_OUTBOUND)
-        conn.execute("INSERT INTO outbound_v2 SELECT * FROM outbound")
+        conn.execute(
+            "INSERT INTO outbound_v2 SELECT message_id, recipient_domain, recipient_role, "
+            "message_type, conversation_id, reference_message_id, endpoint, created_at, "
+            "deadline, status, attempts, next_attempt_at, last_error FROM outbound"
+        )
         conn.execute("DROP TABLE outbound")
         conn.execute("ALTER TABLE outbound_v2 RENAME TO outbound")
         conn.execute("CREATE INDEX outbound_due ON outbound (status, next_attempt_at)")
@@ -759,7 +900,7 @@ async def test_sqlite_store_of_schema_version_2_is_migrated_to_know_cancelled(
             row = conn.execute("SELECT version FROM schema_version WHERE component = 'store'")
             return int(row.fetchone()[0])
 
-        assert await store.read(version) == SQLITE_SCHEMA_VERSION == 3
+        assert await store.read(version) == SQLITE_SCHEMA_VERSION == 4
         indexes = await store.read(
             lambda conn: conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbound' "
@@ -774,6 +915,38 @@ async def test_sqlite_store_of_schema_version_2_is_migrated_to_know_cancelled(
                     "VALUES ('nobody', 0, 'temporary', '')"
                 )
             )
+    finally:
+        await store.close()
+
+
+async def test_sqlite_store_of_schema_version_3_is_migrated_to_hold_claims(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await store.add_outbound(outbound())
+    await store.save_inbound(inbound())
+    await store.close()
+    with sqlite3.connect(path) as conn:  # version 3's tables had no claims
+        for table in ("inbound", "outbound"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN claimed_by")
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN lease_until")
+        conn.execute("UPDATE schema_version SET version = 3 WHERE component = 'store'")
+    conn.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.claim_outbound(LATER, 10) == [outbound()]
+        assert await store.claim_unfinished_inbound(10) == [inbound()]
+        assert await store.claim_outbound(LATER, 10) == []
+
+        def version(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT version FROM schema_version WHERE component = 'store'")
+            return int(row.fetchone()[0])
+
+        assert await store.read(version) == 4
     finally:
         await store.close()
 
@@ -872,6 +1045,130 @@ async def test_sqlite_a_disk_that_fills_mid_statement_is_a_storage_error(tmp_pat
 # -- PostgreSQL only --------------------------------------------------------------------------
 
 
+@pytest.fixture
+async def owners(backend: Backend) -> AsyncIterator[list[Store]]:
+    """Three store objects on one schema, as three processes have: three owners."""
+    stores = [backend.make(lease=timedelta(seconds=0.5)) for _ in range(3)]
+    for opened in stores:
+        await opened.open()
+    try:
+        yield stores
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_owners_never_take_each_others_claims(owners: list[Store]) -> None:
+    a, b, _ = owners
+    await a.add_outbound(outbound())
+    await a.save_inbound(inbound())
+    assert len({store.owner for store in owners}) == 3
+
+    assert await b.claim_outbound(LATER, 10) == []
+    assert await b.claim_unfinished_inbound(10) == []
+    await b.release_claims()  # releases b's claims only
+    assert await b.claim_outbound(LATER, 10) == []
+
+    await a.release_claims()
+    assert await b.claim_outbound(LATER, 10) == [outbound()]
+    assert await b.claim_unfinished_inbound(10) == [inbound()]
+    assert await a.claim_outbound(LATER, 10) == []
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_concurrent_claims_are_disjoint_and_take_everything(
+    owners: list[Store],
+) -> None:
+    """Three owners claim a backlog at once, in batches: SKIP LOCKED gives each its own rows,
+    none is taken twice and none is left over."""
+    records = [
+        outbound(f"out-{n:03}", created_at=T0 + timedelta(microseconds=n)) for n in range(300)
+    ]
+    for record in records:
+        await owners[0].add_outbound(record)
+    await owners[0].release_claims()
+    for n in range(40):
+        await owners[0].save_inbound(inbound(f"in-{n:02}", received_at=T0 + timedelta(seconds=n)))
+    await owners[0].release_claims()
+
+    async def drain(store: Store) -> tuple[list[str], list[str]]:
+        out: list[str] = []
+        into: list[str] = []
+        while True:
+            batch = await store.claim_outbound(LATER, 7)
+            inbound_batch = await store.claim_unfinished_inbound(3)
+            out += [r.message_id for r in batch]
+            into += [r.message_id for r in inbound_batch]
+            if not batch and not inbound_batch:
+                return out, into
+
+    results = await asyncio.gather(*(drain(store) for store in owners))
+
+    claimed_out = [m for out, _ in results for m in out]
+    claimed_in = [m for _, into in results for m in into]
+    assert sorted(claimed_out) == [r.message_id for r in records]  # each exactly once
+    assert sorted(claimed_in) == [f"in-{n:02}" for n in range(40)]
+    assert all(out for out, _ in results)  # every owner got a share
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_a_lapsed_claim_goes_to_another_owner_and_stays_there(
+    owners: list[Store],
+) -> None:
+    """An owner that stops renewing (its process died, or stalled) loses its messages to
+    another; its late report of an attempt does not take the message back."""
+    stalled, other, _ = owners
+    await stalled.add_outbound(outbound())
+    await asyncio.sleep(0.2)
+    await other.renew_claims()  # renews only what `other` holds
+    assert await other.claim_outbound(LATER, 10) == []
+    await asyncio.sleep(0.5)
+
+    assert await other.claim_outbound(LATER, 10) == [outbound()]
+    assert await stalled.record_attempt(attempt(), OutboundStatus.PENDING, T0) is False
+    assert await other.record_attempt(attempt(), OutboundStatus.PENDING, T0) is True
+    await stalled.renew_claims()
+    await asyncio.sleep(0.3)
+    await other.renew_claims()
+    await asyncio.sleep(0.3)
+    assert await stalled.claim_outbound(LATER, 10) == []  # still `other`'s
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_store_of_schema_version_2_is_migrated_to_hold_claims(
+    backend: Backend,
+) -> None:
+    store = backend.make()
+    await store.open()
+    await store.add_outbound(outbound())
+    await store.save_inbound(inbound())
+
+    async def back_to_version_2(conn: Any) -> None:
+        for table in ("inbound", "outbound"):
+            await conn.execute(
+                f"ALTER TABLE {table} DROP COLUMN claimed_by, DROP COLUMN lease_until"
+            )
+        await conn.execute("UPDATE schema_version SET version = 2 WHERE component = 'store'")
+
+    await store.run(back_to_version_2)  # type: ignore[attr-defined]
+    await store.close()  # (cannot release: there are no claims in version 2)
+
+    store = backend.make()
+    await store.open()
+    try:
+        assert await store.claim_outbound(LATER, 10) == [outbound()]
+        assert await store.claim_unfinished_inbound(10) == [inbound()]
+        version = await store.run(  # type: ignore[attr-defined]
+            lambda conn: conn.fetchval(
+                "SELECT version FROM schema_version WHERE component = 'store'"
+            )
+        )
+        assert version == 3
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_postgres_a_lost_connection_is_a_storage_error(store: Store) -> None:
     """The server ends our session (a restart, a failover, an administrator): our fault, raised
@@ -954,7 +1251,7 @@ async def test_postgres_store_of_schema_version_1_is_migrated_to_know_cancelled(
                 "SELECT version FROM schema_version WHERE component = 'store'"
             )
         )
-        assert version == 2
+        assert version == 3
     finally:
         await store.close()
 

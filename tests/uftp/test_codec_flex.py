@@ -16,7 +16,7 @@ import pytest
 from lxml import etree
 
 from adapter.uftp import codec
-from adapter.uftp.errors import IncompleteMessage, InvalidXml
+from adapter.uftp.errors import IncompleteMessage, InvalidOutbound, InvalidXml
 from adapter.uftp.messages import (
     AcceptedDisputed,
     AvailableRequested,
@@ -170,7 +170,7 @@ def test_min_activation_factor_defaults_to_one() -> None:
 def test_a_price_with_five_decimals_is_refused_before_sending() -> None:
     message = samples.make_flex_offer()
     option = dataclasses.replace(message.offer_options[0], price=Decimal("0.00001"))
-    with pytest.raises(InvalidXml, match="Price"):
+    with pytest.raises(InvalidOutbound, match="Price"):
         codec.encode(dataclasses.replace(message, offer_options=(option,)))
 
 
@@ -246,7 +246,7 @@ def test_revision_beyond_a_long_is_refused() -> None:
 @pytest.mark.parametrize("unsolicited", [True, False])
 def test_3_0_0_has_no_unsolicited_attribute(unsolicited: bool) -> None:
     message = samples.make_flex_offer("3.0.0", unsolicited=unsolicited)
-    with pytest.raises(InvalidXml, match="Unsolicited"):
+    with pytest.raises(InvalidOutbound, match="Unsolicited"):
         codec.encode(message)
     # The same offer is a sound 3.1.0 and draft message.
     for version in ("3.1.0", DRAFT):
@@ -288,7 +288,7 @@ def test_3_0_0_order_is_solicited_and_has_no_service_type(
 ) -> None:
     """3.0.0 requires FlexOfferMessageID and knows neither Unsolicited nor ServiceType."""
     message = samples.make_flex_order("3.0.0", **changes)
-    with pytest.raises(InvalidXml, match=named):
+    with pytest.raises(InvalidOutbound, match=named):
         codec.encode(message)
     moved = dataclasses.replace(message, version="3.1.0")
     assert codec.decode(codec.encode(moved)) == moved
@@ -408,7 +408,7 @@ def test_draft_settlement_has_no_result() -> None:
     assert isinstance(decoded, FlexSettlement)
     assert decoded.result is Result.ACCEPTED and decoded.rejection_reason is None
     for changes in ({"result": Result.REJECTED}, {"rejection_reason": ""}):
-        with pytest.raises(InvalidXml, match=r"3\.x only"):
+        with pytest.raises(InvalidOutbound, match=r"3\.x only"):
             codec.encode(samples.make_flex_settlement(DRAFT, **changes))
 
 
@@ -442,7 +442,7 @@ def test_settlement_children_keep_their_order_and_kind() -> None:
 def test_settlement_needs_a_contract_settlement_as_the_xsd_says() -> None:
     """The spec page allows settlements without bilateral contracts (0..n); the XSD of every
     Version requires one ContractSettlement at least, and the schema decides."""
-    with pytest.raises(InvalidXml, match="ContractSettlement"):
+    with pytest.raises(InvalidOutbound, match="ContractSettlement"):
         codec.encode(samples.make_flex_settlement(contract_settlements=()))
 
 
@@ -456,7 +456,7 @@ def test_rejected_settlement_response_without_status_is_not_schema_valid(version
         rejection_reason="Already settled",
         flex_order_settlement_statuses=(),
     )
-    with pytest.raises(InvalidXml, match="FlexOrderSettlementStatus"):
+    with pytest.raises(InvalidOutbound, match="FlexOrderSettlementStatus"):
         codec.encode(message)
     # Written without validation (as a participant sends a response), it has no statuses.
     assert len(root_of(codec.encode(message, validate=False))) == 0
@@ -496,7 +496,7 @@ def test_metering_value_with_thirty_digits_is_kept() -> None:
 def test_metering_currency_is_optional_and_the_ean_is_not_an_entity_address() -> None:
     message = samples.make_metering(currency=None)
     assert codec.decode(codec.encode(message)) == message
-    with pytest.raises(InvalidXml, match="EAN"):
+    with pytest.raises(InvalidOutbound, match="EAN"):
         codec.encode(samples.make_metering(ean="ean.871685900012636543"))
 
 
@@ -512,16 +512,16 @@ def test_metering_with_a_month_as_isp_duration_is_refused() -> None:
 
 
 def test_a_flex_request_needs_an_isp() -> None:
-    with pytest.raises(InvalidXml, match="ISP"):
+    with pytest.raises(InvalidOutbound, match="ISP"):
         codec.encode(samples.make_flex_request(isps=()))
 
 
 def test_an_offer_needs_an_option_with_an_isp() -> None:
-    with pytest.raises(InvalidXml, match="OfferOption"):
+    with pytest.raises(InvalidOutbound, match="OfferOption"):
         codec.encode(samples.make_flex_offer(offer_options=()))
     message = samples.make_flex_offer()
     empty = dataclasses.replace(message.offer_options[0], isps=())
-    with pytest.raises(InvalidXml, match="ISP"):
+    with pytest.raises(InvalidOutbound, match="ISP"):
         codec.encode(dataclasses.replace(message, offer_options=(empty,)))
 
 

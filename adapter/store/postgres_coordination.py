@@ -1,0 +1,329 @@
+"""Coordination of the processes sharing one PostgreSQL store, on one connection of each.
+
+Session advisory locks and LISTEN belong to a connection: when it ends - its process stopped,
+was killed, lost its host or its network - the server releases its locks and drops its
+subscription by itself, at once. So each process keeps one connection of its own for them
+(`_Session`) beside the store's pool, whose connections serve whoever borrows them next and
+can therefore hold nothing for anyone.
+
+* `AdvisorySingleton`: ``pg_try_advisory_lock`` on a key of the schema and the task. It never
+  waits: a process that does not get it goes on with its other work and asks again later, so
+  the task moves to another process soon after its holder dies.
+* `AdvisoryPeerSlots`: the per-peer cap on deliveries in flight, across processes: `limit`
+  advisory locks per peer server, one held by each POST under way. Counting the claims per
+  peer in the claim query instead would not do: a claim also covers a message waiting for its
+  next attempt, so claims would have to be taken just before each POST (one transaction more
+  per delivery) and serialised per peer across processes (a count is no lock), and a dead
+  process's share of the cap would stay taken until its leases ran out. A lock costs a round
+  trip on this connection to take and one to give back, and dies with its process.
+* `PostgresNotifier`: LISTEN on the schema's channel here; NOTIFY through the store's pool.
+
+When the session connection is lost, what it held is gone with it: singletons report that
+they are no longer held, POSTs under way keep going without a slot (others may take it
+meanwhile, so the cap may be exceeded by them until they end), and the subscribers miss what
+is sent until the connection is back - they are told of the gap then. It is made again with
+backoff, in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final, Protocol
+
+import asyncpg
+
+from adapter.limits import PerKeyLimit
+from adapter.store.base import StorageError, StoreOpenError
+from adapter.store.coordination import Notifier, PeerSlots, Singleton
+
+
+class PostgresStore(Protocol):
+    """What the coordination needs of its `adapter.store.postgres.PostgresStore`: a Protocol,
+    as that module builds the coordinator and may not be imported back."""
+
+    @property
+    def schema(self) -> str: ...
+
+    @property
+    def location(self) -> str: ...
+
+    @property
+    def dsn(self) -> str: ...
+
+    @property
+    def channel(self) -> str: ...
+
+    async def notify(self, payload: str) -> None: ...
+
+__all__ = ["AdvisoryPeerSlots", "AdvisorySingleton", "PostgresCoordinator", "PostgresNotifier"]
+
+log = logging.getLogger(__name__)
+
+#: Backoff of a lost session connection's reconnection, in seconds.
+RECONNECT_FIRST: Final = 0.1
+RECONNECT_MAX: Final = 5.0
+#: Waiting for a peer slot that other processes hold: first and longest pause, in seconds.
+SLOT_WAIT_FIRST: Final = 0.005
+SLOT_WAIT_MAX: Final = 0.2
+
+#: What a connection that failed raises (the environment's, not a statement's).
+_CONNECTION_ERRORS: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+class _Session:
+    """This process's own connection: its advisory locks and its LISTEN."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._conn: Any = None
+        #: asyncpg runs one query at a time on a connection.
+        self._lock = asyncio.Lock()
+        #: Counts connections made: a lock taken on an earlier one is gone.
+        self.generation = 0
+        self._subscribers: list[tuple[Callable[[str], None], Callable[[], None]]] = []
+        self._closing = False
+        self._reconnecting: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._closing = False
+        try:
+            await self._connect()
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            raise StoreOpenError(
+                f"cannot open the {self._store.location} (the connection for locks and "
+                f"notifications): {exc}"
+            ) from exc
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+            self._reconnecting = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await conn.close(timeout=5)
+
+    def subscribe(self, on_payload: Callable[[str], None], on_gap: Callable[[], None]) -> None:
+        self._subscribers.append((on_payload, on_gap))
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def fetchval(self, sql: str, *args: Any) -> tuple[Any, int]:
+        """One value of `sql` on this connection, and the generation of the connection that
+        answered; `StorageError` when there is none or it fails."""
+        async with self._lock:
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                raise StorageError(
+                    f"PostgreSQL store, schema {self._store.schema}: the connection for locks "
+                    "and notifications is lost; it is being made again"
+                )
+            try:
+                value = await conn.fetchval(sql, *args)
+            except _CONNECTION_ERRORS as exc:
+                raise StorageError(f"PostgreSQL store: {type(exc).__name__}: {exc}") from exc
+            return value, self.generation
+
+    async def _connect(self) -> None:
+        conn = await asyncpg.connect(self._store.dsn, timeout=10)
+        try:
+            await conn.add_listener(self._store.channel, self._deliver)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(self._terminated)
+        self._conn = conn
+        self.generation += 1
+
+    def _deliver(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        for on_payload, _ in self._subscribers:
+            try:
+                on_payload(payload)
+            except Exception:
+                log.exception("a subscriber of %s failed", channel)
+
+    def _terminated(self, conn: Any) -> None:
+        if conn is not self._conn:
+            return
+        self._conn = None
+        if self._closing:
+            return
+        log.warning(
+            "PostgreSQL store, schema %s: lost the connection for locks and notifications; "
+            "making it again",
+            self._store.schema,
+        )
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = RECONNECT_FIRST
+        while not self._closing:
+            try:
+                async with self._lock:
+                    await self._connect()
+            except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+                log.warning(
+                    "PostgreSQL store: no connection yet (%s); next try in %.1f s", exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+                continue
+            log.info(
+                "PostgreSQL store, schema %s: connection for locks is back", self._store.schema
+            )
+            for _, on_gap in self._subscribers:
+                try:
+                    on_gap()
+                except Exception:
+                    log.exception("a subscriber failed on a gap in notifications")
+            return
+
+
+class AdvisorySingleton:
+    """A task of one process per store at a time: the holder of a session advisory lock."""
+
+    def __init__(self, session: _Session, schema: str, name: str) -> None:
+        self.name = name
+        self._session = session
+        self._key = (f"uftp-adapter:{schema}:singleton", name)
+        #: The session generation on which the lock was taken, while we hold it.
+        self._generation: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._generation == self._session.generation and self._session.connected
+
+    async def try_acquire(self) -> bool:
+        """Take the lock if it is free; never waits. `StorageError` without a connection."""
+        if self.held:
+            return True
+        got, generation = await self._session.fetchval(
+            "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", *self._key
+        )
+        self._generation = generation if got else None
+        if got:
+            log.info("this process now runs the store's %s", self.name)
+        return bool(got)
+
+
+class AdvisoryPeerSlots:
+    """`limit` slots per peer server for the processes of one store together: a POST holds a
+    slot of this process (`PerKeyLimit`, so that local waiters queue without asking the
+    server) and then one of the advisory locks of its server. Two servers whose keys hash
+    alike share their slots, which only ever makes the cap stricter."""
+
+    def __init__(self, session: _Session, schema: str, limit: int | None) -> None:
+        self._session = session
+        self._schema = schema
+        self._limit = limit
+        self._local = PerKeyLimit(limit)
+        #: Slots this process holds or is asking for, per key: never asked for twice (the
+        #: server would grant a session's second request for its own lock).
+        self._taken: dict[str, set[int]] = {}
+
+    def hold(self, key: str) -> AbstractAsyncContextManager[None]:
+        if self._limit is None:
+            return contextlib.nullcontext()
+        return self._hold(key, self._limit)
+
+    @contextlib.asynccontextmanager
+    async def _hold(self, key: str, limit: int) -> AsyncIterator[None]:
+        async with self._local.hold(key):
+            lock_key = f"uftp-adapter:{self._schema}:peer:{key}"
+            slot, generation = await self._take(key, lock_key, limit)
+            try:
+                yield
+            finally:
+                await asyncio.shield(self._give_back(key, lock_key, slot, generation))
+
+    async def _take(self, key: str, lock_key: str, limit: int) -> tuple[int, int]:
+        delay = SLOT_WAIT_FIRST
+        while True:
+            first = random.randrange(limit)  # spreads the processes' first tries
+            for slot in [(first + n) % limit for n in range(limit)]:
+                # Looked up afresh after every await: `_forget` drops an empty set.
+                if slot in self._taken.get(key, ()):
+                    continue
+                self._taken.setdefault(key, set()).add(slot)
+                try:
+                    got, generation = await self._session.fetchval(
+                        "SELECT pg_try_advisory_lock(hashtext($1), $2)", lock_key, slot
+                    )
+                except BaseException:
+                    self._forget(key, slot)
+                    raise
+                if got:
+                    return slot, generation
+                self._forget(key, slot)
+            await asyncio.sleep(delay)  # every slot is some other process's: ask again soon
+            delay = min(delay * 2, SLOT_WAIT_MAX)
+
+    async def _give_back(self, key: str, lock_key: str, slot: int, generation: int) -> None:
+        try:
+            if generation == self._session.generation and self._session.connected:
+                await self._session.fetchval(
+                    "SELECT pg_advisory_unlock(hashtext($1), $2)", lock_key, slot
+                )
+        except StorageError as exc:  # the connection is gone, and the lock with it
+            log.debug("peer slot not given back: %s", exc)
+        finally:
+            self._forget(key, slot)
+
+    def _forget(self, key: str, slot: int) -> None:
+        taken = self._taken.get(key)
+        if taken is not None:
+            taken.discard(slot)
+            if not taken:
+                del self._taken[key]
+
+
+class PostgresNotifier:
+    """NOTIFY through the store's pool; LISTEN on this process's session connection."""
+
+    def __init__(self, store: PostgresStore, session: _Session) -> None:
+        self._store = store
+        self._session = session
+
+    async def notify(self, payload: str) -> None:
+        await self._store.notify(payload)
+
+    def subscribe(self, on_payload: Callable[[str], None], on_gap: Callable[[], None]) -> None:
+        self._session.subscribe(on_payload, on_gap)
+
+
+class PostgresCoordinator:
+    """The `Coordinator` of the processes sharing one PostgreSQL schema."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._schema = store.schema
+        self._session = _Session(store)
+        self.notifier: Notifier | None = PostgresNotifier(store, self._session)
+
+    def singleton(self, name: str) -> Singleton:
+        return AdvisorySingleton(self._session, self._schema, name)
+
+    def peer_slots(self, limit: int | None) -> PeerSlots:
+        return AdvisoryPeerSlots(self._session, self._schema, limit)
+
+    async def start(self) -> None:
+        await self._session.start()
+
+    async def close(self) -> None:
+        """Close the session connection: the server releases every lock it held."""
+        await self._session.close()

@@ -1,0 +1,206 @@
+"""What the processes of one PostgreSQL store coordinate besides rows, on a real server.
+
+Each `PostgresCoordinator` here stands for one process: its own session connection, as each
+process has. A process dying is its session connection ending, which the server sees at once
+when the kernel closes a killed process's socket; `pg_terminate_backend` does the same to a
+live process's connection (the case of a network cut), which must then be made again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+asyncpg = pytest.importorskip("asyncpg")
+
+from adapter.store.postgres import PostgresStore  # noqa: E402
+from adapter.store.postgres_coordination import PostgresCoordinator  # noqa: E402
+
+PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
+PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
+
+
+class Process:
+    """A store and its coordinator, as one process of a shared store has them."""
+
+    def __init__(self, schema: str) -> None:
+        self.store = PostgresStore(PG_DSN, schema=schema)
+        coordinator = self.store.coordinator()
+        assert isinstance(coordinator, PostgresCoordinator)
+        self.coordinator = coordinator
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.coordinator.start()
+
+    async def close(self) -> None:
+        await self.coordinator.close()
+        await self.store.close()
+
+    async def session_pid(self) -> int:
+        """The server process of this coordinator's own connection."""
+        conn = self.coordinator._session._conn  # the connection a kill would end
+        assert conn is not None
+        return int(conn.get_server_pid())
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[list[Process]]:
+    try:
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if PG_REQUIRED:
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    schema = f"test_coord_{uuid.uuid4().hex[:12]}"
+    started = [Process(schema) for _ in range(3)]
+    try:
+        for process in started:
+            await process.start()
+        yield started
+    finally:
+        for process in started:
+            await process.close()
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
+async def terminate(process: Process) -> None:
+    """End the process's session connection from the server's side."""
+    admin = await asyncpg.connect(PG_DSN)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", await process.session_pid())
+    finally:
+        await admin.close()
+
+
+async def eventually(condition: Any, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+# -- the singleton ----------------------------------------------------------------------------
+
+
+async def test_one_process_holds_a_singleton_and_another_takes_it_when_it_ends(
+    processes: list[Process],
+) -> None:
+    a, b, c = processes
+    first, second, third = (p.coordinator.singleton("recovery") for p in processes)
+
+    assert await first.try_acquire() is True
+    assert await second.try_acquire() is False
+    assert await third.try_acquire() is False
+    assert await first.try_acquire() is True  # still held, not taken twice
+    # Another task of the same store is another lock.
+    assert await b.coordinator.singleton("relay").try_acquire() is True
+
+    await a.coordinator.close()  # the process stopped: its connection ended
+    assert await second.try_acquire() is True
+    assert await third.try_acquire() is False
+    assert first.held is False
+
+
+async def test_a_singleton_is_lost_with_the_connection_and_can_be_taken_again(
+    processes: list[Process],
+) -> None:
+    a, b, _ = processes
+    first, second = a.coordinator.singleton("recovery"), b.coordinator.singleton("recovery")
+    assert await first.try_acquire() is True
+
+    await terminate(a)  # a network cut: the server released a's locks
+
+    await eventually(lambda: asyncio.sleep(0, not first.held))
+    assert await second.try_acquire() is True
+    await eventually(lambda: asyncio.sleep(0, a.coordinator._session.connected))  # made again
+    assert await first.try_acquire() is False  # b has it now
+
+
+# -- peer slots -------------------------------------------------------------------------------
+
+
+async def test_the_per_peer_cap_holds_across_processes(processes: list[Process]) -> None:
+    """Three processes, a cap of 2 per peer server: never more than 2 holders of one key at
+    once (each process alone would allow 2), while another key has its own slots."""
+    slots = [p.coordinator.peer_slots(2) for p in processes]
+    inside = {"https://a.test": 0, "https://b.test": 0}
+    most = dict.fromkeys(inside, 0)
+
+    async def deliver(n: int) -> None:
+        key = "https://a.test" if n % 4 else "https://b.test"
+        async with slots[n % 3].hold(key):
+            inside[key] += 1
+            most[key] = max(most[key], inside[key])
+            await asyncio.sleep(0.02)
+            inside[key] -= 1
+
+    await asyncio.gather(*(deliver(n) for n in range(36)))
+
+    assert most == {"https://a.test": 2, "https://b.test": 2}
+
+
+async def test_a_dead_process_gives_its_peer_slot_back(processes: list[Process]) -> None:
+    a, b, _ = processes
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold_forever() -> None:
+        async with a.coordinator.peer_slots(1).hold("https://a.test"):
+            held.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold_forever())
+    await held.wait()
+    waiting = asyncio.create_task(_enter(b.coordinator.peer_slots(1), "https://a.test"))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # the one slot is a's
+
+    await terminate(a)
+
+    await asyncio.wait_for(waiting, 5)  # the server released a's lock with its connection
+    release.set()
+    await holder
+
+
+async def _enter(slots: Any, key: str) -> None:
+    async with slots.hold(key):
+        pass
+
+
+async def test_no_cap_takes_no_lock(processes: list[Process]) -> None:
+    slots = processes[0].coordinator.peer_slots(None)
+    async with slots.hold("https://a.test"), slots.hold("https://a.test"):
+        pass
+
+
+# -- the notifier -----------------------------------------------------------------------------
+
+
+async def test_a_notification_reaches_every_process_and_a_gap_is_reported(
+    processes: list[Process],
+) -> None:
+    a, b, c = processes
+    heard: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+    gaps: list[str] = []
+    for name, process in zip("abc", processes, strict=True):
+        assert process.coordinator.notifier is not None
+        process.coordinator.notifier.subscribe(
+            heard[name].append, lambda name=name: gaps.append(name)
+        )
+
+    assert a.coordinator.notifier is not None
+    await a.coordinator.notifier.notify('{"response":"r1"}')
+    await eventually(lambda: asyncio.sleep(0, all(heard.values())))
+    assert heard == {name: ['{"response":"r1"}'] for name in "abc"}
+
+    await terminate(c)
+    await eventually(lambda: asyncio.sleep(0, gaps == ["c"]))  # c is back, and says so
+    await a.coordinator.notifier.notify("after")
+    await eventually(lambda: asyncio.sleep(0, heard["c"][-1:] == ["after"]))
