@@ -60,6 +60,7 @@ class PostgresStore(Protocol):
 
     async def notify(self, payload: str) -> None: ...
 
+
 __all__ = ["AdvisoryPeerSlots", "AdvisorySingleton", "PostgresCoordinator", "PostgresNotifier"]
 
 log = logging.getLogger(__name__)
