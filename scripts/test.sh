@@ -9,7 +9,8 @@ echo "== mypy"
 .venv/bin/mypy adapter
 # The PostgreSQL tests skip without a server unless this is set; set, a missing server fails.
 export UFTP_TEST_POSTGRES_DSN=${UFTP_TEST_POSTGRES_DSN:-postgresql://postgres@127.0.0.1:5432/test}
-# Likewise the NATS JetStream tests (tests/bus/test_nats.py).
+# Likewise the bus tests: RabbitMQ (tests/bus) and NATS JetStream (tests/bus/test_nats.py).
+export UFTP_TEST_AMQP_URL=${UFTP_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}
 export UFTP_TEST_NATS_URL=${UFTP_TEST_NATS_URL:-nats://127.0.0.1:4222}
 echo "== pytest"
 .venv/bin/pytest -q -p no:cacheprovider "$@"
