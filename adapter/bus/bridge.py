@@ -39,6 +39,7 @@ from adapter.bus.events import json_to_element
 from adapter.bus.journal import EventFormat, EventJournal
 from adapter.bus.port import Bus, BusHealth, BusUnavailable, Command, Verdict
 from adapter.bus.relay import Relay
+from adapter.config import NATS_SCHEMES
 from adapter.store.base import (
     DuplicateCommand,
     EventRecord,
@@ -486,14 +487,17 @@ def bus_for(settings: BusSettings, *, name: str = "uftp-adapter") -> Bus:
             prefetch=settings.prefetch,
         )
         return RabbitBus(settings.url, topology, name=name)
-    if scheme in ("nats", "tls"):
+    if scheme in NATS_SCHEMES:
         from adapter.bus.nats import NatsBus
 
         # The RabbitMQ names of the defaults spell the NATS subject prefixes as well.
         return NatsBus(
             settings.url,
+            stream=settings.stream,
             events_subject=settings.exchange,
+            commands_stream=settings.commands_stream,
             commands_subject=settings.commands_exchange,
+            dead_stream=settings.dead_stream,
             dead_subject=settings.dead_letter_exchange,
             max_deliver=settings.delivery_limit,
             batch=settings.prefetch,

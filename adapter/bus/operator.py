@@ -19,6 +19,22 @@ from adapter.config import BusSettings
 __all__ = ["send", "tail"]
 
 
+def nats_filter(prefix: str, pattern: str) -> str:
+    """The NATS subject filter under `prefix` for the AMQP topic `pattern` that routing keys
+    are matched with (``*`` one word, ``#`` any number: on NATS only as the last word).
+
+    >>> nats_filter("uftp.events", "in.#")
+    'uftp.events.in.>'
+    """
+    words = pattern.split(".")
+    for index, word in enumerate(words):
+        if not word or (word not in ("*", "#") and any(c in word for c in "*#> \t\r\n")):
+            raise ValueError(f"routing-key pattern {pattern!r}: words separated by dots")
+        if word == "#" and index < len(words) - 1:
+            raise ValueError(f"routing-key pattern {pattern!r}: on NATS '#' only at the end")
+    return ".".join([prefix, *(">" if word == "#" else word for word in words)])
+
+
 def _require_amqp(settings: BusSettings) -> None:
     if not settings.url.startswith(("amqp://", "amqps://")):
         raise ValueError("bus tail and bus send speak RabbitMQ (amqp://) only so far")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -36,10 +35,9 @@ from nats.js.api import RawStreamMsg, StreamConfig
 from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_nats, source_urn
 from adapter.bus.nats import DEAD_DELIVERIES, DEAD_REASON, DEAD_SUBJECT, MSG_ID, NatsBus
 from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
+from tests.bus.conftest import NATS_REQUIRED, NATS_URL, reachable
 from tests.test_readme import python_examples
 
-NATS_URL = os.environ.get("UFTP_TEST_NATS_URL", "nats://127.0.0.1:4222")
-NATS_REQUIRED = "UFTP_TEST_NATS_URL" in os.environ or bool(os.environ.get("CI"))
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 #: Generous: the machine is shared, and a reconnection takes a second or two by design.
 PATIENCE = 20.0
@@ -99,15 +97,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def reachable(url: str) -> str | None:
-    host, _, port = url.rsplit("//", 1)[-1].rsplit("@", 1)[-1].partition(":")
-    try:
-        with socket.create_connection((host, int(port or 4222)), timeout=2):
-            return None
-    except OSError as exc:
-        return str(exc)
 
 
 @dataclass
