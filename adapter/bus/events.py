@@ -65,6 +65,7 @@ __all__ = [
     "json_to_element",
     "message_from_json",
     "message_to_json",
+    "nats_headers",
     "source_urn",
     "to_amqp",
     "to_nats",
@@ -235,7 +236,12 @@ def _percent_decode(text: str) -> str:
 
 def to_nats(event: CloudEvent) -> dict[str, str]:
     """The NATS headers of `event` in binary mode."""
-    return {NATS_PREFIX + k: _percent_encode(v) for k, v in event.attributes().items()}
+    return nats_headers(event.attributes())
+
+
+def nats_headers(attributes: Mapping[str, str]) -> dict[str, str]:
+    """The NATS headers of CloudEvents `attributes` (canonical strings) in binary mode."""
+    return {NATS_PREFIX + k: _percent_encode(v) for k, v in attributes.items()}
 
 
 def from_nats(headers: Mapping[str, str]) -> dict[str, str]:

@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import nats
@@ -71,7 +71,14 @@ from adapter.bus.port import (
     Verdict,
 )
 
-__all__ = ["DEAD_DELIVERIES", "DEAD_REASON", "DEAD_SUBJECT", "MSG_ID", "NatsBus"]
+__all__ = [
+    "DEAD_DELIVERIES",
+    "DEAD_REASON",
+    "DEAD_SUBJECT",
+    "MSG_ID",
+    "NatsBus",
+    "open_connection",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +102,71 @@ _MAX_REQUEUE_DELAY: Final = 60.0
 _RETRY_SECONDS: Final = 0.5
 #: How long nats-py waits between reconnection attempts (it never stops trying).
 _RECONNECT_WAIT: Final = 1
+
+
+async def open_connection(
+    servers: list[str],
+    *,
+    name: str,
+    timeout: float,
+    error_cb: Callable[[Exception], Awaitable[None]] | None = None,
+    disconnected_cb: Callable[[], Awaitable[None]] | None = None,
+) -> Client:
+    """A connection to one of `servers` that reconnects for ever once it is open. Raises
+    `BusUnavailable` when no server answers within `timeout`, or the first attempt on every
+    server failed: nats-py alone would go on trying (60 times 2 s per server) before saying
+    anything. Then `error_cb` hears of the errors, `disconnected_cb` of each loss (not of
+    the close)."""
+    nc = Client()
+    initial = True
+    failures: list[BaseException] = []
+    all_failed = asyncio.Event()
+
+    async def on_error(exc: Exception) -> None:
+        if initial:
+            failures.append(exc)
+            if len(failures) >= len(servers):
+                all_failed.set()
+        elif error_cb is not None:
+            await error_cb(exc)
+
+    async def on_disconnected() -> None:
+        if not initial and not nc.is_closed and disconnected_cb is not None:  # closing: no news
+            await disconnected_cb()
+
+    async def on_reconnected() -> None:
+        log.info("NATS: reconnected to %s", nc.connected_url)
+
+    attempt = asyncio.ensure_future(
+        nc.connect(
+            servers,
+            name=name,
+            connect_timeout=max(1, round(timeout)),
+            reconnect_time_wait=_RECONNECT_WAIT,
+            max_reconnect_attempts=-1,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+        )
+    )
+    gave_up = asyncio.ensure_future(all_failed.wait())
+    connected = False
+    try:
+        await asyncio.wait({attempt, gave_up}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        connected = attempt.done() and attempt.exception() is None
+    finally:
+        gave_up.cancel()
+        if not connected:  # failed, timed out or cancelled: leave nothing trying
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
+            with contextlib.suppress(Exception):
+                await nc.close()
+    if not connected:
+        cause = failures[-1] if failures else "no answer within the timeout"
+        raise BusUnavailable(f"cannot connect to NATS at {', '.join(servers)}: {cause}")
+    initial = False
+    return nc
 
 
 class NatsBus:
@@ -176,58 +248,21 @@ class NatsBus:
         """
         if self._nc is not None and not self._nc.is_closed:
             return
-        nc = Client()
-        initial = True
-        failures: list[BaseException] = []
-        all_failed = asyncio.Event()
-
-        async def on_error(exc: Exception) -> None:
-            if initial:
-                failures.append(exc)
-                if len(failures) >= len(self.servers):
-                    all_failed.set()
-                return
-            self._note(f"connection: {exc!r}")  # once per kind, not per attempt
 
         async def on_disconnected() -> None:
-            if not nc.is_closed:  # closing is no news
-                log.warning("NATS: disconnected; reconnecting")
-                self._pull_ok = False
+            log.warning("NATS: disconnected; reconnecting")
+            self._pull_ok = False
 
-        async def on_reconnected() -> None:
-            log.info("NATS: reconnected to %s", nc.connected_url)
+        async def on_error(exc: Exception) -> None:
+            self._note(f"connection: {exc!r}")  # once per kind, not per attempt
 
-        attempt = asyncio.ensure_future(
-            nc.connect(
-                self.servers,
-                name=self.name,
-                connect_timeout=max(1, round(self.timeout)),
-                reconnect_time_wait=_RECONNECT_WAIT,
-                max_reconnect_attempts=-1,
-                error_cb=on_error,
-                disconnected_cb=on_disconnected,
-                reconnected_cb=on_reconnected,
-            )
+        nc = await open_connection(
+            self.servers,
+            name=self.name,
+            timeout=self.timeout,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
         )
-        gave_up = asyncio.ensure_future(all_failed.wait())
-        connected = False
-        try:
-            await asyncio.wait(
-                {attempt, gave_up}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            connected = attempt.done() and attempt.exception() is None
-        finally:
-            gave_up.cancel()
-            if not connected:  # failed, timed out or cancelled: leave nothing trying
-                attempt.cancel()
-                with contextlib.suppress(BaseException):
-                    await attempt
-                with contextlib.suppress(Exception):
-                    await nc.close()
-        if not connected:
-            cause = failures[-1] if failures else "no answer within the timeout"
-            raise BusUnavailable(f"cannot connect to NATS at {', '.join(self.servers)}: {cause}")
-        initial = False
         self._nc = nc
         self._js = nc.jetstream(timeout=self.timeout)
         self._pull = None
