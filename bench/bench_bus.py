@@ -6,19 +6,25 @@ run; the operator's systems (a consumer of the events, a producer of commands) r
 processes, so that their CPU is not the adapter's. Configurations:
 
 - **UFTP, no bus**: a DSO and a CRO of ours in one process (SQLite stores in a temporary
-  folder), the DSO sending TestMessages from `--window` concurrent requests, each done when
-  its TestMessageResponse returned. The UFTP path by itself.
+  folder), the DSO sending `--rate` TestMessages a second as requests, each done when its
+  TestMessageResponse returned. The UFTP path by itself.
 - **UFTP -> bus**: the same with a bus on the CRO; done when the consumer has also seen both
   events of each message (``in.TestMessage`` and the outcome of the response).
-- **bus -> UFTP (commands)**: the producer keeps `--window` commands (a TestMessage each) on
-  the DSO's commands queue or subject; each is done when the consumer has seen both of its
-  events (``outcome.delivered``, ``in.TestMessageResponse``): sent, answered and stored.
-- **bare**: the broker's client library alone in one process: publish with confirms
-  (aio-pika; nats-py's JetStream publish and its PubAck), `--window` at a time, and consume
-  what was published. The yardstick of the broker and the library.
+- **bus -> UFTP (commands)**: the producer puts `--rate` commands a second (a TestMessage
+  each) on the DSO's commands queue or subject; each is done when the consumer has seen both
+  of its events (``outcome.delivered``, ``in.TestMessageResponse``): sent, answered, stored.
+- **bare**: the broker's client library alone in one process, as fast as it goes: publish
+  with confirms (aio-pika; nats-py's JetStream publish and its PubAck), `--window` at a
+  time, and consume what was published. The yardstick of the broker and the library.
 - **relay backlog**: `--backlog` events written to a store while no relay runs (a broker
   outage), then the relay started: how fast it catches up, read back from the store,
   published with confirms, marked published, seen by the consumer.
+
+The UFTP configurations are offered the same rate, so that CPU per message compares like
+with like: how much work a commit or a broker round trip carries depends on how much else
+arrives meanwhile (group commit, batched publication), so a configuration run flat out, or
+one whose loop is longer, would be judged at another load. The bare loop and the relay's
+catch-up run flat out: they say how far the bus goes.
 
 After one warm-up slice each, the configurations take turns in slices of `--slice` seconds,
 round-robin for `--rounds` rounds, the order rotated every round: a load on the (shared)
@@ -32,7 +38,7 @@ Printed first: **CPU per message of the adapter's process**, the median of the s
 bottleneck below 1,000 messages a second: the bare loop and the relay's catch-up against
 1,000 messages (2,000 events) a second, and the bridge's CPU per message at that rate.
 
-    .venv/bin/python bench/bench_bus.py [--brokers rabbitmq,nats] [--rounds 5] [--slice 2]
+    .venv/bin/python bench/bench_bus.py [--brokers rabbitmq,nats] [--rate 100] [--rounds 5]
     .venv/bin/python bench/bench_bus.py --quick
     .venv/bin/python bench/bench_bus.py --profile /tmp/prof    # + cProfile'd slices
 
@@ -56,7 +62,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -88,6 +94,19 @@ class Outcome:
     @property
     def rate(self) -> float:
         return self.completed / self.wall if self.wall else float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """What one slice asks of a configuration."""
+
+    seconds: float
+    #: Messages a second offered to the UFTP configurations.
+    rate: float
+    #: Publications in flight at once in the bare loop.
+    window: int
+    #: Events the relay finds waiting.
+    backlog: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,9 +231,9 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
     while True:
         command, *args = await loop.run_in_executor(None, conn.recv)
         if command == "run":  # the UFTP configurations drive their own load
-            (seconds, window) = args
+            (load,) = args
             counted = seen if kind == "events" else None
-            conn.send(await _uftp_slice(dso, counted, seconds, window, _health(buses[CRO])))
+            conn.send(await _uftp_slice(dso, counted, load, _health(buses[CRO])))
         elif command == "begin":  # commands: the producer drives, we count
             started = (time.process_time(), time.perf_counter(), seen.value)
             conn.send("ok")
@@ -233,23 +252,28 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
     conn.send("stopped")
 
 
-async def _uftp_slice(
-    dso: Any, seen: Any, seconds: float, window: int, health: Callable[[], str] = str
-) -> Outcome:
+async def paced(load: Load, start: Callable[[], Awaitable[Any]]) -> int:
+    """Start `load.rate` a second of `start()` for `load.seconds`, each on schedule whatever
+    the others do (an open loop); how many, once all have returned."""
+    loop = asyncio.get_running_loop()
+    count = round(load.rate * load.seconds)
+    began = loop.time()
+    tasks = []
+    for index in range(count):
+        delay = began + index / load.rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(loop.create_task(start()))
+    await asyncio.gather(*tasks)
+    return count
+
+
+async def _uftp_slice(dso: Any, seen: Any, load: Load, health: Callable[[], str] = str) -> Outcome:
     from adapter.uftp.messages import TestMessage
 
     cpu, wall = time.process_time(), time.perf_counter()
     base = seen.value if seen is not None else 0
-    end = wall + seconds
-    completed = 0
-
-    async def worker() -> None:
-        nonlocal completed
-        while time.perf_counter() < end:
-            await dso.request(TestMessage(), to=CRO, timeout=60)
-            completed += 1
-
-    await asyncio.gather(*(worker() for _ in range(window)))
+    completed = await paced(load, lambda: dso.request(TestMessage(), to=CRO, timeout=120))
     if seen is not None:
         try:
             await reach(lambda: seen.value, base + EVENTS_PER_MESSAGE * completed)
@@ -263,8 +287,8 @@ def _health(bus: Any) -> Callable[[], str]:
 
 
 def _profile(profiler: cProfile.Profile | None, path: str | None) -> cProfile.Profile | None:
-    if path is None:
-        profiler = cProfile.Profile()
+    if path is None:  # CPU time, not wall time: waiting for fsync or the broker is free
+        profiler = cProfile.Profile(time.process_time)
         profiler.enable()
         return profiler
     if profiler is not None:
@@ -293,8 +317,8 @@ async def _relay(conn: Connection, names: Names, seen: Any, tmp: Path) -> None:
     while True:
         command, *args = await loop.run_in_executor(None, conn.recv)
         if command == "run":
-            (seconds, backlog) = args
-            del seconds  # a backlog is what it is: the slice lasts until it is published
+            (load,) = args
+            backlog = load.backlog  # the slice lasts until it is published
             for start in range(0, backlog, 500):
                 records = []
                 for _ in range(min(500, backlog - start)):
@@ -357,14 +381,14 @@ async def _bare(conn: Connection, names: Names) -> None:
     while True:
         command, *args = await loop.run_in_executor(None, conn.recv)
         if command == "run":
-            (seconds, window) = args
+            (load,) = args
             cpu, wall = time.process_time(), time.perf_counter()
             base = client.received
             published = 0
-            end = wall + seconds
+            end = wall + load.seconds
             while time.perf_counter() < end:
-                await asyncio.gather(*(client.publish(body) for _ in range(window)))
-                published += window
+                await asyncio.gather(*(client.publish(body) for _ in range(load.window)))
+                published += load.window
             await reach(lambda: client.received, base + published)
             conn.send(Outcome(published, time.process_time() - cpu, time.perf_counter() - wall))
         elif command == "stop":
@@ -526,7 +550,7 @@ async def _consume(conn: Connection, broker: str, counted: list[tuple[Names, Any
 
 
 def producer_process(conn: Connection, names: Names, seen: Any) -> None:
-    """Publishes commands for the commands configuration, keeping a window of them open."""
+    """Publishes commands for the commands configuration at the rate it is asked."""
     logging.basicConfig(level=logging.ERROR)
     asyncio.run(_produce(conn, names, seen))
 
@@ -575,33 +599,12 @@ async def _produce(conn: Connection, names: Names, seen: Any) -> None:
     while True:
         command, *args = await loop.run_in_executor(None, conn.recv)
         if command == "run":
-            (seconds, window) = args
-            conn.send(await _produce_slice(publish, seen, seconds, window))
+            (load,) = args
+            conn.send(await paced(load, publish))
         elif command == "stop":
             break
     await close()
     conn.send("stopped")
-
-
-async def _produce_slice(publish: Callable[[], Any], seen: Any, seconds: float, window: int) -> int:
-    """Publish commands for `seconds`, never more than `window` of them unfinished (a
-    command is finished when both of its events were seen); how many were published."""
-    base = seen.value
-    published = 0
-    end = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal published
-        while time.perf_counter() < end:
-            done = (seen.value - base) // EVENTS_PER_MESSAGE
-            if published - done >= window:
-                await asyncio.sleep(0.002)
-                continue
-            published += 1
-            await publish()
-
-    await asyncio.gather(*(worker() for _ in range(8)))
-    return published
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -640,20 +643,18 @@ class Configuration:
     process: Process
     producer: Process | None = None
 
-    def run(self, seconds: float, window: int, backlog: int) -> Outcome:
+    def run(self, load: Load) -> Outcome:
         if self.kind == "commands":
             assert self.producer is not None
             self.process.call("begin")
-            published = self.producer.call("run", seconds, window)
+            published = self.producer.call("run", load)
             outcome: Outcome = self.process.call("finish", published)
             return outcome
-        if self.kind == "relay":
-            return self.process.call("run", seconds, backlog)  # type: ignore[no-any-return]
-        return self.process.call("run", seconds, window)  # type: ignore[no-any-return]
+        return self.process.call("run", load)  # type: ignore[no-any-return]
 
-    def profile(self, path: Path, seconds: float, window: int, backlog: int) -> Path:
+    def profile(self, path: Path, load: Load) -> Path:
         self.process.call("profile", None)
-        self.run(seconds, window, backlog)
+        self.run(load)
         self.process.call("profile", str(path))
         return path
 
@@ -703,7 +704,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 rounds of 1 s slices")
     parser.add_argument("--rounds", type=int, help="slices per configuration (5)")
     parser.add_argument("--slice", type=float, help="seconds per slice (2)")
-    parser.add_argument("--window", type=int, default=32, help="messages in flight (32)")
+    parser.add_argument("--rate", type=float, default=100, help="UFTP messages/s offered (100)")
+    parser.add_argument("--window", type=int, default=100, help="bare loop: in flight (100)")
     parser.add_argument("--backlog", type=int, default=2000, help="relay backlog events (2000)")
     parser.add_argument("--amqp-url", default=URLS["rabbitmq"])
     parser.add_argument("--nats-url", default=URLS["nats"])
@@ -716,11 +718,12 @@ def main(argv: list[str] | None = None) -> int:
     seconds = options.slice or (1.0 if options.quick else 2.0)
     logging.basicConfig(level=logging.ERROR)
     print(
-        f"{rounds} rounds of {seconds:g} s slices, window {options.window}, backlog "
-        f"{options.backlog} events; {multiprocessing.cpu_count()} CPUs; Python "
+        f"{rounds} rounds of {seconds:g} s slices, {options.rate:g} messages/s offered, "
+        f"backlog {options.backlog} events; {multiprocessing.cpu_count()} CPUs; Python "
         f"{sys.version.split()[0]}; load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
+    load = Load(seconds, options.rate, options.window, options.backlog)
     context = multiprocessing.get_context("spawn")
     configurations: dict[str, Configuration] = {}
     helpers: list[Process] = []
@@ -772,10 +775,10 @@ def main(argv: list[str] | None = None) -> int:
                 p.process.name: p.call("cpu") for p in helpers if "consumer" in p.process.name
             }
             for key in order:  # warm-up
-                configurations[key].run(seconds, options.window, options.backlog)
+                configurations[key].run(load)
             for round_ in range(rounds):
                 for key in rotated(order, round_):
-                    outcome = configurations[key].run(seconds, options.window, options.backlog)
+                    outcome = configurations[key].run(load)
                     results[key].append(outcome)
                 print(f"  round {round_ + 1}/{rounds} done", flush=True)
             consumer_cpu = {
@@ -788,10 +791,7 @@ def main(argv: list[str] | None = None) -> int:
                 for key in order:
                     if configurations[key].kind in ("none", "events", "commands", "relay"):
                         paths[key] = configurations[key].profile(
-                            options.profile / f"{key}.pstats",
-                            seconds,
-                            options.window,
-                            options.backlog,
+                            options.profile / f"{key}.pstats", load
                         )
         finally:
             for configuration in configurations.values():
