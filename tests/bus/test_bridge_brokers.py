@@ -87,7 +87,11 @@ async def test_their_dso_updates_reach_the_bus_with_the_register_changes(
         e.extensions["uftpmessageid"] for e in inbound
     }
     assert sink.duplicates == 0
-    assert await cro.store.unpublished_events(1) == []
+
+    async def all_marked() -> bool:
+        return await cro.store.unpublished_events(1) == []
+
+    await eventually(all_marked)
 
 
 async def test_a_command_published_twice_goes_to_their_cro_once(
