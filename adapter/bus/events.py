@@ -208,7 +208,13 @@ def _canonical(value: object) -> str:
 _PLAIN: Final = frozenset(range(0x21, 0x7F)) - {0x22, 0x25}
 
 
+#: A value that needs no percent-encoding (most do not: ids, domains, times, types).
+_NOTHING_TO_ENCODE: Final = re.compile(r"[!#-$&-~]*")
+
+
 def _percent_encode(text: str) -> str:
+    if _NOTHING_TO_ENCODE.fullmatch(text):
+        return text
     return "".join(chr(byte) if byte in _PLAIN else f"%{byte:02X}" for byte in text.encode("utf-8"))
 
 

@@ -9,10 +9,12 @@ What the port's guarantees rest on here:
   event once and says so in the PubAck, so the relay's at-least-once becomes exactly-once in
   the stream as long as a retry falls within the window. Consumers dedupe by the id beyond it.
 * Commands are read from the work-queue stream ``UFTP_COMMANDS`` (subjects
-  ``uftp.commands.>``) by one durable pull consumer with explicit acks. A command is settled
-  only after the handler returned: acked (the work queue then drops it), or terminated once
-  a copy is stored in the dead-letter stream ``UFTP_DEAD``, or negatively acknowledged with
-  a delay that grows with each delivery.
+  ``uftp.commands.>``) by one durable pull consumer with explicit acks, `batch` at a time,
+  all of a batch handled at once (as RabbitMQ's prefetch hands them over), so that their
+  commits share transactions. A command is settled only after its handler returned: acked
+  (the work queue then drops it), or terminated once a copy is stored in the dead-letter
+  stream ``UFTP_DEAD``, or negatively acknowledged with a delay that grows with each
+  delivery.
 * The delivery limit is counted here, from the delivery count JetStream puts in every
   delivery's metadata, not left to the consumer's ``max_deliver``: a server that stops
   delivering at its limit only says so in an advisory, a plain NATS message that is lost
@@ -353,7 +355,7 @@ class NatsBus:
             log.info("NATS: stream %s now also takes %s", config.name, missing)
 
     async def close(self) -> None:
-        """Finish the command in hand, give the rest of its batch back, and disconnect."""
+        """Finish the commands in hand (pull no more), and disconnect."""
         self._stopping = True
         task, self._task = self._task, None
         if task is not None and not task.done():
@@ -426,9 +428,9 @@ class NatsBus:
     # -- commands in --------------------------------------------------------------------------
 
     async def consume(self, handler: CommandHandler) -> None:
-        """Start the consume loop: pull up to `batch` commands, hand them to `handler` one
-        after the other, settle each by its verdict; pull again, across reconnections,
-        until `close`."""
+        """Start the consume loop: pull up to `batch` commands, hand them all to `handler`
+        at once, settle each by its verdict as it comes; pull again when the batch is
+        settled, across reconnections, until `close`."""
         self._require_js()
         if self._task is not None and not self._task.done():
             raise RuntimeError("this bus is consuming already")
@@ -450,16 +452,15 @@ class NatsBus:
                 continue
             self._settling = True
             try:
-                for index, message in enumerate(messages):
-                    if self._stopping:
-                        await self._give_back(messages[index:])
-                        return
-                    try:
-                        await self._settle(message, handler)
-                    except Exception:  # a bug of ours: the server delivers it again
-                        log.exception("NATS: settling a command failed")
+                outcomes = await asyncio.gather(
+                    *(self._settle(message, handler) for message in messages),
+                    return_exceptions=True,
+                )
             finally:
                 self._settling = False
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):  # a bug of ours: delivered again
+                    log.error("NATS: settling a command failed", exc_info=outcome)
 
     async def _pull_batch(self) -> list[Msg]:
         nc = self._nc
@@ -579,13 +580,6 @@ class NatsBus:
             deliveries,
         )
         await message.term()
-
-    async def _give_back(self, messages: list[Msg]) -> None:
-        """Commands pulled but not handled before `close`: redeliver them now rather than
-        after ack_wait."""
-        for message in messages:
-            with contextlib.suppress(nats.errors.Error, OSError):
-                await message.nak()
 
 
 def _own_headers(headers: Mapping[str, str]) -> dict[str, str]:
