@@ -521,18 +521,19 @@ def add_bus_commands(subparsers: _SubParsers) -> None:
     bus = subparsers.add_parser(
         "bus",
         help="watch the message bus, put a command on it",
-        description="The broker of a participant's [bus] table (see README, 'Connecting your "
-        "systems'). RabbitMQ only so far.",
+        description="The broker of a participant's [bus] table, RabbitMQ or NATS JetStream "
+        "(see README, 'Connecting your systems'). Exit 2 when the broker cannot be reached.",
     )
     sub = bus.add_subparsers(dest="bus_command", required=True, metavar="COMMAND")
     tail = sub.add_parser(
         "tail",
         help="print events as they pass",
-        description="Bind a queue of its own to the events exchange and print each event "
-        "(routing key, type, id, UFTP attributes) until Ctrl-C.",
+        description="Print each event (routing key, type, id, UFTP attributes) until Ctrl-C, "
+        "from a queue of its own bound to the events exchange (RabbitMQ) or an ephemeral "
+        "consumer of the events stream (NATS); it leaves nothing behind.",
     )
     tail.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
-    tail.add_argument("--routing-key", default="#", help="topic pattern (default: #)")
+    tail.add_argument("--routing-key", default="#", help="topic pattern, e.g. 'in.*' (default: #)")
     tail.add_argument("--count", type=int, help="stop after this many events")
     tail.set_defaults(func=cmd_bus_tail)
 
@@ -540,7 +541,7 @@ def add_bus_commands(subparsers: _SubParsers) -> None:
         "send",
         help="put a UFTP message on the bus as a command",
         description="Publish FILE (UFTP XML, or its JSON form for a .json file; metadata may "
-        "be left out) as a command for DOMAIN, with a publisher confirm; print its id.",
+        "be left out) as a command for DOMAIN; print its id once the broker confirmed it.",
     )
     send.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
     send.add_argument("--to", required=True, metavar="DOMAIN", help="the recipient's domain")
@@ -562,17 +563,22 @@ def _bus_settings(path: Path) -> BusSettings:
 
 def cmd_bus_tail(args: argparse.Namespace) -> int:
     from .bus.operator import tail
+    from .bus.port import BusError
 
     settings = _bus_settings(args.config)
     try:
         asyncio.run(tail(settings, pattern=args.routing_key, count=args.count))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except BusError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
 def cmd_bus_send(args: argparse.Namespace) -> int:
     from .bus.operator import send
+    from .bus.port import BusError
 
     settings = _bus_settings(args.config)
     try:
@@ -593,6 +599,9 @@ def cmd_bus_send(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except BusError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(command_id)
     return 0
 

@@ -277,7 +277,8 @@ class BusFormat(StrEnum):
 
 
 #: URL schemes of the brokers the bus bridge speaks.
-BUS_SCHEMES = ("amqp", "amqps", "nats", "tls")
+NATS_SCHEMES = ("nats", "tls")
+BUS_SCHEMES = ("amqp", "amqps", *NATS_SCHEMES)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -298,6 +299,11 @@ class BusSettings:
     #: Where rejected commands, and those redelivered `delivery_limit` times, end up.
     dead_letter_exchange: str = "uftp.dead"
     dead_letter_queue: str = "uftp.dead"
+    #: NATS JetStream only: the streams of the events, the commands (a work queue) and the
+    #: dead letters. The exchange names above are their subject prefixes there.
+    stream: str = "UFTP"
+    commands_stream: str = "UFTP_COMMANDS"
+    dead_stream: str = "UFTP_DEAD"
     delivery_limit: int = 5
     #: Commands handled at once (the consumer's prefetch).
     prefetch: int = 16
@@ -623,6 +629,10 @@ def _limits(
 
 
 _BUS_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
+#: A JetStream stream name: no dots, wildcards, whitespace or path separators.
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
+#: The keys of [bus] that name JetStream streams, meaningless for RabbitMQ.
+_NATS_ONLY = ("stream", "commands_stream", "dead_stream")
 _MODULE_REF = re.compile(
     r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*"
 )
@@ -654,6 +664,18 @@ def _bus(table: _Table) -> BusSettings:
         if not _BUS_NAME.fullmatch(value):
             raise table.error(
                 key, f"expected a name of letters, digits and '_.:-' (1-255), got {value!r}"
+            )
+        if parsed.scheme in NATS_SCHEMES and key.endswith("exchange") and "" in value.split("."):
+            # On NATS the exchange names are subject prefixes, whose tokens are never empty.
+            raise table.error(key, f"expected a NATS subject without empty tokens, got {value!r}")
+        names[key] = value
+    for key in _NATS_ONLY:
+        if parsed.scheme not in NATS_SCHEMES and table.get(key) is not None:
+            raise table.error(key, "names a NATS JetStream stream; this url is RabbitMQ")
+        value = table.string(key, getattr(d, key))
+        if not _STREAM_NAME.fullmatch(value):
+            raise table.error(
+                key, f"expected a stream name of letters, digits and '_-' (1-255), got {value!r}"
             )
         names[key] = value
     return BusSettings(
@@ -1134,6 +1156,9 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "commands_queue",
         "dead_letter_exchange",
         "dead_letter_queue",
+        "stream",
+        "commands_stream",
+        "dead_stream",
         "delivery_limit",
         "prefetch",
         "commands",

@@ -1,23 +1,49 @@
-"""What the bus bridge costs: UFTP with and without it, beside a bare aio-pika loop.
+"""What the bus bridge costs: UFTP with and without it, on RabbitMQ and NATS JetStream, beside
+each broker's bare client loop and the relay catching up on a backlog.
 
-One process runs a DSO and a CRO participant on loopback (SQLite stores in a temporary
-folder) and a consumer of the bus, against the RabbitMQ at --url (unique exchange and queue
-names, deleted afterwards). Rows, each with messages per second (wall clock, until the last
-event or delivery is seen) and the process's CPU per message:
+Every configuration runs in an OS process of its own, started first and kept for the whole
+run; the operator's systems (a consumer of the events, a producer of commands) run in further
+processes, so that their CPU is not the adapter's. Configurations:
 
-- **bare aio-pika**: publish N messages with confirms (windows of 100) to a topic exchange
-  and consume them from a bound queue: what the broker and the client library cost alone.
-- **UFTP, no bus**: the DSO sends N TestMessages; done when the DSO has stored every
-  TestMessageResponse. The UFTP path by itself.
-- **UFTP -> bus (events)**: the same with a bus on the CRO; done when the consumer has every
-  ``in.TestMessage`` and ``outcome.delivered`` event (2 per message).
-- **bus -> UFTP (commands)**: N commands (a TestMessage each) published to the DSO's commands
-  queue; done when every resulting message was delivered and its response stored.
+- **UFTP, no bus**: a DSO and a CRO of ours in one process (SQLite stores in a temporary
+  folder), the DSO sending `--rate` TestMessages a second as requests, each done when its
+  TestMessageResponse returned. The UFTP path by itself.
+- **UFTP -> bus**: the same with a bus on the CRO; done when the consumer has also seen both
+  events of each message (``in.TestMessage`` and the outcome of the response).
+- **bus -> UFTP (commands)**: the producer puts `--rate` commands a second (a TestMessage
+  each) on the DSO's commands queue or subject; each is done when the consumer has seen both
+  of its events (``outcome.delivered``, ``in.TestMessageResponse``): sent, answered, stored.
+- **bare**: the broker's client library alone in one process, as fast as it goes: publish
+  with confirms (aio-pika; nats-py's JetStream publish and its PubAck), `--window` at a
+  time, and consume what was published. The yardstick of the broker and the library.
+- **relay backlog**: `--backlog` events written to a store while no relay runs (a broker
+  outage), then the relay started: how fast it catches up, read back from the store,
+  published with confirms, marked published, seen by the consumer.
 
-    .venv/bin/python bench/bench_bus.py [--messages 1000] [--url amqp://...]
+The UFTP configurations are offered the same rate, so that CPU per message compares like
+with like: how much work a commit or a broker round trip carries depends on how much else
+arrives meanwhile (group commit, batched publication), so a configuration run flat out, or
+one whose loop is longer, would be judged at another load. The bare loop and the relay's
+catch-up run flat out: they say how far the bus goes.
 
-The target of issue 12: the bridge costs less than 25% more CPU per message than the UFTP path
-without it, and the bus is not the bottleneck below 1,000 messages a second.
+After one warm-up slice each, the configurations take turns in slices of `--slice` seconds,
+round-robin for `--rounds` rounds, the order rotated every round: a load on the (shared)
+machine that comes and goes falls on each alike. A slice starts work until its end and then
+waits for what it started to finish; it reports the messages it completed and the CPU its
+process spent from start to finish (`time.process_time`, all threads).
+
+Printed first: **CPU per message of the adapter's process**, the median of the slices
+[min-max], and per round the bridge's CPU over the UFTP path without it (the target of issue
+12: under +25%). Then messages (events) per second, and whether the bus can be the
+bottleneck below 1,000 messages a second: the bare loop and the relay's catch-up against
+1,000 messages (2,000 events) a second, and the bridge's CPU per message at that rate.
+
+    .venv/bin/python bench/bench_bus.py [--brokers rabbitmq,nats] [--rate 100] [--rounds 5]
+    .venv/bin/python bench/bench_bus.py --quick
+    .venv/bin/python bench/bench_bus.py --profile /tmp/prof    # + cProfile'd slices
+
+With --profile, one more slice of each bridge configuration runs under cProfile after the
+measured ones (its overhead skews nothing measured) and the top functions are printed.
 """
 
 from __future__ import annotations
@@ -25,343 +51,833 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
+import dataclasses
 import logging
 import multiprocessing
+import os
+import pstats
+import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapter.bus.bridge import BusBridge
-from adapter.bus.rabbitmq import RabbitBus, Topology
-from adapter.config import DeliverySettings
-from adapter.directory import Peer, StaticDirectory
-from adapter.keys import generate
-from adapter.participant import Participant
-from adapter.store.sqlite import SqliteStore
-from adapter.uftp.messages import Role, TestMessage
-
 CRO, DSO = "cro.bench.test", "dso.bench.test"
-WINDOW = 50
+URLS = {"rabbitmq": "amqp://guest:guest@127.0.0.1:5672/", "nats": "nats://127.0.0.1:4222"}
+TARGET_EXTRA = 0.25
+#: The rate below which the bus must never be the bottleneck (issue 12), and its events.
+RATE = 1000
+EVENTS_PER_MESSAGE = 2
+#: How long a slice may take to finish what it started before the run is called failed.
+DRAIN_TIMEOUT = 120.0
 
 
-def topology(prefix: str) -> Topology:
-    return Topology(
-        events_exchange=f"{prefix}.events",
-        commands_exchange=f"{prefix}.commands",
-        commands_queue=f"{prefix}.commands",
-        dead_letter_exchange=f"{prefix}.dead",
-        dead_letter_queue=f"{prefix}.dead",
-        prefetch=64,
+@dataclasses.dataclass
+class Outcome:
+    """One slice of one configuration."""
+
+    completed: int
+    cpu: float
+    wall: float
+
+    @property
+    def cpu_per_message(self) -> float:
+        return self.cpu / self.completed if self.completed else float("nan")
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.wall if self.wall else float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """What one slice asks of a configuration."""
+
+    seconds: float
+    #: Messages a second offered to the UFTP configurations.
+    rate: float
+    #: Publications in flight at once in the bare loop.
+    window: int
+    #: Events the relay finds waiting.
+    backlog: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Names:
+    """The broker names of one configuration: its own exchanges/subjects and queues/streams."""
+
+    broker: str
+    token: str
+
+    def settings(self, *, commands: bool) -> Any:
+        from adapter.config import BusSettings
+
+        if self.broker == "rabbitmq":
+            prefix = f"bench.{self.token}"
+            return BusSettings(
+                url=URLS["rabbitmq"],
+                exchange=f"{prefix}.events",
+                commands_exchange=f"{prefix}.commands",
+                commands_queue=f"{prefix}.commands",
+                dead_letter_exchange=f"{prefix}.dead",
+                dead_letter_queue=f"{prefix}.dead",
+                prefetch=64,
+                commands=commands,
+            )
+        return BusSettings(
+            url=URLS["nats"],
+            exchange=f"b{self.token}.events",
+            commands_exchange=f"b{self.token}.commands",
+            dead_letter_exchange=f"b{self.token}.dead",
+            stream=f"B{self.token}_UFTP",
+            commands_stream=f"B{self.token}_COMMANDS",
+            dead_stream=f"B{self.token}_DEAD",
+            prefetch=64,
+            commands=commands,
+        )
+
+
+def bridge(names: Names, *, commands: bool, name: str) -> Any:
+    from adapter.bus.bridge import BusBridge, bus_for
+
+    return BusBridge(bus_for(names.settings(commands=commands), name=name), consume=commands)
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = DRAIN_TIMEOUT) -> None:
+    deadline = time.perf_counter() + timeout
+    while not condition():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("a slice did not finish what it started in time")
+        await asyncio.sleep(0.005)
+
+
+async def reach(count: Callable[[], int], target: int) -> None:
+    """Wait until `count()` reaches `target`."""
+    try:
+        await wait_for(lambda: count() >= target)
+    except TimeoutError:
+        raise TimeoutError(f"counted {count()} of {target} in time") from None
+
+
+# --- the adapter's processes -------------------------------------------------------------------
+
+
+def adapter_process(conn: Connection, kind: str, names: Names | None, seen: Any, tmp: str) -> None:
+    """One configuration, serving slices until told to stop. `seen` counts the events the
+    consumer process received for this configuration."""
+    logging.basicConfig(level=logging.ERROR)
+    asyncio.run(_adapter(conn, kind, names, seen, Path(tmp)))
+
+
+async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, tmp: Path) -> None:
+    from adapter.config import DeliverySettings
+    from adapter.directory import Peer, StaticDirectory
+    from adapter.keys import generate
+    from adapter.participant import Participant
+    from adapter.store.sqlite import SqliteStore
+    from adapter.uftp.messages import Role
+
+    loop = asyncio.get_running_loop()
+    if kind == "bare":
+        assert names is not None
+        await _bare(conn, names)
+        return
+    if kind == "relay":
+        assert names is not None
+        await _relay(conn, names, seen, tmp)
+        return
+    keys = {DSO: generate(), CRO: generate()}
+    buses = {
+        DSO: bridge(names, commands=True, name="bench dso") if kind == "commands" else None,
+        CRO: bridge(names, commands=False, name="bench cro") if kind == "events" else None,
+    }
+    assert names is not None or kind == "none"
+    delivery = DeliverySettings(handler_concurrency=64)
+    dso, cro = (
+        Participant(
+            domain=domain,
+            role=role,
+            keys=keys[domain],
+            store=SqliteStore(tmp / f"{kind}-{names and names.broker}-{domain}.sqlite3"),
+            directory=StaticDirectory([]),
+            delivery=delivery,
+            rate_limit=None,
+            handlers_per_sender=64,
+            deliveries_per_peer=64,
+            bus=buses[domain],
+        )
+        for domain, role in ((DSO, Role.DSO), (CRO, Role.CRO))
+    )
+    await cro.start()
+    await dso.start()
+    for me, other in ((dso, cro), (cro, dso)):
+        assert isinstance(me.directory, StaticDirectory)
+        me.directory.add(
+            Peer(other.domain, other.role, other.url(), (keys[other.domain].public.signing,))
+        )
+    for bus in buses.values():
+        if bus is not None:
+            await wait_for(lambda bus=bus: bus.health().consuming, 30)
+    conn.send("ready")
+    profiler: cProfile.Profile | None = None
+    started = (0.0, 0.0, 0)
+    while True:
+        command, *args = await loop.run_in_executor(None, conn.recv)
+        if command == "run":  # the UFTP configurations drive their own load
+            (load,) = args
+            counted = seen if kind == "events" else None
+            conn.send(await _uftp_slice(dso, counted, load, _health(buses[CRO])))
+        elif command == "begin":  # commands: the producer drives, we count
+            started = (time.process_time(), time.perf_counter(), seen.value)
+            conn.send("ok")
+        elif command == "finish":
+            (commands,) = args
+            cpu, wall, base = started
+            await reach(lambda: seen.value, base + EVENTS_PER_MESSAGE * commands)
+            conn.send(Outcome(commands, time.process_time() - cpu, time.perf_counter() - wall))
+        elif command == "profile":
+            profiler = _profile(profiler, args[0])
+            conn.send("ok")
+        elif command == "stop":
+            break
+    await dso.stop()
+    await cro.stop()
+    conn.send("stopped")
+
+
+async def paced(load: Load, start: Callable[[], Awaitable[Any]]) -> int:
+    """Start `load.rate` a second of `start()` for `load.seconds`, each on schedule whatever
+    the others do (an open loop); how many, once all have returned."""
+    loop = asyncio.get_running_loop()
+    count = round(load.rate * load.seconds)
+    began = loop.time()
+    tasks = []
+    for index in range(count):
+        delay = began + index / load.rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(loop.create_task(start()))
+    await asyncio.gather(*tasks)
+    return count
+
+
+async def _uftp_slice(dso: Any, seen: Any, load: Load, health: Callable[[], str] = str) -> Outcome:
+    from adapter.uftp.messages import TestMessage
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    base = seen.value if seen is not None else 0
+    completed = await paced(load, lambda: dso.request(TestMessage(), to=CRO, timeout=120))
+    if seen is not None:
+        try:
+            await reach(lambda: seen.value, base + EVENTS_PER_MESSAGE * completed)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; {health()}") from None
+    return Outcome(completed, time.process_time() - cpu, time.perf_counter() - wall)
+
+
+def _health(bus: Any) -> Callable[[], str]:
+    return (lambda: str(bus.health().detail)) if bus is not None else str
+
+
+def _profile(profiler: cProfile.Profile | None, path: str | None) -> cProfile.Profile | None:
+    if path is None:  # CPU time, not wall time: waiting for fsync or the broker is free
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        return profiler
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(path)
+    return None
+
+
+async def _relay(conn: Connection, names: Names, seen: Any, tmp: Path) -> None:
+    """The relay of a store that holds a backlog: how fast it catches up."""
+    from adapter.bus.bridge import bus_for
+    from adapter.bus.journal import EventJournal
+    from adapter.bus.relay import Relay
+    from adapter.store.sqlite import SqliteStore
+    from adapter.uftp import codec
+    from adapter.uftp.messages import Role, TestMessage
+
+    loop = asyncio.get_running_loop()
+    store = SqliteStore(tmp / f"relay-{names.broker}.sqlite3")
+    await store.open()
+    bus = bus_for(names.settings(commands=False), name="bench relay")
+    await bus.connect()
+    journal = EventJournal(domain=CRO, role=Role.CRO, clock=lambda: datetime_now())
+    conn.send("ready")
+    profiler: cProfile.Profile | None = None
+    while True:
+        command, *args = await loop.run_in_executor(None, conn.recv)
+        if command == "run":
+            (load,) = args
+            backlog = load.backlog  # the slice lasts until it is published
+            for start in range(0, backlog, 500):
+                records = []
+                for _ in range(min(500, backlog - start)):
+                    message = _test_message(TestMessage)
+                    inner = codec.encode(message, validate=False)
+                    records.append(journal.inbound(message, inner, sender_role=Role.DSO))
+                await store.add_events(records)
+            base = seen.value
+            cpu, wall = time.process_time(), time.perf_counter()
+            relay = Relay(store, bus, poll_seconds=0.05)
+            task = loop.create_task(relay.run())
+            await reach(lambda: seen.value, base + backlog)
+            await _drained(store)
+            outcome = Outcome(backlog, time.process_time() - cpu, time.perf_counter() - wall)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            conn.send(outcome)
+        elif command == "profile":
+            profiler = _profile(profiler, args[0])
+            conn.send("ok")
+        elif command == "stop":
+            break
+    await bus.close()
+    await store.close()
+    conn.send("stopped")
+
+
+async def _drained(store: Any) -> None:
+    """Wait until the relay marked every event published (its last round's write)."""
+    while await store.unpublished_events(1):  # noqa: ASYNC110 - nothing to wait on but the store
+        await asyncio.sleep(0.005)
+
+
+def datetime_now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def _test_message(kind: Any) -> Any:
+    return kind(
+        version="3.1.0",
+        sender_domain=DSO,
+        recipient_domain=CRO,
+        time_stamp=datetime_now(),
+        message_id=str(uuid.uuid4()),
+        conversation_id=str(uuid.uuid4()),
     )
 
 
-async def timed(work: Callable[[], Awaitable[None]], messages: int) -> tuple[float, float]:
-    """(messages per second, CPU ms per message) of `work`."""
-    started, cpu = time.perf_counter(), time.process_time()
-    await work()
-    wall, used = time.perf_counter() - started, time.process_time() - cpu
-    return messages / wall, used / messages * 1000
-
-
-async def wait_for(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 300) -> None:
-    deadline = time.perf_counter() + timeout
+async def _bare(conn: Connection, names: Names) -> None:
+    """The client library alone: publish with confirms, consume, in one process."""
+    loop = asyncio.get_running_loop()
+    client = await (
+        _BareRabbit.open(names) if names.broker == "rabbitmq" else _BareNats.open(names)
+    )
+    conn.send("ready")
+    body = b"<TestMessage/>" * 30
     while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.perf_counter() > deadline:
-            raise TimeoutError("the benchmark did not finish in time")
-        await asyncio.sleep(0.01)
+        command, *args = await loop.run_in_executor(None, conn.recv)
+        if command == "run":
+            (load,) = args
+            cpu, wall = time.process_time(), time.perf_counter()
+            base = client.received
+            published = 0
+            end = wall + load.seconds
+            while time.perf_counter() < end:
+                await asyncio.gather(*(client.publish(body) for _ in range(load.window)))
+                published += load.window
+            await reach(lambda: client.received, base + published)
+            conn.send(Outcome(published, time.process_time() - cpu, time.perf_counter() - wall))
+        elif command == "stop":
+            break
+    await client.close()
+    conn.send("stopped")
 
 
-async def bare(url: str, messages: int, names: Topology) -> tuple[float, float]:
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(
-            names.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+class _BareRabbit:
+    received = 0
+
+    @classmethod
+    async def open(cls, names: Names) -> _BareRabbit:
+        import aio_pika
+
+        self = cls()
+        settings = names.settings(commands=False)
+        self.connection = await aio_pika.connect(settings.url)
+        channel = await self.connection.channel(publisher_confirms=True)
+        self.exchange = await channel.declare_exchange(
+            settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        consumer = await connection.channel()
-        await consumer.set_qos(prefetch_count=200)
+        consumer = await self.connection.channel()
+        await consumer.set_qos(prefetch_count=500)
         queue = await consumer.declare_queue(exclusive=True)
-        await queue.bind(names.events_exchange, "#")
-        received = 0
+        await queue.bind(settings.exchange, "#")
 
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal received
-            received += 1
-            await message.ack()
+        async def on_message(message: Any) -> None:
+            self.received += 1
 
-        await queue.consume(on_message)
-        body = b"<TestMessage/>" * 30
-
-        async def work() -> None:
-            for start in range(0, messages, 100):
-                await asyncio.gather(
-                    *(
-                        exchange.publish(
-                            aio_pika.Message(
-                                body,
-                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                headers={"cloudEvents_id": str(uuid.uuid4())},
-                            ),
-                            routing_key="in.TestMessage",
-                            mandatory=True,
-                        )
-                        for _ in range(min(100, messages - start))
-                    )
-                )
-            await wait_for(lambda: received >= messages)
-
-        return await timed(work, messages)
-
-
-class Pair:
-    """A DSO and a CRO that know each other, either with a bus."""
-
-    def __init__(self, folder: Path, *, dso_bus: BusBridge | None, cro_bus: BusBridge | None):
-        keys = {DSO: generate(), CRO: generate()}
-        delivery = DeliverySettings(handler_concurrency=64)
-        self.dso, self.cro = (
-            Participant(
-                domain=domain,
-                role=role,
-                keys=keys[domain],
-                store=SqliteStore(folder / f"{domain}-{uuid.uuid4().hex[:6]}.sqlite3"),
-                directory=StaticDirectory([]),
-                delivery=delivery,
-                rate_limit=None,
-                handlers_per_sender=64,
-                deliveries_per_peer=64,
-                bus=bus,
-            )
-            for domain, role, bus in ((DSO, Role.DSO, dso_bus), (CRO, Role.CRO, cro_bus))
-        )
-        self._keys = keys
-
-    async def __aenter__(self) -> Pair:
-        await self.cro.start()
-        await self.dso.start()
-        for me, other in ((self.dso, self.cro), (self.cro, self.dso)):
-            assert isinstance(me.directory, StaticDirectory)
-            me.directory.add(
-                Peer(
-                    other.domain,
-                    other.role,
-                    other.url(),
-                    (self._keys[other.domain].public.signing,),
-                )
-            )
+        await queue.consume(on_message, no_ack=True)
+        self.message = aio_pika.Message
+        self.persistent = aio_pika.DeliveryMode.PERSISTENT
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.dso.stop()
-        await self.cro.stop()
-
-    async def responses(self) -> int:
-        def count(conn: Any) -> int:
-            row = conn.execute(
-                "SELECT count(*) FROM inbound WHERE message_type = 'TestMessageResponse'"
-            ).fetchone()
-            return int(row[0])
-
-        return await self.dso.store.read(count)  # type: ignore[attr-defined]
-
-
-def count_events(url: str, exchange: str, counter: Any, ready: Any) -> None:
-    """The operator's consumer, in a process of its own: its CPU is not the adapter's."""
-
-    async def consume() -> None:
-        connection = await aio_pika.connect(url)
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=500)
-        events = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(events, "#")
-        ready.set()
-        async with queue.iterator(no_ack=True) as messages:
-            async for _ in messages:
-                with counter.get_lock():
-                    counter.value += 1
-
-    asyncio.run(consume())
-
-
-class Consumer:
-    """Counts the events on one exchange, from another process."""
-
-    def __init__(self, url: str, exchange: str) -> None:
-        self._counter: Any = multiprocessing.Value("l", 0)
-        ready = multiprocessing.Event()
-        self._process = multiprocessing.Process(
-            target=count_events, args=(url, exchange, self._counter, ready), daemon=True
+    async def publish(self, body: bytes) -> None:
+        await self.exchange.publish(
+            self.message(
+                body, delivery_mode=self.persistent, headers={"cloudEvents_id": str(uuid.uuid4())}
+            ),
+            routing_key="in.TestMessage",
+            mandatory=True,
         )
-        self._process.start()
-        if not ready.wait(30):
-            raise RuntimeError("the consumer process did not start")
 
-    @property
-    def received(self) -> int:
-        return int(self._counter.value)
-
-    def stop(self) -> None:
-        self._process.terminate()
-        self._process.join()
+    async def close(self) -> None:
+        await self.connection.close()
 
 
-async def uftp(
-    folder: Path, messages: int, url: str | None, names: Topology
-) -> tuple[float, float]:
-    cro_bus = None
-    consumer: Consumer | None = None
-    if url is not None:
-        cro_bus = BusBridge(RabbitBus(url, names, name="bench cro"), consume=False)
-        consumer = Consumer(url, names.events_exchange)
-    try:
-        async with Pair(folder, dso_bus=None, cro_bus=cro_bus) as pair:
-            if cro_bus is not None:
-                await wait_for(lambda: cro_bus.health().connected, 30)
+class _BareNats:
+    received = 0
 
-            async def work() -> None:
-                for start in range(0, messages, WINDOW):
-                    await asyncio.gather(
-                        *(
-                            pair.dso.send(TestMessage(), to=CRO)
-                            for _ in range(min(WINDOW, messages - start))
-                        )
-                    )
-                await wait_for(lambda: pair.responses())
+    @classmethod
+    async def open(cls, names: Names) -> _BareNats:
+        import nats
+        from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 
-                async def done() -> bool:
-                    if await pair.responses() < messages:
-                        return False
-                    return consumer is None or consumer.received >= 2 * messages
+        self = cls()
+        settings = names.settings(commands=False)
+        self.nc = await nats.connect(settings.url)
+        self.js = self.nc.jetstream(timeout=10)
+        self.subject = f"{settings.exchange}.in.TestMessage"
+        await self.js.add_stream(
+            StreamConfig(
+                name=settings.stream,
+                subjects=[f"{settings.exchange}.>"],
+                storage=StorageType.FILE,
+                duplicate_window=120.0,
+            )
+        )
 
-                await wait_for(done)
+        async def on_message(message: Any) -> None:
+            self.received += 1
 
-            return await timed(work, messages)
-    finally:
-        if consumer is not None:
-            consumer.stop()
+        await self.js.subscribe(
+            f"{settings.exchange}.>",
+            stream=settings.stream,
+            cb=on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+        )
+        return self
+
+    async def publish(self, body: bytes) -> None:
+        await self.js.publish(self.subject, body, headers={"Nats-Msg-Id": str(uuid.uuid4())})
+
+    async def close(self) -> None:
+        await self.nc.close()
 
 
-async def commands(folder: Path, messages: int, url: str, names: Topology) -> tuple[float, float]:
-    dso_bus = BusBridge(RabbitBus(url, names, name="bench dso"))
-    consumer = Consumer(url, names.events_exchange)  # its outcome and response events
-    async with Pair(folder, dso_bus=dso_bus, cro_bus=None) as pair:
-        await wait_for(lambda: dso_bus.health().consuming, 30)
-        connection = await aio_pika.connect(url)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            exchange = await channel.get_exchange(names.commands_exchange)
-            bodies = [
+# --- the operator's systems: a consumer of events, a producer of commands ----------------------
+
+
+def consumer_process(conn: Connection, broker: str, counted: list[tuple[Names, Any]]) -> None:
+    """Counts the events of each configuration in `counted` into its shared counter."""
+    logging.basicConfig(level=logging.ERROR)
+    asyncio.run(_consume(conn, broker, counted))
+
+
+async def _consume(conn: Connection, broker: str, counted: list[tuple[Names, Any]]) -> None:
+    loop = asyncio.get_running_loop()
+    closers: list[Any] = []
+    for names, counter in counted:
+        settings = names.settings(commands=True)
+
+        def count(_: Any, counter: Any = counter) -> None:
+            counter.value += 1  # one writer: this process
+
+        if broker == "rabbitmq":
+            import aio_pika
+
+            connection = await aio_pika.connect(settings.url)
+            closers.append(connection)
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=1000)
+            events = await channel.declare_exchange(
+                settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            queue = await channel.declare_queue(exclusive=True)
+            await queue.bind(events, "#")
+
+            async def on_amqp(message: Any, count: Callable[[Any], None] = count) -> None:
+                count(message)
+
+            await queue.consume(on_amqp, no_ack=True)
+        else:
+            from nats.js.api import DeliverPolicy
+
+            from adapter.bus.bridge import bus_for
+
+            declare = bus_for(settings, name="bench declare")  # the streams, as the adapter
+            await declare.connect()
+            await declare.close()
+            import nats
+
+            nc = await nats.connect(settings.url)
+            closers.append(nc)
+
+            async def on_nats(message: Any, count: Callable[[Any], None] = count) -> None:
+                count(message)
+
+            await nc.jetstream().subscribe(
+                f"{settings.exchange}.>",
+                stream=settings.stream,
+                cb=on_nats,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.NEW,
+            )
+    conn.send("ready")
+    while True:
+        command, *_ = await loop.run_in_executor(None, conn.recv)
+        if command == "cpu":
+            conn.send(time.process_time())
+
+        elif command == "stop":
+            break
+    for closer in closers:
+        await closer.close()
+    conn.send("stopped")
+
+
+def producer_process(conn: Connection, names: Names, seen: Any) -> None:
+    """Publishes commands for the commands configuration at the rate it is asked."""
+    logging.basicConfig(level=logging.ERROR)
+    asyncio.run(_produce(conn, names, seen))
+
+
+async def _produce(conn: Connection, names: Names, seen: Any) -> None:
+    loop = asyncio.get_running_loop()
+    settings = names.settings(commands=True)
+    if names.broker == "rabbitmq":
+        import aio_pika
+
+        connection = await aio_pika.connect(settings.url)
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(settings.commands_exchange)
+
+        async def publish() -> None:
+            await exchange.publish(
                 aio_pika.Message(
                     b"<TestMessage/>",
                     message_id=str(uuid.uuid4()),
                     content_type="text/xml; charset=utf-8",
                     headers={"cloudEvents_uftprecipient": CRO},
-                )
-                for _ in range(messages)
-            ]
-
-            async def work() -> None:
-                for start in range(0, messages, 100):
-                    await asyncio.gather(
-                        *(
-                            exchange.publish(m, routing_key="send")
-                            for m in bodies[start : start + 100]
-                        )
-                    )
-
-                async def done() -> bool:
-                    return await pair.responses() >= messages and consumer.received >= 2 * messages
-
-                await wait_for(done)
-
-            try:
-                return await timed(work, messages)
-            finally:
-                consumer.stop()
-
-
-async def cleanup(url: str, names: Topology) -> None:
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        for queue in (names.commands_queue, names.dead_letter_queue):
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(queue)
-        for exchange in (
-            names.events_exchange,
-            names.commands_exchange,
-            names.dead_letter_exchange,
-        ):
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
-
-
-async def run(args: argparse.Namespace) -> int:
-    prefix = f"bench.{uuid.uuid4().hex[:8]}"
-    rows: list[tuple[str, float, float]] = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            rows.append(
-                (
-                    "bare aio-pika publish+consume",
-                    *await bare(args.url, args.messages, topology(prefix + ".bare")),
-                )
+                ),
+                routing_key="send",
             )
-            rows.append(
-                (
-                    "UFTP, no bus",
-                    *await uftp(folder, args.messages, None, topology(prefix + ".none")),
-                )
+
+        close = connection.close
+    else:
+        import nats
+
+        nc = await nats.connect(settings.url)
+        js = nc.jetstream(timeout=10)
+
+        async def publish() -> None:
+            await js.publish(
+                f"{settings.commands_exchange}.send",
+                b"<TestMessage/>",
+                headers={
+                    "Nats-Msg-Id": str(uuid.uuid4()),
+                    "ce-datacontenttype": "text/xml;%20charset=utf-8",
+                    "ce-uftprecipient": CRO,
+                },
             )
-            rows.append(
-                (
-                    "UFTP -> bus (events)",
-                    *await uftp(folder, args.messages, args.url, topology(prefix + ".events")),
-                )
-            )
-            rows.append(
-                (
-                    "bus -> UFTP (commands)",
-                    *await commands(
-                        folder, args.messages, args.url, topology(prefix + ".commands")
-                    ),
-                )
-            )
-    finally:
-        for part in ("bare", "none", "events", "commands"):
-            await cleanup(args.url, topology(f"{prefix}.{part}"))
-    print(f"{args.messages} messages each, one process (DSO, CRO, consumer), SQLite stores")
-    print(f"{'row':34} {'msg/s':>8} {'CPU ms/msg':>11}")
-    for name, rate, cpu in rows:
-        print(f"{name:34} {rate:8.0f} {cpu:11.2f}")
-    base = rows[1][2]
-    extra = (rows[2][2] - base) / base * 100
-    print(f"bridge CPU per message over the UFTP path: {extra:+.0f}% (target < +25%)")
-    return 0
+
+        close = nc.close
+    conn.send("ready")
+    while True:
+        command, *args = await loop.run_in_executor(None, conn.recv)
+        if command == "run":
+            (load,) = args
+            conn.send(await paced(load, publish))
+        elif command == "stop":
+            break
+    await close()
+    conn.send("stopped")
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+class Process:
+    """A process of this benchmark, driven over a pipe."""
+
+    def __init__(self, target: Callable[..., None], *args: Any, name: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipe, theirs = context.Pipe()
+        self.process = context.Process(target=target, args=(theirs, *args), name=name)
+        self.process.start()
+        if not self.pipe.poll(60) or self.pipe.recv() != "ready":
+            raise RuntimeError(f"{name} did not start")
+
+    def call(self, *command: Any) -> Any:
+        self.pipe.send(command)
+        return self.pipe.recv()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, EOFError):
+            self.call("stop")
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+@dataclasses.dataclass
+class Configuration:
+    """One row: its process (and, for commands, its producer)."""
+
+    name: str
+    kind: str
+    broker: str
+    process: Process
+    producer: Process | None = None
+
+    def run(self, load: Load) -> Outcome:
+        if self.kind == "commands":
+            assert self.producer is not None
+            self.process.call("begin")
+            published = self.producer.call("run", load)
+            outcome: Outcome = self.process.call("finish", published)
+            return outcome
+        return self.process.call("run", load)  # type: ignore[no-any-return]
+
+    def profile(self, path: Path, load: Load) -> Path:
+        self.process.call("profile", None)
+        self.run(load)
+        self.process.call("profile", str(path))
+        return path
+
+
+async def cleanup(names: Names) -> None:
+    settings = names.settings(commands=True)
+    if names.broker == "rabbitmq":
+        import aio_pika
+
+        connection = await aio_pika.connect(settings.url)
+        async with connection:
+            channel = await connection.channel()
+            for queue in (settings.commands_queue, settings.dead_letter_queue):
+                with contextlib.suppress(Exception):
+                    await channel.queue_delete(queue)
+            for exchange in (
+                settings.exchange,
+                settings.commands_exchange,
+                settings.dead_letter_exchange,
+            ):
+                with contextlib.suppress(Exception):
+                    await channel.exchange_delete(exchange)
+        return
+    import nats
+
+    nc = await nats.connect(settings.url)
+    js = nc.jetstream()
+    for stream in (settings.stream, settings.commands_stream, settings.dead_stream):
+        with contextlib.suppress(Exception):
+            await js.delete_stream(stream)
+    await nc.close()
+
+
+def rotated(names: list[str], round_: int) -> list[str]:
+    shift = round_ % len(names)
+    return names[shift:] + names[:shift]
+
+
+def spread(values: list[float], scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    low, mid, high = (v * scale for v in (min(values), statistics.median(values), max(values)))
+    return f"{fmt.format(mid)} [{fmt.format(low)}-{fmt.format(high)}]"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/")
-    args = parser.parse_args(argv)
+    parser.add_argument("--brokers", default="rabbitmq,nats", help="rabbitmq, nats or both")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 1 s slices")
+    parser.add_argument("--rounds", type=int, help="slices per configuration (5)")
+    parser.add_argument("--slice", type=float, help="seconds per slice (2)")
+    parser.add_argument("--rate", type=float, default=100, help="UFTP messages/s offered (100)")
+    parser.add_argument("--window", type=int, default=100, help="bare loop: in flight (100)")
+    parser.add_argument("--backlog", type=int, default=2000, help="relay backlog events (2000)")
+    parser.add_argument("--amqp-url", default=URLS["rabbitmq"])
+    parser.add_argument("--nats-url", default=URLS["nats"])
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="also profile into DIR")
+    parser.add_argument("--profile-lines", type=int, default=35)
+    options = parser.parse_args(argv)
+    URLS["rabbitmq"], URLS["nats"] = options.amqp_url, options.nats_url
+    brokers = [b.strip() for b in options.brokers.split(",") if b.strip()]
+    rounds = options.rounds or (2 if options.quick else 5)
+    seconds = options.slice or (1.0 if options.quick else 2.0)
     logging.basicConfig(level=logging.ERROR)
-    return asyncio.run(run(args))
+    print(
+        f"{rounds} rounds of {seconds:g} s slices, {options.rate:g} messages/s offered, "
+        f"backlog {options.backlog} events; {multiprocessing.cpu_count()} CPUs; Python "
+        f"{sys.version.split()[0]}; load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    load = Load(seconds, options.rate, options.window, options.backlog)
+    context = multiprocessing.get_context("spawn")
+    configurations: dict[str, Configuration] = {}
+    helpers: list[Process] = []
+    all_names: list[Names] = []
+    results: dict[str, list[Outcome]] = {}
+    consumer_cpu: dict[str, float] = {}
+    paths: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-bus-") as tmp:
+        try:
+            configurations["none"] = Configuration(
+                "UFTP, no bus",
+                "none",
+                "",
+                Process(adapter_process, "none", None, None, tmp, name="none"),
+            )
+            for broker in brokers:
+                names = {
+                    kind: Names(broker, uuid.uuid4().hex[:8])
+                    for kind in ("events", "commands", "relay", "bare")
+                }
+                all_names.extend(names.values())
+                seen = {kind: context.Value("q", 0, lock=False) for kind in names}
+                consumer = Process(
+                    consumer_process,
+                    broker,
+                    [(names[k], seen[k]) for k in ("events", "commands", "relay")],
+                    name=f"consumer-{broker}",
+                )
+                helpers.append(consumer)
+                for kind in ("events", "commands", "relay", "bare"):
+                    process = Process(
+                        adapter_process, kind, names[kind], seen[kind], tmp, name=f"{kind}-{broker}"
+                    )
+                    label = {
+                        "events": f"UFTP -> bus, {broker}",
+                        "commands": f"bus -> UFTP (commands), {broker}",
+                        "relay": f"relay backlog, {broker} (events)",
+                        "bare": f"bare {broker} publish+consume",
+                    }[kind]
+                    configurations[f"{kind}-{broker}"] = Configuration(label, kind, broker, process)
+                producer = Process(
+                    producer_process, names["commands"], seen["commands"], name=f"producer-{broker}"
+                )
+                helpers.append(producer)
+                configurations[f"commands-{broker}"].producer = producer
+            order = list(configurations)
+            results = {key: [] for key in order}
+            consumer_before = {
+                p.process.name: p.call("cpu") for p in helpers if "consumer" in p.process.name
+            }
+            for key in order:  # warm-up
+                configurations[key].run(load)
+            for round_ in range(rounds):
+                for key in rotated(order, round_):
+                    outcome = configurations[key].run(load)
+                    results[key].append(outcome)
+                print(f"  round {round_ + 1}/{rounds} done", flush=True)
+            consumer_cpu = {
+                p.process.name: p.call("cpu") - consumer_before[p.process.name]
+                for p in helpers
+                if "consumer" in p.process.name
+            }
+            if options.profile:
+                options.profile.mkdir(parents=True, exist_ok=True)
+                for key in order:
+                    if configurations[key].kind in ("none", "events", "commands", "relay"):
+                        paths[key] = configurations[key].profile(
+                            options.profile / f"{key}.pstats", load
+                        )
+        finally:
+            for configuration in configurations.values():
+                configuration.process.stop()
+            for helper in helpers:
+                helper.stop()
+            for names_ in all_names:
+                with contextlib.suppress(Exception):
+                    asyncio.run(cleanup(names_))
+    report(configurations, results, consumer_cpu)
+    for key, path in paths.items():
+        print(f"\n--- {configurations[key].name}: top {options.profile_lines} by own time ---")
+        stats = pstats.Stats(str(path))
+        stats.sort_stats(pstats.SortKey.TIME).print_stats(options.profile_lines)
+        print(f"--- {configurations[key].name}: top {options.profile_lines} by cumulative ---")
+        stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(options.profile_lines)
+    return 0
+
+
+def report(
+    configurations: dict[str, Configuration],
+    results: dict[str, list[Outcome]],
+    consumer_cpu: dict[str, float],
+) -> None:
+    print(
+        "\nCPU per message of the adapter's process (relay: per event), median of the slices "
+        "[min-max], and messages (events) per second, pooled"
+    )
+    print(f"  {'configuration':40} {'CPU ms/msg':>22} {'msg/s':>8}  slices msg/s")
+    for key, configuration in configurations.items():
+        slices = results[key]
+        pooled = sum(o.completed for o in slices) / sum(o.wall for o in slices)
+        print(
+            f"  {configuration.name:40} {spread([o.cpu_per_message for o in slices], 1000):>22} "
+            f"{pooled:8.0f}  {min(o.rate for o in slices):.0f}-{max(o.rate for o in slices):.0f}"
+        )
+    base = results["none"]
+    print(
+        "\nThe bridge's CPU per message over the UFTP path without it, per round: median [min-max]"
+    )
+    verdicts = []
+    for key, configuration in configurations.items():
+        if configuration.kind not in ("events", "commands"):
+            continue
+        extra = [
+            o.cpu_per_message / b.cpu_per_message - 1
+            for o, b in zip(results[key], base, strict=True)
+        ]
+        verdict = "PASS" if statistics.median(extra) < TARGET_EXTRA else "FAIL"
+        if configuration.kind == "events":
+            verdicts.append(verdict)
+        judged = f": {verdict}" if configuration.kind == "events" else ""
+        print(
+            f"  {configuration.name:40} {spread(extra, 100, '{:+.0f}%'):>22} "
+            f"(target < +{TARGET_EXTRA:.0%}{judged})"
+        )
+    print(f"\nCan the bus be the bottleneck below {RATE:,} messages/s?")
+    for key, configuration in configurations.items():
+        slices = results[key]
+        rate = statistics.median(o.rate for o in slices)
+        if configuration.kind == "bare":
+            print(
+                f"  {configuration.name:40} {rate:6.0f} msg/s: "
+                f"{'above' if rate >= RATE else 'BELOW'} {RATE:,}"
+            )
+        elif configuration.kind == "relay":
+            need = RATE * EVENTS_PER_MESSAGE
+            print(
+                f"  {configuration.name:40} {rate:6.0f} events/s: "
+                f"{'above' if rate >= need else 'BELOW'} the {need:,} events/s of {RATE:,} "
+                f"messages/s, at {statistics.median(o.cpu_per_message for o in slices) * need:.0%} "
+                "of a core"
+            )
+        elif configuration.kind in ("events", "commands"):
+            extra = statistics.median(
+                o.cpu_per_message - b.cpu_per_message for o, b in zip(slices, base, strict=True)
+            )
+            print(
+                f"  {configuration.name:40} bridge CPU {extra * 1000:+.2f} ms/msg: "
+                f"{extra * RATE:.0%} of a core at {RATE:,} messages/s"
+            )
+    for name, cpu in consumer_cpu.items():
+        print(f"  ({name}: {cpu:.1f} s CPU over the measured slices, not counted above)")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    overall = "PASS" if set(verdicts) == {"PASS"} else "FAIL"
+    print(f"UFTP -> bus within the target on every broker: {overall}")
 
 
 if __name__ == "__main__":

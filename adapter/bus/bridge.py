@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -39,7 +40,9 @@ from adapter.bus.events import json_to_element
 from adapter.bus.journal import EventFormat, EventJournal
 from adapter.bus.port import Bus, BusHealth, BusUnavailable, Command, Verdict
 from adapter.bus.relay import Relay
+from adapter.config import NATS_SCHEMES
 from adapter.store.base import (
+    CommandOf,
     DuplicateCommand,
     EventRecord,
     InboundStatus,
@@ -192,25 +195,26 @@ class BusBridge:
         self, message: PayloadMessage, inner_xml: bytes, sender_role: Role
     ) -> Sequence[EventRecord]:
         """The event of an inbound message accepted for handling; a response to a message a
-        command sent names that command."""
+        command sent names that command (the store finds it as it stores the event: no look-up
+        of its own on the way of every response)."""
         assert self.journal is not None
-        command_id = None
+        event = self.journal.inbound(message, inner_xml, sender_role=sender_role)
         if isinstance(message, PayloadResponse):
-            store = self.participant.store
-            if message.reference_message_id:
-                command_id = await store.message_command(message.reference_message_id)
-            else:  # a 3.x TestMessageResponse names no request: its conversation does
-                command_id = await store.conversation_command(message.conversation_id)
-        return [
-            self.journal.inbound(message, inner_xml, sender_role=sender_role, command_id=command_id)
-        ]
+            # A 3.x TestMessageResponse names no request: its conversation does.
+            command_of = (
+                CommandOf(message_id=message.reference_message_id)
+                if message.reference_message_id
+                else CommandOf(conversation_id=message.conversation_id)
+            )
+            event = dataclasses.replace(event, command_of=command_of)
+        return [event]
 
     async def outcome_events(
         self, record: OutboundRecord, status: OutboundStatus, detail: str
     ) -> Sequence[EventRecord]:
+        """The outcome event of a delivery that ended; the record names its command."""
         assert self.journal is not None
-        command_id = await self.participant.store.message_command(record.message_id)
-        return [self.journal.outcome(record, status, detail, command_id=command_id)]
+        return [self.journal.outcome(record, status, detail, command_id=record.command_id)]
 
     # -- requests answered on the bus ---------------------------------------------------------
 
@@ -349,7 +353,8 @@ class BusBridge:
             )
         except LookupError as exc:  # UnknownPeer
             raise InvalidCommand(str(exc)) from None
-        await participant.store.add_outbound(record, command_id=command_id)
+        record = dataclasses.replace(record, command_id=command_id)
+        await participant.store.add_outbound(record)
         participant.outbox.deliver_now(record)
         log.info(
             "bus: command %s -> %s %s to %s",
@@ -403,10 +408,9 @@ class BusBridge:
             )
         except LookupError as exc:
             raise InvalidCommand(str(exc)) from None
+        record = dataclasses.replace(record, command_id=command_id)
         try:
-            await participant.store.finish_inbound(
-                recipient, request_id, record, command_id=command_id, require_open=True
-            )
+            await participant.store.finish_inbound(recipient, request_id, record, require_open=True)
         except NotOpen:
             raise InvalidCommand(f"{request_id} from {recipient} is not open") from None
         timer = self._deadlines.pop((recipient, request_id), None)
@@ -486,14 +490,17 @@ def bus_for(settings: BusSettings, *, name: str = "uftp-adapter") -> Bus:
             prefetch=settings.prefetch,
         )
         return RabbitBus(settings.url, topology, name=name)
-    if scheme in ("nats", "tls"):
+    if scheme in NATS_SCHEMES:
         from adapter.bus.nats import NatsBus
 
         # The RabbitMQ names of the defaults spell the NATS subject prefixes as well.
         return NatsBus(
             settings.url,
+            stream=settings.stream,
             events_subject=settings.exchange,
+            commands_stream=settings.commands_stream,
             commands_subject=settings.commands_exchange,
+            dead_stream=settings.dead_stream,
             dead_subject=settings.dead_letter_exchange,
             max_deliver=settings.delivery_limit,
             batch=settings.prefetch,

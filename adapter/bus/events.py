@@ -65,6 +65,7 @@ __all__ = [
     "json_to_element",
     "message_from_json",
     "message_to_json",
+    "nats_headers",
     "source_urn",
     "to_amqp",
     "to_nats",
@@ -207,7 +208,13 @@ def _canonical(value: object) -> str:
 _PLAIN: Final = frozenset(range(0x21, 0x7F)) - {0x22, 0x25}
 
 
+#: A value that needs no percent-encoding (most do not: ids, domains, times, types).
+_NOTHING_TO_ENCODE: Final = re.compile(r"[!#-$&-~]*")
+
+
 def _percent_encode(text: str) -> str:
+    if _NOTHING_TO_ENCODE.fullmatch(text):
+        return text
     return "".join(chr(byte) if byte in _PLAIN else f"%{byte:02X}" for byte in text.encode("utf-8"))
 
 
@@ -235,7 +242,12 @@ def _percent_decode(text: str) -> str:
 
 def to_nats(event: CloudEvent) -> dict[str, str]:
     """The NATS headers of `event` in binary mode."""
-    return {NATS_PREFIX + k: _percent_encode(v) for k, v in event.attributes().items()}
+    return nats_headers(event.attributes())
+
+
+def nats_headers(attributes: Mapping[str, str]) -> dict[str, str]:
+    """The NATS headers of CloudEvents `attributes` (canonical strings) in binary mode."""
+    return {NATS_PREFIX + k: _percent_encode(v) for k, v in attributes.items()}
 
 
 def from_nats(headers: Mapping[str, str]) -> dict[str, str]:

@@ -9,10 +9,12 @@ What the port's guarantees rest on here:
   event once and says so in the PubAck, so the relay's at-least-once becomes exactly-once in
   the stream as long as a retry falls within the window. Consumers dedupe by the id beyond it.
 * Commands are read from the work-queue stream ``UFTP_COMMANDS`` (subjects
-  ``uftp.commands.>``) by one durable pull consumer with explicit acks. A command is settled
-  only after the handler returned: acked (the work queue then drops it), or terminated once
-  a copy is stored in the dead-letter stream ``UFTP_DEAD``, or negatively acknowledged with
-  a delay that grows with each delivery.
+  ``uftp.commands.>``) by one durable pull consumer with explicit acks, `batch` at a time,
+  all of a batch handled at once (as RabbitMQ's prefetch hands them over), so that their
+  commits share transactions. A command is settled only after its handler returned: acked
+  (the work queue then drops it), or terminated once a copy is stored in the dead-letter
+  stream ``UFTP_DEAD``, or negatively acknowledged with a delay that grows with each
+  delivery.
 * The delivery limit is counted here, from the delivery count JetStream puts in every
   delivery's metadata, not left to the consumer's ``max_deliver``: a server that stops
   delivering at its limit only says so in an advisory, a plain NATS message that is lost
@@ -42,7 +44,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import nats
@@ -71,7 +73,14 @@ from adapter.bus.port import (
     Verdict,
 )
 
-__all__ = ["DEAD_DELIVERIES", "DEAD_REASON", "DEAD_SUBJECT", "MSG_ID", "NatsBus"]
+__all__ = [
+    "DEAD_DELIVERIES",
+    "DEAD_REASON",
+    "DEAD_SUBJECT",
+    "MSG_ID",
+    "NatsBus",
+    "open_connection",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +104,71 @@ _MAX_REQUEUE_DELAY: Final = 60.0
 _RETRY_SECONDS: Final = 0.5
 #: How long nats-py waits between reconnection attempts (it never stops trying).
 _RECONNECT_WAIT: Final = 1
+
+
+async def open_connection(
+    servers: list[str],
+    *,
+    name: str,
+    timeout: float,
+    error_cb: Callable[[Exception], Awaitable[None]] | None = None,
+    disconnected_cb: Callable[[], Awaitable[None]] | None = None,
+) -> Client:
+    """A connection to one of `servers` that reconnects for ever once it is open. Raises
+    `BusUnavailable` when no server answers within `timeout`, or the first attempt on every
+    server failed: nats-py alone would go on trying (60 times 2 s per server) before saying
+    anything. Then `error_cb` hears of the errors, `disconnected_cb` of each loss (not of
+    the close)."""
+    nc = Client()
+    initial = True
+    failures: list[BaseException] = []
+    all_failed = asyncio.Event()
+
+    async def on_error(exc: Exception) -> None:
+        if initial:
+            failures.append(exc)
+            if len(failures) >= len(servers):
+                all_failed.set()
+        elif error_cb is not None:
+            await error_cb(exc)
+
+    async def on_disconnected() -> None:
+        if not initial and not nc.is_closed and disconnected_cb is not None:  # closing: no news
+            await disconnected_cb()
+
+    async def on_reconnected() -> None:
+        log.info("NATS: reconnected to %s", nc.connected_url)
+
+    attempt = asyncio.ensure_future(
+        nc.connect(
+            servers,
+            name=name,
+            connect_timeout=max(1, round(timeout)),
+            reconnect_time_wait=_RECONNECT_WAIT,
+            max_reconnect_attempts=-1,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+        )
+    )
+    gave_up = asyncio.ensure_future(all_failed.wait())
+    connected = False
+    try:
+        await asyncio.wait({attempt, gave_up}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        connected = attempt.done() and attempt.exception() is None
+    finally:
+        gave_up.cancel()
+        if not connected:  # failed, timed out or cancelled: leave nothing trying
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
+            with contextlib.suppress(Exception):
+                await nc.close()
+    if not connected:
+        cause = failures[-1] if failures else "no answer within the timeout"
+        raise BusUnavailable(f"cannot connect to NATS at {', '.join(servers)}: {cause}")
+    initial = False
+    return nc
 
 
 class NatsBus:
@@ -176,58 +250,21 @@ class NatsBus:
         """
         if self._nc is not None and not self._nc.is_closed:
             return
-        nc = Client()
-        initial = True
-        failures: list[BaseException] = []
-        all_failed = asyncio.Event()
-
-        async def on_error(exc: Exception) -> None:
-            if initial:
-                failures.append(exc)
-                if len(failures) >= len(self.servers):
-                    all_failed.set()
-                return
-            self._note(f"connection: {exc!r}")  # once per kind, not per attempt
 
         async def on_disconnected() -> None:
-            if not nc.is_closed:  # closing is no news
-                log.warning("NATS: disconnected; reconnecting")
-                self._pull_ok = False
+            log.warning("NATS: disconnected; reconnecting")
+            self._pull_ok = False
 
-        async def on_reconnected() -> None:
-            log.info("NATS: reconnected to %s", nc.connected_url)
+        async def on_error(exc: Exception) -> None:
+            self._note(f"connection: {exc!r}")  # once per kind, not per attempt
 
-        attempt = asyncio.ensure_future(
-            nc.connect(
-                self.servers,
-                name=self.name,
-                connect_timeout=max(1, round(self.timeout)),
-                reconnect_time_wait=_RECONNECT_WAIT,
-                max_reconnect_attempts=-1,
-                error_cb=on_error,
-                disconnected_cb=on_disconnected,
-                reconnected_cb=on_reconnected,
-            )
+        nc = await open_connection(
+            self.servers,
+            name=self.name,
+            timeout=self.timeout,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
         )
-        gave_up = asyncio.ensure_future(all_failed.wait())
-        connected = False
-        try:
-            await asyncio.wait(
-                {attempt, gave_up}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            connected = attempt.done() and attempt.exception() is None
-        finally:
-            gave_up.cancel()
-            if not connected:  # failed, timed out or cancelled: leave nothing trying
-                attempt.cancel()
-                with contextlib.suppress(BaseException):
-                    await attempt
-                with contextlib.suppress(Exception):
-                    await nc.close()
-        if not connected:
-            cause = failures[-1] if failures else "no answer within the timeout"
-            raise BusUnavailable(f"cannot connect to NATS at {', '.join(self.servers)}: {cause}")
-        initial = False
         self._nc = nc
         self._js = nc.jetstream(timeout=self.timeout)
         self._pull = None
@@ -318,7 +355,7 @@ class NatsBus:
             log.info("NATS: stream %s now also takes %s", config.name, missing)
 
     async def close(self) -> None:
-        """Finish the command in hand, give the rest of its batch back, and disconnect."""
+        """Finish the commands in hand (pull no more), and disconnect."""
         self._stopping = True
         task, self._task = self._task, None
         if task is not None and not task.done():
@@ -391,9 +428,9 @@ class NatsBus:
     # -- commands in --------------------------------------------------------------------------
 
     async def consume(self, handler: CommandHandler) -> None:
-        """Start the consume loop: pull up to `batch` commands, hand them to `handler` one
-        after the other, settle each by its verdict; pull again, across reconnections,
-        until `close`."""
+        """Start the consume loop: pull up to `batch` commands, hand them all to `handler`
+        at once, settle each by its verdict as it comes; pull again when the batch is
+        settled, across reconnections, until `close`."""
         self._require_js()
         if self._task is not None and not self._task.done():
             raise RuntimeError("this bus is consuming already")
@@ -415,16 +452,15 @@ class NatsBus:
                 continue
             self._settling = True
             try:
-                for index, message in enumerate(messages):
-                    if self._stopping:
-                        await self._give_back(messages[index:])
-                        return
-                    try:
-                        await self._settle(message, handler)
-                    except Exception:  # a bug of ours: the server delivers it again
-                        log.exception("NATS: settling a command failed")
+                outcomes = await asyncio.gather(
+                    *(self._settle(message, handler) for message in messages),
+                    return_exceptions=True,
+                )
             finally:
                 self._settling = False
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):  # a bug of ours: delivered again
+                    log.error("NATS: settling a command failed", exc_info=outcome)
 
     async def _pull_batch(self) -> list[Msg]:
         nc = self._nc
@@ -544,13 +580,6 @@ class NatsBus:
             deliveries,
         )
         await message.term()
-
-    async def _give_back(self, messages: list[Msg]) -> None:
-        """Commands pulled but not handled before `close`: redeliver them now rather than
-        after ack_wait."""
-        for message in messages:
-            with contextlib.suppress(nats.errors.Error, OSError):
-                await message.nak()
 
 
 def _own_headers(headers: Mapping[str, str]) -> dict[str, str]:

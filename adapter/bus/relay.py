@@ -9,7 +9,10 @@ Guarantees and how:
 
 * At least once: an event is marked published only after the broker confirmed it; a crash
   between the confirm and the mark publishes it again. Its id stays the same, so consumers
-  drop the second copy.
+  drop the second copy. Marks are written in batches (every `mark_seconds`, or once
+  `batch` events wait for one, and when the relay stops), not one write per round: each
+  write is a commit of its own. Until its mark is written, a confirmed event is known here
+  and not published again.
 * In order per conversation: each round reads the oldest unpublished events (store order)
   and publishes those of one conversation (``correlationid``) one after the other, each
   after the previous one's confirm; conversations go concurrently, which is what keeps the
@@ -53,10 +56,16 @@ class Relay:
         backoff_initial: float = 0.2,
         backoff_max: float = 15.0,
         linger_seconds: float = 0.005,
+        mark_seconds: float = 0.05,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._store = store
         self._linger = linger_seconds
+        self._mark_every = mark_seconds
+        #: Events the broker confirmed whose mark is not yet written, by seq.
+        self._confirmed: set[int] = set()
+        self._marking: asyncio.TimerHandle | None = None
+        self._marks: set[asyncio.Task[None]] = set()
         self._bus = bus
         self._batch = batch
         #: How often to look for events other processes wrote (ours wake the relay at once).
@@ -93,12 +102,17 @@ class Relay:
                 while lock.held:
                     await self._round()
             finally:
+                await self._mark_now()  # what was confirmed, so that it is not sent again
                 await lock.release()
 
     async def _round(self) -> None:
         self._wake.clear()  # before reading: a commit from now on wakes the next wait
+        if len(self._confirmed) >= self._batch:
+            await self._mark_now()  # the marks waiting are bounded by one batch
         try:
-            batch = await self._store.unpublished_events(self._batch)
+            confirmed = set(self._confirmed)  # as of the read: marks may land meanwhile
+            stored = await self._store.unpublished_events(self._batch + len(confirmed))
+            batch = [event for event in stored if event.seq not in confirmed][: self._batch]
         except Exception as exc:
             self.state = f"waiting for the store: {exc}"
             log.warning("bus relay: cannot read the outbox: %s", exc)
@@ -113,17 +127,13 @@ class Relay:
             await asyncio.sleep(self._linger)
             return
         self.state = f"publishing {len(batch)} events"
-        confirmed, error = await self._publish(batch)
-        if confirmed:
-            try:
-                await self._store.mark_published(confirmed, self._clock())
-            except Exception as exc:
-                # They will be published again: a duplicate, which the id lets consumers
-                # drop; never a loss.
-                log.warning("bus relay: cannot mark %d events published: %s", len(confirmed), exc)
-                await self._sleep(self._backoff_max)
-                return
-            self.published += len(confirmed)
+        published, error = await self._publish(batch)
+        if published:
+            self.published += len(published)
+            self._confirmed.update(published)
+            if self._marking is None:
+                loop = asyncio.get_running_loop()
+                self._marking = loop.call_later(self._mark_every, self._mark_later)
         if error is None:
             self._failures = 0
             return
@@ -165,6 +175,33 @@ class Relay:
 
         await asyncio.gather(*(chain(events) for events in chains.values()))
         return sorted(confirmed), (errors[0] if errors else None)
+
+    def _mark_later(self) -> None:
+        self._marking = None
+        task = asyncio.get_running_loop().create_task(self._mark_now())
+        self._marks.add(task)
+        task.add_done_callback(self._marks.discard)
+
+    async def _mark_now(self) -> None:
+        """Write the marks of the events confirmed so far, in one write. One that cannot be
+        written stays known here (the next round does not publish it again) and is tried
+        again; should the process end first, the event is published again: a duplicate,
+        which its id lets consumers drop, never a loss."""
+        if self._marking is not None:
+            self._marking.cancel()
+            self._marking = None
+        seqs = sorted(self._confirmed)
+        if not seqs:
+            return
+        try:
+            await self._store.mark_published(seqs, self._clock())
+        except Exception as exc:
+            log.warning("bus relay: cannot mark %d events published: %s", len(seqs), exc)
+            if self._marking is None:
+                loop = asyncio.get_running_loop()
+                self._marking = loop.call_later(self._backoff_max, self._mark_later)
+            return
+        self._confirmed.difference_update(seqs)
 
     def _delay(self, failures: int) -> float:
         ceiling = min(self._backoff_max, self._backoff_initial * 2.0 ** (failures - 1))

@@ -139,6 +139,9 @@ class OutboundRecord:
     attempts: int = 0
     next_attempt_at: datetime | None = None
     last_error: str | None = None
+    #: The bus command (adapter.bus) this message was made for: stored with the message,
+    #: at most once per command (`DuplicateCommand`), and named by its outcome event.
+    command_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,20 @@ class EventRecord:
     #: The fact the event reports, when one fact must make one event only (the outcome of
     #: one outbound message): a second event with a taken key is not stored.
     key: str | None = None
+    #: The bus command the event goes back to, to be found where the event is stored, in
+    #: its transaction: the stored event names it in its ``commandid`` attribute (and
+    #: keeps no `command_of`).
+    command_of: CommandOf | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOf:
+    """Which bus command an event goes back to: the one that made our message `message_id`,
+    or, without one, the latest that sent a message in `conversation_id` (what a response
+    that names no request, a 3.x TestMessageResponse, answers)."""
+
+    message_id: str | None = None
+    conversation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,15 +250,14 @@ class Store(Protocol):
         response: OutboundRecord | None,
         *,
         events: Sequence[EventRecord] = (),
-        command_id: str | None = None,
         require_open: bool = False,
     ) -> None:
         """Mark a message handled and queue its response, in one transaction, with `events`:
         the message's claim ends, the response is held by this store.
 
-        With `require_open`, raise `NotOpen` unless the message was still unhandled. With
-        `command_id`, record that the bus command made the response; `DuplicateCommand`
-        (and nothing stored) when that command was carried out before."""
+        With `require_open`, raise `NotOpen` unless the message was still unhandled. A
+        response made for a bus command (its `command_id`) records the command;
+        `DuplicateCommand` (and nothing stored) when it was carried out before."""
 
     async def unfinished_inbound(self) -> list[InboundRecord]:
         """Messages acknowledged with 200 whose handling did not finish, whoever holds them:
@@ -254,11 +270,10 @@ class Store(Protocol):
         record: OutboundRecord,
         *,
         events: Sequence[EventRecord] = (),
-        command_id: str | None = None,
     ) -> None:
         """Persist an outgoing message before its first delivery attempt, held by this store;
-        `events` and the `command_id` that asked for it (`DuplicateCommand` when known) in the
-        same transaction."""
+        `events` and the bus command that asked for it (its `command_id`; `DuplicateCommand`
+        when known) in the same transaction."""
 
     async def record_attempt(
         self,
@@ -284,7 +299,8 @@ class Store(Protocol):
 
     async def pending_outbound(self) -> list[OutboundRecord]:
         """Every message still to be delivered, earliest next attempt first, whoever holds
-        it: a listing, which claims nothing (delivery takes messages with `claim_outbound`)."""
+        it (with the bus command each was made for, as `get_outbound`): a listing, which
+        claims nothing (delivery takes messages with `claim_outbound`)."""
 
     async def claim_outbound(self, due_by: datetime, limit: int) -> list[OutboundRecord]:
         """Claim at most `limit` pending messages due by `due_by` (their next attempt, or
@@ -327,13 +343,6 @@ class Store(Protocol):
 
     async def command_message(self, command_id: str) -> str | None:
         """The MessageID a bus command was carried out as, None if unknown."""
-
-    async def message_command(self, message_id: str) -> str | None:
-        """The bus command an outbound message was made for, None if none."""
-
-    async def conversation_command(self, conversation_id: str) -> str | None:
-        """The latest bus command that sent a message in a conversation, None if none: what
-        a response without a reference (a 3.x TestMessageResponse) goes back to."""
 
     async def try_relay_lock(self) -> RelayLock | None:
         """The relay's lock of this store, None when another process holds it."""

@@ -197,7 +197,9 @@ _CLAIM_OUTBOUND: Final = (
     "AND (claimed_by IS NULL OR lease_until < now()) "
     "ORDER BY coalesce(next_attempt_at, created_at), created_at, message_id "
     "LIMIT $5 FOR UPDATE SKIP LOCKED) AS due "
-    f"WHERE o.message_id = due.message_id RETURNING {_OUTBOUND_RETURNING}"
+    f"WHERE o.message_id = due.message_id RETURNING {_OUTBOUND_RETURNING}, "
+    "(SELECT c.command_id FROM bus_commands AS c WHERE c.message_id = o.message_id) "
+    "AS command_id"
 )
 #: Claim unhandled messages; $1 owner, $2 lease, $3 'received', $4 limit.
 _CLAIM_INBOUND: Final = (
@@ -208,6 +210,11 @@ _CLAIM_INBOUND: Final = (
     "LIMIT $4 FOR UPDATE SKIP LOCKED) AS left_over "
     "WHERE i.sender_domain = left_over.sender_domain "
     f"AND i.message_id = left_over.message_id RETURNING {_INBOUND_RETURNING}"
+)
+#: A message's row with the bus command it was made for, if any (after SELECT).
+_OUTBOUND_SELECT: Final = (
+    f"{_OUTBOUND_COLUMNS}, (SELECT c.command_id FROM bus_commands AS c "  # noqa: S608 - constant
+    "WHERE c.message_id = outbound.message_id) AS command_id FROM outbound"
 )
 
 
@@ -313,6 +320,7 @@ def _outbound(row: Any) -> OutboundRecord:
         attempts=row["attempts"],
         next_attempt_at=row["next_attempt_at"],
         last_error=row["last_error"],
+        command_id=row["command_id"],
     )
 
 
@@ -353,7 +361,7 @@ async def insert_events(conn: Any, events: Sequence[EventRecord]) -> None:
                 event.event_id,
                 event.key,
                 event.route,
-                json.dumps(dict(event.attributes), ensure_ascii=False),
+                json.dumps(await _with_command(conn, event), ensure_ascii=False),
                 event.data,
                 _aware(event.created_at),
             )
@@ -362,17 +370,43 @@ async def insert_events(conn: Any, events: Sequence[EventRecord]) -> None:
     )
 
 
-async def _insert_command(conn: Any, command_id: str, record: OutboundRecord) -> None:
+async def _with_command(conn: Any, event: EventRecord) -> dict[str, str]:
+    """The attributes of `event`, naming the bus command of its `command_of` if there is
+    one (looked up here, in the transaction that stores the event)."""
+    attributes = dict(event.attributes)
+    wanted = event.command_of
+    if wanted is None:
+        return attributes
+    if wanted.message_id:
+        found = await conn.fetchval(
+            "SELECT command_id FROM bus_commands WHERE message_id = $1", wanted.message_id
+        )
+    else:
+        found = await conn.fetchval(
+            "SELECT command_id FROM bus_commands WHERE conversation_id = $1 "
+            "ORDER BY received_at DESC LIMIT 1",
+            wanted.conversation_id,
+        )
+    if found is not None:
+        attributes["commandid"] = found
+    return attributes
+
+
+async def _insert_command(conn: Any, record: OutboundRecord) -> None:
+    """Record the bus command `record` was made for, if any; `DuplicateCommand` when it
+    was carried out before."""
+    if record.command_id is None:
+        return
     status = await conn.execute(
         "INSERT INTO bus_commands (command_id, message_id, conversation_id, received_at) "
         "VALUES ($1, $2, $3, $4) ON CONFLICT (command_id) DO NOTHING",
-        command_id,
+        record.command_id,
         record.message_id,
         record.conversation_id,
         datetime.now(UTC),
     )
     if _row_count(status) != 1:
-        raise DuplicateCommand(command_id)
+        raise DuplicateCommand(record.command_id)
 
 
 class _RelayLock:
@@ -679,7 +713,6 @@ class PostgresStore:
         response: OutboundRecord | None,
         *,
         events: Sequence[EventRecord] = (),
-        command_id: str | None = None,
         require_open: bool = False,
     ) -> None:
         """Mark handled and queue the response atomically; LookupError for an unknown message.
@@ -691,8 +724,8 @@ class PostgresStore:
         async def op(conn: Any) -> None:
             # The command first: a command carried out before is a duplicate, whatever the
             # state of the request it answered.
-            if response is not None and command_id is not None:
-                await _insert_command(conn, command_id, response)
+            if response is not None:
+                await _insert_command(conn, response)
             status = await conn.execute(
                 "UPDATE inbound SET status = $1, claimed_by = NULL, lease_until = NULL "
                 "WHERE sender_domain = $2 AND message_id = $3 AND ($4 OR status = $5)",
@@ -738,11 +771,10 @@ class PostgresStore:
         record: OutboundRecord,
         *,
         events: Sequence[EventRecord] = (),
-        command_id: str | None = None,
     ) -> None:
         """Insert the message; a taken MessageID raises `asyncpg.UniqueViolationError`, a
         known `command_id` `DuplicateCommand`."""
-        if command_id is None and not events:
+        if record.command_id is None and not events:
             with _FAULTS:
                 async with self._open_pool.acquire() as conn:
                     await _insert_outbound(conn, record, self._owner, self.lease)
@@ -750,8 +782,7 @@ class PostgresStore:
 
         async def op(conn: Any) -> None:
             await _insert_outbound(conn, record, self._owner, self.lease)
-            if command_id is not None:
-                await _insert_command(conn, command_id, record)
+            await _insert_command(conn, record)
             if events:
                 await insert_events(conn, events)
 
@@ -846,7 +877,7 @@ class PostgresStore:
         """Pending messages by due time; no next attempt yet means due since creation."""
         with _FAULTS:
             rows = await self._open_pool.fetch(
-                f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE status = $1 "  # noqa: S608
+                f"SELECT {_OUTBOUND_SELECT} WHERE status = $1 "
                 "ORDER BY coalesce(next_attempt_at, created_at), created_at, message_id",
                 OutboundStatus.PENDING.value,
             )
@@ -936,7 +967,7 @@ class PostgresStore:
     async def get_outbound(self, message_id: str) -> OutboundRecord | None:
         with _FAULTS:
             row = await self._open_pool.fetchrow(
-                f"SELECT {_OUTBOUND_COLUMNS} FROM outbound WHERE message_id = $1",  # noqa: S608
+                f"SELECT {_OUTBOUND_SELECT} WHERE message_id = $1",
                 message_id,
             )
         return None if row is None else _outbound(row)
@@ -998,20 +1029,6 @@ class PostgresStore:
     async def command_message(self, command_id: str) -> str | None:
         value = await self._open_pool.fetchval(
             "SELECT message_id FROM bus_commands WHERE command_id = $1", command_id
-        )
-        return None if value is None else str(value)
-
-    async def message_command(self, message_id: str) -> str | None:
-        value = await self._open_pool.fetchval(
-            "SELECT command_id FROM bus_commands WHERE message_id = $1", message_id
-        )
-        return None if value is None else str(value)
-
-    async def conversation_command(self, conversation_id: str) -> str | None:
-        value = await self._open_pool.fetchval(
-            "SELECT command_id FROM bus_commands WHERE conversation_id = $1 "
-            "ORDER BY received_at DESC LIMIT 1",
-            conversation_id,
         )
         return None if value is None else str(value)
 

@@ -271,7 +271,9 @@ _INBOUND_SELECT: Final = (
 _OUTBOUND_SELECT: Final = (
     "SELECT o.message_id, o.recipient_domain, o.recipient_role, o.message_type, "
     "o.conversation_id, o.reference_message_id, o.endpoint, o.created_at, o.deadline, "
-    "o.status, o.attempts, o.next_attempt_at, o.last_error, e.envelope "
+    "o.status, o.attempts, o.next_attempt_at, o.last_error, e.envelope, "
+    "(SELECT c.command_id FROM bus_commands AS c WHERE c.message_id = o.message_id) "
+    "AS command_id "
     "FROM outbound AS o JOIN outbound_envelope AS e ON e.message_id = o.message_id"
 )
 
@@ -374,6 +376,7 @@ def _outbound(row: sqlite3.Row) -> OutboundRecord:
         attempts=row["attempts"],
         next_attempt_at=_opt_from_us(row["next_attempt_at"]),
         last_error=row["last_error"],
+        command_id=row["command_id"],
     )
 
 
@@ -420,7 +423,7 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[EventRecord]) -> No
                 event.event_id,
                 event.key,
                 event.route,
-                json.dumps(dict(event.attributes), ensure_ascii=False),
+                json.dumps(_with_command(conn, event), ensure_ascii=False),
                 event.data,
                 _to_us(event.created_at),
             )
@@ -429,14 +432,40 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[EventRecord]) -> No
     )
 
 
-def _insert_command(conn: sqlite3.Connection, command_id: str, record: OutboundRecord) -> None:
+def _with_command(conn: sqlite3.Connection, event: EventRecord) -> dict[str, str]:
+    """The attributes of `event`, naming the bus command of its `command_of` if there is
+    one (looked up here, in the transaction that stores the event)."""
+    attributes = dict(event.attributes)
+    wanted = event.command_of
+    if wanted is None:
+        return attributes
+    if wanted.message_id:
+        row = conn.execute(
+            "SELECT command_id FROM bus_commands WHERE message_id = ?", (wanted.message_id,)
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT command_id FROM bus_commands WHERE conversation_id = ? "
+            "ORDER BY received_at DESC LIMIT 1",
+            (wanted.conversation_id,),
+        ).fetchone()
+    if row is not None:
+        attributes["commandid"] = row[0]
+    return attributes
+
+
+def _insert_command(conn: sqlite3.Connection, record: OutboundRecord) -> None:
+    """Record the bus command `record` was made for, if any; `DuplicateCommand` when it
+    was carried out before."""
+    if record.command_id is None:
+        return
     cursor = conn.execute(
         "INSERT INTO bus_commands (command_id, message_id, conversation_id, received_at) "
         "VALUES (?, ?, ?, ?) ON CONFLICT (command_id) DO NOTHING",
-        (command_id, record.message_id, record.conversation_id, _to_us(datetime.now(UTC))),
+        (record.command_id, record.message_id, record.conversation_id, _to_us(datetime.now(UTC))),
     )
     if cursor.rowcount != 1:
-        raise DuplicateCommand(command_id)
+        raise DuplicateCommand(record.command_id)
 
 
 class _Lock:
@@ -889,7 +918,6 @@ class SqliteStore:
         response: OutboundRecord | None,
         *,
         events: Sequence[EventRecord] = (),
-        command_id: str | None = None,
         require_open: bool = False,
     ) -> None:
         """Mark handled and queue the response atomically; LookupError for an unknown message.
@@ -903,8 +931,8 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> None:
             # The command first: a command carried out before is a duplicate, whatever the
             # state of the request it answered.
-            if response is not None and command_id is not None:
-                _insert_command(conn, command_id, response)
+            if response is not None:
+                _insert_command(conn, response)
             cursor = conn.execute(
                 "UPDATE inbound SET status = ?, claimed_by = NULL, lease_until = NULL "
                 "WHERE sender_domain = ? AND message_id = ? AND (? OR status = ?)",
@@ -954,7 +982,6 @@ class SqliteStore:
         record: OutboundRecord,
         *,
         events: Sequence[EventRecord] = (),
-        command_id: str | None = None,
     ) -> None:
         """Insert the message; a taken MessageID raises `sqlite3.IntegrityError`, a known
         `command_id` `DuplicateCommand`."""
@@ -962,8 +989,7 @@ class SqliteStore:
 
         def op(conn: sqlite3.Connection) -> None:
             _insert_outbound(conn, record, owner, lease_until)
-            if command_id is not None:
-                _insert_command(conn, command_id, record)
+            _insert_command(conn, record)
             if events:
                 insert_events(conn, events)
 
@@ -1219,26 +1245,6 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
                 "SELECT message_id FROM bus_commands WHERE command_id = ?", (command_id,)
-            ).fetchone()
-            return None if row is None else str(row[0])
-
-        return await self.read(op)
-
-    async def message_command(self, message_id: str) -> str | None:
-        def op(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT command_id FROM bus_commands WHERE message_id = ?", (message_id,)
-            ).fetchone()
-            return None if row is None else str(row[0])
-
-        return await self.read(op)
-
-    async def conversation_command(self, conversation_id: str) -> str | None:
-        def op(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT command_id FROM bus_commands WHERE conversation_id = ? "
-                "ORDER BY received_at DESC LIMIT 1",
-                (conversation_id,),
             ).fetchone()
             return None if row is None else str(row[0])
 

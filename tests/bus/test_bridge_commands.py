@@ -5,6 +5,7 @@ message; an invalid command is dead-lettered with an error event that says why."
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -145,3 +146,27 @@ async def test_an_invalid_command_is_dead_lettered_with_an_error_event(
     assert reason in body["reason"], body
     assert body["commandId"] == bad.id
     assert await dso.store.pending_outbound() == []
+
+
+async def test_after_a_restart_the_outcome_still_names_its_command(network: Network) -> None:
+    with socket.socket() as probe:  # the CRO's port, nobody listening yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cro = network.create(CRO, Role.CRO, port=port)
+    first = network.create(DSO, Role.DSO, bus=bridge(MemoryBus()), store_name="dso")
+    await network.start(first)
+    network.introduce(cro, first)
+    assert first.bus is not None
+    await eventually(lambda: first.bus is not None and first.bus.health().consuming)
+    assert await first.bus.bus.deliver(command("cmd-r")) is Verdict.ACK  # type: ignore[attr-defined]
+    await eventually(lambda: first.store.pending_outbound())  # refused: waits, pending
+    await first.stop()
+
+    bus = MemoryBus()
+    events = bus.bind("#")
+    second = network.create(DSO, Role.DSO, bus=bridge(bus), store_name="dso")
+    await network.start(second, cro)  # the CRO is up now
+    network.introduce(cro, second)
+    await eventually(lambda: len(by_route(events, "outcome.delivered")) == 1, timeout=15)
+    (outcome,) = by_route(events, "outcome.delivered")
+    assert outcome["commandid"] == "cmd-r"

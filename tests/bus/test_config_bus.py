@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapter.config import BusFormat, ConfigError
+from adapter.config import BusFormat, BusSettings, ConfigError
 from tests.test_config import parse, valid
 
 
@@ -26,10 +29,46 @@ def test_the_bus_defaults_are_the_documented_names() -> None:
         "uftp.commands",
     )
     assert (bus.dead_letter_exchange, bus.dead_letter_queue) == ("uftp.dead", "uftp.dead")
+    assert (bus.stream, bus.commands_stream, bus.dead_stream) == (
+        "UFTP",
+        "UFTP_COMMANDS",
+        "UFTP_DEAD",
+    )
     assert bus.format is BusFormat.XML and bus.commands and bus.delivery_limit == 5
     assert "secret" not in repr(bus)
     assert config.handlers.bus == () and config.handlers.modules == ()
     assert parse(valid()).bus is None
+
+
+def test_nats_streams_are_named_in_the_bus_table() -> None:
+    config = parse(
+        with_tables(
+            bus={
+                "url": "nats://127.0.0.1:4222",
+                "exchange": "grid.events",
+                "stream": "GRID",
+                "commands_stream": "GRID_COMMANDS",
+                "dead_stream": "GRID-DEAD",
+            }
+        )
+    )
+    assert config.bus is not None
+    assert (config.bus.exchange, config.bus.stream) == ("grid.events", "GRID")
+    assert (config.bus.commands_stream, config.bus.dead_stream) == ("GRID_COMMANDS", "GRID-DEAD")
+
+
+def test_the_readme_bus_tables_show_the_defaults() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = [
+        tomllib.loads(block)
+        for block in re.findall(r"```toml\n(.*?)```", readme, flags=re.DOTALL)
+        if "[bus]" in block
+    ]
+    assert [table["bus"]["url"].split(":")[0] for table in blocks] == ["amqp", "nats"]
+    for tables in blocks:
+        bus = parse(with_tables(**tables)).bus
+        assert bus is not None
+        assert bus == BusSettings(url=bus.url), tables["bus"]
 
 
 def test_handlers_name_request_types_and_modules() -> None:
@@ -53,6 +92,10 @@ def test_handlers_name_request_types_and_modules() -> None:
         ({"bus": {"url": "amqp://h/", "exchange": "a b"}}, "bus.exchange", "letters"),
         ({"bus": {"url": "amqp://h/", "delivery_limit": 0}}, "bus.delivery_limit", ">= 1"),
         ({"bus": {"url": "amqp://h/", "exhange": "x"}}, "bus.exhange", "did you mean"),
+        ({"bus": {"url": "amqp://h/", "stream": "UFTP"}}, "bus.stream", "RabbitMQ"),
+        ({"bus": {"url": "nats://h:4222", "stream": "UF.TP"}}, "bus.stream", "stream name"),
+        ({"bus": {"url": "nats://h", "dead_stream": "a>"}}, "bus.dead_stream", "stream name"),
+        ({"bus": {"url": "nats://h", "exchange": "uftp..ev"}}, "bus.exchange", "empty tokens"),
         ({"handlers": {"bus": ["DSOPortfolioQuery"]}}, "handlers.bus", "[bus]"),
         (
             {"bus": {"url": "amqp://h/"}, "handlers": {"bus": ["FlexRequestResponse"]}},

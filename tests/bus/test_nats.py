@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -36,10 +35,9 @@ from nats.js.api import RawStreamMsg, StreamConfig
 from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_nats, source_urn
 from adapter.bus.nats import DEAD_DELIVERIES, DEAD_REASON, DEAD_SUBJECT, MSG_ID, NatsBus
 from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
+from tests.bus.conftest import NATS_REQUIRED, NATS_URL, reachable
 from tests.test_readme import python_examples
 
-NATS_URL = os.environ.get("UFTP_TEST_NATS_URL", "nats://127.0.0.1:4222")
-NATS_REQUIRED = "UFTP_TEST_NATS_URL" in os.environ or bool(os.environ.get("CI"))
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 #: Generous: the machine is shared, and a reconnection takes a second or two by design.
 PATIENCE = 20.0
@@ -99,15 +97,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def reachable(url: str) -> str | None:
-    host, _, port = url.rsplit("//", 1)[-1].rsplit("@", 1)[-1].partition(":")
-    try:
-        with socket.create_connection((host, int(port or 4222)), timeout=2):
-            return None
-    except OSError as exc:
-        return str(exc)
 
 
 @dataclass
@@ -505,31 +494,49 @@ async def test_a_command_no_handler_ever_settled_is_dead_lettered_past_the_limit
     await eventually(lambda: _is(broker.count("commands_stream"), 0), "the command gone")
 
 
-async def test_close_finishes_the_command_in_hand_and_gives_the_rest_back(
+async def test_close_finishes_the_commands_in_hand_and_pulls_no_more(
     broker: NatsBroker,
 ) -> None:
-    first = broker.bus(batch=10, ack_wait=60.0)
+    first = broker.bus(batch=2, ack_wait=60.0)
     await first.connect()
     for index in range(3):
         await broker.send_command(b"<x/>", command_headers(f"cmd-{index}"))
     closing: list[asyncio.Task[None]] = []
+    handled: list[str] = []
 
     async def close_while_handling(command: Command) -> Verdict:
-        closing.append(asyncio.create_task(first.close()))
+        if not closing:
+            closing.append(asyncio.create_task(first.close()))
         await asyncio.sleep(0.3)
+        handled.append(command.id or "")
         return Verdict.ACK
 
     await first.consume(close_while_handling)
     await eventually(lambda: bool(closing) and closing[0].done(), "the close")
     assert not first.health().consuming
+    assert sorted(handled) == ["cmd-0", "cmd-1"]  # the batch in hand, handled at once
 
     second = broker.bus()
     await second.connect()
     handler = Recorder()
     await second.consume(handler)
-    # Well before the ack_wait of 60 s: the two left were given back at once.
-    await eventually(lambda: len(handler.commands) == 2, "the commands given back")
-    assert sorted(c.id or "" for c in handler.commands) == ["cmd-1", "cmd-2"]
+    # Well before the ack_wait of 60 s: the one left was never taken.
+    await eventually(lambda: len(handler.commands) == 1, "the command left")
+    assert [c.id for c in handler.commands] == ["cmd-2"]
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "all acked")
+
+
+async def test_the_commands_of_a_batch_are_handled_at_once(broker: NatsBroker) -> None:
+    bus = broker.bus(batch=8)
+    await bus.connect()
+    for index in range(4):
+        await broker.send_command(b"<x/>", command_headers(f"cmd-{index}"))
+    gate = asyncio.Event()
+    handler = Recorder(gate=gate)
+    await bus.consume(handler)
+    # All four in hand before any returns: their commits can share a transaction.
+    await eventually(lambda: len(handler.commands) == 4, "four commands in hand at once")
+    gate.set()
     await eventually(lambda: _is(broker.count("commands_stream"), 0), "all acked")
 
 

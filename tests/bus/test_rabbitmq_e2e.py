@@ -1,10 +1,8 @@
-"""The bridge end to end on the real RabbitMQ, with shapeshifter-uftp as the UFTP peer, and
-its guarantees under faults: the broker's connections closed under load, a network outage,
-a consumer that must come back. Each fault test counts what the operator's consumer saw
-against what the store holds: lost must be 0; duplicates, which at-least-once allows, are
-counted and removed by event id."""
-
-# ruff: noqa: F811 - the interop fixtures are imported by name
+"""The bridge's guarantees on the real RabbitMQ under faults: the broker's connections
+closed under load, a network outage, a consumer that must come back. Each fault test counts
+what the operator's consumer saw against what the store holds: lost must be 0; duplicates,
+which at-least-once allows, are counted and removed by event id. (What the bridge does on
+either broker without faults: test_bridge_brokers.py.)"""
 
 from __future__ import annotations
 
@@ -15,9 +13,6 @@ from typing import Any
 
 import aio_pika
 import aiohttp
-import pytest
-
-pytest.importorskip("shapeshifter_uftp")
 
 from adapter.bus.bridge import BusBridge
 from adapter.bus.events import XML_CONTENT_TYPE
@@ -28,18 +23,8 @@ from tests.bus.conftest import AMQP_URL
 from tests.bus.test_bridge_events import CRO, DSO, update
 from tests.bus.tools import EventSink, Proxy, close_connections
 from tests.conftest import Network, eventually
-from tests.interop.conftest import TheirSide, shapeshifter  # noqa: F401
-from tests.interop.test_shapeshifter_cro import connection, dso_update, point, send_dso_update
 
 log = logging.getLogger(__name__)
-
-UPDATE_XML = (
-    b'<DSOPortfolioUpdate TimeZone="Europe/Amsterdam">'
-    b'<CongestionPoint EntityAddress="ea1.2024-01.nl.example:cp7" StartPeriod="2024-01-01" '
-    b'MutexOffersSupported="true" DayAheadRedispatchBy="DSO">'
-    b'<Connection EntityAddress="ean.000000000000000007" StartPeriod="2024-01-01"/>'
-    b"</CongestionPoint></DSOPortfolioUpdate>"
-)
 
 
 def rabbit_bridge(topology: Topology, name: str, url: str = AMQP_URL, **options: Any) -> BusBridge:
@@ -99,86 +84,6 @@ def figures(name: str, stored: set[str], sink: EventSink) -> tuple[int, int]:
     lost = len(stored - set(sink.events))
     print(f"\n{name}: {len(stored)} events, lost {lost}, duplicated {sink.duplicates}")
     return lost, sink.duplicates
-
-
-# -- end to end, both directions, shapeshifter-uftp as the peer -------------------------------
-
-
-async def test_their_dso_updates_reach_the_bus_with_the_register_changes(
-    network: Network, shapeshifter: TheirSide, amqp: Any, topology: Topology
-) -> None:
-    sink = await EventSink.bind(amqp, topology.events_exchange)
-    cro = await cro_on_rabbit(network, topology, unique("cro"))
-    await network.start(cro)
-    their_dso = shapeshifter.dso(DSO)
-    shapeshifter.introduce(cro, their_dso)
-    for n in range(3):
-        update_n = dso_update(point(f"ea1.2024-01.nl.example:cp{n}", connection(f"ean.{n:018d}")))
-        response = await send_dso_update(shapeshifter, their_dso, cro, update_n)
-        assert str(response.result) in ("Accepted", "AcceptedRejected.ACCEPTED")
-    await eventually(lambda: len(sink.events) == 9, timeout=15)
-    assert sorted(set(sink.routes())) == [
-        "in.DSOPortfolioUpdate",
-        "outcome.delivered",
-        "register.dso-portfolio",
-    ]
-    inbound = sink.of("in.DSOPortfolioUpdate")
-    assert len(inbound) == 3 and all(e.source == f"urn:uftp:DSO:{DSO}" for e in inbound)
-    assert len(sink.of("register.dso-portfolio")) == 3
-    assert sink.duplicates == 0
-
-
-async def test_a_command_goes_to_their_cro_and_its_outcome_and_response_come_back_once(
-    network: Network, shapeshifter: TheirSide, amqp: Any, topology: Topology
-) -> None:
-    sink = await EventSink.bind(amqp, topology.events_exchange)
-    dso = network.create(DSO, Role.DSO, bus=rabbit_bridge(topology, unique("dso")))
-    await network.start(dso)
-    their_cro = shapeshifter.cro(CRO)
-    shapeshifter.introduce(dso, their_cro)
-    await eventually(lambda: dso.bus is not None and dso.bus.health().consuming)
-
-    for _ in range(2):  # the same command twice: one UFTP message
-        await publish_command(amqp, topology, "cmd-e2e-1", UPDATE_XML, uftprecipient=CRO)
-    received = await their_cro.next()
-    assert received.congestion_points[0].entity_address == "ea1.2024-01.nl.example:cp7"
-    await eventually(lambda: len(sink.of("in.DSOPortfolioUpdateResponse")) == 1, timeout=15)
-    (outcome,) = sink.of("outcome.delivered")
-    (response,) = sink.of("in.DSOPortfolioUpdateResponse")
-    assert outcome.extensions["commandid"] == response.extensions["commandid"] == "cmd-e2e-1"
-    assert response.extensions["causationid"] == outcome.extensions["uftpmessageid"]
-    assert response.source == f"urn:uftp:CRO:{CRO}"
-    await asyncio.sleep(0.5)
-    assert their_cro.empty()  # nothing sent twice
-    assert await dso.store.command_message("cmd-e2e-1") is not None
-
-
-async def test_a_poison_command_is_dead_lettered_with_an_error_event(
-    network: Network, amqp: Any, topology: Topology
-) -> None:
-    sink = await EventSink.bind(amqp, topology.events_exchange, "error.*")
-    dso = network.create(DSO, Role.DSO, bus=rabbit_bridge(topology, unique("dso")))
-    await network.start(dso)
-    await eventually(lambda: dso.bus is not None and dso.bus.health().consuming)
-    await publish_command(
-        amqp, topology, "poison-1", b"<DSOPortfolioUpdate Bogus='1'/>", uftprecipient=CRO
-    )
-    channel = await amqp.channel()
-    dead = await channel.get_queue(topology.dead_letter_queue)
-
-    async def dead_lettered() -> bool:
-        message = await dead.get(fail=False)
-        if message is None:
-            return False
-        await message.ack()
-        return message.message_id == "poison-1"
-
-    await eventually(dead_lettered, timeout=10)
-    await eventually(lambda: len(sink.events) == 1)
-    (error,) = sink.of("error.command")
-    assert error.extensions["commandid"] == "poison-1"
-    assert b"not a valid UFTP message" in error.data
-    assert await dso.store.pending_outbound() == []
 
 
 # -- faults -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What the RabbitMQ tests use around the adapter: a consumer that counts what reaches the
+"""What the bus tests use around the adapter: a consumer that counts what reaches the
 bus (deduplicating by event id, as the README tells consumers to), the broker's own tool to
 close the adapter's connections, and a TCP proxy that plays a network outage."""
 
@@ -35,15 +35,20 @@ class EventSink:
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             attributes = from_amqp(message.headers or {}, message.content_type)
-            event = CloudEvent.from_attributes(attributes, message.body)
-            sink.copies[event.id] += 1
-            if event.id not in sink.events:
-                sink.events[event.id] = (message.routing_key or "", event)
-                sink.order.append(event.id)
+            sink.add(
+                message.routing_key or "", CloudEvent.from_attributes(attributes, message.body)
+            )
             await message.ack()
 
         await queue.consume(on_message)
         return sink
+
+    def add(self, route: str, event: CloudEvent) -> None:
+        """One delivery of `event` under `route`; a copy of an event seen is only counted."""
+        self.copies[event.id] += 1
+        if event.id not in self.events:
+            self.events[event.id] = (route, event)
+            self.order.append(event.id)
 
     def routes(self) -> list[str]:
         return [self.events[event_id][0] for event_id in self.order]

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from adapter.store import OutboundStatus, SaveOutcome, Store
-from adapter.store.base import DuplicateCommand, EventRecord, NotOpen, StoreOpenError
+from adapter.store.base import CommandOf, DuplicateCommand, EventRecord, NotOpen, StoreOpenError
 from tests.store.test_store_contract import (  # noqa: F401 - fixtures
     T0,
     Backend,
@@ -82,13 +82,14 @@ async def test_the_outcome_event_is_stored_only_when_the_message_leaves_pending(
 
 
 async def test_a_command_is_carried_out_once(store: Store) -> None:
-    await store.add_outbound(outbound("out-1"), command_id="cmd-1", events=[event("e1")])
+    await store.add_outbound(outbound("out-1", command_id="cmd-1"), events=[event("e1")])
     with pytest.raises(DuplicateCommand):
-        await store.add_outbound(outbound("out-2"), command_id="cmd-1", events=[event("e2")])
+        await store.add_outbound(outbound("out-2", command_id="cmd-1"), events=[event("e2")])
     assert await store.get_outbound("out-2") is None  # nothing of the duplicate stayed
     assert await ids(store) == ["e1"]
     assert await store.command_message("cmd-1") == "out-1"
-    assert await store.message_command("out-1") == "cmd-1"
+    record = await store.get_outbound("out-1")
+    assert record is not None and record.command_id == "cmd-1"
     assert await store.command_message("cmd-2") is None
 
 
@@ -98,7 +99,7 @@ async def test_an_answer_from_the_bus_needs_an_open_request_and_a_new_command(
     await store.save_inbound(inbound("req-1"))
     await store.save_inbound(inbound("req-2"))
     await store.finish_inbound(
-        inbound().sender_domain, "req-1", outbound("out-1"), command_id="cmd-1", require_open=True
+        inbound().sender_domain, "req-1", outbound("out-1", command_id="cmd-1"), require_open=True
     )
     with pytest.raises(NotOpen):  # answered already
         await store.finish_inbound(
@@ -106,14 +107,13 @@ async def test_an_answer_from_the_bus_needs_an_open_request_and_a_new_command(
         )
     with pytest.raises(DuplicateCommand):
         await store.finish_inbound(
-            inbound().sender_domain, "req-2", outbound("out-3"), command_id="cmd-1"
+            inbound().sender_domain, "req-2", outbound("out-3", command_id="cmd-1")
         )
     with pytest.raises(DuplicateCommand):  # a duplicate first, even of an answered request
         await store.finish_inbound(
             inbound().sender_domain,
             "req-1",
-            outbound("out-4"),
-            command_id="cmd-1",
+            outbound("out-4", command_id="cmd-1"),
             require_open=True,
         )
     assert [r.message_id for r in await store.unfinished_inbound()] == ["req-2"]
@@ -158,6 +158,40 @@ async def test_one_relay_lock_per_store(backend: Backend) -> None:
 
 
 async def test_the_response_record_is_the_one_the_command_names(store: Store) -> None:
-    record = replace(outbound("out-9"), reference_message_id="req-9")
-    await store.add_outbound(record, command_id="cmd-9")
-    assert await store.message_command("out-9") == "cmd-9"
+    record = replace(outbound("out-9"), reference_message_id="req-9", command_id="cmd-9")
+    await store.add_outbound(record)
+    assert await store.command_message("cmd-9") == "out-9"
+
+
+async def test_a_message_made_for_a_command_names_it_when_read_back(store: Store) -> None:
+    await store.add_outbound(outbound("out-1", command_id="cmd-1"))
+    await store.add_outbound(outbound("out-2"))
+    pending = await store.pending_outbound()
+    assert [(r.message_id, r.command_id) for r in pending] == [("out-1", "cmd-1"), ("out-2", None)]
+    record = await store.get_outbound("out-1")
+    assert record is not None and record.command_id == "cmd-1"
+
+
+async def test_an_event_names_the_command_of_its_message_as_it_is_stored(store: Store) -> None:
+    await store.add_outbound(outbound("out-1", command_id="cmd-1", conversation_id="conv-a"))
+    await store.add_outbound(outbound("out-2", conversation_id="conv-b"))
+    await store.add_events(
+        [
+            replace(event("e1"), command_of=CommandOf(message_id="out-1")),
+            replace(event("e2"), command_of=CommandOf(message_id="out-2")),  # no command
+            replace(event("e3"), command_of=CommandOf(conversation_id="conv-a")),
+            replace(event("e4"), command_of=CommandOf(conversation_id="conv-b")),
+            event("e5"),
+        ]
+    )
+    stored = {s.event.event_id: s.event for s in await store.unpublished_events(10)}
+    assert {i: e.attributes.get("commandid") for i, e in stored.items()} == {
+        "e1": "cmd-1",
+        "e2": None,
+        "e3": "cmd-1",
+        "e4": None,
+        "e5": None,
+    }
+    assert stored["e1"] == replace(
+        event("e1"), attributes={**event("e1").attributes, "commandid": "cmd-1"}
+    )
