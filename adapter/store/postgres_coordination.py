@@ -137,7 +137,10 @@ class _Session:
                 )
             try:
                 value = await conn.fetchval(sql, *args)
-            except _CONNECTION_ERRORS as exc:
+            except (*_CONNECTION_ERRORS, asyncpg.InternalClientError) as exc:
+                # InternalClientError: the server ended the connection while asyncpg still
+                # tore down the previous exchange ("another operation is in progress"), before
+                # the termination listener ran: lost all the same.
                 raise StorageError(f"PostgreSQL store: {type(exc).__name__}: {exc}") from exc
             return value, self.generation
 
