@@ -11,7 +11,7 @@ rest of the code never writes SQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -276,8 +276,11 @@ class Store(Protocol):
     def listen_events(self, callback: Callable[[], None]) -> None:
         """Call `callback` after each commit of this process that added events."""
 
-    async def unpublished_events(self, limit: int) -> list[StoredEvent]:
-        """Up to `limit` events not yet published, in store order."""
+    async def unpublished_events(
+        self, limit: int, *, skip: Collection[int] = ()
+    ) -> list[StoredEvent]:
+        """Up to `limit` events not yet published, in store order, but for those whose seq
+        is in `skip` (published, their mark not written yet)."""
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None: ...
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -806,11 +806,15 @@ class PostgresStore:
         if events:
             self.events_written()
 
-    async def unpublished_events(self, limit: int) -> list[StoredEvent]:
+    async def unpublished_events(
+        self, limit: int, *, skip: Collection[int] = ()
+    ) -> list[StoredEvent]:
         rows = await self._open_pool.fetch(
             "SELECT seq, event_id, event_key, route, attributes, data, created_at "
-            "FROM bus_events WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            "FROM bus_events WHERE published_at IS NULL AND NOT (seq = ANY($2::bigint[])) "
+            "ORDER BY seq LIMIT $1",
             limit,
+            list(skip),
         )
         return [
             StoredEvent(
