@@ -40,6 +40,7 @@ bottleneck below 1,000 messages a second: the bare loop and the relay's catch-up
 
     .venv/bin/python bench/bench_bus.py [--brokers rabbitmq,nats] [--rate 100] [--rounds 5]
     .venv/bin/python bench/bench_bus.py --quick
+    .venv/bin/python bench/bench_bus.py --store-dir /dev/shm  # without the cost of fsync
     .venv/bin/python bench/bench_bus.py --profile /tmp/prof    # + cProfile'd slices
 
 With --profile, one more slice of each bridge configuration runs under cProfile after the
@@ -169,9 +170,14 @@ async def reach(count: Callable[[], int], target: int) -> None:
 # --- the adapter's processes -------------------------------------------------------------------
 
 
-def adapter_process(conn: Connection, kind: str, names: Names | None, seen: Any, tmp: str) -> None:
+def adapter_process(
+    conn: Connection, kind: str, names: Names | None, seen: Any, tmp: str, code: str | None
+) -> None:
     """One configuration, serving slices until told to stop. `seen` counts the events the
-    consumer process received for this configuration."""
+    consumer process received for this configuration; `code` is the checkout whose
+    `adapter` package it runs (None: this one)."""
+    if code is not None:
+        sys.path.insert(0, code)  # before anything imports the adapter
     logging.basicConfig(level=logging.ERROR)
     asyncio.run(_adapter(conn, kind, names, seen, Path(tmp)))
 
@@ -205,7 +211,8 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
             domain=domain,
             role=role,
             keys=keys[domain],
-            store=SqliteStore(tmp / f"{kind}-{names and names.broker}-{domain}.sqlite3"),
+            # A file of its own: two stores on one file would share their outbox.
+            store=SqliteStore(tmp / f"{kind}-{uuid.uuid4().hex[:8]}-{domain}.sqlite3"),
             directory=StaticDirectory([]),
             delivery=delivery,
             rate_limit=None,
@@ -307,7 +314,7 @@ async def _relay(conn: Connection, names: Names, seen: Any, tmp: Path) -> None:
     from adapter.uftp.messages import Role, TestMessage
 
     loop = asyncio.get_running_loop()
-    store = SqliteStore(tmp / f"relay-{names.broker}.sqlite3")
+    store = SqliteStore(tmp / f"relay-{names.token}.sqlite3")
     await store.open()
     bus = bus_for(names.settings(commands=False), name="bench relay")
     await bus.connect()
@@ -709,6 +716,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backlog", type=int, default=2000, help="relay backlog events (2000)")
     parser.add_argument("--amqp-url", default=URLS["rabbitmq"])
     parser.add_argument("--nats-url", default=URLS["nats"])
+    parser.add_argument(
+        "--store-dir",
+        type=Path,
+        help="where the SQLite stores go (default: a temporary directory under $TMPDIR); "
+        "e.g. /dev/shm to leave out what fsync costs",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="a checkout of another version (e.g. `git worktree add` or `git archive` of a "
+        "commit): its adapter runs beside this one's, in the same slices",
+    )
     parser.add_argument("--profile", type=Path, metavar="DIR", help="also profile into DIR")
     parser.add_argument("--profile-lines", type=int, default=35)
     options = parser.parse_args(argv)
@@ -719,7 +739,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)
     print(
         f"{rounds} rounds of {seconds:g} s slices, {options.rate:g} messages/s offered, "
-        f"backlog {options.backlog} events; {multiprocessing.cpu_count()} CPUs; Python "
+        f"backlog {options.backlog} events; stores in "
+        f"{options.store_dir or tempfile.gettempdir()}; {multiprocessing.cpu_count()} CPUs; Python "
         f"{sys.version.split()[0]}; load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
@@ -731,44 +752,57 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[Outcome]] = {}
     consumer_cpu: dict[str, float] = {}
     paths: dict[str, Path] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-bus-") as tmp:
+    codes: list[tuple[str, str | None]] = [("", None)]
+    if options.baseline:
+        codes.append((" (baseline)", str(options.baseline.resolve())))
+    with tempfile.TemporaryDirectory(prefix="bench-bus-", dir=options.store_dir) as tmp:
         try:
-            configurations["none"] = Configuration(
-                "UFTP, no bus",
-                "none",
-                "",
-                Process(adapter_process, "none", None, None, tmp, name="none"),
-            )
+            for suffix, code in codes:
+                key = "none" + ("-base" if code else "")
+                configurations[key] = Configuration(
+                    "UFTP, no bus" + suffix,
+                    "none",
+                    "",
+                    Process(adapter_process, "none", None, None, tmp, code, name=key),
+                )
             for broker in brokers:
-                names = {
-                    kind: Names(broker, uuid.uuid4().hex[:8])
+                variants = [
+                    (kind, suffix, code)
+                    for suffix, code in codes
                     for kind in ("events", "commands", "relay", "bare")
+                    if not (code and kind == "bare")  # the library alone: no code of ours
+                ]
+                names = {
+                    (kind, code): Names(broker, uuid.uuid4().hex[:8]) for kind, _, code in variants
                 }
                 all_names.extend(names.values())
-                seen = {kind: context.Value("q", 0, lock=False) for kind in names}
+                seen = {variant: context.Value("q", 0, lock=False) for variant in names}
                 consumer = Process(
                     consumer_process,
                     broker,
-                    [(names[k], seen[k]) for k in ("events", "commands", "relay")],
+                    [(names[v], seen[v]) for v in names if v[0] != "bare"],
                     name=f"consumer-{broker}",
                 )
                 helpers.append(consumer)
-                for kind in ("events", "commands", "relay", "bare"):
+                for kind, suffix, code in variants:
+                    key = f"{kind}-{broker}" + ("-base" if code else "")
+                    variant = (kind, code)
                     process = Process(
-                        adapter_process, kind, names[kind], seen[kind], tmp, name=f"{kind}-{broker}"
+                        adapter_process, kind, names[variant], seen[variant], tmp, code, name=key
                     )
                     label = {
                         "events": f"UFTP -> bus, {broker}",
                         "commands": f"bus -> UFTP (commands), {broker}",
                         "relay": f"relay backlog, {broker} (events)",
                         "bare": f"bare {broker} publish+consume",
-                    }[kind]
-                    configurations[f"{kind}-{broker}"] = Configuration(label, kind, broker, process)
-                producer = Process(
-                    producer_process, names["commands"], seen["commands"], name=f"producer-{broker}"
-                )
-                helpers.append(producer)
-                configurations[f"commands-{broker}"].producer = producer
+                    }[kind] + suffix
+                    configurations[key] = Configuration(label, kind, broker, process)
+                    if kind == "commands":
+                        producer = Process(
+                            producer_process, names[variant], seen[variant], name=f"producer-{key}"
+                        )
+                        helpers.append(producer)
+                        configurations[key].producer = producer
             order = list(configurations)
             results = {key: [] for key in order}
             consumer_before = {
@@ -820,15 +854,18 @@ def report(
         "\nCPU per message of the adapter's process (relay: per event), median of the slices "
         "[min-max], and messages (events) per second, pooled"
     )
-    print(f"  {'configuration':40} {'CPU ms/msg':>22} {'msg/s':>8}  slices msg/s")
+    print(f"  {'configuration':44} {'CPU ms/msg':>22} {'msg/s':>8}  slices msg/s")
     for key, configuration in configurations.items():
         slices = results[key]
         pooled = sum(o.completed for o in slices) / sum(o.wall for o in slices)
         print(
-            f"  {configuration.name:40} {spread([o.cpu_per_message for o in slices], 1000):>22} "
+            f"  {configuration.name:44} {spread([o.cpu_per_message for o in slices], 1000):>22} "
             f"{pooled:8.0f}  {min(o.rate for o in slices):.0f}-{max(o.rate for o in slices):.0f}"
         )
-    base = results["none"]
+
+    def without_bus(key: str) -> list[Outcome]:
+        return results["none-base" if key.endswith("-base") else "none"]
+
     print(
         "\nThe bridge's CPU per message over the UFTP path without it, per round: median [min-max]"
     )
@@ -838,40 +875,51 @@ def report(
             continue
         extra = [
             o.cpu_per_message / b.cpu_per_message - 1
-            for o, b in zip(results[key], base, strict=True)
+            for o, b in zip(results[key], without_bus(key), strict=True)
         ]
-        verdict = "PASS" if statistics.median(extra) < TARGET_EXTRA else "FAIL"
-        if configuration.kind == "events":
+        judged = ""
+        if configuration.kind == "events" and not key.endswith("-base"):
+            verdict = "PASS" if statistics.median(extra) < TARGET_EXTRA else "FAIL"
             verdicts.append(verdict)
-        judged = f": {verdict}" if configuration.kind == "events" else ""
+            judged = f": {verdict}"
         print(
-            f"  {configuration.name:40} {spread(extra, 100, '{:+.0f}%'):>22} "
+            f"  {configuration.name:44} {spread(extra, 100, '{:+.0f}%'):>22} "
             f"(target < +{TARGET_EXTRA:.0%}{judged})"
         )
+    if "none-base" in results:
+        print("\nThis checkout's CPU per message over the baseline's, per round: median [min-max]")
+        for key, configuration in configurations.items():
+            if f"{key}-base" in results:
+                change = [
+                    o.cpu_per_message / b.cpu_per_message - 1
+                    for o, b in zip(results[key], results[f"{key}-base"], strict=True)
+                ]
+                print(f"  {configuration.name:44} {spread(change, 100, '{:+.0f}%'):>22}")
     print(f"\nCan the bus be the bottleneck below {RATE:,} messages/s?")
     for key, configuration in configurations.items():
         slices = results[key]
         rate = statistics.median(o.rate for o in slices)
         if configuration.kind == "bare":
             print(
-                f"  {configuration.name:40} {rate:6.0f} msg/s: "
+                f"  {configuration.name:44} {rate:6.0f} msg/s: "
                 f"{'above' if rate >= RATE else 'BELOW'} {RATE:,}"
             )
         elif configuration.kind == "relay":
             need = RATE * EVENTS_PER_MESSAGE
             print(
-                f"  {configuration.name:40} {rate:6.0f} events/s: "
+                f"  {configuration.name:44} {rate:6.0f} events/s: "
                 f"{'above' if rate >= need else 'BELOW'} the {need:,} events/s of {RATE:,} "
                 f"messages/s, at {statistics.median(o.cpu_per_message for o in slices) * need:.0%} "
                 "of a core"
             )
         elif configuration.kind in ("events", "commands"):
             extra = statistics.median(
-                o.cpu_per_message - b.cpu_per_message for o, b in zip(slices, base, strict=True)
+                o.cpu_per_message - b.cpu_per_message
+                for o, b in zip(slices, without_bus(key), strict=True)
             )
             print(
-                f"  {configuration.name:40} bridge CPU {extra * 1000:+.2f} ms/msg: "
-                f"{extra * RATE:.0%} of a core at {RATE:,} messages/s"
+                f"  {configuration.name:44} bridge CPU {extra * 1000:+.2f} ms/msg at the rate "
+                f"offered: {extra * RATE:.0%} of a core at {RATE:,} messages/s"
             )
     for name, cpu in consumer_cpu.items():
         print(f"  ({name}: {cpu:.1f} s CPU over the measured slices, not counted above)")

@@ -110,9 +110,8 @@ class Relay:
         if len(self._confirmed) >= self._batch:
             await self._mark_now()  # the marks waiting are bounded by one batch
         try:
-            confirmed = set(self._confirmed)  # as of the read: marks may land meanwhile
-            stored = await self._store.unpublished_events(self._batch + len(confirmed))
-            batch = [event for event in stored if event.seq not in confirmed][: self._batch]
+            # The store leaves out what was published and waits for its mark.
+            batch = await self._store.unpublished_events(self._batch, skip=tuple(self._confirmed))
         except Exception as exc:
             self.state = f"waiting for the store: {exc}"
             log.warning("bus relay: cannot read the outbox: %s", exc)
@@ -146,7 +145,7 @@ class Relay:
             level,
             "bus relay: %s; %d events wait, retrying in %.1f s",
             error,
-            len(batch) - len(confirmed),
+            len(batch) - len(published),
             delay,
         )
         self.state = f"waiting for the broker: {error}"

@@ -23,7 +23,7 @@ hosts whose clocks differ still agree on who holds what.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -336,8 +336,11 @@ class Store(Protocol):
     def listen_events(self, callback: Callable[[], None]) -> None:
         """Call `callback` after each commit of this process that added events."""
 
-    async def unpublished_events(self, limit: int) -> list[StoredEvent]:
-        """Up to `limit` events not yet published, in store order."""
+    async def unpublished_events(
+        self, limit: int, *, skip: Collection[int] = ()
+    ) -> list[StoredEvent]:
+        """Up to `limit` events not yet published, in store order, but for those whose seq
+        is in `skip` (published, their mark not written yet)."""
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None: ...
 

@@ -47,7 +47,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -998,11 +998,15 @@ class PostgresStore:
         if events:
             self.events_written()
 
-    async def unpublished_events(self, limit: int) -> list[StoredEvent]:
+    async def unpublished_events(
+        self, limit: int, *, skip: Collection[int] = ()
+    ) -> list[StoredEvent]:
         rows = await self._open_pool.fetch(
             "SELECT seq, event_id, event_key, route, attributes, data, created_at "
-            "FROM bus_events WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            "FROM bus_events WHERE published_at IS NULL AND NOT (seq = ANY($2::bigint[])) "
+            "ORDER BY seq LIMIT $1",
             limit,
+            list(skip),
         )
         return [
             StoredEvent(

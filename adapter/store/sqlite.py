@@ -75,7 +75,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1208,12 +1208,17 @@ class SqliteStore:
         if events:
             self.events_written()
 
-    async def unpublished_events(self, limit: int) -> list[StoredEvent]:
+    async def unpublished_events(
+        self, limit: int, *, skip: Collection[int] = ()
+    ) -> list[StoredEvent]:
+        skipped = ", ".join("?" * len(skip))  # placeholders only: at most a relay's batch
+
         def op(conn: sqlite3.Connection) -> list[StoredEvent]:
             rows = conn.execute(
-                "SELECT seq, event_id, event_key, route, attributes, data, created_at "
-                "FROM bus_events WHERE published_at IS NULL ORDER BY seq LIMIT ?",
-                (limit,),
+                "SELECT seq, event_id, event_key, route, attributes, data, created_at "  # noqa: S608
+                f"FROM bus_events WHERE published_at IS NULL AND seq NOT IN ({skipped}) "
+                "ORDER BY seq LIMIT ?",
+                (*skip, limit),
             )
             return [
                 StoredEvent(

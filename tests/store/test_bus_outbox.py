@@ -60,6 +60,16 @@ async def test_events_come_out_in_order_until_marked_published(store: Store) -> 
     assert await ids(store) == ["e3", "e4"]
 
 
+async def test_the_relay_can_leave_out_what_it_published_and_has_not_marked(
+    store: Store,
+) -> None:
+    await store.add_events([event(f"e{n}") for n in range(5)])
+    seqs = [s.seq for s in await store.unpublished_events(5)]
+    later = await store.unpublished_events(2, skip=[seqs[0], seqs[2]])
+    assert [s.event.event_id for s in later] == ["e1", "e3"]
+    assert [s.seq for s in await store.unpublished_events(5, skip=seqs)] == []
+
+
 async def test_one_event_per_key_and_per_id(store: Store) -> None:
     await store.add_events([event("e1", key="outcome:m1"), event("e2", key="outcome:m1")])
     await store.add_events([event("e1")])
