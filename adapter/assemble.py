@@ -16,12 +16,20 @@ from datetime import timedelta
 
 from . import tls
 from .config import Config, ParticipantSettings, PeerSettings, SqliteStore, StoreSettings
-from .directory import Peer, StaticDirectory
+from .directory import Directory, DirectoryChain, Peer, StaticDirectory
 from .keys import PrivateKeys, load_private
 from .store import DEFAULT_LEASE, open_store
 from .store.base import Store
 
-__all__ = ["TlsContexts", "directory_of", "load_keys", "new_store", "tls_contexts"]
+__all__ = [
+    "TlsContexts",
+    "directory_for",
+    "directory_of",
+    "load_keys",
+    "new_store",
+    "reload_peers",
+    "tls_contexts",
+]
 
 
 def load_keys(settings: ParticipantSettings) -> PrivateKeys:
@@ -49,9 +57,39 @@ def new_store(
 
 def directory_of(peers: tuple[PeerSettings, ...]) -> StaticDirectory:
     """The directory of the configured peers."""
-    return StaticDirectory(
-        Peer(p.domain, p.role, p.endpoint, p.signing_keys, p.barred) for p in peers
-    )
+    return StaticDirectory(_peers(peers))
+
+
+def _peers(peers: tuple[PeerSettings, ...]) -> list[Peer]:
+    return [Peer(p.domain, p.role, p.endpoint, p.signing_keys, p.barred) for p in peers]
+
+
+def directory_for(config: Config) -> DirectoryChain:
+    """The sources of the [directory] table, asked in its order: the [[peers]] of the file
+    ("static") and DNS ("dns", `adapter.directory.dns`, which imports dnspython)."""
+    sources: list[Directory] = []
+    for name in config.directory.sources:
+        if name == "static":
+            sources.append(directory_of(config.peers))
+        elif name == "dns":
+            from .directory.dns import DnsDirectory
+
+            assert config.directory.dns is not None  # the config requires the table
+            sources.append(DnsDirectory(config.directory.dns))
+    return DirectoryChain(sources)
+
+
+def reload_peers(directory: Directory, config: Config) -> bool:
+    """Give the static sources of `directory` the [[peers]] of `config` (the file read again
+    on SIGHUP); False when `directory` has none to give them to."""
+    statics = [
+        source
+        for source in (directory.sources if isinstance(directory, DirectoryChain) else (directory,))
+        if isinstance(source, StaticDirectory)
+    ]
+    for source in statics:
+        source.replace(_peers(config.peers))
+    return bool(statics)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from typing import Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .directory.settings import DIRECTORY_KEYS, DirectorySettings, parse_directory
 from .keys import MAX_PUBLISHED_KEYS
 from .tls import TlsFileError, TlsSettings, check
 from .uftp.envelope import PublicKeys, parse_cs1
@@ -347,6 +348,8 @@ class Config:
     handlers: HandlerSettings = field(default_factory=HandlerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    #: Where peers come from besides `peers`: the [directory] table.
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
         """The peer at `domain` (in `role`), or None when it is not configured.
@@ -484,6 +487,7 @@ def parse_config(
     handlers = _handlers(root.table("handlers", required=False), bus)
     metrics = _metrics(root.table("metrics", required=False), participant)
     retention = _retention(root.table("retention", required=False), limits)
+    directory = parse_directory(root.table("directory", required=False))
     return Config(
         participant,
         delivery,
@@ -496,6 +500,7 @@ def parse_config(
         handlers,
         metrics,
         retention,
+        directory,
     )
 
 
@@ -1117,6 +1122,7 @@ _ROOT_KEYS = (
     "bus",
     "handlers",
     "peers",
+    "directory",
 )
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
@@ -1180,4 +1186,5 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "metrics": ("listen",),
     "retention": ("envelopes_days", "messages_days"),
+    "directory": DIRECTORY_KEYS,
 }

@@ -64,7 +64,7 @@ from .store.coordination import Coordinator
 from .uftp import answers, codec, envelope
 from .uftp.answers import accepted as accepted  # its old home: importable from here still
 from .uftp.answers import rejected
-from .uftp.errors import InvalidXml, Reason, Rejection
+from .uftp.errors import InvalidXml, KeyLookupFailed, Reason, Rejection
 from .uftp.inbound import message_path
 from .uftp.messages import (
     RESPONSE_TYPES,
@@ -119,7 +119,8 @@ class BusAttachment(Protocol):
 #: (disk full, database down: `StorageError`) or the operating system (a full disk or an
 #: unreachable service in a handler's own I/O). Such a message is never rejected for it: it
 #: stays unfinished and is handled again, with backoff, while the process runs.
-OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError)
+#: A peer's keys or endpoint that DNS cannot give now (`KeyLookupFailed`) wait alike.
+OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError, KeyLookupFailed)
 #: Unhandled messages taken over at once: the handler slots bound how many run.
 RECOVERY_BATCH = 1000
 #: How long `stop()` lets the news of deliveries that ended while stopping go out.
@@ -266,7 +267,7 @@ class Participant:
             keys=assemble.load_keys(settings),
             store=store
             or assemble.new_store(settings, lease_seconds=config.delivery.lease_seconds),
-            directory=assemble.directory_of(config.peers),
+            directory=assemble.directory_for(config),
             versions=settings.versions,
             delivery=config.delivery,
             router=router,
@@ -479,6 +480,10 @@ class Participant:
         roles = (
             {role} if role is not None else recipient_roles(kind) & self.directory.roles_of(domain)
         )
+        if not roles:
+            # A source that asks the network (DNS) knows a domain's roles once asked.
+            found = [await self.directory.lookup(domain, r) for r in sorted(recipient_roles(kind))]
+            roles = {peer.role for peer in found if peer is not None}
         if len(roles) == 1:
             peer = await self.directory.lookup(domain, next(iter(roles)))
             if peer is not None:
