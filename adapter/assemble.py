@@ -18,6 +18,7 @@ from . import tls
 from .config import Config, ParticipantSettings, PeerSettings, SqliteStore, StoreSettings
 from .directory import Directory, DirectoryChain, Peer, StaticDirectory
 from .keys import PrivateKeys, load_private
+from .rotation import KeyRing
 from .store import DEFAULT_LEASE, open_store
 from .store.base import Store
 
@@ -25,6 +26,7 @@ __all__ = [
     "TlsContexts",
     "directory_for",
     "directory_of",
+    "key_ring",
     "load_keys",
     "new_store",
     "reload_peers",
@@ -37,6 +39,12 @@ def load_keys(settings: ParticipantSettings) -> PrivateKeys:
     participant, not give it a new identity that no peer knows (`keys generate` creates a
     key, once)."""
     return load_private(settings.signing_key)
+
+
+def key_ring(settings: ParticipantSettings) -> KeyRing:
+    """Our keys as a participant signs with them: the current one, and the next one of a
+    rotation (`adapter.rotation`) once it is activated."""
+    return KeyRing.load(settings.signing_key, settings.activate_next_key_at)
 
 
 def new_store(

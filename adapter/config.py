@@ -23,6 +23,7 @@ import re
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -133,6 +134,8 @@ class ParticipantSettings:
     #: Supported UFTP Versions; the first is the one we send.
     versions: tuple[str, ...]
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: From then on, sign with the next key (`keys rotate`); see `adapter.rotation`.
+    activate_next_key_at: datetime | None = None
 
     @property
     def send_version(self) -> str:
@@ -520,7 +523,18 @@ def _participant(table: _Table) -> ParticipantSettings:
             f"`uftp-adapter keys generate {signing_key.stem} --dir {signing_key.parent}` "
             "and delete this line",
         )
-    return ParticipantSettings(domain, role, signing_key, listen, store, versions, max_body_bytes)
+    activate_at = table.get("activate_next_key_at")
+    if activate_at is not None and not (
+        isinstance(activate_at, datetime) and activate_at.tzinfo is not None
+    ):
+        raise table.error(
+            "activate_next_key_at",
+            "expected a date and time with its offset, e.g. 2026-12-08T06:00:00Z, "
+            f"got {_describe(activate_at)}",
+        )
+    return ParticipantSettings(
+        domain, role, signing_key, listen, store, versions, max_body_bytes, activate_at
+    )
 
 
 def _delivery(table: _Table) -> DeliverySettings:
@@ -1134,6 +1148,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "store",
         "versions",
         "max_body_bytes",
+        "activate_next_key_at",
         "generate_key",  # no longer read: refused with what to do instead
     ),
     "delivery": (

@@ -49,6 +49,7 @@ from .keys import PrivateKeys
 from .limits import PerKeyLimit
 from .ops.observer import NULL_OBSERVER, Observer
 from .outbox import Outbox
+from .rotation import KeyRing
 from .router import HandlerContext, Router
 from .server import Endpoint, RateLimiter, Received
 from .store.base import (
@@ -137,7 +138,7 @@ class Participant:
         *,
         domain: str,
         role: Role,
-        keys: PrivateKeys,
+        keys: PrivateKeys | KeyRing,
         store: Store,
         directory: Directory,
         versions: tuple[str, ...] = ("3.1.0",),
@@ -166,7 +167,8 @@ class Participant:
         self.router = router if router is not None else Router()
         self.store = store
         self.directory = directory
-        self._keys = keys
+        #: What we sign with; a `KeyRing` follows a key rotation (`adapter.rotation`).
+        self._keys = keys if isinstance(keys, KeyRing) else KeyRing(keys)
         self._clock = clock
         self._host = host
         self._port = port
@@ -264,7 +266,7 @@ class Participant:
         return cls(
             domain=settings.domain,
             role=settings.role,
-            keys=assemble.load_keys(settings),
+            keys=assemble.key_ring(settings),
             store=store
             or assemble.new_store(settings, lease_seconds=config.delivery.lease_seconds),
             directory=assemble.directory_for(config),
@@ -383,6 +385,10 @@ class Participant:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    def reload_keys(self) -> None:
+        """Read our key files again (SIGHUP): `keys activate` may have replaced NAME.key."""
+        self._keys.reload()
 
     def url(self, version: str | None = None) -> str:
         """Our message endpoint, as peers should be configured to reach it."""
@@ -511,8 +517,8 @@ class Participant:
         # then explains by validating the sent message locally.
         inner = codec.encode(message, validate=False)
         log.debug("outbound %s body: %r", message.message_id, inner)
-        sealed = envelope.seal(inner, self._keys.signing, self.domain, self.role)
         now = self._clock()
+        sealed = envelope.seal(inner, self._keys.signing(now), self.domain, self.role)
         reference = message.reference_message_id if isinstance(message, PayloadResponse) else ""
         return OutboundRecord(
             message_id=message.message_id,
