@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from . import tls
-from .config import Config, ParticipantSettings, PeerSettings, SqliteStore, StoreSettings
+from .config import (
+    Config,
+    ConfigError,
+    ParticipantSettings,
+    PeerSettings,
+    SqliteStore,
+    StoreSettings,
+)
 from .directory import Directory, DirectoryChain, Peer, StaticDirectory
 from .keys import PrivateKeys, load_private
 from .rotation import KeyRing
@@ -80,8 +87,14 @@ def directory_for(config: Config) -> DirectoryChain:
         if name == "static":
             sources.append(directory_of(config.peers))
         elif name == "dns":
-            from .directory.dns import DnsDirectory
-
+            try:
+                from .directory.dns import DnsDirectory
+            except ImportError as exc:
+                raise ConfigError(
+                    str(config.path),
+                    "directory.sources",
+                    f"lists 'dns', which needs dnspython: pip install 'uftp-adapter[dns]' ({exc})",
+                ) from None
             assert config.directory.dns is not None  # the config requires the table
             sources.append(DnsDirectory(config.directory.dns))
     return DirectoryChain(sources)

@@ -305,3 +305,17 @@ async def test_a_dns_failure_in_the_chain_is_not_passed_over() -> None:
         later = StaticDirectory([Peer("cro.example.test", Role.CRO, "https://x", (b"k" * 32,))])
         with pytest.raises(KeyLookupFailed):
             await DirectoryChain([dns_source, later]).lookup("cro.example.test", Role.CRO)
+
+
+def test_missing_dns_servers_fail_under_ci_rather_than_skip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.directory import dnslab
+
+    monkeypatch.setattr(dnslab, "PROGRAMS", ("no-such-dns-server",))
+    monkeypatch.setattr(dnslab, "REQUIRED", True)
+    with pytest.raises(pytest.fail.Exception, match="may not skip"):
+        dnslab.require_programs()
+    monkeypatch.setattr(dnslab, "REQUIRED", False)
+    with pytest.raises(pytest.skip.Exception):
+        dnslab.require_programs()
