@@ -293,7 +293,7 @@ class DnsDirectory:
         detail = f"DNS lookup of {name} {dns.rdatatype.to_text(rdtype)} failed: " + "; ".join(
             problems
         )
-        log.warning("%s (temporary: the sender is answered 419)", detail)
+        log.warning("%s (temporary: to be asked again)", detail)
         raise KeyLookupFailed(detail)
 
 
