@@ -23,7 +23,8 @@ from .config import (
     SqliteStore,
     StoreSettings,
 )
-from .directory import Directory, DirectoryChain, Peer, StaticDirectory
+from .directory import Directory, Peer, StaticDirectory
+from .directory.chain import DirectoryChain
 from .keys import PrivateKeys, load_private
 from .rotation import KeyRing
 from .store import DEFAULT_LEASE, open_store

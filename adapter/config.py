@@ -30,7 +30,9 @@ from typing import Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .directory.settings import DIRECTORY_KEYS, DirectorySettings, parse_directory
+from .directory.settings import DEFAULT_ENDPOINT as DEFAULT_DNS_ENDPOINT
+from .directory.settings import DIRECTORY_KEYS, DNS_KEYS, DirectorySettings, DnsSettings
+from .directory.settings import SOURCES as DIRECTORY_SOURCES
 from .keys import MAX_PUBLISHED_KEYS
 from .tls import TlsFileError, TlsSettings, check
 from .uftp.envelope import PublicKeys, parse_cs1
@@ -490,7 +492,7 @@ def parse_config(
     handlers = _handlers(root.table("handlers", required=False), bus)
     metrics = _metrics(root.table("metrics", required=False), participant)
     retention = _retention(root.table("retention", required=False), limits)
-    directory = parse_directory(root.table("directory", required=False))
+    directory = _directory(root.table("directory", required=False))
     return Config(
         participant,
         delivery,
@@ -798,6 +800,79 @@ def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
         barred = table.boolean("barred", False)
         peers.append(PeerSettings(domain, role, endpoint, public_keys, barred, keys_file))
     return tuple(peers)
+
+
+def _directory(table: _Table) -> DirectorySettings:
+    """Read the [directory] table (absent: the static peers alone)."""
+    if not table.present:
+        return DirectorySettings()
+    sources = tuple(table.string_list("sources")) if "sources" in table.data else ("static",)
+    if not sources:
+        raise table.error("sources", f"expected at least one of {', '.join(DIRECTORY_SOURCES)}")
+    for index, name in enumerate(sources):
+        if name not in DIRECTORY_SOURCES:
+            raise table.error(
+                f"sources[{index}]", f"expected one of {', '.join(DIRECTORY_SOURCES)}, got {name!r}"
+            )
+        if name in sources[:index]:
+            raise table.error(f"sources[{index}]", f"{name!r} is listed twice")
+    dns = None
+    dns_data = table.get("dns")
+    if "dns" in sources:
+        if dns_data is None:
+            raise table.error("dns", "missing; sources lists 'dns': add a [directory.dns] table")
+        dns = _directory_dns(_Table(table.ctx, dns_data, table._name("dns"), DNS_KEYS))
+    elif dns_data is not None:
+        raise table.error("dns", "present, but sources does not list 'dns'")
+    return DirectorySettings(sources, dns)
+
+
+def _directory_dns(table: _Table) -> DnsSettings:
+    resolvers = []
+    for index, text in enumerate(table.string_list("resolvers")):
+        resolvers.append(_directory_resolver(table, f"resolvers[{index}]", text))
+    if not resolvers:
+        raise table.error(
+            "resolvers", "expected at least one validating resolver, e.g. '127.0.0.1:53'"
+        )
+    endpoint = table.string("endpoint", DEFAULT_DNS_ENDPOINT)
+    try:
+        url = urlsplit(endpoint.replace("{host}", "host.example"))
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise table.error("endpoint", f"not a URL: {exc}") from None
+    if "{host}" not in endpoint or url.scheme not in ("http", "https") or "{" in url.geturl():
+        raise table.error(
+            "endpoint",
+            f"expected an http(s) URL with {{host}} for the host DNS names, e.g. "
+            f"{DEFAULT_DNS_ENDPOINT!r}, got {endpoint!r}",
+        )
+    return DnsSettings(
+        resolvers=tuple(resolvers),
+        require_dnssec=table.boolean("require_dnssec", True),
+        timeout_seconds=table.number("timeout_seconds", 3.0),
+        endpoint=endpoint,
+        max_ttl_seconds=table.number("max_ttl_seconds", 3600.0),
+        negative_ttl_seconds=table.number("negative_ttl_seconds", 300.0),
+    )
+
+
+def _directory_resolver(table: _Table, where: str, text: str) -> tuple[str, int]:
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise table.error(
+            where, f"expected the IP address of a resolver ('127.0.0.1:53'), got {text!r}"
+        ) from None
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise table.error(where, f"expected a port 1-65535, got {port!r}")
+    return str(address), int(port)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The spec allows two ways to learn them (message-transport-mechanism.md, "Service
 discovery"): a single authority's address book, or DNS with DNSSEC. `StaticDirectory` is the
 address book read from the configuration; `adapter.directory.dns` asks DNS; a
-`DirectoryChain` asks its sources in the configured order. A directory that must ask the
+`chain.DirectoryChain` asks its sources in the configured order. A directory that must ask the
 network raises `KeyLookupFailed` for a temporary failure, which the endpoint answers with 419
 so that the sender retries later.
 """
@@ -16,7 +16,7 @@ from typing import Protocol
 
 from ..uftp.messages import Role
 
-__all__ = ["Directory", "DirectoryChain", "Peer", "StaticDirectory"]
+__all__ = ["Directory", "Peer", "StaticDirectory"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,3 @@ class StaticDirectory:
     def replace(self, peers: Iterable[Peer]) -> None:
         """Know exactly `peers` from now on (a configuration read again)."""
         self._peers = {(peer.domain, peer.role): peer for peer in peers}
-
-
-from .chain import DirectoryChain  # noqa: E402 - it builds on the types above

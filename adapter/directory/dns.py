@@ -49,7 +49,7 @@ import dns.rrset
 
 from ..printable import printable
 from ..uftp.envelope import parse_cs1
-from ..uftp.errors import KeyLookupFailed
+from ..uftp.errors import AdapterError, KeyLookupFailed
 from ..uftp.messages import Role
 from . import Peer
 from .settings import DnsSettings
@@ -73,7 +73,7 @@ class _Entry:
     peer: Peer | None
 
 
-class _Absent(Exception):
+class _Absent(AdapterError):
     """Nothing usable at a name (NXDOMAIN, no data, or refused as unsigned), for `ttl`."""
 
     def __init__(self, ttl: float) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapter.directory import DirectoryChain, Peer, StaticDirectory
+from adapter.directory import Peer, StaticDirectory
+from adapter.directory.chain import DirectoryChain
 from adapter.directory.dns import DnsDirectory
 from adapter.directory.settings import DnsSettings
 from adapter.keys import generate

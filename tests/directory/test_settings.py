@@ -13,7 +13,8 @@ import pytest
 
 from adapter.assemble import directory_for, reload_peers
 from adapter.config import ConfigError
-from adapter.directory import DirectoryChain, StaticDirectory
+from adapter.directory import StaticDirectory
+from adapter.directory.chain import DirectoryChain
 from adapter.directory.dns import DnsDirectory
 from adapter.directory.settings import DEFAULT_ENDPOINT, DirectorySettings, DnsSettings
 from adapter.uftp.messages import Role
