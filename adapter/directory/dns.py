@@ -137,7 +137,12 @@ class DnsDirectory:
         self._in_flight[key] = future
         try:
             entry = await self._fetch(*key)
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            # Our caller went away; those waiting for the same peer were not cancelled.
+            future.set_exception(KeyLookupFailed("the DNS lookup was cancelled"))
+            future.exception()
+            raise
+        except Exception as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters, if any, get it too
             raise
@@ -155,7 +160,12 @@ class DnsDirectory:
             self._cache.popitem(last=False)
 
     async def _fetch(self, domain: str, role: Role) -> _Entry:
-        base = dns.name.from_text(f"_{role.value.lower()}._usef.{domain}")
+        try:
+            base = dns.name.from_text(f"_{role.value.lower()}._usef.{domain}")
+        except dns.exception.DNSException:
+            # Not a name DNS can hold (a label over 63 bytes): no peer there. The domain is
+            # the sender's to write, and schema-valid is not always DNS-valid.
+            return _Entry(self._clock() + self.settings.negative_ttl_seconds, None)
         keys_found, host_found = await asyncio.gather(
             self._keys(base),
             self._endpoint_host(dns.name.Name((b"_http", *base.labels))),
@@ -183,7 +193,7 @@ class DnsDirectory:
         # "==cs1." can only be the end of one key and the start of the next.
         text = " ".join(b"".join(rdata.strings).decode("ascii", "replace") for rdata in rrset)
         keys: list[bytes] = []
-        for found in _CS1.findall(text):
+        for found in _CS1.findall(text)[: 4 * MAX_KEYS]:
             try:
                 signing = parse_cs1(found).signing
             except ValueError as exc:

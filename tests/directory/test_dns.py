@@ -320,3 +320,9 @@ def test_missing_dns_servers_fail_under_ci_rather_than_skip(
     monkeypatch.setattr(dnslab, "REQUIRED", False)
     with pytest.raises(pytest.skip.Exception):
         dnslab.require_programs()
+
+
+async def test_a_sender_domain_dns_cannot_hold_is_an_unknown_peer() -> None:
+    source = DnsDirectory(DnsSettings(resolvers=(("127.0.0.1", 9),), timeout_seconds=0.2))
+    assert await source.lookup("a" * 64 + ".example.test", Role.CRO) is None
+    assert await source.lookup(("a" * 60 + ".") * 5 + "test", Role.CRO) is None
