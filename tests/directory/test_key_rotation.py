@@ -125,3 +125,21 @@ def test_a_configured_date_switches_to_the_next_key(tmp_path: Path) -> None:
     ring = KeyRing.load(path, at)
     assert ring.signing(at - timedelta(seconds=1)) == original.signing
     assert ring.signing(at)[32:] == upcoming.signing
+
+
+def test_the_keys_commands_refuse_a_second_rotation_and_an_activation_without_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--domain", CRO, "--role", "CRO", "--dir", str(tmp_path)]
+    assert cli.main(["keys", "generate", "cro", "--dir", str(tmp_path)]) == 0
+    assert cli.main(["keys", "activate", "cro", *argv]) == cli.EXIT_REFUSED
+    assert "keys rotate cro" in capsys.readouterr().err
+    assert cli.main(["keys", "rotate", "cro", *argv]) == 0
+    record = capsys.readouterr().out.splitlines()[-1]
+    assert record.startswith(f"_CRO._usef.{CRO}. IN TXT ")
+    upcoming = (tmp_path / "cro.next.key").read_bytes()
+    assert cli.main(["keys", "rotate", "cro", *argv]) == cli.EXIT_REFUSED
+    assert "rotation is under way" in capsys.readouterr().err
+    assert (tmp_path / "cro.next.key").read_bytes() == upcoming  # never overwritten
+    assert cli.main(["keys", "activate", "cro", *argv]) == 0
+    assert (tmp_path / "cro.key").read_bytes() == upcoming
