@@ -100,24 +100,24 @@ class ListenAddress:
 
 
 @dataclass(frozen=True, slots=True)
-class SqliteStore:
+class SqliteStoreSettings:
     """A SQLite database file (absolute path)."""
 
     path: Path
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class PostgresStore:
+class PostgresStoreSettings:
     """A PostgreSQL connection string, as asyncpg takes it."""
 
     dsn: str
 
     def __repr__(self) -> str:
         # The DSN may hold a password; a repr ends up in logs.
-        return f"PostgresStore(dsn={_redact_url(self.dsn)!r})"
+        return f"PostgresStoreSettings(dsn={_redact_url(self.dsn)!r})"
 
 
-StoreSettings = SqliteStore | PostgresStore
+StoreSettings = SqliteStoreSettings | PostgresStoreSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -849,8 +849,8 @@ def _store(table: _Table, key: str) -> StoreSettings:
     except ValueError as exc:
         raise table.error(key, str(exc)) from None
     if value.startswith("sqlite:"):
-        return SqliteStore(table.ctx.resolve(value.removeprefix("sqlite:")))
-    return PostgresStore(value)
+        return SqliteStoreSettings(table.ctx.resolve(value.removeprefix("sqlite:")))
+    return PostgresStoreSettings(value)
 
 
 def _versions(table: _Table, key: str) -> tuple[str, ...]:

@@ -90,7 +90,7 @@ def read_message_file(path: Path) -> PayloadMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class RequestResult:
     status: int
     response: PayloadResponse | None
 
@@ -104,7 +104,7 @@ async def request_once(
     keep_trying: bool = False,
     out: TextIO = sys.stdout,
     describe: Callable[[PayloadResponse], str] | None = None,
-) -> Outcome:
+) -> RequestResult:
     """Start the participant (to receive the answer), send one request, print the answer.
 
     Giving up after `timeout` seconds, it says what happened (delivered but not answered, or
@@ -119,17 +119,17 @@ async def request_once(
             response = await participant.request(message, to=to, timeout=timeout)
         except ResponseTimeout as exc:
             print(await gave_up(participant, exc.message_id, timeout, keep_trying), file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
+            return RequestResult(EXIT_UNDELIVERED, None)
         except DeliveryFailed as exc:
             print(f"not delivered: {exc}", file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
+            return RequestResult(EXIT_UNDELIVERED, None)
         except UnknownPeer as exc:
             print(f"not sent: {exc}", file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
+            return RequestResult(EXIT_UNDELIVERED, None)
     finally:
         await participant.stop()
     print(describe(response) if describe else describe_response(response), file=out)
-    return Outcome(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
+    return RequestResult(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
 
 
 async def gave_up(
