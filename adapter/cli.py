@@ -236,6 +236,7 @@ def _workers(text: str) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     from .config import load_config
     from .run import read_message_file, request_once
+    from .uftp.messages import PayloadRequest
 
     config = load_config(args.config)
     # A request opens a conversation (metadata-attributes.md: a ConversationID is generated
@@ -244,6 +245,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     message = dataclasses.replace(
         read_message_file(args.message_file), conversation_id=str(uuid.uuid4())
     )
+    if not isinstance(message, PayloadRequest):
+        raise UsageError(
+            f"{args.message_file}: a {message.xml_name} is not a request: it answers one"
+        )
     outcome = asyncio.run(
         request_once(config, message, args.to, timeout=args.timeout, keep_trying=args.keep_trying)
     )

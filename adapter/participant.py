@@ -69,13 +69,13 @@ from .uftp.inbound import message_path
 from .uftp.messages import (
     RESPONSE_TYPES,
     PayloadMessage,
+    PayloadRequest,
     PayloadResponse,
     Role,
     TestMessage,
     TestMessageResponse,
 )
 from .uftp.retry import backoff_delay
-from .uftp.rules import recipient_roles
 from .waiters import SharedWaiters, Waiters
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=PayloadMessage)
+R = TypeVar("R", bound=PayloadResponse)
 
 
 class BusAttachment(Protocol):
@@ -396,9 +397,7 @@ class Participant:
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def send(
-        self, message: PayloadMessage, to: str, *, role: Role | None = None
-    ) -> PayloadMessage:
+    async def send(self, message: M, to: str, *, role: Role | None = None) -> M:
         """Queue `message` durably for `to` and return it with its metadata filled in.
 
         Raises `UnknownPeer` when `to` is not a configured peer for this message type.
@@ -410,13 +409,15 @@ class Participant:
 
     async def request(
         self,
-        message: PayloadMessage,
+        message: PayloadRequest[R],
         to: str,
         *,
         role: Role | None = None,
         timeout: float = 60.0,
-    ) -> PayloadResponse:
-        """Send `message` and wait for the response that answers it.
+    ) -> R:
+        """Send `message` and wait for the response that answers it, of the type the request
+        names (a DSOPortfolioUpdate is answered by a DSOPortfolioUpdateResponse, and a type
+        checker knows it).
 
         Raises `DeliveryFailed` when the message cannot be delivered, `ResponseTimeout` when
         no response arrives within `timeout` seconds.
@@ -428,7 +429,7 @@ class Participant:
             await self.outbox.submit(self._outbound(filled, peer))
             try:
                 async with asyncio.timeout(timeout):
-                    return await future
+                    return filled.response_from(await future)
             except TimeoutError:
                 raise ResponseTimeout(
                     f"no response to {filled.xml_name} {filled.message_id} within {timeout:g} s",
@@ -477,7 +478,7 @@ class Participant:
 
     async def _peer_for(self, domain: str, role: Role | None, kind: type[PayloadMessage]) -> Peer:
         roles = (
-            {role} if role is not None else recipient_roles(kind) & self.directory.roles_of(domain)
+            {role} if role is not None else kind.recipient_roles & self.directory.roles_of(domain)
         )
         if len(roles) == 1:
             peer = await self.directory.lookup(domain, next(iter(roles)))

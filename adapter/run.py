@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from .bulk import LARGE_MESSAGES
 from .config import Config, load_config
@@ -26,10 +26,12 @@ from .participant import Participant
 from .store.base import OutboundStatus
 from .uftp import codec
 from .uftp.errors import InvalidXml
-from .uftp.messages import PayloadMessage, PayloadResponse, Result
+from .uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse, Result
 from .wiring import participant_for
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=PayloadResponse)
 
 #: Exit statuses of `send` (and of commands built on it).
 EXIT_ACCEPTED = 0
@@ -97,13 +99,13 @@ class RequestResult:
 
 async def request_once(
     config: Config,
-    message: PayloadMessage,
+    message: PayloadRequest[R],
     to: str,
     *,
     timeout: float,
     keep_trying: bool = False,
     out: TextIO = sys.stdout,
-    describe: Callable[[PayloadResponse], str] | None = None,
+    describe: Callable[[R], str] | None = None,
 ) -> RequestResult:
     """Start the participant (to receive the answer), send one request, print the answer.
 

@@ -101,23 +101,6 @@ from .xml import SCHEMAS, attr, parse_xml
 #: Versions whose wire format this codec reads and writes.
 KNOWN_VERSIONS = ("3.0.0", "3.1.0", "4.0.0")
 
-#: 3.x reference attribute of each response type (None: the type has no reference in 3.x).
-V3_REFERENCE_ATTRIBUTE: dict[type[PayloadResponse], str | None] = {
-    TestMessageResponse: None,
-    DSOPortfolioUpdateResponse: "DSOPortfolioUpdateResponseMessageID",
-    DSOPortfolioQueryResponse: "DSOPortfolioQueryMessageID",
-    AGRPortfolioUpdateResponse: "AGRPortfolioUpdateMessageID",
-    AGRPortfolioQueryResponse: "AGRPortfolioQueryMessageID",
-    FlexRequestResponse: "FlexRequestMessageID",
-    FlexOfferResponse: "FlexOfferMessageID",
-    FlexOfferRevocationResponse: "FlexOfferRevocationMessageID",
-    FlexOrderResponse: "FlexOrderMessageID",
-    FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
-    DPrognosisResponse: "D-PrognosisMessageID",
-    FlexSettlementResponse: "FlexSettlementMessageID",
-    MeteringResponse: "MeteringMessageID",
-}
-
 
 def is_draft(version: str) -> bool:
     return version.startswith("4.")
@@ -300,7 +283,7 @@ def _response(cls: type[PayloadResponse], root: etree._Element, meta: dict[str, 
     if is_draft(version):
         reference: str | None = "ReferenceMessageID"
     else:
-        reference = V3_REFERENCE_ATTRIBUTE[cls]
+        reference = cls.v3_reference
     meta["reference_message_id"] = root.get(reference, "") if reference else ""
     result = root.get("Result")
     if result is not None:
@@ -816,7 +799,7 @@ def _response_attributes(message: PayloadResponse) -> str:
     if is_draft(message.version):
         reference: str | None = "ReferenceMessageID"
     else:
-        reference = V3_REFERENCE_ATTRIBUTE[type(message)]
+        reference = message.v3_reference
         if reference is None:  # 3.x TestMessageResponse: metadata only
             return ""
     if not message.reference_message_id:
