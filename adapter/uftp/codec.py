@@ -5,10 +5,10 @@ Version -> build the model. Validation comes before any value is read, so the re
 can trust the shape of the tree and stay simple and fast: the connections of a large
 portfolio update are read column-wise (`columns.py`), without a Python object per element.
 
-Writing is plain string assembly with attribute escaping, which is several times faster than
-building an lxml tree for the same document, and is validated against the same schema before
-it leaves (on by default), so that a mistake in our own data is reported here rather than as
-an HTTP 400 from the peer.
+Writing is plain string assembly with attribute escaping, which costs less than building an
+lxml tree for the same document (bench/README.md, "Measurements behind the code"), and is
+validated against the same schema before it leaves (on by default), so that a mistake in our
+own data is reported here rather than as an HTTP 400 from the peer.
 
 Where the Versions differ, the schema of the message's Version decides; the codec writes and
 reads the union. The differences: a 3.x response names its reference to the request per type
@@ -249,7 +249,7 @@ def _bool(text: str) -> bool:
     return text.strip() in ("true", "1")
 
 
-#: Enum members by value: a dict look-up instead of Enum.__call__, several times faster.
+#: Enum members by value: a dict look-up, cheaper than Enum.__call__ for every row.
 _REDISPATCH: dict[str, RedispatchBy] = {member.value: member for member in RedispatchBy}
 
 

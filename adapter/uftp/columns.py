@@ -2,8 +2,8 @@
 
 A DSOPortfolioUpdate of 100 congestion points x 1,000 connections holds 100,000 Connection
 elements. Read one element at a time, each costs a Python proxy object and three attribute
-look-ups, about 3 us: 300 ms for the message. Read column-wise, libxml2 collects the values
-and Python only slices lists:
+look-ups, and the message costs 100,000 times that. Read column-wise, libxml2 collects the
+values and Python only slices lists:
 
 - One XPath returns every Connection attribute value in document order. EntityAddress and
   StartPeriod are required, EndPeriod is the only optional attribute (XSD:

@@ -9,7 +9,7 @@ of the message's Version decides what may be written.
 
 Two shapes, chosen for cost: messages and congestion points are frozen dataclasses (a handful
 per message), while the rows that come by the hundred thousand (connections, ISPs) are
-NamedTuples, which are immutable too but build about twice as fast as a frozen dataclass.
+NamedTuples, which are immutable too but cheaper to build than a frozen dataclass.
 
 Value types: powers and ISP numbers are `int` (xs:integer is unbounded, so is `int`); prices,
 amounts, activation factors and metered values are `Decimal` (xs:decimal, exact); an

@@ -82,7 +82,7 @@ _LOCAL = _PerThread()
 
 # Markup declarations are only legal inside a DTD, so refusing "<!DOCTYPE" and "<!ENTITY"
 # refuses every entity trick. Case matters in XML: lower-case spellings are not markup.
-# (One regular expression pass: measured a third faster than two literal searches.)
+# (One regular expression pass: it measured faster than two literal searches.)
 _DTD_MARKERS = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
 
 
@@ -174,7 +174,7 @@ def locate_attribute(data: bytes, name: bytes, *, limit: int) -> Located:
 
 
 class Schema:
-    """One UFTP schema version, compiled once per thread that uses it (under 1 ms)."""
+    """One UFTP schema version, compiled once per thread that uses it."""
 
     def __init__(self, name: str) -> None:
         self.name = name
