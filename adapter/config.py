@@ -424,14 +424,7 @@ def parse_config(
     root = _Table(ctx, data, "", _ROOT_KEYS)
     participant_table = root.table("participant")
     participant = _participant(participant_table)
-    delivery = _read(root.table("delivery", required=False), Delivery)
-    if delivery.deadline_seconds < ROUTINE_DEADLINE_SECONDS:
-        log.warning(
-            "%s: delivery.deadline_seconds = %g is shorter than the hour the spec asks "
-            "for routine messages",
-            source,
-            delivery.deadline_seconds,
-        )
+    delivery = _delivery(root.table("delivery", required=False))
     cro_table = root.table("cro", required=False)
     cro = _read(cro_table, CroSettings)
     if cro_table.present and participant.role is not Role.CRO:
@@ -476,6 +469,31 @@ def _participant(table: _Table) -> ParticipantSettings:
             "and delete this line",
         )
     return ParticipantSettings(domain, role, signing_key, listen, store, versions)
+
+
+def _delivery(table: _Table) -> Delivery:
+    """The [delivery] table, checked as a whole: a program may choose a retry schedule out
+    of order (a test's short deadline), a configuration file is held to one that makes
+    sense."""
+    settings = _read(table, Delivery)
+    if settings.backoff_initial_seconds > settings.backoff_max_seconds:
+        raise table.error(
+            "backoff_initial_seconds",
+            f"must not exceed backoff_max_seconds ({settings.backoff_max_seconds:g})",
+        )
+    if settings.request_timeout_seconds > settings.deadline_seconds:
+        raise table.error(
+            "request_timeout_seconds",
+            f"must not exceed deadline_seconds ({settings.deadline_seconds:g})",
+        )
+    if settings.deadline_seconds < ROUTINE_DEADLINE_SECONDS:
+        log.warning(
+            "%s: delivery.deadline_seconds = %g is shorter than the hour the spec asks "
+            "for routine messages",
+            table.ctx.source,
+            settings.deadline_seconds,
+        )
+    return settings
 
 
 def _tls(table: _Table) -> TlsSettings:

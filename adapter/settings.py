@@ -120,16 +120,6 @@ class Delivery:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.backoff_initial_seconds > self.backoff_max_seconds:
-            raise SettingsError(
-                "backoff_initial_seconds",
-                f"must not exceed backoff_max_seconds ({self.backoff_max_seconds:g})",
-            )
-        if self.request_timeout_seconds > self.deadline_seconds:
-            raise SettingsError(
-                "request_timeout_seconds",
-                f"must not exceed deadline_seconds ({self.deadline_seconds:g})",
-            )
 
 
 @dataclass(frozen=True, slots=True)
