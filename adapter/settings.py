@@ -23,7 +23,12 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .uftp.errors import AdapterError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -39,7 +44,7 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 ROUTINE_DEADLINE_SECONDS = 3600.0
 
 
-class SettingsError(ValueError):
+class SettingsError(AdapterError, ValueError):
     """A setting out of its range: `field` names it, `problem` says what was expected."""
 
     def __init__(self, field: str, problem: str) -> None:
@@ -64,9 +69,9 @@ def count(
     )
 
 
-def check_fields(settings: object) -> None:
+def check_fields(settings: DataclassInstance) -> None:
     """Check every field of `settings` against its kind (see `seconds` and `count`)."""
-    for item in dataclasses.fields(settings):  # type: ignore[arg-type]
+    for item in dataclasses.fields(settings):
         value = getattr(settings, item.name)
         if "minimum" in item.metadata:
             minimum = item.metadata["minimum"]
