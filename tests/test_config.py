@@ -83,7 +83,7 @@ def test_minimal_config_with_defaults() -> None:
     assert p.store == SqliteStoreSettings(Path("/srv/uftp/var/dso.sqlite3"))
     assert p.versions == ("3.1.0", "3.0.0")
     assert p.send_version == "3.1.0"
-    assert p.max_body_bytes == 32 * 1024 * 1024
+    assert config.limits.max_body_bytes == 32 * 1024 * 1024  # participant.max_body_bytes
     assert config.delivery == DeliverySettings()
     assert config.delivery.deadline_seconds == 3600
     assert config.cro == CroSettings()

@@ -122,7 +122,7 @@ class BusBridge:
             answered=config.handlers.bus,
             answer_within_seconds=settings.answer_within_seconds,
             consume=settings.commands,
-            max_command_bytes=config.participant.max_body_bytes,
+            max_command_bytes=config.limits.max_body_bytes,
         )
 
     # -- wiring (called by the participant) ---------------------------------------------------
