@@ -662,7 +662,11 @@ async def test_postgres_conflict_checks_probe_the_address_index_without_statisti
     finds its conflicts, and being a bulk load itself, leaves the tables analyzed."""
     asyncpg = pytest.importorskip("asyncpg")
     from adapter.store.postgres import PostgresStore
-    from adapter.store.register_postgres import AGR_CONFLICT_QUERY, DSO_CONFLICT_QUERY
+    from adapter.store.register_postgres import (
+        AGR_CONFLICT_QUERY,
+        DSO_CONFLICT_QUERY,
+        names_parameter,
+    )
 
     try:
         admin = await asyncpg.connect(PG_DSN, timeout=5)
@@ -725,8 +729,8 @@ async def test_postgres_conflict_checks_probe_the_address_index_without_statisti
         async with admin.transaction():
             await admin.execute(f"SET LOCAL search_path = {schema}")
             for name, query, args in (
-                ("dso", DSO_CONFLICT_QUERY, (DSO, points, probe)),
-                ("agr", AGR_CONFLICT_QUERY, (AGR, probe)),
+                ("dso", DSO_CONFLICT_QUERY, (DSO, points, names_parameter(probe))),
+                ("agr", AGR_CONFLICT_QUERY, (AGR, names_parameter(probe))),
             ):
                 [(explained,)] = await admin.fetch(f"EXPLAIN (FORMAT JSON) {query}", *args)
                 plans[name] = json.loads(explained)[0]["Plan"]
@@ -817,3 +821,16 @@ async def test_sqlite_conflict_check_looks_each_connection_up_by_address(tmp_pat
             assert not [step for step in steps if step.startswith("SCAN ") and " j " not in step]
     finally:
         await store.close()
+
+
+def test_postgres_names_parameter_refuses_names_that_would_not_come_back_whole() -> None:
+    """The connections of a conflict check travel as one text, split by the server at
+    U+0001 (no XML character): a name holding it, or an empty one, would come back as
+    other names, so it is refused rather than probed wrongly."""
+    from adapter.store.register_postgres import names_parameter
+
+    assert names_parameter([E1, E2]) == f"{E1}\x01{E2}"
+    assert names_parameter([]) == ""
+    for wrong in ([E1, "ean.1\x012"], [E1, ""], [""]):
+        with pytest.raises(ValueError, match="U\\+0001"):
+            names_parameter(wrong)
