@@ -734,6 +734,11 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     URLS["rabbitmq"], URLS["nats"] = options.amqp_url, options.nats_url
     brokers = [b.strip() for b in options.brokers.split(",") if b.strip()]
+    if brokers == ["both"]:
+        brokers = ["rabbitmq", "nats"]
+    unknown = set(brokers) - set(URLS)
+    if unknown:
+        parser.error(f"--brokers: {', '.join(sorted(unknown))}: expected rabbitmq, nats or both")
     rounds = options.rounds or (2 if options.quick else 5)
     seconds = options.slice or (1.0 if options.quick else 2.0)
     logging.basicConfig(level=logging.ERROR)
