@@ -59,6 +59,7 @@ import contextlib
 import cProfile
 import dataclasses
 import logging
+import math
 import multiprocessing
 import os
 import pstats
@@ -187,10 +188,10 @@ def adapter_process(
 
 
 async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, tmp: Path) -> None:
-    from adapter.config import DeliverySettings
     from adapter.directory import Peer, StaticDirectory
     from adapter.keys import generate
     from adapter.participant import Participant
+    from adapter.settings import Delivery, Limits
     from adapter.store.sqlite import SqliteStore
     from adapter.uftp.messages import Role
 
@@ -212,7 +213,7 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
         seen = _Counter()
         buses[CRO] = _memory_bridge(seen)
     assert names is not None or kind in ("none", "memory")
-    delivery = DeliverySettings(handler_concurrency=64)
+    delivery = Delivery(handler_concurrency=64)
     dso, cro = (
         Participant(
             domain=domain,
@@ -222,9 +223,7 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
             store=SqliteStore(tmp / f"{kind}-{uuid.uuid4().hex[:8]}-{domain}.sqlite3"),
             directory=StaticDirectory([]),
             delivery=delivery,
-            rate_limit=None,
-            handlers_per_sender=64,
-            deliveries_per_peer=64,
+            limits=Limits(rate_per_sender=math.inf, handlers_per_sender=64, deliveries_per_peer=64),
             bus=buses[domain],
         )
         for domain, role in ((DSO, Role.DSO), (CRO, Role.CRO))
