@@ -133,6 +133,14 @@ BUS_SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT_MS: Final = 5000
 #: At most this many operations share one transaction, bounding the latency of a batch.
 MAX_BATCH: Final = 1000
+#: How long bookkeeping that nobody waits on may wait for a batch to join, in seconds: a
+#: delivery's outcome once the peer said 200 (`record_attempt`, delivered), a response marked
+#: handled (`finish_inbound` without a response to send). Either, lost in a crash, is redone
+#: after the restart (the message sent again, which its receiver knows as Already Submitted;
+#: the response handled again, as after a crash before its mark), so neither needs an fsync
+#: of its own: joining the next message's transaction saves a COMMIT per round trip on each
+#: side. Its caller still learns of it only once it is committed.
+DEFERRED_WINDOW: Final = 0.05
 #: Commits between two checkpoints, besides one after every offloaded (large) batch: at a
 #: few pages a commit, a WAL of a few MiB, as with SQLite's own default of 1000 pages.
 CHECKPOINT_EVERY_COMMITS: Final = 256
@@ -573,6 +581,9 @@ class _Op:
     #: Run inside its own SAVEPOINT. Extension operations may raise by design (a rejected
     #: update); the store's own statements only fail on a bug or a taken key.
     isolate: bool = True
+    #: Bookkeeping that need not be durable at once (see `DEFERRED_WINDOW`): it joins the
+    #: next batch another operation starts, or one of its own after the window.
+    deferred: bool = False
 
 
 def _exception_of(future: asyncio.Future[Exception | None]) -> Exception | None:
@@ -694,6 +705,8 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Op] = []
         self._flush_scheduled = False
+        #: The timer that commits deferred operations nothing else carried along.
+        self._deferred_timer: asyncio.TimerHandle | None = None
         #: Set while a batch runs on a worker thread; the next batch waits for it.
         self._offloaded: asyncio.Future[None] | None = None
         self._closing = False
@@ -758,6 +771,9 @@ class SqliteStore:
             except Exception as exc:  # a full disk, say: the next open voids them anyway
                 log.warning("SQLite store %s: could not release its claims: %s", self.path, exc)
         self._closing = True
+        if self._deferred_timer is not None:
+            self._deferred_timer.cancel()
+            self._deferred_timer = None
         while self._pending or self._offloaded is not None:
             if self._offloaded is not None:
                 await asyncio.shield(self._offloaded)
@@ -832,9 +848,10 @@ class SqliteStore:
         """
         return await self._submit(fn, write=True, offload=offload)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """One of the store's own writes: no SAVEPOINT of its own (see `_attempt_writes`)."""
-        return await self._submit(fn, write=True, isolate=False)
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, deferred: bool = False) -> T:
+        """One of the store's own writes: no SAVEPOINT of its own (see `_attempt_writes`);
+        `deferred`: bookkeeping that may wait up to `DEFERRED_WINDOW` for a batch to join."""
+        return await self._submit(fn, write=True, isolate=False, deferred=deferred)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run read-only `fn` in its own snapshot, after the writes submitted before it.
@@ -851,16 +868,14 @@ class SqliteStore:
         write: bool,
         offload: bool = False,
         isolate: bool = True,
+        deferred: bool = False,
     ) -> T:
         if self._conn is None or self._closing:
             raise RuntimeError(f"{self!r} is not open")
         assert self._loop is not None
         future: asyncio.Future[T] = self._loop.create_future()
-        self._pending.append(_Op(fn, future, write, offload, isolate))
-        if not self._flush_scheduled and self._offloaded is None:
-            # At the end of this turn of the loop: what else is submitted meanwhile joins.
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        self._pending.append(_Op(fn, future, write, offload, isolate, deferred))
+        self._schedule_next()
         return await future
 
     def _flush(self) -> None:
@@ -936,10 +951,23 @@ class SqliteStore:
             self._checkpointer.request()
 
     def _schedule_next(self) -> None:
-        if self._pending and not self._flush_scheduled and self._offloaded is None:
-            assert self._loop is not None
+        """Flush at the end of this turn of the loop (what else is submitted meanwhile
+        joins), unless a batch runs (its end calls this again) or only deferred operations
+        wait (then after `DEFERRED_WINDOW`, unless another operation comes first)."""
+        if not self._pending or self._flush_scheduled or self._offloaded is not None:
+            return
+        assert self._loop is not None
+        if self._closing or not all(op.deferred for op in self._pending):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+        elif self._deferred_timer is None:
+            self._deferred_timer = self._loop.call_later(DEFERRED_WINDOW, self._deferred_due)
+
+    def _deferred_due(self) -> None:
+        self._deferred_timer = None
+        if self._pending and not self._flush_scheduled and self._offloaded is None:
+            self._flush_scheduled = True
+            self._flush()
 
     # -- the Store port -----------------------------------------------------------------------
 
@@ -1034,7 +1062,9 @@ class SqliteStore:
             if events:
                 insert_events(conn, events)
 
-        await self._write(op)
+        # Without a response to send it is bookkeeping (see `DEFERRED_WINDOW`); with one,
+        # the response is sent once this returns, so it must be durable first.
+        await self._write(op, deferred=response is None)
         if events:
             self.events_written()
 
@@ -1148,7 +1178,8 @@ class SqliteStore:
             ).fetchone()
             return ended, bool(row[0])
 
-        ended, ours = await self._write(op)
+        # Delivered: nobody waits for the mark (see `DEFERRED_WINDOW`).
+        ended, ours = await self._write(op, deferred=status is OutboundStatus.DELIVERED)
         if ended and events:
             self.events_written()
         return ours
