@@ -1130,9 +1130,14 @@ class SqliteStore:
         owner = self._owner
 
         def op(conn: sqlite3.Connection) -> tuple[bool, bool]:
-            before = conn.execute(
-                "SELECT status FROM outbound WHERE message_id = ?", (attempt.message_id,)
-            ).fetchone()
+            # The status before: only bus events need it (an outcome is reported once).
+            before = (
+                conn.execute(
+                    "SELECT status FROM outbound WHERE message_id = ?", (attempt.message_id,)
+                ).fetchone()
+                if events
+                else None
+            )
             # (The right-hand sides all read the row as it was before this UPDATE.)
             cursor = conn.execute(
                 "UPDATE outbound SET attempts = attempts + 1, "
@@ -1168,7 +1173,9 @@ class SqliteStore:
                 ),
             )
             ended = (
-                before[0] == OutboundStatus.PENDING.value and status is not OutboundStatus.PENDING
+                before is not None
+                and before[0] == OutboundStatus.PENDING.value
+                and status is not OutboundStatus.PENDING
             )
             if ended and events:
                 insert_events(conn, events)
