@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from .config import ConfigError, is_internet_domain
 from .console import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError
+from .event_loop import EVENT_LOOPS, UnknownEventLoop, loop_factory, run
 from .keys import (
     KeyFileError,
     KeyFileExists,
@@ -172,6 +173,13 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
         help="serve with N processes on the one port (Linux; needs a PostgreSQL store, which "
         "they share; a second serve on the port is still refused)",
     )
+    serve.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="asyncio",
+        help="the event loop to run on: asyncio's own (the default) or uvloop, which spends "
+        "less CPU per message (install the uvloop extra)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     send = subparsers.add_parser(
@@ -207,6 +215,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .listen import workers_supported
     from .run import serve
 
+    try:
+        loop_factory(args.event_loop)  # installed? said before anything starts
+    except UnknownEventLoop as exc:
+        raise UsageError(f"--event-loop {args.event_loop}: {exc}") from None
     config = load_config(args.config)
     if args.workers > 1:
         if not isinstance(config.participant.store, PostgresStoreSettings):
@@ -218,8 +230,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise UsageError("--workers needs Linux (SO_REUSEPORT and abstract sockets)")
         from .workers import serve_workers
 
-        return serve_workers(config, args.workers)
-    asyncio.run(serve(config, log_format=args.log_format))
+        return serve_workers(config, args.workers, args.event_loop)
+    run(serve(config, log_format=args.log_format), args.event_loop)
     return 0
 
 
