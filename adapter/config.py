@@ -23,6 +23,7 @@ import re
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -167,6 +168,23 @@ class CroSettings:
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
+
+
+@dataclass(frozen=True, slots=True)
+class FlexSettings:
+    """Flexibility trading between DSO and AGR: the [flex] table (used when role = DSO or AGR).
+
+    `isp_duration` and `time_zone` are the market's agreed values (metadata-attributes.md):
+    a flex message with others is rejected ("ISP duration rejected", "TimeZone rejected").
+    `portfolio` (a DSO's portfolio file, as `dso publish` reads it) or `congestion_points`
+    name the points this participant trades on; a message for another is rejected ("Invalid
+    CongestionPoint"). Neither given: points are not checked.
+    """
+
+    isp_duration: timedelta = timedelta(minutes=15)
+    time_zone: str = "Europe/Amsterdam"
+    portfolio: Path | None = None
+    congestion_points: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +365,7 @@ class Config:
     handlers: HandlerSettings = field(default_factory=HandlerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    flex: FlexSettings = field(default_factory=FlexSettings)
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
         """The peer at `domain` (in `role`), or None when it is not configured.
@@ -484,6 +503,10 @@ def parse_config(
     handlers = _handlers(root.table("handlers", required=False), bus)
     metrics = _metrics(root.table("metrics", required=False), participant)
     retention = _retention(root.table("retention", required=False), limits)
+    flex_table = root.table("flex", required=False)
+    flex = _flex(flex_table)
+    if flex_table.present and participant.role is Role.CRO:
+        log.warning("%s: [flex] is ignored: participant.role is CRO", source)
     return Config(
         participant,
         delivery,
@@ -496,6 +519,7 @@ def parse_config(
         handlers,
         metrics,
         retention,
+        flex,
     )
 
 
@@ -561,6 +585,36 @@ def _cro(table: _Table) -> CroSettings:
         ) from None
     period_violation = _choice(table, "period_violation", PeriodViolation, d.period_violation)
     return CroSettings(mode, time_zone, period_violation)
+
+
+def _flex(table: _Table) -> FlexSettings:
+    from .uftp.durations import parse_duration
+
+    d = FlexSettings()
+    text = table.string("isp_duration", "PT15M")
+    try:
+        isp_duration = parse_duration(text)
+    except ValueError:
+        isp_duration = timedelta(0)
+    if isp_duration <= timedelta(0) or timedelta(days=1) % isp_duration:
+        raise table.error(
+            "isp_duration",
+            f"expected a duration that divides an hour or a day, e.g. 'PT15M', got {text!r}",
+        )
+    time_zone = table.string("time_zone", d.time_zone)
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise table.error(
+            "time_zone", f"expected an IANA time zone such as 'Europe/Amsterdam', got {time_zone!r}"
+        ) from None
+    portfolio = table.path("portfolio") if table.get("portfolio") is not None else None
+    points = (
+        tuple(table.string_list("congestion_points"))
+        if table.get("congestion_points") is not None
+        else None
+    )
+    return FlexSettings(isp_duration, time_zone, portfolio, points)
 
 
 def _tls(table: _Table) -> TlsSettings:
@@ -1116,6 +1170,7 @@ _ROOT_KEYS = (
     "retention",
     "bus",
     "handlers",
+    "flex",
     "peers",
 )
 
@@ -1140,6 +1195,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "lease_seconds",
     ),
     "cro": ("mode", "time_zone", "period_violation"),
+    "flex": ("isp_duration", "time_zone", "portfolio", "congestion_points"),
     "tls": (
         "certificate",
         "private_key",
