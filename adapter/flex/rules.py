@@ -207,11 +207,13 @@ def _point_reasons(congestion_point: str, market: Market) -> list[str]:
 
 
 def _common(
-    message: FlexMessage, spans: list[tuple[int, int]], now: datetime, market: Market
+    message: FlexMessage, spans: list[tuple[int, int]] | None, now: datetime, market: Market
 ) -> list[str]:
+    """What every flex message is checked for; its ISPs (`spans`) too unless None."""
     reasons = market_reasons(message, market)
     reasons += _point_reasons(message.congestion_point, market)
-    if Reason.ISP_DURATION_REJECTED not in reasons:  # counted in another length otherwise
+    # In another ISP length the ISPs cannot be counted against the market's.
+    if spans is not None and Reason.ISP_DURATION_REJECTED not in reasons:
         reasons += isp_reasons(spans, message.period, market)
     reasons += _period_reasons(message.period, now, market)
     return reasons
@@ -265,11 +267,12 @@ def check_flex_offer(
     unknown to this one too).
     """
     spans = [(isp.start, isp.duration) for option in offer.offer_options for isp in option.isps]
-    reasons = _common(offer, [], now, market)
-    for option in offer.offer_options:
-        reasons += isp_reasons(
-            [(isp.start, isp.duration) for isp in option.isps], offer.period, market
-        )
+    reasons = _common(offer, None, now, market)
+    if Reason.ISP_DURATION_REJECTED not in reasons:
+        for option in offer.offer_options:  # each option is a list of ISPs of its own
+            reasons += isp_reasons(
+                [(isp.start, isp.duration) for isp in option.isps], offer.period, market
+            )
     reasons += _expiration_reasons(offer.expiration_date_time, offer.period, spans, now, market)
     points = market.congestion_points
     if (
@@ -380,6 +383,8 @@ def _offer_reasons(
             reasons.append(Reason.REFERENCE_MESSAGE_REVOKED)
         elif entry.standing is Standing.ORDERED:
             reasons.append(ALREADY_ORDERED)
+        elif entry.standing is Standing.REJECTED:  # the DSO refused the offer it now orders
+            reasons.append(NOT_ACCEPTED)
         elif entry.expired(now):  # "Reference message expired"
             reasons.append(Reason.REFERENCE_MESSAGE_EXPIRED)
     if offer.period != order.period:  # "Reference Period mismatch"
