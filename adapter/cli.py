@@ -340,10 +340,12 @@ def _as_of(text: str) -> date | datetime:
 def add_dso_commands(subparsers: _SubParsers) -> None:
     dso = subparsers.add_parser(
         "dso",
-        help="publish the DSO's portfolio to the CRO, and query it",
+        help="publish the DSO's portfolio to the CRO and query it; request and order flexibility",
         description="Publish congestion points with their connections to the CRO and ask "
-        "which aggregators represent them (contract-phase.md). Exit status: 0 Accepted, "
-        "1 Rejected, 2 a mistake in a file or argument, not delivered or no answer.",
+        "which aggregators represent them (contract-phase.md); request flexibility from "
+        "aggregators, see their offers and order one (flex-request.md to flex-order.md). "
+        "Exit status: 0 Accepted, 1 Rejected, 2 a mistake in a file or argument, not "
+        "delivered or no answer.",
     )
     sub = dso.add_subparsers(dest="dso_command", required=True, metavar="COMMAND")
     publish = sub.add_parser(
@@ -372,6 +374,10 @@ def add_dso_commands(subparsers: _SubParsers) -> None:
     query.add_argument("--format", choices=("text", "json"), default="text")
     _add_dso_options(query)
     query.set_defaults(func=cmd_dso_query)
+
+    from .flex.commands import add_dso_flex_commands
+
+    add_dso_flex_commands(sub)
 
 
 def _add_dso_options(parser: argparse.ArgumentParser) -> None:
@@ -498,6 +504,12 @@ def _time_zone(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def add_agr(subparsers: _SubParsers) -> None:
+    from .flex.commands import add_agr_commands
+
+    add_agr_commands(subparsers)
+
+
 def add_operator_commands(subparsers: _SubParsers) -> None:
     from .ops import commands
 
@@ -612,6 +624,7 @@ COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
     add_participant_commands,
     add_cro,
     add_dso_commands,
+    add_agr,
     add_bus_commands,
     add_operator_commands,
 )
@@ -619,7 +632,7 @@ COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Shapeshifter/UFTP participant for DSO and CRO roles."
+        prog=PROG, description="Shapeshifter/UFTP participant for the DSO, AGR and CRO roles."
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
