@@ -273,6 +273,7 @@ def agr_flex_router(book: FlexBook, market: Market, *, clock: Clock = _utc_now) 
             message.congestion_point,
             message.period,
             excluding=message.message_id,
+            accepted_only=True,  # "a higher sequence number was already accepted"
         )
         now = clock()
         reasons = check_flex_request(message, now=now, market=market, latest_revision=latest)

@@ -63,9 +63,11 @@ class FlexBook(Protocol):
         period: date,
         *,
         excluding: str,
+        accepted_only: bool = False,
     ) -> int | None:
         """The highest Revision of the FlexRequests for (congestion point, Period) exchanged
-        with `peer_domain`, other than MessageID `excluding`."""
+        with `peer_domain`, other than MessageID `excluding`; with `accepted_only`, of those
+        accepted only."""
         ...
 
     async def entries(

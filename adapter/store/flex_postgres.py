@@ -182,17 +182,20 @@ class PostgresFlexBook:
         period: date,
         *,
         excluding: str,
+        accepted_only: bool = False,
     ) -> int | None:
         async def op(conn: Any) -> int | None:
             value = await conn.fetchval(
                 "SELECT max(revision) FROM flex_entry WHERE direction = $1 "
                 "AND peer_domain = $2 AND congestion_point = $3 AND period = $4 "
-                "AND revision IS NOT NULL AND message_id <> $5",
+                "AND revision IS NOT NULL AND message_id <> $5 "
+                "AND (NOT $6 OR standing = 'accepted')",
                 direction.value,
                 peer_domain,
                 congestion_point,
                 period,
                 excluding,
+                accepted_only,
             )
             return None if value is None else int(value)
 

@@ -186,13 +186,21 @@ class SqliteFlexBook:
         period: date,
         *,
         excluding: str,
+        accepted_only: bool = False,
     ) -> int | None:
         def op(conn: sqlite3.Connection) -> int | None:
             (value,) = conn.execute(
                 "SELECT max(revision) FROM flex_entry WHERE direction = ? AND peer_domain = ? "
                 "AND congestion_point = ? AND period = ? AND revision IS NOT NULL "
-                "AND message_id <> ?",
-                (direction.value, peer_domain, congestion_point, period.isoformat(), excluding),
+                "AND message_id <> ? AND (? = 0 OR standing = 'accepted')",
+                (
+                    direction.value,
+                    peer_domain,
+                    congestion_point,
+                    period.isoformat(),
+                    excluding,
+                    int(accepted_only),
+                ),
             ).fetchone()
             return None if value is None else int(value)
 

@@ -64,7 +64,7 @@ async def book(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         await admin.close()
 
 
-def sent_request(**changes: object) -> Entry:
+def sent_request(standing: Standing = Standing.OPEN, **changes: object) -> Entry:
     message = flex_request(**changes)
     return entry_of(
         message,
@@ -72,6 +72,7 @@ def sent_request(**changes: object) -> Entry:
         peer_domain=AGR,
         inner_xml=codec.encode(message),
         recorded_at=NOW,
+        standing=standing,
     )
 
 
@@ -127,13 +128,19 @@ async def test_of_two_settlements_at_once_one_wins(book: FlexBook) -> None:
 async def test_latest_revision_per_point_and_period(book: FlexBook) -> None:
     await book.record(sent_request(revision=3))
     await book.record(sent_request(revision=5, message_id=str(uuid.uuid4())))
+    refused = sent_request(revision=7, message_id=str(uuid.uuid4()), standing=Standing.REJECTED)
+    await book.record(refused)
     other_day = flex_request().period + timedelta(days=1)
     await book.record(sent_request(revision=9, message_id=str(uuid.uuid4()), period=other_day))
     first = flex_request()
     latest = await book.latest_revision(
         Direction.SENT, AGR, first.congestion_point, first.period, excluding="x"
     )
-    assert latest == 5
+    assert latest == 7
+    accepted = await book.latest_revision(
+        Direction.SENT, AGR, first.congestion_point, first.period, excluding="x", accepted_only=True
+    )
+    assert accepted is None  # none was answered yet: all open but the one refused
     assert (
         await book.latest_revision(
             Direction.RECEIVED, AGR, first.congestion_point, first.period, excluding="x"
