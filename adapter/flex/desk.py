@@ -93,8 +93,8 @@ def flex_router_for(participant: Participant, config: Config) -> Router | None:
     book = flex_book_for(participant.store)
     market = market_of(config)
     if participant.role is Role.DSO:
-        return dso_flex_router(book, market)
-    return agr_flex_router(book, market)
+        return dso_flex_router(book, market, outbox=participant.store)
+    return agr_flex_router(book, market, outbox=participant.store)
 
 
 async def send_recorded(

@@ -32,9 +32,10 @@ from adapter.flex.rules import (
 )
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.router import HandlerContext, Router
+from adapter.store.base import Store
 from adapter.store.flex import FlexBook
-from adapter.uftp import codec
-from adapter.uftp.errors import Rejection
+from adapter.uftp import codec, envelope
+from adapter.uftp.errors import InvalidXml, Rejection
 from adapter.uftp.messages import (
     FlexMessage,
     FlexOffer,
@@ -50,7 +51,7 @@ from adapter.uftp.messages import (
     Result,
 )
 
-__all__ = ["agr_flex_router", "dso_flex_router", "entry_of", "model_of"]
+__all__ = ["agr_flex_router", "dso_flex_router", "entry_of", "model_of", "sent_entry"]
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +158,56 @@ async def _answered_before(book: FlexBook, message: PayloadMessage, ctx: Handler
     return True
 
 
+#: The messages whose state the checks read, when we sent them.
+_TRACKED = frozenset(
+    kind.xml_name for kind in (FlexRequest, FlexOffer, FlexOfferRevocation, FlexOrder)
+)
+
+
+async def sent_entry(
+    book: FlexBook, outbox: Store | None, message_id: str, peer_domain: str
+) -> Entry | None:
+    """The entry of a flex message we sent `peer_domain`; one sent without being recorded
+    (by `Participant.request` in user code, or a bus command) is recorded now from the
+    outbox, as it was signed, so that what refers to it is checked all the same."""
+    entry = await book.get(Direction.SENT, message_id, peer_domain=peer_domain)
+    if entry is not None or outbox is None:
+        return entry
+    record = await outbox.get_outbound(message_id)
+    if record is None or record.recipient_domain != peer_domain:
+        return None
+    if record.message_type not in _TRACKED:
+        return None
+    try:
+        inner = envelope.parse_envelope(record.envelope).sealed[envelope.SIGNATURE_BYTES :]
+        message = codec.decode(inner)
+    except (InvalidXml, ValueError):  # its envelope gone with retention: not ours to judge
+        return None
+    return await book.record(
+        entry_of(
+            message,
+            direction=Direction.SENT,
+            peer_domain=peer_domain,
+            inner_xml=inner,
+            recorded_at=record.created_at,
+        )
+    )
+
+
 async def _note_answer(
-    book: FlexBook, response: PayloadResponse, ctx: HandlerContext, *, accepted_to: Standing
+    book: FlexBook,
+    outbox: Store | None,
+    response: PayloadResponse,
+    ctx: HandlerContext,
+    *,
+    accepted_to: Standing,
 ) -> Entry | None:
     """A response to a message we sent: move that message's entry from OPEN to what the
-    response says; the entry, or None for a message we did not record."""
+    response says; the entry, or None for a message we did not send."""
     reference = response.reference_message_id
     accepted = response.result is Result.ACCEPTED
+    if await sent_entry(book, outbox, reference, ctx.sender_domain) is None:
+        return None
     await book.settle(
         Direction.SENT,
         ctx.sender_domain,
@@ -182,9 +226,12 @@ async def _note_answer(
 # --- the DSO ---------------------------------------------------------------------------------
 
 
-def dso_flex_router(book: FlexBook, market: Market, *, clock: Clock = _utc_now) -> Router:
+def dso_flex_router(
+    book: FlexBook, market: Market, *, outbox: Store | None = None, clock: Clock = _utc_now
+) -> Router:
     """Handlers for what a DSO receives in flex trading: FlexOffer, FlexOfferRevocation,
-    and the responses to its FlexRequests and FlexOrders."""
+    and the responses to its FlexRequests and FlexOrders. `outbox`: the participant's store,
+    where the messages it sent without recording them are found (`sent_entry`)."""
     router = Router()
 
     @router.on(FlexOffer)
@@ -193,8 +240,8 @@ def dso_flex_router(book: FlexBook, market: Market, *, clock: Clock = _utc_now) 
             return None
         request_entry = None
         if message.flex_request_message_id is not None:
-            request_entry = await book.get(
-                Direction.SENT, message.flex_request_message_id, peer_domain=ctx.sender_domain
+            request_entry = await sent_entry(
+                book, outbox, message.flex_request_message_id, ctx.sender_domain
             )
         now = clock()
         reasons = check_flex_offer(
@@ -236,12 +283,14 @@ def dso_flex_router(book: FlexBook, market: Market, *, clock: Clock = _utc_now) 
 
     @router.on(FlexRequestResponse)
     async def flex_request_response(message: FlexRequestResponse, ctx: HandlerContext) -> None:
-        await _note_answer(book, message, ctx, accepted_to=Standing.ACCEPTED)
+        await _note_answer(book, outbox, message, ctx, accepted_to=Standing.ACCEPTED)
 
     @router.on(FlexOrderResponse)
     async def flex_order_response(message: FlexOrderResponse, ctx: HandlerContext) -> None:
-        order = await _note_answer(book, message, ctx, accepted_to=Standing.ACCEPTED)
-        if order is not None and order.reference and message.result is Result.REJECTED:
+        order = await _note_answer(book, outbox, message, ctx, accepted_to=Standing.ACCEPTED)
+        if order is None or not order.reference:
+            return
+        if message.result is Result.REJECTED:
             # The AGR refused the order: the offer it named is not ordered after all.
             await book.settle(
                 Direction.RECEIVED,
@@ -251,6 +300,15 @@ def dso_flex_router(book: FlexBook, market: Market, *, clock: Clock = _utc_now) 
                 to=Standing.ACCEPTED,
                 by=None,
             )
+        else:  # an order sent without the desk (which settles the offer before it sends)
+            await book.settle(
+                Direction.RECEIVED,
+                ctx.sender_domain,
+                order.reference,
+                from_=(Standing.ACCEPTED,),
+                to=Standing.ORDERED,
+                by=order.message_id,
+            )
 
     return router
 
@@ -258,9 +316,11 @@ def dso_flex_router(book: FlexBook, market: Market, *, clock: Clock = _utc_now) 
 # --- the AGR ---------------------------------------------------------------------------------
 
 
-def agr_flex_router(book: FlexBook, market: Market, *, clock: Clock = _utc_now) -> Router:
+def agr_flex_router(
+    book: FlexBook, market: Market, *, outbox: Store | None = None, clock: Clock = _utc_now
+) -> Router:
     """Handlers for what an AGR receives in flex trading: FlexRequest, FlexOrder, and the
-    responses to its FlexOffers and FlexOfferRevocations."""
+    responses to its FlexOffers and FlexOfferRevocations (`outbox` as for the DSO's)."""
     router = Router()
 
     @router.on(FlexRequest)
@@ -292,7 +352,7 @@ def agr_flex_router(book: FlexBook, market: Market, *, clock: Clock = _utc_now) 
         for _ in range(3):
             offer = None
             if offer_id is not None:
-                offer = await book.get(Direction.SENT, offer_id, peer_domain=ctx.sender_domain)
+                offer = await sent_entry(book, outbox, offer_id, ctx.sender_domain)
             reasons = check_flex_order(
                 message,
                 offer=model_of(offer, FlexOffer),
@@ -318,13 +378,13 @@ def agr_flex_router(book: FlexBook, market: Market, *, clock: Clock = _utc_now) 
 
     @router.on(FlexOfferResponse)
     async def flex_offer_response(message: FlexOfferResponse, ctx: HandlerContext) -> None:
-        await _note_answer(book, message, ctx, accepted_to=Standing.ACCEPTED)
+        await _note_answer(book, outbox, message, ctx, accepted_to=Standing.ACCEPTED)
 
     @router.on(FlexOfferRevocationResponse)
     async def flex_offer_revocation_response(
         message: FlexOfferRevocationResponse, ctx: HandlerContext
     ) -> None:
-        revocation = await _note_answer(book, message, ctx, accepted_to=Standing.ACCEPTED)
+        revocation = await _note_answer(book, outbox, message, ctx, accepted_to=Standing.ACCEPTED)
         if revocation is not None and revocation.reference and message.result is Result.ACCEPTED:
             await book.settle(
                 Direction.SENT,

@@ -42,8 +42,12 @@ def bare(message: PayloadMessage) -> Any:
 async def start(network: Network, version: str = "3.1.0") -> tuple[Participant, Participant]:
     dso = network.create(DSO, Role.DSO, versions=(version,), store_name="dso")
     agr = network.create(AGR, Role.AGR, versions=(version,), store_name="agr")
-    dso.router.include(dso_flex_router(flex_book_for(dso.store), MARKET, clock=lambda: NOW))
-    agr.router.include(agr_flex_router(flex_book_for(agr.store), MARKET, clock=lambda: NOW))
+    dso.router.include(
+        dso_flex_router(flex_book_for(dso.store), MARKET, outbox=dso.store, clock=lambda: NOW)
+    )
+    agr.router.include(
+        agr_flex_router(flex_book_for(agr.store), MARKET, outbox=agr.store, clock=lambda: NOW)
+    )
     await network.start(dso, agr)
     network.introduce(dso, agr)
     return dso, agr
@@ -160,10 +164,42 @@ async def test_the_conversation_outlives_a_restart(network: Network) -> None:
     assert first.result is Result.ACCEPTED, first.rejection_reason
     await agr.stop()
     agr = network.create(AGR, Role.AGR, store_name="agr")
-    agr.router.include(agr_flex_router(flex_book_for(agr.store), MARKET, clock=lambda: NOW))
+    agr.router.include(
+        agr_flex_router(flex_book_for(agr.store), MARKET, outbox=agr.store, clock=lambda: NOW)
+    )
     await network.start(agr)
     network.introduce(dso, agr)
     second = await dso.request(
         dataclasses.replace(order, order_reference="o-10"), to=AGR, timeout=10
     )
     assert second.rejection_reason == ALREADY_ORDERED
+
+
+async def test_messages_sent_without_the_desk_are_checked_all_the_same(network: Network) -> None:
+    """A request, an offer and an order sent by `Participant.request` (user code, or a bus
+    command) are not recorded as they leave: the receiver of what refers to them finds them
+    in the sender's outbox, as they were signed."""
+    dso, agr = await start(network)
+    dso_book, agr_book = flex_book_for(dso.store), flex_book_for(agr.store)
+
+    answered = await dso.request(bare(flex_request()), to=AGR, timeout=10)
+    assert answered.result is Result.ACCEPTED, answered.rejection_reason
+    request_id = answered.reference_message_id
+    await comes_to(dso_book, Direction.SENT, request_id, Standing.ACCEPTED)
+
+    offered = await agr.request(bare(flex_offer(request_id=request_id)), to=DSO, timeout=10)
+    assert offered.result is Result.ACCEPTED, offered.rejection_reason
+    offer_id = offered.reference_message_id
+    await comes_to(agr_book, Direction.SENT, offer_id, Standing.ACCEPTED)
+
+    offer = model_of(await dso_book.get(Direction.RECEIVED, offer_id), FlexOffer)
+    assert offer is not None
+    order = order_for(
+        offer, option_reference="full", activation_factor=Decimal(1), order_reference="o-1"
+    )
+    ordered = await dso.request(order, to=AGR, timeout=10)
+    assert ordered.result is Result.ACCEPTED, ordered.rejection_reason
+    assert await standing(agr_book, Direction.SENT, offer_id) is Standing.ORDERED
+    await comes_to(dso_book, Direction.RECEIVED, offer_id, Standing.ORDERED)
+    revoked = await agr.request(bare(revocation(offer)), to=DSO, timeout=10)
+    assert (revoked.result, revoked.rejection_reason) == (Result.REJECTED, ALREADY_ORDERED)
