@@ -28,6 +28,7 @@ from adapter.flex.rules import (
     check_flex_offer,
     check_flex_order,
     check_flex_request,
+    check_flex_settlement,
     check_revocation,
 )
 from adapter.flex.state import Direction, Entry, Standing
@@ -46,6 +47,8 @@ from adapter.uftp.messages import (
     FlexOrderResponse,
     FlexRequest,
     FlexRequestResponse,
+    FlexSettlement,
+    FlexSettlementResponse,
     PayloadMessage,
     PayloadResponse,
     Result,
@@ -319,8 +322,9 @@ def dso_flex_router(
 def agr_flex_router(
     book: FlexBook, market: Market, *, outbox: Store | None = None, clock: Clock = _utc_now
 ) -> Router:
-    """Handlers for what an AGR receives in flex trading: FlexRequest, FlexOrder, and the
-    responses to its FlexOffers and FlexOfferRevocations (`outbox` as for the DSO's)."""
+    """Handlers for what an AGR receives in flex trading: FlexRequest, FlexOrder,
+    FlexSettlement, and the responses to its FlexOffers and FlexOfferRevocations (`outbox`
+    as for the DSO's)."""
     router = Router()
 
     @router.on(FlexRequest)
@@ -375,6 +379,36 @@ def agr_flex_router(
             reasons = [ALREADY_ORDERED]
         await _decided(book, message, ctx, reasons, now)
         return None
+
+    @router.on(FlexSettlement)
+    async def flex_settlement(
+        message: FlexSettlement, ctx: HandlerContext
+    ) -> FlexSettlementResponse:
+        """Accepted with a verdict per order (flex-settlement-response.md); rejected with
+        them too, as the schema wants at least one FlexOrderSettlementStatus always."""
+        orders = [
+            order
+            for entry in await book.entries(Direction.RECEIVED, FlexOrder.xml_name)
+            if entry.peer_domain == ctx.sender_domain and entry.standing is Standing.ACCEPTED
+            for order in (model_of(entry, FlexOrder),)
+            if order is not None
+        ]
+        reasons, statuses = check_flex_settlement(message, orders=orders, market=market)
+        disputed = sum(1 for status in statuses if status.disposition == "Disputed")
+        log.info(
+            "%s FlexSettlement from %s: %d order settlements, %d disputed",
+            "rejected" if reasons else "accepted",
+            ctx.sender_domain,
+            len(statuses),
+            disputed,
+        )
+        if reasons:
+            return FlexSettlementResponse(
+                result=Result.REJECTED,
+                rejection_reason="; ".join(reasons),
+                flex_order_settlement_statuses=statuses,
+            )
+        return FlexSettlementResponse(flex_order_settlement_statuses=statuses)
 
     @router.on(FlexOfferResponse)
     async def flex_offer_response(message: FlexOfferResponse, ctx: HandlerContext) -> None:

@@ -22,12 +22,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from adapter.flex.state import Entry, Standing
 from adapter.uftp.errors import Reason, unknown_reference
 from adapter.uftp.messages import (
+    AcceptedDisputed,
     AvailableRequested,
     FlexMessage,
     FlexOffer,
     FlexOfferRevocation,
     FlexOrder,
+    FlexOrderSettlementStatus,
     FlexRequest,
+    FlexSettlement,
 )
 
 __all__ = [
@@ -42,10 +45,12 @@ __all__ = [
     "NOT_ACCEPTED",
     "POWER_OUT_OF_BOUNDS",
     "UNKNOWN_OPTION",
+    "UNKNOWN_ORDER",
     "Market",
     "check_flex_offer",
     "check_flex_order",
     "check_flex_request",
+    "check_flex_settlement",
     "check_revocation",
     "day_bounds",
     "expanded",
@@ -87,6 +92,10 @@ ACTIVATION_BELOW_MINIMUM = "ActivationFactor below MinActivationFactor"
 #: flex-order-response.md: an order that "does not exactly match the contents of the
 #: corresponding FlexOffer".
 CURRENCY_MISMATCH = "Currency does not match the FlexOffer"
+#: flex-settlement-response.md: a settlement item "not in accordance with the AGR's
+#: accounting" is disputed, not rejected: no accepted FlexOrder of this DSO has its
+#: OrderReference, Period and congestion point.
+UNKNOWN_ORDER = "No accepted FlexOrder with this OrderReference, Period and CongestionPoint"
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,3 +418,43 @@ def _offer_reasons(
     if order.activation_factor < option.min_activation_factor:
         reasons.append(ACTIVATION_BELOW_MINIMUM)
     return reasons
+
+
+# --- FlexSettlement (received by the AGR) ----------------------------------------------------
+
+
+def check_flex_settlement(
+    settlement: FlexSettlement, *, orders: Iterable[FlexOrder], market: Market
+) -> tuple[list[str], tuple[FlexOrderSettlementStatus, ...]]:
+    """A FlexSettlement the AGR received: the reasons to reject it, and the verdict on each
+    FlexOrderSettlement.
+
+    flex-settlement-response.md: rejection "only ... in case a FlexSettlement covering a given
+    period was already accepted previously, or contains invalid data" - here a settlement
+    item with a Period outside the settlement period (message-validation.md, "Period out of
+    bounds", its own example) or ISPs that do not fit their Period ("ISPs out of bounds",
+    "ISP conflict"). An item "not in accordance with the AGR's accounting" is Disputed:
+    `orders` are the FlexOrders this AGR accepted from the DSO.
+    """
+    reasons: list[str] = []
+    if settlement.period_start > settlement.period_end:
+        reasons.append(Reason.PERIOD_OUT_OF_BOUNDS)
+    known = {(o.order_reference, o.period, o.congestion_point) for o in orders}
+    statuses = []
+    for item in settlement.flex_order_settlements:
+        if not settlement.period_start <= item.period <= settlement.period_end:
+            reasons.append(Reason.PERIOD_OUT_OF_BOUNDS)
+        reasons += isp_reasons(
+            [(isp.start, isp.duration) for isp in item.isps], item.period, market
+        )
+        if (item.order_reference, item.period, item.congestion_point) in known:
+            statuses.append(
+                FlexOrderSettlementStatus(item.order_reference, AcceptedDisputed.ACCEPTED)
+            )
+        else:
+            statuses.append(
+                FlexOrderSettlementStatus(
+                    item.order_reference, AcceptedDisputed.DISPUTED, UNKNOWN_ORDER
+                )
+            )
+    return _unique(reasons), tuple(statuses)

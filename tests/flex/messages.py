@@ -10,14 +10,20 @@ from typing import Any
 from adapter.flex.rules import Market
 from adapter.uftp.messages import (
     AvailableRequested,
+    ContractSettlement,
+    ContractSettlementISP,
+    ContractSettlementPeriod,
     FlexOffer,
     FlexOfferOption,
     FlexOfferOptionISP,
     FlexOfferRevocation,
     FlexOrder,
     FlexOrderISP,
+    FlexOrderSettlement,
+    FlexOrderSettlementISP,
     FlexRequest,
     FlexRequestISP,
+    FlexSettlement,
 )
 
 DSO = "dso.example-grid.nl"
@@ -122,3 +128,38 @@ def revocation(offer: FlexOffer, **changes: Any) -> FlexOfferRevocation:
         "flex_offer_message_id": offer.message_id,
     }
     return FlexOfferRevocation(**{**fields, **changes})
+
+
+def settlement(order: FlexOrder, **changes: Any) -> FlexSettlement:
+    """December's settlement of `order`, delivered in full; the bilateral-contract part the
+    schema requires, empty of power."""
+    fields: dict[str, Any] = {
+        "period_start": date(2026, 12, 1),
+        "period_end": date(2026, 12, 31),
+        "currency": "EUR",
+        "flex_order_settlements": (
+            FlexOrderSettlement(
+                order_reference=order.order_reference,
+                period=order.period,
+                congestion_point=order.congestion_point,
+                price=order.price,
+                net_settlement=order.price,
+                isps=tuple(
+                    FlexOrderSettlementISP(
+                        isp.start, 0, isp.power, isp.power, isp.power, isp.duration
+                    )
+                    for isp in order.isps
+                ),
+            ),
+        ),
+        "contract_settlements": (
+            ContractSettlement(
+                periods=(
+                    ContractSettlementPeriod(
+                        period=order.period, isps=(ContractSettlementISP(1, 0, 96),)
+                    ),
+                )
+            ),
+        ),
+    }
+    return FlexSettlement(**{**fields, **changes})

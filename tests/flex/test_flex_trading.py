@@ -9,6 +9,7 @@ DSO orders one offer, the AGR may revoke an offer not yet ordered.
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -21,9 +22,25 @@ from adapter.flex.state import Direction, Standing
 from adapter.participant import Participant
 from adapter.store import flex_book_for
 from adapter.store.flex import FlexBook
-from adapter.uftp.messages import FlexOffer, FlexRequest, PayloadMessage, Result, Role
+from adapter.uftp.messages import (
+    FlexOffer,
+    FlexRequest,
+    FlexSettlementResponse,
+    PayloadMessage,
+    Result,
+    Role,
+)
 from tests.conftest import Network, eventually
-from tests.flex.messages import AGR, DSO, MARKET, NOW, flex_offer, flex_request, revocation
+from tests.flex.messages import (
+    AGR,
+    DSO,
+    MARKET,
+    NOW,
+    flex_offer,
+    flex_request,
+    revocation,
+    settlement,
+)
 
 
 def bare(message: PayloadMessage) -> Any:
@@ -115,6 +132,24 @@ async def test_request_offer_order(network: Network, version: str) -> None:
     again = dataclasses.replace(order, order_reference="o-2")
     twice = await dso.request(again, to=AGR, timeout=10)
     assert (twice.result, twice.rejection_reason) == (Result.REJECTED, ALREADY_ORDERED)
+
+    # flex-settlement-response.md: the order it accepted is Accepted, one it never took
+    # (the second, refused) Disputed; an item outside the settlement period is invalid data.
+    month = settlement(again)
+    items = (settlement(order).flex_order_settlements[0], month.flex_order_settlements[0])
+    settled = await dso.request(
+        bare(dataclasses.replace(month, flex_order_settlements=items)), to=AGR, timeout=10
+    )
+    assert isinstance(settled, FlexSettlementResponse) and settled.accepted
+    assert [(s.order_reference, s.disposition) for s in settled.flex_order_settlement_statuses] == [
+        ("o-1", "Accepted"),
+        ("o-2", "Disputed"),
+    ]
+    november = dataclasses.replace(
+        settlement(order), period_start=date(2026, 11, 1), period_end=date(2026, 11, 30)
+    )
+    refused = await dso.request(bare(november), to=AGR, timeout=10)
+    assert (refused.result, refused.rejection_reason) == (Result.REJECTED, "Period out of bounds")
 
 
 async def test_an_offer_for_a_request_never_sent_and_an_order_of_a_revoked_offer(
