@@ -199,6 +199,13 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
     demo.add_argument(
         "--config-dir", type=Path, default=Path("config"), help="folder of dso.toml and cro.toml"
     )
+    demo.add_argument(
+        "--flex",
+        action="store_true",
+        help="instead: a flex day of a CRO, a DSO and an AGR (portfolio, FlexRequest, "
+        "FlexOffer, FlexOrder, FlexSettlement), with keys and stores of their own in a "
+        "temporary folder; needs no config",
+    )
     demo.set_defaults(func=cmd_demo)
 
 
@@ -256,6 +263,11 @@ DEMO_FILES = ("dso.toml", "cro.toml", "portfolio.csv")
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .run import demo
+
+    if args.flex:
+        from .flex.demo import flex_day
+
+        return asyncio.run(flex_day())
 
     for name in DEMO_FILES:
         path = args.config_dir / name
