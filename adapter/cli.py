@@ -210,13 +210,13 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .config import PostgresStore, load_config
+    from .config import PostgresStoreSettings, load_config
     from .listen import workers_supported
     from .run import serve
 
     config = load_config(args.config)
     if args.workers > 1:
-        if not isinstance(config.participant.store, PostgresStore):
+        if not isinstance(config.participant.store, PostgresStoreSettings):
             raise UsageError(
                 f"--workers {args.workers}: {args.config} has a SQLite store, which admits one "
                 'process; several share a PostgreSQL store (store = "postgresql://...")'
@@ -243,6 +243,7 @@ def _workers(text: str) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     from .config import load_config
     from .run import read_message_file, request_once
+    from .uftp.messages import PayloadRequest
 
     config = load_config(args.config)
     # A request opens a conversation (metadata-attributes.md: a ConversationID is generated
@@ -251,6 +252,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     message = dataclasses.replace(
         read_message_file(args.message_file), conversation_id=str(uuid.uuid4())
     )
+    if not isinstance(message, PayloadRequest):
+        raise UsageError(
+            f"{args.message_file}: a {message.xml_name} is not a request: it answers one"
+        )
     outcome = asyncio.run(
         request_once(config, message, args.to, timeout=args.timeout, keep_trying=args.keep_trying)
     )
@@ -316,14 +321,14 @@ def add_cro(subparsers: _SubParsers) -> None:
 
 
 def cmd_cro_show(args: argparse.Namespace) -> int:
-    from .config import SqliteStore, load_config
+    from .config import SqliteStoreSettings, load_config
     from .cro.show import end_of_day, read_report, render_json, render_text
 
     config = load_config(args.config)
     if config.participant.role is not Role.CRO:
         raise UsageError(f"{args.config} configures a {config.participant.role}, not a CRO")
     store = config.participant.store
-    if isinstance(store, SqliteStore) and not store.path.exists():
+    if isinstance(store, SqliteStoreSettings) and not store.path.exists():
         raise UsageError(f"no store at {store.path}: has the CRO run yet?")
     as_of = args.date
     if isinstance(as_of, date) and not isinstance(as_of, datetime):

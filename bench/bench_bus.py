@@ -55,6 +55,7 @@ import contextlib
 import cProfile
 import dataclasses
 import logging
+import math
 import multiprocessing
 import os
 import pstats
@@ -183,10 +184,10 @@ def adapter_process(
 
 
 async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, tmp: Path) -> None:
-    from adapter.config import DeliverySettings
     from adapter.directory import Peer, StaticDirectory
     from adapter.keys import generate
     from adapter.participant import Participant
+    from adapter.settings import Delivery, Limits
     from adapter.store.sqlite import SqliteStore
     from adapter.uftp.messages import Role
 
@@ -205,7 +206,7 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
         CRO: bridge(names, commands=False, name="bench cro") if kind == "events" else None,
     }
     assert names is not None or kind == "none"
-    delivery = DeliverySettings(handler_concurrency=64)
+    delivery = Delivery(handler_concurrency=64)
     dso, cro = (
         Participant(
             domain=domain,
@@ -215,9 +216,7 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
             store=SqliteStore(tmp / f"{kind}-{uuid.uuid4().hex[:8]}-{domain}.sqlite3"),
             directory=StaticDirectory([]),
             delivery=delivery,
-            rate_limit=None,
-            handlers_per_sender=64,
-            deliveries_per_peer=64,
+            limits=Limits(rate_per_sender=math.inf, handlers_per_sender=64, deliveries_per_peer=64),
             bus=buses[domain],
         )
         for domain, role in ((DSO, Role.DSO), (CRO, Role.CRO))

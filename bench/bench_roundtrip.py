@@ -62,6 +62,7 @@ import cProfile
 import dataclasses
 import json
 import logging
+import math
 import multiprocessing
 import os
 import pstats
@@ -232,6 +233,7 @@ async def _ours(conn: Connection, domain: str, role_name: str, secret: bytes, st
     from adapter.keys import PrivateKeys
     from adapter.participant import Participant
     from adapter.router import HandlerContext, Router
+    from adapter.settings import Limits
     from adapter.store.sqlite import SqliteStore
     from adapter.uftp.messages import (
         DSOPortfolioUpdate,
@@ -257,6 +259,8 @@ async def _ours(conn: Connection, domain: str, role_name: str, secret: bytes, st
         store=sqlite_store,
         directory=StaticDirectory([]),
         router=router if role is Role.CRO else None,
+        # The load is one peer's: no rate limit nor caps, as the other side has none.
+        limits=Limits(rate_per_sender=math.inf, handlers_per_sender=None, deliveries_per_peer=None),
     )
     await participant.start()
     conn.send(participant.url())

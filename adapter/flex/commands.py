@@ -394,11 +394,11 @@ def _describe(response: PayloadResponse) -> str:
 
 def _read_entries(config: Config, direction: Direction, message_type: str) -> list[Entry]:
     from adapter.assemble import new_store
-    from adapter.config import SqliteStore
+    from adapter.config import SqliteStoreSettings
     from adapter.store import flex_book_for
 
     settings = config.participant.store
-    if isinstance(settings, SqliteStore) and not settings.path.exists():
+    if isinstance(settings, SqliteStoreSettings) and not settings.path.exists():
         return []  # has not run yet: nothing received
 
     async def read() -> list[Entry]:

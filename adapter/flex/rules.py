@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapter.flex.state import Entry, Standing
@@ -142,7 +143,7 @@ def expanded(spans: Iterable[tuple[int, int, int]]) -> dict[int, int]:
     }
 
 
-def market_reasons(message: FlexMessage, market: Market) -> list[str]:
+def market_reasons(message: FlexMessage[Any], market: Market) -> list[str]:
     """ISP-Duration and TimeZone against the market's (message-validation.md, "ISP duration
     rejected", "TimeZone rejected": a TimeZone "that has a different UTC offset than is the
     agreed-upon common value", so another name for the same offsets on the Period passes)."""
@@ -216,7 +217,7 @@ def _point_reasons(congestion_point: str, market: Market) -> list[str]:
 
 
 def _common(
-    message: FlexMessage, spans: list[tuple[int, int]] | None, now: datetime, market: Market
+    message: FlexMessage[Any], spans: list[tuple[int, int]] | None, now: datetime, market: Market
 ) -> list[str]:
     """What every flex message is checked for; its ISPs (`spans`) too unless None."""
     reasons = market_reasons(message, market)

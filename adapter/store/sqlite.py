@@ -3,10 +3,11 @@
 Why on the event loop: SQLite allows one writer at a time anyway, and its statements for one
 message take tens of microseconds. A dedicated writer thread (this module's first design) made
 every operation cross the GIL twice; under load the event loop and the writer then queued for
-the GIL behind CPython's 5 ms switch interval, and that hand-off, not SQLite, capped a
-participant at about 200 round trips a second. Running the statements where the caller already
-holds the GIL costs nothing to hand over; the price is that the loop waits for each COMMIT's
-fsync (a fraction of a millisecond on a local SSD), which group commit amortises. Operations
+the GIL behind CPython's 5 ms switch interval, and that hand-off, not SQLite, capped the
+round trips a participant made a second (bench/README.md). Running the statements where the
+caller already holds the GIL costs nothing to hand over; the price is that the loop waits for
+each COMMIT's fsync (a fraction of a millisecond on a local SSD), which group commit
+amortises. Operations
 known to be large (a 100,000-row portfolio) ask for `offload=True` and their batch runs on a
 worker thread instead, while new operations wait for the next batch.
 
@@ -35,7 +36,7 @@ What the PRAGMAs guarantee (set on every open):
 * ``wal_autocheckpoint=0``: the write-ahead log is copied back into the database file by a
   thread of the store's own (`_Checkpointer`), not by whichever COMMIT happens to cross
   SQLite's threshold: that COMMIT would otherwise wait for the copy and an fsync of the
-  database file (over 100 ms after a 100,000-connection portfolio), on the event loop.
+  database file (long, after a 100,000-connection portfolio), on the event loop.
   Durability is unchanged: a transaction is durable once its WAL frames are fsynced.
 * ``busy_timeout``: should another process hold the write lock (it is not meant to share the
   file, but an operator's sqlite3 shell might), wait for it instead of failing at once.
