@@ -207,6 +207,13 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
     demo.add_argument(
         "--config-dir", type=Path, default=Path("config"), help="folder of dso.toml and cro.toml"
     )
+    demo.add_argument(
+        "--flex",
+        action="store_true",
+        help="instead: a flex day of a CRO, a DSO and an AGR (portfolio, FlexRequest, "
+        "FlexOffer, FlexOrder, FlexSettlement), with keys and stores of their own in a "
+        "temporary folder; needs no config",
+    )
     demo.set_defaults(func=cmd_demo)
 
 
@@ -273,6 +280,11 @@ DEMO_FILES = ("dso.toml", "cro.toml", "portfolio.csv")
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .run import demo
+
+    if args.flex:
+        from .flex.demo import flex_day
+
+        return asyncio.run(flex_day())
 
     for name in DEMO_FILES:
         path = args.config_dir / name
@@ -357,10 +369,12 @@ def _as_of(text: str) -> date | datetime:
 def add_dso_commands(subparsers: _SubParsers) -> None:
     dso = subparsers.add_parser(
         "dso",
-        help="publish the DSO's portfolio to the CRO, and query it",
+        help="publish the DSO's portfolio to the CRO and query it; request and order flexibility",
         description="Publish congestion points with their connections to the CRO and ask "
-        "which aggregators represent them (contract-phase.md). Exit status: 0 Accepted, "
-        "1 Rejected, 2 a mistake in a file or argument, not delivered or no answer.",
+        "which aggregators represent them (contract-phase.md); request flexibility from "
+        "aggregators, see their offers and order one (flex-request.md to flex-order.md). "
+        "Exit status: 0 Accepted, 1 Rejected, 2 a mistake in a file or argument, not "
+        "delivered or no answer.",
     )
     sub = dso.add_subparsers(dest="dso_command", required=True, metavar="COMMAND")
     publish = sub.add_parser(
@@ -389,6 +403,10 @@ def add_dso_commands(subparsers: _SubParsers) -> None:
     query.add_argument("--format", choices=("text", "json"), default="text")
     _add_dso_options(query)
     query.set_defaults(func=cmd_dso_query)
+
+    from .flex.commands import add_dso_flex_commands
+
+    add_dso_flex_commands(sub)
 
 
 def _add_dso_options(parser: argparse.ArgumentParser) -> None:
@@ -515,6 +533,12 @@ def _time_zone(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def add_agr(subparsers: _SubParsers) -> None:
+    from .flex.commands import add_agr_commands
+
+    add_agr_commands(subparsers)
+
+
 def add_operator_commands(subparsers: _SubParsers) -> None:
     from .ops import commands
 
@@ -629,6 +653,7 @@ COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
     add_participant_commands,
     add_cro,
     add_dso_commands,
+    add_agr,
     add_bus_commands,
     add_operator_commands,
 )
@@ -636,7 +661,7 @@ COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Shapeshifter/UFTP participant for DSO and CRO roles."
+        prog=PROG, description="Shapeshifter/UFTP participant for the DSO, AGR and CRO roles."
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
