@@ -20,7 +20,7 @@ from .config import (
     ConfigError,
     ParticipantSettings,
     PeerSettings,
-    SqliteStore,
+    SqliteStoreSettings,
     StoreSettings,
 )
 from .directory import Directory, Peer, StaticDirectory
@@ -66,7 +66,7 @@ def new_store(
     participant) and the lease of its claims."""
     store = settings.store if isinstance(settings, ParticipantSettings) else settings
     lease = DEFAULT_LEASE if lease_seconds is None else timedelta(seconds=lease_seconds)
-    if isinstance(store, SqliteStore):
+    if isinstance(store, SqliteStoreSettings):
         return open_store(f"sqlite:{store.path}", exclusive=exclusive, lease=lease)
     return open_store(store.dsn, exclusive=exclusive, lease=lease)
 
