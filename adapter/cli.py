@@ -104,7 +104,8 @@ def add_keys_commands(subparsers: _SubParsers) -> None:
         "activate",
         help="sign with the next key from now on; print the TXT record with both keys",
         description="Make NAME.next.key the current key (the old one becomes "
-        "NAME.previous.key). A running participant signs with it within a second. Keep both "
+        "NAME.previous.key). A running participant signs with it after its next look at the "
+        "file (at most once a second). Keep both "
         "keys published until messages signed with the old one are no longer in flight.",
     )
     for command, func in ((rotate, cmd_keys_rotate), (activate, cmd_keys_activate)):
