@@ -23,13 +23,14 @@ import asyncio
 import json
 import logging
 import time
+from base64 import b64encode
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from ssl import SSLContext
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote
 
 import aiohttp
 
@@ -180,7 +181,7 @@ class TokenSource:
         form = {"grant_type": "client_credentials"}
         if settings.scope:
             form["scope"] = settings.scope
-        auth = None
+        headers = {"Accept": "application/json"}
         try:
             secret = settings.secret()
         except OSError as exc:
@@ -191,7 +192,8 @@ class TokenSource:
             ) from None
         if settings.client_auth is ClientAuth.BASIC:
             # RFC 6749, 2.3.1: id and secret form-encoded before they are Basic-encoded.
-            auth = aiohttp.BasicAuth(quote_plus(settings.client_id), quote_plus(secret))
+            pair = f"{quote(settings.client_id, safe='')}:{quote(secret, safe='')}"
+            headers["Authorization"] = "Basic " + b64encode(pair.encode()).decode("ascii")
         else:
             form["client_id"] = settings.client_id
             form["client_secret"] = secret
@@ -206,8 +208,7 @@ class TokenSource:
                 session.post(
                     where,
                     data=form,
-                    auth=auth,
-                    headers={"Accept": "application/json"},
+                    headers=headers,
                     allow_redirects=False,
                     ssl=self._ssl or True,
                 ) as response,
