@@ -117,7 +117,7 @@ class Client:
         With a bearer token when `credentials` has one for `url`: a 401 then gets one fresh
         token and one retry (the spec's 401 is permanent "unless private arrangements between
         sender and recipient exist", message-transport-mechanism.md, "Error handling")."""
-        source = self.credentials.for_url(url) if self.credentials else None
+        source = await self.credentials.for_url(url) if self.credentials else None
         if source is None:
             return await self._post(url, envelope, None)
         from .oauth2 import TokenFailed

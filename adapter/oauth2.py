@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from base64 import b64encode
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -279,7 +279,7 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
 
 
 #: Which token source goes with an endpoint URL; None: none of this lookup's.
-SourceFor = Callable[[str], "TokenSource | None"]
+SourceFor = Callable[[str], Awaitable["TokenSource | None"]]
 
 
 class Credentials:
@@ -297,12 +297,12 @@ class Credentials:
     def __bool__(self) -> bool:
         return bool(self._peers or self._lookups)
 
-    def for_url(self, url: str) -> TokenSource | None:
+    async def for_url(self, url: str) -> TokenSource | None:
         source = self._peers.get(url)
         if source is not None:
             return source
         for lookup in self._lookups:
-            source = lookup(url)
+            source = await lookup(url)
             if source is not None:
                 return source
         return None

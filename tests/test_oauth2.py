@@ -128,7 +128,10 @@ async def peer(hub: Hub) -> AsyncIterator[Peer]:
 
 
 async def client_for(peer: Peer, source: TokenSource) -> Client:
-    credentials = Credentials([lambda url: source if url == peer.url else None])
+    async def lookup(url: str) -> TokenSource | None:
+        return source if url == peer.url else None
+
+    credentials = Credentials([lookup])
     client = Client(credentials=credentials)
     await client.start()
     return client

@@ -213,9 +213,18 @@ class AddressBookDirectory:
 
     # -- credentials --------------------------------------------------------------------------
 
-    def token_for(self, url: str) -> TokenSource | None:
-        """The hub's token source for a POST to an endpoint of a peer it lists."""
-        return self.token if self.token is not None and url in self._known_endpoints else None
+    async def token_for(self, url: str) -> TokenSource | None:
+        """The hub's token source for a POST to an endpoint of a peer it lists. The list is
+        read first if it is not in hand (a delivery resumed after a restart comes before any
+        lookup); a list that cannot be read now leaves the POST without a token."""
+        if self.token is None:
+            return None
+        if self._book is None:
+            try:
+                await self._current()
+            except KeyLookupFailed:
+                return None
+        return self.token if url in self._known_endpoints else None
 
     # -- the list -----------------------------------------------------------------------------
 

@@ -83,8 +83,8 @@ async def test_entries_are_read_with_the_hubs_bearer_token(hub: Hub) -> None:
     assert await book.lookup(CRO, Role.DSO) is None
     assert book.roles_of(CRO) == {Role.CRO}
     assert hub.book_authorizations == [f"Bearer {hub.issued[0]}"]
-    assert book.token_for(cro.endpoint) is book.token
-    assert book.token_for("https://elsewhere.example/") is None
+    assert await book.token_for(cro.endpoint) is book.token
+    assert await book.token_for("https://elsewhere.example/") is None
 
 
 async def test_without_a_token_the_hub_refuses_and_nothing_is_known(hub: Hub) -> None:
@@ -176,6 +176,14 @@ async def test_an_entry_without_an_endpoint_takes_the_one_dns_names(hub: Hub) ->
     agr = await book.lookup("agr.example.com", Role.AGR)
     assert agr is not None and agr.endpoint == named.endpoint
     assert agr.signing_keys == (KEYS["agr.example.com"].public.signing,)  # the book's keys
-    assert book.token_for(named.endpoint) is book.token
+    assert await book.token_for(named.endpoint) is book.token
     plain = dataclasses.replace(book.settings)
     assert plain.endpoint is None
+
+
+async def test_a_post_before_any_lookup_still_gets_the_hubs_token(hub: Hub) -> None:
+    """A delivery resumed after a restart comes before any lookup has read the list."""
+    book = book_for(hub)
+    endpoint = "https://cro.example.com/shapeshifter/api/v3/message"
+    assert await book.token_for(endpoint) is book.token
+    assert hub.requests["/api/participants"] == 1

@@ -52,7 +52,11 @@ def test_static_peers_then_dns_in_the_configured_order() -> None:
 @pytest.mark.parametrize(
     ("directory", "field", "problem"),
     [
-        ({"sources": ["ldap"]}, "directory.sources[0]", "expected one of static, address_book, dns"),
+        (
+            {"sources": ["ldap"]},
+            "directory.sources[0]",
+            "expected one of static, address_book, dns",
+        ),
         ({"sources": ["dns", "dns"], "dns": {}}, "directory.sources[1]", "listed twice"),
         ({"sources": []}, "directory.sources", "at least one"),
         ({"sources": ["dns"]}, "directory.dns", "add a [directory.dns] table"),
@@ -228,7 +232,7 @@ def test_an_address_book_table_that_does_not_hold_is_refused(
     assert problem in str(caught.value)
 
 
-def test_a_peer_with_its_own_oauth2_and_an_inbound_bearer_check() -> None:
+async def test_a_peer_with_its_own_oauth2_and_an_inbound_bearer_check() -> None:
     from adapter.assemble import credentials_for
 
     data = valid()
@@ -248,6 +252,6 @@ def test_a_peer_with_its_own_oauth2_and_an_inbound_bearer_check() -> None:
     assert peer.oauth2 is not None and "peer-secret" not in repr(peer)
     assert config.oauth2_inbound is not None
     credentials = credentials_for(config, directory_for(config))
-    source = credentials.for_url(peer.endpoint)
+    source = await credentials.for_url(peer.endpoint)
     assert source is not None and source.settings == peer.oauth2
-    assert credentials.for_url("https://other.example/") is None
+    assert await credentials.for_url("https://other.example/") is None
