@@ -154,3 +154,15 @@ def test_the_matcher_of_a_participant_alone_on_its_store_is_in_memory(tmp_path: 
     store = SqliteStore(tmp_path / "alone.sqlite3")
     assert type(matcher_for(store.coordinator(), store)) is Waiters
     assert type(bare(tmp_path).waiters) is Waiters
+
+
+def test_the_matcher_of_a_participant_on_a_shared_store_tells_the_other_processes() -> None:
+    """A PostgreSQL store may be shared: its coordinator's notifier (LISTEN/NOTIFY) carries
+    the news of responses and failures to the process that awaits them. Nothing connects
+    before the store is opened."""
+    pytest.importorskip("asyncpg")
+    from adapter.store.postgres import PostgresStore
+    from adapter.waiters import SharedWaiters
+
+    store = PostgresStore("postgresql://uftp@127.0.0.1:9/none", schema="never_opened")
+    assert type(matcher_for(store.coordinator(), store)) is SharedWaiters
