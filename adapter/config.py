@@ -25,6 +25,7 @@ import tomllib
 import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -101,24 +102,24 @@ class PeriodViolation(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class SqliteStore:
+class SqliteStoreSettings:
     """A SQLite database file (absolute path)."""
 
     path: Path
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class PostgresStore:
+class PostgresStoreSettings:
     """A PostgreSQL connection string, as asyncpg takes it."""
 
     dsn: str
 
     def __repr__(self) -> str:
         # The DSN may hold a password; a repr ends up in logs.
-        return f"PostgresStore(dsn={_redact_url(self.dsn)!r})"
+        return f"PostgresStoreSettings(dsn={_redact_url(self.dsn)!r})"
 
 
-StoreSettings = SqliteStore | PostgresStore
+StoreSettings = SqliteStoreSettings | PostgresStoreSettings
 #: The [delivery] and [limits] tables' settings by their former names (`adapter.settings`).
 DeliverySettings = Delivery
 LimitsSettings = Limits
@@ -162,6 +163,23 @@ class CroSettings:
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
+
+
+@dataclass(frozen=True, slots=True)
+class FlexSettings:
+    """Flexibility trading between DSO and AGR: the [flex] table (used when role = DSO or AGR).
+
+    `isp_duration` and `time_zone` are the market's agreed values (metadata-attributes.md):
+    a flex message with others is rejected ("ISP duration rejected", "TimeZone rejected").
+    `portfolio` (a DSO's portfolio file, as `dso publish` reads it) or `congestion_points`
+    name the points this participant trades on; a message for another is rejected ("Invalid
+    CongestionPoint"). Neither given: points are not checked.
+    """
+
+    isp_duration: timedelta = timedelta(minutes=15)
+    time_zone: str = "Europe/Amsterdam"
+    portfolio: Path | None = None
+    congestion_points: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +317,7 @@ class Config:
     handlers: HandlerSettings = field(default_factory=HandlerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    flex: FlexSettings = field(default_factory=FlexSettings)
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
         """The peer at `domain` (in `role`), or None when it is not configured.
@@ -438,6 +457,10 @@ def parse_config(
     handlers = _handlers(root.table("handlers", required=False), bus)
     metrics = _metrics(root.table("metrics", required=False), participant)
     retention = _retention(root.table("retention", required=False), limits)
+    flex_table = root.table("flex", required=False)
+    flex = _flex(flex_table)
+    if flex_table.present and participant.role is Role.CRO:
+        log.warning("%s: [flex] is ignored: participant.role is CRO", source)
     return Config(
         participant,
         delivery,
@@ -450,6 +473,7 @@ def parse_config(
         handlers,
         metrics,
         retention,
+        flex,
     )
 
 
@@ -494,6 +518,36 @@ def _delivery(table: _Table) -> Delivery:
             settings.deadline_seconds,
         )
     return settings
+
+
+def _flex(table: _Table) -> FlexSettings:
+    from .uftp.durations import parse_duration
+
+    d = FlexSettings()
+    text = table.string("isp_duration", "PT15M")
+    try:
+        isp_duration = parse_duration(text)
+    except ValueError:
+        isp_duration = timedelta(0)
+    if isp_duration <= timedelta(0) or timedelta(days=1) % isp_duration:
+        raise table.error(
+            "isp_duration",
+            f"expected a duration that divides an hour or a day, e.g. 'PT15M', got {text!r}",
+        )
+    time_zone = table.string("time_zone", d.time_zone)
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise table.error(
+            "time_zone", f"expected an IANA time zone such as 'Europe/Amsterdam', got {time_zone!r}"
+        ) from None
+    portfolio = table.path("portfolio") if table.get("portfolio") is not None else None
+    points = (
+        tuple(table.string_list("congestion_points"))
+        if table.get("congestion_points") is not None
+        else None
+    )
+    return FlexSettings(isp_duration, time_zone, portfolio, points)
 
 
 def _tls(table: _Table) -> TlsSettings:
@@ -758,8 +812,8 @@ def _store(table: _Table, key: str) -> StoreSettings:
     except ValueError as exc:
         raise table.error(key, str(exc)) from None
     if value.startswith("sqlite:"):
-        return SqliteStore(table.ctx.resolve(value.removeprefix("sqlite:")))
-    return PostgresStore(value)
+        return SqliteStoreSettings(table.ctx.resolve(value.removeprefix("sqlite:")))
+    return PostgresStoreSettings(value)
 
 
 def _versions(table: _Table, key: str) -> tuple[str, ...]:
@@ -1064,6 +1118,7 @@ _ROOT_KEYS = (
     "retention",
     "bus",
     "handlers",
+    "flex",
     "peers",
 )
 
@@ -1080,6 +1135,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "delivery": _keys(Delivery),
     "cro": _keys(CroSettings),
+    "flex": _keys(FlexSettings),
     "tls": _keys(TlsSettings),
     "bus": _keys(BusSettings),
     "handlers": _keys(HandlerSettings),

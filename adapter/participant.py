@@ -70,13 +70,13 @@ from .uftp.inbound import message_path
 from .uftp.messages import (
     RESPONSE_TYPES,
     PayloadMessage,
+    PayloadRequest,
     PayloadResponse,
     Role,
     TestMessage,
     TestMessageResponse,
 )
 from .uftp.retry import Backoff
-from .uftp.rules import recipient_roles
 from .waiters import Matcher, matcher_for
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=PayloadMessage)
+R = TypeVar("R", bound=PayloadResponse)
 
 
 class BusAttachment(Protocol):
@@ -365,9 +366,7 @@ class Participant:
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def send(
-        self, message: PayloadMessage, to: str, *, role: Role | None = None
-    ) -> PayloadMessage:
+    async def send(self, message: M, to: str, *, role: Role | None = None) -> M:
         """Queue `message` durably for `to` and return it with its metadata filled in.
 
         Raises `UnknownPeer` when `to` is not a configured peer for this message type.
@@ -379,13 +378,15 @@ class Participant:
 
     async def request(
         self,
-        message: PayloadMessage,
+        message: PayloadRequest[R],
         to: str,
         *,
         role: Role | None = None,
         timeout: float = 60.0,
-    ) -> PayloadResponse:
-        """Send `message` and wait for the response that answers it.
+    ) -> R:
+        """Send `message` and wait for the response that answers it, of the type the request
+        names (a DSOPortfolioUpdate is answered by a DSOPortfolioUpdateResponse, and a type
+        checker knows it).
 
         Raises `DeliveryFailed` when the message cannot be delivered, `ResponseTimeout` when
         no response arrives within `timeout` seconds.
@@ -397,7 +398,7 @@ class Participant:
             await self.outbox.submit(self._outbound(filled, peer))
             try:
                 async with asyncio.timeout(timeout):
-                    return await future
+                    return filled.response_from(await future)
             except TimeoutError:
                 raise ResponseTimeout(
                     f"no response to {filled.xml_name} {filled.message_id} within {timeout:g} s",
@@ -446,7 +447,7 @@ class Participant:
 
     async def _peer_for(self, domain: str, role: Role | None, kind: type[PayloadMessage]) -> Peer:
         roles = (
-            {role} if role is not None else recipient_roles(kind) & self.directory.roles_of(domain)
+            {role} if role is not None else kind.recipient_roles & self.directory.roles_of(domain)
         )
         if len(roles) == 1:
             peer = await self.directory.lookup(domain, next(iter(roles)))

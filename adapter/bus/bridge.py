@@ -458,11 +458,7 @@ class BusBridge:
             if root.get(name) is None:
                 root.set(name, value)
         if reference is not None and issubclass(kind, PayloadResponse):
-            attribute = (
-                "ReferenceMessageID"
-                if codec.is_draft(wanted)
-                else codec.V3_REFERENCE_ATTRIBUTE.get(kind)
-            )
+            attribute = "ReferenceMessageID" if codec.is_draft(wanted) else kind.v3_reference
             if attribute is not None:
                 root.set(attribute, reference)
 

@@ -42,7 +42,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from adapter.assemble import load_keys
-from adapter.config import SqliteStore as SqliteSettings
+from adapter.config import SqliteStoreSettings as SqliteSettings
 from adapter.config import load_config
 from adapter.directory import Peer, StaticDirectory
 from adapter.participant import Participant
