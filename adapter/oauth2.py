@@ -219,6 +219,13 @@ class TokenSource:
             raise TokenFailed(
                 f"OAuth2: the token URL {where} timed out", Outcome.TEMPORARY
             ) from None
+        except aiohttp.ClientConnectorCertificateError:
+            # As for a peer (`adapter.client`): our trust settings, which retrying cannot fix.
+            raise TokenFailed(
+                f"OAuth2: TLS configuration error, not retried: our trust setting ([tls] ca) "
+                f"does not verify the certificate of the token URL {where}",
+                Outcome.PERMANENT,
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TokenFailed(
                 f"OAuth2: the token URL {where} is unreachable: {type(exc).__name__}",

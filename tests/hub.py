@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any
 
 from aiohttp import web
@@ -154,19 +155,23 @@ class Hub:
         """Sign with a new key, and list only it: tokens signed before are invalid now."""
         self.signing_key = _new_key(kid)
 
-    async def start(self) -> None:
+    async def start(
+        self, ssl_context: SSLContext | None = None, trust: SSLContext | None = None
+    ) -> None:
+        """Serve on a free loopback port: HTTPS with `ssl_context` (the address book asks
+        its own JWKS trusting `trust`), else plain HTTP."""
         app = web.Application()
         app.router.add_post("/oauth2/token", self._token)
         app.router.add_get("/oauth2/jwks", self._jwks)
         app.router.add_get("/api/participants", self._book)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
         # The address book checks the hub's own tokens as a resource server would.
-        self._check = BearerCheck(self.inbound(refetch_interval_seconds=0))
+        self._check = BearerCheck(self.inbound(refetch_interval_seconds=0), ssl_context=trust)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -8,6 +8,7 @@ import base64
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +17,10 @@ from adapter.directory.addressbook import AddressBookDirectory
 from adapter.directory.settings import AddressBookSettings
 from adapter.keys import generate
 from adapter.oauth2 import TokenSource
+from adapter.tls import TlsSettings, client_context, server_context
 from adapter.uftp.errors import KeyLookupFailed
 from adapter.uftp.messages import Role
+from tests.certs import make_pki
 from tests.hub import Hub
 
 DSO = "dso.example.com"
@@ -187,3 +190,29 @@ async def test_a_post_before_any_lookup_still_gets_the_hubs_token(hub: Hub) -> N
     endpoint = "https://cro.example.com/shapeshifter/api/v3/message"
     assert await book.token_for(endpoint) is book.token
     assert hub.requests["/api/participants"] == 1
+
+
+async def test_the_hub_over_https_is_verified_with_the_configured_ca(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    hub = Hub({DSO: "dso-secret"})
+    hub.book = {"participants": [entry(CRO, "CRO", endpoint="https://cro.example.com/m")]}
+    await hub.start(
+        server_context(pki.server(require_client_certificates=False)),
+        trust=client_context(TlsSettings(ca=pki.ca)),
+    )
+    try:
+        assert hub.book_url.startswith("https://")
+        for ca, known in ((pki.ca, True), (pki.other_ca, False)):
+            trust = client_context(TlsSettings(ca=ca))
+            book = AddressBookDirectory(
+                AddressBookSettings(hub.book_url),
+                token=TokenSource(hub.oauth2(DSO), ssl_context=trust),
+                ssl_context=trust,
+            )
+            if known:
+                assert await book.lookup(CRO, Role.CRO) is not None
+            else:  # a hub our CA does not vouch for: no token, no list
+                with pytest.raises(KeyLookupFailed, match="does not verify the certificate"):
+                    await book.lookup(CRO, Role.CRO)
+    finally:
+        await hub.stop()
