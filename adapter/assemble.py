@@ -136,18 +136,17 @@ def credentials_for(
     from .directory.addressbook import AddressBookDirectory
 
     books = [source for source in _sources(directory) if isinstance(source, AddressBookDirectory)]
-    credentials = Credentials([book.token_for for book in books if book.token is not None])
-    reload_credentials(credentials, config, ssl_context=ssl_context)
+    credentials = Credentials(
+        [book.token_for for book in books if book.token is not None], ssl_context=ssl_context
+    )
+    reload_credentials(credentials, config)
     return credentials
 
 
-def reload_credentials(
-    credentials: Credentials, config: Config, *, ssl_context: ssl.SSLContext | None = None
-) -> None:
+def reload_credentials(credentials: Credentials, config: Config) -> None:
     """Give `credentials` the per-peer OAuth2 settings of `config` (read again on SIGHUP)."""
     credentials.set_peers(
-        ((peer.endpoint, peer.oauth2) for peer in config.peers if peer.oauth2 is not None),
-        ssl_context,
+        (peer.endpoint, peer.oauth2) for peer in config.peers if peer.oauth2 is not None
     )
 
 

@@ -296,7 +296,11 @@ class Credentials:
     is read again) and then each other lookup (an address book's: the hub's source for the
     endpoints it lists)."""
 
-    def __init__(self, lookups: Sequence[SourceFor] = ()) -> None:
+    def __init__(
+        self, lookups: Sequence[SourceFor] = (), *, ssl_context: SSLContext | None = None
+    ) -> None:
+        #: What the token URLs' certificates are verified with ([tls] ca).
+        self._ssl = ssl_context
         self._peers: dict[str, TokenSource] = {}
         self._sources: dict[OAuth2Settings, TokenSource] = {}
         self._lookups = tuple(lookups)
@@ -314,9 +318,7 @@ class Credentials:
                 return source
         return None
 
-    def set_peers(
-        self, peers: Iterable[tuple[str, OAuth2Settings]], ssl_context: SSLContext | None = None
-    ) -> None:
+    def set_peers(self, peers: Iterable[tuple[str, OAuth2Settings]]) -> None:
         """Use these (endpoint, settings) from now on; a source whose settings did not
         change is kept, with its cached token."""
         sources: dict[OAuth2Settings, TokenSource] = {}
@@ -324,6 +326,6 @@ class Credentials:
         for endpoint, settings in peers:
             source = sources.get(settings) or self._sources.get(settings)
             if source is None:
-                source = TokenSource(settings, ssl_context=ssl_context)
+                source = TokenSource(settings, ssl_context=self._ssl)
             sources[settings] = by_endpoint[endpoint] = source
         self._sources, self._peers = sources, by_endpoint

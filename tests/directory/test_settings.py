@@ -255,3 +255,27 @@ async def test_a_peer_with_its_own_oauth2_and_an_inbound_bearer_check() -> None:
     source = await credentials.for_url(peer.endpoint)
     assert source is not None and source.settings == peer.oauth2
     assert await credentials.for_url("https://other.example/") is None
+
+
+async def test_sighup_gives_the_peers_their_oauth2_clients_again() -> None:
+    from adapter.assemble import credentials_for, reload_credentials
+
+    data = valid()
+    data["peers"][0]["oauth2"] = {
+        "token_url": "https://auth.cro.example/token",
+        "client_id": "dso.example.com",
+        "client_secret": "one",
+    }
+    config = parse(data)
+    endpoint = config.peers[0].endpoint
+    credentials = credentials_for(config, directory_for(config))
+    first = await credentials.for_url(endpoint)
+    reload_credentials(credentials, parse(data))
+    assert await credentials.for_url(endpoint) is first  # unchanged: its token is kept
+    data["peers"][0]["oauth2"]["client_secret"] = "two"
+    reload_credentials(credentials, parse(data))
+    second = await credentials.for_url(endpoint)
+    assert second is not None and second is not first
+    del data["peers"][0]["oauth2"]
+    reload_credentials(credentials, parse(data))
+    assert await credentials.for_url(endpoint) is None
