@@ -21,20 +21,17 @@ import os
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from .oauth2 import Credentials, TokenFailed
 from .settings import Delivery
 
 # The classification lived here before the core had `retry`; importable from here still.
 from .uftp.retry import TEMPORARY_4XX as TEMPORARY_4XX
 from .uftp.retry import Outcome as Outcome
 from .uftp.retry import classify
-
-if TYPE_CHECKING:
-    from .oauth2 import Credentials
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CONTENT_TYPE = "text/xml; charset=utf-8"
@@ -123,8 +120,6 @@ class Client:
         source = await self.credentials.for_url(url) if self.credentials else None
         if source is None:
             return await self._post(url, envelope, None)
-        from .oauth2 import TokenFailed
-
         try:
             token = await source.token()
         except TokenFailed as exc:

@@ -206,3 +206,41 @@ async def test_a_token_server_that_refuses_us_fails_the_delivery_at_once(
         await client.close()
     assert result.outcome is Outcome.PERMANENT and "invalid_client" in result.detail
     assert peer.authorizations == []
+
+
+async def test_the_token_does_not_follow_a_redirect_to_another_origin(hub: Hub, peer: Peer) -> None:
+    seen: list[str | None] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.Response(text="OK")
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(str(request.query["to"]))
+
+    app = web.Application()
+    app.router.add_post("/m", elsewhere)
+    app.router.add_post("/moved", moved)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    here = f"http://127.0.0.1:{port}"
+    credentials = Credentials()
+    credentials.set_peers(
+        [
+            (f"{here}/moved?to={here}/m", hub.oauth2(DSO)),
+            (f"{here}/moved?to={peer.url}", hub.oauth2(DSO)),
+        ]
+    )
+    client = Client(credentials=credentials)
+    try:
+        same = await client.post(f"{here}/moved?to={here}/m", b"<x/>")
+        other = await client.post(f"{here}/moved?to={peer.url}", b"<x/>")
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert same.outcome is Outcome.DELIVERED and seen == [f"Bearer {hub.issued[0]}"]
+    # Another origin: no token; it answers 401, and the one retry does not send it there either.
+    assert other.status == 401 and peer.authorizations == [None, None]
