@@ -199,9 +199,7 @@ class Endpoint:
         self._read_timeout = limits.read_timeout_seconds
         #: Who a message must be addressed to, by the major Version of the path it came by.
         self._receivers = {
-            major: inbound.Receiver.on_path(
-                domain, role, versions, major, limits.time_stamp_window
-            )
+            major: inbound.Receiver.on_path(domain, role, versions, major, limits.time_stamp_window)
             for major in {inbound.major(v) for v in versions}
         }
         self._keepalive_timeout = limits.keepalive_timeout_seconds
