@@ -43,12 +43,14 @@ async def serve(
     stop: asyncio.Event | None = None,
     sockets: list[socket.socket] | None = None,
     log_format: str = "text",
+    admin: bool = True,
 ) -> None:
     """Run the endpoint until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly:
     in-flight handlers finish, POSTs on the wire return, pending deliveries stay in the store
     for the next start. With [metrics], its listener serves from before the start to after
     the stop (`adapter.ops.service`). `sockets`: listening already (a worker's; see
-    `adapter.workers`)."""
+    `adapter.workers`). `admin`: serve the admin socket of [admin], through which the
+    command line uses this process (`adapter.ops.admin`)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -58,7 +60,7 @@ async def serve(
         from .ops.logs import announce
         from .ops.service import Service
 
-        service = Service(config)
+        service = Service(config, admin=admin)
         participant = service.participant
         # Raises `listen.CannotListen` ("port 8080 on 127.0.0.1 is in use") having sent and
         # handled nothing, and closed what it opened.
@@ -105,13 +107,43 @@ async def request_once(
     out: TextIO = sys.stdout,
     describe: Callable[[PayloadResponse], str] | None = None,
 ) -> Outcome:
-    """Start the participant (to receive the answer), send one request, print the answer.
+    """Send one request and print the answer: through a running `serve` of `config` when
+    there is one (its admin socket, `adapter.ops.admin`), else from a participant started
+    here for the purpose (to receive the answer).
 
     Giving up after `timeout` seconds, it says what happened (delivered but not answered, or
     not delivered and why) and withdraws a message not yet delivered from the outbox, unless
     `keep_trying`: nobody would be told when it arrived later. Exit status: 0 Accepted,
     1 Rejected, 2 not delivered or no answer in time.
     """
+    from .ops.admin_client import find_daemon
+
+    daemon = await find_daemon(config)
+    if daemon is not None:
+        async with daemon:
+            answer = await daemon.request(message, to, timeout=timeout, keep_trying=keep_trying)
+        if answer.response is None:
+            print(answer.text, file=out)
+            return Outcome(EXIT_UNDELIVERED, None)
+        response = answer.response
+    else:
+        outcome = await _request_standalone(config, message, to, timeout, keep_trying, out)
+        if outcome.response is None:
+            return outcome
+        response = outcome.response
+    print(describe(response) if describe else describe_response(response), file=out)
+    return Outcome(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
+
+
+async def _request_standalone(
+    config: Config,
+    message: PayloadMessage,
+    to: str,
+    timeout: float,
+    keep_trying: bool,
+    out: TextIO,
+) -> Outcome:
+    """`request_once` in a participant of its own: the response, or a line printed."""
     participant = participant_for(config)
     await participant.start()
     try:
@@ -128,15 +160,21 @@ async def request_once(
             return Outcome(EXIT_UNDELIVERED, None)
     finally:
         await participant.stop()
-    print(describe(response) if describe else describe_response(response), file=out)
     return Outcome(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
 
 
 async def gave_up(
-    participant: Participant, message_id: str, timeout: float, keep_trying: bool
+    participant: Participant,
+    message_id: str,
+    timeout: float,
+    keep_trying: bool,
+    *,
+    serving: bool = False,
 ) -> str:
     """What became of a request whose response did not come within `timeout` seconds, in
-    one line; unless `keep_trying`, a request not yet delivered is withdrawn first."""
+    one line; unless `keep_trying`, a request not yet delivered is withdrawn first.
+    `serving`: the participant goes on running (a `serve` asked through its admin socket),
+    so a message left queued is retried now, not at its next start."""
     if keep_trying:
         record = await participant.store.get_outbound(message_id)
     else:
@@ -154,10 +192,14 @@ async def gave_up(
             "withdrawn, it will not be sent (--keep-trying leaves it queued)"
         )
     if record.status is OutboundStatus.PENDING:
+        when = (
+            "the running serve keeps trying"
+            if serving
+            else "delivered when this participant next runs"
+        )
         return (
             f"not delivered to {record.recipient_domain} within {timeout:g} s: {last}, {tried}; "
-            f"still queued: delivered when this participant next runs, until "
-            f"{record.deadline.isoformat(timespec='seconds')}"
+            f"still queued: {when}, until {record.deadline.isoformat(timespec='seconds')}"
         )
     return f"not delivered to {record.recipient_domain}: {record.status}, {last}, {tried}"
 
