@@ -55,7 +55,8 @@ from typing import Any, Final
 from aiohttp import web
 
 from adapter.config import Config, ConfigError, SqliteStore
-from adapter.errors import DeliveryFailed, ResponseTimeout, UnknownPeer
+from adapter.errors import AdminError, DeliveryFailed, ResponseTimeout, UnknownPeer
+from adapter.giving_up import gave_up
 from adapter.participant import Participant
 from adapter.printable import printable
 from adapter.uftp import codec
@@ -189,7 +190,7 @@ def peer_uid(request: web.Request) -> int | None:
     return int(uid)
 
 
-class BadRequest(Exception):
+class BadRequest(AdminError):
     """A request the daemon does not take: answered 400 with this text."""
 
 
@@ -300,8 +301,6 @@ class AdminServer:
         try:
             response = requesting.result()
         except ResponseTimeout as exc:
-            from adapter.run import gave_up
-
             text = await gave_up(
                 self._participant, exc.message_id, timeout, keep_trying, serving=True
             )
