@@ -69,7 +69,7 @@ async def find_daemon(config: Config) -> Daemon | None:
     daemon = Daemon(path, config)
     try:
         identity = await daemon.identity()
-    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+    except aiohttp.ClientConnectorError as exc:
         await daemon.close()
         # Nothing listens: a serve that ended without removing it (killed). Standalone.
         log.info("admin socket %s: no serve answers (%s); running standalone", path, exc)
@@ -168,7 +168,24 @@ class Daemon:
     ) -> dict[str, Any]:
         url = f"http://localhost{PREFIX}/{name}"
         limit = aiohttp.ClientTimeout(total=timeout, connect=CONNECT_TIMEOUT)
+        try:
+            return await self._exchange(method, url, body, limit)
+        except aiohttp.ClientConnectorError:
+            raise  # nothing listens: `find_daemon` runs standalone
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AdminError(
+                f"the running serve (admin socket {self.path}) did not answer: "
+                f"{printable(str(exc) or type(exc).__name__, 200)}"
+            ) from None
+
+    async def _exchange(
+        self, method: str, url: str, body: object, limit: aiohttp.ClientTimeout
+    ) -> dict[str, Any]:
         async with self._session.request(method, url, json=body, timeout=limit) as answer:
+            if answer.status == 413:
+                raise AdminError(
+                    f"the message is larger than a running serve takes ({MAX_REQUEST_BYTES} bytes)"
+                )
             if answer.content_length is not None and answer.content_length > MAX_REQUEST_BYTES:
                 raise AdminError(
                     f"the running serve's answer is too large ({answer.content_length} bytes)"

@@ -32,7 +32,9 @@ class Service:
         self.config = config
         self.participant: Participant = participant_for(config)
         self.admin_server: AdminServer | None = None
-        if admin and config.admin.socket is not None:
+        # Only where the kernel names a connection's user (SO_PEERCRED, Linux): elsewhere the
+        # command line runs standalone, as it would without a serve.
+        if admin and config.admin.socket is not None and hasattr(socket, "SO_PEERCRED"):
             from adapter.ops.admin import AdminServer
 
             self.admin_server = AdminServer(config, self.participant, config.admin.socket)

@@ -172,6 +172,28 @@ async def test_timeout_and_keep_trying_through_the_running_dso(samples: Path) ->
     assert len(rows) == 1, pending.stdout
 
 
+async def test_a_command_waiting_when_serve_stops_is_told(samples: Path) -> None:
+    dso = str(samples / "dso.toml")
+    served = await start_serve(samples / "dso.toml")  # the CRO is down: no answer comes
+    try:
+        waiting = asyncio.ensure_future(
+            uftp("dso", "publish", portfolio(samples), "--config", dso, "--timeout", "50")
+        )
+        await asyncio.sleep(3)
+        assert not waiting.done()
+    finally:
+        assert await stop_serve(served) == 0, served.output.decode()
+    told = await waiting
+
+    assert told.returncode == 2, told.stdout + told.stderr
+    assert told.stdout.splitlines()[-1] == (
+        "serve stopped before the response arrived; the message stays in its outbox, "
+        "delivered when it runs again"
+    )
+    pending = await uftp("outbox", "list", "--config", dso, "--status", "pending")
+    assert "DSOPortfolioUpdate" in pending.stdout, pending.stdout
+
+
 async def test_cro_show_beside_a_running_cro(samples: Path) -> None:
     cro = str(samples / "cro.toml")
     async with serving(samples / "cro.toml") as served:
