@@ -22,6 +22,8 @@
     |   +-- AdminSocketError    (adapter.ops.admin) the admin socket cannot be made safely
     +-- AdminError              the admin socket of a running serve cannot be used, or
     |                           refused the command line's request
+    +-- SettingsError           (a ValueError too) a settings object (adapter.settings) given
+    |                           a value out of its range: field, problem
     +-- TlsFileError            a certificate, key or CA file that cannot be used
     +-- KeyFileError            a signing key file missing, unreadable, malformed, exposed
     |   +-- KeyFileExists       refused to overwrite a private key
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING
 from .config import ConfigError
 from .keys import KeyFileError, KeyFileExists
 from .listen import CannotListen
+from .settings import SettingsError
 from .store.base import OutboundStatus, StorageError, StoreOpenError
 from .tls import TlsFileError
 from .uftp.errors import (
@@ -93,6 +96,7 @@ __all__ = [
     "RequestTimeout",
     "ResponseTimeout",
     "ServerBusy",
+    "SettingsError",
     "StorageError",
     "StoreOpenError",
     "TlsFileError",

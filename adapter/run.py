@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from .bulk import LARGE_MESSAGES
 from .config import Config, load_config
@@ -25,10 +25,12 @@ from .giving_up import gave_up
 from .keys import KeyFileExists, generate, write_private
 from .uftp import codec
 from .uftp.errors import InvalidXml
-from .uftp.messages import PayloadMessage, PayloadResponse, Result
+from .uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse, Result
 from .wiring import participant_for
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=PayloadResponse)
 
 #: Exit statuses of `send` (and of commands built on it).
 EXIT_ACCEPTED = 0
@@ -91,21 +93,21 @@ def read_message_file(path: Path) -> PayloadMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class RequestResult:
     status: int
     response: PayloadResponse | None
 
 
 async def request_once(
     config: Config,
-    message: PayloadMessage,
+    message: PayloadRequest[R],
     to: str,
     *,
     timeout: float,
     keep_trying: bool = False,
     out: TextIO = sys.stdout,
-    describe: Callable[[PayloadResponse], str] | None = None,
-) -> Outcome:
+    describe: Callable[[R], str] | None = None,
+) -> RequestResult:
     """Send one request and print the answer: through a running `serve` of `config` when
     there is one (its admin socket, `adapter.ops.admin`), else from a participant started
     here for the purpose (to receive the answer).
@@ -121,45 +123,32 @@ async def request_once(
     if daemon is not None:
         async with daemon:
             answer = await daemon.request(message, to, timeout=timeout, keep_trying=keep_trying)
-        if answer.response is None:
-            print(answer.text, file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
-        response = answer.response
     else:
-        outcome = await _request_standalone(config, message, to, timeout, keep_trying, out)
-        if outcome.response is None:
-            return outcome
-        response = outcome.response
-    print(describe(response) if describe else describe_response(response), file=out)
-    return Outcome(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
+        answer = await _request_standalone(config, message, to, timeout, keep_trying)
+    if isinstance(answer, str):
+        print(answer, file=out)
+        return RequestResult(EXIT_UNDELIVERED, None)
+    print(describe(answer) if describe else describe_response(answer), file=out)
+    return RequestResult(EXIT_ACCEPTED if answer.accepted else EXIT_REJECTED, answer)
 
 
 async def _request_standalone(
-    config: Config,
-    message: PayloadMessage,
-    to: str,
-    timeout: float,
-    keep_trying: bool,
-    out: TextIO,
-) -> Outcome:
-    """`request_once` in a participant of its own: the response, or a line printed."""
+    config: Config, message: PayloadRequest[R], to: str, timeout: float, keep_trying: bool
+) -> R | str:
+    """`request_once` in a participant of its own: the response, or the line that says why
+    there is none."""
     participant = participant_for(config)
     await participant.start()
     try:
-        try:
-            response = await participant.request(message, to=to, timeout=timeout)
-        except ResponseTimeout as exc:
-            print(await gave_up(participant, exc.message_id, timeout, keep_trying), file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
-        except DeliveryFailed as exc:
-            print(f"not delivered: {exc}", file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
-        except UnknownPeer as exc:
-            print(f"not sent: {exc}", file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
+        return await participant.request(message, to=to, timeout=timeout)
+    except ResponseTimeout as exc:
+        return await gave_up(participant, exc.message_id, timeout, keep_trying)
+    except DeliveryFailed as exc:
+        return f"not delivered: {exc}"
+    except UnknownPeer as exc:
+        return f"not sent: {exc}"
     finally:
         await participant.stop()
-    return Outcome(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
 
 
 def describe_response(response: PayloadResponse) -> str:

@@ -54,14 +54,14 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from adapter.config import Config, ConfigError, SqliteStore
+from adapter.config import Config, ConfigError, SqliteStoreSettings
 from adapter.errors import AdminError, DeliveryFailed, ResponseTimeout, UnknownPeer
 from adapter.giving_up import gave_up
 from adapter.participant import Participant
 from adapter.printable import printable
 from adapter.uftp import codec
 from adapter.uftp.errors import UftpError
-from adapter.uftp.messages import Role
+from adapter.uftp.messages import PayloadRequest, Role
 
 __all__ = [
     "MAX_CONCURRENT",
@@ -95,7 +95,9 @@ def fingerprint(config: Config) -> str:
     configuration's before it sends anything."""
     settings = config.participant
     store = settings.store
-    where = f"sqlite:{store.path.resolve()}" if isinstance(store, SqliteStore) else store.dsn
+    where = (
+        f"sqlite:{store.path.resolve()}" if isinstance(store, SqliteStoreSettings) else store.dsn
+    )
     text = f"{settings.role.value}\n{settings.domain}\n{where}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -279,6 +281,8 @@ class AdminServer:
             message = await asyncio.to_thread(codec.decode, xml.encode("utf-8"))
         except UftpError as exc:
             raise BadRequest(f"message: {exc}") from None
+        if not isinstance(message, PayloadRequest):
+            raise BadRequest(f"message: a {message.xml_name} is not a request")
         requesting = asyncio.ensure_future(
             self._participant.request(message, to=to, timeout=float(timeout))
         )

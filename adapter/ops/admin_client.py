@@ -15,11 +15,10 @@ import logging
 import os
 import stat
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiohttp
 
@@ -29,9 +28,11 @@ from adapter.errors import AdminError
 from adapter.ops.admin import MAX_REQUEST_BYTES, PREFIX, fingerprint
 from adapter.printable import printable
 from adapter.uftp import answers, codec
-from adapter.uftp.messages import PayloadMessage, PayloadResponse
+from adapter.uftp.messages import PayloadRequest, PayloadResponse
 
-__all__ = ["AdminError", "Answer", "Daemon", "find_daemon"]
+R = TypeVar("R", bound=PayloadResponse)
+
+__all__ = ["AdminError", "Daemon", "find_daemon"]
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,6 @@ CONNECT_TIMEOUT = 5.0
 #: Seconds the daemon may take beyond the request's own timeout to say how it ended
 #: (withdrawing a message waits for a POST on the wire to finish).
 GRACE = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """How a request sent by the daemon ended: its response, or a line saying why none."""
-
-    response: PayloadResponse | None
-    text: str
 
 
 async def find_daemon(config: Config) -> Daemon | None:
@@ -120,10 +113,11 @@ class Daemon:
         return await self._call("GET", "identity", None, CONNECT_TIMEOUT)
 
     async def request(
-        self, message: PayloadMessage, to: str, *, timeout: float, keep_trying: bool
-    ) -> Answer:
+        self, message: PayloadRequest[R], to: str, *, timeout: float, keep_trying: bool
+    ) -> R | str:
         """Have the daemon send `message` to `to` and await its response, as
-        `run.request_once` does standalone."""
+        `run.request_once` does standalone: the response, or the line that says why there is
+        none."""
         # Metadata the daemon replaces (`Participant.request`), but which the XML that
         # carries the message must have; the Version and ConversationID stay as chosen here.
         settings = self._config.participant
@@ -148,8 +142,11 @@ class Daemon:
             decoded = codec.decode(xml.encode("utf-8"), bulk=LARGE_MESSAGES)
             if not isinstance(decoded, PayloadResponse):
                 raise AdminError(f"the running serve answered a {decoded.xml_name}, not a response")
-            return Answer(decoded, "")
-        return Answer(None, printable(_text(answer)))
+            try:
+                return message.response_from(decoded)
+            except TypeError as exc:
+                raise AdminError(f"the running serve answered wrongly: {exc}") from None
+        return printable(_text(answer))
 
     async def cro_show(
         self, *, dso: str | None, as_of: datetime | None, history: bool, form: str
