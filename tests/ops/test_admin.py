@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -19,12 +20,15 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from adapter.config import load_config
+from adapter.ops import admin
+from adapter.ops.service import Service
 from adapter.uftp import codec
 from tests.ops.conftest import CRO_DOMAIN, REPOSITORY, set_delivery, uftp
-from tests.uftp.samples import make_dso_portfolio_update
+from tests.uftp.samples import make_dso_portfolio_update, make_dso_portfolio_update_response
 
 PROGRAM = "import sys; from adapter.cli import main; sys.exit(main(sys.argv[1:]))"
 PUBLISHED = [
@@ -467,3 +471,44 @@ async def postgres_schema() -> AsyncIterator[str]:
 @pytest.fixture(autouse=True)
 def fast_dso(samples: Path) -> None:
     set_delivery(samples / "dso.toml", request_timeout_seconds=2)
+
+
+# -- the protocol refuses what it does not take ------------------------------------------------
+
+
+async def admin_post(path: Path, name: str, body: bytes) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as session,
+        session.post(
+            f"http://localhost/v1/{name}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        ) as answer,
+    ):
+        return answer.status, await answer.text()
+
+
+async def test_malformed_requests_are_refused_with_a_reason(
+    samples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admin, "MAX_REQUEST_BYTES", 4096)
+    response = codec.encode(make_dso_portfolio_update_response())
+    async with Service(load_config(samples / "dso.toml")) as dso:
+        path = dso.admin_server.path  # type: ignore[union-attr]
+        request = {"to": CRO_DOMAIN, "timeout": 1, "keep_trying": False}
+        cases = {
+            b"[]": "expected a JSON object",
+            b"{": "expected a JSON object",
+            json.dumps({**request, "message": "<nope/>"}).encode(): "message: ",
+            json.dumps({**request, "message": response.decode()}).encode(): "is not a request",
+            json.dumps({**request, "message": "x", "timeout": True}).encode(): "timeout: ",
+            json.dumps({**request, "message": "x", "timeout": "inf"}).encode(): "timeout: ",
+        }
+        for body, reason in cases.items():
+            status, text = await admin_post(path, "request", body)
+            assert status == 400, (body, text)
+            assert reason in json.loads(text)["error"], (body, text)
+        status, _ = await admin_post(path, "request", b"{" + b" " * 5000 + b"}")
+        assert status == 413
+        status, text = await admin_post(path, "cro/show", b"{}")
+        assert status == 404 and "not a CRO" in text
