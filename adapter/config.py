@@ -25,13 +25,16 @@ import tomllib
 import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .directory.settings import DEFAULT_ENDPOINT as DEFAULT_DNS_ENDPOINT
+from .directory.settings import DIRECTORY_KEYS, DNS_KEYS, DirectorySettings, DnsSettings
+from .directory.settings import SOURCES as DIRECTORY_SOURCES
 from .keys import MAX_PUBLISHED_KEYS
 from .settings import (
     DEFAULT_MAX_BODY_BYTES,
@@ -136,6 +139,8 @@ class ParticipantSettings:
     store: StoreSettings
     #: Supported UFTP Versions; the first is the one we send.
     versions: tuple[str, ...]
+    #: From then on, sign with the next key (`keys rotate`); see `adapter.rotation`.
+    activate_next_key_at: datetime | None = None
 
     @property
     def send_version(self) -> str:
@@ -337,6 +342,8 @@ class Config:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     flex: FlexSettings = field(default_factory=FlexSettings)
+    #: Where peers come from besides `peers`: the [directory] table.
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
@@ -481,6 +488,7 @@ def parse_config(
     flex = _flex(flex_table)
     if flex_table.present and participant.role is Role.CRO:
         log.warning("%s: [flex] is ignored: participant.role is CRO", source)
+    directory = _directory(root.table("directory", required=False))
     admin = _admin(root.table("admin", required=False), participant)
     return Config(
         participant,
@@ -495,6 +503,7 @@ def parse_config(
         metrics,
         retention,
         flex,
+        directory,
         admin,
     )
 
@@ -514,7 +523,16 @@ def _participant(table: _Table) -> ParticipantSettings:
             f"`uftp-adapter keys generate {signing_key.stem} --dir {signing_key.parent}` "
             "and delete this line",
         )
-    return ParticipantSettings(domain, role, signing_key, listen, store, versions)
+    activate_at = table.get("activate_next_key_at")
+    if activate_at is not None and not (
+        isinstance(activate_at, datetime) and activate_at.tzinfo is not None
+    ):
+        raise table.error(
+            "activate_next_key_at",
+            "expected a date and time with its offset, e.g. 2026-12-08T06:00:00Z, "
+            f"got {_describe(activate_at)}",
+        )
+    return ParticipantSettings(domain, role, signing_key, listen, store, versions, activate_at)
 
 
 def _delivery(table: _Table) -> Delivery:
@@ -790,6 +808,79 @@ def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
         barred = table.boolean("barred", False)
         peers.append(PeerSettings(domain, role, endpoint, public_keys, barred, keys_file))
     return tuple(peers)
+
+
+def _directory(table: _Table) -> DirectorySettings:
+    """Read the [directory] table (absent: the static peers alone)."""
+    if not table.present:
+        return DirectorySettings()
+    sources = tuple(table.string_list("sources")) if "sources" in table.data else ("static",)
+    if not sources:
+        raise table.error("sources", f"expected at least one of {', '.join(DIRECTORY_SOURCES)}")
+    for index, name in enumerate(sources):
+        if name not in DIRECTORY_SOURCES:
+            raise table.error(
+                f"sources[{index}]", f"expected one of {', '.join(DIRECTORY_SOURCES)}, got {name!r}"
+            )
+        if name in sources[:index]:
+            raise table.error(f"sources[{index}]", f"{name!r} is listed twice")
+    dns = None
+    dns_data = table.get("dns")
+    if "dns" in sources:
+        if dns_data is None:
+            raise table.error("dns", "missing; sources lists 'dns': add a [directory.dns] table")
+        dns = _directory_dns(_Table(table.ctx, dns_data, table._name("dns"), DNS_KEYS))
+    elif dns_data is not None:
+        raise table.error("dns", "present, but sources does not list 'dns'")
+    return DirectorySettings(sources, dns)
+
+
+def _directory_dns(table: _Table) -> DnsSettings:
+    resolvers = []
+    for index, text in enumerate(table.string_list("resolvers")):
+        resolvers.append(_directory_resolver(table, f"resolvers[{index}]", text))
+    if not resolvers:
+        raise table.error(
+            "resolvers", "expected at least one validating resolver, e.g. '127.0.0.1:53'"
+        )
+    endpoint = table.string("endpoint", DEFAULT_DNS_ENDPOINT)
+    try:
+        url = urlsplit(endpoint.replace("{host}", "host.example"))
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise table.error("endpoint", f"not a URL: {exc}") from None
+    if "{host}" not in endpoint or url.scheme not in ("http", "https") or "{" in url.geturl():
+        raise table.error(
+            "endpoint",
+            f"expected an http(s) URL with {{host}} for the host DNS names, e.g. "
+            f"{DEFAULT_DNS_ENDPOINT!r}, got {endpoint!r}",
+        )
+    return DnsSettings(
+        resolvers=tuple(resolvers),
+        require_dnssec=table.boolean("require_dnssec", True),
+        timeout_seconds=table.number("timeout_seconds", 3.0),
+        endpoint=endpoint,
+        max_ttl_seconds=table.number("max_ttl_seconds", 3600.0),
+        negative_ttl_seconds=table.number("negative_ttl_seconds", 300.0),
+    )
+
+
+def _directory_resolver(table: _Table, where: str, text: str) -> tuple[str, int]:
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise table.error(
+            where, f"expected the IP address of a resolver ('127.0.0.1:53'), got {text!r}"
+        ) from None
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise table.error(where, f"expected a port 1-65535, got {port!r}")
+    return str(address), int(port)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1169,6 +1260,7 @@ _ROOT_KEYS = (
     "handlers",
     "flex",
     "peers",
+    "directory",
 )
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
@@ -1180,6 +1272,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "store",
         "versions",
         "max_body_bytes",
+        "activate_next_key_at",
         "generate_key",  # no longer read: refused with what to do instead
     ),
     "delivery": _keys(Delivery),
@@ -1191,5 +1284,6 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "limits": _keys(Limits),
     "metrics": _keys(MetricsSettings),
     "retention": _keys(RetentionSettings),
+    "directory": DIRECTORY_KEYS,
     "admin": _keys(AdminSettings),
 }

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, TypeVar
 
+from . import assemble
 from .bulk import LARGE_MESSAGES
 from .config import Config, load_config
 from .errors import DeliveryFailed, ResponseTimeout, UnknownPeer
 from .giving_up import gave_up
 from .keys import KeyFileExists, generate, write_private
 from .uftp import codec
-from .uftp.errors import InvalidXml
+from .uftp.errors import AdapterError, InvalidXml
 from .uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse, Result
 from .wiring import participant_for
 
@@ -36,6 +37,8 @@ R = TypeVar("R", bound=PayloadResponse)
 EXIT_ACCEPTED = 0
 EXIT_REJECTED = 1
 EXIT_UNDELIVERED = 2
+#: SIGHUP reads the configuration's peers again (where the platform has it).
+_RELOAD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGHUP",) if hasattr(signal, name))
 
 
 async def serve(
@@ -63,6 +66,9 @@ async def serve(
 
         service = Service(config, admin=admin)
         participant = service.participant
+        for sig in _RELOAD_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, reread_peers, config.path, participant)
         # Raises `listen.CannotListen` ("port 8080 on 127.0.0.1 is in use") having sent and
         # handled nothing, and closed what it opened.
         await service.start(sockets=sockets)
@@ -76,9 +82,23 @@ async def serve(
             announce("shutting down", log_format)
             await service.stop()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, *_RELOAD_SIGNALS):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def reread_peers(path: Path, participant: Participant) -> None:
+    """SIGHUP: read the configuration file again and give the participant its [[peers]]
+    (and its signing keys, which `keys activate` may have changed) without a restart. A file
+    that no longer reads leaves everything as it was, and says why."""
+    try:
+        fresh = load_config(path)
+    except AdapterError as exc:
+        log.error("SIGHUP: the configuration did not read again, nothing changed: %s", exc)
+        return
+    assemble.reload_peers(participant.directory, fresh)
+    participant.reload_keys()
+    log.info("SIGHUP: %s read again: %d configured peers", path, len(fresh.peers))
 
 
 def read_message_file(path: Path) -> PayloadMessage:
