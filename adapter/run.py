@@ -24,6 +24,7 @@ from .config import Config, load_config
 from .errors import DeliveryFailed, ResponseTimeout, UnknownPeer
 from .giving_up import gave_up
 from .keys import KeyFileExists, generate, write_private
+from .participant import Participant
 from .uftp import codec
 from .uftp.errors import AdapterError, InvalidXml
 from .uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse, Result
