@@ -173,11 +173,7 @@ class Participant:
         self.delivery = delivery = delivery or Delivery()
         self.limits = limits = limits or Limits()
         self._server_ssl = tls.server if tls is not None else None
-        self._client = Client(
-            timeout=delivery.request_timeout_seconds,
-            max_redirects=delivery.max_redirects,
-            ssl_context=tls.client if tls is not None else None,
-        )
+        self._client = Client(delivery, ssl_context=tls.client if tls is not None else None)
         #: What the processes sharing the store coordinate (in memory for one process).
         self.coordinator: Coordinator = store.coordinator()
         self.outbox = Outbox(

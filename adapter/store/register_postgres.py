@@ -277,7 +277,7 @@ async def _migrate(conn: Any, version: int) -> None:
         # Period). 3: the key leads with the address, so that one index serves the look-ups
         # by connection and the key; the other, on point_version alone, takes each COPY's
         # rows as appends (their versions are new, the largest yet). Two indexes where there
-        # were two, but cheaper to write: a third off the COPY of 100,000 connections.
+        # were two, but cheaper to write (bench/README.md).
         # cro_connection_version was made by `_SCHEMA` just before.
         await conn.execute(
             "ALTER TABLE cro_connection DROP CONSTRAINT cro_connection_pkey, "
