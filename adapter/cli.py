@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from . import rotation
 from .config import ConfigError, is_internet_domain
 from .console import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError
+from .errors import AdminError
 from .event_loop import EVENT_LOOPS, UnknownEventLoop, loop_factory, run
 from .keys import (
     KeyFileError,
@@ -417,8 +418,20 @@ def cmd_cro_show(args: argparse.Namespace) -> int:
         as_of = end_of_day(as_of, config.cro.zone)
     elif isinstance(as_of, datetime) and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=config.cro.zone)
-    report = asyncio.run(read_report(config, dso=args.dso, as_of=as_of, history=args.history))
-    print(render_json(report) if args.format == "json" else render_text(report), end="")
+
+    async def show() -> str:
+        from .ops.admin_client import find_daemon
+
+        daemon = await find_daemon(config)
+        if daemon is not None:  # the running CRO reads its own store
+            async with daemon:
+                return await daemon.cro_show(
+                    dso=args.dso, as_of=as_of, history=args.history, form=args.format
+                )
+        report = await read_report(config, dso=args.dso, as_of=as_of, history=args.history)
+        return render_json(report) if args.format == "json" else render_text(report)
+
+    print(asyncio.run(show()), end="")
     return 0
 
 
@@ -763,7 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ConfigError, KeyFileError, StoreOpenError, UftpError) as exc:
+    except (ConfigError, KeyFileError, StoreOpenError, UftpError, AdminError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # e.g. the listen address is in use

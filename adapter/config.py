@@ -207,6 +207,25 @@ class MetricsSettings:
     listen: ListenAddress | None = None
 
 
+#: The longest path a Unix socket's address holds on Linux (sun_path, less its closing NUL).
+MAX_SOCKET_PATH_BYTES = 107
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The admin socket of `serve`: the [admin] table.
+
+    A Unix socket only this participant's user can open, through which the command line's
+    `send`, `dso publish`, `dso query` and `cro show` use a running `serve` of the same
+    configuration instead of opening its store and port themselves (`adapter.ops.admin`).
+    By default it lies beside a SQLite store (``NAME.sock``, as its ``NAME.lock``); a
+    PostgreSQL store has no folder of its own, so there it is set, or there is none.
+    """
+
+    #: None: no admin socket, and the command line always runs standalone.
+    socket: Path | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RetentionSettings:
     """How long the store keeps what it no longer needs: the [retention] table.
@@ -335,6 +354,7 @@ class Config:
     flex: FlexSettings = field(default_factory=FlexSettings)
     #: Where peers come from besides `peers`: the [directory] table.
     directory: DirectorySettings = field(default_factory=DirectorySettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     #: Bearer tokens our endpoint requires besides the signature: the [oauth2_inbound] table.
     oauth2_inbound: InboundOAuth2Settings | None = None
 
@@ -481,6 +501,7 @@ def parse_config(
     if flex_table.present and participant.role is Role.CRO:
         log.warning("%s: [flex] is ignored: participant.role is CRO", source)
     directory = _directory(root.table("directory", required=False))
+    admin = _admin(root.table("admin", required=False), participant)
     inbound_table = root.table("oauth2_inbound", required=False)
     oauth2_inbound = _oauth2_inbound(inbound_table) if inbound_table.present else None
     return Config(
@@ -497,6 +518,7 @@ def parse_config(
         retention,
         flex,
         directory,
+        admin,
         oauth2_inbound,
     )
 
@@ -730,6 +752,32 @@ def _metrics(table: _Table, participant: ParticipantSettings) -> MetricsSettings
             "the peers' port",
         )
     return MetricsSettings(listen)
+
+
+def _admin(table: _Table, participant: ParticipantSettings) -> AdminSettings:
+    if table.get("socket") is not None:
+        path = table.path("socket")
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+            raise table.error(
+                "socket",
+                f"{path} is {len(os.fsencode(path))} bytes long; the path of a Unix socket "
+                f"holds at most {MAX_SOCKET_PATH_BYTES}",
+            )
+        return AdminSettings(path)
+    store = participant.store
+    if not isinstance(store, SqliteStoreSettings):
+        return AdminSettings()
+    path = store.path.with_name(store.path.name + ".sock")
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+        log.warning(
+            "%s: no admin socket: beside the store it would be %s, longer than a Unix socket's "
+            "path may be; set [admin] socket to a shorter path for the command line to reach "
+            "a running serve",
+            table.ctx.source,
+            path,
+        )
+        return AdminSettings()
+    return AdminSettings(path)
 
 
 def _retention(table: _Table, limits: Limits) -> RetentionSettings:
@@ -1315,6 +1363,7 @@ _ROOT_KEYS = (
     "limits",
     "metrics",
     "retention",
+    "admin",
     "bus",
     "handlers",
     "flex",
@@ -1345,5 +1394,6 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "metrics": _keys(MetricsSettings),
     "retention": _keys(RetentionSettings),
     "directory": DIRECTORY_KEYS,
+    "admin": _keys(AdminSettings),
     "oauth2_inbound": ("jwks_url", "audience", "issuer", "algorithms", "leeway_seconds"),
 }
