@@ -244,3 +244,20 @@ async def test_the_token_does_not_follow_a_redirect_to_another_origin(hub: Hub, 
     assert same.outcome is Outcome.DELIVERED and seen == [f"Bearer {hub.issued[0]}"]
     # Another origin: no token; it answers 401, and the one retry does not send it there either.
     assert other.status == 401 and peer.authorizations == [None, None]
+
+
+async def test_concurrent_senders_refused_with_the_same_token_share_one_refresh(
+    hub: Hub, peer: Peer
+) -> None:
+    hub.lifetime = 1
+    peer.check = BearerCheck(hub.inbound(leeway_seconds=0))
+    source = TokenSource(hub.oauth2(DSO), clock=lambda: 0.0)  # ours never expires
+    client = await client_for(peer, source)
+    try:
+        await source.token()
+        await asyncio.sleep(2.1)  # expired by the peer's clock
+        results = await asyncio.gather(*(client.post(peer.url, b"<x/>") for _ in range(10)))
+    finally:
+        await client.close()
+    assert all(r.outcome is Outcome.DELIVERED for r in results)
+    assert hub.requests["/oauth2/token"] == 2  # the first token, and one refresh for all ten

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 MAX_KEYS = 4
 _DOMAIN = re.compile(r"([a-z0-9]+(-[a-z0-9]+)*\.)+[a-z]{2,}")
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d{1,10})\"?", re.IGNORECASE)
+_NO_CACHE = re.compile(r"(?:^|[,\s])no-(?:cache|store)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +321,11 @@ class AddressBookDirectory:
         if len(document) > settings.max_bytes:
             raise KeyLookupFailed(f"the list is over {settings.max_bytes} bytes")
         found = _MAX_AGE.search(cache_control)
-        return status, document, float(found.group(1)) if found else None
+        if found:
+            return status, document, float(found.group(1))
+        if _NO_CACHE.search(cache_control):
+            return status, document, 0.0  # as often as `min_refresh_seconds` allows
+        return status, document, None
 
     async def _peer(self, entry: Entry) -> Peer | None:
         endpoint = entry.endpoint

@@ -216,3 +216,16 @@ async def test_the_hub_over_https_is_verified_with_the_configured_ca(tmp_path: P
                     await book.lookup(CRO, Role.CRO)
     finally:
         await hub.stop()
+
+
+async def test_no_cache_refetches_as_often_as_the_floor_allows(hub: Hub) -> None:
+    hub.cache_control = "no-cache"
+    now = [0.0]
+    book = book_for(hub, now, refresh_seconds=3600, min_refresh_seconds=5)
+    await book.lookup(CRO, Role.CRO)
+    now[0] = 4.0
+    await book.lookup(CRO, Role.CRO)
+    assert hub.requests["/api/participants"] == 1
+    now[0] = 6.0
+    await book.lookup(CRO, Role.CRO)
+    assert hub.requests["/api/participants"] == 2
