@@ -1272,6 +1272,35 @@ async def test_postgres_run_is_one_transaction(store: Store) -> None:
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_a_connection_given_back_costs_no_reset_round_trip(store: Store) -> None:
+    """The frequent operations are one statement and one round trip each: a connection given
+    back to the pool is not reset with a query of its own (asyncpg's default sends one,
+    which doubled the round trips), while what asyncpg always does still holds: a
+    transaction left open is rolled back."""
+    from adapter.store.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    sent: list[str] = []
+
+    async def watch(conn: Any) -> int:
+        conn.add_query_logger(lambda record: sent.append(record.query))
+        return int(conn.get_server_pid())
+
+    async def same_connection(conn: Any) -> int:
+        return int(conn.get_server_pid())
+
+    watched = await store.run(watch)
+    await store.save_inbound(inbound())
+    await store.finish_inbound(SENDER, "msg-1", outbound())
+    assert await store.run(same_connection) == watched  # the pool of one idle connection
+    assert not any("RESET ALL" in query or "UNLISTEN" in query for query in sent)
+    statements = [query.split()[0].rstrip(";") for query in sent]
+    # watch's COMMIT, save_inbound's INSERT, finish_inbound's one statement (the response
+    # queued in it), and nothing in between
+    assert statements[:3] == ["COMMIT", "INSERT", "WITH"]
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_postgres_store_of_schema_version_1_is_migrated_to_know_cancelled(
     backend: Backend,
 ) -> None:
