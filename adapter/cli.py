@@ -24,6 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import rotation
 from .config import ConfigError, is_internet_domain
 from .console import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError
 from .event_loop import EVENT_LOOPS, UnknownEventLoop, loop_factory, run
@@ -91,6 +92,33 @@ def add_keys_commands(subparsers: _SubParsers) -> None:
     )
     show.set_defaults(func=cmd_keys_show)
 
+    rotate = sub.add_parser(
+        "rotate",
+        help="create the next key DIR/NAME.next.key; print the TXT record with both keys",
+        description="Start a key rotation: create the next key beside NAME.key and print the "
+        "TXT record that publishes the current and the next key. The participant keeps "
+        "signing with NAME.key until `keys activate NAME` (or [participant] "
+        "activate_next_key_at).",
+    )
+    activate = sub.add_parser(
+        "activate",
+        help="sign with the next key from now on; print the TXT record with both keys",
+        description="Make NAME.next.key the current key (the old one becomes "
+        "NAME.previous.key). A running participant signs with it after its next look at the "
+        "file (at most once a second). Keep both "
+        "keys published until messages signed with the old one are no longer in flight.",
+    )
+    for command, func in ((rotate, cmd_keys_rotate), (activate, cmd_keys_activate)):
+        command.add_argument("name", metavar="NAME", help="file name without extension, e.g. cro")
+        command.add_argument("--domain", required=True, help="the participant's domain")
+        command.add_argument(
+            "--role", required=True, type=_role, help="the participant's role: AGR, CRO or DSO"
+        )
+        command.add_argument(
+            "--dir", type=Path, default=Path("keys"), help="folder (default: keys)"
+        )
+        command.set_defaults(func=func)
+
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     path = _key_path(args.dir, args.name)
@@ -106,17 +134,59 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_show(args: argparse.Namespace) -> int:
-    domain = args.domain.strip().rstrip(".")
-    if not is_internet_domain(domain):
-        raise UsageError(
-            f"--domain: expected a lowercase domain such as dso.example.com: {domain!r}"
-        )
+    domain = _domain_argument(args.domain)
     published = [_public_keys_of(args.dir, args.name)]
     if args.previous:
         published.append(_public_keys_of(args.dir, args.previous))
     print(published[0].to_cs1())
     print(dns_txt_record(domain, args.role, published))
     return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    domain = _domain_argument(args.domain)
+    path = _key_path(args.dir, args.name)
+    try:
+        current, upcoming = rotation.rotate(path)
+    except KeyFileExists as exc:
+        print(
+            f"{PROG}: error: {exc} (a rotation is under way: `keys activate` it)", file=sys.stderr
+        )
+        return EXIT_REFUSED
+    print(f"wrote {rotation.next_path(path)}; still signing with {path}", file=sys.stderr)
+    print(upcoming.to_cs1())
+    print(dns_txt_record(domain, args.role, [current, upcoming]))
+    return 0
+
+
+def cmd_keys_activate(args: argparse.Namespace) -> int:
+    domain = _domain_argument(args.domain)
+    path = _key_path(args.dir, args.name)
+    if not rotation.next_path(path).exists():
+        print(
+            f"{PROG}: error: {rotation.next_path(path)}: no next key; start with "
+            f"`uftp-adapter keys rotate {args.name}`",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    current, previous = rotation.activate(path)
+    print(
+        f"{path} now holds the new key (the old one: {rotation.previous_path(path)}); keep both "
+        "published until messages signed with the old one are no longer in flight",
+        file=sys.stderr,
+    )
+    print(current.to_cs1())
+    print(dns_txt_record(domain, args.role, [current, previous]))
+    return 0
+
+
+def _domain_argument(text: str) -> str:
+    domain = text.strip().rstrip(".")
+    if not is_internet_domain(domain):
+        raise UsageError(
+            f"--domain: expected a lowercase domain such as dso.example.com: {domain!r}"
+        )
+    return domain
 
 
 def _public_keys_of(folder: Path, name: str) -> PublicKeys:
@@ -207,11 +277,18 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
     demo.add_argument(
         "--config-dir", type=Path, default=Path("config"), help="folder of dso.toml and cro.toml"
     )
+    demo.add_argument(
+        "--flex",
+        action="store_true",
+        help="instead: a flex day of a CRO, a DSO and an AGR (portfolio, FlexRequest, "
+        "FlexOffer, FlexOrder, FlexSettlement), with keys and stores of their own in a "
+        "temporary folder; needs no config",
+    )
     demo.set_defaults(func=cmd_demo)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .config import PostgresStore, load_config
+    from .config import PostgresStoreSettings, load_config
     from .listen import workers_supported
     from .run import serve
 
@@ -221,7 +298,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--event-loop {args.event_loop}: {exc}") from None
     config = load_config(args.config)
     if args.workers > 1:
-        if not isinstance(config.participant.store, PostgresStore):
+        if not isinstance(config.participant.store, PostgresStoreSettings):
             raise UsageError(
                 f"--workers {args.workers}: {args.config} has a SQLite store, which admits one "
                 'process; several share a PostgreSQL store (store = "postgresql://...")'
@@ -248,6 +325,7 @@ def _workers(text: str) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     from .config import load_config
     from .run import read_message_file, request_once
+    from .uftp.messages import PayloadRequest
 
     config = load_config(args.config)
     # A request opens a conversation (metadata-attributes.md: a ConversationID is generated
@@ -256,6 +334,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     message = dataclasses.replace(
         read_message_file(args.message_file), conversation_id=str(uuid.uuid4())
     )
+    if not isinstance(message, PayloadRequest):
+        raise UsageError(
+            f"{args.message_file}: a {message.xml_name} is not a request: it answers one"
+        )
     outcome = asyncio.run(
         request_once(config, message, args.to, timeout=args.timeout, keep_trying=args.keep_trying)
     )
@@ -268,6 +350,11 @@ DEMO_FILES = ("dso.toml", "cro.toml", "portfolio.csv")
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .run import demo
+
+    if args.flex:
+        from .flex.demo import flex_day
+
+        return asyncio.run(flex_day())
 
     for name in DEMO_FILES:
         path = args.config_dir / name
@@ -316,14 +403,14 @@ def add_cro(subparsers: _SubParsers) -> None:
 
 
 def cmd_cro_show(args: argparse.Namespace) -> int:
-    from .config import SqliteStore, load_config
+    from .config import SqliteStoreSettings, load_config
     from .cro.show import end_of_day, read_report, render_json, render_text
 
     config = load_config(args.config)
     if config.participant.role is not Role.CRO:
         raise UsageError(f"{args.config} configures a {config.participant.role}, not a CRO")
     store = config.participant.store
-    if isinstance(store, SqliteStore) and not store.path.exists():
+    if isinstance(store, SqliteStoreSettings) and not store.path.exists():
         raise UsageError(f"no store at {store.path}: has the CRO run yet?")
     as_of = args.date
     if isinstance(as_of, date) and not isinstance(as_of, datetime):
@@ -352,10 +439,12 @@ def _as_of(text: str) -> date | datetime:
 def add_dso_commands(subparsers: _SubParsers) -> None:
     dso = subparsers.add_parser(
         "dso",
-        help="publish the DSO's portfolio to the CRO, and query it",
+        help="publish the DSO's portfolio to the CRO and query it; request and order flexibility",
         description="Publish congestion points with their connections to the CRO and ask "
-        "which aggregators represent them (contract-phase.md). Exit status: 0 Accepted, "
-        "1 Rejected, 2 a mistake in a file or argument, not delivered or no answer.",
+        "which aggregators represent them (contract-phase.md); request flexibility from "
+        "aggregators, see their offers and order one (flex-request.md to flex-order.md). "
+        "Exit status: 0 Accepted, 1 Rejected, 2 a mistake in a file or argument, not "
+        "delivered or no answer.",
     )
     sub = dso.add_subparsers(dest="dso_command", required=True, metavar="COMMAND")
     publish = sub.add_parser(
@@ -384,6 +473,10 @@ def add_dso_commands(subparsers: _SubParsers) -> None:
     query.add_argument("--format", choices=("text", "json"), default="text")
     _add_dso_options(query)
     query.set_defaults(func=cmd_dso_query)
+
+    from .flex.commands import add_dso_flex_commands
+
+    add_dso_flex_commands(sub)
 
 
 def _add_dso_options(parser: argparse.ArgumentParser) -> None:
@@ -510,6 +603,12 @@ def _time_zone(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def add_agr(subparsers: _SubParsers) -> None:
+    from .flex.commands import add_agr_commands
+
+    add_agr_commands(subparsers)
+
+
 def add_operator_commands(subparsers: _SubParsers) -> None:
     from .ops import commands
 
@@ -624,6 +723,7 @@ COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
     add_participant_commands,
     add_cro,
     add_dso_commands,
+    add_agr,
     add_bus_commands,
     add_operator_commands,
 )
@@ -631,7 +731,7 @@ COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Shapeshifter/UFTP participant for DSO and CRO roles."
+        prog=PROG, description="Shapeshifter/UFTP participant for the DSO, AGR and CRO roles."
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"

@@ -16,8 +16,9 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
+from . import assemble
 from .bulk import LARGE_MESSAGES
 from .config import Config, load_config
 from .errors import DeliveryFailed, ResponseTimeout, UnknownPeer
@@ -25,16 +26,20 @@ from .keys import KeyFileExists, generate, write_private
 from .participant import Participant
 from .store.base import OutboundStatus
 from .uftp import codec
-from .uftp.errors import InvalidXml
-from .uftp.messages import PayloadMessage, PayloadResponse, Result
+from .uftp.errors import AdapterError, InvalidXml
+from .uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse, Result
 from .wiring import participant_for
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=PayloadResponse)
 
 #: Exit statuses of `send` (and of commands built on it).
 EXIT_ACCEPTED = 0
 EXIT_REJECTED = 1
 EXIT_UNDELIVERED = 2
+#: SIGHUP reads the configuration's peers again (where the platform has it).
+_RELOAD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGHUP",) if hasattr(signal, name))
 
 
 async def serve(
@@ -60,6 +65,9 @@ async def serve(
 
         service = Service(config)
         participant = service.participant
+        for sig in _RELOAD_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, reread_peers, config.path, participant)
         # Raises `listen.CannotListen` ("port 8080 on 127.0.0.1 is in use") having sent and
         # handled nothing, and closed what it opened.
         await service.start(sockets=sockets)
@@ -73,9 +81,23 @@ async def serve(
             announce("shutting down", log_format)
             await service.stop()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, *_RELOAD_SIGNALS):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def reread_peers(path: Path, participant: Participant) -> None:
+    """SIGHUP: read the configuration file again and give the participant its [[peers]]
+    (and its signing keys, which `keys activate` may have changed) without a restart. A file
+    that no longer reads leaves everything as it was, and says why."""
+    try:
+        fresh = load_config(path)
+    except AdapterError as exc:
+        log.error("SIGHUP: the configuration did not read again, nothing changed: %s", exc)
+        return
+    assemble.reload_peers(participant.directory, fresh)
+    participant.reload_keys()
+    log.info("SIGHUP: %s read again: %d configured peers", path, len(fresh.peers))
 
 
 def read_message_file(path: Path) -> PayloadMessage:
@@ -90,21 +112,21 @@ def read_message_file(path: Path) -> PayloadMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class RequestResult:
     status: int
     response: PayloadResponse | None
 
 
 async def request_once(
     config: Config,
-    message: PayloadMessage,
+    message: PayloadRequest[R],
     to: str,
     *,
     timeout: float,
     keep_trying: bool = False,
     out: TextIO = sys.stdout,
-    describe: Callable[[PayloadResponse], str] | None = None,
-) -> Outcome:
+    describe: Callable[[R], str] | None = None,
+) -> RequestResult:
     """Start the participant (to receive the answer), send one request, print the answer.
 
     Giving up after `timeout` seconds, it says what happened (delivered but not answered, or
@@ -119,17 +141,17 @@ async def request_once(
             response = await participant.request(message, to=to, timeout=timeout)
         except ResponseTimeout as exc:
             print(await gave_up(participant, exc.message_id, timeout, keep_trying), file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
+            return RequestResult(EXIT_UNDELIVERED, None)
         except DeliveryFailed as exc:
             print(f"not delivered: {exc}", file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
+            return RequestResult(EXIT_UNDELIVERED, None)
         except UnknownPeer as exc:
             print(f"not sent: {exc}", file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
+            return RequestResult(EXIT_UNDELIVERED, None)
     finally:
         await participant.stop()
     print(describe(response) if describe else describe_response(response), file=out)
-    return Outcome(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
+    return RequestResult(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
 
 
 async def gave_up(

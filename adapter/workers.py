@@ -76,7 +76,14 @@ def serve_workers(config: Config, workers: int, event_loop: str = "asyncio") -> 
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def reload(signum: int, frame: FrameType | None) -> None:
+        # Each worker reads the configuration's peers again itself (`run.reread_peers`).
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     status = 0
     try:
         for index in range(workers):
@@ -134,6 +141,7 @@ def _fork(
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # `serve` installs its own, running
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until `serve` installs its own
         for other, group in enumerate(groups):
             if other != index:
                 for sock in group:

@@ -69,6 +69,7 @@ import cProfile
 import dataclasses
 import json
 import logging
+import math
 import multiprocessing
 import os
 import pstats
@@ -273,6 +274,7 @@ async def _ours(
     from adapter.keys import PrivateKeys
     from adapter.participant import Participant
     from adapter.router import HandlerContext, Router
+    from adapter.settings import Limits
     from adapter.store.sqlite import SqliteStore
     from adapter.uftp.messages import (
         DSOPortfolioUpdate,
@@ -300,6 +302,8 @@ async def _ours(
         store=sqlite_store,
         directory=StaticDirectory([]),
         router=router if role is Role.CRO else None,
+        # The load is one peer's: no rate limit nor caps, as the other side has none.
+        limits=Limits(rate_per_sender=math.inf, handlers_per_sender=None, deliveries_per_peer=None),
     )
     await participant.start()
     conn.send(participant.url())

@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -114,6 +115,7 @@ def participant(role_name: str, secret: bytes, store_url: str, per_peer: int | N
     from adapter.keys import PrivateKeys
     from adapter.participant import Participant
     from adapter.router import HandlerContext, Router
+    from adapter.settings import Limits
     from adapter.store import open_store
     from adapter.uftp.messages import (
         DSOPortfolioUpdate,
@@ -137,9 +139,12 @@ def participant(role_name: str, secret: bytes, store_url: str, per_peer: int | N
         store=open_store(store_url),
         directory=StaticDirectory([]),
         router=router if role is Role.CRO else None,
-        # 16 is `serve`'s (the configuration's default): on a shared store, each delivery
-        # then takes and gives back one of the peer's advisory-lock slots.
-        deliveries_per_peer=per_peer,
+        # No rate limit nor per-sender cap: the load is one peer's. A per-peer cap of 16 is
+        # `serve`'s (the configuration's default): on a shared store, each delivery then
+        # takes and gives back one of the peer's advisory-lock slots.
+        limits=Limits(
+            rate_per_sender=math.inf, handlers_per_sender=None, deliveries_per_peer=per_peer
+        ),
     )
 
 

@@ -492,8 +492,9 @@ async def _compression(dsn: str) -> dict[str, str]:
     built with lz4 as the usual distributions' are); nothing to set otherwise.
 
     Every envelope is stored whole for audit, and an inbound one is stored before its HTTP
-    200: a 10 MB portfolio update took 107-114 ms to store with the default pglz, 31-39 ms
-    with lz4, at the same size on disk. A session default rather than a column setting, so
+    200: a large portfolio update is stored several times faster with lz4 than with the
+    default pglz, at the same size on disk (bench/README.md). A session default rather than
+    a column setting, so
     that no existing table needs altering; it is a startup parameter of every pooled
     connection, which the pool's reset of released connections keeps.
     """

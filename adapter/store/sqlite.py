@@ -5,8 +5,8 @@ Why the statements on the event loop: SQLite allows one writer at a time anyway,
 statements for one message take tens of microseconds. A dedicated writer thread running them
 (this module's first design) made every operation cross the GIL twice; under load the event
 loop and the writer then queued for the GIL behind CPython's 5 ms switch interval, and that
-hand-off, not SQLite, capped a participant at about 200 round trips a second. Running the
-statements where the caller already holds the GIL costs nothing to hand over.
+hand-off, not SQLite, capped the round trips a participant made a second (bench/README.md).
+Running the statements where the caller already holds the GIL costs nothing to hand over.
 
 Why the COMMIT elsewhere: the COMMIT waits for an fsync (milliseconds on a loaded disk), and
 on the event loop nothing else would run meanwhile: the loop was blocked on COMMIT in about
@@ -44,7 +44,7 @@ What the PRAGMAs guarantee (set on every open):
 * ``wal_autocheckpoint=0``: the write-ahead log is copied back into the database file by a
   thread of the store's own (`_Checkpointer`), not by whichever COMMIT happens to cross
   SQLite's threshold: that COMMIT would otherwise wait for the copy and an fsync of the
-  database file (over 100 ms after a 100,000-connection portfolio), on the event loop.
+  database file (long, after a 100,000-connection portfolio), on the event loop.
   Durability is unchanged: a transaction is durable once its WAL frames are fsynced.
 * ``busy_timeout``: should another process hold the write lock (it is not meant to share the
   file, but an operator's sqlite3 shell might), wait for it instead of failing at once.
