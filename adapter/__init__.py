@@ -28,6 +28,11 @@ What is here:
   `HandlerContext` a handler gets (with `send`/`request` of its own, the `Sender` protocol),
   `load_config` and `Config`, `participant_for` (a participant with its role's ready-made
   handlers), and the `Directory` of peers (`StaticDirectory`, `Peer`).
+- Its settings, one frozen object per concern with one default each (as the configuration
+  file's tables are read into them): `ListenAddress`, `Delivery` (retries, deadlines,
+  timeouts, handler slots), `Limits` (what a peer may take: body size, rate, connections,
+  timeouts, the TimeStamp window) and `TlsContexts`; a value out of range is a
+  `SettingsError`.
 - A DSO's portfolio: `load_portfolio`, `publish`, `query`.
 - The messages: every UFTP message type of the contract phase and TestMessage, their parts,
   and `Role`, `Result`, `RedispatchBy`; `Reason` spells the spec's RejectionReasons.
@@ -36,8 +41,8 @@ What is here:
   `InvalidSignature`, ...); a handler raises `Rejection` to answer Rejected; our own message
   that cannot be sent is `InvalidOutbound`; sending ends in `DeliveryFailed`,
   `ResponseTimeout` or `UnknownPeer`; the deployment's mistakes are `ConfigError`,
-  `TlsFileError`, `KeyFileError`, `StoreOpenError` and `CannotListen`; the store failing at
-  work is `StorageError`, which is never a peer's fault.
+  `SettingsError`, `TlsFileError`, `KeyFileError`, `StoreOpenError` and `CannotListen`;
+  the store failing at work is `StorageError`, which is never a peer's fault.
 - `adapter.testing` (imported by name): message builders, a loopback network of real
   participants, and a client that posts what a peer would.
 
@@ -54,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .assemble import TlsContexts
     from .config import Config, load_config
     from .directory import Directory, Peer, StaticDirectory
     from .dso.portfolio import PortfolioFileError, PortfolioRuleError, load_portfolio
@@ -72,6 +78,7 @@ if TYPE_CHECKING:
         Reason,
         Rejection,
         ResponseTimeout,
+        SettingsError,
         StorageError,
         StoreOpenError,
         TlsFileError,
@@ -81,6 +88,7 @@ if TYPE_CHECKING:
     )
     from .participant import Participant
     from .router import HandlerContext, Router, Sender
+    from .settings import Delivery, Limits, ListenAddress
     from .uftp.messages import (
         MESSAGE_TYPES,
         RESPONSE_TYPES,
@@ -102,6 +110,7 @@ if TYPE_CHECKING:
         DSOPortfolioUpdateConnection,
         DSOPortfolioUpdateResponse,
         PayloadMessage,
+        PayloadRequest,
         PayloadResponse,
         RedispatchBy,
         Result,
@@ -135,6 +144,7 @@ __all__ = [
     "DSOPortfolioUpdateCongestionPoint",
     "DSOPortfolioUpdateConnection",
     "DSOPortfolioUpdateResponse",
+    "Delivery",
     "DeliveryFailed",
     "Directory",
     "HandlerContext",
@@ -144,8 +154,11 @@ __all__ = [
     "InvalidXml",
     "KeyFileError",
     "KeyLookupFailed",
+    "Limits",
+    "ListenAddress",
     "Participant",
     "PayloadMessage",
+    "PayloadRequest",
     "PayloadResponse",
     "Peer",
     "PortfolioFileError",
@@ -158,11 +171,13 @@ __all__ = [
     "Role",
     "Router",
     "Sender",
+    "SettingsError",
     "StaticDirectory",
     "StorageError",
     "StoreOpenError",
     "TestMessage",
     "TestMessageResponse",
+    "TlsContexts",
     "TlsFileError",
     "TransportError",
     "UftpError",
@@ -177,6 +192,7 @@ __all__ = [
 
 #: Where each public name lives; imported on first access (PEP 562).
 _HOMES: dict[str, tuple[str, ...]] = {
+    "adapter.assemble": ("TlsContexts",),
     "adapter.config": ("Config", "load_config"),
     "adapter.directory": ("Directory", "Peer", "StaticDirectory"),
     "adapter.dso.portfolio": ("PortfolioFileError", "PortfolioRuleError", "load_portfolio"),
@@ -195,6 +211,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "Reason",
         "Rejection",
         "ResponseTimeout",
+        "SettingsError",
         "StorageError",
         "StoreOpenError",
         "TlsFileError",
@@ -204,6 +221,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     ),
     "adapter.participant": ("Participant",),
     "adapter.router": ("HandlerContext", "Router", "Sender"),
+    "adapter.settings": ("Delivery", "Limits", "ListenAddress"),
     "adapter.wiring": ("participant_for",),
     "adapter.uftp.messages": (
         "MESSAGE_TYPES",
@@ -226,6 +244,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "DSOPortfolioUpdateConnection",
         "DSOPortfolioUpdateResponse",
         "PayloadMessage",
+        "PayloadRequest",
         "PayloadResponse",
         "RedispatchBy",
         "Result",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from . import tls
-from .config import Config, ParticipantSettings, PeerSettings, SqliteStore, StoreSettings
+from .config import Config, ParticipantSettings, PeerSettings, SqliteStoreSettings, StoreSettings
 from .directory import Peer, StaticDirectory
 from .keys import PrivateKeys, load_private
 from .store import DEFAULT_LEASE, open_store
@@ -42,7 +42,7 @@ def new_store(
     participant) and the lease of its claims."""
     store = settings.store if isinstance(settings, ParticipantSettings) else settings
     lease = DEFAULT_LEASE if lease_seconds is None else timedelta(seconds=lease_seconds)
-    if isinstance(store, SqliteStore):
+    if isinstance(store, SqliteStoreSettings):
         return open_store(f"sqlite:{store.path}", exclusive=exclusive, lease=lease)
     return open_store(store.dsn, exclusive=exclusive, lease=lease)
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from .config import ConfigError, is_internet_domain
 from .console import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError
+from .event_loop import EVENT_LOOPS, UnknownEventLoop, loop_factory, run
 from .keys import (
     KeyFileError,
     KeyFileExists,
@@ -172,6 +173,13 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
         help="serve with N processes on the one port (Linux; needs a PostgreSQL store, which "
         "they share; a second serve on the port is still refused)",
     )
+    serve.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="asyncio",
+        help="the event loop to run on: asyncio's own (the default) or uvloop, which spends "
+        "less CPU per message (install the uvloop extra)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     send = subparsers.add_parser(
@@ -199,17 +207,28 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
     demo.add_argument(
         "--config-dir", type=Path, default=Path("config"), help="folder of dso.toml and cro.toml"
     )
+    demo.add_argument(
+        "--flex",
+        action="store_true",
+        help="instead: a flex day of a CRO, a DSO and an AGR (portfolio, FlexRequest, "
+        "FlexOffer, FlexOrder, FlexSettlement), with keys and stores of their own in a "
+        "temporary folder; needs no config",
+    )
     demo.set_defaults(func=cmd_demo)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .config import PostgresStore, load_config
+    from .config import PostgresStoreSettings, load_config
     from .listen import workers_supported
     from .run import serve
 
+    try:
+        loop_factory(args.event_loop)  # installed? said before anything starts
+    except UnknownEventLoop as exc:
+        raise UsageError(f"--event-loop {args.event_loop}: {exc}") from None
     config = load_config(args.config)
     if args.workers > 1:
-        if not isinstance(config.participant.store, PostgresStore):
+        if not isinstance(config.participant.store, PostgresStoreSettings):
             raise UsageError(
                 f"--workers {args.workers}: {args.config} has a SQLite store, which admits one "
                 'process; several share a PostgreSQL store (store = "postgresql://...")'
@@ -218,8 +237,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise UsageError("--workers needs Linux (SO_REUSEPORT and abstract sockets)")
         from .workers import serve_workers
 
-        return serve_workers(config, args.workers)
-    asyncio.run(serve(config, log_format=args.log_format))
+        return serve_workers(config, args.workers, args.event_loop)
+    run(serve(config, log_format=args.log_format), args.event_loop)
     return 0
 
 
@@ -236,6 +255,7 @@ def _workers(text: str) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     from .config import load_config
     from .run import read_message_file, request_once
+    from .uftp.messages import PayloadRequest
 
     config = load_config(args.config)
     # A request opens a conversation (metadata-attributes.md: a ConversationID is generated
@@ -244,6 +264,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     message = dataclasses.replace(
         read_message_file(args.message_file), conversation_id=str(uuid.uuid4())
     )
+    if not isinstance(message, PayloadRequest):
+        raise UsageError(
+            f"{args.message_file}: a {message.xml_name} is not a request: it answers one"
+        )
     outcome = asyncio.run(
         request_once(config, message, args.to, timeout=args.timeout, keep_trying=args.keep_trying)
     )
@@ -256,6 +280,11 @@ DEMO_FILES = ("dso.toml", "cro.toml", "portfolio.csv")
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .run import demo
+
+    if args.flex:
+        from .flex.demo import flex_day
+
+        return asyncio.run(flex_day())
 
     for name in DEMO_FILES:
         path = args.config_dir / name
@@ -304,14 +333,14 @@ def add_cro(subparsers: _SubParsers) -> None:
 
 
 def cmd_cro_show(args: argparse.Namespace) -> int:
-    from .config import SqliteStore, load_config
+    from .config import SqliteStoreSettings, load_config
     from .cro.show import end_of_day, read_report, render_json, render_text
 
     config = load_config(args.config)
     if config.participant.role is not Role.CRO:
         raise UsageError(f"{args.config} configures a {config.participant.role}, not a CRO")
     store = config.participant.store
-    if isinstance(store, SqliteStore) and not store.path.exists():
+    if isinstance(store, SqliteStoreSettings) and not store.path.exists():
         raise UsageError(f"no store at {store.path}: has the CRO run yet?")
     as_of = args.date
     if isinstance(as_of, date) and not isinstance(as_of, datetime):
@@ -340,10 +369,12 @@ def _as_of(text: str) -> date | datetime:
 def add_dso_commands(subparsers: _SubParsers) -> None:
     dso = subparsers.add_parser(
         "dso",
-        help="publish the DSO's portfolio to the CRO, and query it",
+        help="publish the DSO's portfolio to the CRO and query it; request and order flexibility",
         description="Publish congestion points with their connections to the CRO and ask "
-        "which aggregators represent them (contract-phase.md). Exit status: 0 Accepted, "
-        "1 Rejected, 2 a mistake in a file or argument, not delivered or no answer.",
+        "which aggregators represent them (contract-phase.md); request flexibility from "
+        "aggregators, see their offers and order one (flex-request.md to flex-order.md). "
+        "Exit status: 0 Accepted, 1 Rejected, 2 a mistake in a file or argument, not "
+        "delivered or no answer.",
     )
     sub = dso.add_subparsers(dest="dso_command", required=True, metavar="COMMAND")
     publish = sub.add_parser(
@@ -372,6 +403,10 @@ def add_dso_commands(subparsers: _SubParsers) -> None:
     query.add_argument("--format", choices=("text", "json"), default="text")
     _add_dso_options(query)
     query.set_defaults(func=cmd_dso_query)
+
+    from .flex.commands import add_dso_flex_commands
+
+    add_dso_flex_commands(sub)
 
 
 def _add_dso_options(parser: argparse.ArgumentParser) -> None:
@@ -498,6 +533,12 @@ def _time_zone(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def add_agr(subparsers: _SubParsers) -> None:
+    from .flex.commands import add_agr_commands
+
+    add_agr_commands(subparsers)
+
+
 def add_operator_commands(subparsers: _SubParsers) -> None:
     from .ops import commands
 
@@ -612,6 +653,7 @@ COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
     add_participant_commands,
     add_cro,
     add_dso_commands,
+    add_agr,
     add_bus_commands,
     add_operator_commands,
 )
@@ -619,7 +661,7 @@ COMMANDS: tuple[Callable[[_SubParsers], None], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Shapeshifter/UFTP participant for DSO and CRO roles."
+        prog=PROG, description="Shapeshifter/UFTP participant for the DSO, AGR and CRO roles."
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"

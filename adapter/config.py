@@ -14,6 +14,7 @@ so that a participant starts the same way from wherever it is launched.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import logging
@@ -21,32 +22,45 @@ import math
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .keys import MAX_PUBLISHED_KEYS
+from .settings import (
+    DEFAULT_MAX_BODY_BYTES,
+    ROUTINE_DEADLINE_SECONDS,
+    SettingsError,
+    check_fields,
+    count,
+)
+from .settings import Delivery as Delivery  # the [delivery] table's settings
+from .settings import Limits as Limits  # the [limits] table's settings
+from .settings import ListenAddress as ListenAddress
 from .tls import TlsFileError, TlsSettings, check
 from .uftp.envelope import PublicKeys, parse_cs1
 from .uftp.errors import AdapterError
 from .uftp.messages import Role
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 log = logging.getLogger(__name__)
 
 _E = TypeVar("_E", bound=StrEnum)
 _T = TypeVar("_T")
+_S = TypeVar("_S", bound="DataclassInstance")
 
 #: InternetDomainType of the UFTP schemas.
 INTERNET_DOMAIN = re.compile(r"([a-z0-9]+(-[a-z0-9]+)*\.)+[a-z]{2,}")
 #: UFTP Versions this adapter speaks.
 SUPPORTED_VERSIONS = ("3.0.0", "3.1.0", "4.0.0")
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
-#: The spec's retry window for routine messages (message-transport-mechanism.md).
-ROUTINE_DEADLINE_SECONDS = 3600.0
 #: Environment variables named UFTP_ADAPTER_<SECTION>_<KEY> override the file's settings.
 ENV_PREFIX = "UFTP_ADAPTER_"
 
@@ -88,36 +102,27 @@ class PeriodViolation(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class ListenAddress:
-    """The host and port the HTTP server binds to."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class SqliteStore:
+class SqliteStoreSettings:
     """A SQLite database file (absolute path)."""
 
     path: Path
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class PostgresStore:
+class PostgresStoreSettings:
     """A PostgreSQL connection string, as asyncpg takes it."""
 
     dsn: str
 
     def __repr__(self) -> str:
         # The DSN may hold a password; a repr ends up in logs.
-        return f"PostgresStore(dsn={_redact_url(self.dsn)!r})"
+        return f"PostgresStoreSettings(dsn={_redact_url(self.dsn)!r})"
 
 
-StoreSettings = SqliteStore | PostgresStore
+StoreSettings = SqliteStoreSettings | PostgresStoreSettings
+#: The [delivery] and [limits] tables' settings by their former names (`adapter.settings`).
+DeliverySettings = Delivery
+LimitsSettings = Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,29 +136,11 @@ class ParticipantSettings:
     store: StoreSettings
     #: Supported UFTP Versions; the first is the one we send.
     versions: tuple[str, ...]
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def send_version(self) -> str:
         """The Version we put in the messages we send."""
         return self.versions[0]
-
-
-@dataclass(frozen=True, slots=True)
-class DeliverySettings:
-    """How the outbox retries: the [delivery] table."""
-
-    #: How long to keep retrying one message before it fails for good.
-    deadline_seconds: float = ROUTINE_DEADLINE_SECONDS
-    #: One HTTP attempt.
-    request_timeout_seconds: float = 30.0
-    backoff_initial_seconds: float = 1.0
-    backoff_max_seconds: float = 300.0
-    max_redirects: int = 3
-    handler_concurrency: int = 16
-    #: How long a process's claim on a message lasts unless renewed: how soon the other
-    #: processes of a shared store take over the work of one that died.
-    lease_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,62 +151,35 @@ class CroSettings:
     time_zone: str = "Europe/Amsterdam"
     period_violation: PeriodViolation = PeriodViolation.REJECT
 
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                "time_zone",
+                f"expected an IANA time zone such as 'Europe/Amsterdam', got {self.time_zone!r}",
+            ) from None
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
 
 
 @dataclass(frozen=True, slots=True)
-class LimitsSettings:
-    """What one peer may take of our capacity: the [limits] table.
+class FlexSettings:
+    """Flexibility trading between DSO and AGR: the [flex] table (used when role = DSO or AGR).
 
-    The defaults protect a participant from one runaway peer without slowing routine UFTP
-    traffic, which is a few messages a minute per peer (portfolio updates, a flex request per
-    PTU). A 429 is temporary in the spec, so a sender over its rate retries later with back off:
-    a limit paces a peer's catch-up after an outage, it loses nothing.
+    `isp_duration` and `time_zone` are the market's agreed values (metadata-attributes.md):
+    a flex message with others is rejected ("ISP duration rejected", "TimeZone rejected").
+    `portfolio` (a DSO's portfolio file, as `dso publish` reads it) or `congestion_points`
+    name the points this participant trades on; a message for another is rejected ("Invalid
+    CongestionPoint"). Neither given: points are not checked.
     """
 
-    #: Messages a second, on average, that one sender may deliver (HTTP 429 above it);
-    #: `inf` (TOML) switches the limit off.
-    rate_per_sender: float = 50.0
-    #: Messages one sender may deliver at once above that rate: a backlog after an outage.
-    burst: int = 200
-    #: Handlers of one sender's messages that may run at once (of delivery.handler_concurrency),
-    #: so that one noisy peer leaves slots to the others. Default: half of them (of the 16).
-    handlers_per_sender: int = 8
-    #: Deliveries to one peer server (scheme, host and port) that may be in flight at once, so
-    #: that a peer that hangs cannot hold every outbox slot while messages to others wait.
-    deliveries_per_peer: int = 16
-    #: How long a sender may take to deliver its body once the headers are in (HTTP 408).
-    read_timeout_seconds: float = 30.0
-    #: How long a connection may take to deliver a request's head (line and headers), from
-    #: when it opens or the head's first byte; then it is closed. Senders write it at once.
-    header_timeout_seconds: float = 10.0
-    #: How long an idle connection is kept open between requests (HTTP keep-alive). Longer
-    #: than a client's usual 15 s, so that the client is the one to close it.
-    keepalive_timeout_seconds: float = 30.0
-    #: Connections open at once. Over it, the oldest without a request in progress is closed;
-    #: when all are busy, the new one is answered 503, which senders retry.
-    max_connections: int = 256
-    #: Bytes of request bodies being received and checked at once, from all senders together
-    #: (HTTP 503 over it, which senders retry): 64 MiB, or twice participant.max_body_bytes
-    #: where that is more, so that two bodies of the largest size fit.
-    body_bytes_in_flight: int = 2 * DEFAULT_MAX_BODY_BYTES
-    #: How far a message's TimeStamp may lie ahead of our clock: clock skew, not more. A
-    #: TimeStamp years ahead would otherwise make every later update of its sender look
-    #: older than it ("Subordinate sequence number").
-    time_stamp_future_seconds: float = 900.0
-    #: How old a message's TimeStamp may be: a sender retries for an hour by default (the
-    #: spec's minimum), longer if configured so; a week leaves room for that and for an
-    #: outage of ours.
-    time_stamp_past_seconds: float = 7 * 24 * 3600.0
-
-    @property
-    def rate_limit(self) -> tuple[float, float] | None:
-        """(rate, burst) for the endpoint's `RateLimiter`, None when unlimited."""
-        if math.isinf(self.rate_per_sender):
-            return None
-        return (self.rate_per_sender, float(self.burst))
+    isp_duration: timedelta = timedelta(minutes=15)
+    time_zone: str = "Europe/Amsterdam"
+    portfolio: Path | None = None
+    congestion_points: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +206,17 @@ class RetentionSettings:
     every hour; `uftp-adapter store prune` does it on demand.
     """
 
-    envelopes_days: int = 90
-    messages_days: int = 400
+    envelopes_days: int = count(90)
+    messages_days: int = count(400)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.envelopes_days > self.messages_days:
+            raise SettingsError(
+                "envelopes_days",
+                f"must not exceed messages_days ({self.messages_days}): an envelope is kept "
+                "with its message or not at all",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,18 +304,20 @@ class Config:
     """The whole configuration of one participant."""
 
     participant: ParticipantSettings
-    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    delivery: Delivery = field(default_factory=Delivery)
     cro: CroSettings = field(default_factory=CroSettings)
     peers: tuple[PeerSettings, ...] = ()
     #: The config file it came from (or the base folder, when parsed from a dict).
     path: Path = field(default_factory=Path)
     tls: TlsSettings = field(default_factory=TlsSettings)
-    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    #: With the body cap, ``participant.max_body_bytes`` in the file.
+    limits: Limits = field(default_factory=Limits)
     #: The message-bus bridge; None without a [bus] table.
     bus: BusSettings | None = None
     handlers: HandlerSettings = field(default_factory=HandlerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    flex: FlexSettings = field(default_factory=FlexSettings)
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
         """The peer at `domain` (in `role`), or None when it is not configured.
@@ -470,20 +441,26 @@ def parse_config(
     """
     ctx = _Context(source, Path(base_dir).absolute(), dict(origins or {}))
     root = _Table(ctx, data, "", _ROOT_KEYS)
-    participant = _participant(root.table("participant"))
+    participant_table = root.table("participant")
+    participant = _participant(participant_table)
     delivery = _delivery(root.table("delivery", required=False))
     cro_table = root.table("cro", required=False)
-    cro = _cro(cro_table)
+    cro = _read(cro_table, CroSettings)
     if cro_table.present and participant.role is not Role.CRO:
         log.warning("%s: [cro] is ignored: participant.role is %s", source, participant.role)
     peers = _peers(ctx, root.get("peers"))
     tls = _tls(root.table("tls", required=False))
-    limits = _limits(root.table("limits", required=False), delivery, participant)
+    max_body_bytes = participant_table.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=1)
+    limits = _limits(root.table("limits", required=False), delivery, max_body_bytes)
     bus_table = root.table("bus", required=False)
     bus = _bus(bus_table) if bus_table.present else None
     handlers = _handlers(root.table("handlers", required=False), bus)
     metrics = _metrics(root.table("metrics", required=False), participant)
     retention = _retention(root.table("retention", required=False), limits)
+    flex_table = root.table("flex", required=False)
+    flex = _flex(flex_table)
+    if flex_table.present and participant.role is Role.CRO:
+        log.warning("%s: [flex] is ignored: participant.role is CRO", source)
     return Config(
         participant,
         delivery,
@@ -496,6 +473,7 @@ def parse_config(
         handlers,
         metrics,
         retention,
+        flex,
     )
 
 
@@ -506,7 +484,6 @@ def _participant(table: _Table) -> ParticipantSettings:
     listen = _listen(table, "listen")
     store = _store(table, "store")
     versions = _versions(table, "versions")
-    max_body_bytes = table.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=1)
     if "generate_key" in table.data:  # the sample configs had it: say what replaces it
         raise table.error(
             "generate_key",
@@ -515,20 +492,14 @@ def _participant(table: _Table) -> ParticipantSettings:
             f"`uftp-adapter keys generate {signing_key.stem} --dir {signing_key.parent}` "
             "and delete this line",
         )
-    return ParticipantSettings(domain, role, signing_key, listen, store, versions, max_body_bytes)
+    return ParticipantSettings(domain, role, signing_key, listen, store, versions)
 
 
-def _delivery(table: _Table) -> DeliverySettings:
-    d = DeliverySettings()
-    settings = DeliverySettings(
-        deadline_seconds=table.number("deadline_seconds", d.deadline_seconds),
-        request_timeout_seconds=table.number("request_timeout_seconds", d.request_timeout_seconds),
-        backoff_initial_seconds=table.number("backoff_initial_seconds", d.backoff_initial_seconds),
-        backoff_max_seconds=table.number("backoff_max_seconds", d.backoff_max_seconds),
-        max_redirects=table.integer("max_redirects", d.max_redirects, minimum=0),
-        handler_concurrency=table.integer("handler_concurrency", d.handler_concurrency, minimum=1),
-        lease_seconds=table.number("lease_seconds", d.lease_seconds),
-    )
+def _delivery(table: _Table) -> Delivery:
+    """The [delivery] table, checked as a whole: a program may choose a retry schedule out
+    of order (a test's short deadline), a configuration file is held to one that makes
+    sense."""
+    settings = _read(table, Delivery)
     if settings.backoff_initial_seconds > settings.backoff_max_seconds:
         raise table.error(
             "backoff_initial_seconds",
@@ -549,9 +520,20 @@ def _delivery(table: _Table) -> DeliverySettings:
     return settings
 
 
-def _cro(table: _Table) -> CroSettings:
-    d = CroSettings()
-    mode = _choice(table, "mode", CroMode, d.mode)
+def _flex(table: _Table) -> FlexSettings:
+    from .uftp.durations import parse_duration
+
+    d = FlexSettings()
+    text = table.string("isp_duration", "PT15M")
+    try:
+        isp_duration = parse_duration(text)
+    except ValueError:
+        isp_duration = timedelta(0)
+    if isp_duration <= timedelta(0) or timedelta(days=1) % isp_duration:
+        raise table.error(
+            "isp_duration",
+            f"expected a duration that divides an hour or a day, e.g. 'PT15M', got {text!r}",
+        )
     time_zone = table.string("time_zone", d.time_zone)
     try:
         ZoneInfo(time_zone)
@@ -559,8 +541,13 @@ def _cro(table: _Table) -> CroSettings:
         raise table.error(
             "time_zone", f"expected an IANA time zone such as 'Europe/Amsterdam', got {time_zone!r}"
         ) from None
-    period_violation = _choice(table, "period_violation", PeriodViolation, d.period_violation)
-    return CroSettings(mode, time_zone, period_violation)
+    portfolio = table.path("portfolio") if table.get("portfolio") is not None else None
+    points = (
+        tuple(table.string_list("congestion_points"))
+        if table.get("congestion_points") is not None
+        else None
+    )
+    return FlexSettings(isp_duration, time_zone, portfolio, points)
 
 
 def _tls(table: _Table) -> TlsSettings:
@@ -585,47 +572,32 @@ def _tls(table: _Table) -> TlsSettings:
     return settings
 
 
-def _limits(
-    table: _Table, delivery: DeliverySettings, participant: ParticipantSettings
-) -> LimitsSettings:
-    d = LimitsSettings()
-    unlimited = table.get("rate_per_sender") == math.inf  # TOML `inf` switches the limit off
-    rate = math.inf if unlimited else table.number("rate_per_sender", d.rate_per_sender)
-    handlers_default = max(1, delivery.handler_concurrency // 2)
-    in_flight = table.integer(
-        "body_bytes_in_flight",
-        max(d.body_bytes_in_flight, 2 * participant.max_body_bytes),
-        minimum=1,
-    )
-    if in_flight < participant.max_body_bytes:
-        raise table.error(
-            "body_bytes_in_flight",
-            f"must be at least participant.max_body_bytes ({participant.max_body_bytes}), "
-            "or a body of the largest size accepted could never be received",
-        )
-    settings = LimitsSettings(
-        rate_per_sender=rate,
-        burst=table.integer("burst", d.burst, minimum=1),
-        handlers_per_sender=table.integer("handlers_per_sender", handlers_default, minimum=1),
-        deliveries_per_peer=table.integer("deliveries_per_peer", d.deliveries_per_peer, minimum=1),
-        read_timeout_seconds=table.number("read_timeout_seconds", d.read_timeout_seconds),
-        header_timeout_seconds=table.number("header_timeout_seconds", d.header_timeout_seconds),
-        keepalive_timeout_seconds=table.number(
-            "keepalive_timeout_seconds", d.keepalive_timeout_seconds
-        ),
-        max_connections=table.integer("max_connections", d.max_connections, minimum=1),
+def _limits(table: _Table, delivery: Delivery, max_body_bytes: int) -> Limits:
+    """The [limits] table, whose defaults for two keys follow other tables: half the handler
+    slots for one sender, and room for two bodies of the largest size."""
+    defaults = Limits()
+    in_flight = max(defaults.body_bytes_in_flight, 2 * max_body_bytes)
+    if table.get("body_bytes_in_flight") is not None:
+        in_flight = table.integer("body_bytes_in_flight", minimum=1)
+        if in_flight < max_body_bytes:
+            raise table.error(
+                "body_bytes_in_flight",
+                f"must be at least participant.max_body_bytes ({max_body_bytes}), "
+                "or a body of the largest size accepted could never be received",
+            )
+    limits = _read(
+        table,
+        Limits,
+        handlers_per_sender=max(1, delivery.handler_concurrency // 2),
         body_bytes_in_flight=in_flight,
-        time_stamp_future_seconds=table.number(
-            "time_stamp_future_seconds", d.time_stamp_future_seconds
-        ),
-        time_stamp_past_seconds=table.number("time_stamp_past_seconds", d.time_stamp_past_seconds),
+        max_body_bytes=max_body_bytes,
     )
-    if settings.handlers_per_sender > delivery.handler_concurrency:
+    if (limits.handlers_per_sender or 0) > delivery.handler_concurrency:
         raise table.error(
             "handlers_per_sender",
             f"must not exceed delivery.handler_concurrency ({delivery.handler_concurrency})",
         )
-    return settings
+    return limits
 
 
 _BUS_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
@@ -727,21 +699,12 @@ def _metrics(table: _Table, participant: ParticipantSettings) -> MetricsSettings
     return MetricsSettings(listen)
 
 
-def _retention(table: _Table, limits: LimitsSettings) -> RetentionSettings:
-    d = RetentionSettings()
-    settings = RetentionSettings(
-        envelopes_days=table.integer("envelopes_days", d.envelopes_days, minimum=1),
-        messages_days=table.integer("messages_days", d.messages_days, minimum=1),
-    )
-    if settings.envelopes_days > settings.messages_days:
-        raise table.error(
-            "envelopes_days",
-            f"must not exceed messages_days ({settings.messages_days}): an envelope is kept "
-            "with its message or not at all",
-        )
+def _retention(table: _Table, limits: Limits) -> RetentionSettings:
+    settings = _read(table, RetentionSettings)
     # A resent copy is recognised by its stored row ("Already Submitted"); a copy older than
     # the TimeStamp window is rejected for its age instead. Rows must outlive that window.
-    window_days = math.ceil(limits.time_stamp_past_seconds / 86400)
+    past = limits.time_stamp_past_seconds
+    window_days = math.ceil(past / 86400) if math.isfinite(past) else math.inf
     if settings.messages_days <= window_days:
         raise table.error(
             "messages_days",
@@ -849,8 +812,8 @@ def _store(table: _Table, key: str) -> StoreSettings:
     except ValueError as exc:
         raise table.error(key, str(exc)) from None
     if value.startswith("sqlite:"):
-        return SqliteStore(table.ctx.resolve(value.removeprefix("sqlite:")))
-    return PostgresStore(value)
+        return SqliteStoreSettings(table.ctx.resolve(value.removeprefix("sqlite:")))
+    return PostgresStoreSettings(value)
 
 
 def _versions(table: _Table, key: str) -> tuple[str, ...]:
@@ -1106,6 +1069,45 @@ class _Table:
         return self.ctx.resolve(value)
 
 
+def _read(table: _Table, kind: type[_S], **given: object) -> _S:
+    """The settings object `kind` (a dataclass of `adapter.settings`' kinds of field) read
+    from `table`: each field from the key of its name, of the type its annotation says, and
+    where the key is absent the value in `given`, else the field's default. What the class
+    checks of the values (`SettingsError`) is reported naming the key."""
+    hints = typing.get_type_hints(kind)
+    values = dict(given)
+    for item in dataclasses.fields(kind):
+        if item.name in table.data:
+            values[item.name] = _typed(table, item.name, hints[item.name], item.metadata)
+    try:
+        return kind(**values)
+    except SettingsError as exc:
+        raise table.error(exc.field, exc.problem) from None
+
+
+def _typed(table: _Table, key: str, kind: object, metadata: Mapping[str, Any]) -> object:
+    """The value of `key`, checked to be of `kind`."""
+    if kind is bool:
+        return table.boolean(key)
+    if kind in (int, int | None):  # None: a program's choice, never the file's
+        return table.integer(key, minimum=metadata.get("minimum", 1))
+    if kind is float:
+        if metadata.get("unlimited") and table.get(key) == math.inf:
+            return math.inf  # TOML `inf` switches a limit off
+        return table.number(key)
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        return _choice(table, key, kind, _REQUIRED)
+    if kind is str:
+        return table.string(key)
+    raise TypeError(f"no TOML reading for {key}: {kind!r}")
+
+
+def _keys(kind: type[DataclassInstance]) -> tuple[str, ...]:
+    """The keys of the table that `kind` is read from: its fields, but those of other
+    tables."""
+    return tuple(item.name for item in dataclasses.fields(kind) if not item.metadata.get("table"))
+
+
 _ROOT_KEYS = (
     "participant",
     "delivery",
@@ -1116,6 +1118,7 @@ _ROOT_KEYS = (
     "retention",
     "bus",
     "handlers",
+    "flex",
     "peers",
 )
 
@@ -1130,54 +1133,13 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "max_body_bytes",
         "generate_key",  # no longer read: refused with what to do instead
     ),
-    "delivery": (
-        "deadline_seconds",
-        "request_timeout_seconds",
-        "backoff_initial_seconds",
-        "backoff_max_seconds",
-        "max_redirects",
-        "handler_concurrency",
-        "lease_seconds",
-    ),
-    "cro": ("mode", "time_zone", "period_violation"),
-    "tls": (
-        "certificate",
-        "private_key",
-        "client_ca",
-        "ca",
-        "client_certificate",
-        "client_private_key",
-    ),
-    "bus": (
-        "url",
-        "format",
-        "exchange",
-        "commands_exchange",
-        "commands_queue",
-        "dead_letter_exchange",
-        "dead_letter_queue",
-        "stream",
-        "commands_stream",
-        "dead_stream",
-        "delivery_limit",
-        "prefetch",
-        "commands",
-        "answer_within_seconds",
-    ),
-    "handlers": ("modules", "bus"),
-    "limits": (
-        "rate_per_sender",
-        "burst",
-        "handlers_per_sender",
-        "deliveries_per_peer",
-        "read_timeout_seconds",
-        "header_timeout_seconds",
-        "keepalive_timeout_seconds",
-        "max_connections",
-        "body_bytes_in_flight",
-        "time_stamp_future_seconds",
-        "time_stamp_past_seconds",
-    ),
-    "metrics": ("listen",),
-    "retention": ("envelopes_days", "messages_days"),
+    "delivery": _keys(Delivery),
+    "cro": _keys(CroSettings),
+    "flex": _keys(FlexSettings),
+    "tls": _keys(TlsSettings),
+    "bus": _keys(BusSettings),
+    "handlers": _keys(HandlerSettings),
+    "limits": _keys(Limits),
+    "metrics": _keys(MetricsSettings),
+    "retention": _keys(RetentionSettings),
 }

@@ -19,6 +19,8 @@
     |                           response in time
     +-- UnknownPeer             (a LookupError too) no configured peer for the address
     +-- ConfigError             a mistake in the configuration file: file, field, problem
+    +-- SettingsError           (a ValueError too) a settings object (adapter.settings) given
+    |                           a value out of its range: field, problem
     +-- TlsFileError            a certificate, key or CA file that cannot be used
     +-- KeyFileError            a signing key file missing, unreadable, malformed, exposed
     |   +-- KeyFileExists       refused to overwrite a private key
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING
 from .config import ConfigError
 from .keys import KeyFileError, KeyFileExists
 from .listen import CannotListen
+from .settings import SettingsError
 from .store.base import OutboundStatus, StorageError, StoreOpenError
 from .tls import TlsFileError
 from .uftp.errors import (
@@ -89,6 +92,7 @@ __all__ = [
     "RequestTimeout",
     "ResponseTimeout",
     "ServerBusy",
+    "SettingsError",
     "StorageError",
     "StoreOpenError",
     "TlsFileError",

@@ -32,9 +32,9 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from .client import Client, DeliveryResult
-from .config import DeliverySettings
 from .limits import PerKeyLimit
 from .ops.observer import NULL_OBSERVER, Observer
+from .settings import Delivery
 from .store.base import (
     DeliveryAttempt,
     EventRecord,
@@ -78,7 +78,7 @@ class Outbox:
         self,
         store: Store,
         client: Client,
-        settings: DeliverySettings,
+        settings: Delivery,
         clock: Clock,
         on_final: FinalCallback,
         *,

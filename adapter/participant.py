@@ -28,19 +28,19 @@ import dataclasses
 import logging
 import random
 import socket
-import ssl
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from aiohttp import web
 
 from . import assemble, listen
+from .assemble import TlsContexts
 from .bulk import LARGE_MESSAGES
-from .client import Client, DeliveryResult, Outcome
-from .config import Config, DeliverySettings, ParticipantSettings
+from .client import Client, DeliveryResult
+from .config import Config
 from .directory import Directory, Peer
 from .errors import DeliveryFailed as DeliveryFailed  # defined here before adapter.errors
 from .errors import ResponseTimeout as ResponseTimeout
@@ -50,7 +50,8 @@ from .limits import PerKeyLimit
 from .ops.observer import NULL_OBSERVER, Observer
 from .outbox import Outbox
 from .router import HandlerContext, Router
-from .server import Endpoint, RateLimiter, Received
+from .server import Endpoint, Received
+from .settings import Delivery, Limits, ListenAddress
 from .store.base import (
     EventRecord,
     InboundRecord,
@@ -69,14 +70,14 @@ from .uftp.inbound import message_path
 from .uftp.messages import (
     RESPONSE_TYPES,
     PayloadMessage,
+    PayloadRequest,
     PayloadResponse,
     Role,
     TestMessage,
     TestMessageResponse,
 )
-from .uftp.retry import backoff_delay
-from .uftp.rules import recipient_roles
-from .waiters import SharedWaiters, Waiters
+from .uftp.retry import Backoff
+from .waiters import Matcher, matcher_for
 
 if TYPE_CHECKING:
     from .bus.journal import EventJournal
@@ -85,6 +86,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=PayloadMessage)
+R = TypeVar("R", bound=PayloadResponse)
 
 
 class BusAttachment(Protocol):
@@ -131,6 +133,13 @@ def utc_now() -> datetime:
 
 
 class Participant:
+    """One UFTP participant: who it is (`domain`, `role`, `keys`, the `versions` it speaks),
+    where it keeps its messages (`store`), who its peers are (`directory`), what it answers
+    (`router`), and how it runs, as settings objects with one default each
+    (`adapter.settings`): where it listens, how it delivers and retries (`Delivery`), what
+    a peer may take of it (`Limits`), and its TLS contexts (`TlsContexts`; None: plain
+    HTTP, and the system's CAs for the peers' certificates)."""
+
     def __init__(
         self,
         *,
@@ -140,23 +149,12 @@ class Participant:
         store: Store,
         directory: Directory,
         versions: tuple[str, ...] = ("3.1.0",),
-        delivery: DeliverySettings | None = None,
         router: Router | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        max_body_bytes: int = 32 * 1024 * 1024,
-        rate_limit: tuple[float, float] | None = None,
-        server_ssl: ssl.SSLContext | None = None,
-        client_ssl: ssl.SSLContext | None = None,
-        handlers_per_sender: int | None = None,
-        deliveries_per_peer: int | None = None,
-        read_timeout: float = 30.0,
-        time_stamp_window: tuple[timedelta, timedelta] | None = None,
+        listen: ListenAddress | None = None,
+        delivery: Delivery | None = None,
+        limits: Limits | None = None,
+        tls: TlsContexts | None = None,
         clock: Callable[[], datetime] = utc_now,
-        header_timeout: float = 10.0,
-        keepalive_timeout: float = 30.0,
-        max_connections: int = 256,
-        body_bytes_in_flight: int | None = None,
         bus: BusAttachment | None = None,
     ) -> None:
         self.domain = domain
@@ -167,24 +165,25 @@ class Participant:
         self.directory = directory
         self._keys = keys
         self._clock = clock
-        self._host = host
-        self._port = port
-        self._server_ssl = server_ssl
-        settings = delivery or DeliverySettings()
+        address = listen or ListenAddress()
+        self._host, self._port = address.host, address.port
+        self.delivery = delivery = delivery or Delivery()
+        self.limits = limits = limits or Limits()
+        self._server_ssl = tls.server if tls is not None else None
         self._client = Client(
-            timeout=settings.request_timeout_seconds,
-            max_redirects=settings.max_redirects,
-            ssl_context=client_ssl,
+            timeout=delivery.request_timeout_seconds,
+            max_redirects=delivery.max_redirects,
+            ssl_context=tls.client if tls is not None else None,
         )
         #: What the processes sharing the store coordinate (in memory for one process).
         self.coordinator: Coordinator = store.coordinator()
         self.outbox = Outbox(
             store,
             self._client,
-            settings,
+            delivery,
             clock,
             self._on_delivery_final,
-            peer_slots=self.coordinator.peer_slots(deliveries_per_peer),
+            peer_slots=self.coordinator.peer_slots(limits.deliveries_per_peer),
         )
         self._endpoint = Endpoint(
             domain=domain,
@@ -194,32 +193,22 @@ class Participant:
             store=store,
             clock=clock,
             on_received=self._on_received,
-            max_body_bytes=max_body_bytes,
-            rate_limiter=RateLimiter(*rate_limit) if rate_limit else None,
-            read_timeout=read_timeout,
-            time_stamp_window=time_stamp_window,
-            header_timeout=header_timeout,
-            keepalive_timeout=keepalive_timeout,
-            max_connections=max_connections,
-            body_bytes_in_flight=body_bytes_in_flight,
+            limits=limits,
         )
-        self._handler_slots = asyncio.Semaphore(settings.handler_concurrency)
-        #: One sender's share of those slots (None: all), so that a noisy peer leaves some.
-        self._sender_slots = PerKeyLimit(handlers_per_sender)
+        self._handler_slots = asyncio.Semaphore(delivery.handler_concurrency)
+        #: One sender's share of those slots, so that a noisy peer leaves some.
+        self._sender_slots = PerKeyLimit(limits.handlers_per_sender)
         self._handler_tasks: set[asyncio.Task[None]] = set()
         #: Handling that met one of `OUR_FAULTS` waits here to be tried again, by (sender,
         #: MessageID); the schedule is the outbox's.
         self._handling_retries: dict[tuple[str, str], asyncio.TimerHandle] = {}
-        self._retry_schedule = (settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        self._retry_schedule = Backoff(
+            delivery.backoff_initial_seconds, delivery.backoff_max_seconds
+        )
         self._rng = random.Random()
         self._running = False
-        #: Our requests awaiting their responses.
-        notifier = self.coordinator.notifier
-        self.waiters: Waiters = (
-            Waiters()
-            if notifier is None
-            else SharedWaiters(notifier, self._load_response, self._load_failure)
-        )
+        #: Our requests awaiting their responses: here, or in any process of the store.
+        self.waiters: Matcher = matcher_for(self.coordinator, store)
         #: Taking over what dead processes left unhandled: one process of the store at a time.
         self._recovery = self.coordinator.singleton("recovery")
         #: (sender, MessageID) of the messages this process is handling or will handle again.
@@ -258,8 +247,7 @@ class Participant:
         bus: BusAttachment | None = None,
     ) -> Participant:
         """A participant as the configuration file describes it (with its [bus] bridge)."""
-        settings: ParticipantSettings = config.participant
-        contexts = assemble.tls_contexts(config)
+        settings = config.participant
         return cls(
             domain=settings.domain,
             role=settings.role,
@@ -268,25 +256,11 @@ class Participant:
             or assemble.new_store(settings, lease_seconds=config.delivery.lease_seconds),
             directory=assemble.directory_of(config.peers),
             versions=settings.versions,
-            delivery=config.delivery,
             router=router,
-            host=settings.listen.host,
-            port=settings.listen.port,
-            max_body_bytes=settings.max_body_bytes,
-            rate_limit=config.limits.rate_limit,
-            server_ssl=contexts.server,
-            client_ssl=contexts.client,
-            handlers_per_sender=config.limits.handlers_per_sender,
-            deliveries_per_peer=config.limits.deliveries_per_peer,
-            read_timeout=config.limits.read_timeout_seconds,
-            time_stamp_window=(
-                timedelta(seconds=config.limits.time_stamp_past_seconds),
-                timedelta(seconds=config.limits.time_stamp_future_seconds),
-            ),
-            header_timeout=config.limits.header_timeout_seconds,
-            keepalive_timeout=config.limits.keepalive_timeout_seconds,
-            max_connections=config.limits.max_connections,
-            body_bytes_in_flight=config.limits.body_bytes_in_flight,
+            listen=settings.listen,
+            delivery=config.delivery,
+            limits=config.limits,
+            tls=assemble.tls_contexts(config),
             bus=bus,
         )
 
@@ -396,9 +370,7 @@ class Participant:
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def send(
-        self, message: PayloadMessage, to: str, *, role: Role | None = None
-    ) -> PayloadMessage:
+    async def send(self, message: M, to: str, *, role: Role | None = None) -> M:
         """Queue `message` durably for `to` and return it with its metadata filled in.
 
         Raises `UnknownPeer` when `to` is not a configured peer for this message type.
@@ -410,13 +382,15 @@ class Participant:
 
     async def request(
         self,
-        message: PayloadMessage,
+        message: PayloadRequest[R],
         to: str,
         *,
         role: Role | None = None,
         timeout: float = 60.0,
-    ) -> PayloadResponse:
-        """Send `message` and wait for the response that answers it.
+    ) -> R:
+        """Send `message` and wait for the response that answers it, of the type the request
+        names (a DSOPortfolioUpdate is answered by a DSOPortfolioUpdateResponse, and a type
+        checker knows it).
 
         Raises `DeliveryFailed` when the message cannot be delivered, `ResponseTimeout` when
         no response arrives within `timeout` seconds.
@@ -428,7 +402,7 @@ class Participant:
             await self.outbox.submit(self._outbound(filled, peer))
             try:
                 async with asyncio.timeout(timeout):
-                    return await future
+                    return filled.response_from(await future)
             except TimeoutError:
                 raise ResponseTimeout(
                     f"no response to {filled.xml_name} {filled.message_id} within {timeout:g} s",
@@ -477,7 +451,7 @@ class Participant:
 
     async def _peer_for(self, domain: str, role: Role | None, kind: type[PayloadMessage]) -> Peer:
         roles = (
-            {role} if role is not None else recipient_roles(kind) & self.directory.roles_of(domain)
+            {role} if role is not None else kind.recipient_roles & self.directory.roles_of(domain)
         )
         if len(roles) == 1:
             peer = await self.directory.lookup(domain, next(iter(roles)))
@@ -613,32 +587,6 @@ class Participant:
             for record in records:
                 self._recover_later(record)
 
-    async def _load_response(self, sender_domain: str, message_id: str) -> PayloadResponse | None:
-        """The response stored under (sender, MessageID), for `SharedWaiters`: it was
-        verified and validated before it was stored."""
-        record = await self.store.get_inbound(sender_domain, message_id)
-        if record is None:
-            return None
-        signed = envelope.parse_envelope(record.envelope)
-        message = codec.decode(signed.sealed[envelope.SIGNATURE_BYTES :])
-        return message if isinstance(message, PayloadResponse) else None
-
-    async def _load_failure(self, message_id: str) -> Exception | None:
-        """Why our message's delivery failed for good, as the store recorded it (another
-        process may have delivered it), or None if it did not."""
-        record = await self.store.get_outbound(message_id)
-        if record is None or record.status not in (OutboundStatus.FAILED, OutboundStatus.EXPIRED):
-            return None
-        attempts = await self.store.attempts(message_id)
-        last = attempts[-1] if attempts else None
-        outcome = Outcome.PERMANENT if record.status is OutboundStatus.FAILED else Outcome.TEMPORARY
-        result = DeliveryResult(
-            outcome,
-            last.http_status if last else None,
-            last.detail if last else (record.last_error or ""),
-        )
-        return DeliveryFailed(message_id, record.status, result)
-
     async def _recover(self, record: InboundRecord) -> None:
         """Handle a message a previous run acknowledged but did not finish handling."""
         signed = envelope.parse_envelope(record.envelope)
@@ -735,8 +683,7 @@ class Participant:
                 fault,
             )
             return
-        initial, maximum = self._retry_schedule
-        delay = backoff_delay(failures, initial, maximum, self._rng)
+        delay = self._retry_schedule.delay(failures, self._rng)
         # Not the peer's fault: nothing is answered meanwhile, and the text is ours to log.
         log.error(
             "handling %s from %s failed for a fault of ours (%s: %s); it stays unfinished and "

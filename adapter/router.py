@@ -20,30 +20,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from .uftp.messages import PayloadMessage, PayloadResponse, Role
+from .uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse, Role
 
 M = TypeVar("M", bound=PayloadMessage)
+R = TypeVar("R", bound=PayloadResponse)
 
 
 class Sender(Protocol):
     """What a handler may do besides answering: send messages of its own, and await the
     responses to its requests. A `Participant` is one; a handler needs no more of it."""
 
-    async def send(
-        self, message: PayloadMessage, to: str, *, role: Role | None = None
-    ) -> PayloadMessage:
+    async def send(self, message: M, to: str, *, role: Role | None = None) -> M:
         """Queue `message` durably for `to`; it, with its metadata filled in."""
         ...
 
     async def request(
         self,
-        message: PayloadMessage,
+        message: PayloadRequest[R],
         to: str,
         *,
         role: Role | None = None,
         timeout: float = 60.0,
-    ) -> PayloadResponse:
-        """Send `message` and wait for the response that answers it."""
+    ) -> R:
+        """Send `message` and wait for the response that answers it, of the type its request
+        names."""
         ...
 
 
@@ -64,20 +64,18 @@ class HandlerContext:
     #: this one).
     participant: Sender
 
-    async def send(
-        self, message: PayloadMessage, to: str, *, role: Role | None = None
-    ) -> PayloadMessage:
+    async def send(self, message: M, to: str, *, role: Role | None = None) -> M:
         """Queue a message of the handler's own for `to` (`Participant.send`)."""
         return await self.participant.send(message, to, role=role)
 
     async def request(
         self,
-        message: PayloadMessage,
+        message: PayloadRequest[R],
         to: str,
         *,
         role: Role | None = None,
         timeout: float = 60.0,
-    ) -> PayloadResponse:
+    ) -> R:
         """Send a request of the handler's own and await its response (`Participant.request`)."""
         return await self.participant.request(message, to, role=role, timeout=timeout)
 

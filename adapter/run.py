@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from .bulk import LARGE_MESSAGES
 from .config import Config, load_config
@@ -26,10 +26,12 @@ from .participant import Participant
 from .store.base import OutboundStatus
 from .uftp import codec
 from .uftp.errors import InvalidXml
-from .uftp.messages import PayloadMessage, PayloadResponse, Result
+from .uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse, Result
 from .wiring import participant_for
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=PayloadResponse)
 
 #: Exit statuses of `send` (and of commands built on it).
 EXIT_ACCEPTED = 0
@@ -90,21 +92,21 @@ def read_message_file(path: Path) -> PayloadMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class RequestResult:
     status: int
     response: PayloadResponse | None
 
 
 async def request_once(
     config: Config,
-    message: PayloadMessage,
+    message: PayloadRequest[R],
     to: str,
     *,
     timeout: float,
     keep_trying: bool = False,
     out: TextIO = sys.stdout,
-    describe: Callable[[PayloadResponse], str] | None = None,
-) -> Outcome:
+    describe: Callable[[R], str] | None = None,
+) -> RequestResult:
     """Start the participant (to receive the answer), send one request, print the answer.
 
     Giving up after `timeout` seconds, it says what happened (delivered but not answered, or
@@ -119,17 +121,17 @@ async def request_once(
             response = await participant.request(message, to=to, timeout=timeout)
         except ResponseTimeout as exc:
             print(await gave_up(participant, exc.message_id, timeout, keep_trying), file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
+            return RequestResult(EXIT_UNDELIVERED, None)
         except DeliveryFailed as exc:
             print(f"not delivered: {exc}", file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
+            return RequestResult(EXIT_UNDELIVERED, None)
         except UnknownPeer as exc:
             print(f"not sent: {exc}", file=out)
-            return Outcome(EXIT_UNDELIVERED, None)
+            return RequestResult(EXIT_UNDELIVERED, None)
     finally:
         await participant.stop()
     print(describe(response) if describe else describe_response(response), file=out)
-    return Outcome(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
+    return RequestResult(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
 
 
 async def gave_up(

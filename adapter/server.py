@@ -24,7 +24,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from ssl import SSLContext
 from typing import TYPE_CHECKING
@@ -38,6 +38,7 @@ from .connections import Connections, track_requests
 from .directory import Directory
 from .ops.observer import NULL_OBSERVER, UNKNOWN_PEER, Observer
 from .printable import printable
+from .settings import Limits
 from .store.base import EventRecord, InboundRecord, SaveOutcome, Store
 from .uftp import inbound
 from .uftp.errors import (
@@ -185,35 +186,29 @@ class Endpoint:
         store: Store,
         clock: Callable[[], datetime],
         on_received: Callable[[Received], Awaitable[None] | None],
-        max_body_bytes: int,
-        rate_limiter: RateLimiter | None = None,
-        read_timeout: float = 30.0,
-        time_stamp_window: tuple[timedelta, timedelta] | None = None,
-        header_timeout: float = 10.0,
-        keepalive_timeout: float = 30.0,
-        max_connections: int = 256,
-        body_bytes_in_flight: int | None = None,
+        limits: Limits | None = None,
     ) -> None:
+        limits = limits or Limits()
         self._directory = directory
         self._store = store
         self._clock = clock
         self._on_received = on_received
-        self._max_body = max_body_bytes
-        self._rate = rate_limiter
-        self._read_timeout = read_timeout
+        self._max_body = limits.max_body_bytes
+        self._rate = RateLimiter(*limits.rate_limit) if limits.rate_limit else None
+        self._read_timeout = limits.read_timeout_seconds
         #: Who a message must be addressed to, by the major Version of the path it came by.
         self._receivers = {
-            major: inbound.Receiver.on_path(domain, role, versions, major, time_stamp_window)
+            major: inbound.Receiver.on_path(
+                domain, role, versions, major, limits.time_stamp_window
+            )
             for major in {inbound.major(v) for v in versions}
         }
-        self._keepalive_timeout = keepalive_timeout
-        self._header_timeout = header_timeout
+        self._keepalive_timeout = limits.keepalive_timeout_seconds
+        self._header_timeout = limits.header_timeout_seconds
         self._connections = Connections(
-            max_connections=max_connections, header_timeout=header_timeout
+            max_connections=limits.max_connections, header_timeout=self._header_timeout
         )
-        self._bodies = BodyBudget(
-            2 * max_body_bytes if body_bytes_in_flight is None else body_bytes_in_flight
-        )
+        self._bodies = BodyBudget(limits.body_bytes_in_flight)
         self.serving = False
         #: Set by the bus bridge: events stored with each accepted message, and its health.
         self.events: InboundEvents | None = None

@@ -18,6 +18,10 @@ recorded.
 A request only takes the answer it can have: one from the peer it was sent to, of the
 response type of its request. Anything else referring to it is logged and left to its
 handler.
+
+The participant sees a `Matcher` only (expect, resolve, fail) and takes the one its store's
+`Coordinator` calls for (`matcher_for`): this is the part a deployment of several processes
+replaces.
 """
 
 from __future__ import annotations
@@ -26,12 +30,24 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
-from .store.coordination import Notifier
+from .client import DeliveryResult, Outcome
+from .errors import DeliveryFailed
+from .store.base import OutboundStatus, Store
+from .store.coordination import Coordinator, Notifier
+from .uftp import codec, envelope
 from .uftp.messages import RESPONSE_TYPES, PayloadMessage, PayloadResponse
 
-__all__ = ["LoadFailure", "LoadResponse", "SharedWaiters", "Waiters"]
+__all__ = [
+    "LoadFailure",
+    "LoadResponse",
+    "Matcher",
+    "SharedWaiters",
+    "Waiters",
+    "matcher_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +57,51 @@ LoadResponse = Callable[[str, str], Awaitable[PayloadResponse | None]]
 LoadFailure = Callable[[str], Awaitable[Exception | None]]
 
 
+class Matcher(Protocol):
+    """Matches our requests with the responses that answer them, and ends their wait."""
+
+    def expect(self, request: PayloadMessage, responder: str) -> asyncio.Future[PayloadResponse]:
+        """The future of `request`'s response from `responder`; call before sending it, and
+        `forget` once done with it."""
+        ...
+
+    def forget(self, request: PayloadMessage) -> None: ...
+
+    async def resolve(self, response: PayloadResponse, sender_domain: str) -> None:
+        """`response` from `sender_domain` arrived (stored, verified): hand it to the request
+        awaiting it, wherever that is."""
+        ...
+
+    def fail_here(self, request_id: str, error: Exception) -> bool:
+        """End the wait of request `request_id` with `error` if it awaits in this process;
+        whether it does."""
+        ...
+
+    async def fail(self, request_id: str, error: Exception) -> None:
+        """The delivery of request `request_id` failed for good: its wait ends with `error`,
+        wherever it awaits."""
+        ...
+
+    def awaiting(self) -> list[tuple[str, str]]:
+        """(MessageID, ConversationID) of each request awaiting its response here."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def matcher_for(coordinator: Coordinator, store: Store) -> Matcher:
+    """The matcher of a participant on `store`: in memory for one process, or across the
+    processes that share the store when its coordinator has a `Notifier` (PostgreSQL's
+    LISTEN/NOTIFY)."""
+    notifier = coordinator.notifier
+    if notifier is None:
+        return Waiters()
+    return SharedWaiters(notifier, partial(_load_response, store), partial(_load_failure, store))
+
+
 class Waiters:
-    """The requests of this process awaiting their responses, in memory."""
+    """The requests of this process awaiting their responses, in memory: the `Matcher` of a
+    participant that is alone on its store."""
 
     def __init__(self) -> None:
         #: our request's MessageID -> the future its response resolves
@@ -129,7 +188,8 @@ class Waiters:
 
 class SharedWaiters(Waiters):
     """Waiters of several processes sharing one store, told of each other's news through
-    the store's `Notifier`; what resolves a request is read from the store."""
+    the store's `Notifier` (PostgreSQL's LISTEN/NOTIFY); what resolves a request is read from
+    the store: the `Matcher` of a participant on a shared store."""
 
     def __init__(
         self, notifier: Notifier, load_response: LoadResponse, load_failure: LoadFailure
@@ -229,3 +289,33 @@ class SharedWaiters(Waiters):
 
 def _news(**fields: Any) -> str:
     return json.dumps(fields, separators=(",", ":"))
+
+
+async def _load_response(
+    store: Store, sender_domain: str, message_id: str
+) -> PayloadResponse | None:
+    """The response stored under (sender, MessageID): it was verified and validated before
+    it was stored."""
+    record = await store.get_inbound(sender_domain, message_id)
+    if record is None:
+        return None
+    signed = envelope.parse_envelope(record.envelope)
+    message = codec.decode(signed.sealed[envelope.SIGNATURE_BYTES :])
+    return message if isinstance(message, PayloadResponse) else None
+
+
+async def _load_failure(store: Store, message_id: str) -> Exception | None:
+    """Why our message's delivery failed for good, as the store recorded it (another
+    process may have delivered it), or None if it did not."""
+    record = await store.get_outbound(message_id)
+    if record is None or record.status not in (OutboundStatus.FAILED, OutboundStatus.EXPIRED):
+        return None
+    attempts = await store.attempts(message_id)
+    last = attempts[-1] if attempts else None
+    outcome = Outcome.PERMANENT if record.status is OutboundStatus.FAILED else Outcome.TEMPORARY
+    result = DeliveryResult(
+        outcome,
+        last.http_status if last else None,
+        last.detail if last else (record.last_error or ""),
+    )
+    return DeliveryFailed(message_id, record.status, result)

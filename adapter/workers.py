@@ -42,6 +42,7 @@ from types import FrameType
 from typing import Final
 
 from .config import Config
+from .event_loop import run
 from .listen import bind_workers
 from .run import serve
 
@@ -57,8 +58,9 @@ PARENT_CHECK: Final = 1.0
 EXIT_USAGE: Final = 2
 
 
-def serve_workers(config: Config, workers: int) -> int:
+def serve_workers(config: Config, workers: int, event_loop: str = "asyncio") -> int:
     """Bind, fork `workers` workers and supervise them until SIGTERM/SIGINT; the exit status.
+    Each worker runs on the event loop named `event_loop` (`adapter.event_loop`).
 
     Raises `listen.CannotListen` (the port in use) before anything is forked."""
     listen = config.participant.listen
@@ -78,7 +80,7 @@ def serve_workers(config: Config, workers: int) -> int:
     status = 0
     try:
         for index in range(workers):
-            children[_fork(config, groups, index, guard)] = index
+            children[_fork(config, groups, index, guard, event_loop)] = index
         print(
             f"serving with {workers} workers on port {port}: pids "
             + " ".join(str(pid) for pid in children),
@@ -101,7 +103,7 @@ def serve_workers(config: Config, workers: int) -> int:
             log.error("worker %d (pid %d) ended (%d): starting it again", index, pid, code)
             time.sleep(RESPAWN_DELAY)
             if not stopping:
-                new = _fork(config, groups, index, guard)
+                new = _fork(config, groups, index, guard, event_loop)
                 children[new] = index
                 print(f"worker {index} started again: pid {new}", flush=True)
     finally:
@@ -115,7 +117,11 @@ def serve_workers(config: Config, workers: int) -> int:
 
 
 def _fork(
-    config: Config, groups: list[list[socket.socket]], index: int, guard: socket.socket | None
+    config: Config,
+    groups: list[list[socket.socket]],
+    index: int,
+    guard: socket.socket | None,
+    event_loop: str,
 ) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
@@ -132,14 +138,14 @@ def _fork(
             if other != index:
                 for sock in group:
                     sock.close()
-        code = _work(config, groups[index], parent)
+        code = _work(config, groups[index], parent, event_loop)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
 
 
-def _work(config: Config, sockets: list[socket.socket], parent: int) -> int:
+def _work(config: Config, sockets: list[socket.socket], parent: int, event_loop: str) -> int:
     """Serve on `sockets` until told to stop or orphaned; the exit status, as the command
     line's: a mistake (the store cannot be opened, say) is one line and status 2."""
     from .config import ConfigError
@@ -149,7 +155,7 @@ def _work(config: Config, sockets: list[socket.socket], parent: int) -> int:
     from .uftp.errors import UftpError
 
     try:
-        asyncio.run(_serve_while_parent_lives(config, sockets, parent))
+        run(_serve_while_parent_lives(config, sockets, parent), event_loop)
     except (ConfigError, KeyFileError, StoreOpenError, UftpError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

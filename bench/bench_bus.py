@@ -10,6 +10,10 @@ processes, so that their CPU is not the adapter's. Configurations:
   TestMessageResponse returned. The UFTP path by itself.
 - **UFTP -> bus**: the same with a bus on the CRO; done when the consumer has also seen both
   events of each message (``in.TestMessage`` and the outcome of the response).
+- **UFTP -> bus, in-memory port**: the same with the bridge on the in-memory bus port, each
+  publication counted and dropped: the bridge's own cost (events built, stored with their
+  message, read back and marked by the relay) without a broker's client library. The
+  difference to **UFTP -> bus** is what publishing with that client costs.
 - **bus -> UFTP (commands)**: the producer puts `--rate` commands a second (a TestMessage
   each) on the DSO's commands queue or subject; each is done when the consumer has seen both
   of its events (``outcome.delivered``, ``in.TestMessageResponse``): sent, answered, stored.
@@ -55,6 +59,7 @@ import contextlib
 import cProfile
 import dataclasses
 import logging
+import math
 import multiprocessing
 import os
 import pstats
@@ -183,10 +188,10 @@ def adapter_process(
 
 
 async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, tmp: Path) -> None:
-    from adapter.config import DeliverySettings
     from adapter.directory import Peer, StaticDirectory
     from adapter.keys import generate
     from adapter.participant import Participant
+    from adapter.settings import Delivery, Limits
     from adapter.store.sqlite import SqliteStore
     from adapter.uftp.messages import Role
 
@@ -204,8 +209,11 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
         DSO: bridge(names, commands=True, name="bench dso") if kind == "commands" else None,
         CRO: bridge(names, commands=False, name="bench cro") if kind == "events" else None,
     }
-    assert names is not None or kind == "none"
-    delivery = DeliverySettings(handler_concurrency=64)
+    if kind == "memory":  # the bridge without a broker: every event counted as published
+        seen = _Counter()
+        buses[CRO] = _memory_bridge(seen)
+    assert names is not None or kind in ("none", "memory")
+    delivery = Delivery(handler_concurrency=64)
     dso, cro = (
         Participant(
             domain=domain,
@@ -215,9 +223,7 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
             store=SqliteStore(tmp / f"{kind}-{uuid.uuid4().hex[:8]}-{domain}.sqlite3"),
             directory=StaticDirectory([]),
             delivery=delivery,
-            rate_limit=None,
-            handlers_per_sender=64,
-            deliveries_per_peer=64,
+            limits=Limits(rate_per_sender=math.inf, handlers_per_sender=64, deliveries_per_peer=64),
             bus=buses[domain],
         )
         for domain, role in ((DSO, Role.DSO), (CRO, Role.CRO))
@@ -239,7 +245,7 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
         command, *args = await loop.run_in_executor(None, conn.recv)
         if command == "run":  # the UFTP configurations drive their own load
             (load,) = args
-            counted = seen if kind == "events" else None
+            counted = seen if kind in ("events", "memory") else None
             conn.send(await _uftp_slice(dso, counted, load, _health(buses[CRO])))
         elif command == "begin":  # commands: the producer drives, we count
             started = (time.process_time(), time.perf_counter(), seen.value)
@@ -257,6 +263,26 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
     await dso.stop()
     await cro.stop()
     conn.send("stopped")
+
+
+class _Counter:
+    """What `seen` is for the in-memory configuration: a count in this process."""
+
+    value = 0
+
+
+def _memory_bridge(seen: _Counter) -> Any:
+    """A bridge whose bus is the in-memory port, each publication counted and dropped: what
+    the bridge costs of itself (events built and stored, the relay), without a broker's
+    client."""
+    from adapter.bus.bridge import BusBridge
+    from adapter.bus.memory import MemoryBus
+
+    class CountingBus(MemoryBus):
+        async def publish(self, event: Any, route: str) -> None:
+            seen.value += 1
+
+    return BusBridge(CountingBus(), consume=False)
 
 
 async def paced(load: Load, start: Callable[[], Awaitable[Any]]) -> int:
@@ -734,6 +760,11 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     URLS["rabbitmq"], URLS["nats"] = options.amqp_url, options.nats_url
     brokers = [b.strip() for b in options.brokers.split(",") if b.strip()]
+    if brokers == ["both"]:
+        brokers = ["rabbitmq", "nats"]
+    unknown = set(brokers) - set(URLS)
+    if unknown:
+        parser.error(f"--brokers: {', '.join(sorted(unknown))}: expected rabbitmq, nats or both")
     rounds = options.rounds or (2 if options.quick else 5)
     seconds = options.slice or (1.0 if options.quick else 2.0)
     logging.basicConfig(level=logging.ERROR)
@@ -764,6 +795,13 @@ def main(argv: list[str] | None = None) -> int:
                     "none",
                     "",
                     Process(adapter_process, "none", None, None, tmp, code, name=key),
+                )
+                key = "memory" + ("-base" if code else "")
+                configurations[key] = Configuration(
+                    "UFTP -> bus, in-memory port" + suffix,
+                    "memory",
+                    "",
+                    Process(adapter_process, "memory", None, None, tmp, code, name=key),
                 )
             for broker in brokers:
                 variants = [
@@ -823,7 +861,13 @@ def main(argv: list[str] | None = None) -> int:
             if options.profile:
                 options.profile.mkdir(parents=True, exist_ok=True)
                 for key in order:
-                    if configurations[key].kind in ("none", "events", "commands", "relay"):
+                    if configurations[key].kind in (
+                        "none",
+                        "memory",
+                        "events",
+                        "commands",
+                        "relay",
+                    ):
                         paths[key] = configurations[key].profile(
                             options.profile / f"{key}.pstats", load
                         )
@@ -871,7 +915,7 @@ def report(
     )
     verdicts = []
     for key, configuration in configurations.items():
-        if configuration.kind not in ("events", "commands"):
+        if configuration.kind not in ("memory", "events", "commands"):
             continue
         extra = [
             o.cpu_per_message / b.cpu_per_message - 1
@@ -912,7 +956,7 @@ def report(
                 f"messages/s, at {statistics.median(o.cpu_per_message for o in slices) * need:.0%} "
                 "of a core"
             )
-        elif configuration.kind in ("events", "commands"):
+        elif configuration.kind in ("memory", "events", "commands"):
             extra = statistics.median(
                 o.cpu_per_message - b.cpu_per_message
                 for o, b in zip(slices, without_bus(key), strict=True)

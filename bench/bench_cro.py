@@ -57,6 +57,7 @@ import dataclasses
 import gc
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -84,6 +85,7 @@ from adapter.cro import cro_router
 from adapter.directory import Peer, StaticDirectory
 from adapter.keys import generate
 from adapter.participant import Participant
+from adapter.settings import Limits
 from adapter.store import register_for
 from adapter.store.register import PointDefinition, PortfolioRegister, UpdateMeta
 from adapter.store.sqlite import SqliteStore
@@ -439,6 +441,7 @@ async def measure(target: Target, *, traced: bool) -> Run:
         keys=generate(),
         store=store,
         directory=StaticDirectory([Peer(DSO, Role.DSO, sink_url, (keys.public.signing,))]),
+        limits=Limits(rate_per_sender=math.inf, handlers_per_sender=None, deliveries_per_peer=None),
     )
     register = TimedRegister(register_for(store))
     cro.router.include(cro_router(register, CroSettings()))

@@ -7,6 +7,8 @@ echo "== ruff"
 .venv/bin/ruff check adapter tests bench fuzz
 echo "== mypy"
 .venv/bin/mypy adapter
+# The protocol core, strict with lxml's stubs (from the test extras) in the check.
+.venv/bin/mypy --strict adapter/uftp
 # The PostgreSQL tests skip without a server unless this is set; set, a missing server fails.
 export UFTP_TEST_POSTGRES_DSN=${UFTP_TEST_POSTGRES_DSN:-postgresql://postgres@127.0.0.1:5432/test}
 # Likewise the bus tests: RabbitMQ (tests/bus) and NATS JetStream (tests/bus/test_nats.py).

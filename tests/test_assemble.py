@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from adapter.assemble import directory_of, load_keys, new_store, tls_contexts
-from adapter.config import PostgresStore as PostgresSettings
+from adapter.config import PostgresStoreSettings as PostgresSettings
 from adapter.keys import KeyFileError, generate, write_private
 from adapter.store.postgres import PostgresStore
 from adapter.store.sqlite import SqliteStore

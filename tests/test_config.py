@@ -24,8 +24,8 @@ from adapter.config import (
     LimitsSettings,
     ListenAddress,
     PeriodViolation,
-    PostgresStore,
-    SqliteStore,
+    PostgresStoreSettings,
+    SqliteStoreSettings,
     TlsSettings,
     load_config,
     parse_config,
@@ -80,10 +80,10 @@ def test_minimal_config_with_defaults() -> None:
     assert p.role is Role.DSO
     assert p.signing_key == Path("/srv/uftp/keys/dso.key")
     assert p.listen == ListenAddress("127.0.0.1", 8081)
-    assert p.store == SqliteStore(Path("/srv/uftp/var/dso.sqlite3"))
+    assert p.store == SqliteStoreSettings(Path("/srv/uftp/var/dso.sqlite3"))
     assert p.versions == ("3.1.0", "3.0.0")
     assert p.send_version == "3.1.0"
-    assert p.max_body_bytes == 32 * 1024 * 1024
+    assert config.limits.max_body_bytes == 32 * 1024 * 1024  # participant.max_body_bytes
     assert config.delivery == DeliverySettings()
     assert config.delivery.deadline_seconds == 3600
     assert config.cro == CroSettings()
@@ -119,7 +119,7 @@ def test_all_fields() -> None:
     config = parse(data)
     p = config.participant
     assert p.listen == ListenAddress("::1", 0) and str(p.listen) == "[::1]:0"
-    assert isinstance(p.store, PostgresStore)
+    assert isinstance(p.store, PostgresStoreSettings)
     assert p.store.dsn.endswith("@db.example.com/uftp")
     assert "hunter2" not in repr(p.store) and "***" in repr(p.store)
     assert p.signing_key == Path("/abs/dso.key")
@@ -524,7 +524,7 @@ public_keys = ["{CRO_KEY}"]
     config = load_config(path)
     assert config.path == path
     assert config.participant.signing_key == tmp_path / "dso.key"
-    assert config.participant.store == SqliteStore(tmp_path / "var" / "dso.sqlite3")
+    assert config.participant.store == SqliteStoreSettings(tmp_path / "var" / "dso.sqlite3")
 
 
 def test_load_config_relative_path_resolves_against_the_file(
@@ -587,7 +587,7 @@ def test_sample_configs_load_after_generating_keys(samples: Path) -> None:
     assert dso.participant.role is Role.DSO
     assert dso.participant.listen == ListenAddress("127.0.0.1", 8081)
     assert dso.participant.signing_key == samples / "keys" / "dso.key"
-    assert dso.participant.store == SqliteStore(samples / "var" / "dso.sqlite3")
+    assert dso.participant.store == SqliteStoreSettings(samples / "var" / "dso.sqlite3")
     assert load_keys(dso.participant) == dso_keys
 
     assert cro.participant.domain == "cro.uftp-demo.test"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.config import ConfigError, ListenAddress, PostgresStore, load_config
+from adapter.config import ConfigError, ListenAddress, PostgresStoreSettings, load_config
 from adapter.keys import generate, write_private
 from tests.test_config import SAMPLES
 
@@ -41,7 +41,7 @@ def test_variables_override_the_file_with_the_types_of_its_keys(dso_file: Path) 
     )
     assert config.participant.listen == ListenAddress("0.0.0.0", 8080)
     assert config.participant.versions == ("3.0.0",)
-    assert config.participant.store == PostgresStore("postgresql://uftp:secret@db/uftp")
+    assert config.participant.store == PostgresStoreSettings("postgresql://uftp:secret@db/uftp")
     assert config.limits.rate_per_sender == 10.0 and config.limits.burst == 20
     assert config.delivery.backoff_max_seconds == 60.5
     assert config.metrics.listen == ListenAddress("127.0.0.1", 9464)  # a table the file lacks

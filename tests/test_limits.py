@@ -22,7 +22,15 @@ from adapter.keys import generate, write_private
 from adapter.participant import Participant
 from adapter.router import HandlerContext, Router
 from adapter.store.base import OutboundStatus
-from adapter.testing import FAST_DELIVERY, Network, accepting, composed, eventually, post
+from adapter.testing import (
+    FAST_DELIVERY,
+    TEST_LIMITS,
+    Network,
+    accepting,
+    composed,
+    eventually,
+    post,
+)
 from adapter.uftp import codec, envelope
 from adapter.uftp.messages import (
     DSOPortfolioUpdate,
@@ -213,7 +221,7 @@ async def test_a_slow_sender_leaves_handler_slots_to_others(network: Network) ->
         Role.CRO,
         router=cro_router,
         delivery=dataclasses.replace(FAST_DELIVERY, handler_concurrency=4),
-        handlers_per_sender=2,
+        limits=dataclasses.replace(TEST_LIMITS, handlers_per_sender=2),
     )
     a = network.create(noisy, Role.DSO, router=noisy_router)
     b = network.create(quiet, Role.DSO)
@@ -296,7 +304,7 @@ async def test_a_hanging_peer_does_not_delay_delivery_to_others(
         DSO,
         Role.DSO,
         delivery=dataclasses.replace(FAST_DELIVERY, request_timeout_seconds=10.0),
-        deliveries_per_peer=4,
+        limits=dataclasses.replace(TEST_LIMITS, deliveries_per_peer=4),
     )
     await network.start(cro, dso)
     network.introduce(cro, dso)

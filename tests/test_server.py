@@ -14,7 +14,7 @@ from adapter.directory import Peer
 from adapter.keys import generate
 from adapter.participant import Participant
 from adapter.router import HandlerContext, Router
-from adapter.testing import Network, PeerClient, eventually
+from adapter.testing import TEST_LIMITS, Network, PeerClient, eventually
 from adapter.uftp import codec, envelope
 from adapter.uftp.errors import KeyLookupFailed
 from adapter.uftp.messages import (
@@ -79,7 +79,12 @@ class Setup:
 @pytest.fixture
 async def setup(network: Network) -> Setup:
     cro_router, dso_router = Router(), Router()
-    cro = network.create(CRO, Role.CRO, router=cro_router, rate_limit=(5.0, 5.0))
+    cro = network.create(
+        CRO,
+        Role.CRO,
+        router=cro_router,
+        limits=dataclasses.replace(TEST_LIMITS, rate_per_sender=5.0, burst=5),
+    )
     dso = network.create(DSO, Role.DSO, router=dso_router)
     state = Setup(network, cro, dso)
 
@@ -144,7 +149,9 @@ async def test_xml_content_types_are_accepted(setup: Setup, content_type: str) -
 
 
 async def test_body_over_the_cap_is_413(network: Network) -> None:
-    small = network.create("cro9.example.com", Role.CRO, max_body_bytes=10_000)
+    small = network.create(
+        "cro9.example.com", Role.CRO, limits=dataclasses.replace(TEST_LIMITS, max_body_bytes=10_000)
+    )
     await network.start(small)
     async with (
         aiohttp.ClientSession() as session,

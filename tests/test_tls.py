@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from adapter import tls
+from adapter.assemble import TlsContexts
 from adapter.config import TlsSettings, load_config
 from adapter.directory import Peer
 from adapter.keys import generate, write_private
@@ -63,8 +64,7 @@ def create(
     return network.create(
         domain,
         role,
-        server_ssl=tls.server_context(settings),
-        client_ssl=tls.client_context(settings),
+        tls=TlsContexts(tls.server_context(settings), tls.client_context(settings)),
         **options,
     )
 

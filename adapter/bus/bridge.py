@@ -122,7 +122,7 @@ class BusBridge:
             answered=config.handlers.bus,
             answer_within_seconds=settings.answer_within_seconds,
             consume=settings.commands,
-            max_command_bytes=config.participant.max_body_bytes,
+            max_command_bytes=config.limits.max_body_bytes,
         )
 
     # -- wiring (called by the participant) ---------------------------------------------------
@@ -458,11 +458,7 @@ class BusBridge:
             if root.get(name) is None:
                 root.set(name, value)
         if reference is not None and issubclass(kind, PayloadResponse):
-            attribute = (
-                "ReferenceMessageID"
-                if codec.is_draft(wanted)
-                else codec.V3_REFERENCE_ATTRIBUTE.get(kind)
-            )
+            attribute = "ReferenceMessageID" if codec.is_draft(wanted) else kind.v3_reference
             if attribute is not None:
                 root.set(attribute, reference)
 

@@ -42,7 +42,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from lxml import etree
 
@@ -280,7 +280,8 @@ def element_to_json(root: etree._Element) -> dict[str, Any]:
 
 
 def _object(element: etree._Element) -> dict[str, Any]:
-    result: dict[str, Any] = dict(element.attrib)
+    # Attribute names and values are str in Python 3; the stub's `_Attrib` also allows bytes.
+    result: dict[str, Any] = dict(cast(Mapping[str, str], element.attrib))
     for child in element:
         if not isinstance(child.tag, str):
             continue  # comments and processing instructions carry nothing

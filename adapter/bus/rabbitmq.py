@@ -32,7 +32,6 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
-    AbstractRobustExchange,
 )
 
 from adapter.bus.events import CloudEvent, from_amqp, to_amqp
@@ -41,6 +40,9 @@ from adapter.bus.port import BusHealth, BusUnavailable, Command, CommandHandler,
 __all__ = ["RabbitBus", "Topology"]
 
 log = logging.getLogger(__name__)
+
+#: AMQP delivery mode 2: the broker writes the message to disk (a durable queue keeps it).
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,6 @@ class RabbitBus:
         self._reconnect_interval = reconnect_interval
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
-        self._exchange: AbstractRobustExchange | None = None
         self._consumer_channel: AbstractRobustChannel | None = None
         self._consumer_tag: str | None = None
         self._handler: CommandHandler | None = None
@@ -116,13 +117,13 @@ class RabbitBus:
             raise BusUnavailable(f"cannot connect to {redact(self._url)}: {exc}") from None
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            exchange = await channel.declare_exchange(
+            await channel.declare_exchange(
                 self.topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
             )
         except BaseException:
             await connection.close()
             raise
-        self._connection, self._channel, self._exchange = connection, channel, exchange
+        self._connection, self._channel = connection, channel
         connection.reconnect_callbacks.add(self._on_reconnect)
         log.info("bus: connected to %s", redact(self._url))
 
@@ -135,27 +136,36 @@ class RabbitBus:
         self._handler = None
         if connection is not None:
             await connection.close()
-        self._channel = self._exchange = self._consumer_channel = None
+        self._channel = self._consumer_channel = None
         self._consumer_tag = None
 
     async def publish(self, event: CloudEvent, route: str) -> None:
-        exchange = self._exchange
-        if exchange is None or self._connection is None:
+        channel = self._channel
+        if channel is None or self._connection is None:
             raise BusUnavailable("not connected")
         headers, content_type = to_amqp(event)
-        message = aio_pika.Message(
-            event.data,
+        # Straight to the channel's protocol layer (aiormq), as aio-pika's Exchange.publish
+        # would after building a Message of its own: the properties are built once, here.
+        # The publish is mandatory on a confirming channel: it returns with the broker's ack.
+        properties = aiormq.spec.Basic.Properties(
             headers=dict(headers),
             content_type=content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=PERSISTENT,
             message_id=event.id,
             timestamp=event.time,
-            type=event.type,
+            message_type=event.type,
             app_id=self._name,
         )
         try:
-            await exchange.publish(
-                message, routing_key=route, mandatory=True, timeout=self._publish_timeout
+            # Raises while the robust connection has no channel open (it is reconnecting).
+            raw = await channel.get_underlay_channel()
+            confirm = await raw.basic_publish(
+                event.data,
+                exchange=self.topology.events_exchange,
+                routing_key=route,
+                properties=properties,
+                mandatory=True,
+                timeout=self._publish_timeout,
             )
         except aiormq.exceptions.PublishError as exc:  # Basic.Return: mandatory, no route
             raise Unroutable(route, str(getattr(exc.frame, "reply_text", ""))) from None
@@ -163,6 +173,10 @@ class RabbitBus:
             raise BusUnavailable(f"the broker refused {route}: {exc}") from None
         except _CONNECTION_ERRORS as exc:
             raise BusUnavailable(f"publishing {route}: {type(exc).__name__}: {exc}") from None
+        if not isinstance(confirm, aiormq.spec.Basic.Ack):
+            # A confirming channel answers every publish with an ack, a nack (raised above)
+            # or a return (raised above): anything else is not a confirm.
+            raise BusUnavailable(f"publishing {route}: no confirm from the broker ({confirm!r})")
 
     async def consume(self, handler: CommandHandler) -> None:
         if self._connection is None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import TypeVar
 
 from adapter.config import Config
 from adapter.dso.portfolio import DEFAULT_TIME_ZONE, PortfolioRuleError, period_problems
@@ -44,8 +43,6 @@ __all__ = [
     "single_cro",
 ]
 
-R = TypeVar("R", bound=PayloadResponse)
-
 
 async def publish(
     participant: Participant,
@@ -66,8 +63,7 @@ async def publish(
         problems = period_problems(update)
         if problems:
             raise PortfolioRuleError(problems)
-    response = await participant.request(update, to=to, role=Role.CRO, timeout=timeout)
-    return _expect(response, DSOPortfolioUpdateResponse)
+    return await participant.request(update, to=to, role=Role.CRO, timeout=timeout)
 
 
 async def query(
@@ -82,14 +78,7 @@ async def query(
     """Ask the CRO at `to` which connections `congestion_point` holds on `period`, and which
     aggregator represents each (spec: dso-portfolio-query.md)."""
     message = DSOPortfolioQuery(time_zone=time_zone, period=period, entity_address=congestion_point)
-    response = await participant.request(message, to=to, role=Role.CRO, timeout=timeout)
-    return _expect(response, DSOPortfolioQueryResponse)
-
-
-def _expect(response: PayloadResponse, kind: type[R]) -> R:
-    if not isinstance(response, kind):  # the participant correlates by reference only
-        raise TypeError(f"expected a {kind.xml_name}, got a {response.xml_name}")
-    return response
+    return await participant.request(message, to=to, role=Role.CRO, timeout=timeout)
 
 
 def single_cro(config: Config) -> str:

@@ -466,7 +466,7 @@ def _agr_query_response_to(m: AGRPortfolioQueryResponse) -> dict[str, Any]:
     }
 
 
-def _flex_to(m: FlexMessage) -> dict[str, Any]:
+def _flex_to(m: FlexMessage[PayloadResponse]) -> dict[str, Any]:
     return {
         "isp_duration": _duration_to(m.isp_duration),
         "time_zone": m.time_zone,

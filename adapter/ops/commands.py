@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapter.config import Config, SqliteStore, load_config
+from adapter.config import Config, SqliteStoreSettings, load_config
 from adapter.console import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError
 from adapter.printable import printable
 from adapter.store import redact_dsn
@@ -82,7 +82,7 @@ def _query(args: argparse.Namespace, **fixed: str) -> MessageQuery:
 
 def _store_name(config: Config) -> str:
     store = config.participant.store
-    return str(store.path) if isinstance(store, SqliteStore) else redact_dsn(store.dsn)
+    return str(store.path) if isinstance(store, SqliteStoreSettings) else redact_dsn(store.dsn)
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,7 +419,7 @@ def cmd_store_backup(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     store = config.participant.store
-    if not isinstance(store, SqliteStore):
+    if not isinstance(store, SqliteStoreSettings):
         raise UsageError(
             "the store is a PostgreSQL database: back it up with PostgreSQL's own tools, e.g. "
             "pg_dump --format=custom --schema=SCHEMA (the store URL's schema, default uftp) "
@@ -450,7 +450,7 @@ def add_init(subparsers: _SubParsers) -> None:
         "--config-dir DIR). Never overwrites a file.",
     )
     init.add_argument("folder", type=Path, metavar="DIR")
-    init.add_argument("--role", type=_init_role, help="DSO or CRO")
+    init.add_argument("--role", type=_init_role, help="DSO, CRO or AGR")
     init.add_argument("--domain", help="the participant's domain, e.g. dso.example.com")
     init.add_argument(
         "--listen",
@@ -463,8 +463,8 @@ def add_init(subparsers: _SubParsers) -> None:
 
 
 def _init_role(text: str) -> str:
-    if text.upper() not in ("DSO", "CRO"):
-        raise argparse.ArgumentTypeError(f"expected DSO or CRO, got {text!r}")
+    if text.upper() not in ("DSO", "CRO", "AGR"):
+        raise argparse.ArgumentTypeError(f"expected DSO, CRO or AGR, got {text!r}")
     return text.upper()
 
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from aiohttp import web
 
 from adapter import listen
-from adapter.config import ListenAddress
 from adapter.ops.metrics import CONTENT_TYPE_LATEST, Metrics
+from adapter.settings import ListenAddress
 
 __all__ = ["OpsServer"]
 

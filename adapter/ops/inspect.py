@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from adapter import assemble
-from adapter.config import Config, SqliteStore
+from adapter.config import Config, SqliteStoreSettings
 from adapter.printable import printable
 from adapter.store import admin_for
 from adapter.store.admin import (
@@ -61,7 +61,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 async def reading(config: Config) -> AsyncIterator[StoreAdmin]:
     """The operator's view of the configured store, for reading only."""
     settings = config.participant.store
-    if isinstance(settings, SqliteStore):
+    if isinstance(settings, SqliteStoreSettings):
         from adapter.store.admin_sqlite import read_only
 
         async with read_only(settings.path) as admin:
@@ -80,7 +80,7 @@ async def writing(config: Config) -> AsyncIterator[tuple[Store, StoreAdmin]]:
     """The configured store, opened as the participant opens it, and the operator's view of
     it; a SQLite store must exist already (a typo in the path creates no empty store)."""
     settings = config.participant.store
-    if isinstance(settings, SqliteStore) and not settings.path.is_file():
+    if isinstance(settings, SqliteStoreSettings) and not settings.path.is_file():
         from adapter.store.base import StoreOpenError
 
         raise StoreOpenError(

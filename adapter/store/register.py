@@ -303,7 +303,7 @@ def iso_rows(connections: Iterable[ConnectionPeriod]) -> list[tuple[str, str, st
     """The connections with ISO dates: what SQLite stores and what `rows_digest` hashes.
 
     Periods repeat (most connections of a point share its StartPeriod), so each date is
-    formatted once: twice as fast as formatting 100,000 of them.
+    formatted once, not 100,000 times.
     """
     text: dict[date | None, str | None] = {None: None}
     rows: list[tuple[str, str, str | None]] = []

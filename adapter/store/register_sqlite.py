@@ -20,9 +20,9 @@ Tables (created on first use, version in `schema_version` under component "cro_r
 * ``cro_connection_by_address``: (EntityAddress, ``cro_connection.id``), the look-up for the
   conflict check and the aggregators' view. A table of its own rather than an index on
   ``cro_connection``: an index takes an update's rows in id order, which is random order of
-  address, and 100,000 random B-tree inserts cost twice as long as writing the rows
-  themselves; this table is filled after the rows by one INSERT ... SELECT ... ORDER BY
-  EntityAddress, which SQLite sorts in C and inserts in key order.
+  address, and 100,000 random B-tree inserts cost more than writing the rows themselves;
+  this table is filled after the rows by one INSERT ... SELECT ... ORDER BY EntityAddress,
+  which SQLite sorts in C and inserts in key order.
 * ``cro_agr_connection``: an aggregator's registration of a connection for a period,
   versioned per row like the points.
 
@@ -630,12 +630,12 @@ _ROWS_PER_INSERT: Final = 250
 def _insert_connections(conn: sqlite3.Connection, version: int, rows: StoredRows) -> None:
     """Insert a point version's rows, `_ROWS_PER_INSERT` to a statement.
 
-    Measured on 100,000 rows, this takes half the time of `executemany` with one row a
-    statement: the per-statement overhead of the sqlite3 module dominates SQLite's own work.
-    When every row shares one period, the statement binds the version and the period once
-    and only the names per row. A missing EndPeriod travels as '' and becomes NULL in SQL
-    (`NULLIF`): the module binds None through its adaptation lookup, which costs as much as
-    the insert itself.
+    Measured on 100,000 rows, this takes much less time than `executemany` with one row a
+    statement (bench/README.md): the per-statement overhead of the sqlite3 module dominates
+    SQLite's own work. When every row shares one period, the statement binds the version and the
+    period once and only the names per row. A missing EndPeriod travels as '' and becomes NULL
+    in SQL (`NULLIF`): the module binds None through its adaptation lookup, which costs as much
+    as the insert itself.
     """
     if rows.period is not None:
         start, end = rows.period

@@ -18,10 +18,11 @@ A pytest fixture is three lines::
 
 from adapter.testing.client import XML, PeerClient, post
 from adapter.testing.messages import accepting, composed, portfolio_update
-from adapter.testing.network import FAST_DELIVERY, Network, eventually, free_port
+from adapter.testing.network import FAST_DELIVERY, TEST_LIMITS, Network, eventually, free_port
 
 __all__ = [
     "FAST_DELIVERY",
+    "TEST_LIMITS",
     "XML",
     "Network",
     "PeerClient",

@@ -19,28 +19,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from adapter.config import DeliverySettings
 from adapter.directory import Peer, StaticDirectory
 from adapter.keys import PrivateKeys, generate
 from adapter.participant import Participant
 from adapter.router import Router
+from adapter.settings import Delivery, Limits, ListenAddress
 from adapter.store.sqlite import SqliteStore
 from adapter.uftp.messages import Role
 
-__all__ = ["FAST_DELIVERY", "Network", "eventually", "free_port"]
+__all__ = ["FAST_DELIVERY", "TEST_LIMITS", "Network", "eventually", "free_port"]
 
 #: Fast retries so that outage tests take seconds, not hours.
-FAST_DELIVERY = DeliverySettings(
+FAST_DELIVERY = Delivery(
     deadline_seconds=20.0,
     request_timeout_seconds=5.0,
     backoff_initial_seconds=0.05,
     backoff_max_seconds=0.4,
 )
+
+#: The configuration's limits, but for the TimeStamp window: test messages are composed
+#: once with the TimeStamp they keep (`adapter.testing.messages`), whatever the day.
+TEST_LIMITS = Limits(time_stamp_future_seconds=math.inf, time_stamp_past_seconds=math.inf)
 
 
 class Network:
@@ -57,12 +62,16 @@ class Network:
         role: Role,
         *,
         router: Router | None = None,
-        delivery: DeliverySettings = FAST_DELIVERY,
+        delivery: Delivery = FAST_DELIVERY,
+        limits: Limits = TEST_LIMITS,
+        host: str = "127.0.0.1",
         port: int = 0,
         store_name: str | None = None,
         **options: Any,
     ) -> Participant:
-        """A participant, not started. Same `store_name` = same SQLite file (restarts)."""
+        """A participant, not started, listening on `host`:`port` (0: a free port). Same
+        `store_name` = same SQLite file (restarts). `options` are `Participant`'s (`tls`,
+        `clock`, ...)."""
         keys = self.keys.setdefault(domain, generate())
         store = SqliteStore(self._folder / f"{store_name or domain}.sqlite3")
         participant = Participant(
@@ -72,8 +81,9 @@ class Network:
             store=store,
             directory=StaticDirectory([]),
             router=router,
+            listen=ListenAddress(host, port),
             delivery=delivery,
-            port=port,
+            limits=limits,
             **options,
         )
         self.participants.append(participant)

@@ -5,10 +5,10 @@ Version -> build the model. Validation comes before any value is read, so the re
 can trust the shape of the tree and stay simple and fast: the connections of a large
 portfolio update are read column-wise (`columns.py`), without a Python object per element.
 
-Writing is plain string assembly with attribute escaping, which is several times faster than
-building an lxml tree for the same document, and is validated against the same schema before
-it leaves (on by default), so that a mistake in our own data is reported here rather than as
-an HTTP 400 from the peer.
+Writing is plain string assembly with attribute escaping, which costs less than building an
+lxml tree for the same document (bench/README.md, "Measurements behind the code"), and is
+validated against the same schema before it leaves (on by default), so that a mistake in our
+own data is reported here rather than as an HTTP 400 from the peer.
 
 Where the Versions differ, the schema of the message's Version decides; the codec writes and
 reads the union. The differences: a 3.x response names its reference to the request per type
@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from itertools import chain
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from lxml import etree
 
@@ -101,23 +101,6 @@ from .xml import SCHEMAS, attr, parse_xml
 #: Versions whose wire format this codec reads and writes.
 KNOWN_VERSIONS = ("3.0.0", "3.1.0", "4.0.0")
 
-#: 3.x reference attribute of each response type (None: the type has no reference in 3.x).
-V3_REFERENCE_ATTRIBUTE: dict[type[PayloadResponse], str | None] = {
-    TestMessageResponse: None,
-    DSOPortfolioUpdateResponse: "DSOPortfolioUpdateResponseMessageID",
-    DSOPortfolioQueryResponse: "DSOPortfolioQueryMessageID",
-    AGRPortfolioUpdateResponse: "AGRPortfolioUpdateMessageID",
-    AGRPortfolioQueryResponse: "AGRPortfolioQueryMessageID",
-    FlexRequestResponse: "FlexRequestMessageID",
-    FlexOfferResponse: "FlexOfferMessageID",
-    FlexOfferRevocationResponse: "FlexOfferRevocationMessageID",
-    FlexOrderResponse: "FlexOrderMessageID",
-    FlexReservationUpdateResponse: "FlexReservationUpdateMessageID",
-    DPrognosisResponse: "D-PrognosisMessageID",
-    FlexSettlementResponse: "FlexSettlementMessageID",
-    MeteringResponse: "MeteringMessageID",
-}
-
 
 def is_draft(version: str) -> bool:
     return version.startswith("4.")
@@ -126,6 +109,34 @@ def is_draft(version: str) -> bool:
 # ============================================================================================
 # Reading
 # ============================================================================================
+
+
+class _Metadata(TypedDict):
+    """The metadata attributes of a message being read (PayloadMessageType)."""
+
+    version: str
+    sender_domain: str
+    recipient_domain: str
+    time_stamp: datetime
+    message_id: str
+    conversation_id: str
+
+
+class _Reply(_Metadata):
+    """The metadata of a response being read, and its response attributes."""
+
+    result: Result
+    rejection_reason: str | None
+    reference_message_id: str
+
+
+class _FlexFields(TypedDict):
+    """The FlexMessageType attributes of a Flex* message being read."""
+
+    isp_duration: timedelta
+    time_zone: str
+    period: date
+    congestion_point: str
 
 
 #: Above this size a message is read with the caller's `Bulk` help, if it offers any.
@@ -200,11 +211,15 @@ def _read(cls: type[PayloadMessage], root: etree._Element) -> PayloadMessage:
         raise InvalidXml(f"{root.tag}: {exc}") from None
 
 
-@lru_cache(maxsize=4096)
-def _date(text: str) -> date:
+def _parse_date(text: str) -> date:
     # xs:date may carry a time zone suffix ("2024-05-01Z", "2024-05-01+02:00"); a Period is
     # a calendar day in the message's TimeZone, so the suffix carries no information here.
     return date.fromisoformat(text.strip()[:10])
+
+
+#: `_parse_date`, cached (a portfolio repeats a few dates many times). Annotated, because the
+#: cache's wrapper takes any hashable arguments and would let a `str | None` through.
+_date: Callable[[str], date] = lru_cache(maxsize=4096)(_parse_date)
 
 
 def _opt_date(text: str | None) -> date | None:
@@ -234,7 +249,7 @@ def _bool(text: str) -> bool:
     return text.strip() in ("true", "1")
 
 
-#: Enum members by value: a dict look-up instead of Enum.__call__, several times faster.
+#: Enum members by value: a dict look-up, cheaper than Enum.__call__ for every row.
 _REDISPATCH: dict[str, RedispatchBy] = {member.value: member for member in RedispatchBy}
 
 
@@ -271,55 +286,52 @@ _PROFILE_TYPES: dict[str, MeteringProfileEnum] = {m.value: m for m in MeteringPr
 _UNITS: dict[str, MeteringUnit] = {m.value: m for m in MeteringUnit}
 
 
-def _flex(root: etree._Element) -> dict[str, Any]:
+def _flex(root: etree._Element) -> _FlexFields:
     """The FlexMessageType attributes every Flex* message carries."""
     get = root.get
     return {
         "isp_duration": parse_duration(get("ISP-Duration", "")),
-        "time_zone": get("TimeZone"),
-        "period": _date(get("Period")),
-        "congestion_point": get("CongestionPoint"),
+        "time_zone": get("TimeZone", ""),
+        "period": _date(get("Period", "")),
+        "congestion_point": get("CongestionPoint", ""),
     }
 
 
-def _metadata(root: etree._Element) -> dict[str, Any]:
+def _metadata(root: etree._Element) -> _Metadata:
     get = root.get
     return {
-        "version": get("Version"),
-        "sender_domain": get("SenderDomain"),
-        "recipient_domain": get("RecipientDomain"),
+        "version": get("Version", ""),
+        "sender_domain": get("SenderDomain", ""),
+        "recipient_domain": get("RecipientDomain", ""),
         "time_stamp": _datetime(get("TimeStamp", "")),
-        "message_id": get("MessageID"),
-        "conversation_id": get("ConversationID"),
+        "message_id": get("MessageID", ""),
+        "conversation_id": get("ConversationID", ""),
     }
 
 
-def _response(cls: type[PayloadResponse], root: etree._Element, meta: dict[str, Any]) -> None:
-    """Add the response attributes of `root` to `meta`, as its Version spells them."""
-    version = meta["version"]
-    if is_draft(version):
-        reference: str | None = "ReferenceMessageID"
-    else:
-        reference = V3_REFERENCE_ATTRIBUTE[cls]
-    meta["reference_message_id"] = root.get(reference, "") if reference else ""
-    result = root.get("Result")
-    if result is not None:
-        meta["result"] = Result(result)
-    meta["rejection_reason"] = root.get("RejectionReason")
+def _response(cls: type[PayloadResponse], root: etree._Element, meta: _Metadata) -> _Reply:
+    """`meta` and the response attributes of `root`, as its Version spells them."""
+    reference = "ReferenceMessageID" if is_draft(meta["version"]) else cls.v3_reference
+    result = root.get("Result")  # absent from a 3.x TestMessageResponse, which has none
+    return _Reply(
+        **meta,
+        reference_message_id=root.get(reference, "") if reference else "",
+        result=Result.ACCEPTED if result is None else Result(result),
+        rejection_reason=root.get("RejectionReason"),
+    )
 
 
-def _read_test_message(root: etree._Element, meta: dict[str, Any]) -> TestMessage:
+def _read_test_message(root: etree._Element, meta: _Metadata) -> TestMessage:
     return TestMessage(**meta)
 
 
 def _metadata_only_response(
     cls: type[PayloadResponse],
-) -> Callable[[etree._Element, dict[str, Any]], PayloadResponse]:
+) -> Callable[[etree._Element, _Metadata], PayloadResponse]:
     """The reader of a response that carries nothing beyond the response attributes."""
 
-    def read(root: etree._Element, meta: dict[str, Any]) -> PayloadResponse:
-        _response(cls, root, meta)
-        return cls(**meta)
+    def read(root: etree._Element, meta: _Metadata) -> PayloadResponse:
+        return cls(**_response(cls, root, meta))
 
     return read
 
@@ -344,7 +356,8 @@ def _connection_rows(
     if rows is None:
         row = columns.row
         rows = [
-            row(c.get("EntityAddress"), _date(c.get("StartPeriod")), _opt_end(c)) for c in elements
+            row(c.get("EntityAddress", ""), _date(c.get("StartPeriod", "")), _opt_end(c))
+            for c in elements
         ]
     return rows
 
@@ -363,77 +376,80 @@ def _dso_connections(
     return result
 
 
-def _read_dso_portfolio_update(root: etree._Element, meta: dict[str, Any]) -> DSOPortfolioUpdate:
+def _read_dso_portfolio_update(root: etree._Element, meta: _Metadata) -> DSOPortfolioUpdate:
     points = []
     elements = list(root)
     for cp, connections in zip(elements, _dso_connections(root, elements), strict=True):
         get = cp.get
         points.append(
             DSOPortfolioUpdateCongestionPoint(
-                entity_address=get("EntityAddress"),
-                start_period=_date(get("StartPeriod")),
+                entity_address=get("EntityAddress", ""),
+                start_period=_date(get("StartPeriod", "")),
                 end_period=_opt_date(get("EndPeriod")),
-                mutex_offers_supported=_bool(get("MutexOffersSupported")),
-                day_ahead_redispatch_by=_REDISPATCH[get("DayAheadRedispatchBy")],
+                mutex_offers_supported=_bool(get("MutexOffersSupported", "")),
+                day_ahead_redispatch_by=_REDISPATCH[get("DayAheadRedispatchBy", "")],
                 intraday_redispatch_by=_redispatch(get("IntradayRedispatchBy")),
                 connections=connections,
             )
         )
     return DSOPortfolioUpdate(
-        **meta, time_zone=root.get("TimeZone"), congestion_points=tuple(points)
+        **meta, time_zone=root.get("TimeZone", ""), congestion_points=tuple(points)
     )
 
 
-def _read_dso_portfolio_query(root: etree._Element, meta: dict[str, Any]) -> DSOPortfolioQuery:
+def _read_dso_portfolio_query(root: etree._Element, meta: _Metadata) -> DSOPortfolioQuery:
     return DSOPortfolioQuery(
         **meta,
-        time_zone=root.get("TimeZone"),
-        period=_date(root.get("Period")),
-        entity_address=root.get("EntityAddress"),
+        time_zone=root.get("TimeZone", ""),
+        period=_date(root.get("Period", "")),
+        entity_address=root.get("EntityAddress", ""),
     )
 
 
 def _read_dso_portfolio_query_response(
-    root: etree._Element, meta: dict[str, Any]
+    root: etree._Element, meta: _Metadata
 ) -> DSOPortfolioQueryResponse:
-    _response(DSOPortfolioQueryResponse, root, meta)
+    reply = _response(DSOPortfolioQueryResponse, root, meta)
     point = None
     for cp in root:
         point = DSOPortfolioQueryCongestionPoint(
-            entity_address=cp.get("EntityAddress"),
+            entity_address=cp.get("EntityAddress", ""),
             connections=tuple(
-                DSOPortfolioQueryConnection(c.get("EntityAddress"), c.get("AGR-Domain")) for c in cp
+                DSOPortfolioQueryConnection(c.get("EntityAddress", ""), c.get("AGR-Domain"))
+                for c in cp
             ),
         )
     return DSOPortfolioQueryResponse(
-        **meta,
-        time_zone=root.get("TimeZone"),
-        period=_date(root.get("Period")),
+        **reply,
+        time_zone=root.get("TimeZone", ""),
+        period=_date(root.get("Period", "")),
         congestion_point=point,
     )
 
 
-def _read_agr_portfolio_update(root: etree._Element, meta: dict[str, Any]) -> AGRPortfolioUpdate:
+def _read_agr_portfolio_update(root: etree._Element, meta: _Metadata) -> AGRPortfolioUpdate:
     rows = _connection_rows(_AGR_CONNECTIONS, root, len(root), root)
-    return AGRPortfolioUpdate(**meta, time_zone=root.get("TimeZone"), connections=tuple(rows))
+    return AGRPortfolioUpdate(**meta, time_zone=root.get("TimeZone", ""), connections=tuple(rows))
 
 
-def _read_agr_portfolio_query(root: etree._Element, meta: dict[str, Any]) -> AGRPortfolioQuery:
+def _read_agr_portfolio_query(root: etree._Element, meta: _Metadata) -> AGRPortfolioQuery:
     return AGRPortfolioQuery(
-        **meta, time_zone=root.get("TimeZone"), period=_date(root.get("Period"))
+        **meta, time_zone=root.get("TimeZone", ""), period=_date(root.get("Period", ""))
     )
 
 
 def _agr_connections(parent: etree._Element) -> tuple[AGRPortfolioQueryConnection, ...]:
     return tuple(
-        AGRPortfolioQueryConnection(c.get("EntityAddress")) for c in parent if c.tag == "Connection"
+        AGRPortfolioQueryConnection(c.get("EntityAddress", ""))
+        for c in parent
+        if c.tag == "Connection"
     )
 
 
 def _read_agr_portfolio_query_response(
-    root: etree._Element, meta: dict[str, Any]
+    root: etree._Element, meta: _Metadata
 ) -> AGRPortfolioQueryResponse:
-    _response(AGRPortfolioQueryResponse, root, meta)
+    reply = _response(AGRPortfolioQueryResponse, root, meta)
     views = []
     for view in root:
         portfolios = []
@@ -442,9 +458,9 @@ def _read_agr_portfolio_query_response(
                 continue
             points = tuple(
                 AGRPortfolioQueryCongestionPoint(
-                    entity_address=cp.get("EntityAddress"),
-                    mutex_offers_supported=_bool(cp.get("MutexOffersSupported")),
-                    day_ahead_redispatch_by=RedispatchBy(cp.get("DayAheadRedispatchBy")),
+                    entity_address=cp.get("EntityAddress", ""),
+                    mutex_offers_supported=_bool(cp.get("MutexOffersSupported", "")),
+                    day_ahead_redispatch_by=RedispatchBy(cp.get("DayAheadRedispatchBy", "")),
                     intraday_redispatch_by=_redispatch(cp.get("IntradayRedispatchBy")),
                     connections=_agr_connections(cp),
                 )
@@ -452,7 +468,7 @@ def _read_agr_portfolio_query_response(
             )
             portfolios.append(
                 AGRPortfolioQueryDSOPortfolio(
-                    dso_domain=portfolio.get("DSO-Domain"), congestion_points=points
+                    dso_domain=portfolio.get("DSO-Domain", ""), congestion_points=points
                 )
             )
         views.append(
@@ -461,23 +477,23 @@ def _read_agr_portfolio_query_response(
             )
         )
     return AGRPortfolioQueryResponse(
-        **meta,
-        time_zone=root.get("TimeZone"),
-        period=_date(root.get("Period")),
+        **reply,
+        time_zone=root.get("TimeZone", ""),
+        period=_date(root.get("Period", "")),
         dso_views=tuple(views),
     )
 
 
-def _read_flex_request(root: etree._Element, meta: dict[str, Any]) -> FlexRequest:
+def _read_flex_request(root: etree._Element, meta: _Metadata) -> FlexRequest:
     get = root.get
     isps = []
     for isp in root:
         disposition = isp.get("Disposition")
         isps.append(
             FlexRequestISP(
-                int(isp.get("Start")),
-                int(isp.get("MinPower")),
-                int(isp.get("MaxPower")),
+                int(isp.get("Start", "")),
+                int(isp.get("MinPower", "")),
+                int(isp.get("MaxPower", "")),
                 _opt_int(isp.get("Duration"), 1),
                 None if disposition is None else _AVAILABLE_REQUESTED[disposition],
             )
@@ -485,28 +501,28 @@ def _read_flex_request(root: etree._Element, meta: dict[str, Any]) -> FlexReques
     return FlexRequest(
         **meta,
         **_flex(root),
-        revision=int(get("Revision")),
-        expiration_date_time=_datetime(get("ExpirationDateTime")),
+        revision=int(get("Revision", "")),
+        expiration_date_time=_datetime(get("ExpirationDateTime", "")),
         contract_id=get("ContractID"),
         service_type=get("ServiceType"),
         isps=tuple(isps),
     )
 
 
-def _read_flex_offer(root: etree._Element, meta: dict[str, Any]) -> FlexOffer:
+def _read_flex_offer(root: etree._Element, meta: _Metadata) -> FlexOffer:
     get = root.get
     options = []
     for option in root:
         factor = option.get("MinActivationFactor")
         options.append(
             FlexOfferOption(
-                option_reference=option.get("OptionReference"),
-                price=_decimal(option.get("Price")),
+                option_reference=option.get("OptionReference", ""),
+                price=_decimal(option.get("Price", "")),
                 min_activation_factor=_ONE if factor is None else _decimal(factor),
                 isps=tuple(
                     FlexOfferOptionISP(
-                        int(isp.get("Start")),
-                        int(isp.get("Power")),
+                        int(isp.get("Start", "")),
+                        int(isp.get("Power", "")),
                         _opt_int(isp.get("Duration"), 1),
                     )
                     for isp in option
@@ -516,22 +532,22 @@ def _read_flex_offer(root: etree._Element, meta: dict[str, Any]) -> FlexOffer:
     return FlexOffer(
         **meta,
         **_flex(root),
-        expiration_date_time=_datetime(get("ExpirationDateTime")),
+        expiration_date_time=_datetime(get("ExpirationDateTime", "")),
         unsolicited=_opt_bool(get("Unsolicited")),
         flex_request_message_id=get("FlexRequestMessageID"),
         contract_id=get("ContractID"),
         d_prognosis_message_id=get("D-PrognosisMessageID"),
         baseline_reference=get("BaselineReference"),
-        currency=get("Currency"),
+        currency=get("Currency", ""),
         offer_options=tuple(options),
     )
 
 
-def _read_flex_offer_revocation(root: etree._Element, meta: dict[str, Any]) -> FlexOfferRevocation:
-    return FlexOfferRevocation(**meta, flex_offer_message_id=root.get("FlexOfferMessageID"))
+def _read_flex_offer_revocation(root: etree._Element, meta: _Metadata) -> FlexOfferRevocation:
+    return FlexOfferRevocation(**meta, flex_offer_message_id=root.get("FlexOfferMessageID", ""))
 
 
-def _read_flex_order(root: etree._Element, meta: dict[str, Any]) -> FlexOrder:
+def _read_flex_order(root: etree._Element, meta: _Metadata) -> FlexOrder:
     get = root.get
     factor = get("ActivationFactor")
     return FlexOrder(
@@ -543,63 +559,69 @@ def _read_flex_order(root: etree._Element, meta: dict[str, Any]) -> FlexOrder:
         contract_id=get("ContractID"),
         d_prognosis_message_id=get("D-PrognosisMessageID"),
         baseline_reference=get("BaselineReference"),
-        price=_decimal(get("Price")),
-        currency=get("Currency"),
-        order_reference=get("OrderReference"),
+        price=_decimal(get("Price", "")),
+        currency=get("Currency", ""),
+        order_reference=get("OrderReference", ""),
         option_reference=get("OptionReference"),
         activation_factor=_ONE if factor is None else _decimal(factor),
         isps=tuple(
             FlexOrderISP(
-                int(isp.get("Start")), int(isp.get("Power")), _opt_int(isp.get("Duration"), 1)
+                int(isp.get("Start", "")),
+                int(isp.get("Power", "")),
+                _opt_int(isp.get("Duration"), 1),
             )
             for isp in root
         ),
     )
 
 
-def _read_flex_reservation_update(
-    root: etree._Element, meta: dict[str, Any]
-) -> FlexReservationUpdate:
+def _read_flex_reservation_update(root: etree._Element, meta: _Metadata) -> FlexReservationUpdate:
     return FlexReservationUpdate(
         **meta,
         **_flex(root),
-        contract_id=root.get("ContractID"),
-        reference=root.get("Reference"),
+        contract_id=root.get("ContractID", ""),
+        reference=root.get("Reference", ""),
         isps=tuple(
             FlexReservationUpdateISP(
-                int(isp.get("Start")), int(isp.get("Power")), _opt_int(isp.get("Duration"), 1)
+                int(isp.get("Start", "")),
+                int(isp.get("Power", "")),
+                _opt_int(isp.get("Duration"), 1),
             )
             for isp in root
         ),
     )
 
 
-def _read_d_prognosis(root: etree._Element, meta: dict[str, Any]) -> DPrognosis:
+def _read_d_prognosis(root: etree._Element, meta: _Metadata) -> DPrognosis:
     return DPrognosis(
         **meta,
         **_flex(root),
-        revision=int(root.get("Revision")),
+        revision=int(root.get("Revision", "")),
         isps=tuple(
             DPrognosisISP(
-                int(isp.get("Start")), int(isp.get("Power")), _opt_int(isp.get("Duration"), 1)
+                int(isp.get("Start", "")),
+                int(isp.get("Power", "")),
+                _opt_int(isp.get("Duration"), 1),
             )
             for isp in root
         ),
     )
 
 
-def _read_d_prognosis_response(root: etree._Element, meta: dict[str, Any]) -> DPrognosisResponse:
-    _response(DPrognosisResponse, root, meta)
+def _read_d_prognosis_response(root: etree._Element, meta: _Metadata) -> DPrognosisResponse:
+    reply = _response(DPrognosisResponse, root, meta)
     return DPrognosisResponse(
-        **meta,
+        **reply,
         flex_order_statuses=tuple(
-            FlexOrderStatus(status.get("FlexOrderMessageID"), _bool(status.get("IsValidated")))
+            FlexOrderStatus(
+                status.get("FlexOrderMessageID", ""), _bool(status.get("IsValidated", ""))
+            )
             for status in root
         ),
     )
 
 
-def _read_flex_settlement(root: etree._Element, meta: dict[str, Any]) -> FlexSettlement:
+def _read_flex_settlement(root: etree._Element, meta: _Metadata) -> FlexSettlement:
     get = root.get
     orders: list[FlexOrderSettlement] = []
     contracts: list[ContractSettlement] = []
@@ -612,7 +634,7 @@ def _read_flex_settlement(root: etree._Element, meta: dict[str, Any]) -> FlexSet
                     contract_id=child.get("ContractID"),
                     periods=tuple(
                         ContractSettlementPeriod(
-                            period=_date(period.get("Period")),
+                            period=_date(period.get("Period", "")),
                             isps=tuple(_contract_settlement_isp(isp) for isp in period),
                         )
                         for period in child
@@ -622,9 +644,9 @@ def _read_flex_settlement(root: etree._Element, meta: dict[str, Any]) -> FlexSet
     result = get("Result")  # 3.x only: FlexSettlementType extends the response type there
     return FlexSettlement(
         **meta,
-        period_start=_date(get("PeriodStart")),
-        period_end=_date(get("PeriodEnd")),
-        currency=get("Currency"),
+        period_start=_date(get("PeriodStart", "")),
+        period_end=_date(get("PeriodEnd", "")),
+        currency=get("Currency", ""),
         flex_order_settlements=tuple(orders),
         contract_settlements=tuple(contracts),
         result=Result.ACCEPTED if result is None else Result(result),
@@ -637,21 +659,21 @@ def _flex_order_settlement(element: etree._Element) -> FlexOrderSettlement:
     penalty = get("Penalty")
     return FlexOrderSettlement(
         order_reference=get("OrderReference"),
-        period=_date(get("Period")),
+        period=_date(get("Period", "")),
         contract_id=get("ContractID"),
         d_prognosis_message_id=get("D-PrognosisMessageID"),
         baseline_reference=get("BaselineReference"),
-        congestion_point=get("CongestionPoint"),
-        price=_decimal(get("Price")),
+        congestion_point=get("CongestionPoint", ""),
+        price=_decimal(get("Price", "")),
         penalty=_ZERO if penalty is None else _decimal(penalty),
-        net_settlement=_decimal(get("NetSettlement")),
+        net_settlement=_decimal(get("NetSettlement", "")),
         isps=tuple(
             FlexOrderSettlementISP(
-                int(isp.get("Start")),
-                int(isp.get("BaselinePower")),
-                int(isp.get("OrderedFlexPower")),
-                int(isp.get("ActualPower")),
-                int(isp.get("DeliveredFlexPower")),
+                int(isp.get("Start", "")),
+                int(isp.get("BaselinePower", "")),
+                int(isp.get("OrderedFlexPower", "")),
+                int(isp.get("ActualPower", "")),
+                int(isp.get("DeliveredFlexPower", "")),
                 _opt_int(isp.get("Duration"), 1),
                 _opt_int(isp.get("PowerDeficiency"), 0),
             )
@@ -663,8 +685,8 @@ def _flex_order_settlement(element: etree._Element) -> FlexOrderSettlement:
 def _contract_settlement_isp(isp: etree._Element) -> ContractSettlementISP:
     get = isp.get
     return ContractSettlementISP(
-        int(get("Start")),
-        int(get("ReservedPower")),
+        int(get("Start", "")),
+        int(get("ReservedPower", "")),
         _opt_int(get("Duration"), 1),
         _opt_power(get("RequestedPower")),
         _opt_power(get("AvailablePower")),
@@ -673,16 +695,14 @@ def _contract_settlement_isp(isp: etree._Element) -> ContractSettlementISP:
     )
 
 
-def _read_flex_settlement_response(
-    root: etree._Element, meta: dict[str, Any]
-) -> FlexSettlementResponse:
-    _response(FlexSettlementResponse, root, meta)
+def _read_flex_settlement_response(root: etree._Element, meta: _Metadata) -> FlexSettlementResponse:
+    reply = _response(FlexSettlementResponse, root, meta)
     return FlexSettlementResponse(
-        **meta,
+        **reply,
         flex_order_settlement_statuses=tuple(
             FlexOrderSettlementStatus(
                 status.get("OrderReference"),
-                _ACCEPTED_DISPUTED[status.get("Disposition")],
+                _ACCEPTED_DISPUTED[status.get("Disposition", "")],
                 status.get("DisputeReason"),
             )
             for status in root
@@ -690,22 +710,22 @@ def _read_flex_settlement_response(
     )
 
 
-def _read_metering(root: etree._Element, meta: dict[str, Any]) -> Metering:
+def _read_metering(root: etree._Element, meta: _Metadata) -> Metering:
     get = root.get
     return Metering(
         **meta,
-        revision=int(get("Revision")),
+        revision=int(get("Revision", "")),
         isp_duration=parse_duration(get("ISP-Duration", "")),
-        time_zone=get("TimeZone"),
+        time_zone=get("TimeZone", ""),
         currency=get("Currency"),
-        period=_date(get("Period")),
-        ean=get("EAN"),
+        period=_date(get("Period", "")),
+        ean=get("EAN", ""),
         profiles=tuple(
             MeteringProfile(
-                profile_type=_PROFILE_TYPES[profile.get("ProfileType")],
-                unit=_UNITS[profile.get("Unit")],
+                profile_type=_PROFILE_TYPES[profile.get("ProfileType", "")],
+                unit=_UNITS[profile.get("Unit", "")],
                 isps=tuple(
-                    MeteringISP(int(isp.get("Start")), _decimal(isp.get("Value")))
+                    MeteringISP(int(isp.get("Start", "")), _decimal(isp.get("Value", "")))
                     for isp in profile
                 ),
             )
@@ -714,7 +734,7 @@ def _read_metering(root: etree._Element, meta: dict[str, Any]) -> Metering:
     )
 
 
-_READERS: dict[type[PayloadMessage], Callable[[etree._Element, dict[str, Any]], PayloadMessage]] = {
+_READERS: dict[type[PayloadMessage], Callable[[etree._Element, _Metadata], PayloadMessage]] = {
     TestMessage: _read_test_message,
     TestMessageResponse: _metadata_only_response(TestMessageResponse),
     DSOPortfolioUpdate: _read_dso_portfolio_update,
@@ -816,7 +836,7 @@ def _response_attributes(message: PayloadResponse) -> str:
     if is_draft(message.version):
         reference: str | None = "ReferenceMessageID"
     else:
-        reference = V3_REFERENCE_ATTRIBUTE[type(message)]
+        reference = message.v3_reference
         if reference is None:  # 3.x TestMessageResponse: metadata only
             return ""
     if not message.reference_message_id:
@@ -868,7 +888,7 @@ def _factor_attr(name: str, value: Decimal) -> str:
     return "" if value == _ONE else f' {name}="{_dec(value)}"'
 
 
-def _flex_attributes(message: FlexMessage) -> str:
+def _flex_attributes(message: FlexMessage[PayloadResponse]) -> str:
     return (
         f' ISP-Duration="{format_duration(message.isp_duration)}"'
         f' TimeZone="{attr(message.time_zone)}"'
@@ -1213,6 +1233,7 @@ def _write_metering(message: Metering, parts: list[str]) -> None:
     append(f"</{message.xml_name}>")
 
 
+#: Each writer takes the type it is filed under, which no dict type can say: hence `Any`.
 _WRITERS: dict[type[PayloadMessage], Callable[[Any, list[str]], None]] = {
     TestMessage: _write_metadata_only,
     TestMessageResponse: _write_metadata_only,

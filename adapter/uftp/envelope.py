@@ -18,6 +18,7 @@ import re
 from base64 import b64decode, b64encode
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from nacl.bindings import crypto_sign, crypto_sign_BYTES, crypto_sign_open
 from nacl.exceptions import BadSignatureError
@@ -153,7 +154,8 @@ def parse_envelope(data: bytes) -> SignedMessage:
         raise InvalidXml("a SignedMessage has no child elements")
     # Checked before anything copies them; the schema would refuse them too. (An lxml
     # element iterates over its children: `keys()` are its attribute names.)
-    names = root.keys()
+    # (Names are str in Python 3; the stub's `keys()` also allows bytes, hence the cast.)
+    names = cast(list[str], root.keys())
     unexpected = [name for name in names if name not in ENVELOPE_ATTRIBUTES]
     if unexpected:
         raise InvalidXml(
@@ -174,7 +176,7 @@ def parse_envelope(data: bytes) -> SignedMessage:
         # Schema-valid (an empty Body is valid base64Binary) but cannot be unsealed: the spec
         # answers a message that crypto_sign_open cannot open with 401.
         raise InvalidSignature("the Body is shorter than a signature")
-    return SignedMessage(root.get("SenderDomain", ""), Role(root.get("SenderRole")), sealed)
+    return SignedMessage(root.get("SenderDomain", ""), Role(root.get("SenderRole", "")), sealed)
 
 
 def _decode_base64(data: bytes, value: slice) -> bytes:

@@ -9,7 +9,7 @@ of the message's Version decides what may be written.
 
 Two shapes, chosen for cost: messages and congestion points are frozen dataclasses (a handful
 per message), while the rows that come by the hundred thousand (connections, ISPs) are
-NamedTuples, which are immutable too but build about twice as fast as a frozen dataclass.
+NamedTuples, which are immutable too but cheaper to build than a frozen dataclass.
 
 Value types: powers and ISP numbers are `int` (xs:integer is unbounded, so is `int`); prices,
 amounts, activation factors and metered values are `Decimal` (xs:decimal, exact); an
@@ -26,7 +26,17 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import ClassVar, NamedTuple
+from typing import (
+    Any,
+    ClassVar,
+    ForwardRef,
+    Generic,
+    NamedTuple,
+    TypeVar,
+    cast,
+    get_args,
+    get_origin,
+)
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -85,6 +95,7 @@ __all__ = [
     "MeteringResponse",
     "MeteringUnit",
     "PayloadMessage",
+    "PayloadRequest",
     "PayloadResponse",
     "RedispatchBy",
     "Result",
@@ -149,12 +160,29 @@ class AvailableRequested(StrEnum):
     REQUESTED = "Requested"
 
 
+#: Any role: a TestMessage is "used by implementations for (connectivity) testing purposes"
+#: (spec: test-message.md), between any two of them.
+_ANY: frozenset[Role] = frozenset(Role)
+_DSO: frozenset[Role] = frozenset({Role.DSO})
+_AGR: frozenset[Role] = frozenset({Role.AGR})
+_CRO: frozenset[Role] = frozenset({Role.CRO})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PayloadMessage:
-    """PayloadMessageType: the metadata every inner message carries."""
+    """PayloadMessageType: the metadata every inner message carries.
+
+    Each concrete message type also says, as class attributes, what the protocol knows of it
+    beyond its fields: its XML name and who may send it to whom (`adapter.uftp.rules` checks
+    the roles; the participant picks a peer's role by them). A response's roles are its
+    request's, reversed, and are set from the request (see `PayloadRequest`).
+    """
 
     #: XML root element name; every concrete message sets it.
     xml_name: ClassVar[str] = ""
+    #: The roles that may send this type, and those it may be sent to.
+    sender_roles: ClassVar[frozenset[Role]] = frozenset()
+    recipient_roles: ClassVar[frozenset[Role]] = frozenset()
 
     version: str = ""
     sender_domain: str = ""
@@ -171,11 +199,14 @@ class PayloadResponse(PayloadMessage):
     In 3.x each response type names its reference attribute after the request
     (e.g. DSOPortfolioQueryMessageID); the draft next version calls it ReferenceMessageID for
     all. The model keeps one field, `reference_message_id`, and the codec writes the spelling of
-    the message's Version.
+    the message's Version, `v3_reference` in 3.x.
     """
 
-    #: The request type this response answers; every concrete response sets it.
-    request_type: ClassVar[type[PayloadMessage]]
+    #: The request type this response answers: set from the request that names this type.
+    request_type: ClassVar[type[PayloadRequest[PayloadResponse]]]
+    #: The 3.x attribute that holds `reference_message_id`, as the 3.x XSDs spell it (None:
+    #: the type has no reference in 3.x). Every concrete response sets it.
+    v3_reference: ClassVar[str | None]
 
     result: Result = Result.ACCEPTED
     rejection_reason: str | None = None
@@ -186,15 +217,46 @@ class PayloadResponse(PayloadMessage):
         return self.result == Result.ACCEPTED
 
 
+#: The response type of a request type.
+R_co = TypeVar("R_co", bound=PayloadResponse, covariant=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PayloadRequest(PayloadMessage, Generic[R_co]):
+    """A message that is answered by a response message of type `R_co`, the type argument
+    each request class names::
+
+        class DSOPortfolioUpdate(PayloadRequest["DSOPortfolioUpdateResponse"]): ...
+
+    That argument is the one place the pair is written down: a type checker reads it, so that
+    `Participant.request(update, ...)` is typed by the response it returns, and this module
+    reads it once all classes exist (`_bind_responses`), to set `response_type` here and the
+    response's `request_type` and roles.
+    """
+
+    #: The response type that answers this request (the class named as `R_co`).
+    response_type: ClassVar[type[PayloadResponse]]
+
+    def response_from(self, response: PayloadResponse) -> R_co:
+        """`response` as the answer to this request: `TypeError` if it is of another type."""
+        if type(response) is not self.response_type:
+            raise TypeError(f"a {response.xml_name} does not answer a {self.xml_name}")
+        # `response_type` is the class this request's type argument names (`_bind_responses`
+        # set it from that argument), so the check above proves what no annotation can say.
+        return cast(R_co, response)
+
+
 # --- TestMessage ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TestMessage(PayloadMessage):
+class TestMessage(PayloadRequest["TestMessageResponse"]):
     """Checks that two participants can reach each other and verify each other's signatures."""
 
     __test__: ClassVar[bool] = False  # not a pytest test class
     xml_name: ClassVar[str] = "TestMessage"
+    sender_roles: ClassVar[frozenset[Role]] = _ANY
+    recipient_roles: ClassVar[frozenset[Role]] = _ANY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,7 +269,7 @@ class TestMessageResponse(PayloadResponse):
 
     __test__: ClassVar[bool] = False
     xml_name: ClassVar[str] = "TestMessageResponse"
-    request_type: ClassVar[type[PayloadMessage]] = TestMessage
+    v3_reference: ClassVar[str | None] = None
 
 
 # --- DSOPortfolioUpdate ---------------------------------------------------------------------
@@ -235,10 +297,12 @@ class DSOPortfolioUpdateCongestionPoint:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DSOPortfolioUpdate(PayloadMessage):
+class DSOPortfolioUpdate(PayloadRequest["DSOPortfolioUpdateResponse"]):
     """DSO -> CRO: the congestion points the DSO trades on (spec: dso-portfolio-update.md)."""
 
     xml_name: ClassVar[str] = "DSOPortfolioUpdate"
+    sender_roles: ClassVar[frozenset[Role]] = _DSO
+    recipient_roles: ClassVar[frozenset[Role]] = _CRO
 
     time_zone: str
     congestion_points: tuple[DSOPortfolioUpdateCongestionPoint, ...]
@@ -250,17 +314,19 @@ class DSOPortfolioUpdateResponse(PayloadResponse):
     DSOPortfolioUpdateResponseMessageID."""
 
     xml_name: ClassVar[str] = "DSOPortfolioUpdateResponse"
-    request_type: ClassVar[type[PayloadMessage]] = DSOPortfolioUpdate
+    v3_reference: ClassVar[str | None] = "DSOPortfolioUpdateResponseMessageID"
 
 
 # --- DSOPortfolioQuery ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DSOPortfolioQuery(PayloadMessage):
+class DSOPortfolioQuery(PayloadRequest["DSOPortfolioQueryResponse"]):
     """DSO -> CRO: which connections lie behind one congestion point on one Period."""
 
     xml_name: ClassVar[str] = "DSOPortfolioQuery"
+    sender_roles: ClassVar[frozenset[Role]] = _DSO
+    recipient_roles: ClassVar[frozenset[Role]] = _CRO
 
     time_zone: str
     period: date
@@ -285,7 +351,7 @@ class DSOPortfolioQueryResponse(PayloadResponse):
     """CRO -> DSO: the answer to a DSOPortfolioQuery; no congestion point when rejected."""
 
     xml_name: ClassVar[str] = "DSOPortfolioQueryResponse"
-    request_type: ClassVar[type[PayloadMessage]] = DSOPortfolioQuery
+    v3_reference: ClassVar[str | None] = "DSOPortfolioQueryMessageID"
 
     time_zone: str
     period: date
@@ -304,10 +370,12 @@ class AGRPortfolioUpdateConnection(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AGRPortfolioUpdate(PayloadMessage):
+class AGRPortfolioUpdate(PayloadRequest["AGRPortfolioUpdateResponse"]):
     """AGR -> CRO: the connections the aggregator represents (spec: agr-portfolio-update.md)."""
 
     xml_name: ClassVar[str] = "AGRPortfolioUpdate"
+    sender_roles: ClassVar[frozenset[Role]] = _AGR
+    recipient_roles: ClassVar[frozenset[Role]] = _CRO
 
     time_zone: str
     connections: tuple[AGRPortfolioUpdateConnection, ...]
@@ -316,17 +384,19 @@ class AGRPortfolioUpdate(PayloadMessage):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AGRPortfolioUpdateResponse(PayloadResponse):
     xml_name: ClassVar[str] = "AGRPortfolioUpdateResponse"
-    request_type: ClassVar[type[PayloadMessage]] = AGRPortfolioUpdate
+    v3_reference: ClassVar[str | None] = "AGRPortfolioUpdateMessageID"
 
 
 # --- AGRPortfolioQuery ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AGRPortfolioQuery(PayloadMessage):
+class AGRPortfolioQuery(PayloadRequest["AGRPortfolioQueryResponse"]):
     """AGR -> CRO: the DSO view of the aggregator's own connections on one Period."""
 
     xml_name: ClassVar[str] = "AGRPortfolioQuery"
+    sender_roles: ClassVar[frozenset[Role]] = _AGR
+    recipient_roles: ClassVar[frozenset[Role]] = _CRO
 
     time_zone: str
     period: date
@@ -366,7 +436,7 @@ class AGRPortfolioQueryDSOView:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AGRPortfolioQueryResponse(PayloadResponse):
     xml_name: ClassVar[str] = "AGRPortfolioQueryResponse"
-    request_type: ClassVar[type[PayloadMessage]] = AGRPortfolioQuery
+    v3_reference: ClassVar[str | None] = "AGRPortfolioQueryMessageID"
 
     time_zone: str
     period: date
@@ -377,7 +447,7 @@ class AGRPortfolioQueryResponse(PayloadResponse):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FlexMessage(PayloadMessage):
+class FlexMessage(PayloadRequest[R_co]):
     """FlexMessageType: a message about the ISPs of one Period at one congestion point.
 
     ISP-Duration and TimeZone are market-wide values, repeated in every message so that a
@@ -402,10 +472,13 @@ class FlexRequestISP(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FlexRequest(FlexMessage):
+class FlexRequest(FlexMessage["FlexRequestResponse"]):
     """DSO -> AGR: a request for flexibility (spec: flex-request.md)."""
 
     xml_name: ClassVar[str] = "FlexRequest"
+    # "FlexRequest messages are used by DSOs to request flexibility from AGRs."
+    sender_roles: ClassVar[frozenset[Role]] = _DSO
+    recipient_roles: ClassVar[frozenset[Role]] = _AGR
 
     revision: int
     expiration_date_time: datetime
@@ -419,7 +492,7 @@ class FlexRequestResponse(PayloadResponse):
     """AGR -> DSO. 3.x reference attribute: FlexRequestMessageID."""
 
     xml_name: ClassVar[str] = "FlexRequestResponse"
-    request_type: ClassVar[type[PayloadMessage]] = FlexRequest
+    v3_reference: ClassVar[str | None] = "FlexRequestMessageID"
 
 
 class FlexOfferOptionISP(NamedTuple):
@@ -442,7 +515,7 @@ class FlexOfferOption:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FlexOffer(FlexMessage):
+class FlexOffer(FlexMessage["FlexOfferResponse"]):
     """AGR -> DSO: an offer of flexibility, solicited by a FlexRequest or not
     (spec: flex-offer.md).
 
@@ -451,6 +524,9 @@ class FlexOffer(FlexMessage):
     """
 
     xml_name: ClassVar[str] = "FlexOffer"
+    # "FlexOffer messages are used by AGRs to make DSOs an offer for provision of flexibility."
+    sender_roles: ClassVar[frozenset[Role]] = _AGR
+    recipient_roles: ClassVar[frozenset[Role]] = _DSO
 
     expiration_date_time: datetime
     unsolicited: bool | None = None
@@ -467,15 +543,18 @@ class FlexOfferResponse(PayloadResponse):
     """DSO -> AGR. 3.x reference attribute: FlexOfferMessageID."""
 
     xml_name: ClassVar[str] = "FlexOfferResponse"
-    request_type: ClassVar[type[PayloadMessage]] = FlexOffer
+    v3_reference: ClassVar[str | None] = "FlexOfferMessageID"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FlexOfferRevocation(PayloadMessage):
+class FlexOfferRevocation(PayloadRequest["FlexOfferRevocationResponse"]):
     """AGR -> DSO: voids an earlier FlexOffer that has no accepted FlexOrder yet
     (spec: flex-offer-revocation.md)."""
 
     xml_name: ClassVar[str] = "FlexOfferRevocation"
+    # "used by the AGR to revoke a FlexOffer previously sent to a DSO"
+    sender_roles: ClassVar[frozenset[Role]] = _AGR
+    recipient_roles: ClassVar[frozenset[Role]] = _DSO
 
     flex_offer_message_id: str
 
@@ -485,7 +564,7 @@ class FlexOfferRevocationResponse(PayloadResponse):
     """DSO -> AGR. 3.x reference attribute: FlexOfferRevocationMessageID."""
 
     xml_name: ClassVar[str] = "FlexOfferRevocationResponse"
-    request_type: ClassVar[type[PayloadMessage]] = FlexOfferRevocation
+    v3_reference: ClassVar[str | None] = "FlexOfferRevocationMessageID"
 
 
 class FlexOrderISP(NamedTuple):
@@ -497,7 +576,7 @@ class FlexOrderISP(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FlexOrder(FlexMessage):
+class FlexOrder(FlexMessage["FlexOrderResponse"]):
     """DSO -> AGR: an order for flexibility, of one option of a FlexOffer or unsolicited
     (spec: flex-order.md). The ISPs must be the offer's exactly.
 
@@ -507,6 +586,9 @@ class FlexOrder(FlexMessage):
     """
 
     xml_name: ClassVar[str] = "FlexOrder"
+    # "FlexOrder messages are used by DSOs to purchase flexibility from an AGR"
+    sender_roles: ClassVar[frozenset[Role]] = _DSO
+    recipient_roles: ClassVar[frozenset[Role]] = _AGR
 
     unsolicited: bool | None = None
     flex_offer_message_id: str | None = None
@@ -528,7 +610,7 @@ class FlexOrderResponse(PayloadResponse):
     """AGR -> DSO. 3.x reference attribute: FlexOrderMessageID."""
 
     xml_name: ClassVar[str] = "FlexOrderResponse"
-    request_type: ClassVar[type[PayloadMessage]] = FlexOrder
+    v3_reference: ClassVar[str | None] = "FlexOrderMessageID"
 
 
 class FlexReservationUpdateISP(NamedTuple):
@@ -540,11 +622,14 @@ class FlexReservationUpdateISP(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FlexReservationUpdate(FlexMessage):
+class FlexReservationUpdate(FlexMessage["FlexReservationUpdateResponse"]):
     """DSO -> AGR: which part of a bilateral contract's volume stays reserved
     (spec: flex-reservation-update.md)."""
 
     xml_name: ClassVar[str] = "FlexReservationUpdate"
+    # "used by DSOs to signal to an AGR which part of the contracted volume is still reserved"
+    sender_roles: ClassVar[frozenset[Role]] = _DSO
+    recipient_roles: ClassVar[frozenset[Role]] = _AGR
 
     contract_id: str
     reference: str
@@ -556,7 +641,7 @@ class FlexReservationUpdateResponse(PayloadResponse):
     """AGR -> DSO. 3.x reference attribute: FlexReservationUpdateMessageID."""
 
     xml_name: ClassVar[str] = "FlexReservationUpdateResponse"
-    request_type: ClassVar[type[PayloadMessage]] = FlexReservationUpdate
+    v3_reference: ClassVar[str | None] = "FlexReservationUpdateMessageID"
 
 
 class DPrognosisISP(NamedTuple):
@@ -571,11 +656,15 @@ class DPrognosisISP(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DPrognosis(FlexMessage):
+class DPrognosis(FlexMessage["DPrognosisResponse"]):
     """AGR -> DSO: the AGR's forecast for its connections behind a congestion point, for
     every ISP of the Period (spec: d-prognosis.md). XML name: D-Prognosis."""
 
     xml_name: ClassVar[str] = "D-Prognosis"
+    # d-prognosis.md: "between AGRs and DSOs"; the DSO answers with the status of the
+    # FlexOrders it sent (d-prognosis-response.md), so the AGR sends the prognosis.
+    sender_roles: ClassVar[frozenset[Role]] = _AGR
+    recipient_roles: ClassVar[frozenset[Role]] = _DSO
 
     revision: int
     isps: tuple[DPrognosisISP, ...]
@@ -597,7 +686,7 @@ class DPrognosisResponse(PayloadResponse):
     attribute: D-PrognosisMessageID."""
 
     xml_name: ClassVar[str] = "D-PrognosisResponse"
-    request_type: ClassVar[type[PayloadMessage]] = DPrognosis
+    v3_reference: ClassVar[str | None] = "D-PrognosisMessageID"
 
     flex_order_statuses: tuple[FlexOrderStatus, ...] = ()
 
@@ -662,7 +751,7 @@ class ContractSettlement:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FlexSettlement(PayloadMessage):
+class FlexSettlement(PayloadRequest["FlexSettlementResponse"]):
     """DSO -> AGR: the orders (and bilateral contracts) of a settlement period, typically a
     month (spec: flex-settlement.md).
 
@@ -675,6 +764,10 @@ class FlexSettlement(PayloadMessage):
     """
 
     xml_name: ClassVar[str] = "FlexSettlement"
+    # "sent by DSOs on a regular basis (typically monthly) to AGRs, in order to initiate
+    # settlement"
+    sender_roles: ClassVar[frozenset[Role]] = _DSO
+    recipient_roles: ClassVar[frozenset[Role]] = _AGR
 
     period_start: date
     period_end: date
@@ -703,7 +796,7 @@ class FlexSettlementResponse(PayloadResponse):
     """
 
     xml_name: ClassVar[str] = "FlexSettlementResponse"
-    request_type: ClassVar[type[PayloadMessage]] = FlexSettlement
+    v3_reference: ClassVar[str | None] = "FlexSettlementMessageID"
 
     flex_order_settlement_statuses: tuple[FlexOrderSettlementStatus, ...] = ()
 
@@ -725,7 +818,7 @@ class MeteringProfile:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Metering(PayloadMessage):
+class Metering(PayloadRequest["MeteringResponse"]):
     """AGR -> DSO: one connection's metering data for one day (spec: metering.md).
 
     The connection is an `ean` as the XSD's EANType has it ("E" and 16 digits), not an
@@ -733,6 +826,9 @@ class Metering(PayloadMessage):
     """
 
     xml_name: ClassVar[str] = "Metering"
+    # "If metering messages are used then the AGR must send metering messages"
+    sender_roles: ClassVar[frozenset[Role]] = _AGR
+    recipient_roles: ClassVar[frozenset[Role]] = _DSO
 
     revision: int
     isp_duration: timedelta
@@ -748,43 +844,55 @@ class MeteringResponse(PayloadResponse):
     """DSO -> AGR. 3.x reference attribute: MeteringMessageID."""
 
     xml_name: ClassVar[str] = "MeteringResponse"
-    request_type: ClassVar[type[PayloadMessage]] = Metering
+    v3_reference: ClassVar[str | None] = "MeteringMessageID"
+
+
+def _bind_responses(namespace: dict[str, Any]) -> tuple[type[PayloadMessage], ...]:
+    """The message types of `namespace` (this module's), each request bound to the response
+    type it names: the request's `response_type`, the response's `request_type`, and the
+    response's roles (its request's, reversed: the recipient answers the sender)."""
+    kinds = tuple(
+        value
+        for value in namespace.values()
+        if isinstance(value, type) and issubclass(value, PayloadMessage) and value.xml_name
+    )
+    for kind in kinds:
+        if issubclass(kind, PayloadRequest):
+            response = _named_response(kind, namespace)
+            if getattr(response, "request_type", kind) is not kind:
+                raise TypeError(f"{response.__name__} answers two request types")
+            kind.response_type = response
+            response.request_type = kind
+            response.sender_roles = kind.recipient_roles
+            response.recipient_roles = kind.sender_roles
+    for kind in kinds:
+        if issubclass(kind, PayloadResponse) and not hasattr(kind, "request_type"):
+            raise TypeError(f"no request type names {kind.__name__} as its response")
+    return kinds
+
+
+def _named_response(
+    request: type[PayloadRequest[PayloadResponse]], namespace: dict[str, Any]
+) -> type[PayloadResponse]:
+    """The response type that `request`'s base (`PayloadRequest[...]`, `FlexMessage[...]`)
+    names, looked up in `namespace` when it is named by a string."""
+    for base in getattr(request, "__orig_bases__", ()):
+        origin = get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, PayloadRequest):
+            (named,) = get_args(base)
+            if isinstance(named, ForwardRef):
+                named = namespace.get(named.__forward_arg__)
+            if isinstance(named, type) and issubclass(named, PayloadResponse):
+                return named
+    raise TypeError(f"{request.__name__} names no response type")
 
 
 #: Every message type the codec reads and writes, by root element name.
 MESSAGE_TYPES: dict[str, type[PayloadMessage]] = {
-    cls.xml_name: cls
-    for cls in (
-        TestMessage,
-        TestMessageResponse,
-        DSOPortfolioUpdate,
-        DSOPortfolioUpdateResponse,
-        DSOPortfolioQuery,
-        DSOPortfolioQueryResponse,
-        AGRPortfolioUpdate,
-        AGRPortfolioUpdateResponse,
-        AGRPortfolioQuery,
-        AGRPortfolioQueryResponse,
-        FlexRequest,
-        FlexRequestResponse,
-        FlexOffer,
-        FlexOfferResponse,
-        FlexOfferRevocation,
-        FlexOfferRevocationResponse,
-        FlexOrder,
-        FlexOrderResponse,
-        FlexReservationUpdate,
-        FlexReservationUpdateResponse,
-        DPrognosis,
-        DPrognosisResponse,
-        FlexSettlement,
-        FlexSettlementResponse,
-        Metering,
-        MeteringResponse,
-    )
+    kind.xml_name: kind for kind in _bind_responses(globals())
 }
 
 #: request type -> the response type that answers it.
 RESPONSE_TYPES: dict[type[PayloadMessage], type[PayloadResponse]] = {
-    cls.request_type: cls for cls in MESSAGE_TYPES.values() if issubclass(cls, PayloadResponse)
+    kind: kind.response_type for kind in MESSAGE_TYPES.values() if issubclass(kind, PayloadRequest)
 }

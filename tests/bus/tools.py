@@ -1,14 +1,19 @@
 """What the bus tests use around the adapter: a consumer that counts what reaches the
 bus (deduplicating by event id, as the README tells consumers to), the broker's own tool to
-close the adapter's connections, and a TCP proxy that plays a network outage."""
+close the adapter's connections, a TCP proxy that plays a network outage, and a RabbitMQ node
+of the test's own that it may stop and start."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import subprocess
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -25,12 +30,22 @@ class EventSink:
     order: list[str] = field(default_factory=list)
 
     @classmethod
-    async def bind(cls, connection: Any, exchange: str, pattern: str = "#") -> EventSink:
+    async def bind(
+        cls, connection: Any, exchange: str, pattern: str = "#", *, durable: str | None = None
+    ) -> EventSink:
+        """`durable`: the name of a durable queue to read from, which keeps the events
+        across a broker restart (with a robust `connection`, the sink consumes it again
+        once the broker is back); else an exclusive queue of the connection's lifetime."""
         sink = cls()
         channel = await connection.channel()
         # Declared as the adapter declares it, so that the consumer may start first.
         await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(exclusive=True)
+        if durable is None:
+            queue = await channel.declare_queue(exclusive=True)
+        else:
+            queue = await channel.declare_queue(
+                durable, durable=True, arguments={"x-queue-type": "quorum"}
+            )
         await queue.bind(exchange, pattern)
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -138,3 +153,118 @@ class Proxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._pipes.discard(writer)
         self._pipes.discard(up_writer)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+#: The server's own scripts: as root, /usr/sbin's wrappers would switch to the rabbitmq
+#: user and its Erlang cookie, the shared broker's; these run as the caller, with the
+#: cookie of the HOME we give them.
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+
+
+class PrivateRabbit:
+    """A RabbitMQ node of the test's own, which it may stop, start and close every
+    connection of: its own node name, AMQP and distribution ports, data, logs, config and
+    Erlang cookie in `root`. The shared broker (and its other clients) never notice.
+
+    A start takes 5-15 s on this machine (an Erlang VM and the broker's boot), a stop a few
+    seconds; `rabbitmqctl` costs about a second each. Data survives a stop/start (the same
+    mnesia directory), as it does for a broker restarted in production."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"uftp-test-{os.getpid()}-{self.port}@localhost"
+        home = root / "home"
+        for folder in (home, root / "mnesia", root / "log"):
+            folder.mkdir(parents=True, exist_ok=True)
+        (root / "rabbitmq.conf").write_text(f"listeners.tcp.default = {self.port}\n")
+        (root / "rabbitmq-env.conf").write_text("")  # not the shared broker's
+        (root / "enabled_plugins").write_text("[].\n")  # no management listener to clash
+        self.pid_file = root / "node.pid"
+        self.env = {
+            **os.environ,
+            "HOME": str(home),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(root / "log"),
+            "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(root / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.pid_file),
+        }
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @staticmethod
+    def available() -> str | None:
+        """None when a private node can be run here; else why not."""
+        if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+            return f"no {RABBITMQ_BIN}/rabbitmq-server"
+        return None
+
+    def ctl(self, *args: str, timeout: float = 90) -> str:
+        result = subprocess.run(
+            [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"rabbitmqctl {' '.join(args)}: status {result.returncode}: "
+                f"{result.stdout[-500:]}{result.stderr[-500:]}"
+            )
+        return result.stdout
+
+    def _start(self) -> None:
+        subprocess.run(
+            [str(RABBITMQ_BIN / "rabbitmq-server"), "-detached"],
+            env=self.env,
+            check=True,
+            timeout=30,
+            capture_output=True,
+        )
+        # `wait` returns once the pid file is there and the broker has booted.
+        self.ctl("wait", str(self.pid_file), "--timeout", "90", timeout=120)
+
+    def _stop(self) -> None:
+        # Given the pid file, `stop` returns only once the node's process has ended.
+        self.ctl("stop", str(self.pid_file), timeout=120)
+
+    async def start(self) -> float:
+        """Start the node; the seconds it took."""
+        began = time.monotonic()
+        await asyncio.to_thread(self._start)
+        return time.monotonic() - began
+
+    async def stop(self) -> float:
+        """Stop the node (as `rabbitmqctl stop` does in production); the seconds it took."""
+        began = time.monotonic()
+        await asyncio.to_thread(self._stop)
+        return time.monotonic() - began
+
+    async def close_all_connections(self) -> int:
+        """`rabbitmqctl close_all_connections` on this node; how many it had open."""
+
+        def run() -> int:
+            listing = self.ctl("list_connections", "-q", "--no-table-headers", "pid")
+            self.ctl("close_all_connections", "closed by the test")
+            return len([line for line in listing.splitlines() if line.strip()])
+
+        return await asyncio.to_thread(run)
+
+    def kill(self) -> None:
+        """End the node however it is (the test's cleanup)."""
+        with contextlib.suppress(Exception):
+            self._stop()

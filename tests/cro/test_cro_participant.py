@@ -14,7 +14,7 @@ import json
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from adapter.cli import main
 from adapter.config import CroMode, CroSettings, PeriodViolation
@@ -36,6 +36,7 @@ from adapter.uftp.messages import (
     DSOPortfolioUpdate,
     DSOPortfolioUpdateCongestionPoint,
     DSOPortfolioUpdateConnection,
+    PayloadRequest,
     PayloadResponse,
     RedispatchBy,
     Result,
@@ -52,6 +53,7 @@ JAN, MAR, JUN, DEC = date(2024, 1, 1), date(2024, 3, 1), date(2024, 6, 1), date(
 
 C = DSOPortfolioUpdateConnection
 A = AGRPortfolioUpdateConnection
+R = TypeVar("R", bound=PayloadResponse)
 
 
 @dataclasses.dataclass
@@ -128,17 +130,17 @@ def apu(*connections: AGRPortfolioUpdateConnection, time_zone: str = TZ) -> AGRP
     return AGRPortfolioUpdate(time_zone=time_zone, connections=connections)
 
 
-async def ask(sender: Participant, message: Any) -> PayloadResponse:
+async def ask(sender: Participant, message: PayloadRequest[R]) -> R:
     return await sender.request(message, to=CRO, role=Role.CRO, timeout=15)
 
 
-async def accepted(sender: Participant, message: Any) -> PayloadResponse:
+async def accepted(sender: Participant, message: PayloadRequest[R]) -> R:
     response = await ask(sender, message)
     assert response.result is Result.ACCEPTED, response.rejection_reason
     return response
 
 
-async def rejected(sender: Participant, message: Any) -> str:
+async def rejected(sender: Participant, message: PayloadRequest[PayloadResponse]) -> str:
     response = await ask(sender, message)
     assert response.result is Result.REJECTED
     assert response.rejection_reason

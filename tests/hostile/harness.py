@@ -12,15 +12,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
-from adapter.config import CroSettings, LimitsSettings
+from adapter.config import CroSettings
 from adapter.cro import cro_router
 from adapter.directory import Peer, StaticDirectory
 from adapter.keys import PrivateKeys, generate
 from adapter.participant import Participant
 from adapter.router import HandlerContext, Router
+from adapter.settings import Limits
 from adapter.store import register_for
 from adapter.store.register import PortfolioRegister
 from adapter.testing import Network, PeerClient, eventually, post
@@ -265,18 +266,11 @@ async def listener() -> AsyncIterator[tuple[int, list[bytes]]]:
         await server.wait_closed()
 
 
-async def start(network: Network, **options: Any) -> Harness:
+async def start(network: Network, **limits: Any) -> Harness:
     """The CRO as configured by default, but for the read timeout, shortened for the slow-body
-    case, and `options` (of `Participant`); the TimeStamp window of the [limits] defaults."""
-    limits = LimitsSettings()
-    settings: dict[str, Any] = {
-        "read_timeout": READ_TIMEOUT_S,
-        "time_stamp_window": (
-            timedelta(seconds=limits.time_stamp_past_seconds),
-            timedelta(seconds=limits.time_stamp_future_seconds),
-        ),
-    }
-    cro = network.create(CRO, Role.CRO, **(settings | options))
+    case, and `limits` (fields of `Limits`)."""
+    settings = Limits(**({"read_timeout_seconds": READ_TIMEOUT_S} | limits))
+    cro = network.create(CRO, Role.CRO, limits=settings)
     register = register_for(cro.store)
     cro.router.include(cro_router(register, CroSettings()))
     dso_router = Router()

@@ -74,7 +74,7 @@ HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 async def test_a_request_head_sent_a_line_at_a_time_is_cut_off(network: Network) -> None:
     """Slowloris: a header line every 0.2 s, never the blank line that ends the head -> the
     connection is closed once the header timeout has passed, while others are served."""
-    h = await start(network, header_timeout=HEADER_TIMEOUT_S)
+    h = await start(network, header_timeout_seconds=HEADER_TIMEOUT_S)
     async with connection(h) as (reader, writer):
         writer.write(f"POST {h.path} HTTP/1.1\r\n".encode())
 
@@ -95,7 +95,7 @@ async def test_a_request_head_sent_a_line_at_a_time_is_cut_off(network: Network)
 
 
 async def test_a_connection_that_sends_nothing_is_closed(network: Network) -> None:
-    h = await start(network, header_timeout=HEADER_TIMEOUT_S)
+    h = await start(network, header_timeout_seconds=HEADER_TIMEOUT_S)
     async with connection(h) as (reader, _):
         seconds = await closed_after(reader, within=HEADER_TIMEOUT_S + 5)
     assert seconds is not None, "a silent connection was kept"
@@ -103,7 +103,9 @@ async def test_a_connection_that_sends_nothing_is_closed(network: Network) -> No
 
 
 async def test_an_idle_connection_is_closed_after_the_keepalive_timeout(network: Network) -> None:
-    h = await start(network, keepalive_timeout=KEEPALIVE_TIMEOUT_S, header_timeout=30.0)
+    h = await start(
+        network, keepalive_timeout_seconds=KEEPALIVE_TIMEOUT_S, header_timeout_seconds=30.0
+    )
     async with connection(h) as (reader, writer):
         writer.write(HEALTH)
         assert status_of(await read_head(reader)) == 200
@@ -118,7 +120,9 @@ async def test_the_header_timeout_counts_from_the_next_requests_first_byte(
     """Idling between requests is the keep-alive timeout's business: a connection idle for
     longer than the header timeout then sends a head, slowly, and is cut off a header
     timeout after that head's first byte."""
-    h = await start(network, header_timeout=HEADER_TIMEOUT_S, keepalive_timeout=30.0)
+    h = await start(
+        network, header_timeout_seconds=HEADER_TIMEOUT_S, keepalive_timeout_seconds=30.0
+    )
     async with connection(h) as (reader, writer):
         writer.write(HEALTH)
         assert status_of(await read_head(reader)) == 200

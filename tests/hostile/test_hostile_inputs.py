@@ -31,6 +31,7 @@ import pytest
 from adapter.directory import StaticDirectory
 from adapter.keys import generate
 from adapter.participant import Participant
+from adapter.settings import Limits
 from adapter.store.sqlite import SqliteStore
 from adapter.testing import Network
 from adapter.uftp.messages import (
@@ -670,7 +671,7 @@ async def test_read_timeout_is_configurable(tmp_path: Path) -> None:
         keys=generate(),
         store=SqliteStore(tmp_path / "cro.sqlite3"),
         directory=StaticDirectory([]),
-        read_timeout=READ_TIMEOUT_S,
+        limits=Limits(read_timeout_seconds=READ_TIMEOUT_S),
     )
     assert participant._endpoint._read_timeout == READ_TIMEOUT_S
 

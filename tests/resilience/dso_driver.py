@@ -32,15 +32,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
+import math
 import signal
 import sqlite3
 from datetime import date, datetime
 from pathlib import Path
 
 from adapter.assemble import load_keys
-from adapter.config import SqliteStore as SqliteSettings
+from adapter.config import SqliteStoreSettings as SqliteSettings
 from adapter.config import load_config
 from adapter.directory import Peer, StaticDirectory
 from adapter.participant import Participant
@@ -97,10 +99,12 @@ def build(config_path: Path, time_stamp: datetime) -> tuple[Participant, SqliteS
         store=store,
         directory=StaticDirectory(peers),
         versions=settings.versions,
+        listen=settings.listen,
         delivery=config.delivery,
-        host=settings.listen.host,
-        port=settings.listen.port,
-        max_body_bytes=settings.max_body_bytes,
+        # The clock is frozen: the CRO's TimeStamps, on its own clock, are not checked.
+        limits=dataclasses.replace(
+            config.limits, time_stamp_future_seconds=math.inf, time_stamp_past_seconds=math.inf
+        ),
         clock=lambda: time_stamp,
     )
     return participant, store, cro
