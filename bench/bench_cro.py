@@ -254,15 +254,28 @@ async def load(target: Target, size: int, scenario: str) -> dict[str, float]:
             await register.apply_dso_update(meta, definitions(portfolio("cp", seed=1)), accept)
         loaded = time.perf_counter() - started
         if target.store == "postgres":
+            await register.analyzed()  # type: ignore[attr-defined]  # the register's own
 
-            async def settle(conn: Any) -> None:
-                for (table,) in await conn.fetch(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = $1", target.location
-                ):
+            async def settle(conn: Any) -> list[str]:
+                tables: list[str] = [
+                    row[0]
+                    for row in await conn.fetch(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = $1", target.location
+                    )
+                ]
+                for table in tables:
                     await conn.execute(f'ALTER TABLE "{table}" SET (autovacuum_enabled = false)')
-                await conn.execute("ANALYZE")
+                return tables
 
-            await store.run(settle)
+            # This schema's tables only, one a transaction: an ANALYZE of the whole database
+            # in one transaction holds a lock on every table it has counted, other users'
+            # too, and deadlocked with another such ANALYZE on the shared server.
+            for table in await store.run(settle):
+
+                async def analyze(conn: Any, table: str = table) -> None:
+                    await conn.execute(f'ANALYZE "{table}"')
+
+                await store.run(analyze)
             await checkpoint(store)
         return {"load_seconds": loaded}
     finally:
