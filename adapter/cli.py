@@ -24,8 +24,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import rotation
 from .config import ConfigError, is_internet_domain
 from .console import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError
+from .errors import AdminError
 from .event_loop import EVENT_LOOPS, UnknownEventLoop, loop_factory, run
 from .keys import (
     KeyFileError,
@@ -91,6 +93,33 @@ def add_keys_commands(subparsers: _SubParsers) -> None:
     )
     show.set_defaults(func=cmd_keys_show)
 
+    rotate = sub.add_parser(
+        "rotate",
+        help="create the next key DIR/NAME.next.key; print the TXT record with both keys",
+        description="Start a key rotation: create the next key beside NAME.key and print the "
+        "TXT record that publishes the current and the next key. The participant keeps "
+        "signing with NAME.key until `keys activate NAME` (or [participant] "
+        "activate_next_key_at).",
+    )
+    activate = sub.add_parser(
+        "activate",
+        help="sign with the next key from now on; print the TXT record with both keys",
+        description="Make NAME.next.key the current key (the old one becomes "
+        "NAME.previous.key). A running participant signs with it after its next look at the "
+        "file (at most once a second). Keep both "
+        "keys published until messages signed with the old one are no longer in flight.",
+    )
+    for command, func in ((rotate, cmd_keys_rotate), (activate, cmd_keys_activate)):
+        command.add_argument("name", metavar="NAME", help="file name without extension, e.g. cro")
+        command.add_argument("--domain", required=True, help="the participant's domain")
+        command.add_argument(
+            "--role", required=True, type=_role, help="the participant's role: AGR, CRO or DSO"
+        )
+        command.add_argument(
+            "--dir", type=Path, default=Path("keys"), help="folder (default: keys)"
+        )
+        command.set_defaults(func=func)
+
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     path = _key_path(args.dir, args.name)
@@ -106,17 +135,59 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_show(args: argparse.Namespace) -> int:
-    domain = args.domain.strip().rstrip(".")
-    if not is_internet_domain(domain):
-        raise UsageError(
-            f"--domain: expected a lowercase domain such as dso.example.com: {domain!r}"
-        )
+    domain = _domain_argument(args.domain)
     published = [_public_keys_of(args.dir, args.name)]
     if args.previous:
         published.append(_public_keys_of(args.dir, args.previous))
     print(published[0].to_cs1())
     print(dns_txt_record(domain, args.role, published))
     return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    domain = _domain_argument(args.domain)
+    path = _key_path(args.dir, args.name)
+    try:
+        current, upcoming = rotation.rotate(path)
+    except KeyFileExists as exc:
+        print(
+            f"{PROG}: error: {exc} (a rotation is under way: `keys activate` it)", file=sys.stderr
+        )
+        return EXIT_REFUSED
+    print(f"wrote {rotation.next_path(path)}; still signing with {path}", file=sys.stderr)
+    print(upcoming.to_cs1())
+    print(dns_txt_record(domain, args.role, [current, upcoming]))
+    return 0
+
+
+def cmd_keys_activate(args: argparse.Namespace) -> int:
+    domain = _domain_argument(args.domain)
+    path = _key_path(args.dir, args.name)
+    if not rotation.next_path(path).exists():
+        print(
+            f"{PROG}: error: {rotation.next_path(path)}: no next key; start with "
+            f"`uftp-adapter keys rotate {args.name}`",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    current, previous = rotation.activate(path)
+    print(
+        f"{path} now holds the new key (the old one: {rotation.previous_path(path)}); keep both "
+        "published until messages signed with the old one are no longer in flight",
+        file=sys.stderr,
+    )
+    print(current.to_cs1())
+    print(dns_txt_record(domain, args.role, [current, previous]))
+    return 0
+
+
+def _domain_argument(text: str) -> str:
+    domain = text.strip().rstrip(".")
+    if not is_internet_domain(domain):
+        raise UsageError(
+            f"--domain: expected a lowercase domain such as dso.example.com: {domain!r}"
+        )
+    return domain
 
 
 def _public_keys_of(folder: Path, name: str) -> PublicKeys:
@@ -347,8 +418,20 @@ def cmd_cro_show(args: argparse.Namespace) -> int:
         as_of = end_of_day(as_of, config.cro.zone)
     elif isinstance(as_of, datetime) and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=config.cro.zone)
-    report = asyncio.run(read_report(config, dso=args.dso, as_of=as_of, history=args.history))
-    print(render_json(report) if args.format == "json" else render_text(report), end="")
+
+    async def show() -> str:
+        from .ops.admin_client import find_daemon
+
+        daemon = await find_daemon(config)
+        if daemon is not None:  # the running CRO reads its own store
+            async with daemon:
+                return await daemon.cro_show(
+                    dso=args.dso, as_of=as_of, history=args.history, form=args.format
+                )
+        report = await read_report(config, dso=args.dso, as_of=as_of, history=args.history)
+        return render_json(report) if args.format == "json" else render_text(report)
+
+    print(asyncio.run(show()), end="")
     return 0
 
 
@@ -693,7 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ConfigError, KeyFileError, StoreOpenError, UftpError) as exc:
+    except (ConfigError, KeyFileError, StoreOpenError, UftpError, AdminError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # e.g. the listen address is in use

@@ -25,14 +25,25 @@ import tomllib
 import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .directory.settings import (
+    ADDRESS_BOOK_KEYS,
+    DIRECTORY_KEYS,
+    DNS_KEYS,
+    AddressBookSettings,
+    DirectorySettings,
+    DnsSettings,
+)
+from .directory.settings import DEFAULT_ENDPOINT as DEFAULT_DNS_ENDPOINT
+from .directory.settings import SOURCES as DIRECTORY_SOURCES
 from .keys import MAX_PUBLISHED_KEYS
+from .oauth2 import ClientAuth, InboundOAuth2Settings, OAuth2Settings
 from .settings import (
     DEFAULT_MAX_BODY_BYTES,
     ROUTINE_DEADLINE_SECONDS,
@@ -136,6 +147,8 @@ class ParticipantSettings:
     store: StoreSettings
     #: Supported UFTP Versions; the first is the one we send.
     versions: tuple[str, ...]
+    #: From then on, sign with the next key (`keys rotate`); see `adapter.rotation`.
+    activate_next_key_at: datetime | None = None
 
     @property
     def send_version(self) -> str:
@@ -194,6 +207,25 @@ class MetricsSettings:
     listen: ListenAddress | None = None
 
 
+#: The longest path a Unix socket's address holds on Linux (sun_path, less its closing NUL).
+MAX_SOCKET_PATH_BYTES = 107
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The admin socket of `serve`: the [admin] table.
+
+    A Unix socket only this participant's user can open, through which the command line's
+    `send`, `dso publish`, `dso query` and `cro show` use a running `serve` of the same
+    configuration instead of opening its store and port themselves (`adapter.ops.admin`).
+    By default it lies beside a SQLite store (``NAME.sock``, as its ``NAME.lock``); a
+    PostgreSQL store has no folder of its own, so there it is set, or there is none.
+    """
+
+    #: None: no admin socket, and the command line always runs standalone.
+    socket: Path | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RetentionSettings:
     """How long the store keeps what it no longer needs: the [retention] table.
@@ -231,6 +263,8 @@ class PeerSettings:
     barred: bool = False
     #: Where `public_keys` were read from, if they came from a file.
     public_keys_file: Path | None = None
+    #: The OAuth2 client credentials of this peer's authorization server (`adapter.oauth2`).
+    oauth2: OAuth2Settings | None = None
 
     @property
     def signing_keys(self) -> tuple[bytes, ...]:
@@ -318,6 +352,11 @@ class Config:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     flex: FlexSettings = field(default_factory=FlexSettings)
+    #: Where peers come from besides `peers`: the [directory] table.
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    #: Bearer tokens our endpoint requires besides the signature: the [oauth2_inbound] table.
+    oauth2_inbound: InboundOAuth2Settings | None = None
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
         """The peer at `domain` (in `role`), or None when it is not configured.
@@ -461,6 +500,10 @@ def parse_config(
     flex = _flex(flex_table)
     if flex_table.present and participant.role is Role.CRO:
         log.warning("%s: [flex] is ignored: participant.role is CRO", source)
+    directory = _directory(root.table("directory", required=False))
+    admin = _admin(root.table("admin", required=False), participant)
+    inbound_table = root.table("oauth2_inbound", required=False)
+    oauth2_inbound = _oauth2_inbound(inbound_table) if inbound_table.present else None
     return Config(
         participant,
         delivery,
@@ -474,6 +517,9 @@ def parse_config(
         metrics,
         retention,
         flex,
+        directory,
+        admin,
+        oauth2_inbound,
     )
 
 
@@ -492,7 +538,16 @@ def _participant(table: _Table) -> ParticipantSettings:
             f"`uftp-adapter keys generate {signing_key.stem} --dir {signing_key.parent}` "
             "and delete this line",
         )
-    return ParticipantSettings(domain, role, signing_key, listen, store, versions)
+    activate_at = table.get("activate_next_key_at")
+    if activate_at is not None and not (
+        isinstance(activate_at, datetime) and activate_at.tzinfo is not None
+    ):
+        raise table.error(
+            "activate_next_key_at",
+            "expected a date and time with its offset, e.g. 2026-12-08T06:00:00Z, "
+            f"got {_describe(activate_at)}",
+        )
+    return ParticipantSettings(domain, role, signing_key, listen, store, versions, activate_at)
 
 
 def _delivery(table: _Table) -> Delivery:
@@ -699,6 +754,32 @@ def _metrics(table: _Table, participant: ParticipantSettings) -> MetricsSettings
     return MetricsSettings(listen)
 
 
+def _admin(table: _Table, participant: ParticipantSettings) -> AdminSettings:
+    if table.get("socket") is not None:
+        path = table.path("socket")
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+            raise table.error(
+                "socket",
+                f"{path} is {len(os.fsencode(path))} bytes long; the path of a Unix socket "
+                f"holds at most {MAX_SOCKET_PATH_BYTES}",
+            )
+        return AdminSettings(path)
+    store = participant.store
+    if not isinstance(store, SqliteStoreSettings):
+        return AdminSettings()
+    path = store.path.with_name(store.path.name + ".sock")
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+        log.warning(
+            "%s: no admin socket: beside the store it would be %s, longer than a Unix socket's "
+            "path may be; set [admin] socket to a shorter path for the command line to reach "
+            "a running serve",
+            table.ctx.source,
+            path,
+        )
+        return AdminSettings()
+    return AdminSettings(path)
+
+
 def _retention(table: _Table, limits: Limits) -> RetentionSettings:
     settings = _read(table, RetentionSettings)
     # A resent copy is recognised by its stored row ("Already Submitted"); a copy older than
@@ -727,7 +808,7 @@ def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
             ctx,
             entry,
             where,
-            ("domain", "role", "endpoint", "public_keys", "public_keys_file", "barred"),
+            ("domain", "role", "endpoint", "public_keys", "public_keys_file", "barred", "oauth2"),
         )
         domain = _domain(table, "domain")
         role = _role(table, "role")
@@ -740,8 +821,174 @@ def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
         endpoint = _endpoint(table, "endpoint")
         public_keys, keys_file = _public_keys(table, domain)
         barred = table.boolean("barred", False)
-        peers.append(PeerSettings(domain, role, endpoint, public_keys, barred, keys_file))
+        oauth2 = _oauth2(table, "oauth2") if "oauth2" in table.data else None
+        peers.append(PeerSettings(domain, role, endpoint, public_keys, barred, keys_file, oauth2))
     return tuple(peers)
+
+
+def _directory(table: _Table) -> DirectorySettings:
+    """Read the [directory] table (absent: the static peers alone)."""
+    if not table.present:
+        return DirectorySettings()
+    sources = tuple(table.string_list("sources")) if "sources" in table.data else ("static",)
+    if not sources:
+        raise table.error("sources", f"expected at least one of {', '.join(DIRECTORY_SOURCES)}")
+    for index, name in enumerate(sources):
+        if name not in DIRECTORY_SOURCES:
+            raise table.error(
+                f"sources[{index}]", f"expected one of {', '.join(DIRECTORY_SOURCES)}, got {name!r}"
+            )
+        if name in sources[:index]:
+            raise table.error(f"sources[{index}]", f"{name!r} is listed twice")
+    dns = None
+    dns_data = table.get("dns")
+    if "dns" in sources:
+        if dns_data is None:
+            raise table.error("dns", "missing; sources lists 'dns': add a [directory.dns] table")
+        dns = _directory_dns(_Table(table.ctx, dns_data, table._name("dns"), DNS_KEYS))
+    elif dns_data is not None:
+        raise table.error("dns", "present, but sources does not list 'dns'")
+    book = None
+    book_data = table.get("address_book")
+    if "address_book" in sources:
+        if book_data is None:
+            raise table.error(
+                "address_book",
+                "missing; sources lists 'address_book': add a [directory.address_book] table",
+            )
+        book = _address_book(
+            _Table(table.ctx, book_data, table._name("address_book"), ADDRESS_BOOK_KEYS)
+        )
+    elif book_data is not None:
+        raise table.error("address_book", "present, but sources does not list 'address_book'")
+    return DirectorySettings(sources, dns, book)
+
+
+def _address_book(table: _Table) -> AddressBookSettings:
+    endpoint = table.string("endpoint", "") or None
+    if endpoint is not None:
+        try:
+            endpoint.format(domain="d.example", role="dso")
+        except (KeyError, IndexError, ValueError):
+            raise table.error(
+                "endpoint", "expected a URL template with {domain} and/or {role} only"
+            ) from None
+        _http_url(table, "endpoint", endpoint.replace("{", "").replace("}", ""))
+    return AddressBookSettings(
+        url=_http_url(table, "url", table.string("url")),
+        oauth2=_oauth2(table, "oauth2") if "oauth2" in table.data else None,
+        refresh_seconds=table.number("refresh_seconds", 300.0),
+        min_refresh_seconds=table.number("min_refresh_seconds", 10.0),
+        retry_seconds=table.number("retry_seconds", 30.0),
+        timeout_seconds=table.number("timeout_seconds", 10.0),
+        max_bytes=table.integer("max_bytes", 4 * 1024 * 1024, minimum=1024),
+        max_entries=table.integer("max_entries", 10_000, minimum=1),
+        endpoint=endpoint,
+    )
+
+
+_OAUTH2_KEYS = (
+    "token_url",
+    "client_id",
+    "client_secret",
+    "client_secret_file",
+    "scope",
+    "client_auth",
+    "refresh_margin_seconds",
+    "timeout_seconds",
+)
+
+
+def _oauth2(parent: _Table, key: str) -> OAuth2Settings:
+    """An oauth2 table: client credentials (the secret, or a file holding it)."""
+    table = _Table(parent.ctx, parent.get(key), parent._name(key), _OAUTH2_KEYS)
+    has_secret, has_file = "client_secret" in table.data, "client_secret_file" in table.data
+    if has_secret == has_file:
+        raise table.error(None, "expected one of client_secret and client_secret_file")
+    return OAuth2Settings(
+        token_url=_http_url(table, "token_url", table.string("token_url")),
+        client_id=table.string("client_id"),
+        client_secret=table.string("client_secret") if has_secret else None,
+        client_secret_file=table.path("client_secret_file") if has_file else None,
+        scope=table.string("scope", "") or None,
+        client_auth=_choice(table, "client_auth", ClientAuth, ClientAuth.BASIC),
+        refresh_margin_seconds=table.number("refresh_margin_seconds", 30.0),
+        timeout_seconds=table.number("timeout_seconds", 10.0),
+    )
+
+
+def _oauth2_inbound(table: _Table) -> InboundOAuth2Settings:
+    settings = InboundOAuth2Settings(
+        jwks_url=_http_url(table, "jwks_url", table.string("jwks_url")),
+        audience=table.string("audience"),
+        issuer=table.string("issuer"),
+        leeway_seconds=table.number("leeway_seconds", 30.0),
+    )
+    if "algorithms" in table.data:
+        algorithms = tuple(table.string_list("algorithms"))
+        if not algorithms or "none" in (a.lower() for a in algorithms):
+            raise table.error("algorithms", "expected signature algorithms, e.g. ['RS256']")
+        settings = dataclasses.replace(settings, algorithms=algorithms)
+    return settings
+
+
+def _http_url(table: _Table, key: str, text: str) -> str:
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise table.error(key, f"not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise table.error(key, f"expected an http(s) URL, got {_redact_url(text)!r}")
+    return text
+
+
+def _directory_dns(table: _Table) -> DnsSettings:
+    resolvers = []
+    for index, text in enumerate(table.string_list("resolvers")):
+        resolvers.append(_directory_resolver(table, f"resolvers[{index}]", text))
+    if not resolvers:
+        raise table.error(
+            "resolvers", "expected at least one validating resolver, e.g. '127.0.0.1:53'"
+        )
+    endpoint = table.string("endpoint", DEFAULT_DNS_ENDPOINT)
+    try:
+        url = urlsplit(endpoint.replace("{host}", "host.example"))
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise table.error("endpoint", f"not a URL: {exc}") from None
+    if "{host}" not in endpoint or url.scheme not in ("http", "https") or "{" in url.geturl():
+        raise table.error(
+            "endpoint",
+            f"expected an http(s) URL with {{host}} for the host DNS names, e.g. "
+            f"{DEFAULT_DNS_ENDPOINT!r}, got {endpoint!r}",
+        )
+    return DnsSettings(
+        resolvers=tuple(resolvers),
+        require_dnssec=table.boolean("require_dnssec", True),
+        timeout_seconds=table.number("timeout_seconds", 3.0),
+        endpoint=endpoint,
+        max_ttl_seconds=table.number("max_ttl_seconds", 3600.0),
+        negative_ttl_seconds=table.number("negative_ttl_seconds", 300.0),
+    )
+
+
+def _directory_resolver(table: _Table, where: str, text: str) -> tuple[str, int]:
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise table.error(
+            where, f"expected the IP address of a resolver ('127.0.0.1:53'), got {text!r}"
+        ) from None
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise table.error(where, f"expected a port 1-65535, got {port!r}")
+    return str(address), int(port)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1116,10 +1363,13 @@ _ROOT_KEYS = (
     "limits",
     "metrics",
     "retention",
+    "admin",
     "bus",
     "handlers",
     "flex",
     "peers",
+    "directory",
+    "oauth2_inbound",
 )
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
@@ -1131,6 +1381,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "store",
         "versions",
         "max_body_bytes",
+        "activate_next_key_at",
         "generate_key",  # no longer read: refused with what to do instead
     ),
     "delivery": _keys(Delivery),
@@ -1142,4 +1393,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "limits": _keys(Limits),
     "metrics": _keys(MetricsSettings),
     "retention": _keys(RetentionSettings),
+    "directory": DIRECTORY_KEYS,
+    "admin": _keys(AdminSettings),
+    "oauth2_inbound": ("jwks_url", "audience", "issuer", "algorithms", "leeway_seconds"),
 }

@@ -49,6 +49,7 @@ from .keys import PrivateKeys
 from .limits import PerKeyLimit
 from .ops.observer import NULL_OBSERVER, Observer
 from .outbox import Outbox
+from .rotation import KeyRing
 from .router import HandlerContext, Router
 from .server import Endpoint, Received
 from .settings import Delivery, Limits, ListenAddress
@@ -65,7 +66,7 @@ from .store.coordination import Coordinator
 from .uftp import answers, codec, envelope
 from .uftp.answers import accepted as accepted  # its old home: importable from here still
 from .uftp.answers import rejected
-from .uftp.errors import InvalidXml, Reason, Rejection
+from .uftp.errors import InvalidXml, KeyLookupFailed, Reason, Rejection
 from .uftp.inbound import message_path
 from .uftp.messages import (
     RESPONSE_TYPES,
@@ -82,6 +83,7 @@ from .waiters import Matcher, matcher_for
 if TYPE_CHECKING:
     from .bus.journal import EventJournal
     from .bus.port import BusHealth
+    from .oauth2 import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +123,8 @@ class BusAttachment(Protocol):
 #: (disk full, database down: `StorageError`) or the operating system (a full disk or an
 #: unreachable service in a handler's own I/O). Such a message is never rejected for it: it
 #: stays unfinished and is handled again, with backoff, while the process runs.
-OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError)
+#: A peer's keys or endpoint that DNS cannot give now (`KeyLookupFailed`) wait alike.
+OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError, KeyLookupFailed)
 #: Unhandled messages taken over at once: the handler slots bound how many run.
 RECOVERY_BATCH = 1000
 #: How long `stop()` lets the news of deliveries that ended while stopping go out.
@@ -145,7 +148,7 @@ class Participant:
         *,
         domain: str,
         role: Role,
-        keys: PrivateKeys,
+        keys: PrivateKeys | KeyRing,
         store: Store,
         directory: Directory,
         versions: tuple[str, ...] = ("3.1.0",),
@@ -163,18 +166,15 @@ class Participant:
         self.router = router if router is not None else Router()
         self.store = store
         self.directory = directory
-        self._keys = keys
+        #: What we sign with; a `KeyRing` follows a key rotation (`adapter.rotation`).
+        self._keys = keys if isinstance(keys, KeyRing) else KeyRing(keys)
         self._clock = clock
         address = listen or ListenAddress()
         self._host, self._port = address.host, address.port
         self.delivery = delivery = delivery or Delivery()
         self.limits = limits = limits or Limits()
         self._server_ssl = tls.server if tls is not None else None
-        self._client = Client(
-            timeout=delivery.request_timeout_seconds,
-            max_redirects=delivery.max_redirects,
-            ssl_context=tls.client if tls is not None else None,
-        )
+        self._client = Client(delivery, ssl_context=tls.client if tls is not None else None)
         #: What the processes sharing the store coordinate (in memory for one process).
         self.coordinator: Coordinator = store.coordinator()
         self.outbox = Outbox(
@@ -248,21 +248,29 @@ class Participant:
     ) -> Participant:
         """A participant as the configuration file describes it (with its [bus] bridge)."""
         settings = config.participant
-        return cls(
+        tls = assemble.tls_contexts(config)
+        directory = assemble.directory_for(config, ssl_context=tls.client)
+        participant = cls(
             domain=settings.domain,
             role=settings.role,
-            keys=assemble.load_keys(settings),
+            keys=assemble.key_ring(settings),
             store=store
             or assemble.new_store(settings, lease_seconds=config.delivery.lease_seconds),
-            directory=assemble.directory_of(config.peers),
+            directory=directory,
             versions=settings.versions,
             router=router,
             listen=settings.listen,
             delivery=config.delivery,
             limits=config.limits,
-            tls=assemble.tls_contexts(config),
+            tls=tls,
             bus=bus,
         )
+        # OAuth2 (adapter.oauth2): our tokens for the peers that want one, theirs checked.
+        participant._client.credentials = assemble.credentials_for(
+            config, directory, ssl_context=tls.client
+        )
+        participant._endpoint.bearer = assemble.bearer_check(config, ssl_context=tls.client)
+        return participant
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -356,6 +364,15 @@ class Participant:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """The OAuth2 tokens our POSTs carry, by endpoint (`adapter.oauth2`)."""
+        return self._client.credentials
+
+    def reload_keys(self) -> None:
+        """Read our key files again (SIGHUP): `keys activate` may have replaced NAME.key."""
+        self._keys.reload()
 
     def url(self, version: str | None = None) -> str:
         """Our message endpoint, as peers should be configured to reach it."""
@@ -453,6 +470,10 @@ class Participant:
         roles = (
             {role} if role is not None else kind.recipient_roles & self.directory.roles_of(domain)
         )
+        if not roles:
+            # A source that asks the network (DNS) knows a domain's roles once asked.
+            found = [await self.directory.lookup(domain, r) for r in sorted(kind.recipient_roles)]
+            roles = {peer.role for peer in found if peer is not None}
         if len(roles) == 1:
             peer = await self.directory.lookup(domain, next(iter(roles)))
             if peer is not None:
@@ -480,8 +501,8 @@ class Participant:
         # then explains by validating the sent message locally.
         inner = codec.encode(message, validate=False)
         log.debug("outbound %s body: %r", message.message_id, inner)
-        sealed = envelope.seal(inner, self._keys.signing, self.domain, self.role)
         now = self._clock()
+        sealed = envelope.seal(inner, self._keys.signing(now), self.domain, self.role)
         reference = message.reference_message_id if isinstance(message, PayloadResponse) else ""
         return OutboundRecord(
             message_id=message.message_id,

@@ -35,14 +35,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .bulk import LARGE_MESSAGES
 from .connections import Connections, track_requests
-from .directory import Directory
+from .directory import Directory, Peer
 from .ops.observer import NULL_OBSERVER, UNKNOWN_PEER, Observer
 from .printable import printable
 from .settings import Limits
 from .store.base import EventRecord, InboundRecord, SaveOutcome, Store
-from .uftp import inbound
+from .uftp import envelope, inbound
 from .uftp.errors import (
     BodyIncomplete,
+    InvalidSignature,
     RateLimited,
     RequestTimeout,
     ServerBusy,
@@ -54,6 +55,7 @@ from .uftp.messages import PayloadMessage, Role
 
 if TYPE_CHECKING:
     from .bus.port import BusHealth
+    from .oauth2_inbound import BearerCheck
 
 #: The bus events of an accepted inbound message (the bus bridge's `inbound_events`).
 InboundEvents = Callable[[PayloadMessage, bytes, Role], Awaitable[Sequence[EventRecord]]]
@@ -198,9 +200,7 @@ class Endpoint:
         self._read_timeout = limits.read_timeout_seconds
         #: Who a message must be addressed to, by the major Version of the path it came by.
         self._receivers = {
-            major: inbound.Receiver.on_path(
-                domain, role, versions, major, limits.time_stamp_window
-            )
+            major: inbound.Receiver.on_path(domain, role, versions, major, limits.time_stamp_window)
             for major in {inbound.major(v) for v in versions}
         }
         self._keepalive_timeout = limits.keepalive_timeout_seconds
@@ -215,6 +215,9 @@ class Endpoint:
         self.bus_health: Callable[[], BusHealth] | None = None
         #: Told of every POST's outcome (`adapter.ops.observer`).
         self.observer: Observer = NULL_OBSERVER
+        #: Set when [oauth2_inbound] asks for bearer tokens: checked before the body is
+        #: read, in addition to the signature (`adapter.oauth2_inbound`).
+        self.bearer: BearerCheck | None = None
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body, middlewares=[track_requests])
@@ -336,7 +339,19 @@ class Endpoint:
         )
         log.debug("inbound refused, detail: %s", printable(exc.detail, DETAIL_LOGGED))
 
+    @staticmethod
+    async def _open(
+        signed: envelope.SignedMessage, peer: Peer | None, large: bool
+    ) -> inbound.Opened:
+        if large:
+            return await asyncio.to_thread(
+                partial(inbound.open_message, signed, peer, bulk=LARGE_MESSAGES)
+            )
+        return inbound.open_message(signed, peer)
+
     async def _receive(self, request: web.Request, major: int, progress: _Progress) -> Received:
+        if self.bearer is not None:
+            await self.bearer.check(request.headers.get(hdrs.AUTHORIZATION))
         inbound.check_transport(
             inbound.RequestHead(
                 content_length=request.content_length,
@@ -373,12 +388,17 @@ class Endpoint:
         progress.sender = (signed.sender_domain, signed.sender_role)
         progress.peer = bool(self._directory.roles_of(signed.sender_domain))
         peer = await self._directory.lookup(signed.sender_domain, signed.sender_role)
-        if large:
-            opened = await asyncio.to_thread(
-                partial(inbound.open_message, signed, peer, bulk=LARGE_MESSAGES)
-            )
-        else:
-            opened = inbound.open_message(signed, peer)
+        progress.peer = progress.peer or peer is not None
+        try:
+            opened = await self._open(signed, peer, large)
+        except InvalidSignature:
+            # The keys may be cached ones the sender has just rotated away from: its source
+            # is asked once more before the 401 (spec footnote 17 keeps both keys published
+            # for a while; a cache may still hold the old record alone).
+            fresh = await self._directory.refresh(signed.sender_domain, signed.sender_role)
+            if fresh is None or fresh == peer:
+                raise
+            opened = await self._open(signed, fresh, large)
         if self._rate is not None and not self._rate.allow(signed.sender_domain):
             raise RateLimited(f"{signed.sender_domain} is over its message rate")
 

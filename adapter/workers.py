@@ -25,6 +25,10 @@ The parent decides and binds; the workers serve:
 
 What one worker holds when it dies (claims, a peer slot, the recovery) the others take over
 as when any process of a shared store dies.
+
+Worker 0 serves the admin socket of [admin] (`adapter.ops.admin`), through which the command
+line sends; the worker forked again in its place takes the socket over (the one it left is
+stale). Meanwhile the command line finds no serve there and runs standalone.
 """
 
 from __future__ import annotations
@@ -76,7 +80,14 @@ def serve_workers(config: Config, workers: int, event_loop: str = "asyncio") -> 
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def reload(signum: int, frame: FrameType | None) -> None:
+        # Each worker reads the configuration's peers again itself (`run.reread_peers`).
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     status = 0
     try:
         for index in range(workers):
@@ -134,20 +145,25 @@ def _fork(
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # `serve` installs its own, running
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until `serve` installs its own
         for other, group in enumerate(groups):
             if other != index:
                 for sock in group:
                     sock.close()
-        code = _work(config, groups[index], parent, event_loop)
+        code = _work(config, groups[index], parent, event_loop, admin=index == 0)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
 
 
-def _work(config: Config, sockets: list[socket.socket], parent: int, event_loop: str) -> int:
+def _work(
+    config: Config, sockets: list[socket.socket], parent: int, event_loop: str, *, admin: bool
+) -> int:
     """Serve on `sockets` until told to stop or orphaned; the exit status, as the command
-    line's: a mistake (the store cannot be opened, say) is one line and status 2."""
+    line's: a mistake (the store cannot be opened, say) is one line and status 2. `admin`:
+    this worker serves the admin socket (worker 0 does; the command line's requests then
+    run in it, and a response landing at another worker reaches it as any other's does)."""
     from .config import ConfigError
     from .console import PROG
     from .keys import KeyFileError
@@ -155,7 +171,7 @@ def _work(config: Config, sockets: list[socket.socket], parent: int, event_loop:
     from .uftp.errors import UftpError
 
     try:
-        run(_serve_while_parent_lives(config, sockets, parent), event_loop)
+        run(_serve_while_parent_lives(config, sockets, parent, admin=admin), event_loop)
     except (ConfigError, KeyFileError, StoreOpenError, UftpError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -168,7 +184,7 @@ def _work(config: Config, sockets: list[socket.socket], parent: int, event_loop:
 
 
 async def _serve_while_parent_lives(
-    config: Config, sockets: list[socket.socket], parent: int
+    config: Config, sockets: list[socket.socket], parent: int, *, admin: bool
 ) -> None:
     stop = asyncio.Event()
 
@@ -181,7 +197,7 @@ async def _serve_while_parent_lives(
 
     watching = asyncio.get_running_loop().create_task(watch())
     try:
-        await serve(config, stop=stop, sockets=sockets)
+        await serve(config, stop=stop, sockets=sockets, admin=admin)
     finally:
         watching.cancel()
         await asyncio.gather(watching, return_exceptions=True)

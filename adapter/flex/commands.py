@@ -362,7 +362,7 @@ async def _exchange(
     settle: Any = None,
 ) -> int:
     """Send, print the message's id and the answer; the exit status."""
-    from adapter.run import gave_up
+    from adapter.giving_up import gave_up
 
     try:
         sent, response = await send_recorded(

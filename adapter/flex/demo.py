@@ -36,7 +36,6 @@ from adapter.store.flex import FlexBook
 from adapter.testing import Network
 from adapter.uftp.messages import (
     AGRPortfolioQuery,
-    AGRPortfolioQueryResponse,
     AGRPortfolioUpdate,
     AGRPortfolioUpdateConnection,
     AvailableRequested,
@@ -53,7 +52,6 @@ from adapter.uftp.messages import (
     FlexRequest,
     FlexRequestISP,
     FlexSettlement,
-    FlexSettlementResponse,
     PayloadResponse,
     Result,
     Role,
@@ -141,7 +139,6 @@ async def _steps(
     view = await agr.request(AGRPortfolioQuery(time_zone=ZONE, period=tomorrow), to=CRO)
     if not answer(view, "CRO"):
         return 1
-    assert isinstance(view, AGRPortfolioQueryResponse)
     for dso_view in view.dso_views:
         for found in dso_view.dso_portfolios:
             for point in found.congestion_points:
@@ -235,7 +232,6 @@ async def _steps(
     settled = await dso.request(settlement, to=AGR, timeout=30)
     if not answer(settled, "AGR"):
         return 1
-    assert isinstance(settled, FlexSettlementResponse)
     for status in settled.flex_order_settlement_statuses:
         step(f"  order {status.order_reference}: {status.disposition}")
     return 0

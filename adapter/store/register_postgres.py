@@ -47,7 +47,7 @@ import asyncpg
 
 from adapter.bulk import gc_paused
 from adapter.store.base import EventRecord, StorageError, newer_schema
-from adapter.store.postgres import PostgresStore, insert_events
+from adapter.store.postgres import PostgresStore, insert_events, recorded_version
 from adapter.store.register import (
     AgrAllocation,
     AgrUpdateState,
@@ -277,7 +277,7 @@ async def _migrate(conn: Any, version: int) -> None:
         # Period). 3: the key leads with the address, so that one index serves the look-ups
         # by connection and the key; the other, on point_version alone, takes each COPY's
         # rows as appends (their versions are new, the largest yet). Two indexes where there
-        # were two, but cheaper to write: a third off the COPY of 100,000 connections.
+        # were two, but cheaper to write (bench/README.md).
         # cro_connection_version was made by `_SCHEMA` just before.
         await conn.execute(
             "ALTER TABLE cro_connection DROP CONSTRAINT cro_connection_pkey, "
@@ -326,6 +326,8 @@ class PostgresRegister:
 
     async def _create(self, conn: Any) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+        if await recorded_version(conn, _COMPONENT) == SCHEMA_VERSION:
+            return  # current: no DDL, no table locks (`recorded_version`)
         for statement in _SCHEMA:
             await conn.execute(statement)
         version = await conn.fetchval(

@@ -178,7 +178,7 @@ class Reason(StrEnum):
 
 
 def unknown_reference(message_type: str) -> str:
-    """"Unknown <MessageType>MessageID reference" of message-validation.md, for the type the
+    """ "Unknown <MessageType>MessageID reference" of message-validation.md, for the type the
     reference names: unknown_reference("FlexRequest") is "Unknown FlexRequestMessageID
     reference"."""
     return f"Unknown {message_type}MessageID reference"
