@@ -15,13 +15,31 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from . import tls
-from .config import Config, ParticipantSettings, PeerSettings, SqliteStoreSettings, StoreSettings
-from .directory import Peer, StaticDirectory
+from .config import (
+    Config,
+    ConfigError,
+    ParticipantSettings,
+    PeerSettings,
+    SqliteStoreSettings,
+    StoreSettings,
+)
+from .directory import Directory, Peer, StaticDirectory
+from .directory.chain import DirectoryChain
 from .keys import PrivateKeys, load_private
+from .rotation import KeyRing
 from .store import DEFAULT_LEASE, open_store
 from .store.base import Store
 
-__all__ = ["TlsContexts", "directory_of", "load_keys", "new_store", "tls_contexts"]
+__all__ = [
+    "TlsContexts",
+    "directory_for",
+    "directory_of",
+    "key_ring",
+    "load_keys",
+    "new_store",
+    "reload_peers",
+    "tls_contexts",
+]
 
 
 def load_keys(settings: ParticipantSettings) -> PrivateKeys:
@@ -29,6 +47,12 @@ def load_keys(settings: ParticipantSettings) -> PrivateKeys:
     participant, not give it a new identity that no peer knows (`keys generate` creates a
     key, once)."""
     return load_private(settings.signing_key)
+
+
+def key_ring(settings: ParticipantSettings) -> KeyRing:
+    """Our keys as a participant signs with them: the current one, and the next one of a
+    rotation (`adapter.rotation`) once it is activated."""
+    return KeyRing.load(settings.signing_key, settings.activate_next_key_at)
 
 
 def new_store(
@@ -49,9 +73,45 @@ def new_store(
 
 def directory_of(peers: tuple[PeerSettings, ...]) -> StaticDirectory:
     """The directory of the configured peers."""
-    return StaticDirectory(
-        Peer(p.domain, p.role, p.endpoint, p.signing_keys, p.barred) for p in peers
-    )
+    return StaticDirectory(_peers(peers))
+
+
+def _peers(peers: tuple[PeerSettings, ...]) -> list[Peer]:
+    return [Peer(p.domain, p.role, p.endpoint, p.signing_keys, p.barred) for p in peers]
+
+
+def directory_for(config: Config) -> DirectoryChain:
+    """The sources of the [directory] table, asked in its order: the [[peers]] of the file
+    ("static") and DNS ("dns", `adapter.directory.dns`, which imports dnspython)."""
+    sources: list[Directory] = []
+    for name in config.directory.sources:
+        if name == "static":
+            sources.append(directory_of(config.peers))
+        elif name == "dns":
+            try:
+                from .directory.dns import DnsDirectory
+            except ImportError as exc:
+                raise ConfigError(
+                    str(config.path),
+                    "directory.sources",
+                    f"lists 'dns', which needs dnspython: pip install 'uftp-adapter[dns]' ({exc})",
+                ) from None
+            assert config.directory.dns is not None  # the config requires the table
+            sources.append(DnsDirectory(config.directory.dns))
+    return DirectoryChain(sources)
+
+
+def reload_peers(directory: Directory, config: Config) -> bool:
+    """Give the static sources of `directory` the [[peers]] of `config` (the file read again
+    on SIGHUP); False when `directory` has none to give them to."""
+    statics = [
+        source
+        for source in (directory.sources if isinstance(directory, DirectoryChain) else (directory,))
+        if isinstance(source, StaticDirectory)
+    ]
+    for source in statics:
+        source.replace(_peers(config.peers))
+    return bool(statics)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from urllib.parse import urljoin
 
 import aiohttp
 
+from .settings import Delivery
+
 # The classification lived here before the core had `retry`; importable from here still.
 from .uftp.retry import TEMPORARY_4XX as TEMPORARY_4XX
 from .uftp.retry import Outcome as Outcome
@@ -72,14 +74,15 @@ class Client:
 
     def __init__(
         self,
+        delivery: Delivery | None = None,
         *,
-        timeout: float = 30.0,
-        max_redirects: int = 3,
         ssl_context: ssl.SSLContext | None = None,
         connection_limit: int = 100,
     ) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._max_redirects = max_redirects
+        """Attempts as `delivery` says (its request timeout and redirects)."""
+        delivery = delivery or Delivery()
+        self._timeout = aiohttp.ClientTimeout(total=delivery.request_timeout_seconds)
+        self._max_redirects = delivery.max_redirects
         self._ssl = ssl_context
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None

@@ -25,12 +25,16 @@ import tomllib
 import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .directory.settings import DEFAULT_ENDPOINT as DEFAULT_DNS_ENDPOINT
+from .directory.settings import DIRECTORY_KEYS, DNS_KEYS, DirectorySettings, DnsSettings
+from .directory.settings import SOURCES as DIRECTORY_SOURCES
 from .keys import MAX_PUBLISHED_KEYS
 from .settings import (
     DEFAULT_MAX_BODY_BYTES,
@@ -135,6 +139,8 @@ class ParticipantSettings:
     store: StoreSettings
     #: Supported UFTP Versions; the first is the one we send.
     versions: tuple[str, ...]
+    #: From then on, sign with the next key (`keys rotate`); see `adapter.rotation`.
+    activate_next_key_at: datetime | None = None
 
     @property
     def send_version(self) -> str:
@@ -165,6 +171,23 @@ class CroSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FlexSettings:
+    """Flexibility trading between DSO and AGR: the [flex] table (used when role = DSO or AGR).
+
+    `isp_duration` and `time_zone` are the market's agreed values (metadata-attributes.md):
+    a flex message with others is rejected ("ISP duration rejected", "TimeZone rejected").
+    `portfolio` (a DSO's portfolio file, as `dso publish` reads it) or `congestion_points`
+    name the points this participant trades on; a message for another is rejected ("Invalid
+    CongestionPoint"). Neither given: points are not checked.
+    """
+
+    isp_duration: timedelta = timedelta(minutes=15)
+    time_zone: str = "Europe/Amsterdam"
+    portfolio: Path | None = None
+    congestion_points: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSettings:
     """Prometheus metrics, /health and /ready for the operator: the [metrics] table.
 
@@ -174,6 +197,25 @@ class MetricsSettings:
     """
 
     listen: ListenAddress | None = None
+
+
+#: The longest path a Unix socket's address holds on Linux (sun_path, less its closing NUL).
+MAX_SOCKET_PATH_BYTES = 107
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The admin socket of `serve`: the [admin] table.
+
+    A Unix socket only this participant's user can open, through which the command line's
+    `send`, `dso publish`, `dso query` and `cro show` use a running `serve` of the same
+    configuration instead of opening its store and port themselves (`adapter.ops.admin`).
+    By default it lies beside a SQLite store (``NAME.sock``, as its ``NAME.lock``); a
+    PostgreSQL store has no folder of its own, so there it is set, or there is none.
+    """
+
+    #: None: no admin socket, and the command line always runs standalone.
+    socket: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +341,10 @@ class Config:
     handlers: HandlerSettings = field(default_factory=HandlerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    flex: FlexSettings = field(default_factory=FlexSettings)
+    #: Where peers come from besides `peers`: the [directory] table.
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
         """The peer at `domain` (in `role`), or None when it is not configured.
@@ -438,6 +484,12 @@ def parse_config(
     handlers = _handlers(root.table("handlers", required=False), bus)
     metrics = _metrics(root.table("metrics", required=False), participant)
     retention = _retention(root.table("retention", required=False), limits)
+    flex_table = root.table("flex", required=False)
+    flex = _flex(flex_table)
+    if flex_table.present and participant.role is Role.CRO:
+        log.warning("%s: [flex] is ignored: participant.role is CRO", source)
+    directory = _directory(root.table("directory", required=False))
+    admin = _admin(root.table("admin", required=False), participant)
     return Config(
         participant,
         delivery,
@@ -450,6 +502,9 @@ def parse_config(
         handlers,
         metrics,
         retention,
+        flex,
+        directory,
+        admin,
     )
 
 
@@ -468,7 +523,16 @@ def _participant(table: _Table) -> ParticipantSettings:
             f"`uftp-adapter keys generate {signing_key.stem} --dir {signing_key.parent}` "
             "and delete this line",
         )
-    return ParticipantSettings(domain, role, signing_key, listen, store, versions)
+    activate_at = table.get("activate_next_key_at")
+    if activate_at is not None and not (
+        isinstance(activate_at, datetime) and activate_at.tzinfo is not None
+    ):
+        raise table.error(
+            "activate_next_key_at",
+            "expected a date and time with its offset, e.g. 2026-12-08T06:00:00Z, "
+            f"got {_describe(activate_at)}",
+        )
+    return ParticipantSettings(domain, role, signing_key, listen, store, versions, activate_at)
 
 
 def _delivery(table: _Table) -> Delivery:
@@ -494,6 +558,36 @@ def _delivery(table: _Table) -> Delivery:
             settings.deadline_seconds,
         )
     return settings
+
+
+def _flex(table: _Table) -> FlexSettings:
+    from .uftp.durations import parse_duration
+
+    d = FlexSettings()
+    text = table.string("isp_duration", "PT15M")
+    try:
+        isp_duration = parse_duration(text)
+    except ValueError:
+        isp_duration = timedelta(0)
+    if isp_duration <= timedelta(0) or timedelta(days=1) % isp_duration:
+        raise table.error(
+            "isp_duration",
+            f"expected a duration that divides an hour or a day, e.g. 'PT15M', got {text!r}",
+        )
+    time_zone = table.string("time_zone", d.time_zone)
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise table.error(
+            "time_zone", f"expected an IANA time zone such as 'Europe/Amsterdam', got {time_zone!r}"
+        ) from None
+    portfolio = table.path("portfolio") if table.get("portfolio") is not None else None
+    points = (
+        tuple(table.string_list("congestion_points"))
+        if table.get("congestion_points") is not None
+        else None
+    )
+    return FlexSettings(isp_duration, time_zone, portfolio, points)
 
 
 def _tls(table: _Table) -> TlsSettings:
@@ -645,6 +739,32 @@ def _metrics(table: _Table, participant: ParticipantSettings) -> MetricsSettings
     return MetricsSettings(listen)
 
 
+def _admin(table: _Table, participant: ParticipantSettings) -> AdminSettings:
+    if table.get("socket") is not None:
+        path = table.path("socket")
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+            raise table.error(
+                "socket",
+                f"{path} is {len(os.fsencode(path))} bytes long; the path of a Unix socket "
+                f"holds at most {MAX_SOCKET_PATH_BYTES}",
+            )
+        return AdminSettings(path)
+    store = participant.store
+    if not isinstance(store, SqliteStoreSettings):
+        return AdminSettings()
+    path = store.path.with_name(store.path.name + ".sock")
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+        log.warning(
+            "%s: no admin socket: beside the store it would be %s, longer than a Unix socket's "
+            "path may be; set [admin] socket to a shorter path for the command line to reach "
+            "a running serve",
+            table.ctx.source,
+            path,
+        )
+        return AdminSettings()
+    return AdminSettings(path)
+
+
 def _retention(table: _Table, limits: Limits) -> RetentionSettings:
     settings = _read(table, RetentionSettings)
     # A resent copy is recognised by its stored row ("Already Submitted"); a copy older than
@@ -688,6 +808,79 @@ def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
         barred = table.boolean("barred", False)
         peers.append(PeerSettings(domain, role, endpoint, public_keys, barred, keys_file))
     return tuple(peers)
+
+
+def _directory(table: _Table) -> DirectorySettings:
+    """Read the [directory] table (absent: the static peers alone)."""
+    if not table.present:
+        return DirectorySettings()
+    sources = tuple(table.string_list("sources")) if "sources" in table.data else ("static",)
+    if not sources:
+        raise table.error("sources", f"expected at least one of {', '.join(DIRECTORY_SOURCES)}")
+    for index, name in enumerate(sources):
+        if name not in DIRECTORY_SOURCES:
+            raise table.error(
+                f"sources[{index}]", f"expected one of {', '.join(DIRECTORY_SOURCES)}, got {name!r}"
+            )
+        if name in sources[:index]:
+            raise table.error(f"sources[{index}]", f"{name!r} is listed twice")
+    dns = None
+    dns_data = table.get("dns")
+    if "dns" in sources:
+        if dns_data is None:
+            raise table.error("dns", "missing; sources lists 'dns': add a [directory.dns] table")
+        dns = _directory_dns(_Table(table.ctx, dns_data, table._name("dns"), DNS_KEYS))
+    elif dns_data is not None:
+        raise table.error("dns", "present, but sources does not list 'dns'")
+    return DirectorySettings(sources, dns)
+
+
+def _directory_dns(table: _Table) -> DnsSettings:
+    resolvers = []
+    for index, text in enumerate(table.string_list("resolvers")):
+        resolvers.append(_directory_resolver(table, f"resolvers[{index}]", text))
+    if not resolvers:
+        raise table.error(
+            "resolvers", "expected at least one validating resolver, e.g. '127.0.0.1:53'"
+        )
+    endpoint = table.string("endpoint", DEFAULT_DNS_ENDPOINT)
+    try:
+        url = urlsplit(endpoint.replace("{host}", "host.example"))
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise table.error("endpoint", f"not a URL: {exc}") from None
+    if "{host}" not in endpoint or url.scheme not in ("http", "https") or "{" in url.geturl():
+        raise table.error(
+            "endpoint",
+            f"expected an http(s) URL with {{host}} for the host DNS names, e.g. "
+            f"{DEFAULT_DNS_ENDPOINT!r}, got {endpoint!r}",
+        )
+    return DnsSettings(
+        resolvers=tuple(resolvers),
+        require_dnssec=table.boolean("require_dnssec", True),
+        timeout_seconds=table.number("timeout_seconds", 3.0),
+        endpoint=endpoint,
+        max_ttl_seconds=table.number("max_ttl_seconds", 3600.0),
+        negative_ttl_seconds=table.number("negative_ttl_seconds", 300.0),
+    )
+
+
+def _directory_resolver(table: _Table, where: str, text: str) -> tuple[str, int]:
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise table.error(
+            where, f"expected the IP address of a resolver ('127.0.0.1:53'), got {text!r}"
+        ) from None
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise table.error(where, f"expected a port 1-65535, got {port!r}")
+    return str(address), int(port)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1062,9 +1255,12 @@ _ROOT_KEYS = (
     "limits",
     "metrics",
     "retention",
+    "admin",
     "bus",
     "handlers",
+    "flex",
     "peers",
+    "directory",
 )
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
@@ -1076,14 +1272,18 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "store",
         "versions",
         "max_body_bytes",
+        "activate_next_key_at",
         "generate_key",  # no longer read: refused with what to do instead
     ),
     "delivery": _keys(Delivery),
     "cro": _keys(CroSettings),
+    "flex": _keys(FlexSettings),
     "tls": _keys(TlsSettings),
     "bus": _keys(BusSettings),
     "handlers": _keys(HandlerSettings),
     "limits": _keys(Limits),
     "metrics": _keys(MetricsSettings),
     "retention": _keys(RetentionSettings),
+    "directory": DIRECTORY_KEYS,
+    "admin": _keys(AdminSettings),
 }

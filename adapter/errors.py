@@ -19,6 +19,9 @@
     |                           response in time
     +-- UnknownPeer             (a LookupError too) no configured peer for the address
     +-- ConfigError             a mistake in the configuration file: file, field, problem
+    |   +-- AdminSocketError    (adapter.ops.admin) the admin socket cannot be made safely
+    +-- AdminError              the admin socket of a running serve cannot be used, or
+    |                           refused the command line's request
     +-- SettingsError           (a ValueError too) a settings object (adapter.settings) given
     |                           a value out of its range: field, problem
     +-- TlsFileError            a certificate, key or CA file that cannot be used
@@ -72,6 +75,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdapterError",
+    "AdminError",
     "BadContentType",
     "BodyIncomplete",
     "CannotListen",
@@ -130,6 +134,11 @@ class ResponseTimeout(AdapterError, TimeoutError):
     def __init__(self, text: str, message_id: str) -> None:
         super().__init__(text)
         self.message_id = message_id
+
+
+class AdminError(AdapterError):
+    """The admin socket of a running serve cannot be used (not ours, not safe, another
+    participant's), or the serve refused the command line's request (`adapter.ops.admin`)."""
 
 
 class UnknownPeer(AdapterError, LookupError):

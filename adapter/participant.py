@@ -49,6 +49,7 @@ from .keys import PrivateKeys
 from .limits import PerKeyLimit
 from .ops.observer import NULL_OBSERVER, Observer
 from .outbox import Outbox
+from .rotation import KeyRing
 from .router import HandlerContext, Router
 from .server import Endpoint, Received
 from .settings import Delivery, Limits, ListenAddress
@@ -65,7 +66,7 @@ from .store.coordination import Coordinator
 from .uftp import answers, codec, envelope
 from .uftp.answers import accepted as accepted  # its old home: importable from here still
 from .uftp.answers import rejected
-from .uftp.errors import InvalidXml, Reason, Rejection
+from .uftp.errors import InvalidXml, KeyLookupFailed, Reason, Rejection
 from .uftp.inbound import message_path
 from .uftp.messages import (
     RESPONSE_TYPES,
@@ -121,7 +122,8 @@ class BusAttachment(Protocol):
 #: (disk full, database down: `StorageError`) or the operating system (a full disk or an
 #: unreachable service in a handler's own I/O). Such a message is never rejected for it: it
 #: stays unfinished and is handled again, with backoff, while the process runs.
-OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError)
+#: A peer's keys or endpoint that DNS cannot give now (`KeyLookupFailed`) wait alike.
+OUR_FAULTS: tuple[type[Exception], ...] = (StorageError, OSError, KeyLookupFailed)
 #: Unhandled messages taken over at once: the handler slots bound how many run.
 RECOVERY_BATCH = 1000
 #: How long `stop()` lets the news of deliveries that ended while stopping go out.
@@ -145,7 +147,7 @@ class Participant:
         *,
         domain: str,
         role: Role,
-        keys: PrivateKeys,
+        keys: PrivateKeys | KeyRing,
         store: Store,
         directory: Directory,
         versions: tuple[str, ...] = ("3.1.0",),
@@ -163,18 +165,15 @@ class Participant:
         self.router = router if router is not None else Router()
         self.store = store
         self.directory = directory
-        self._keys = keys
+        #: What we sign with; a `KeyRing` follows a key rotation (`adapter.rotation`).
+        self._keys = keys if isinstance(keys, KeyRing) else KeyRing(keys)
         self._clock = clock
         address = listen or ListenAddress()
         self._host, self._port = address.host, address.port
         self.delivery = delivery = delivery or Delivery()
         self.limits = limits = limits or Limits()
         self._server_ssl = tls.server if tls is not None else None
-        self._client = Client(
-            timeout=delivery.request_timeout_seconds,
-            max_redirects=delivery.max_redirects,
-            ssl_context=tls.client if tls is not None else None,
-        )
+        self._client = Client(delivery, ssl_context=tls.client if tls is not None else None)
         #: What the processes sharing the store coordinate (in memory for one process).
         self.coordinator: Coordinator = store.coordinator()
         self.outbox = Outbox(
@@ -251,10 +250,10 @@ class Participant:
         return cls(
             domain=settings.domain,
             role=settings.role,
-            keys=assemble.load_keys(settings),
+            keys=assemble.key_ring(settings),
             store=store
             or assemble.new_store(settings, lease_seconds=config.delivery.lease_seconds),
-            directory=assemble.directory_of(config.peers),
+            directory=assemble.directory_for(config),
             versions=settings.versions,
             router=router,
             listen=settings.listen,
@@ -357,6 +356,10 @@ class Participant:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    def reload_keys(self) -> None:
+        """Read our key files again (SIGHUP): `keys activate` may have replaced NAME.key."""
+        self._keys.reload()
+
     def url(self, version: str | None = None) -> str:
         """Our message endpoint, as peers should be configured to reach it."""
         major = int((version or self.versions[0]).split(".")[0])
@@ -453,6 +456,10 @@ class Participant:
         roles = (
             {role} if role is not None else kind.recipient_roles & self.directory.roles_of(domain)
         )
+        if not roles:
+            # A source that asks the network (DNS) knows a domain's roles once asked.
+            found = [await self.directory.lookup(domain, r) for r in sorted(kind.recipient_roles)]
+            roles = {peer.role for peer in found if peer is not None}
         if len(roles) == 1:
             peer = await self.directory.lookup(domain, next(iter(roles)))
             if peer is not None:
@@ -480,8 +487,8 @@ class Participant:
         # then explains by validating the sent message locally.
         inner = codec.encode(message, validate=False)
         log.debug("outbound %s body: %r", message.message_id, inner)
-        sealed = envelope.seal(inner, self._keys.signing, self.domain, self.role)
         now = self._clock()
+        sealed = envelope.seal(inner, self._keys.signing(now), self.domain, self.role)
         reference = message.reference_message_id if isinstance(message, PayloadResponse) else ""
         return OutboundRecord(
             message_id=message.message_id,

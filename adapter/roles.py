@@ -1,7 +1,8 @@
 """The ready-made handlers each role brings, added to a participant's router.
 
-A CRO answers portfolio updates and queries from its register; a DSO needs no handlers of
-its own (its responses resolve the requests that await them).
+A CRO answers portfolio updates and queries from its register. A DSO and an AGR bring the
+flex handlers of their side (`adapter.flex.handlers`): each checks what the other sends
+against the conversation's state and records it for the operator.
 """
 
 from __future__ import annotations
@@ -22,3 +23,9 @@ def role_router(participant: Participant, config: Config) -> None:
             participant.store, events=journal.register_change if journal is not None else None
         )
         participant.router.include(cro_router_for(config, register))
+    else:
+        from .flex.desk import flex_router_for
+
+        router = flex_router_for(participant, config)
+        if router is not None:
+            participant.router.include(router)

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, TypeVar
 
+from . import assemble
 from .bulk import LARGE_MESSAGES
 from .config import Config, load_config
 from .errors import DeliveryFailed, ResponseTimeout, UnknownPeer
+from .giving_up import gave_up
 from .keys import KeyFileExists, generate, write_private
 from .participant import Participant
-from .store.base import OutboundStatus
 from .uftp import codec
-from .uftp.errors import InvalidXml
+from .uftp.errors import AdapterError, InvalidXml
 from .uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse, Result
 from .wiring import participant_for
 
@@ -37,6 +38,8 @@ R = TypeVar("R", bound=PayloadResponse)
 EXIT_ACCEPTED = 0
 EXIT_REJECTED = 1
 EXIT_UNDELIVERED = 2
+#: SIGHUP reads the configuration's peers again (where the platform has it).
+_RELOAD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGHUP",) if hasattr(signal, name))
 
 
 async def serve(
@@ -45,12 +48,14 @@ async def serve(
     stop: asyncio.Event | None = None,
     sockets: list[socket.socket] | None = None,
     log_format: str = "text",
+    admin: bool = True,
 ) -> None:
     """Run the endpoint until SIGINT/SIGTERM (or `stop` is set), then shut down cleanly:
     in-flight handlers finish, POSTs on the wire return, pending deliveries stay in the store
     for the next start. With [metrics], its listener serves from before the start to after
     the stop (`adapter.ops.service`). `sockets`: listening already (a worker's; see
-    `adapter.workers`)."""
+    `adapter.workers`). `admin`: serve the admin socket of [admin], through which the
+    command line uses this process (`adapter.ops.admin`)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -60,8 +65,11 @@ async def serve(
         from .ops.logs import announce
         from .ops.service import Service
 
-        service = Service(config)
+        service = Service(config, admin=admin)
         participant = service.participant
+        for sig in _RELOAD_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, reread_peers, config.path, participant)
         # Raises `listen.CannotListen` ("port 8080 on 127.0.0.1 is in use") having sent and
         # handled nothing, and closed what it opened.
         await service.start(sockets=sockets)
@@ -75,9 +83,23 @@ async def serve(
             announce("shutting down", log_format)
             await service.stop()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, *_RELOAD_SIGNALS):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def reread_peers(path: Path, participant: Participant) -> None:
+    """SIGHUP: read the configuration file again and give the participant its [[peers]]
+    (and its signing keys, which `keys activate` may have changed) without a restart. A file
+    that no longer reads leaves everything as it was, and says why."""
+    try:
+        fresh = load_config(path)
+    except AdapterError as exc:
+        log.error("SIGHUP: the configuration did not read again, nothing changed: %s", exc)
+        return
+    assemble.reload_peers(participant.directory, fresh)
+    participant.reload_keys()
+    log.info("SIGHUP: %s read again: %d configured peers", path, len(fresh.peers))
 
 
 def read_message_file(path: Path) -> PayloadMessage:
@@ -107,61 +129,47 @@ async def request_once(
     out: TextIO = sys.stdout,
     describe: Callable[[R], str] | None = None,
 ) -> RequestResult:
-    """Start the participant (to receive the answer), send one request, print the answer.
+    """Send one request and print the answer: through a running `serve` of `config` when
+    there is one (its admin socket, `adapter.ops.admin`), else from a participant started
+    here for the purpose (to receive the answer).
 
     Giving up after `timeout` seconds, it says what happened (delivered but not answered, or
     not delivered and why) and withdraws a message not yet delivered from the outbox, unless
     `keep_trying`: nobody would be told when it arrived later. Exit status: 0 Accepted,
     1 Rejected, 2 not delivered or no answer in time.
     """
+    from .ops.admin_client import find_daemon
+
+    daemon = await find_daemon(config)
+    if daemon is not None:
+        async with daemon:
+            answer = await daemon.request(message, to, timeout=timeout, keep_trying=keep_trying)
+    else:
+        answer = await _request_standalone(config, message, to, timeout, keep_trying)
+    if isinstance(answer, str):
+        print(answer, file=out)
+        return RequestResult(EXIT_UNDELIVERED, None)
+    print(describe(answer) if describe else describe_response(answer), file=out)
+    return RequestResult(EXIT_ACCEPTED if answer.accepted else EXIT_REJECTED, answer)
+
+
+async def _request_standalone(
+    config: Config, message: PayloadRequest[R], to: str, timeout: float, keep_trying: bool
+) -> R | str:
+    """`request_once` in a participant of its own: the response, or the line that says why
+    there is none."""
     participant = participant_for(config)
     await participant.start()
     try:
-        try:
-            response = await participant.request(message, to=to, timeout=timeout)
-        except ResponseTimeout as exc:
-            print(await gave_up(participant, exc.message_id, timeout, keep_trying), file=out)
-            return RequestResult(EXIT_UNDELIVERED, None)
-        except DeliveryFailed as exc:
-            print(f"not delivered: {exc}", file=out)
-            return RequestResult(EXIT_UNDELIVERED, None)
-        except UnknownPeer as exc:
-            print(f"not sent: {exc}", file=out)
-            return RequestResult(EXIT_UNDELIVERED, None)
+        return await participant.request(message, to=to, timeout=timeout)
+    except ResponseTimeout as exc:
+        return await gave_up(participant, exc.message_id, timeout, keep_trying)
+    except DeliveryFailed as exc:
+        return f"not delivered: {exc}"
+    except UnknownPeer as exc:
+        return f"not sent: {exc}"
     finally:
         await participant.stop()
-    print(describe(response) if describe else describe_response(response), file=out)
-    return RequestResult(EXIT_ACCEPTED if response.accepted else EXIT_REJECTED, response)
-
-
-async def gave_up(
-    participant: Participant, message_id: str, timeout: float, keep_trying: bool
-) -> str:
-    """What became of a request whose response did not come within `timeout` seconds, in
-    one line; unless `keep_trying`, a request not yet delivered is withdrawn first."""
-    if keep_trying:
-        record = await participant.store.get_outbound(message_id)
-    else:
-        record = await participant.withdraw(message_id)
-    if record is None:  # not stored at all: nothing to tell but the time
-        return f"no response within {timeout:g} s"
-    attempts = await participant.store.attempts(message_id)
-    tried = f"{len(attempts)} attempt{'' if len(attempts) == 1 else 's'}"
-    last = attempts[-1].detail if attempts else "no attempt was made"
-    if record.status is OutboundStatus.DELIVERED:
-        return f"delivered to {record.recipient_domain}, but no response within {timeout:g} s"
-    if record.status is OutboundStatus.CANCELLED:
-        return (
-            f"not delivered to {record.recipient_domain} within {timeout:g} s: {last}, {tried}; "
-            "withdrawn, it will not be sent (--keep-trying leaves it queued)"
-        )
-    if record.status is OutboundStatus.PENDING:
-        return (
-            f"not delivered to {record.recipient_domain} within {timeout:g} s: {last}, {tried}; "
-            f"still queued: delivered when this participant next runs, until "
-            f"{record.deadline.isoformat(timespec='seconds')}"
-        )
-    return f"not delivered to {record.recipient_domain}: {record.status}, {last}, {tried}"
 
 
 def describe_response(response: PayloadResponse) -> str:

@@ -35,14 +35,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .bulk import LARGE_MESSAGES
 from .connections import Connections, track_requests
-from .directory import Directory
+from .directory import Directory, Peer
 from .ops.observer import NULL_OBSERVER, UNKNOWN_PEER, Observer
 from .printable import printable
 from .settings import Limits
 from .store.base import EventRecord, InboundRecord, SaveOutcome, Store
-from .uftp import inbound
+from .uftp import envelope, inbound
 from .uftp.errors import (
     BodyIncomplete,
+    InvalidSignature,
     RateLimited,
     RequestTimeout,
     ServerBusy,
@@ -198,9 +199,7 @@ class Endpoint:
         self._read_timeout = limits.read_timeout_seconds
         #: Who a message must be addressed to, by the major Version of the path it came by.
         self._receivers = {
-            major: inbound.Receiver.on_path(
-                domain, role, versions, major, limits.time_stamp_window
-            )
+            major: inbound.Receiver.on_path(domain, role, versions, major, limits.time_stamp_window)
             for major in {inbound.major(v) for v in versions}
         }
         self._keepalive_timeout = limits.keepalive_timeout_seconds
@@ -336,6 +335,16 @@ class Endpoint:
         )
         log.debug("inbound refused, detail: %s", printable(exc.detail, DETAIL_LOGGED))
 
+    @staticmethod
+    async def _open(
+        signed: envelope.SignedMessage, peer: Peer | None, large: bool
+    ) -> inbound.Opened:
+        if large:
+            return await asyncio.to_thread(
+                partial(inbound.open_message, signed, peer, bulk=LARGE_MESSAGES)
+            )
+        return inbound.open_message(signed, peer)
+
     async def _receive(self, request: web.Request, major: int, progress: _Progress) -> Received:
         inbound.check_transport(
             inbound.RequestHead(
@@ -373,12 +382,17 @@ class Endpoint:
         progress.sender = (signed.sender_domain, signed.sender_role)
         progress.peer = bool(self._directory.roles_of(signed.sender_domain))
         peer = await self._directory.lookup(signed.sender_domain, signed.sender_role)
-        if large:
-            opened = await asyncio.to_thread(
-                partial(inbound.open_message, signed, peer, bulk=LARGE_MESSAGES)
-            )
-        else:
-            opened = inbound.open_message(signed, peer)
+        progress.peer = progress.peer or peer is not None
+        try:
+            opened = await self._open(signed, peer, large)
+        except InvalidSignature:
+            # The keys may be cached ones the sender has just rotated away from: its source
+            # is asked once more before the 401 (spec footnote 17 keeps both keys published
+            # for a while; a cache may still hold the old record alone).
+            fresh = await self._directory.refresh(signed.sender_domain, signed.sender_role)
+            if fresh is None or fresh == peer:
+                raise
+            opened = await self._open(signed, fresh, large)
         if self._rate is not None and not self._rate.allow(signed.sender_domain):
             raise RateLimited(f"{signed.sender_domain} is over its message rate")
 

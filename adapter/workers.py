@@ -25,6 +25,10 @@ The parent decides and binds; the workers serve:
 
 What one worker holds when it dies (claims, a peer slot, the recovery) the others take over
 as when any process of a shared store dies.
+
+Worker 0 serves the admin socket of [admin] (`adapter.ops.admin`), through which the command
+line sends; the worker forked again in its place takes the socket over (the one it left is
+stale). Meanwhile the command line finds no serve there and runs standalone.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from types import FrameType
 from typing import Final
 
 from .config import Config
+from .event_loop import run
 from .listen import bind_workers
 from .run import serve
 
@@ -57,8 +62,9 @@ PARENT_CHECK: Final = 1.0
 EXIT_USAGE: Final = 2
 
 
-def serve_workers(config: Config, workers: int) -> int:
+def serve_workers(config: Config, workers: int, event_loop: str = "asyncio") -> int:
     """Bind, fork `workers` workers and supervise them until SIGTERM/SIGINT; the exit status.
+    Each worker runs on the event loop named `event_loop` (`adapter.event_loop`).
 
     Raises `listen.CannotListen` (the port in use) before anything is forked."""
     listen = config.participant.listen
@@ -74,11 +80,18 @@ def serve_workers(config: Config, workers: int) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def reload(signum: int, frame: FrameType | None) -> None:
+        # Each worker reads the configuration's peers again itself (`run.reread_peers`).
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     status = 0
     try:
         for index in range(workers):
-            children[_fork(config, groups, index, guard)] = index
+            children[_fork(config, groups, index, guard, event_loop)] = index
         print(
             f"serving with {workers} workers on port {port}: pids "
             + " ".join(str(pid) for pid in children),
@@ -101,7 +114,7 @@ def serve_workers(config: Config, workers: int) -> int:
             log.error("worker %d (pid %d) ended (%d): starting it again", index, pid, code)
             time.sleep(RESPAWN_DELAY)
             if not stopping:
-                new = _fork(config, groups, index, guard)
+                new = _fork(config, groups, index, guard, event_loop)
                 children[new] = index
                 print(f"worker {index} started again: pid {new}", flush=True)
     finally:
@@ -115,7 +128,11 @@ def serve_workers(config: Config, workers: int) -> int:
 
 
 def _fork(
-    config: Config, groups: list[list[socket.socket]], index: int, guard: socket.socket | None
+    config: Config,
+    groups: list[list[socket.socket]],
+    index: int,
+    guard: socket.socket | None,
+    event_loop: str,
 ) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
@@ -128,20 +145,25 @@ def _fork(
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # `serve` installs its own, running
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until `serve` installs its own
         for other, group in enumerate(groups):
             if other != index:
                 for sock in group:
                     sock.close()
-        code = _work(config, groups[index], parent)
+        code = _work(config, groups[index], parent, event_loop, admin=index == 0)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
 
 
-def _work(config: Config, sockets: list[socket.socket], parent: int) -> int:
+def _work(
+    config: Config, sockets: list[socket.socket], parent: int, event_loop: str, *, admin: bool
+) -> int:
     """Serve on `sockets` until told to stop or orphaned; the exit status, as the command
-    line's: a mistake (the store cannot be opened, say) is one line and status 2."""
+    line's: a mistake (the store cannot be opened, say) is one line and status 2. `admin`:
+    this worker serves the admin socket (worker 0 does; the command line's requests then
+    run in it, and a response landing at another worker reaches it as any other's does)."""
     from .config import ConfigError
     from .console import PROG
     from .keys import KeyFileError
@@ -149,7 +171,7 @@ def _work(config: Config, sockets: list[socket.socket], parent: int) -> int:
     from .uftp.errors import UftpError
 
     try:
-        asyncio.run(_serve_while_parent_lives(config, sockets, parent))
+        run(_serve_while_parent_lives(config, sockets, parent, admin=admin), event_loop)
     except (ConfigError, KeyFileError, StoreOpenError, UftpError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -162,7 +184,7 @@ def _work(config: Config, sockets: list[socket.socket], parent: int) -> int:
 
 
 async def _serve_while_parent_lives(
-    config: Config, sockets: list[socket.socket], parent: int
+    config: Config, sockets: list[socket.socket], parent: int, *, admin: bool
 ) -> None:
     stop = asyncio.Event()
 
@@ -175,7 +197,7 @@ async def _serve_while_parent_lives(
 
     watching = asyncio.get_running_loop().create_task(watch())
     try:
-        await serve(config, stop=stop, sockets=sockets)
+        await serve(config, stop=stop, sockets=sockets, admin=admin)
     finally:
         watching.cancel()
         await asyncio.gather(watching, return_exceptions=True)

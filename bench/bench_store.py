@@ -7,7 +7,9 @@ awaited until its COMMIT returned, i.e. what the HTTP endpoint could acknowledge
 SQLite runs with synchronous=FULL in a temporary directory (give --dir on the disk you will
 deploy on: tmpfs or a disk that ignores flushes gives meaningless figures). At concurrency 1
 every save pays a whole fsync; with more callers, group commit lets one fsync carry many
-saves, which the "saves/commit" column shows. PostgreSQL groups commits itself (and its
+saves, which the "saves/commit" column shows. "sqlite/loop" is the same store with its COMMIT
+on the event loop (as before issue 13), measured in turn with the other. The CPU per save is
+this process's (all its threads). PostgreSQL groups commits itself (and its
 figure includes a network round trip per statement); it is skipped if unreachable.
 """
 
@@ -44,10 +46,14 @@ def record() -> InboundRecord:
     )
 
 
-async def saves_per_second(store: Store, concurrency: int, seconds: float) -> tuple[float, int]:
-    """Keep `concurrency` callers saving for `seconds`; return the rate and the saves done."""
+async def saves_per_second(
+    store: Store, concurrency: int, seconds: float
+) -> tuple[float, int, float]:
+    """Keep `concurrency` callers saving for `seconds`; return the rate, the saves done and
+    this process's CPU seconds per save (all its threads: the SQLite commit thread too)."""
     deadline = time.perf_counter() + seconds
     done = 0
+    cpu = time.process_time()
 
     async def caller() -> None:
         nonlocal done
@@ -57,24 +63,33 @@ async def saves_per_second(store: Store, concurrency: int, seconds: float) -> tu
 
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return done / (time.perf_counter() - started), done
+    elapsed = time.perf_counter() - started
+    return done / elapsed, done, (time.process_time() - cpu) / max(done, 1)
 
 
 async def bench_sqlite(seconds: float, directory: str | None) -> None:
+    """The store as it runs (COMMIT on its commit thread) and, interleaved, with the COMMIT
+    on the event loop as before (``loop``)."""
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        store = SqliteStore(Path(tmp) / "bench.sqlite3")
-        await store.open()
+        stores = {
+            "sqlite": SqliteStore(Path(tmp) / "bench.sqlite3"),
+            "sqlite/loop": SqliteStore(Path(tmp) / "loop.sqlite3", commit_off_loop=False),
+        }
+        for store in stores.values():
+            await store.open()
         try:
             for concurrency in CONCURRENCIES:
-                commits = store.commits
-                rate, saves = await saves_per_second(store, concurrency, seconds)
-                per_commit = saves / max(store.commits - commits, 1)
-                print(
-                    f"sqlite    concurrency {concurrency:>3}: {rate:8.0f} saves/s"
-                    f"   ({per_commit:5.1f} saves/commit)"
-                )
+                for name, store in stores.items():
+                    commits = store.commits
+                    rate, saves, cpu = await saves_per_second(store, concurrency, seconds)
+                    per_commit = saves / max(store.commits - commits, 1)
+                    print(
+                        f"{name:11} concurrency {concurrency:>3}: {rate:8.0f} saves/s"
+                        f"   ({per_commit:5.1f} saves/commit, {cpu * 1e6:4.0f} us CPU/save)"
+                    )
         finally:
-            await store.close()
+            for store in stores.values():
+                await store.close()
 
 
 async def bench_postgres(seconds: float, dsn: str) -> None:
@@ -95,8 +110,11 @@ async def bench_postgres(seconds: float, dsn: str) -> None:
     try:
         await store.open()
         for concurrency in CONCURRENCIES:
-            rate, _ = await saves_per_second(store, concurrency, seconds)
-            print(f"postgres  concurrency {concurrency:>3}: {rate:8.0f} saves/s   (pool of 20)")
+            rate, _, cpu = await saves_per_second(store, concurrency, seconds)
+            print(
+                f"{'postgres':11} concurrency {concurrency:>3}: {rate:8.0f} saves/s"
+                f"   (pool of 20, {cpu * 1e6:4.0f} us CPU/save here, the server's apart)"
+            )
     finally:
         await store.close()
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

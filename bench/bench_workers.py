@@ -55,6 +55,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 @dataclasses.dataclass
 class Run:
     workers: int
+    #: "" for this checkout, " base" for `--baseline`'s.
+    code: str
     round_trips: int
     errors: int
     seconds: float
@@ -146,11 +148,25 @@ def participant(role_name: str, secret: bytes, store_url: str, per_peer: int | N
     )
 
 
+def use_code(code: str | None) -> None:
+    """Run the `adapter` of checkout `code` in this process (None: this checkout's); before
+    anything imports it."""
+    if code is not None:
+        sys.path.insert(0, code)
+
+
 def cro_parent(
-    conn: Connection, workers: int, secret: bytes, store_url: str, dso: Any, per_peer: int | None
+    conn: Connection,
+    workers: int,
+    secret: bytes,
+    store_url: str,
+    dso: Any,
+    per_peer: int | None,
+    code: str | None = None,
 ) -> None:
     """Bind one SO_REUSEPORT group per worker, fork the workers, report their pids and the
     URL, and stop them (SIGTERM) when told."""
+    use_code(code)
     from adapter.listen import bind_workers
 
     logging.basicConfig(level=logging.WARNING)
@@ -198,7 +214,10 @@ async def cro_worker(
     await cro.stop()
 
 
-def dso_process(conn: Connection, secret: bytes, store_url: str, per_peer: int | None) -> None:
+def dso_process(
+    conn: Connection, secret: bytes, store_url: str, per_peer: int | None, code: str | None = None
+) -> None:
+    use_code(code)
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(_dso(conn, secret, store_url, per_peer))
 
@@ -295,7 +314,12 @@ async def drop(schemas: list[str]) -> None:
 
 
 def one_run(
-    workers: int, concurrency: int, warmup: float, seconds: float, per_peer: int | None
+    workers: int,
+    concurrency: int,
+    warmup: float,
+    seconds: float,
+    per_peer: int | None,
+    code: str | None = None,
 ) -> Run:
     from adapter.directory import Peer
     from adapter.keys import generate
@@ -308,7 +332,7 @@ def one_run(
     dso_here, dso_there = ctx.Pipe()
     dso = ctx.Process(
         target=dso_process,
-        args=(dso_there, dso_keys.signing, with_application(PG_DSN, schemas[0]), per_peer),
+        args=(dso_there, dso_keys.signing, with_application(PG_DSN, schemas[0]), per_peer, code),
     )
     dso.start()
     dso_url = dso_here.recv()
@@ -323,6 +347,7 @@ def one_run(
             with_application(PG_DSN, schemas[1]),
             dso_peer,
             per_peer,
+            code,
         ),
     )
     cro.start()
@@ -353,6 +378,7 @@ def one_run(
 
     return Run(
         workers,
+        "" if code is None else " base",
         len(latencies),
         errors,
         seconds,
@@ -376,7 +402,17 @@ def main() -> int:
         default=16,
         help="deliveries_per_peer of both sides (default 16, as serve's; 0: no cap, no locks)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="a checkout of another version (`git archive` of a commit): each configuration "
+        "also runs on its adapter, interleaved with this one's",
+    )
     args = parser.parse_args()
+    codes: list[str | None] = [None]
+    if args.baseline:
+        codes.append(str(args.baseline.resolve()))
     if sys.platform != "linux":
         print("Linux only (SO_REUSEPORT, /proc)", file=sys.stderr)
         return 2
@@ -385,38 +421,57 @@ def main() -> int:
         f"10 x 10 update, concurrency {args.concurrency}, {args.seconds:g} s per run, "
         f"deliveries_per_peer {args.per_peer or 'none'}"
     )
-    print("workers  round trips/s   p50 ms   p99 ms   CPU ms per round trip: DSO   CRO    PG")
+    print(
+        "workers       round trips/s   p50 ms   p99 ms   CPU ms per round trip: "
+        "DSO    CRO     PG DSO+CRO"
+    )
     runs: list[Run] = []
+    loads = [os.getloadavg()[0]]
     for _ in range(args.rounds):
         for workers in args.workers:
-            run = one_run(
-                workers, args.concurrency, args.warmup, args.seconds, args.per_peer or None
-            )
-            runs.append(run)
-            ordered = sorted(run.latencies) or [float("nan")]
-            p50 = 1000 * ordered[len(ordered) // 2]
-            p99 = 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-            print(
-                f"{workers:7}  {run.throughput:13.1f}   {p50:6.1f}   {p99:6.1f}"
-                f"                        {run.per_round_trip(run.cpu_dso)} "
-                f"{run.per_round_trip(run.cpu_cro)} {run.per_round_trip(run.cpu_pg)}"
-                + (f"   ({run.errors} failed)" if run.errors else ""),
-                flush=True,
-            )
-    print("medians:")
+            for code in codes:
+                run = one_run(
+                    workers,
+                    args.concurrency,
+                    args.warmup,
+                    args.seconds,
+                    args.per_peer or None,
+                    code,
+                )
+                runs.append(run)
+                loads.append(os.getloadavg()[0])
+                ordered = sorted(run.latencies) or [float("nan")]
+                p50 = 1000 * ordered[len(ordered) // 2]
+                p99 = 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+                print(
+                    f"{workers:7}{run.code:5}  {run.throughput:13.1f}   {p50:6.1f}   {p99:6.1f}"
+                    f"                        {run.per_round_trip(run.cpu_dso)} "
+                    f"{run.per_round_trip(run.cpu_cro)} {run.per_round_trip(run.cpu_pg)} "
+                    f"{run.per_round_trip(run.cpu_dso + run.cpu_cro)}"
+                    + (f"   ({run.errors} failed)" if run.errors else ""),
+                    flush=True,
+                )
+    print("medians [min-max over the rounds]:")
     for workers in args.workers:
-        mine = [r for r in runs if r.workers == workers]
+        for label in ("", " base") if args.baseline else ("",):
+            mine = [r for r in runs if r.workers == workers and r.code == label]
 
-        def median_ms(values: list[float | None], mine: list[Run] = mine) -> str:
-            known = [1000 * v / r.round_trips for v, r in zip(values, mine, strict=True) if v]
-            return f"{statistics.median(known):6.2f}" if known else "   -  "
+            def median_ms(values: list[float | None], mine: list[Run] = mine) -> str:
+                known = [1000 * v / r.round_trips for v, r in zip(values, mine, strict=True) if v]
+                if not known:
+                    return "   -  "
+                return f"{statistics.median(known):.2f} [{min(known):.2f}-{max(known):.2f}]"
 
-        print(
-            f"{workers:7}  {statistics.median(r.throughput for r in mine):13.1f}"
-            f"                                          "
-            f"{median_ms([r.cpu_dso for r in mine])} {median_ms([r.cpu_cro for r in mine])} "
-            f"{median_ms([r.cpu_pg for r in mine])}"
-        )
+            rates = [r.throughput for r in mine]
+            print(
+                f"{workers:7}{label:5}  {statistics.median(rates):.1f} "
+                f"[{min(rates):.0f}-{max(rates):.0f}] round trips/s;  CPU ms per round trip: "
+                f"DSO {median_ms([r.cpu_dso for r in mine])}  "
+                f"CRO {median_ms([r.cpu_cro for r in mine])}  "
+                f"PG {median_ms([r.cpu_pg for r in mine])}  "
+                f"DSO+CRO {median_ms([r.cpu_dso + r.cpu_cro for r in mine])}"
+            )
+    print(f"load average (1 min) over the run: {min(loads):.2f}-{max(loads):.2f}")
     return 1 if any(r.errors for r in runs) else 0
 
 

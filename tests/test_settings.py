@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from adapter import AdapterError, Delivery, Limits, ListenAddress, Participant, SettingsError
-from adapter.config import CroSettings, RetentionSettings, load_config
+from adapter.config import ConfigError, CroSettings, RetentionSettings, load_config
 from adapter.directory import StaticDirectory
 from adapter.keys import generate, write_private
 from adapter.server import Endpoint
@@ -154,3 +154,28 @@ def test_the_matcher_of_a_participant_alone_on_its_store_is_in_memory(tmp_path: 
     store = SqliteStore(tmp_path / "alone.sqlite3")
     assert type(matcher_for(store.coordinator(), store)) is Waiters
     assert type(bare(tmp_path).waiters) is Waiters
+
+
+def test_the_matcher_of_a_participant_on_a_shared_store_tells_the_other_processes() -> None:
+    """A PostgreSQL store may be shared: its coordinator's notifier (LISTEN/NOTIFY) carries
+    the news of responses and failures to the process that awaits them. Nothing connects
+    before the store is opened."""
+    pytest.importorskip("asyncpg")
+    from adapter.store.postgres import PostgresStore
+    from adapter.waiters import SharedWaiters
+
+    store = PostgresStore("postgresql://uftp@127.0.0.1:9/none", schema="never_opened")
+    assert type(matcher_for(store.coordinator(), store)) is SharedWaiters
+
+
+def test_a_file_may_switch_the_future_bound_off_but_not_the_past_one_beside_retention() -> None:
+    """`inf` reads as in Python; a past bound of `inf` would outlive every message row that
+    recognises a resent copy, so the file is refused, naming retention's key."""
+    from tests.test_config import parse, valid
+
+    data = valid()
+    data["limits"] = {"time_stamp_future_seconds": math.inf}
+    assert parse(data).limits.time_stamp_window[1] > timedelta(days=365 * 99)
+    data["limits"] = {"time_stamp_past_seconds": math.inf}
+    with pytest.raises(ConfigError, match=r"retention\.messages_days: must be more than"):
+        parse(data)

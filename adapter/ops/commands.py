@@ -450,7 +450,7 @@ def add_init(subparsers: _SubParsers) -> None:
         "--config-dir DIR). Never overwrites a file.",
     )
     init.add_argument("folder", type=Path, metavar="DIR")
-    init.add_argument("--role", type=_init_role, help="DSO or CRO")
+    init.add_argument("--role", type=_init_role, help="DSO, CRO or AGR")
     init.add_argument("--domain", help="the participant's domain, e.g. dso.example.com")
     init.add_argument(
         "--listen",
@@ -463,8 +463,8 @@ def add_init(subparsers: _SubParsers) -> None:
 
 
 def _init_role(text: str) -> str:
-    if text.upper() not in ("DSO", "CRO"):
-        raise argparse.ArgumentTypeError(f"expected DSO or CRO, got {text!r}")
+    if text.upper() not in ("DSO", "CRO", "AGR"):
+        raise argparse.ArgumentTypeError(f"expected DSO, CRO or AGR, got {text!r}")
     return text.upper()
 
 

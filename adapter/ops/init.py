@@ -23,7 +23,7 @@ from adapter.uftp.messages import Role
 __all__ = ["ROLES", "SAMPLE_FILES", "InitError", "Initialised", "copy_samples", "init_participant"]
 
 #: The roles `init` writes a configuration for.
-ROLES = (Role.DSO, Role.CRO)
+ROLES = (Role.DSO, Role.CRO, Role.AGR)
 #: The demo's files (`uftp-adapter demo --config-dir`).
 SAMPLE_FILES = ("dso.toml", "cro.toml", "portfolio.csv", "portfolio.json")
 
@@ -34,9 +34,19 @@ mode = "open"                       # open: any DSO may register; closed: only t
 time_zone = "Europe/Amsterdam"      # the market's time zone (IANA)
 period_violation = "reject"         # reject | clip: what to do with periods out of bounds
 """
+_FLEX_SECTION = """
+# The flex market: its agreed ISP length and time zone (the defaults are shown), and the
+# congestion points traded on (a DSO's portfolio file, or a list; neither: not checked).
+# [flex]
+# isp_duration = "PT15M"
+# time_zone = "Europe/Amsterdam"
+# portfolio = "portfolio.csv"
+# congestion_points = ["ea1.2026-01.example.com:cp-north"]
+"""
 _PEER_EXAMPLES = {
     Role.DSO: ("cro.example.com", "CRO", "cro"),
     Role.CRO: ("dso.example.com", "DSO", "dso"),
+    Role.AGR: ("dso.example.com", "DSO", "dso"),
 }
 
 
@@ -76,7 +86,7 @@ def render(role: Role, domain: str, listen: str) -> str:
         domain=domain,
         name=name,
         listen=listen,
-        cro_section=_CRO_SECTION if role is Role.CRO else "",
+        cro_section=_CRO_SECTION if role is Role.CRO else _FLEX_SECTION,
         peers_example=peers,
     )
 
@@ -86,7 +96,7 @@ def init_participant(folder: Path, role: Role, domain: str, listen: str) -> Init
     being the role in lower case; FOLDER is created. Raises `InitError` for a file that
     exists already, and `ConfigError` for a domain or address the configuration refuses."""
     if role not in ROLES:
-        raise InitError(f"init writes a DSO or a CRO configuration, not {role}")
+        raise InitError(f"init writes a DSO, CRO or AGR configuration, not {role}")
     name = role.value.lower()
     config_path = folder / f"{name}.toml"
     key_path = folder / "keys" / f"{name}.key"

@@ -1,5 +1,6 @@
 """A participant run as a service: the participant, the operator's HTTP listener (metrics,
-health, readiness) and the periodic work around it.
+health, readiness), the admin socket the command line uses (`adapter.ops.admin`) and the
+periodic work around it.
 
 `serve` runs one of these; tests drive it the same way, with the participant at hand.
 """
@@ -17,6 +18,7 @@ from adapter.store.sqlite import SqliteStore
 from adapter.wiring import participant_for
 
 if TYPE_CHECKING:
+    from adapter.ops.admin import AdminServer
     from adapter.ops.http import OpsServer
     from adapter.ops.metrics import Metrics
 
@@ -24,9 +26,18 @@ __all__ = ["Service"]
 
 
 class Service:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, admin: bool = True) -> None:
+        """`admin`: serve the admin socket of [admin] (one process of `serve --workers`
+        does)."""
         self.config = config
         self.participant: Participant = participant_for(config)
+        self.admin_server: AdminServer | None = None
+        # Only where the kernel names a connection's user (SO_PEERCRED, Linux): elsewhere the
+        # command line runs standalone, as it would without a serve.
+        if admin and config.admin.socket is not None and hasattr(socket, "SO_PEERCRED"):
+            from adapter.ops.admin import AdminServer
+
+            self.admin_server = AdminServer(config, self.participant, config.admin.socket)
         #: True from the end of `start` to the beginning of `stop`: what `/ready` says.
         self.ready = False
         self.metrics: Metrics | None = None
@@ -47,12 +58,20 @@ class Service:
 
     async def start(self, *, sockets: list[socket.socket] | None = None) -> None:
         """The operator's listener first (so that a probe hears "not ready" while the rest
-        starts), then the participant (store, port, deliveries), then the periodic work.
-        Raises `listen.CannotListen` for either address, having started nothing."""
+        starts), then the participant (store, port, deliveries), then the admin socket (once
+        the store and port are this process's: a second serve is refused by those first, by
+        name), then the periodic work. Raises `listen.CannotListen` for either address, or
+        `admin.AdminSocketError`, having started nothing."""
         if self.ops_server is not None:
             await self.ops_server.start()
         try:
             await self.participant.start(sockets=sockets)
+            try:
+                if self.admin_server is not None:
+                    await self.admin_server.start()
+            except BaseException:
+                await self.participant.stop()
+                raise
         except BaseException:
             if self.ops_server is not None:
                 await self.ops_server.stop()
@@ -61,9 +80,12 @@ class Service:
         self.ready = True
 
     async def stop(self) -> None:
-        """Not ready first; the periodic work, the participant (see `Participant.stop`), and
-        the operator's listener last."""
+        """Not ready first; the admin socket (a command waiting on it is told, its message
+        stays queued), the periodic work, the participant (see `Participant.stop`), and the
+        operator's listener last."""
         self.ready = False
+        if self.admin_server is not None:
+            await self.admin_server.stop()
         await self.housekeeping.stop()
         await self.participant.stop()
         if self.ops_server is not None:

@@ -41,6 +41,7 @@ from adapter.store.url import (
 
 if TYPE_CHECKING:
     from adapter.store.admin import StoreAdmin
+    from adapter.store.flex import FlexBook
     from adapter.store.register import PortfolioRegister, RegisterEvents
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "admin_for",
     "check_schema_name",
     "check_store_url",
+    "flex_book_for",
     "open_store",
     "parse_url",
     "redact_dsn",
@@ -148,3 +150,23 @@ def register_for(store: Store, *, events: RegisterEvents | None = None) -> Portf
 
             return PostgresRegister(store, events=events)
     raise TypeError(f"no Common Reference register for {store!r}")
+
+
+def flex_book_for(store: Store) -> FlexBook:
+    """The flex conversations (`adapter.store.flex`) on `store` (opened by its owner), of the
+    store's own kind; chosen here for the reason `register_for` is."""
+    if isinstance(store, SqliteStore):
+        from adapter.store.flex_sqlite import SqliteFlexBook
+
+        return SqliteFlexBook(store)
+    try:
+        from adapter.store.postgres import PostgresStore
+    except ModuleNotFoundError as exc:  # no asyncpg here: no PostgreSQL store either
+        if exc.name != "asyncpg":
+            raise
+    else:
+        if isinstance(store, PostgresStore):
+            from adapter.store.flex_postgres import PostgresFlexBook
+
+            return PostgresFlexBook(store)
+    raise TypeError(f"no flex conversations for {store!r}")

@@ -14,18 +14,29 @@ with ``unnest``; connection rows are written with COPY.
 An update costs what it touches, never what the register holds (O(update), not O(register)),
 whatever the planner's statistics. The look-ups by connection (the conflict checks) are
 written so that the planner has one plan to choose (`_by_address`): for each address of the
-message, in sorted order, one probe of the address index. Left free, the planner chose by
-its statistics, and without them (a freshly loaded table, autovacuum off) it joined every
-current point with every probe: with 1,000,000 connections of other DSOs registered, one
-update ran for minutes. JIT compilation is off in update transactions: the estimates of such
-plans run into the billions without statistics, and compiling costs more than the query. An
-update that adds at least half as many rows as its table held when last counted (a bulk load)
-is followed by ANALYZE, so that the other queries plan on true statistics before autovacuum
-comes by, or where it is off.
+message, in sorted order, one probe of an index led by the address (of cro_connection, its
+key). Left free, the planner chose by its statistics, and without them (a freshly loaded
+table, autovacuum off) it joined every current point with every probe: with 1,000,000
+connections of other DSOs registered, one update ran for minutes. JIT compilation is off in
+update transactions: the estimates of such plans run into the billions without statistics,
+and compiling costs more than the query. An update that adds at least half as many rows as
+its table held when last counted (a bulk load) is followed by ANALYZE, in a task of its own
+once the update has committed (the response need not wait for it), so that the other queries
+plan on true statistics before autovacuum comes by, or where it is off.
+
+A new portfolio of 100 x 1,000 (bench/bench_cro.py, per statement: see bench/README.md) costs
+most in the COPY of its 100,000 rows, and most of that in the two indexes of cro_connection.
+Its key leads with the address (schema version 3), so that the key serves the look-ups by
+connection, and the other index, on point_version alone, takes each COPY's rows at its right
+end (new versions have the largest ids): a quarter off the COPY's server time against a key
+led by point_version beside an address index. The rows are made once, with ids drawn before
+the checks, and sorted by address once: that order is the conflict check's probe and the
+order in which the COPY fills the key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
@@ -35,7 +46,7 @@ from typing import Any, Final, TypeVar
 import asyncpg
 
 from adapter.bulk import gc_paused
-from adapter.store.base import EventRecord, newer_schema
+from adapter.store.base import EventRecord, StorageError, newer_schema
 from adapter.store.postgres import PostgresStore, insert_events
 from adapter.store.register import (
     AgrAllocation,
@@ -48,17 +59,22 @@ from adapter.store.register import (
     PointDefinition,
     PointSummary,
     RegisterEvents,
+    StoredRows,
     UpdateKind,
     UpdateMeta,
     UpdateSummary,
     change_summary,
-    iso_rows,
-    rows_digest,
     versioned_diff,
 )
 from adapter.uftp.messages import RedispatchBy
 
-__all__ = ["AGR_CONFLICT_QUERY", "DSO_CONFLICT_QUERY", "SCHEMA_VERSION", "PostgresRegister"]
+__all__ = [
+    "AGR_CONFLICT_QUERY",
+    "DSO_CONFLICT_QUERY",
+    "SCHEMA_VERSION",
+    "PostgresRegister",
+    "names_parameter",
+]
 
 T = TypeVar("T")
 
@@ -67,7 +83,9 @@ log = logging.getLogger(__name__)
 #: Version of the tables this module owns (component "cro_register" in `schema_version`).
 #: 2: a point version may hold a connection more than once, for disjoint periods (the key of
 #: cro_connection gained start_period).
-SCHEMA_VERSION: Final = 2
+#: 3: cro_connection's key leads with the address, and serves the look-ups by connection; a
+#: plain index on point_version replaces the separate address index (see `_migrate`).
+SCHEMA_VERSION: Final = 3
 _COMPONENT: Final = "cro_register"
 
 _SCHEMA: Final = (
@@ -106,10 +124,10 @@ _SCHEMA: Final = (
         entity_address text NOT NULL,
         start_period date NOT NULL,
         end_period date,
-        PRIMARY KEY (point_version, entity_address, start_period)
+        PRIMARY KEY (entity_address, point_version, start_period)
     )""",
-    """CREATE INDEX IF NOT EXISTS cro_connection_address
-        ON cro_connection (entity_address)""",
+    """CREATE INDEX IF NOT EXISTS cro_connection_version
+        ON cro_connection (point_version)""",
     """CREATE TABLE IF NOT EXISTS cro_agr_connection (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         agr_domain text NOT NULL,
@@ -164,9 +182,28 @@ def _elsewhere(sender: str, points: str) -> str:
 _PERIOD_COLUMNS: Final = "x.entity_address, x.start_period, x.end_period"
 
 
+#: Between the names of a `names_parameter`: U+0001 is no XML character (XML 1.0, production
+#: Char), so it is in no EntityAddress a message can carry.
+_SEPARATOR: Final = "\x01"
+
+
+def names_parameter(names: Sequence[str]) -> str:
+    """`names` as one text parameter, for `_by_address`: 100,000 names bound as a text[]
+    cost asyncpg two isinstance checks against abstract classes each (0.15 s of our CPU per
+    update); joined they cost a copy, and the server splits them (``string_to_array``).
+
+    Raises ValueError for a name that would not come back whole (empty, or holding the
+    separator): not one a message can carry."""
+    text = _SEPARATOR.join(names)
+    if names and (text.count(_SEPARATOR) != len(names) - 1 or not all(names)):
+        raise ValueError("an EntityAddress is empty or holds U+0001")
+    return text
+
+
 def _by_address(names: str, table: str, columns: str, where: str = "TRUE") -> str:
-    """SQL: the addresses of array parameter `names` (as ``n``) and for each the rows of
-    `table` with that EntityAddress (as ``x``, its `columns`, filtered by `where`).
+    """SQL: the addresses of text parameter `names` (`names_parameter`: as ``n``) and for
+    each the rows of `table` with that EntityAddress (as ``x``, its `columns`, filtered by
+    `where`).
 
     One probe of the table's address index per name, whatever the statistics: LATERAL makes
     ``n`` the outer side and OFFSET 0 keeps the subquery from being flattened into a join
@@ -175,7 +212,8 @@ def _by_address(names: str, table: str, columns: str, where: str = "TRUE") -> st
     it is still an index probe, and a sequential scan per name is never cheaper on paper.
     """
     return (
-        f"unnest({names}::text[]) AS n (entity_address) CROSS JOIN LATERAL ("  # noqa: S608
+        f"unnest(string_to_array({names}::text, chr(1))) AS n (entity_address) "  # noqa: S608
+        "CROSS JOIN LATERAL ("
         f"SELECT {columns} FROM {table} AS x "
         f"WHERE x.entity_address = n.entity_address AND {where} OFFSET 0) AS x"
     )
@@ -233,12 +271,18 @@ def _on(alias: str, period: str) -> str:
 async def _migrate(conn: Any, version: int) -> None:
     """Bring a register written by an earlier version of this module up to date, in the
     transaction that opens it (so an interrupted migration leaves the old version whole)."""
-    if version < 2:
-        # A connection that leaves a point and returns to it is listed twice in one version,
-        # with disjoint periods (dso-portfolio-update.md: each Connection has its own Period).
+    if version < 3:
+        # 2: a connection that leaves a point and returns to it is listed twice in one
+        # version, with disjoint periods (dso-portfolio-update.md: each Connection has its own
+        # Period). 3: the key leads with the address, so that one index serves the look-ups
+        # by connection and the key; the other, on point_version alone, takes each COPY's
+        # rows as appends (their versions are new, the largest yet). Two indexes where there
+        # were two, but cheaper to write (bench/README.md).
+        # cro_connection_version was made by `_SCHEMA` just before.
         await conn.execute(
             "ALTER TABLE cro_connection DROP CONSTRAINT cro_connection_pkey, "
-            "ADD PRIMARY KEY (point_version, entity_address, start_period)"
+            "ADD PRIMARY KEY (entity_address, point_version, start_period); "
+            "DROP INDEX IF EXISTS cro_connection_address"
         )
     await conn.execute(
         "UPDATE schema_version SET version = $1 WHERE component = $2", SCHEMA_VERSION, _COMPONENT
@@ -265,6 +309,7 @@ class PostgresRegister:
         self._store = store
         self._events = events
         self._ready = False
+        self._analyzing: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"PostgresRegister({self._store!r})"
@@ -326,32 +371,58 @@ class PostgresRegister:
             }
             # Kept, a new version with the old rows, or a new version with the message's.
             plans: list[tuple[PointDefinition, tuple[object, ...], bytes, int | None]] = []
-            probe: list[str] = []
             for point in points:
                 definition = _definition(point)
-                digest = rows_digest(iso_rows(point.connections))
+                digest = StoredRows.of(point.connections).digest
                 known = current.get(point.entity_address)
                 if known is not None and known[2:] == (definition, digest):
                     continue
                 copy_from = known[0] if known is not None and known[3] == digest else None
                 plans.append((point, definition, digest, copy_from))
-                if copy_from is None:
-                    probe.extend(connection[0] for connection in point.connections)
+            # The new versions' ids, drawn before the checks, so that the rows to write are
+            # made once, in their final form, and sorted once: their addresses are the probe
+            # of the conflict check. An update then rejected leaves a gap in the ids, as any
+            # rolled-back insert does.
+            versions: list[int] = (
+                [
+                    row[0]
+                    for row in await conn.fetch(
+                        "SELECT nextval(pg_get_serial_sequence('cro_congestion_point', 'id')) "
+                        "FROM generate_series(1, $1)",
+                        len(plans),
+                    )
+                ]
+                if plans
+                else []
+            )
+            with gc_paused():  # 100,000 rows of tuples: see gc_paused
+                records = [
+                    (version, *connection)
+                    for (point, _, _, old), version in zip(plans, versions, strict=True)
+                    if old is None
+                    for connection in point.connections
+                ]
+                # In address order: the conflict check reads the address index in order,
+                # and the COPY adds to it in order rather than at random.
+                records.sort(key=_ADDRESS)
             # Points this update does not replace: those it does not name, and other DSOs'
             # points it names (rejected for those, but all reasons are reported).
             memberships: list[Membership] = []
-            if probe and await conn.fetchval(
+            if records and await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM cro_congestion_point AS p "  # noqa: S608
                 f"WHERE {_elsewhere('$1', '$2')})",
                 sender,
                 addresses,
             ):
-                probe.sort()
                 memberships = [
                     Membership(*row)
-                    for row in await conn.fetch(DSO_CONFLICT_QUERY, sender, addresses, probe)
+                    for row in await conn.fetch(
+                        DSO_CONFLICT_QUERY,
+                        sender,
+                        addresses,
+                        names_parameter(list(map(_ADDRESS, records))),
+                    )
                 ]
-            del probe
             check(
                 DsoUpdateState(
                     owners={address: known[1] for address, known in current.items()},
@@ -362,7 +433,7 @@ class PostgresRegister:
             seq = await self._record(conn, update, UpdateKind.DSO)
             if not plans:
                 return Applied.APPLIED
-            # Three statements whatever the number of points: supersede, insert, copy.
+            # Four statements whatever the number of points: supersede, insert, copy twice.
             replaced = [
                 current[p.entity_address][0] for p, *_ in plans if p.entity_address in current
             ]
@@ -374,26 +445,27 @@ class PostgresRegister:
                     replaced,
                 )
             # One array per column; the current-point index makes addresses unique here.
-            versions: dict[str, int] = {
-                row[1]: row[0]
-                for row in await conn.fetch(
-                    "INSERT INTO cro_congestion_point (entity_address, dso_domain, "
-                    "start_period, end_period, mutex_offers_supported, "
-                    "day_ahead_redispatch_by, intraday_redispatch_by, connections, digest, "
-                    "valid_from) SELECT n.a, $1, n.s, n.e, n.m, n.d, n.i, n.c, n.h, $2 "
-                    "FROM unnest($3::text[], $4::date[], $5::date[], $6::boolean[], "
-                    "$7::text[], $8::text[], $9::integer[], $10::bytea[]) "
-                    "AS n (a, s, e, m, d, i, c, h) RETURNING id, entity_address",
-                    sender,
-                    seq,
-                    [point.entity_address for point, *_ in plans],
-                    *(list(column) for column in zip(*(d for _, d, _, _ in plans), strict=True)),
-                    [len(point.connections) for point, *_ in plans],
-                    [digest for _, _, digest, _ in plans],
-                )
-            }
+            await conn.execute(
+                "INSERT INTO cro_congestion_point (id, entity_address, dso_domain, "
+                "start_period, end_period, mutex_offers_supported, "
+                "day_ahead_redispatch_by, intraday_redispatch_by, connections, digest, "
+                "valid_from) OVERRIDING SYSTEM VALUE "
+                "SELECT n.v, n.a, $1, n.s, n.e, n.m, n.d, n.i, n.c, n.h, $2 "
+                "FROM unnest($3::bigint[], $4::text[], $5::date[], $6::date[], $7::boolean[], "
+                "$8::text[], $9::text[], $10::integer[], $11::bytea[]) "
+                "AS n (v, a, s, e, m, d, i, c, h)",
+                sender,
+                seq,
+                versions,
+                [point.entity_address for point, *_ in plans],
+                *(list(column) for column in zip(*(d for _, d, _, _ in plans), strict=True)),
+                [len(point.connections) for point, *_ in plans],
+                [digest for _, _, digest, _ in plans],
+            )
             copies = [
-                (versions[p.entity_address], old) for p, _, _, old in plans if old is not None
+                (new, old)
+                for (_, _, _, old), new in zip(plans, versions, strict=True)
+                if old is not None
             ]
             copied = 0
             if copies:
@@ -406,16 +478,6 @@ class PostgresRegister:
                     [old for _, old in copies],
                 )
                 copied = int(status.split()[-1])
-            with gc_paused():  # 100,000 rows of tuples: see gc_paused
-                records = [
-                    (versions[point.entity_address], *connection)
-                    for point, _, _, old in plans
-                    if old is None
-                    for connection in point.connections
-                ]
-                # In address order, the address index takes the rows as appends to its
-                # pages rather than at random: about a quarter off the COPY of 100,000.
-                records.sort(key=_ADDRESS)
             if records:
                 await conn.copy_records_to_table(
                     "cro_connection",
@@ -428,7 +490,7 @@ class PostgresRegister:
 
         applied = await self._apply(op, events)
         if grew:
-            await self._analyze("cro_connection", "cro_congestion_point")
+            self._analyze_later("cro_connection", "cro_congestion_point")
         return applied
 
     async def apply_agr_update(
@@ -450,14 +512,14 @@ class PostgresRegister:
                 for row in await conn.fetch(
                     _AGR_CURRENT_QUERY,
                     sender,
-                    sorted({connection[0] for connection in connections}),
+                    names_parameter(sorted({connection[0] for connection in connections})),
                 )
             }
             inserts, gone = versioned_diff(current_rows, (tuple(c) for c in connections))
             registrations = [
                 Membership(*row)
                 for row in await conn.fetch(
-                    AGR_CONFLICT_QUERY, sender, sorted({row[0] for row in inserts})
+                    AGR_CONFLICT_QUERY, sender, names_parameter(sorted({row[0] for row in inserts}))
                 )
             ]
             check(
@@ -480,7 +542,7 @@ class PostgresRegister:
 
         applied = await self._apply(op, events)
         if grew:
-            await self._analyze("cro_agr_connection")
+            self._analyze_later("cro_agr_connection")
         return applied
 
     def _change_events(
@@ -526,17 +588,31 @@ class PostgresRegister:
         )
         return found is not None
 
+    def _analyze_later(self, *tables: str) -> None:
+        """ANALYZE `tables` (ours) in a task of its own, after the update committed: the
+        update is applied whatever comes of it, and its sender's response need not wait for
+        it (0.05-0.1 s for 100,000 rows). `analyzed` waits for it."""
+        task = asyncio.get_running_loop().create_task(self._analyze(*tables))
+        self._analyzing.add(task)
+        task.add_done_callback(self._analyzing.discard)
+
+    async def analyzed(self) -> None:
+        """Wait for the ANALYZE runs that bulk loads started (`_analyze_later`)."""
+        while self._analyzing:
+            await asyncio.wait(set(self._analyzing))
+
     async def _analyze(self, *tables: str) -> None:
-        """ANALYZE `tables` (ours), after the update committed: its rows are applied, so a
-        failure here is logged, not raised. SKIP_LOCKED: when a VACUUM or autovacuum holds
-        a table, it is counting already, and the update does not wait for it."""
+        """ANALYZE `tables`: a failure is logged, not raised (the rows it would count are
+        applied; autovacuum counts them too, where it is on). SKIP_LOCKED: when a VACUUM or
+        autovacuum holds a table, it is counting already, and the ANALYZE does not wait."""
 
         async def op(conn: Any) -> None:
             await conn.execute(f"ANALYZE (SKIP_LOCKED) {', '.join(tables)}")
 
         try:
             await self._store.run(op)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, asyncpg.PostgresError, StorageError, RuntimeError) as exc:
+            # RuntimeError: the store was closed before the task ran.
             log.warning("ANALYZE of the register's tables failed: %s", exc)
 
     @staticmethod

@@ -1,22 +1,30 @@
-"""The embedded store: one SQLite file, with group commit, on the event loop's own thread.
+"""The embedded store: one SQLite file, with group commit; statements on the event loop's
+thread, each COMMIT on a thread of its own.
 
-Why on the event loop: SQLite allows one writer at a time anyway, and its statements for one
-message take tens of microseconds. A dedicated writer thread (this module's first design) made
-every operation cross the GIL twice; under load the event loop and the writer then queued for
-the GIL behind CPython's 5 ms switch interval, and that hand-off, not SQLite, capped the
-round trips a participant made a second (bench/README.md). Running the statements where the
-caller already holds the GIL costs nothing to hand over; the price is that the loop waits for
-each COMMIT's fsync (a fraction of a millisecond on a local SSD), which group commit
-amortises. Operations
-known to be large (a 100,000-row portfolio) ask for `offload=True` and their batch runs on a
-worker thread instead, while new operations wait for the next batch.
+Why the statements on the event loop: SQLite allows one writer at a time anyway, and its
+statements for one message take tens of microseconds. A dedicated writer thread running them
+(this module's first design) made every operation cross the GIL twice; under load the event
+loop and the writer then queued for the GIL behind CPython's 5 ms switch interval, and that
+hand-off, not SQLite, capped the round trips a participant made a second (bench/README.md).
+Running the statements where the caller already holds the GIL costs nothing to hand over.
+
+Why the COMMIT elsewhere: the COMMIT waits for an fsync (milliseconds on a loaded disk), and
+on the event loop nothing else would run meanwhile: the loop was blocked on COMMIT in about
+half of a profiler's samples. So a batch's statements run here, and its COMMIT on the store's
+commit thread (one hand-off per batch, not per operation; SQLite releases the GIL while it
+waits); the loop parses, verifies and answers meanwhile. The next batch starts once that
+COMMIT returned, and carries everything submitted while it ran: the group-commit window is
+the fsync itself, with no timer to add latency when the store is idle. Operations known to be
+large (a 100,000-row portfolio) ask for `offload=True` and their whole batch runs on a worker
+thread instead, while new operations wait for the next batch.
 
 Why group commit: with `synchronous=FULL` every COMMIT waits for an fsync; one transaction
 per operation would cap the store at a few thousand writes per second and put one fsync on
 every message. Instead, the operations submitted during one turn of the event loop are all
-run by one transaction (`BEGIN IMMEDIATE` ... `COMMIT`) at the end of that turn, so they share
-one fsync. Each operation runs inside its own SAVEPOINT: one that raises is rolled back alone
-and its caller gets the exception, while the others in the batch still commit. No caller's
+run by one transaction (`BEGIN IMMEDIATE` ... `COMMIT`) at the end of that turn (or, while a
+COMMIT runs, once it returned), so they share one fsync. Each operation runs inside its own
+SAVEPOINT: one that raises is rolled back alone and its caller gets the exception, while the
+others in the batch still commit. No caller's
 future is resolved before the COMMIT carrying its work has returned: an awaited write is a
 durable write.
 
@@ -77,6 +85,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,6 +133,14 @@ BUS_SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT_MS: Final = 5000
 #: At most this many operations share one transaction, bounding the latency of a batch.
 MAX_BATCH: Final = 1000
+#: How long bookkeeping that nobody waits on may wait for a batch to join, in seconds: a
+#: delivery's outcome once the peer said 200 (`record_attempt`, delivered), a response marked
+#: handled (`finish_inbound` without a response to send). Either, lost in a crash, is redone
+#: after the restart (the message sent again, which its receiver knows as Already Submitted;
+#: the response handled again, as after a crash before its mark), so neither needs an fsync
+#: of its own: joining the next message's transaction saves a COMMIT per round trip on each
+#: side. Its caller still learns of it only once it is committed.
+DEFERRED_WINDOW: Final = 0.05
 #: Commits between two checkpoints, besides one after every offloaded (large) batch: at a
 #: few pages a commit, a WAL of a few MiB, as with SQLite's own default of 1000 pages.
 CHECKPOINT_EVERY_COMMITS: Final = 256
@@ -345,6 +362,17 @@ def _as_storage_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def _rolled_back(conn: sqlite3.Connection, size: int, exc: Exception) -> Exception:
+    """End the failed transaction of a batch of `size` operations; `exc` is what they met."""
+    log.error("SQLite batch of %d operations failed: %s", size, exc)
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback after a failed batch failed too")
+    return exc
+
+
 def _inbound(row: sqlite3.Row) -> InboundRecord:
     return InboundRecord(
         sender_domain=row["sender_domain"],
@@ -553,6 +581,18 @@ class _Op:
     #: Run inside its own SAVEPOINT. Extension operations may raise by design (a rejected
     #: update); the store's own statements only fail on a bug or a taken key.
     isolate: bool = True
+    #: Bookkeeping that need not be durable at once (see `DEFERRED_WINDOW`): it joins the
+    #: next batch another operation starts, or one of its own after the window.
+    deferred: bool = False
+
+
+def _exception_of(future: asyncio.Future[Exception | None]) -> Exception | None:
+    """What a finished `SqliteStore._commit` returned, or raised (anything but a normal
+    error is made one, so that its callers still learn that nothing committed)."""
+    error = future.exception()
+    if error is None:
+        return future.result()
+    return error if isinstance(error, Exception) else StorageError(f"SQLite COMMIT: {error!r}")
 
 
 class _Settlements(list[tuple[asyncio.Future[Any], bool, Any]]):
@@ -644,9 +684,18 @@ class SqliteStore:
     """
 
     def __init__(
-        self, path: str | Path, *, exclusive: bool = True, lease: timedelta = DEFAULT_LEASE
+        self,
+        path: str | Path,
+        *,
+        exclusive: bool = True,
+        lease: timedelta = DEFAULT_LEASE,
+        commit_off_loop: bool = True,
     ) -> None:
         self.path = Path(path)
+        #: COMMIT on the store's commit thread (see the module docstring); False runs it on
+        #: the event loop, as before: kept to measure the difference (bench_roundtrip.py).
+        self.commit_off_loop = commit_off_loop
+        self._committer: ThreadPoolExecutor | None = None
         self.exclusive = exclusive
         self.lease = lease
         self._owner = ""
@@ -656,6 +705,8 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Op] = []
         self._flush_scheduled = False
+        #: The timer that commits deferred operations nothing else carried along.
+        self._deferred_timer: asyncio.TimerHandle | None = None
         #: Set while a batch runs on a worker thread; the next batch waits for it.
         self._offloaded: asyncio.Future[None] | None = None
         self._closing = False
@@ -705,6 +756,8 @@ class SqliteStore:
             self._drop_lock()
             raise
         self._checkpointer = _Checkpointer(self.path)
+        if self.commit_off_loop:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
         log.info("opened SQLite store %s (WAL, synchronous=FULL)", self.path)
 
     async def close(self) -> None:
@@ -718,6 +771,9 @@ class SqliteStore:
             except Exception as exc:  # a full disk, say: the next open voids them anyway
                 log.warning("SQLite store %s: could not release its claims: %s", self.path, exc)
         self._closing = True
+        if self._deferred_timer is not None:
+            self._deferred_timer.cancel()
+            self._deferred_timer = None
         while self._pending or self._offloaded is not None:
             if self._offloaded is not None:
                 await asyncio.shield(self._offloaded)
@@ -727,6 +783,9 @@ class SqliteStore:
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.close)
             self._checkpointer = None
+        if self._committer is not None:
+            self._committer.shutdown()
+            self._committer = None
         self._conn.close()
         self._conn = None
         self._drop_lock()
@@ -789,9 +848,10 @@ class SqliteStore:
         """
         return await self._submit(fn, write=True, offload=offload)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """One of the store's own writes: no SAVEPOINT of its own (see `_attempt_writes`)."""
-        return await self._submit(fn, write=True, isolate=False)
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, deferred: bool = False) -> T:
+        """One of the store's own writes: no SAVEPOINT of its own (see `_attempt_writes`);
+        `deferred`: bookkeeping that may wait up to `DEFERRED_WINDOW` for a batch to join."""
+        return await self._submit(fn, write=True, isolate=False, deferred=deferred)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run read-only `fn` in its own snapshot, after the writes submitted before it.
@@ -808,16 +868,14 @@ class SqliteStore:
         write: bool,
         offload: bool = False,
         isolate: bool = True,
+        deferred: bool = False,
     ) -> T:
         if self._conn is None or self._closing:
             raise RuntimeError(f"{self!r} is not open")
         assert self._loop is not None
         future: asyncio.Future[T] = self._loop.create_future()
-        self._pending.append(_Op(fn, future, write, offload, isolate))
-        if not self._flush_scheduled and self._offloaded is None:
-            # At the end of this turn of the loop: what else is submitted meanwhile joins.
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        self._pending.append(_Op(fn, future, write, offload, isolate, deferred))
+        self._schedule_next()
         return await future
 
     def _flush(self) -> None:
@@ -828,9 +886,47 @@ class SqliteStore:
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         if any(op.offload for op in batch):
             self._offload(batch)
+        elif self._committer is not None and any(op.write for op in batch):
+            self._commit_elsewhere(self._conn, batch)
         else:
             self._run_batch(self._conn, batch).deliver()
         self._schedule_next()
+
+    def _commit_elsewhere(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        """Run the batch's writes here, and their COMMIT on the commit thread: the event
+        loop goes on while the fsync runs. What is submitted meanwhile waits for it and
+        forms the next batch, so the longer a COMMIT takes, the more the next one carries.
+        Nobody is answered before the COMMIT carrying their work returned; the reads of the
+        batch run after it."""
+        assert self._loop is not None and self._committer is not None
+        writes = [op for op in batch if op.write]
+        started = time.perf_counter()
+        staged = self._stage_writes(conn, writes)
+        if isinstance(staged, Exception):
+            settlements = _Settlements()
+            for op in writes:
+                settlements.add(op, False, staged)
+            self._run_reads(conn, batch, settlements)
+            settlements.deliver()
+            return
+        done = self._offloaded = self._loop.create_future()
+        commit = self._loop.run_in_executor(self._committer, self._commit, conn, len(writes))
+
+        def committed(future: asyncio.Future[Exception | None]) -> None:
+            self._offloaded = None
+            failure = (
+                StorageError("the SQLite store's COMMIT was cancelled")
+                if future.cancelled()
+                else _exception_of(future)
+            )
+            settlements = _Settlements()
+            self._settle_writes(writes, staged, failure, started, settlements)
+            self._run_reads(conn, batch, settlements)
+            settlements.deliver()
+            done.set_result(None)
+            self._schedule_next()
+
+        commit.add_done_callback(committed)
 
     def _offload(self, batch: list[_Op]) -> None:
         assert self._loop is not None and self._conn is not None
@@ -855,10 +951,23 @@ class SqliteStore:
             self._checkpointer.request()
 
     def _schedule_next(self) -> None:
-        if self._pending and not self._flush_scheduled and self._offloaded is None:
-            assert self._loop is not None
+        """Flush at the end of this turn of the loop (what else is submitted meanwhile
+        joins), unless a batch runs (its end calls this again) or only deferred operations
+        wait (then after `DEFERRED_WINDOW`, unless another operation comes first)."""
+        if not self._pending or self._flush_scheduled or self._offloaded is not None:
+            return
+        assert self._loop is not None
+        if self._closing or not all(op.deferred for op in self._pending):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+        elif self._deferred_timer is None:
+            self._deferred_timer = self._loop.call_later(DEFERRED_WINDOW, self._deferred_due)
+
+    def _deferred_due(self) -> None:
+        self._deferred_timer = None
+        if self._pending and not self._flush_scheduled and self._offloaded is None:
+            self._flush_scheduled = True
+            self._flush()
 
     # -- the Store port -----------------------------------------------------------------------
 
@@ -953,7 +1062,9 @@ class SqliteStore:
             if events:
                 insert_events(conn, events)
 
-        await self._write(op)
+        # Without a response to send it is bookkeeping (see `DEFERRED_WINDOW`); with one,
+        # the response is sent once this returns, so it must be durable first.
+        await self._write(op, deferred=response is None)
         if events:
             self.events_written()
 
@@ -1019,9 +1130,14 @@ class SqliteStore:
         owner = self._owner
 
         def op(conn: sqlite3.Connection) -> tuple[bool, bool]:
-            before = conn.execute(
-                "SELECT status FROM outbound WHERE message_id = ?", (attempt.message_id,)
-            ).fetchone()
+            # The status before: only bus events need it (an outcome is reported once).
+            before = (
+                conn.execute(
+                    "SELECT status FROM outbound WHERE message_id = ?", (attempt.message_id,)
+                ).fetchone()
+                if events
+                else None
+            )
             # (The right-hand sides all read the row as it was before this UPDATE.)
             cursor = conn.execute(
                 "UPDATE outbound SET attempts = attempts + 1, "
@@ -1057,7 +1173,9 @@ class SqliteStore:
                 ),
             )
             ended = (
-                before[0] == OutboundStatus.PENDING.value and status is not OutboundStatus.PENDING
+                before is not None
+                and before[0] == OutboundStatus.PENDING.value
+                and status is not OutboundStatus.PENDING
             )
             if ended and events:
                 insert_events(conn, events)
@@ -1067,7 +1185,8 @@ class SqliteStore:
             ).fetchone()
             return ended, bool(row[0])
 
-        ended, ours = await self._write(op)
+        # Delivered: nobody waits for the mark (see `DEFERRED_WINDOW`).
+        ended, ours = await self._write(op, deferred=status is OutboundStatus.DELIVERED)
         if ended and events:
             self.events_written()
         return ours
@@ -1336,26 +1455,65 @@ class SqliteStore:
         writes = [op for op in batch if op.write]
         if writes:
             self._run_writes(conn, writes, settlements)
+        self._run_reads(conn, batch, settlements)
+        return settlements
+
+    def _run_reads(
+        self, conn: sqlite3.Connection, batch: list[_Op], settlements: _Settlements
+    ) -> None:
         for op in batch:
             if not op.write:
                 self._run_read(conn, op, settlements)
-        return settlements
 
     def _run_writes(
         self, conn: sqlite3.Connection, writes: list[_Op], settlements: _Settlements
     ) -> None:
+        """Run `writes` in one transaction, COMMIT included, on the calling thread."""
+        started = time.perf_counter()
+        staged = self._stage_writes(conn, writes)
+        if isinstance(staged, Exception):
+            for op in writes:
+                settlements.add(op, False, staged)
+            return
+        failure = self._commit(conn, len(writes))
+        self._settle_writes(writes, staged, failure, started, settlements)
+
+    def _stage_writes(
+        self, conn: sqlite3.Connection, writes: list[_Op]
+    ) -> list[tuple[_Op, bool, Any]] | Exception:
+        """BEGIN and run `writes`, leaving the transaction open for its COMMIT: their
+        outcomes, or the error that ended the transaction (nothing of it will commit)."""
         # The store's own operations run without savepoints (two statements fewer each);
         # should one of them raise, the transaction is rolled back and the batch run again
         # with a SAVEPOINT around every operation, so that only the failing one is lost.
-        started = time.perf_counter()
         outcomes = self._attempt_writes(conn, writes, isolate=False)
         if outcomes is None:
             outcomes = self._attempt_writes(conn, writes, isolate=True)
-        if isinstance(outcomes, Exception):
-            for op in writes:
-                settlements.add(op, False, outcomes)
-            return
         assert outcomes is not None
+        return outcomes
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection, size: int) -> Exception | None:
+        """COMMIT the open transaction (the fsync); the error if it failed, rolled back."""
+        try:
+            conn.execute("COMMIT")
+        except Exception as exc:
+            return _rolled_back(conn, size, exc)
+        return None
+
+    def _settle_writes(
+        self,
+        writes: list[_Op],
+        outcomes: list[tuple[_Op, bool, Any]],
+        failure: Exception | None,
+        started: float,
+        settlements: _Settlements,
+    ) -> None:
+        """Hand out the outcomes of a committed batch, or its COMMIT's error to every one."""
+        if failure is not None:
+            for op in writes:
+                settlements.add(op, False, failure)
+            return
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - started)
         self._commits += 1
@@ -1371,9 +1529,9 @@ class SqliteStore:
     def _attempt_writes(
         conn: sqlite3.Connection, writes: list[_Op], *, isolate: bool
     ) -> list[tuple[_Op, bool, Any]] | Exception | None:
-        """Run `writes` in one transaction: their outcomes once committed; None when an
-        operation raised and `isolate` is off (nothing committed); the error when the
-        transaction itself failed (nothing committed)."""
+        """Run `writes` in a transaction left open for its COMMIT: their outcomes; None when
+        an operation raised and `isolate` is off (rolled back); the error when the
+        transaction itself failed (rolled back)."""
         outcomes: list[tuple[_Op, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -1399,15 +1557,8 @@ class SqliteStore:
                     if savepoint:
                         conn.execute("RELEASE op")
                     outcomes.append((op, True, value))
-            conn.execute("COMMIT")
         except Exception as exc:
-            log.error("SQLite batch of %d operations failed: %s", len(writes), exc)
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.exception("rollback after a failed batch failed too")
-            return exc
+            return _rolled_back(conn, len(writes), exc)
         return outcomes
 
     @staticmethod

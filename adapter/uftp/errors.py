@@ -160,6 +160,13 @@ class Reason(StrEnum):
     TIMEZONE_REJECTED = "TimeZone rejected"
     INVALID_CONGESTION_POINT = "Invalid CongestionPoint"
     PERIOD_OUT_OF_BOUNDS = "Period out of bounds"
+    ISP_DURATION_REJECTED = "ISP duration rejected"
+    ISPS_OUT_OF_BOUNDS = "ISPs out of bounds"
+    ISP_CONFLICT = "ISP conflict"
+    REFERENCE_PERIOD_MISMATCH = "Reference Period mismatch"
+    REFERENCE_MESSAGE_EXPIRED = "Reference message expired"
+    REFERENCE_MESSAGE_REVOKED = "Reference message revoked"
+    EXPIRATION_DATE_TIME_OUT_OF_BOUNDS = "ExpirationDateTime out of bounds"
     # Not in the table; the spec allows "other reasonable causes" and says an invalid Version
     # is rejected with a reason (message-transport-mechanism.md, "Messages").
     UNSUPPORTED_VERSION = "Unsupported Version"
@@ -168,6 +175,13 @@ class Reason(StrEnum):
     TIME_STAMP_OUT_OF_BOUNDS = "TimeStamp out of bounds"
     UNAUTHORIZED = "Unauthorized"
     NO_CONNECTIONS_AVAILABLE = "No connections available"
+
+
+def unknown_reference(message_type: str) -> str:
+    """ "Unknown <MessageType>MessageID reference" of message-validation.md, for the type the
+    reference names: unknown_reference("FlexRequest") is "Unknown FlexRequestMessageID
+    reference"."""
+    return f"Unknown {message_type}MessageID reference"
 
 
 class Rejection(UftpError):

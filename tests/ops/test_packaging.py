@@ -105,7 +105,8 @@ async def test_init_on_the_command_line(tmp_path: Path) -> None:
     result = await uftp("init", str(tmp_path), "--role", "cro", "--domain", "cro.example.com")
     again = await uftp("init", str(tmp_path), "--role", "cro", "--domain", "cro.example.com")
     samples = await uftp("init", str(tmp_path / "demo"), "--samples")
-    wrong = await uftp("init", str(tmp_path / "x"), "--role", "AGR", "--domain", "a.example.com")
+    wrong = await uftp("init", str(tmp_path / "x"), "--role", "MDC", "--domain", "a.example.com")
+    agr = await uftp("init", str(tmp_path / "a"), "--role", "AGR", "--domain", "a.example.com")
 
     assert result.returncode == 0, result.stderr
     assert f"wrote {tmp_path / 'cro.toml'}" in result.stdout and "cs1." in result.stdout
@@ -113,7 +114,9 @@ async def test_init_on_the_command_line(tmp_path: Path) -> None:
     assert samples.returncode == 0 and sorted(
         p.name for p in (tmp_path / "demo").iterdir()
     ) == sorted(SAMPLE_FILES)
-    assert wrong.returncode == 2 and "expected DSO or CRO" in wrong.stderr
+    assert wrong.returncode == 2 and "expected DSO, CRO or AGR" in wrong.stderr
+    assert agr.returncode == 0, agr.stderr
+    assert 'role = "AGR"' in (tmp_path / "a" / "agr.toml").read_text()
 
 
 # -- a non-editable install ------------------------------------------------------------------

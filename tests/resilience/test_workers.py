@@ -226,3 +226,27 @@ def test_workers_with_a_sqlite_store_are_refused(tmp_path: Path, site_keys: Path
         'process; several share a PostgreSQL store (store = "postgresql://...")'
     )
     assert not (tmp_path / "cro.sqlite3").exists()  # nothing opened
+
+
+async def test_sighup_reaches_every_worker_and_stops_none(
+    tmp_path: Path,
+    site_keys: Path,
+    pg_schema: str,
+    counting_peer: CountingPeer,
+    started: list[Process],
+) -> None:
+    port = free_port()
+    config = cro_config(tmp_path, site_keys, store_url(pg_schema), counting_peer.url, port)
+    parent = await start_workers(started, config)
+    workers = pids_of(await parent.until_line(lambda line: line.startswith("serving with"), 60))
+    for _ in workers:
+        await parent.until_line(lambda line: line.startswith("serving CRO"), 60)
+
+    os.kill(parent.pid, signal.SIGHUP)
+
+    log = tmp_path / "serve.log"
+    await until(
+        lambda: log.read_text().count("SIGHUP: ") == len(workers), 15, "each worker re-reading"
+    )
+    assert alive(parent.pid) and all(alive(pid) for pid in workers)
+    assert await post_test_messages(port, load_private(site_keys / "dso.key"), 4) == [200] * 4

@@ -547,10 +547,21 @@ async def test_points_with_mixed_periods_are_stored_row_by_row(
     assert await names(register, CP1, date(2025, 1, 1)) == [E1, E2]
 
 
-async def test_postgres_register_of_schema_version_1_is_migrated() -> None:
+#: cro_connection's key as register versions 1 and 2 of PostgreSQL wrote it, beside an index
+#: on entity_address.
+OLD_CONNECTION_KEYS = {
+    1: "(point_version, entity_address)",
+    2: "(point_version, entity_address, start_period)",
+}
+
+
+@pytest.mark.parametrize("old_version", sorted(OLD_CONNECTION_KEYS))
+async def test_postgres_register_of_an_older_schema_version_is_migrated(old_version: int) -> None:
     """A register written when a point version held each connection once (version 1: key
-    (point_version, entity_address)) opens keyed by period too, and takes a connection that
-    leaves a point and returns to it."""
+    (point_version, entity_address)), or with a key led by the point version beside an
+    address index (version 2), opens keyed by address, version and period, with an index on
+    point_version in place of the address index; its connections are found as before, and it
+    takes a connection that leaves a point and returns to it."""
     asyncpg = pytest.importorskip("asyncpg")
     from adapter.store.postgres import PostgresStore
     from adapter.store.register_postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
@@ -573,8 +584,11 @@ async def test_postgres_register_of_schema_version_1_is_migrated() -> None:
             await store.close()
         await admin.execute(
             f"ALTER TABLE {schema}.cro_connection DROP CONSTRAINT cro_connection_pkey, "
-            "ADD PRIMARY KEY (point_version, entity_address); "
-            f"UPDATE {schema}.schema_version SET version = 1 WHERE component = 'cro_register'"
+            f"ADD PRIMARY KEY {OLD_CONNECTION_KEYS[old_version]}; "
+            f"DROP INDEX {schema}.cro_connection_version; "
+            f"CREATE INDEX cro_connection_address ON {schema}.cro_connection (entity_address); "
+            f"UPDATE {schema}.schema_version SET version = {old_version} "
+            "WHERE component = 'cro_register'"
         )
         store = PostgresStore(PG_DSN, schema=schema)
         await store.open()
@@ -584,6 +598,7 @@ async def test_postgres_register_of_schema_version_1_is_migrated() -> None:
             _, cp_b = moving_points()
             await register.apply_dso_update(meta("d2", at=1), [cp_b], accept)
             assert await names(register, CP_B, AUG28) == [E1, MOVING]
+            assert await names(register, CP1, JUN) == [E1, E2]
         finally:
             await store.close()
         version = await admin.fetchval(
@@ -595,9 +610,15 @@ async def test_postgres_register_of_schema_version_1_is_migrated() -> None:
             "WHERE n.nspname = $1 AND c.conname = 'cro_connection_pkey'",
             schema,
         )
-        assert (version, key) == (
+        indexes = await admin.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 "
+            "AND tablename = 'cro_connection' ORDER BY indexname",
+            schema,
+        )
+        assert (version, key, [row[0] for row in indexes]) == (
             PG_SCHEMA_VERSION,
-            "PRIMARY KEY (point_version, entity_address, start_period)",
+            "PRIMARY KEY (entity_address, point_version, start_period)",
+            ["cro_connection_pkey", "cro_connection_version"],
         )
     finally:
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -641,7 +662,11 @@ async def test_postgres_conflict_checks_probe_the_address_index_without_statisti
     finds its conflicts, and being a bulk load itself, leaves the tables analyzed."""
     asyncpg = pytest.importorskip("asyncpg")
     from adapter.store.postgres import PostgresStore
-    from adapter.store.register_postgres import AGR_CONFLICT_QUERY, DSO_CONFLICT_QUERY
+    from adapter.store.register_postgres import (
+        AGR_CONFLICT_QUERY,
+        DSO_CONFLICT_QUERY,
+        names_parameter,
+    )
 
     try:
         admin = await asyncpg.connect(PG_DSN, timeout=5)
@@ -704,13 +729,13 @@ async def test_postgres_conflict_checks_probe_the_address_index_without_statisti
         async with admin.transaction():
             await admin.execute(f"SET LOCAL search_path = {schema}")
             for name, query, args in (
-                ("dso", DSO_CONFLICT_QUERY, (DSO, points, probe)),
-                ("agr", AGR_CONFLICT_QUERY, (AGR, probe)),
+                ("dso", DSO_CONFLICT_QUERY, (DSO, points, names_parameter(probe))),
+                ("agr", AGR_CONFLICT_QUERY, (AGR, names_parameter(probe))),
             ):
                 [(explained,)] = await admin.fetch(f"EXPLAIN (FORMAT JSON) {query}", *args)
                 plans[name] = json.loads(explained)[0]["Plan"]
         for name, table, index in (
-            ("dso", "cro_connection", "cro_connection_address"),
+            ("dso", "cro_connection", "cro_connection_pkey"),
             ("agr", "cro_agr_connection", "cro_agr_connection_address"),
         ):
             scans = scans_of(plans[name], table)
@@ -740,6 +765,7 @@ async def test_postgres_conflict_checks_probe_the_address_index_without_statisti
             (name, AGR2) for name in set(mine).intersection(others)
         }
         # 20,000 rows into tables never counted: bulk loads, analyzed after them.
+        await register.analyzed()  # type: ignore[attr-defined]
         analyzed = await admin.fetch(
             "SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = $1", schema
         )
@@ -795,3 +821,16 @@ async def test_sqlite_conflict_check_looks_each_connection_up_by_address(tmp_pat
             assert not [step for step in steps if step.startswith("SCAN ") and " j " not in step]
     finally:
         await store.close()
+
+
+def test_postgres_names_parameter_refuses_names_that_would_not_come_back_whole() -> None:
+    """The connections of a conflict check travel as one text, split by the server at
+    U+0001 (no XML character): a name holding it, or an empty one, would come back as
+    other names, so it is refused rather than probed wrongly."""
+    from adapter.store.register_postgres import names_parameter
+
+    assert names_parameter([E1, E2]) == f"{E1}\x01{E2}"
+    assert names_parameter([]) == ""
+    for wrong in ([E1, "ean.1\x012"], [E1, ""], [""]):
+        with pytest.raises(ValueError, match="U\\+0001"):
+            names_parameter(wrong)

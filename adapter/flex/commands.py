@@ -1,0 +1,494 @@
+"""The flex commands of `uftp-adapter`: the DSO's (`dso flex-request`, `dso offers`,
+`dso order`) and the AGR's (`agr requests`, `agr offer`, `agr offers`, `agr revoke`).
+
+The listings read the store without taking it (a running `serve` may hold it). The commands
+that send run the participant for the time of one exchange, as `dso publish` does: it listens
+on the configured address to receive the answer, so the participant's `serve` must not run
+meanwhile (the peer's outbox retries what it could not deliver, for an hour at least). Exit
+status: 0 Accepted, 1 Rejected or refused here, 2 a mistake in a file or argument, not
+delivered or no answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from adapter.config import Config, load_config
+from adapter.console import EXIT_REFUSED, PROG, UsageError
+from adapter.errors import DeliveryFailed, ResponseTimeout, UnknownPeer
+from adapter.flex.desk import (
+    FlexFileError,
+    load_flex_request,
+    load_offer,
+    market_of,
+    order_for,
+    send_recorded,
+)
+from adapter.flex.handlers import model_of
+from adapter.flex.state import Direction, Entry, Standing
+from adapter.participant import Participant
+from adapter.store.flex import FlexBook
+from adapter.uftp.messages import (
+    FlexOffer,
+    FlexOfferRevocation,
+    FlexRequest,
+    PayloadMessage,
+    PayloadResponse,
+    Result,
+    Role,
+)
+
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+__all__ = ["add_agr_commands", "add_dso_flex_commands"]
+
+EXIT_ACCEPTED, EXIT_REJECTED, EXIT_UNDELIVERED = 0, 1, 2
+
+T = TypeVar("T")
+
+
+def _common(parser: argparse.ArgumentParser, role: str, *, sends: bool) -> None:
+    parser.add_argument("--config", type=Path, required=True, help=f"the {role}'s TOML file")
+    if sends:
+        parser.add_argument(
+            "--timeout", type=float, default=60.0, help="seconds to wait (default 60)"
+        )
+        parser.add_argument(
+            "--keep-trying",
+            action="store_true",
+            help="when the timeout passes before the message is delivered, leave it queued "
+            "(delivered when this participant next runs) instead of withdrawing it",
+        )
+    else:
+        parser.add_argument("--format", choices=("text", "json"), default="text")
+
+
+# --- the DSO ---------------------------------------------------------------------------------
+
+
+def add_dso_flex_commands(sub: _SubParsers) -> None:
+    """`dso flex-request`, `dso offers`, `dso order` (in the `dso` group of cli.py)."""
+    request = sub.add_parser(
+        "flex-request",
+        help="send REQUEST_FILE as a FlexRequest to an AGR and print its response",
+        description="Read REQUEST_FILE (TOML, or JSON for .json: congestion_point, period, "
+        "[[isps]] with start, duration, min_power, max_power, disposition; see README) and "
+        "send it as a FlexRequest, in the market's ISP-Duration and TimeZone ([flex]). The "
+        "Revision is one more than the last sent for the point and day, unless the file "
+        "says. Prints the request's MessageID, which the AGR's offers name.",
+    )
+    request.add_argument("request_file", type=Path, metavar="REQUEST_FILE")
+    request.add_argument("--to", metavar="AGR_DOMAIN", help="the AGR (default: the one AGR)")
+    _common(request, "DSO", sends=True)
+    request.set_defaults(func=cmd_dso_flex_request)
+
+    offers = sub.add_parser(
+        "offers",
+        help="print the FlexOffers received and where each stands",
+        description="Print the FlexOffers received: MessageID, AGR, congestion point, day, "
+        "expiry, standing (accepted, rejected with its reasons, revoked, ordered, expired) "
+        "and options. Reads the store; safe while the DSO serves.",
+    )
+    _common(offers, "DSO", sends=False)
+    offers.set_defaults(func=cmd_dso_offers)
+
+    order = sub.add_parser(
+        "order",
+        help="order one option of a received FlexOffer and print the AGR's response",
+        description="Send a FlexOrder for OFFER_ID: the option's ISPs and price copied "
+        "unchanged (flex-order.md). Refused here, nothing sent, when the offer is not "
+        "accepted, revoked, ordered already or expired.",
+    )
+    order.add_argument("offer_id", metavar="OFFER_ID", help="the FlexOffer's MessageID")
+    order.add_argument("--option", metavar="REF", help="the OptionReference (needed if several)")
+    order.add_argument(
+        "--activation-factor",
+        type=_factor,
+        default=Decimal("1.00"),
+        metavar="F",
+        help="0.01 to 1.00, at least the option's MinActivationFactor (default 1.00)",
+    )
+    order.add_argument("--order-reference", metavar="TEXT", help="default: a new one")
+    _common(order, "DSO", sends=True)
+    order.set_defaults(func=cmd_dso_order)
+
+
+def cmd_dso_flex_request(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.DSO)
+    to = args.to or _single_peer(config, Role.AGR)
+    market = market_of(config)
+
+    async def work(participant: Participant, book: FlexBook) -> int:
+        probe = _file(lambda: load_flex_request(args.request_file, market, revision=1))
+        latest = await book.latest_revision(
+            Direction.SENT, to, probe.congestion_point, probe.period, excluding=""
+        )
+        message = _file(
+            lambda: load_flex_request(args.request_file, market, revision=(latest or 0) + 1)
+        )
+        return await _exchange(participant, book, message, to, args)
+
+    return _run(config, work)
+
+
+def cmd_dso_offers(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.DSO)
+    entries = _read_entries(config, Direction.RECEIVED, FlexOffer.xml_name)
+    _print_offers(entries, args.format, "from")
+    return 0
+
+
+def cmd_dso_order(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.DSO)
+
+    async def work(participant: Participant, book: FlexBook) -> int:
+        entry = await book.get(Direction.RECEIVED, args.offer_id)
+        offer = model_of(entry, FlexOffer)
+        if entry is None or offer is None:
+            return _refused(f"no FlexOffer {args.offer_id} was received")
+        shown = entry.shown_standing(datetime.now(UTC))
+        if shown != Standing.ACCEPTED:
+            return _refused(f"the FlexOffer {args.offer_id} is {shown}: it cannot be ordered")
+        try:
+            order = order_for(
+                offer,
+                option_reference=args.option,
+                activation_factor=args.activation_factor,
+                order_reference=args.order_reference or f"order-{uuid.uuid4().hex[:12]}",
+            )
+        except LookupError as exc:
+            return _refused(str(exc))
+        print(
+            f"FlexOrder to {entry.peer_domain}: option {order.option_reference} of "
+            f"{args.offer_id}, {order.price} {order.currency}, "
+            f"activation {order.activation_factor}",
+            flush=True,
+        )
+        settle = (entry, (Standing.ACCEPTED,), Standing.ORDERED)
+        return await _exchange(participant, book, order, entry.peer_domain, args, settle=settle)
+
+    return _run(config, work)
+
+
+# --- the AGR ---------------------------------------------------------------------------------
+
+
+def add_agr_commands(subparsers: _SubParsers) -> None:
+    agr = subparsers.add_parser(
+        "agr",
+        help="trade flexibility as an aggregator: requests received, offers, revocations",
+        description="The aggregator's side of flex trading (flex-request.md to flex-order.md). "
+        "`serve` receives FlexRequests and FlexOrders and checks them; these commands show "
+        "them and answer with FlexOffers. Exit status: 0 Accepted, 1 Rejected or refused "
+        "here, 2 a mistake in a file or argument, not delivered or no answer.",
+    )
+    sub = agr.add_subparsers(dest="agr_command", required=True, metavar="COMMAND")
+    requests = sub.add_parser(
+        "requests",
+        help="print the FlexRequests received and where each stands",
+        description="Print the FlexRequests received: MessageID, DSO, congestion point, day, "
+        "Revision, expiry, standing and the requested ISPs. Reads the store; safe while the "
+        "AGR serves.",
+    )
+    _common(requests, "AGR", sends=False)
+    requests.set_defaults(func=cmd_agr_requests)
+
+    offer = sub.add_parser(
+        "offer",
+        help="answer a FlexRequest with the FlexOffer in OFFER_FILE; print the DSO's response",
+        description="Read OFFER_FILE (TOML, or JSON for .json: currency, expiration, "
+        "[[options]] with reference, price, min_activation_factor and [[options.isps]] with "
+        "start, duration, power; see README) and send it as a FlexOffer for REQUEST_ID, to "
+        "the DSO that sent it: its day and congestion point. Prints the offer's MessageID.",
+    )
+    offer.add_argument("request_id", metavar="REQUEST_ID", help="the FlexRequest's MessageID")
+    offer.add_argument("offer_file", type=Path, metavar="OFFER_FILE")
+    _common(offer, "AGR", sends=True)
+    offer.set_defaults(func=cmd_agr_offer)
+
+    offers = sub.add_parser(
+        "offers",
+        help="print the FlexOffers sent and where each stands",
+        description="Print the FlexOffers sent: MessageID, DSO, congestion point, day, expiry "
+        "and standing (open, accepted, rejected, revoked, ordered, expired). Reads the store; "
+        "safe while the AGR serves.",
+    )
+    _common(offers, "AGR", sends=False)
+    offers.set_defaults(func=cmd_agr_offers)
+
+    revoke = sub.add_parser(
+        "revoke",
+        help="revoke a FlexOffer sent and not yet ordered",
+        description="Send a FlexOfferRevocation for OFFER_ID (flex-offer-revocation.md: not "
+        "for an offer already ordered) and print the DSO's response.",
+    )
+    revoke.add_argument("offer_id", metavar="OFFER_ID", help="the FlexOffer's MessageID")
+    _common(revoke, "AGR", sends=True)
+    revoke.set_defaults(func=cmd_agr_revoke)
+
+
+def cmd_agr_requests(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.AGR)
+    entries = _read_entries(config, Direction.RECEIVED, FlexRequest.xml_name)
+    now = datetime.now(UTC)
+    rows = [_request_row(entry, now) for entry in entries]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no FlexRequests received")
+    for row in rows if args.format == "text" else ():
+        print(
+            f"{row['message_id']}  from {row['dso']}  {row['congestion_point']}  "
+            f"{row['period']}  revision {row['revision']}  expires {row['expires']}  "
+            f"{row['standing']}{_why(row)}"
+        )
+        for isp in row["isps"]:
+            print(
+                f"    ISP {isp['start']}-{isp['start'] + isp['duration'] - 1}: "
+                f"{isp['disposition'] or '-'} {isp['min_power']}..{isp['max_power']} W"
+            )
+    return 0
+
+
+def cmd_agr_offer(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.AGR)
+
+    async def work(participant: Participant, book: FlexBook) -> int:
+        entry = await book.get(Direction.RECEIVED, args.request_id)
+        request = model_of(entry, FlexRequest)
+        if entry is None or request is None:
+            return _refused(f"no FlexRequest {args.request_id} was received")
+        if entry.standing is not Standing.ACCEPTED:
+            return _refused(f"the FlexRequest {args.request_id} was rejected: {entry.reason}")
+        offer = _file(lambda: load_offer(args.offer_file, request))
+        return await _exchange(participant, book, offer, entry.peer_domain, args)
+
+    return _run(config, work)
+
+
+def cmd_agr_offers(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.AGR)
+    entries = _read_entries(config, Direction.SENT, FlexOffer.xml_name)
+    _print_offers(entries, args.format, "to")
+    return 0
+
+
+def cmd_agr_revoke(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.AGR)
+
+    async def work(participant: Participant, book: FlexBook) -> int:
+        entry = await book.get(Direction.SENT, args.offer_id)
+        if entry is None or entry.message_type != FlexOffer.xml_name:
+            return _refused(f"no FlexOffer {args.offer_id} was sent")
+        revocation = FlexOfferRevocation(flex_offer_message_id=entry.message_id)
+        return await _exchange(participant, book, revocation, entry.peer_domain, args)
+
+    return _run(config, work)
+
+
+# --- shared ----------------------------------------------------------------------------------
+
+
+def _config(path: Path, role: Role) -> Config:
+    config = load_config(path)
+    if config.participant.role is not role:
+        raise UsageError(f"{path} configures a {config.participant.role}, not a {role}")
+    return config
+
+
+def _single_peer(config: Config, role: Role) -> str:
+    peers = [peer.domain for peer in config.peers if peer.role is role and not peer.barred]
+    if len(peers) != 1:
+        found = f"several ({', '.join(peers)})" if peers else "none"
+        raise UsageError(f"--to: {config.path} has {found} {role} among its [[peers]]: name one")
+    return peers[0]
+
+
+def _factor(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal(0)
+    # The schema's ActivationFactorType: 0.01 to 1.00, two decimals.
+    if not Decimal("0.01") <= value <= 1 or value != value.quantize(Decimal("0.01")):
+        raise argparse.ArgumentTypeError(f"expected 0.01 to 1.00, got {text!r}")
+    return value.quantize(Decimal("0.01"))
+
+
+def _file(load: Callable[[], T]) -> T:
+    try:
+        return load()
+    except FlexFileError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _refused(text: str) -> int:
+    print(f"{PROG}: {text}; nothing sent", file=sys.stderr)
+    return EXIT_REFUSED
+
+
+def _run(config: Config, work: Callable[[Participant, FlexBook], Awaitable[int]]) -> int:
+    from adapter.store import flex_book_for
+    from adapter.wiring import participant_for
+
+    async def session() -> int:
+        participant = participant_for(config)
+        await participant.start()
+        try:
+            return await work(participant, flex_book_for(participant.store))
+        finally:
+            await participant.stop()
+
+    return asyncio.run(session())
+
+
+async def _exchange(
+    participant: Participant,
+    book: FlexBook,
+    message: PayloadMessage,
+    to: str,
+    args: argparse.Namespace,
+    *,
+    settle: Any = None,
+) -> int:
+    """Send, print the message's id and the answer; the exit status."""
+    from adapter.giving_up import gave_up
+
+    try:
+        sent, response = await send_recorded(
+            participant, book, message, to=to, timeout=args.timeout, settle=settle
+        )
+    except LookupError as exc:
+        return _refused(str(exc))
+    except ResponseTimeout as exc:
+        print(await gave_up(participant, exc.message_id, args.timeout, args.keep_trying))
+        return EXIT_UNDELIVERED
+    except DeliveryFailed as exc:
+        print(f"not delivered: {exc}")
+        return EXIT_UNDELIVERED
+    except UnknownPeer as exc:
+        print(f"not sent: {exc}")
+        return EXIT_UNDELIVERED
+    print(f"{sent.xml_name} {sent.message_id} to {to}")
+    print(_describe(response))
+    return EXIT_ACCEPTED if response.result is Result.ACCEPTED else EXIT_REJECTED
+
+
+def _describe(response: PayloadResponse) -> str:
+    text = f"{response.xml_name} {response.result}"
+    if response.result is Result.REJECTED and response.rejection_reason:
+        reasons = [r.strip() for r in response.rejection_reason.split(";") if r.strip()]
+        text += ":" + "".join(f"\n  - {reason}" for reason in reasons)
+    return text
+
+
+def _read_entries(config: Config, direction: Direction, message_type: str) -> list[Entry]:
+    from adapter.assemble import new_store
+    from adapter.config import SqliteStoreSettings
+    from adapter.store import flex_book_for
+
+    settings = config.participant.store
+    if isinstance(settings, SqliteStoreSettings) and not settings.path.exists():
+        return []  # has not run yet: nothing received
+
+    async def read() -> list[Entry]:
+        store = new_store(config.participant, exclusive=False)
+        await store.open()
+        try:
+            return await flex_book_for(store).entries(direction, message_type)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def _why(row: dict[str, Any]) -> str:
+    return f" ({row['reason']})" if row.get("reason") else ""
+
+
+def _request_row(entry: Entry, now: datetime) -> dict[str, Any]:
+    request = model_of(entry, FlexRequest)
+    assert request is not None
+    return {
+        "message_id": entry.message_id,
+        "dso": entry.peer_domain,
+        "congestion_point": entry.congestion_point,
+        "period": request.period.isoformat(),
+        "revision": request.revision,
+        "expires": request.expiration_date_time.isoformat(),
+        "standing": entry.shown_standing(now),
+        "reason": entry.reason,
+        "isps": [
+            {
+                "start": isp.start,
+                "duration": isp.duration,
+                "min_power": isp.min_power,
+                "max_power": isp.max_power,
+                "disposition": isp.disposition and str(isp.disposition),
+            }
+            for isp in request.isps
+        ],
+    }
+
+
+def _offer_row(entry: Entry, now: datetime, peer_key: str) -> dict[str, Any]:
+    offer = model_of(entry, FlexOffer)
+    assert offer is not None
+    return {
+        "message_id": entry.message_id,
+        peer_key: entry.peer_domain,
+        "flex_request": offer.flex_request_message_id,
+        "congestion_point": offer.congestion_point,
+        "period": offer.period.isoformat(),
+        "expires": offer.expiration_date_time.isoformat(),
+        "standing": entry.shown_standing(now),
+        "reason": entry.reason,
+        "settled_by": entry.settled_by,
+        "currency": offer.currency,
+        "options": [
+            {
+                "reference": option.option_reference,
+                "price": str(option.price),
+                "min_activation_factor": str(option.min_activation_factor),
+                "isps": [
+                    {"start": isp.start, "duration": isp.duration, "power": isp.power}
+                    for isp in option.isps
+                ],
+            }
+            for option in offer.offer_options
+        ],
+    }
+
+
+def _print_offers(entries: list[Entry], fmt: str, peer_key: str) -> None:
+    now = datetime.now(UTC)
+    rows = [_offer_row(entry, now, peer_key) for entry in entries]
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print("no FlexOffers")
+    for row in rows:
+        print(
+            f"{row['message_id']}  {peer_key} {row[peer_key]}  {row['congestion_point']}  "
+            f"{row['period']}  expires {row['expires']}  {row['standing']}{_why(row)}"
+        )
+        for option in row["options"]:
+            isps = ", ".join(
+                f"ISP {i['start']}-{i['start'] + i['duration'] - 1}: {i['power']} W"
+                for i in option["isps"]
+            )
+            print(
+                f"    option {option['reference']}: {option['price']} {row['currency']} "
+                f"(min activation {option['min_activation_factor']}); {isps}"
+            )

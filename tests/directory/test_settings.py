@@ -1,0 +1,173 @@
+"""The [directory] table, and the date from which a participant signs with its next key."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapter.assemble import directory_for, reload_peers
+from adapter.config import ConfigError
+from adapter.directory import StaticDirectory
+from adapter.directory.chain import DirectoryChain
+from adapter.directory.dns import DnsDirectory
+from adapter.directory.settings import DEFAULT_ENDPOINT, DirectorySettings, DnsSettings
+from adapter.uftp.messages import Role
+from tests.test_config import parse, valid
+
+
+def with_directory(directory: dict[str, Any], **participant: Any) -> dict[str, Any]:
+    data = valid()
+    data["directory"] = directory
+    data["participant"].update(participant)
+    return data
+
+
+def test_without_a_directory_table_the_configured_peers_are_the_directory() -> None:
+    config = parse(valid())
+    assert config.directory == DirectorySettings(("static",), None)
+    chain = directory_for(config)
+    assert [type(source) for source in chain.sources] == [StaticDirectory]
+    assert chain.roles_of("cro.example.com") == {Role.CRO}
+
+
+def test_static_peers_then_dns_in_the_configured_order() -> None:
+    config = parse(
+        with_directory(
+            {"sources": ["static", "dns"], "dns": {"resolvers": ["127.0.0.1:5353", "[::1]"]}}
+        )
+    )
+    assert config.directory.dns == DnsSettings(resolvers=(("127.0.0.1", 5353), ("::1", 53)))
+    assert config.directory.dns.require_dnssec  # the default for DNS-sourced peers
+    assert config.directory.dns.endpoint == DEFAULT_ENDPOINT
+    chain = directory_for(config)
+    assert [type(source) for source in chain.sources] == [StaticDirectory, DnsDirectory]
+
+
+@pytest.mark.parametrize(
+    ("directory", "field", "problem"),
+    [
+        ({"sources": ["ldap"]}, "directory.sources[0]", "expected one of static, dns"),
+        ({"sources": ["dns", "dns"], "dns": {}}, "directory.sources[1]", "listed twice"),
+        ({"sources": []}, "directory.sources", "at least one"),
+        ({"sources": ["dns"]}, "directory.dns", "add a [directory.dns] table"),
+        ({"dns": {"resolvers": ["127.0.0.1"]}}, "directory.dns", "does not list 'dns'"),
+        ({"sources": ["dns"], "dns": {"resolvers": []}}, "directory.dns.resolvers", "at least"),
+        (
+            {"sources": ["dns"], "dns": {"resolvers": ["dns.example.com"]}},
+            "directory.dns.resolvers[0]",
+            "IP address",
+        ),
+        (
+            {"sources": ["dns"], "dns": {"resolvers": ["127.0.0.1:0"]}},
+            "directory.dns.resolvers[0]",
+            "port",
+        ),
+        (
+            {"sources": ["dns"], "dns": {"resolvers": ["127.0.0.1"], "endpoint": "https://x/"}},
+            "directory.dns.endpoint",
+            "{host}",
+        ),
+        (
+            {"sources": ["dns"], "dns": {"resolvers": ["127.0.0.1"], "requre_dnssec": False}},
+            "directory.dns.requre_dnssec",
+            "did you mean 'require_dnssec'",
+        ),
+        ({"source": ["dns"]}, "directory.source", "did you mean 'sources'"),
+    ],
+)
+def test_mistakes_name_the_field(directory: dict[str, Any], field: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(with_directory(directory))
+    assert raised.value.field == field
+    assert problem in raised.value.problem
+
+
+def test_the_next_key_date_needs_an_offset() -> None:
+    at = datetime(2026, 12, 8, 6, tzinfo=UTC)
+    data = valid()
+    data["participant"]["activate_next_key_at"] = at
+    assert parse(data).participant.activate_next_key_at == at
+    data["participant"]["activate_next_key_at"] = datetime(2026, 12, 8, 6)
+    with pytest.raises(ConfigError, match="offset"):
+        parse(data)
+
+
+def test_reloading_replaces_the_static_peers_only() -> None:
+    data = with_directory({"sources": ["static", "dns"], "dns": {"resolvers": ["127.0.0.1"]}})
+    chain = directory_for(parse(data))
+    data["peers"] = data["peers"][:1]
+    assert reload_peers(chain, parse(data))
+    assert chain.roles_of("agr.example.com") == frozenset()
+    assert chain.roles_of("cro.example.com") == {Role.CRO}
+    assert isinstance(chain.sources[1], DnsDirectory)
+    assert not reload_peers(DirectoryChain([chain.sources[1]]), parse(data))
+
+
+async def test_sighup_reads_the_peers_of_a_running_participant_again(tmp_path: Path) -> None:
+    import asyncio
+
+    import aiohttp
+
+    from adapter.config import load_config
+    from adapter.keys import generate, write_private
+    from adapter.run import serve
+    from adapter.testing import free_port
+    from adapter.uftp import codec, envelope
+    from tests.uftp.samples import make_test_message
+
+    write_private(tmp_path / "keys" / "cro.key", generate())
+    dso_keys = generate()
+    port = free_port()
+    config_file = tmp_path / "cro.toml"
+    base = f"""
+[participant]
+domain = "cro.example.com"
+role = "CRO"
+signing_key = "keys/cro.key"
+listen = "127.0.0.1:{port}"
+store = "sqlite:var/cro.sqlite3"
+versions = ["3.1.0"]
+"""
+    peer = f"""
+[[peers]]
+domain = "dso.example.com"
+role = "DSO"
+endpoint = "http://127.0.0.1:9/shapeshifter/api/v3/message"
+public_keys = ["{dso_keys.public.to_cs1()}"]
+"""
+    config_file.write_text(base)
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(load_config(config_file), stop=stop))
+    url = f"http://127.0.0.1:{port}/shapeshifter/api/v3/message"
+    message = dataclasses.replace(
+        make_test_message(), sender_domain="dso.example.com", recipient_domain="cro.example.com"
+    )
+    body = envelope.seal(codec.encode(message), dso_keys.signing, "dso.example.com", Role.DSO)
+
+    async def post() -> int:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    async with session.post(
+                        url, data=body, headers={"Content-Type": "text/xml; charset=utf-8"}
+                    ) as answer:
+                        return answer.status
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)  # not listening yet
+        raise AssertionError("the participant did not start")
+
+    try:
+        assert await post() == 401  # an unknown sender
+        config_file.write_text(base + peer)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await asyncio.sleep(0.2)
+        assert await post() == 200
+    finally:
+        stop.set()
+        await server

@@ -1,0 +1,205 @@
+"""The flex workflow as operators run it, each command a process of its own: the AGR serves and
+takes a FlexRequest, the DSO serves and takes the FlexOffer, the AGR serves again and takes
+the FlexOrder; the listings read the stores while the participants serve."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from adapter.testing import free_port
+
+DSO, AGR = "dso.flex-demo.test", "agr.flex-demo.test"
+CP = "ea1.2026-01.test.flex-demo:cp-north"
+
+
+def uftp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "adapter", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def participant_toml(
+    domain: str, role: str, port: int, peer: str, peer_role: str, peer_port: int, flex: str
+) -> str:
+    return f"""
+[participant]
+domain = "{domain}"
+role = "{role}"
+signing_key = "keys/{role.lower()}.key"
+listen = "127.0.0.1:{port}"
+store = "sqlite:var/{role.lower()}.sqlite3"
+versions = ["3.1.0"]
+
+[delivery]
+request_timeout_seconds = 5
+backoff_initial_seconds = 0.2
+backoff_max_seconds = 1.0
+
+[flex]
+{flex}
+
+[[peers]]
+domain = "{peer}"
+role = "{peer_role}"
+endpoint = "http://127.0.0.1:{peer_port}/shapeshifter/api/v3/message"
+public_keys_file = "keys/{peer_role.lower()}.pub"
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    for name in ("dso", "agr"):
+        assert uftp("keys", "generate", name, "--dir", str(tmp_path / "keys")).returncode == 0
+    (tmp_path / "var").mkdir()
+    dso_port, agr_port = free_port(), free_port()
+    (tmp_path / "dso.toml").write_text(
+        participant_toml(
+            DSO, "DSO", dso_port, AGR, "AGR", agr_port, f'congestion_points = ["{CP}"]'
+        )
+    )
+    (tmp_path / "agr.toml").write_text(
+        participant_toml(AGR, "AGR", agr_port, DSO, "DSO", dso_port, 'isp_duration = "PT15M"')
+    )
+    day = (datetime.now(UTC) + timedelta(days=2)).date()
+    (tmp_path / "request.toml").write_text(
+        f"""congestion_point = "{CP}"
+period = {day.isoformat()}
+
+[[isps]]
+start = 1
+duration = 68
+min_power = -500000
+max_power = 1000000
+
+[[isps]]
+start = 69
+duration = 8
+min_power = -250000
+max_power = 0
+disposition = "Requested"
+"""
+    )
+    (tmp_path / "offer.json").write_text(
+        json.dumps(
+            {
+                "currency": "EUR",
+                "options": [
+                    {
+                        "reference": "full",
+                        "price": "1250.00",
+                        "isps": [{"start": 69, "duration": 8, "power": -250000}],
+                    },
+                    {
+                        "reference": "half",
+                        "price": "600.00",
+                        "min_activation_factor": "0.50",
+                        "isps": [{"start": 69, "duration": 8, "power": -125000}],
+                    },
+                ],
+            }
+        )
+    )
+    return tmp_path
+
+
+@contextmanager
+def serving(config: Path, role: str) -> Iterator[None]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adapter", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith(f"serving {role}"), line
+        url = line.rsplit(" at ", 1)[1].strip().replace("/shapeshifter/api/v3/message", "/health")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        assert process.wait(timeout=15) == 0
+
+
+def sent_id(stdout: str, kind: str) -> str:
+    match = re.search(rf"^{kind} ([0-9a-f-]{{36}}) to ", stdout, re.MULTILINE)
+    assert match, stdout
+    return match.group(1)
+
+
+def test_request_offer_order_from_the_command_line(folder: Path) -> None:
+    dso, agr = str(folder / "dso.toml"), str(folder / "agr.toml")
+    with serving(folder / "agr.toml", "AGR"):
+        result = uftp("dso", "flex-request", str(folder / "request.toml"), "--config", dso)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "FlexRequestResponse Accepted" in result.stdout
+        request_id = sent_id(result.stdout, "FlexRequest")
+
+        # The same file again is revision 2; a request for ISPs the day does not have is not.
+        bad = folder / "bad.toml"
+        bad.write_text((folder / "request.toml").read_text().replace("start = 69", "start = 97"))
+        refused = uftp("dso", "flex-request", str(bad), "--config", dso)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "ISPs out of bounds" in refused.stdout
+
+        listed = uftp("agr", "requests", "--config", agr, "--format", "json")
+        assert listed.returncode == 0, listed.stderr
+        rows = {row["message_id"]: row for row in json.loads(listed.stdout)}
+        assert rows[request_id]["standing"] == "accepted"
+        assert [row["revision"] for row in rows.values()] == [1, 2]
+        second = next(row for row in rows.values() if row["revision"] == 2)
+        assert "ISPs out of bounds" in second["reason"]
+
+    with serving(folder / "dso.toml", "DSO"):
+        result = uftp("agr", "offer", request_id, str(folder / "offer.json"), "--config", agr)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "FlexOfferResponse Accepted" in result.stdout
+        offer_id = sent_id(result.stdout, "FlexOffer")
+        listed = uftp("dso", "offers", "--config", dso)
+        assert listed.returncode == 0, listed.stderr
+        assert offer_id in listed.stdout and "accepted" in listed.stdout
+        assert "option half: 600.00 EUR (min activation 0.50)" in listed.stdout
+
+    with serving(folder / "agr.toml", "AGR"):
+        result = uftp(
+            "dso",
+            "order",
+            offer_id,
+            "--option",
+            "half",
+            "--activation-factor",
+            "0.5",
+            "--config",
+            dso,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "FlexOrderResponse Accepted" in result.stdout
+        [offer] = json.loads(uftp("agr", "offers", "--config", agr, "--format", "json").stdout)
+        assert (offer["message_id"], offer["standing"]) == (offer_id, "ordered")
+
+        again = uftp("dso", "order", offer_id, "--option", "full", "--config", dso)
+        assert again.returncode == 1
+        assert f"the FlexOffer {offer_id} is ordered" in again.stderr

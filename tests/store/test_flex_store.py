@@ -1,0 +1,181 @@
+"""The flex conversations (adapter.store.flex) on both stores: SqliteFlexBook on a real
+SQLite file and PostgresFlexBook on the real PostgreSQL, one fresh schema per test.
+
+The PostgreSQL half uses UFTP_TEST_POSTGRES_DSN and is skipped without a server, unless the
+variable is set explicitly (then it fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from adapter.flex.handlers import entry_of
+from adapter.flex.state import Direction, Entry, Standing
+from adapter.store import flex_book_for
+from adapter.store.base import StoreOpenError
+from adapter.store.flex import FlexBook
+from adapter.store.flex_sqlite import SCHEMA_VERSION
+from adapter.store.sqlite import SqliteStore
+from adapter.uftp import codec
+from tests.flex.messages import AGR, NOW, flex_offer, flex_request
+
+PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
+PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def book(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FlexBook]:
+    if request.param == "sqlite":
+        store = SqliteStore(tmp_path / "dso.sqlite3")
+        await store.open()
+        try:
+            yield flex_book_for(store)
+        finally:
+            await store.close()
+        return
+    asyncpg = pytest.importorskip("asyncpg")
+    from adapter.store.postgres import PostgresStore
+
+    try:
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if PG_REQUIRED:
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    schema = f"test_flex_{uuid.uuid4().hex[:12]}"
+    pg = PostgresStore(PG_DSN, schema=schema)
+    try:
+        await pg.open()
+        try:
+            yield flex_book_for(pg)
+        finally:
+            await pg.close()
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
+def sent_request(standing: Standing = Standing.OPEN, **changes: object) -> Entry:
+    message = flex_request(**changes)
+    return entry_of(
+        message,
+        direction=Direction.SENT,
+        peer_domain=AGR,
+        inner_xml=codec.encode(message),
+        recorded_at=NOW,
+        standing=standing,
+    )
+
+
+async def test_an_entry_is_recorded_once_and_read_back_whole(book: FlexBook) -> None:
+    entry = sent_request()
+    stored = await book.record(entry)
+    assert stored == entry
+    assert codec.decode(stored.inner_xml) == flex_request()
+    again = await book.record(dataclasses.replace(entry, standing=Standing.REJECTED))
+    assert again == entry  # the first stays
+    assert await book.entries() == [entry]
+    assert await book.get(Direction.SENT, entry.message_id, peer_domain=AGR) == entry
+    assert await book.get(Direction.SENT, entry.message_id, peer_domain="other.example") is None
+    assert await book.get(Direction.RECEIVED, entry.message_id) is None
+
+
+async def test_settle_moves_an_entry_only_from_the_standings_named(book: FlexBook) -> None:
+    entry = await book.record(sent_request())
+    key = (Direction.SENT, AGR, entry.message_id)
+    assert await book.settle(*key, from_=(Standing.OPEN,), to=Standing.ACCEPTED, by="r1")
+    assert not await book.settle(*key, from_=(Standing.OPEN,), to=Standing.REJECTED, by="r2")
+    moved = await book.get(Direction.SENT, entry.message_id)
+    assert moved is not None
+    assert (moved.standing, moved.settled_by) == (Standing.ACCEPTED, "r1")
+    assert not await book.settle(
+        Direction.SENT, AGR, "unknown", from_=(Standing.OPEN,), to=Standing.ACCEPTED, by=None
+    )
+
+
+async def test_of_two_settlements_at_once_one_wins(book: FlexBook) -> None:
+    """An order and a revocation of one offer: one fate."""
+    offer = flex_offer()
+    entry = await book.record(
+        entry_of(
+            offer,
+            direction=Direction.RECEIVED,
+            peer_domain=AGR,
+            inner_xml=codec.encode(offer),
+            recorded_at=NOW,
+            standing=Standing.ACCEPTED,
+        )
+    )
+    key = (Direction.RECEIVED, AGR, entry.message_id)
+    results = await asyncio.gather(
+        *(
+            book.settle(*key, from_=(Standing.ACCEPTED,), to=to, by=str(n))
+            for n, to in enumerate([Standing.ORDERED, Standing.REVOKED] * 5)
+        )
+    )
+    assert sum(results) == 1
+
+
+async def test_latest_revision_per_point_and_period(book: FlexBook) -> None:
+    await book.record(sent_request(revision=3))
+    await book.record(sent_request(revision=5, message_id=str(uuid.uuid4())))
+    refused = sent_request(revision=7, message_id=str(uuid.uuid4()), standing=Standing.REJECTED)
+    await book.record(refused)
+    other_day = flex_request().period + timedelta(days=1)
+    await book.record(sent_request(revision=9, message_id=str(uuid.uuid4()), period=other_day))
+    first = flex_request()
+    latest = await book.latest_revision(
+        Direction.SENT, AGR, first.congestion_point, first.period, excluding="x"
+    )
+    assert latest == 7
+    accepted = await book.latest_revision(
+        Direction.SENT, AGR, first.congestion_point, first.period, excluding="x", accepted_only=True
+    )
+    assert accepted is None  # none was answered yet: all open but the one refused
+    assert (
+        await book.latest_revision(
+            Direction.RECEIVED, AGR, first.congestion_point, first.period, excluding="x"
+        )
+        is None
+    )
+
+
+async def test_entries_survive_a_restart(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "agr.sqlite3")
+    await store.open()
+    await flex_book_for(store).record(sent_request())
+    await store.close()
+    store = SqliteStore(tmp_path / "agr.sqlite3")
+    await store.open()
+    try:
+        [entry] = await flex_book_for(store).entries(Direction.SENT, "FlexRequest")
+        assert entry.message_id == flex_request().message_id
+    finally:
+        await store.close()
+
+
+async def test_a_newer_flex_schema_is_refused(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "dso.sqlite3")
+    await store.open()
+    await flex_book_for(store).entries()
+
+    def newer(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "UPDATE schema_version SET version = ? WHERE component = 'flex'", (SCHEMA_VERSION + 1,)
+        )
+
+    await store.run(newer)
+    try:
+        with pytest.raises(StoreOpenError, match="flex tables are schema version 2"):
+            await flex_book_for(store).entries()
+    finally:
+        await store.close()
