@@ -1363,11 +1363,15 @@ class SqliteStore:
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
         stamp = _to_us(at)
+        # Bookkeeping (see `DEFERRED_WINDOW`): a mark lost in a crash publishes its events
+        # again, which their ids let consumers drop; the relay skips them meanwhile. So the
+        # marks join the next message's transaction rather than taking a COMMIT of their own.
         await self._write(
             lambda conn: conn.executemany(
                 "UPDATE bus_events SET published_at = ? WHERE seq = ?",
                 [(stamp, seq) for seq in seqs],
-            )
+            ),
+            deferred=True,
         )
 
     async def command_message(self, command_id: str) -> str | None:
