@@ -1,5 +1,6 @@
 """The persistence port of the flex conversations: the FlexRequests, FlexOffers and
-FlexOrders a participant sent and received, and where each stands (`adapter.flex.state`).
+FlexOrders (and FlexReservationUpdates, D-Prognoses and Metering) a participant sent and
+received, and where each stands (`adapter.flex.state`).
 
 What rests on it: a FlexOffer is checked against the FlexRequest it names, a FlexOrder or a
 FlexOfferRevocation against the offer (message-validation.md, "Unknown ... reference",
@@ -64,10 +65,11 @@ class FlexBook(Protocol):
         *,
         excluding: str,
         accepted_only: bool = False,
+        message_type: str = "FlexRequest",
     ) -> int | None:
-        """The highest Revision of the FlexRequests for (congestion point, Period) exchanged
-        with `peer_domain`, other than MessageID `excluding`; with `accepted_only`, of those
-        accepted only."""
+        """The highest Revision of the messages of `message_type` (FlexRequests, or
+        D-Prognoses) for (congestion point, Period) exchanged with `peer_domain`, other than
+        MessageID `excluding`; with `accepted_only`, of those accepted only."""
         ...
 
     async def entries(

@@ -183,19 +183,21 @@ class PostgresFlexBook:
         *,
         excluding: str,
         accepted_only: bool = False,
+        message_type: str = "FlexRequest",
     ) -> int | None:
         async def op(conn: Any) -> int | None:
             value = await conn.fetchval(
                 "SELECT max(revision) FROM flex_entry WHERE direction = $1 "
                 "AND peer_domain = $2 AND congestion_point = $3 AND period = $4 "
                 "AND revision IS NOT NULL AND message_id <> $5 "
-                "AND (NOT $6 OR standing = 'accepted')",
+                "AND (NOT $6 OR standing = 'accepted') AND message_type = $7",
                 direction.value,
                 peer_domain,
                 congestion_point,
                 period,
                 excluding,
                 accepted_only,
+                message_type,
             )
             return None if value is None else int(value)
 

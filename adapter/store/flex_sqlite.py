@@ -187,12 +187,14 @@ class SqliteFlexBook:
         *,
         excluding: str,
         accepted_only: bool = False,
+        message_type: str = "FlexRequest",
     ) -> int | None:
         def op(conn: sqlite3.Connection) -> int | None:
             (value,) = conn.execute(
                 "SELECT max(revision) FROM flex_entry WHERE direction = ? AND peer_domain = ? "
                 "AND congestion_point = ? AND period = ? AND revision IS NOT NULL "
-                "AND message_id <> ? AND (? = 0 OR standing = 'accepted')",
+                "AND message_id <> ? AND (? = 0 OR standing = 'accepted') "
+                "AND message_type = ?",
                 (
                     direction.value,
                     peer_domain,
@@ -200,6 +202,7 @@ class SqliteFlexBook:
                     period.isoformat(),
                     excluding,
                     int(accepted_only),
+                    message_type,
                 ),
             ).fetchone()
             return None if value is None else int(value)
