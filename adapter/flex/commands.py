@@ -1,5 +1,8 @@
 """The flex commands of `uftp-adapter`: the DSO's (`dso flex-request`, `dso offers`,
-`dso order`) and the AGR's (`agr requests`, `agr offer`, `agr offers`, `agr revoke`).
+`dso order`, `dso prognoses`, `dso metering`) and the AGR's (`agr requests`, `agr offer`,
+`agr offers`, `agr revoke`, `agr reservations`). FlexReservationUpdates, D-Prognoses and
+Metering need no command of their own to be sent: `send` sends a message file, and the
+flex handlers of the running participant record it when its answer arrives.
 
 The listings read the store without taking it (a running `serve` may hold it). The commands
 that send run the participant for the time of one exchange, as `dso publish` does: it listens
@@ -16,7 +19,7 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -38,9 +41,12 @@ from adapter.flex.state import Direction, Entry, Standing
 from adapter.participant import Participant
 from adapter.store.flex import FlexBook
 from adapter.uftp.messages import (
+    DPrognosis,
     FlexOffer,
     FlexOfferRevocation,
     FlexRequest,
+    FlexReservationUpdate,
+    Metering,
     PayloadMessage,
     PayloadResponse,
     Result,
@@ -121,6 +127,28 @@ def add_dso_flex_commands(sub: _SubParsers) -> None:
     order.add_argument("--order-reference", metavar="TEXT", help="default: a new one")
     _common(order, "DSO", sends=True)
     order.set_defaults(func=cmd_dso_order)
+
+    prognoses = sub.add_parser(
+        "prognoses",
+        help="print the D-Prognoses received and where each stands",
+        description="Print the D-Prognoses received (d-prognosis.md): MessageID, AGR, "
+        "congestion point, day, Revision, standing (accepted, or rejected with its reasons) "
+        "and the power per ISP. Reads the store; safe while the DSO serves. An AGR sends "
+        "them with `send`.",
+    )
+    _common(prognoses, "DSO", sends=False)
+    prognoses.set_defaults(func=cmd_dso_prognoses)
+
+    metering = sub.add_parser(
+        "metering",
+        help="print the Metering messages received and where each stands",
+        description="Print the Metering messages received (metering.md): MessageID, AGR, "
+        "connection (EAN), day, Revision, standing, and each profile's type, unit and number "
+        "of ISPs (every value with --format json). Reads the store; safe while the DSO "
+        "serves. An AGR sends them with `send`.",
+    )
+    _common(metering, "DSO", sends=False)
+    metering.set_defaults(func=cmd_dso_metering)
 
 
 def cmd_dso_flex_request(args: argparse.Namespace) -> int:
@@ -236,6 +264,17 @@ def add_agr_commands(subparsers: _SubParsers) -> None:
     _common(revoke, "AGR", sends=True)
     revoke.set_defaults(func=cmd_agr_revoke)
 
+    reservations = sub.add_parser(
+        "reservations",
+        help="print the FlexReservationUpdates received and where each stands",
+        description="Print the FlexReservationUpdates received (flex-reservation-update.md): "
+        "MessageID, DSO, congestion point, day, ContractID, Reference, standing and the power "
+        "still reserved per ISP. Reads the store; safe while the AGR serves. A DSO sends them "
+        "with `send`.",
+    )
+    _common(reservations, "AGR", sends=False)
+    reservations.set_defaults(func=cmd_agr_reservations)
+
 
 def cmd_agr_requests(args: argparse.Namespace) -> int:
     config = _config(args.config, Role.AGR)
@@ -294,6 +333,139 @@ def cmd_agr_revoke(args: argparse.Namespace) -> int:
         return await _exchange(participant, book, revocation, entry.peer_domain, args)
 
     return _run(config, work)
+
+
+def cmd_agr_reservations(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.AGR)
+    now = datetime.now(UTC)
+    rows = []
+    for entry in _read_entries(config, Direction.RECEIVED, FlexReservationUpdate.xml_name):
+        update = model_of(entry, FlexReservationUpdate)
+        assert update is not None
+        rows.append(
+            {
+                **_row(entry, now, "dso"),
+                "contract_id": update.contract_id,
+                "reference": update.reference,
+                "isps": _spans(update.isps),
+            }
+        )
+    _print_rows(
+        rows,
+        args.format,
+        "FlexReservationUpdates",
+        lambda row: (
+            f"{row['message_id']}  from {row['dso']}  {row['congestion_point']}  "
+            f"{row['period']}  contract {row['contract_id']}  reference {row['reference']}  "
+            f"{row['standing']}{_why(row)}"
+        ),
+        lambda row: _span_lines(row["isps"], "reserved"),
+    )
+    return 0
+
+
+def cmd_dso_prognoses(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.DSO)
+    now = datetime.now(UTC)
+    rows = []
+    for entry in _read_entries(config, Direction.RECEIVED, DPrognosis.xml_name):
+        prognosis = model_of(entry, DPrognosis)
+        assert prognosis is not None
+        rows.append(
+            {
+                **_row(entry, now, "agr"),
+                "revision": prognosis.revision,
+                "isps": _spans(prognosis.isps),
+            }
+        )
+    _print_rows(
+        rows,
+        args.format,
+        "D-Prognoses",
+        lambda row: (
+            f"{row['message_id']}  from {row['agr']}  {row['congestion_point']}  "
+            f"{row['period']}  revision {row['revision']}  {row['standing']}{_why(row)}"
+        ),
+        lambda row: _span_lines(row["isps"], "forecast"),
+    )
+    return 0
+
+
+def cmd_dso_metering(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.DSO)
+    now = datetime.now(UTC)
+    rows = []
+    for entry in _read_entries(config, Direction.RECEIVED, Metering.xml_name):
+        metering = model_of(entry, Metering)
+        assert metering is not None
+        rows.append(
+            {
+                **_row(entry, now, "agr"),
+                "ean": metering.ean,
+                "revision": metering.revision,
+                "profiles": [
+                    {
+                        "type": str(profile.profile_type),
+                        "unit": str(profile.unit),
+                        "isps": [{"start": i.start, "value": str(i.value)} for i in profile.isps],
+                    }
+                    for profile in metering.profiles
+                ],
+            }
+        )
+    _print_rows(
+        rows,
+        args.format,
+        "Metering messages",
+        lambda row: (
+            f"{row['message_id']}  from {row['agr']}  {row['ean']}  {row['period']}  "
+            f"revision {row['revision']}  {row['standing']}{_why(row)}"
+        ),
+        lambda row: [
+            f"    {p['type']} in {p['unit']}: {len(p['isps'])} ISPs" for p in row["profiles"]
+        ],
+    )
+    return 0
+
+
+def _row(entry: Entry, now: datetime, peer_key: str) -> dict[str, Any]:
+    return {
+        "message_id": entry.message_id,
+        peer_key: entry.peer_domain,
+        "congestion_point": entry.congestion_point,
+        "period": entry.period.isoformat() if entry.period else None,
+        "standing": entry.shown_standing(now),
+        "reason": entry.reason,
+    }
+
+
+def _spans(isps: Iterable[Any]) -> list[dict[str, int]]:
+    return [{"start": i.start, "duration": i.duration, "power": i.power} for i in isps]
+
+
+def _span_lines(spans: list[dict[str, int]], what: str) -> list[str]:
+    return [
+        f"    ISP {s['start']}-{s['start'] + s['duration'] - 1}: {s['power']} W {what}"
+        for s in spans
+    ]
+
+
+def _print_rows(
+    rows: list[dict[str, Any]],
+    fmt: str,
+    kind: str,
+    line: Callable[[dict[str, Any]], str],
+    details: Callable[[dict[str, Any]], list[str]],
+) -> None:
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print(f"no {kind} received")
+    for row in rows:
+        print(line(row))
+        for text in details(row):
+            print(text)
 
 
 # --- shared ----------------------------------------------------------------------------------
