@@ -16,7 +16,7 @@ from typing import Any, Final, TypeVar
 
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.store.base import newer_schema
-from adapter.store.postgres import PostgresStore
+from adapter.store.postgres import PostgresStore, recorded_version
 
 __all__ = ["SCHEMA_VERSION", "PostgresFlexBook"]
 
@@ -99,6 +99,8 @@ class PostgresFlexBook:
             "SELECT pg_advisory_xact_lock(hashtext($1))",
             f"uftp-adapter:flex:{self._store.schema}",
         )
+        if await recorded_version(conn, _COMPONENT) == SCHEMA_VERSION:
+            return  # current: no DDL, no table locks (`recorded_version`)
         for statement in _SCHEMA:
             await conn.execute(statement)
         version = await conn.fetchval(

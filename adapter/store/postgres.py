@@ -472,6 +472,23 @@ def _row_count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+async def recorded_version(conn: Any, component: str) -> int | None:
+    """The version `schema_version` records for `component`; None when it records none or
+    the table does not exist yet.
+
+    Openers read it before any DDL and skip the DDL when the tables are current: even when
+    the index exists, `CREATE INDEX IF NOT EXISTS` first takes a SHARE lock on its table, and
+    a transaction of several such statements, beside running writers that touch two of those
+    tables, deadlocks (a second process opening the store while workers deliver).
+    """
+    if await conn.fetchval("SELECT to_regclass('schema_version')") is None:
+        return None
+    version: int | None = await conn.fetchval(
+        "SELECT version FROM schema_version WHERE component = $1", component
+    )
+    return version
+
+
 async def _compression(dsn: str) -> dict[str, str]:
     """lz4 for the values PostgreSQL compresses, where the server has it (14 and later,
     built with lz4 as the usual distributions' are); nothing to set otherwise.
@@ -593,6 +610,11 @@ class PostgresStore:
                 await conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext($1))", f"uftp-adapter:{self.schema}"
                 )
+                if (
+                    await recorded_version(conn, "store") == SCHEMA_VERSION
+                    and await recorded_version(conn, "bus") == BUS_SCHEMA_VERSION
+                ):
+                    return pool  # current: no DDL, so no table locks (`recorded_version`)
                 await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
                 for statement in (*_TABLES, *_BUS_TABLES):
                     await conn.execute(statement)

@@ -47,7 +47,7 @@ import asyncpg
 
 from adapter.bulk import gc_paused
 from adapter.store.base import EventRecord, StorageError, newer_schema
-from adapter.store.postgres import PostgresStore, insert_events
+from adapter.store.postgres import PostgresStore, insert_events, recorded_version
 from adapter.store.register import (
     AgrAllocation,
     AgrUpdateState,
@@ -326,6 +326,8 @@ class PostgresRegister:
 
     async def _create(self, conn: Any) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+        if await recorded_version(conn, _COMPONENT) == SCHEMA_VERSION:
+            return  # current: no DDL, no table locks (`recorded_version`)
         for statement in _SCHEMA:
             await conn.execute(statement)
         version = await conn.fetchval(

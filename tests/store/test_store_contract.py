@@ -1342,3 +1342,33 @@ def test_open_store_postgres_urls(url: str, dsn: str, schema: str) -> None:
     assert store.schema == schema
     assert store._dsn == dsn
     assert "pw" not in repr(store)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_opening_a_current_store_takes_no_table_lock(
+    backend: Backend, store: Store
+) -> None:
+    """A process that opens the store beside running writers does not wait for their
+    transactions: with the tables current it runs no DDL (a `CREATE INDEX IF NOT EXISTS` locks
+    its table even when the index exists, and several of them deadlocked with workers)."""
+    from adapter.store.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    await store.save_inbound(inbound())
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def writer(conn: Any) -> None:  # a worker's transaction, open on both tables
+        await conn.execute("UPDATE inbound SET status = status")
+        await conn.execute("UPDATE outbound SET status = status")
+        entered.set()
+        await release.wait()
+
+    writing = asyncio.create_task(store.run(writer))
+    await entered.wait()
+    second = backend.make()
+    try:
+        await asyncio.wait_for(second.open(), timeout=5)
+    finally:
+        release.set()
+        await writing
+        await second.close()
