@@ -5,11 +5,13 @@ Metering need no command of their own to be sent: `send` sends a message file, a
 flex handlers of the running participant record it when its answer arrives.
 
 The listings read the store without taking it (a running `serve` may hold it). The commands
-that send run the participant for the time of one exchange, as `dso publish` does: it listens
-on the configured address to receive the answer, so the participant's `serve` must not run
-meanwhile (the peer's outbox retries what it could not deliver, for an hour at least). Exit
-status: 0 Accepted, 1 Rejected or refused here, 2 a mistake in a file or argument, not
-delivered or no answer.
+that send do so as `dso publish` does: through the running `serve` of their config (its admin
+socket, `adapter.ops.admin`), which records the message in its flex book as it leaves;
+without one, with a participant of their own for the one exchange, listening on the
+configured address for the answer. The checks before sending (an offer still accepted, the
+next Revision) read the book either way; the move of an offer to ordered as its order leaves
+is made where the message is sent, atomically. Exit status: 0 Accepted, 1 Rejected or
+refused here, 2 a mistake in a file or argument, not delivered or no answer.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from adapter.flex.desk import (
 )
 from adapter.flex.handlers import model_of
 from adapter.flex.state import Direction, Entry, Standing
-from adapter.participant import Participant
 from adapter.store.flex import FlexBook
 from adapter.uftp.messages import (
     DPrognosis,
@@ -48,12 +49,15 @@ from adapter.uftp.messages import (
     FlexReservationUpdate,
     Metering,
     PayloadMessage,
+    PayloadRequest,
     PayloadResponse,
     Result,
     Role,
 )
 
 if TYPE_CHECKING:
+    from adapter.ops.admin_client import Daemon
+
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 __all__ = ["add_agr_commands", "add_dso_flex_commands"]
@@ -156,17 +160,17 @@ def cmd_dso_flex_request(args: argparse.Namespace) -> int:
     to = args.to or _single_peer(config, Role.AGR)
     market = market_of(config)
 
-    async def work(participant: Participant, book: FlexBook) -> int:
+    async def work(desk: _Desk) -> int:
         probe = _file(lambda: load_flex_request(args.request_file, market, revision=1))
-        latest = await book.latest_revision(
+        latest = await desk.book.latest_revision(
             Direction.SENT, to, probe.congestion_point, probe.period, excluding=""
         )
         message = _file(
             lambda: load_flex_request(args.request_file, market, revision=(latest or 0) + 1)
         )
-        return await _exchange(participant, book, message, to, args)
+        return await desk.exchange(message, to)
 
-    return _run(config, work)
+    return _run(config, args, work)
 
 
 def cmd_dso_offers(args: argparse.Namespace) -> int:
@@ -179,8 +183,8 @@ def cmd_dso_offers(args: argparse.Namespace) -> int:
 def cmd_dso_order(args: argparse.Namespace) -> int:
     config = _config(args.config, Role.DSO)
 
-    async def work(participant: Participant, book: FlexBook) -> int:
-        entry = await book.get(Direction.RECEIVED, args.offer_id)
+    async def work(desk: _Desk) -> int:
+        entry = await desk.book.get(Direction.RECEIVED, args.offer_id)
         offer = model_of(entry, FlexOffer)
         if entry is None or offer is None:
             return _refused(f"no FlexOffer {args.offer_id} was received")
@@ -203,9 +207,9 @@ def cmd_dso_order(args: argparse.Namespace) -> int:
             flush=True,
         )
         settle = (entry, (Standing.ACCEPTED,), Standing.ORDERED)
-        return await _exchange(participant, book, order, entry.peer_domain, args, settle=settle)
+        return await desk.exchange(order, entry.peer_domain, settle=settle)
 
-    return _run(config, work)
+    return _run(config, args, work)
 
 
 # --- the AGR ---------------------------------------------------------------------------------
@@ -302,17 +306,17 @@ def cmd_agr_requests(args: argparse.Namespace) -> int:
 def cmd_agr_offer(args: argparse.Namespace) -> int:
     config = _config(args.config, Role.AGR)
 
-    async def work(participant: Participant, book: FlexBook) -> int:
-        entry = await book.get(Direction.RECEIVED, args.request_id)
+    async def work(desk: _Desk) -> int:
+        entry = await desk.book.get(Direction.RECEIVED, args.request_id)
         request = model_of(entry, FlexRequest)
         if entry is None or request is None:
             return _refused(f"no FlexRequest {args.request_id} was received")
         if entry.standing is not Standing.ACCEPTED:
             return _refused(f"the FlexRequest {args.request_id} was rejected: {entry.reason}")
         offer = _file(lambda: load_offer(args.offer_file, request))
-        return await _exchange(participant, book, offer, entry.peer_domain, args)
+        return await desk.exchange(offer, entry.peer_domain)
 
-    return _run(config, work)
+    return _run(config, args, work)
 
 
 def cmd_agr_offers(args: argparse.Namespace) -> int:
@@ -325,14 +329,14 @@ def cmd_agr_offers(args: argparse.Namespace) -> int:
 def cmd_agr_revoke(args: argparse.Namespace) -> int:
     config = _config(args.config, Role.AGR)
 
-    async def work(participant: Participant, book: FlexBook) -> int:
-        entry = await book.get(Direction.SENT, args.offer_id)
+    async def work(desk: _Desk) -> int:
+        entry = await desk.book.get(Direction.SENT, args.offer_id)
         if entry is None or entry.message_type != FlexOffer.xml_name:
             return _refused(f"no FlexOffer {args.offer_id} was sent")
         revocation = FlexOfferRevocation(flex_offer_message_id=entry.message_id)
-        return await _exchange(participant, book, revocation, entry.peer_domain, args)
+        return await desk.exchange(revocation, entry.peer_domain)
 
-    return _run(config, work)
+    return _run(config, args, work)
 
 
 def cmd_agr_reservations(args: argparse.Namespace) -> int:
@@ -509,51 +513,119 @@ def _refused(text: str) -> int:
     return EXIT_REFUSED
 
 
-def _run(config: Config, work: Callable[[Participant, FlexBook], Awaitable[int]]) -> int:
-    from adapter.store import flex_book_for
-    from adapter.wiring import participant_for
+Settle = tuple[Entry, tuple[Standing, ...], Standing]
+
+
+class _Desk:
+    """Where a flex command reads the book and sends: a running `serve` of its config
+    (through its admin socket, the book read beside it) or a participant of its own."""
+
+    def __init__(
+        self,
+        book: FlexBook,
+        send: Callable[[PayloadRequest[Any], str, Settle | None], Awaitable[_Sent]],
+    ) -> None:
+        self.book = book
+        self._send = send
+
+    async def exchange(
+        self, message: PayloadRequest[Any], to: str, *, settle: Settle | None = None
+    ) -> int:
+        """Send, print the message's id and the answer; the exit status."""
+        try:
+            outcome = await self._send(message, to, settle)
+        except LookupError as exc:
+            return _refused(str(exc))
+        if isinstance(outcome, str):
+            print(outcome)
+            return EXIT_UNDELIVERED
+        sent, response = outcome
+        print(f"{sent.xml_name} {sent.message_id} to {to}")
+        print(_describe(response))
+        return EXIT_ACCEPTED if response.result is Result.ACCEPTED else EXIT_REJECTED
+
+
+#: The message as sent and its response, or the line that says why there is none.
+_Sent = tuple[PayloadMessage, PayloadResponse] | str
+#: What a command does at its desk; its exit status.
+Work = Callable[[_Desk], Awaitable[int]]
+
+
+def _run(config: Config, args: argparse.Namespace, work: Work) -> int:
+    """Run `work` through the running `serve` of `config` when there is one, else with a
+    participant started here for the one exchange."""
+    from adapter.ops.admin_client import find_daemon
 
     async def session() -> int:
-        participant = participant_for(config)
-        await participant.start()
-        try:
-            return await work(participant, flex_book_for(participant.store))
-        finally:
-            await participant.stop()
+        daemon = await find_daemon(config)
+        if daemon is not None:
+            async with daemon:
+                return await _through(daemon, config, args, work)
+        return await _standalone(config, args, work)
 
     return asyncio.run(session())
 
 
-async def _exchange(
-    participant: Participant,
-    book: FlexBook,
-    message: PayloadMessage,
-    to: str,
+async def _through(
+    daemon: Daemon,
+    config: Config,
     args: argparse.Namespace,
-    *,
-    settle: Any = None,
+    work: Callable[[_Desk], Awaitable[int]],
 ) -> int:
-    """Send, print the message's id and the answer; the exit status."""
+    """The running serve sends (and records, and settles) the message; the command reads the
+    book beside it, as the listings do."""
+    from adapter.assemble import new_store
+    from adapter.store import flex_book_for
+
+    async def send(message: PayloadRequest[Any], to: str, settle: Settle | None) -> _Sent:
+        spec = None
+        if settle is not None:
+            entry, from_, to_standing = settle
+            spec = {
+                "direction": entry.direction.value,
+                "peer": entry.peer_domain,
+                "message_id": entry.message_id,
+                "from": [standing.value for standing in from_],
+                "to": to_standing.value,
+            }
+        return await daemon.flex_send(
+            message, to, timeout=args.timeout, keep_trying=args.keep_trying, settle=spec
+        )
+
+    store = new_store(config.participant, exclusive=False)
+    await store.open()
+    try:
+        return await work(_Desk(flex_book_for(store), send))
+    finally:
+        await store.close()
+
+
+async def _standalone(config: Config, args: argparse.Namespace, work: Work) -> int:
+    """A participant of its own, listening on the configured address for the answer."""
     from adapter.giving_up import gave_up
+    from adapter.store import flex_book_for
+    from adapter.wiring import participant_for
+
+    participant = participant_for(config)
+    await participant.start()
+    book = flex_book_for(participant.store)
+
+    async def send(message: PayloadRequest[Any], to: str, settle: Settle | None) -> _Sent:
+        try:
+            return await send_recorded(
+                participant, book, message, to=to, timeout=args.timeout, settle=settle
+            )
+        except ResponseTimeout as exc:
+            return await gave_up(participant, exc.message_id, args.timeout, args.keep_trying)
+        except DeliveryFailed as exc:
+            return f"not delivered: {exc}"
+        except UnknownPeer as exc:
+            return f"not sent: {exc}"
 
     try:
-        sent, response = await send_recorded(
-            participant, book, message, to=to, timeout=args.timeout, settle=settle
-        )
-    except LookupError as exc:
-        return _refused(str(exc))
-    except ResponseTimeout as exc:
-        print(await gave_up(participant, exc.message_id, args.timeout, args.keep_trying))
-        return EXIT_UNDELIVERED
-    except DeliveryFailed as exc:
-        print(f"not delivered: {exc}")
-        return EXIT_UNDELIVERED
-    except UnknownPeer as exc:
-        print(f"not sent: {exc}")
-        return EXIT_UNDELIVERED
-    print(f"{sent.xml_name} {sent.message_id} to {to}")
-    print(_describe(response))
-    return EXIT_ACCEPTED if response.result is Result.ACCEPTED else EXIT_REJECTED
+        return await work(_Desk(book, send))
+    finally:
+        await participant.stop()
 
 
 def _describe(response: PayloadResponse) -> str:

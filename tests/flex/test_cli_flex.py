@@ -254,3 +254,43 @@ def test_reservations_prognoses_and_metering_sent_with_send_and_listed(folder: P
         assert listed.returncode == 0, listed.stderr
         assert f"from {AGR}  E8712345678901234  {past}  revision 1  accepted" in listed.stdout
         assert "    Power in kW: 96 ISPs" in listed.stdout
+
+
+def test_the_flex_commands_use_the_running_serve(folder: Path) -> None:
+    """Both participants serve throughout: each sending command goes through its own
+    participant's serve (the admin socket), which records and settles as it sends."""
+    dso, agr = str(folder / "dso.toml"), str(folder / "agr.toml")
+    through = "using the running serve"
+    with serving(folder / "agr.toml", "AGR"), serving(folder / "dso.toml", "DSO"):
+        result = uftp("-v", "dso", "flex-request", str(folder / "request.toml"), "--config", dso)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert through in result.stderr
+        assert "FlexRequestResponse Accepted" in result.stdout
+        request_id = sent_id(result.stdout, "FlexRequest")
+        # The next Revision is read from the book the running serve writes: 2, accepted.
+        again = uftp("dso", "flex-request", str(folder / "request.toml"), "--config", dso)
+        assert again.returncode == 0, again.stdout + again.stderr
+        rows = json.loads(uftp("agr", "requests", "--config", agr, "--format", "json").stdout)
+        assert [(row["revision"], row["standing"]) for row in rows] == [
+            (1, "accepted"),
+            (2, "accepted"),
+        ]
+
+        result = uftp("-v", "agr", "offer", request_id, str(folder / "offer.json"), "--config", agr)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert through in result.stderr
+        offer_id = sent_id(result.stdout, "FlexOffer")
+
+        result = uftp("-v", "dso", "order", offer_id, "--option", "full", "--config", dso)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert through in result.stderr and "FlexOrderResponse Accepted" in result.stdout
+        [row] = json.loads(uftp("dso", "offers", "--config", dso, "--format", "json").stdout)
+        assert row["standing"] == "ordered"
+        # The serve settled the offer as the order left: a second order is refused here.
+        twice = uftp("dso", "order", offer_id, "--option", "full", "--config", dso)
+        assert twice.returncode == 1 and f"the FlexOffer {offer_id} is ordered" in twice.stderr
+
+        result = uftp("-v", "agr", "revoke", offer_id, "--config", agr)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert through in result.stderr
+        assert "FlexOffer already ordered" in result.stdout
