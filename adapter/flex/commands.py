@@ -602,13 +602,13 @@ async def _through(
 
 async def _standalone(config: Config, args: argparse.Namespace, work: Work) -> int:
     """A participant of its own, listening on the configured address for the answer."""
+    from adapter.flex.desk import book_of
     from adapter.giving_up import gave_up
-    from adapter.store import flex_book_for
     from adapter.wiring import participant_for
 
     participant = participant_for(config)
     await participant.start()
-    book = flex_book_for(participant.store)
+    book = book_of(participant)
 
     async def send(message: PayloadRequest[Any], to: str, settle: Settle | None) -> _Sent:
         try:

@@ -283,15 +283,14 @@ class AdminServer:
         )
 
     async def _flex_send(self, request: web.Request) -> web.Response:
-        from adapter.flex.desk import send_recorded
+        from adapter.flex.desk import book_of, send_recorded
         from adapter.flex.state import Direction, Standing
-        from adapter.store import flex_book_for
 
         if self._participant.role not in (Role.DSO, Role.AGR):
             return _error(404, f"this serve runs a {self._participant.role}, not a DSO or AGR")
         body = await _json(request)
         message, to, timeout, keep_trying = await _sending(body)
-        book = flex_book_for(self._participant.store)
+        book = book_of(self._participant)
         settle = None
         spec = _field(body, "settle", (dict, type(None)))
         if spec is not None:

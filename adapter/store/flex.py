@@ -9,6 +9,9 @@ process of a shared PostgreSQL store the message arrives. Two promises:
 
 * **Idempotence.** `record` keeps the first entry under (direction, peer, MessageID) and
   returns it: a message handled again after a crash is recorded once.
+* **Events with the change.** A book made with `events` (`flex_book_for(store, events=...)`)
+  writes the bus events of each entry it records and each move it makes in the same
+  transaction, so an event is published exactly when the change is stored.
 * **One fate per offer.** `settle` moves an entry from one of the standings it names to
   another in one atomic step, naming the message that moved it, and says whether it did:
   an order and a revocation of one offer, or two orders, cannot both win.
@@ -20,13 +23,19 @@ and versioned under component "flex" in `schema_version`, as the register's are.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import date
 from typing import Protocol
 
 from adapter.flex.state import Direction, Entry, Standing
+from adapter.store.base import EventRecord
 
-__all__ = ["FlexBook"]
+__all__ = ["FlexBook", "FlexEvents"]
+
+#: Builds the bus events of one change of the book: the entry as it now stands, and the
+#: change ("sent" or "received" for a new entry; the standing it moved to for a settled
+#: one). The book writes them in the change's own transaction, and only when it made it.
+FlexEvents = Callable[[Entry, str], Sequence[EventRecord]]
 
 
 class FlexBook(Protocol):
