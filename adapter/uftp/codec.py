@@ -680,19 +680,17 @@ def _flex_order_settlement(
 
 #: The attributes of FlexOrderSettlementISPType in the order of the row's fields; the last
 #: two are optional, with the XSD defaults 1 and 0.
+_ORDER_SETTLEMENT_ISP_ATTRIBUTES = (
+    "Start",
+    "BaselinePower",
+    "OrderedFlexPower",
+    "ActualPower",
+    "DeliveredFlexPower",
+    "Duration",
+    "PowerDeficiency",
+)
 _ORDER_SETTLEMENT_ISPS = AttributeColumns(
-    *(
-        f"FlexOrderSettlement/ISP/@{name}"
-        for name in (
-            "Start",
-            "BaselinePower",
-            "OrderedFlexPower",
-            "ActualPower",
-            "DeliveredFlexPower",
-            "Duration",
-            "PowerDeficiency",
-        )
-    )
+    *(f"FlexOrderSettlement/ISP/@{name}" for name in _ORDER_SETTLEMENT_ISP_ATTRIBUTES)
 )
 _OPTIONAL_DEFAULTS = (1, 0)
 
@@ -701,21 +699,32 @@ def _order_settlement_isps(
     root: etree._Element, orders: list[etree._Element]
 ) -> list[tuple[FlexOrderSettlementISP, ...]]:
     """The ISPs of each FlexOrderSettlement (`orders`, children of `root`): column-wise from
-    `_COLUMN_WISE_FROM` of them, when each optional attribute is on all of them or on none;
-    element by element otherwise."""
+    `_COLUMN_WISE_FROM` of them, element by element below.
+
+    The encoder leaves out a Duration of 1 and a PowerDeficiency of 0 (the XSD defaults), so
+    an optional attribute is often on some ISPs only. Its column then does not say which;
+    only that attribute is read element by element."""
     sizes = [len(order) for order in orders]
     total = sum(sizes)
     rows: list[FlexOrderSettlementISP] | None = None
     if total >= _COLUMN_WISE_FROM:
         columns = _ORDER_SETTLEMENT_ISPS.of(root)
-        if all(len(column) == total for column in columns[:5]) and all(
-            len(column) in (0, total) for column in columns[5:]
-        ):
+        if all(len(column) == total for column in columns[:5]):
             values: list[Iterable[int]] = [map(int, column) for column in columns[:5]]
-            values += [
-                map(int, column) if column else repeat(default, total)
-                for column, default in zip(columns[5:], _OPTIONAL_DEFAULTS, strict=True)
-            ]
+            for column, default, name in zip(
+                columns[5:], _OPTIONAL_DEFAULTS, _ORDER_SETTLEMENT_ISP_ATTRIBUTES[5:], strict=True
+            ):
+                if len(column) == total:
+                    values.append(map(int, column))
+                elif not column:
+                    values.append(repeat(default, total))
+                else:
+                    values.append(
+                        [
+                            _opt_int(isp.get(name), default)
+                            for isp in root.iterfind("FlexOrderSettlement/ISP")
+                        ]
+                    )
             # tuple.__new__ stands in for the NamedTuple's constructor, at C speed.
             rows = list(
                 map(tuple.__new__, repeat(FlexOrderSettlementISP), zip(*values, strict=True))
