@@ -247,7 +247,7 @@ def fmt(seconds: float) -> str:
     return f"{seconds:7.3f} s" if seconds >= 1 else f"{seconds * 1e3:7.1f} ms"
 
 
-def bench(name: str, scale: float, repeat: int, with_memory: bool) -> list[bool]:
+def bench(name: str, scale: float, repeat: int, with_memory: bool, with_time: bool) -> list[bool]:
     build, sender, role = MESSAGES[name]
     model = build(scale)
     inner = encode(model)
@@ -256,36 +256,11 @@ def bench(name: str, scale: float, repeat: int, with_memory: bool) -> list[bool]
     body = parse_envelope(seal(inner, pair.signing, sender, role)).sealed
     del inner
     sides = ["ours", "theirs", "floor"]
-    operations = [side(s, body, public) for s in sides]
-    # Both sides read the same content (checked once, untimed).
-    ours_result = operations[0]()
-    assert ours_result == model, "ours differs from the message sent"
-    theirs_result = operations[1]()
-    assert from_shapeshifter(theirs_result) == model, "theirs differs from the message sent"
-    del ours_result, theirs_result, model
-    cpu: list[list[float]] = [[] for _ in sides]
-    wall: list[list[float]] = [[] for _ in sides]
-    for _ in range(repeat):
-        for operation, cpus, walls in zip(operations, cpu, wall, strict=True):
-            gc.collect()
-            c, w = time.process_time(), time.perf_counter()
-            operation()
-            cpus.append(time.process_time() - c)
-            walls.append(time.perf_counter() - w)
-    print(f"{name}: signed body {len(body):,} B, {repeat} interleaved repeats")
-    for label, c, w in zip(sides, cpu, wall, strict=True):
-        print(
-            f"  {label:<7} CPU median {fmt(statistics.median(c))} min {fmt(min(c))}"
-            f"  max {fmt(max(c))} | wall median {fmt(statistics.median(w))} min {fmt(min(w))}"
-        )
-    ratio = statistics.median(cpu[0]) / statistics.median(cpu[1])
-    floor = statistics.median(cpu[2]) / statistics.median(cpu[1])
-    verdicts = [ratio <= TARGET]
-    print(
-        f"  ours/theirs CPU (medians) {ratio:.3f}, min {min(cpu[0]) / min(cpu[1]):.3f};"
-        f" wall {statistics.median(wall[0]) / statistics.median(wall[1]):.3f};"
-        f" floor/theirs {floor:.3f}  <= 1/10: {'PASS' if verdicts[0] else 'FAIL'}"
-    )
+    print(f"{name}: signed body {len(body):,} B")
+    verdicts = []
+    if with_time:
+        verdicts.append(time_sides(model, body, public, sides, repeat))
+    del model
     if with_memory:
         with tempfile.NamedTemporaryFile(suffix=".signed") as file:
             file.write(body)
@@ -300,12 +275,50 @@ def bench(name: str, scale: float, repeat: int, with_memory: bool) -> list[bool]
     return verdicts
 
 
+def time_sides(
+    model: PayloadMessage, body: bytes, public: bytes, sides: list[str], repeat: int
+) -> bool:
+    """Check both sides read `model` from `body`, time the `sides` in interleaved repeats,
+    print the table; whether ours is within the target."""
+    operations = [side(s, body, public) for s in sides]
+    # Both sides read the same content (checked once, untimed).
+    ours_result = operations[0]()
+    assert ours_result == model, "ours differs from the message sent"
+    theirs_result = operations[1]()
+    assert from_shapeshifter(theirs_result) == model, "theirs differs from the message sent"
+    del ours_result, theirs_result
+    cpu: list[list[float]] = [[] for _ in sides]
+    wall: list[list[float]] = [[] for _ in sides]
+    for _ in range(repeat):
+        for operation, cpus, walls in zip(operations, cpu, wall, strict=True):
+            gc.collect()
+            c, w = time.process_time(), time.perf_counter()
+            operation()
+            cpus.append(time.process_time() - c)
+            walls.append(time.perf_counter() - w)
+    print(f"  {repeat} interleaved repeats")
+    for label, c, w in zip(sides, cpu, wall, strict=True):
+        print(
+            f"  {label:<7} CPU median {fmt(statistics.median(c))} min {fmt(min(c))}"
+            f"  max {fmt(max(c))} | wall median {fmt(statistics.median(w))} min {fmt(min(w))}"
+        )
+    ratio = statistics.median(cpu[0]) / statistics.median(cpu[1])
+    floor = statistics.median(cpu[2]) / statistics.median(cpu[1])
+    print(
+        f"  ours/theirs CPU (medians) {ratio:.3f}, min {min(cpu[0]) / min(cpu[1]):.3f};"
+        f" wall {statistics.median(wall[0]) / statistics.median(wall[1]):.3f};"
+        f" floor/theirs {floor:.3f}  <= 1/10: {'PASS' if ratio <= TARGET else 'FAIL'}"
+    )
+    return ratio <= TARGET
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed repeats per side")
     parser.add_argument("--messages", default="settlement,metering,portfolio")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the counts")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory children")
+    parser.add_argument("--no-time", action="store_true", help="skip the check and timing")
     parser.add_argument("--child", nargs=3, metavar=("SIDE", "FILE", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -321,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     verdicts = []
     for name in names:
-        verdicts += bench(name, args.scale, args.repeat, not args.no_memory)
+        verdicts += bench(name, args.scale, args.repeat, not args.no_memory, not args.no_time)
     passed = all(verdicts)
     print(
         f"Targets: {'PASS' if passed else 'FAIL'}  (total {time.perf_counter() - started:.0f} s,"
