@@ -27,11 +27,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from itertools import chain, repeat
-from typing import Any, TypedDict, TypeVar
+from operator import methodcaller
+from typing import Any, TypedDict, TypeVar, cast
 
 from lxml import etree
 
-from .columns import AttributeColumns, ConnectionColumns, R, shared_ints
+from .columns import ConnectionColumns, R, shared_ints
 from .durations import format_duration, parse_duration
 from .errors import IncompleteMessage, InvalidOutbound, InvalidXml
 from .messages import (
@@ -623,11 +624,11 @@ def _read_d_prognosis_response(root: etree._Element, meta: _Metadata) -> DProgno
 
 def _read_flex_settlement(root: etree._Element, meta: _Metadata) -> FlexSettlement:
     get = root.get
-    order_elements: list[etree._Element] = []
+    orders: list[FlexOrderSettlement] = []
     contracts: list[ContractSettlement] = []
     for child in root:
         if child.tag == "FlexOrderSettlement":
-            order_elements.append(child)
+            orders.append(_flex_order_settlement(child))
         else:
             contracts.append(
                 ContractSettlement(
@@ -641,11 +642,6 @@ def _read_flex_settlement(root: etree._Element, meta: _Metadata) -> FlexSettleme
                     ),
                 )
             )
-    isps = _order_settlement_isps(root, order_elements)
-    orders = [
-        _flex_order_settlement(element, own)
-        for element, own in zip(order_elements, isps, strict=True)
-    ]
     result = get("Result")  # 3.x only: FlexSettlementType extends the response type there
     return FlexSettlement(
         **meta,
@@ -659,9 +655,7 @@ def _read_flex_settlement(root: etree._Element, meta: _Metadata) -> FlexSettleme
     )
 
 
-def _flex_order_settlement(
-    element: etree._Element, isps: tuple[FlexOrderSettlementISP, ...]
-) -> FlexOrderSettlement:
+def _flex_order_settlement(element: etree._Element) -> FlexOrderSettlement:
     get = element.get
     penalty = get("Penalty")
     return FlexOrderSettlement(
@@ -674,63 +668,7 @@ def _flex_order_settlement(
         price=_decimal(get("Price", "")),
         penalty=_ZERO if penalty is None else _decimal(penalty),
         net_settlement=_decimal(get("NetSettlement", "")),
-        isps=isps,
-    )
-
-
-#: The attributes of FlexOrderSettlementISPType in the order of the row's fields; the last
-#: two are optional, with the XSD defaults 1 and 0.
-_ORDER_SETTLEMENT_ISP_ATTRIBUTES = (
-    "Start",
-    "BaselinePower",
-    "OrderedFlexPower",
-    "ActualPower",
-    "DeliveredFlexPower",
-    "Duration",
-    "PowerDeficiency",
-)
-_ORDER_SETTLEMENT_ISPS = AttributeColumns(
-    *(f"FlexOrderSettlement/ISP/@{name}" for name in _ORDER_SETTLEMENT_ISP_ATTRIBUTES)
-)
-_OPTIONAL_DEFAULTS = (1, 0)
-
-
-def _order_settlement_isps(
-    root: etree._Element, orders: list[etree._Element]
-) -> list[tuple[FlexOrderSettlementISP, ...]]:
-    """The ISPs of each FlexOrderSettlement (`orders`, children of `root`): column-wise from
-    `_COLUMN_WISE_FROM` of them, element by element below.
-
-    The encoder leaves out a Duration of 1 and a PowerDeficiency of 0 (the XSD defaults), so
-    an optional attribute is often on some ISPs only. Its column then does not say which;
-    only that attribute is read element by element."""
-    sizes = [len(order) for order in orders]
-    total = sum(sizes)
-    rows: list[FlexOrderSettlementISP] | None = None
-    if total >= _COLUMN_WISE_FROM:
-        columns = _ORDER_SETTLEMENT_ISPS.of(root)
-        if all(len(column) == total for column in columns[:5]):
-            values: list[Iterable[int]] = [map(int, column) for column in columns[:5]]
-            for column, default, name in zip(
-                columns[5:], _OPTIONAL_DEFAULTS, _ORDER_SETTLEMENT_ISP_ATTRIBUTES[5:], strict=True
-            ):
-                if len(column) == total:
-                    values.append(map(int, column))
-                elif not column:
-                    values.append(repeat(default, total))
-                else:
-                    values.append(
-                        [
-                            _opt_int(isp.get(name), default)
-                            for isp in root.iterfind("FlexOrderSettlement/ISP")
-                        ]
-                    )
-            # tuple.__new__ stands in for the NamedTuple's constructor, at C speed.
-            rows = list(
-                map(tuple.__new__, repeat(FlexOrderSettlementISP), zip(*values, strict=True))
-            )
-    if rows is None:
-        rows = [
+        isps=tuple(
             FlexOrderSettlementISP(
                 int(isp.get("Start", "")),
                 int(isp.get("BaselinePower", "")),
@@ -740,15 +678,9 @@ def _order_settlement_isps(
                 _opt_int(isp.get("Duration"), 1),
                 _opt_int(isp.get("PowerDeficiency"), 0),
             )
-            for order in orders
-            for isp in order
-        ]
-    result = []
-    offset = 0
-    for size in sizes:
-        result.append(tuple(rows[offset : offset + size]))
-        offset += size
-    return result
+            for isp in element
+        ),
+    )
 
 
 def _contract_settlement_isp(isp: etree._Element) -> ContractSettlementISP:
@@ -801,29 +733,33 @@ def _read_metering(root: etree._Element, meta: _Metadata) -> Metering:
     )
 
 
-#: The Start and Value of a profile's ISPs, both required (XSD: MeteringISPType).
-_METERING_ISPS = AttributeColumns("ISP/@Start", "ISP/@Value")
-
-
 def _metering_isps(profile: etree._Element, starts: dict[str, int]) -> tuple[MeteringISP, ...]:
-    """A profile's ISPs: column-wise from `_COLUMN_WISE_FROM` of them (a year of 15-minute
-    ISPs is 35,040 a profile), element by element below."""
-    total = len(profile)
-    if total >= _COLUMN_WISE_FROM:
-        start_texts, values = _METERING_ISPS.of(profile)
-        if len(start_texts) == len(values) == total:
-            # tuple.__new__ stands in for the NamedTuple's constructor, at C speed; Decimal()
-            # takes the blanks xs:decimal allows around the value, as `_decimal` does.
-            return tuple(
-                map(
-                    tuple.__new__,
-                    repeat(MeteringISP),
-                    zip(shared_ints(start_texts, starts), map(Decimal, values), strict=True),
-                )
-            )
+    """A profile's ISPs (a year of 15-minute ISPs is 35,040 a profile), read attribute by
+    attribute over the elements, each column converted at C speed (`_required_column`)."""
+    isps = list(profile)
     return tuple(
-        MeteringISP(int(isp.get("Start", "")), _decimal(isp.get("Value", ""))) for isp in profile
+        map(
+            tuple.__new__,
+            repeat(MeteringISP),
+            zip(
+                shared_ints(_required_column(isps, "Start"), starts),
+                # Decimal() takes the blanks xs:decimal allows around the value, as `_decimal`.
+                map(Decimal, _required_column(isps, "Value")),
+                strict=True,
+            ),
+        )
     )
+
+
+def _required_column(elements: list[etree._Element], name: str) -> list[str]:
+    """The attribute `name`, which the schema requires, of each of `elements`.
+
+    A pass per attribute over the element proxies, each value got at C speed, costs less
+    than a row per element, and less than an XPath per attribute: lxml's XPath costs about as
+    much per value as a proxy per element (bench/README.md). An element without the
+    attribute gives None, and the reading fails: the document is then invalid, and the
+    validation the caller awaits says so."""
+    return cast(list[str], list(map(methodcaller("get", name), elements)))
 
 
 _READERS: dict[type[PayloadMessage], Callable[[etree._Element, _Metadata], PayloadMessage]] = {

@@ -134,31 +134,6 @@ def _without_end_periods(values: list[str], ends: list[str]) -> list[str]:
     return pairs
 
 
-class AttributeColumns:
-    """Attribute values of the elements under a parent, one column per attribute.
-
-    Each path (e.g. "ISP/@Start") gives one attribute's values in document order. A column
-    stands for the elements only when every one of them holds the attribute: the caller
-    compares each column's length with the number of elements, and reads an optional
-    attribute column-wise only when all elements or none hold it. Schema validation (which
-    the codec waits for before it returns the model) says whether the values are well-formed.
-    """
-
-    def __init__(self, *paths: str) -> None:
-        self.paths = paths
-        self._local = threading.local()
-
-    def of(self, parent: etree._Element) -> list[list[str]]:
-        """Each path's values under `parent` (a list of str per path)."""
-        compiled: list[etree.XPath] | None = getattr(self._local, "compiled", None)
-        if compiled is None:
-            # One compiled XPath per thread, as above.
-            compiled = self._local.compiled = [
-                etree.XPath(path, smart_strings=False) for path in self.paths
-            ]
-        return [cast(list[str], xpath(parent)) for xpath in compiled]
-
-
 def shared_ints(texts: list[str], table: dict[str, int]) -> list[int]:
     """`texts` read as integers, one int object per distinct text across the calls that share
     `table`: a year of ISP numbers repeats 1 to 35,040 in every profile, and an int above 256
