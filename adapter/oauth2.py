@@ -137,8 +137,6 @@ class TokenSource:
         self._clock = clock
         self._token: _Token | None = None
         self._fetching: SingleFlight[_Token] = SingleFlight()
-        #: Tokens fetched so far (for tests and metrics).
-        self.fetches = 0
 
     def __repr__(self) -> str:
         return f"TokenSource({self.settings.token_url!r}, client_id={self.settings.client_id!r})"
@@ -236,7 +234,6 @@ class TokenSource:
         lifetime = body.get("expires_in", settings.default_lifetime_seconds)
         if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
             lifetime = settings.default_lifetime_seconds
-        self.fetches += 1
         log.info(
             "OAuth2: token for client %r from %s, valid %ds",
             settings.client_id,
