@@ -930,8 +930,13 @@ def _oauth2_inbound(table: _Table) -> InboundOAuth2Settings:
     )
     if "algorithms" in table.data:
         algorithms = tuple(table.string_list("algorithms"))
-        if not algorithms or "none" in (a.lower() for a in algorithms):
-            raise table.error("algorithms", "expected signature algorithms, e.g. ['RS256']")
+        if not algorithms or any(
+            a.lower() == "none" or a.upper().startswith("HS") for a in algorithms
+        ):
+            # A key from a JWKS URL is public: an HMAC "key" there would let anyone sign.
+            raise table.error(
+                "algorithms", "expected public-key signature algorithms, e.g. ['RS256', 'ES256']"
+            )
         settings = dataclasses.replace(settings, algorithms=algorithms)
     return settings
 

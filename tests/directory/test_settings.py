@@ -328,3 +328,18 @@ def test_an_address_book_value_out_of_range_is_refused(book: dict[str, Any], pro
     with pytest.raises(ConfigError) as caught:
         parse(with_directory({"sources": ["address_book"], "address_book": table}))
     assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize("algorithms", [["none"], ["HS256"], ["RS256", "hs512"], []])
+def test_inbound_tokens_are_checked_with_public_key_algorithms_only(
+    algorithms: list[str],
+) -> None:
+    data = valid()
+    data["oauth2_inbound"] = {
+        "jwks_url": "https://auth.example/jwks",
+        "audience": "dso.example.com",
+        "issuer": "https://auth.example",
+        "algorithms": algorithms,
+    }
+    with pytest.raises(ConfigError, match="public-key signature algorithms"):
+        parse(data)
