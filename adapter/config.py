@@ -878,15 +878,11 @@ def _address_book(table: _Table) -> AddressBookSettings:
         url=_http_url(table, "url", table.string("url")),
         oauth2=_oauth2(table, "oauth2") if "oauth2" in table.data else None,
         endpoint=endpoint,
+        # The other keys are plain numbers, read as their fields say.
         **_fields(
             table,
             AddressBookSettings,
-            "refresh_seconds",
-            "min_refresh_seconds",
-            "retry_seconds",
-            "timeout_seconds",
-            "max_bytes",
-            "max_entries",
+            *(k for k in ADDRESS_BOOK_KEYS if k not in ("url", "oauth2", "endpoint")),
         ),
     )
 
