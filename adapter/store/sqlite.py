@@ -884,6 +884,10 @@ class SqliteStore:
         if not self._pending or self._offloaded is not None or self._conn is None:
             return
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        if self._deferred_timer is not None and not self._pending:
+            # Whatever was deferred goes now; the next deferral gets a window of its own.
+            self._deferred_timer.cancel()
+            self._deferred_timer = None
         if any(op.offload for op in batch):
             self._offload(batch)
         elif self._committer is not None and any(op.write for op in batch):
