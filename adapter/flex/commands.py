@@ -220,9 +220,10 @@ def add_agr_commands(subparsers: _SubParsers) -> None:
         "agr",
         help="trade flexibility as an aggregator: requests received, offers, revocations",
         description="The aggregator's side of flex trading (flex-request.md to flex-order.md). "
-        "`serve` receives FlexRequests and FlexOrders and checks them; these commands show "
-        "them and answer with FlexOffers. Exit status: 0 Accepted, 1 Rejected or refused "
-        "here, 2 a mistake in a file or argument, not delivered or no answer.",
+        "`serve` receives FlexRequests, FlexOrders and FlexReservationUpdates and checks "
+        "them; these commands show them and answer with FlexOffers. Exit status: 0 "
+        "Accepted, 1 Rejected or refused here, 2 a mistake in a file or argument, not "
+        "delivered or no answer.",
     )
     sub = agr.add_subparsers(dest="agr_command", required=True, metavar="COMMAND")
     requests = sub.add_parser(
