@@ -286,7 +286,8 @@ class BusBridge:
             return await self._refuse(command, str(exc))
         except DuplicateCommand:
             log.info("bus: command %s was carried out before; acknowledged", command.id)
-            await self._resume(command.id)
+            if command.id:
+                await self._resume(command.id)
             return Verdict.ACK
         except Exception:
             # Our fault (the store, a bug): the command is not to blame, the broker redelivers
