@@ -24,6 +24,7 @@ from adapter.config import Config
 from adapter.dso.portfolio import DEFAULT_TIME_ZONE, PortfolioRuleError, period_problems
 from adapter.participant import Participant
 from adapter.printable import printable
+from adapter.uftp.errors import rejection_reasons
 from adapter.uftp.messages import (
     DSOPortfolioQuery,
     DSOPortfolioQueryResponse,
@@ -106,12 +107,6 @@ def cro_target(config: Config, to: str | None = None) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _reasons(response: PayloadResponse) -> list[str]:
-    """The rejection reasons, one each: message-validation.md separates them with ';'."""
-    text = response.rejection_reason or ""
-    return [reason.strip() for reason in text.split(";") if reason.strip()]
-
-
 def _head(response: PayloadResponse) -> str:
     by = f" by {response.sender_domain}" if response.sender_domain else ""
     return f"{response.xml_name} {response.result}{by}"
@@ -121,7 +116,7 @@ def describe_publish(response: PayloadResponse) -> str:
     """`... Accepted by cro`, or `... Rejected by cro:` and one reason per line."""
     if response.result is Result.ACCEPTED:
         return _head(response)
-    reasons = (f"  {printable(r)}" for r in _reasons(response))
+    reasons = (f"  {printable(r)}" for r in rejection_reasons(response.rejection_reason))
     return "\n".join([f"{_head(response)}:", *reasons])
 
 
@@ -151,7 +146,7 @@ def query_json(response: PayloadResponse) -> str:
     period = response.period if isinstance(response, DSOPortfolioQueryResponse) else None
     document = {
         "result": str(response.result),
-        "rejection_reasons": _reasons(response),
+        "rejection_reasons": rejection_reasons(response.rejection_reason),
         "cro": response.sender_domain or None,
         "period": period.isoformat() if period else None,
         "congestion_point": point.entity_address if point else None,

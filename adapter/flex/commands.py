@@ -42,6 +42,7 @@ from adapter.flex.handlers import model_of
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.printable import printable
 from adapter.store.flex import FlexBook
+from adapter.uftp.errors import rejection_reasons
 from adapter.uftp.messages import (
     DPrognosis,
     FlexOffer,
@@ -635,7 +636,7 @@ async def _standalone(config: Config, args: argparse.Namespace, work: Work) -> i
 def _describe(response: PayloadResponse) -> str:
     text = f"{response.xml_name} {response.result}"
     if response.result is Result.REJECTED and response.rejection_reason:
-        reasons = [r.strip() for r in response.rejection_reason.split(";") if r.strip()]
+        reasons = rejection_reasons(response.rejection_reason)
         text += ":" + "".join(f"\n  - {printable(reason)}" for reason in reasons)
     return text
 

@@ -202,6 +202,14 @@ class Rejection(UftpError):
         return "; ".join(self.reasons)
 
 
+def rejection_reasons(text: str | None) -> list[str]:
+    """The reasons of a RejectionReason as a peer wrote it, one each: the field "can contain
+    multiple reasons for rejections (separated by a semicolon)" (spec/message-validation.md),
+    so a reason of the peer's own that holds a semicolon reads as two - the wire cannot say
+    otherwise. The inverse, as far as it goes, of `Rejection.text`."""
+    return [reason.strip() for reason in (text or "").split(";") if reason.strip()]
+
+
 # --------------------------------------------------------------------------------------------
 # Our own messages: never a peer's fault, never answered to a peer.
 # --------------------------------------------------------------------------------------------
