@@ -154,7 +154,7 @@ async def send_recorded(
                 from_=(Standing.OPEN,),
                 to=Standing.REJECTED,
                 by=None,
-                reason="not sent",
+                reasons=("not sent",),
             )
             now_entry = await book.get(entry.direction, entry.message_id)
             where = now_entry.shown_standing(now) if now_entry else "unknown"

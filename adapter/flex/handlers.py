@@ -18,7 +18,7 @@ types and peers; MessageIDs only at debug level.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -84,7 +84,7 @@ def entry_of(
     inner_xml: bytes,
     recorded_at: datetime,
     standing: Standing = Standing.OPEN,
-    reason: str | None = None,
+    reasons: Sequence[str] = (),
 ) -> Entry:
     """The state entry of a flex message as sent or received."""
     period = congestion_point = reference = expires = revision = None
@@ -114,7 +114,7 @@ def entry_of(
         revision=revision,
         standing=standing,
         settled_by=None,
-        reason=reason,
+        reasons=tuple(reasons),
         recorded_at=recorded_at,
         inner_xml=inner_xml,
     )
@@ -137,7 +137,6 @@ async def _decided(
 ) -> None:
     """Record the decision on a received message; raise the Rejection it earned."""
     standing = Standing.REJECTED if reasons else Standing.ACCEPTED
-    reason = "; ".join(reasons) if reasons else None
     await book.record(
         entry_of(
             message,
@@ -146,7 +145,7 @@ async def _decided(
             inner_xml=ctx.inner_xml,
             recorded_at=now,
             standing=standing,
-            reason=reason,
+            reasons=reasons,
         )
     )
     _log_decision(message, ctx, reasons)
@@ -172,7 +171,7 @@ async def _answered_before(book: FlexBook, message: PayloadMessage, ctx: Handler
     if known is None:
         return False
     if known.standing is Standing.REJECTED:
-        raise Rejection(*(known.reason or "").split("; "))
+        raise Rejection(*known.reasons)
     return True
 
 
@@ -242,7 +241,8 @@ async def _note_answer(
         from_=(Standing.OPEN,),
         to=accepted_to if accepted else Standing.REJECTED,
         by=response.message_id,
-        reason=None if accepted else response.rejection_reason,
+        # The peer's RejectionReason kept whole, as it wrote it (the listings show it).
+        reasons=() if accepted or not response.rejection_reason else (response.rejection_reason,),
     )
     entry = await book.get(Direction.SENT, reference, peer_domain=ctx.sender_domain)
     if entry is not None:

@@ -65,9 +65,16 @@ class Entry:
     revision: int | None
     standing: Standing
     settled_by: str | None
-    reason: str | None
+    #: Why it was rejected, one reason each, exactly as decided (ours) or as the peer's
+    #: RejectionReason read (theirs, kept whole): `_answered_before` answers them again.
+    reasons: tuple[str, ...]
     recorded_at: datetime
     inner_xml: bytes
+
+    @property
+    def reason(self) -> str | None:
+        """The reasons as one text, as a RejectionReason carries them (for the operator)."""
+        return "; ".join(self.reasons) if self.reasons else None
 
     def expired(self, now: datetime) -> bool:
         """Past its ExpirationDateTime (an ordered offer stays ordered: the order holds)."""

@@ -23,6 +23,7 @@ and versioned under component "flex" in `schema_version`, as the register's are.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Sequence
 from datetime import date
 from typing import Protocol
@@ -30,12 +31,33 @@ from typing import Protocol
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.store.base import EventRecord
 
-__all__ = ["FlexBook", "FlexEvents"]
+__all__ = ["FlexBook", "FlexEvents", "reasons_column", "reasons_of_column"]
 
 #: Builds the bus events of one change of the book: the entry as it now stands, and the
 #: change ("sent" or "received" for a new entry; the standing it moved to for a settled
 #: one). The book writes them in the change's own transaction, and only when it made it.
 FlexEvents = Callable[[Entry, str], Sequence[EventRecord]]
+
+
+def reasons_column(reasons: Sequence[str]) -> str | None:
+    """An entry's reasons as the `reason` column keeps them: a JSON array, so that a reason
+    holding "; " (peer-controlled text can) comes back as one; NULL for none."""
+    return json.dumps(list(reasons), ensure_ascii=False) if reasons else None
+
+
+def reasons_of_column(text: str | None) -> tuple[str, ...]:
+    """The reasons of a `reason` column, written as `reasons_column` does or, by a schema
+    version 1 book before it, joined with "; " (read back the way they were joined)."""
+    if not text:
+        return ()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if isinstance(value, list) and all(isinstance(reason, str) for reason in value):
+            return tuple(value)
+    return tuple(text.split("; "))
 
 
 class FlexBook(Protocol):
@@ -59,7 +81,7 @@ class FlexBook(Protocol):
         from_: Collection[Standing],
         to: Standing,
         by: str | None,
-        reason: str | None = None,
+        reasons: Sequence[str] = (),
     ) -> bool:
         """Move the entry from a standing in `from_` to `to`, naming the message `by` that
         moved it; False when it is not in one of `from_` (or not there at all)."""

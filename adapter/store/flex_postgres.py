@@ -10,13 +10,13 @@ version is component "flex" in `schema_version`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import date
 from typing import Any, Final, TypeVar
 
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.store.base import newer_schema
-from adapter.store.flex import FlexEvents
+from adapter.store.flex import FlexEvents, reasons_column, reasons_of_column
 from adapter.store.postgres import PostgresStore, insert_events, recorded_version
 
 __all__ = ["SCHEMA_VERSION", "PostgresFlexBook"]
@@ -73,7 +73,7 @@ def _entry(row: Any) -> Entry:
         revision=row["revision"],
         standing=Standing(row["standing"]),
         settled_by=row["settled_by"],
-        reason=row["reason"],
+        reasons=reasons_of_column(row["reason"]),
         recorded_at=row["recorded_at"],
         inner_xml=bytes(row["inner_xml"]),
     )
@@ -150,7 +150,7 @@ class PostgresFlexBook:
                 entry.revision,
                 entry.standing.value,
                 entry.settled_by,
-                entry.reason,
+                reasons_column(entry.reasons),
                 entry.recorded_at,
                 entry.inner_xml,
             )
@@ -178,7 +178,7 @@ class PostgresFlexBook:
         from_: Collection[Standing],
         to: Standing,
         by: str | None,
-        reason: str | None = None,
+        reasons: Sequence[str] = (),
     ) -> bool:
         written = False
 
@@ -190,7 +190,7 @@ class PostgresFlexBook:
                 "AND standing = ANY($7::text[])",
                 to.value,
                 by,
-                reason,
+                reasons_column(reasons),
                 direction.value,
                 peer_domain,
                 message_id,

@@ -10,13 +10,13 @@ its version is component "flex" in `schema_version`, migrated forward as the reg
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.store.base import newer_schema
-from adapter.store.flex import FlexEvents
+from adapter.store.flex import FlexEvents, reasons_column, reasons_of_column
 from adapter.store.sqlite import SqliteStore, insert_events
 
 __all__ = ["SCHEMA_VERSION", "SqliteFlexBook"]
@@ -84,7 +84,7 @@ def _row(entry: Entry) -> tuple[Any, ...]:
         entry.revision,
         entry.standing.value,
         entry.settled_by,
-        entry.reason,
+        reasons_column(entry.reasons),
         _us(entry.recorded_at),
         entry.inner_xml,
     )
@@ -106,7 +106,7 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         revision=row[9],
         standing=Standing(row[10]),
         settled_by=row[11],
-        reason=row[12],
+        reasons=reasons_of_column(row[12]),
         recorded_at=recorded_at,
         inner_xml=bytes(row[14]),
     )
@@ -184,7 +184,7 @@ class SqliteFlexBook:
         from_: Collection[Standing],
         to: Standing,
         by: str | None,
-        reason: str | None = None,
+        reasons: Sequence[str] = (),
     ) -> bool:
         standings = [standing.value for standing in from_]
         marks = ", ".join("?" * len(standings))
@@ -197,7 +197,15 @@ class SqliteFlexBook:
                 "UPDATE flex_entry SET standing = ?, settled_by = ?, reason = ? "  # noqa: S608
                 "WHERE direction = ? AND peer_domain = ? AND message_id = ? "
                 f"AND standing IN ({marks})",
-                (to.value, by, reason, direction.value, peer_domain, message_id, *standings),
+                (
+                    to.value,
+                    by,
+                    reasons_column(reasons),
+                    direction.value,
+                    peer_domain,
+                    message_id,
+                    *standings,
+                ),
             )
             if cursor.rowcount != 1:
                 return False

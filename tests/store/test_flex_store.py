@@ -107,6 +107,39 @@ async def test_settle_moves_an_entry_only_from_the_standings_named(book: FlexBoo
     )
 
 
+#: Reasons whose text holds the "; " that joins reasons in a RejectionReason: peer-controlled
+#: text (a congestion point, a MessageID) can.
+AWKWARD = ("Unknown congestion point ean.1; ISP conflict", "[not a list", "plain")
+
+
+async def test_reasons_come_back_one_each_as_recorded_and_settled(book: FlexBook) -> None:
+    entry = dataclasses.replace(sent_request(), standing=Standing.REJECTED, reasons=AWKWARD)
+    assert (await book.record(entry)).reasons == AWKWARD
+    assert (await book.get(Direction.SENT, entry.message_id)) == entry
+    other = await book.record(sent_request(message_id="00000000-0000-4000-8000-0000000000aa"))
+    key = (Direction.SENT, AGR, other.message_id)
+    assert await book.settle(
+        *key, from_=(Standing.OPEN,), to=Standing.REJECTED, by="r", reasons=AWKWARD
+    )
+    settled = await book.get(Direction.SENT, other.message_id)
+    assert settled is not None and settled.reasons == AWKWARD
+    assert settled.reason == "; ".join(AWKWARD)
+
+
+async def test_reasons_written_joined_by_schema_version_1_are_read_back(store: Store) -> None:
+    """Rows of a book before reasons were kept as a JSON array hold them joined with "; "."""
+    book = flex_book_for(store)
+    entry = await book.record(dataclasses.replace(sent_request(), standing=Standing.REJECTED))
+    old, sql = "Unknown congestion point; ISP conflict", "UPDATE flex_entry SET reason = "
+    if isinstance(store, SqliteStore):
+        await store.run(lambda conn: conn.execute(sql + "?", (old,)))
+    else:
+        await store.run(lambda conn: conn.execute(sql + "$1", old))  # type: ignore[attr-defined]
+    stored = await book.get(Direction.SENT, entry.message_id)
+    assert stored is not None
+    assert stored.reasons == ("Unknown congestion point", "ISP conflict")
+
+
 async def test_of_two_settlements_at_once_one_wins(book: FlexBook) -> None:
     """An order and a revocation of one offer: one fate."""
     offer = flex_offer()
