@@ -22,6 +22,7 @@ import json
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -104,15 +105,7 @@ def add_dso_flex_commands(sub: _SubParsers) -> None:
     _common(request, "DSO", sends=True)
     request.set_defaults(func=cmd_dso_flex_request)
 
-    offers = sub.add_parser(
-        "offers",
-        help="print the FlexOffers received and where each stands",
-        description="Print the FlexOffers received: MessageID, AGR, congestion point, day, "
-        "expiry, standing (accepted, rejected with its reasons, revoked, ordered, expired) "
-        "and options. Reads the store; safe while the DSO serves.",
-    )
-    _common(offers, "DSO", sends=False)
-    offers.set_defaults(func=cmd_dso_offers)
+    _add_listing(sub, "dso offers")
 
     order = sub.add_parser(
         "order",
@@ -134,27 +127,9 @@ def add_dso_flex_commands(sub: _SubParsers) -> None:
     _common(order, "DSO", sends=True)
     order.set_defaults(func=cmd_dso_order)
 
-    prognoses = sub.add_parser(
-        "prognoses",
-        help="print the D-Prognoses received and where each stands",
-        description="Print the D-Prognoses received (d-prognosis.md): MessageID, AGR, "
-        "congestion point, day, Revision, standing (accepted, or rejected with its reasons) "
-        "and the power per ISP. Reads the store; safe while the DSO serves. An AGR sends "
-        "them with `send`.",
-    )
-    _common(prognoses, "DSO", sends=False)
-    prognoses.set_defaults(func=cmd_dso_prognoses)
+    _add_listing(sub, "dso prognoses")
 
-    metering = sub.add_parser(
-        "metering",
-        help="print the Metering messages received and where each stands",
-        description="Print the Metering messages received (metering.md): MessageID, AGR, "
-        "connection (EAN), day, Revision, standing, and each profile's type, unit and number "
-        "of ISPs (every value with --format json). Reads the store; safe while the DSO "
-        "serves. An AGR sends them with `send`.",
-    )
-    _common(metering, "DSO", sends=False)
-    metering.set_defaults(func=cmd_dso_metering)
+    _add_listing(sub, "dso metering")
 
 
 def cmd_dso_flex_request(args: argparse.Namespace) -> int:
@@ -173,13 +148,6 @@ def cmd_dso_flex_request(args: argparse.Namespace) -> int:
         return await desk.exchange(message, to)
 
     return _run(config, args, work)
-
-
-def cmd_dso_offers(args: argparse.Namespace) -> int:
-    config = _config(args.config, Role.DSO)
-    entries = _read_entries(config, Direction.RECEIVED, FlexOffer.xml_name)
-    _print_offers(entries, args.format, "from")
-    return 0
 
 
 def cmd_dso_order(args: argparse.Namespace) -> int:
@@ -228,15 +196,7 @@ def add_agr_commands(subparsers: _SubParsers) -> None:
         "delivered or no answer.",
     )
     sub = agr.add_subparsers(dest="agr_command", required=True, metavar="COMMAND")
-    requests = sub.add_parser(
-        "requests",
-        help="print the FlexRequests received and where each stands",
-        description="Print the FlexRequests received: MessageID, DSO, congestion point, day, "
-        "Revision, expiry, standing and the requested ISPs. Reads the store; safe while the "
-        "AGR serves.",
-    )
-    _common(requests, "AGR", sends=False)
-    requests.set_defaults(func=cmd_agr_requests)
+    _add_listing(sub, "agr requests")
 
     offer = sub.add_parser(
         "offer",
@@ -251,15 +211,7 @@ def add_agr_commands(subparsers: _SubParsers) -> None:
     _common(offer, "AGR", sends=True)
     offer.set_defaults(func=cmd_agr_offer)
 
-    offers = sub.add_parser(
-        "offers",
-        help="print the FlexOffers sent and where each stands",
-        description="Print the FlexOffers sent: MessageID, DSO, congestion point, day, expiry "
-        "and standing (open, accepted, rejected, revoked, ordered, expired). Reads the store; "
-        "safe while the AGR serves.",
-    )
-    _common(offers, "AGR", sends=False)
-    offers.set_defaults(func=cmd_agr_offers)
+    _add_listing(sub, "agr offers")
 
     revoke = sub.add_parser(
         "revoke",
@@ -271,41 +223,7 @@ def add_agr_commands(subparsers: _SubParsers) -> None:
     _common(revoke, "AGR", sends=True)
     revoke.set_defaults(func=cmd_agr_revoke)
 
-    reservations = sub.add_parser(
-        "reservations",
-        help="print the FlexReservationUpdates received and where each stands",
-        description="Print the FlexReservationUpdates received (flex-reservation-update.md): "
-        "MessageID, DSO, congestion point, day, ContractID, Reference, standing and the power "
-        "still reserved per ISP. Reads the store; safe while the AGR serves. A DSO sends them "
-        "with `send`.",
-    )
-    _common(reservations, "AGR", sends=False)
-    reservations.set_defaults(func=cmd_agr_reservations)
-
-
-def cmd_agr_requests(args: argparse.Namespace) -> int:
-    config = _config(args.config, Role.AGR)
-    entries = _read_entries(config, Direction.RECEIVED, FlexRequest.xml_name)
-    now = datetime.now(UTC)
-    rows = [_request_row(entry, now) for entry in entries]
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-    elif not rows:
-        print("no FlexRequests received")
-    for row in rows if args.format == "text" else ():
-        print(
-            printable(
-                f"{row['message_id']}  from {row['dso']}  {row['congestion_point']}  "
-                f"{row['period']}  revision {row['revision']}  expires {row['expires']}  "
-                f"{row['standing']}{_why(row)}"
-            )
-        )
-        for isp in row["isps"]:
-            print(
-                f"    ISP {isp['start']}-{isp['start'] + isp['duration'] - 1}: "
-                f"{isp['disposition'] or '-'} {isp['min_power']}..{isp['max_power']} W"
-            )
-    return 0
+    _add_listing(sub, "agr reservations")
 
 
 def cmd_agr_offer(args: argparse.Namespace) -> int:
@@ -324,13 +242,6 @@ def cmd_agr_offer(args: argparse.Namespace) -> int:
     return _run(config, args, work)
 
 
-def cmd_agr_offers(args: argparse.Namespace) -> int:
-    config = _config(args.config, Role.AGR)
-    entries = _read_entries(config, Direction.SENT, FlexOffer.xml_name)
-    _print_offers(entries, args.format, "to")
-    return 0
-
-
 def cmd_agr_revoke(args: argparse.Namespace) -> int:
     config = _config(args.config, Role.AGR)
 
@@ -342,139 +253,6 @@ def cmd_agr_revoke(args: argparse.Namespace) -> int:
         return await desk.exchange(revocation, entry.peer_domain)
 
     return _run(config, args, work)
-
-
-def cmd_agr_reservations(args: argparse.Namespace) -> int:
-    config = _config(args.config, Role.AGR)
-    now = datetime.now(UTC)
-    rows = []
-    for entry in _read_entries(config, Direction.RECEIVED, FlexReservationUpdate.xml_name):
-        update = model_of(entry, FlexReservationUpdate)
-        assert update is not None
-        rows.append(
-            {
-                **_row(entry, now, "dso"),
-                "contract_id": update.contract_id,
-                "reference": update.reference,
-                "isps": _spans(update.isps),
-            }
-        )
-    _print_rows(
-        rows,
-        args.format,
-        "FlexReservationUpdates",
-        lambda row: (
-            f"{row['message_id']}  from {row['dso']}  {row['congestion_point']}  "
-            f"{row['period']}  contract {row['contract_id']}  reference {row['reference']}  "
-            f"{row['standing']}{_why(row)}"
-        ),
-        lambda row: _span_lines(row["isps"], "reserved"),
-    )
-    return 0
-
-
-def cmd_dso_prognoses(args: argparse.Namespace) -> int:
-    config = _config(args.config, Role.DSO)
-    now = datetime.now(UTC)
-    rows = []
-    for entry in _read_entries(config, Direction.RECEIVED, DPrognosis.xml_name):
-        prognosis = model_of(entry, DPrognosis)
-        assert prognosis is not None
-        rows.append(
-            {
-                **_row(entry, now, "agr"),
-                "revision": prognosis.revision,
-                "isps": _spans(prognosis.isps),
-            }
-        )
-    _print_rows(
-        rows,
-        args.format,
-        "D-Prognoses",
-        lambda row: (
-            f"{row['message_id']}  from {row['agr']}  {row['congestion_point']}  "
-            f"{row['period']}  revision {row['revision']}  {row['standing']}{_why(row)}"
-        ),
-        lambda row: _span_lines(row["isps"], "forecast"),
-    )
-    return 0
-
-
-def cmd_dso_metering(args: argparse.Namespace) -> int:
-    config = _config(args.config, Role.DSO)
-    now = datetime.now(UTC)
-    rows = []
-    for entry in _read_entries(config, Direction.RECEIVED, Metering.xml_name):
-        metering = model_of(entry, Metering)
-        assert metering is not None
-        rows.append(
-            {
-                **_row(entry, now, "agr"),
-                "ean": metering.ean,
-                "revision": metering.revision,
-                "profiles": [
-                    {
-                        "type": str(profile.profile_type),
-                        "unit": str(profile.unit),
-                        "isps": [{"start": i.start, "value": str(i.value)} for i in profile.isps],
-                    }
-                    for profile in metering.profiles
-                ],
-            }
-        )
-    _print_rows(
-        rows,
-        args.format,
-        "Metering messages",
-        lambda row: (
-            f"{row['message_id']}  from {row['agr']}  {row['ean']}  {row['period']}  "
-            f"revision {row['revision']}  {row['standing']}{_why(row)}"
-        ),
-        lambda row: [
-            f"    {p['type']} in {p['unit']}: {len(p['isps'])} ISPs" for p in row["profiles"]
-        ],
-    )
-    return 0
-
-
-def _row(entry: Entry, now: datetime, peer_key: str) -> dict[str, Any]:
-    return {
-        "message_id": entry.message_id,
-        peer_key: entry.peer_domain,
-        "congestion_point": entry.congestion_point,
-        "period": entry.period.isoformat() if entry.period else None,
-        "standing": entry.shown_standing(now),
-        "reason": entry.reason,
-    }
-
-
-def _spans(isps: Iterable[Any]) -> list[dict[str, int]]:
-    return [{"start": i.start, "duration": i.duration, "power": i.power} for i in isps]
-
-
-def _span_lines(spans: list[dict[str, int]], what: str) -> list[str]:
-    return [
-        f"    ISP {s['start']}-{s['start'] + s['duration'] - 1}: {s['power']} W {what}"
-        for s in spans
-    ]
-
-
-def _print_rows(
-    rows: list[dict[str, Any]],
-    fmt: str,
-    kind: str,
-    line: Callable[[dict[str, Any]], str],
-    details: Callable[[dict[str, Any]], list[str]],
-) -> None:
-    if fmt == "json":
-        print(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        print(f"no {kind} received")
-    for row in rows:  # the peer wrote most of it: escaped
-        print(printable(line(row)))
-        for text in details(row):
-            print(printable(text))
 
 
 # --- shared ----------------------------------------------------------------------------------
@@ -661,13 +439,81 @@ def _read_entries(config: Config, direction: Direction, message_type: str) -> li
     return asyncio.run(read())
 
 
+# --- the listings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """One listing command: the entries of one direction and message type in the book of a
+    role, each a row (printed as JSON with --format json) or a line and its detail lines."""
+
+    #: The command's --help and description.
+    help: str
+    description: str
+    role: Role
+    direction: Direction
+    kind: type[PayloadMessage]
+    #: What is printed when there are none.
+    none: str
+    row: Callable[[Entry, Any, datetime], dict[str, Any]]
+    line: Callable[[dict[str, Any]], str]
+    details: Callable[[dict[str, Any]], list[str]]
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        config = _config(args.config, self.role)
+        now = datetime.now(UTC)
+        rows = []
+        for entry in _read_entries(config, self.direction, self.kind.xml_name):
+            message = model_of(entry, self.kind)
+            assert message is not None
+            rows.append(self.row(entry, message, now))
+        if args.format == "json":
+            print(json.dumps(rows, indent=2))
+            return 0
+        if not rows:
+            print(self.none)
+        for row in rows:  # the peer wrote most of it: escaped
+            print(printable(self.line(row)))
+            for text in self.details(row):
+                print(printable(text))
+        return 0
+
+
+def _add_listing(sub: _SubParsers, words: str) -> None:
+    """The listing command `words` (its role's word, its own) in its role's group."""
+    listing = _LISTINGS[words]
+    parser = sub.add_parser(words.split()[1], help=listing.help, description=listing.description)
+    _common(parser, str(listing.role), sends=False)
+    parser.set_defaults(func=listing)
+
+
+def _row(entry: Entry, now: datetime, peer_key: str) -> dict[str, Any]:
+    return {
+        "message_id": entry.message_id,
+        peer_key: entry.peer_domain,
+        "congestion_point": entry.congestion_point,
+        "period": entry.period.isoformat() if entry.period else None,
+        "standing": entry.shown_standing(now),
+        "reason": entry.reason,
+    }
+
+
+def _spans(isps: Iterable[Any]) -> list[dict[str, int]]:
+    return [{"start": i.start, "duration": i.duration, "power": i.power} for i in isps]
+
+
+def _span_lines(spans: list[dict[str, int]], what: str) -> list[str]:
+    return [
+        f"    ISP {s['start']}-{s['start'] + s['duration'] - 1}: {s['power']} W {what}"
+        for s in spans
+    ]
+
+
 def _why(row: dict[str, Any]) -> str:
     return f" ({row['reason']})" if row.get("reason") else ""
 
 
-def _request_row(entry: Entry, now: datetime) -> dict[str, Any]:
-    request = model_of(entry, FlexRequest)
-    assert request is not None
+def _request_row(entry: Entry, request: FlexRequest, now: datetime) -> dict[str, Any]:
     return {
         "message_id": entry.message_id,
         "dso": entry.peer_domain,
@@ -690,9 +536,23 @@ def _request_row(entry: Entry, now: datetime) -> dict[str, Any]:
     }
 
 
-def _offer_row(entry: Entry, now: datetime, peer_key: str) -> dict[str, Any]:
-    offer = model_of(entry, FlexOffer)
-    assert offer is not None
+def _request_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['message_id']}  from {row['dso']}  {row['congestion_point']}  "
+        f"{row['period']}  revision {row['revision']}  expires {row['expires']}  "
+        f"{row['standing']}{_why(row)}"
+    )
+
+
+def _request_isps(row: dict[str, Any]) -> list[str]:
+    return [
+        f"    ISP {isp['start']}-{isp['start'] + isp['duration'] - 1}: "
+        f"{isp['disposition'] or '-'} {isp['min_power']}..{isp['max_power']} W"
+        for isp in row["isps"]
+    ]
+
+
+def _offer_row(entry: Entry, offer: FlexOffer, now: datetime, peer_key: str) -> dict[str, Any]:
     return {
         "message_id": entry.message_id,
         peer_key: entry.peer_domain,
@@ -719,29 +579,153 @@ def _offer_row(entry: Entry, now: datetime, peer_key: str) -> dict[str, Any]:
     }
 
 
-def _print_offers(entries: list[Entry], fmt: str, peer_key: str) -> None:
-    now = datetime.now(UTC)
-    rows = [_offer_row(entry, now, peer_key) for entry in entries]
-    if fmt == "json":
-        print(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        print("no FlexOffers")
-    for row in rows:  # the peer wrote most of it: escaped
-        print(
-            printable(
-                f"{row['message_id']}  {peer_key} {row[peer_key]}  {row['congestion_point']}  "
-                f"{row['period']}  expires {row['expires']}  {row['standing']}{_why(row)}"
-            )
+def _offer_line(row: dict[str, Any], peer_key: str) -> str:
+    return (
+        f"{row['message_id']}  {peer_key} {row[peer_key]}  {row['congestion_point']}  "
+        f"{row['period']}  expires {row['expires']}  {row['standing']}{_why(row)}"
+    )
+
+
+def _offer_options(row: dict[str, Any]) -> list[str]:
+    lines = []
+    for option in row["options"]:
+        isps = ", ".join(
+            f"ISP {i['start']}-{i['start'] + i['duration'] - 1}: {i['power']} W"
+            for i in option["isps"]
         )
-        for option in row["options"]:
-            isps = ", ".join(
-                f"ISP {i['start']}-{i['start'] + i['duration'] - 1}: {i['power']} W"
-                for i in option["isps"]
-            )
-            print(
-                printable(
-                    f"    option {option['reference']}: {option['price']} {row['currency']} "
-                    f"(min activation {option['min_activation_factor']}); {isps}"
-                )
-            )
+        lines.append(
+            f"    option {option['reference']}: {option['price']} {row['currency']} "
+            f"(min activation {option['min_activation_factor']}); {isps}"
+        )
+    return lines
+
+
+def _offers(
+    role: Role, direction: Direction, peer_key: str, help: str, description: str
+) -> _Listing:
+    return _Listing(
+        help,
+        description,
+        role,
+        direction,
+        FlexOffer,
+        "no FlexOffers",
+        lambda entry, offer, now: _offer_row(entry, offer, now, peer_key),
+        lambda row: _offer_line(row, peer_key),
+        _offer_options,
+    )
+
+
+def _metering_row(entry: Entry, metering: Metering, now: datetime) -> dict[str, Any]:
+    return {
+        **_row(entry, now, "agr"),
+        "ean": metering.ean,
+        "revision": metering.revision,
+        "profiles": [
+            {
+                "type": str(profile.profile_type),
+                "unit": str(profile.unit),
+                "isps": [{"start": i.start, "value": str(i.value)} for i in profile.isps],
+            }
+            for profile in metering.profiles
+        ],
+    }
+
+
+#: The listing commands, by their words on the command line.
+_LISTINGS = {
+    "agr requests": _Listing(
+        "print the FlexRequests received and where each stands",
+        "Print the FlexRequests received: MessageID, DSO, congestion point, day, "
+        "Revision, expiry, standing and the requested ISPs. Reads the store; safe while the "
+        "AGR serves.",
+        Role.AGR,
+        Direction.RECEIVED,
+        FlexRequest,
+        "no FlexRequests received",
+        _request_row,
+        _request_line,
+        _request_isps,
+    ),
+    "agr offers": _offers(
+        Role.AGR,
+        Direction.SENT,
+        "to",
+        "print the FlexOffers sent and where each stands",
+        "Print the FlexOffers sent: MessageID, DSO, congestion point, day, expiry "
+        "and standing (open, accepted, rejected, revoked, ordered, expired). Reads the store; "
+        "safe while the AGR serves.",
+    ),
+    "dso offers": _offers(
+        Role.DSO,
+        Direction.RECEIVED,
+        "from",
+        "print the FlexOffers received and where each stands",
+        "Print the FlexOffers received: MessageID, AGR, congestion point, day, "
+        "expiry, standing (accepted, rejected with its reasons, revoked, ordered, expired) "
+        "and options. Reads the store; safe while the DSO serves.",
+    ),
+    "agr reservations": _Listing(
+        "print the FlexReservationUpdates received and where each stands",
+        "Print the FlexReservationUpdates received (flex-reservation-update.md): "
+        "MessageID, DSO, congestion point, day, ContractID, Reference, standing and the power "
+        "still reserved per ISP. Reads the store; safe while the AGR serves. A DSO sends them "
+        "with `send`.",
+        Role.AGR,
+        Direction.RECEIVED,
+        FlexReservationUpdate,
+        "no FlexReservationUpdates received",
+        lambda entry, update, now: {
+            **_row(entry, now, "dso"),
+            "contract_id": update.contract_id,
+            "reference": update.reference,
+            "isps": _spans(update.isps),
+        },
+        lambda row: (
+            f"{row['message_id']}  from {row['dso']}  {row['congestion_point']}  "
+            f"{row['period']}  contract {row['contract_id']}  reference {row['reference']}  "
+            f"{row['standing']}{_why(row)}"
+        ),
+        lambda row: _span_lines(row["isps"], "reserved"),
+    ),
+    "dso prognoses": _Listing(
+        "print the D-Prognoses received and where each stands",
+        "Print the D-Prognoses received (d-prognosis.md): MessageID, AGR, "
+        "congestion point, day, Revision, standing (accepted, or rejected with its reasons) "
+        "and the power per ISP. Reads the store; safe while the DSO serves. An AGR sends "
+        "them with `send`.",
+        Role.DSO,
+        Direction.RECEIVED,
+        DPrognosis,
+        "no D-Prognoses received",
+        lambda entry, prognosis, now: {
+            **_row(entry, now, "agr"),
+            "revision": prognosis.revision,
+            "isps": _spans(prognosis.isps),
+        },
+        lambda row: (
+            f"{row['message_id']}  from {row['agr']}  {row['congestion_point']}  "
+            f"{row['period']}  revision {row['revision']}  {row['standing']}{_why(row)}"
+        ),
+        lambda row: _span_lines(row["isps"], "forecast"),
+    ),
+    "dso metering": _Listing(
+        "print the Metering messages received and where each stands",
+        "Print the Metering messages received (metering.md): MessageID, AGR, "
+        "connection (EAN), day, Revision, standing, and each profile's type, unit and number "
+        "of ISPs (every value with --format json). Reads the store; safe while the DSO "
+        "serves. An AGR sends them with `send`.",
+        Role.DSO,
+        Direction.RECEIVED,
+        Metering,
+        "no Metering messages received",
+        _metering_row,
+        lambda row: (
+            f"{row['message_id']}  from {row['agr']}  {row['ean']}  {row['period']}  "
+            f"revision {row['revision']}  {row['standing']}{_why(row)}"
+        ),
+        lambda row: [
+            f"    {p['type']} in {p['unit']}: {len(p['isps'])} ISPs" for p in row["profiles"]
+        ],
+    ),
+}
