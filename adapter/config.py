@@ -887,6 +887,13 @@ def _address_book(table: _Table) -> AddressBookSettings:
     )
 
 
+#: The [oauth2_inbound] keys read as they are (defaults: `InboundOAuth2Settings`).
+_INBOUND_LIMITS = (
+    "leeway_seconds",
+    "jwks_max_age_seconds",
+    "refetch_interval_seconds",
+    "timeout_seconds",
+)
 _OAUTH2_KEYS = (
     "token_url",
     "client_id",
@@ -895,6 +902,7 @@ _OAUTH2_KEYS = (
     "scope",
     "client_auth",
     "refresh_margin_seconds",
+    "default_lifetime_seconds",
     "timeout_seconds",
 )
 
@@ -912,7 +920,12 @@ def _oauth2(parent: _Table, key: str) -> OAuth2Settings:
         client_secret_file=table.path("client_secret_file") if has_file else None,
         scope=table.string("scope", "") or None,
         **_fields(
-            table, OAuth2Settings, "client_auth", "refresh_margin_seconds", "timeout_seconds"
+            table,
+            OAuth2Settings,
+            "client_auth",
+            "refresh_margin_seconds",
+            "default_lifetime_seconds",
+            "timeout_seconds",
         ),
     )
 
@@ -922,7 +935,7 @@ def _oauth2_inbound(table: _Table) -> InboundOAuth2Settings:
         jwks_url=_http_url(table, "jwks_url", table.string("jwks_url")),
         audience=table.string("audience"),
         issuer=table.string("issuer"),
-        **_fields(table, InboundOAuth2Settings, "leeway_seconds"),
+        **_fields(table, InboundOAuth2Settings, *_INBOUND_LIMITS),
     )
     if "algorithms" in table.data:
         algorithms = tuple(table.string_list("algorithms"))
@@ -978,6 +991,9 @@ def _directory_dns(table: _Table) -> DnsSettings:
             "timeout_seconds",
             "max_ttl_seconds",
             "negative_ttl_seconds",
+            "refresh_interval_seconds",
+            "max_cached",
+            "max_lookups_in_flight",
         ),
     )
 
@@ -1413,5 +1429,5 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "retention": _keys(RetentionSettings),
     "directory": DIRECTORY_KEYS,
     "admin": _keys(AdminSettings),
-    "oauth2_inbound": ("jwks_url", "audience", "issuer", "algorithms", "leeway_seconds"),
+    "oauth2_inbound": ("jwks_url", "audience", "issuer", "algorithms", *_INBOUND_LIMITS),
 }

@@ -43,6 +43,9 @@ DNS_KEYS = (
     "endpoint",
     "max_ttl_seconds",
     "negative_ttl_seconds",
+    "refresh_interval_seconds",
+    "max_cached",
+    "max_lookups_in_flight",
 )
 DIRECTORY_KEYS = ("sources", "dns", "address_book")
 ADDRESS_BOOK_KEYS = (

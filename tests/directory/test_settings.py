@@ -343,3 +343,70 @@ def test_inbound_tokens_are_checked_with_public_key_algorithms_only(
     }
     with pytest.raises(ConfigError, match="public-key signature algorithms"):
         parse(data)
+
+
+def test_the_dns_oauth2_and_jwks_limits_are_set_in_their_tables() -> None:
+    """Each limit of the settings classes is a key of its table (defaults written once, in
+    the class): the DNS cache and lookups, a token's assumed lifetime, the key set's age."""
+    from adapter.oauth2 import InboundOAuth2Settings, OAuth2Settings
+
+    data = with_directory(
+        {
+            "sources": ["address_book", "dns"],
+            "address_book": {
+                "url": "https://hub.example/list",
+                "oauth2": {
+                    "token_url": "https://hub.example/t",
+                    "client_id": "x",
+                    "client_secret": "s",
+                    "default_lifetime_seconds": 60,
+                },
+            },
+            "dns": {
+                "resolvers": ["127.0.0.1:53"],
+                "refresh_interval_seconds": 2.5,
+                "max_cached": 100,
+                "max_lookups_in_flight": 8,
+            },
+        }
+    )
+    data["oauth2_inbound"] = {
+        "jwks_url": "https://auth.example/jwks",
+        "audience": "dso.example.com",
+        "issuer": "https://auth.example",
+        "jwks_max_age_seconds": 600,
+        "refetch_interval_seconds": 30,
+        "timeout_seconds": 2,
+    }
+    config = parse(data)
+    book, dns = config.directory.address_book, config.directory.dns
+    assert book is not None and dns is not None
+    assert book.oauth2 == OAuth2Settings(
+        "https://hub.example/t", "x", client_secret="s", default_lifetime_seconds=60.0
+    )
+    assert dns == DnsSettings(
+        (("127.0.0.1", 53),), refresh_interval_seconds=2.5, max_cached=100, max_lookups_in_flight=8
+    )
+    assert config.oauth2_inbound == InboundOAuth2Settings(
+        "https://auth.example/jwks",
+        "dso.example.com",
+        "https://auth.example",
+        jwks_max_age_seconds=600.0,
+        refetch_interval_seconds=30.0,
+        timeout_seconds=2.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("dns", "problem"),
+    [
+        ({"max_cached": 0}, "directory.dns.max_cached: expected an integer >= 1"),
+        ({"max_lookups_in_flight": True}, "max_lookups_in_flight: expected an integer"),
+        ({"refresh_interval_seconds": 0}, "refresh_interval_seconds: expected a positive number"),
+    ],
+)
+def test_a_dns_limit_out_of_range_is_refused(dns: dict[str, Any], problem: str) -> None:
+    table = {"resolvers": ["127.0.0.1:53"], **dns}
+    with pytest.raises(ConfigError) as caught:
+        parse(with_directory({"sources": ["dns"], "dns": table}))
+    assert problem in str(caught.value)
