@@ -40,7 +40,7 @@ def metering(isps: int, profiles: int = 3) -> Metering:
 
 
 @pytest.mark.parametrize("isps", [63, 64, 96, 2_000])
-def test_metering_profiles_read_column_wise_equal_the_element_reading(isps: int) -> None:
+def test_metering_profiles_read_back_as_written(isps: int) -> None:
     message = metering(isps)
     data = codec.encode(message)
     assert codec.decode(data) == message
@@ -111,7 +111,7 @@ def settlement(orders: int, duration: int | None, deficiency: int | None) -> Fle
 @pytest.mark.parametrize(
     ("duration", "deficiency"), [(None, None), (3, 7), (-1, None), (None, -1), (-1, -1), (4, -1)]
 )
-def test_order_settlement_isps_read_column_wise_equal_the_element_reading(
+def test_order_settlement_isps_read_back_as_written(
     orders: int, duration: int | None, deficiency: int | None
 ) -> None:
     message = settlement(orders, duration, deficiency)
