@@ -156,6 +156,7 @@ def stream_children(
                         results.append(read(element))
                     except Exception as exc:  # the schema's verdict comes first
                         failed = exc
+                element.clear()
                 parent.remove(element)
         root = parser.close()
     except etree.XMLSyntaxError as exc:
