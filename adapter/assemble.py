@@ -13,6 +13,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from . import tls
 from .config import (
@@ -26,12 +27,18 @@ from .config import (
 from .directory import Directory, Peer, StaticDirectory
 from .directory.chain import DirectoryChain
 from .keys import PrivateKeys, load_private
+from .oauth2 import Credentials, TokenSource
 from .rotation import KeyRing
 from .store import DEFAULT_LEASE, open_store
 from .store.base import Store
 
+if TYPE_CHECKING:
+    from .oauth2_inbound import BearerCheck
+
 __all__ = [
     "TlsContexts",
+    "bearer_check",
+    "credentials_for",
     "directory_for",
     "directory_of",
     "key_ring",
@@ -80,35 +87,94 @@ def _peers(peers: tuple[PeerSettings, ...]) -> list[Peer]:
     return [Peer(p.domain, p.role, p.endpoint, p.signing_keys, p.barred) for p in peers]
 
 
-def directory_for(config: Config) -> DirectoryChain:
+def directory_for(config: Config, *, ssl_context: ssl.SSLContext | None = None) -> DirectoryChain:
     """The sources of the [directory] table, asked in its order: the [[peers]] of the file
-    ("static") and DNS ("dns", `adapter.directory.dns`, which imports dnspython)."""
+    ("static"), a hub's address book ("address_book", `adapter.directory.addressbook`, with
+    the hub's OAuth2 token; `ssl_context` verifies the hub) and DNS ("dns",
+    `adapter.directory.dns`, which imports dnspython)."""
+    settings = config.directory
+    dns: Directory | None = None
+    if "dns" in settings.sources:
+        try:
+            from .directory.dns import DnsDirectory
+        except ImportError as exc:
+            raise ConfigError(
+                str(config.path),
+                "directory.sources",
+                f"lists 'dns', which needs dnspython: pip install 'uftp-adapter[dns]' ({exc})",
+            ) from None
+        assert settings.dns is not None  # the config requires the table
+        dns = DnsDirectory(settings.dns)
     sources: list[Directory] = []
-    for name in config.directory.sources:
+    for name in settings.sources:
         if name == "static":
             sources.append(directory_of(config.peers))
+        elif name == "address_book":
+            from .directory.addressbook import AddressBookDirectory
+
+            book = settings.address_book
+            assert book is not None  # the config requires the table
+            token = (
+                TokenSource(book.oauth2, ssl_context=ssl_context)
+                if book.oauth2 is not None
+                else None
+            )
+            sources.append(
+                AddressBookDirectory(book, token=token, endpoints=dns, ssl_context=ssl_context)
+            )
         elif name == "dns":
-            try:
-                from .directory.dns import DnsDirectory
-            except ImportError as exc:
-                raise ConfigError(
-                    str(config.path),
-                    "directory.sources",
-                    f"lists 'dns', which needs dnspython: pip install 'uftp-adapter[dns]' ({exc})",
-                ) from None
-            assert config.directory.dns is not None  # the config requires the table
-            sources.append(DnsDirectory(config.directory.dns))
+            assert dns is not None
+            sources.append(dns)
     return DirectoryChain(sources)
+
+
+def credentials_for(
+    config: Config, directory: Directory, *, ssl_context: ssl.SSLContext | None = None
+) -> Credentials:
+    """Which OAuth2 token goes with a POST to which endpoint: a [[peers]] entry's own
+    `oauth2`, else the hub's for the peers its address book lists."""
+    from .directory.addressbook import AddressBookDirectory
+
+    books = [source for source in _sources(directory) if isinstance(source, AddressBookDirectory)]
+    credentials = Credentials(
+        [book.token_for for book in books if book.token is not None], ssl_context=ssl_context
+    )
+    reload_credentials(credentials, config)
+    return credentials
+
+
+def reload_credentials(credentials: Credentials, config: Config) -> None:
+    """Give `credentials` the per-peer OAuth2 settings of `config` (read again on SIGHUP)."""
+    credentials.set_peers(
+        (peer.endpoint, peer.oauth2) for peer in config.peers if peer.oauth2 is not None
+    )
+
+
+def bearer_check(
+    config: Config, *, ssl_context: ssl.SSLContext | None = None
+) -> BearerCheck | None:
+    """The inbound bearer-token check of [oauth2_inbound] (None: not configured)."""
+    if config.oauth2_inbound is None:
+        return None
+    try:
+        from .oauth2_inbound import BearerCheck
+    except ImportError as exc:
+        raise ConfigError(
+            str(config.path),
+            "oauth2_inbound",
+            f"needs PyJWT: pip install 'uftp-adapter[oauth2]' ({exc})",
+        ) from None
+    return BearerCheck(config.oauth2_inbound, ssl_context=ssl_context)
+
+
+def _sources(directory: Directory) -> tuple[Directory, ...]:
+    return directory.sources if isinstance(directory, DirectoryChain) else (directory,)
 
 
 def reload_peers(directory: Directory, config: Config) -> bool:
     """Give the static sources of `directory` the [[peers]] of `config` (the file read again
     on SIGHUP); False when `directory` has none to give them to."""
-    statics = [
-        source
-        for source in (directory.sources if isinstance(directory, DirectoryChain) else (directory,))
-        if isinstance(source, StaticDirectory)
-    ]
+    statics = [source for source in _sources(directory) if isinstance(source, StaticDirectory)]
     for source in statics:
         source.replace(_peers(config.peers))
     return bool(statics)

@@ -455,7 +455,8 @@ def add_dso_commands(subparsers: _SubParsers) -> None:
         help="publish the DSO's portfolio to the CRO and query it; request and order flexibility",
         description="Publish congestion points with their connections to the CRO and ask "
         "which aggregators represent them (contract-phase.md); request flexibility from "
-        "aggregators, see their offers and order one (flex-request.md to flex-order.md). "
+        "aggregators, see their offers and order one (flex-request.md to flex-order.md); see "
+        "the D-Prognoses and Metering they sent. "
         "Exit status: 0 Accepted, 1 Rejected, 2 a mistake in a file or argument, not "
         "delivered or no answer.",
     )

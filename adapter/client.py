@@ -5,6 +5,10 @@ core's (`adapter.uftp.retry.classify`): 200 is final success; server errors, unk
 timeouts and resets are temporary; a non-ambiguous 4xx is final failure. Redirects are
 honoured for load balancing, keeping method and body, a bounded number of times.
 
+A peer that asks for an OAuth2 bearer token (`adapter.oauth2`) gets one with each POST; its
+401 is answered with one fresh token and one retry of the POST, and a 401 to the fresh token
+fails the delivery for good, saying so.
+
 A peer's TLS certificate that our trust settings do not verify is none of these: it is a
 configuration error (ours, or a certificate the peer must replace), which retrying for an hour
 cannot fix and which must not read as the peer's outage. It fails the delivery at once.
@@ -17,10 +21,11 @@ import os
 import socket
 import ssl
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from .oauth2 import Credentials, TokenFailed
 from .settings import Delivery
 
 # The classification lived here before the core had `retry`; importable from here still.
@@ -78,6 +83,7 @@ class Client:
         *,
         ssl_context: ssl.SSLContext | None = None,
         connection_limit: int = 100,
+        credentials: Credentials | None = None,
     ) -> None:
         """Attempts as `delivery` says (its request timeout and redirects)."""
         delivery = delivery or Delivery()
@@ -86,6 +92,8 @@ class Client:
         self._ssl = ssl_context
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
+        #: The bearer tokens of the peers that ask for one (None: no peer does).
+        self.credentials = credentials
 
     async def start(self) -> None:
         if self._session is None:
@@ -104,14 +112,50 @@ class Client:
             self._session = None
 
     async def post(self, url: str, envelope: bytes) -> DeliveryResult:
-        """POST `envelope` to `url`, following redirects; never raises for network trouble."""
+        """POST `envelope` to `url`, following redirects; never raises for network trouble.
+
+        With a bearer token when `credentials` has one for `url`: a 401 then gets one fresh
+        token and one retry (the spec's 401 is permanent "unless private arrangements between
+        sender and recipient exist", message-transport-mechanism.md, "Error handling")."""
+        source = await self.credentials.for_url(url) if self.credentials else None
+        if source is None:
+            return await self._post(url, envelope, None)
+        try:
+            token = await source.token()
+        except TokenFailed as exc:
+            return DeliveryResult(exc.outcome, None, str(exc))
+        result = await self._post(url, envelope, token)
+        if result.status != 401:
+            return result
+        try:
+            token = await source.refresh(token)
+        except TokenFailed as exc:
+            return DeliveryResult(exc.outcome, 401, f"{result.detail}; {exc}")
+        retried = await self._post(url, envelope, token)
+        if retried.status == 401:
+            return DeliveryResult(
+                Outcome.PERMANENT,
+                401,
+                f"{retried.detail} (refused with a freshly fetched OAuth2 token too: the peer "
+                f"does not accept client {source.settings.client_id!r}, or our signature)",
+            )
+        return retried
+
+    async def _post(self, url: str, envelope: bytes, token: str | None) -> DeliveryResult:
         if self._session is None:
             await self.start()
         assert self._session is not None
+        origin = urlsplit(url)[:2]
         for _ in range(self._max_redirects + 1):
+            # The token goes to the peer's origin only, not wherever it redirects to.
+            headers = (
+                {"Authorization": f"Bearer {token}"}
+                if token is not None and urlsplit(url)[:2] == origin
+                else None
+            )
             try:
                 async with self._session.post(
-                    url, data=envelope, allow_redirects=False
+                    url, data=envelope, allow_redirects=False, headers=headers
                 ) as response:
                     status = response.status
                     location = response.headers.get("Location")

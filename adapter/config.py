@@ -32,10 +32,18 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .directory.settings import (
+    ADDRESS_BOOK_KEYS,
+    DIRECTORY_KEYS,
+    DNS_KEYS,
+    AddressBookSettings,
+    DirectorySettings,
+    DnsSettings,
+)
 from .directory.settings import DEFAULT_ENDPOINT as DEFAULT_DNS_ENDPOINT
-from .directory.settings import DIRECTORY_KEYS, DNS_KEYS, DirectorySettings, DnsSettings
 from .directory.settings import SOURCES as DIRECTORY_SOURCES
 from .keys import MAX_PUBLISHED_KEYS
+from .oauth2 import ClientAuth, InboundOAuth2Settings, OAuth2Settings
 from .settings import (
     DEFAULT_MAX_BODY_BYTES,
     ROUTINE_DEADLINE_SECONDS,
@@ -255,6 +263,8 @@ class PeerSettings:
     barred: bool = False
     #: Where `public_keys` were read from, if they came from a file.
     public_keys_file: Path | None = None
+    #: The OAuth2 client credentials of this peer's authorization server (`adapter.oauth2`).
+    oauth2: OAuth2Settings | None = None
 
     @property
     def signing_keys(self) -> tuple[bytes, ...]:
@@ -345,6 +355,8 @@ class Config:
     #: Where peers come from besides `peers`: the [directory] table.
     directory: DirectorySettings = field(default_factory=DirectorySettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    #: Bearer tokens our endpoint requires besides the signature: the [oauth2_inbound] table.
+    oauth2_inbound: InboundOAuth2Settings | None = None
 
     def peer(self, domain: str, role: Role | str | None = None) -> PeerSettings | None:
         """The peer at `domain` (in `role`), or None when it is not configured.
@@ -490,6 +502,8 @@ def parse_config(
         log.warning("%s: [flex] is ignored: participant.role is CRO", source)
     directory = _directory(root.table("directory", required=False))
     admin = _admin(root.table("admin", required=False), participant)
+    inbound_table = root.table("oauth2_inbound", required=False)
+    oauth2_inbound = _oauth2_inbound(inbound_table) if inbound_table.present else None
     return Config(
         participant,
         delivery,
@@ -505,6 +519,7 @@ def parse_config(
         flex,
         directory,
         admin,
+        oauth2_inbound,
     )
 
 
@@ -793,7 +808,7 @@ def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
             ctx,
             entry,
             where,
-            ("domain", "role", "endpoint", "public_keys", "public_keys_file", "barred"),
+            ("domain", "role", "endpoint", "public_keys", "public_keys_file", "barred", "oauth2"),
         )
         domain = _domain(table, "domain")
         role = _role(table, "role")
@@ -806,7 +821,8 @@ def _peers(ctx: _Context, value: object) -> tuple[PeerSettings, ...]:
         endpoint = _endpoint(table, "endpoint")
         public_keys, keys_file = _public_keys(table, domain)
         barred = table.boolean("barred", False)
-        peers.append(PeerSettings(domain, role, endpoint, public_keys, barred, keys_file))
+        oauth2 = _oauth2(table, "oauth2") if "oauth2" in table.data else None
+        peers.append(PeerSettings(domain, role, endpoint, public_keys, barred, keys_file, oauth2))
     return tuple(peers)
 
 
@@ -832,7 +848,99 @@ def _directory(table: _Table) -> DirectorySettings:
         dns = _directory_dns(_Table(table.ctx, dns_data, table._name("dns"), DNS_KEYS))
     elif dns_data is not None:
         raise table.error("dns", "present, but sources does not list 'dns'")
-    return DirectorySettings(sources, dns)
+    book = None
+    book_data = table.get("address_book")
+    if "address_book" in sources:
+        if book_data is None:
+            raise table.error(
+                "address_book",
+                "missing; sources lists 'address_book': add a [directory.address_book] table",
+            )
+        book = _address_book(
+            _Table(table.ctx, book_data, table._name("address_book"), ADDRESS_BOOK_KEYS)
+        )
+    elif book_data is not None:
+        raise table.error("address_book", "present, but sources does not list 'address_book'")
+    return DirectorySettings(sources, dns, book)
+
+
+def _address_book(table: _Table) -> AddressBookSettings:
+    endpoint = table.string("endpoint", "") or None
+    if endpoint is not None:
+        try:
+            endpoint.format(domain="d.example", role="dso")
+        except (KeyError, IndexError, ValueError):
+            raise table.error(
+                "endpoint", "expected a URL template with {domain} and/or {role} only"
+            ) from None
+        _http_url(table, "endpoint", endpoint.replace("{", "").replace("}", ""))
+    return AddressBookSettings(
+        url=_http_url(table, "url", table.string("url")),
+        oauth2=_oauth2(table, "oauth2") if "oauth2" in table.data else None,
+        refresh_seconds=table.number("refresh_seconds", 300.0),
+        min_refresh_seconds=table.number("min_refresh_seconds", 10.0),
+        retry_seconds=table.number("retry_seconds", 30.0),
+        timeout_seconds=table.number("timeout_seconds", 10.0),
+        max_bytes=table.integer("max_bytes", 4 * 1024 * 1024, minimum=1024),
+        max_entries=table.integer("max_entries", 10_000, minimum=1),
+        endpoint=endpoint,
+    )
+
+
+_OAUTH2_KEYS = (
+    "token_url",
+    "client_id",
+    "client_secret",
+    "client_secret_file",
+    "scope",
+    "client_auth",
+    "refresh_margin_seconds",
+    "timeout_seconds",
+)
+
+
+def _oauth2(parent: _Table, key: str) -> OAuth2Settings:
+    """An oauth2 table: client credentials (the secret, or a file holding it)."""
+    table = _Table(parent.ctx, parent.get(key), parent._name(key), _OAUTH2_KEYS)
+    has_secret, has_file = "client_secret" in table.data, "client_secret_file" in table.data
+    if has_secret == has_file:
+        raise table.error(None, "expected one of client_secret and client_secret_file")
+    return OAuth2Settings(
+        token_url=_http_url(table, "token_url", table.string("token_url")),
+        client_id=table.string("client_id"),
+        client_secret=table.string("client_secret") if has_secret else None,
+        client_secret_file=table.path("client_secret_file") if has_file else None,
+        scope=table.string("scope", "") or None,
+        client_auth=_choice(table, "client_auth", ClientAuth, ClientAuth.BASIC),
+        refresh_margin_seconds=table.number("refresh_margin_seconds", 30.0),
+        timeout_seconds=table.number("timeout_seconds", 10.0),
+    )
+
+
+def _oauth2_inbound(table: _Table) -> InboundOAuth2Settings:
+    settings = InboundOAuth2Settings(
+        jwks_url=_http_url(table, "jwks_url", table.string("jwks_url")),
+        audience=table.string("audience"),
+        issuer=table.string("issuer"),
+        leeway_seconds=table.number("leeway_seconds", 30.0),
+    )
+    if "algorithms" in table.data:
+        algorithms = tuple(table.string_list("algorithms"))
+        if not algorithms or "none" in (a.lower() for a in algorithms):
+            raise table.error("algorithms", "expected signature algorithms, e.g. ['RS256']")
+        settings = dataclasses.replace(settings, algorithms=algorithms)
+    return settings
+
+
+def _http_url(table: _Table, key: str, text: str) -> str:
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise table.error(key, f"not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise table.error(key, f"expected an http(s) URL, got {_redact_url(text)!r}")
+    return text
 
 
 def _directory_dns(table: _Table) -> DnsSettings:
@@ -1261,6 +1369,7 @@ _ROOT_KEYS = (
     "flex",
     "peers",
     "directory",
+    "oauth2_inbound",
 )
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
@@ -1286,4 +1395,5 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "retention": _keys(RetentionSettings),
     "directory": DIRECTORY_KEYS,
     "admin": _keys(AdminSettings),
+    "oauth2_inbound": ("jwks_url", "audience", "issuer", "algorithms", "leeway_seconds"),
 }

@@ -83,6 +83,7 @@ from .waiters import Matcher, matcher_for
 if TYPE_CHECKING:
     from .bus.journal import EventJournal
     from .bus.port import BusHealth
+    from .oauth2 import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -247,21 +248,29 @@ class Participant:
     ) -> Participant:
         """A participant as the configuration file describes it (with its [bus] bridge)."""
         settings = config.participant
-        return cls(
+        tls = assemble.tls_contexts(config)
+        directory = assemble.directory_for(config, ssl_context=tls.client)
+        participant = cls(
             domain=settings.domain,
             role=settings.role,
             keys=assemble.key_ring(settings),
             store=store
             or assemble.new_store(settings, lease_seconds=config.delivery.lease_seconds),
-            directory=assemble.directory_for(config),
+            directory=directory,
             versions=settings.versions,
             router=router,
             listen=settings.listen,
             delivery=config.delivery,
             limits=config.limits,
-            tls=assemble.tls_contexts(config),
+            tls=tls,
             bus=bus,
         )
+        # OAuth2 (adapter.oauth2): our tokens for the peers that want one, theirs checked.
+        participant._client.credentials = assemble.credentials_for(
+            config, directory, ssl_context=tls.client
+        )
+        participant._endpoint.bearer = assemble.bearer_check(config, ssl_context=tls.client)
+        return participant
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -355,6 +364,11 @@ class Participant:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """The OAuth2 tokens our POSTs carry, by endpoint (`adapter.oauth2`)."""
+        return self._client.credentials
 
     def reload_keys(self) -> None:
         """Read our key files again (SIGHUP): `keys activate` may have replaced NAME.key."""

@@ -98,6 +98,8 @@ def reread_peers(path: Path, participant: Participant) -> None:
         log.error("SIGHUP: the configuration did not read again, nothing changed: %s", exc)
         return
     assemble.reload_peers(participant.directory, fresh)
+    if participant.credentials is not None:  # the peers' OAuth2 clients
+        assemble.reload_credentials(participant.credentials, fresh)
     participant.reload_keys()
     log.info("SIGHUP: %s read again: %d configured peers", path, len(fresh.peers))
 

@@ -55,6 +55,7 @@ from .uftp.messages import PayloadMessage, Role
 
 if TYPE_CHECKING:
     from .bus.port import BusHealth
+    from .oauth2_inbound import BearerCheck
 
 #: The bus events of an accepted inbound message (the bus bridge's `inbound_events`).
 InboundEvents = Callable[[PayloadMessage, bytes, Role], Awaitable[Sequence[EventRecord]]]
@@ -214,6 +215,9 @@ class Endpoint:
         self.bus_health: Callable[[], BusHealth] | None = None
         #: Told of every POST's outcome (`adapter.ops.observer`).
         self.observer: Observer = NULL_OBSERVER
+        #: Set when [oauth2_inbound] asks for bearer tokens: checked before the body is
+        #: read, in addition to the signature (`adapter.oauth2_inbound`).
+        self.bearer: BearerCheck | None = None
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body, middlewares=[track_requests])
@@ -346,6 +350,8 @@ class Endpoint:
         return inbound.open_message(signed, peer)
 
     async def _receive(self, request: web.Request, major: int, progress: _Progress) -> Received:
+        if self.bearer is not None:
+            await self.bearer.check(request.headers.get(hdrs.AUTHORIZATION))
         inbound.check_transport(
             inbound.RequestHead(
                 content_length=request.content_length,

@@ -254,15 +254,28 @@ async def load(target: Target, size: int, scenario: str) -> dict[str, float]:
             await register.apply_dso_update(meta, definitions(portfolio("cp", seed=1)), accept)
         loaded = time.perf_counter() - started
         if target.store == "postgres":
+            await register.analyzed()  # type: ignore[attr-defined]  # the register's own
 
-            async def settle(conn: Any) -> None:
-                for (table,) in await conn.fetch(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = $1", target.location
-                ):
+            async def settle(conn: Any) -> list[str]:
+                tables: list[str] = [
+                    row[0]
+                    for row in await conn.fetch(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = $1", target.location
+                    )
+                ]
+                for table in tables:
                     await conn.execute(f'ALTER TABLE "{table}" SET (autovacuum_enabled = false)')
-                await conn.execute("ANALYZE")
+                return tables
 
-            await store.run(settle)
+            # This schema's tables only, one a transaction: an ANALYZE of the whole database
+            # in one transaction holds a lock on every table it has counted, other users'
+            # too, and deadlocked with another such ANALYZE on the shared server.
+            for table in await store.run(settle):
+
+                async def analyze(conn: Any, table: str = table) -> None:
+                    await conn.execute(f'ANALYZE "{table}"')
+
+                await store.run(analyze)
             await checkpoint(store)
         return {"load_seconds": loaded}
     finally:
@@ -287,6 +300,53 @@ async def checkpoint(store: Any) -> None:
 # --- one measured run (in a process of its own) ---------------------------------------------
 
 
+# --- CPU time ------------------------------------------------------------------------------
+
+
+def _thread_cpu(pid: int) -> float | None:
+    """CPU seconds of process `pid` so far (/proc/PID/schedstat, nanoseconds); None where it
+    cannot be read (another machine's server, no /proc)."""
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as stat:
+            return int(stat.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class ServerCpu:
+    """The CPU time of the PostgreSQL backends that serve this process: each connection the
+    store's pool opens is noted by its backend's pid (the server forks one per connection),
+    and their CPU time is read from /proc where the server runs on this machine."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+
+    def install(self) -> None:
+        import asyncpg.connection
+
+        connect = asyncpg.connection.connect
+
+        async def noted(*args: Any, **kwargs: Any) -> Any:
+            conn = await connect(*args, **kwargs)
+            self.pids.append(conn.get_server_pid())
+            return conn
+
+        asyncpg.connection.connect = noted  # the pool looks it up when it is made
+
+    def seconds(self) -> float | None:
+        """The backends' CPU seconds so far; None when there are none (SQLite) or one
+        cannot be read."""
+        if not self.pids:
+            return None
+        total = 0.0
+        for pid in self.pids:
+            cpu = _thread_cpu(pid)
+            if cpu is None:
+                return None
+            total += cpu
+        return total
+
+
 @dataclasses.dataclass
 class Run:
     until_200: float
@@ -294,6 +354,12 @@ class Run:
     register: float
     peak_growth_mb: float | None = None
     traced_peak_mb: float | None = None
+    #: CPU seconds of the CRO's process (with the thread that posts) to the 200 and after
+    #: it, and of its PostgreSQL backends from the POST until queued (None: SQLite, whose
+    #: work is in the CRO's process, or a server whose /proc is out of reach).
+    cpu_until_200: float = 0.0
+    cpu_after_200: float = 0.0
+    server_cpu: float | None = None
 
     @property
     def total(self) -> float:
@@ -344,18 +410,28 @@ class Sink:
         await self._runner.cleanup()
 
 
-def post_in_thread(url: str, body: bytes) -> tuple[float, float, int]:
-    """POST `body` from a thread with its own loop; (start, 200 received, status)."""
-    result: list[tuple[float, float, int]] = []
+def post_in_thread(url: str, body: bytes) -> tuple[float, float, int, float, float]:
+    """POST `body` from a thread with its own loop; (start, 200 received, status, and the
+    process's CPU seconds at the start and at the 200)."""
+    result: list[tuple[float, float, int, float, float]] = []
 
     async def post() -> None:
         async with aiohttp.ClientSession() as session:
+            cpu_started = time.process_time()
             started = time.perf_counter()
             async with session.post(
                 url, data=body, headers={"Content-Type": CONTENT_TYPE}
             ) as response:
                 await response.read()
-                result.append((started, time.perf_counter(), response.status))
+                result.append(
+                    (
+                        started,
+                        time.perf_counter(),
+                        response.status,
+                        cpu_started,
+                        time.process_time(),
+                    )
+                )
 
     thread = threading.Thread(target=lambda: asyncio.run(post()), name="bench-client")
     thread.start()
@@ -366,6 +442,9 @@ def post_in_thread(url: str, body: bytes) -> tuple[float, float, int]:
 async def measure(target: Target, *, traced: bool) -> Run:
     """POST the portfolio to a CRO on `target`'s register and time it (see the docstring)."""
     keys = generate()
+    server = ServerCpu()
+    if target.store == "postgres":
+        server.install()
     store = target.open_store()
     sink = Sink()
     sink_url = await sink.start()
@@ -387,11 +466,13 @@ async def measure(target: Target, *, traced: bool) -> Run:
 
         queued = asyncio.Event()
         queued_at: list[float] = []
+        cpu_queued: list[tuple[float, float | None]] = []
         deliver_now = cro.outbox.deliver_now
 
         def on_queued(record: Any) -> None:
             if record.reference_message_id == message_id:
                 queued_at.append(time.perf_counter())
+                cpu_queued.append((time.process_time(), server.seconds()))
                 queued.set()
             deliver_now(record)
 
@@ -402,7 +483,10 @@ async def measure(target: Target, *, traced: bool) -> Run:
         baseline_rss = rss_kb() if can_reset else peak_kb()
         if traced:
             tracemalloc.start()
-        started, ok_at, status = await asyncio.to_thread(post_in_thread, cro.url(), body)
+        server_started = server.seconds()
+        started, ok_at, status, cpu_started, cpu_ok = await asyncio.to_thread(
+            post_in_thread, cro.url(), body
+        )
         if status != 200:
             raise RuntimeError(f"the CRO answered HTTP {status}")
         await asyncio.wait_for(queued.wait(), timeout=300)
@@ -420,6 +504,13 @@ async def measure(target: Target, *, traced: bool) -> Run:
             register=register.last_apply,
             peak_growth_mb=None if traced else peak_growth,
             traced_peak_mb=None if traced_peak is None else traced_peak / 2**20,
+            cpu_until_200=cpu_ok - cpu_started,
+            cpu_after_200=cpu_queued[0][0] - cpu_ok,
+            server_cpu=(
+                None
+                if server_started is None or cpu_queued[0][1] is None
+                else cpu_queued[0][1] - server_started
+            ),
         )
     finally:
         await cro.stop()
@@ -547,11 +638,28 @@ def _line(store: str, size: int, scenario: str, runs: list[Run], memory: Run) ->
     growth = statistics.median(r.peak_growth_mb or 0.0 for r in runs)
     traced = memory.traced_peak_mb or 0.0
     ok = total < TARGET_SECONDS[store] and growth < TARGET_MB and traced < TARGET_MB
+    cpu_200 = statistics.median(r.cpu_until_200 for r in runs)
+    cpu_after = statistics.median(r.cpu_after_200 for r in runs)
+    servers = [r.server_cpu for r in runs if r.server_cpu is not None]
+    cpu_total = [
+        r.cpu_until_200 + r.cpu_after_200 + (r.server_cpu or 0.0)
+        for r in runs
+        if store == "sqlite" or r.server_cpu is not None
+    ]
     text = (
         f"{store:<8} {label(size):>5} {scenario:<7} until 200 {until_200:6.3f} s | until "
         f"queued {until_queued:6.3f} s (register {register:6.3f} s) | total {total:6.3f} s "
-        f"[{' '.join(f'{r.total:.3f}' for r in runs)}] | peak RSS growth {growth:6.1f} MB | "
-        f"tracemalloc peak {traced:6.1f} MB | {'PASS' if ok else 'FAIL'}"
+        f"[{' '.join(f'{r.total:.3f}' for r in runs)}] | CPU: CRO {cpu_200:5.3f} + "
+        f"{cpu_after:5.3f} s, PostgreSQL "
+        + (f"{statistics.median(servers):5.3f} s" if servers else "-")
+        + (
+            f", both {statistics.median(cpu_total):5.3f} s "
+            f"[{' '.join(f'{c:.3f}' for c in cpu_total)}]"
+            if cpu_total
+            else ""
+        )
+        + f" | peak RSS growth {growth:6.1f} MB | tracemalloc peak {traced:6.1f} MB | "
+        f"{'PASS' if ok else 'FAIL'}"
     )
     return text, ok
 

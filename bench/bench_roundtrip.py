@@ -326,7 +326,9 @@ async def _ours(
         elif command == "profile":
             (path,) = args
             if path is None:
-                profiler = cProfile.Profile()
+                # CPU time of the event-loop thread: on a busy machine, wall time would
+                # count the waits for a core as well.
+                profiler = cProfile.Profile(time.thread_time)
                 profiler.enable()
             elif profiler is not None:
                 profiler.disable()

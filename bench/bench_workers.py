@@ -335,6 +335,9 @@ def one_run(
         args=(dso_there, dso_keys.signing, with_application(PG_DSN, schemas[0]), per_peer, code),
     )
     dso.start()
+    if not dso_here.poll(60):  # it died starting (a baseline of another API, say)
+        dso.kill()
+        raise RuntimeError("the DSO process did not start: see its traceback above")
     dso_url = dso_here.recv()
     dso_peer = Peer(DSO, Role.DSO, dso_url, (dso_keys.public.signing,))
     cro_here, cro_there = ctx.Pipe()

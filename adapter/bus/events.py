@@ -12,7 +12,8 @@ Attributes (all strings; see README "Connecting your systems"):
 ``id``                 a new id per event, stable across republication: consumers dedupe by it
 ``source``             ``urn:uftp:<role>:<domain>`` of the message's sender
 ``type``               ``uftp.<MessageType>`` (``uftp.outcome.<status>``, ``uftp.register.*``,
-                       ``uftp.error.*`` for the events the adapter itself raises)
+                       ``uftp.flex.*``, ``uftp.error.*`` for the events the adapter itself
+                       raises)
 ``time``               when the adapter recorded what the event reports (RFC 3339, UTC)
 ``uftpversion``        the UFTP Version of the message
 ``correlationid``      the message's ConversationID

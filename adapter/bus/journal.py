@@ -23,6 +23,7 @@ from adapter.bus.events import (
     source_urn,
     xml_to_json,
 )
+from adapter.flex.state import Entry
 from adapter.store.base import EventRecord, OutboundRecord, OutboundStatus
 from adapter.store.register import UpdateKind, UpdateMeta
 from adapter.uftp.messages import PayloadMessage, PayloadResponse, Role
@@ -183,6 +184,44 @@ class EventJournal:
                     "uftpsenderrole": sender_role,
                 },
                 f"register:{update.sender_domain}:{update.message_id}",
+            )
+        ]
+
+    def flex_change(self, entry: Entry, change: str) -> list[EventRecord]:
+        """``flex.<sent|received|accepted|rejected|revoked|ordered>``: a flex message
+        recorded, or moved to a new standing (`adapter.store.flex`): a FlexOffer received,
+        accepted by our DSO, ordered, revoked... Data: JSON {messageType, messageId,
+        direction, peer, standing, reason, settledBy, reference, period, congestionPoint,
+        conversationId}. Expiry is not an event: it follows from the time
+        (`adapter.flex.state`)."""
+        data = {
+            "messageType": entry.message_type,
+            "messageId": entry.message_id,
+            "direction": entry.direction.value,
+            "peer": entry.peer_domain,
+            "standing": entry.standing.value,
+            "reason": entry.reason,
+            "settledBy": entry.settled_by,
+            "reference": entry.reference,
+            "period": entry.period.isoformat() if entry.period else None,
+            "congestionPoint": entry.congestion_point,
+            "conversationId": entry.conversation_id,
+        }
+        return [
+            self._record(
+                f"flex.{change}",
+                f"uftp.flex.{change}",
+                source_urn(self.role, self.domain),
+                _json(data),
+                JSON_CONTENT_TYPE,
+                {
+                    "correlationid": entry.conversation_id,
+                    "causationid": entry.settled_by or "",
+                    "uftpmessagetype": entry.message_type,
+                    "uftpmessageid": entry.message_id,
+                },
+                f"flex:{entry.direction.value}:{entry.peer_domain}:{entry.message_id}:"
+                f"{change}:{entry.settled_by or ''}",
             )
         ]
 

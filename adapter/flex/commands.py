@@ -1,12 +1,17 @@
 """The flex commands of `uftp-adapter`: the DSO's (`dso flex-request`, `dso offers`,
-`dso order`) and the AGR's (`agr requests`, `agr offer`, `agr offers`, `agr revoke`).
+`dso order`, `dso prognoses`, `dso metering`) and the AGR's (`agr requests`, `agr offer`,
+`agr offers`, `agr revoke`, `agr reservations`). FlexReservationUpdates, D-Prognoses and
+Metering need no command of their own to be sent: `send` sends a message file, and the
+flex handlers of the running participant record it when its answer arrives.
 
 The listings read the store without taking it (a running `serve` may hold it). The commands
-that send run the participant for the time of one exchange, as `dso publish` does: it listens
-on the configured address to receive the answer, so the participant's `serve` must not run
-meanwhile (the peer's outbox retries what it could not deliver, for an hour at least). Exit
-status: 0 Accepted, 1 Rejected or refused here, 2 a mistake in a file or argument, not
-delivered or no answer.
+that send do so as `dso publish` does: through the running `serve` of their config (its admin
+socket, `adapter.ops.admin`), which records the message in its flex book as it leaves;
+without one, with a participant of their own for the one exchange, listening on the
+configured address for the answer. The checks before sending (an offer still accepted, the
+next Revision) read the book either way; the move of an offer to ordered as its order leaves
+is made where the message is sent, atomically. Exit status: 0 Accepted, 1 Rejected or
+refused here, 2 a mistake in a file or argument, not delivered or no answer.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -35,19 +40,24 @@ from adapter.flex.desk import (
 )
 from adapter.flex.handlers import model_of
 from adapter.flex.state import Direction, Entry, Standing
-from adapter.participant import Participant
 from adapter.store.flex import FlexBook
 from adapter.uftp.messages import (
+    DPrognosis,
     FlexOffer,
     FlexOfferRevocation,
     FlexRequest,
+    FlexReservationUpdate,
+    Metering,
     PayloadMessage,
+    PayloadRequest,
     PayloadResponse,
     Result,
     Role,
 )
 
 if TYPE_CHECKING:
+    from adapter.ops.admin_client import Daemon
+
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 __all__ = ["add_agr_commands", "add_dso_flex_commands"]
@@ -122,23 +132,45 @@ def add_dso_flex_commands(sub: _SubParsers) -> None:
     _common(order, "DSO", sends=True)
     order.set_defaults(func=cmd_dso_order)
 
+    prognoses = sub.add_parser(
+        "prognoses",
+        help="print the D-Prognoses received and where each stands",
+        description="Print the D-Prognoses received (d-prognosis.md): MessageID, AGR, "
+        "congestion point, day, Revision, standing (accepted, or rejected with its reasons) "
+        "and the power per ISP. Reads the store; safe while the DSO serves. An AGR sends "
+        "them with `send`.",
+    )
+    _common(prognoses, "DSO", sends=False)
+    prognoses.set_defaults(func=cmd_dso_prognoses)
+
+    metering = sub.add_parser(
+        "metering",
+        help="print the Metering messages received and where each stands",
+        description="Print the Metering messages received (metering.md): MessageID, AGR, "
+        "connection (EAN), day, Revision, standing, and each profile's type, unit and number "
+        "of ISPs (every value with --format json). Reads the store; safe while the DSO "
+        "serves. An AGR sends them with `send`.",
+    )
+    _common(metering, "DSO", sends=False)
+    metering.set_defaults(func=cmd_dso_metering)
+
 
 def cmd_dso_flex_request(args: argparse.Namespace) -> int:
     config = _config(args.config, Role.DSO)
     to = args.to or _single_peer(config, Role.AGR)
     market = market_of(config)
 
-    async def work(participant: Participant, book: FlexBook) -> int:
+    async def work(desk: _Desk) -> int:
         probe = _file(lambda: load_flex_request(args.request_file, market, revision=1))
-        latest = await book.latest_revision(
+        latest = await desk.book.latest_revision(
             Direction.SENT, to, probe.congestion_point, probe.period, excluding=""
         )
         message = _file(
             lambda: load_flex_request(args.request_file, market, revision=(latest or 0) + 1)
         )
-        return await _exchange(participant, book, message, to, args)
+        return await desk.exchange(message, to)
 
-    return _run(config, work)
+    return _run(config, args, work)
 
 
 def cmd_dso_offers(args: argparse.Namespace) -> int:
@@ -151,8 +183,8 @@ def cmd_dso_offers(args: argparse.Namespace) -> int:
 def cmd_dso_order(args: argparse.Namespace) -> int:
     config = _config(args.config, Role.DSO)
 
-    async def work(participant: Participant, book: FlexBook) -> int:
-        entry = await book.get(Direction.RECEIVED, args.offer_id)
+    async def work(desk: _Desk) -> int:
+        entry = await desk.book.get(Direction.RECEIVED, args.offer_id)
         offer = model_of(entry, FlexOffer)
         if entry is None or offer is None:
             return _refused(f"no FlexOffer {args.offer_id} was received")
@@ -175,9 +207,9 @@ def cmd_dso_order(args: argparse.Namespace) -> int:
             flush=True,
         )
         settle = (entry, (Standing.ACCEPTED,), Standing.ORDERED)
-        return await _exchange(participant, book, order, entry.peer_domain, args, settle=settle)
+        return await desk.exchange(order, entry.peer_domain, settle=settle)
 
-    return _run(config, work)
+    return _run(config, args, work)
 
 
 # --- the AGR ---------------------------------------------------------------------------------
@@ -188,9 +220,10 @@ def add_agr_commands(subparsers: _SubParsers) -> None:
         "agr",
         help="trade flexibility as an aggregator: requests received, offers, revocations",
         description="The aggregator's side of flex trading (flex-request.md to flex-order.md). "
-        "`serve` receives FlexRequests and FlexOrders and checks them; these commands show "
-        "them and answer with FlexOffers. Exit status: 0 Accepted, 1 Rejected or refused "
-        "here, 2 a mistake in a file or argument, not delivered or no answer.",
+        "`serve` receives FlexRequests, FlexOrders and FlexReservationUpdates and checks "
+        "them; these commands show them and answer with FlexOffers. Exit status: 0 "
+        "Accepted, 1 Rejected or refused here, 2 a mistake in a file or argument, not "
+        "delivered or no answer.",
     )
     sub = agr.add_subparsers(dest="agr_command", required=True, metavar="COMMAND")
     requests = sub.add_parser(
@@ -236,6 +269,17 @@ def add_agr_commands(subparsers: _SubParsers) -> None:
     _common(revoke, "AGR", sends=True)
     revoke.set_defaults(func=cmd_agr_revoke)
 
+    reservations = sub.add_parser(
+        "reservations",
+        help="print the FlexReservationUpdates received and where each stands",
+        description="Print the FlexReservationUpdates received (flex-reservation-update.md): "
+        "MessageID, DSO, congestion point, day, ContractID, Reference, standing and the power "
+        "still reserved per ISP. Reads the store; safe while the AGR serves. A DSO sends them "
+        "with `send`.",
+    )
+    _common(reservations, "AGR", sends=False)
+    reservations.set_defaults(func=cmd_agr_reservations)
+
 
 def cmd_agr_requests(args: argparse.Namespace) -> int:
     config = _config(args.config, Role.AGR)
@@ -263,17 +307,17 @@ def cmd_agr_requests(args: argparse.Namespace) -> int:
 def cmd_agr_offer(args: argparse.Namespace) -> int:
     config = _config(args.config, Role.AGR)
 
-    async def work(participant: Participant, book: FlexBook) -> int:
-        entry = await book.get(Direction.RECEIVED, args.request_id)
+    async def work(desk: _Desk) -> int:
+        entry = await desk.book.get(Direction.RECEIVED, args.request_id)
         request = model_of(entry, FlexRequest)
         if entry is None or request is None:
             return _refused(f"no FlexRequest {args.request_id} was received")
         if entry.standing is not Standing.ACCEPTED:
             return _refused(f"the FlexRequest {args.request_id} was rejected: {entry.reason}")
         offer = _file(lambda: load_offer(args.offer_file, request))
-        return await _exchange(participant, book, offer, entry.peer_domain, args)
+        return await desk.exchange(offer, entry.peer_domain)
 
-    return _run(config, work)
+    return _run(config, args, work)
 
 
 def cmd_agr_offers(args: argparse.Namespace) -> int:
@@ -286,14 +330,147 @@ def cmd_agr_offers(args: argparse.Namespace) -> int:
 def cmd_agr_revoke(args: argparse.Namespace) -> int:
     config = _config(args.config, Role.AGR)
 
-    async def work(participant: Participant, book: FlexBook) -> int:
-        entry = await book.get(Direction.SENT, args.offer_id)
+    async def work(desk: _Desk) -> int:
+        entry = await desk.book.get(Direction.SENT, args.offer_id)
         if entry is None or entry.message_type != FlexOffer.xml_name:
             return _refused(f"no FlexOffer {args.offer_id} was sent")
         revocation = FlexOfferRevocation(flex_offer_message_id=entry.message_id)
-        return await _exchange(participant, book, revocation, entry.peer_domain, args)
+        return await desk.exchange(revocation, entry.peer_domain)
 
-    return _run(config, work)
+    return _run(config, args, work)
+
+
+def cmd_agr_reservations(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.AGR)
+    now = datetime.now(UTC)
+    rows = []
+    for entry in _read_entries(config, Direction.RECEIVED, FlexReservationUpdate.xml_name):
+        update = model_of(entry, FlexReservationUpdate)
+        assert update is not None
+        rows.append(
+            {
+                **_row(entry, now, "dso"),
+                "contract_id": update.contract_id,
+                "reference": update.reference,
+                "isps": _spans(update.isps),
+            }
+        )
+    _print_rows(
+        rows,
+        args.format,
+        "FlexReservationUpdates",
+        lambda row: (
+            f"{row['message_id']}  from {row['dso']}  {row['congestion_point']}  "
+            f"{row['period']}  contract {row['contract_id']}  reference {row['reference']}  "
+            f"{row['standing']}{_why(row)}"
+        ),
+        lambda row: _span_lines(row["isps"], "reserved"),
+    )
+    return 0
+
+
+def cmd_dso_prognoses(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.DSO)
+    now = datetime.now(UTC)
+    rows = []
+    for entry in _read_entries(config, Direction.RECEIVED, DPrognosis.xml_name):
+        prognosis = model_of(entry, DPrognosis)
+        assert prognosis is not None
+        rows.append(
+            {
+                **_row(entry, now, "agr"),
+                "revision": prognosis.revision,
+                "isps": _spans(prognosis.isps),
+            }
+        )
+    _print_rows(
+        rows,
+        args.format,
+        "D-Prognoses",
+        lambda row: (
+            f"{row['message_id']}  from {row['agr']}  {row['congestion_point']}  "
+            f"{row['period']}  revision {row['revision']}  {row['standing']}{_why(row)}"
+        ),
+        lambda row: _span_lines(row["isps"], "forecast"),
+    )
+    return 0
+
+
+def cmd_dso_metering(args: argparse.Namespace) -> int:
+    config = _config(args.config, Role.DSO)
+    now = datetime.now(UTC)
+    rows = []
+    for entry in _read_entries(config, Direction.RECEIVED, Metering.xml_name):
+        metering = model_of(entry, Metering)
+        assert metering is not None
+        rows.append(
+            {
+                **_row(entry, now, "agr"),
+                "ean": metering.ean,
+                "revision": metering.revision,
+                "profiles": [
+                    {
+                        "type": str(profile.profile_type),
+                        "unit": str(profile.unit),
+                        "isps": [{"start": i.start, "value": str(i.value)} for i in profile.isps],
+                    }
+                    for profile in metering.profiles
+                ],
+            }
+        )
+    _print_rows(
+        rows,
+        args.format,
+        "Metering messages",
+        lambda row: (
+            f"{row['message_id']}  from {row['agr']}  {row['ean']}  {row['period']}  "
+            f"revision {row['revision']}  {row['standing']}{_why(row)}"
+        ),
+        lambda row: [
+            f"    {p['type']} in {p['unit']}: {len(p['isps'])} ISPs" for p in row["profiles"]
+        ],
+    )
+    return 0
+
+
+def _row(entry: Entry, now: datetime, peer_key: str) -> dict[str, Any]:
+    return {
+        "message_id": entry.message_id,
+        peer_key: entry.peer_domain,
+        "congestion_point": entry.congestion_point,
+        "period": entry.period.isoformat() if entry.period else None,
+        "standing": entry.shown_standing(now),
+        "reason": entry.reason,
+    }
+
+
+def _spans(isps: Iterable[Any]) -> list[dict[str, int]]:
+    return [{"start": i.start, "duration": i.duration, "power": i.power} for i in isps]
+
+
+def _span_lines(spans: list[dict[str, int]], what: str) -> list[str]:
+    return [
+        f"    ISP {s['start']}-{s['start'] + s['duration'] - 1}: {s['power']} W {what}"
+        for s in spans
+    ]
+
+
+def _print_rows(
+    rows: list[dict[str, Any]],
+    fmt: str,
+    kind: str,
+    line: Callable[[dict[str, Any]], str],
+    details: Callable[[dict[str, Any]], list[str]],
+) -> None:
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print(f"no {kind} received")
+    for row in rows:
+        print(line(row))
+        for text in details(row):
+            print(text)
 
 
 # --- shared ----------------------------------------------------------------------------------
@@ -337,51 +514,119 @@ def _refused(text: str) -> int:
     return EXIT_REFUSED
 
 
-def _run(config: Config, work: Callable[[Participant, FlexBook], Awaitable[int]]) -> int:
-    from adapter.store import flex_book_for
-    from adapter.wiring import participant_for
+Settle = tuple[Entry, tuple[Standing, ...], Standing]
+
+
+class _Desk:
+    """Where a flex command reads the book and sends: a running `serve` of its config
+    (through its admin socket, the book read beside it) or a participant of its own."""
+
+    def __init__(
+        self,
+        book: FlexBook,
+        send: Callable[[PayloadRequest[Any], str, Settle | None], Awaitable[_Sent]],
+    ) -> None:
+        self.book = book
+        self._send = send
+
+    async def exchange(
+        self, message: PayloadRequest[Any], to: str, *, settle: Settle | None = None
+    ) -> int:
+        """Send, print the message's id and the answer; the exit status."""
+        try:
+            outcome = await self._send(message, to, settle)
+        except LookupError as exc:
+            return _refused(str(exc))
+        if isinstance(outcome, str):
+            print(outcome)
+            return EXIT_UNDELIVERED
+        sent, response = outcome
+        print(f"{sent.xml_name} {sent.message_id} to {to}")
+        print(_describe(response))
+        return EXIT_ACCEPTED if response.result is Result.ACCEPTED else EXIT_REJECTED
+
+
+#: The message as sent and its response, or the line that says why there is none.
+_Sent = tuple[PayloadMessage, PayloadResponse] | str
+#: What a command does at its desk; its exit status.
+Work = Callable[[_Desk], Awaitable[int]]
+
+
+def _run(config: Config, args: argparse.Namespace, work: Work) -> int:
+    """Run `work` through the running `serve` of `config` when there is one, else with a
+    participant started here for the one exchange."""
+    from adapter.ops.admin_client import find_daemon
 
     async def session() -> int:
-        participant = participant_for(config)
-        await participant.start()
-        try:
-            return await work(participant, flex_book_for(participant.store))
-        finally:
-            await participant.stop()
+        daemon = await find_daemon(config)
+        if daemon is not None:
+            async with daemon:
+                return await _through(daemon, config, args, work)
+        return await _standalone(config, args, work)
 
     return asyncio.run(session())
 
 
-async def _exchange(
-    participant: Participant,
-    book: FlexBook,
-    message: PayloadMessage,
-    to: str,
+async def _through(
+    daemon: Daemon,
+    config: Config,
     args: argparse.Namespace,
-    *,
-    settle: Any = None,
+    work: Callable[[_Desk], Awaitable[int]],
 ) -> int:
-    """Send, print the message's id and the answer; the exit status."""
+    """The running serve sends (and records, and settles) the message; the command reads the
+    book beside it, as the listings do."""
+    from adapter.assemble import new_store
+    from adapter.store import flex_book_for
+
+    async def send(message: PayloadRequest[Any], to: str, settle: Settle | None) -> _Sent:
+        spec = None
+        if settle is not None:
+            entry, from_, to_standing = settle
+            spec = {
+                "direction": entry.direction.value,
+                "peer": entry.peer_domain,
+                "message_id": entry.message_id,
+                "from": [standing.value for standing in from_],
+                "to": to_standing.value,
+            }
+        return await daemon.flex_send(
+            message, to, timeout=args.timeout, keep_trying=args.keep_trying, settle=spec
+        )
+
+    store = new_store(config.participant, exclusive=False)
+    await store.open()
+    try:
+        return await work(_Desk(flex_book_for(store), send))
+    finally:
+        await store.close()
+
+
+async def _standalone(config: Config, args: argparse.Namespace, work: Work) -> int:
+    """A participant of its own, listening on the configured address for the answer."""
+    from adapter.flex.desk import book_of
     from adapter.giving_up import gave_up
+    from adapter.wiring import participant_for
+
+    participant = participant_for(config)
+    await participant.start()
+    book = book_of(participant)
+
+    async def send(message: PayloadRequest[Any], to: str, settle: Settle | None) -> _Sent:
+        try:
+            return await send_recorded(
+                participant, book, message, to=to, timeout=args.timeout, settle=settle
+            )
+        except ResponseTimeout as exc:
+            return await gave_up(participant, exc.message_id, args.timeout, args.keep_trying)
+        except DeliveryFailed as exc:
+            return f"not delivered: {exc}"
+        except UnknownPeer as exc:
+            return f"not sent: {exc}"
 
     try:
-        sent, response = await send_recorded(
-            participant, book, message, to=to, timeout=args.timeout, settle=settle
-        )
-    except LookupError as exc:
-        return _refused(str(exc))
-    except ResponseTimeout as exc:
-        print(await gave_up(participant, exc.message_id, args.timeout, args.keep_trying))
-        return EXIT_UNDELIVERED
-    except DeliveryFailed as exc:
-        print(f"not delivered: {exc}")
-        return EXIT_UNDELIVERED
-    except UnknownPeer as exc:
-        print(f"not sent: {exc}")
-        return EXIT_UNDELIVERED
-    print(f"{sent.xml_name} {sent.message_id} to {to}")
-    print(_describe(response))
-    return EXIT_ACCEPTED if response.result is Result.ACCEPTED else EXIT_REJECTED
+        return await work(_Desk(book, send))
+    finally:
+        await participant.stop()
 
 
 def _describe(response: PayloadResponse) -> str:

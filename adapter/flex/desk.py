@@ -49,6 +49,7 @@ from adapter.uftp.messages import (
 
 __all__ = [
     "FlexFileError",
+    "book_of",
     "flex_router_for",
     "load_flex_request",
     "load_offer",
@@ -84,13 +85,23 @@ def market_of(config: Config) -> Market:
     return Market(flex.isp_duration, flex.time_zone, points)
 
 
-def flex_router_for(participant: Participant, config: Config) -> Router | None:
-    """The ready-made flex handlers of a DSO or an AGR participant, None for a CRO."""
+def book_of(participant: Participant) -> FlexBook:
+    """The participant's flex book; with a bus, each change of it is an event too
+    (``flex.<change>``, `adapter.bus.journal.Journal.flex_change`), as the CRO's register
+    changes are."""
     from adapter.store import flex_book_for
 
+    journal = participant.journal
+    return flex_book_for(
+        participant.store, events=journal.flex_change if journal is not None else None
+    )
+
+
+def flex_router_for(participant: Participant, config: Config) -> Router | None:
+    """The ready-made flex handlers of a DSO or an AGR participant, None for a CRO."""
     if participant.role is Role.CRO:
         return None
-    book = flex_book_for(participant.store)
+    book = book_of(participant)
     market = market_of(config)
     if participant.role is Role.DSO:
         return dso_flex_router(book, market, outbox=participant.store)

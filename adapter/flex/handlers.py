@@ -25,11 +25,15 @@ from typing import TypeVar
 from adapter.flex.rules import (
     ALREADY_ORDERED,
     Market,
+    check_d_prognosis,
     check_flex_offer,
     check_flex_order,
     check_flex_request,
+    check_flex_reservation_update,
     check_flex_settlement,
+    check_metering,
     check_revocation,
+    order_statuses,
 )
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.router import HandlerContext, Router
@@ -38,6 +42,8 @@ from adapter.store.flex import FlexBook
 from adapter.uftp import codec, envelope
 from adapter.uftp.errors import InvalidXml, Rejection
 from adapter.uftp.messages import (
+    DPrognosis,
+    DPrognosisResponse,
     FlexMessage,
     FlexOffer,
     FlexOfferResponse,
@@ -47,8 +53,12 @@ from adapter.uftp.messages import (
     FlexOrderResponse,
     FlexRequest,
     FlexRequestResponse,
+    FlexReservationUpdate,
+    FlexReservationUpdateResponse,
     FlexSettlement,
     FlexSettlementResponse,
+    Metering,
+    MeteringResponse,
     PayloadMessage,
     PayloadResponse,
     Result,
@@ -86,6 +96,11 @@ def entry_of(
         expires, reference = message.expiration_date_time, message.flex_request_message_id
     elif isinstance(message, FlexOrder | FlexOfferRevocation):
         reference = message.flex_offer_message_id
+    elif isinstance(message, DPrognosis):
+        revision = message.revision
+    elif isinstance(message, Metering):
+        # No congestion point: the connection (EAN) is read from the message when listed.
+        period, revision = message.period, message.revision
     return Entry(
         direction=direction,
         peer_domain=peer_domain,
@@ -163,7 +178,16 @@ async def _answered_before(book: FlexBook, message: PayloadMessage, ctx: Handler
 
 #: The messages whose state the checks read, when we sent them.
 _TRACKED = frozenset(
-    kind.xml_name for kind in (FlexRequest, FlexOffer, FlexOfferRevocation, FlexOrder)
+    kind.xml_name
+    for kind in (
+        FlexRequest,
+        FlexOffer,
+        FlexOfferRevocation,
+        FlexOrder,
+        FlexReservationUpdate,
+        DPrognosis,
+        Metering,
+    )
 )
 
 
@@ -233,7 +257,8 @@ def dso_flex_router(
     book: FlexBook, market: Market, *, outbox: Store | None = None, clock: Clock = _utc_now
 ) -> Router:
     """Handlers for what a DSO receives in flex trading: FlexOffer, FlexOfferRevocation,
-    and the responses to its FlexRequests and FlexOrders. `outbox`: the participant's store,
+    D-Prognosis, Metering, and the responses to its FlexRequests, FlexOrders and
+    FlexReservationUpdates. `outbox`: the participant's store,
     where the messages it sent without recording them are found (`sent_entry`)."""
     router = Router()
 
@@ -284,6 +309,44 @@ def dso_flex_router(
         await _decided(book, message, ctx, reasons, now)
         return None
 
+    @router.on(DPrognosis)
+    async def d_prognosis(message: DPrognosis, ctx: HandlerContext) -> DPrognosisResponse | None:
+        """Checked (d-prognosis-response.md) and kept; the answer names each FlexOrder this
+        DSO had accepted for the point and Period, with whether the prognosis reflects it."""
+        if await _answered_before(book, message, ctx):
+            return None
+        latest = await book.latest_revision(
+            Direction.RECEIVED,
+            ctx.sender_domain,
+            message.congestion_point,
+            message.period,
+            excluding=message.message_id,
+            accepted_only=True,
+            message_type=DPrognosis.xml_name,
+        )
+        now = clock()
+        reasons = check_d_prognosis(message, now=now, market=market, latest_revision=latest)
+        if reasons:
+            await _decided(book, message, ctx, reasons, now)
+        statuses = order_statuses(message, *await _orders_and_baseline(book, message, ctx))
+        await _decided(book, message, ctx, [], now)
+        return DPrognosisResponse(flex_order_statuses=tuple(statuses))
+
+    @router.on(Metering)
+    async def metering(message: Metering, ctx: HandlerContext) -> MeteringResponse | None:
+        """Checked (metering.md) and kept for the operator (`dso metering`) and settlement."""
+        if await _answered_before(book, message, ctx):
+            return None
+        now = clock()
+        await _decided(book, message, ctx, check_metering(message, now=now, market=market), now)
+        return None
+
+    @router.on(FlexReservationUpdateResponse)
+    async def flex_reservation_update_response(
+        message: FlexReservationUpdateResponse, ctx: HandlerContext
+    ) -> None:
+        await _note_answer(book, outbox, message, ctx, accepted_to=Standing.ACCEPTED)
+
     @router.on(FlexRequestResponse)
     async def flex_request_response(message: FlexRequestResponse, ctx: HandlerContext) -> None:
         await _note_answer(book, outbox, message, ctx, accepted_to=Standing.ACCEPTED)
@@ -316,6 +379,38 @@ def dso_flex_router(
     return router
 
 
+async def _orders_and_baseline(
+    book: FlexBook, prognosis: DPrognosis, ctx: HandlerContext
+) -> tuple[list[FlexOrder], DPrognosis | None]:
+    """The FlexOrders this DSO sent the prognosis's AGR for its point and Period that the AGR
+    accepted, and the prognosis accepted last before the first of them (the baseline they
+    were ordered against; `adapter.flex.rules.order_statuses`)."""
+    orders = [
+        (entry, order)
+        for entry in await book.entries(Direction.SENT, FlexOrder.xml_name)
+        if entry.peer_domain == ctx.sender_domain
+        and entry.standing is Standing.ACCEPTED
+        and entry.period == prognosis.period
+        and entry.congestion_point == prognosis.congestion_point
+        for order in (model_of(entry, FlexOrder),)
+        if order is not None
+    ]
+    if not orders:
+        return [], None
+    first = min(entry.recorded_at for entry, _ in orders)
+    earlier = [
+        entry
+        for entry in await book.entries(Direction.RECEIVED, DPrognosis.xml_name)
+        if entry.peer_domain == ctx.sender_domain
+        and entry.standing is Standing.ACCEPTED
+        and entry.period == prognosis.period
+        and entry.congestion_point == prognosis.congestion_point
+        and entry.recorded_at <= first
+    ]
+    baseline = model_of(earlier[-1], DPrognosis) if earlier else None
+    return [order for _, order in orders], baseline
+
+
 # --- the AGR ---------------------------------------------------------------------------------
 
 
@@ -323,8 +418,8 @@ def agr_flex_router(
     book: FlexBook, market: Market, *, outbox: Store | None = None, clock: Clock = _utc_now
 ) -> Router:
     """Handlers for what an AGR receives in flex trading: FlexRequest, FlexOrder,
-    FlexSettlement, and the responses to its FlexOffers and FlexOfferRevocations (`outbox`
-    as for the DSO's)."""
+    FlexReservationUpdate, FlexSettlement, and the responses to its FlexOffers,
+    FlexOfferRevocations, D-Prognoses and Metering (`outbox` as for the DSO's)."""
     router = Router()
 
     @router.on(FlexRequest)
@@ -410,8 +505,30 @@ def agr_flex_router(
             )
         return FlexSettlementResponse(flex_order_settlement_statuses=statuses)
 
+    @router.on(FlexReservationUpdate)
+    async def flex_reservation_update(
+        message: FlexReservationUpdate, ctx: HandlerContext
+    ) -> FlexReservationUpdateResponse | None:
+        """Checked (flex-reservation-update-response.md) and kept for the operator (`agr
+        reservations`): the latest accepted one of a point and Period is what stays
+        reserved."""
+        if await _answered_before(book, message, ctx):
+            return None
+        now = clock()
+        reasons = check_flex_reservation_update(message, now=now, market=market)
+        await _decided(book, message, ctx, reasons, now)
+        return None
+
     @router.on(FlexOfferResponse)
     async def flex_offer_response(message: FlexOfferResponse, ctx: HandlerContext) -> None:
+        await _note_answer(book, outbox, message, ctx, accepted_to=Standing.ACCEPTED)
+
+    @router.on(DPrognosisResponse)
+    async def d_prognosis_response(message: DPrognosisResponse, ctx: HandlerContext) -> None:
+        await _note_answer(book, outbox, message, ctx, accepted_to=Standing.ACCEPTED)
+
+    @router.on(MeteringResponse)
+    async def metering_response(message: MeteringResponse, ctx: HandlerContext) -> None:
         await _note_answer(book, outbox, message, ctx, accepted_to=Standing.ACCEPTED)
 
     @router.on(FlexOfferRevocationResponse)

@@ -25,13 +25,19 @@ from adapter.uftp.errors import Reason, unknown_reference
 from adapter.uftp.messages import (
     AcceptedDisputed,
     AvailableRequested,
+    DPrognosis,
     FlexMessage,
     FlexOffer,
     FlexOfferRevocation,
     FlexOrder,
     FlexOrderSettlementStatus,
+    FlexOrderStatus,
     FlexRequest,
+    FlexReservationUpdate,
     FlexSettlement,
+    Metering,
+    MeteringProfileEnum,
+    MeteringUnit,
 )
 
 __all__ = [
@@ -39,25 +45,32 @@ __all__ = [
     "ALREADY_ORDERED",
     "CURRENCY_MISMATCH",
     "DUPLICATE_OPTION_REFERENCE",
+    "DUPLICATE_PROFILE",
+    "INCOMPLETE_PROGNOSIS",
     "ISPS_MISMATCH",
     "MIN_ABOVE_MAX_POWER",
     "MULTIPLE_OPTIONS",
     "NOTHING_REQUESTED",
     "NOT_ACCEPTED",
     "POWER_OUT_OF_BOUNDS",
+    "UNIT_MISMATCH",
     "UNKNOWN_OPTION",
     "UNKNOWN_ORDER",
     "Market",
+    "check_d_prognosis",
     "check_flex_offer",
     "check_flex_order",
     "check_flex_request",
+    "check_flex_reservation_update",
     "check_flex_settlement",
+    "check_metering",
     "check_revocation",
     "day_bounds",
     "expanded",
     "isp_reasons",
     "isps_per_day",
     "market_reasons",
+    "order_statuses",
 ]
 
 # Texts of our own, for causes a page allows without naming them ("[Other reasonable cause]",
@@ -96,6 +109,14 @@ CURRENCY_MISMATCH = "Currency does not match the FlexOffer"
 #: flex-settlement-response.md: a settlement item "not in accordance with the AGR's
 #: accounting" is disputed, not rejected: no accepted FlexOrder of this DSO has its
 #: OrderReference, Period and congestion point.
+#: d-prognosis-response.md: a prognosis may be rejected if it "does not contain a full list of
+#: ISPs for the Period it applies to" (d-prognosis.md: "Every day-ahead D-Prognosis must
+#: contain a Power value for every single ISP of the specified Period").
+INCOMPLETE_PROGNOSIS = "Not every ISP of the Period has a Power"
+#: metering.md: "all agreed profile types must be included" - each once.
+DUPLICATE_PROFILE = "Duplicate ProfileType"
+#: metering.md, Unit: "use kW for Power and kWh for energy profile types".
+UNIT_MISMATCH = "Unit does not match the ProfileType"
 UNKNOWN_ORDER = "No accepted FlexOrder with this OrderReference, Period and CongestionPoint"
 
 
@@ -143,7 +164,7 @@ def expanded(spans: Iterable[tuple[int, int, int]]) -> dict[int, int]:
     }
 
 
-def market_reasons(message: FlexMessage[Any], market: Market) -> list[str]:
+def market_reasons(message: FlexMessage[Any] | Metering, market: Market) -> list[str]:
     """ISP-Duration and TimeZone against the market's (message-validation.md, "ISP duration
     rejected", "TimeZone rejected": a TimeZone "that has a different UTC offset than is the
     agreed-upon common value", so another name for the same offsets on the Period passes)."""
@@ -459,3 +480,114 @@ def check_flex_settlement(
                 )
             )
     return _unique(reasons), tuple(statuses)
+
+
+# --- FlexReservationUpdate (received by the AGR) ---------------------------------------------
+
+
+def check_flex_reservation_update(
+    update: FlexReservationUpdate, *, now: datetime, market: Market
+) -> list[str]:
+    """A FlexReservationUpdate the AGR received (flex-reservation-update.md).
+
+    message-validation.md applies "ISP duration rejected", "TimeZone rejected", "Invalid
+    CongestionPoint", "ISPs out of bounds", "ISP conflict" and "Period out of bounds" to it
+    (FRU); flex-reservation-update-response.md allows rejecting one whose "deadline for
+    sending the update has expired": a Period that has ended. Whether it matches the
+    bilateral contract (ContractID) is the AGR's own business, not checked here.
+    """
+    spans = [(isp.start, isp.duration) for isp in update.isps]
+    return _unique(_common(update, spans, now, market))
+
+
+# --- D-Prognosis (received by the DSO) -------------------------------------------------------
+
+
+def check_d_prognosis(
+    prognosis: DPrognosis, *, now: datetime, market: Market, latest_revision: int | None
+) -> list[str]:
+    """A D-Prognosis the DSO received (d-prognosis.md, d-prognosis-response.md): the
+    market's ISP-Duration and TimeZone, a congestion point of this DSO's, every ISP of the
+    Period exactly once, a Period not wholly past ("all ISPs are already pending
+    settlement"), and a Revision above that of any prognosis accepted before for the point
+    and Period ("a Prognosis of the same type and from the same originator with a higher
+    sequence number was already processed"; d-prognosis.md: "must be incremented each time",
+    so an equal one is refused too)."""
+    spans = [(isp.start, isp.duration) for isp in prognosis.isps]
+    reasons = _common(prognosis, spans, now, market)
+    if Reason.ISP_DURATION_REJECTED not in reasons and not _isps_refused(reasons):
+        covered = sum(duration for _, duration in spans)
+        if covered != isps_per_day(prognosis.period, market):
+            reasons.append(INCOMPLETE_PROGNOSIS)
+    if latest_revision is not None and latest_revision >= prognosis.revision:
+        reasons.append(Reason.SUBORDINATE_SEQUENCE_NUMBER)
+    return _unique(reasons)
+
+
+def _isps_refused(reasons: list[str]) -> bool:
+    return Reason.ISPS_OUT_OF_BOUNDS in reasons or Reason.ISP_CONFLICT in reasons
+
+
+def order_statuses(
+    prognosis: DPrognosis, orders: Iterable[FlexOrder], baseline: DPrognosis | None
+) -> list[FlexOrderStatus]:
+    """d-prognosis-response.md: a FlexOrderStatus for each FlexOrder sent for the Period,
+    IsValidated when "the Prognosis that was just received reflects this previously
+    submitted FlexOrder": against `baseline`, the prognosis the DSO held before it ordered,
+    each ordered ISP moved by the ordered power (scaled by the ActivationFactor). Without a
+    baseline no order can be shown reflected, and each is reported not validated."""
+    now_power = expanded((isp.start, isp.power, isp.duration) for isp in prognosis.isps)
+    before = (
+        expanded((isp.start, isp.power, isp.duration) for isp in baseline.isps)
+        if baseline is not None
+        else None
+    )
+    statuses: list[FlexOrderStatus] = []
+    for order in orders:
+        ordered = expanded((isp.start, isp.power, isp.duration) for isp in order.isps)
+        factor = order.activation_factor
+        validated = before is not None and all(
+            number in now_power
+            and number in before
+            and now_power[number] - before[number] == round(power * factor)
+            for number, power in ordered.items()
+        )
+        statuses.append(FlexOrderStatus(order.message_id, validated))
+    return statuses
+
+
+# --- Metering (received by the DSO) ----------------------------------------------------------
+
+#: metering.md: "use kW for Power and kWh for energy profile types" (meter readings too).
+_UNITS = {
+    MeteringProfileEnum.POWER: MeteringUnit.KW,
+    MeteringProfileEnum.IMPORT_ENERGY: MeteringUnit.KWH,
+    MeteringProfileEnum.EXPORT_ENERGY: MeteringUnit.KWH,
+    MeteringProfileEnum.IMPORT_METER_READING: MeteringUnit.KWH,
+    MeteringProfileEnum.EXPORT_METER_READING: MeteringUnit.KWH,
+}
+
+
+def check_metering(metering: Metering, *, now: datetime, market: Market) -> list[str]:
+    """A Metering message the DSO received (metering.md): the market's ISP-Duration and
+    TimeZone (message-validation.md applies both to M), each ProfileType once with its unit,
+    each profile's ISPs within the Period and none twice ("ISPs out of bounds", "ISP
+    conflict"), and a Period that has begun ("Period out of bounds": metering is "the day
+    that the metering data covers", sent once the data is collected).
+
+    Together these bound what a peer may make us store: at most five profiles of at most
+    one value per ISP of the day (the message's bytes are bounded before it is parsed)."""
+    reasons = market_reasons(metering, market)
+    kinds = [profile.profile_type for profile in metering.profiles]
+    if len(set(kinds)) != len(kinds):
+        reasons.append(DUPLICATE_PROFILE)
+    if any(_UNITS.get(profile.profile_type) != profile.unit for profile in metering.profiles):
+        reasons.append(UNIT_MISMATCH)
+    if Reason.ISP_DURATION_REJECTED not in reasons:
+        for profile in metering.profiles:
+            spans = [(isp.start, 1) for isp in profile.isps]
+            reasons += isp_reasons(spans, metering.period, market)
+    start, _ = day_bounds(metering.period, market.zone)
+    if start > now:
+        reasons.append(Reason.PERIOD_OUT_OF_BOUNDS)
+    return _unique(reasons)

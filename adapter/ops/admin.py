@@ -1,10 +1,10 @@
 """The admin socket of `serve`: how the command line uses a running participant.
 
 A SQLite store admits one process, and a participant's port one listener, so `send`,
-`dso publish`, `dso query` and `cro show` cannot open their own participant beside a running
-`serve` of the same configuration. Through this socket they ask the running one instead: it
-signs, stores and delivers the message, awaits the response as its own, and hands it back
-(`adapter.ops.admin_client` is the other end).
+`dso publish`, `dso query`, `cro show` and the flex commands that send cannot open their own
+participant beside a running `serve` of the same configuration. Through this socket they ask
+the running one instead: it signs, stores and delivers the message, awaits the response as
+its own, and hands it back (`adapter.ops.admin_client` is the other end).
 
 Only the participant's own user may use it, for whoever connects may send in the
 participant's name:
@@ -30,6 +30,13 @@ The protocol is HTTP/1.1 with JSON bodies, versioned by its path:
 - ``POST /v1/request`` ``{"message": XML, "to": DOMAIN, "timeout": S, "keep_trying": B}``:
   send a request and await its response; ``{"response": XML}`` when one came, else
   ``{"text": LINE}`` saying what happened (as `send` says it standalone).
+- ``POST /v1/flex/send`` ``{"message", "to", "timeout", "keep_trying", "settle"}``: as
+  ``/v1/request``, for the flex commands: the message recorded in the flex book as it
+  leaves (`adapter.flex.desk.send_recorded`), and ``settle`` (null, or ``{"direction",
+  "peer", "message_id", "from": [STANDING...], "to": STANDING}``) moves that entry first -
+  an offer to ordered as its order leaves. ``{"sent": XML, "response": XML}``, or
+  ``{"text": LINE}``, or ``{"refused": LINE}`` when the entry is no longer where it was
+  (nothing sent).
 - ``POST /v1/cro/show`` ``{"dso", "as_of", "history", "format"}``: the register as
   `cro show` prints it, ``{"text": TEXT}``.
 - An error: a 4xx or 5xx status with ``{"error": LINE}``.
@@ -61,7 +68,7 @@ from adapter.participant import Participant
 from adapter.printable import printable
 from adapter.uftp import codec
 from adapter.uftp.errors import UftpError
-from adapter.uftp.messages import PayloadRequest, Role
+from adapter.uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse, Role
 
 __all__ = [
     "MAX_CONCURRENT",
@@ -217,6 +224,7 @@ class AdminServer:
         app.router.add_get(f"{PREFIX}/identity", self._identity)
         app.router.add_post(f"{PREFIX}/request", self._request)
         app.router.add_post(f"{PREFIX}/cro/show", self._cro_show)
+        app.router.add_post(f"{PREFIX}/flex/send", self._flex_send)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         try:
             await self._runner.setup()
@@ -269,23 +277,55 @@ class AdminServer:
         )
 
     async def _request(self, request: web.Request) -> web.Response:
-        body = await _json(request)
-        xml = _field(body, "message", str)
-        to = _field(body, "to", str)
-        timeout = _field(body, "timeout", (int, float))
-        keep_trying = _field(body, "keep_trying", bool)
-        if not math.isfinite(timeout):
-            raise BadRequest("timeout: expected a finite number of seconds")
-        try:
-            # Off the event loop: a portfolio of many connections takes a while to read.
-            message = await asyncio.to_thread(codec.decode, xml.encode("utf-8"))
-        except UftpError as exc:
-            raise BadRequest(f"message: {exc}") from None
-        if not isinstance(message, PayloadRequest):
-            raise BadRequest(f"message: a {message.xml_name} is not a request")
-        requesting = asyncio.ensure_future(
-            self._participant.request(message, to=to, timeout=float(timeout))
+        message, to, timeout, keep_trying = await _sending(await _json(request))
+        return await self._awaited(
+            self._participant.request(message, to=to, timeout=timeout), timeout, keep_trying
         )
+
+    async def _flex_send(self, request: web.Request) -> web.Response:
+        from adapter.flex.desk import book_of, send_recorded
+        from adapter.flex.state import Direction, Standing
+
+        if self._participant.role not in (Role.DSO, Role.AGR):
+            return _error(404, f"this serve runs a {self._participant.role}, not a DSO or AGR")
+        body = await _json(request)
+        message, to, timeout, keep_trying = await _sending(body)
+        book = book_of(self._participant)
+        settle = None
+        spec = _field(body, "settle", (dict, type(None)))
+        if spec is not None:
+            try:
+                direction = Direction(_field(spec, "direction", str))
+                from_ = tuple(Standing(value) for value in _field(spec, "from", list))
+                to_standing = Standing(_field(spec, "to", str))
+            except ValueError as exc:
+                raise BadRequest(f"settle: {exc}") from None
+            entry = await book.get(
+                direction, _field(spec, "message_id", str), peer_domain=_field(spec, "peer", str)
+            )
+            if entry is None:
+                return web.json_response({"refused": "the message to settle is not recorded"})
+            settle = (entry, from_, to_standing)
+
+        async def sending() -> tuple[PayloadMessage, PayloadResponse]:
+            return await send_recorded(
+                self._participant, book, message, to=to, timeout=timeout, settle=settle
+            )
+
+        try:
+            return await self._awaited(sending(), timeout, keep_trying)
+        except LookupError as exc:
+            return web.json_response({"refused": str(exc)})
+
+    async def _awaited(
+        self,
+        sending: Awaitable[PayloadResponse | tuple[PayloadMessage, PayloadResponse]],
+        timeout: float,
+        keep_trying: bool,
+    ) -> web.Response:
+        """The answer to a message being sent: the response (with the message as sent, for
+        `send_recorded`), or the line that says why there is none; LookupError passes."""
+        requesting = asyncio.ensure_future(sending)
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait({requesting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -315,6 +355,14 @@ class AdminServer:
             return web.json_response({"text": f"not sent: {exc}"})
         except UftpError as exc:  # our own mistake in the message (IncompleteMessage, ...)
             raise BadRequest(str(exc)) from None
+        if isinstance(response, tuple):
+            sent, answer = response
+            return web.json_response(
+                {
+                    "sent": codec.encode(sent, validate=False).decode("utf-8"),
+                    "response": codec.encode(answer, validate=False).decode("utf-8"),
+                }
+            )
         encoded = codec.encode(response, validate=False)
         return web.json_response({"response": encoded.decode("utf-8")})
 
@@ -345,6 +393,24 @@ class AdminServer:
         )
         text = render_json(report) if form == "json" else render_text(report)
         return web.json_response({"text": text})
+
+
+async def _sending(body: dict[str, Any]) -> tuple[PayloadRequest[Any], str, float, bool]:
+    """The message, recipient, timeout and keep_trying of a request to send one."""
+    xml = _field(body, "message", str)
+    to = _field(body, "to", str)
+    timeout = _field(body, "timeout", (int, float))
+    keep_trying = _field(body, "keep_trying", bool)
+    if not math.isfinite(timeout):
+        raise BadRequest("timeout: expected a finite number of seconds")
+    try:
+        # Off the event loop: a portfolio of many connections takes a while to read.
+        message = await asyncio.to_thread(codec.decode, xml.encode("utf-8"))
+    except UftpError as exc:
+        raise BadRequest(f"message: {exc}") from None
+    if not isinstance(message, PayloadRequest):
+        raise BadRequest(f"message: a {message.xml_name} is not a request")
+    return message, to, float(timeout), keep_trying
 
 
 async def _json(request: web.Request) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from adapter.errors import AdminError
 from adapter.ops.admin import MAX_REQUEST_BYTES, PREFIX, fingerprint
 from adapter.printable import printable
 from adapter.uftp import answers, codec
-from adapter.uftp.messages import PayloadRequest, PayloadResponse
+from adapter.uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse
 
 R = TypeVar("R", bound=PayloadResponse)
 
@@ -118,20 +118,8 @@ class Daemon:
         """Have the daemon send `message` to `to` and await its response, as
         `run.request_once` does standalone: the response, or the line that says why there is
         none."""
-        # Metadata the daemon replaces (`Participant.request`), but which the XML that
-        # carries the message must have; the Version and ConversationID stay as chosen here.
-        settings = self._config.participant
-        placeholder = answers.fill(
-            message,
-            version=message.version or settings.versions[0],
-            sender_domain=settings.domain,
-            recipient_domain=settings.domain,
-            time_stamp=datetime.now(UTC),
-            message_id=str(uuid.uuid4()),
-            conversation_id=message.conversation_id or str(uuid.uuid4()),
-        )
         body = {
-            "message": codec.encode(placeholder, validate=False).decode("utf-8"),
+            "message": self._placeholder(message),
             "to": to,
             "timeout": timeout,
             "keep_trying": keep_trying,
@@ -147,6 +135,54 @@ class Daemon:
             except TypeError as exc:
                 raise AdminError(f"the running serve answered wrongly: {exc}") from None
         return printable(_text(answer))
+
+    async def flex_send(
+        self,
+        message: PayloadRequest[Any],
+        to: str,
+        *,
+        timeout: float,
+        keep_trying: bool,
+        settle: dict[str, Any] | None,
+    ) -> tuple[PayloadMessage, PayloadResponse] | str:
+        """Have the daemon send a flex message recorded in its flex book, moving the entry
+        `settle` names first (`adapter.ops.admin`, ``/v1/flex/send``): the message as sent
+        and its response, or the line that says why there is none. LookupError when the
+        entry to settle is no longer where it was (nothing sent)."""
+        body = {
+            "message": self._placeholder(message),
+            "to": to,
+            "timeout": timeout,
+            "keep_trying": keep_trying,
+            "settle": settle,
+        }
+        answer = await self._call("POST", "flex/send", body, timeout + GRACE)
+        refused = answer.get("refused")
+        if isinstance(refused, str):
+            raise LookupError(printable(refused, 500))
+        sent, xml = answer.get("sent"), answer.get("response")
+        if isinstance(sent, str) and isinstance(xml, str):
+            message_sent = codec.decode(sent.encode("utf-8"))
+            response = codec.decode(xml.encode("utf-8"))
+            if not isinstance(response, PayloadResponse):
+                raise AdminError(f"the running serve answered a {response.xml_name}")
+            return message_sent, response
+        return printable(_text(answer))
+
+    def _placeholder(self, message: PayloadRequest[Any]) -> str:
+        """`message` as XML with the metadata the daemon replaces (`Participant.request`)
+        but which the XML must have; the Version and ConversationID stay as chosen here."""
+        settings = self._config.participant
+        placeholder = answers.fill(
+            message,
+            version=message.version or settings.versions[0],
+            sender_domain=settings.domain,
+            recipient_domain=settings.domain,
+            time_stamp=datetime.now(UTC),
+            message_id=str(uuid.uuid4()),
+            conversation_id=message.conversation_id or str(uuid.uuid4()),
+        )
+        return codec.encode(placeholder, validate=False).decode("utf-8")
 
     async def cro_show(
         self, *, dso: str | None, as_of: datetime | None, history: bool, form: str

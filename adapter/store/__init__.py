@@ -41,7 +41,7 @@ from adapter.store.url import (
 
 if TYPE_CHECKING:
     from adapter.store.admin import StoreAdmin
-    from adapter.store.flex import FlexBook
+    from adapter.store.flex import FlexBook, FlexEvents
     from adapter.store.register import PortfolioRegister, RegisterEvents
 
 __all__ = [
@@ -152,13 +152,14 @@ def register_for(store: Store, *, events: RegisterEvents | None = None) -> Portf
     raise TypeError(f"no Common Reference register for {store!r}")
 
 
-def flex_book_for(store: Store) -> FlexBook:
+def flex_book_for(store: Store, *, events: FlexEvents | None = None) -> FlexBook:
     """The flex conversations (`adapter.store.flex`) on `store` (opened by its owner), of the
-    store's own kind; chosen here for the reason `register_for` is."""
+    store's own kind; chosen here for the reason `register_for` is. With `events`, every
+    change also puts its events in the store's bus outbox."""
     if isinstance(store, SqliteStore):
         from adapter.store.flex_sqlite import SqliteFlexBook
 
-        return SqliteFlexBook(store)
+        return SqliteFlexBook(store, events=events)
     try:
         from adapter.store.postgres import PostgresStore
     except ModuleNotFoundError as exc:  # no asyncpg here: no PostgreSQL store either
@@ -168,5 +169,5 @@ def flex_book_for(store: Store) -> FlexBook:
         if isinstance(store, PostgresStore):
             from adapter.store.flex_postgres import PostgresFlexBook
 
-            return PostgresFlexBook(store)
+            return PostgresFlexBook(store, events=events)
     raise TypeError(f"no flex conversations for {store!r}")

@@ -1,5 +1,6 @@
 """The persistence port of the flex conversations: the FlexRequests, FlexOffers and
-FlexOrders a participant sent and received, and where each stands (`adapter.flex.state`).
+FlexOrders (and FlexReservationUpdates, D-Prognoses and Metering) a participant sent and
+received, and where each stands (`adapter.flex.state`).
 
 What rests on it: a FlexOffer is checked against the FlexRequest it names, a FlexOrder or a
 FlexOfferRevocation against the offer (message-validation.md, "Unknown ... reference",
@@ -8,6 +9,9 @@ process of a shared PostgreSQL store the message arrives. Two promises:
 
 * **Idempotence.** `record` keeps the first entry under (direction, peer, MessageID) and
   returns it: a message handled again after a crash is recorded once.
+* **Events with the change.** A book made with `events` (`flex_book_for(store, events=...)`)
+  writes the bus events of each entry it records and each move it makes in the same
+  transaction, so an event is published exactly when the change is stored.
 * **One fate per offer.** `settle` moves an entry from one of the standings it names to
   another in one atomic step, naming the message that moved it, and says whether it did:
   an order and a revocation of one offer, or two orders, cannot both win.
@@ -19,13 +23,19 @@ and versioned under component "flex" in `schema_version`, as the register's are.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import date
 from typing import Protocol
 
 from adapter.flex.state import Direction, Entry, Standing
+from adapter.store.base import EventRecord
 
-__all__ = ["FlexBook"]
+__all__ = ["FlexBook", "FlexEvents"]
+
+#: Builds the bus events of one change of the book: the entry as it now stands, and the
+#: change ("sent" or "received" for a new entry; the standing it moved to for a settled
+#: one). The book writes them in the change's own transaction, and only when it made it.
+FlexEvents = Callable[[Entry, str], Sequence[EventRecord]]
 
 
 class FlexBook(Protocol):
@@ -64,10 +74,11 @@ class FlexBook(Protocol):
         *,
         excluding: str,
         accepted_only: bool = False,
+        message_type: str = "FlexRequest",
     ) -> int | None:
-        """The highest Revision of the FlexRequests for (congestion point, Period) exchanged
-        with `peer_domain`, other than MessageID `excluding`; with `accepted_only`, of those
-        accepted only."""
+        """The highest Revision of the messages of `message_type` (FlexRequests, or
+        D-Prognoses) for (congestion point, Period) exchanged with `peer_domain`, other than
+        MessageID `excluding`; with `accepted_only`, of those accepted only."""
         ...
 
     async def entries(

@@ -16,7 +16,8 @@ from typing import Any, Final, TypeVar
 
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.store.base import newer_schema
-from adapter.store.postgres import PostgresStore
+from adapter.store.flex import FlexEvents
+from adapter.store.postgres import PostgresStore, insert_events, recorded_version
 
 __all__ = ["SCHEMA_VERSION", "PostgresFlexBook"]
 
@@ -81,9 +82,22 @@ def _entry(row: Any) -> Entry:
 class PostgresFlexBook:
     """`FlexBook` on a `PostgresStore` (opened by its owner)."""
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresStore, *, events: FlexEvents | None = None) -> None:
         self._store = store
         self._ready = False
+        self._events = events
+
+    async def _with_events(self, conn: Any, entry: Entry, change: str) -> bool:
+        """The events of a change go with it, in its transaction; whether there were any."""
+        if self._events is None:
+            return False
+        events = self._events(entry, change)
+        await insert_events(conn, events)
+        return bool(events)
+
+    def _tell(self, written: bool) -> None:
+        if written:
+            self._store.events_written()
 
     def __repr__(self) -> str:
         return f"PostgresFlexBook({self._store!r})"
@@ -99,6 +113,8 @@ class PostgresFlexBook:
             "SELECT pg_advisory_xact_lock(hashtext($1))",
             f"uftp-adapter:flex:{self._store.schema}",
         )
+        if await recorded_version(conn, _COMPONENT) == SCHEMA_VERSION:
+            return  # current: no DDL, no table locks (`recorded_version`)
         for statement in _SCHEMA:
             await conn.execute(statement)
         version = await conn.fetchval(
@@ -114,8 +130,11 @@ class PostgresFlexBook:
             raise newer_schema(self._store.location, "flex", version, SCHEMA_VERSION)
 
     async def record(self, entry: Entry) -> Entry:
+        written = False
+
         async def op(conn: Any) -> Entry:
-            await conn.execute(
+            nonlocal written
+            status: str = await conn.execute(
                 f"INSERT INTO flex_entry ({_COLUMNS}) VALUES "  # noqa: S608 - constants
                 "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
                 "ON CONFLICT (direction, peer_domain, message_id) DO NOTHING",
@@ -137,9 +156,13 @@ class PostgresFlexBook:
             )
             stored = await _get(conn, entry.direction, entry.message_id, entry.peer_domain)
             assert stored is not None
+            if status == "INSERT 0 1":
+                written = await self._with_events(conn, stored, entry.direction)
             return stored
 
-        return await self._run(op)
+        stored = await self._run(op)
+        self._tell(written)
+        return stored
 
     async def get(
         self, direction: Direction, message_id: str, *, peer_domain: str | None = None
@@ -157,7 +180,10 @@ class PostgresFlexBook:
         by: str | None,
         reason: str | None = None,
     ) -> bool:
+        written = False
+
         async def op(conn: Any) -> bool:
+            nonlocal written
             status: str = await conn.execute(
                 "UPDATE flex_entry SET standing = $1, settled_by = $2, reason = $3 "
                 "WHERE direction = $4 AND peer_domain = $5 AND message_id = $6 "
@@ -170,7 +196,17 @@ class PostgresFlexBook:
                 message_id,
                 [standing.value for standing in from_],
             )
-            return status == "UPDATE 1"
+            if status != "UPDATE 1":
+                return False
+            if self._events is not None:
+                moved = await _get(conn, direction, message_id, peer_domain)
+                assert moved is not None
+                written = await self._with_events(conn, moved, to.value)
+            return True
+
+        settled = await self._run(op)
+        self._tell(written)
+        return settled
 
         return await self._run(op)
 
@@ -183,19 +219,21 @@ class PostgresFlexBook:
         *,
         excluding: str,
         accepted_only: bool = False,
+        message_type: str = "FlexRequest",
     ) -> int | None:
         async def op(conn: Any) -> int | None:
             value = await conn.fetchval(
                 "SELECT max(revision) FROM flex_entry WHERE direction = $1 "
                 "AND peer_domain = $2 AND congestion_point = $3 AND period = $4 "
                 "AND revision IS NOT NULL AND message_id <> $5 "
-                "AND (NOT $6 OR standing = 'accepted')",
+                "AND (NOT $6 OR standing = 'accepted') AND message_type = $7",
                 direction.value,
                 peer_domain,
                 congestion_point,
                 period,
                 excluding,
                 accepted_only,
+                message_type,
             )
             return None if value is None else int(value)
 

@@ -16,7 +16,8 @@ from typing import Any, Final, TypeVar
 
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.store.base import newer_schema
-from adapter.store.sqlite import SqliteStore
+from adapter.store.flex import FlexEvents
+from adapter.store.sqlite import SqliteStore, insert_events
 
 __all__ = ["SCHEMA_VERSION", "SqliteFlexBook"]
 
@@ -114,9 +115,10 @@ def _entry(row: tuple[Any, ...]) -> Entry:
 class SqliteFlexBook:
     """`FlexBook` on a `SqliteStore` (opened by its owner)."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteStore, *, events: FlexEvents | None = None) -> None:
         self._store = store
         self._ready = False
+        self._events = events
 
     def __repr__(self) -> str:
         return f"SqliteFlexBook({self._store!r})"
@@ -135,8 +137,11 @@ class SqliteFlexBook:
             self._ready = True
 
     async def record(self, entry: Entry) -> Entry:
+        written = False
+
         def op(conn: sqlite3.Connection) -> Entry:
-            conn.execute(
+            nonlocal written
+            cursor = conn.execute(
                 f"INSERT INTO flex_entry ({_COLUMNS}) VALUES "  # noqa: S608 - constants
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (direction, peer_domain, message_id) DO NOTHING",
@@ -144,9 +149,26 @@ class SqliteFlexBook:
             )
             stored = _get(conn, entry.direction, entry.message_id, entry.peer_domain)
             assert stored is not None
+            written = self._with_events(conn, cursor.rowcount == 1, stored, entry.direction)
             return stored
 
-        return await self._run(op)
+        stored = await self._run(op)
+        self._tell(written)
+        return stored
+
+    def _with_events(
+        self, conn: sqlite3.Connection, changed: bool, entry: Entry, change: str
+    ) -> bool:
+        """The events of a change go with it, in its transaction; whether there were any."""
+        if not changed or self._events is None:
+            return False
+        events = self._events(entry, change)
+        insert_events(conn, events)
+        return bool(events)
+
+    def _tell(self, written: bool) -> None:
+        if written:
+            self._store.events_written()
 
     async def get(
         self, direction: Direction, message_id: str, *, peer_domain: str | None = None
@@ -167,16 +189,27 @@ class SqliteFlexBook:
         standings = [standing.value for standing in from_]
         marks = ", ".join("?" * len(standings))
 
+        written = False
+
         def op(conn: sqlite3.Connection) -> bool:
+            nonlocal written
             cursor = conn.execute(
                 "UPDATE flex_entry SET standing = ?, settled_by = ?, reason = ? "  # noqa: S608
                 "WHERE direction = ? AND peer_domain = ? AND message_id = ? "
                 f"AND standing IN ({marks})",
                 (to.value, by, reason, direction.value, peer_domain, message_id, *standings),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            if self._events is not None:
+                moved = _get(conn, direction, message_id, peer_domain)
+                assert moved is not None
+                written = self._with_events(conn, True, moved, to.value)
+            return True
 
-        return await self._run(op)
+        settled = await self._run(op)
+        self._tell(written)
+        return settled
 
     async def latest_revision(
         self,
@@ -187,12 +220,14 @@ class SqliteFlexBook:
         *,
         excluding: str,
         accepted_only: bool = False,
+        message_type: str = "FlexRequest",
     ) -> int | None:
         def op(conn: sqlite3.Connection) -> int | None:
             (value,) = conn.execute(
                 "SELECT max(revision) FROM flex_entry WHERE direction = ? AND peer_domain = ? "
                 "AND congestion_point = ? AND period = ? AND revision IS NOT NULL "
-                "AND message_id <> ? AND (? = 0 OR standing = 'accepted')",
+                "AND message_id <> ? AND (? = 0 OR standing = 'accepted') "
+                "AND message_type = ?",
                 (
                     direction.value,
                     peer_domain,
@@ -200,6 +235,7 @@ class SqliteFlexBook:
                     period.isoformat(),
                     excluding,
                     int(accepted_only),
+                    message_type,
                 ),
             ).fetchone()
             return None if value is None else int(value)

@@ -5,6 +5,9 @@ connection has its ``search_path`` set to it, so SQL here and in `PostgresStore.
 uses unqualified names. Durability is PostgreSQL's: with its default ``synchronous_commit=on``
 a statement has returned only once its commit is flushed to the WAL on disk. PostgreSQL
 groups concurrent commits into one WAL flush on its own, so this module needs no batching.
+What it saves is round trips to the server, each costing CPU on both sides: the frequent
+operations are one statement each where no bus work goes with them, and a connection given
+back to the pool is not reset by a query of its own (`_keep_session`).
 
 Several processes may share one schema:
 
@@ -467,9 +470,38 @@ class _RelayLock:
             await self._conn.close()
 
 
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset of a connection given back: nothing beyond what asyncpg always does
+    (roll back a transaction left open, drop listeners).
+
+    Its default sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
+    after every use: one round trip more per store operation, as many as the operations
+    themselves. Nothing here leaves such state on a pooled connection: locks are
+    transaction-scoped (``pg_advisory_xact_lock``), settings local (``set_config(..., true)``),
+    and what must outlive a transaction (the coordination's locks and LISTEN, the relay's
+    lock) has a connection of its own. Keep it so: `run` callers included."""
+
+
 def _row_count(status: str) -> int:
     """The count at the end of a command tag such as 'UPDATE 1' or 'INSERT 0 1'."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def recorded_version(conn: Any, component: str) -> int | None:
+    """The version `schema_version` records for `component`; None when it records none or
+    the table does not exist yet.
+
+    Openers read it before any DDL and skip the DDL when the tables are current: even when
+    the index exists, `CREATE INDEX IF NOT EXISTS` first takes a SHARE lock on its table, and
+    a transaction of several such statements, beside running writers that touch two of those
+    tables, deadlocks (a second process opening the store while workers deliver).
+    """
+    if await conn.fetchval("SELECT to_regclass('schema_version')") is None:
+        return None
+    version: int | None = await conn.fetchval(
+        "SELECT version FROM schema_version WHERE component = $1", component
+    )
+    return version
 
 
 async def _compression(dsn: str) -> dict[str, str]:
@@ -587,12 +619,18 @@ class PostgresStore:
             min_size=1,
             max_size=self._max_connections,
             server_settings={"search_path": self.schema, **await _compression(self._dsn)},
+            reset=_keep_session,
         )
         try:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext($1))", f"uftp-adapter:{self.schema}"
                 )
+                if (
+                    await recorded_version(conn, "store") == SCHEMA_VERSION
+                    and await recorded_version(conn, "bus") == BUS_SCHEMA_VERSION
+                ):
+                    return pool  # current: no DDL, so no table locks (`recorded_version`)
                 await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
                 for statement in (*_TABLES, *_BUS_TABLES):
                     await conn.execute(statement)

@@ -47,7 +47,7 @@ import asyncpg
 
 from adapter.bulk import gc_paused
 from adapter.store.base import EventRecord, StorageError, newer_schema
-from adapter.store.postgres import PostgresStore, insert_events
+from adapter.store.postgres import PostgresStore, insert_events, recorded_version
 from adapter.store.register import (
     AgrAllocation,
     AgrUpdateState,
@@ -326,6 +326,8 @@ class PostgresRegister:
 
     async def _create(self, conn: Any) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+        if await recorded_version(conn, _COMPONENT) == SCHEMA_VERSION:
+            return  # current: no DDL, no table locks (`recorded_version`)
         for statement in _SCHEMA:
             await conn.execute(statement)
         version = await conn.fetchval(
@@ -602,18 +604,22 @@ class PostgresRegister:
             await asyncio.wait(set(self._analyzing))
 
     async def _analyze(self, *tables: str) -> None:
-        """ANALYZE `tables`: a failure is logged, not raised (the rows it would count are
-        applied; autovacuum counts them too, where it is on). SKIP_LOCKED: when a VACUUM or
-        autovacuum holds a table, it is counting already, and the ANALYZE does not wait."""
+        """ANALYZE `tables`, each in a transaction of its own: a failure is logged, not
+        raised (the rows it would count are applied; autovacuum counts them too, where it is
+        on). SKIP_LOCKED: when a VACUUM or ANALYZE holds a table, it is counting already,
+        and this one does not wait. One table a transaction, so that it never holds the lock
+        of one table while it asks for another's: two ANALYZEs of several tables in one
+        transaction each can deadlock."""
+        for table in tables:
 
-        async def op(conn: Any) -> None:
-            await conn.execute(f"ANALYZE (SKIP_LOCKED) {', '.join(tables)}")
+            async def op(conn: Any, table: str = table) -> None:
+                await conn.execute(f"ANALYZE (SKIP_LOCKED) {table}")
 
-        try:
-            await self._store.run(op)
-        except (OSError, asyncpg.PostgresError, StorageError, RuntimeError) as exc:
-            # RuntimeError: the store was closed before the task ran.
-            log.warning("ANALYZE of the register's tables failed: %s", exc)
+            try:
+                await self._store.run(op)
+            except (OSError, asyncpg.PostgresError, StorageError, RuntimeError) as exc:
+                # RuntimeError: the store was closed before the task ran.
+                log.warning("ANALYZE of the register's table %s failed: %s", table, exc)
 
     @staticmethod
     async def _last_time_stamp(conn: Any, sender: str, kind: UpdateKind) -> datetime | None:

@@ -884,6 +884,10 @@ class SqliteStore:
         if not self._pending or self._offloaded is not None or self._conn is None:
             return
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        if self._deferred_timer is not None and not self._pending:
+            # Whatever was deferred goes now; the next deferral gets a window of its own.
+            self._deferred_timer.cancel()
+            self._deferred_timer = None
         if any(op.offload for op in batch):
             self._offload(batch)
         elif self._committer is not None and any(op.write for op in batch):
@@ -1359,11 +1363,15 @@ class SqliteStore:
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
         stamp = _to_us(at)
+        # Bookkeeping (see `DEFERRED_WINDOW`): a mark lost in a crash publishes its events
+        # again, which their ids let consumers drop; the relay skips them meanwhile. So the
+        # marks join the next message's transaction rather than taking a COMMIT of their own.
         await self._write(
             lambda conn: conn.executemany(
                 "UPDATE bus_events SET published_at = ? WHERE seq = ?",
                 [(stamp, seq) for seq in seqs],
-            )
+            ),
+            deferred=True,
         )
 
     async def command_message(self, command_id: str) -> str | None:

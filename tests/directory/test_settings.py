@@ -52,7 +52,11 @@ def test_static_peers_then_dns_in_the_configured_order() -> None:
 @pytest.mark.parametrize(
     ("directory", "field", "problem"),
     [
-        ({"sources": ["ldap"]}, "directory.sources[0]", "expected one of static, dns"),
+        (
+            {"sources": ["ldap"]},
+            "directory.sources[0]",
+            "expected one of static, address_book, dns",
+        ),
         ({"sources": ["dns", "dns"], "dns": {}}, "directory.sources[1]", "listed twice"),
         ({"sources": []}, "directory.sources", "at least one"),
         ({"sources": ["dns"]}, "directory.dns", "add a [directory.dns] table"),
@@ -171,3 +175,107 @@ public_keys = ["{dso_keys.public.to_cs1()}"]
     finally:
         stop.set()
         await server
+
+
+def test_an_address_book_with_the_hubs_oauth2_client(tmp_path: Path) -> None:
+    from adapter.assemble import credentials_for
+    from adapter.directory.addressbook import AddressBookDirectory
+    from adapter.oauth2 import ClientAuth
+
+    config = parse(
+        with_directory(
+            {
+                "sources": ["static", "address_book"],
+                "address_book": {
+                    "url": "https://hub.example/api/participants",
+                    "refresh_seconds": 60,
+                    "oauth2": {
+                        "token_url": "https://hub.example/oauth2/token",
+                        "client_id": "dso.example.com",
+                        "client_secret": "very-secret",
+                        "scope": "uftp",
+                    },
+                },
+            }
+        )
+    )
+    book = config.directory.address_book
+    assert book is not None and book.refresh_seconds == 60
+    assert book.oauth2 is not None and book.oauth2.client_auth is ClientAuth.BASIC
+    assert "very-secret" not in repr(config)
+    chain = directory_for(config)
+    assert isinstance(chain.sources[1], AddressBookDirectory)
+    assert chain.sources[1].token is not None
+    assert credentials_for(config, chain)
+
+
+@pytest.mark.parametrize(
+    ("book", "problem"),
+    [
+        ({}, "url"),
+        ({"url": "ftp://hub.example/"}, "http(s) URL"),
+        (
+            {
+                "url": "https://h.example/",
+                "oauth2": {"token_url": "https://h.example/t", "client_id": "x"},
+            },
+            "client_secret",
+        ),
+        ({"url": "https://h.example/", "endpoint": "https://{host}/m"}, "template"),
+    ],
+)
+def test_an_address_book_table_that_does_not_hold_is_refused(
+    book: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError, match="address_book") as caught:
+        parse(with_directory({"sources": ["address_book"], "address_book": book}))
+    assert problem in str(caught.value)
+
+
+async def test_a_peer_with_its_own_oauth2_and_an_inbound_bearer_check() -> None:
+    from adapter.assemble import credentials_for
+
+    data = valid()
+    data["peers"][0]["oauth2"] = {
+        "token_url": "https://auth.cro.example/token",
+        "client_id": "dso.example.com",
+        "client_secret": "peer-secret",
+        "client_auth": "body",
+    }
+    data["oauth2_inbound"] = {
+        "jwks_url": "https://auth.example/jwks",
+        "audience": "dso.example.com",
+        "issuer": "https://auth.example",
+    }
+    config = parse(data)
+    peer = config.peers[0]
+    assert peer.oauth2 is not None and "peer-secret" not in repr(peer)
+    assert config.oauth2_inbound is not None
+    credentials = credentials_for(config, directory_for(config))
+    source = await credentials.for_url(peer.endpoint)
+    assert source is not None and source.settings == peer.oauth2
+    assert await credentials.for_url("https://other.example/") is None
+
+
+async def test_sighup_gives_the_peers_their_oauth2_clients_again() -> None:
+    from adapter.assemble import credentials_for, reload_credentials
+
+    data = valid()
+    data["peers"][0]["oauth2"] = {
+        "token_url": "https://auth.cro.example/token",
+        "client_id": "dso.example.com",
+        "client_secret": "one",
+    }
+    config = parse(data)
+    endpoint = config.peers[0].endpoint
+    credentials = credentials_for(config, directory_for(config))
+    first = await credentials.for_url(endpoint)
+    reload_credentials(credentials, parse(data))
+    assert await credentials.for_url(endpoint) is first  # unchanged: its token is kept
+    data["peers"][0]["oauth2"]["client_secret"] = "two"
+    reload_credentials(credentials, parse(data))
+    second = await credentials.for_url(endpoint)
+    assert second is not None and second is not first
+    del data["peers"][0]["oauth2"]
+    reload_credentials(credentials, parse(data))
+    assert await credentials.for_url(endpoint) is None

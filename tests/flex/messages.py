@@ -13,6 +13,8 @@ from adapter.uftp.messages import (
     ContractSettlement,
     ContractSettlementISP,
     ContractSettlementPeriod,
+    DPrognosis,
+    DPrognosisISP,
     FlexOffer,
     FlexOfferOption,
     FlexOfferOptionISP,
@@ -23,7 +25,14 @@ from adapter.uftp.messages import (
     FlexOrderSettlementISP,
     FlexRequest,
     FlexRequestISP,
+    FlexReservationUpdate,
+    FlexReservationUpdateISP,
     FlexSettlement,
+    Metering,
+    MeteringISP,
+    MeteringProfile,
+    MeteringProfileEnum,
+    MeteringUnit,
 )
 
 DSO = "dso.example-grid.nl"
@@ -163,3 +172,80 @@ def settlement(order: FlexOrder, **changes: Any) -> FlexSettlement:
         ),
     }
     return FlexSettlement(**{**fields, **changes})
+
+
+def reservation_update(**changes: Any) -> FlexReservationUpdate:
+    """DSO -> AGR: 200 kW stays reserved over the evening peak of DAY, the rest is released."""
+    fields: dict[str, Any] = {
+        "version": "3.1.0",
+        "sender_domain": DSO,
+        "recipient_domain": AGR,
+        "time_stamp": NOW,
+        "message_id": "00000000-0000-4000-8000-000000000005",
+        "conversation_id": "00000000-0000-4000-8000-0000000000c5",
+        "isp_duration": timedelta(minutes=15),
+        "time_zone": "Europe/Amsterdam",
+        "period": DAY,
+        "congestion_point": CP,
+        "contract_id": "contract-2026",
+        "reference": "fru-1",
+        "isps": (
+            FlexReservationUpdateISP(1, 0, 68),
+            FlexReservationUpdateISP(69, -200_000, 8),
+            FlexReservationUpdateISP(77, 0, 20),
+        ),
+    }
+    return FlexReservationUpdate(**{**fields, **changes})
+
+
+def d_prognosis(**changes: Any) -> DPrognosis:
+    """AGR -> DSO: 300 kW all day on DAY (96 ISPs), revision 1."""
+    fields: dict[str, Any] = {
+        "version": "3.1.0",
+        "sender_domain": AGR,
+        "recipient_domain": DSO,
+        "time_stamp": NOW,
+        "message_id": "00000000-0000-4000-8000-000000000006",
+        "conversation_id": "00000000-0000-4000-8000-0000000000c6",
+        "isp_duration": timedelta(minutes=15),
+        "time_zone": "Europe/Amsterdam",
+        "period": DAY,
+        "congestion_point": CP,
+        "revision": 1,
+        "isps": (DPrognosisISP(1, 300_000, 96),),
+    }
+    return DPrognosis(**{**fields, **changes})
+
+
+#: The connection a Metering message of the tests is about.
+EAN = "E8712345678901234"
+
+
+def metering(**changes: Any) -> Metering:
+    """AGR -> DSO: the Power and ImportEnergy profiles of one connection on the day before NOW."""
+    fields: dict[str, Any] = {
+        "version": "3.1.0",
+        "sender_domain": AGR,
+        "recipient_domain": DSO,
+        "time_stamp": NOW,
+        "message_id": "00000000-0000-4000-8000-000000000007",
+        "conversation_id": "00000000-0000-4000-8000-0000000000c7",
+        "revision": 1,
+        "isp_duration": timedelta(minutes=15),
+        "time_zone": "Europe/Amsterdam",
+        "period": DAY - timedelta(days=2),
+        "ean": EAN,
+        "profiles": (
+            MeteringProfile(
+                profile_type=MeteringProfileEnum.POWER,
+                unit=MeteringUnit.KW,
+                isps=tuple(MeteringISP(n, Decimal(4)) for n in range(1, 97)),
+            ),
+            MeteringProfile(
+                profile_type=MeteringProfileEnum.IMPORT_ENERGY,
+                unit=MeteringUnit.KWH,
+                isps=tuple(MeteringISP(n, Decimal(1)) for n in range(1, 97)),
+            ),
+        ),
+    }
+    return Metering(**{**fields, **changes})

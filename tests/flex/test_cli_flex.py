@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from adapter.testing import free_port
+from adapter.uftp import codec
+from adapter.uftp.messages import DPrognosisISP
+from tests.flex.messages import d_prognosis, metering, reservation_update
 
 DSO, AGR = "dso.flex-demo.test", "agr.flex-demo.test"
 CP = "ea1.2026-01.test.flex-demo:cp-north"
@@ -203,3 +206,91 @@ def test_request_offer_order_from_the_command_line(folder: Path) -> None:
         again = uftp("dso", "order", offer_id, "--option", "full", "--config", dso)
         assert again.returncode == 1
         assert f"the FlexOffer {offer_id} is ordered" in again.stderr
+
+
+def test_reservations_prognoses_and_metering_sent_with_send_and_listed(folder: Path) -> None:
+    """The messages without a command of their own go with `send`; the receiver's flex
+    handlers check and keep them for `agr reservations`, `dso prognoses`, `dso metering`."""
+    dso, agr = str(folder / "dso.toml"), str(folder / "agr.toml")
+    coming = (datetime.now(UTC) + timedelta(days=2)).date()
+    past = (datetime.now(UTC) - timedelta(days=2)).date()
+    files = {
+        "fru.xml": reservation_update(period=coming, congestion_point=CP),
+        "dp.xml": d_prognosis(period=coming, congestion_point=CP),
+        "dp-short.xml": d_prognosis(
+            period=coming, congestion_point=CP, revision=2, isps=(DPrognosisISP(1, 0, 95),)
+        ),
+        "metering.xml": metering(period=past),
+    }
+    for name, message in files.items():
+        (folder / name).write_bytes(codec.encode(message))
+
+    with serving(folder / "agr.toml", "AGR"):
+        sent = uftp("send", "--config", dso, "--to", AGR, str(folder / "fru.xml"))
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert "FlexReservationUpdateResponse Accepted" in sent.stdout
+        listed = uftp("agr", "reservations", "--config", agr)
+        assert listed.returncode == 0, listed.stderr
+        assert f"from {DSO}  {CP}  {coming}  contract contract-2026" in listed.stdout
+        assert "accepted" in listed.stdout
+        assert "ISP 69-76: -200000 W reserved" in listed.stdout
+
+    with serving(folder / "dso.toml", "DSO"):
+        sent = uftp("send", "--config", agr, "--to", DSO, str(folder / "dp.xml"))
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        short = uftp("send", "--config", agr, "--to", DSO, str(folder / "dp-short.xml"))
+        assert short.returncode == 1, short.stdout + short.stderr
+        assert "Not every ISP of the Period has a Power" in short.stdout
+        sent = uftp("send", "--config", agr, "--to", DSO, str(folder / "metering.xml"))
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+
+        rows = json.loads(uftp("dso", "prognoses", "--config", dso, "--format", "json").stdout)
+        assert [(row["revision"], row["standing"]) for row in rows] == [
+            (1, "accepted"),
+            (2, "rejected"),
+        ]
+        assert rows[0]["isps"] == [{"start": 1, "duration": 96, "power": 300000}]
+        listed = uftp("dso", "metering", "--config", dso)
+        assert listed.returncode == 0, listed.stderr
+        assert f"from {AGR}  E8712345678901234  {past}  revision 1  accepted" in listed.stdout
+        assert "    Power in kW: 96 ISPs" in listed.stdout
+
+
+def test_the_flex_commands_use_the_running_serve(folder: Path) -> None:
+    """Both participants serve throughout: each sending command goes through its own
+    participant's serve (the admin socket), which records and settles as it sends."""
+    dso, agr = str(folder / "dso.toml"), str(folder / "agr.toml")
+    through = "using the running serve"
+    with serving(folder / "agr.toml", "AGR"), serving(folder / "dso.toml", "DSO"):
+        result = uftp("-v", "dso", "flex-request", str(folder / "request.toml"), "--config", dso)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert through in result.stderr
+        assert "FlexRequestResponse Accepted" in result.stdout
+        request_id = sent_id(result.stdout, "FlexRequest")
+        # The next Revision is read from the book the running serve writes: 2, accepted.
+        again = uftp("dso", "flex-request", str(folder / "request.toml"), "--config", dso)
+        assert again.returncode == 0, again.stdout + again.stderr
+        rows = json.loads(uftp("agr", "requests", "--config", agr, "--format", "json").stdout)
+        assert [(row["revision"], row["standing"]) for row in rows] == [
+            (1, "accepted"),
+            (2, "accepted"),
+        ]
+
+        result = uftp("-v", "agr", "offer", request_id, str(folder / "offer.json"), "--config", agr)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert through in result.stderr
+        offer_id = sent_id(result.stdout, "FlexOffer")
+
+        result = uftp("-v", "dso", "order", offer_id, "--option", "full", "--config", dso)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert through in result.stderr and "FlexOrderResponse Accepted" in result.stdout
+        [row] = json.loads(uftp("dso", "offers", "--config", dso, "--format", "json").stdout)
+        assert row["standing"] == "ordered"
+        # The serve settled the offer as the order left: a second order is refused here.
+        twice = uftp("dso", "order", offer_id, "--option", "full", "--config", dso)
+        assert twice.returncode == 1 and f"the FlexOffer {offer_id} is ordered" in twice.stderr
+
+        result = uftp("-v", "agr", "revoke", offer_id, "--config", agr)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert through in result.stderr
+        assert "FlexOffer already ordered" in result.stdout

@@ -43,19 +43,22 @@ from tests.interop.conftest import TheirAggregators, TheirSide
 ss = pytest.importorskip("shapeshifter_uftp.uftp")
 
 DSO, AGR = "dso.example-grid.nl", "agr.example.com"
+#: The Versions their library speaks (and all three of ours have every flex message type).
+THEIR_VERSIONS = ("3.0.0", "3.1.0")
 
 
+@pytest.mark.parametrize("version", THEIR_VERSIONS)
 async def test_request_offer_order_with_their_aggregator(
-    network: Network, shapeshifter: TheirSide, shapeshifter_agr: TheirAggregators
+    network: Network, shapeshifter: TheirSide, shapeshifter_agr: TheirAggregators, version: str
 ) -> None:
     their_agr = shapeshifter_agr.agr(AGR)
-    dso = network.create(DSO, Role.DSO)
+    dso = network.create(DSO, Role.DSO, versions=(version,))
     book = flex_book_for(dso.store)
     market = Market(timedelta(minutes=15), "Europe/Amsterdam", {CP: True})
     dso.router.include(dso_flex_router(book, market, outbox=dso.store))
     await network.start(dso)
     shapeshifter_agr.introduce(dso, their_agr)
-    client = their_agr.dso_client(DSO)
+    client = their_agr.dso_client(DSO, version=version)
     day = (datetime.now(UTC) + timedelta(days=2)).date()
     peak = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=15)
 
@@ -63,7 +66,7 @@ async def test_request_offer_order_with_their_aggregator(
     request = composed(flex_request(period=day, expiration_date_time=peak))
     asking = asyncio.create_task(send_recorded(dso, book, request, to=AGR, timeout=10))
     received = await their_agr.next()
-    assert isinstance(received, ss.FlexRequest)
+    assert isinstance(received, ss.FlexRequest) and received.version == version
     assert from_shapeshifter(received).isps == request.isps  # type: ignore[attr-defined]
     await asyncio.to_thread(
         client.send_flex_request_response,
@@ -151,17 +154,18 @@ async def test_request_offer_order_with_their_aggregator(
     assert stored is not None and stored.standing is Standing.ORDERED
 
 
+@pytest.mark.parametrize("version", THEIR_VERSIONS)
 async def test_their_dso_requests_orders_and_settles_with_our_aggregator(
-    network: Network, shapeshifter: TheirSide
+    network: Network, shapeshifter: TheirSide, version: str
 ) -> None:
     their_dso = shapeshifter.dso(DSO)
-    agr = network.create(AGR, Role.AGR)
+    agr = network.create(AGR, Role.AGR, versions=(version,))
     book = flex_book_for(agr.store)
     market = Market(timedelta(minutes=15), "Europe/Amsterdam")
     agr.router.include(agr_flex_router(book, market, outbox=agr.store))
     await network.start(agr)
     shapeshifter.introduce(agr, their_dso)
-    client = their_dso.agr_client(AGR)
+    client = their_dso.agr_client(AGR, version=version)
     day = (datetime.now(UTC) + timedelta(days=2)).date()
     peak = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=15)
 
@@ -169,7 +173,7 @@ async def test_their_dso_requests_orders_and_settles_with_our_aggregator(
     request = to_shapeshifter(composed(flex_request(period=day, expiration_date_time=peak)))
     await asyncio.to_thread(client.send_flex_request, request)
     answer = await their_dso.next()
-    assert isinstance(answer, ss.FlexRequestResponse)
+    assert isinstance(answer, ss.FlexRequestResponse) and answer.version == version
     assert answer.result == ss.AcceptedRejected.ACCEPTED, answer.rejection_reason
     kept = await book.get(Direction.RECEIVED, request.message_id, peer_domain=DSO)
     assert kept is not None and kept.standing is Standing.ACCEPTED

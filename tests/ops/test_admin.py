@@ -512,3 +512,40 @@ async def test_malformed_requests_are_refused_with_a_reason(
         assert status == 413
         status, text = await admin_post(path, "cro/show", b"{}")
         assert status == 404 and "not a CRO" in text
+
+
+async def test_flex_send_refuses_a_malformed_settle_and_serves_only_a_dso_or_agr(
+    samples: Path,
+) -> None:
+    from tests.flex.messages import flex_request
+
+    request = {
+        "message": codec.encode(flex_request()).decode(),
+        "to": "agr.example.com",
+        "timeout": 1,
+        "keep_trying": False,
+    }
+    settle = {"direction": "received", "peer": "agr.example.com", "message_id": "m"}
+    async with Service(load_config(samples / "dso.toml")) as dso:
+        path = dso.admin_server.path  # type: ignore[union-attr]
+        cases = {
+            json.dumps({**request, "settle": 1}).encode(): "settle: ",
+            json.dumps({**request, "settle": {**settle, "direction": "up"}}).encode(): "settle: ",
+            json.dumps(
+                {**request, "settle": {**settle, "from": ["x"], "to": "ordered"}}
+            ).encode(): ("settle: "),
+        }
+        for body, reason in cases.items():
+            status, text = await admin_post(path, "flex/send", body)
+            assert status == 400, (body, text)
+            assert reason in json.loads(text)["error"], (body, text)
+        # An entry the book does not hold: refused, nothing sent.
+        unknown = {**settle, "from": ["accepted"], "to": "ordered"}
+        status, text = await admin_post(
+            path, "flex/send", json.dumps({**request, "settle": unknown}).encode()
+        )
+        assert status == 200 and "refused" in json.loads(text), text
+    async with Service(load_config(samples / "cro.toml")) as cro:
+        path = cro.admin_server.path  # type: ignore[union-attr]
+        status, text = await admin_post(path, "flex/send", json.dumps(request).encode())
+        assert status == 404 and "not a DSO or AGR" in text

@@ -5,14 +5,17 @@ report, one event per fact, publication order, commands carried out once, the re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from adapter.store import OutboundStatus, SaveOutcome, Store
 from adapter.store.base import CommandOf, DuplicateCommand, EventRecord, NotOpen, StoreOpenError
+from adapter.store.sqlite import SqliteStore
 from tests.store.test_store_contract import (  # noqa: F401 - fixtures
     T0,
     Backend,
@@ -205,3 +208,28 @@ async def test_an_event_names_the_command_of_its_message_as_it_is_stored(store: 
     assert stored["e1"] == replace(
         event("e1"), attributes={**event("e1").attributes, "commandid": "cmd-1"}
     )
+
+
+async def test_a_mark_of_a_sqlite_store_rides_on_the_next_commit(tmp_path: Path) -> None:
+    """Marks are bookkeeping: a lost one only publishes its events again. So a mark waits a
+    moment for a message's transaction to join rather than taking a COMMIT of its own, and is
+    committed by itself when none comes."""
+    store = SqliteStore(tmp_path / "marks.sqlite3")
+    await store.open()
+    try:
+        await store.add_events([event("e0"), event("e1")])
+        first, second = await store.unpublished_events(10)
+        commits: list[float] = []
+        store.on_commit = commits.append
+        mark = asyncio.ensure_future(store.mark_published([first.seq], T0))
+        await asyncio.sleep(0.01)  # submitted; nothing committed yet
+        assert commits == []
+        await store.save_inbound(inbound())  # a message's transaction: the mark joins it
+        await mark
+        assert len(commits) == 1
+        assert await ids(store) == ["e1"]
+        await asyncio.wait_for(store.mark_published([second.seq], T0), 2)  # alone
+        assert len(commits) == 2
+        assert await ids(store) == []
+    finally:
+        await store.close()

@@ -21,7 +21,7 @@ import pytest
 from adapter.flex.handlers import entry_of
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.store import flex_book_for
-from adapter.store.base import StoreOpenError
+from adapter.store.base import EventRecord, Store, StoreOpenError
 from adapter.store.flex import FlexBook
 from adapter.store.flex_sqlite import SCHEMA_VERSION
 from adapter.store.sqlite import SqliteStore
@@ -33,14 +33,14 @@ PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def book(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FlexBook]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "sqlite":
-        store = SqliteStore(tmp_path / "dso.sqlite3")
-        await store.open()
+        sqlite = SqliteStore(tmp_path / "dso.sqlite3")
+        await sqlite.open()
         try:
-            yield flex_book_for(store)
+            yield sqlite
         finally:
-            await store.close()
+            await sqlite.close()
         return
     asyncpg = pytest.importorskip("asyncpg")
     from adapter.store.postgres import PostgresStore
@@ -56,12 +56,17 @@ async def book(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     try:
         await pg.open()
         try:
-            yield flex_book_for(pg)
+            yield pg
         finally:
             await pg.close()
     finally:
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await admin.close()
+
+
+@pytest.fixture
+def book(store: Store) -> FlexBook:
+    return flex_book_for(store)
 
 
 def sent_request(standing: Standing = Standing.OPEN, **changes: object) -> Entry:
@@ -179,3 +184,32 @@ async def test_a_newer_flex_schema_is_refused(tmp_path: Path) -> None:
             await flex_book_for(store).entries()
     finally:
         await store.close()
+
+
+async def test_with_events_each_change_made_is_an_event_in_its_transaction(store: Store) -> None:
+    """What the bus bridge publishes as ``flex.<change>`` (`Journal.flex_change`): a new
+    entry, a move; nothing for an entry recorded again or a move not made."""
+
+    def events(entry: Entry, change: str) -> list[EventRecord]:
+        return [
+            EventRecord(
+                event_id=str(uuid.uuid4()),
+                route=f"flex.{change}",
+                attributes={"standing": entry.standing.value},
+                data=entry.message_id.encode(),
+                created_at=NOW,
+                key=f"{entry.message_id}:{change}",
+            )
+        ]
+
+    book = flex_book_for(store, events=events)
+    entry = await book.record(sent_request())
+    await book.record(entry)
+    key = (Direction.SENT, AGR, entry.message_id)
+    assert await book.settle(*key, from_=(Standing.OPEN,), to=Standing.ACCEPTED, by="r1")
+    assert not await book.settle(*key, from_=(Standing.OPEN,), to=Standing.REJECTED, by="r2")
+    published = await store.unpublished_events(10)
+    assert [(e.event.route, e.event.attributes["standing"]) for e in published] == [
+        ("flex.sent", "open"),
+        ("flex.accepted", "accepted"),
+    ]

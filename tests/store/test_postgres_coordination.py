@@ -204,3 +204,40 @@ async def test_a_notification_reaches_every_process_and_a_gap_is_reported(
     await eventually(lambda: asyncio.sleep(0, gaps == ["c"]))  # c is back, and says so
     await a.coordinator.notifier.notify("after")
     await eventually(lambda: asyncio.sleep(0, heard["c"][-1:] == ["after"]))
+
+
+async def _peer_locks(process: Process) -> int:
+    """Advisory locks the session connection of `process` holds now."""
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
+            await process.session_pid(),
+        )
+    finally:
+        await conn.close()
+    return int(count)
+
+
+async def test_a_slot_given_back_stays_parked_then_goes_back_to_the_server(
+    processes: list[Process],
+) -> None:
+    """A POST's slot stays this process's for SLOT_LINGER after it ends, so that the next POST
+    to that peer takes it without two round trips; then it is the server's again."""
+    from adapter.store.postgres_coordination import SLOT_LINGER
+
+    a, b, _ = processes
+    slots = a.coordinator.peer_slots(1)
+    await _enter(slots, "https://a.test")
+    assert await _peer_locks(a) == 1  # parked, still locked
+    took = asyncio.get_running_loop().time()
+    await _enter(slots, "https://a.test")  # taken from the park: no second lock asked for
+    assert await _peer_locks(a) == 1
+
+    await asyncio.wait_for(_enter(b.coordinator.peer_slots(1), "https://a.test"), 5)
+    assert asyncio.get_running_loop().time() - took >= SLOT_LINGER  # b waited for the park
+    await eventually(lambda: _no_locks(a))
+
+
+async def _no_locks(process: Process) -> bool:
+    return await _peer_locks(process) == 0

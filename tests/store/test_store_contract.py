@@ -650,6 +650,56 @@ async def test_sqlite_runs_queued_operations_in_one_transaction_with_savepoints(
     assert await sqlite_store.unfinished_inbound() == [inbound(n) for n in ("a", "b", "c")]
 
 
+async def test_sqlite_commits_off_the_event_loop_and_batches_what_arrives_meanwhile(
+    sqlite_store: SqliteStore,
+) -> None:
+    """The COMMIT (the fsync) runs on the store's commit thread, never on the loop's; what is
+    submitted while it runs waits for it and forms the next batch."""
+    commits_on: list[int] = []
+    assert sqlite_store._conn is not None  # the store's own connection, traced
+    sqlite_store._conn.set_trace_callback(
+        lambda sql: commits_on.append(threading.get_ident()) if sql == "COMMIT" else None
+    )
+    first = asyncio.create_task(sqlite_store.save_inbound(inbound("a")))
+    await asyncio.sleep(0)  # its batch starts: statements here, the COMMIT handed over
+    commits_before = sqlite_store.commits
+    later = [asyncio.create_task(sqlite_store.save_inbound(inbound(n))) for n in ("b", "c")]
+    assert await asyncio.gather(first, *later) == [SaveOutcome.NEW] * 3
+
+    assert commits_on and threading.get_ident() not in commits_on
+    assert sqlite_store.commits - commits_before == 2  # a's, then b's and c's together
+
+
+async def test_sqlite_a_delivered_mark_rides_with_the_next_batch(
+    sqlite_store: SqliteStore,
+) -> None:
+    """Nobody waits for a delivered mark: it joins the next operation's transaction, or
+    commits alone once DEFERRED_WINDOW has passed."""
+    from adapter.store.sqlite import DEFERRED_WINDOW
+
+    await sqlite_store.add_outbound(outbound("out-1"))
+    await sqlite_store.add_outbound(outbound("out-2"))
+    delivered = attempt(http_status=200, outcome="delivered", detail="")
+
+    commits_before = sqlite_store.commits
+    mark = asyncio.create_task(
+        sqlite_store.record_attempt(delivered, OutboundStatus.DELIVERED, None)
+    )
+    await asyncio.sleep(DEFERRED_WINDOW / 5)
+    assert not mark.done() and sqlite_store.commits == commits_before  # waiting for company
+    assert await sqlite_store.save_inbound(inbound("a")) is SaveOutcome.NEW
+    assert await mark is False
+    assert sqlite_store.commits - commits_before == 1  # one transaction carried both
+
+    alone = replace(delivered, message_id="out-2")
+    started = asyncio.get_running_loop().time()
+    assert await sqlite_store.record_attempt(alone, OutboundStatus.DELIVERED, None) is False
+    assert asyncio.get_running_loop().time() - started >= DEFERRED_WINDOW * 0.9
+    for message_id in ("out-1", "out-2"):
+        stored = await sqlite_store.get_outbound(message_id)
+        assert stored is not None and stored.status is OutboundStatus.DELIVERED
+
+
 async def test_sqlite_close_drains_queued_work(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
     store = SqliteStore(path)
@@ -1222,6 +1272,35 @@ async def test_postgres_run_is_one_transaction(store: Store) -> None:
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_a_connection_given_back_costs_no_reset_round_trip(store: Store) -> None:
+    """The frequent operations are one statement and one round trip each: a connection given
+    back to the pool is not reset with a query of its own (asyncpg's default sends one,
+    which doubled the round trips), while what asyncpg always does still holds: a
+    transaction left open is rolled back."""
+    from adapter.store.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    sent: list[str] = []
+
+    async def watch(conn: Any) -> int:
+        conn.add_query_logger(lambda record: sent.append(record.query))
+        return int(conn.get_server_pid())
+
+    async def same_connection(conn: Any) -> int:
+        return int(conn.get_server_pid())
+
+    watched = await store.run(watch)
+    await store.save_inbound(inbound())
+    await store.finish_inbound(SENDER, "msg-1", outbound())
+    assert await store.run(same_connection) == watched  # the pool of one idle connection
+    assert not any("RESET ALL" in query or "UNLISTEN" in query for query in sent)
+    statements = [query.split()[0].rstrip(";") for query in sent]
+    # watch's COMMIT, save_inbound's INSERT, finish_inbound's one statement (the response
+    # queued in it), and nothing in between
+    assert statements[:3] == ["COMMIT", "INSERT", "WITH"]
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_postgres_store_of_schema_version_1_is_migrated_to_know_cancelled(
     backend: Backend,
 ) -> None:
@@ -1342,3 +1421,33 @@ def test_open_store_postgres_urls(url: str, dsn: str, schema: str) -> None:
     assert store.schema == schema
     assert store._dsn == dsn
     assert "pw" not in repr(store)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_opening_a_current_store_takes_no_table_lock(
+    backend: Backend, store: Store
+) -> None:
+    """A process that opens the store beside running writers does not wait for their
+    transactions: with the tables current it runs no DDL (a `CREATE INDEX IF NOT EXISTS` locks
+    its table even when the index exists, and several of them deadlocked with workers)."""
+    from adapter.store.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    await store.save_inbound(inbound())
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def writer(conn: Any) -> None:  # a worker's transaction, open on both tables
+        await conn.execute("UPDATE inbound SET status = status")
+        await conn.execute("UPDATE outbound SET status = status")
+        entered.set()
+        await release.wait()
+
+    writing = asyncio.create_task(store.run(writer))
+    await entered.wait()
+    second = backend.make()
+    try:
+        await asyncio.wait_for(second.open(), timeout=5)
+    finally:
+        release.set()
+        await writing
+        await second.close()
