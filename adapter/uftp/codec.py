@@ -154,7 +154,8 @@ class Bulk:
 
     #: Runs the schema validation while the model is built on the calling thread from the same,
     #: unmodified tree (libxml2 releases the GIL meanwhile); for a 100,000-connection portfolio
-    #: that hides most of the validation time.
+    #: that hides most of the validation time. (A large FlexSettlement or Metering is read as
+    #: a stream instead, validated on the parser's events: `_decode_streamed`.)
     executor: Executor | None = None
     #: Held while the model is built: e.g. the cyclic garbage collector paused, which the
     #: hundreds of thousands of rows of a portfolio (tuples, no cycles) would otherwise wake.
