@@ -62,7 +62,9 @@ log = logging.getLogger(__name__)
 
 def add_keys_commands(subparsers: _SubParsers) -> None:
     keys = subparsers.add_parser(
-        "keys", help="create and show signing keys", description="Create and show signing keys."
+        "keys",
+        help="create, show and rotate signing keys",
+        description="Create, show and rotate signing keys.",
     )
     sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
 

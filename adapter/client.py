@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from .oauth2 import Credentials, TokenFailed
+from .printable import printable
 from .settings import Delivery
 
 # The classification lived here before the core had `retry`; importable from here still.
@@ -47,8 +48,10 @@ class DeliveryResult:
 
 
 def _first_line(text: str) -> str:
+    """The first line of a peer's answer, escaped: it reaches our logs, the store and the
+    operator's terminal as the reason of a failed attempt."""
     lines = text.strip().splitlines()
-    return lines[0][:200] if lines else ""
+    return printable(lines[0][:200]) if lines else ""
 
 
 def _unreachable(exc: aiohttp.ClientConnectorError) -> str:

@@ -43,7 +43,7 @@ from .directory.settings import (
 from .directory.settings import DEFAULT_ENDPOINT as DEFAULT_DNS_ENDPOINT
 from .directory.settings import SOURCES as DIRECTORY_SOURCES
 from .keys import MAX_PUBLISHED_KEYS
-from .oauth2 import ClientAuth, InboundOAuth2Settings, OAuth2Settings
+from .oauth2 import InboundOAuth2Settings, OAuth2Settings
 from .settings import (
     DEFAULT_MAX_BODY_BYTES,
     ROUTINE_DEADLINE_SECONDS,
@@ -877,13 +877,13 @@ def _address_book(table: _Table) -> AddressBookSettings:
     return AddressBookSettings(
         url=_http_url(table, "url", table.string("url")),
         oauth2=_oauth2(table, "oauth2") if "oauth2" in table.data else None,
-        refresh_seconds=table.number("refresh_seconds", 300.0),
-        min_refresh_seconds=table.number("min_refresh_seconds", 10.0),
-        retry_seconds=table.number("retry_seconds", 30.0),
-        timeout_seconds=table.number("timeout_seconds", 10.0),
-        max_bytes=table.integer("max_bytes", 4 * 1024 * 1024, minimum=1024),
-        max_entries=table.integer("max_entries", 10_000, minimum=1),
         endpoint=endpoint,
+        # The other keys are plain numbers, read as their fields say.
+        **_fields(
+            table,
+            AddressBookSettings,
+            *(k for k in ADDRESS_BOOK_KEYS if k not in ("url", "oauth2", "endpoint")),
+        ),
     )
 
 
@@ -911,9 +911,9 @@ def _oauth2(parent: _Table, key: str) -> OAuth2Settings:
         client_secret=table.string("client_secret") if has_secret else None,
         client_secret_file=table.path("client_secret_file") if has_file else None,
         scope=table.string("scope", "") or None,
-        client_auth=_choice(table, "client_auth", ClientAuth, ClientAuth.BASIC),
-        refresh_margin_seconds=table.number("refresh_margin_seconds", 30.0),
-        timeout_seconds=table.number("timeout_seconds", 10.0),
+        **_fields(
+            table, OAuth2Settings, "client_auth", "refresh_margin_seconds", "timeout_seconds"
+        ),
     )
 
 
@@ -922,12 +922,17 @@ def _oauth2_inbound(table: _Table) -> InboundOAuth2Settings:
         jwks_url=_http_url(table, "jwks_url", table.string("jwks_url")),
         audience=table.string("audience"),
         issuer=table.string("issuer"),
-        leeway_seconds=table.number("leeway_seconds", 30.0),
+        **_fields(table, InboundOAuth2Settings, "leeway_seconds"),
     )
     if "algorithms" in table.data:
         algorithms = tuple(table.string_list("algorithms"))
-        if not algorithms or "none" in (a.lower() for a in algorithms):
-            raise table.error("algorithms", "expected signature algorithms, e.g. ['RS256']")
+        if not algorithms or any(
+            a.lower() == "none" or a.upper().startswith("HS") for a in algorithms
+        ):
+            # A key from a JWKS URL is public: an HMAC "key" there would let anyone sign.
+            raise table.error(
+                "algorithms", "expected public-key signature algorithms, e.g. ['RS256', 'ES256']"
+            )
         settings = dataclasses.replace(settings, algorithms=algorithms)
     return settings
 
@@ -965,11 +970,15 @@ def _directory_dns(table: _Table) -> DnsSettings:
         )
     return DnsSettings(
         resolvers=tuple(resolvers),
-        require_dnssec=table.boolean("require_dnssec", True),
-        timeout_seconds=table.number("timeout_seconds", 3.0),
         endpoint=endpoint,
-        max_ttl_seconds=table.number("max_ttl_seconds", 3600.0),
-        negative_ttl_seconds=table.number("negative_ttl_seconds", 300.0),
+        **_fields(
+            table,
+            DnsSettings,
+            "require_dnssec",
+            "timeout_seconds",
+            "max_ttl_seconds",
+            "negative_ttl_seconds",
+        ),
     )
 
 
@@ -1321,15 +1330,24 @@ def _read(table: _Table, kind: type[_S], **given: object) -> _S:
     from `table`: each field from the key of its name, of the type its annotation says, and
     where the key is absent the value in `given`, else the field's default. What the class
     checks of the values (`SettingsError`) is reported naming the key."""
-    hints = typing.get_type_hints(kind)
-    values = dict(given)
-    for item in dataclasses.fields(kind):
-        if item.name in table.data:
-            values[item.name] = _typed(table, item.name, hints[item.name], item.metadata)
+    names = (item.name for item in dataclasses.fields(kind))
     try:
-        return kind(**values)
+        return kind(**(given | _fields(table, kind, *names)))
     except SettingsError as exc:
         raise table.error(exc.field, exc.problem) from None
+
+
+def _fields(table: _Table, kind: type[DataclassInstance], *names: str) -> dict[str, Any]:
+    """The values of those fields of `kind` among `names` that `table` holds, each of the
+    type its annotation says; a field the table does not hold is left to the class's
+    default, which is thus written once."""
+    hints = typing.get_type_hints(kind)
+    fields = {item.name: item for item in dataclasses.fields(kind)}
+    return {
+        name: _typed(table, name, hints[name], fields[name].metadata)
+        for name in names
+        if name in table.data
+    }
 
 
 def _typed(table: _Table, key: str, kind: object, metadata: Mapping[str, Any]) -> object:

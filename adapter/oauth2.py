@@ -19,7 +19,6 @@ Neither the client secret nor a token is ever logged or shown in a repr or an er
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -32,8 +31,7 @@ from ssl import SSLContext
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
+from .fetch import FetchFailed, SingleFlight, fetch
 from .printable import printable
 from .uftp.errors import AdapterError
 from .uftp.retry import Outcome
@@ -138,9 +136,7 @@ class TokenSource:
         self._ssl = ssl_context
         self._clock = clock
         self._token: _Token | None = None
-        self._fetching: asyncio.Task[_Token] | None = None
-        #: Tokens fetched so far (for tests and metrics).
-        self.fetches = 0
+        self._fetching: SingleFlight[_Token] = SingleFlight()
 
     def __repr__(self) -> str:
         return f"TokenSource({self.settings.token_url!r}, client_id={self.settings.client_id!r})"
@@ -164,17 +160,7 @@ class TokenSource:
 
     async def _fetch_once(self) -> _Token:
         """One fetch at a time: concurrent callers share the one under way."""
-        if self._fetching is None:
-            self._fetching = asyncio.create_task(self._fetch())
-            self._fetching.add_done_callback(self._fetched)
-        return await asyncio.shield(self._fetching)
-
-    def _fetched(self, task: asyncio.Task[_Token]) -> None:
-        self._fetching = None
-        if task.cancelled():
-            return
-        if task.exception() is None:  # also marks a failure retrieved when nobody waited
-            self._token = task.result()
+        return await self._fetching.run(self._fetch)
 
     async def _fetch(self) -> _Token:
         settings = self.settings
@@ -200,42 +186,24 @@ class TokenSource:
         started = self._clock()
         where = settings.token_url
         try:
-            async with (
-                aiohttp.ClientSession(
-                    timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
-                    cookie_jar=aiohttp.DummyCookieJar(),
-                ) as session,
-                session.post(
-                    where,
-                    data=form,
-                    headers=headers,
-                    allow_redirects=False,
-                    ssl=self._ssl or True,
-                ) as response,
-            ):
-                status = response.status
-                raw = await response.content.read(MAX_TOKEN_RESPONSE + 1)
-        except TimeoutError:
-            raise TokenFailed(
-                f"OAuth2: the token URL {where} timed out", Outcome.TEMPORARY
-            ) from None
-        except aiohttp.ClientConnectorCertificateError:
-            # As for a peer (`adapter.client`): our trust settings, which retrying cannot fix.
-            raise TokenFailed(
-                f"OAuth2: TLS configuration error, not retried: our trust setting ([tls] ca) "
-                f"does not verify the certificate of the token URL {where}",
-                Outcome.PERMANENT,
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise TokenFailed(
-                f"OAuth2: the token URL {where} is unreachable: {type(exc).__name__}",
-                Outcome.TEMPORARY,
-            ) from None
-        if len(raw) > MAX_TOKEN_RESPONSE:
-            raise TokenFailed(
-                f"OAuth2: the token response of {where} is over {MAX_TOKEN_RESPONSE} bytes",
-                Outcome.TEMPORARY,
+            fetched = await fetch(
+                "POST",
+                where,
+                max_bytes=MAX_TOKEN_RESPONSE,
+                timeout_seconds=settings.timeout_seconds,
+                ssl_context=self._ssl,
+                headers=headers,
+                form=form,
             )
+        except FetchFailed as exc:
+            # A certificate that does not verify is our trust setting, as for a peer
+            # (`adapter.client`): retrying cannot fix it.
+            raise TokenFailed(
+                f"OAuth2: the token URL {where}: {exc}"
+                + ("; a TLS configuration error, not retried" if exc.certificate else ""),
+                Outcome.PERMANENT if exc.certificate else Outcome.TEMPORARY,
+            ) from None
+        status, raw = fetched.status, fetched.body
         body = _json_object(raw)
         if status != 200:
             error = body.get("error") if body is not None else None
@@ -266,7 +234,6 @@ class TokenSource:
         lifetime = body.get("expires_in", settings.default_lifetime_seconds)
         if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
             lifetime = settings.default_lifetime_seconds
-        self.fetches += 1
         log.info(
             "OAuth2: token for client %r from %s, valid %ds",
             settings.client_id,
@@ -274,7 +241,8 @@ class TokenSource:
             int(lifetime),
         )
         margin = min(settings.refresh_margin_seconds, float(lifetime) / 2)
-        return _Token(token, started + float(lifetime) - margin)
+        self._token = _Token(token, started + float(lifetime) - margin)
+        return self._token
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

@@ -16,16 +16,15 @@ while a sender cannot make us fetch per request. Needs PyJWT (the `oauth2` extra
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from ssl import SSLContext
 from typing import Any
 
-import aiohttp
 import jwt
 
+from .fetch import FetchFailed, SingleFlight, fetch
 from .oauth2 import InboundOAuth2Settings
 from .printable import printable
 from .uftp.errors import TransportError
@@ -69,7 +68,7 @@ class BearerCheck:
         self._clock = clock
         self._keys: dict[str | None, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
-        self._fetching: asyncio.Task[None] | None = None
+        self._fetching: SingleFlight[None] = SingleFlight()
 
     async def check(self, authorization: str | None) -> dict[str, Any]:
         """The token's claims; raises `BearerRefused` or `JwksUnavailable`."""
@@ -134,38 +133,28 @@ class BearerCheck:
         return self._keys.get(kid)
 
     async def _fetch_once(self) -> None:
-        if self._fetching is None:
-            self._fetching = asyncio.create_task(self._fetch())
-            self._fetching.add_done_callback(self._fetched)
-        await asyncio.shield(self._fetching)
-
-    def _fetched(self, task: asyncio.Task[None]) -> None:
-        self._fetching = None
-        if not task.cancelled():
-            task.exception()  # retrieved: the waiters, if any, have it
+        await self._fetching.run(self._fetch)
 
     async def _fetch(self) -> None:
         url = self.settings.jwks_url
         try:
-            async with (
-                aiohttp.ClientSession(
-                    timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
-                ) as session,
-                session.get(url, allow_redirects=False, ssl=self._ssl or True) as response,
-            ):
-                status = response.status
-                raw = await response.content.read(MAX_JWKS_BYTES + 1)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            fetched = await fetch(
+                "GET",
+                url,
+                max_bytes=MAX_JWKS_BYTES,
+                timeout_seconds=self.settings.timeout_seconds,
+                ssl_context=self._ssl,
+            )
+        except FetchFailed as exc:
             self._fetched_at = self._clock()  # not again before the refetch interval
-            log.warning("OAuth2: the JWKS %s could not be fetched: %s", url, type(exc).__name__)
+            log.warning("OAuth2: the JWKS %s could not be fetched: %s", url, exc)
             raise JwksUnavailable("the issuer's keys cannot be fetched now, retry") from None
+        status, raw = fetched.status, fetched.body
         self._fetched_at = self._clock()
         problem = None
         keys: dict[str | None, jwt.PyJWK] = {}
         if status != 200:
             problem = f"HTTP {status}"
-        elif len(raw) > MAX_JWKS_BYTES:
-            problem = f"over {MAX_JWKS_BYTES} bytes"
         else:
             try:
                 found = jwt.PyJWKSet.from_json(raw.decode("utf-8"))

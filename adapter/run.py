@@ -25,6 +25,7 @@ from .errors import DeliveryFailed, ResponseTimeout, UnknownPeer
 from .giving_up import gave_up
 from .keys import KeyFileExists, generate, write_private
 from .participant import Participant
+from .printable import printable
 from .uftp import codec
 from .uftp.errors import AdapterError, InvalidXml
 from .uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse, Result
@@ -177,7 +178,7 @@ async def _request_standalone(
 def describe_response(response: PayloadResponse) -> str:
     text = f"{response.xml_name} {response.result}"
     if response.result is Result.REJECTED and response.rejection_reason:
-        text += f": {response.rejection_reason}"
+        text += f": {printable(response.rejection_reason)}"
     return text
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,18 +12,9 @@ import pytest
 
 from adapter.dso import load_portfolio
 from adapter.uftp import codec
+from tests.cli import serving, uftp
 from tests.test_run import SAMPLES, copy_samples
 from tests.uftp.samples import make_dso_portfolio_update
-
-
-def uftp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "adapter", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -39,27 +27,8 @@ def samples(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def served_cro(samples: Path) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "adapter", "serve", "--config", str(samples / "cro.toml")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()  # "serving CRO ... at URL"
-    assert line.startswith("serving CRO"), line
-    url = line.rsplit(" at ", 1)[1].strip().replace("/shapeshifter/api/v3/message", "/health")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.05)
-    yield process
-    process.terminate()
-    assert process.wait(timeout=10) == 0  # SIGTERM: a clean shutdown
+    with serving(samples / "cro.toml", "CRO") as process:
+        yield process
 
 
 def message_file(tmp_path: Path, **changes: object) -> Path:

@@ -286,12 +286,31 @@ class BusBridge:
             return await self._refuse(command, str(exc))
         except DuplicateCommand:
             log.info("bus: command %s was carried out before; acknowledged", command.id)
+            if command.id:
+                await self._resume(command.id)
             return Verdict.ACK
         except Exception:
             # Our fault (the store, a bug): the command is not to blame, the broker redelivers
             # it (up to its delivery limit).
             log.exception("bus: command %s failed here; requeued", command.id)
             return Verdict.REQUEUE
+
+    async def _resume(self, command_id: str) -> None:
+        """Deliver the message of a command carried out before, if it still waits for it.
+
+        The first delivery of the command may have been cut off between the commit and the
+        hand-over to the outbox (its consumer cancelled as the broker connection closed): the
+        message is then stored and claimed by this process, but nobody attempts it until the
+        claim lapses. The broker's redelivery is the moment to notice."""
+        store, outbox = self.participant.store, self.participant.outbox
+        try:
+            message_id = await store.command_message(command_id)
+            record = None if message_id is None else await store.get_outbound(message_id)
+        except Exception:  # the store: the message keeps its claim and the poller takes it
+            log.exception("bus: could not look up the message of command %s", command_id)
+            return
+        if record is not None and record.status is OutboundStatus.PENDING:
+            outbox.resume(record)  # no-op when it is scheduled or under way already
 
     async def _refuse(self, command: Command, reason: str) -> Verdict:
         assert self.journal is not None

@@ -22,7 +22,6 @@ the sender retries, rather than being judged unknown.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -33,8 +32,7 @@ from dataclasses import dataclass, field
 from ssl import SSLContext
 from typing import Protocol
 
-import aiohttp
-
+from ..fetch import FetchFailed, SingleFlight, fetch
 from ..oauth2 import TokenFailed, TokenSource
 from ..printable import printable
 from ..uftp.envelope import CS1_PREFIX, parse_cs1
@@ -182,7 +180,7 @@ class AddressBookDirectory:
         self._clock = clock
         self._book: _Book | None = None
         self._retry_at = 0.0
-        self._fetching: asyncio.Task[None] | None = None
+        self._fetching: SingleFlight[None] = SingleFlight()
         #: The endpoint URLs of the peers it lists (those DNS named included).
         self._known_endpoints: set[str] = set()
 
@@ -249,15 +247,7 @@ class AddressBookDirectory:
         return self._book
 
     async def _fetch_once(self) -> None:
-        if self._fetching is None:
-            self._fetching = asyncio.create_task(self._fetch())
-            self._fetching.add_done_callback(self._fetched)
-        await asyncio.shield(self._fetching)
-
-    def _fetched(self, task: asyncio.Task[None]) -> None:
-        self._fetching = None
-        if not task.cancelled():
-            task.exception()  # retrieved: the waiters, if any, have it
+        await self._fetching.run(self._fetch)
 
     async def _fetch(self) -> None:
         settings = self.settings
@@ -302,24 +292,18 @@ class AddressBookDirectory:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            async with (
-                aiohttp.ClientSession(
-                    timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
-                    cookie_jar=aiohttp.DummyCookieJar(),
-                ) as session,
-                session.get(
-                    settings.url, headers=headers, allow_redirects=False, ssl=self._ssl or True
-                ) as response,
-            ):
-                document = await response.content.read(settings.max_bytes + 1)
-                cache_control = response.headers.get("Cache-Control", "")
-                status = response.status
-        except TimeoutError:
-            raise KeyLookupFailed("timed out") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise KeyLookupFailed(f"unreachable: {type(exc).__name__}") from None
-        if len(document) > settings.max_bytes:
-            raise KeyLookupFailed(f"the list is over {settings.max_bytes} bytes")
+            fetched = await fetch(
+                "GET",
+                settings.url,
+                max_bytes=settings.max_bytes,
+                timeout_seconds=settings.timeout_seconds,
+                ssl_context=self._ssl,
+                headers=headers,
+            )
+        except FetchFailed as exc:
+            raise KeyLookupFailed(str(exc)) from None
+        status, document = fetched.status, fetched.body
+        cache_control = fetched.headers.get("Cache-Control", "")
         found = _MAX_AGE.search(cache_control)
         if found:
             return status, document, float(found.group(1))

@@ -47,6 +47,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from ..fetch import SingleFlight
 from ..printable import printable
 from ..uftp.envelope import parse_cs1
 from ..uftp.errors import AdapterError, KeyLookupFailed
@@ -90,7 +91,7 @@ class DnsDirectory:
         self.settings = settings
         self._clock = clock
         self._cache: OrderedDict[tuple[str, Role], _Entry] = OrderedDict()
-        self._in_flight: dict[tuple[str, Role], asyncio.Future[_Entry]] = {}
+        self._in_flight: dict[tuple[str, Role], SingleFlight[_Entry]] = {}
         self._refreshed: dict[tuple[str, Role], float] = {}
         self._queries = asyncio.Semaphore(settings.max_lookups_in_flight)
 
@@ -129,29 +130,20 @@ class DnsDirectory:
     # -- resolving --------------------------------------------------------------------------
 
     async def _resolve(self, key: tuple[str, Role]) -> _Entry:
-        """One lookup per peer at a time; the others wait for its answer."""
-        pending = self._in_flight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
+        """One lookup per peer at a time; the others wait for its answer (and have it even
+        when the caller that started it goes away)."""
+        flight = self._in_flight.get(key)
+        if flight is None:
+            flight = self._in_flight[key] = SingleFlight()
+        return await flight.run(lambda: self._resolve_once(key))
+
+    async def _resolve_once(self, key: tuple[str, Role]) -> _Entry:
         try:
             entry = await self._fetch(*key)
-        except asyncio.CancelledError:
-            # Our caller went away; those waiting for the same peer were not cancelled.
-            future.set_exception(KeyLookupFailed("the DNS lookup was cancelled"))
-            future.exception()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters, if any, get it too
-            raise
-        else:
-            future.set_result(entry)
-            self._remember(key, entry)
-            return entry
         finally:
             del self._in_flight[key]
+        self._remember(key, entry)
+        return entry
 
     def _remember(self, key: tuple[str, Role], entry: _Entry) -> None:
         self._cache[key] = entry

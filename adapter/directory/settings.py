@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..oauth2 import OAuth2Settings
+from ..settings import count
 
 #: The sources a chain may hold, by the name `sources` lists them with.
 SOURCES = ("static", "address_book", "dns")
@@ -92,7 +93,7 @@ class AddressBookSettings:
     #: After a failed fetch the list in hand is kept, and the hub asked again this much later.
     retry_seconds: float = 30.0
     timeout_seconds: float = 10.0
-    max_bytes: int = 4 * 1024 * 1024
+    max_bytes: int = count(4 * 1024 * 1024, minimum=1024)
     max_entries: int = 10_000
     #: The endpoint of an entry that names none: a template with {domain} and {role};
     #: None: asked of the DNS source when the chain has one, else the entry is skipped.

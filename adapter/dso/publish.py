@@ -23,6 +23,7 @@ from datetime import date
 from adapter.config import Config
 from adapter.dso.portfolio import DEFAULT_TIME_ZONE, PortfolioRuleError, period_problems
 from adapter.participant import Participant
+from adapter.printable import printable
 from adapter.uftp.messages import (
     DSOPortfolioQuery,
     DSOPortfolioQueryResponse,
@@ -120,7 +121,8 @@ def describe_publish(response: PayloadResponse) -> str:
     """`... Accepted by cro`, or `... Rejected by cro:` and one reason per line."""
     if response.result is Result.ACCEPTED:
         return _head(response)
-    return "\n".join([f"{_head(response)}:", *(f"  {r}" for r in _reasons(response))])
+    reasons = (f"  {printable(r)}" for r in _reasons(response))
+    return "\n".join([f"{_head(response)}:", *reasons])
 
 
 def describe_query(response: PayloadResponse) -> str:
@@ -139,7 +141,7 @@ def describe_query(response: PayloadResponse) -> str:
     ]
     width = max((len(c.entity_address) for c in connections), default=0)
     lines += [f"  {c.entity_address:<{width}}  {c.agr_domain or '-'}" for c in connections]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # the CRO wrote the addresses
 
 
 def query_json(response: PayloadResponse) -> str:

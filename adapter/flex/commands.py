@@ -40,6 +40,7 @@ from adapter.flex.desk import (
 )
 from adapter.flex.handlers import model_of
 from adapter.flex.state import Direction, Entry, Standing
+from adapter.printable import printable
 from adapter.store.flex import FlexBook
 from adapter.uftp.messages import (
     DPrognosis,
@@ -292,9 +293,11 @@ def cmd_agr_requests(args: argparse.Namespace) -> int:
         print("no FlexRequests received")
     for row in rows if args.format == "text" else ():
         print(
-            f"{row['message_id']}  from {row['dso']}  {row['congestion_point']}  "
-            f"{row['period']}  revision {row['revision']}  expires {row['expires']}  "
-            f"{row['standing']}{_why(row)}"
+            printable(
+                f"{row['message_id']}  from {row['dso']}  {row['congestion_point']}  "
+                f"{row['period']}  revision {row['revision']}  expires {row['expires']}  "
+                f"{row['standing']}{_why(row)}"
+            )
         )
         for isp in row["isps"]:
             print(
@@ -467,10 +470,10 @@ def _print_rows(
         return
     if not rows:
         print(f"no {kind} received")
-    for row in rows:
-        print(line(row))
+    for row in rows:  # the peer wrote most of it: escaped
+        print(printable(line(row)))
         for text in details(row):
-            print(text)
+            print(printable(text))
 
 
 # --- shared ----------------------------------------------------------------------------------
@@ -633,7 +636,7 @@ def _describe(response: PayloadResponse) -> str:
     text = f"{response.xml_name} {response.result}"
     if response.result is Result.REJECTED and response.rejection_reason:
         reasons = [r.strip() for r in response.rejection_reason.split(";") if r.strip()]
-        text += ":" + "".join(f"\n  - {reason}" for reason in reasons)
+        text += ":" + "".join(f"\n  - {printable(reason)}" for reason in reasons)
     return text
 
 
@@ -723,10 +726,12 @@ def _print_offers(entries: list[Entry], fmt: str, peer_key: str) -> None:
         return
     if not rows:
         print("no FlexOffers")
-    for row in rows:
+    for row in rows:  # the peer wrote most of it: escaped
         print(
-            f"{row['message_id']}  {peer_key} {row[peer_key]}  {row['congestion_point']}  "
-            f"{row['period']}  expires {row['expires']}  {row['standing']}{_why(row)}"
+            printable(
+                f"{row['message_id']}  {peer_key} {row[peer_key]}  {row['congestion_point']}  "
+                f"{row['period']}  expires {row['expires']}  {row['standing']}{_why(row)}"
+            )
         )
         for option in row["options"]:
             isps = ", ".join(
@@ -734,6 +739,8 @@ def _print_offers(entries: list[Entry], fmt: str, peer_key: str) -> None:
                 for i in option["isps"]
             )
             print(
-                f"    option {option['reference']}: {option['price']} {row['currency']} "
-                f"(min activation {option['min_activation_factor']}); {isps}"
+                printable(
+                    f"    option {option['reference']}: {option['price']} {row['currency']} "
+                    f"(min activation {option['min_activation_factor']}); {isps}"
+                )
             )

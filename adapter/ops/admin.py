@@ -165,12 +165,9 @@ def _remove_stale(path: Path) -> None:
         info = os.lstat(path)
     except FileNotFoundError:
         return
-    if stat.S_ISLNK(info.st_mode):
-        raise AdminSocketError(path, "is a symbolic link; refusing to follow or replace it")
-    if not stat.S_ISSOCK(info.st_mode):
-        raise AdminSocketError(path, "exists and is not a socket; refusing to replace it")
-    if info.st_uid != os.geteuid():
-        raise AdminSocketError(path, f"belongs to another user (uid {info.st_uid})")
+    problem = not_our_socket(info)
+    if problem is not None:
+        raise AdminSocketError(path, f"{problem}; refusing to replace it")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
@@ -185,6 +182,18 @@ def _remove_stale(path: Path) -> None:
     log.info("removing the admin socket %s left behind by a serve that no longer runs", path)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+def not_our_socket(info: os.stat_result) -> str | None:
+    """What makes the file `info` (an lstat) not a socket of our own user, or None: a
+    symbolic link is never followed, to a socket or anything else."""
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISSOCK(info.st_mode):
+        return "exists and is not a socket"
+    if info.st_uid != os.geteuid():
+        return f"belongs to another user (uid {info.st_uid})"
+    return None
 
 
 def peer_uid(request: web.Request) -> int | None:

@@ -25,7 +25,7 @@ import aiohttp
 from adapter.bulk import LARGE_MESSAGES
 from adapter.config import Config
 from adapter.errors import AdminError
-from adapter.ops.admin import MAX_REQUEST_BYTES, PREFIX, fingerprint
+from adapter.ops.admin import MAX_REQUEST_BYTES, PREFIX, fingerprint, not_our_socket
 from adapter.printable import printable
 from adapter.uftp import answers, codec
 from adapter.uftp.messages import PayloadMessage, PayloadRequest, PayloadResponse
@@ -52,12 +52,12 @@ async def find_daemon(config: Config) -> Daemon | None:
         info = os.lstat(path)
     except FileNotFoundError:
         return None
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISSOCK(info.st_mode):
-        raise AdminError(f"admin socket {path}: not a socket; refusing to use it")
-    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+    problem = not_our_socket(info)
+    if problem is None and info.st_mode & 0o077:
+        problem = f"has mode {stat.filemode(info.st_mode)}"
+    if problem is not None:
         raise AdminError(
-            f"admin socket {path}: belongs to uid {info.st_uid} with mode "
-            f"{stat.filemode(info.st_mode)}; only a socket of your own, srw-------, is used"
+            f"admin socket {path}: {problem}; only a socket of your own, srw-------, is used"
         )
     daemon = Daemon(path, config)
     try:

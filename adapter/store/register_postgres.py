@@ -617,8 +617,12 @@ class PostgresRegister:
 
             try:
                 await self._store.run(op)
-            except (OSError, asyncpg.PostgresError, StorageError, RuntimeError) as exc:
-                # RuntimeError: the store was closed before the task ran.
+            except (RuntimeError, asyncpg.InterfaceError):
+                # The store was closed, or is closing, meanwhile (the participant stopped):
+                # autovacuum, or the next bulk load, will count the table.
+                log.debug("ANALYZE of the register's table %s: the store is closed", table)
+                return
+            except (OSError, asyncpg.PostgresError, StorageError) as exc:
                 log.warning("ANALYZE of the register's table %s failed: %s", table, exc)
 
     @staticmethod

@@ -4,6 +4,7 @@ message; an invalid command is dead-lettered with an error event that says why."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
@@ -13,6 +14,7 @@ from adapter.bus.events import JSON_CONTENT_TYPE, XML_CONTENT_TYPE
 from adapter.bus.memory import Binding, MemoryBus
 from adapter.bus.port import Command, Verdict
 from adapter.participant import Participant
+from adapter.store.base import OutboundRecord
 from adapter.uftp.messages import Role
 from tests.bus.test_bridge_events import CRO, DSO, bridge, cro_with_bus
 from tests.conftest import Network, eventually
@@ -92,6 +94,32 @@ async def test_the_same_command_twice_sends_one_message(network: Network) -> Non
     await eventually(lambda: len(by_route(events, "in.DSOPortfolioQueryResponse")) == 1)
     assert await received_queries(cro) == 1
     assert len(by_route(events, "outcome.delivered")) == 1
+
+
+async def test_a_command_cut_off_after_its_commit_is_delivered_at_its_redelivery(
+    network: Network,
+) -> None:
+    """The broker connection closes as the command's message is committed: the consumer is
+    cancelled before the outbox is told, the broker delivers the command again, and that
+    duplicate must set the stored message going (not leave it until its claim lapses)."""
+    bus = MemoryBus()
+    events = bus.bind("#")
+    dso, cro = await dso_and_cro(network, bus)
+    add_outbound = dso.store.add_outbound
+
+    async def commit_then_cut_off(record: OutboundRecord) -> None:
+        await add_outbound(record)
+        raise asyncio.CancelledError  # as the consumer's task is when its channel closes
+
+    dso.store.add_outbound = commit_then_cut_off  # type: ignore[method-assign]
+    with pytest.raises(asyncio.CancelledError):
+        await bus.deliver(command())
+    dso.store.add_outbound = add_outbound  # type: ignore[method-assign]
+    message_id = await dso.store.command_message("cmd-1")
+    assert message_id is not None and not dso.outbox.knows(message_id)
+    assert await bus.deliver(command()) is Verdict.ACK
+    await eventually(lambda: len(by_route(events, "in.DSOPortfolioQueryResponse")) == 1, timeout=5)
+    assert await received_queries(cro) == 1
 
 
 async def test_a_command_in_json_with_its_id_as_message_id(network: Network) -> None:

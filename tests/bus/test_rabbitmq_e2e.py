@@ -80,6 +80,13 @@ async def all_published(participant: Participant) -> bool:
     return await participant.store.unpublished_events(1) == []
 
 
+async def pending(participant: Participant) -> list[tuple[str, int, str]]:
+    return [
+        (r.message_id, r.attempts, str(r.next_attempt_at))
+        for r in await participant.store.pending_outbound()
+    ]
+
+
 def figures(name: str, stored: set[str], sink: EventSink) -> tuple[int, int]:
     lost = len(stored - set(sink.events))
     print(f"\n{name}: {len(stored)} events, lost {lost}, duplicated {sink.duplicates}")
@@ -176,7 +183,20 @@ async def test_commands_under_connection_closes_are_carried_out_once_each(
         known = [await dso.store.command_message(i) for i in ids]
         return all(known) and await inbound_tests() == commands
 
-    await eventually(done, timeout=90)
+    try:
+        await eventually(done, timeout=90)
+    except AssertionError:
+        missing = [i for i in ids if await dso.store.command_message(i) is None]
+        channel = await amqp.channel()
+        queue = await channel.declare_queue(topology.commands_queue, passive=True)
+        result = queue.declaration_result
+        await channel.close()
+        raise AssertionError(
+            f"not carried out: {missing}; UFTP messages at the CRO {await inbound_tests()}; "
+            f"queue: {result.message_count} ready, {result.consumer_count} consumers; "
+            f"bus: {dso.bus.health() if dso.bus else None}; the DSO's pending messages "
+            f"(id, attempts, due): {await pending(dso)}"
+        ) from None
     await asyncio.sleep(1)
     sent = await inbound_tests()
     print(

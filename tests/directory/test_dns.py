@@ -285,6 +285,20 @@ async def test_lookups_of_one_peer_at_once_ask_dns_once(lab: DnsLab) -> None:
     assert queries == 1 + 3  # the TXT record, and the CNAME hops web.cro, localhost.
 
 
+async def test_a_caller_that_goes_away_leaves_the_lookup_to_the_others(lab: DnsLab) -> None:
+    """A sender that hangs up (its request cancelled) must not fail the lookup of the others
+    waiting on the same peer."""
+    source = directory(lab)
+    first = asyncio.create_task(source.lookup("cro.example.test", Role.CRO))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(source.lookup("cro.example.test", Role.CRO))
+    await asyncio.sleep(0)
+    first.cancel()
+    peer = await second
+    assert peer is not None and peer.domain == "cro.example.test"
+    assert first.cancelled()
+
+
 async def test_the_chain_asks_static_peers_first_then_dns(lab: DnsLab) -> None:
     static_peer = Peer("cro.example.test", Role.CRO, "https://configured", (OTHER_KEY.signing,))
     chain = DirectoryChain([StaticDirectory([static_peer]), directory(lab)])

@@ -279,3 +279,67 @@ async def test_sighup_gives_the_peers_their_oauth2_clients_again() -> None:
     del data["peers"][0]["oauth2"]
     reload_credentials(credentials, parse(data))
     assert await credentials.for_url(endpoint) is None
+
+
+def test_the_directory_tables_take_their_defaults_from_the_settings_classes() -> None:
+    from adapter.directory.settings import AddressBookSettings, DnsSettings
+    from adapter.oauth2 import ClientAuth, OAuth2Settings
+
+    config = parse(
+        with_directory(
+            {
+                "sources": ["address_book", "dns"],
+                "address_book": {
+                    "url": "https://hub.example/list",
+                    "max_entries": 7,
+                    "oauth2": {
+                        "token_url": "https://hub.example/t",
+                        "client_id": "x",
+                        "client_secret": "s",
+                        "client_auth": "body",
+                    },
+                },
+                "dns": {"resolvers": ["127.0.0.1:53"], "require_dnssec": False},
+            }
+        )
+    )
+    book, dns = config.directory.address_book, config.directory.dns
+    assert book is not None and dns is not None and book.oauth2 is not None
+    assert book == AddressBookSettings(
+        "https://hub.example/list", oauth2=book.oauth2, max_entries=7
+    )
+    assert book.oauth2 == OAuth2Settings(
+        "https://hub.example/t", "x", client_secret="s", client_auth=ClientAuth.BODY
+    )
+    assert dns == DnsSettings((("127.0.0.1", 53),), require_dnssec=False)
+
+
+@pytest.mark.parametrize(
+    ("book", "problem"),
+    [
+        ({"max_bytes": 100}, "max_bytes: expected an integer >= 1024"),
+        ({"max_entries": 0}, "max_entries: expected an integer >= 1"),
+        ({"refresh_seconds": -1}, "refresh_seconds: expected a positive number"),
+        ({"timeout_seconds": "10"}, "timeout_seconds: expected a positive number"),
+    ],
+)
+def test_an_address_book_value_out_of_range_is_refused(book: dict[str, Any], problem: str) -> None:
+    table = {"url": "https://hub.example/list", **book}
+    with pytest.raises(ConfigError) as caught:
+        parse(with_directory({"sources": ["address_book"], "address_book": table}))
+    assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize("algorithms", [["none"], ["HS256"], ["RS256", "hs512"], []])
+def test_inbound_tokens_are_checked_with_public_key_algorithms_only(
+    algorithms: list[str],
+) -> None:
+    data = valid()
+    data["oauth2_inbound"] = {
+        "jwks_url": "https://auth.example/jwks",
+        "audience": "dso.example.com",
+        "issuer": "https://auth.example",
+        "algorithms": algorithms,
+    }
+    with pytest.raises(ConfigError, match="public-key signature algorithms"):
+        parse(data)

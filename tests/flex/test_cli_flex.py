@@ -6,12 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,20 +14,11 @@ import pytest
 from adapter.testing import free_port
 from adapter.uftp import codec
 from adapter.uftp.messages import DPrognosisISP
+from tests.cli import serving, uftp
 from tests.flex.messages import d_prognosis, metering, reservation_update
 
 DSO, AGR = "dso.flex-demo.test", "agr.flex-demo.test"
 CP = "ea1.2026-01.test.flex-demo:cp-north"
-
-
-def uftp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "adapter", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def participant_toml(
@@ -118,33 +103,6 @@ disposition = "Requested"
         )
     )
     return tmp_path
-
-
-@contextmanager
-def serving(config: Path, role: str) -> Iterator[None]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "adapter", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith(f"serving {role}"), line
-        url = line.rsplit(" at ", 1)[1].strip().replace("/shapeshifter/api/v3/message", "/health")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url, timeout=1) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.05)
-        yield
-    finally:
-        process.terminate()
-        assert process.wait(timeout=15) == 0
 
 
 def sent_id(stdout: str, kind: str) -> str:

@@ -549,3 +549,16 @@ async def test_flex_send_refuses_a_malformed_settle_and_serves_only_a_dso_or_agr
         path = cro.admin_server.path  # type: ignore[union-attr]
         status, text = await admin_post(path, "flex/send", json.dumps(request).encode())
         assert status == 404 and "not a DSO or AGR" in text
+
+
+def test_only_a_socket_of_our_own_is_ours(tmp_path: Path) -> None:
+    """The one check both ends make: `serve` before it replaces a stale socket, the command
+    line before it talks to one."""
+    path = tmp_path / "p.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as bound:
+        bound.bind(str(path))
+        assert admin.not_our_socket(os.lstat(path)) is None
+        (tmp_path / "link").symlink_to(path)
+        assert admin.not_our_socket(os.lstat(tmp_path / "link")) == "is a symbolic link"
+    (tmp_path / "file").write_text("")
+    assert admin.not_our_socket(os.lstat(tmp_path / "file")) == "exists and is not a socket"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
+import logging
 import os
 import sqlite3
 import uuid
@@ -834,3 +836,52 @@ def test_postgres_names_parameter_refuses_names_that_would_not_come_back_whole()
     for wrong in ([E1, "ean.1\x012"], [E1, ""], [""]):
         with pytest.raises(ValueError, match="U\\+0001"):
             names_parameter(wrong)
+
+
+async def test_postgres_bulk_load_is_analyzed_after_the_update_and_quietly_not_once_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bulk load is analyzed in a task of its own once it has committed (`analyzed` waits
+    for it); a store closed before that task runs (the participant stopping) leaves the
+    counting to autovacuum without a warning: nothing failed."""
+    asyncpg = pytest.importorskip("asyncpg")
+    from adapter.store.postgres import PostgresStore
+    from adapter.store.register_postgres import ANALYZE_ROWS, PostgresRegister
+
+    try:
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if PG_REQUIRED:
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    schema = f"test_register_{uuid.uuid4().hex[:12]}"
+    points = [
+        cp(f"{CP1}-{p}", *(C(f"ean.{p:06d}{n:012d}", JAN) for n in range(1000)))
+        for p in range(-(-ANALYZE_ROWS // 1000))
+    ]
+    counted = (
+        "SELECT count(DISTINCT tablename) FROM pg_stats WHERE schemaname = $1 "
+        "AND tablename IN ('cro_connection', 'cro_congestion_point')"
+    )
+    try:
+        for close_at_once in (False, True, True, True):
+            await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            store = PostgresStore(PG_DSN, schema=schema)
+            await store.open()
+            register = register_for(store)
+            assert isinstance(register, PostgresRegister)
+            caplog.clear()
+            try:
+                await register.apply_dso_update(meta("m1"), points, accept)
+                if close_at_once:
+                    await store.close()
+                await register.analyzed()
+            finally:
+                await store.close()
+            gc.collect()  # a task's exception nobody retrieved is logged when it is collected
+            if not close_at_once:
+                assert await admin.fetchval(counted, schema) == 2
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
