@@ -18,12 +18,28 @@ _SHORT = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 def printable(text: str, limit: int | None = None) -> str:
     """`text` with every unprintable character escaped; cut after `limit` characters, saying
     how many were left out."""
-    more = ""
-    if limit is not None and len(text) > limit:
-        text, more = text[:limit], f"... ({len(text) - limit} more characters)"
+    text, more = _cut(text, limit)
     if text.isprintable() and "\\" not in text:
         return text + more
     return "".join(_escape(char) for char in text) + more
+
+
+def printable_once(text: str, limit: int | None = None) -> str:
+    """`text` that may have been made printable where it was kept (the reason of a delivery
+    attempt is escaped as it is recorded: `adapter.client`): escaped only if it still holds
+    an unprintable character, so that an escape made there is not shown doubled, while what
+    an older version stored unescaped is escaped here."""
+    if not text.isprintable():
+        return printable(text, limit)
+    text, more = _cut(text, limit)
+    return text + more
+
+
+def _cut(text: str, limit: int | None) -> tuple[str, str]:
+    """`text` cut after `limit` characters, and what says how many were left out."""
+    if limit is None or len(text) <= limit:
+        return text, ""
+    return text[:limit], f"... ({len(text) - limit} more characters)"
 
 
 def _escape(char: str) -> str:

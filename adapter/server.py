@@ -33,7 +33,7 @@ import aiohttp
 from aiohttp import hdrs, web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .bulk import LARGE_MESSAGES
+from .bulk import LARGE_MESSAGES, large_buffers_unmapped
 from .connections import Connections, track_requests
 from .directory import Directory, Peer
 from .ops.observer import NULL_OBSERVER, UNKNOWN_PEER, Observer
@@ -254,6 +254,7 @@ class Endpoint:
         handlers = runner.server
         if handlers is None:
             raise RuntimeError("the runner is not set up")
+        large_buffers_unmapped()  # peers' bodies: their memory back when freed (adapter.bulk)
         loop = asyncio.get_running_loop()
         return [
             await loop.create_server(

@@ -41,3 +41,14 @@ def test_unprintable_characters_are_escaped(text: str, shown: str) -> None:
 def test_long_text_is_cut_and_says_how_much_is_left_out() -> None:
     assert printable("x" * 1000 + "\n", 10) == "x" * 10 + "... (991 more characters)"
     assert printable("short", 10) == "short"
+
+
+def test_text_escaped_where_it_was_kept_is_not_escaped_twice() -> None:
+    """A delivery attempt's reason is escaped as it is recorded; shown later, its escapes stay
+    single, while a reason an older version kept raw is escaped on the way out."""
+    from adapter.printable import printable_once
+
+    kept = printable("bad\u202e message")
+    assert printable_once(kept) == kept == "bad\\u202e message"
+    assert printable_once("bad\u202e message") == "bad\\u202e message"
+    assert printable_once("a" * 10, 4) == "aaaa... (6 more characters)"

@@ -24,7 +24,7 @@ from typing import Any
 
 from adapter import assemble
 from adapter.config import Config, SqliteStoreSettings
-from adapter.printable import printable
+from adapter.printable import printable, printable_once
 from adapter.store import admin_for
 from adapter.store.admin import (
     InboundSummary,
@@ -136,7 +136,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _short(text: str | None, limit: int = ERROR_SHOWN) -> str:
-    return "-" if not text else printable(" ".join(text.split()), limit)
+    return "-" if not text else printable_once(" ".join(text.split()), limit)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -286,7 +286,7 @@ def render_outbound(detail: OutboundDetail, fmt: str = "text") -> str:
             ("deadline", f"{_instant(row.deadline)} UTC"),
             ("next attempt", f"{_instant(row.next_attempt_at)}"),
             ("attempts", str(row.attempts)),
-            ("last error", printable(row.last_error or "-")),
+            ("last error", printable_once(row.last_error or "-")),
             ("envelope", _envelope_size(row.envelope_bytes)),
         ]
     )
@@ -301,7 +301,7 @@ def render_outbound(detail: OutboundDetail, fmt: str = "text") -> str:
                         _instant(a.attempted_at),
                         "-" if a.http_status is None else str(a.http_status),
                         printable(a.outcome),
-                        printable(a.detail or "-"),
+                        printable_once(a.detail or "-"),
                     )
                     for a in detail.attempts
                 ],

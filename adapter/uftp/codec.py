@@ -97,7 +97,7 @@ from .messages import (
     TestMessage,
     TestMessageResponse,
 )
-from .xml import SCHEMAS, attr, parse_xml
+from .xml import SCHEMAS, attr, locate_attribute, parse_xml, stream_children
 
 #: Versions whose wire format this codec reads and writes.
 KNOWN_VERSIONS = ("3.0.0", "3.1.0", "4.0.0")
@@ -154,7 +154,8 @@ class Bulk:
 
     #: Runs the schema validation while the model is built on the calling thread from the same,
     #: unmodified tree (libxml2 releases the GIL meanwhile); for a 100,000-connection portfolio
-    #: that hides most of the validation time.
+    #: that hides most of the validation time. (A large FlexSettlement or Metering is read as
+    #: a stream instead, validated on the parser's events: `_decode_streamed`.)
     executor: Executor | None = None
     #: Held while the model is built: e.g. the cyclic garbage collector paused, which the
     #: hundreds of thousands of rows of a portfolio (tuples, no cycles) would otherwise wake.
@@ -167,8 +168,43 @@ def decode(data: bytes, *, bulk: Bulk | None = None) -> PayloadMessage:
     """Parse, validate and read one inner UFTP message. Raises `InvalidXml` (HTTP 400).
 
     `bulk`: the caller's help for a message larger than its `threshold`."""
+    large = bulk if bulk and len(data) > bulk.threshold else None
+    if large is not None:
+        streamed = _decode_streamed(data, large)
+        if streamed is not None:
+            return streamed
     root = parse_xml(data)
-    return decode_element(root, bulk=bulk if bulk and len(data) > bulk.threshold else None)
+    return decode_element(root, bulk=large)
+
+
+#: How far into a message its root's Version is looked for, for `_decode_streamed`.
+_ROOT_TAG_LIMIT = 64 * 1024
+
+
+def _decode_streamed(data: bytes, bulk: Bulk) -> PayloadMessage | None:
+    """A large settlement or metering message, read as a stream: each child of the root is
+    validated, read and dropped as soon as it ends (`xml.stream_children`), so the peak
+    memory is that of the models, not of the whole tree beside them (several times larger
+    for a year of metering data; bench/README.md). None for every other message, and for a
+    root written in a way this does not read (a namespace, a Version with a character
+    reference): those are read from the tree.
+    """
+    located = locate_attribute(data, b"Version", limit=_ROOT_TAG_LIMIT)
+    streamed = _STREAMED.get(located.root or "")
+    if streamed is None or located.value is None:
+        return None
+    version = data[located.value]
+    if b"&" in version or locate_attribute(data, b"xmlns", limit=_ROOT_TAG_LIMIT).value:
+        return None
+    tags, reader, assemble = streamed
+    schema = SCHEMAS.for_version(version.decode("utf-8", "replace"))
+    with bulk.building():
+        try:
+            root, children = stream_children(data, schema, tags, reader())
+            return assemble(root, _metadata(root), children)
+        except ValueError as exc:
+            # Schema-valid but outside what Python's types hold, as `_read` says.
+            raise InvalidXml(f"{located.root}: {exc}") from None
 
 
 def decode_element(root: etree._Element, *, bulk: Bulk | None = None) -> PayloadMessage:
@@ -623,33 +659,39 @@ def _read_d_prognosis_response(root: etree._Element, meta: _Metadata) -> DProgno
 
 
 def _read_flex_settlement(root: etree._Element, meta: _Metadata) -> FlexSettlement:
-    get = root.get
-    orders: list[FlexOrderSettlement] = []
-    contracts: list[ContractSettlement] = []
-    for child in root:
-        if child.tag == "FlexOrderSettlement":
-            orders.append(_flex_order_settlement(child))
-        else:
-            contracts.append(
-                ContractSettlement(
-                    contract_id=child.get("ContractID"),
-                    periods=tuple(
-                        ContractSettlementPeriod(
-                            period=_date(period.get("Period", "")),
-                            isps=tuple(_contract_settlement_isp(isp) for isp in period),
-                        )
-                        for period in child
-                    ),
-                )
+    return _flex_settlement(root, meta, [_settlement_child(child) for child in root])
+
+
+def _settlement_child(child: etree._Element) -> FlexOrderSettlement | ContractSettlement:
+    """A FlexOrderSettlement or a ContractSettlement, the two children of a FlexSettlement."""
+    if child.tag == "FlexOrderSettlement":
+        return _flex_order_settlement(child)
+    return ContractSettlement(
+        contract_id=child.get("ContractID"),
+        periods=tuple(
+            ContractSettlementPeriod(
+                period=_date(period.get("Period", "")),
+                isps=tuple(_contract_settlement_isp(isp) for isp in period),
             )
+            for period in child
+        ),
+    )
+
+
+def _flex_settlement(
+    root: etree._Element,
+    meta: _Metadata,
+    children: list[FlexOrderSettlement | ContractSettlement],
+) -> FlexSettlement:
+    get = root.get
     result = get("Result")  # 3.x only: FlexSettlementType extends the response type there
     return FlexSettlement(
         **meta,
         period_start=_date(get("PeriodStart", "")),
         period_end=_date(get("PeriodEnd", "")),
         currency=get("Currency", ""),
-        flex_order_settlements=tuple(orders),
-        contract_settlements=tuple(contracts),
+        flex_order_settlements=tuple(c for c in children if isinstance(c, FlexOrderSettlement)),
+        contract_settlements=tuple(c for c in children if isinstance(c, ContractSettlement)),
         result=Result.ACCEPTED if result is None else Result(result),
         rejection_reason=get("RejectionReason"),
     )
@@ -712,8 +754,26 @@ def _read_flex_settlement_response(root: etree._Element, meta: _Metadata) -> Fle
 
 
 def _read_metering(root: etree._Element, meta: _Metadata) -> Metering:
+    read = _metering_profiles()
+    return _metering(root, meta, [read(profile) for profile in root])
+
+
+def _metering_profiles() -> Callable[[etree._Element], MeteringProfile]:
+    """The reader of one message's Profiles: its ISP numbers are shared (`shared_ints`)."""
+    starts: dict[str, int] = {}
+
+    def read(profile: etree._Element) -> MeteringProfile:
+        return MeteringProfile(
+            profile_type=_PROFILE_TYPES[profile.get("ProfileType", "")],
+            unit=_UNITS[profile.get("Unit", "")],
+            isps=_metering_isps(profile, starts),
+        )
+
+    return read
+
+
+def _metering(root: etree._Element, meta: _Metadata, profiles: list[MeteringProfile]) -> Metering:
     get = root.get
-    starts: dict[str, int] = {}  # shared by the profiles, see `shared_ints`
     return Metering(
         **meta,
         revision=int(get("Revision", "")),
@@ -722,14 +782,7 @@ def _read_metering(root: etree._Element, meta: _Metadata) -> Metering:
         currency=get("Currency"),
         period=_date(get("Period", "")),
         ean=get("EAN", ""),
-        profiles=tuple(
-            MeteringProfile(
-                profile_type=_PROFILE_TYPES[profile.get("ProfileType", "")],
-                unit=_UNITS[profile.get("Unit", "")],
-                isps=_metering_isps(profile, starts),
-            )
-            for profile in root
-        ),
+        profiles=tuple(profiles),
     )
 
 
@@ -789,6 +842,25 @@ _READERS: dict[type[PayloadMessage], Callable[[etree._Element, _Metadata], Paylo
     FlexSettlementResponse: _read_flex_settlement_response,
     Metering: _read_metering,
     MeteringResponse: _metadata_only_response(MeteringResponse),
+}
+
+
+#: The messages `_decode_streamed` reads, by root tag: the children it reads one at a time,
+#: the reader of one message's children, and what builds the message from its root and them.
+_STREAMED: dict[
+    str,
+    tuple[
+        tuple[str, ...],
+        Callable[[], Callable[[etree._Element], Any]],
+        Callable[[etree._Element, _Metadata, list[Any]], PayloadMessage],
+    ],
+] = {
+    "Metering": (("Profile",), _metering_profiles, _metering),
+    "FlexSettlement": (
+        ("FlexOrderSettlement", "ContractSettlement"),
+        lambda: _settlement_child,
+        _flex_settlement,
+    ),
 }
 
 

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from lxml import etree
 
 from .errors import InvalidXml
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
+
+T = TypeVar("T")
 
 
 # (Without lxml-stubs, a venv not set up anew, lxml is Any: the ignore is for that case.)
@@ -99,6 +102,82 @@ def parse_xml(data: bytes, *, huge: bool = False) -> etree._Element:
     if root is None:
         raise InvalidXml("empty document")
     return root
+
+
+#: Bytes fed to a streaming parser at a time.
+_CHUNK = 1 << 20
+
+
+def stream_children(
+    data: bytes, schema: Schema, tags: tuple[str, ...], read: Callable[[etree._Element], T]
+) -> tuple[etree._Element, list[T]]:
+    """Parse and validate `data` as `parse_xml` and `Schema.validate_root` do, reading each
+    child of the root named in `tags` with `read` as soon as it ends and dropping it then:
+    the root (without those children) and what `read` gave, in document order.
+
+    libxml2 validates on the parser's events, so the whole tree never exists: its nodes take
+    several times the bytes of the document (bench/README.md), more than the models read
+    from it. Raises `InvalidXml` as those two would. An exception of `read` (on content the
+    schema would refuse, read before the validator got to say so) gives way to the schema's
+    verdict; if the document turns out valid, it is raised.
+    """
+    if _DTD_MARKERS.search(data) is not None:
+        raise InvalidXml("document type declarations and entities are not accepted")
+    parser = etree.XMLPullParser(
+        events=("end",),
+        tag=tags,
+        schema=schema.xsd,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        remove_comments=True,
+        remove_pis=True,
+        encoding="utf-8",
+        collect_ids=False,
+    )
+    parser.resolvers.add(_RefuseAll())
+    # The schema's violations reach the exception through this thread's global error log,
+    # which holds those of earlier documents too: it starts empty for this one.
+    etree.clear_error_log()
+    results: list[T] = []
+    failed: Exception | None = None
+    view = memoryview(data)
+    try:
+        for offset in range(0, len(data), _CHUNK):
+            parser.feed(bytes(view[offset : offset + _CHUNK]))
+            for _, event in parser.read_events():
+                element = cast(etree._Element, event)  # "end" events carry the element
+                parent = element.getparent()
+                if parent is None or parent.getparent() is not None:
+                    continue  # not a child of the root: the schema refuses it
+                if failed is None:
+                    try:
+                        results.append(read(element))
+                    except Exception as exc:  # the schema's verdict comes first
+                        failed = exc
+                element.clear()
+                parent.remove(element)
+        root = parser.close()
+    except etree.XMLSyntaxError as exc:
+        # A syntax error first, as when the tree is parsed before it is validated; a schema
+        # violation otherwise. (Of a document both malformed and invalid, the stream may
+        # name the violation it met before the syntax error.) libxml2 gives no line for a
+        # violation found on the parser's events.
+        errors: list[Any] = list(exc.error_log)  # type: ignore[call-overload, unused-ignore]
+        schema_domain = etree.ErrorDomains.SCHEMASV  # type: ignore[attr-defined, unused-ignore]
+        syntax = [e for e in errors if e.domain != schema_domain]
+        if syntax or not errors:
+            first = syntax[0] if syntax else None
+            where = f", line {first.line}" if first is not None else ""
+            text = f"{first.message}{where}" if first is not None else str(exc)
+            raise InvalidXml(f"not well-formed XML: {text}") from None
+        raise schema.invalid(errors[-1]) from None  # the last, as `validate_root` reports
+    except (ValueError, etree.LxmlError) as exc:  # refused bytes, a refused resource
+        raise InvalidXml(f"not XML: {exc}") from None
+    if failed is not None:
+        raise failed
+    return root, results
 
 
 # What may come before the root element (XML 1.0, production [27] Misc): white space, comments,
@@ -195,14 +274,18 @@ class Schema:
         if not xsd.validate(root):
             # lxml-stubs 0.5 declares no member of the error log: the entry's type is ours.
             error: _LogEntry | None = xsd.error_log.last_error  # type: ignore[attr-defined, unused-ignore]
-            where = f" (line {error.line})" if error is not None and error.line else ""
-            message = error.message if error is not None else "schema violation"
-            problem = f"not valid against the UFTP {self.name} schema{where}"
-            # libxml2 starts with what is wrong ("Element 'Connection', attribute
-            # 'EntityAddress'") and then quotes the value, which the reason leaves out.
-            what, colon, _ = message.partition(": ")
-            reason = f"{problem}: {what}" if colon and what.startswith("Element '") else problem
-            raise InvalidXml(f"{problem}: {message}", reason=reason)
+            raise self.invalid(error)
+
+    def invalid(self, error: _LogEntry | None) -> InvalidXml:
+        """The `InvalidXml` that names the violation `error` of this schema."""
+        where = f" (line {error.line})" if error is not None and error.line else ""
+        message = error.message if error is not None else "schema violation"
+        problem = f"not valid against the UFTP {self.name} schema{where}"
+        # libxml2 starts with what is wrong ("Element 'Connection', attribute
+        # 'EntityAddress'") and then quotes the value, which the reason leaves out.
+        what, colon, _ = message.partition(": ")
+        reason = f"{problem}: {what}" if colon and what.startswith("Element '") else problem
+        return InvalidXml(f"{problem}: {message}", reason=reason)
 
 
 class Schemas:

@@ -5,6 +5,7 @@ lexical form; the rows of each profile and order stay their own."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from decimal import Decimal
 
 import pytest
@@ -40,7 +41,7 @@ def metering(isps: int, profiles: int = 3) -> Metering:
 
 
 @pytest.mark.parametrize("isps", [63, 64, 96, 2_000])
-def test_metering_profiles_read_column_wise_equal_the_element_reading(isps: int) -> None:
+def test_metering_profiles_read_back_as_written(isps: int) -> None:
     message = metering(isps)
     data = codec.encode(message)
     assert codec.decode(data) == message
@@ -111,7 +112,7 @@ def settlement(orders: int, duration: int | None, deficiency: int | None) -> Fle
 @pytest.mark.parametrize(
     ("duration", "deficiency"), [(None, None), (3, 7), (-1, None), (None, -1), (-1, -1), (4, -1)]
 )
-def test_order_settlement_isps_read_column_wise_equal_the_element_reading(
+def test_order_settlement_isps_read_back_as_written(
     orders: int, duration: int | None, deficiency: int | None
 ) -> None:
     message = settlement(orders, duration, deficiency)
@@ -137,3 +138,88 @@ def test_an_order_settlement_isp_without_actual_power_is_refused() -> None:
         codec.decode(data)
     with pytest.raises(InvalidXml):
         codec.decode(data, bulk=dataclasses.replace(LARGE_MESSAGES, threshold=0))
+
+
+# --- Large messages read as a stream --------------------------------------------------------
+
+#: The endpoint's help, lent for every size: each message is read as a large one.
+STREAMED = dataclasses.replace(LARGE_MESSAGES, threshold=0)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [metering(100), metering(3, profiles=1), settlement(30, -1, -1), settlement(2, None, None)],
+    ids=["metering", "small metering", "settlement", "small settlement"],
+)
+def test_a_large_message_read_as_a_stream_equals_the_tree_reading(message: object) -> None:
+    data = codec.encode(message)  # type: ignore[arg-type]
+    assert codec.decode(data, bulk=STREAMED) == message == codec.decode(data)
+
+
+def test_the_stream_keeps_no_child_in_the_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    roots = []
+    stream = codec.stream_children
+
+    def spy(*args: object, **kwargs: object) -> object:
+        root, children = stream(*args, **kwargs)  # type: ignore[arg-type]
+        roots.append(root)
+        return root, children
+
+    monkeypatch.setattr(codec, "stream_children", spy)
+    read = codec.decode(codec.encode(metering(100)), bulk=STREAMED)
+    assert isinstance(read, Metering) and len(read.profiles) == 3
+    assert [len(root) for root in roots] == [0]
+
+
+def _refusal(data: bytes, bulk: object) -> str:
+    """What the refusal says, but where: a violation found on the parser's events has no
+    line, and libxml2 words the position of a syntax error its own way in each reading."""
+    with pytest.raises(InvalidXml) as refused:
+        codec.decode(data, bulk=bulk)  # type: ignore[arg-type]
+    return re.sub(r" \(line \d+\)|, line \d+.*", "", str(refused.value))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b' Value="-209.03"', b""),  # a required attribute missing
+        (b' Value="-209.03"', b' Value="many"'),  # not a decimal
+        (b' Start="14"', b' Start="14" Extra="1"'),  # an attribute the type has not
+        (b'Unit="kW"', b'Unit="MW"'),  # not in the enumeration
+        (b"</Profile>", b"</Profile><Profile/>"),  # a profile without ISP
+        (b'Period="', b'Period="10000-01-01" Was="'),  # schema-valid year beyond `date`
+    ],
+)
+def test_a_stream_refuses_what_the_tree_reading_refuses_in_the_same_words(
+    old: bytes, new: bytes
+) -> None:
+    data = codec.encode(metering(100, profiles=2))
+    assert old in data
+    data = data.replace(old, new, 1)
+    assert _refusal(data, STREAMED) == _refusal(data, None)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [(b"</Profile>", b"</Profil>"), (b'<ISP Start="14"', b'<Profile Unit="kW"><ISP Start="14"')],
+)
+def test_a_malformed_stream_is_refused(old: bytes, new: bytes) -> None:
+    data = codec.encode(metering(100, profiles=2))
+    assert old in data
+    data = data.replace(old, new, 1)
+    assert _refusal(data, None).startswith("not well-formed XML")
+    # Malformed and, up to there, invalid: the stream may name the violation it met first.
+    assert _refusal(data, STREAMED).startswith(("not well-formed XML", "not valid against"))
+
+
+def test_a_stream_refuses_a_document_type_declaration() -> None:
+    data = b'<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY a "b">]>' + codec.encode(metering(3))[38:]
+    assert "document type declarations" in _refusal(data, STREAMED)
+
+
+def test_a_settlement_with_a_broken_isp_is_refused_by_the_schema_in_a_stream() -> None:
+    data = codec.encode(settlement(30, None, None))
+    assert b' ActualPower="901"' in data
+    data = data.replace(b' ActualPower="901"', b' ActualPower="x"', 1)
+    assert _refusal(data, STREAMED) == _refusal(data, None)
+    assert "not valid against the UFTP 3.1.0 schema" in _refusal(data, STREAMED)
