@@ -26,7 +26,7 @@ import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum, StrEnum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
@@ -54,6 +54,7 @@ from .settings import (
 from .settings import Delivery as Delivery  # the [delivery] table's settings
 from .settings import Limits as Limits  # the [limits] table's settings
 from .settings import ListenAddress as ListenAddress
+from .tables import REQUIRED, Required, Table
 from .tls import TlsFileError, TlsSettings, check
 from .uftp.envelope import PublicKeys, parse_cs1
 from .uftp.errors import AdapterError
@@ -845,7 +846,7 @@ def _directory(table: _Table) -> DirectorySettings:
     if "dns" in sources:
         if dns_data is None:
             raise table.error("dns", "missing; sources lists 'dns': add a [directory.dns] table")
-        dns = _directory_dns(_Table(table.ctx, dns_data, table._name("dns"), DNS_KEYS))
+        dns = _directory_dns(_Table(table.ctx, dns_data, table.name("dns"), DNS_KEYS))
     elif dns_data is not None:
         raise table.error("dns", "present, but sources does not list 'dns'")
     book = None
@@ -857,7 +858,7 @@ def _directory(table: _Table) -> DirectorySettings:
                 "missing; sources lists 'address_book': add a [directory.address_book] table",
             )
         book = _address_book(
-            _Table(table.ctx, book_data, table._name("address_book"), ADDRESS_BOOK_KEYS)
+            _Table(table.ctx, book_data, table.name("address_book"), ADDRESS_BOOK_KEYS)
         )
     elif book_data is not None:
         raise table.error("address_book", "present, but sources does not list 'address_book'")
@@ -909,7 +910,7 @@ _OAUTH2_KEYS = (
 
 def _oauth2(parent: _Table, key: str) -> OAuth2Settings:
     """An oauth2 table: client credentials (the secret, or a file holding it)."""
-    table = _Table(parent.ctx, parent.get(key), parent._name(key), _OAUTH2_KEYS)
+    table = _Table(parent.ctx, parent.get(key), parent.name(key), _OAUTH2_KEYS)
     has_secret, has_file = "client_secret" in table.data, "client_secret_file" in table.data
     if has_secret == has_file:
         raise table.error(None, "expected one of client_secret and client_secret_file")
@@ -1033,13 +1034,13 @@ def _domain(table: _Table, key: str) -> str:
 
 
 def _role(table: _Table, key: str) -> Role:
-    return _choice(table, key, Role, _REQUIRED)
+    return _choice(table, key, Role, REQUIRED)
 
 
 def _choice(
-    table: _Table, key: str, kind: type[_E], default: _E | Literal[_Required.REQUIRED]
+    table: _Table, key: str, kind: type[_E], default: _E | Literal[Required.REQUIRED]
 ) -> _E:
-    value = table.string(key, _REQUIRED if default is _REQUIRED else str(default))
+    value = table.string(key, REQUIRED if default is REQUIRED else str(default))
     try:
         return kind(value)
     except ValueError:
@@ -1202,12 +1203,6 @@ def _redact_url(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class _Required(Enum):
-    REQUIRED = "required"
-
-
-_REQUIRED = _Required.REQUIRED
-
 _TOML_TYPES = {
     bool: "a boolean",
     int: "an integer",
@@ -1249,86 +1244,63 @@ class _Context:
         return (path if path.is_absolute() else self.base_dir / path).resolve()
 
 
-class _Table:
+class _Table(Table):
     """One TOML table, with typed getters whose errors name `where.key`."""
 
     def __init__(
         self, ctx: _Context, data: object, where: str, known: Collection[str], present: bool = True
     ) -> None:
         self.ctx = ctx
-        self.where = where
         self.present = present
         if not isinstance(data, dict):
             raise ctx.error(where or None, f"expected a table, got {_describe(data)}")
         self.data: dict[str, object] = data
-        for key in data:
-            if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
-                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-                raise ctx.error(
-                    self._name(key),
-                    f"unknown key (expected one of: {', '.join(known)}){suggestion}",
-                )
-
-    def _name(self, key: str | None) -> str:
-        if key is None:
-            return self.where
-        return f"{self.where}.{key}" if self.where else key
+        super().__init__(data, where, known)
 
     def error(self, key: str | None, problem: str) -> ConfigError:
-        return self.ctx.error(self._name(key) or None, problem)
+        return self.ctx.error(self.name(key) or None, problem)
+
+    def shown(self, value: object) -> str:
+        return _describe(value)
 
     def get(self, key: str) -> object | None:
         return self.data.get(key)
-
-    def _value(
-        self, key: str, kind: type[_T], expected: str, default: _T | Literal[_Required.REQUIRED]
-    ) -> _T:
-        if key not in self.data:
-            if default is _REQUIRED:
-                raise self.error(key, f"missing; expected {expected}")
-            return default
-        value = self.data[key]
-        # bool is an int in Python, never in TOML.
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise self.error(key, f"expected {expected}, got {_describe(value)}")
-        return value
 
     def table(self, key: str, *, required: bool = True) -> _Table:
         known = _SECTIONS[key]
         if key not in self.data:
             if required:
                 raise self.error(key, f"missing; expected a [{key}] table")
-            return _Table(self.ctx, {}, self._name(key), known, present=False)
-        return _Table(self.ctx, self.data[key], self._name(key), known)
+            return _Table(self.ctx, {}, self.name(key), known, present=False)
+        return _Table(self.ctx, self.data[key], self.name(key), known)
 
-    def string(self, key: str, default: str | Literal[_Required.REQUIRED] = _REQUIRED) -> str:
-        return self._value(key, str, "a string", default)
+    def string(self, key: str, default: str | Literal[Required.REQUIRED] = REQUIRED) -> str:
+        return self.value(key, str, "a string", default)
 
-    def boolean(self, key: str, default: bool | Literal[_Required.REQUIRED] = _REQUIRED) -> bool:
-        return self._value(key, bool, "true or false", default)
+    def boolean(self, key: str, default: bool | Literal[Required.REQUIRED] = REQUIRED) -> bool:
+        return self.value(key, bool, "true or false", default)
 
     def integer(
-        self, key: str, default: int | Literal[_Required.REQUIRED] = _REQUIRED, *, minimum: int
+        self, key: str, default: int | Literal[Required.REQUIRED] = REQUIRED, *, minimum: int
     ) -> int:
-        value = self._value(key, int, f"an integer >= {minimum}", default)
+        value = self.value(key, int, f"an integer >= {minimum}", default)
         if value < minimum:
             raise self.error(key, f"expected an integer >= {minimum}, got {value}")
         return value
 
-    def number(self, key: str, default: float | Literal[_Required.REQUIRED] = _REQUIRED) -> float:
+    def number(self, key: str, default: float | Literal[Required.REQUIRED] = REQUIRED) -> float:
         """A positive, finite number of seconds; TOML integers are welcome."""
         expected = "a positive number"
         if key in self.data and isinstance(self.data[key], int):
-            value = float(self._value(key, int, expected, default))
+            value = float(self.value(key, int, expected, default))
         else:
-            value = self._value(key, float, expected, default)
+            value = self.value(key, float, expected, default)
         if not (math.isfinite(value) and value > 0):
             raise self.error(key, f"expected {expected}, got {value:g}")
         return value
 
     def string_list(self, key: str) -> list[str]:
-        values: list[object] = self._value(key, list, "an array of strings", _REQUIRED)
+        values: list[object] = self.value(key, list, "an array of strings", REQUIRED)
         for index, item in enumerate(values):
             if not isinstance(item, str):
                 raise self.error(f"{key}[{index}]", f"expected a string, got {_describe(item)}")
@@ -1377,7 +1349,7 @@ def _typed(table: _Table, key: str, kind: object, metadata: Mapping[str, Any]) -
             return math.inf  # TOML `inf` switches a limit off
         return table.number(key)
     if isinstance(kind, type) and issubclass(kind, StrEnum):
-        return _choice(table, key, kind, _REQUIRED)
+        return _choice(table, key, kind, REQUIRED)
     if kind is str:
         return table.string(key)
     raise TypeError(f"no TOML reading for {key}: {kind!r}")

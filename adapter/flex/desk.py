@@ -31,6 +31,7 @@ from adapter.flex.state import Direction, Entry, Standing
 from adapter.participant import Participant
 from adapter.router import Router
 from adapter.store.flex import FlexBook
+from adapter.tables import REQUIRED, Table
 from adapter.uftp import codec, envelope
 from adapter.uftp.errors import AdapterError
 from adapter.uftp.messages import (
@@ -191,35 +192,24 @@ def _read(path: Path) -> Mapping[str, Any]:
     return data
 
 
-class _Fields:
+class _Fields(Table):
     """Typed access to one table of a file, errors naming the field."""
 
+    noun = "field"
+
     def __init__(self, path: Path, data: Mapping[str, Any], where: str, known: set[str]):
-        self.path, self.data, self.where = path, data, where
-        for key in data:
-            if key not in known:
-                names = ", ".join(sorted(known))
-                raise self.error(key, f"unknown field (expected one of: {names})")
+        self.path = path
+        super().__init__(data, where, sorted(known))
 
-    def error(self, key: str, problem: str) -> FlexFileError:
-        return FlexFileError(self.path, f"{self.where}{key}", problem)
+    def error(self, key: str | None, problem: str) -> FlexFileError:
+        return FlexFileError(self.path, self.name(key), problem)
 
-    def get(self, key: str, kind: type, default: Any = ..., expected: str = "") -> Any:
-        if key not in self.data:
-            if default is ...:
-                raise self.error(key, f"missing; expected {expected or kind.__name__}")
-            return default
-        value = self.data[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error(key, f"expected {expected or kind.__name__}, got {value!r}")
+    def integer(self, key: str, default: Any = REQUIRED) -> int:
+        value: int = self.value(key, int, "an integer", default)
         return value
 
-    def integer(self, key: str, default: Any = ...) -> int:
-        value: int = self.get(key, int, default, "an integer")
-        return value
-
-    def text(self, key: str, default: Any = ...) -> str:
-        value: str = self.get(key, str, default, "a string")
+    def text(self, key: str, default: Any = REQUIRED) -> str:
+        value: str = self.value(key, str, "a string", default)
         return value
 
     def day(self, key: str) -> date:
@@ -246,9 +236,9 @@ class _Fields:
             )
         return value
 
-    def decimal(self, key: str, default: Any = ...) -> Decimal:
+    def decimal(self, key: str, default: Any = REQUIRED) -> Decimal:
         value = self.data.get(key, default)
-        if value is ...:
+        if value is REQUIRED:
             raise self.error(key, "missing; expected a number")
         try:
             if isinstance(value, bool):
@@ -258,7 +248,7 @@ class _Fields:
             raise self.error(key, f"expected a number, got {value!r}") from None
 
     def rows(self, key: str) -> list[Mapping[str, Any]]:
-        rows: list[Mapping[str, Any]] = self.get(key, list, ..., "an array of tables")
+        rows: list[Mapping[str, Any]] = self.value(key, list, "an array of tables", REQUIRED)
         if not rows or not all(isinstance(row, dict) for row in rows):
             raise self.error(key, "expected one table or more ([[" + key + "]])")
         return rows
@@ -295,7 +285,7 @@ def load_flex_request(path: Path, market: Market, *, revision: int) -> FlexReque
     fields = _Fields(path, _read(path), "", _REQUEST_FIELDS)
     isps = []
     for index, row in enumerate(fields.rows("isps")):
-        isp = _Fields(path, row, f"isps[{index}].", _REQUEST_ISP_FIELDS)
+        isp = _Fields(path, row, f"isps[{index}]", _REQUEST_ISP_FIELDS)
         disposition = isp.text("disposition", "Available")
         try:
             kind = AvailableRequested(disposition)
@@ -353,10 +343,10 @@ def load_offer(path: Path, request: FlexRequest) -> FlexOffer:
     fields = _Fields(path, _read(path), "", _OFFER_FIELDS)
     options = []
     for index, row in enumerate(fields.rows("options")):
-        option = _Fields(path, row, f"options[{index}].", _OPTION_FIELDS)
+        option = _Fields(path, row, f"options[{index}]", _OPTION_FIELDS)
         isps = []
         for number, isp_row in enumerate(option.rows("isps")):
-            isp = _Fields(path, isp_row, f"options[{index}].isps[{number}].", _OFFER_ISP_FIELDS)
+            isp = _Fields(path, isp_row, f"options[{index}].isps[{number}]", _OFFER_ISP_FIELDS)
             isps.append(
                 FlexOfferOptionISP(
                     start=isp.integer("start"),

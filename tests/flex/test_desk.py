@@ -54,6 +54,16 @@ def test_the_readmes_request_file_reads_as_written(tmp_path: Path) -> None:
             "isps[0].disposition: expected 'Requested' or 'Available'",
         ),
         ('congestion_point = "x"\nperiode = 2026-12-08\n', "periode: unknown field"),
+        (
+            'congestion_point = "x"\nperiod = 2026-12-08\n[[isps]]\nstart=1\nmax_powr=1\n',
+            "isps[0].max_powr: unknown field (expected one of: disposition, duration, "
+            "max_power, min_power, start); did you mean 'max_power'?",
+        ),
+        (
+            "congestion_point = 5\nperiod = 2026-12-08\n"
+            "[[isps]]\nstart=1\nmin_power=0\nmax_power=1\n",
+            "congestion_point: expected a string, got 5",
+        ),
     ],
 )
 def test_a_mistake_is_named_by_file_and_field(tmp_path: Path, text: str, problem: str) -> None:
