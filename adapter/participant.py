@@ -623,6 +623,8 @@ class Participant:
                 envelope=record.envelope,
                 inner_xml=inner,
                 received_at=record.received_at,
+                # Joined by the server from `rules.protocol_rejections`, fixed texts of ours
+                # with no "; " in them: the split gives them back exactly.
                 rejections=tuple(record.rejection.split("; ")) if record.rejection else (),
                 outcome=SaveOutcome.NEW,
             )
