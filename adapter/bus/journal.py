@@ -179,6 +179,7 @@ class EventJournal:
                 _json(summary),
                 JSON_CONTENT_TYPE,
                 {
+                    "correlationid": update.conversation_id,
                     "causationid": update.message_id,
                     "uftpsender": update.sender_domain,
                     "uftpsenderrole": sender_role,

@@ -90,7 +90,13 @@ def cro_router(
         message: DSOPortfolioUpdate, ctx: HandlerContext
     ) -> DSOPortfolioUpdateResponse:
         proposal = prepare_dso_update(message, ctx.sender_domain, policy)
-        meta = UpdateMeta(ctx.sender_domain, message.message_id, proposal.time_stamp, clock())
+        meta = UpdateMeta(
+            ctx.sender_domain,
+            message.message_id,
+            proposal.time_stamp,
+            clock(),
+            message.conversation_id,
+        )
         outcome = await register.apply_dso_update(
             meta, proposal.points, partial(check_dso_update, proposal)
         )
@@ -140,7 +146,13 @@ def cro_router(
         message: AGRPortfolioUpdate, ctx: HandlerContext
     ) -> AGRPortfolioUpdateResponse:
         proposal = prepare_agr_update(message, ctx.sender_domain, policy)
-        meta = UpdateMeta(ctx.sender_domain, message.message_id, proposal.time_stamp, clock())
+        meta = UpdateMeta(
+            ctx.sender_domain,
+            message.message_id,
+            proposal.time_stamp,
+            clock(),
+            message.conversation_id,
+        )
         outcome = await register.apply_agr_update(
             meta, proposal.connections, partial(check_agr_update, proposal)
         )

@@ -99,6 +99,9 @@ class UpdateMeta:
     #: When the CRO applies it. Stored never earlier than the previous update's, so that the
     #: order of `recorded_at` is the order of application and `as_of` reads are exact.
     recorded_at: datetime
+    #: The update's ConversationID: its register event belongs to that conversation, and
+    #: the bus relay keeps a conversation's events in order (`adapter.bus.relay`).
+    conversation_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

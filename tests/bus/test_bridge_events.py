@@ -103,6 +103,9 @@ async def test_a_portfolio_update_makes_its_event_its_register_change_and_its_ou
         {"entityAddress": CP, "startPeriod": "2024-01-01", "endPeriod": None, "connections": 3}
     ]
     assert change.extensions["causationid"] == inbound.extensions["uftpmessageid"]
+    # Of the update's conversation, so that the relay keeps it between the update and the
+    # response's outcome (it orders each conversation's events, not events across them).
+    assert change.extensions["correlationid"] == response.conversation_id
 
     assert outcome.type == "uftp.outcome.delivered"
     assert outcome.extensions["uftpmessageid"] == response.message_id
