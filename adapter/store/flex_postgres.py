@@ -15,9 +15,8 @@ from datetime import date
 from typing import Any, Final, TypeVar
 
 from adapter.flex.state import Direction, Entry, Standing
-from adapter.store.base import newer_schema
 from adapter.store.flex import FlexEvents, reasons_column, reasons_of_column
-from adapter.store.postgres import PostgresStore, insert_events, recorded_version
+from adapter.store.postgres import PostgresStore, create_component, insert_events
 
 __all__ = ["SCHEMA_VERSION", "PostgresFlexBook"]
 
@@ -109,25 +108,15 @@ class PostgresFlexBook:
         return await self._store.run(fn)
 
     async def _create(self, conn: Any) -> None:
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            f"uftp-adapter:flex:{self._store.schema}",
+        await create_component(
+            conn,
+            lock_key=f"uftp-adapter:flex:{self._store.schema}",
+            component=_COMPONENT,
+            version=SCHEMA_VERSION,
+            statements=_SCHEMA,
+            location=self._store.location,
+            label="flex",
         )
-        if await recorded_version(conn, _COMPONENT) == SCHEMA_VERSION:
-            return  # current: no DDL, no table locks (`recorded_version`)
-        for statement in _SCHEMA:
-            await conn.execute(statement)
-        version = await conn.fetchval(
-            "SELECT version FROM schema_version WHERE component = $1", _COMPONENT
-        )
-        if version is None:
-            await conn.execute(
-                "INSERT INTO schema_version (component, version) VALUES ($1, $2)",
-                _COMPONENT,
-                SCHEMA_VERSION,
-            )
-        elif version > SCHEMA_VERSION:
-            raise newer_schema(self._store.location, "flex", version, SCHEMA_VERSION)
 
     async def record(self, entry: Entry) -> Entry:
         written = False

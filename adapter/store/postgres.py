@@ -504,6 +504,38 @@ async def recorded_version(conn: Any, component: str) -> int | None:
     return version
 
 
+async def create_component(
+    conn: Any,
+    *,
+    lock_key: str,
+    component: str,
+    version: int,
+    statements: Sequence[str],
+    location: str,
+    label: str,
+    migrate: Callable[[Any, int], Awaitable[None]] | None = None,
+) -> None:
+    """Create or migrate the tables of `component` (the register, the flex book) in the
+    transaction of `conn`, once among processes opening it together (`lock_key`); nothing
+    but a version read when they are current (`recorded_version`). A newer recorded version
+    raises `newer_schema`, naming the `label` of the component."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock_key)
+    recorded = await recorded_version(conn, component)
+    if recorded == version:
+        return  # current: no DDL, so no table locks
+    for statement in statements:
+        await conn.execute(statement)
+    recorded = await recorded_version(conn, component)
+    if recorded is None:
+        await conn.execute(
+            "INSERT INTO schema_version (component, version) VALUES ($1, $2)", component, version
+        )
+    elif recorded > version:
+        raise newer_schema(location, label, recorded, version)
+    elif recorded < version and migrate is not None:
+        await migrate(conn, recorded)
+
+
 async def _compression(dsn: str) -> dict[str, str]:
     """lz4 for the values PostgreSQL compresses, where the server has it (14 and later,
     built with lz4 as the usual distributions' are); nothing to set otherwise.

@@ -46,8 +46,8 @@ from typing import Any, Final, TypeVar
 import asyncpg
 
 from adapter.bulk import gc_paused
-from adapter.store.base import EventRecord, StorageError, newer_schema
-from adapter.store.postgres import PostgresStore, insert_events, recorded_version
+from adapter.store.base import EventRecord, StorageError
+from adapter.store.postgres import PostgresStore, create_component, insert_events
 from adapter.store.register import (
     AgrAllocation,
     AgrUpdateState,
@@ -325,24 +325,16 @@ class PostgresRegister:
         return await self._store.run(fn)
 
     async def _create(self, conn: Any) -> None:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
-        if await recorded_version(conn, _COMPONENT) == SCHEMA_VERSION:
-            return  # current: no DDL, no table locks (`recorded_version`)
-        for statement in _SCHEMA:
-            await conn.execute(statement)
-        version = await conn.fetchval(
-            "SELECT version FROM schema_version WHERE component = $1", _COMPONENT
+        await create_component(
+            conn,
+            lock_key=self._lock_key,
+            component=_COMPONENT,
+            version=SCHEMA_VERSION,
+            statements=_SCHEMA,
+            location=self._store.location,
+            label="Common Reference",
+            migrate=_migrate,
         )
-        if version is None:
-            await conn.execute(
-                "INSERT INTO schema_version (component, version) VALUES ($1, $2)",
-                _COMPONENT,
-                SCHEMA_VERSION,
-            )
-        elif version < SCHEMA_VERSION:
-            await _migrate(conn, version)
-        elif version > SCHEMA_VERSION:
-            raise newer_schema(self._store.location, "Common Reference", version, SCHEMA_VERSION)
 
     # -- updates --------------------------------------------------------------------------
 
