@@ -21,8 +21,8 @@ from adapter.flex.state import Direction, Standing
 from adapter.participant import Participant
 from adapter.store import flex_book_for
 from adapter.store.flex import FlexBook
+from adapter.testing import Network
 from adapter.uftp.messages import FlexOffer, Result, Role
-from tests.conftest import Network
 from tests.flex.messages import AGR, DSO, MARKET, NOW, flex_offer, flex_request, revocation
 from tests.flex.test_flex_trading import bare, comes_to
 
@@ -103,7 +103,7 @@ async def offered(dso: Participant, agr: Participant) -> FlexOffer:
     """A FlexRequest from the DSO and the AGR's FlexOffer for it, both accepted."""
     request = await dso.request(bare(flex_request()), to=AGR, timeout=10)
     assert request.result is Result.ACCEPTED, request.rejection_reason
-    offer = bare(flex_offer(request_id=request.reference_message_id))
+    offer: FlexOffer = bare(flex_offer(request_id=request.reference_message_id))
     response = await agr.request(offer, to=DSO, timeout=10)
     assert response.result is Result.ACCEPTED, response.rejection_reason
     offer = dataclasses.replace(offer, message_id=response.reference_message_id)
@@ -130,7 +130,7 @@ async def test_a_revocation_that_finds_the_offer_ordered_meanwhile_is_refused(
             Standing.REVOKED,
             before=(Standing.ACCEPTED, Standing.ORDERED),
         )
-        return contested  # type: ignore[return-value]
+        return contested
 
     dso, agr = await start_with(network, dso_book=book)
     offer = await offered(dso, agr)
@@ -158,7 +158,7 @@ async def test_a_revocation_that_loses_every_race_is_refused_after_three(
             after=(Standing.ORDERED, Standing.ACCEPTED),
             races=4,
         )
-        return contested  # type: ignore[return-value]
+        return contested
 
     dso, agr = await start_with(network, dso_book=book)
     offer = await offered(dso, agr)
@@ -182,7 +182,7 @@ async def test_an_order_that_finds_the_offer_revoked_meanwhile_is_refused_as_rev
             Standing.ORDERED,
             before=(Standing.ACCEPTED, Standing.REVOKED),
         )
-        return contested  # type: ignore[return-value]
+        return contested
 
     dso, agr = await start_with(network, agr_book=book)
     offer = await offered(dso, agr)
@@ -209,7 +209,7 @@ async def test_an_order_that_loses_every_race_is_refused_after_three(network: Ne
             after=(Standing.REVOKED, Standing.ACCEPTED),
             races=4,
         )
-        return contested  # type: ignore[return-value]
+        return contested
 
     dso, agr = await start_with(network, agr_book=book)
     offer = await offered(dso, agr)
