@@ -30,22 +30,25 @@ OTHER = "00000000-0000-4000-8000-00000000beef"  # the MessageID of the other mes
 
 
 class Contested:
-    """`book`, where each of the next `races` moves to `contested` is preceded by another
-    message's move of the same entry (`before`) and, if given, followed by one (`after`)."""
+    """The book of a participant's store (made by calling this with the store), where each
+    of the next `races` moves to `contested` is preceded by another message's move of the
+    same entry (`before`) and, if given, followed by one (`after`)."""
 
     def __init__(
         self,
-        book: FlexBook,
         contested: Standing,
         before: tuple[Standing, Standing],
         after: tuple[Standing, Standing] | None = None,
         races: int = 1,
     ) -> None:
-        self._book = book
         self._contested = contested
         self._before = before
         self._after = after
         self.races = races
+
+    def __call__(self, store: Any) -> FlexBook:
+        self._book = flex_book_for(store)
+        return self
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._book, name)
@@ -121,25 +124,18 @@ def order_of(offer: FlexOffer) -> Any:
 async def test_a_revocation_that_finds_the_offer_ordered_meanwhile_is_refused(
     network: Network,
 ) -> None:
-    contested: Contested | None = None
-
-    def book(participant_store: Any) -> FlexBook:
-        nonlocal contested
-        contested = Contested(
-            flex_book_for(participant_store),
-            Standing.REVOKED,
-            before=(Standing.ACCEPTED, Standing.ORDERED),
-        )
-        return contested
-
-    dso, agr = await start_with(network, dso_book=book)
+    contested = Contested(
+        Standing.REVOKED,
+        before=(Standing.ACCEPTED, Standing.ORDERED),
+    )
+    dso, agr = await start_with(network, dso_book=contested)
     offer = await offered(dso, agr)
     revoked = await agr.request(bare(revocation(offer)), to=DSO, timeout=10)
 
     assert (revoked.result, revoked.rejection_reason) == (Result.REJECTED, ALREADY_ORDERED)
     entry = await flex_book_for(dso.store).get(Direction.RECEIVED, offer.message_id)
     assert entry is not None and (entry.standing, entry.settled_by) == (Standing.ORDERED, OTHER)
-    assert contested is not None and contested.races == 0
+    assert contested.races == 0
 
 
 async def test_a_revocation_that_loses_every_race_is_refused_after_three(
@@ -147,44 +143,30 @@ async def test_a_revocation_that_loses_every_race_is_refused_after_three(
 ) -> None:
     """Ordered and the order refused again, before each of its moves: the offer stays
     accepted, and the revocation is given up as the offer being ordered."""
-    contested: Contested | None = None
-
-    def book(participant_store: Any) -> FlexBook:
-        nonlocal contested
-        contested = Contested(
-            flex_book_for(participant_store),
-            Standing.REVOKED,
-            before=(Standing.ACCEPTED, Standing.ORDERED),
-            after=(Standing.ORDERED, Standing.ACCEPTED),
-            races=4,
-        )
-        return contested
-
-    dso, agr = await start_with(network, dso_book=book)
+    contested = Contested(
+        Standing.REVOKED,
+        before=(Standing.ACCEPTED, Standing.ORDERED),
+        after=(Standing.ORDERED, Standing.ACCEPTED),
+        races=4,
+    )
+    dso, agr = await start_with(network, dso_book=contested)
     offer = await offered(dso, agr)
     revoked = await agr.request(bare(revocation(offer)), to=DSO, timeout=10)
 
     assert (revoked.result, revoked.rejection_reason) == (Result.REJECTED, ALREADY_ORDERED)
     entry = await flex_book_for(dso.store).get(Direction.RECEIVED, offer.message_id)
     assert entry is not None and entry.standing is Standing.ACCEPTED
-    assert contested is not None and contested.races == 1  # three tries, no fourth
+    assert contested.races == 1  # three tries, no fourth
 
 
 async def test_an_order_that_finds_the_offer_revoked_meanwhile_is_refused_as_revoked(
     network: Network,
 ) -> None:
-    contested: Contested | None = None
-
-    def book(participant_store: Any) -> FlexBook:
-        nonlocal contested
-        contested = Contested(
-            flex_book_for(participant_store),
-            Standing.ORDERED,
-            before=(Standing.ACCEPTED, Standing.REVOKED),
-        )
-        return contested
-
-    dso, agr = await start_with(network, agr_book=book)
+    contested = Contested(
+        Standing.ORDERED,
+        before=(Standing.ACCEPTED, Standing.REVOKED),
+    )
+    dso, agr = await start_with(network, agr_book=contested)
     offer = await offered(dso, agr)
     ordered = await dso.request(order_of(offer), to=AGR, timeout=10)
 
@@ -194,28 +176,21 @@ async def test_an_order_that_finds_the_offer_revoked_meanwhile_is_refused_as_rev
     )
     entry = await flex_book_for(agr.store).get(Direction.SENT, offer.message_id)
     assert entry is not None and (entry.standing, entry.settled_by) == (Standing.REVOKED, OTHER)
-    assert contested is not None and contested.races == 0
+    assert contested.races == 0
 
 
 async def test_an_order_that_loses_every_race_is_refused_after_three(network: Network) -> None:
-    contested: Contested | None = None
-
-    def book(participant_store: Any) -> FlexBook:
-        nonlocal contested
-        contested = Contested(
-            flex_book_for(participant_store),
-            Standing.ORDERED,
-            before=(Standing.ACCEPTED, Standing.REVOKED),
-            after=(Standing.REVOKED, Standing.ACCEPTED),
-            races=4,
-        )
-        return contested
-
-    dso, agr = await start_with(network, agr_book=book)
+    contested = Contested(
+        Standing.ORDERED,
+        before=(Standing.ACCEPTED, Standing.REVOKED),
+        after=(Standing.REVOKED, Standing.ACCEPTED),
+        races=4,
+    )
+    dso, agr = await start_with(network, agr_book=contested)
     offer = await offered(dso, agr)
     ordered = await dso.request(order_of(offer), to=AGR, timeout=10)
 
     assert (ordered.result, ordered.rejection_reason) == (Result.REJECTED, ALREADY_ORDERED)
     entry = await flex_book_for(agr.store).get(Direction.SENT, offer.message_id)
     assert entry is not None and entry.standing is Standing.ACCEPTED
-    assert contested is not None and contested.races == 1  # three tries, no fourth
+    assert contested.races == 1  # three tries, no fourth
