@@ -2,7 +2,8 @@
 
 The CRO runs as a user runs it, ``python -m adapter serve --config cro.toml``; the DSO is
 `tests.resilience.dso_driver`. Each process writes its stderr (the adapter's log) to a file
-next to its store; `Process` reads its stdout lines as they come (the driver's are JSON).
+next to its store; `tests.serve.Process` reads its stdout lines as they come (the driver's
+are JSON).
 """
 
 from __future__ import annotations
