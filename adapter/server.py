@@ -433,21 +433,23 @@ class Endpoint:
             signed.sender_domain,
             "rejected" if rejections and outcome is SaveOutcome.NEW else outcome.value,
         )
-        log.info(
-            "inbound %s from %s (%s): %s%s",
-            message.xml_name,
-            signed.sender_domain,
-            signed.sender_role,
-            outcome.value,
-            f", to be rejected: {record.rejection}" if record.rejection else "",
-        )
-        log.debug(
-            "inbound %s is %s, conversation %s",
-            message.xml_name,
-            message.message_id,
-            message.conversation_id,
-        )
-        log.debug("inbound %s body: %r", message.message_id, opened.inner_xml)
+        if log.isEnabledFor(logging.INFO):  # its arguments are not worked out for nothing
+            log.info(
+                "inbound %s from %s (%s): %s%s",
+                message.xml_name,
+                signed.sender_domain,
+                signed.sender_role,
+                outcome.value,
+                f", to be rejected: {record.rejection}" if record.rejection else "",
+            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "inbound %s is %s, conversation %s",
+                    message.xml_name,
+                    message.message_id,
+                    message.conversation_id,
+                )
+                log.debug("inbound %s body: %r", message.message_id, opened.inner_xml)
         return Received(
             message=message,
             sender_domain=signed.sender_domain,
