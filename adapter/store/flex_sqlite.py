@@ -137,10 +137,7 @@ class SqliteFlexBook:
             self._ready = True
 
     async def record(self, entry: Entry) -> Entry:
-        written = False
-
         def op(conn: sqlite3.Connection) -> Entry:
-            nonlocal written
             cursor = conn.execute(
                 f"INSERT INTO flex_entry ({_COLUMNS}) VALUES "  # noqa: S608 - constants
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -149,26 +146,18 @@ class SqliteFlexBook:
             )
             stored = _get(conn, entry.direction, entry.message_id, entry.peer_domain)
             assert stored is not None
-            written = self._with_events(conn, cursor.rowcount == 1, stored, entry.direction)
+            self._with_events(conn, cursor.rowcount == 1, stored, entry.direction)
             return stored
 
-        stored = await self._run(op)
-        self._tell(written)
-        return stored
+        return await self._run(op)
 
     def _with_events(
         self, conn: sqlite3.Connection, changed: bool, entry: Entry, change: str
-    ) -> bool:
-        """The events of a change go with it, in its transaction; whether there were any."""
-        if not changed or self._events is None:
-            return False
-        events = self._events(entry, change)
-        insert_events(conn, events)
-        return bool(events)
-
-    def _tell(self, written: bool) -> None:
-        if written:
-            self._store.events_written()
+    ) -> None:
+        """The events of a change go with it, in its transaction (the store hands them to
+        the relay once it committed)."""
+        if changed and self._events is not None:
+            insert_events(conn, self._events(entry, change))
 
     async def get(
         self, direction: Direction, message_id: str, *, peer_domain: str | None = None
@@ -189,10 +178,7 @@ class SqliteFlexBook:
         standings = [standing.value for standing in from_]
         marks = ", ".join("?" * len(standings))
 
-        written = False
-
         def op(conn: sqlite3.Connection) -> bool:
-            nonlocal written
             cursor = conn.execute(
                 "UPDATE flex_entry SET standing = ?, settled_by = ?, reason = ? "  # noqa: S608
                 "WHERE direction = ? AND peer_domain = ? AND message_id = ? "
@@ -212,12 +198,10 @@ class SqliteFlexBook:
             if self._events is not None:
                 moved = _get(conn, direction, message_id, peer_domain)
                 assert moved is not None
-                written = self._with_events(conn, True, moved, to.value)
+                self._with_events(conn, True, moved, to.value)
             return True
 
-        settled = await self._run(op)
-        self._tell(written)
-        return settled
+        return await self._run(op)
 
     async def latest_revision(
         self,
