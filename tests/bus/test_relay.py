@@ -186,7 +186,7 @@ async def test_events_handed_during_an_outage_are_published_when_the_broker_is_b
 ) -> None:
     bus = MemoryBus()
     bus.bind("#")
-    relay = await run_relay(store, bus)
+    relay = await run_relay(store, bus, poll_seconds=60)  # no reads of quiet
     task = asyncio.create_task(relay.run())
     try:
         await eventually(lambda: relay.state == "idle")
@@ -212,7 +212,7 @@ async def test_a_long_outage_lets_go_of_the_events_and_reads_them_back_in_order(
 ) -> None:
     bus = MemoryBus()
     bus.bind("#")
-    relay = await run_relay(store, bus, batch=3, max_held=4)
+    relay = await run_relay(store, bus, batch=3, max_held=4, poll_seconds=60)
     task = asyncio.create_task(relay.run())
     try:
         await eventually(lambda: relay.state == "idle")
