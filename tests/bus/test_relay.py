@@ -1,6 +1,8 @@
 """The relay on a real store and the in-memory bus: what it publishes, in which order, and
 how it writes that it did."""
 
+# ruff: noqa: F811 - the fixture of the store contract is imported by name
+
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +18,7 @@ from adapter.bus.relay import Relay
 from adapter.store.base import EventRecord, StoredEvent
 from adapter.store.sqlite import SqliteStore
 from tests.conftest import eventually
+from tests.store.test_store_contract import Backend, backend  # noqa: F401 - a fixture
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -231,3 +234,30 @@ async def test_a_long_outage_lets_go_of_the_events_and_reads_them_back_in_order(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert await store.unpublished_events(100) == []
+
+
+async def test_on_postgresql_another_processs_earlier_event_goes_first(backend: Backend) -> None:
+    # Two processes on one PostgreSQL schema: the other one's event of the conversation,
+    # committed first, goes before ours, though only ours woke the relay.
+    if backend.name != "postgres":
+        pytest.skip("one process per SQLite file")
+    ours, theirs = backend.make(), backend.make()
+    await ours.open()
+    await theirs.open()
+    bus = MemoryBus()
+    bus.bind("#")
+    await bus.connect()
+    relay = Relay(ours, bus, poll_seconds=60, backoff_max=0.2)
+    ours.listen_events(relay.wake)
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.state == "idle")
+        await theirs.add_events([event(1)])
+        await ours.add_events([event(2)])
+        await eventually(lambda: len(bus.published) >= 2)
+        assert published_ids(bus) == ["ev-1", "ev-2"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await theirs.close()
+        await ours.close()
