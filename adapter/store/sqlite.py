@@ -860,6 +860,11 @@ class SqliteStore:
         store commits goes through here, those that `run` operations insert included."""
         self._event_listeners.append(callback)
 
+    def events_written(self) -> None:
+        """Nothing to do: the store tells its listeners of every event it commits (see
+        `listen_events`). Here for the code that writes events on either store (the flex
+        book), which the PostgreSQL store must be told of."""
+
     def _announce(self, events: list[StoredEvent]) -> None:
         for callback in self._event_listeners:
             callback(events)
