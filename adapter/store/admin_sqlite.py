@@ -207,7 +207,7 @@ class SqliteAdmin:
         def op(conn: sqlite3.Connection) -> list[DeliveryAttempt]:
             rows = conn.execute(
                 "SELECT message_id, attempted_at, http_status, outcome, detail "
-                "FROM delivery_attempts WHERE message_id = ? ORDER BY attempted_at, id",
+                "FROM delivery_attempts WHERE message_id = ? ORDER BY attempted_at, attempt",
                 (message_id,),
             )
             return [DeliveryAttempt(row[0], _when(row[1]), row[2], row[3], row[4]) for row in rows]

@@ -125,7 +125,9 @@ T = TypeVar("T")
 #: 2: envelopes in tables of their own (inbound_envelope, outbound_envelope).
 #: 3: outbound status 'cancelled' (a message its sender withdrew).
 #: 4: claims (claimed_by, lease_until) on inbound and outbound messages.
-SCHEMA_VERSION: Final = 4
+#: 5: fewer B-trees written per message: inbound and outbound WITHOUT ROWID, delivery attempts
+#: keyed by (message_id, attempt) without AUTOINCREMENT, partial indexes of the open work only.
+SCHEMA_VERSION: Final = 5
 #: Version of the bus outbox tables (component "bus" in `schema_version`): bus_events, the
 #: events the relay publishes, and bus_commands, the bus commands carried out. The store owns
 #: them because its own transactions write them, beside the state they report.
@@ -211,12 +213,28 @@ CREATE TABLE IF NOT EXISTS {name} (
     claimed_by TEXT,
     lease_until INTEGER
 )"""
+#: A message's delivery attempts, numbered from 1 per message: keyed by (message_id, attempt),
+#: one B-tree, where a rowid table with AUTOINCREMENT wrote three (the rows, an index to find
+#: them by message, and `sqlite_sequence`) in every commit that logged an attempt.
+_ATTEMPTS_TABLE: Final = """
+CREATE TABLE IF NOT EXISTS {name} (
+    message_id TEXT NOT NULL REFERENCES outbound (message_id),
+    attempt INTEGER NOT NULL,
+    attempted_at INTEGER NOT NULL,
+    http_status INTEGER,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (message_id, attempt)
+) WITHOUT ROWID"""
+_ATTEMPTS_COLUMNS: Final = "message_id, attempt, attempted_at, http_status, outcome, detail"
+# Both partial: only the messages still to be worked on are in them, so they stay a page or
+# two however large the store grows, and a message leaves them when its work ends (SQLite
+# sees from the bound status that a query may use them: EXPLAIN QUERY PLAN shows it does).
 _INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS inbound_unfinished "
     "ON inbound (received_at) WHERE status = 'received'",
-    "CREATE INDEX IF NOT EXISTS outbound_due ON outbound (status, next_attempt_at)",
-    "CREATE INDEX IF NOT EXISTS delivery_attempts_message "
-    "ON delivery_attempts (message_id, attempted_at, id)",
+    "CREATE INDEX IF NOT EXISTS outbound_pending "
+    "ON outbound (coalesce(next_attempt_at, created_at)) WHERE status = 'pending'",
 )
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS schema_version (
@@ -235,14 +253,7 @@ _SCHEMA: Final = (
         message_id TEXT PRIMARY KEY,
         envelope BLOB NOT NULL
     )""",
-    """CREATE TABLE IF NOT EXISTS delivery_attempts (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        message_id TEXT NOT NULL REFERENCES outbound (message_id),
-        attempted_at INTEGER NOT NULL,
-        http_status INTEGER,
-        outcome TEXT NOT NULL,
-        detail TEXT NOT NULL
-    )""",
+    _ATTEMPTS_TABLE.format(name="delivery_attempts"),
     *_INDEXES,
 )
 
@@ -532,9 +543,8 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
     """Bring a store written by an earlier version of this module up to date, inside the
     transaction that opens it, foreign keys off (SQLite's procedure for changing a table)."""
     if version < 2:
-        # The envelopes move to tables of their own; the tables they leave are rebuilt
-        # without the column (ALTER TABLE DROP COLUMN needs SQLite 3.35), and outbound with
-        # the statuses of version 3 too.
+        # 2: the envelopes move to tables of their own (the rebuilds below leave the column
+        # behind: ALTER TABLE DROP COLUMN needs SQLite 3.35).
         conn.execute(
             "INSERT INTO inbound_envelope (sender_domain, message_id, envelope) "
             "SELECT sender_domain, message_id, envelope FROM inbound"
@@ -543,17 +553,26 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
             "INSERT INTO outbound_envelope (message_id, envelope) "
             "SELECT message_id, envelope FROM outbound"
         )
-        _rebuild(conn, "inbound", _INBOUND_TABLE, _INBOUND_COLUMNS)
-        _rebuild(conn, "outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS)
-    elif version < 3:
-        # A new status in outbound's CHECK constraint, which only a rebuild can change.
-        _rebuild(conn, "outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS)
-    # 4: the claims, as new columns (a rebuild above already made them).
+    # 4: the claims, as new columns, so that the rebuilds below can copy them.
     for table in ("inbound", "outbound"):
         columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if "claimed_by" not in columns:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN claimed_by TEXT")
             conn.execute(f"ALTER TABLE {table} ADD COLUMN lease_until INTEGER")
+    # 5: inbound and outbound WITHOUT ROWID (3: outbound's new status in its CHECK
+    # constraint, which only a rebuild can change), delivery attempts numbered per message;
+    # the indexes of version 4 go with the tables they indexed.
+    claims = ", claimed_by, lease_until"
+    _rebuild(conn, "inbound", _INBOUND_TABLE, _INBOUND_COLUMNS + claims)
+    _rebuild(conn, "outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS + claims)
+    _rebuild(
+        conn,
+        "delivery_attempts",
+        _ATTEMPTS_TABLE,
+        _ATTEMPTS_COLUMNS,
+        "message_id, row_number() OVER (PARTITION BY message_id ORDER BY attempted_at, id), "
+        "attempted_at, http_status, outcome, detail",
+    )
     for statement in _INDEXES:
         conn.execute(statement)
     if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
@@ -584,10 +603,15 @@ def _void_claims(conn: sqlite3.Connection, owner: str | None) -> None:
     )
 
 
-def _rebuild(conn: sqlite3.Connection, table: str, template: str, columns: str) -> None:
-    """Re-create `table` from `template` with its rows (`columns`); its indexes go with it."""
+def _rebuild(
+    conn: sqlite3.Connection, table: str, template: str, columns: str, source: str = ""
+) -> None:
+    """Re-create `table` from `template` with its rows (`columns`, read as `source` when
+    given); its indexes go with it."""
     conn.execute(template.format(name=f"{table}_new"))
-    conn.execute(f"INSERT INTO {table}_new ({columns}) SELECT {columns} FROM {table}")  # noqa: S608
+    conn.execute(
+        f"INSERT INTO {table}_new ({columns}) SELECT {source or columns} FROM {table}"  # noqa: S608
+    )
     conn.execute(f"DROP TABLE {table}")
     conn.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
 
@@ -1192,9 +1216,9 @@ class SqliteStore:
             if cursor.rowcount != 1:
                 raise LookupError(f"no outbound message {attempt.message_id!r}")
             conn.execute(
-                "INSERT INTO delivery_attempts "
-                "(message_id, attempted_at, http_status, outcome, detail) "
-                "VALUES (?, ?, ?, ?, ?)",
+                f"INSERT INTO delivery_attempts ({_ATTEMPTS_COLUMNS}) "  # noqa: S608 - constant
+                "VALUES (?1, (SELECT coalesce(max(attempt), 0) + 1 FROM delivery_attempts "
+                "WHERE message_id = ?1), ?2, ?3, ?4, ?5)",
                 (
                     attempt.message_id,
                     attempted_at,
@@ -1333,7 +1357,7 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> list[DeliveryAttempt]:
             rows = conn.execute(
                 "SELECT message_id, attempted_at, http_status, outcome, detail "
-                "FROM delivery_attempts WHERE message_id = ? ORDER BY attempted_at, id",
+                "FROM delivery_attempts WHERE message_id = ? ORDER BY attempted_at, attempt",
                 (message_id,),
             )
             return [

@@ -886,16 +886,16 @@ async def test_sqlite_store_of_schema_version_1_is_migrated(tmp_path: Path) -> N
             "bus_commands_conversation",  # the bus outbox's tables, beside the store's
             "bus_commands_message",
             "bus_events_unpublished",
-            "delivery_attempts_message",
             "inbound_unfinished",
-            "outbound_due",
+            "outbound_pending",
         ]
         assert enforced == 1
         with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
             await store.run(
                 lambda conn: conn.execute(
-                    "INSERT INTO delivery_attempts (message_id, attempted_at, outcome, detail) "
-                    "VALUES ('nobody', 0, 'temporary', '')"
+                    "INSERT INTO delivery_attempts "
+                    "(message_id, attempt, attempted_at, outcome, detail) "
+                    "VALUES ('nobody', 1, 0, 'temporary', '')"
                 )
             )
     finally:
@@ -934,6 +934,7 @@ async def test_sqlite_store_of_schema_version_2_is_migrated_to_know_cancelled(
         conn.execute("DROP TABLE outbound")
         conn.execute("ALTER TABLE outbound_v2 RENAME TO outbound")
         conn.execute("CREATE INDEX outbound_due ON outbound (status, next_attempt_at)")
+        _attempts_as_version_4_wrote_them(conn)
         conn.execute("UPDATE schema_version SET version = 2 WHERE component = 'store'")
         with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
             conn.execute("UPDATE outbound SET status = 'cancelled'")
@@ -950,19 +951,20 @@ async def test_sqlite_store_of_schema_version_2_is_migrated_to_know_cancelled(
             row = conn.execute("SELECT version FROM schema_version WHERE component = 'store'")
             return int(row.fetchone()[0])
 
-        assert await store.read(version) == SQLITE_SCHEMA_VERSION == 4
+        assert await store.read(version) == SQLITE_SCHEMA_VERSION
         indexes = await store.read(
             lambda conn: conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbound' "
                 "AND name NOT LIKE 'sqlite_autoindex%'"
             ).fetchall()
         )
-        assert [row[0] for row in indexes] == ["outbound_due"]
+        assert [row[0] for row in indexes] == ["outbound_pending"]
         with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
             await store.run(
                 lambda conn: conn.execute(
-                    "INSERT INTO delivery_attempts (message_id, attempted_at, outcome, detail) "
-                    "VALUES ('nobody', 0, 'temporary', '')"
+                    "INSERT INTO delivery_attempts "
+                    "(message_id, attempt, attempted_at, outcome, detail) "
+                    "VALUES ('nobody', 1, 0, 'temporary', '')"
                 )
             )
     finally:
@@ -982,6 +984,7 @@ async def test_sqlite_store_of_schema_version_3_is_migrated_to_hold_claims(
         for table in ("inbound", "outbound"):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN claimed_by")
             conn.execute(f"ALTER TABLE {table} DROP COLUMN lease_until")
+        _attempts_as_version_4_wrote_them(conn)
         conn.execute("UPDATE schema_version SET version = 3 WHERE component = 'store'")
     conn.close()
 
@@ -996,7 +999,179 @@ async def test_sqlite_store_of_schema_version_3_is_migrated_to_hold_claims(
             row = conn.execute("SELECT version FROM schema_version WHERE component = 'store'")
             return int(row.fetchone()[0])
 
-        assert await store.read(version) == 4
+        assert await store.read(version) == SQLITE_SCHEMA_VERSION
+    finally:
+        await store.close()
+
+
+#: delivery_attempts as schema versions 1 to 4 wrote it: a rowid with AUTOINCREMENT, and an
+#: index to find a message's attempts.
+_VERSION_4_ATTEMPTS = (
+    """CREATE TABLE delivery_attempts (id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL REFERENCES outbound (message_id),
+        attempted_at INTEGER NOT NULL, http_status INTEGER, outcome TEXT NOT NULL,
+        detail TEXT NOT NULL)""",
+    "CREATE INDEX delivery_attempts_message ON delivery_attempts (message_id, attempted_at, id)",
+)
+
+
+def _attempts_as_version_4_wrote_them(conn: sqlite3.Connection) -> None:
+    """Put delivery_attempts back as versions 1 to 4 had it, rows kept in their order."""
+    conn.execute("ALTER TABLE delivery_attempts RENAME TO attempts_now")
+    for statement in _VERSION_4_ATTEMPTS:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO delivery_attempts (message_id, attempted_at, http_status, outcome, detail) "
+        "SELECT message_id, attempted_at, http_status, outcome, detail FROM attempts_now "
+        "ORDER BY message_id, attempt"
+    )
+    conn.execute("DROP TABLE attempts_now")
+
+
+#: The store's tables as schema version 4 wrote them (the bus outbox's are the same).
+_VERSION_4 = (
+    "CREATE TABLE schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+    "INSERT INTO schema_version VALUES ('store', 4)",
+    """CREATE TABLE inbound (sender_domain TEXT NOT NULL, message_id TEXT NOT NULL,
+        sender_role TEXT NOT NULL, message_type TEXT NOT NULL, conversation_id TEXT NOT NULL,
+        version TEXT NOT NULL, content_hash BLOB NOT NULL, received_at INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('received', 'handled')), rejection TEXT,
+        claimed_by TEXT, lease_until INTEGER, PRIMARY KEY (sender_domain, message_id))""",
+    """CREATE TABLE inbound_envelope (sender_domain TEXT NOT NULL, message_id TEXT NOT NULL,
+        envelope BLOB NOT NULL, PRIMARY KEY (sender_domain, message_id))""",
+    """CREATE TABLE outbound (message_id TEXT PRIMARY KEY, recipient_domain TEXT NOT NULL,
+        recipient_role TEXT NOT NULL, message_type TEXT NOT NULL,
+        conversation_id TEXT NOT NULL, reference_message_id TEXT, endpoint TEXT NOT NULL,
+        created_at INTEGER NOT NULL, deadline INTEGER NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('pending', 'delivered', 'failed', 'expired', 'cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER, last_error TEXT,
+        claimed_by TEXT, lease_until INTEGER)""",
+    """CREATE TABLE outbound_envelope (message_id TEXT PRIMARY KEY, envelope BLOB NOT NULL)""",
+    *_VERSION_4_ATTEMPTS,
+    "CREATE INDEX inbound_unfinished ON inbound (received_at) WHERE status = 'received'",
+    "CREATE INDEX outbound_due ON outbound (status, next_attempt_at)",
+)
+
+
+async def test_sqlite_store_of_schema_version_4_is_migrated_to_fewer_b_trees(
+    tmp_path: Path,
+) -> None:
+    """Version 5 numbers a message's attempts in a table keyed by them (no AUTOINCREMENT,
+    no index of its own) and indexes only the pending messages: the rows, their order and
+    the claims of a version-4 store survive, and new attempts follow the old ones."""
+    path = tmp_path / "store.sqlite3"
+    us = (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    unfinished = inbound("unfinished")
+    pending, done = outbound("resp-1", next_attempt_at=T0), outbound("resp-2")
+    with sqlite3.connect(path) as conn:
+        for statement in _VERSION_4:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO inbound VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'received', NULL, 'gone', 1)",
+            (
+                unfinished.sender_domain,
+                unfinished.message_id,
+                unfinished.sender_role,
+                unfinished.message_type,
+                unfinished.conversation_id,
+                unfinished.version,
+                unfinished.content_hash,
+                us,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO inbound_envelope VALUES (?, ?, ?)",
+            (unfinished.sender_domain, unfinished.message_id, unfinished.envelope),
+        )
+        for record, status, tries, last_error in (
+            (pending, "pending", 2, "temporary: HTTP 503"),
+            (done, "delivered", 1, None),
+        ):
+            conn.execute(
+                "INSERT INTO outbound VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                (
+                    record.message_id,
+                    record.recipient_domain,
+                    record.recipient_role,
+                    record.message_type,
+                    record.conversation_id,
+                    record.reference_message_id,
+                    record.endpoint,
+                    us,
+                    us + 3600 * 10**6,
+                    status,
+                    tries,
+                    us if status == "pending" else None,
+                    last_error,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO outbound_envelope VALUES (?, ?)", (record.message_id, record.envelope)
+            )
+        # Interleaved ids, as two messages' attempts get them; the second attempt of resp-1
+        # at the same instant as its first (the id orders them).
+        for message_id, status_code, outcome in (
+            ("resp-1", 503, "temporary"),
+            ("resp-2", 200, "delivered"),
+            ("resp-1", 502, "temporary"),
+        ):
+            conn.execute(
+                "INSERT INTO delivery_attempts (message_id, attempted_at, http_status, "
+                "outcome, detail) VALUES (?, ?, ?, ?, ?)",
+                (message_id, us, status_code, outcome, f"HTTP {status_code}"),
+            )
+    conn.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.unfinished_inbound() == [unfinished]
+        assert await store.claim_unfinished_inbound(10) == [unfinished]  # its claim voided
+        migrated = replace(pending, attempts=2, last_error="temporary: HTTP 503")
+        assert await store.pending_outbound() == [migrated]
+        assert await store.claim_outbound(LATER, 10) == [migrated]
+        first, second = (
+            DeliveryAttempt("resp-1", T0, code, "temporary", f"HTTP {code}") for code in (503, 502)
+        )
+        assert await store.attempts("resp-1") == [first, second]
+        assert await store.attempts("resp-2") == [
+            DeliveryAttempt("resp-2", T0, 200, "delivered", "HTTP 200")
+        ]
+        third = attempt("resp-1", at=T0, http_status=200, outcome="delivered", detail="")
+        assert not await store.record_attempt(third, OutboundStatus.DELIVERED, None)
+        assert await store.attempts("resp-1") == [first, second, third]
+        assert await store.pending_outbound() == []
+
+        def layout(conn: sqlite3.Connection) -> tuple[int, list[str], list[tuple[str, int]]]:
+            (version,) = conn.execute(
+                "SELECT version FROM schema_version WHERE component = 'store'"
+            ).fetchone()
+            indexes = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' "
+                    "AND tbl_name IN ('inbound', 'outbound', 'delivery_attempts') "
+                    "AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name"
+                )
+            ]
+            numbers = conn.execute(
+                "SELECT message_id, attempt FROM delivery_attempts ORDER BY message_id, attempt"
+            ).fetchall()
+            return version, indexes, [tuple(row) for row in numbers]
+
+        version, indexes, numbers = await store.read(layout)
+        assert version == SQLITE_SCHEMA_VERSION == 5
+        assert indexes == ["inbound_unfinished", "outbound_pending"]
+        assert numbers == [("resp-1", 1), ("resp-1", 2), ("resp-1", 3), ("resp-2", 1)]
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            await store.run(
+                lambda conn: conn.execute(
+                    "INSERT INTO delivery_attempts "
+                    "(message_id, attempt, attempted_at, outcome, detail) "
+                    "VALUES ('nobody', 1, 0, 'temporary', '')"
+                )
+            )
     finally:
         await store.close()
 
