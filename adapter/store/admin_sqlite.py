@@ -120,8 +120,7 @@ class SqliteAdmin:
                 "SELECT m.sender_domain, m.message_id, m.sender_role, m.message_type, "  # noqa: S608 - the WHERE clause holds placeholders only
                 "m.conversation_id, m.version, m.received_at, m.status, m.rejection, "
                 "coalesce(length(e.envelope), 0) "
-                "FROM inbound AS m LEFT JOIN inbound_envelope AS e "
-                "ON e.sender_domain = m.sender_domain AND e.message_id = m.message_id"
+                "FROM inbound AS m LEFT JOIN inbound_envelope AS e ON e.id = m.id"
                 f"{where} ORDER BY m.received_at DESC, m.sender_domain, m.message_id "
                 "LIMIT :limit",
                 params,
@@ -154,8 +153,7 @@ class SqliteAdmin:
                 "m.conversation_id, m.reference_message_id, m.endpoint, m.created_at, "
                 "m.deadline, m.status, m.attempts, m.next_attempt_at, m.last_error, "
                 "coalesce(length(e.envelope), 0) "
-                "FROM outbound AS m LEFT JOIN outbound_envelope AS e "
-                "ON e.message_id = m.message_id"
+                "FROM outbound AS m LEFT JOIN outbound_envelope AS e ON e.id = m.id"
                 f"{where} ORDER BY m.created_at DESC, m.message_id LIMIT :limit",
                 params,
             )
@@ -185,7 +183,8 @@ class SqliteAdmin:
     async def inbound_envelope(self, sender_domain: str, message_id: str) -> bytes | None:
         def op(conn: sqlite3.Connection) -> bytes | None:
             row = conn.execute(
-                "SELECT envelope FROM inbound_envelope WHERE sender_domain = ? AND message_id = ?",
+                "SELECT e.envelope FROM inbound AS m JOIN inbound_envelope AS e ON e.id = m.id "
+                "WHERE m.sender_domain = ? AND m.message_id = ?",
                 (sender_domain, message_id),
             ).fetchone()
             return None if row is None else bytes(row[0])
@@ -196,7 +195,9 @@ class SqliteAdmin:
     async def outbound_envelope(self, message_id: str) -> bytes | None:
         def op(conn: sqlite3.Connection) -> bytes | None:
             row = conn.execute(
-                "SELECT envelope FROM outbound_envelope WHERE message_id = ?", (message_id,)
+                "SELECT e.envelope FROM outbound AS m JOIN outbound_envelope AS e ON e.id = m.id "
+                "WHERE m.message_id = ?",
+                (message_id,),
             ).fetchone()
             return None if row is None else bytes(row[0])
 
@@ -222,8 +223,8 @@ class SqliteAdmin:
 
         def op(conn: sqlite3.Connection) -> Requeued:
             row = conn.execute(
-                "SELECT m.status, e.message_id IS NOT NULL FROM outbound AS m "
-                "LEFT JOIN outbound_envelope AS e ON e.message_id = m.message_id "
+                "SELECT m.status, e.id IS NOT NULL FROM outbound AS m "
+                "LEFT JOIN outbound_envelope AS e ON e.id = m.id "
                 "WHERE m.message_id = ?",
                 (message_id,),
             ).fetchone()
@@ -341,19 +342,16 @@ class SqliteAdmin:
             ),
             lambda conn: Pruned(
                 inbound_envelopes=conn.execute(
-                    "DELETE FROM inbound_envelope WHERE (sender_domain, message_id) IN ("
-                    "SELECT m.sender_domain, m.message_id FROM inbound AS m "
-                    "JOIN inbound_envelope AS e "
-                    "ON e.sender_domain = m.sender_domain AND e.message_id = m.message_id "
+                    "DELETE FROM inbound_envelope WHERE id IN ("
+                    "SELECT m.id FROM inbound AS m JOIN inbound_envelope AS e ON e.id = m.id "
                     "WHERE m.status = ? AND m.received_at < ? LIMIT ?)",
                     (handled, envelopes, batch),
                 ).rowcount
             ),
             lambda conn: Pruned(
                 outbound_envelopes=conn.execute(
-                    "DELETE FROM outbound_envelope WHERE message_id IN ("
-                    "SELECT m.message_id FROM outbound AS m JOIN outbound_envelope AS e "
-                    "ON e.message_id = m.message_id "
+                    "DELETE FROM outbound_envelope WHERE id IN ("
+                    "SELECT m.id FROM outbound AS m JOIN outbound_envelope AS e ON e.id = m.id "
                     "WHERE m.status <> ? AND m.created_at < ? LIMIT ?)",
                     (_PENDING, envelopes, batch),
                 ).rowcount
@@ -381,28 +379,27 @@ def _depths(conn: sqlite3.Connection) -> QueueDepths:
 
 
 def _delete_inbound(conn: sqlite3.Connection, before: int, handled: str, batch: int) -> int:
-    keys = conn.execute(
-        "SELECT sender_domain, message_id FROM inbound "
-        "WHERE status = ? AND received_at < ? LIMIT ?",
+    ids = conn.execute(
+        "SELECT id FROM inbound WHERE status = ? AND received_at < ? LIMIT ?",
         (handled, before, batch),
     ).fetchall()
-    conn.executemany(
-        "DELETE FROM inbound_envelope WHERE sender_domain = ? AND message_id = ?", keys
-    )
-    conn.executemany("DELETE FROM inbound WHERE sender_domain = ? AND message_id = ?", keys)
-    return len(keys)
+    # The envelope first: it references its message (a foreign key), and shares its id.
+    conn.executemany("DELETE FROM inbound_envelope WHERE id = ?", ids)
+    conn.executemany("DELETE FROM inbound WHERE id = ?", ids)
+    return len(ids)
 
 
 def _delete_outbound(conn: sqlite3.Connection, before: int, batch: int) -> int:
-    keys = conn.execute(
-        "SELECT message_id FROM outbound WHERE status <> ? AND created_at < ? LIMIT ?",
+    rows = conn.execute(
+        "SELECT id, message_id FROM outbound WHERE status <> ? AND created_at < ? LIMIT ?",
         (_PENDING, before, batch),
     ).fetchall()
-    # Attempts first: they reference the message (a foreign key).
-    conn.executemany("DELETE FROM delivery_attempts WHERE message_id = ?", keys)
-    conn.executemany("DELETE FROM outbound_envelope WHERE message_id = ?", keys)
-    conn.executemany("DELETE FROM outbound WHERE message_id = ?", keys)
-    return len(keys)
+    ids = [(row[0],) for row in rows]
+    # Attempts and envelope first: they reference the message (foreign keys).
+    conn.executemany("DELETE FROM delivery_attempts WHERE message_id = ?", [(r[1],) for r in rows])
+    conn.executemany("DELETE FROM outbound_envelope WHERE id = ?", ids)
+    conn.executemany("DELETE FROM outbound WHERE id = ?", ids)
+    return len(rows)
 
 
 @contextlib.asynccontextmanager

@@ -177,9 +177,16 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 
 # The envelopes live apart from the rows whose status changes: SQLite rewrites a whole record
 # on UPDATE, overflow pages included, so marking a 10 MB message handled used to write 20 MB
-# to the WAL (and 16 KB for a routine one).
+# to the WAL (and 16 KB for a routine one). A message and its envelope share an integer id,
+# given in order of arrival: a new row goes to the end of its table, where the other rows of
+# the same commit go, and the envelope table needs no index of its own. Keyed by the
+# message's (random) MessageID instead, every envelope wrote a leaf page of its own in that
+# index: one page more per message and commit. The id is not AUTOINCREMENT (that writes
+# `sqlite_sequence` in every commit): an id is reused only once its message and envelope,
+# which retention deletes together, are gone.
 _INBOUND_TABLE: Final = """
 CREATE TABLE IF NOT EXISTS {name} (
+    id INTEGER PRIMARY KEY,
     sender_domain TEXT NOT NULL,
     message_id TEXT NOT NULL,
     sender_role TEXT NOT NULL,
@@ -192,11 +199,17 @@ CREATE TABLE IF NOT EXISTS {name} (
     rejection TEXT,
     claimed_by TEXT,
     lease_until INTEGER,
-    PRIMARY KEY (sender_domain, message_id)
+    UNIQUE (sender_domain, message_id)
+)"""
+_INBOUND_ENVELOPE_TABLE: Final = """
+CREATE TABLE IF NOT EXISTS {name} (
+    id INTEGER PRIMARY KEY REFERENCES inbound (id),
+    envelope BLOB NOT NULL
 )"""
 _OUTBOUND_TABLE: Final = """
 CREATE TABLE IF NOT EXISTS {name} (
-    message_id TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
     recipient_domain TEXT NOT NULL,
     recipient_role TEXT NOT NULL,
     message_type TEXT NOT NULL,
@@ -212,6 +225,11 @@ CREATE TABLE IF NOT EXISTS {name} (
     last_error TEXT,
     claimed_by TEXT,
     lease_until INTEGER
+)"""
+_OUTBOUND_ENVELOPE_TABLE: Final = """
+CREATE TABLE IF NOT EXISTS {name} (
+    id INTEGER PRIMARY KEY REFERENCES outbound (id),
+    envelope BLOB NOT NULL
 )"""
 #: A message's delivery attempts, numbered from 1 per message: keyed by (message_id, attempt),
 #: one B-tree, where a rowid table with AUTOINCREMENT wrote three (the rows, an index to find
@@ -242,17 +260,9 @@ _SCHEMA: Final = (
         version INTEGER NOT NULL
     )""",
     _INBOUND_TABLE.format(name="inbound"),
-    """CREATE TABLE IF NOT EXISTS inbound_envelope (
-        sender_domain TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        envelope BLOB NOT NULL,
-        PRIMARY KEY (sender_domain, message_id)
-    )""",
+    _INBOUND_ENVELOPE_TABLE.format(name="inbound_envelope"),
     _OUTBOUND_TABLE.format(name="outbound"),
-    """CREATE TABLE IF NOT EXISTS outbound_envelope (
-        message_id TEXT PRIMARY KEY,
-        envelope BLOB NOT NULL
-    )""",
+    _OUTBOUND_ENVELOPE_TABLE.format(name="outbound_envelope"),
     _ATTEMPTS_TABLE.format(name="delivery_attempts"),
     *_INDEXES,
 )
@@ -295,8 +305,7 @@ _OUTBOUND_COLUMNS: Final = (
 _INBOUND_SELECT: Final = (
     "SELECT i.sender_domain, i.message_id, i.sender_role, i.message_type, i.conversation_id, "
     "i.version, i.content_hash, i.received_at, i.status, i.rejection, e.envelope "
-    "FROM inbound AS i JOIN inbound_envelope AS e "
-    "ON e.sender_domain = i.sender_domain AND e.message_id = i.message_id"
+    "FROM inbound AS i JOIN inbound_envelope AS e ON e.id = i.id"
 )
 _OUTBOUND_SELECT: Final = (
     "SELECT o.message_id, o.recipient_domain, o.recipient_role, o.message_type, "
@@ -304,7 +313,7 @@ _OUTBOUND_SELECT: Final = (
     "o.status, o.attempts, o.next_attempt_at, o.last_error, e.envelope, "
     "(SELECT c.command_id FROM bus_commands AS c WHERE c.message_id = o.message_id) "
     "AS command_id "
-    "FROM outbound AS o JOIN outbound_envelope AS e ON e.message_id = o.message_id"
+    "FROM outbound AS o JOIN outbound_envelope AS e ON e.id = o.id"
 )
 
 
@@ -426,7 +435,7 @@ def _insert_outbound(
 ) -> None:
     """Insert `record`, held by `owner` while it is pending."""
     held = record.status is OutboundStatus.PENDING
-    conn.execute(
+    cursor = conn.execute(
         f"INSERT INTO outbound ({_OUTBOUND_COLUMNS}, claimed_by, lease_until) "  # noqa: S608
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -448,8 +457,8 @@ def _insert_outbound(
         ),
     )
     conn.execute(
-        "INSERT INTO outbound_envelope (message_id, envelope) VALUES (?, ?)",
-        (record.message_id, record.envelope),
+        "INSERT INTO outbound_envelope (id, envelope) VALUES (?, ?)",
+        (cursor.lastrowid, record.envelope),
     )
 
 
@@ -542,29 +551,29 @@ class _Lock:
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
     """Bring a store written by an earlier version of this module up to date, inside the
     transaction that opens it, foreign keys off (SQLite's procedure for changing a table)."""
-    if version < 2:
-        # 2: the envelopes move to tables of their own (the rebuilds below leave the column
-        # behind: ALTER TABLE DROP COLUMN needs SQLite 3.35).
-        conn.execute(
-            "INSERT INTO inbound_envelope (sender_domain, message_id, envelope) "
-            "SELECT sender_domain, message_id, envelope FROM inbound"
-        )
-        conn.execute(
-            "INSERT INTO outbound_envelope (message_id, envelope) "
-            "SELECT message_id, envelope FROM outbound"
-        )
     # 4: the claims, as new columns, so that the rebuilds below can copy them.
     for table in ("inbound", "outbound"):
         columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if "claimed_by" not in columns:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN claimed_by TEXT")
             conn.execute(f"ALTER TABLE {table} ADD COLUMN lease_until INTEGER")
-    # 5: inbound and outbound WITHOUT ROWID (3: outbound's new status in its CHECK
-    # constraint, which only a rebuild can change), delivery attempts numbered per message;
-    # the indexes of version 4 go with the tables they indexed.
+    # 5: messages and envelopes keyed by an id of arrival (2: envelopes in tables of their
+    # own, which version 1 kept in the message's row; 3: outbound's new status in its CHECK
+    # constraint, which only a rebuild can change), delivery attempts numbered per message.
+    # The indexes of version 4 go with the tables they indexed.
     claims = ", claimed_by, lease_until"
-    _rebuild(conn, "inbound", _INBOUND_TABLE, _INBOUND_COLUMNS + claims)
-    _rebuild(conn, "outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS + claims)
+    _rebuild_with_ids(
+        conn,
+        ("inbound", _INBOUND_TABLE, _INBOUND_COLUMNS + claims, "received_at"),
+        ("inbound_envelope", _INBOUND_ENVELOPE_TABLE, "inbound" if version < 2 else None),
+        ("sender_domain", "message_id"),
+    )
+    _rebuild_with_ids(
+        conn,
+        ("outbound", _OUTBOUND_TABLE, _OUTBOUND_COLUMNS + claims, "created_at"),
+        ("outbound_envelope", _OUTBOUND_ENVELOPE_TABLE, "outbound" if version < 2 else None),
+        ("message_id",),
+    )
     _rebuild(
         conn,
         "delivery_attempts",
@@ -576,10 +585,39 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
     for statement in _INDEXES:
         conn.execute(statement)
     if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
-        raise RuntimeError("the store's delivery attempts lost their messages in migration")
+        raise RuntimeError("the store's messages or attempts lost their rows in migration")
     conn.execute(
         "UPDATE schema_version SET version = ? WHERE component = 'store'", (SCHEMA_VERSION,)
     )
+
+
+def _rebuild_with_ids(
+    conn: sqlite3.Connection,
+    messages: tuple[str, str, str, str],
+    envelopes: tuple[str, str, str | None],
+    keys: tuple[str, ...],
+) -> None:
+    """Re-create a message table (`messages`: name, template, columns, the column of its
+    order of arrival) with ids, and its envelope table (`envelopes`: name, template, and the
+    table the envelopes are in if not that one: version 1's message table) keyed by them."""
+    table, template, columns, arrival = messages
+    envelope_table, envelope_template, source = envelopes
+    conn.execute(template.format(name=f"{table}_new"))
+    conn.execute(
+        f"INSERT INTO {table}_new ({columns}) "  # noqa: S608 - constants
+        f"SELECT {columns} FROM {table} ORDER BY {arrival}, {', '.join(keys)}"
+    )
+    conn.execute(envelope_template.format(name=f"{envelope_table}_new"))
+    on = " AND ".join(f"o.{key} = n.{key}" for key in keys)
+    conn.execute(
+        f"INSERT INTO {envelope_table}_new (id, envelope) "  # noqa: S608 - constants
+        f"SELECT n.id, o.envelope FROM {table}_new AS n JOIN {source or envelope_table} AS o "
+        f"ON {on}"
+    )
+    for name in (envelope_table, table):
+        conn.execute(f"DROP TABLE {name}")
+    for name in (table, envelope_table):
+        conn.execute(f"ALTER TABLE {name}_new RENAME TO {name}")
 
 
 def _void_claims(conn: sqlite3.Connection, owner: str | None) -> None:
@@ -1063,9 +1101,8 @@ class SqliteStore:
             )
             if cursor.rowcount == 1:
                 conn.execute(
-                    "INSERT INTO inbound_envelope (sender_domain, message_id, envelope) "
-                    "VALUES (?, ?, ?)",
-                    (record.sender_domain, record.message_id, record.envelope),
+                    "INSERT INTO inbound_envelope (id, envelope) VALUES (?, ?)",
+                    (cursor.lastrowid, record.envelope),
                 )
                 if events:
                     insert_events(conn, events)

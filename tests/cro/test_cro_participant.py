@@ -378,7 +378,7 @@ async def test_update_handled_again_after_a_crash_is_applied_once(network: Netwo
             bytes(row[0])
             for row in conn.execute(
                 "SELECT e.envelope FROM outbound AS o JOIN outbound_envelope AS e "
-                "ON e.message_id = o.message_id WHERE o.reference_message_id = ?",
+                "ON e.id = o.id WHERE o.reference_message_id = ?",
                 (sent.message_id,),
             )
         ]
@@ -519,7 +519,7 @@ async def _wait_outbound(
     def find(conn: sqlite3.Connection) -> tuple[str, bytes, str] | None:
         row = conn.execute(
             "SELECT o.message_id, e.envelope, o.status FROM outbound AS o "
-            "JOIN outbound_envelope AS e ON e.message_id = o.message_id "
+            "JOIN outbound_envelope AS e ON e.id = o.id "
             "WHERE o.reference_message_id = ?",
             (reference,),
         ).fetchone()

@@ -85,8 +85,7 @@ def read_sender(
     for message_id, status, blob in conn.execute(
         "SELECT i.message_id, i.status, CASE WHEN i.message_id IN "
         "(SELECT value FROM json_each(?)) THEN NULL ELSE e.envelope END "
-        "FROM inbound AS i JOIN inbound_envelope AS e "
-        "ON e.sender_domain = i.sender_domain AND e.message_id = i.message_id "
+        "FROM inbound AS i JOIN inbound_envelope AS e ON e.id = i.id "
         "WHERE i.message_type = ?",
         (_json_list(cache), RESPONSE_TYPE),
     ):
@@ -173,7 +172,7 @@ def read_cro_response_results(conn: sqlite3.Connection) -> dict[str, Result]:
     results: dict[str, Result] = {}
     for (blob,) in conn.execute(
         "SELECT e.envelope FROM outbound AS o JOIN outbound_envelope AS e "
-        "ON e.message_id = o.message_id WHERE o.message_type = ?",
+        "ON e.id = o.id WHERE o.message_type = ?",
         (RESPONSE_TYPE,),
     ):
         response = response_of(bytes(blob))

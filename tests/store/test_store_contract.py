@@ -925,6 +925,7 @@ async def test_sqlite_store_of_schema_version_2_is_migrated_to_know_cancelled(
     await store.close()
     with sqlite3.connect(path) as conn:  # back to version 2's table, as that version wrote it
         conn.execute("PRAGMA foreign_keys = OFF")
+        _envelopes_as_version_4_wrote_them(conn)
         conn.execute(_VERSION_2_OUTBOUND)
         conn.execute(
             "INSERT INTO outbound_v2 SELECT message_id, recipient_domain, recipient_role, "
@@ -981,6 +982,7 @@ async def test_sqlite_store_of_schema_version_3_is_migrated_to_hold_claims(
     await store.save_inbound(inbound())
     await store.close()
     with sqlite3.connect(path) as conn:  # version 3's tables had no claims
+        _envelopes_as_version_4_wrote_them(conn)
         for table in ("inbound", "outbound"):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN claimed_by")
             conn.execute(f"ALTER TABLE {table} DROP COLUMN lease_until")
@@ -1013,6 +1015,25 @@ _VERSION_4_ATTEMPTS = (
         detail TEXT NOT NULL)""",
     "CREATE INDEX delivery_attempts_message ON delivery_attempts (message_id, attempted_at, id)",
 )
+
+
+def _envelopes_as_version_4_wrote_them(conn: sqlite3.Connection) -> None:
+    """Put the envelope tables back as versions 2 to 4 had them: keyed by the message's keys
+    rather than by its id."""
+    for table, keys in (
+        ("inbound", ("sender_domain", "message_id")),
+        ("outbound", ("message_id",)),
+    ):
+        conn.execute(f"ALTER TABLE {table}_envelope RENAME TO envelope_now")
+        conn.execute(
+            f"CREATE TABLE {table}_envelope ({', '.join(f'{key} TEXT NOT NULL' for key in keys)}, "
+            f"envelope BLOB NOT NULL, PRIMARY KEY ({', '.join(keys)}))"
+        )
+        conn.execute(
+            f"INSERT INTO {table}_envelope SELECT {', '.join(f'm.{key}' for key in keys)}, "
+            f"e.envelope FROM {table} AS m JOIN envelope_now AS e ON e.id = m.id"
+        )
+        conn.execute("DROP TABLE envelope_now")
 
 
 def _attempts_as_version_4_wrote_them(conn: sqlite3.Connection) -> None:
@@ -1158,11 +1179,15 @@ async def test_sqlite_store_of_schema_version_4_is_migrated_to_fewer_b_trees(
             numbers = conn.execute(
                 "SELECT message_id, attempt FROM delivery_attempts ORDER BY message_id, attempt"
             ).fetchall()
+            for table in ("inbound_envelope", "outbound_envelope"):  # keyed by the id alone
+                indexes += [row[1] for row in conn.execute(f"PRAGMA index_list({table})")]
+                indexes += [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
             return version, indexes, [tuple(row) for row in numbers]
 
         version, indexes, numbers = await store.read(layout)
         assert version == SQLITE_SCHEMA_VERSION == 5
-        assert indexes == ["inbound_unfinished", "outbound_pending"]
+        envelope_columns = ["id", "envelope"]
+        assert indexes == ["inbound_unfinished", "outbound_pending", *envelope_columns * 2]
         assert numbers == [("resp-1", 1), ("resp-1", 2), ("resp-1", 3), ("resp-2", 1)]
         with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
             await store.run(
