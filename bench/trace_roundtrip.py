@@ -101,6 +101,7 @@ def _instrument(role: str) -> None:
         original(self, data)
 
     connections._Connection.data_received = data_received  # type: ignore[method-assign]
+    _wrap(connections._Connection, "connection_made", f"{side} connection opened")
     commit = sqlite.SqliteStore._commit
 
     def waited(conn: Any, size: int) -> Any:
