@@ -1,6 +1,7 @@
 """Where the wall time of one round trip at concurrency 1 goes: a time line of both processes.
 
     .venv/bin/python bench/trace_roundtrip.py [--seconds S] [--store-dir DIR] [--loop-commit]
+        [--200-first]
 
 Runs our CRO and DSO as bench_roundtrip.py does (two processes, SQLite stores with
 `synchronous=FULL`, a 10 x 10 DSOPortfolioUpdate), with timestamps taken at the steps of a
@@ -16,8 +17,9 @@ process spent since its own previous event (`time.process_time`: all its threads
 little CPU is waiting: an fsync, a thread hand-off, a wake-up, or a core that other work held.
 Above it, the median time the COMMIT's thread spent waiting for a core during a COMMIT (the
 kernel's run delay, /proc/self/task/*/schedstat). `--loop-commit` runs the COMMIT on the
-event loop instead of the store's commit thread. Wall times depend on the machine's load:
-compare runs taken one after the other, several times.
+event loop instead of the store's commit thread; `--200-first` writes the 200 before a
+received message's handling starts, as before (and as for large messages). Wall times depend
+on the machine's load: compare runs taken one after the other, several times.
 """
 
 from __future__ import annotations
@@ -125,8 +127,13 @@ def traced_process(
     store: str,
     variant: bench.Variant,
     out: str,
+    ok_first: bool,
 ) -> None:
     _instrument(role)
+    if ok_first:
+        from adapter import participant
+
+        participant.THREAD_THRESHOLD = -1  # type: ignore[misc]  # every message is large
     try:
         bench.ours_process(conn, domain, role, secret, store, variant)
     finally:
@@ -134,7 +141,7 @@ def traced_process(
 
 
 class Traced(bench.Pair):
-    def __init__(self, directory: Path, variant: bench.Variant) -> None:
+    def __init__(self, directory: Path, variant: bench.Variant, ok_first: bool) -> None:
         from adapter.directory import Peer
         from adapter.keys import generate
         from adapter.uftp.messages import Role
@@ -152,6 +159,7 @@ class Traced(bench.Pair):
                     str(directory / f"{d}.sqlite3"),
                     variant,
                     str(self.outputs[d]),
+                    ok_first,
                 )
                 for d in (bench.CRO, bench.DSO)
             },
@@ -166,9 +174,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--store-dir", default=None)
     parser.add_argument("--loop-commit", action="store_true", help="the COMMIT on the event loop")
+    parser.add_argument(
+        "--200-first",
+        dest="ok_first",
+        action="store_true",
+        help="write the 200 before the handling starts, as large messages do",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.store_dir) as tmp:
-        pair = Traced(Path(tmp), bench.Variant(commit_off_loop=not args.loop_commit))
+        pair = Traced(Path(tmp), bench.Variant(commit_off_loop=not args.loop_commit), args.ok_first)
         pair.run(bench.Load(10, 1.0))  # warm-up
         outcome = pair.run(bench.Load(1, args.seconds))
         pair.stop()
