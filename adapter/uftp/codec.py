@@ -99,7 +99,7 @@ from .messages import (
     TestMessage,
     TestMessageResponse,
 )
-from .xml import SCHEMAS, attr, locate_attribute, parse_xml, stream_children
+from .xml import NEEDS_ESCAPE, SCHEMAS, attr, locate_attribute, parse_xml, stream_children
 
 #: Versions whose wire format this codec reads and writes.
 KNOWN_VERSIONS = ("3.0.0", "3.1.0", "4.0.0")
@@ -1041,6 +1041,7 @@ def _write_dso_portfolio_update(message: DSOPortfolioUpdate, parts: list[str]) -
     _open(message, parts, f' TimeZone="{attr(message.time_zone)}"')
     parts.append(">")
     append = parts.append
+    needs_escape = NEEDS_ESCAPE.search
     for cp in message.congestion_points:
         append(
             f'<CongestionPoint EntityAddress="{attr(cp.entity_address)}"'
@@ -1050,11 +1051,13 @@ def _write_dso_portfolio_update(message: DSOPortfolioUpdate, parts: list[str]) -
             f' DayAheadRedispatchBy="{cp.day_ahead_redispatch_by}"'
             f"{_opt('IntradayRedispatchBy', cp.intraday_redispatch_by)}>"
         )
-        for c in cp.connections:
-            end = "" if c.end_period is None else f' EndPeriod="{c.end_period.isoformat()}"'
+        # The rows unpacked and `attr` called only for a value that needs escaping: this loop
+        # runs once per connection, and a portfolio has many.
+        for address, start, stop in cp.connections:
+            end = "" if stop is None else f' EndPeriod="{stop.isoformat()}"'
+            escaped = address if needs_escape(address) is None else attr(address)
             append(
-                f'<Connection EntityAddress="{attr(c.entity_address)}"'
-                f' StartPeriod="{c.start_period.isoformat()}"{end}/>'
+                f'<Connection EntityAddress="{escaped}" StartPeriod="{start.isoformat()}"{end}/>'
             )
         append("</CongestionPoint>")
     append(f"</{message.xml_name}>")

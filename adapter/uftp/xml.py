@@ -341,7 +341,7 @@ SCHEMAS = Schemas()
 # Attribute values are written between double quotes. Besides the three markup characters,
 # tabs and line ends must be escaped, or attribute-value normalisation turns them into
 # spaces on the receiving side and the value would not round-trip.
-_NEEDS_ESCAPE = re.compile(r'[&<>"\t\n\r]')
+NEEDS_ESCAPE = re.compile(r'[&<>"\t\n\r]')
 _ESCAPES = str.maketrans(
     {
         "&": "&amp;",
@@ -357,6 +357,6 @@ _ESCAPES = str.maketrans(
 
 def attr(value: str) -> str:
     """Escape `value` for a double-quoted XML attribute (fast when nothing needs escaping)."""
-    if _NEEDS_ESCAPE.search(value) is None:
+    if NEEDS_ESCAPE.search(value) is None:
         return value
     return value.translate(_ESCAPES)
