@@ -282,7 +282,8 @@ class NatsBus:
         )
         self._nc = nc
         self._js = nc.jetstream(timeout=self.timeout)
-        self._inbox = None
+        # Deliveries to a former connection's inbox are settled by the server's ack wait.
+        self._inbox, self._arrived = None, asyncio.Queue()
         try:
             await self._redeclare()
         except BusError:
@@ -370,7 +371,8 @@ class NatsBus:
             log.info("NATS: stream %s now also takes %s", config.name, missing)
 
     async def close(self) -> None:
-        """Finish the commands in hand (pull no more), and disconnect."""
+        """Finish the commands in hand, those the pull request delivered meanwhile included
+        (pull no more), and disconnect."""
         self._stopping = True
         task, self._task = self._task, None
         if task is not None and not task.done():
@@ -383,9 +385,6 @@ class NatsBus:
             except Exception:  # the loop's own failure was logged where it happened
                 log.debug("NATS: the consume loop ended with an error", exc_info=True)
         nc, self._nc, self._js, self._inbox = self._nc, None, None, None
-        while not self._arrived.empty():  # delivered, never handed over: deliver again now
-            with contextlib.suppress(Exception):
-                await self._arrived.get_nowait().nak()
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
                 await nc.close()  # flushes the acks still buffered
@@ -461,7 +460,9 @@ class NatsBus:
         self._task = asyncio.create_task(self._consume(handler), name="nats-consume")
 
     async def _consume(self, handler: CommandHandler) -> None:
-        while not self._stopping:
+        # Closing, the commands that reached us meanwhile are handled too: they are ours
+        # until acked, and would otherwise wait out the ack wait before anyone got them.
+        while not self._stopping or (not self._arrived.empty() and self._connected()):
             try:
                 messages = await self._pull_batch()
             except asyncio.CancelledError:
@@ -501,6 +502,13 @@ class NatsBus:
         js = self._require_js()
         messages, ended = await self._take(nc)
         if not messages:
+            if ended not in (None, "408"):
+                # Ended by the server, not expired: its consumer deleted (with its stream,
+                # say), a limit. Let that finish before looking, as long as a pull that is
+                # never answered takes: a stream declared again while the server is still
+                # deleting the old one would be left without our consumer's deliveries.
+                self._note(f"the server ended a pull: {ended}")
+                await asyncio.sleep(_PULL_SECONDS)
             # An idle period, a pull lost with a connection, or a consumer that no longer
             # exists: the server does not answer a pull for a missing consumer, so ask.
             try:
@@ -510,10 +518,6 @@ class NatsBus:
                 self._pull_ok = False
                 self._note("the command consumer is gone; declaring it again")
                 await self._redeclare()
-                return []
-            if ended not in (None, "408"):  # refused, not expired: not at once again
-                self._note(f"the server ended a pull: {ended}")
-                await asyncio.sleep(_RETRY_SECONDS)
                 return []
         if not self._pull_ok and self._last_error:
             log.info("NATS: consuming commands again")
@@ -564,6 +568,9 @@ class NatsBus:
 
     async def _arrive(self, message: Msg) -> None:
         self._arrived.put_nowait(message)
+
+    def _connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
 
     def _note(self, problem: str) -> None:
         if problem != self._last_error:

@@ -527,6 +527,29 @@ async def test_close_finishes_the_commands_in_hand_and_pulls_no_more(
     await eventually(lambda: _is(broker.count("commands_stream"), 0), "all acked")
 
 
+async def test_close_also_handles_the_commands_that_arrived_meanwhile(
+    broker: NatsBroker,
+) -> None:
+    bus = broker.bus(batch=4, ack_wait=60.0)
+    await bus.connect()
+    gate = asyncio.Event()
+    handler = Recorder(gate=gate)
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd-0"))
+    await eventually(lambda: len(handler.commands) == 1, "the first command in hand")
+    # The pull request is not spent: these two reach us while cmd-0 is handled.
+    for index in (1, 2):
+        await broker.send_command(b"<x/>", command_headers(f"cmd-{index}"))
+    await asyncio.sleep(0.5)
+    closing = asyncio.create_task(bus.close())
+    await asyncio.sleep(0.1)
+    gate.set()
+    await closing
+    assert [c.id for c in handler.commands] == ["cmd-0", "cmd-1", "cmd-2"]
+    # Acked, not left to the ack wait of 60 s.
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "all acked")
+
+
 async def test_the_commands_of_a_batch_are_handled_at_once(broker: NatsBroker) -> None:
     bus = broker.bus(batch=8)
     await bus.connect()
