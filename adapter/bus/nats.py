@@ -9,9 +9,11 @@ What the port's guarantees rest on here:
   event once and says so in the PubAck, so the relay's at-least-once becomes exactly-once in
   the stream as long as a retry falls within the window. Consumers dedupe by the id beyond it.
 * Commands are read from the work-queue stream ``UFTP_COMMANDS`` (subjects
-  ``uftp.commands.>``) by one durable pull consumer with explicit acks, `batch` at a time,
-  all of a batch handled at once (as RabbitMQ's prefetch hands them over), so that their
-  commits share transactions. A command is settled only after its handler returned: acked
+  ``uftp.commands.>``) by one durable pull consumer with explicit acks, through one pull
+  request for `batch` commands that lingers on the server and is renewed once spent or
+  expired; the commands that have arrived are handled at once (as RabbitMQ's prefetch hands
+  them over), so that their commits share transactions. A command is settled only after its
+  handler returned: acked
   (the work queue then drops it), or terminated once a copy is stored in the dead-letter
   stream ``UFTP_DEAD``, or negatively acknowledged with a delay that grows with each
   delivery.
