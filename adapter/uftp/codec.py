@@ -97,7 +97,8 @@ from .messages import (
     TestMessage,
     TestMessageResponse,
 )
-from .xml import SCHEMAS, attr, locate_attribute, parse_xml, stream_children
+from .scan import metering_profiles, plain_content
+from .xml import SCHEMAS, attr, locate_attribute, parse_xml, stream_children, validate_stream
 
 #: Versions whose wire format this codec reads and writes.
 KNOWN_VERSIONS = ("3.0.0", "3.1.0", "4.0.0")
@@ -198,8 +199,16 @@ def _decode_streamed(data: bytes, bulk: Bulk) -> PayloadMessage | None:
         return None
     tags, reader, assemble = streamed
     schema = SCHEMAS.for_version(version.decode("utf-8", "replace"))
+    scan = _SCANNED.get(located.root or "")
+    plain = plain_content(data) if scan is not None else None
     with bulk.building():
         try:
+            if scan is not None and plain is not None:
+                validate_stream(data, schema)
+                root = parse_xml(plain[0])
+                scanned = scan(data, plain[1])
+                if scanned is not None:
+                    return assemble(root, _metadata(root), scanned)
             root, children = stream_children(data, schema, tags, reader())
             return assemble(root, _metadata(root), children)
         except ValueError as exc:
@@ -861,6 +870,14 @@ _STREAMED: dict[
         lambda: _settlement_child,
         _flex_settlement,
     ),
+}
+
+
+#: The messages whose children `_decode_streamed` reads from the validated bytes, column-wise
+#: (`scan`), where they are written plainly; the others, and those written otherwise, are
+#: read element by element from the stream.
+_SCANNED: dict[str, Callable[[bytes, int], list[Any] | None]] = {
+    "Metering": metering_profiles,
 }
 
 
