@@ -97,7 +97,7 @@ from .messages import (
     TestMessage,
     TestMessageResponse,
 )
-from .scan import metering_profiles, plain_content
+from .scan import metering_profiles, order_settlements, plain_content
 from .xml import SCHEMAS, attr, locate_attribute, parse_xml, stream_children, validate_stream
 
 #: Versions whose wire format this codec reads and writes.
@@ -878,7 +878,24 @@ _STREAMED: dict[
 #: read element by element from the stream.
 _SCANNED: dict[str, Callable[[bytes, int], list[Any] | None]] = {
     "Metering": metering_profiles,
+    "FlexSettlement": lambda data, body: _scanned_settlement(data, body),
 }
+
+
+def _scanned_settlement(
+    data: bytes, body: int
+) -> list[FlexOrderSettlement | ContractSettlement] | None:
+    """The children of a valid FlexSettlement: the orders from the bytes (`scan`), the few
+    ContractSettlements after them from a tree of their own."""
+    scanned = order_settlements(data, body, _date)
+    if scanned is None:
+        return None
+    orders, contracts = scanned
+    end = data.rfind(b"</FlexSettlement")
+    # The content between the orders and the root's end tag is the ContractSettlements alone
+    # (the XSD's sequence), written plainly (`scan.plain_content`): a root of its own holds them.
+    rest = parse_xml(b"<ContractSettlements>" + data[contracts:end] + b"</ContractSettlements>")
+    return [*orders, *map(_settlement_child, rest)]
 
 
 # ============================================================================================
