@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from . import rotation
 from .config import ConfigError, is_internet_domain
-from .console import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError
+from .console import EXIT_REFUSED, EXIT_USAGE, PROG, UsageError, add_sending_options
 from .errors import AdminError
 from .event_loop import EVENT_LOOPS, UnknownEventLoop, loop_factory, run
 from .keys import (
@@ -266,8 +266,7 @@ def add_participant_commands(subparsers: _SubParsers) -> None:
     )
     send.add_argument("--config", type=Path, required=True, help="the participant's TOML file")
     send.add_argument("--to", required=True, metavar="DOMAIN", help="the recipient's domain")
-    send.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
-    _add_keep_trying(send)
+    add_sending_options(send)
     send.add_argument("message_file", type=Path, metavar="MESSAGE_FILE")
     send.set_defaults(func=cmd_send)
 
@@ -506,17 +505,7 @@ def _add_dso_options(parser: argparse.ArgumentParser) -> None:
         metavar="ZONE",
         help="the market's TimeZone (default: Europe/Amsterdam, as the CRO's default)",
     )
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
-    _add_keep_trying(parser)
-
-
-def _add_keep_trying(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--keep-trying",
-        action="store_true",
-        help="when the timeout passes before the message is delivered, leave it queued "
-        "(delivered when this participant next runs) instead of withdrawing it",
-    )
+    add_sending_options(parser)
 
 
 def cmd_dso_publish(args: argparse.Namespace) -> int:

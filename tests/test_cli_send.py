@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from adapter.dso import load_portfolio
 from adapter.uftp import codec
-from tests.cli import serving, uftp
+from tests.cli import uftp
+from tests.serve import Served, serving
 from tests.test_run import SAMPLES, copy_samples
 from tests.uftp.samples import make_dso_portfolio_update
 
@@ -26,9 +26,9 @@ def samples(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def served_cro(samples: Path) -> Iterator[subprocess.Popen[str]]:
-    with serving(samples / "cro.toml", "CRO") as process:
-        yield process
+async def served_cro(samples: Path) -> AsyncIterator[Served]:
+    async with serving(samples / "cro.toml") as served:
+        yield served
 
 
 def message_file(tmp_path: Path, **changes: object) -> Path:
@@ -42,8 +42,8 @@ def message_file(tmp_path: Path, **changes: object) -> Path:
     return path
 
 
-def test_send_exits_0_when_accepted(
-    samples: Path, served_cro: subprocess.Popen[str], tmp_path: Path
+async def test_send_exits_0_when_accepted(
+    samples: Path, served_cro: Served, tmp_path: Path
 ) -> None:
     result = uftp(
         "send",
@@ -57,8 +57,8 @@ def test_send_exits_0_when_accepted(
     assert "DSOPortfolioUpdateResponse Accepted" in result.stdout
 
 
-def test_each_send_is_a_new_request_in_a_new_conversation(
-    samples: Path, served_cro: subprocess.Popen[str], tmp_path: Path
+async def test_each_send_is_a_new_request_in_a_new_conversation(
+    samples: Path, served_cro: Served, tmp_path: Path
 ) -> None:
     """The metadata of the file is replaced, its ConversationID too: a request opens a
     conversation (metadata-attributes.md), and a file sent twice is two requests."""
@@ -88,8 +88,8 @@ def test_each_send_is_a_new_request_in_a_new_conversation(
     assert len(conversations) == 2 and written.conversation_id not in conversations
 
 
-def test_send_exits_1_when_rejected(
-    samples: Path, served_cro: subprocess.Popen[str], tmp_path: Path
+async def test_send_exits_1_when_rejected(
+    samples: Path, served_cro: Served, tmp_path: Path
 ) -> None:
     result = uftp(
         "send",

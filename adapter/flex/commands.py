@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from adapter.config import Config, load_config
-from adapter.console import EXIT_REFUSED, PROG, UsageError
+from adapter.console import EXIT_REFUSED, PROG, UsageError, add_sending_options
 from adapter.errors import DeliveryFailed, ResponseTimeout, UnknownPeer
 from adapter.flex.desk import (
     FlexFileError,
@@ -73,15 +73,7 @@ T = TypeVar("T")
 def _common(parser: argparse.ArgumentParser, role: str, *, sends: bool) -> None:
     parser.add_argument("--config", type=Path, required=True, help=f"the {role}'s TOML file")
     if sends:
-        parser.add_argument(
-            "--timeout", type=float, default=60.0, help="seconds to wait (default 60)"
-        )
-        parser.add_argument(
-            "--keep-trying",
-            action="store_true",
-            help="when the timeout passes before the message is delivered, leave it queued "
-            "(delivered when this participant next runs) instead of withdrawing it",
-        )
+        add_sending_options(parser)
     else:
         parser.add_argument("--format", choices=("text", "json"), default="text")
 

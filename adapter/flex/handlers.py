@@ -18,7 +18,7 @@ types and peers; MessageIDs only at debug level.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -250,6 +250,41 @@ async def _note_answer(
     return entry
 
 
+_Move = Callable[[], Awaitable[bool]]
+
+#: How often a FlexOfferRevocation or a FlexOrder checks its offer again when another
+#: message moved it between the check and the move.
+_TRIES = 3
+
+
+async def _checked_move(
+    check: Callable[[], Awaitable[tuple[list[str], _Move | None]]],
+) -> list[str]:
+    """The reasons to refuse a message that moves an offer (a revocation, an order).
+    `check` reads the offer and judges the message by where it stands: the reasons, and
+    the move to make if there are none (None: nothing to move). The move is one conditional
+    step (`FlexBook.settle`) that fails when another message (an order, a revocation, the
+    peer's answer) moved the offer since the read; the check then runs again on where it
+    stands now. An offer that keeps moving under the message is taken as ordered."""
+    for _ in range(_TRIES):
+        reasons, move = await check()
+        if reasons or move is None or await move():
+            return reasons
+    return [ALREADY_ORDERED]
+
+
+def _move(
+    book: FlexBook, offer: Entry | None, from_: tuple[Standing, ...], to: Standing, by: str
+) -> _Move | None:
+    """The move of `offer` from a standing in `from_` to `to` by message `by`; None when
+    there is no offer to move."""
+    if offer is None:
+        return None
+    return lambda: book.settle(
+        offer.direction, offer.peer_domain, offer.message_id, from_=from_, to=to, by=by
+    )
+
+
 # --- the DSO ---------------------------------------------------------------------------------
 
 
@@ -289,24 +324,18 @@ def dso_flex_router(
         if await _answered_before(book, message, ctx):
             return None
         now = clock()
-        offer_id = message.flex_offer_message_id
-        for _ in range(3):  # again if an order settled the offer between read and write
-            offer = await book.get(Direction.RECEIVED, offer_id, peer_domain=ctx.sender_domain)
+
+        async def check() -> tuple[list[str], _Move | None]:
+            offer = await book.get(
+                Direction.RECEIVED, message.flex_offer_message_id, peer_domain=ctx.sender_domain
+            )
             if offer is not None and offer.message_type != FlexOffer.xml_name:
                 offer = None
             reasons = check_revocation(message, offer_entry=offer, now=now)
-            if reasons or await book.settle(
-                Direction.RECEIVED,
-                ctx.sender_domain,
-                offer_id,
-                from_=(Standing.ACCEPTED,),
-                to=Standing.REVOKED,
-                by=message.message_id,
-            ):
-                break
-        else:
-            reasons = [ALREADY_ORDERED]
-        await _decided(book, message, ctx, reasons, now)
+            revoke = _move(book, offer, (Standing.ACCEPTED,), Standing.REVOKED, message.message_id)
+            return reasons, revoke
+
+        await _decided(book, message, ctx, await _checked_move(check), now)
         return None
 
     @router.on(DPrognosis)
@@ -445,10 +474,8 @@ def agr_flex_router(
             return None
         now = clock()
         offer_id = message.flex_offer_message_id
-        reasons: list[str] = []
-        # Again if a revocation, another order or the DSO's answer moved the offer between
-        # the read and the write: the check then sees where it stands now.
-        for _ in range(3):
+
+        async def check() -> tuple[list[str], _Move | None]:
             offer = None
             if offer_id is not None:
                 offer = await sent_entry(book, outbox, offer_id, ctx.sender_domain)
@@ -459,20 +486,12 @@ def agr_flex_router(
                 now=now,
                 market=market,
             )
-            if reasons or offer is None or offer_id is None:
-                break
-            if offer.settled_by == message.message_id or await book.settle(
-                Direction.SENT,
-                ctx.sender_domain,
-                offer_id,
-                from_=(Standing.OPEN, Standing.ACCEPTED),
-                to=Standing.ORDERED,
-                by=message.message_id,
-            ):
-                break
-        else:
-            reasons = [ALREADY_ORDERED]
-        await _decided(book, message, ctx, reasons, now)
+            if offer is not None and offer.settled_by == message.message_id:
+                return reasons, None  # ordered by this very message, handled again
+            from_ = (Standing.OPEN, Standing.ACCEPTED)
+            return reasons, _move(book, offer, from_, Standing.ORDERED, message.message_id)
+
+        await _decided(book, message, ctx, await _checked_move(check), now)
         return None
 
     @router.on(FlexSettlement)

@@ -24,14 +24,36 @@ and versioned under component "flex" in `schema_version`, as the register's are.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import date
-from typing import Protocol
+from typing import Final, Generic, Protocol, TypeVar
 
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.store.base import EventRecord
 
-__all__ = ["FlexBook", "FlexEvents", "reasons_column", "reasons_of_column"]
+__all__ = [
+    "COLUMNS",
+    "COMPONENT",
+    "SCHEMA_VERSION",
+    "FlexBook",
+    "FlexEvents",
+    "StoredBook",
+    "reasons_column",
+    "reasons_of_column",
+]
+
+T = TypeVar("T")
+
+#: Version of the `flex_entry` table of both books (component "flex" in `schema_version`).
+SCHEMA_VERSION: Final = 1
+COMPONENT: Final = "flex"
+
+#: The columns of `flex_entry`, in the order the books write and read them.
+COLUMNS: Final = (
+    "direction, peer_domain, message_type, message_id, conversation_id, period, "
+    "congestion_point, expires_at, reference, revision, standing, settled_by, reason, "
+    "recorded_at, inner_xml"
+)
 
 #: Builds the bus events of one change of the book: the entry as it now stands, and the
 #: change ("sent" or "received" for a new entry; the standing it moved to for a settled
@@ -108,3 +130,36 @@ class FlexBook(Protocol):
     ) -> list[Entry]:
         """The recorded entries, oldest first, of one direction and type if given."""
         ...
+
+
+class _EventsWritten(Protocol):
+    def events_written(self) -> None: ...
+
+
+S = TypeVar("S", bound=_EventsWritten)
+
+
+class StoredBook(Generic[S]):
+    """What the SQLite and the PostgreSQL book share around their own SQL: the store, the
+    events of each change (built only for a change made, and written by the change's
+    transaction), and the store's relay told of them once that transaction committed."""
+
+    def __init__(self, store: S, *, events: FlexEvents | None = None) -> None:
+        self._store = store
+        self._ready = False
+        self._events = events
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._store!r})"
+
+    def _events_of(self, entry: Entry, change: str) -> Sequence[EventRecord]:
+        """The events of a change the transaction made (`change` as `FlexEvents` says)."""
+        return () if self._events is None else self._events(entry, change)
+
+    async def _changed(self, transaction: Awaitable[tuple[T, bool]]) -> T:
+        """The result of a `transaction` that changes the book and says whether it wrote
+        events; the relay is told of those once it committed."""
+        result, written = await transaction
+        if written:
+            self._store.events_written()
+        return result

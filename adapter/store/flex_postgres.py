@@ -15,16 +15,19 @@ from datetime import date
 from typing import Any, Final, TypeVar
 
 from adapter.flex.state import Direction, Entry, Standing
-from adapter.store.flex import FlexEvents, reasons_column, reasons_of_column
+from adapter.store.flex import (
+    COLUMNS,
+    COMPONENT,
+    SCHEMA_VERSION,
+    StoredBook,
+    reasons_column,
+    reasons_of_column,
+)
 from adapter.store.postgres import PostgresStore, create_component, insert_events
 
-__all__ = ["SCHEMA_VERSION", "PostgresFlexBook"]
+__all__ = ["PostgresFlexBook"]
 
 T = TypeVar("T")
-
-#: Version of the table this module owns (component "flex" in `schema_version`).
-SCHEMA_VERSION: Final = 1
-_COMPONENT: Final = "flex"
 
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS flex_entry (
@@ -51,12 +54,6 @@ _SCHEMA: Final = (
         ON flex_entry (peer_domain, congestion_point, period) WHERE revision IS NOT NULL""",
 )
 
-_COLUMNS: Final = (
-    "direction, peer_domain, message_type, message_id, conversation_id, period, "
-    "congestion_point, expires_at, reference, revision, standing, settled_by, reason, "
-    "recorded_at, inner_xml"
-)
-
 
 def _entry(row: Any) -> Entry:
     return Entry(
@@ -78,28 +75,15 @@ def _entry(row: Any) -> Entry:
     )
 
 
-class PostgresFlexBook:
+class PostgresFlexBook(StoredBook[PostgresStore]):
     """`FlexBook` on a `PostgresStore` (opened by its owner)."""
-
-    def __init__(self, store: PostgresStore, *, events: FlexEvents | None = None) -> None:
-        self._store = store
-        self._ready = False
-        self._events = events
 
     async def _with_events(self, conn: Any, entry: Entry, change: str) -> bool:
         """The events of a change go with it, in its transaction; whether there were any."""
-        if self._events is None:
-            return False
-        events = self._events(entry, change)
-        await insert_events(conn, events)
+        events = self._events_of(entry, change)
+        if events:
+            await insert_events(conn, events)
         return bool(events)
-
-    def _tell(self, written: bool) -> None:
-        if written:
-            self._store.events_written()
-
-    def __repr__(self) -> str:
-        return f"PostgresFlexBook({self._store!r})"
 
     async def _run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         if not self._ready:
@@ -111,7 +95,7 @@ class PostgresFlexBook:
         await create_component(
             conn,
             lock_key=f"uftp-adapter:flex:{self._store.schema}",
-            component=_COMPONENT,
+            component=COMPONENT,
             version=SCHEMA_VERSION,
             statements=_SCHEMA,
             location=self._store.location,
@@ -119,12 +103,9 @@ class PostgresFlexBook:
         )
 
     async def record(self, entry: Entry) -> Entry:
-        written = False
-
-        async def op(conn: Any) -> Entry:
-            nonlocal written
+        async def op(conn: Any) -> tuple[Entry, bool]:
             status: str = await conn.execute(
-                f"INSERT INTO flex_entry ({_COLUMNS}) VALUES "  # noqa: S608 - constants
+                f"INSERT INTO flex_entry ({COLUMNS}) VALUES "  # noqa: S608 - constants
                 "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
                 "ON CONFLICT (direction, peer_domain, message_id) DO NOTHING",
                 entry.direction.value,
@@ -145,13 +126,11 @@ class PostgresFlexBook:
             )
             stored = await _get(conn, entry.direction, entry.message_id, entry.peer_domain)
             assert stored is not None
-            if status == "INSERT 0 1":
-                written = await self._with_events(conn, stored, entry.direction)
-            return stored
+            return stored, status == "INSERT 0 1" and await self._with_events(
+                conn, stored, entry.direction
+            )
 
-        stored = await self._run(op)
-        self._tell(written)
-        return stored
+        return await self._changed(self._run(op))
 
     async def get(
         self, direction: Direction, message_id: str, *, peer_domain: str | None = None
@@ -169,10 +148,7 @@ class PostgresFlexBook:
         by: str | None,
         reasons: Sequence[str] = (),
     ) -> bool:
-        written = False
-
-        async def op(conn: Any) -> bool:
-            nonlocal written
+        async def op(conn: Any) -> tuple[bool, bool]:
             status: str = await conn.execute(
                 "UPDATE flex_entry SET standing = $1, settled_by = $2, reason = $3 "
                 "WHERE direction = $4 AND peer_domain = $5 AND message_id = $6 "
@@ -186,18 +162,14 @@ class PostgresFlexBook:
                 [standing.value for standing in from_],
             )
             if status != "UPDATE 1":
-                return False
-            if self._events is not None:
-                moved = await _get(conn, direction, message_id, peer_domain)
-                assert moved is not None
-                written = await self._with_events(conn, moved, to.value)
-            return True
+                return False, False
+            if self._events is None:
+                return True, False
+            moved = await _get(conn, direction, message_id, peer_domain)
+            assert moved is not None
+            return True, await self._with_events(conn, moved, to.value)
 
-        settled = await self._run(op)
-        self._tell(written)
-        return settled
-
-        return await self._run(op)
+        return await self._changed(self._run(op))
 
     async def latest_revision(
         self,
@@ -233,7 +205,7 @@ class PostgresFlexBook:
     ) -> list[Entry]:
         async def op(conn: Any) -> list[Entry]:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM flex_entry "  # noqa: S608 - constants
+                f"SELECT {COLUMNS} FROM flex_entry "  # noqa: S608 - constants
                 "WHERE ($1::text IS NULL OR direction = $1) "
                 "AND ($2::text IS NULL OR message_type = $2) ORDER BY id",
                 None if direction is None else direction.value,
@@ -248,7 +220,7 @@ async def _get(
     conn: Any, direction: Direction, message_id: str, peer_domain: str | None
 ) -> Entry | None:
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM flex_entry WHERE direction = $1 "  # noqa: S608 - constants
+        f"SELECT {COLUMNS} FROM flex_entry WHERE direction = $1 "  # noqa: S608 - constants
         "AND message_id = $2 AND ($3::text IS NULL OR peer_domain = $3) ORDER BY id LIMIT 1",
         direction.value,
         message_id,

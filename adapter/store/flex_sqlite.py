@@ -16,16 +16,19 @@ from typing import Any, Final, TypeVar
 
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.store.base import newer_schema
-from adapter.store.flex import FlexEvents, reasons_column, reasons_of_column
+from adapter.store.flex import (
+    COLUMNS,
+    COMPONENT,
+    SCHEMA_VERSION,
+    StoredBook,
+    reasons_column,
+    reasons_of_column,
+)
 from adapter.store.sqlite import SqliteStore, insert_events
 
-__all__ = ["SCHEMA_VERSION", "SqliteFlexBook"]
+__all__ = ["SqliteFlexBook"]
 
 T = TypeVar("T")
-
-#: Version of the table this module owns (component "flex" in `schema_version`).
-SCHEMA_VERSION: Final = 1
-_COMPONENT: Final = "flex"
 
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS flex_entry (
@@ -50,12 +53,6 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS flex_entry_message ON flex_entry (message_id)",
     """CREATE INDEX IF NOT EXISTS flex_entry_revision
         ON flex_entry (peer_domain, congestion_point, period) WHERE revision IS NOT NULL""",
-)
-
-_COLUMNS: Final = (
-    "direction, peer_domain, message_type, message_id, conversation_id, period, "
-    "congestion_point, expires_at, reference, revision, standing, settled_by, reason, "
-    "recorded_at, inner_xml"
 )
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -112,16 +109,8 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     )
 
 
-class SqliteFlexBook:
+class SqliteFlexBook(StoredBook[SqliteStore]):
     """`FlexBook` on a `SqliteStore` (opened by its owner)."""
-
-    def __init__(self, store: SqliteStore, *, events: FlexEvents | None = None) -> None:
-        self._store = store
-        self._ready = False
-        self._events = events
-
-    def __repr__(self) -> str:
-        return f"SqliteFlexBook({self._store!r})"
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         await self._ensure()
@@ -136,39 +125,26 @@ class SqliteFlexBook:
             await self._store.run(_create)
             self._ready = True
 
-    async def record(self, entry: Entry) -> Entry:
-        written = False
+    def _with_events(self, conn: sqlite3.Connection, entry: Entry, change: str) -> bool:
+        """The events of a change go with it, in its transaction; whether there were any."""
+        events = self._events_of(entry, change)
+        if events:
+            insert_events(conn, events)
+        return bool(events)
 
-        def op(conn: sqlite3.Connection) -> Entry:
-            nonlocal written
+    async def record(self, entry: Entry) -> Entry:
+        def op(conn: sqlite3.Connection) -> tuple[Entry, bool]:
             cursor = conn.execute(
-                f"INSERT INTO flex_entry ({_COLUMNS}) VALUES "  # noqa: S608 - constants
+                f"INSERT INTO flex_entry ({COLUMNS}) VALUES "  # noqa: S608 - constants
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (direction, peer_domain, message_id) DO NOTHING",
                 _row(entry),
             )
             stored = _get(conn, entry.direction, entry.message_id, entry.peer_domain)
             assert stored is not None
-            written = self._with_events(conn, cursor.rowcount == 1, stored, entry.direction)
-            return stored
+            return stored, cursor.rowcount == 1 and self._with_events(conn, stored, entry.direction)
 
-        stored = await self._run(op)
-        self._tell(written)
-        return stored
-
-    def _with_events(
-        self, conn: sqlite3.Connection, changed: bool, entry: Entry, change: str
-    ) -> bool:
-        """The events of a change go with it, in its transaction; whether there were any."""
-        if not changed or self._events is None:
-            return False
-        events = self._events(entry, change)
-        insert_events(conn, events)
-        return bool(events)
-
-    def _tell(self, written: bool) -> None:
-        if written:
-            self._store.events_written()
+        return await self._changed(self._run(op))
 
     async def get(
         self, direction: Direction, message_id: str, *, peer_domain: str | None = None
@@ -189,10 +165,7 @@ class SqliteFlexBook:
         standings = [standing.value for standing in from_]
         marks = ", ".join("?" * len(standings))
 
-        written = False
-
-        def op(conn: sqlite3.Connection) -> bool:
-            nonlocal written
+        def op(conn: sqlite3.Connection) -> tuple[bool, bool]:
             cursor = conn.execute(
                 "UPDATE flex_entry SET standing = ?, settled_by = ?, reason = ? "  # noqa: S608
                 "WHERE direction = ? AND peer_domain = ? AND message_id = ? "
@@ -208,16 +181,14 @@ class SqliteFlexBook:
                 ),
             )
             if cursor.rowcount != 1:
-                return False
-            if self._events is not None:
-                moved = _get(conn, direction, message_id, peer_domain)
-                assert moved is not None
-                written = self._with_events(conn, True, moved, to.value)
-            return True
+                return False, False
+            if self._events is None:
+                return True, False
+            moved = _get(conn, direction, message_id, peer_domain)
+            assert moved is not None
+            return True, self._with_events(conn, moved, to.value)
 
-        settled = await self._run(op)
-        self._tell(written)
-        return settled
+        return await self._changed(self._run(op))
 
     async def latest_revision(
         self,
@@ -255,7 +226,7 @@ class SqliteFlexBook:
     ) -> list[Entry]:
         def op(conn: sqlite3.Connection) -> list[Entry]:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM flex_entry "  # noqa: S608 - constants
+                f"SELECT {COLUMNS} FROM flex_entry "  # noqa: S608 - constants
                 "WHERE (:d IS NULL OR direction = :d) AND (:t IS NULL OR message_type = :t) "
                 "ORDER BY id",
                 {"d": None if direction is None else direction.value, "t": message_type},
@@ -269,7 +240,7 @@ def _get(
     conn: sqlite3.Connection, direction: Direction, message_id: str, peer_domain: str | None
 ) -> Entry | None:
     row = conn.execute(
-        f"SELECT {_COLUMNS} FROM flex_entry WHERE direction = ? AND message_id = ? "  # noqa: S608
+        f"SELECT {COLUMNS} FROM flex_entry WHERE direction = ? AND message_id = ? "  # noqa: S608
         "AND (? IS NULL OR peer_domain = ?) ORDER BY id LIMIT 1",
         (direction.value, message_id, peer_domain, peer_domain),
     ).fetchone()
@@ -280,12 +251,12 @@ def _create(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
     row = conn.execute(
-        "SELECT version FROM schema_version WHERE component = ?", (_COMPONENT,)
+        "SELECT version FROM schema_version WHERE component = ?", (COMPONENT,)
     ).fetchone()
     if row is None:
         conn.execute(
             "INSERT INTO schema_version (component, version) VALUES (?, ?)",
-            (_COMPONENT, SCHEMA_VERSION),
+            (COMPONENT, SCHEMA_VERSION),
         )
     elif row[0] > SCHEMA_VERSION:
         _, _, path = conn.execute("PRAGMA database_list").fetchone()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from tests.bus.test_bridge_events import update
 from tests.bus.test_rabbitmq_e2e import publish_command
 from tests.bus.tools import EventSink, Proxy
 from tests.conftest import eventually
-from tests.resilience.harness import CRO_DOMAIN, Process, Site, cro_process, write_keys, write_site
+from tests.resilience.harness import CRO_DOMAIN, Site, cro_process, write_keys, write_site
+from tests.serve import Process, serve_argv, until_serving
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -59,12 +59,7 @@ def read(path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 def dso_serving(site: Site, run: int) -> Process:
     """The DSO as a user runs it, `serve` with its [bus]."""
-    argv = [sys.executable, "-m", "adapter", "-v", "serve", "--config", str(site.dso_config)]
-    return Process(f"DSO run {run}", argv, site.root / f"dso-{run}.log")
-
-
-async def serving(process: Process) -> None:
-    await process.until_line(lambda line: line.startswith("serving"), timeout=30)
+    return Process(f"DSO run {run}", serve_argv(site.dso_config), site.root / f"dso-{run}.log")
 
 
 async def bus_ready(port: int) -> None:
@@ -95,7 +90,7 @@ async def test_killed_between_commit_and_publish_the_events_go_out_after_restart
     await first.start()
     second: Process | None = None
     try:
-        await serving(first)
+        await until_serving(first)
         await bus_ready(site.cro_port)
         await dso.start()
         await proxy.cut()  # events are committed, and stay unpublished
@@ -116,7 +111,7 @@ async def test_killed_between_commit_and_publish_the_events_go_out_after_restart
         await proxy.restore()
         second = cro_process(site, 2)
         await second.start()
-        await serving(second)
+        await until_serving(second)
         ids = {row[0] for row in read(site.cro_store, "SELECT event_id FROM bus_events")}
         await eventually(lambda: set(sink.events) >= ids, timeout=60)
         lost = len(ids - set(sink.events))
@@ -139,23 +134,10 @@ async def test_killed_between_consuming_and_acknowledging_commands_each_is_sent_
     site = site_with_bus(tmp_path, topology, AMQP_URL, on="dso")
     cro = participant_for(load_config(site.cro_config))
     await cro.start()
-    argv = lambda run: Process(  # noqa: E731 - the DSO as `serve` runs it
-        f"DSO run {run}",
-        [
-            sys.executable,
-            "-m",
-            "adapter",
-            "-v",
-            "serve",
-            "--config",
-            str(site.dso_config),
-        ],
-        site.root / f"dso-{run}.log",
-    )
-    first, second = argv(1), argv(2)
+    first, second = dso_serving(site, 1), dso_serving(site, 2)
     await first.start()
     try:
-        await serving(first)
+        await until_serving(first)
         await eventually(lambda: _consumers(amqp, topology.commands_queue), timeout=15)
         commands = 300
 
@@ -181,7 +163,7 @@ async def test_killed_between_consuming_and_acknowledging_commands_each_is_sent_
         await first.wait()
         at_kill = received()
         await second.start()
-        await serving(second)
+        await until_serving(second)
         await producer
         await eventually(lambda: received() >= commands, timeout=90)
         await asyncio.sleep(2)  # anything sent twice would have arrived by now

@@ -8,16 +8,12 @@ and `python -m adapter dso publish|query` for the DSO, as subprocesses with keys
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 
@@ -47,6 +43,7 @@ from adapter.uftp.messages import (
     Result,
     Role,
 )
+from tests.serve import serving
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 SAMPLE = CONFIG / "portfolio.csv"
@@ -253,7 +250,7 @@ public_keys_file = "keys/{peer_role.lower()}.pub"
 
 
 @pytest.fixture
-def served_cro(tmp_path: Path) -> Iterator[Path]:
+async def served_cro(tmp_path: Path) -> AsyncIterator[Path]:
     """A CRO run by `python -m adapter serve` and a DSO config that knows it; yields the
     folder holding dso.toml. The CRO is stopped with SIGTERM, as an operator would."""
     for name in ("cro", "dso"):
@@ -262,32 +259,11 @@ def served_cro(tmp_path: Path) -> Iterator[Path]:
     cro_port, dso_port = free_port(), free_port()
     write_config(tmp_path, "cro", CRO, "CRO", cro_port, (DSO, "DSO", dso_port))
     write_config(tmp_path, "dso", DSO, "DSO", dso_port, (CRO, "CRO", cro_port))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "adapter", "serve", "--config", "cro.toml"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", cro_port), 1):
-                break
-            assert time.monotonic() < deadline, "the CRO did not start listening"
-            time.sleep(0.1)
+    async with serving(tmp_path / "cro.toml"):
         yield tmp_path
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
 
 
-def test_cli_publish_accepted_rejected_and_query(served_cro: Path) -> None:
+async def test_cli_publish_accepted_rejected_and_query(served_cro: Path) -> None:
     folder = served_cro
     shutil.copy(SAMPLE, folder / "portfolio.csv")
     shutil.copy(CONFIG / "portfolio.json", folder / "portfolio.json")
@@ -325,7 +301,7 @@ def test_cli_publish_accepted_rejected_and_query(served_cro: Path) -> None:
     assert "Invalid CongestionPoint" in unknown.stdout
 
 
-def test_cli_file_and_usage_mistakes_exit_2(served_cro: Path) -> None:
+async def test_cli_file_and_usage_mistakes_exit_2(served_cro: Path) -> None:
     folder = served_cro
     lines = SAMPLE.read_text("utf-8").splitlines()
     lines[2] = lines[2].replace("2026-01-01", "2026-01-32", 1)

@@ -14,8 +14,9 @@ import pytest
 from adapter.testing import free_port
 from adapter.uftp import codec
 from adapter.uftp.messages import DPrognosisISP
-from tests.cli import serving, uftp
+from tests.cli import uftp
 from tests.flex.messages import d_prognosis, metering, reservation_update
+from tests.serve import serving
 
 DSO, AGR = "dso.flex-demo.test", "agr.flex-demo.test"
 CP = "ea1.2026-01.test.flex-demo:cp-north"
@@ -111,9 +112,9 @@ def sent_id(stdout: str, kind: str) -> str:
     return match.group(1)
 
 
-def test_request_offer_order_from_the_command_line(folder: Path) -> None:
+async def test_request_offer_order_from_the_command_line(folder: Path) -> None:
     dso, agr = str(folder / "dso.toml"), str(folder / "agr.toml")
-    with serving(folder / "agr.toml", "AGR"):
+    async with serving(folder / "agr.toml"):
         result = uftp("dso", "flex-request", str(folder / "request.toml"), "--config", dso)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "FlexRequestResponse Accepted" in result.stdout
@@ -134,7 +135,7 @@ def test_request_offer_order_from_the_command_line(folder: Path) -> None:
         second = next(row for row in rows.values() if row["revision"] == 2)
         assert "ISPs out of bounds" in second["reason"]
 
-    with serving(folder / "dso.toml", "DSO"):
+    async with serving(folder / "dso.toml"):
         result = uftp("agr", "offer", request_id, str(folder / "offer.json"), "--config", agr)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "FlexOfferResponse Accepted" in result.stdout
@@ -144,7 +145,7 @@ def test_request_offer_order_from_the_command_line(folder: Path) -> None:
         assert offer_id in listed.stdout and "accepted" in listed.stdout
         assert "option half: 600.00 EUR (min activation 0.50)" in listed.stdout
 
-    with serving(folder / "agr.toml", "AGR"):
+    async with serving(folder / "agr.toml"):
         result = uftp(
             "dso",
             "order",
@@ -166,7 +167,7 @@ def test_request_offer_order_from_the_command_line(folder: Path) -> None:
         assert f"the FlexOffer {offer_id} is ordered" in again.stderr
 
 
-def test_reservations_prognoses_and_metering_sent_with_send_and_listed(folder: Path) -> None:
+async def test_reservations_prognoses_and_metering_sent_with_send_and_listed(folder: Path) -> None:
     """The messages without a command of their own go with `send`; the receiver's flex
     handlers check and keep them for `agr reservations`, `dso prognoses`, `dso metering`."""
     dso, agr = str(folder / "dso.toml"), str(folder / "agr.toml")
@@ -183,7 +184,7 @@ def test_reservations_prognoses_and_metering_sent_with_send_and_listed(folder: P
     for name, message in files.items():
         (folder / name).write_bytes(codec.encode(message))
 
-    with serving(folder / "agr.toml", "AGR"):
+    async with serving(folder / "agr.toml"):
         sent = uftp("send", "--config", dso, "--to", AGR, str(folder / "fru.xml"))
         assert sent.returncode == 0, sent.stdout + sent.stderr
         assert "FlexReservationUpdateResponse Accepted" in sent.stdout
@@ -193,7 +194,7 @@ def test_reservations_prognoses_and_metering_sent_with_send_and_listed(folder: P
         assert "accepted" in listed.stdout
         assert "ISP 69-76: -200000 W reserved" in listed.stdout
 
-    with serving(folder / "dso.toml", "DSO"):
+    async with serving(folder / "dso.toml"):
         sent = uftp("send", "--config", agr, "--to", DSO, str(folder / "dp.xml"))
         assert sent.returncode == 0, sent.stdout + sent.stderr
         short = uftp("send", "--config", agr, "--to", DSO, str(folder / "dp-short.xml"))
@@ -214,12 +215,12 @@ def test_reservations_prognoses_and_metering_sent_with_send_and_listed(folder: P
         assert "    Power in kW: 96 ISPs" in listed.stdout
 
 
-def test_the_flex_commands_use_the_running_serve(folder: Path) -> None:
+async def test_the_flex_commands_use_the_running_serve(folder: Path) -> None:
     """Both participants serve throughout: each sending command goes through its own
     participant's serve (the admin socket), which records and settles as it sends."""
     dso, agr = str(folder / "dso.toml"), str(folder / "agr.toml")
     through = "using the running serve"
-    with serving(folder / "agr.toml", "AGR"), serving(folder / "dso.toml", "DSO"):
+    async with serving(folder / "agr.toml"), serving(folder / "dso.toml"):
         result = uftp("-v", "dso", "flex-request", str(folder / "request.toml"), "--config", dso)
         assert result.returncode == 0, result.stdout + result.stderr
         assert through in result.stderr

@@ -22,11 +22,10 @@ from decimal import Decimal
 import pytest
 
 from adapter.flex.desk import order_for, send_recorded
-from adapter.flex.handlers import agr_flex_router, dso_flex_router, model_of
-from adapter.flex.rules import ALREADY_ORDERED, Market
+from adapter.flex.handlers import model_of
+from adapter.flex.rules import ALREADY_ORDERED
 from adapter.flex.state import Direction, Standing
 from adapter.interop.shapeshifter import from_shapeshifter, to_shapeshifter
-from adapter.store import flex_book_for
 from adapter.testing import Network, composed
 from adapter.uftp.messages import (
     AvailableRequested,
@@ -35,30 +34,25 @@ from adapter.uftp.messages import (
     FlexRequest,
     FlexRequestISP,
     Result,
-    Role,
 )
-from tests.flex.messages import CP, flex_offer, flex_order, flex_request, settlement
+from tests.flex.messages import flex_offer, flex_order, flex_request, settlement
 from tests.interop.conftest import TheirAggregators, TheirSide
+from tests.interop.flex import (
+    AGR,
+    DSO,
+    THEIR_VERSIONS,
+    our_agr_and_their_dso,
+    our_dso_and_their_agr,
+)
 
 ss = pytest.importorskip("shapeshifter_uftp.uftp")
-
-DSO, AGR = "dso.example-grid.nl", "agr.example.com"
-#: The Versions their library speaks (and all three of ours have every flex message type).
-THEIR_VERSIONS = ("3.0.0", "3.1.0")
 
 
 @pytest.mark.parametrize("version", THEIR_VERSIONS)
 async def test_request_offer_order_with_their_aggregator(
     network: Network, shapeshifter: TheirSide, shapeshifter_agr: TheirAggregators, version: str
 ) -> None:
-    their_agr = shapeshifter_agr.agr(AGR)
-    dso = network.create(DSO, Role.DSO, versions=(version,))
-    book = flex_book_for(dso.store)
-    market = Market(timedelta(minutes=15), "Europe/Amsterdam", {CP: True})
-    dso.router.include(dso_flex_router(book, market, outbox=dso.store))
-    await network.start(dso)
-    shapeshifter_agr.introduce(dso, their_agr)
-    client = their_agr.dso_client(DSO, version=version)
+    dso, book, their_agr, client = await our_dso_and_their_agr(network, shapeshifter_agr, version)
     day = (datetime.now(UTC) + timedelta(days=2)).date()
     peak = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=15)
 
@@ -158,14 +152,7 @@ async def test_request_offer_order_with_their_aggregator(
 async def test_their_dso_requests_orders_and_settles_with_our_aggregator(
     network: Network, shapeshifter: TheirSide, version: str
 ) -> None:
-    their_dso = shapeshifter.dso(DSO)
-    agr = network.create(AGR, Role.AGR, versions=(version,))
-    book = flex_book_for(agr.store)
-    market = Market(timedelta(minutes=15), "Europe/Amsterdam")
-    agr.router.include(agr_flex_router(book, market, outbox=agr.store))
-    await network.start(agr)
-    shapeshifter.introduce(agr, their_dso)
-    client = their_dso.agr_client(AGR, version=version)
+    agr, book, their_dso, client = await our_agr_and_their_dso(network, shapeshifter, version)
     day = (datetime.now(UTC) + timedelta(days=2)).date()
     peak = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=15)
 

@@ -19,11 +19,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from adapter.flex.desk import send_recorded
-from adapter.flex.handlers import agr_flex_router, dso_flex_router, model_of
-from adapter.flex.rules import Market
+from adapter.flex.handlers import model_of
 from adapter.flex.state import Direction, Standing
 from adapter.interop.shapeshifter import from_shapeshifter, to_shapeshifter
-from adapter.store import flex_book_for
 from adapter.testing import Network, composed
 from adapter.uftp.errors import Reason
 from adapter.uftp.messages import (
@@ -32,11 +30,16 @@ from adapter.uftp.messages import (
     FlexReservationUpdateISP,
     Metering,
     Result,
-    Role,
 )
-from tests.flex.messages import CP, d_prognosis, metering, reservation_update
+from tests.flex.messages import d_prognosis, metering, reservation_update
 from tests.interop.conftest import TheirAggregators, TheirSide
-from tests.interop.test_shapeshifter_flex import AGR, DSO, THEIR_VERSIONS
+from tests.interop.flex import (
+    AGR,
+    DSO,
+    THEIR_VERSIONS,
+    our_agr_and_their_dso,
+    our_dso_and_their_agr,
+)
 
 ss = pytest.importorskip("shapeshifter_uftp.uftp")
 ACCEPTED, REJECTED = "Accepted", "Rejected"
@@ -52,14 +55,7 @@ def days() -> tuple[datetime, datetime]:
 async def test_our_dso_with_their_aggregator(
     network: Network, shapeshifter: TheirSide, shapeshifter_agr: TheirAggregators, version: str
 ) -> None:
-    their_agr = shapeshifter_agr.agr(AGR)
-    dso = network.create(DSO, Role.DSO, versions=(version,))
-    book = flex_book_for(dso.store)
-    market = Market(timedelta(minutes=15), "Europe/Amsterdam", {CP: True})
-    dso.router.include(dso_flex_router(book, market, outbox=dso.store))
-    await network.start(dso)
-    shapeshifter_agr.introduce(dso, their_agr)
-    client = their_agr.dso_client(DSO, version=version)
+    dso, book, their_agr, client = await our_dso_and_their_agr(network, shapeshifter_agr, version)
     coming, past = days()
 
     # Our FlexReservationUpdate; their operator accepts it.
@@ -122,14 +118,7 @@ async def test_our_dso_with_their_aggregator(
 async def test_their_dso_with_our_aggregator(
     network: Network, shapeshifter: TheirSide, version: str
 ) -> None:
-    their_dso = shapeshifter.dso(DSO)
-    agr = network.create(AGR, Role.AGR, versions=(version,))
-    book = flex_book_for(agr.store)
-    market = Market(timedelta(minutes=15), "Europe/Amsterdam")
-    agr.router.include(agr_flex_router(book, market, outbox=agr.store))
-    await network.start(agr)
-    shapeshifter.introduce(agr, their_dso)
-    client = their_dso.agr_client(AGR, version=version)
+    agr, book, their_dso, client = await our_agr_and_their_dso(network, shapeshifter, version)
     coming, past = days()
 
     # Their FlexReservationUpdate: checked, kept, accepted; one beyond the day's ISPs not.

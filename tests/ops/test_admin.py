@@ -9,7 +9,6 @@ own, as an operator runs them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -28,6 +27,7 @@ from adapter.ops import admin
 from adapter.ops.service import Service
 from adapter.uftp import codec
 from tests.ops.conftest import CRO_DOMAIN, REPOSITORY, set_delivery, uftp
+from tests.serve import Served, serving, start_serve
 from tests.uftp.samples import make_dso_portfolio_update, make_dso_portfolio_update_response
 
 PROGRAM = "import sys; from adapter.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -35,66 +35,6 @@ PUBLISHED = [
     f"DSOPortfolioUpdate to {CRO_DOMAIN}: 3 congestion points, 6 connections",
     f"DSOPortfolioUpdateResponse Accepted by {CRO_DOMAIN}",
 ]
-
-
-class Served:
-    """A `uftp-adapter serve` process, started and stopped by `serving`."""
-
-    def __init__(self, process: asyncio.subprocess.Process, config: Path) -> None:
-        self.process = process
-        self.config = config
-        self.pid = process.pid
-        self.output = b""
-
-    @property
-    def socket(self) -> Path:
-        path = load_config(self.config).admin.socket
-        assert path is not None
-        return path
-
-
-async def start_serve(config: Path, *options: str) -> Served:
-    """`uftp-adapter -v serve --config CONFIG OPTIONS`, once it says it serves."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        PROGRAM,
-        "-v",
-        "serve",
-        "--config",
-        str(config),
-        *options,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
-    )
-    served = Served(process, config)
-    assert process.stdout is not None
-    while True:
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
-        served.output += line
-        assert line, f"serve ended before serving:\n{served.output.decode()}"
-        if line.startswith(b"serving"):
-            return served
-
-
-async def stop_serve(served: Served, sig: int = signal.SIGTERM) -> int:
-    with contextlib.suppress(ProcessLookupError):
-        served.process.send_signal(sig)
-    out, _ = await asyncio.wait_for(served.process.communicate(), 30)
-    served.output += out
-    assert served.process.returncode is not None
-    return served.process.returncode
-
-
-@contextlib.asynccontextmanager
-async def serving(config: Path, *options: str) -> AsyncIterator[Served]:
-    served = await start_serve(config, *options)
-    try:
-        yield served
-    finally:
-        if served.process.returncode is None:
-            assert await stop_serve(served) == 0, served.output.decode()
 
 
 def portfolio(samples: Path) -> str:
@@ -186,7 +126,7 @@ async def test_a_command_waiting_when_serve_stops_is_told(samples: Path) -> None
         await asyncio.sleep(3)
         assert not waiting.done()
     finally:
-        assert await stop_serve(served) == 0, served.output.decode()
+        assert await served.terminate(30) == 0, served.output
     told = await waiting
 
     assert told.returncode == 2, told.stdout + told.stderr
@@ -232,7 +172,7 @@ async def test_serve_workers_serves_the_admin_socket_from_one_worker(
     async with serving(samples / "cro.toml"), serving(dso, "--workers", "2") as served:
         published = await uftp("-v", "dso", "publish", portfolio(samples), "--config", str(dso))
 
-    assert published.returncode == 0, published.stdout + published.stderr + served.output.decode()
+    assert published.returncode == 0, published.stdout + published.stderr + served.output
     assert published.stdout.splitlines() == PUBLISHED
     assert f"through {socket_path}" in published.stderr
 
@@ -245,7 +185,8 @@ async def test_a_socket_left_by_a_killed_serve_does_not_block_the_command_line(
 ) -> None:
     dso = str(samples / "dso.toml")
     killed = await start_serve(samples / "dso.toml")
-    assert await stop_serve(killed, signal.SIGKILL) == -signal.SIGKILL
+    killed.kill()
+    assert await killed.wait() == -signal.SIGKILL
     assert stat.S_ISSOCK(os.lstat(killed.socket).st_mode)  # left behind
 
     async with serving(samples / "cro.toml"):
@@ -257,7 +198,7 @@ async def test_a_socket_left_by_a_killed_serve_does_not_block_the_command_line(
 
         # The next serve replaces it, and the command line uses that one.
         async with serving(samples / "dso.toml") as served:
-            assert b"left behind by a serve that no longer runs" in served.output
+            assert "left behind by a serve that no longer runs" in served.output
             again = await uftp("-v", "dso", "publish", portfolio(samples), "--config", dso)
             assert again.returncode == 0, again.stdout + again.stderr
             assert using(served) in again.stderr

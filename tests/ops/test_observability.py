@@ -6,12 +6,9 @@ participant starts, serves and stops, and the log lines of `serve` in both forma
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.metadata
 import json
 import os
-import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +23,8 @@ from adapter.ops import housekeeping
 from adapter.ops.service import Service
 from adapter.uftp.messages import TestMessage
 from tests.conftest import eventually
-from tests.ops.conftest import CRO_DOMAIN, DSO_DOMAIN, REPOSITORY, uftp, use_store
+from tests.ops.conftest import CRO_DOMAIN, DSO_DOMAIN, uftp, use_store
+from tests.serve import serving
 
 PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
 PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
@@ -282,33 +280,14 @@ def test_metrics_are_never_on_the_peers_port(samples: Path) -> None:
 async def serve_briefly(config: Path, *options: str, env: dict[str, str]) -> tuple[str, str]:
     """`uftp-adapter OPTIONS serve --config CONFIG` until it serves, then SIGTERM: stdout and
     stderr. One TestMessage is POSTed meanwhile by a DSO in this process (logged at info)."""
-    program = "import sys; from adapter.cli import main; sys.exit(main(sys.argv[1:]))"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        program,
-        *options,
-        "serve",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPOSITORY), **env},
-    )
-    assert process.stdout is not None
-    try:
-        first = await asyncio.wait_for(process.stdout.readline(), 30)
-        assert b"serving CRO" in first, first
+    async with serving(config, program_options=options, env=env) as served:
+        assert "serving CRO" in served.lines[0], served.output
         async with Service(load_config(config.parent / "dso.toml")) as dso:
             await dso.participant.request(TestMessage(), to=CRO_DOMAIN, timeout=10)
         if "UFTP_ADAPTER_METRICS_LISTEN" in env:
             status, text = await get(f"http://{env['UFTP_ADAPTER_METRICS_LISTEN']}/metrics")
             assert status == 200 and "uftp_messages_received_total" in text
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        out, err = await asyncio.wait_for(process.communicate(), 30)
-    return (first + out).decode(), err.decode()
+    return served.stdout, served.stderr
 
 
 async def test_serve_logs_one_json_object_per_line(samples: Path) -> None:

@@ -19,7 +19,8 @@ from aiohttp import web
 
 from adapter.keys import PrivateKeys
 from adapter.uftp import codec, envelope
-from tests.resilience.harness import Process, free_port
+from tests.resilience.harness import free_port
+from tests.serve import Process, serve_argv, until_serving
 
 PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
 PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
@@ -168,9 +169,8 @@ class Processes:
         return await self._start(Process(name, argv, self.root / f"{name}.log"))
 
     async def serve(self, name: str, config: Path) -> Process:
-        argv = [sys.executable, "-m", "adapter", "-v", "serve", "--config", str(config)]
-        process = await self._start(Process(name, argv, self.root / f"{name}.log"))
-        await process.until_line(lambda line: line.startswith("serving"), 60)
+        process = await self._start(Process(name, serve_argv(config), self.root / f"{name}.log"))
+        await until_serving(process, 60)
         return process
 
     async def _start(self, process: Process) -> Process:

@@ -13,19 +13,14 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from adapter.testing import free_port
 from tests.dso.test_publish import CRO, DSO, NORTH, SAMPLE, adapter_cli, write_config
+from tests.serve import serving
 from tests.test_cli_send import message_file
 
 TIMEOUT = "2"
@@ -42,29 +37,6 @@ def site(tmp_path: Path) -> tuple[Path, int]:
     write_config(tmp_path, "dso", DSO, "DSO", dso_port, (CRO, "CRO", cro_port))
     shutil.copy(SAMPLE, tmp_path / "portfolio.csv")
     return tmp_path, cro_port
-
-
-@contextlib.contextmanager
-def serving_cro(folder: Path, port: int) -> Iterator[None]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "adapter", "serve", "--config", "cro.toml"],
-        cwd=folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            assert time.monotonic() < deadline, "the CRO did not start listening"
-            time.sleep(0.1)
-        yield
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=15)
 
 
 def outbound(folder: Path, name: str, message_type: str) -> list[tuple[str, int]]:
@@ -99,7 +71,7 @@ def gave_up_line(stdout: str, port: int) -> int:
     return int(match[1])
 
 
-def test_publish_to_a_cro_that_is_down_says_so_and_withdraws_the_update(
+async def test_publish_to_a_cro_that_is_down_says_so_and_withdraws_the_update(
     site: tuple[Path, int],
 ) -> None:
     folder, cro_port = site
@@ -115,7 +87,7 @@ def test_publish_to_a_cro_that_is_down_says_so_and_withdraws_the_update(
     assert "Traceback" not in result.stderr
 
     # The CRO comes back, and the DSO runs again: the withdrawn update is not delivered.
-    with serving_cro(folder, cro_port):
+    async with serving(folder / "cro.toml"):
         query = adapter_cli(
             "dso", "query", NORTH, "--date", "2026-03-01", "--config", "dso.toml", cwd=folder
         )
@@ -125,7 +97,9 @@ def test_publish_to_a_cro_that_is_down_says_so_and_withdraws_the_update(
     assert outbound(folder, "dso", "DSOPortfolioUpdate") == [("cancelled", attempts)]
 
 
-def test_keep_trying_leaves_the_update_queued_for_the_next_run(site: tuple[Path, int]) -> None:
+async def test_keep_trying_leaves_the_update_queued_for_the_next_run(
+    site: tuple[Path, int],
+) -> None:
     folder, cro_port = site
 
     result = adapter_cli(
@@ -148,7 +122,7 @@ def test_keep_trying_leaves_the_update_queued_for_the_next_run(site: tuple[Path,
     assert status == "pending"
 
     # The next run of the DSO delivers it, and the CRO applies it.
-    with serving_cro(folder, cro_port):
+    async with serving(folder / "cro.toml"):
         query = adapter_cli(
             "dso", "query", NORTH, "--date", "2026-03-01", "--config", "dso.toml", cwd=folder
         )

@@ -34,8 +34,6 @@ import pytest
 from adapter.uftp.messages import Result
 from tests.resilience.harness import (
     DSO_DOMAIN,
-    Event,
-    Process,
     Site,
     cro_process,
     dso_process,
@@ -50,6 +48,7 @@ from tests.resilience.stores import (
     read_cro_response_results,
     read_sender,
 )
+from tests.serve import Event, Process
 
 #: Updates in the burst, connections in each (enough that handling one takes a while).
 BURST = 40

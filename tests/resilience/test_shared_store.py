@@ -25,7 +25,7 @@ from adapter.run import participant_for
 from adapter.store.base import OutboundStatus
 from adapter.uftp.messages import DSOPortfolioQuery, DSOPortfolioQueryResponse, Result
 from tests.resilience.dso_driver import portfolio_update
-from tests.resilience.harness import Process, free_port
+from tests.resilience.harness import free_port
 from tests.resilience.shared import (
     CRO,
     DSO,
@@ -42,6 +42,7 @@ from tests.resilience.shared import (
     write_config,
 )
 from tests.resilience.stores import open_read_only, read_sender
+from tests.serve import Process
 
 asyncpg = pytest.importorskip("asyncpg")
 

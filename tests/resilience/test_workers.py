@@ -24,7 +24,7 @@ from adapter.keys import PrivateKeys, load_private
 from adapter.listen import bind, workers_supported
 from adapter.uftp import codec, envelope
 from adapter.uftp.messages import Role, TestMessage
-from tests.resilience.harness import Process, free_port
+from tests.resilience.harness import free_port
 from tests.resilience.shared import (
     CRO,
     DSO,
@@ -34,6 +34,7 @@ from tests.resilience.shared import (
     until,
     write_config,
 )
+from tests.serve import Process, serve_argv
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -54,10 +55,6 @@ def cro_config(tmp_path: Path, site_keys: Path, store: str, peer_url: str, port:
         peer_pub=site_keys / "dso.pub",
         extra='[cro]\nmode = "open"\n',
     )
-
-
-def serve_argv(config: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "adapter", "-v", "serve", "--config", str(config), *extra]
 
 
 @pytest.fixture

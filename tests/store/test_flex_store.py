@@ -22,8 +22,7 @@ from adapter.flex.handlers import entry_of
 from adapter.flex.state import Direction, Entry, Standing
 from adapter.store import flex_book_for
 from adapter.store.base import EventRecord, Store, StoreOpenError
-from adapter.store.flex import FlexBook
-from adapter.store.flex_sqlite import SCHEMA_VERSION
+from adapter.store.flex import SCHEMA_VERSION, FlexBook
 from adapter.store.sqlite import SqliteStore
 from adapter.uftp import codec
 from tests.flex.messages import AGR, NOW, flex_offer, flex_request
