@@ -183,12 +183,17 @@ _ROOT_TAG_LIMIT = 64 * 1024
 
 
 def _decode_streamed(data: bytes, bulk: Bulk) -> PayloadMessage | None:
-    """A large settlement or metering message, read as a stream: each child of the root is
-    validated, read and dropped as soon as it ends (`xml.stream_children`), so the peak
-    memory is that of the models, not of the whole tree beside them (several times larger
-    for a year of metering data; bench/README.md). None for every other message, and for a
-    root written in a way this does not read (a namespace, a Version with a character
-    reference): those are read from the tree.
+    """A large settlement or metering message, never held as a whole tree (several times
+    larger than its models for a year of metering data; bench/README.md).
+
+    Written plainly (`scan.plain_content`, as participants write), libxml2 validates it
+    without building a tree at all (`xml.validate_stream`) and `scan` reads the children from
+    the bytes; the ISP values stay text until asked for. Otherwise, or where `scan` finds a
+    form it does not read (then the message is parsed twice), it is read as a stream: each
+    child of the root validated, read and dropped as soon as it ends
+    (`xml.stream_children`). None for every other message, and for a root written in a way
+    this does not read (a namespace, a Version with a character reference): those are read
+    from the tree.
     """
     located = locate_attribute(data, b"Version", limit=_ROOT_TAG_LIMIT)
     streamed = _STREAMED.get(located.root or "")

@@ -49,6 +49,7 @@ def both(data: bytes) -> tuple[Metering, Metering]:
     assert isinstance(streamed, Metering) and isinstance(tree, Metering)
     assert streamed == tree
     assert exact(streamed) == exact(tree)
+    assert codec.encode(streamed) == codec.encode(tree)
     return streamed, tree
 
 
@@ -205,6 +206,7 @@ def both_settlements(data: bytes) -> tuple[FlexSettlement, FlexSettlement]:
     assert streamed == tree and tree == streamed
     assert exact_orders(streamed) == exact_orders(tree)
     assert streamed.contract_settlements == tree.contract_settlements
+    assert codec.encode(streamed) == codec.encode(tree)
     return streamed, tree
 
 
