@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from adapter.bulk import LARGE_MESSAGES
-from adapter.uftp import codec
+from adapter.uftp import codec, scan
 from adapter.uftp.errors import InvalidXml
 from adapter.uftp.messages import (
     FlexOrderSettlement,
@@ -325,3 +325,32 @@ def test_order_isps_as_text_are_an_immutable_sequence_equal_to_their_rows() -> N
     assert order == dataclasses.replace(order, isps=rows)
     with pytest.raises(AttributeError):
         isps._text = b""  # type: ignore[misc]
+
+
+def test_an_order_made_without_its_init_is_the_order_its_init_makes() -> None:
+    streamed, tree = both_settlements(codec.encode(plain_settlement(3, 3, 7)))
+    for made, built in zip(
+        streamed.flex_order_settlements, tree.flex_order_settlements, strict=True
+    ):
+        rebuilt = FlexOrderSettlement(
+            **{f.name: getattr(made, f.name) for f in dataclasses.fields(made)}
+        )
+        assert made == rebuilt == built and hash(made) == hash(rebuilt)
+        assert repr(made) == repr(rebuilt)
+        assert pickle.loads(pickle.dumps(made)) == built
+        assert dataclasses.replace(made, price=Decimal(1)).price == Decimal(1)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.price = Decimal(1)  # type: ignore[misc]
+
+
+def test_only_a_class_whose_init_sets_its_fields_is_made_without_it() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        value: int
+
+        def __post_init__(self) -> None:
+            if self.value < 0:
+                raise ValueError("negative")
+
+    with pytest.raises(TypeError, match="needs its __init__"):
+        scan._maker(Checked)
