@@ -40,7 +40,7 @@ from __future__ import annotations
 import operator
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from datetime import date
 from decimal import Decimal
@@ -50,6 +50,7 @@ from typing import Any, TypeVar, cast
 
 from .messages import (
     FlexOrderSettlement,
+    FlexOrderSettlementISP,
     FlexOrderSettlementISPs,
     MeteringISPs,
     MeteringProfile,
@@ -150,16 +151,25 @@ def metering_profiles(data: bytes, body: int) -> list[MeteringProfile] | None:
 
 # --- FlexSettlement -------------------------------------------------------------------------
 
-#: A whole FlexOrderSettlement: its start tag's attributes and the text of its ISP elements
-#: (which may be written empty or with an end tag, blanks between them).
-_ORDER = re.compile(
-    rb"<FlexOrderSettlement"
-    + _ATTRIBUTES
-    + rb"*>([^<]*(?:<ISP[^>]*>[^<]*(?:</ISP"
+#: The content of a FlexOrderSettlement and its end tag: the text of its ISP elements (which
+#: may be written empty or with an end tag, blanks between them).
+_ORDER_ISPS = (
+    rb"*>([^<]*(?:<ISP[^>]*>[^<]*(?:</ISP"
     + _S
     + rb"*>[^<]*)?)*)</FlexOrderSettlement"
     + _S
     + rb"*>"
+)
+#: A whole FlexOrderSettlement: its start tag's attributes and its ISPs.
+_ORDER = re.compile(rb"<FlexOrderSettlement" + _ATTRIBUTES + _ORDER_ISPS)
+#: The same, its attributes in the XSD's order, single spaces between them, and no tab or
+#: line end in a text value, as participants write them: one value a group. The optional
+#: text values keep their opening quote, so that an empty value ("") is told from none.
+_ORDER_IN_ORDER = re.compile(
+    rb'<FlexOrderSettlement(?: OrderReference=("[^"\t\n\r]*)")? Period="([^"]*)"'
+    rb'(?: ContractID=("[^"\t\n\r]*)")?(?: D-PrognosisMessageID="([^"]*)")?'
+    rb'(?: BaselineReference=("[^"\t\n\r]*)")? CongestionPoint="([^"\t\n\r]*)"'
+    rb' Price="([^"]*)"(?: Penalty="([^"]*)")? NetSettlement="([^"]*)"' + _S + _ORDER_ISPS
 )
 
 
@@ -202,14 +212,17 @@ def order_settlements(
     contracts = data.find(b"<ContractSettlement", body)
     if contracts < 0:
         return None
+    count = data.count(b"<FlexOrderSettlement", body, contracts)
+    in_order = _ORDER_IN_ORDER.findall(data, body, contracts)
+    if len(in_order) == count:
+        return _in_order(in_order, read_date), contracts
     found = _ORDER.findall(data, body, contracts)
-    if len(found) != data.count(b"<FlexOrderSettlement", body, contracts):
+    if len(found) != count:
         return None
     orders = []
     for tag, isps in found:
         get = _attributes(tag).get
         penalty = get("Penalty")
-        rows = FlexOrderSettlementISPs(isps)
         orders.append(
             _order(
                 (
@@ -222,8 +235,52 @@ def order_settlements(
                     Decimal(get("Price", "")),
                     _ZERO if penalty is None else Decimal(penalty),
                     Decimal(get("NetSettlement", "")),
-                    tuple(rows) if len(isps) > _LONG_ISPS else rows,
+                    _isps(isps),
                 )
             )
         )
     return orders, contracts
+
+
+def _in_order(
+    found: list[tuple[bytes, ...]], read_date: Callable[[str], date]
+) -> list[FlexOrderSettlement]:
+    """The orders `_ORDER_IN_ORDER` found, built a column at a time: each column decoded and
+    converted at C speed."""
+    (reference, period, contract, prognosis, baseline, point, price, penalty, net, isps) = zip(
+        *found, strict=True
+    )
+    columns = (
+        _optional(reference, quoted=True),
+        map(read_date, map(bytes.decode, period)),
+        _optional(contract, quoted=True),
+        _optional(prognosis, quoted=False),
+        _optional(baseline, quoted=True),
+        map(bytes.decode, point),
+        map(Decimal, map(bytes.decode, price)),
+        map(Decimal, map(bytes.decode, penalty)) if all(penalty) else _penalties(penalty),
+        map(Decimal, map(bytes.decode, net)),
+        map(_isps, isps),
+    )
+    return list(map(_order, zip(*columns, strict=True)))
+
+
+def _optional(column: tuple[bytes, ...], *, quoted: bool) -> Iterable[str | None]:
+    """An optional attribute's values, None where it is left out (b""); `quoted` values
+    start with their opening quote."""
+    if not any(column):
+        return repeat(None, len(column))
+    start = 1 if quoted else 0
+    return [value[start:].decode() if value else None for value in column]
+
+
+def _penalties(column: tuple[bytes, ...]) -> list[Decimal]:
+    """The Penalty of each order, the XSD's default 0 where it is left out."""
+    return [Decimal(value.decode()) if value else _ZERO for value in column]
+
+
+def _isps(text: bytes) -> Sequence[FlexOrderSettlementISP]:
+    """An order's ISPs, held as their text: made into rows at once where a value may be too
+    long for `int` (`_LONG_ISPS`)."""
+    rows = FlexOrderSettlementISPs(text)
+    return tuple(rows) if len(text) > _LONG_ISPS else rows

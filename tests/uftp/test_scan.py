@@ -244,6 +244,8 @@ SETTLEMENT_LEXICAL = [
         b'<FlexOrderSettlement\n\tOrderReference = "order-3"',
     ),
     (b'OrderReference="order-4"', b'OrderReference="order\r\n4\tx\ry"'),
+    (b'OrderReference="order-7"', b'OrderReference=""'),
+    (b'ContractID="contract-2024-001"', b'ContractID=""'),
     (b'Price="4" ', b'Price=" 4.000 " '),
     (b'OrderReference="order-5"', b'OrderReference="a>b"'),
     (b'<ISP Start="10" Duration="3"', b'\n  <ISP   Duration="3"  Start="10"'),
@@ -270,6 +272,25 @@ SETTLEMENT_NOT_PLAIN = [
     (b"</FlexOrderSettlement>", b"</FlexOrderSettlement><?pi data?>"),
     (b'OrderReference="order-4"', b'OrderReference="order-4!"'),
 ]
+
+
+def test_orders_without_optional_attributes_read_from_the_bytes_as_written() -> None:
+    message = plain_settlement(20, None, None)
+    message = dataclasses.replace(
+        message,
+        flex_order_settlements=tuple(
+            FlexOrderSettlement(
+                period=order.period,
+                congestion_point=order.congestion_point,
+                price=order.price,
+                net_settlement=order.net_settlement,
+                isps=order.isps,
+            )
+            for order in message.flex_order_settlements
+        ),
+    )
+    streamed, _ = both_settlements(codec.encode(message))
+    assert orders_scanned(streamed) and streamed == message
 
 
 @pytest.mark.parametrize(("old", "new"), SETTLEMENT_NOT_PLAIN)
