@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
@@ -43,6 +44,40 @@ log = logging.getLogger(__name__)
 
 #: AMQP delivery mode 2: the broker writes the message to disk (a durable queue keeps it).
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+
+
+_UINT32 = struct.Struct(">I").pack
+
+
+def string_table(table: Mapping[str, object]) -> bytes | None:
+    """`table` as an AMQP field table, byte for byte as pamqp encodes it (keys sorted, each
+    a short string, each value a long string ``S``), when every value is a string and every
+    key short enough to go as it is; else None. pamqp's general encoder, with its type tests
+    and calls per value, took about as long as the rest of a publication's encoding (43 µs
+    against 24 µs with this, for an event's 13 headers); the CloudEvents headers are all
+    strings."""
+    parts = []
+    for key, value in sorted(table.items()):
+        if type(value) is not str:
+            return None
+        name = key.encode("utf-8")
+        if len(name) > 128:  # pamqp truncates such a name (with a warning): let it
+            return None
+        encoded = value.encode("utf-8")
+        parts.append(b"%c%bS%b%b" % (len(name), name, _UINT32(len(encoded)), encoded))
+    body = b"".join(parts)
+    return _UINT32(len(body)) + body
+
+
+class _EventProperties(aiormq.spec.Basic.Properties):
+    """The properties of an event, their headers encoded by `string_table`."""
+
+    def encode_property(self, name: str, value: Any) -> bytes:
+        if name == "headers":
+            encoded = string_table(value)
+            if encoded is not None:
+                return encoded
+        return super().encode_property(name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +182,7 @@ class RabbitBus:
         # Straight to the channel's protocol layer (aiormq), as aio-pika's Exchange.publish
         # would after building a Message of its own: the properties are built once, here.
         # The publish is mandatory on a confirming channel: it returns with the broker's ack.
-        properties = aiormq.spec.Basic.Properties(
+        properties = _EventProperties(
             headers=dict(headers),
             content_type=content_type,
             delivery_mode=PERSISTENT,
@@ -158,7 +193,8 @@ class RabbitBus:
         )
         try:
             # Raises while the robust connection has no channel open (it is reconnecting).
-            raw = await channel.get_underlay_channel()
+            # (aiormq's Channel: its abstract base does not declare `wait`.)
+            raw = cast(aiormq.Channel, await channel.get_underlay_channel())
             confirm = await raw.basic_publish(
                 event.data,
                 exchange=self.topology.events_exchange,
@@ -166,6 +202,11 @@ class RabbitBus:
                 properties=properties,
                 mandatory=True,
                 timeout=self._publish_timeout,
+                # Return on the broker's confirm, without first waiting for aiormq's writer
+                # to drain the socket: one hand-over between tasks less per event. What is
+                # in flight is bounded by the relay (one event per conversation at a time,
+                # at most a batch of them), and all of it is in memory anyway.
+                wait=False,
             )
         except aiormq.exceptions.PublishError as exc:  # Basic.Return: mandatory, no route
             raise Unroutable(route, str(getattr(exc.frame, "reply_text", ""))) from None

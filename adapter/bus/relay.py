@@ -10,14 +10,23 @@ Guarantees and how:
 * At least once: an event is marked published only after the broker confirmed it; a crash
   between the confirm and the mark publishes it again. Its id stays the same, so consumers
   drop the second copy. Marks are written in batches (every `mark_seconds`, or once
-  `batch` events wait for one, and when the relay stops), not one write per round: each
-  write is a commit of its own. Until its mark is written, a confirmed event is known here
-  and not published again.
-* In order per conversation: each round reads the oldest unpublished events (store order)
+  `batch` events wait for one, and when the relay stops), not one write per round. Until
+  its mark is written, a confirmed event is known here and not published again.
+* Handed, not read back: a store whose events are all this process's (SQLite: one process
+  per file) hands the relay the events of each commit, after the COMMIT, with their place in
+  the store's order (`Store.listen_events`); the relay keeps them until confirmed, and reads
+  the outbox only when what it holds may not be all: at start (what an earlier process left),
+  after holding more than `max_held` events (a long outage: it lets go of them and reads them
+  back in batches), and at each `poll_seconds` of quiet. A PostgreSQL store hands nothing (its
+  other processes' events of a conversation may precede ours), so its relay reads the outbox
+  each round, as any reader of a shared store must.
+* In order per conversation: each round takes the oldest unpublished events (store order)
   and publishes those of one conversation (``correlationid``) one after the other, each
   after the previous one's confirm; conversations go concurrently, which is what keeps the
   broker's round trip from capping the rate. An event that fails stops its conversation for
-  this round, so nothing of it overtakes the event.
+  this round, so nothing of it overtakes the event. A read of the outbox that came back full
+  (more may follow) is published alone: events held beyond it might overtake unread older
+  ones of their conversation.
 * One relay per store: the relay holds the store's relay lock (a PostgreSQL advisory lock
   on a connection of its own); the relays of other processes on the same store wait.
 """
@@ -27,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from adapter.bus.events import CloudEvent
@@ -57,6 +66,7 @@ class Relay:
         backoff_max: float = 15.0,
         linger_seconds: float = 0.005,
         mark_seconds: float = 0.05,
+        max_held: int = 1000,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._store = store
@@ -66,6 +76,13 @@ class Relay:
         self._confirmed: set[int] = set()
         self._marking: asyncio.TimerHandle | None = None
         self._marks: set[asyncio.Task[None]] = set()
+        #: Events committed and not yet confirmed, by seq: handed by the store, or read.
+        self._held: dict[int, StoredEvent] = {}
+        self._max_held = max_held
+        #: `_held` may lack some unpublished event: read the outbox before publishing.
+        self._stale = True
+        #: Counts the times `_held` was let go of (a read under way then may have missed some).
+        self._drops = 0
         self._bus = bus
         self._batch = batch
         #: How often to look for events other processes wrote (ours wake the relay at once).
@@ -80,9 +97,22 @@ class Relay:
         #: What the relay does now, for `/health`.
         self.state = "starting"
 
-    def wake(self) -> None:
-        """Events were committed: look now, not at the next poll."""
+    def wake(self, events: Sequence[StoredEvent] | None = None) -> None:
+        """Events were committed: publish them now, not at the next poll. `events`: those
+        committed, when they are all the store's new ones; None: read the store."""
+        if events is None:
+            self._stale = True
+        elif len(self._held) + len(events) > self._max_held:
+            self._let_go()  # the outbox keeps them: read back in batches
+        else:
+            for stored in events:
+                self._held[stored.seq] = stored
         self._wake.set()
+
+    def _let_go(self) -> None:
+        self._held.clear()
+        self._drops += 1
+        self._stale = True
 
     async def run(self) -> None:
         """Relay while holding the store's relay lock; wait for it while another holds it."""
@@ -98,6 +128,7 @@ class Relay:
                 self.state = "standby: another process relays this store"
                 await self._sleep(self._poll * 5)
                 continue
+            self._let_go()  # another relay may have published meanwhile: start from the store
             try:
                 while lock.held:
                     await self._round()
@@ -109,26 +140,24 @@ class Relay:
         self._wake.clear()  # before reading: a commit from now on wakes the next wait
         if len(self._confirmed) >= self._batch:
             await self._mark_now()  # the marks waiting are bounded by one batch
-        try:
-            # The store leaves out what was published and waits for its mark.
-            batch = await self._store.unpublished_events(self._batch, skip=tuple(self._confirmed))
-        except Exception as exc:
-            self.state = f"waiting for the store: {exc}"
-            log.warning("bus relay: cannot read the outbox: %s", exc)
-            await self._sleep(self._backoff_max)
+        batch = await self._next_batch()
+        if batch is None:
             return
         if not batch:
             self.state = "idle"
-            await self._sleep(self._poll, wakeable=True)
+            if not await self._sleep(self._poll, wakeable=True):
+                self._stale = True  # quiet: look for what other processes wrote
             # Woken by a commit: let the commits of the next moments join the same round, so
-            # that under load a round carries many events, not one (a read, a publish window
-            # and a write per round, whatever its size).
+            # that under load a round carries many events, not one (a publish window and a
+            # write of marks per round, whatever its size).
             await asyncio.sleep(self._linger)
             return
         self.state = f"publishing {len(batch)} events"
         published, error = await self._publish(batch)
         if published:
             self.published += len(published)
+            for seq in published:
+                self._held.pop(seq, None)
             self._confirmed.update(published)
             if self._marking is None:
                 loop = asyncio.get_running_loop()
@@ -136,8 +165,9 @@ class Relay:
         if error is None:
             self._failures = 0
             return
-        # The next round reads the outbox again: conversations that did not fail go on with
-        # their newer events; a failed one starts again from the event that failed.
+        # The next round starts again from the events not confirmed (held, or read again):
+        # conversations that did not fail go on with their newer events; a failed one
+        # starts again from the event that failed.
         self._failures += 1
         delay = self._delay(self._failures)
         level = logging.ERROR if isinstance(error, Unroutable) else logging.WARNING
@@ -150,6 +180,36 @@ class Relay:
         )
         self.state = f"waiting for the broker: {error}"
         await self._sleep(delay)
+
+    async def _next_batch(self) -> list[StoredEvent] | None:
+        """The oldest unconfirmed events, at most `batch`: those held, unless they may not
+        be all, then read from the store first. None when the store could not be read."""
+        if not self._stale:
+            return [self._held[seq] for seq in sorted(self._held)[: self._batch]]
+        self._stale = False  # a commit or a let-go during the read makes it so again
+        drops = self._drops
+        try:
+            # The store leaves out what was published and waits for its mark.
+            read = await self._store.unpublished_events(self._batch, skip=tuple(self._confirmed))
+        except Exception as exc:
+            self._stale = True
+            self.state = f"waiting for the store: {exc}"
+            log.warning("bus relay: cannot read the outbox: %s", exc)
+            await self._sleep(self._backoff_max)
+            return None
+        if len(self._held) + len(read) > self._max_held:
+            self._let_go()
+        else:
+            for stored in read:
+                self._held[stored.seq] = stored
+        if len(read) == self._batch or self._drops != drops:
+            # More may wait in the store (or held events were let go of during the read):
+            # what the read returned is a prefix of the outbox in store order, and safe to
+            # publish alone; the rest next round.
+            self._stale = True
+            return read
+        # The read saw every event committed before it; the store handed those after it.
+        return [self._held[seq] for seq in sorted(self._held)[: self._batch]]
 
     async def _publish(self, batch: list[StoredEvent]) -> tuple[list[int], BusError | None]:
         """Publish `batch`, each conversation's events in order; the seqs confirmed and the
@@ -206,12 +266,14 @@ class Relay:
         ceiling = min(self._backoff_max, self._backoff_initial * 2.0 ** (failures - 1))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
-    async def _sleep(self, seconds: float, *, wakeable: bool = False) -> None:
+    async def _sleep(self, seconds: float, *, wakeable: bool = False) -> bool:
+        """Sleep `seconds`, or less if `wakeable` and woken; whether woken."""
         if not wakeable:
             await asyncio.sleep(seconds)
-            return
+            return False
         try:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
         except TimeoutError:
-            pass
+            return False
+        return True

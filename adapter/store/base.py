@@ -196,6 +196,10 @@ class StoredEvent:
     event: EventRecord
 
 
+#: Told of committed events (see `Store.listen_events`).
+EventListener = Callable[[Sequence[StoredEvent] | None], None]
+
+
 class DuplicateCommand(AdapterError):
     """A bus command whose id is known already: what it asked for was done before."""
 
@@ -333,8 +337,10 @@ class Store(Protocol):
     async def add_events(self, events: Sequence[EventRecord]) -> None:
         """Store events that report no other state (errors of bus commands)."""
 
-    def listen_events(self, callback: Callable[[], None]) -> None:
-        """Call `callback` after each commit of this process that added events."""
+    def listen_events(self, callback: EventListener) -> None:
+        """Call `callback` after each commit of this process that added events: with those
+        events when they are all the store has (a SQLite store, one process's), with None
+        when other processes may write events too (PostgreSQL: read the store)."""
 
     async def unpublished_events(
         self, limit: int, *, skip: Collection[int] = ()

@@ -61,6 +61,7 @@ from adapter.store.base import (
     DEFAULT_LEASE,
     DeliveryAttempt,
     DuplicateCommand,
+    EventListener,
     EventRecord,
     InboundRecord,
     InboundStatus,
@@ -594,7 +595,7 @@ class PostgresStore:
         self.lease = lease
         self._max_connections = max_connections
         self._pool: Any = None
-        self._event_listeners: list[Callable[[], None]] = []
+        self._event_listeners: list[EventListener] = []
         self._owner = ""
 
     def __repr__(self) -> str:
@@ -740,14 +741,16 @@ class PostgresStore:
 
     # -- extension point ----------------------------------------------------------------------
 
-    def listen_events(self, callback: Callable[[], None]) -> None:
-        """Call `callback` after each commit of this process that added bus events."""
+    def listen_events(self, callback: EventListener) -> None:
+        """Call `callback` after each commit of this process that added bus events, with
+        None: other processes on the schema write events too, and only the store knows how
+        theirs and ours interleave, so the relay reads them from it."""
         self._event_listeners.append(callback)
 
     def events_written(self) -> None:
         """Tell the listeners that events were committed (for writers through `run`)."""
         for callback in self._event_listeners:
-            callback()
+            callback(None)
 
     async def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `fn` in one transaction on a pooled connection (search_path = our schema).

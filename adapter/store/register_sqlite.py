@@ -231,12 +231,9 @@ class SqliteRegister:
         events = self._change_events(UpdateKind.DSO, update, points=points)
         # A large portfolio takes SQLite a good part of a second: off the event loop.
         size = sum(len(point.connections) for point in points)
-        return self._written(
-            await self._store.run(
-                lambda conn: _with_events(conn, _apply_dso(conn, update, points, check), events),
-                offload=size > OFFLOAD_ROWS,
-            ),
-            events,
+        return await self._store.run(
+            lambda conn: _with_events(conn, _apply_dso(conn, update, points, check), events),
+            offload=size > OFFLOAD_ROWS,
         )
 
     async def apply_agr_update(
@@ -247,14 +244,9 @@ class SqliteRegister:
     ) -> Applied:
         await self._ensure()
         events = self._change_events(UpdateKind.AGR, update, connections=connections)
-        return self._written(
-            await self._store.run(
-                lambda conn: _with_events(
-                    conn, _apply_agr(conn, update, connections, check), events
-                ),
-                offload=len(connections) > OFFLOAD_ROWS,
-            ),
-            events,
+        return await self._store.run(
+            lambda conn: _with_events(conn, _apply_agr(conn, update, connections, check), events),
+            offload=len(connections) > OFFLOAD_ROWS,
         )
 
     def _change_events(
@@ -269,11 +261,6 @@ class SqliteRegister:
             return ()
         summary = change_summary(kind, update, points=points, connections=connections)
         return self._events(kind, update, summary)
-
-    def _written(self, outcome: Applied, events: Sequence[EventRecord]) -> Applied:
-        if events and outcome is Applied.APPLIED:
-            self._store.events_written()
-        return outcome
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -503,7 +490,8 @@ def _supersede(conn: sqlite3.Connection, table: str, seq: int, ids: Sequence[int
 def _with_events(
     conn: sqlite3.Connection, outcome: Applied, events: Sequence[EventRecord]
 ) -> Applied:
-    """The register's events go with an applied update, in its transaction."""
+    """The register's events go with an applied update, in its transaction (the store hands
+    them to the relay once it committed)."""
     if events and outcome is Applied.APPLIED:
         insert_events(conn, events)
     return outcome

@@ -95,6 +95,7 @@ from adapter.store.base import (
     DEFAULT_LEASE,
     DeliveryAttempt,
     DuplicateCommand,
+    EventListener,
     EventRecord,
     InboundRecord,
     InboundStatus,
@@ -441,24 +442,45 @@ def _insert_outbound(
     )
 
 
+class _Connection(sqlite3.Connection):
+    """The store's connection. It remembers the bus events its open transaction inserted, so
+    that the store hands them to its listeners (the relay) once committed: the relay of a
+    SQLite store, which is this process's alone, need not read back what it was handed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The events inserted since BEGIN, with their seq (SAVEPOINTs rolled back drop theirs).
+        self.staged_events: list[StoredEvent] = []
+
+
+def _staged_events(conn: sqlite3.Connection) -> list[StoredEvent] | None:
+    return conn.staged_events if isinstance(conn, _Connection) else None
+
+
 def insert_events(conn: sqlite3.Connection, events: Sequence[EventRecord]) -> None:
     """Add `events` to the bus outbox inside the caller's transaction; an event whose id or
-    key is taken is the same fact reported again, and is skipped."""
-    conn.executemany(
-        "INSERT INTO bus_events (event_id, event_key, route, attributes, data, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        [
+    key is taken is the same fact reported again, and is skipped (and not handed to the
+    relay: it would publish a second event, under a new id, for one fact)."""
+    staged = _staged_events(conn)
+    for event in events:
+        attributes = _with_command(conn, event)
+        cursor = conn.execute(
+            "INSERT INTO bus_events (event_id, event_key, route, attributes, data, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 event.event_id,
                 event.key,
                 event.route,
-                json.dumps(_with_command(conn, event), ensure_ascii=False),
+                json.dumps(attributes, ensure_ascii=False),
                 event.data,
                 _to_us(event.created_at),
+            ),
+        )
+        if staged is not None and cursor.rowcount == 1 and cursor.lastrowid is not None:
+            record = EventRecord(
+                event.event_id, event.route, attributes, event.data, event.created_at, event.key
             )
-            for event in events
-        ],
-    )
+            staged.append(StoredEvent(cursor.lastrowid, record))
 
 
 def _with_command(conn: sqlite3.Connection, event: EventRecord) -> dict[str, str]:
@@ -599,10 +621,16 @@ class _Settlements(list[tuple[asyncio.Future[Any], bool, Any]]):
     """Results to hand back once the batch that produced them is over; a failure of the
     environment (disk full, ...) as a `StorageError`, whichever operation met it."""
 
+    #: Hands the events the batch committed to the store's listeners, before any caller of
+    #: the batch hears of it (so before a read that sees them returns).
+    announce: Callable[[], None] | None = None
+
     def add(self, op: _Op, ok: bool, value: Any) -> None:
         self.append((op.future, ok, value if ok else _as_storage_error(value)))
 
     def deliver(self) -> None:
+        if self.announce is not None:
+            self.announce()
         for future, ok, value in self:
             if future.done():  # cancelled by its caller; the work itself stands
                 continue
@@ -713,7 +741,7 @@ class SqliteStore:
         self._commits = 0
         self._checkpointer: _Checkpointer | None = None
         self._commits_at_checkpoint = 0
-        self._event_listeners: list[Callable[[], None]] = []
+        self._event_listeners: list[EventListener] = []
         #: Told how long each committed transaction took, BEGIN to COMMIT (metrics); called
         #: on the thread that ran it.
         self.on_commit: Callable[[float], None] | None = None
@@ -826,14 +854,20 @@ class SqliteStore:
 
     # -- extension points ---------------------------------------------------------------------
 
-    def listen_events(self, callback: Callable[[], None]) -> None:
-        """Call `callback` after each commit that added bus events (the relay's wake-up)."""
+    def listen_events(self, callback: EventListener) -> None:
+        """Call `callback` with the events of each commit that added some, in commit order
+        (which is seq order: one process, one writer), on the event loop. Every event this
+        store commits goes through here, those that `run` operations insert included."""
         self._event_listeners.append(callback)
 
     def events_written(self) -> None:
-        """Tell the listeners that events were committed (for writers through `run`)."""
+        """Nothing to do: the store tells its listeners of every event it commits (see
+        `listen_events`). Here for the code that writes events on either store (the flex
+        book), which the PostgreSQL store must be told of."""
+
+    def _announce(self, events: list[StoredEvent]) -> None:
         for callback in self._event_listeners:
-            callback()
+            callback(events)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, offload: bool = False) -> T:
         """Run `fn` in the next group-commit transaction and return its result once committed.
@@ -924,7 +958,7 @@ class SqliteStore:
                 else _exception_of(future)
             )
             settlements = _Settlements()
-            self._settle_writes(writes, staged, failure, started, settlements)
+            self._settle_writes(conn, writes, staged, failure, started, settlements)
             self._run_reads(conn, batch, settlements)
             settlements.deliver()
             done.set_result(None)
@@ -1020,10 +1054,7 @@ class SqliteStore:
                 return SaveOutcome.ALREADY_SUBMITTED
             return SaveOutcome.DUPLICATE_IDENTIFIER
 
-        outcome = await self._write(op)
-        if events and outcome is SaveOutcome.NEW:
-            self.events_written()
-        return outcome
+        return await self._write(op)
 
     async def finish_inbound(
         self,
@@ -1069,8 +1100,6 @@ class SqliteStore:
         # Without a response to send it is bookkeeping (see `DEFERRED_WINDOW`); with one,
         # the response is sent once this returns, so it must be durable first.
         await self._write(op, deferred=response is None)
-        if events:
-            self.events_written()
 
     async def unfinished_inbound(self) -> list[InboundRecord]:
         def op(conn: sqlite3.Connection) -> list[InboundRecord]:
@@ -1110,8 +1139,6 @@ class SqliteStore:
                 insert_events(conn, events)
 
         await self._write(op)
-        if events:
-            self.events_written()
 
     async def record_attempt(
         self,
@@ -1133,7 +1160,7 @@ class SqliteStore:
         error = _attempt_error(attempt, status)
         owner = self._owner
 
-        def op(conn: sqlite3.Connection) -> tuple[bool, bool]:
+        def op(conn: sqlite3.Connection) -> bool:
             # The status before: only bus events need it (an outcome is reported once).
             before = (
                 conn.execute(
@@ -1187,13 +1214,10 @@ class SqliteStore:
                 "SELECT status = ? AND claimed_by IS ? FROM outbound WHERE message_id = ?",
                 (OutboundStatus.PENDING.value, owner, attempt.message_id),
             ).fetchone()
-            return ended, bool(row[0])
+            return bool(row[0])
 
         # Delivered: nobody waits for the mark (see `DEFERRED_WINDOW`).
-        ended, ours = await self._write(op, deferred=status is OutboundStatus.DELIVERED)
-        if ended and events:
-            self.events_written()
-        return ours
+        return await self._write(op, deferred=status is OutboundStatus.DELIVERED)
 
     async def cancel_outbound(self, message_id: str) -> bool:
         """Pending -> cancelled; False for a message whose delivery ended, LookupError for an
@@ -1329,8 +1353,6 @@ class SqliteStore:
 
     async def add_events(self, events: Sequence[EventRecord]) -> None:
         await self._write(lambda conn: insert_events(conn, events))
-        if events:
-            self.events_written()
 
     async def unpublished_events(
         self, limit: int, *, skip: Collection[int] = ()
@@ -1393,7 +1415,9 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves; the module's implicit
         # transactions would defeat group commit.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -1484,7 +1508,7 @@ class SqliteStore:
                 settlements.add(op, False, staged)
             return
         failure = self._commit(conn, len(writes))
-        self._settle_writes(writes, staged, failure, started, settlements)
+        self._settle_writes(conn, writes, staged, failure, started, settlements)
 
     def _stage_writes(
         self, conn: sqlite3.Connection, writes: list[_Op]
@@ -1511,6 +1535,7 @@ class SqliteStore:
 
     def _settle_writes(
         self,
+        conn: sqlite3.Connection,
         writes: list[_Op],
         outcomes: list[tuple[_Op, bool, Any]],
         failure: Exception | None,
@@ -1530,6 +1555,12 @@ class SqliteStore:
         if self._commits - self._commits_at_checkpoint >= CHECKPOINT_EVERY_COMMITS:
             self._request_checkpoint()
         log.debug("committed a batch of %d operations", len(writes))
+        staged = _staged_events(conn)
+        if staged:
+            events = staged.copy()
+            staged.clear()
+            if self._event_listeners:
+                settlements.announce = lambda: self._announce(events)
         for op, ok, value in outcomes:
             settlements.add(op, ok, value)
 
@@ -1541,12 +1572,16 @@ class SqliteStore:
         an operation raised and `isolate` is off (rolled back); the error when the
         transaction itself failed (rolled back)."""
         outcomes: list[tuple[_Op, bool, Any]] = []
+        staged = _staged_events(conn)
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if staged is not None:
+                staged.clear()  # what an earlier transaction left did not commit
             for op in writes:
                 savepoint = isolate or op.isolate
                 if savepoint:
                     conn.execute("SAVEPOINT op")
+                kept = len(staged) if staged is not None else 0
                 try:
                     value = op.fn(conn)
                 except Exception as exc:
@@ -1560,6 +1595,8 @@ class SqliteStore:
                         return None
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
+                    if staged is not None:
+                        del staged[kept:]
                     outcomes.append((op, False, exc))
                 else:
                     if savepoint:

@@ -9,11 +9,12 @@ from typing import Any
 
 import aio_pika
 import aiormq
+import pamqp.encode
 import pytest
 
-from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_amqp
+from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_amqp, to_amqp
 from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
-from adapter.bus.rabbitmq import RabbitBus, Topology
+from adapter.bus.rabbitmq import RabbitBus, Topology, string_table
 from tests.bus.conftest import AMQP_URL
 
 
@@ -121,3 +122,16 @@ async def test_commands_are_settled_by_verdict_and_rejected_ones_dead_lettered(
     finally:
         await bus.close()
     assert not bus.health().connected
+
+
+def test_event_headers_are_encoded_as_pamqp_encodes_them() -> None:
+    headers, _ = to_amqp(event())
+    tables: list[dict[str, object]] = [
+        {**headers, "cloudEvents_correlationid": "conv-\u20ac\U0001f600", "cloudEvents_x": ""},
+        {},
+    ]
+    for table in tables:
+        assert string_table(table) == pamqp.encode.field_table(table)
+    # Anything else goes through pamqp's own encoder.
+    assert string_table({"count": 1}) is None
+    assert string_table({"n" * 129: "long name"}) is None

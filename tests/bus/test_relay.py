@@ -1,20 +1,24 @@
 """The relay on a real store and the in-memory bus: what it publishes, in which order, and
 how it writes that it did."""
 
+# ruff: noqa: F811 - the fixture of the store contract is imported by name
+
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapter.bus.memory import MemoryBus
 from adapter.bus.relay import Relay
-from adapter.store.base import EventRecord
+from adapter.store.base import EventRecord, StoredEvent
 from adapter.store.sqlite import SqliteStore
 from tests.conftest import eventually
+from tests.store.test_store_contract import Backend, backend  # noqa: F401 - a fixture
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -33,12 +37,25 @@ def event(n: int, conversation: str = "conv-1") -> EventRecord:
 
 
 class CountingStore(SqliteStore):
-    """A SQLite store that counts the relay's mark writes, and can refuse them."""
+    """A SQLite store that counts the relay's mark writes and reads of the outbox, can
+    refuse the marks, and can commit more events while a read of the outbox is under way."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.marks: list[list[int]] = []
         self.refuse_marks = 0
+        self.reads = 0
+        #: Committed (and so handed to the relay) at the start of the next read.
+        self.during_next_read: list[EventRecord] = []
+
+    async def unpublished_events(
+        self, limit: int, *, skip: Collection[int] = ()
+    ) -> list[StoredEvent]:
+        self.reads += 1
+        committed, self.during_next_read = self.during_next_read, []
+        if committed:
+            await self.add_events(committed)
+        return await super().unpublished_events(limit, skip=skip)
 
     async def mark_published(self, seqs: Sequence[int], at: datetime) -> None:
         if self.refuse_marks:
@@ -58,9 +75,9 @@ async def store(tmp_path: Path) -> AsyncIterator[CountingStore]:
         await counting.close()
 
 
-async def run_relay(store: CountingStore, bus: MemoryBus, **options: float) -> Relay:
+async def run_relay(store: CountingStore, bus: MemoryBus, **options: Any) -> Relay:
     await bus.connect()
-    relay = Relay(store, bus, poll_seconds=0.05, backoff_max=0.2, **options)
+    relay = Relay(store, bus, **{"poll_seconds": 0.05, "backoff_max": 0.2, **options})
     store.listen_events(relay.wake)
     return relay
 
@@ -120,3 +137,127 @@ async def test_stopping_writes_the_marks_of_what_was_confirmed(store: CountingSt
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert await store.unpublished_events(100) == []  # a restart sends nothing again
+
+
+def published_ids(bus: MemoryBus) -> list[str]:
+    return [event.id for _, event in bus.published]
+
+
+async def test_the_events_of_commits_are_published_without_reading_them_back(
+    store: CountingStore,
+) -> None:
+    bus = MemoryBus()
+    bus.bind("#")
+    relay = await run_relay(store, bus, poll_seconds=60)
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.state == "idle")
+        reads = store.reads  # the read at start: what an earlier process left
+        for n in range(5):
+            await store.add_events([event(n)])
+            await eventually(lambda n=n: len(bus.published) == n + 1)
+        assert published_ids(bus) == [f"ev-{n}" for n in range(5)]
+        assert store.reads == reads  # handed by the store, not read back
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_events_committed_before_the_relay_started_go_first(
+    store: CountingStore,
+) -> None:
+    # As after a crash between commit and publish: the outbox holds events nobody handed
+    # to this relay. Read back two at a time, they go before the newer ones the store hands
+    # meanwhile, which are of the same conversation.
+    await store.add_events([event(n) for n in range(5)])
+    bus = MemoryBus()
+    bus.bind("#")
+    relay = await run_relay(store, bus, batch=2)
+    store.during_next_read = [event(n) for n in range(5, 8)]
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: len(bus.published) >= 8)
+        assert published_ids(bus) == [f"ev-{n}" for n in range(8)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await store.unpublished_events(100) == []
+
+
+async def test_events_handed_during_an_outage_are_published_when_the_broker_is_back(
+    store: CountingStore,
+) -> None:
+    bus = MemoryBus()
+    bus.bind("#")
+    relay = await run_relay(store, bus, poll_seconds=60)  # no reads of quiet
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.state == "idle")
+        bus.available = False
+        await store.add_events([event(1), event(2, "conv-2")])
+        await eventually(lambda: relay.state.startswith("waiting for the broker"))
+        await store.add_events([event(3), event(4, "conv-2")])
+        await asyncio.sleep(0.3)  # rounds fail meanwhile
+        assert bus.published == []
+        bus.available = True
+        await eventually(lambda: len(bus.published) == 4, timeout=5)
+        ids = published_ids(bus)
+        assert sorted(ids) == ["ev-1", "ev-2", "ev-3", "ev-4"]  # once each
+        assert ids.index("ev-1") < ids.index("ev-3") and ids.index("ev-2") < ids.index("ev-4")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await store.unpublished_events(100) == []
+
+
+async def test_a_long_outage_lets_go_of_the_events_and_reads_them_back_in_order(
+    store: CountingStore,
+) -> None:
+    bus = MemoryBus()
+    bus.bind("#")
+    relay = await run_relay(store, bus, batch=3, max_held=4, poll_seconds=60)
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.state == "idle")
+        bus.available = False
+        for n in range(12):  # more than the relay holds: it keeps at most 4
+            await store.add_events([event(n, f"conv-{n % 2}")])
+        await eventually(lambda: relay.state.startswith("waiting for the broker"))
+        bus.available = True
+        await eventually(lambda: len(bus.published) >= 12, timeout=5)
+        ids = published_ids(bus)
+        assert sorted(ids) == sorted(f"ev-{n}" for n in range(12))
+        for parity in (0, 1):
+            mine = [i for i in ids if int(i.removeprefix("ev-")) % 2 == parity]
+            assert mine == [f"ev-{n}" for n in range(parity, 12, 2)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await store.unpublished_events(100) == []
+
+
+async def test_on_postgresql_another_processs_earlier_event_goes_first(backend: Backend) -> None:
+    # Two processes on one PostgreSQL schema: the other one's event of the conversation,
+    # committed first, goes before ours, though only ours woke the relay.
+    if backend.name != "postgres":
+        pytest.skip("one process per SQLite file")
+    ours, theirs = backend.make(), backend.make()
+    await ours.open()
+    await theirs.open()
+    bus = MemoryBus()
+    bus.bind("#")
+    await bus.connect()
+    relay = Relay(ours, bus, poll_seconds=60, backoff_max=0.2)
+    ours.listen_events(relay.wake)
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.state == "idle")
+        await theirs.add_events([event(1)])
+        await ours.add_events([event(2)])
+        await eventually(lambda: len(bus.published) >= 2)
+        assert published_ids(bus) == ["ev-1", "ev-2"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await theirs.close()
+        await ours.close()

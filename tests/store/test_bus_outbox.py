@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -14,8 +16,15 @@ from pathlib import Path
 import pytest
 
 from adapter.store import OutboundStatus, SaveOutcome, Store
-from adapter.store.base import CommandOf, DuplicateCommand, EventRecord, NotOpen, StoreOpenError
-from adapter.store.sqlite import SqliteStore
+from adapter.store.base import (
+    CommandOf,
+    DuplicateCommand,
+    EventRecord,
+    NotOpen,
+    StoredEvent,
+    StoreOpenError,
+)
+from adapter.store.sqlite import SqliteStore, insert_events
 from tests.store.test_store_contract import (  # noqa: F401 - fixtures
     T0,
     Backend,
@@ -135,13 +144,43 @@ async def test_an_answer_from_the_bus_needs_an_open_request_and_a_new_command(
 
 
 async def test_listeners_hear_of_committed_events_only(store: Store) -> None:
-    heard: list[int] = []
-    store.listen_events(lambda: heard.append(1))
+    heard: list[Sequence[StoredEvent] | None] = []
+    store.listen_events(heard.append)
     await store.save_inbound(inbound())
     assert heard == []
     await store.save_inbound(inbound("m2"), events=[event("e1")])
     await store.add_outbound(outbound(), events=[event("e2")])
     assert len(heard) == 2
+    if isinstance(store, SqliteStore):
+        # One process's store hands the events themselves, as the outbox has them.
+        handed = [stored for events in heard for stored in events or ()]
+        assert handed == await store.unpublished_events(10)
+    else:
+        assert heard == [None, None]  # other processes write too: the relay reads the store
+
+
+async def test_a_sqlite_store_hands_only_the_events_it_committed(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "handed.sqlite3")
+    await store.open()
+    try:
+        heard: list[StoredEvent] = []
+        store.listen_events(lambda events: heard.extend(events or ()))
+        await store.add_events([event("e1", key="fact")])
+        await store.add_events([event("e2", key="fact")])  # the same fact: not stored
+
+        def rejected(conn: sqlite3.Connection) -> None:
+            insert_events(conn, [event("e3")])
+            raise ValueError("rejected after its events")
+
+        # One batch: the operation that raises loses its events, the other keeps its own.
+        outcomes = await asyncio.gather(
+            store.run(rejected), store.add_events([event("e4")]), return_exceptions=True
+        )
+        assert isinstance(outcomes[0], ValueError) and outcomes[1] is None
+        assert [stored.event.event_id for stored in heard] == ["e1", "e4"]
+        assert heard == await store.unpublished_events(10)
+    finally:
+        await store.close()
 
 
 async def test_one_relay_lock_per_store(backend: Backend) -> None:
