@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -337,7 +338,7 @@ def test_order_isps_as_text_are_an_immutable_sequence_equal_to_their_rows() -> N
     assert isps != rows[:1] and isps != (rows[0], rows[0])
     assert pickle.loads(pickle.dumps(isps)) == isps
     order = FlexOrderSettlement(
-        period=__import__("datetime").date(2024, 5, 1),
+        period=date(2024, 5, 1),
         congestion_point="ean.871685900000000000",
         price=Decimal(1),
         net_settlement=Decimal(1),
