@@ -107,19 +107,25 @@ class _Connection(asyncio.Protocol):
         self._handler = handler
         self._header_timeout = header_timeout
         self._transport: asyncio.BaseTransport | None = None
+        self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        #: The loop time the timer is armed for.
+        self._armed_for = 0.0
+        #: When the head now awaited began (loop time): the connection opened, or the first
+        #: byte after a response came; None while a request is handled or none has begun.
+        self._head_since: float | None = None
         #: A request is being handled: the connection is not closed to make room.
         self.busy = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
         self._connections._open[self] = None
-        self._start_timer()
+        self._head_started()
         self._handler.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if not self.busy and self._timer is None:
-            self._start_timer()  # the first byte of the next request's head
+        if not self.busy and self._head_since is None:
+            self._head_started()  # the first byte of the next request's head
         self._handler.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -139,27 +145,42 @@ class _Connection(asyncio.Protocol):
 
     def request_started(self) -> None:
         self.busy = True
-        self._stop_timer()
+        self._head_since = None  # the timer, if armed, finds no head due when it fires
 
     def request_finished(self) -> None:
-        self.busy = False  # the timer starts again with the next byte
+        self.busy = False  # the head's clock starts again with the next byte
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
 
-    def _start_timer(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(
-            self._header_timeout, self._head_too_slow
-        )
+    def _head_started(self) -> None:
+        """Start the head's clock; arm the timer unless it is armed already.
+
+        A timer is not made and cancelled for every request of a kept-alive connection (a
+        TimerHandle, a heap push, a cancellation per message): the one armed stays, and when it
+        fires it looks at the head then awaited, if any, and is armed again for its due time."""
+        self._head_since = self._loop.time()
+        if self._timer is None:
+            self._arm(self._head_since + self._header_timeout)
+
+    def _arm(self, due: float) -> None:
+        self._armed_for = due
+        self._timer = self._loop.call_at(due, self._check_head)
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _head_too_slow(self) -> None:
+    def _check_head(self) -> None:
         self._timer = None
+        if self._head_since is None:
+            return  # a request is handled, or the connection waits for its next byte
+        due = self._head_since + self._header_timeout
+        if due > self._armed_for:  # this head began after the timer was armed
+            self._arm(due)
+            return
         log.debug("closing a connection that sent no request head in %g s", self._header_timeout)
         self.close()
 

@@ -369,8 +369,9 @@ class Outbox:
         ours = True
         try:
             events: Sequence[EventRecord] = ()
-            if status is not OutboundStatus.PENDING:
-                events = await self._outcome_events(
+            if status is not OutboundStatus.PENDING and self.events is not None:
+                # (Without a bus, no copy of the record is made for nobody to read.)
+                events = await self.events(
                     replace(record, attempts=attempts), status, detail.strip()
                 )
             ours = await self._store.record_attempt(attempt, status, next_at, events=events)
@@ -380,16 +381,17 @@ class Outbox:
             # detection absorbs.
             log.exception("outbox: could not record attempt for %s", record.message_id)
         log_level = logging.INFO if status is not OutboundStatus.PENDING else logging.WARNING
-        log.log(
-            log_level,
-            "outbox: %s %s -> %s attempt %d: %s%s",
-            record.message_type,
-            record.message_id,
-            record.recipient_domain,
-            attempts,
-            detail.strip() or result.outcome.value,
-            f"; next attempt at {next_at.isoformat()}" if next_at else f"; {status.value}",
-        )
+        if log.isEnabledFor(log_level):  # its arguments are not worked out for nothing
+            log.log(
+                log_level,
+                "outbox: %s %s -> %s attempt %d: %s%s",
+                record.message_type,
+                record.message_id,
+                record.recipient_domain,
+                attempts,
+                detail.strip() or result.outcome.value,
+                f"; next attempt at {next_at.isoformat()}" if next_at else f"; {status.value}",
+            )
         updated = replace(
             record, attempts=attempts, status=status, next_attempt_at=next_at, last_error=detail
         )

@@ -30,7 +30,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
@@ -51,7 +51,7 @@ from .ops.observer import NULL_OBSERVER, Observer
 from .outbox import Outbox
 from .rotation import KeyRing
 from .router import HandlerContext, Router
-from .server import Endpoint, Received
+from .server import THREAD_THRESHOLD, Endpoint, Received
 from .settings import Delivery, Limits, ListenAddress
 from .store.base import (
     EventRecord,
@@ -542,13 +542,24 @@ class Participant:
 
     # -- receiving ------------------------------------------------------------------------------
 
-    def _on_received(self, received: Received) -> None:
-        """Called by the endpoint once a message is stored, before the sender gets its 200."""
+    def _on_received(self, received: Received) -> Awaitable[None] | None:
+        """Called by the endpoint once a message is stored, before the sender gets its 200;
+        the endpoint awaits what it returns before it writes the 200.
+
+        That is one turn of the event loop, in which the handling just scheduled takes its
+        first step (the handler, and its response submitted to the store), so that a
+        response is on its way to the store before the 200 wakes the sender up: the 200
+        only tells the sender to mark its message delivered, while the response is what it
+        waits for. Written first, the 200 would have the sender's process and ours compete
+        for a core at that moment, with our response behind it. The handling itself stays
+        after the store: it was scheduled only now. Not for a large message, whose handler
+        may work for a long while before it first pauses: its sender gets its 200 first."""
         if received.outcome is SaveOutcome.ALREADY_SUBMITTED:
-            return  # handled (or being handled) already; the first response stands
+            return None  # handled (or being handled) already; the first response stands
         if received.outcome is SaveOutcome.NEW:  # (a Duplicate Identifier is not stored)
             self._in_hand.add((received.sender_domain, received.message.message_id))
         self._schedule_handling(self._handle(received))
+        return asyncio.sleep(0) if len(received.envelope) <= THREAD_THRESHOLD else None
 
     def _schedule_handling(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)

@@ -368,8 +368,13 @@ class Endpoint:
             raise ServerBusy("too many request bodies are being received, retry")
         progress.bytes = length
         try:
-            async with asyncio.timeout(self._read_timeout):
-                body = await _read_body(request.content, length)
+            if request.content.is_eof():
+                # The whole body came with the head, as a small message's does: taken as it
+                # is, without a timer to arm and cancel nor a copy.
+                body = _buffered_body(request.content, length)
+            else:
+                async with asyncio.timeout(self._read_timeout):
+                    body = await _read_body(request.content, length)
         except TimeoutError:
             raise RequestTimeout("the body was not received in time") from None
         except (
@@ -428,21 +433,23 @@ class Endpoint:
             signed.sender_domain,
             "rejected" if rejections and outcome is SaveOutcome.NEW else outcome.value,
         )
-        log.info(
-            "inbound %s from %s (%s): %s%s",
-            message.xml_name,
-            signed.sender_domain,
-            signed.sender_role,
-            outcome.value,
-            f", to be rejected: {record.rejection}" if record.rejection else "",
-        )
-        log.debug(
-            "inbound %s is %s, conversation %s",
-            message.xml_name,
-            message.message_id,
-            message.conversation_id,
-        )
-        log.debug("inbound %s body: %r", message.message_id, opened.inner_xml)
+        if log.isEnabledFor(logging.INFO):  # its arguments are not worked out for nothing
+            log.info(
+                "inbound %s from %s (%s): %s%s",
+                message.xml_name,
+                signed.sender_domain,
+                signed.sender_role,
+                outcome.value,
+                f", to be rejected: {record.rejection}" if record.rejection else "",
+            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "inbound %s is %s, conversation %s",
+                    message.xml_name,
+                    message.message_id,
+                    message.conversation_id,
+                )
+                log.debug("inbound %s body: %r", message.message_id, opened.inner_xml)
         return Received(
             message=message,
             sender_domain=signed.sender_domain,
@@ -453,6 +460,16 @@ class Endpoint:
             rejections=rejections,
             outcome=outcome,
         )
+
+
+def _buffered_body(content: aiohttp.StreamReader, length: int) -> bytes:
+    """The body of a request whose payload has ended (`content.is_eof()`): the bytes in the
+    buffer, in one piece when they came in one. Raises `asyncio.IncompleteReadError` when
+    they fall short of `length` (the sender stopped short), as `_read_body` does."""
+    body = content.read_nowait()
+    if len(body) != length:
+        raise asyncio.IncompleteReadError(body, length)
+    return body
 
 
 async def _read_body(content: aiohttp.StreamReader, length: int) -> bytes:

@@ -134,6 +134,9 @@ class Outcome:
     #: CPU seconds (all threads) each process spent in the slice, and the slice's wall time.
     cpu: dict[str, float] = dataclasses.field(default_factory=dict)
     wall: float = 0.0
+    #: Seconds each process's threads were ready to run but waited for a core (the kernel's
+    #: run delay): the share of the wall time that the machine's other work put there.
+    waited: dict[str, float] = dataclasses.field(default_factory=dict)
     #: Why, where a process knows (theirs: a message it refused, a response it failed to send).
     causes: Counter[str] = dataclasses.field(default_factory=Counter)
 
@@ -792,13 +795,26 @@ class Theirs(Pair):
 
 def counters(commits: int = 0, causes: Counter[str] | None = None) -> dict[str, Any]:
     """What a process reports before and after a slice: its own CPU clock covers all its
-    threads (uvicorn's, the thread pools', the event loop's)."""
+    threads (uvicorn's, the thread pools', the event loop's), and so does its run delay."""
     return {
         "commits": commits,
         "cpu": time.process_time(),
         "wall": time.perf_counter(),
+        "waited": run_delay(),
         "causes": Counter(causes or {}),
     }
+
+
+def run_delay() -> float:
+    """Seconds the threads of this process have spent ready to run, waiting for a core
+    (Linux: the second field of /proc/self/task/*/schedstat); 0.0 where there is none.
+    A thread that ended meanwhile takes its share with it: the pools here live as long as
+    the process."""
+    total = 0
+    for path in Path("/proc/self/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int(path.read_text().split()[1])
+    return total / 1e9
 
 
 def measure(call: Callable[..., Any], processes: Iterable[str], load: Load) -> Outcome:
@@ -811,6 +827,7 @@ def measure(call: Callable[..., Any], processes: Iterable[str], load: Load) -> O
         outcome.commits = {d: int(after[d]["commits"] - before[d]["commits"]) for d in before}
     outcome.cpu = {d: after[d]["cpu"] - before[d]["cpu"] for d in before}
     outcome.wall = after[DSO]["wall"] - before[DSO]["wall"]
+    outcome.waited = {d: after[d]["waited"] - before[d]["waited"] for d in before}
     for domain in before:
         outcome.causes.update(after[domain]["causes"] - before[domain]["causes"])
     return outcome
@@ -871,17 +888,24 @@ def describe_cpu(name: str, slices: list[Outcome]) -> str:
 def describe_throughput(name: str, slices: list[Outcome]) -> str:
     latencies = [x for o in slices for x in o.latencies]
     pooled = len(latencies) / sum(o.duration for o in slices)
+    completed = sum(o.completed for o in slices)
+    waited = sum(sum(o.waited.values()) for o in slices) / completed if completed else 0.0
     return (
         f"    {name:{WIDTH}} {pooled:7.1f} round trips/s "
         f"(slices {min(o.throughput for o in slices):.0f}-{max(o.throughput for o in slices):.0f})"
         f"   p50 {ms(percentile(latencies, 0.50)):>9}   p99 {ms(percentile(latencies, 0.99)):>9}"
-        f"   n={len(latencies)}"
+        f"   n={len(latencies)}   waited for a core {ms(waited)}"
     )
 
 
 def ratios(a: list[Outcome], b: list[Outcome]) -> list[float]:
     """CPU per round trip of a over b, round by round (slices of one round ran together)."""
     return [x.cpu_per_round_trip / y.cpu_per_round_trip for x, y in zip(a, b, strict=True)]
+
+
+def speedups(a: list[Outcome], b: list[Outcome]) -> list[float]:
+    """Round trips/s of a over b, round by round."""
+    return [x.throughput / y.throughput for x, y in zip(a, b, strict=True) if y.throughput]
 
 
 def describe_errors(outcomes: dict[str, list[Outcome]]) -> list[str]:
@@ -1019,11 +1043,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         for name in variants:
             print(f"        {name}/ours {spread(ratios(results[(name, concurrency)], ours_))}")
-    print("\nThroughput (round trips ending inside the slices, pooled) and latency")
+    print(
+        "\nThroughput (round trips ending inside the slices, pooled), latency, and the time "
+        "both processes' threads were ready to run but waited for a core, per round trip"
+    )
     for concurrency in CONCURRENCIES:
         print(f"  c={concurrency}")
         for name in names:
             print(describe_throughput(name, results[(name, concurrency)]))
+        ours_, theirs_ = results[("ours", concurrency)], results[("theirs", concurrency)]
+        line = f"    per round: ours/theirs {spread(speedups(ours_, theirs_))}"
+        for name in variants:
+            line += f"   {name}/ours {spread(speedups(results[(name, concurrency)], ours_))}"
+        print(line)
     print("SQLite durability in use (ours):")
     print(durability)
 

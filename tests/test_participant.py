@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from adapter import participant as participant_module
+from adapter.ops.observer import NullObserver
 from adapter.participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
 from adapter.router import HandlerContext, Router
 from adapter.store.base import OutboundStatus
@@ -377,3 +379,57 @@ async def test_only_the_addressed_peer_can_answer_a_request(network: Network) ->
     response = await pending  # the CRO's real answer (its handler takes 0.5 s)
     assert response.result is Result.ACCEPTED
     assert response.sender_domain == CRO
+
+
+class Order(NullObserver):
+    """Writes into a shared log the moment its participant's endpoint answers 200."""
+
+    def __init__(self, log: list[str], who: str) -> None:
+        self.log, self.who = log, who
+
+    def http_response(self, status: int) -> None:
+        self.log.append(f"{self.who} answers {status}")
+
+
+class Logged(list[tuple[object, HandlerContext]]):
+    """A recorder's list that also writes into the shared log when a handler adds to it."""
+
+    def __init__(self, log: list[str], who: str) -> None:
+        super().__init__()
+        self.log, self.who = log, who
+
+    def append(self, item: tuple[object, HandlerContext]) -> None:
+        self.log.append(f"{self.who} handles")
+        super().append(item)
+
+
+async def test_handling_starts_before_the_200_is_written(network: Network) -> None:
+    """Stored, then the handler's first step (the CRO's response on its way to the store,
+    the DSO's request answered), then the 200: the sender, woken by its 200, does not come
+    between a message and its handling."""
+    cro, dso, cro_seen, dso_seen = await pair(network)
+    log: list[str] = []
+    cro.observer, dso.observer = Order(log, "cro"), Order(log, "dso")
+    cro_seen.received, dso_seen.received = Logged(log, "cro"), Logged(log, "dso")
+
+    await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
+
+    await eventually(lambda: "dso answers 200" in log and "dso handles" in log)
+    assert log == ["cro handles", "cro answers 200", "dso handles", "dso answers 200"]
+
+
+async def test_a_large_message_gets_its_200_before_its_handling(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large message's handler may work for long before it first pauses: its sender is
+    not kept waiting for its 200 meanwhile."""
+    monkeypatch.setattr(participant_module, "THREAD_THRESHOLD", 0)  # every message is large
+    cro, dso, cro_seen, dso_seen = await pair(network)
+    log: list[str] = []
+    cro.observer, dso.observer = Order(log, "cro"), Order(log, "dso")
+    cro_seen.received, dso_seen.received = Logged(log, "cro"), Logged(log, "dso")
+
+    await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
+
+    await eventually(lambda: "dso answers 200" in log and "dso handles" in log)
+    assert log == ["cro answers 200", "cro handles", "dso answers 200", "dso handles"]

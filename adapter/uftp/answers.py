@@ -58,12 +58,28 @@ def fill(
 
 def copied_fields(request: PayloadMessage, response_type: type[PayloadResponse]) -> dict[str, Any]:
     """The response's required business fields that the request carries (TimeZone, Period)."""
+    names = _COPIED.get((type(request), response_type))
+    if names is None:
+        names = _COPIED[type(request), response_type] = _copied(type(request), response_type)
+    return {name: getattr(request, name) for name in names}
+
+
+#: `_copied` for each pair of types met so far (a few dozen at most).
+_COPIED: dict[tuple[type[PayloadMessage], type[PayloadResponse]], tuple[str, ...]] = {}
+
+
+def _copied(
+    request_type: type[PayloadMessage], response_type: type[PayloadResponse]
+) -> tuple[str, ...]:
+    """The names `copied_fields` copies, which depend on the two types alone: worked out
+    once per pair rather than for every answer."""
     metadata = {f.name for f in dataclasses.fields(PayloadResponse)}
-    return {
-        f.name: getattr(request, f.name)
+    return tuple(
+        f.name
         for f in dataclasses.fields(response_type)
-        if f.name not in metadata and hasattr(request, f.name)
-    }
+        if f.name not in metadata
+        and (f.name in request_type.__dataclass_fields__ or hasattr(request_type, f.name))
+    )
 
 
 def accepted(request: PayloadMessage) -> PayloadResponse:
@@ -105,7 +121,8 @@ def answer(
     that returned another one deserves (`rejected`, with "Invalid Message")."""
     if response is None:
         response = accepted(request)
-    filled = fill(
+    # `fill`'s metadata and the reference in one copy: a response is built once per message.
+    return dataclasses.replace(
         response,
         version=response_version(request, versions),
         sender_domain=sender_domain,
@@ -113,5 +130,5 @@ def answer(
         time_stamp=time_stamp,
         message_id=message_id,
         conversation_id=request.conversation_id,
+        reference_message_id=request.message_id,
     )
-    return dataclasses.replace(filled, reference_message_id=request.message_id)

@@ -1,9 +1,11 @@
 """UFTP messages <-> XML bytes, for Versions 3.0.0, 3.1.0 and the draft next version (4.0.0).
 
 Reading is parse (hardened, see `xml.py`) -> validate against the schema of the message's
-Version -> build the model. Validation comes before any value is read, so the readers below
-can trust the shape of the tree and stay simple and fast: the connections of a large
-portfolio update are read column-wise (`columns.py`), without a Python object per element.
+Version -> build the model. No model is returned before the whole message has been found
+valid, so the readers below can trust the shape of the tree and stay simple and fast: the
+connections of a portfolio update are read column-wise (`columns.py`), without a Python
+object per element. A large DSOPortfolioUpdate, FlexSettlement or Metering is validated on
+the parser's events and read as a stream, a child of the root at a time (`_decode_streamed`).
 
 Writing is plain string assembly with attribute escaping, which costs less than building an
 lxml tree for the same document (bench/README.md, "Measurements behind the code"), and is
@@ -98,7 +100,15 @@ from .messages import (
     TestMessageResponse,
 )
 from .scan import metering_profiles, order_settlements, plain_content
-from .xml import SCHEMAS, attr, locate_attribute, parse_xml, stream_children, validate_stream
+from .xml import (
+    NEEDS_ESCAPE,
+    SCHEMAS,
+    attr,
+    locate_attribute,
+    parse_xml,
+    stream_children,
+    validate_stream,
+)
 
 #: Versions whose wire format this codec reads and writes.
 KNOWN_VERSIONS = ("3.0.0", "3.1.0", "4.0.0")
@@ -154,9 +164,10 @@ class Bulk:
     """
 
     #: Runs the schema validation while the model is built on the calling thread from the same,
-    #: unmodified tree (libxml2 releases the GIL meanwhile); for a 100,000-connection portfolio
-    #: that hides most of the validation time. (A large FlexSettlement or Metering is read as
-    #: a stream instead, validated on the parser's events: `_decode_streamed`.)
+    #: unmodified tree (libxml2 releases the GIL meanwhile), for a large message read from a
+    #: tree: an AGRPortfolioUpdate of 100,000 connections, say. (A large DSOPortfolioUpdate,
+    #: FlexSettlement or Metering is read as a stream instead, validated on the parser's events
+    #: on the calling thread: `_decode_streamed`.)
     executor: Executor | None = None
     #: Held while the model is built: e.g. the cyclic garbage collector paused, which the
     #: hundreds of thousands of rows of a portfolio (tuples, no cycles) would otherwise wake.
@@ -183,17 +194,18 @@ _ROOT_TAG_LIMIT = 64 * 1024
 
 
 def _decode_streamed(data: bytes, bulk: Bulk) -> PayloadMessage | None:
-    """A large settlement or metering message, never held as a whole tree (several times
-    larger than its models for a year of metering data; bench/README.md).
+    """A large portfolio update, settlement or metering message, never held as a whole tree
+    (several times larger than the models: 60 MB for 100,000 portfolio connections, 2 GB for
+    a year of metering data; bench/README.md).
 
-    Written plainly (`scan.plain_content`, as participants write), libxml2 validates it
-    without building a tree at all (`xml.validate_stream`) and `scan` reads the children from
-    the bytes; the ISP values stay text until asked for. Otherwise, or where `scan` finds a
-    form it does not read (then the message is parsed twice), it is read as a stream: each
-    child of the root validated, read and dropped as soon as it ends
-    (`xml.stream_children`). None for every other message, and for a root written in a way
-    this does not read (a namespace, a Version with a character reference): those are read
-    from the tree.
+    A settlement or metering message written plainly (`scan.plain_content`, as participants
+    write) is validated by libxml2 without building a tree at all (`xml.validate_stream`),
+    and `scan` reads the children from the bytes; the ISP values stay text until asked for.
+    Every other one, or one where `scan` finds a form it does not read (then the message is
+    parsed twice), is read as a stream: each child of the root validated, read and dropped
+    once it has ended (`xml.stream_children`). None for every other message, and for a root
+    written in a way this does not read (a namespace, a Version with a character reference):
+    those are read from the tree.
     """
     located = locate_attribute(data, b"Version", limit=_ROOT_TAG_LIMIT)
     streamed = _STREAMED.get(located.root or "")
@@ -428,24 +440,49 @@ def _dso_connections(
 
 
 def _read_dso_portfolio_update(root: etree._Element, meta: _Metadata) -> DSOPortfolioUpdate:
-    points = []
     elements = list(root)
-    for cp, connections in zip(elements, _dso_connections(root, elements), strict=True):
-        get = cp.get
-        points.append(
-            DSOPortfolioUpdateCongestionPoint(
-                entity_address=get("EntityAddress", ""),
-                start_period=_date(get("StartPeriod", "")),
-                end_period=_opt_date(get("EndPeriod")),
-                mutex_offers_supported=_bool(get("MutexOffersSupported", "")),
-                day_ahead_redispatch_by=_REDISPATCH[get("DayAheadRedispatchBy", "")],
-                intraday_redispatch_by=_redispatch(get("IntradayRedispatchBy")),
-                connections=connections,
-            )
-        )
+    points = [
+        _dso_point(cp, connections)
+        for cp, connections in zip(elements, _dso_connections(root, elements), strict=True)
+    ]
+    return _dso_portfolio_update(root, meta, points)
+
+
+def _dso_portfolio_update(
+    root: etree._Element, meta: _Metadata, points: list[DSOPortfolioUpdateCongestionPoint]
+) -> DSOPortfolioUpdate:
     return DSOPortfolioUpdate(
         **meta, time_zone=root.get("TimeZone", ""), congestion_points=tuple(points)
     )
+
+
+def _dso_point(
+    cp: etree._Element, connections: tuple[DSOPortfolioUpdateConnection, ...]
+) -> DSOPortfolioUpdateCongestionPoint:
+    get = cp.get
+    return DSOPortfolioUpdateCongestionPoint(
+        entity_address=get("EntityAddress", ""),
+        start_period=_date(get("StartPeriod", "")),
+        end_period=_opt_date(get("EndPeriod")),
+        mutex_offers_supported=_bool(get("MutexOffersSupported", "")),
+        day_ahead_redispatch_by=_REDISPATCH[get("DayAheadRedispatchBy", "")],
+        intraday_redispatch_by=_redispatch(get("IntradayRedispatchBy")),
+        connections=connections,
+    )
+
+
+#: The connections of one CongestionPoint, read from it: as `_DSO_CONNECTIONS`, but from the
+#: congestion point as root, which the stylesheet for EndPeriods then sees as its document.
+_POINT_CONNECTIONS = ConnectionColumns("Connection", DSOPortfolioUpdateConnection, _date)
+
+
+def _streamed_dso_point(cp: etree._Element) -> DSOPortfolioUpdateCongestionPoint:
+    """One CongestionPoint of a DSOPortfolioUpdate read as a stream (`_decode_streamed`), its
+    connections column-wise. Only there: lxml runs a stylesheet on an element that is not the
+    root of its document by relinking the element's children for the while (a fake document),
+    which a validation of the same tree on another thread (`decode_element`) must not meet;
+    in a stream the validation is the parser's own, paused while this reads."""
+    return _dso_point(cp, tuple(_connection_rows(_POINT_CONNECTIONS, cp, len(cp), cp)))
 
 
 def _read_dso_portfolio_query(root: etree._Element, meta: _Metadata) -> DSOPortfolioQuery:
@@ -875,6 +912,11 @@ _STREAMED: dict[
         lambda: _settlement_child,
         _flex_settlement,
     ),
+    "DSOPortfolioUpdate": (
+        ("CongestionPoint",),
+        lambda: _streamed_dso_point,
+        _dso_portfolio_update,
+    ),
 }
 
 
@@ -1046,6 +1088,7 @@ def _write_dso_portfolio_update(message: DSOPortfolioUpdate, parts: list[str]) -
     _open(message, parts, f' TimeZone="{attr(message.time_zone)}"')
     parts.append(">")
     append = parts.append
+    needs_escape = NEEDS_ESCAPE.search
     for cp in message.congestion_points:
         append(
             f'<CongestionPoint EntityAddress="{attr(cp.entity_address)}"'
@@ -1055,11 +1098,13 @@ def _write_dso_portfolio_update(message: DSOPortfolioUpdate, parts: list[str]) -
             f' DayAheadRedispatchBy="{cp.day_ahead_redispatch_by}"'
             f"{_opt('IntradayRedispatchBy', cp.intraday_redispatch_by)}>"
         )
-        for c in cp.connections:
-            end = "" if c.end_period is None else f' EndPeriod="{c.end_period.isoformat()}"'
+        # The rows unpacked and `attr` called only for a value that needs escaping: this loop
+        # runs once per connection, and a portfolio has many.
+        for address, start, stop in cp.connections:
+            end = "" if stop is None else f' EndPeriod="{stop.isoformat()}"'
+            escaped = address if needs_escape(address) is None else attr(address)
             append(
-                f'<Connection EntityAddress="{attr(c.entity_address)}"'
-                f' StartPeriod="{c.start_period.isoformat()}"{end}/>'
+                f'<Connection EntityAddress="{escaped}" StartPeriod="{start.isoformat()}"{end}/>'
             )
         append("</CongestionPoint>")
     append(f"</{message.xml_name}>")

@@ -18,9 +18,12 @@ way round puts an EntityAddress among the StartPeriods, where it cannot be read 
 ("ean.8716...", "ea1.2013-..."); the rows are then not read here and the caller reads them
 element by element.
 
-Both lxml objects only read the tree, so this may run while the schema validates the same
-tree on another thread (see `codec.decode_element`): neither the XPath nor the stylesheet
-(no keys, no generate-id, no strip-space) writes to the source document.
+Run on the root of a document, both lxml objects only read the tree, so this may run while
+the schema validates the same tree on another thread (see `codec.decode_element`): neither
+the XPath nor the stylesheet (no keys, no generate-id, no strip-space) writes to the source
+document. Run on another element (a CongestionPoint of a streamed DSOPortfolioUpdate), lxml
+gives the stylesheet a document of its own by pointing the element's children at a copy of
+it for the while: only where nothing else reads the tree meanwhile.
 """
 
 from __future__ import annotations

@@ -104,15 +104,18 @@ def parse_xml(data: bytes, *, huge: bool = False) -> etree._Element:
     return root
 
 
-#: Bytes fed to a streaming parser at a time.
-_CHUNK = 1 << 20
+#: Bytes fed to a streaming parser at a time. The children that end within a chunk are in
+#: the tree together until they are read, several times the chunk's bytes: 256 KiB of
+#: portfolio connections make about 2 MB of tree (bench/README.md), and a smaller chunk saves
+#: no time.
+_CHUNK = 1 << 18
 
 
 def stream_children(
     data: bytes, schema: Schema, tags: tuple[str, ...], read: Callable[[etree._Element], T]
 ) -> tuple[etree._Element, list[T]]:
     """Parse and validate `data` as `parse_xml` and `Schema.validate_root` do, reading each
-    child of the root named in `tags` with `read` as soon as it ends and dropping it then:
+    child of the root named in `tags` with `read` once it has ended and dropping it then:
     the root (without those children) and what `read` gave, in document order.
 
     libxml2 validates on the parser's events, so the whole tree never exists: its nodes take
@@ -120,14 +123,24 @@ def stream_children(
     from it. Raises `InvalidXml` as those two would. An exception of `read` (on content the
     schema would refuse, read before the validator got to say so) gives way to the schema's
     verdict; if the document turns out valid, it is raised.
+
+    The parser reports where each child starts, not where it ends: a child is complete once
+    the next one starts, or the document ends. lxml takes the interpreter's lock for every
+    element whose start or end it watches, whatever the tag, and an end is only reported if
+    the starts are watched too: watching starts alone halves that (bench/README.md).
     """
     if _DTD_MARKERS.search(data) is not None:
         raise InvalidXml("document type declarations and entities are not accepted")
     parser = etree.XMLPullParser(
-        events=("end",),
+        events=("start",),
         tag=tags,
         schema=schema.xsd,
-        resolve_entities=False,
+        # Not False: with entity substitution off, lxml takes a document whose error is only
+        # found at its end (cut short, an element or comment left open, "<" after the root)
+        # for well-formed, as it ignores undefined entities in that mode, and such an error
+        # is not in its log. "internal" substitutes declared internal entities only, and
+        # nothing can be declared: the document type declaration is refused above.
+        resolve_entities="internal",  # type: ignore[arg-type, unused-ignore]  # stubs: bool
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
@@ -142,23 +155,34 @@ def stream_children(
     etree.clear_error_log()
     results: list[T] = []
     failed: Exception | None = None
+    #: The child of the root that started last, complete when the next one starts.
+    open_child: etree._Element | None = None
+
+    def done(element: etree._Element) -> None:
+        nonlocal failed
+        if failed is None:
+            try:
+                results.append(read(element))
+            except Exception as exc:  # the schema's verdict comes first
+                failed = exc
+        element.clear()
+        cast(etree._Element, element.getparent()).remove(element)
+
     view = memoryview(data)
     try:
         for offset in range(0, len(data), _CHUNK):
             parser.feed(bytes(view[offset : offset + _CHUNK]))
             for _, event in parser.read_events():
-                element = cast(etree._Element, event)  # "end" events carry the element
+                element = cast(etree._Element, event)  # "start" events carry the element
                 parent = element.getparent()
                 if parent is None or parent.getparent() is not None:
                     continue  # not a child of the root: the schema refuses it
-                if failed is None:
-                    try:
-                        results.append(read(element))
-                    except Exception as exc:  # the schema's verdict comes first
-                        failed = exc
-                element.clear()
-                parent.remove(element)
+                if open_child is not None:
+                    done(open_child)
+                open_child = element
         root = parser.close()
+        if open_child is not None:
+            done(open_child)
     except etree.XMLSyntaxError as exc:
         _raise_stream_error(exc, schema)
     except (ValueError, etree.LxmlError) as exc:  # refused bytes, a refused resource
@@ -380,7 +404,7 @@ SCHEMAS = Schemas()
 # Attribute values are written between double quotes. Besides the three markup characters,
 # tabs and line ends must be escaped, or attribute-value normalisation turns them into
 # spaces on the receiving side and the value would not round-trip.
-_NEEDS_ESCAPE = re.compile(r'[&<>"\t\n\r]')
+NEEDS_ESCAPE = re.compile(r'[&<>"\t\n\r]')
 _ESCAPES = str.maketrans(
     {
         "&": "&amp;",
@@ -396,6 +420,6 @@ _ESCAPES = str.maketrans(
 
 def attr(value: str) -> str:
     """Escape `value` for a double-quoted XML attribute (fast when nothing needs escaping)."""
-    if _NEEDS_ESCAPE.search(value) is None:
+    if NEEDS_ESCAPE.search(value) is None:
         return value
     return value.translate(_ESCAPES)

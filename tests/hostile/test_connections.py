@@ -133,6 +133,26 @@ async def test_the_header_timeout_counts_from_the_next_requests_first_byte(
     assert seconds < HEADER_TIMEOUT_S + LATE_S
 
 
+async def test_a_head_begun_while_the_timer_runs_for_an_earlier_one_gets_its_own_time(
+    network: Network,
+) -> None:
+    """The head timer is not made anew for each request of a kept-alive connection: the one
+    armed when the connection opened is still running when the next head begins, half a
+    timeout later. When it fires, that head has had half its time: the connection stays open
+    until the head's own timeout has passed, then is cut off."""
+    h = await start(
+        network, header_timeout_seconds=HEADER_TIMEOUT_S, keepalive_timeout_seconds=30.0
+    )
+    async with connection(h) as (reader, writer):
+        writer.write(HEALTH)
+        assert status_of(await read_head(reader)) == 200
+        await asyncio.sleep(HEADER_TIMEOUT_S / 2)
+        writer.write(b"GET /health HTTP/1.1\r\n")
+        seconds = await closed_after(reader, within=HEADER_TIMEOUT_S + 5)
+    assert seconds is not None, "the slow head was still being received"
+    assert HEADER_TIMEOUT_S - 0.1 <= seconds < HEADER_TIMEOUT_S + LATE_S
+
+
 # ============================================================================================
 # Numbers
 # ============================================================================================
