@@ -9,9 +9,11 @@ What the port's guarantees rest on here:
   event once and says so in the PubAck, so the relay's at-least-once becomes exactly-once in
   the stream as long as a retry falls within the window. Consumers dedupe by the id beyond it.
 * Commands are read from the work-queue stream ``UFTP_COMMANDS`` (subjects
-  ``uftp.commands.>``) by one durable pull consumer with explicit acks, `batch` at a time,
-  all of a batch handled at once (as RabbitMQ's prefetch hands them over), so that their
-  commits share transactions. A command is settled only after its handler returned: acked
+  ``uftp.commands.>``) by one durable pull consumer with explicit acks, through one pull
+  request for `batch` commands that lingers on the server and is renewed once spent or
+  expired; the commands that have arrived are handled at once (as RabbitMQ's prefetch hands
+  them over), so that their commits share transactions. A command is settled only after its
+  handler returned: acked
   (the work queue then drops it), or terminated once a copy is stored in the dead-letter
   stream ``UFTP_DEAD``, or negatively acknowledged with a delay that grows with each
   delivery.
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -52,6 +55,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -93,11 +97,18 @@ DEAD_DELIVERIES: Final = "Uftp-Dead-Deliveries"
 
 #: A route is one or more subject tokens: no empty token, no wildcard, no whitespace.
 _ROUTE: Final = re.compile(r"[^\s.*>]+(?:\.[^\s.*>]+)*")
-#: How long one pull waits on the server for commands. A pull that was in flight when the
-#: connection dropped is only given up after this, so it bounds how long consuming takes to
-#: resume after a reconnection; idle, it costs three small requests per period (two for the
-#: pull, one to check that the consumer still exists).
+#: How long one pull request lingers on the server. A pull that was in flight when the
+#: connection dropped is only given up after this (and `_PULL_GRACE`), so it bounds how long
+#: consuming takes to resume after a reconnection; idle, it costs two small requests per
+#: period (the pull, and a check that the consumer still exists).
 _PULL_SECONDS: Final = 2.0
+#: How long past its expiry a pull request's end (a 408 from the server) is waited for before
+#: it is taken for lost.
+_PULL_GRACE: Final = 1.0
+#: Where pull requests go (the default JetStream API prefix, which `NatsBus` uses).
+_NEXT: Final = "$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+#: The inline status of a pull request's end: 408 expired, 404/409 ended by the server.
+_STATUS: Final = "Status"
 #: The longest a requeued command waits before its next delivery.
 _MAX_REQUEUE_DELAY: Final = 60.0
 #: Pause between attempts while the consume loop cannot reach the server.
@@ -232,7 +243,13 @@ class NatsBus:
         self.name = name
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._pull: JetStreamContext.PullSubscription | None = None
+        #: Our inbox for the commands a pull request delivers, and what arrived in it.
+        self._inbox: Subscription | None = None
+        self._arrived: asyncio.Queue[Msg] = asyncio.Queue()
+        #: Commands the pull request on the server may still deliver, and when it expires
+        #: (loop time).
+        self._requested = 0
+        self._request_expires = 0.0
         self._task: asyncio.Task[None] | None = None
         self._declaring = asyncio.Lock()
         self._settling = False
@@ -267,7 +284,8 @@ class NatsBus:
         )
         self._nc = nc
         self._js = nc.jetstream(timeout=self.timeout)
-        self._pull = None
+        # Deliveries to a former connection's inbox are settled by the server's ack wait.
+        self._inbox, self._arrived = None, asyncio.Queue()
         try:
             await self._redeclare()
         except BusError:
@@ -355,7 +373,8 @@ class NatsBus:
             log.info("NATS: stream %s now also takes %s", config.name, missing)
 
     async def close(self) -> None:
-        """Finish the commands in hand (pull no more), and disconnect."""
+        """Finish the commands in hand, those the pull request delivered meanwhile included
+        (pull no more), and disconnect."""
         self._stopping = True
         task, self._task = self._task, None
         if task is not None and not task.done():
@@ -367,7 +386,7 @@ class NatsBus:
                 pass
             except Exception:  # the loop's own failure was logged where it happened
                 log.debug("NATS: the consume loop ended with an error", exc_info=True)
-        nc, self._nc, self._js, self._pull = self._nc, None, None, None
+        nc, self._nc, self._js, self._inbox = self._nc, None, None, None
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
                 await nc.close()  # flushes the acks still buffered
@@ -428,9 +447,14 @@ class NatsBus:
     # -- commands in --------------------------------------------------------------------------
 
     async def consume(self, handler: CommandHandler) -> None:
-        """Start the consume loop: pull up to `batch` commands, hand them all to `handler`
-        at once, settle each by its verdict as it comes; pull again when the batch is
-        settled, across reconnections, until `close`."""
+        """Start the consume loop: take the commands that have arrived (up to `batch`), hand
+        them all to `handler` at once, settle each by its verdict as it comes; take more when
+        they are settled, across reconnections, until `close`.
+
+        One pull request for `batch` commands lingers on the server for `_PULL_SECONDS`, and
+        is renewed once it delivered them all or expired: a command costs its delivery and
+        its ack, not a pull request and the server's "no more messages" answer of its own
+        as nats-py's ``fetch`` makes it (bench/README.md, bench_commands_intake.py)."""
         self._require_js()
         if self._task is not None and not self._task.done():
             raise RuntimeError("this bus is consuming already")
@@ -438,7 +462,9 @@ class NatsBus:
         self._task = asyncio.create_task(self._consume(handler), name="nats-consume")
 
     async def _consume(self, handler: CommandHandler) -> None:
-        while not self._stopping:
+        # Closing, the commands that reached us meanwhile are handled too: they are ours
+        # until acked, and would otherwise wait out the ack wait before anyone got them.
+        while not self._stopping or (not self._arrived.empty() and self._connected()):
             try:
                 messages = await self._pull_batch()
             except asyncio.CancelledError:
@@ -476,17 +502,17 @@ class NatsBus:
             await asyncio.sleep(_RETRY_SECONDS)
             return []
         js = self._require_js()
-        if self._pull is None:
-            self._pull = await js.pull_subscribe_bind(self.consumer, stream=self.commands_stream)
-        try:
-            messages = await self._pull.fetch(self.batch, timeout=_PULL_SECONDS)
-        except nats.errors.TimeoutError:
+        messages, ended = await self._take(nc)
+        if not messages:
+            if ended not in (None, "408"):
+                # Ended by the server, not expired: its consumer deleted (with its stream,
+                # say), a limit. Let that finish before looking, as long as a pull that is
+                # never answered takes: a stream declared again while the server is still
+                # deleting the old one would be left without our consumer's deliveries.
+                self._note(f"the server ended a pull: {ended}")
+                await asyncio.sleep(_PULL_SECONDS)
             # An idle period, a pull lost with a connection, or a consumer that no longer
             # exists: the server does not answer a pull for a missing consumer, so ask.
-            messages = []
-        except (nats.js.errors.NotFoundError, nats.js.errors.ServiceUnavailableError):
-            messages = []
-        if not messages:
             try:
                 await js.consumer_info(self.commands_stream, self.consumer)
             except nats.js.errors.NotFoundError:
@@ -500,6 +526,53 @@ class NatsBus:
         self._pull_ok = True
         self._last_error = ""
         return messages
+
+    async def _take(self, nc: Client) -> tuple[list[Msg], str | None]:
+        """The commands that arrived, once at least one did, asking the server for more when
+        the last request is spent; none when the request ended first (its status then, None
+        when it was given up for lost)."""
+        loop = asyncio.get_running_loop()
+        if self._inbox is None:
+            self._inbox = await nc.subscribe(nc.new_inbox(), cb=self._arrive)
+            self._requested = 0
+        if self._arrived.empty() and (self._requested <= 0 or loop.time() > self._request_expires):
+            request = {"batch": self.batch, "expires": int(_PULL_SECONDS * 1e9)}
+            await nc.publish(
+                _NEXT.format(stream=self.commands_stream, consumer=self.consumer),
+                json.dumps(request).encode(),
+                reply=self._inbox.subject,
+            )
+            self._requested = self.batch
+            self._request_expires = loop.time() + _PULL_SECONDS
+        messages: list[Msg] = []
+        while True:
+            if messages:
+                if self._arrived.empty():
+                    return messages, None
+                message = self._arrived.get_nowait()
+            else:
+                wait = self._request_expires + _PULL_GRACE - loop.time()
+                try:
+                    message = await asyncio.wait_for(self._arrived.get(), max(wait, 0.0))
+                except TimeoutError:
+                    self._requested = 0  # lost with a connection, or never answered
+                    return [], None
+            if message.reply:  # a command (JetStream deliveries carry their ack subject)
+                self._requested -= 1
+                messages.append(message)
+                continue
+            status = (message.headers or {}).get(_STATUS, "")
+            if status == "100":  # a heartbeat
+                continue
+            self._requested = 0  # the request ended (408 expired, 404/409 ended by the server)
+            if not messages:
+                return [], status
+
+    async def _arrive(self, message: Msg) -> None:
+        self._arrived.put_nowait(message)
+
+    def _connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
 
     def _note(self, problem: str) -> None:
         if problem != self._last_error:

@@ -112,6 +112,19 @@ def test_nats_reading_refuses_overlong_utf8_and_accepts_quoted_values() -> None:
     assert from_nats({"ce-id": "%e2%82%ac"}) == {"id": "\u20ac"}
 
 
+@pytest.mark.parametrize("value", ["a% 1", "%+1", "%-1", "100%", "%1", "%zz"])
+def test_nats_reading_refuses_a_percent_that_does_not_start_two_hex_digits(value: str) -> None:
+    with pytest.raises(InvalidEvent):
+        from_nats({"ce-id": value})
+
+
+def test_nats_reading_keeps_plain_and_non_ascii_values_as_they_are() -> None:
+    assert from_nats({"ce-id": "cro.example.com", "ce-x": "Euro \u20ac"}) == {
+        "id": "cro.example.com",
+        "x": "Euro \u20ac",
+    }
+
+
 @pytest.mark.parametrize("version", VERSIONS, ids=version_id)
 def test_the_json_form_round_trips_every_message_type(version: str) -> None:
     for message in all_samples(version).values():

@@ -30,6 +30,7 @@ import nats
 import nats.js.errors
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import RawStreamMsg, StreamConfig
 
 from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_nats, source_urn
@@ -526,6 +527,29 @@ async def test_close_finishes_the_commands_in_hand_and_pulls_no_more(
     await eventually(lambda: _is(broker.count("commands_stream"), 0), "all acked")
 
 
+async def test_close_also_handles_the_commands_that_arrived_meanwhile(
+    broker: NatsBroker,
+) -> None:
+    bus = broker.bus(batch=4, ack_wait=60.0)
+    await bus.connect()
+    gate = asyncio.Event()
+    handler = Recorder(gate=gate)
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd-0"))
+    await eventually(lambda: len(handler.commands) == 1, "the first command in hand")
+    # The pull request is not spent: these two reach us while cmd-0 is handled.
+    for index in (1, 2):
+        await broker.send_command(b"<x/>", command_headers(f"cmd-{index}"))
+    await asyncio.sleep(0.5)
+    closing = asyncio.create_task(bus.close())
+    await asyncio.sleep(0.1)
+    gate.set()
+    await closing
+    assert [c.id for c in handler.commands] == ["cmd-0", "cmd-1", "cmd-2"]
+    # Acked, not left to the ack wait of 60 s.
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "all acked")
+
+
 async def test_the_commands_of_a_batch_are_handled_at_once(broker: NatsBroker) -> None:
     bus = broker.bus(batch=8)
     await bus.connect()
@@ -538,6 +562,32 @@ async def test_the_commands_of_a_batch_are_handled_at_once(broker: NatsBroker) -
     await eventually(lambda: len(handler.commands) == 4, "four commands in hand at once")
     gate.set()
     await eventually(lambda: _is(broker.count("commands_stream"), 0), "all acked")
+
+
+async def test_commands_one_at_a_time_share_a_pull_request(broker: NatsBroker) -> None:
+    """A command costs its delivery and its ack: the pull request that brought it lingers
+    for the next ones, instead of one request (and a "no more messages") per command."""
+    requests: list[bytes] = []
+
+    async def count(message: Msg) -> None:
+        requests.append(message.data)
+
+    names = broker.names
+    watch = await broker.client.subscribe(
+        f"$JS.API.CONSUMER.MSG.NEXT.{names['commands_stream']}.{names['consumer']}", cb=count
+    )
+    bus = broker.bus(batch=16)
+    await bus.connect()
+    handler = Recorder()
+    await bus.consume(handler)
+    await eventually(lambda: len(requests) == 1, "the first pull request")
+    for index in range(8):
+        await broker.send_command(b"<x/>", command_headers(f"cmd-{index}"))
+        await eventually(lambda index=index: len(handler.commands) == index + 1, "the command")
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "all acked")
+    await watch.unsubscribe()
+    # One request per _PULL_SECONDS at most while they came one by one (not one each).
+    assert len(requests) < 8, requests
 
 
 async def test_the_consumer_is_declared_again_when_the_server_lost_it(

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ transport = pytest.importorskip("shapeshifter_uftp.transport")
 from xsdata.models.datatype import XmlDate, XmlDuration  # noqa: E402
 
 import adapter.interop  # noqa: E402
+from adapter.bulk import LARGE_MESSAGES  # noqa: E402
 from adapter.interop import shapeshifter as bridge  # noqa: E402
 from adapter.interop.shapeshifter import from_shapeshifter, to_shapeshifter  # noqa: E402
 from adapter.uftp import (  # noqa: E402
@@ -1339,3 +1341,22 @@ def test_bridge_leaves_a_parser_package_the_application_chose() -> None:
     finally:
         context.models_package = bridge.THEIR_PACKAGE
         context.reset()
+
+
+# --- large messages, their ISPs held as text ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Metering-3.1.0.xml", "FlexSettlement-3.1.0.xml"])
+def test_column_wise_isps_convert_to_theirs_as_rows_do(name: str) -> None:
+    """A large Metering or FlexSettlement read by our codec holds its ISPs as text
+    (`MeteringISPs`, `FlexOrderSettlementISPs`): converted, it is what the rows give."""
+    data = (Path(__file__).parent / "fixtures" / name).read_bytes()
+    columns = decode(data, bulk=dataclasses.replace(LARGE_MESSAGES, threshold=0))
+    rows = decode(data)
+    assert columns == rows and type(columns) is type(rows)
+    held = columns.profiles[0].isps if name.startswith("Metering") else None  # type: ignore[attr-defined]
+    if held is None:
+        held = columns.flex_order_settlements[0].isps  # type: ignore[attr-defined]
+    assert not isinstance(held, tuple)
+    assert to_shapeshifter(columns) == to_shapeshifter(rows)
+    assert_same(from_shapeshifter(to_shapeshifter(columns)), rows)

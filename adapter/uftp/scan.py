@@ -1,0 +1,286 @@
+"""Reading a large Metering or FlexSettlement message from its validated bytes.
+
+A year of 15-minute ISPs for 100 connections is 3.5 million ISP elements; a settlement of
+10,000 orders, 50,000 elements. Read through lxml, each costs a Python proxy object, an
+attribute look-up per value and a `Decimal` or an `int`; the tree beside them takes several
+times the bytes of the document (bench/README.md). Here libxml2 parses and validates without
+building any tree (`xml.validate_stream`), and the values are then taken from the bytes by
+regular expressions, at C speed, and kept as text where there are millions of them.
+
+That reading is exact only for content written plainly, which is what every participant
+writes; anything else is left to the element reading (None):
+
+- After the root's start tag, no "&" (so no entity or character reference: an attribute
+  value is the bytes between its quotes), no "'" (every value is between double quotes, and
+  none holds a double quote), no "!" (no comment, no CDATA section) and no "?" (no
+  processing instruction). Then every "<" opens a tag or an end tag (XML 1.0: a "<" is not
+  allowed in an attribute value, and the schema allows no text between elements). A value
+  that holds a "!" or a "?" is read element by element too: checking a byte is cheap,
+  checking for "<!" is not.
+- A Metering Profile's ISPs are read a column at a time: ` Start="` and ` Value="` (a space
+  before the name, none around the "=") are found as often as "<ISP" in the profile. The
+  schema requires both attributes of every ISP and allows no other, and neither name can
+  end a value of the other (numbers), so a count that differs means a way of writing this
+  does not read.
+- A FlexOrderSettlement is matched whole, its start tag attribute by attribute and its ISP
+  elements as text, by one expression that must find as many as there are
+  "<FlexOrderSettlement" before the first ContractSettlement (the XSD's sequence puts them
+  all first). Its attributes are read and the order built at once; its ISPs are kept as
+  their text (`messages.FlexOrderSettlementISPs`), every value an integer the schema has
+  checked.
+
+The root's start tag, which may hold anything XML allows, is parsed by libxml2. Values keep
+the line ends and tabs that attribute-value normalisation would turn into spaces where the
+schema allows them around a number only, which `int` and `Decimal` ignore as they ignore
+spaces; text values are normalised as a parser does.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
+from datetime import date
+from decimal import Decimal
+from functools import lru_cache
+from itertools import repeat
+from typing import Any, TypeVar, cast
+
+from .messages import (
+    FlexOrderSettlement,
+    FlexOrderSettlementISP,
+    FlexOrderSettlementISPs,
+    MeteringISPs,
+    MeteringProfile,
+    MeteringProfileEnum,
+    MeteringUnit,
+)
+
+T = TypeVar("T")
+
+_S = rb"[ \t\r\n]"
+#: What may come before the root element: a byte order mark, white space, the XML
+#: declaration, processing instructions and comments (XML 1.0, [22], [27]).
+_PROLOG = re.compile(rb"(?:\xef\xbb\xbf)?(?:" + _S + rb"+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+#: A start tag: its name and its attributes, each value between either kind of quote.
+_START_TAG = re.compile(
+    rb"<([^ \t\r\n/>]+)((?:" + _S + rb"+[^ \t\r\n=/>]+" + _S + rb"*=" + _S + rb"*"
+    rb"(?:\"[^\"]*\"|'[^']*'))*)" + _S + rb"*>"
+)
+#: The attributes of a plainly written start tag, after its name.
+_ATTRIBUTES = rb"((?:" + _S + rb"+[^ \t\r\n=/>]+" + _S + rb"*=" + _S + rb'*"[^"]*")*)' + _S
+#: One attribute among those.
+_ATTRIBUTE = re.compile(_S + rb"+([^ \t\r\n=]+)" + _S + rb"*=" + _S + rb'*"([^"]*)"')
+#: The same, read from the start tag's text.
+_ATTRIBUTE_TEXT = re.compile(_ATTRIBUTE.pattern.decode())
+#: Attribute-value normalisation (XML 1.0, 3.3.3), after line-end normalisation.
+_NORMALISED = str.maketrans("\t\n\r", "   ")
+#: What makes the bytes after the root's start tag other than plain (see the module).
+_NOT_PLAIN = (b"&", b"'", b"!", b"?")
+
+
+def plain_content(data: bytes) -> tuple[bytes, int] | None:
+    """The root's start tag, closed as an empty element (`<Metering ... />`, for
+    `xml.parse_xml` to read once the whole is found valid), and where the root's content
+    starts in `data`; None if the content is not written plainly."""
+    prolog = _PROLOG.match(data)
+    tag = _START_TAG.match(data, prolog.end() if prolog else 0)
+    if tag is None:
+        return None
+    body = tag.end()
+    if any(data.find(marker, body) >= 0 for marker in _NOT_PLAIN):
+        return None
+    return b"<" + tag[1] + tag[2] + b"/>", body
+
+
+def _attributes(tag: bytes) -> dict[str, str]:
+    """The attributes of a plainly written start tag (after its name), as a parser reads
+    them."""
+    pairs = _ATTRIBUTE_TEXT.findall(tag.decode())
+    if b"\t" in tag or b"\n" in tag or b"\r" in tag:
+        return {name: value.replace("\r\n", "\n").translate(_NORMALISED) for name, value in pairs}
+    return dict(pairs)
+
+
+# --- Metering -------------------------------------------------------------------------------
+
+_PROFILE_TAG = re.compile(rb"<Profile" + _ATTRIBUTES + rb"*>")
+_ISP_START = re.compile(rb' Start="([^"]*)"')
+_ISP_VALUE = re.compile(rb' Value="([^"]*)"')
+_PROFILE_TYPES: dict[str, MeteringProfileEnum] = {m.value: m for m in MeteringProfileEnum}
+_UNITS: dict[str, MeteringUnit] = {m.value: m for m in MeteringUnit}
+
+
+@lru_cache(maxsize=8)
+def _counting(count: int) -> list[bytes]:
+    """b"1" to the ISP count, as ISP numbers are written."""
+    return [b"%d" % number for number in range(1, count + 1)]
+
+
+def metering_profiles(data: bytes, body: int) -> list[MeteringProfile] | None:
+    """The Profiles of a valid Metering message whose content starts at `body`, each with
+    its ISPs column-wise; None if they are not written as this reads them.
+
+    Raises ValueError for an ISP number beyond what `int` reads (over 4,300 digits)."""
+    profiles: list[MeteringProfile] = []
+    position = body
+    while (start := data.find(b"<Profile", position)) >= 0:
+        tag = _PROFILE_TAG.match(data, start)
+        if tag is None:
+            return None
+        attributes = _attributes(tag[1])
+        end = data.find(b"</Profile", tag.end())
+        count = data.count(b"<ISP", tag.end(), end)
+        starts = _ISP_START.findall(data, tag.end(), end)
+        values = _ISP_VALUE.findall(data, tag.end(), end)
+        if len(starts) != count or len(values) != count or len(attributes) != 2:
+            return None
+        numbers = range(1, count + 1) if starts == _counting(count) else tuple(map(int, starts))
+        profiles.append(
+            MeteringProfile(
+                profile_type=_PROFILE_TYPES[attributes["ProfileType"]],
+                unit=_UNITS[attributes["Unit"]],
+                isps=MeteringISPs(numbers, tuple(values)),
+            )
+        )
+        position = end
+    return profiles
+
+
+# --- FlexSettlement -------------------------------------------------------------------------
+
+#: The content of a FlexOrderSettlement and its end tag: the text of its ISP elements (which
+#: may be written empty or with an end tag, blanks between them).
+_ORDER_ISPS = (
+    rb"*>([^<]*(?:<ISP[^>]*>[^<]*(?:</ISP"
+    + _S
+    + rb"*>[^<]*)?)*)</FlexOrderSettlement"
+    + _S
+    + rb"*>"
+)
+#: A whole FlexOrderSettlement: its start tag's attributes and its ISPs.
+_ORDER = re.compile(rb"<FlexOrderSettlement" + _ATTRIBUTES + _ORDER_ISPS)
+#: The same, its attributes in the XSD's order, single spaces between them, and no tab or
+#: line end in a text value, as participants write them: one value a group. The optional
+#: text values keep their opening quote, so that an empty value ("") is told from none.
+_ORDER_IN_ORDER = re.compile(
+    rb'<FlexOrderSettlement(?: OrderReference=("[^"\t\n\r]*)")? Period="([^"]*)"'
+    rb'(?: ContractID=("[^"\t\n\r]*)")?(?: D-PrognosisMessageID="([^"]*)")?'
+    rb'(?: BaselineReference=("[^"\t\n\r]*)")? CongestionPoint="([^"\t\n\r]*)"'
+    rb' Price="([^"]*)"(?: Penalty="([^"]*)")? NetSettlement="([^"]*)"' + _S + _ORDER_ISPS
+)
+
+
+def _maker(cls: type[T]) -> Callable[[tuple[object, ...]], T]:
+    """What makes an instance of the frozen, slotted dataclass `cls` from the values of its
+    fields in their order, without its generated `__init__`: that calls object.__setattr__
+    by name for each field, and took a third of the time of reading 10,000 orders
+    (bench/README.md). For a class whose `__init__` does nothing else (no `__post_init__`)."""
+    if hasattr(cls, "__post_init__") or not hasattr(cls, "__slots__"):
+        raise TypeError(f"{cls.__name__} needs its __init__")
+    setters = [vars(cls)[field.name].__set__ for field in fields(cast(Any, cls))]
+    new, call = object.__new__, operator.call
+
+    def make(values: tuple[object, ...]) -> T:
+        instance = new(cls)
+        deque(map(call, setters, repeat(instance), values), 0)
+        return instance
+
+    return make
+
+
+#: A FlexOrderSettlement from order_reference, period, contract_id, d_prognosis_message_id,
+#: baseline_reference, congestion_point, price, penalty, net_settlement and isps.
+_order = _maker(FlexOrderSettlement)
+
+#: Above this many bytes an order's ISPs may hold a number `int` does not read: its rows are
+#: made at once, so that the reading fails now rather than when they are asked for.
+_LONG_ISPS = 4_000
+_ZERO = Decimal(0)
+
+
+def order_settlements(
+    data: bytes, body: int, read_date: Callable[[str], date]
+) -> tuple[list[FlexOrderSettlement], int] | None:
+    """The FlexOrderSettlements of a valid FlexSettlement whose content starts at `body`,
+    and where its ContractSettlements start; None if the orders are not written as this
+    reads them. Periods are read by `read_date`.
+
+    Raises ValueError for a value Python's types do not hold, as the element reading does."""
+    contracts = data.find(b"<ContractSettlement", body)
+    if contracts < 0:
+        return None
+    count = data.count(b"<FlexOrderSettlement", body, contracts)
+    in_order = _ORDER_IN_ORDER.findall(data, body, contracts)
+    if len(in_order) == count:
+        return _in_order(in_order, read_date), contracts
+    found = _ORDER.findall(data, body, contracts)
+    if len(found) != count:
+        return None
+    orders = []
+    for tag, isps in found:
+        get = _attributes(tag).get
+        penalty = get("Penalty")
+        orders.append(
+            _order(
+                (
+                    get("OrderReference"),
+                    read_date(get("Period", "")),
+                    get("ContractID"),
+                    get("D-PrognosisMessageID"),
+                    get("BaselineReference"),
+                    get("CongestionPoint", ""),
+                    Decimal(get("Price", "")),
+                    _ZERO if penalty is None else Decimal(penalty),
+                    Decimal(get("NetSettlement", "")),
+                    _isps(isps),
+                )
+            )
+        )
+    return orders, contracts
+
+
+def _in_order(
+    found: list[tuple[bytes, ...]], read_date: Callable[[str], date]
+) -> list[FlexOrderSettlement]:
+    """The orders `_ORDER_IN_ORDER` found, built a column at a time: each column decoded and
+    converted at C speed."""
+    (reference, period, contract, prognosis, baseline, point, price, penalty, net, isps) = zip(
+        *found, strict=True
+    )
+    columns = (
+        _optional(reference, quoted=True),
+        map(read_date, map(bytes.decode, period)),
+        _optional(contract, quoted=True),
+        _optional(prognosis, quoted=False),
+        _optional(baseline, quoted=True),
+        map(bytes.decode, point),
+        map(Decimal, map(bytes.decode, price)),
+        map(Decimal, map(bytes.decode, penalty)) if all(penalty) else _penalties(penalty),
+        map(Decimal, map(bytes.decode, net)),
+        map(_isps, isps),
+    )
+    return list(map(_order, zip(*columns, strict=True)))
+
+
+def _optional(column: tuple[bytes, ...], *, quoted: bool) -> Iterable[str | None]:
+    """An optional attribute's values, None where it is left out (b""); `quoted` values
+    start with their opening quote."""
+    if not any(column):
+        return repeat(None, len(column))
+    start = 1 if quoted else 0
+    return [value[start:].decode() if value else None for value in column]
+
+
+def _penalties(column: tuple[bytes, ...]) -> list[Decimal]:
+    """The Penalty of each order, the XSD's default 0 where it is left out."""
+    return [Decimal(value.decode()) if value else _ZERO for value in column]
+
+
+def _isps(text: bytes) -> Sequence[FlexOrderSettlementISP]:
+    """An order's ISPs, held as their text: made into rows at once where a value may be too
+    long for `int` (`_LONG_ISPS`)."""
+    rows = FlexOrderSettlementISPs(text)
+    return tuple(rows) if len(text) > _LONG_ISPS else rows
