@@ -125,8 +125,9 @@ T = TypeVar("T")
 #: 2: envelopes in tables of their own (inbound_envelope, outbound_envelope).
 #: 3: outbound status 'cancelled' (a message its sender withdrew).
 #: 4: claims (claimed_by, lease_until) on inbound and outbound messages.
-#: 5: fewer B-trees written per message: inbound and outbound WITHOUT ROWID, delivery attempts
-#: keyed by (message_id, attempt) without AUTOINCREMENT, partial indexes of the open work only.
+#: 5: fewer pages written per message: messages and envelopes keyed by an integer id of
+#: arrival, delivery attempts by (message_id, attempt) without AUTOINCREMENT, and a partial
+#: index of the pending outbound messages only.
 SCHEMA_VERSION: Final = 5
 #: Version of the bus outbox tables (component "bus" in `schema_version`): bus_events, the
 #: events the relay publishes, and bus_commands, the bus commands carried out. The store owns
