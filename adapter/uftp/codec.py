@@ -99,7 +99,7 @@ from .messages import (
     TestMessage,
     TestMessageResponse,
 )
-from .scan import metering_profiles, order_settlements, plain_content
+from .scan import metering_profiles, order_settlements, plain_content, portfolio_points
 from .xml import (
     NEEDS_ESCAPE,
     SCHEMAS,
@@ -442,7 +442,7 @@ def _dso_connections(
 def _read_dso_portfolio_update(root: etree._Element, meta: _Metadata) -> DSOPortfolioUpdate:
     elements = list(root)
     points = [
-        _dso_point(cp, connections)
+        _dso_point(cp.get, connections)
         for cp, connections in zip(elements, _dso_connections(root, elements), strict=True)
     ]
     return _dso_portfolio_update(root, meta, points)
@@ -457,9 +457,9 @@ def _dso_portfolio_update(
 
 
 def _dso_point(
-    cp: etree._Element, connections: tuple[DSOPortfolioUpdateConnection, ...]
+    get: Callable[..., Any], connections: tuple[DSOPortfolioUpdateConnection, ...]
 ) -> DSOPortfolioUpdateCongestionPoint:
-    get = cp.get
+    """A CongestionPoint from its attributes (`get`: an element's or a dict's) and its rows."""
     return DSOPortfolioUpdateCongestionPoint(
         entity_address=get("EntityAddress", ""),
         start_period=_date(get("StartPeriod", "")),
@@ -482,7 +482,14 @@ def _streamed_dso_point(cp: etree._Element) -> DSOPortfolioUpdateCongestionPoint
     root of its document by relinking the element's children for the while (a fake document),
     which a validation of the same tree on another thread (`decode_element`) must not meet;
     in a stream the validation is the parser's own, paused while this reads."""
-    return _dso_point(cp, tuple(_connection_rows(_POINT_CONNECTIONS, cp, len(cp), cp)))
+    return _dso_point(cp.get, tuple(_connection_rows(_POINT_CONNECTIONS, cp, len(cp), cp)))
+
+
+def _scanned_dso_point(
+    attributes: dict[str, str], connections: tuple[DSOPortfolioUpdateConnection, ...]
+) -> DSOPortfolioUpdateCongestionPoint:
+    """One CongestionPoint of a DSOPortfolioUpdate read from the validated bytes (`scan`)."""
+    return _dso_point(attributes.get, connections)
 
 
 def _read_dso_portfolio_query(root: etree._Element, meta: _Metadata) -> DSOPortfolioQuery:
@@ -926,6 +933,9 @@ _STREAMED: dict[
 _SCANNED: dict[str, Callable[[bytes, int], list[Any] | None]] = {
     "Metering": metering_profiles,
     "FlexSettlement": lambda data, body: _scanned_settlement(data, body),
+    "DSOPortfolioUpdate": lambda data, body: portfolio_points(
+        data, body, _date, _scanned_dso_point
+    ),
 }
 
 

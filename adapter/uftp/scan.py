@@ -49,6 +49,7 @@ from itertools import repeat
 from typing import Any, TypeVar, cast
 
 from .messages import (
+    DSOPortfolioUpdateConnection,
     FlexOrderSettlement,
     FlexOrderSettlementISP,
     FlexOrderSettlementISPs,
@@ -98,8 +99,13 @@ def plain_content(data: bytes) -> tuple[bytes, int] | None:
 def _attributes(tag: bytes) -> dict[str, str]:
     """The attributes of a plainly written start tag (after its name), as a parser reads
     them."""
-    pairs = _ATTRIBUTE_TEXT.findall(tag.decode())
-    if b"\t" in tag or b"\n" in tag or b"\r" in tag:
+    return _text_attributes(tag.decode())
+
+
+def _text_attributes(tag: str) -> dict[str, str]:
+    """`_attributes` of a start tag already decoded."""
+    pairs = _ATTRIBUTE_TEXT.findall(tag)
+    if "\t" in tag or "\n" in tag or "\r" in tag:
         return {name: value.replace("\r\n", "\n").translate(_NORMALISED) for name, value in pairs}
     return dict(pairs)
 
@@ -147,6 +153,132 @@ def metering_profiles(data: bytes, body: int) -> list[MeteringProfile] | None:
         )
         position = end
     return profiles
+
+
+# --- DSOPortfolioUpdate ---------------------------------------------------------------------
+
+#: The attributes of a plainly written start tag, read from its text (as `_ATTRIBUTES`).
+_TEXT_ATTRIBUTES = _ATTRIBUTES.decode()
+#: A CongestionPoint's start tag: its attributes.
+_POINT_TAG = re.compile(r"<CongestionPoint" + _TEXT_ATTRIBUTES + r"*>")
+#: A Connection as participants write it: its attributes in the XSD's order, single spaces
+#: between them, no tab or line end in the EntityAddress (which a parser would read as a
+#: space). The EndPeriod is "" where it is left out: no xs:date is empty.
+_CONNECTION_IN_ORDER = re.compile(
+    r'<Connection EntityAddress="([^"\t\n\r]*)" StartPeriod="([^"]*)"'
+    r'(?: EndPeriod="([^"]*)")?' + _S.decode() + r"*/?>"
+)
+#: A Connection's start tag written any other way: its attributes.
+_CONNECTION = re.compile(r"<Connection" + _TEXT_ATTRIBUTES + r"*/?>")
+
+P = TypeVar("P")
+
+
+def portfolio_points(
+    data: bytes,
+    body: int,
+    read_date: Callable[[str], date],
+    point: Callable[[dict[str, str], tuple[DSOPortfolioUpdateConnection, ...]], P],
+) -> list[P] | None:
+    """The CongestionPoints of a valid DSOPortfolioUpdate whose content starts at `body`,
+    each made by `point` from its attributes and its connections, one congestion point at a
+    time: only its text is decoded and its values held meanwhile, so that what this reads
+    beside the models stays the size of one congestion point. None if they are not written
+    as this reads them. Periods are read by `read_date`.
+
+    Raises ValueError for a value Python's types do not hold, for the first such value in
+    the order the element reading meets them (a point's connections, then the point)."""
+    points: list[P] = []
+    position = body
+    while (start := data.find(b"<CongestionPoint", position)) >= 0:
+        end = data.find(b"</CongestionPoint", start)
+        if end < 0:
+            return None
+        # Valid, so UTF-8 (`xml.validate_stream` reads every message as UTF-8).
+        text = data[start:end].decode()
+        tag = _POINT_TAG.match(text)
+        connections = None if tag is None else _connections(text, tag.end(), read_date)
+        if tag is None or connections is None:
+            return None
+        points.append(point(_text_attributes(tag[1]), connections))
+        position = end
+    return points
+
+
+def _connections(
+    text: str, begin: int, read_date: Callable[[str], date]
+) -> tuple[DSOPortfolioUpdateConnection, ...] | None:
+    """The Connections of one congestion point's `text` after its start tag (`begin`),
+    column-wise; None if they are not written as this reads them.
+
+    The schema allows EntityAddress, StartPeriod and the optional EndPeriod on a Connection
+    and no other attribute (XSD: DSOPortfolioUpdateConnectionType, the same in 3.0.0, 3.1.0
+    and the draft), and no "<" is allowed in an attribute value (XML 1.0): every "<Connection"
+    opens one."""
+    count = text.count("<Connection", begin)
+    first = _CONNECTION_IN_ORDER.search(text, begin)
+    if first is not None and not first[3]:
+        # All starting on one Period with none ending, as a portfolio mostly is: the
+        # EntityAddresses alone are taken, one string a connection and no tuple.
+        alike = _starting_on(first[2]).findall(text, begin)
+        if len(alike) == count:
+            day = read_date(first[2])
+            return tuple(
+                map(
+                    tuple.__new__,
+                    repeat(DSOPortfolioUpdateConnection),
+                    zip(alike, repeat(day), repeat(None)),
+                )
+            )
+    found: list[tuple[str, str, str]] = _CONNECTION_IN_ORDER.findall(text, begin)
+    if len(found) != count:
+        found = [_connection(tag) for tag in _CONNECTION.findall(text, begin)]
+        if len(found) != count:
+            return None
+    if not found:
+        return None
+    addresses, starts, ends = zip(*found, strict=True)
+    try:
+        # Few distinct days among a thousand periods: each read once.
+        days = {value: read_date(value) for value in dict.fromkeys(starts)}
+        stops = {value: read_date(value) if value else None for value in dict.fromkeys(ends)}
+    except ValueError:
+        # The one the element reading names: the first in the document.
+        for _, start, stop in found:
+            read_date(start)
+            if stop:
+                read_date(stop)
+        raise
+    # tuple.__new__ stands in for the NamedTuple's constructor, at C speed.
+    return tuple(
+        map(
+            tuple.__new__,
+            repeat(DSOPortfolioUpdateConnection),
+            zip(
+                addresses, map(days.__getitem__, starts), map(stops.__getitem__, ends), strict=True
+            ),
+        )
+    )
+
+
+@lru_cache(maxsize=64)
+def _starting_on(period: str) -> re.Pattern[str]:
+    """`_CONNECTION_IN_ORDER` for a Connection that starts on `period` (as written) and has
+    no EndPeriod: its EntityAddress alone."""
+    return re.compile(
+        r'<Connection EntityAddress="([^"\t\n\r]*)" StartPeriod="'
+        + re.escape(period)
+        + '"'
+        + _S.decode()
+        + r"*/?>"
+    )
+
+
+def _connection(tag: str) -> tuple[str, str, str]:
+    """A Connection's EntityAddress, StartPeriod and EndPeriod ("" where there is none)
+    from the attributes of its start tag."""
+    get = _text_attributes(tag).get
+    return get("EntityAddress", ""), get("StartPeriod", ""), get("EndPeriod", "")
 
 
 # --- FlexSettlement -------------------------------------------------------------------------
