@@ -460,6 +460,7 @@ PORTFOLIO_LEXICAL = [
         b'EntityAddress="ea1.2025-01.nl.example:cp\t1\r\nx\ry"',
     ),
     (b'EntityAddress="ea1.2025-01.nl.example:cp-1"', b'EntityAddress="ea1.2025-01.nl:c>p\xc3\xa9"'),
+    (b'EntityAddress="ean.871685900001000003"', b'EntityAddress="ea1.2025-01.nl:c\tx\r\ny"'),
     (
         b'"ean.871685900000000007" StartPeriod="2025-01-01"',
         b'"ean.871685900000000007" StartPeriod="2025-01-01" EndPeriod="2025-01-01"',
