@@ -176,6 +176,10 @@ _CONNECTION_IN_ORDER = re.compile(
     r'<Connection EntityAddress="([^"\t\n\r]*)" StartPeriod="([^"]*)"'
     r'(?: EndPeriod="([^"]*)")?' + _S.decode() + r"*/?>"
 )
+#: The same without an EndPeriod: its EntityAddress alone (one string, no tuple).
+_ADDRESS_ONLY = re.compile(
+    r'<Connection EntityAddress="([^"\t\n\r]*)" StartPeriod="[^"]*"' + _S.decode() + r"*/?>"
+)
 #: A Connection's start tag written any other way: its attributes.
 _CONNECTION = re.compile(r"<Connection" + _TEXT_ATTRIBUTES + r"*/?>")
 
@@ -228,8 +232,10 @@ def _connections(
     if first is not None and not first[3]:
         # All starting on one Period with none ending, as a portfolio mostly is: the
         # EntityAddresses alone are taken, one string a connection and no tuple.
-        alike = _starting_on(first[2]).findall(text, begin)
-        if len(alike) == count:
+        # The first's StartPeriod as often as there are connections, each written as
+        # `_ADDRESS_ONLY` reads it: each has it (its quotes are the only ones about it).
+        alike = _ADDRESS_ONLY.findall(text, begin)
+        if len(alike) == count == text.count(f' StartPeriod="{first[2]}"', begin):
             day = read_date(first[2])
             return tuple(
                 map(
@@ -266,19 +272,6 @@ def _connections(
                 addresses, map(days.__getitem__, starts), map(stops.__getitem__, ends), strict=True
             ),
         )
-    )
-
-
-@lru_cache(maxsize=64)
-def _starting_on(period: str) -> re.Pattern[str]:
-    """`_CONNECTION_IN_ORDER` for a Connection that starts on `period` (as written) and has
-    no EndPeriod: its EntityAddress alone."""
-    return re.compile(
-        r'<Connection EntityAddress="([^"\t\n\r]*)" StartPeriod="'
-        + re.escape(period)
-        + '"'
-        + _S.decode()
-        + r"*/?>"
     )
 
 
