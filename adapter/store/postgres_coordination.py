@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -246,13 +247,14 @@ class AdvisoryPeerSlots:
         self._schema = schema
         self._limit = limit
         self._local = PerKeyLimit(limit)
-        #: Slots this process holds or is asking for, per key: never asked for twice (the
-        #: server would grant a session's second request for its own lock).
+        #: Slots this process holds (in use, parked or being given back), per key: never
+        #: asked for again meanwhile (the server would grant a session its own lock twice).
         self._taken: dict[str, set[int]] = {}
         #: Slots given back but still locked, per key: (lock key, slot, generation, until).
         self._parked: dict[str, list[tuple[str, int, int, float]]] = {}
         self._sweep_at: asyncio.TimerHandle | None = None
         self._unlocking: set[asyncio.Task[None]] = set()
+        self._asking = asyncio.Lock()
 
     def hold(self, key: str) -> AbstractAsyncContextManager[None]:
         if self._limit is None:
@@ -320,24 +322,28 @@ class AdvisoryPeerSlots:
             self._sweep_at = loop.call_at(now + SLOT_LINGER, self._sweep)
 
     async def _take(self, key: str, lock_key: str, limit: int) -> tuple[int, int]:
+        """A slot of `key` that no process holds, asked for in one statement that tries the
+        slots this process does not hold one after another (where they were a round trip
+        each: up to `limit` of them when other processes hold most)."""
         delay = SLOT_WAIT_FIRST
         while True:
-            first = random.randrange(limit)  # spreads the processes' first tries
-            for slot in [(first + n) % limit for n in range(limit)]:
-                # Looked up afresh after every await: `_forget` drops an empty set.
-                if slot in self._taken.get(key, ()):
-                    continue
-                self._taken.setdefault(key, set()).add(slot)
-                try:
+            # One take at a time, so that none asks for a slot another is asking for: they
+            # would wait for each other on the session connection all the same.
+            async with self._asking:
+                taken = self._taken.get(key, set())
+                first = random.randrange(limit)  # spreads the processes' first tries
+                candidates = [
+                    slot
+                    for slot in ((first + n) % limit for n in range(limit))
+                    if slot not in taken
+                ]
+                if candidates:
                     got, generation = await self._session.fetchval(
-                        "SELECT pg_try_advisory_lock(hashtext($1), $2)", lock_key, slot
+                        _take_sql(len(candidates)), lock_key, *candidates
                     )
-                except BaseException:
-                    self._forget(key, slot)
-                    raise
-                if got:
-                    return slot, generation
-                self._forget(key, slot)
+                    if got is not None:
+                        self._taken.setdefault(key, set()).add(got)
+                        return got, generation
             await asyncio.sleep(delay)  # every slot is some other process's: ask again soon
             delay = min(delay * 2, SLOT_WAIT_MAX)
 
@@ -368,6 +374,18 @@ class AdvisoryPeerSlots:
             taken.discard(slot)
             if not taken:
                 del self._taken[key]
+
+
+@functools.cache
+def _take_sql(count: int) -> str:
+    """The statement that takes the first free of `count` slots ($2...) of lock key $1 and
+    names it (NULL: none). CASE evaluates its conditions in order and stops at the first
+    true one (PostgreSQL's documentation, "Conditional Expressions"), so exactly one lock is
+    taken, or none; a set with LIMIT 1 would have no such promise."""
+    branches = " ".join(
+        f"WHEN pg_try_advisory_lock(hashtext($1), ${n}) THEN ${n}" for n in range(2, count + 2)
+    )
+    return f"SELECT CASE {branches} END"
 
 
 class PostgresNotifier:
