@@ -553,13 +553,18 @@ class Participant:
         waits for. Written first, the 200 would have the sender's process and ours compete
         for a core at that moment, with our response behind it. The handling itself stays
         after the store: it was scheduled only now. Not for a large message, whose handler
-        may work for a long while before it first pauses: its sender gets its 200 first."""
+        may work for a long while before it first pauses: its sender gets its 200 first.
+        Nor for a response, which has no response of its own to start: its handling wakes
+        the `request()` waiting for it, and its sender, waiting for the 200 to mark its
+        message delivered, comes first (a caller of `request()` then finds it so)."""
         if received.outcome is SaveOutcome.ALREADY_SUBMITTED:
             return None  # handled (or being handled) already; the first response stands
         if received.outcome is SaveOutcome.NEW:  # (a Duplicate Identifier is not stored)
             self._in_hand.add((received.sender_domain, received.message.message_id))
         self._schedule_handling(self._handle(received))
-        return asyncio.sleep(0) if len(received.envelope) <= THREAD_THRESHOLD else None
+        answered = isinstance(received.message, PayloadRequest)
+        small = len(received.envelope) <= THREAD_THRESHOLD
+        return asyncio.sleep(0) if answered and small else None
 
     def _schedule_handling(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)

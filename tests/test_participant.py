@@ -404,9 +404,10 @@ class Logged(list[tuple[object, HandlerContext]]):
 
 
 async def test_handling_starts_before_the_200_is_written(network: Network) -> None:
-    """Stored, then the handler's first step (the CRO's response on its way to the store,
-    the DSO's request answered), then the 200: the sender, woken by its 200, does not come
-    between a message and its handling."""
+    """A request: stored, then the handler's first step (the CRO's response on its way to
+    the store), then the 200: the sender, woken by its 200, does not come between a request
+    and its handling. A response has no response to start: its 200 comes first, so that its
+    sender has marked its message delivered when the waiting `request()` returns."""
     cro, dso, cro_seen, dso_seen = await pair(network)
     log: list[str] = []
     cro.observer, dso.observer = Order(log, "cro"), Order(log, "dso")
@@ -415,7 +416,7 @@ async def test_handling_starts_before_the_200_is_written(network: Network) -> No
     await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
 
     await eventually(lambda: "dso answers 200" in log and "dso handles" in log)
-    assert log == ["cro handles", "cro answers 200", "dso handles", "dso answers 200"]
+    assert log == ["cro handles", "cro answers 200", "dso answers 200", "dso handles"]
 
 
 async def test_a_large_message_gets_its_200_before_its_handling(
