@@ -236,11 +236,10 @@ async def test_a_long_outage_lets_go_of_the_events_and_reads_them_back_in_order(
     assert await store.unpublished_events(100) == []
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # one process per SQLite file
 async def test_on_postgresql_another_processs_earlier_event_goes_first(backend: Backend) -> None:
     # Two processes on one PostgreSQL schema: the other one's event of the conversation,
     # committed first, goes before ours, though only ours woke the relay.
-    if backend.name != "postgres":
-        pytest.skip("one process per SQLite file")
     ours, theirs = backend.make(), backend.make()
     await ours.open()
     await theirs.open()
