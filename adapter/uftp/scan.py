@@ -173,27 +173,38 @@ _ORDER_IN_ORDER = re.compile(
 )
 
 
-def _maker(cls: type[T]) -> Callable[[tuple[object, ...]], T]:
-    """What makes an instance of the frozen, slotted dataclass `cls` from the values of its
-    fields in their order, without its generated `__init__`: that calls object.__setattr__
-    by name for each field, and took a third of the time of reading 10,000 orders
-    (bench/README.md). For a class whose `__init__` does nothing else (no `__post_init__`)."""
+def _maker(cls: type[T]) -> Callable[[int, Sequence[Iterable[object]]], list[T]]:
+    """What makes `count` instances of the frozen, slotted dataclass `cls` from a column of
+    values for each of its fields, in their order, without its generated `__init__`: that
+    calls object.__setattr__ by name for each field, and took a third of the time of reading
+    10,000 orders. Here each field's slot is set a column at a time, by C-level calls of its
+    descriptor, a quarter of what setting them an instance at a time cost (bench/README.md).
+    For a class whose `__init__` does nothing else (no `__post_init__`).
+
+    A column is a sequence or `repeat(value, count)`: each must hold `count` values, so
+    that no slot is left unset (ValueError otherwise, before any is made)."""
     if hasattr(cls, "__post_init__") or not hasattr(cls, "__slots__"):
         raise TypeError(f"{cls.__name__} needs its __init__")
     setters = [vars(cls)[field.name].__set__ for field in fields(cast(Any, cls))]
-    new, call = object.__new__, operator.call
+    new = object.__new__
 
-    def make(values: tuple[object, ...]) -> T:
-        instance = new(cls)
-        deque(map(call, setters, repeat(instance), values), 0)
-        return instance
+    def make(count: int, columns: Sequence[Iterable[object]]) -> list[T]:
+        if len(columns) != len(setters) or any(
+            operator.length_hint(column, -1) != count for column in columns
+        ):
+            raise ValueError(f"{cls.__name__}: a column for each field, {count} values each")
+        made = list(map(new, repeat(cls, count)))
+        for setter, column in zip(setters, columns, strict=True):
+            deque(map(setter, made, column), 0)
+        return made
 
     return make
 
 
-#: A FlexOrderSettlement from order_reference, period, contract_id, d_prognosis_message_id,
-#: baseline_reference, congestion_point, price, penalty, net_settlement and isps.
-_order = _maker(FlexOrderSettlement)
+#: FlexOrderSettlements from columns of order_reference, period, contract_id,
+#: d_prognosis_message_id, baseline_reference, congestion_point, price, penalty,
+#: net_settlement and isps.
+_orders = _maker(FlexOrderSettlement)
 
 #: Above this many bytes an order's ISPs may hold a number `int` does not read: its rows are
 #: made at once, so that the reading fails now rather than when they are asked for.
@@ -219,27 +230,27 @@ def order_settlements(
     found = _ORDER.findall(data, body, contracts)
     if len(found) != count:
         return None
-    orders = []
+    rows = []
     for tag, isps in found:
         get = _attributes(tag).get
         penalty = get("Penalty")
-        orders.append(
-            _order(
-                (
-                    get("OrderReference"),
-                    read_date(get("Period", "")),
-                    get("ContractID"),
-                    get("D-PrognosisMessageID"),
-                    get("BaselineReference"),
-                    get("CongestionPoint", ""),
-                    Decimal(get("Price", "")),
-                    _ZERO if penalty is None else Decimal(penalty),
-                    Decimal(get("NetSettlement", "")),
-                    _isps(isps),
-                )
+        rows.append(
+            (
+                get("OrderReference"),
+                read_date(get("Period", "")),
+                get("ContractID"),
+                get("D-PrognosisMessageID"),
+                get("BaselineReference"),
+                get("CongestionPoint", ""),
+                Decimal(get("Price", "")),
+                _ZERO if penalty is None else Decimal(penalty),
+                Decimal(get("NetSettlement", "")),
+                isps,
             )
         )
-    return orders, contracts
+    columns: list[Sequence[object]] = list(zip(*rows, strict=True))
+    columns[-1] = _isps(cast(tuple[bytes, ...], columns[-1]))
+    return _orders(count, columns), contracts
 
 
 def _in_order(
@@ -250,19 +261,26 @@ def _in_order(
     (reference, period, contract, prognosis, baseline, point, price, penalty, net, isps) = zip(
         *found, strict=True
     )
-    columns = (
-        _optional(reference, quoted=True),
-        map(read_date, map(bytes.decode, period)),
-        _optional(contract, quoted=True),
-        _optional(prognosis, quoted=False),
-        _optional(baseline, quoted=True),
-        map(bytes.decode, point),
-        map(Decimal, map(bytes.decode, price)),
-        map(Decimal, map(bytes.decode, penalty)) if all(penalty) else _penalties(penalty),
-        map(Decimal, map(bytes.decode, net)),
-        map(_isps, isps),
+    count = len(found)
+    return _orders(
+        count,
+        (
+            _optional(reference, quoted=True),
+            list(map(read_date, map(bytes.decode, period))),
+            _optional(contract, quoted=True),
+            _optional(prognosis, quoted=False),
+            _optional(baseline, quoted=True),
+            list(map(bytes.decode, point)),
+            _decimals(price),
+            _penalties(penalty),
+            _decimals(net),
+            _isps(isps),
+        ),
     )
-    return list(map(_order, zip(*columns, strict=True)))
+
+
+def _decimals(column: tuple[bytes, ...]) -> list[Decimal]:
+    return list(map(Decimal, map(bytes.decode, column)))
 
 
 def _optional(column: tuple[bytes, ...], *, quoted: bool) -> Iterable[str | None]:
@@ -274,13 +292,22 @@ def _optional(column: tuple[bytes, ...], *, quoted: bool) -> Iterable[str | None
     return [value[start:].decode() if value else None for value in column]
 
 
-def _penalties(column: tuple[bytes, ...]) -> list[Decimal]:
+def _penalties(column: tuple[bytes, ...]) -> Iterable[Decimal]:
     """The Penalty of each order, the XSD's default 0 where it is left out."""
+    if all(column):
+        return _decimals(column)
+    if not any(column):
+        return repeat(_ZERO, len(column))
     return [Decimal(value.decode()) if value else _ZERO for value in column]
 
 
-def _isps(text: bytes) -> Sequence[FlexOrderSettlementISP]:
-    """An order's ISPs, held as their text: made into rows at once where a value may be too
-    long for `int` (`_LONG_ISPS`)."""
-    rows = FlexOrderSettlementISPs(text)
-    return tuple(rows) if len(text) > _LONG_ISPS else rows
+def _isps(texts: tuple[bytes, ...]) -> Sequence[Sequence[FlexOrderSettlementISP]]:
+    """Each order's ISPs, held as their text: made into rows at once where a value may be
+    too long for `int` (`_LONG_ISPS`)."""
+    held = FlexOrderSettlementISPs.each(texts)
+    if texts and max(map(len, texts)) > _LONG_ISPS:
+        return [
+            tuple(rows) if len(text) > _LONG_ISPS else rows
+            for rows, text in zip(held, texts, strict=True)
+        ]
+    return held

@@ -11,6 +11,7 @@ import pickle
 import re
 from datetime import date
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
 
 import pytest
@@ -376,3 +377,78 @@ def test_only_a_class_whose_init_sets_its_fields_is_made_without_it() -> None:
 
     with pytest.raises(TypeError, match="needs its __init__"):
         scan._maker(Checked)
+
+
+@pytest.mark.parametrize("penalised", ["every", "some", "none"])
+@pytest.mark.parametrize("in_order", [True, False], ids=["in-order", "attributes-moved"])
+def test_penalties_read_whether_every_some_or_no_order_has_one(
+    penalised: str, in_order: bool
+) -> None:
+    """A Penalty is read where written, the XSD's default 0 where not, whichever orders have
+    one: the column is read in one of three ways."""
+    message = plain_settlement(12, None, None)
+    orders = message.flex_order_settlements
+    message = dataclasses.replace(
+        message,
+        flex_order_settlements=tuple(
+            dataclasses.replace(
+                order,
+                penalty=Decimal(f"{n}.{n:02d}0")
+                if penalised == "every" or (penalised == "some" and n % 3 == 1)
+                else Decimal(0),
+            )
+            for n, order in enumerate(orders)
+        ),
+    )
+    data = codec.encode(message)
+    if not in_order:  # the general expression reads them
+        data = data.replace(
+            b'<FlexOrderSettlement OrderReference="order-2"',
+            b'<FlexOrderSettlement\n OrderReference="order-2"',
+            1,
+        )
+    streamed, _ = both_settlements(data)
+    assert orders_scanned(streamed) and streamed == message
+
+
+@pytest.mark.parametrize("in_order", [True, False], ids=["in-order", "attributes-moved"])
+def test_an_order_whose_isps_are_long_holds_rows_the_others_their_text(in_order: bool) -> None:
+    """ISPs of more than `scan._LONG_ISPS` bytes are made into rows as the message is read;
+    every other order keeps its text."""
+    message = plain_settlement(6, None, None)
+    orders = list(message.flex_order_settlements)
+    orders[3] = dataclasses.replace(
+        orders[3],
+        isps=tuple(FlexOrderSettlementISP(1 + i, 10**9 + i, -1, 7, -1) for i in range(60)),
+    )
+    message = dataclasses.replace(message, flex_order_settlements=tuple(orders))
+    data = codec.encode(message)
+    if not in_order:
+        data = data.replace(
+            b'<FlexOrderSettlement OrderReference="order-1"',
+            b'<FlexOrderSettlement\n OrderReference="order-1"',
+            1,
+        )
+    streamed, _ = both_settlements(data)
+    assert streamed == message
+    kinds = [type(order.isps) for order in streamed.flex_order_settlements]
+    assert kinds[3] is tuple
+    assert kinds[:3] + kinds[4:-2] == [FlexOrderSettlementISPs] * (len(kinds) - 3)
+
+
+def test_instances_are_made_only_from_a_full_column_for_each_field() -> None:
+    """No instance is left with a field unset: a column short of values, or one missing,
+    is refused before any is made."""
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Pair:
+        left: int
+        right: str | None = None
+
+    make = scan._maker(Pair)
+    assert make(2, [[1, 2], ["a", "b"]]) == [Pair(1, "a"), Pair(2, "b")]
+    assert make(3, [(1, 2, 3), repeat(None, 3)]) == [Pair(1), Pair(2), Pair(3)]
+    assert make(0, [[], []]) == []
+    for columns in ([[1, 2], ["a"]], [[1, 2]], [[1, 2], repeat(None)], [[1, 2], ["a", "b"], []]):
+        with pytest.raises(ValueError, match="a column for each field"):
+            make(2, columns)
