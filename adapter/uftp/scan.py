@@ -266,17 +266,26 @@ def _in_order(
         count,
         (
             _optional(reference, quoted=True),
-            list(map(read_date, map(bytes.decode, period))),
+            _by_value(period, lambda raw: read_date(raw.decode())),
             _optional(contract, quoted=True),
             _optional(prognosis, quoted=False),
             _optional(baseline, quoted=True),
-            list(map(bytes.decode, point)),
+            _by_value(point, bytes.decode),
             _decimals(price),
             _penalties(penalty),
             _decimals(net),
             _isps(isps),
         ),
     )
+
+
+def _by_value(column: tuple[bytes, ...], read: Callable[[bytes], T]) -> list[T]:
+    """`read` of each value of a column whose values repeat (a month's Periods, a DSO's
+    congestion points), made once a distinct value, in the order they first occur (so that
+    a value `read` refuses is the one the element reading meets first); the orders share
+    what is made."""
+    made = {raw: read(raw) for raw in dict.fromkeys(column)}
+    return list(map(made.__getitem__, column))
 
 
 def _decimals(column: tuple[bytes, ...]) -> list[Decimal]:

@@ -452,3 +452,16 @@ def test_instances_are_made_only_from_a_full_column_for_each_field() -> None:
     for columns in ([[1, 2], ["a"]], [[1, 2]], [[1, 2], repeat(None)], [[1, 2], ["a", "b"], []]):
         with pytest.raises(ValueError, match="a column for each field"):
             make(2, columns)
+
+
+def test_of_several_periods_python_does_not_hold_the_first_is_named() -> None:
+    """Repeating values are read once each; a refusal still names the first bad one in the
+    document, as the element reading does."""
+    data = codec.encode(plain_settlement(10, None, None))
+    for n in range(1, 9):
+        data, replaced = re.subn(
+            rb'(OrderReference="order-%d" Period=")[^"]*' % n, rb"\g<1>1%04d-05-02" % (9 - n), data
+        )
+        assert replaced == 1
+    refusal = _refusal(data, STREAMED)
+    assert refusal == _refusal(data, None) and "10008-05-0" in refusal
