@@ -465,3 +465,24 @@ def test_of_several_periods_python_does_not_hold_the_first_is_named() -> None:
         assert replaced == 1
     refusal = _refusal(data, STREAMED)
     assert refusal == _refusal(data, None) and "10008-05-0" in refusal
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'OrderReference="order-1"', b'OrderReference="order\r\n1\tx\ry"'),
+        (b'ContractID="contract-2024-001"', b'ContractID="contract\t2024\n001"'),
+        (b"cp-utrecht-01", b"cp\tutrecht\r\n01"),
+        (b' CongestionPoint="', b' BaselineReference="base\nline" CongestionPoint="'),
+    ],
+)
+def test_a_tab_or_line_end_in_a_text_value_is_read_as_a_space_in_order(
+    old: bytes, new: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attributes in the XSD's order are read by the one expression whatever their text
+    values hold, normalised as a parser does (the general expression is switched off)."""
+    data = codec.encode(plain_settlement(4, None, None))
+    assert old in data
+    monkeypatch.setattr(scan, "_ORDER", re.compile(rb"(?!)"))
+    streamed, _ = both_settlements(data.replace(old, new, 1))
+    assert orders_scanned(streamed)
