@@ -25,9 +25,9 @@ writes; anything else is left to the element reading (None):
 - A FlexOrderSettlement is matched whole, its start tag attribute by attribute and its ISP
   elements as text, by one expression that must find as many as there are
   "<FlexOrderSettlement" before the first ContractSettlement (the XSD's sequence puts them
-  all first). Its attributes are read and the order built at once; its ISPs are kept as
-  their text (`messages.FlexOrderSettlementISPs`), every value an integer the schema has
-  checked.
+  all first). The orders are built a field at a time for all of them (`_maker`); their
+  ISPs are kept as their text (`messages.FlexOrderSettlementISPs`), every value an integer
+  the schema has checked.
 
 The root's start tag, which may hold anything XML allows, is parsed by libxml2. Values keep
 the line ends and tabs that attribute-value normalisation would turn into spaces where the
