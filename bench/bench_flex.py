@@ -11,13 +11,12 @@ Times open+parse+validate of one signed inner message, as bench_wire.py row (a) 
   ISPs for each of 100 connections: 3,504,000 values). The XSD allows it (Profile and ISP are
   unbounded), though a Metering message names one EAN and one Period, a day: the spec's rules
   would have 96 ISPs a profile. It is the size the project's target names;
-- portfolio: the 100 x 1,000 DSOPortfolioUpdate of bench_wire.py, for its memory.
+- portfolio: the 100 x 1,000 DSOPortfolioUpdate of bench_wire.py, for its time and memory.
 
 Ours: `open_sealed` + `decode` with `adapter.bulk.LARGE_MESSAGES` (signature check, hardened
 parse, XSD validation of the message's Version, typed models; all three messages are
-validated on the parser's events without a whole tree: the settlement and the metering
-message without any tree, then read from their bytes, their ISP values kept as text; the
-portfolio as a stream of its congestion points). Theirs:
+validated without any tree, then read from their bytes: the settlement's and the metering
+message's ISP values kept as text, the portfolio a congestion point at a time). Theirs:
 `transport.unseal_message` (signature check and xsdata parse, no XSD validation). The floor:
 the libraries alone (signature check, hardened parse, XSD validation, no model). The repeats
 alternate between the three; median and minimum of CPU time (`time.process_time`: all

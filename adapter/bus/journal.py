@@ -85,7 +85,9 @@ class EventJournal:
             time=now,
             datacontenttype=content_type,
             data=data,
-            extensions={name: value for name, value in extensions.items() if value},
+            # Plain `str`, not the `Role` (a StrEnum) some are given as: the relay publishes
+            # these very values, and the RabbitMQ port's header encoder takes `str` only.
+            extensions={name: str(value) for name, value in extensions.items() if value},
         )
         return EventRecord(event.id, route, event.attributes(), data, now, key)
 

@@ -25,6 +25,7 @@ import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import aio_pika
@@ -69,15 +70,57 @@ def string_table(table: Mapping[str, object]) -> bytes | None:
     return _UINT32(len(body)) + body
 
 
-class _EventProperties(aiormq.spec.Basic.Properties):
-    """The properties of an event, their headers encoded by `string_table`."""
+_UINT16 = struct.Struct(">H").pack
+_UINT64 = struct.Struct(">Q").pack
 
-    def encode_property(self, name: str, value: Any) -> bytes:
+
+class _EventProperties(aiormq.spec.Basic.Properties):
+    """The properties of an event, encoded here rather than by pamqp's per-value encoders
+    (type look-up, type test and call for each property, then the same for each header):
+    the same bytes (a test compares them), for the value types an event's properties have;
+    anything else goes to pamqp's encoder."""
+
+    def marshal(self) -> bytes:
+        encoded = _properties(self)
+        return encoded if encoded is not None else super().marshal()
+
+
+#: The properties whose AMQP type is ``shortstr``.
+_SHORT_STRINGS = frozenset(
+    name
+    for name in aiormq.spec.Basic.Properties.__slots__
+    if getattr(aiormq.spec.Basic.Properties, f"_{name}") == "shortstr"
+)
+
+
+def _properties(properties: aiormq.spec.Basic.Properties) -> bytes | None:
+    """`properties` as pamqp's `marshal` encodes them (the flags, then each property set,
+    in the order of the flags), or None when one is of a type left to pamqp."""
+    flags = 0
+    parts: list[bytes] = []
+    for name in properties.__slots__:
+        value = getattr(properties, name)
+        if value is None or value == "":  # pamqp's test for a property that is not set
+            continue
+        flags |= properties.flags[name]
+        kind = type(value)
         if name == "headers":
-            encoded = string_table(value)
-            if encoded is not None:
-                return encoded
-        return super().encode_property(name, value)
+            table = string_table(value) if kind is dict else None
+            if table is None:
+                return None
+            parts.append(table)
+        elif kind is str and name in _SHORT_STRINGS:
+            encoded = value.encode("utf-8")
+            if len(encoded) > 255:
+                return None  # pamqp refuses it: let it say so
+            parts.append(b"%c%b" % (len(encoded), encoded))
+        elif kind is int and name in ("delivery_mode", "priority") and 0 <= value <= 255:
+            parts.append(b"%c" % value)
+        elif kind is datetime and name == "timestamp" and value.utcoffset() is not None:
+            parts.append(_UINT64(int(value.timestamp())))
+        else:
+            return None
+    return _UINT16(flags) + b"".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

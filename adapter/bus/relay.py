@@ -232,7 +232,13 @@ class Relay:
                     return
                 confirmed.append(stored.seq)
 
-        await asyncio.gather(*(chain(events) for events in chains.values()))
+        if len(chains) == 1:
+            # The usual round at a low rate (one conversation's event or two): published from
+            # this task, without a task and a gather for one chain.
+            (events,) = chains.values()
+            await chain(events)
+        else:
+            await asyncio.gather(*(chain(events) for events in chains.values()))
         return sorted(confirmed), (errors[0] if errors else None)
 
     def _mark_later(self) -> None:

@@ -15,9 +15,10 @@ can therefore hold nothing for anyone.
   next attempt, so claims would have to be taken just before each POST (one transaction more
   per delivery) and serialised per peer across processes (a count is no lock), and a dead
   process's share of the cap would stay taken until its leases ran out. A lock costs a round
-  trip on this connection to take and one to give back, and dies with its process. A slot
-  given back stays parked with its process for `SLOT_LINGER`, so that under load the next
-  POST to the same peer takes it without either round trip.
+  trip on this connection to take, and dies with its process. A slot given back stays parked
+  with its process for `SLOT_LINGER`, so that under load the next POST to the same peer takes
+  it without a round trip; the slots whose linger ended go back to the server together, one
+  round trip for all of them.
 * `PostgresNotifier`: LISTEN on the schema's channel here; NOTIFY through the store's pool.
 
 When the session connection is lost, what it held is gone with it: singletons report that
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -74,9 +76,10 @@ RECONNECT_MAX: Final = 5.0
 SLOT_WAIT_FIRST: Final = 0.005
 SLOT_WAIT_MAX: Final = 0.2
 #: How long a peer slot given back stays this process's, parked, in seconds: a POST to the same
-#: peer meanwhile takes it without asking the server (taking and giving back a slot cost two
-#: round trips on the session connection, per delivery). A parked slot still counts against
-#: the cap, which is only stricter meanwhile for the other processes.
+#: peer meanwhile takes it without asking the server (taking a slot costs a round trip on the
+#: session connection; giving back, one for all the slots due together). A parked slot still
+#: counts against the cap, which is only stricter meanwhile for the other processes: for
+#: between one and two times this long, as the park is swept once per `SLOT_LINGER`.
 SLOT_LINGER: Final = 0.05
 
 #: What a connection that failed raises (the environment's, not a statement's).
@@ -244,13 +247,14 @@ class AdvisoryPeerSlots:
         self._schema = schema
         self._limit = limit
         self._local = PerKeyLimit(limit)
-        #: Slots this process holds or is asking for, per key: never asked for twice (the
-        #: server would grant a session's second request for its own lock).
+        #: Slots this process holds (in use, parked or being given back), per key: never
+        #: asked for again meanwhile (the server would grant a session its own lock twice).
         self._taken: dict[str, set[int]] = {}
         #: Slots given back but still locked, per key: (lock key, slot, generation, until).
         self._parked: dict[str, list[tuple[str, int, int, float]]] = {}
         self._sweep_at: asyncio.TimerHandle | None = None
         self._unlocking: set[asyncio.Task[None]] = set()
+        self._asking = asyncio.Lock()
 
     def hold(self, key: str) -> AbstractAsyncContextManager[None]:
         if self._limit is None:
@@ -291,59 +295,78 @@ class AdvisoryPeerSlots:
             self._sweep_at = loop.call_at(until, self._sweep)
 
     def _sweep(self) -> None:
-        """Give back the slots parked for `SLOT_LINGER`; come back for the others."""
+        """Give back the slots parked for `SLOT_LINGER`, all in one statement; come back
+        while any stay parked. Sweeping at most once per `SLOT_LINGER`, not when each slot's
+        linger ends, is what lets one statement give back several: under load a slot of
+        every other delivery went back on its own round trip."""
         self._sweep_at = None
         loop = asyncio.get_running_loop()
-        now, later = loop.time(), None
+        now = loop.time()
+        due: list[tuple[str, str, int, int]] = []
         for key in list(self._parked):
             kept = []
             for lock_key, slot, generation, until in self._parked[key]:
                 if until > now:
                     kept.append((lock_key, slot, generation, until))
-                    later = until if later is None else min(later, until)
-                    continue
-                task = loop.create_task(self._give_back(key, lock_key, slot, generation))
-                self._unlocking.add(task)
-                task.add_done_callback(self._unlocking.discard)
+                else:
+                    due.append((key, lock_key, slot, generation))
             if kept:
                 self._parked[key] = kept
             else:
                 del self._parked[key]
-        if later is not None:
-            self._sweep_at = loop.call_at(later, self._sweep)
+        if due:
+            task = loop.create_task(self._give_back(due))
+            self._unlocking.add(task)
+            task.add_done_callback(self._unlocking.discard)
+        if self._parked:
+            self._sweep_at = loop.call_at(now + SLOT_LINGER, self._sweep)
 
     async def _take(self, key: str, lock_key: str, limit: int) -> tuple[int, int]:
+        """A slot of `key` that no process holds, asked for in one statement that tries the
+        slots this process does not hold one after another (where they were a round trip
+        each: up to `limit` of them when other processes hold most)."""
         delay = SLOT_WAIT_FIRST
         while True:
-            first = random.randrange(limit)  # spreads the processes' first tries
-            for slot in [(first + n) % limit for n in range(limit)]:
-                # Looked up afresh after every await: `_forget` drops an empty set.
-                if slot in self._taken.get(key, ()):
-                    continue
-                self._taken.setdefault(key, set()).add(slot)
-                try:
+            # One take at a time, so that none asks for a slot another is asking for: they
+            # would wait for each other on the session connection all the same.
+            async with self._asking:
+                taken = self._taken.get(key, set())
+                first = random.randrange(limit)  # spreads the processes' first tries
+                candidates = [
+                    slot
+                    for slot in ((first + n) % limit for n in range(limit))
+                    if slot not in taken
+                ]
+                if candidates:
                     got, generation = await self._session.fetchval(
-                        "SELECT pg_try_advisory_lock(hashtext($1), $2)", lock_key, slot
+                        _take_sql(len(candidates)), lock_key, *candidates
                     )
-                except BaseException:
-                    self._forget(key, slot)
-                    raise
-                if got:
-                    return slot, generation
-                self._forget(key, slot)
+                    if got is not None:
+                        self._taken.setdefault(key, set()).add(got)
+                        return got, generation
             await asyncio.sleep(delay)  # every slot is some other process's: ask again soon
             delay = min(delay * 2, SLOT_WAIT_MAX)
 
-    async def _give_back(self, key: str, lock_key: str, slot: int, generation: int) -> None:
+    async def _give_back(self, slots: list[tuple[str, str, int, int]]) -> None:
+        """Unlock `slots` (key, lock key, slot, generation) in one round trip: those of an
+        earlier connection went with it."""
+        mine = [
+            (lock_key, slot) for _, lock_key, slot, gen in slots if gen == self._session.generation
+        ]
         try:
-            if generation == self._session.generation and self._session.connected:
+            if mine and self._session.connected:
+                # An aggregate evaluates its argument for every row: no slot is left locked.
                 await self._session.fetchval(
-                    "SELECT pg_advisory_unlock(hashtext($1), $2)", lock_key, slot
+                    "SELECT array_agg(pg_advisory_unlock(hashtext(k), s))"
+                    " FROM unnest($1::text[], $2::int[]) AS u(k, s)",
+                    [lock_key for lock_key, _ in mine],
+                    [slot for _, slot in mine],
                 )
-        except StorageError as exc:  # the connection is gone, and the lock with it
-            log.debug("peer slot not given back: %s", exc)
+        except StorageError as exc:  # the connection is gone, and the locks with it
+            log.debug("peer slots not given back: %s", exc)
         finally:
-            self._forget(key, slot)
+            for key, _, slot, _ in slots:
+                self._forget(key, slot)
 
     def _forget(self, key: str, slot: int) -> None:
         taken = self._taken.get(key)
@@ -351,6 +374,18 @@ class AdvisoryPeerSlots:
             taken.discard(slot)
             if not taken:
                 del self._taken[key]
+
+
+@functools.cache
+def _take_sql(count: int) -> str:
+    """The statement that takes the first free of `count` slots ($2...) of lock key $1 and
+    names it (NULL: none). CASE evaluates its conditions in order and stops at the first
+    true one (PostgreSQL's documentation, "Conditional Expressions"), so exactly one lock is
+    taken, or none; a set with LIMIT 1 would have no such promise."""
+    branches = " ".join(
+        f"WHEN pg_try_advisory_lock(hashtext($1), ${n}) THEN ${n}" for n in range(2, count + 2)
+    )
+    return f"SELECT CASE {branches} END"
 
 
 class PostgresNotifier:

@@ -4,8 +4,9 @@ Reading is parse (hardened, see `xml.py`) -> validate against the schema of the 
 Version -> build the model. No model is returned before the whole message has been found
 valid, so the readers below can trust the shape of the tree and stay simple and fast: the
 connections of a portfolio update are read column-wise (`columns.py`), without a Python
-object per element. A large DSOPortfolioUpdate, FlexSettlement or Metering is validated on
-the parser's events and read as a stream, a child of the root at a time (`_decode_streamed`).
+object per element. A large DSOPortfolioUpdate, FlexSettlement or Metering is validated
+without a tree and read from its bytes (`scan.py`) or, written otherwise, as a stream, a
+child of the root at a time (`_decode_streamed`).
 
 Writing is plain string assembly with attribute escaping, which costs less than building an
 lxml tree for the same document (bench/README.md, "Measurements behind the code"), and is
@@ -99,7 +100,7 @@ from .messages import (
     TestMessage,
     TestMessageResponse,
 )
-from .scan import metering_profiles, order_settlements, plain_content
+from .scan import metering_profiles, order_settlements, plain_content, portfolio_points
 from .xml import (
     NEEDS_ESCAPE,
     SCHEMAS,
@@ -166,8 +167,8 @@ class Bulk:
     #: Runs the schema validation while the model is built on the calling thread from the same,
     #: unmodified tree (libxml2 releases the GIL meanwhile), for a large message read from a
     #: tree: an AGRPortfolioUpdate of 100,000 connections, say. (A large DSOPortfolioUpdate,
-    #: FlexSettlement or Metering is read as a stream instead, validated on the parser's events
-    #: on the calling thread: `_decode_streamed`.)
+    #: FlexSettlement or Metering is validated without a tree on the calling thread instead,
+    #: and read from its bytes or as a stream: `_decode_streamed`.)
     executor: Executor | None = None
     #: Held while the model is built: e.g. the cyclic garbage collector paused, which the
     #: hundreds of thousands of rows of a portfolio (tuples, no cycles) would otherwise wake.
@@ -198,9 +199,10 @@ def _decode_streamed(data: bytes, bulk: Bulk) -> PayloadMessage | None:
     (several times larger than the models: 60 MB for 100,000 portfolio connections, 2 GB for
     a year of metering data; bench/README.md).
 
-    A settlement or metering message written plainly (`scan.plain_content`, as participants
-    write) is validated by libxml2 without building a tree at all (`xml.validate_stream`),
-    and `scan` reads the children from the bytes; the ISP values stay text until asked for.
+    A portfolio update, settlement or metering message written plainly (`scan.plain_content`,
+    as participants write) is validated by libxml2 without building a tree at all
+    (`xml.validate_stream`), and `scan` reads the children from the bytes: a portfolio's
+    congestion points one at a time, a large message's ISP values kept as text until asked for.
     Every other one, or one where `scan` finds a form it does not read (then the message is
     parsed twice), is read as a stream: each child of the root validated, read and dropped
     once it has ended (`xml.stream_children`). None for every other message, and for a root
@@ -442,7 +444,7 @@ def _dso_connections(
 def _read_dso_portfolio_update(root: etree._Element, meta: _Metadata) -> DSOPortfolioUpdate:
     elements = list(root)
     points = [
-        _dso_point(cp, connections)
+        _dso_point(cp.get, connections)
         for cp, connections in zip(elements, _dso_connections(root, elements), strict=True)
     ]
     return _dso_portfolio_update(root, meta, points)
@@ -457,9 +459,9 @@ def _dso_portfolio_update(
 
 
 def _dso_point(
-    cp: etree._Element, connections: tuple[DSOPortfolioUpdateConnection, ...]
+    get: Callable[..., Any], connections: tuple[DSOPortfolioUpdateConnection, ...]
 ) -> DSOPortfolioUpdateCongestionPoint:
-    get = cp.get
+    """A CongestionPoint from its attributes (`get`: an element's or a dict's) and its rows."""
     return DSOPortfolioUpdateCongestionPoint(
         entity_address=get("EntityAddress", ""),
         start_period=_date(get("StartPeriod", "")),
@@ -482,7 +484,14 @@ def _streamed_dso_point(cp: etree._Element) -> DSOPortfolioUpdateCongestionPoint
     root of its document by relinking the element's children for the while (a fake document),
     which a validation of the same tree on another thread (`decode_element`) must not meet;
     in a stream the validation is the parser's own, paused while this reads."""
-    return _dso_point(cp, tuple(_connection_rows(_POINT_CONNECTIONS, cp, len(cp), cp)))
+    return _dso_point(cp.get, tuple(_connection_rows(_POINT_CONNECTIONS, cp, len(cp), cp)))
+
+
+def _scanned_dso_point(
+    attributes: dict[str, str], connections: tuple[DSOPortfolioUpdateConnection, ...]
+) -> DSOPortfolioUpdateCongestionPoint:
+    """One CongestionPoint of a DSOPortfolioUpdate read from the validated bytes (`scan`)."""
+    return _dso_point(attributes.get, connections)
 
 
 def _read_dso_portfolio_query(root: etree._Element, meta: _Metadata) -> DSOPortfolioQuery:
@@ -921,11 +930,14 @@ _STREAMED: dict[
 
 
 #: The messages whose children `_decode_streamed` reads from the validated bytes, column-wise
-#: (`scan`), where they are written plainly; the others, and those written otherwise, are
-#: read element by element from the stream.
+#: (`scan`), where they are written plainly; those written otherwise are read from the
+#: stream.
 _SCANNED: dict[str, Callable[[bytes, int], list[Any] | None]] = {
     "Metering": metering_profiles,
     "FlexSettlement": lambda data, body: _scanned_settlement(data, body),
+    "DSOPortfolioUpdate": lambda data, body: portfolio_points(
+        data, body, _date, _scanned_dso_point
+    ),
 }
 
 

@@ -241,3 +241,88 @@ async def test_a_slot_given_back_stays_parked_then_goes_back_to_the_server(
 
 async def _no_locks(process: Process) -> bool:
     return await _peer_locks(process) == 0
+
+
+async def test_slots_due_together_go_back_to_the_server_in_one_round_trip(
+    processes: list[Process],
+) -> None:
+    """Three slots of two peers parked at once go back to the server in one statement on the
+    session connection (one each made a round trip per delivery under load), all of them:
+    another process can then take the whole cap of both peers."""
+    a, b, _ = processes
+    session = a.coordinator._session
+    asked: list[str] = []
+    fetchval = session.fetchval
+
+    async def counting(sql: str, *args: Any) -> tuple[Any, int]:
+        asked.append(sql)
+        return await fetchval(sql, *args)
+
+    session.fetchval = counting  # type: ignore[method-assign]
+    slots = a.coordinator.peer_slots(2)
+    inside = asyncio.Barrier(3)
+
+    async def deliver(key: str) -> None:
+        async with slots.hold(key):
+            await inside.wait()  # all three held at once: three slots taken
+
+    await asyncio.gather(
+        deliver("https://a.test"), deliver("https://a.test"), deliver("https://b.test")
+    )
+    assert await _peer_locks(a) == 3  # parked
+    taken = len(asked)
+    assert taken == 3
+
+    await eventually(lambda: _no_locks(a))
+    assert len(asked) - taken == 1  # one statement gave all three back
+    others = b.coordinator.peer_slots(2)
+    async with (
+        others.hold("https://a.test"),
+        others.hold("https://a.test"),
+        others.hold("https://b.test"),
+        others.hold("https://b.test"),
+    ):
+        assert await _peer_locks(b) == 4
+    assert slots._taken == {}  # a forgot them: it would ask the server afresh
+
+
+async def test_a_slot_is_found_in_one_round_trip_when_others_hold_most(
+    processes: list[Process],
+) -> None:
+    """With 14 of 16 slots held by another process, each of two processes takes one of the
+    other two in one statement (one round trip per slot tried, before: up to 15 of them),
+    and the cap is then full for all three."""
+    a, b, c = processes
+    asked: list[str] = []
+    for process in (a, c):
+        session = process.coordinator._session
+        fetchval = session.fetchval
+
+        async def counting(sql: str, *args: Any, fetchval: Any = fetchval) -> tuple[Any, int]:
+            asked.append(sql)
+            return await fetchval(sql, *args)
+
+        session.fetchval = counting  # type: ignore[method-assign]
+    key = "https://a.test"
+    holding, release = asyncio.Barrier(15), asyncio.Event()
+
+    async def hold(slots: Any) -> None:
+        async with slots.hold(key):
+            await holding.wait()
+            await release.wait()
+
+    b_slots = b.coordinator.peer_slots(16)
+    holders = [asyncio.create_task(hold(b_slots)) for _ in range(14)]
+    await holding.wait()  # b holds 14
+    assert await _peer_locks(b) == 14
+
+    a_slots, c_slots = a.coordinator.peer_slots(16), c.coordinator.peer_slots(16)
+    async with a_slots.hold(key), c_slots.hold(key):
+        assert len(asked) == 2
+        assert (await _peer_locks(a), await _peer_locks(c)) == (1, 1)
+        third = asyncio.create_task(_enter(a_slots, key))
+        await asyncio.sleep(0.3)
+        assert not third.done()  # all 16 are taken
+    release.set()
+    await asyncio.gather(*holders)
+    await asyncio.wait_for(third, 5)

@@ -391,9 +391,10 @@ def test_a_streamed_update_keeps_one_congestion_point_at_a_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """No tree of the whole document: each congestion point is read with none before it
-    left in the tree, and the root is left without any."""
+    left in the tree, and the root is left without any. (A comment keeps the update from
+    being read from its bytes: `test_scan` holds that reading to this one.)"""
     message = portfolio(30, 1000)
-    data = codec.encode(message)
+    data = codec.encode(message).replace(b"</CongestionPoint>", b"<!-- --></CongestionPoint>")
     seen: list[tuple[bool, int]] = []
     read_point = codec._streamed_dso_point
 

@@ -13,6 +13,7 @@ from datetime import date
 from decimal import Decimal
 from itertools import repeat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,8 @@ from adapter.bulk import LARGE_MESSAGES
 from adapter.uftp import codec, scan
 from adapter.uftp.errors import InvalidXml
 from adapter.uftp.messages import (
+    DSOPortfolioUpdate,
+    DSOPortfolioUpdateConnection,
     FlexOrderSettlement,
     FlexOrderSettlementISP,
     FlexOrderSettlementISPs,
@@ -29,6 +32,8 @@ from adapter.uftp.messages import (
     MeteringISPs,
 )
 
+from .samples import make_dso_portfolio_update
+from .test_codec_bulk import portfolio
 from .test_columns_flex import metering, settlement
 
 #: The endpoint's help, lent for every size: each message is read as a large one.
@@ -486,3 +491,211 @@ def test_a_tab_or_line_end_in_a_text_value_is_read_as_a_space_in_order(
     monkeypatch.setattr(scan, "_ORDER", re.compile(rb"(?!)"))
     streamed, _ = both_settlements(data.replace(old, new, 1))
     assert orders_scanned(streamed)
+
+
+# --- DSOPortfolioUpdate ---------------------------------------------------------------------
+
+
+def plain_sample(version: str) -> DSOPortfolioUpdate:
+    """`samples.make_dso_portfolio_update` (every optional attribute present on one point,
+    absent on the other) with an EntityAddress that needs no escaping."""
+    message = make_dso_portfolio_update(version=version)
+    first, *rest = message.congestion_points
+    first = dataclasses.replace(first, entity_address="ea1.2013-11.info.usef.test:001:002.a#")
+    return dataclasses.replace(message, congestion_points=(first, *rest))
+
+
+def both_portfolios(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> tuple[DSOPortfolioUpdate, bool]:
+    """`data` read as a large message, after checking it equals the tree's reading; and
+    whether it was read from the bytes (no stream of its congestion points)."""
+    streams: list[bool] = []
+    stream = codec.stream_children
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        streams.append(True)
+        return stream(*args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(codec, "stream_children", counted)
+        streamed = codec.decode(data, bulk=STREAMED)
+    tree = codec.decode(data)
+    assert isinstance(streamed, DSOPortfolioUpdate) and isinstance(tree, DSOPortfolioUpdate)
+    assert streamed == tree
+    assert all(
+        type(row) is DSOPortfolioUpdateConnection
+        for point in streamed.congestion_points
+        for row in point.connections
+    )
+    assert codec.encode(streamed) == codec.encode(tree)
+    return streamed, not streams
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        portfolio(3, 1000),
+        portfolio(3, 1000, end_every=1),
+        portfolio(4, 300, end_every=7),
+        plain_sample("3.1.0"),
+        plain_sample("3.0.0"),
+        plain_sample("4.0.0"),
+    ],
+    ids=["plain", "all end", "some end", "sample", "3.0.0", "draft"],
+)
+def test_a_portfolio_is_read_from_the_bytes_as_written(
+    message: DSOPortfolioUpdate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    streamed, scanned = both_portfolios(codec.encode(message), monkeypatch)
+    assert scanned and streamed == message
+
+
+#: Forms of a congestion point and its connections the schema allows and the scan reads:
+#: attributes in any order and on lines of their own, blanks around "=", a line end or tab
+#: in an EntityAddress (read as a space, as a parser does), a ">" or non-ASCII in one, an
+#: end tag, time zones on dates (libxml2 refuses blanks around them), a StartPeriod of its
+#: own on one connection, an EndPeriod on one only, equal to its StartPeriod.
+PORTFOLIO_LEXICAL = [
+    (
+        b'<Connection EntityAddress="ean.871685900000000005" StartPeriod="2025-01-01"',
+        b'<Connection StartPeriod="2025-01-01" EntityAddress="ean.871685900000000005"',
+    ),
+    (
+        b'<Connection EntityAddress="ean.871685900000000005" StartPeriod="2025-01-01"',
+        b'<Connection\n\tEntityAddress = "ean.871685900000000005"\r\n StartPeriod="2025-01-01"',
+    ),
+    (
+        b'EntityAddress="ea1.2025-01.nl.example:cp-1"',
+        b'EntityAddress="ea1.2025-01.nl.example:cp\t1\r\nx\ry"',
+    ),
+    (b'EntityAddress="ea1.2025-01.nl.example:cp-1"', b'EntityAddress="ea1.2025-01.nl:c>p\xc3\xa9"'),
+    (b'EntityAddress="ean.871685900001000003"', b'EntityAddress="ea1.2025-01.nl:c\tx\r\ny"'),
+    (
+        b'"ean.871685900000000007" StartPeriod="2025-01-01"',
+        b'"ean.871685900000000007" StartPeriod="2025-01-01" EndPeriod="2025-01-01"',
+    ),
+    (
+        b'"ean.871685900000000007" StartPeriod="2025-01-01"',
+        b'"ean.871685900000000007" EndPeriod="2025-03-01Z" StartPeriod="2025-02-01+01:00"',
+    ),
+    (
+        b'"ean.871685900001000009" StartPeriod="2025-01-01"',
+        b'"ean.871685900001000009" StartPeriod="2024-12-31"',
+    ),
+    (
+        b'"ean.871685900001000009" StartPeriod="2025-01-01"/>',
+        b'"ean.871685900001000009" StartPeriod="2025-01-01" ></Connection >\n',
+    ),
+    (
+        b'<CongestionPoint EntityAddress="ea1.2025-01.nl.example:cp-2" StartPeriod="2025-01-01"',
+        b'<CongestionPoint\n  StartPeriod="2025-01-01"\n'
+        b'  EntityAddress="ea1.2025-01.nl.example:cp-2"',
+    ),
+    (b"</CongestionPoint>", b"\n</CongestionPoint\n>\n"),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), PORTFOLIO_LEXICAL)
+def test_every_lexical_form_of_a_portfolio_is_read_from_the_bytes_as_from_the_tree(
+    old: bytes, new: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = codec.encode(portfolio(3, 100))
+    assert old in data
+    _, scanned = both_portfolios(data.replace(old, new, 1), monkeypatch)
+    assert scanned
+
+
+@pytest.mark.parametrize("end_every", [0, 7])
+def test_connections_written_another_way_are_read_from_the_bytes_as_from_the_tree(
+    end_every: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every connection with its attributes in another order, EndPeriods on some."""
+    data = re.sub(
+        rb'<Connection EntityAddress="([^"]*)" StartPeriod="([^"]*)"',
+        rb'<Connection  StartPeriod="\2"\n EntityAddress="\1"',
+        codec.encode(portfolio(3, 100, end_every=end_every)),
+    )
+    streamed, scanned = both_portfolios(data, monkeypatch)
+    assert scanned and streamed == portfolio(3, 100, end_every=end_every)
+
+
+#: Forms the scan leaves to the stream: a reference (an escaped EntityAddress), single quotes,
+#: a comment (which might hold what looks like a connection), a processing instruction, a
+#: "!" or "?" in a value.
+PORTFOLIO_NOT_PLAIN = [
+    (b':cp-1"', b':cp&amp;&lt;&quot;1"'),
+    (b'EntityAddress="ean.871685900000000005"', b"EntityAddress='ean.871685900000000005'"),
+    (
+        b"</CongestionPoint>",
+        b'<!-- <Connection EntityAddress="ean.871685900000000005"/> --></CongestionPoint>',
+    ),
+    (b"</CongestionPoint>", b"</CongestionPoint><?pi data?>"),
+    (b':cp-1"', b':cp!1?"'),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), PORTFOLIO_NOT_PLAIN)
+def test_a_portfolio_not_written_plainly_is_read_from_the_stream(
+    old: bytes, new: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = codec.encode(portfolio(3, 100, end_every=7))
+    assert old in data
+    _, scanned = both_portfolios(data.replace(old, new, 1), monkeypatch)
+    assert not scanned
+
+
+FIRST = b'"ean.871685900000000000" StartPeriod="2025-01-01"'
+SECOND = b'"ean.871685900000000001" StartPeriod="2025-01-01"'
+LAST = b'"ean.871685900002000099" StartPeriod="2025-01-01"'
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        [(FIRST, b'"ean.871685900000000000" StartPeriod="10000-01-01"')],
+        [(LAST, b'"ean.871685900002000099" StartPeriod="10000-01-01"')],
+        [(LAST, LAST + b' EndPeriod="10000-01-01"')],
+        # Two values beyond `date`: the tree names the first in the document.
+        [
+            (FIRST, FIRST + b' EndPeriod="10001-01-01"'),
+            (SECOND, b'"ean.871685900000000001" StartPeriod="10002-01-01"'),
+        ],
+        [
+            (SECOND, SECOND + b' EndPeriod="10001-01-01"'),
+            (FIRST, b'"ean.871685900000000000" StartPeriod="10002-01-01"'),
+        ],
+        [(b':cp-1" StartPeriod="2025-01-01"', b':cp-1" StartPeriod="10000-01-01"')],
+        [(b'EntityAddress="ean.871685900001000050"', b'EntityAddress="ean.1"')],
+        [(SECOND, SECOND + b' Extra="1"')],
+        [(b"</CongestionPoint>", b"</CongestionPoint><CongestionPoint/>")],
+    ],
+    ids=["first", "last", "end", "two", "two reversed", "point", "pattern", "extra", "empty"],
+)
+def test_a_portfolio_the_tree_reading_refuses_is_refused_in_the_same_words(
+    changes: list[tuple[bytes, bytes]],
+) -> None:
+    data = codec.encode(portfolio(3, 100))
+    for old, new in changes:
+        assert old in data
+        data = data.replace(old, new, 1)
+    assert b"&" not in data and _refusal(data, STREAMED) == _refusal(data, None)
+
+
+def test_a_portfolio_is_read_a_congestion_point_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the scan decodes and holds at once is one congestion point's text."""
+    message = portfolio(30, 1000)
+    data = codec.encode(message)
+    read = scan._connections
+    sizes: list[int] = []
+
+    def spy(text: str, *args: Any) -> Any:
+        sizes.append(len(text))
+        return read(text, *args)
+
+    monkeypatch.setattr(scan, "_connections", spy)
+    streamed, scanned = both_portfolios(data, monkeypatch)
+    assert scanned and streamed == message
+    assert len(sizes) == 30 and max(sizes) < len(data) / 29
