@@ -25,9 +25,9 @@ writes; anything else is left to the element reading (None):
 - A FlexOrderSettlement is matched whole, its start tag attribute by attribute and its ISP
   elements as text, by one expression that must find as many as there are
   "<FlexOrderSettlement" before the first ContractSettlement (the XSD's sequence puts them
-  all first). Its attributes are read and the order built at once; its ISPs are kept as
-  their text (`messages.FlexOrderSettlementISPs`), every value an integer the schema has
-  checked.
+  all first). The orders are built a field at a time for all of them (`_maker`); their
+  ISPs are kept as their text (`messages.FlexOrderSettlementISPs`), every value an integer
+  the schema has checked.
 - A DSOPortfolioUpdate is read a CongestionPoint at a time, only its bytes decoded, its start
   tag attribute by attribute. Its Connections are found by one expression that must match
   as many times as "<Connection" occurs in it: first one that takes the EntityAddress alone
@@ -295,38 +295,51 @@ _ORDER_ISPS = (
 )
 #: A whole FlexOrderSettlement: its start tag's attributes and its ISPs.
 _ORDER = re.compile(rb"<FlexOrderSettlement" + _ATTRIBUTES + _ORDER_ISPS)
-#: The same, its attributes in the XSD's order, single spaces between them, and no tab or
-#: line end in a text value, as participants write them: one value a group. The optional
-#: text values keep their opening quote, so that an empty value ("") is told from none.
+#: The same, its attributes in the XSD's order, single spaces between them, as participants
+#: write them: one value a group. The optional text values keep their opening quote, so that
+#: an empty value ("") is told from none. A text value may hold a tab or a line end, which
+#: `_normalised` turns into spaces afterwards: excluding them here cost a tenth of the
+#: expression's time (bench/README.md).
 _ORDER_IN_ORDER = re.compile(
-    rb'<FlexOrderSettlement(?: OrderReference=("[^"\t\n\r]*)")? Period="([^"]*)"'
-    rb'(?: ContractID=("[^"\t\n\r]*)")?(?: D-PrognosisMessageID="([^"]*)")?'
-    rb'(?: BaselineReference=("[^"\t\n\r]*)")? CongestionPoint="([^"\t\n\r]*)"'
+    rb'<FlexOrderSettlement(?: OrderReference=("[^"]*)")? Period="([^"]*)"'
+    rb'(?: ContractID=("[^"]*)")?(?: D-PrognosisMessageID="([^"]*)")?'
+    rb'(?: BaselineReference=("[^"]*)")? CongestionPoint="([^"]*)"'
     rb' Price="([^"]*)"(?: Penalty="([^"]*)")? NetSettlement="([^"]*)"' + _S + _ORDER_ISPS
 )
 
 
-def _maker(cls: type[T]) -> Callable[[tuple[object, ...]], T]:
-    """What makes an instance of the frozen, slotted dataclass `cls` from the values of its
-    fields in their order, without its generated `__init__`: that calls object.__setattr__
-    by name for each field, and took a third of the time of reading 10,000 orders
-    (bench/README.md). For a class whose `__init__` does nothing else (no `__post_init__`)."""
+def _maker(cls: type[T]) -> Callable[[int, Sequence[Iterable[object]]], list[T]]:
+    """What makes `count` instances of the frozen, slotted dataclass `cls` from a column of
+    values for each of its fields, in their order, without its generated `__init__`: that
+    calls object.__setattr__ by name for each field, and took a third of the time of reading
+    10,000 orders. Here each field's slot is set a column at a time, by C-level calls of its
+    descriptor, a quarter of what setting them an instance at a time cost (bench/README.md).
+    For a class whose `__init__` does nothing else (no `__post_init__`).
+
+    A column is a sequence or `repeat(value, count)`: each must hold `count` values, so
+    that no slot is left unset (ValueError otherwise, before any is made)."""
     if hasattr(cls, "__post_init__") or not hasattr(cls, "__slots__"):
         raise TypeError(f"{cls.__name__} needs its __init__")
     setters = [vars(cls)[field.name].__set__ for field in fields(cast(Any, cls))]
-    new, call = object.__new__, operator.call
+    new = object.__new__
 
-    def make(values: tuple[object, ...]) -> T:
-        instance = new(cls)
-        deque(map(call, setters, repeat(instance), values), 0)
-        return instance
+    def make(count: int, columns: Sequence[Iterable[object]]) -> list[T]:
+        if len(columns) != len(setters) or any(
+            operator.length_hint(column, -1) != count for column in columns
+        ):
+            raise ValueError(f"{cls.__name__}: a column for each field, {count} values each")
+        made = list(map(new, repeat(cls, count)))
+        for setter, column in zip(setters, columns, strict=True):
+            deque(map(setter, made, column), 0)
+        return made
 
     return make
 
 
-#: A FlexOrderSettlement from order_reference, period, contract_id, d_prognosis_message_id,
-#: baseline_reference, congestion_point, price, penalty, net_settlement and isps.
-_order = _maker(FlexOrderSettlement)
+#: FlexOrderSettlements from columns of order_reference, period, contract_id,
+#: d_prognosis_message_id, baseline_reference, congestion_point, price, penalty,
+#: net_settlement and isps.
+_orders = _maker(FlexOrderSettlement)
 
 #: Above this many bytes an order's ISPs may hold a number `int` does not read: its rows are
 #: made at once, so that the reading fails now rather than when they are asked for.
@@ -352,27 +365,27 @@ def order_settlements(
     found = _ORDER.findall(data, body, contracts)
     if len(found) != count:
         return None
-    orders = []
+    rows = []
     for tag, isps in found:
         get = _attributes(tag).get
         penalty = get("Penalty")
-        orders.append(
-            _order(
-                (
-                    get("OrderReference"),
-                    read_date(get("Period", "")),
-                    get("ContractID"),
-                    get("D-PrognosisMessageID"),
-                    get("BaselineReference"),
-                    get("CongestionPoint", ""),
-                    Decimal(get("Price", "")),
-                    _ZERO if penalty is None else Decimal(penalty),
-                    Decimal(get("NetSettlement", "")),
-                    _isps(isps),
-                )
+        rows.append(
+            (
+                get("OrderReference"),
+                read_date(get("Period", "")),
+                get("ContractID"),
+                get("D-PrognosisMessageID"),
+                get("BaselineReference"),
+                get("CongestionPoint", ""),
+                Decimal(get("Price", "")),
+                _ZERO if penalty is None else Decimal(penalty),
+                Decimal(get("NetSettlement", "")),
+                isps,
             )
         )
-    return orders, contracts
+    columns: list[Sequence[object]] = list(zip(*rows, strict=True))
+    columns[-1] = _isps(cast(tuple[bytes, ...], columns[-1]))
+    return _orders(count, columns), contracts
 
 
 def _in_order(
@@ -383,19 +396,49 @@ def _in_order(
     (reference, period, contract, prognosis, baseline, point, price, penalty, net, isps) = zip(
         *found, strict=True
     )
-    columns = (
-        _optional(reference, quoted=True),
-        map(read_date, map(bytes.decode, period)),
-        _optional(contract, quoted=True),
-        _optional(prognosis, quoted=False),
-        _optional(baseline, quoted=True),
-        map(bytes.decode, point),
-        map(Decimal, map(bytes.decode, price)),
-        map(Decimal, map(bytes.decode, penalty)) if all(penalty) else _penalties(penalty),
-        map(Decimal, map(bytes.decode, net)),
-        map(_isps, isps),
+    count = len(found)
+    return _orders(
+        count,
+        (
+            _optional(_normalised(reference), quoted=True),
+            _by_value(period, lambda raw: read_date(raw.decode())),
+            _optional(_normalised(contract), quoted=True),
+            _optional(prognosis, quoted=False),
+            _optional(_normalised(baseline), quoted=True),
+            _by_value(_normalised(point), bytes.decode),
+            _decimals(price),
+            _penalties(penalty),
+            _decimals(net),
+            _isps(isps),
+        ),
     )
-    return list(map(_order, zip(*columns, strict=True)))
+
+
+def _by_value(column: tuple[bytes, ...], read: Callable[[bytes], T]) -> list[T]:
+    """`read` of each value of a column whose values repeat (a month's Periods, a DSO's
+    congestion points), made once a distinct value, in the order they first occur (so that
+    a value `read` refuses is the one the element reading meets first); the orders share
+    what is made."""
+    made = {raw: read(raw) for raw in dict.fromkeys(column)}
+    return list(map(made.__getitem__, column))
+
+
+#: Attribute-value normalisation of bytes, after line-end normalisation (`_NORMALISED`).
+_NORMALISED_BYTES = bytes.maketrans(b"\t\n\r", b"   ")
+
+
+def _normalised(column: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """A text attribute's raw values as a parser reads them: a tab or a line end, which
+    attribute-value normalisation turns into a space (XML 1.0, 3.3.3), looked for in all of
+    them at once, at C speed."""
+    joined = b"".join(column)
+    if b"\t" in joined or b"\n" in joined or b"\r" in joined:
+        return tuple(value.replace(b"\r\n", b"\n").translate(_NORMALISED_BYTES) for value in column)
+    return column
+
+
+def _decimals(column: tuple[bytes, ...]) -> list[Decimal]:
+    return list(map(Decimal, map(bytes.decode, column)))
 
 
 def _optional(column: tuple[bytes, ...], *, quoted: bool) -> Iterable[str | None]:
@@ -407,13 +450,22 @@ def _optional(column: tuple[bytes, ...], *, quoted: bool) -> Iterable[str | None
     return [value[start:].decode() if value else None for value in column]
 
 
-def _penalties(column: tuple[bytes, ...]) -> list[Decimal]:
+def _penalties(column: tuple[bytes, ...]) -> Iterable[Decimal]:
     """The Penalty of each order, the XSD's default 0 where it is left out."""
+    if all(column):
+        return _decimals(column)
+    if not any(column):
+        return repeat(_ZERO, len(column))
     return [Decimal(value.decode()) if value else _ZERO for value in column]
 
 
-def _isps(text: bytes) -> Sequence[FlexOrderSettlementISP]:
-    """An order's ISPs, held as their text: made into rows at once where a value may be too
-    long for `int` (`_LONG_ISPS`)."""
-    rows = FlexOrderSettlementISPs(text)
-    return tuple(rows) if len(text) > _LONG_ISPS else rows
+def _isps(texts: tuple[bytes, ...]) -> Sequence[Sequence[FlexOrderSettlementISP]]:
+    """Each order's ISPs, held as their text: made into rows at once where a value may be
+    too long for `int` (`_LONG_ISPS`)."""
+    held = FlexOrderSettlementISPs.each(texts)
+    if texts and max(map(len, texts)) > _LONG_ISPS:
+        return [
+            tuple(rows) if len(text) > _LONG_ISPS else rows
+            for rows, text in zip(held, texts, strict=True)
+        ]
+    return held

@@ -89,9 +89,16 @@ _LOCAL = _PerThread()
 _DTD_MARKERS = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
 
 
+def _declares(data: bytes) -> bool:
+    """Whether `data` holds a markup declaration (`_DTD_MARKERS`). Most messages hold no
+    "!" at all, which one memchr pass tells: a tenth of the expression's time on a
+    settlement of 6.7 MB (bench/README.md)."""
+    return b"!" in data and _DTD_MARKERS.search(data) is not None
+
+
 def parse_xml(data: bytes, *, huge: bool = False) -> etree._Element:
     """Parse `data` into its root element, or raise `InvalidXml`."""
-    if _DTD_MARKERS.search(data) is not None:
+    if _declares(data):
         raise InvalidXml("document type declarations and entities are not accepted")
     try:
         root = etree.fromstring(data, _LOCAL.huge_parser if huge else _LOCAL.parser)
@@ -129,7 +136,7 @@ def stream_children(
     element whose start or end it watches, whatever the tag, and an end is only reported if
     the starts are watched too: watching starts alone halves that (bench/README.md).
     """
-    if _DTD_MARKERS.search(data) is not None:
+    if _declares(data):
         raise InvalidXml("document type declarations and entities are not accepted")
     parser = etree.XMLPullParser(
         events=("start",),
@@ -210,7 +217,7 @@ def validate_stream(data: bytes, schema: Schema) -> None:
     does not raise a schema violation found on a target parser's events; it is in the
     parser's error log, which this reads.
     """
-    if _DTD_MARKERS.search(data) is not None:
+    if _declares(data):
         raise InvalidXml("document type declarations and entities are not accepted")
     parser = etree.XMLParser(
         # The stubs want every method of a target; one that has them is called per element.

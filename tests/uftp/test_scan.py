@@ -11,6 +11,7 @@ import pickle
 import re
 from datetime import date
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -381,6 +382,115 @@ def test_only_a_class_whose_init_sets_its_fields_is_made_without_it() -> None:
 
     with pytest.raises(TypeError, match="needs its __init__"):
         scan._maker(Checked)
+
+
+@pytest.mark.parametrize("penalised", ["every", "some", "none"])
+@pytest.mark.parametrize("in_order", [True, False], ids=["in-order", "attributes-moved"])
+def test_penalties_read_whether_every_some_or_no_order_has_one(
+    penalised: str, in_order: bool
+) -> None:
+    """A Penalty is read where written, the XSD's default 0 where not, whichever orders have
+    one: the column is read in one of three ways."""
+    message = plain_settlement(12, None, None)
+    orders = message.flex_order_settlements
+    message = dataclasses.replace(
+        message,
+        flex_order_settlements=tuple(
+            dataclasses.replace(
+                order,
+                penalty=Decimal(f"{n}.{n:02d}0")
+                if penalised == "every" or (penalised == "some" and n % 3 == 1)
+                else Decimal(0),
+            )
+            for n, order in enumerate(orders)
+        ),
+    )
+    data = codec.encode(message)
+    if not in_order:  # the general expression reads them
+        data = data.replace(
+            b'<FlexOrderSettlement OrderReference="order-2"',
+            b'<FlexOrderSettlement\n OrderReference="order-2"',
+            1,
+        )
+    streamed, _ = both_settlements(data)
+    assert orders_scanned(streamed) and streamed == message
+
+
+@pytest.mark.parametrize("in_order", [True, False], ids=["in-order", "attributes-moved"])
+def test_an_order_whose_isps_are_long_holds_rows_the_others_their_text(in_order: bool) -> None:
+    """ISPs of more than `scan._LONG_ISPS` bytes are made into rows as the message is read;
+    every other order keeps its text."""
+    message = plain_settlement(6, None, None)
+    orders = list(message.flex_order_settlements)
+    orders[3] = dataclasses.replace(
+        orders[3],
+        isps=tuple(FlexOrderSettlementISP(1 + i, 10**9 + i, -1, 7, -1) for i in range(60)),
+    )
+    message = dataclasses.replace(message, flex_order_settlements=tuple(orders))
+    data = codec.encode(message)
+    if not in_order:
+        data = data.replace(
+            b'<FlexOrderSettlement OrderReference="order-1"',
+            b'<FlexOrderSettlement\n OrderReference="order-1"',
+            1,
+        )
+    streamed, _ = both_settlements(data)
+    assert streamed == message
+    kinds = [type(order.isps) for order in streamed.flex_order_settlements]
+    assert kinds[3] is tuple
+    assert kinds[:3] + kinds[4:-2] == [FlexOrderSettlementISPs] * (len(kinds) - 3)
+
+
+def test_instances_are_made_only_from_a_full_column_for_each_field() -> None:
+    """No instance is left with a field unset: a column short of values, or one missing,
+    is refused before any is made."""
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Pair:
+        left: int
+        right: str | None = None
+
+    make = scan._maker(Pair)
+    assert make(2, [[1, 2], ["a", "b"]]) == [Pair(1, "a"), Pair(2, "b")]
+    assert make(3, [(1, 2, 3), repeat(None, 3)]) == [Pair(1), Pair(2), Pair(3)]
+    assert make(0, [[], []]) == []
+    for columns in ([[1, 2], ["a"]], [[1, 2]], [[1, 2], repeat(None)], [[1, 2], ["a", "b"], []]):
+        with pytest.raises(ValueError, match="a column for each field"):
+            make(2, columns)
+
+
+def test_of_several_periods_python_does_not_hold_the_first_is_named() -> None:
+    """Repeating values are read once each; a refusal still names the first bad one in the
+    document, as the element reading does."""
+    data = codec.encode(plain_settlement(10, None, None))
+    for n in range(1, 9):
+        data, replaced = re.subn(
+            rb'(OrderReference="order-%d" Period=")[^"]*' % n, rb"\g<1>1%04d-05-02" % (9 - n), data
+        )
+        assert replaced == 1
+    refusal = _refusal(data, STREAMED)
+    assert refusal == _refusal(data, None) and "10008-05-0" in refusal
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'OrderReference="order-1"', b'OrderReference="order\r\n1\tx\ry"'),
+        (b'ContractID="contract-2024-001"', b'ContractID="contract\t2024\n001"'),
+        (b"cp-utrecht-01", b"cp\tutrecht\r\n01"),
+        (b' CongestionPoint="', b' BaselineReference="base\nline" CongestionPoint="'),
+    ],
+)
+def test_a_tab_or_line_end_in_a_text_value_is_read_as_a_space_in_order(
+    old: bytes, new: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attributes in the XSD's order are read by the one expression whatever their text
+    values hold, normalised as a parser does (the general expression is switched off)."""
+    data = codec.encode(plain_settlement(4, None, None))
+    assert old in data
+    monkeypatch.setattr(scan, "_ORDER", re.compile(rb"(?!)"))
+    streamed, _ = both_settlements(data.replace(old, new, 1))
+    assert orders_scanned(streamed)
 
 
 # --- DSOPortfolioUpdate ---------------------------------------------------------------------
