@@ -105,8 +105,18 @@ class Process:
                         self.events.append(json.loads(line))
                 self._changed.notify_all()
 
-    async def until_line(self, predicate: Callable[[str], bool], timeout: float) -> str:
-        line: str = await self._until(lambda: self.lines, predicate, timeout)
+    async def until_line(
+        self, predicate: Callable[[str], bool], timeout: float, *, nth: int = 1
+    ) -> str:
+        """The `nth` line (from the first) for which `predicate` holds; waits for it."""
+        seen = 0
+
+        def counted(line: str) -> bool:
+            nonlocal seen
+            seen += bool(predicate(line))
+            return seen == nth
+
+        line: str = await self._until(lambda: self.lines, counted, timeout)
         return line
 
     async def until(

@@ -137,8 +137,8 @@ async def test_workers_share_the_port_and_a_second_serve_is_refused(
     line: str = await parent.until_line(lambda line: line.startswith("serving with"), 60)
     workers = pids_of(line)
     assert len(workers) == 2 and parent.pid not in workers
-    for _ in workers:
-        await parent.until_line(lambda line: line.startswith("serving CRO"), 60)
+    # Each worker says it serves once its signal handlers are in place.
+    await parent.until_line(lambda line: line.startswith("serving CRO"), 60, nth=len(workers))
 
     statuses = await post_test_messages(port, load_private(site_keys / "dso.key"), 24)
 
@@ -188,13 +188,13 @@ async def test_a_dead_worker_is_started_again_and_workers_stop_with_their_parent
     config = cro_config(tmp_path, site_keys, store_url(pg_schema), counting_peer.url, port)
     parent = await start_workers(started, config)
     workers = pids_of(await parent.until_line(lambda line: line.startswith("serving with"), 60))
-    for _ in workers:
-        await parent.until_line(lambda line: line.startswith("serving CRO"), 60)
+    # Each worker says it serves once its signal handlers are in place.
+    await parent.until_line(lambda line: line.startswith("serving CRO"), 60, nth=len(workers))
 
     os.kill(workers[0], signal.SIGKILL)
     again = await parent.until_line(lambda line: line.startswith("worker 0 started again"), 30)
     replacement = int(again.rsplit(" ", 1)[1])
-    await parent.until_line(lambda line: line.startswith("serving CRO"), 60)  # its third
+    await parent.until_line(lambda line: line.startswith("serving CRO"), 60, nth=3)  # its third
     assert await post_test_messages(port, load_private(site_keys / "dso.key"), 8) == [200] * 8
 
     parent.kill()
@@ -236,8 +236,8 @@ async def test_sighup_reaches_every_worker_and_stops_none(
     config = cro_config(tmp_path, site_keys, store_url(pg_schema), counting_peer.url, port)
     parent = await start_workers(started, config)
     workers = pids_of(await parent.until_line(lambda line: line.startswith("serving with"), 60))
-    for _ in workers:
-        await parent.until_line(lambda line: line.startswith("serving CRO"), 60)
+    # Each worker says it serves once its signal handlers are in place.
+    await parent.until_line(lambda line: line.startswith("serving CRO"), 60, nth=len(workers))
 
     os.kill(parent.pid, signal.SIGHUP)
 
