@@ -45,7 +45,8 @@ class _RefuseAll(etree.Resolver):  # type: ignore[misc, unused-ignore]
         raise ValueError(f"external resources are not loaded ({system_url!r})")
 
 
-def _parser(*, huge: bool) -> etree.XMLParser:
+def _parser(*, huge: bool, **extra: Any) -> etree.XMLParser:
+    """The hardened parser; `extra`: more of `etree.XMLParser`'s options (a target, a schema)."""
     parser = etree.XMLParser(
         huge_tree=huge,
         resolve_entities=False,
@@ -56,6 +57,7 @@ def _parser(*, huge: bool) -> etree.XMLParser:
         remove_pis=True,
         encoding="utf-8",
         collect_ids=False,
+        **extra,
     )
     parser.resolvers.add(_RefuseAll())
     return parser
@@ -219,20 +221,8 @@ def validate_stream(data: bytes, schema: Schema) -> None:
     """
     if _declares(data):
         raise InvalidXml("document type declarations and entities are not accepted")
-    parser = etree.XMLParser(
-        # The stubs want every method of a target; one that has them is called per element.
-        target=cast(Any, _NoTree()),
-        schema=schema.xsd,
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        remove_comments=True,
-        remove_pis=True,
-        encoding="utf-8",
-        collect_ids=False,
-    )
-    parser.resolvers.add(_RefuseAll())
+    # The stubs want every method of a target; one that has them is called per element.
+    parser = _parser(huge=False, target=cast(Any, _NoTree()), schema=schema.xsd)
     try:
         etree.fromstring(data, parser)
         syntax = None
