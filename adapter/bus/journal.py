@@ -45,8 +45,12 @@ REGISTER_CHANGES: dict[UpdateKind, str] = {
 }
 
 
+#: One encoder for every event's data (`json.dumps` with options makes one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _json(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 class EventJournal:
@@ -89,7 +93,7 @@ class EventJournal:
             # these very values, and the RabbitMQ port's header encoder takes `str` only.
             extensions={name: str(value) for name, value in extensions.items() if value},
         )
-        return EventRecord(event.id, route, event.attributes(), data, now, key)
+        return EventRecord(event.id, route, event.attributes(), data, now, key, cloud_event=event)
 
     def inbound(
         self,

@@ -48,6 +48,10 @@ __all__ = ["Relay"]
 log = logging.getLogger(__name__)
 
 
+#: A timer may run this much before its time (the event loop's clock resolution and more).
+_TIMER_SLACK = 0.001
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -90,7 +94,16 @@ class Relay:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._clock = clock
-        self._wake = asyncio.Event()
+        #: A commit woke the relay since its round began (see `wake`).
+        self._woken = False
+        #: The idle relay's wait: resolved True by a commit (after the linger), False by the
+        #: poll timer. None while the relay is not idle.
+        self._waiter: asyncio.Future[bool] | None = None
+        self._lingering: asyncio.TimerHandle | None = None
+        #: One poll timer, kept across idle waits (see `_await_commit`), and the loop time
+        #: at which the idle wait under way, if any, is over.
+        self._poll_timer: asyncio.TimerHandle | None = None
+        self._idle_until = 0.0
         self._rng = random.Random()
         self.published = 0
         self._failures = 0
@@ -107,7 +120,19 @@ class Relay:
         else:
             for stored in events:
                 self._held[stored.seq] = stored
-        self._wake.set()
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and self._lingering is None:
+            # Idle: publish after the linger, so that the commits of the next moments join
+            # the same round (under load a round carries many events, not one: a publish
+            # window and a write of marks per round, whatever its size).
+            loop = asyncio.get_running_loop()
+            self._lingering = loop.call_later(self._linger, self._release, waiter)
+
+    def _release(self, waiter: asyncio.Future[bool]) -> None:
+        self._lingering = None
+        if not waiter.done():
+            waiter.set_result(True)
 
     def _let_go(self) -> None:
         self._held.clear()
@@ -122,11 +147,11 @@ class Relay:
             except Exception as exc:
                 self.state = f"waiting for the store: {exc}"
                 log.warning("bus relay: cannot take the relay lock: %s", exc)
-                await self._sleep(self._backoff_max)
+                await asyncio.sleep(self._backoff_max)
                 continue
             if lock is None:
                 self.state = "standby: another process relays this store"
-                await self._sleep(self._poll * 5)
+                await asyncio.sleep(self._poll * 5)
                 continue
             self._let_go()  # another relay may have published meanwhile: start from the store
             try:
@@ -137,7 +162,7 @@ class Relay:
                 await lock.release()
 
     async def _round(self) -> None:
-        self._wake.clear()  # before reading: a commit from now on wakes the next wait
+        self._woken = False  # before reading: a commit from now on wakes the next wait
         if len(self._confirmed) >= self._batch:
             await self._mark_now()  # the marks waiting are bounded by one batch
         batch = await self._next_batch()
@@ -145,12 +170,8 @@ class Relay:
             return
         if not batch:
             self.state = "idle"
-            if not await self._sleep(self._poll, wakeable=True):
+            if not await self._await_commit():
                 self._stale = True  # quiet: look for what other processes wrote
-            # Woken by a commit: let the commits of the next moments join the same round, so
-            # that under load a round carries many events, not one (a publish window and a
-            # write of marks per round, whatever its size).
-            await asyncio.sleep(self._linger)
             return
         self.state = f"publishing {len(batch)} events"
         published, error = await self._publish(batch)
@@ -179,7 +200,7 @@ class Relay:
             delay,
         )
         self.state = f"waiting for the broker: {error}"
-        await self._sleep(delay)
+        await asyncio.sleep(delay)
 
     async def _next_batch(self) -> list[StoredEvent] | None:
         """The oldest unconfirmed events, at most `batch`: those held, unless they may not
@@ -195,7 +216,7 @@ class Relay:
             self._stale = True
             self.state = f"waiting for the store: {exc}"
             log.warning("bus relay: cannot read the outbox: %s", exc)
-            await self._sleep(self._backoff_max)
+            await asyncio.sleep(self._backoff_max)
             return None
         if len(self._held) + len(read) > self._max_held:
             self._let_go()
@@ -225,7 +246,11 @@ class Relay:
             for stored in events:
                 record = stored.event
                 try:
-                    event = CloudEvent.from_attributes(record.attributes, record.data)
+                    # The journal's event, as the store handed it, is published as it is;
+                    # what was read from the store is checked again on the way out.
+                    event = record.cloud_event or CloudEvent.from_attributes(
+                        record.attributes, record.data
+                    )
                     await self._bus.publish(event, record.route)
                 except BusError as exc:
                     errors.append(exc)
@@ -272,14 +297,40 @@ class Relay:
         ceiling = min(self._backoff_max, self._backoff_initial * 2.0 ** (failures - 1))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
-    async def _sleep(self, seconds: float, *, wakeable: bool = False) -> bool:
-        """Sleep `seconds`, or less if `wakeable` and woken; whether woken."""
-        if not wakeable:
-            await asyncio.sleep(seconds)
-            return False
+    async def _await_commit(self) -> bool:
+        """Wait, idle, for a commit (True: then the linger has passed too) or for
+        `poll_seconds` of quiet (False).
+
+        This is the relay's wait between the events of a low rate, one or two per message:
+        a future resolved by `wake` through the linger's timer, and a poll timer that is
+        kept, not made and cancelled for every wait (what `asyncio.timeout` and an
+        `asyncio.Event` would cost each time, with a second wake-up for the linger)."""
+        if self._woken:  # committed while the outbox was read: publish after the linger
+            await asyncio.sleep(self._linger)
+            return True
+        loop = asyncio.get_running_loop()
+        self._idle_until = loop.time() + self._poll
+        if self._poll_timer is None:
+            self._poll_timer = loop.call_at(self._idle_until, self._poll_due)
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
         try:
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-        except TimeoutError:
-            return False
-        return True
+            return await waiter
+        finally:
+            self._waiter = None
+            if self._lingering is not None:  # the poll came first: the next wait lingers anew
+                self._lingering.cancel()
+                self._lingering = None
+
+    def _poll_due(self) -> None:
+        """The poll timer: ends the idle wait under way once it has lasted `poll_seconds`;
+        an earlier one's time is up, and this one is still to wait: set for it."""
+        self._poll_timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # not idle: the next idle wait sets the timer again
+        loop = asyncio.get_running_loop()
+        if self._idle_until - loop.time() <= _TIMER_SLACK:
+            waiter.set_result(False)
+        else:
+            self._poll_timer = loop.call_at(self._idle_until, self._poll_due)

@@ -24,7 +24,7 @@ hosts whose clocks differ still agree on who holds what.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final, Protocol
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from adapter.uftp.errors import AdapterError
 
 if TYPE_CHECKING:
+    from adapter.bus.events import CloudEvent
     from adapter.store.coordination import Coordinator
 
 #: How long a claim lasts unless its holder renews it: how long the work of a process that
@@ -176,6 +177,11 @@ class EventRecord:
     #: its transaction: the stored event names it in its ``commandid`` attribute (and
     #: keeps no `command_of`).
     command_of: CommandOf | None = None
+    #: The event these attributes and data make, when the journal built (and checked) it in
+    #: this process: what a store that hands its commits to the relay passes on, so that
+    #: the relay publishes it as is. None for what is read from a store (the relay checks
+    #: that again) and once the store changed the attributes.
+    cloud_event: CloudEvent | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -484,7 +484,8 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[EventRecord]) -> No
     relay: it would publish a second event, under a new id, for one fact)."""
     staged = _staged_events(conn)
     for event in events:
-        attributes = _with_command(conn, event)
+        if event.command_of is not None:
+            event = _with_command(conn, event)
         cursor = conn.execute(
             "INSERT INTO bus_events (event_id, event_key, route, attributes, data, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -492,25 +493,28 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[EventRecord]) -> No
                 event.event_id,
                 event.key,
                 event.route,
-                json.dumps(attributes, ensure_ascii=False),
+                _ATTRIBUTES.encode(event.attributes),
                 event.data,
                 _to_us(event.created_at),
             ),
         )
         if staged is not None and cursor.rowcount == 1 and cursor.lastrowid is not None:
-            record = EventRecord(
-                event.event_id, event.route, attributes, event.data, event.created_at, event.key
-            )
-            staged.append(StoredEvent(cursor.lastrowid, record))
+            # Handed to the relay as it was stored (no `command_of`), with the journal's
+            # event when the attributes are still the journal's.
+            staged.append(StoredEvent(cursor.lastrowid, event))
 
 
-def _with_command(conn: sqlite3.Connection, event: EventRecord) -> dict[str, str]:
-    """The attributes of `event`, naming the bus command of its `command_of` if there is
-    one (looked up here, in the transaction that stores the event)."""
-    attributes = dict(event.attributes)
+#: The attributes of a stored event, one encoder for all (`json.dumps` with options makes one
+#: per call); any JSON form reads back alike.
+_ATTRIBUTES: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _with_command(conn: sqlite3.Connection, event: EventRecord) -> EventRecord:
+    """`event` as it is stored: naming the bus command of its `command_of` if there is one
+    (looked up here, in the transaction that stores the event), and without `command_of`."""
     wanted = event.command_of
-    if wanted is None:
-        return attributes
+    assert wanted is not None
+    attributes = dict(event.attributes)
     if wanted.message_id:
         row = conn.execute(
             "SELECT command_id FROM bus_commands WHERE message_id = ?", (wanted.message_id,)
@@ -521,9 +525,10 @@ def _with_command(conn: sqlite3.Connection, event: EventRecord) -> dict[str, str
             "ORDER BY received_at DESC LIMIT 1",
             (wanted.conversation_id,),
         ).fetchone()
-    if row is not None:
-        attributes["commandid"] = row[0]
-    return attributes
+    if row is None:
+        return replace(event, command_of=None)
+    attributes["commandid"] = row[0]
+    return replace(event, attributes=attributes, command_of=None, cloud_event=None)
 
 
 def _insert_command(conn: sqlite3.Connection, record: OutboundRecord) -> None:

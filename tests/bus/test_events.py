@@ -8,6 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from adapter.bus.events import (
+    _ATTRIBUTE_NAME,
+    _CORE,
+    EXTENSIONS,
     JSON_CONTENT_TYPE,
     XML_CONTENT_TYPE,
     CloudEvent,
@@ -62,6 +65,14 @@ def test_attributes_are_canonical_strings_with_the_time_in_utc() -> None:
 def test_extension_names_follow_the_cloudevents_naming_rule(name: str) -> None:
     with pytest.raises(InvalidEvent):
         event(extensions={name: "x"})
+
+
+@pytest.mark.parametrize("name", sorted(EXTENSIONS))
+def test_the_adapters_own_extension_names_follow_the_naming_rule(name: str) -> None:
+    # They pass without the pattern (`CloudEvent.__post_init__`): each must be a name the
+    # pattern accepts, and no core attribute.
+    assert _ATTRIBUTE_NAME.fullmatch(name) and name not in _CORE
+    assert event(extensions={name: "x"}).extensions == {name: "x"}
 
 
 def test_missing_required_attributes_are_named() -> None:

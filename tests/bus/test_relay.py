@@ -13,10 +13,13 @@ from typing import Any
 
 import pytest
 
+from adapter.bus.events import CloudEvent
+from adapter.bus.journal import EventJournal
 from adapter.bus.memory import MemoryBus
 from adapter.bus.relay import Relay
 from adapter.store.base import EventRecord, StoredEvent
 from adapter.store.sqlite import SqliteStore
+from adapter.uftp.messages import Role
 from tests.conftest import eventually
 from tests.store.test_store_contract import Backend, backend  # noqa: F401 - a fixture
 
@@ -161,6 +164,37 @@ async def test_the_events_of_commits_are_published_without_reading_them_back(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def journal_record(n: int) -> EventRecord:
+    journal = EventJournal(domain="cro.example.com", role=Role.CRO, clock=lambda: T0)
+    return journal.error("command", f"reason {n}", command_id=f"cmd-{n}")
+
+
+async def test_the_journals_events_go_out_as_built_and_what_is_read_back_is_checked_again(
+    store: CountingStore,
+) -> None:
+    # Handed by the store, the event the journal built and checked is published as it is;
+    # read back from the outbox (here: left by an earlier process), it is made again from
+    # its stored attributes, and checked again.
+    left = journal_record(1)
+    await store.add_events([left])
+    bus = MemoryBus()
+    bus.bind("#")
+    relay = await run_relay(store, bus, poll_seconds=60)
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: len(bus.published) == 1)
+        handed = journal_record(2)
+        await store.add_events([handed])
+        await eventually(lambda: len(bus.published) == 2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    (_, first), (_, second) = bus.published
+    assert second is handed.cloud_event
+    assert first is not left.cloud_event
+    assert first == CloudEvent.from_attributes(left.attributes, left.data) == left.cloud_event
 
 
 async def test_events_committed_before_the_relay_started_go_first(
