@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from adapter.bus.events import CloudEvent
 from adapter.bus.port import Bus, BusError, Unroutable
-from adapter.store.base import Store, StoredEvent
+from adapter.store.base import EventRecord, Store, StoredEvent
 
 __all__ = ["Relay"]
 
@@ -54,6 +55,12 @@ _TIMER_SLACK = 0.001
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _event(record: EventRecord) -> CloudEvent:
+    """The event to publish: the journal's, as the store handed it, as it is; what was
+    read from the store is made again from its attributes, and checked on the way out."""
+    return record.cloud_event or CloudEvent.from_attributes(record.attributes, record.data)
 
 
 class Relay:
@@ -100,6 +107,10 @@ class Relay:
         #: poll timer. None while the relay is not idle.
         self._waiter: asyncio.Future[bool] | None = None
         self._lingering: asyncio.TimerHandle | None = None
+        #: The loop time of the last commit that woke the relay, and whether it came within
+        #: `linger_seconds` of the one before.
+        self._last_wake = -math.inf
+        self._close = False
         #: One poll timer, kept across idle waits (see `_await_commit`), and the loop time
         #: at which the idle wait under way, if any, is over.
         self._poll_timer: asyncio.TimerHandle | None = None
@@ -121,13 +132,24 @@ class Relay:
             for stored in events:
                 self._held[stored.seq] = stored
         self._woken = True
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        close = now - self._last_wake < self._linger
+        busy = close and self._close
+        self._last_wake, self._close = now, close
         waiter = self._waiter
-        if waiter is not None and self._lingering is None:
-            # Idle: publish after the linger, so that the commits of the next moments join
-            # the same round (under load a round carries many events, not one: a publish
-            # window and a write of marks per round, whatever its size).
-            loop = asyncio.get_running_loop()
+        if waiter is None or self._lingering is not None:
+            return  # publishing (the next round takes them), or lingering already
+        if busy:
+            # Idle, but commits come in quick succession (two gaps below the linger in a
+            # row: load): publish after the linger, so that the commits of the next moments
+            # join the same round (under load a round carries many events, not one: a
+            # publish window and a write of marks per round, whatever its size).
             self._lingering = loop.call_later(self._linger, self._release, waiter)
+        elif not waiter.done():
+            # At a low rate (a message's event or two, then quiet) nothing is likely to join:
+            # publish now, without a timer and a wake-up of the loop for nothing.
+            waiter.set_result(True)
 
     def _release(self, waiter: asyncio.Future[bool]) -> None:
         self._lingering = None
@@ -169,9 +191,7 @@ class Relay:
         if batch is None:
             return
         if not batch:
-            self.state = "idle"
-            if not await self._await_commit():
-                self._stale = True  # quiet: look for what other processes wrote
+            await self._idle()
             return
         self.state = f"publishing {len(batch)} events"
         published, error = await self._publish(batch)
@@ -185,6 +205,10 @@ class Relay:
                 self._marking = loop.call_later(self._mark_every, self._mark_later)
         if error is None:
             self._failures = 0
+            if not self._held and not self._stale and len(self._confirmed) < self._batch:
+                # All published, and no commit since: wait for the next one here, not after
+                # a round that finds nothing (at a low rate, a round less per event).
+                await self._idle()
             return
         # The next round starts again from the events not confirmed (held, or read again):
         # conversations that did not fail go on with their newer events; a failed one
@@ -202,11 +226,16 @@ class Relay:
         self.state = f"waiting for the broker: {error}"
         await asyncio.sleep(delay)
 
+    async def _idle(self) -> None:
+        self.state = "idle"
+        if not await self._await_commit():
+            self._stale = True  # quiet: look for what other processes wrote
+
     async def _next_batch(self) -> list[StoredEvent] | None:
         """The oldest unconfirmed events, at most `batch`: those held, unless they may not
         be all, then read from the store first. None when the store could not be read."""
         if not self._stale:
-            return [self._held[seq] for seq in sorted(self._held)[: self._batch]]
+            return self._oldest_held()
         self._stale = False  # a commit or a let-go during the read makes it so again
         drops = self._drops
         try:
@@ -230,11 +259,24 @@ class Relay:
             self._stale = True
             return read
         # The read saw every event committed before it; the store handed those after it.
-        return [self._held[seq] for seq in sorted(self._held)[: self._batch]]
+        return self._oldest_held()
+
+    def _oldest_held(self) -> list[StoredEvent]:
+        held = self._held
+        if len(held) < 2:  # at a low rate: nothing to sort
+            return list(held.values())
+        return [held[seq] for seq in sorted(held)[: self._batch]]
 
     async def _publish(self, batch: list[StoredEvent]) -> tuple[list[int], BusError | None]:
         """Publish `batch`, each conversation's events in order; the seqs confirmed and the
         first error met, if any."""
+        if len(batch) == 1:  # the usual round at a low rate
+            (stored,) = batch
+            try:
+                await self._bus.publish(_event(stored.event), stored.event.route)
+            except BusError as exc:
+                return [], exc
+            return [stored.seq], None
         chains: dict[str, list[StoredEvent]] = {}
         for stored in batch:
             conversation = stored.event.attributes.get("correlationid") or f"-{stored.seq}"
@@ -244,22 +286,16 @@ class Relay:
 
         async def chain(events: list[StoredEvent]) -> None:
             for stored in events:
-                record = stored.event
                 try:
-                    # The journal's event, as the store handed it, is published as it is;
-                    # what was read from the store is checked again on the way out.
-                    event = record.cloud_event or CloudEvent.from_attributes(
-                        record.attributes, record.data
-                    )
-                    await self._bus.publish(event, record.route)
+                    await self._bus.publish(_event(stored.event), stored.event.route)
                 except BusError as exc:
                     errors.append(exc)
                     return
                 confirmed.append(stored.seq)
 
         if len(chains) == 1:
-            # The usual round at a low rate (one conversation's event or two): published from
-            # this task, without a task and a gather for one chain.
+            # One conversation's events: published from this task, without a task and a
+            # gather for one chain.
             (events,) = chains.values()
             await chain(events)
         else:
