@@ -3,6 +3,7 @@ mode, and the JSON form of UFTP messages, which must round-trip to the same type
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -25,6 +26,7 @@ from adapter.bus.events import (
     to_nats,
     xml_to_json,
 )
+from adapter.bus.journal import new_event_id
 from adapter.uftp import codec
 from adapter.uftp.errors import InvalidXml
 from tests.uftp.samples import all_samples, version_id
@@ -73,6 +75,15 @@ def test_the_adapters_own_extension_names_follow_the_naming_rule(name: str) -> N
     # pattern accepts, and no core attribute.
     assert _ATTRIBUTE_NAME.fullmatch(name) and name not in _CORE
     assert event(extensions={name: "x"}).extensions == {name: "x"}
+
+
+def test_event_ids_are_random_uuids_in_canonical_form() -> None:
+    ids = [new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
 def test_missing_required_attributes_are_named() -> None:
