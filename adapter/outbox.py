@@ -366,14 +366,15 @@ class Outbox:
         attempt = DeliveryAttempt(
             record.message_id, started, result.status, result.outcome.value, detail.strip()
         )
+        updated = replace(
+            record, attempts=attempts, status=status, next_attempt_at=next_at, last_error=detail
+        )
         ours = True
         try:
             events: Sequence[EventRecord] = ()
             if status is not OutboundStatus.PENDING and self.events is not None:
-                # (Without a bus, no copy of the record is made for nobody to read.)
-                events = await self.events(
-                    replace(record, attempts=attempts), status, detail.strip()
-                )
+                # The record as this attempt leaves it (its outcome event counts the attempts).
+                events = await self.events(updated, status, detail.strip())
             ours = await self._store.record_attempt(attempt, status, next_at, events=events)
         except Exception:
             # The attempt happened; failing to log it must not stop the retry schedule. The
@@ -392,9 +393,6 @@ class Outbox:
                 detail.strip() or result.outcome.value,
                 f"; next attempt at {next_at.isoformat()}" if next_at else f"; {status.value}",
             )
-        updated = replace(
-            record, attempts=attempts, status=status, next_attempt_at=next_at, last_error=detail
-        )
         if status is OutboundStatus.PENDING:
             assert next_at is not None
             if ours:

@@ -197,6 +197,32 @@ async def test_the_journals_events_go_out_as_built_and_what_is_read_back_is_chec
     assert first == CloudEvent.from_attributes(left.attributes, left.data) == left.cloud_event
 
 
+async def test_a_lone_commit_goes_at_once_and_commits_in_quick_succession_linger(
+    store: CountingStore,
+) -> None:
+    bus = MemoryBus()
+    bus.bind("#")
+    relay = await run_relay(store, bus, poll_seconds=60, linger_seconds=1.0)
+    task = asyncio.create_task(relay.run())
+    loop = asyncio.get_running_loop()
+    try:
+        await eventually(lambda: relay.state == "idle")
+        started = loop.time()
+        await store.add_events([event(1)])  # after a quiet spell: nothing to wait for
+        await eventually(lambda: len(bus.published) == 1)
+        assert loop.time() - started < 0.5
+        for n in (2, 3, 4):  # three commits in quick succession: load, a round for them all
+            await eventually(lambda: relay.state == "idle")
+            await store.add_events([event(n)])
+        await asyncio.sleep(0.3)
+        assert len(bus.published) == 2  # the third lingers, and the fourth joins it
+        await eventually(lambda: len(bus.published) == 4, timeout=5)
+        assert published_ids(bus) == ["ev-1", "ev-2", "ev-3", "ev-4"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_events_committed_before_the_relay_started_go_first(
     store: CountingStore,
 ) -> None:
