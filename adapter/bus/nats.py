@@ -47,6 +47,7 @@ import contextlib
 import json
 import logging
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
@@ -109,6 +110,8 @@ _PULL_GRACE: Final = 1.0
 _NEXT: Final = "$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
 #: The inline status of a pull request's end: 408 expired, 404/409 ended by the server.
 _STATUS: Final = "Status"
+#: The inline status of a request no subscriber (here: no stream) took.
+_NO_RESPONDERS: Final = "503"
 #: The longest a requeued command waits before its next delivery.
 _MAX_REQUEUE_DELAY: Final = 60.0
 #: Pause between attempts while the consume loop cannot reach the server.
@@ -243,9 +246,17 @@ class NatsBus:
         self.name = name
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        #: Our inbox for PubAcks (`_store`): ``<inbox>.<n>`` per publication, one
+        #: subscription on ``<inbox>.*`` for all, and the publications awaiting theirs.
+        self._acks: Subscription | None = None
+        self._ack_prefix = ""
+        self._ack_waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._ack_count = 0
         #: Our inbox for the commands a pull request delivers, and what arrived in it.
         self._inbox: Subscription | None = None
-        self._arrived: asyncio.Queue[Msg] = asyncio.Queue()
+        self._arrived: deque[Msg] = deque()
+        #: What the consume loop awaits while nothing has arrived (`_arrive` wakes it).
+        self._waiter: asyncio.Future[None] | None = None
         #: Commands the pull request on the server may still deliver, and when it expires
         #: (loop time).
         self._requested = 0
@@ -285,10 +296,18 @@ class NatsBus:
         self._nc = nc
         self._js = nc.jetstream(timeout=self.timeout)
         # Deliveries to a former connection's inbox are settled by the server's ack wait.
-        self._inbox, self._arrived = None, asyncio.Queue()
+        self._inbox, self._arrived = None, deque()
+        self._forget_acks()
         try:
+            prefix = nc.new_inbox() + "."
+            try:
+                self._acks = await nc.subscribe(prefix + "*", cb=self._on_ack)
+            except (nats.errors.Error, OSError) as exc:
+                raise BusUnavailable(f"NATS: {exc}") from exc
+            self._ack_prefix = prefix
             await self._redeclare()
         except BusError:
+            self._forget_acks()
             self._nc = self._js = None
             with contextlib.suppress(Exception):
                 await nc.close()
@@ -387,9 +406,20 @@ class NatsBus:
             except Exception:  # the loop's own failure was logged where it happened
                 log.debug("NATS: the consume loop ended with an error", exc_info=True)
         nc, self._nc, self._js, self._inbox = self._nc, None, None, None
+        self._forget_acks()
         if nc is not None and not nc.is_closed:
-            with contextlib.suppress(Exception):
+            try:
                 await nc.close()  # flushes the acks still buffered
+            except asyncio.CancelledError:
+                # Closed while nats-py reconnects: it cancels its reconnection task, which
+                # may be awaiting the lost connection's transport closing - the very future
+                # close() awaits next, so that it raises CancelledError though nobody
+                # cancelled us (the client is closed by then). Ours only if we were asked.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            except Exception:
+                log.debug("NATS: closing the connection failed", exc_info=True)
 
     def health(self) -> BusHealth:
         connected = self._nc is not None and self._nc.is_connected
@@ -422,10 +452,9 @@ class NatsBus:
 
     async def _store(self, route: str, subject: str, data: bytes, headers: dict[str, str]) -> None:
         """Publish into one of our streams and return on its PubAck (see `publish`)."""
-        js = self._require_js()
         try:
             try:
-                await js.publish(subject, data, timeout=self.timeout, headers=headers)
+                await self._publish_acked(subject, data, headers)
             except nats.js.errors.NoStreamResponseError:
                 # Our stream is gone (a server that lost its storage, an operator): declare
                 # it again and publish again.
@@ -435,7 +464,7 @@ class NatsBus:
                     raise
                 except BusError as exc:
                     raise Unroutable(route, str(exc)) from exc
-                await js.publish(subject, data, timeout=self.timeout, headers=headers)
+                await self._publish_acked(subject, data, headers)
         except nats.js.errors.NoStreamResponseError as exc:
             # Declared a moment ago, yet no answer: a stream without a leader for now.
             raise BusUnavailable(f"no JetStream stream answered on {subject}") from exc
@@ -443,6 +472,53 @@ class NatsBus:
             raise Unroutable(route, f"{len(data)} bytes of data: {exc}") from exc
         except (nats.errors.Error, OSError) as exc:  # JetStream API errors included
             raise BusUnavailable(f"NATS publish on {subject}: {exc!r}") from exc
+
+    async def _publish_acked(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        """Publish with a reply subject of ours and return once the stream's PubAck came back
+        on it: what nats-py's ``JetStreamContext.publish`` does, without its per-publication
+        inbox name (a NUID and random hex), its callback closure, ``asyncio.wait_for`` and the
+        `PubAck` object built from the answer, of which only "no error" matters here. The
+        acks come to one subscription (``<inbox>.*``) that nats-py subscribes again after a
+        reconnection; each publication waits on its own token, a counter, so that however
+        many are in flight each hears of its own stream sequence only, and returns only once
+        its event is stored (or it raises: no stream, an API error, no answer within
+        `timeout`, which the caller retries, and `Nats-Msg-Id` dedupes)."""
+        self._require_js()
+        nc = self._nc
+        if nc is None or self._acks is None:
+            raise BusUnavailable("not connected to NATS")
+        self._ack_count += 1
+        token = str(self._ack_count)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Msg] = loop.create_future()
+        self._ack_waiting[token] = answer
+        try:
+            await nc.publish(subject, data, reply=self._ack_prefix + token, headers=headers)
+            timer = loop.call_later(self.timeout, _expire, answer)
+            try:
+                ack = await answer
+            finally:
+                timer.cancel()
+        finally:
+            self._ack_waiting.pop(token, None)
+        if ack.headers and ack.headers.get(_STATUS) == _NO_RESPONDERS:
+            raise nats.js.errors.NoStreamResponseError
+        reply = json.loads(ack.data)
+        if "error" in reply:
+            nats.js.errors.APIError.from_error(reply["error"])  # raises the error's class
+
+    async def _on_ack(self, message: Msg) -> None:
+        answer = self._ack_waiting.pop(message.subject[len(self._ack_prefix) :], None)
+        if answer is not None and not answer.done():
+            answer.set_result(message)
+
+    def _forget_acks(self) -> None:
+        """A new or closed connection: the acks awaited on the old one will not come."""
+        waiting, self._ack_waiting = self._ack_waiting, {}
+        for answer in waiting.values():
+            if not answer.done():
+                answer.set_exception(nats.errors.ConnectionClosedError())
+        self._acks, self._ack_prefix = None, ""
 
     # -- commands in --------------------------------------------------------------------------
 
@@ -464,7 +540,7 @@ class NatsBus:
     async def _consume(self, handler: CommandHandler) -> None:
         # Closing, the commands that reached us meanwhile are handled too: they are ours
         # until acked, and would otherwise wait out the ack wait before anyone got them.
-        while not self._stopping or (not self._arrived.empty() and self._connected()):
+        while not self._stopping or (self._arrived and self._connected()):
             try:
                 messages = await self._pull_batch()
             except asyncio.CancelledError:
@@ -476,12 +552,21 @@ class NatsBus:
                 self._note(f"pull failed: {exc!r}")
                 await asyncio.sleep(_RETRY_SECONDS)
                 continue
+            if not messages:
+                continue
             self._settling = True
             try:
-                outcomes = await asyncio.gather(
-                    *(self._settle(message, handler) for message in messages),
-                    return_exceptions=True,
-                )
+                if len(messages) == 1:  # the usual at a low rate: no task and gather for it
+                    try:
+                        await self._settle(messages[0], handler)
+                        outcomes: list[BaseException | None] = []
+                    except Exception as exc:
+                        outcomes = [exc]
+                else:
+                    outcomes = await asyncio.gather(
+                        *(self._settle(message, handler) for message in messages),
+                        return_exceptions=True,
+                    )
             finally:
                 self._settling = False
             for outcome in outcomes:
@@ -535,7 +620,7 @@ class NatsBus:
         if self._inbox is None:
             self._inbox = await nc.subscribe(nc.new_inbox(), cb=self._arrive)
             self._requested = 0
-        if self._arrived.empty() and (self._requested <= 0 or loop.time() > self._request_expires):
+        if not self._arrived and (self._requested <= 0 or loop.time() > self._request_expires):
             request = {"batch": self.batch, "expires": int(_PULL_SECONDS * 1e9)}
             await nc.publish(
                 _NEXT.format(stream=self.commands_stream, consumer=self.consumer),
@@ -546,17 +631,15 @@ class NatsBus:
             self._request_expires = loop.time() + _PULL_SECONDS
         messages: list[Msg] = []
         while True:
-            if messages:
-                if self._arrived.empty():
-                    return messages, None
-                message = self._arrived.get_nowait()
+            if self._arrived:
+                message = self._arrived.popleft()
+            elif messages:
+                return messages, None
+            elif not await self._next_arrival(self._request_expires + _PULL_GRACE - loop.time()):
+                self._requested = 0  # lost with a connection, or never answered
+                return [], None
             else:
-                wait = self._request_expires + _PULL_GRACE - loop.time()
-                try:
-                    message = await asyncio.wait_for(self._arrived.get(), max(wait, 0.0))
-                except TimeoutError:
-                    self._requested = 0  # lost with a connection, or never answered
-                    return [], None
+                continue
             if message.reply:  # a command (JetStream deliveries carry their ack subject)
                 self._requested -= 1
                 messages.append(message)
@@ -569,7 +652,27 @@ class NatsBus:
                 return [], status
 
     async def _arrive(self, message: Msg) -> None:
-        self._arrived.put_nowait(message)
+        self._arrived.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next_arrival(self, wait: float) -> bool:
+        """Whether something arrived within `wait` seconds: a future `_arrive` completes and
+        a timer, not ``asyncio.wait_for`` of a queue's ``get``, which costs a task and a
+        second future per command and two turns of the event loop before it is handled."""
+        if wait <= 0:
+            return bool(self._arrived)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(wait, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+        return bool(self._arrived)
 
     def _connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
@@ -653,6 +756,16 @@ class NatsBus:
             deliveries,
         )
         await message.term()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _expire(answer: asyncio.Future[Msg]) -> None:
+    if not answer.done():
+        answer.set_exception(nats.errors.TimeoutError())
 
 
 def _own_headers(headers: Mapping[str, str]) -> dict[str, str]:
