@@ -217,9 +217,21 @@ _BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def _percent_encode(text: str) -> str:
+    encoded = _ENCODED.get(text)
+    if encoded is not None:
+        return encoded
     if _NOTHING_TO_ENCODE.fullmatch(text):
         return text
+    return _encode_bytes(text)
+
+
+def _encode_bytes(text: str) -> str:
     return "".join(chr(byte) if byte in _PLAIN else f"%{byte:02X}" for byte in text.encode("utf-8"))
+
+
+#: Values that need encoding and most events carry (their content type, with its space):
+#: encoded once, not byte by byte per event.
+_ENCODED: Final = {text: _encode_bytes(text) for text in (XML_CONTENT_TYPE, JSON_CONTENT_TYPE)}
 
 
 def _percent_decode(text: str) -> str:
