@@ -21,7 +21,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,37 @@ async def test_a_published_event_is_stored_in_binary_mode_with_every_attribute(
     assert headers["ce-commandid"] == "a%20command%20id%20with%20spaces,%20%25%20and%20%C3%BC"
     assert CloudEvent.from_attributes(from_nats(headers), stored.data) == sent
     assert set(from_nats(headers)) == set(sent.attributes())
+
+
+async def test_an_event_written_as_a_header_block_is_stored_as_through_nats_py(
+    broker: NatsBroker,
+) -> None:
+    """`publish` writes the HPUB header block itself rather than have nats-py encode the
+    headers again; the stream must hold what nats-py's own publish stores, header for
+    header (nats-py's path is the one taken while it reconnects)."""
+    bus = broker.bus()
+    await bus.connect()
+    sent = event("ev-block", commandid="a command id with spaces, % and ü")
+    await bus.publish(sent, "in.Block")
+    bus._hpub = False
+    await bus.publish(replace(sent, id="ev-dict"), "in.Dict")
+
+    written, through_nats_py = await broker.event("in.Block"), await broker.event("in.Dict")
+    assert written.data == through_nats_py.data == sent.data
+    assert (written.headers or {})[MSG_ID] == "ev-block"
+    assert {**(written.headers or {}), MSG_ID: "ev-dict", "ce-id": "ev-dict"} == (
+        through_nats_py.headers
+    )
+
+
+async def test_an_event_id_with_line_breaks_cannot_inject_headers(broker: NatsBroker) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    await bus.publish(event("ev-x\r\nInjected: yes"), "in.X")
+    stored = await broker.event("in.X")
+    headers = stored.headers or {}
+    assert "Injected" not in headers
+    assert headers[MSG_ID] == "ev-x  Injected: yes"  # nats-py turns CR and LF into spaces
 
 
 async def test_outcome_routes_are_subjects_under_the_events_subject(broker: NatsBroker) -> None:
