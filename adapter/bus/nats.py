@@ -91,6 +91,7 @@ log = logging.getLogger(__name__)
 
 #: JetStream's de-duplication header.
 MSG_ID: Final = "Nats-Msg-Id"
+_MSG_ID_LOWER: Final = MSG_ID.lower()
 #: Headers a dead letter carries besides the command's own.
 DEAD_REASON: Final = "Uftp-Dead-Reason"
 DEAD_SUBJECT: Final = "Uftp-Dead-Subject"
@@ -745,14 +746,22 @@ class NatsBus:
 
     @staticmethod
     def _command(message: Msg, deliveries: int) -> Command:
-        headers = dict(message.headers or {})
-        message_id = next((v for k, v in headers.items() if k.lower() == MSG_ID.lower()), None)
+        headers = message.headers or {}
+        message_id: str | None = None
+        others: dict[str, str] = {}  # one pass: no copy, no second look for the id
+        for key, value in headers.items():
+            lower = key.lower()
+            if lower.startswith(NATS_PREFIX):
+                continue
+            others[key] = value
+            if message_id is None and lower == _MSG_ID_LOWER:
+                message_id = value
         return Command(
             attributes=from_nats(headers),
             data=message.data,
             message_id=message_id or None,
             redelivered=deliveries > 1,
-            headers={k: v for k, v in headers.items() if not k.lower().startswith(NATS_PREFIX)},
+            headers=others,
         )
 
     async def _dead_letter(self, message: Msg, reason: str, deliveries: int) -> None:
