@@ -4,10 +4,12 @@ What the port's guarantees rest on here:
 
 * An event is published on ``<events subject>.<route>`` (default ``uftp.events.in.X``) into
   the stream ``UFTP`` and `publish` returns on the stream's PubAck, JetStream's confirm that
-  the event is stored. The event id goes out as ``Nats-Msg-Id``: within the stream's
-  duplicate window (two minutes by default) JetStream stores a re-publication of the same
-  event once and says so in the PubAck, so the relay's at-least-once becomes exactly-once in
-  the stream as long as a retry falls within the window. Consumers dedupe by the id beyond it.
+  the event is stored (awaited on one inbox subscription of ours, each publication on a
+  reply subject of its own: `NatsBus._publish_acked`). The event id goes out as
+  ``Nats-Msg-Id``: within the stream's duplicate window (two minutes by default) JetStream
+  stores a re-publication of the same event once and says so in the PubAck, so the relay's
+  at-least-once becomes exactly-once in the stream as long as a retry falls within the
+  window. Consumers dedupe by the id beyond it.
 * Commands are read from the work-queue stream ``UFTP_COMMANDS`` (subjects
   ``uftp.commands.>``) by one durable pull consumer with explicit acks, through one pull
   request for `batch` commands that lingers on the server and is renewed once spent or
