@@ -268,6 +268,27 @@ async def test_a_stream_deleted_under_the_bus_is_declared_again_on_publish(
     assert await broker.count("stream") == 5
 
 
+async def test_a_publication_no_stream_acknowledges_is_unavailable_after_the_timeout(
+    broker: NatsBroker,
+) -> None:
+    """Each publication waits on its own reply subject for its stream's PubAck: when none
+    comes (here a plain subscriber took the subject in place of the stream, so the server
+    does not answer "no responders" either), it fails after `timeout`, leaving nothing
+    waiting, and the next publication is acknowledged on its own."""
+    bus = broker.bus(timeout=0.5)
+    await bus.connect()
+    await broker.js.delete_stream(broker.names["stream"])
+    silent = await broker.client.subscribe(f"{broker.names['events_subject']}.>")
+    try:
+        with pytest.raises(BusUnavailable, match="Timeout"):
+            await asyncio.wait_for(bus.publish(event("ev-lost"), "in.X"), 5)
+        assert bus._ack_waiting == {}
+    finally:
+        await silent.unsubscribe()
+    await bus.publish(event("ev-next"), "in.X")  # no responders: the stream declared again
+    assert (await broker.event("in.X")).headers[MSG_ID] == "ev-next"  # type: ignore[index]
+
+
 async def test_a_subject_no_stream_can_take_is_unroutable(broker: NatsBroker) -> None:
     bus = broker.bus()
     await bus.connect()
