@@ -31,7 +31,7 @@ import nats.js.errors
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import RawStreamMsg, StreamConfig
+from nats.js.api import DiscardPolicy, RawStreamMsg, StreamConfig
 
 from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_nats, source_urn
 from adapter.bus.nats import DEAD_DELIVERIES, DEAD_REASON, DEAD_SUBJECT, MSG_ID, NatsBus
@@ -287,6 +287,23 @@ async def test_a_publication_no_stream_acknowledges_is_unavailable_after_the_tim
         await silent.unsubscribe()
     await bus.publish(event("ev-next"), "in.X")  # no responders: the stream declared again
     assert (await broker.event("in.X")).headers[MSG_ID] == "ev-next"  # type: ignore[index]
+
+
+async def test_a_publication_the_stream_refuses_is_not_taken_for_stored(
+    broker: NatsBroker,
+) -> None:
+    """A PubAck that carries an error (here the stream is full and discards new messages)
+    is no confirm: the relay must keep the event and retry."""
+    bus = broker.bus()
+    await bus.connect()
+    info = await broker.js.stream_info(broker.names["stream"])
+    await broker.js.update_stream(info.config.evolve(max_msgs=1, discard=DiscardPolicy.NEW))
+    await bus.publish(event("ev-1"), "in.X")
+    with pytest.raises(BusUnavailable) as refused:
+        await bus.publish(event("ev-2"), "in.X")
+    assert isinstance(refused.value.__cause__, nats.js.errors.APIError)
+    assert "maximum messages" in str(refused.value.__cause__)
+    assert await broker.count("stream") == 1
 
 
 async def test_a_subject_no_stream_can_take_is_unroutable(broker: NatsBroker) -> None:
