@@ -275,16 +275,18 @@ async def test_a_publication_no_stream_acknowledges_is_unavailable_after_the_tim
     comes (here a plain subscriber took the subject in place of the stream, so the server
     does not answer "no responders" either), it fails after `timeout`, leaving nothing
     waiting, and the next publication is acknowledged on its own."""
-    bus = broker.bus(timeout=0.5)
+    bus = broker.bus(timeout=2.0)  # the JetStream API calls of the redeclaration too
     await bus.connect()
     await broker.js.delete_stream(broker.names["stream"])
     silent = await broker.client.subscribe(f"{broker.names['events_subject']}.>")
+    await broker.client.flush()  # the server knows of it before the bus publishes
     try:
         with pytest.raises(BusUnavailable, match="Timeout"):
-            await asyncio.wait_for(bus.publish(event("ev-lost"), "in.X"), 5)
+            await asyncio.wait_for(bus.publish(event("ev-lost"), "in.X"), 10)
         assert bus._ack_waiting == {}
     finally:
         await silent.unsubscribe()
+        await broker.client.flush()  # and that it is gone
     await bus.publish(event("ev-next"), "in.X")  # no responders: the stream declared again
     assert (await broker.event("in.X")).headers[MSG_ID] == "ev-next"  # type: ignore[index]
 
