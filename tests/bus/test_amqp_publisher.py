@@ -1,0 +1,318 @@
+"""The events' own AMQP publisher (`adapter.bus.amqp`): its frames are pamqp's, byte for
+byte, and against the real broker it keeps the port's guarantees: an ack returns, a
+Basic.Return is `Unroutable`, a nack, a closed channel, a lost connection or a missing
+confirm are `BusUnavailable`, and the next publication opens the connection again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import aio_pika
+import pamqp.frame
+import pytest
+from pamqp import body as pamqp_body
+from pamqp import commands as spec
+from pamqp import header as pamqp_header
+
+from adapter.bus.amqp import ConfirmPublisher, encode_publication
+from adapter.bus.events import to_amqp
+from adapter.bus.port import BusUnavailable, Unroutable
+from adapter.bus.rabbitmq import RabbitBus, Topology, event_properties
+from tests.bus.conftest import AMQP_URL
+from tests.bus.test_rabbitmq import event, journal_event
+from tests.bus.tools import close_connections
+from tests.conftest import eventually
+
+# -- the encoding ----------------------------------------------------------------------------
+
+
+def pamqp_publication(
+    exchange: str, route: str, properties: spec.Basic.Properties, body: bytes, frame_max: int
+) -> bytes:
+    """What aiormq writes for the same publication: pamqp's frames, the body split as aiormq
+    splits it (frames of `frame_max` - 8 octets)."""
+    frames: list[Any] = [
+        spec.Basic.Publish(exchange=exchange, routing_key=route, mandatory=True),
+        pamqp_header.ContentHeader(0, len(body), properties),
+    ]
+    step = frame_max - 8
+    frames += [pamqp_body.ContentBody(body[i : i + step]) for i in range(0, len(body), step)]
+    return b"".join(pamqp.frame.marshal(frame, 1) for frame in frames)
+
+
+def test_a_publication_is_encoded_as_pamqp_encodes_its_frames() -> None:
+    properties = spec.Basic.Properties(
+        headers={"cloudEvents_id": "e-\u20ac"}, delivery_mode=2, message_id="e-1"
+    )
+    frame_max = 4096
+    step = frame_max - 8
+    for size in (0, 1, 100, step - 1, step, step + 1, 3 * step, 3 * step + 17):
+        body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        for exchange, route in (("uftp.events", "in.TestMessage"), ("", "r\u00e9sultat.\u20ac")):
+            ours = encode_publication(
+                1, exchange.encode(), route, properties.marshal(), body, frame_max
+            )
+            assert ours == pamqp_publication(exchange, route, properties, body, frame_max), (
+                size,
+                exchange,
+                route,
+            )
+    with pytest.raises(ValueError, match="255"):
+        encode_publication(1, b"x", "r" * 256, properties.marshal(), b"", frame_max)
+
+
+def test_event_properties_are_encoded_as_pamqp_encodes_them() -> None:
+    headers, content_type = to_amqp(journal_event())
+    time = datetime(2024, 5, 1, 8, 0, 0, 123456, tzinfo=UTC)
+    base: dict[str, Any] = {
+        "headers": headers,
+        "content_type": content_type,
+        "message_id": "e-\u20ac",
+        "timestamp": time,
+        "message_type": "uftp.TestMessage",
+        "app_id": "uftp-adapter cro.example.com",
+    }
+    cases = [
+        base,
+        {**base, "timestamp": time.astimezone(timezone(timedelta(hours=-5)))},
+        {**base, "content_type": "", "message_id": "", "message_type": "", "app_id": ""},
+        {**base, "headers": {}},
+        {**base, "app_id": "a" * 255},
+        # Left to pamqp's encoder (through aiormq's properties), to the same bytes:
+        {**base, "headers": {**headers, "x-count": 1}},
+        {**base, "headers": {"n" * 129: "a name pamqp truncates"}},
+    ]
+    for values in cases:
+        expected = spec.Basic.Properties(delivery_mode=2, **values).marshal()
+        assert event_properties(**values) == expected, values
+    # What pamqp refuses is refused as it refuses it.
+    for values in ({**base, "app_id": "a" * 256}, {**base, "timestamp": time.replace(tzinfo=None)}):
+        try:
+            expected = spec.Basic.Properties(delivery_mode=2, **values).marshal()
+        except TypeError:
+            with pytest.raises(TypeError):
+                event_properties(**values)
+        else:
+            assert event_properties(**values) == expected
+
+
+# -- against the broker ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def exchange(amqp: Any) -> AsyncIterator[str]:
+    """An events exchange of this test alone."""
+    name = f"test.publisher.{uuid.uuid4().hex[:10]}"
+    channel = await amqp.channel()
+    await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+    try:
+        yield name
+    finally:
+        await channel.exchange_delete(name)
+        await channel.close()
+
+
+async def queue_on(amqp: Any, exchange: str, pattern: str, **arguments: Any) -> Any:
+    channel = await amqp.channel()
+    queue = await channel.declare_queue(exclusive=True, arguments=arguments or None)
+    await queue.bind(exchange, pattern)
+    return queue
+
+
+async def open_publisher(exchange: str, timeout: float = 5.0, url: str = AMQP_URL) -> Any:
+    return await ConfirmPublisher.open(url, exchange, name=f"test {exchange}", timeout=timeout)
+
+
+def properties(message_id: str) -> bytes:
+    return spec.Basic.Properties(delivery_mode=2, message_id=message_id).marshal()
+
+
+async def test_concurrent_publications_are_each_confirmed_or_returned(
+    amqp: Any, exchange: str
+) -> None:
+    """Many publications in flight: the broker acks several at once (``multiple``) and
+    returns the unroutable ones in between; each caller learns its own outcome."""
+    queue = await queue_on(amqp, exchange, "in.#")
+    publisher = await open_publisher(exchange)
+    try:
+        routes = [("in.x" if n % 3 else "outcome.x", n) for n in range(300)]
+        results = await asyncio.gather(
+            *(
+                publisher.publish(route, properties(f"m-{n}"), b"%d" % n, f"m-{n}")
+                for route, n in routes
+            ),
+            return_exceptions=True,
+        )
+        for (route, n), result in zip(routes, results, strict=True):
+            if route == "outcome.x":
+                assert isinstance(result, Unroutable) and result.route == route, (n, result)
+                assert "NO_ROUTE" in str(result)
+            else:
+                assert result is None, (n, result)
+        received = set()
+        while (message := await queue.get(timeout=5, fail=False)) is not None:
+            received.add(message.body)
+            await message.ack()
+        assert received == {b"%d" % n for route, n in routes if route == "in.x"}
+        # A large body, in several frames of the negotiated size.
+        big = bytes(range(256)) * 2000
+        await publisher.publish("in.big", properties("big"), big, "big")
+        message = await queue.get(timeout=5)
+        assert message.body == big and message.message_id == "big"
+        await message.ack()
+    finally:
+        await publisher.close()
+    assert publisher.is_closed
+    with pytest.raises(BusUnavailable):
+        await publisher.publish("in.x", properties("late"), b"", "late")
+
+
+async def test_a_nack_is_bus_unavailable(amqp: Any, exchange: str) -> None:
+    """A queue that is full and rejects publications makes the broker nack them."""
+    await queue_on(amqp, exchange, "in.#", **{"x-max-length": 1, "x-overflow": "reject-publish"})
+    publisher = await open_publisher(exchange)
+    try:
+        await publisher.publish("in.x", properties("m-1"), b"first", "m-1")
+        with pytest.raises(BusUnavailable, match="nack"):
+            await publisher.publish("in.x", properties("m-2"), b"second", "m-2")
+        assert not publisher.is_closed  # a nack leaves the channel as it was
+    finally:
+        await publisher.close()
+
+
+async def test_a_channel_the_broker_closes_is_bus_unavailable() -> None:
+    """Publishing to an exchange that does not exist: the broker closes the channel (404)."""
+    publisher = await open_publisher(f"test.publisher.missing.{uuid.uuid4().hex[:10]}")
+    try:
+        with pytest.raises(BusUnavailable, match="404"):
+            await publisher.publish("in.x", properties("m-1"), b"", "m-1")
+        assert publisher.is_closed
+    finally:
+        await publisher.close()
+
+
+async def test_wrong_credentials_are_bus_unavailable(exchange: str) -> None:
+    url = AMQP_URL.replace("guest:guest@", "guest:wrong@")
+    with pytest.raises(BusUnavailable, match="403"):
+        await open_publisher(exchange, url=url)
+
+
+async def test_heartbeats_keep_an_idle_connection_open(amqp: Any, exchange: str) -> None:
+    """With a heartbeat of 1 s the broker drops a client silent for 2 s: ours speaks."""
+    queue = await queue_on(amqp, exchange, "in.#")
+    separator = "&" if "?" in AMQP_URL else "?"
+    publisher = await open_publisher(exchange, url=f"{AMQP_URL}{separator}heartbeat=1")
+    try:
+        await asyncio.sleep(3.5)
+        assert not publisher.is_closed
+        await publisher.publish("in.x", properties("after-idle"), b"still here", "after-idle")
+        assert (await queue.get(timeout=5)).body == b"still here"
+    finally:
+        await publisher.close()
+
+
+class FreezingProxy:
+    """A TCP proxy to the broker that can stop passing what the broker sends (a stalled
+    network path): what the client writes still reaches the broker."""
+
+    def __init__(self) -> None:
+        self.frozen = asyncio.Event()
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, _, port = AMQP_URL.rsplit("@", 1)[-1].strip("/").partition(":")
+        up_reader, up_writer = await asyncio.open_connection(host, int(port or 5672))
+        self._writers += (writer, up_writer)
+
+        async def pipe(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, downstream: bool
+        ) -> None:
+            with contextlib.suppress(Exception):
+                while data := await source.read(65536):
+                    if downstream and self.frozen.is_set():
+                        continue
+                    sink.write(data)
+                    await sink.drain()
+            sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+
+    def url(self) -> str:
+        return AMQP_URL.replace(AMQP_URL.rsplit("@", 1)[-1].strip("/"), f"127.0.0.1:{self.port}")
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def test_a_confirm_that_does_not_come_is_bus_unavailable_in_time(
+    amqp: Any, exchange: str
+) -> None:
+    await queue_on(amqp, exchange, "in.#")
+    proxy = FreezingProxy()
+    await proxy.start()
+    publisher = await open_publisher(exchange, timeout=0.5, url=proxy.url())
+    try:
+        await publisher.publish("in.x", properties("m-1"), b"", "m-1")
+        proxy.frozen.set()
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(BusUnavailable, match="no confirm"):
+            await publisher.publish("in.x", properties("m-2"), b"", "m-2")
+        assert asyncio.get_running_loop().time() - started < 2.0
+    finally:
+        await publisher.close()
+        await proxy.stop()
+
+
+async def test_the_port_opens_the_events_connection_again_after_it_was_closed(
+    amqp: Any, topology: Topology
+) -> None:
+    """The broker closes the events connection (as an operator would): what awaited a
+    confirm gets BusUnavailable, the next publication opens it again, and the robust
+    connection of the topology and the consumer is not disturbed."""
+    queue_channel = await amqp.channel()
+    name = f"test-publisher-{uuid.uuid4().hex[:8]}"
+    bus = RabbitBus(AMQP_URL, topology, name=name, publish_timeout=5)
+    await bus.connect()
+    try:
+        queue = await queue_channel.declare_queue(exclusive=True)
+        await queue.bind(topology.events_exchange, "#")
+        await bus.publish(event(1), "in.X")
+        in_flight = [asyncio.ensure_future(bus.publish(event(n), "in.X")) for n in range(2, 200)]
+        assert await close_connections(f"{name} events") == 1
+        outcomes = await asyncio.gather(*in_flight, return_exceptions=True)
+        assert all(o is None or isinstance(o, BusUnavailable) for o in outcomes), outcomes
+
+        async def published_again() -> bool:
+            try:
+                await bus.publish(event(1000), "in.X")
+            except BusUnavailable:
+                return False
+            return True
+
+        await eventually(published_again, timeout=10)
+        assert bus.publisher_reopens == 1
+        assert bus.reconnects == 0 and bus.health().connected
+        ids = set()
+        while (message := await queue.get(timeout=5, fail=False)) is not None:
+            ids.add(message.message_id)
+            await message.ack()
+        confirmed = {f"e-{n}" for n, o in zip(range(2, 200), outcomes, strict=True) if o is None}
+        assert {"e-1", "e-1000"} | confirmed <= ids  # nothing confirmed is missing
+    finally:
+        await bus.close()
+        await queue_channel.close()
