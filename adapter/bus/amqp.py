@@ -25,7 +25,8 @@ Basic.Ack; a dispatch through the channel's own reader task; locks, a `Countdown
 The guarantees are those of the port (`adapter.bus.port`): `publish` returns on the broker's
 Basic.Ack of that publication and raises `Unroutable` when a Basic.Return of it came first
 (mandatory, no binding), `BusUnavailable` on a Basic.Nack, a lost connection, a closed
-channel or a confirm that did not come within the timeout. A lost connection is not
+channel, a confirm that did not come within the timeout, and at once while the broker
+blocks publishers (Connection.Blocked: nothing written then would be read). A lost connection is not
 reopened here: the next `publish` of the port opens a new one (the relay retries with
 backoff), so an outage costs no task and no loop.
 
@@ -167,8 +168,9 @@ class ConfirmPublisher(asyncio.Protocol):
         #: Why the connection is unusable; None while it is open.
         self._closed: str | None = "not open"
         self._lost = self._loop.create_future()
-        #: The broker stopped reading from us (Connection.Blocked, e.g. a memory alarm).
-        self.blocked = False
+        #: Why the broker stopped reading from us (Connection.Blocked, e.g. a memory or disk
+        #: alarm), until Connection.Unblocked; None while it reads.
+        self.blocked: str | None = None
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -317,6 +319,10 @@ class ConfirmPublisher(asyncio.Protocol):
         ``Basic.Properties.marshal``, carrying `message_id`), and return on its ack."""
         if self._closed is not None:
             raise BusUnavailable(f"the events connection is {self._closed}")
+        if self.blocked:
+            # The broker reads nothing from us until its alarm clears: what we wrote would only
+            # pile up here (and time out). The relay tries again after its backoff.
+            raise BusUnavailable(f"the broker blocks publishing: {self.blocked}")
         frames = encode_publication(
             CHANNEL, self._exchange, routing_key, properties, body, self._frame_max
         )
@@ -419,10 +425,10 @@ class ConfirmPublisher(asyncio.Protocol):
             )
             self._close_transport()
         elif isinstance(frame, spec.Connection.Blocked):
-            self.blocked = True
+            self.blocked = frame.reason or "blocked"
             log.warning("bus: the broker blocks publishing: %s", frame.reason)
         elif isinstance(frame, spec.Connection.Unblocked):
-            self.blocked = False
+            self.blocked = None
             log.info("bus: the broker takes publications again")
         elif isinstance(frame, spec.Connection.CloseOk):
             self._close_transport()

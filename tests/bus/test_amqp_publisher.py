@@ -316,3 +316,48 @@ async def test_the_port_opens_the_events_connection_again_after_it_was_closed(
     finally:
         await bus.close()
         await queue_channel.close()
+
+
+async def test_a_broker_that_blocks_publishers_is_bus_unavailable_at_once(
+    tmp_path: Any,
+) -> None:
+    """A memory alarm (set on a node of the test's own, never the shared one): the broker
+    stops reading from publishers and says so (Connection.Blocked); publications fail at once
+    rather than pile up unread, and go through again once it is cleared."""
+    from tests.bus.conftest import AMQP_REQUIRED
+    from tests.bus.tools import PrivateRabbit
+
+    problem = PrivateRabbit.available()
+    if problem is not None:
+        if AMQP_REQUIRED:
+            pytest.fail(f"a private RabbitMQ node is required here: {problem}")
+        pytest.skip(problem)
+    node = PrivateRabbit(tmp_path / "rabbit")
+    await node.start()
+    try:
+        operator = await aio_pika.connect(node.url, timeout=10)
+        channel = await operator.channel()
+        await channel.declare_exchange("blocked.events", aio_pika.ExchangeType.TOPIC)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind("blocked.events", "#")
+        publisher = await open_publisher("blocked.events", timeout=2.0, url=node.url)
+        try:
+            await publisher.publish("in.x", properties("m-1"), b"before", "m-1")
+            await asyncio.to_thread(node.ctl, "set_vm_memory_high_watermark", "0")
+            # The first publication after the alarm is what makes the broker block us.
+            with contextlib.suppress(BusUnavailable):
+                await publisher.publish("in.x", properties("m-2"), b"during", "m-2")
+            await eventually(lambda: publisher.blocked is not None, timeout=10)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(BusUnavailable, match="blocks publishing"):
+                await publisher.publish("in.x", properties("m-3"), b"during", "m-3")
+            assert asyncio.get_running_loop().time() - started < 0.5
+            await asyncio.to_thread(node.ctl, "set_vm_memory_high_watermark", "0.4")
+            await eventually(lambda: publisher.blocked is None, timeout=10)
+            await publisher.publish("in.x", properties("m-4"), b"after", "m-4")
+            assert not publisher.is_closed
+        finally:
+            await publisher.close()
+            await operator.close()
+    finally:
+        await asyncio.to_thread(node.kill)
