@@ -375,6 +375,8 @@ class ConfirmPublisher(asyncio.Protocol):
                         self._confirm(tag, bool(bits & 1), index == _NACK_INDEX)
                         continue
                 kind, channel, length = _FRAME.unpack_from(buffer, offset)
+                if length > self._frame_max:  # the limit both sides agreed (4.2.3)
+                    raise UnmarshalingException("frame", f"a frame of {length} octets")
                 end = offset + 7 + length
                 if available < length + _FRAME_OVERHEAD:
                     break

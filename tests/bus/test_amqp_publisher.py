@@ -361,3 +361,45 @@ async def test_a_broker_that_blocks_publishers_is_bus_unavailable_at_once(
             await operator.close()
     finally:
         await asyncio.to_thread(node.kill)
+
+
+async def test_frames_split_anywhere_by_the_network_are_read_whole(
+    amqp: Any, exchange: str
+) -> None:
+    """What the broker sends, handed to the reader one octet at a time (as TCP may split
+    it): every ack and every return is still read, each at its frame's end."""
+    await queue_on(amqp, exchange, "in.#")
+    publisher = await open_publisher(exchange)
+    whole = publisher.data_received
+
+    def in_octets(data: bytes) -> None:
+        for n in range(len(data)):
+            whole(data[n : n + 1])
+
+    publisher.data_received = in_octets  # type: ignore[method-assign]
+    try:
+        routes = ["in.x" if n % 2 else "outcome.x" for n in range(50)]
+        results = await asyncio.gather(
+            *(
+                publisher.publish(route, properties(f"m-{n}"), b"%d" % n, f"m-{n}")
+                for n, route in enumerate(routes)
+            ),
+            return_exceptions=True,
+        )
+        assert [type(r).__name__ for r in results] == [
+            "NoneType" if route == "in.x" else "Unroutable" for route in routes
+        ]
+    finally:
+        await publisher.close()
+
+
+async def test_a_frame_beyond_the_agreed_size_drops_the_connection(exchange: str) -> None:
+    publisher = await open_publisher(exchange)
+    try:
+        # A header announcing more than frame_max octets: read no further, wait for nothing.
+        publisher.data_received(b"\x01\x00\x01" + (publisher.frame_max + 1).to_bytes(4, "big"))
+        assert publisher.is_closed
+        with pytest.raises(BusUnavailable):
+            await publisher.publish("in.x", properties("m"), b"", "m")
+    finally:
+        await publisher.close()
