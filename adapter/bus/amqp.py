@@ -235,7 +235,8 @@ class ConfirmPublisher(asyncio.Protocol):
         )
         tune = await self._expect(spec.Connection.Tune)
         frame_max = min(tune.frame_max or FRAME_MAX, FRAME_MAX)
-        heartbeat = int(url.query.get("heartbeat", tune.heartbeat))
+        asked = url.query.get("heartbeat")  # seconds, as aiormq reads it (a float too)
+        heartbeat = tune.heartbeat if asked is None else int(float(asked))
         if not 0 <= heartbeat < 65536:
             heartbeat = tune.heartbeat
         self._send(
@@ -400,10 +401,15 @@ class ConfirmPublisher(asyncio.Protocol):
                 self._returned()
             return
         _, channel, frame = pamqp.frame.unmarshal(data)
-        if self._handshake is not None:
+        if isinstance(frame, spec.Connection.Blocked):  # may come as soon as it is open
+            self.blocked = frame.reason or "blocked"
+            log.warning("bus: the broker blocks publishing: %s", frame.reason)
+        elif isinstance(frame, spec.Connection.Unblocked):
+            self.blocked = None
+            log.info("bus: the broker takes publications again")
+        elif self._handshake is not None:
             self._handshake.put_nowait((channel, frame))
-            return
-        if isinstance(frame, spec.Basic.Return):
+        elif isinstance(frame, spec.Basic.Return):
             self._return = frame
         elif isinstance(frame, pamqp.header.ContentHeader) and self._return is not None:
             self._return_header = frame
@@ -426,12 +432,6 @@ class ConfirmPublisher(asyncio.Protocol):
                 ),
             )
             self._close_transport()
-        elif isinstance(frame, spec.Connection.Blocked):
-            self.blocked = frame.reason or "blocked"
-            log.warning("bus: the broker blocks publishing: %s", frame.reason)
-        elif isinstance(frame, spec.Connection.Unblocked):
-            self.blocked = None
-            log.info("bus: the broker takes publications again")
         elif isinstance(frame, spec.Connection.CloseOk):
             self._close_transport()
         else:
