@@ -311,7 +311,13 @@ class ConfirmPublisher(asyncio.Protocol):
 
     @property
     def frame_max(self) -> int:
+        """The largest frame, in octets, agreed with the broker."""
         return self._frame_max
+
+    @property
+    def heartbeat(self) -> float:
+        """The heartbeat interval agreed with the broker, in seconds (0: none)."""
+        return self._heartbeat
 
     async def publish(
         self, routing_key: str, properties: bytes, body: bytes, message_id: str

@@ -208,6 +208,7 @@ async def test_heartbeats_keep_an_idle_connection_open(amqp: Any, exchange: str)
     separator = "&" if "?" in AMQP_URL else "?"
     publisher = await open_publisher(exchange, url=f"{AMQP_URL}{separator}heartbeat=1")
     try:
+        assert publisher.heartbeat == 1
         await asyncio.sleep(3.5)
         assert not publisher.is_closed
         await publisher.publish("in.x", properties("after-idle"), b"still here", "after-idle")
