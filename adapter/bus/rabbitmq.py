@@ -257,6 +257,9 @@ class RabbitBus:
         self._handler: CommandHandler | None = None
         self._publisher: ConfirmPublisher | None = None
         self._publisher_opening: asyncio.Lock | None = None
+        #: Attempts to open the events connection that ended (opened or failed).
+        self._publisher_attempts = 0
+        self._publisher_failure = ""
         #: Times the robust connection came back after a loss.
         self.reconnects = 0
         #: Times the events connection was opened again after a loss.
@@ -296,6 +299,8 @@ class RabbitBus:
                 self.topology.events_exchange,
                 name=f"{self._name} events",
                 timeout=self._publish_timeout,
+                # A publication waits no longer for a connection than for its confirm.
+                connect_timeout=self._publish_timeout,
             )
         except BusUnavailable as exc:
             raise BusUnavailable(f"{redact(self._url)}: {exc}") from None
@@ -306,10 +311,21 @@ class RabbitBus:
         lock = self._publisher_opening
         if lock is None:
             raise BusUnavailable("not connected")
+        attempts = self._publisher_attempts
         async with lock:
             publisher = self._publisher
             if publisher is None or publisher.is_closed:
-                publisher = await self._open_publisher()
+                if self._publisher_attempts != attempts:
+                    # Another publication tried while this one waited, and failed: do not
+                    # try once more per waiting publication (each up to the connect timeout).
+                    raise BusUnavailable(f"the events connection: {self._publisher_failure}")
+                try:
+                    publisher = await self._open_publisher()
+                except BusUnavailable as exc:
+                    self._publisher_failure = str(exc)
+                    raise
+                finally:  # counted once over: those who waited for it see it
+                    self._publisher_attempts += 1
                 if self._publisher_opening is not lock:  # closed meanwhile
                     await publisher.close()
                     raise BusUnavailable("not connected")

@@ -404,3 +404,52 @@ async def test_a_frame_beyond_the_agreed_size_drops_the_connection(exchange: str
             await publisher.publish("in.x", properties("m"), b"", "m")
     finally:
         await publisher.close()
+
+
+async def test_publications_waiting_for_the_events_connection_share_one_attempt(
+    topology: Topology,
+) -> None:
+    """The broker's address answers TCP and then nothing (a broker hung, a half-dead
+    path): the publications that find the events connection lost wait for one attempt to
+    open it, bounded by the publish timeout, not for one attempt each after the other."""
+    from tests.bus.tools import Proxy
+
+    proxy = Proxy(int(AMQP_URL.rsplit(":", 1)[-1].strip("/") or 5672))
+    await proxy.start()
+    url = AMQP_URL.replace(AMQP_URL.rsplit("@", 1)[-1].strip("/"), f"127.0.0.1:{proxy.port}")
+    # aio-pika's connection tries again only after a minute, once its first try timed out.
+    bus = RabbitBus(url, topology, publish_timeout=1.0, reconnect_interval=60)
+    await bus.connect()
+    accepted = 0
+    silent: list[asyncio.StreamWriter] = []
+
+    async def hang(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        silent.append(writer)
+
+    with contextlib.suppress(Unroutable):  # nothing is bound: it is confirmed all the same
+        await bus.publish(event(1), "in.X")
+    await proxy.cut()
+    hole = await asyncio.start_server(hang, "127.0.0.1", proxy.port)
+    try:
+        # aio-pika's connection tries once at once, and hangs there as long as its timeout.
+        for _ in range(40):
+            if accepted:
+                break
+            await asyncio.sleep(0.05)
+        theirs = accepted
+        started = asyncio.get_running_loop().time()
+        outcomes = await asyncio.gather(
+            *(bus.publish(event(n), "in.X") for n in range(2, 12)), return_exceptions=True
+        )
+        took = asyncio.get_running_loop().time() - started
+        assert all(isinstance(o, BusUnavailable) for o in outcomes), outcomes
+        assert accepted - theirs == 1, (accepted, theirs)
+        assert took < 3.0, took
+    finally:
+        for writer in silent:
+            writer.transport.abort()
+        hole.close()
+        await hole.wait_closed()
+        await bus.close()
