@@ -1,40 +1,46 @@
 """A lean AMQP 0-9-1 publisher in confirm mode, for the events of the RabbitMQ port.
 
 Why not aio-pika/aiormq for the events, as for the rest of the RabbitMQ port: an event's
-confirmed publication through aiormq cost about 380 µs of CPU on this machine (profiled in
-bench/bench_bus.py: ~0.76 ms a UFTP message for its two events), against the 25% the bridge
-may add to a message. Most of it is aiormq's general machinery, not the protocol: a
-`pamqp` frame object per frame, marshalled one by one; a queue and a hand-over to its writer
-task per publication; its reader task's `readexactly` per frame and pamqp objects for every
+confirmed publication through aiormq cost 200-400 µs of CPU on this machine, one after
+another as the relay publishes at a low rate (bench/bench_bus_publish.py; ~0.76 ms a UFTP
+message for its two events in bench/bench_bus.py), against the 25% the bridge may add to a
+message. Most of it is aiormq's general machinery, not the protocol: a `pamqp` frame object
+per frame, marshalled one by one; a queue and a hand-over to its writer task per
+publication; its reader task's `readexactly` per frame and pamqp objects for every
 Basic.Ack; a dispatch through the channel's own reader task; locks, a `Countdown` and an
-`asyncio.timeout` per publish. Measured options (bench/bench_bus_publish.py, README there):
+`asyncio.timeout` per publish. The options weighed:
 
 1. encoding the whole publication at once while still publishing through aiormq: aiormq
    builds its own frames from pamqp objects, so all that can be shortened there is the
-   properties' encoding, which `adapter.bus.rabbitmq._EventProperties` already does;
+   properties' encoding, which `adapter.bus.rabbitmq._EventProperties` already did (20 of
+   the 200-400 µs);
 2. writing our own frames on aiormq's connection: needs its private writer queue, channel
-   numbers and confirmation maps (their names and semantics changed within 7.x);
+   numbers and confirmation maps (their names and semantics changed within 7.x), and the
+   reader side would still be aiormq's;
 3. this module: a connection of its own, used for nothing but publishing events on one
    confirming channel, on an `asyncio.Protocol` (no reader or writer task): one
    `transport.write` of the publication encoded in one piece, one future, and the acks read
-   straight out of `data_received` (an ack is a fixed 21-byte frame, decoded here without
+   straight out of `data_received` (an ack is a fixed 21-octet frame, decoded here without
    pamqp). Everything rare (the handshake, a Basic.Return's frames, a Channel.Close or
    Connection.Close from the broker) is decoded by pamqp, aio-pika's own codec, and the
    frames written are byte for byte what pamqp would write (a test compares them).
+   Measured: 57-170 µs per event against 205-412 µs through aiormq, in the same runs on the
+   shared machine, of which 40-90 µs are the floor of any asyncio client here (the loop's
+   turns, `send` and `recv` on loopback); figures in bench/README.md.
 
 The guarantees are those of the port (`adapter.bus.port`): `publish` returns on the broker's
 Basic.Ack of that publication and raises `Unroutable` when a Basic.Return of it came first
 (mandatory, no binding), `BusUnavailable` on a Basic.Nack, a lost connection, a closed
 channel, a confirm that did not come within the timeout, and at once while the broker
-blocks publishers (Connection.Blocked: nothing written then would be read). A lost connection is not
-reopened here: the next `publish` of the port opens a new one (the relay retries with
-backoff), so an outage costs no task and no loop.
+blocks publishers (Connection.Blocked: nothing written then would be read). A lost
+connection is not reopened here: the next `publish` of the port opens a new one (the relay
+retries with backoff), so an outage costs no task and no loop.
 
 Heartbeats are kept as AMQP 0-9-1 asks (section 4.2.7): one is sent when nothing else was
 for half the negotiated interval, and a connection from which nothing arrived for three
 intervals is dropped. Basic.Return carries no delivery tag, so a returned message is matched
 to its publication by message id and routing key (the broker returns in publication order,
-and the port publishes an event once at a time); that is also how aiormq matches them.
+and the relay never has one event in flight twice); that is also how aiormq matches them.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Topology (the documented defaults, declared on connect, idempotently):
   the broker has the event in every queue it routes to, and raises `Unroutable` when it came
   back for want of a binding. The events go on a connection of their own (named as the
   port's, with `` events`` after it), through `adapter.bus.amqp.ConfirmPublisher` rather than
-  aio-pika: a confirmed publication cost about 380 µs of CPU through aiormq's general
+  aio-pika: a confirmed publication cost 200-400 µs of CPU through aiormq's general
   machinery and costs a fraction of that there (that module says why and what else was
   measured). Once that connection is lost, the next `publish` opens another;
 * commands: a durable topic exchange (``uftp.commands``) and, bound to it with ``#``, a quorum
