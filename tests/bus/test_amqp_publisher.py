@@ -453,3 +453,54 @@ async def test_publications_waiting_for_the_events_connection_share_one_attempt(
         hole.close()
         await hole.wait_closed()
         await bus.close()
+
+
+async def test_the_events_connection_speaks_tls_as_aio_pika_does(tmp_path: Any) -> None:
+    """``amqps://`` with aiormq's query options (cafile, certfile, keyfile), on a node of
+    the test's own with a TLS listener that requires a client certificate: both connections
+    of the port open with the same URL and an event is confirmed; a CA that did not sign
+    the broker's certificate, or no client certificate, is BusUnavailable."""
+    from tests.bus.conftest import AMQP_REQUIRED
+    from tests.bus.tools import PrivateRabbit, free_port
+    from tests.certs import make_pki
+
+    problem = PrivateRabbit.available()
+    if problem is not None:
+        if AMQP_REQUIRED:
+            pytest.fail(f"a private RabbitMQ node is required here: {problem}")
+        pytest.skip(problem)
+    pki = make_pki(tmp_path / "pki")
+    node = PrivateRabbit(tmp_path / "rabbit")
+    tls_port = free_port()
+    with (node.root / "rabbitmq.conf").open("a") as conf:
+        conf.write(
+            f"listeners.ssl.default = {tls_port}\n"
+            f"ssl_options.cacertfile = {pki.ca}\n"
+            f"ssl_options.certfile = {pki.server_certificate}\n"
+            f"ssl_options.keyfile = {pki.server_key}\n"
+            "ssl_options.verify = verify_peer\n"
+            "ssl_options.fail_if_no_peer_cert = true\n"
+        )
+    await node.start()
+    base = f"amqps://guest:guest@127.0.0.1:{tls_port}/"
+    client = f"certfile={pki.client_certificate}&keyfile={pki.client_key}"
+    url = f"{base}?cafile={pki.ca}&{client}"
+    try:
+        operator = await aio_pika.connect(node.url, timeout=10)
+        channel = await operator.channel()
+        topology = Topology(events_exchange="tls.events")
+        bus = RabbitBus(url, topology, publish_timeout=5)
+        await bus.connect()
+        try:
+            queue = await channel.declare_queue(exclusive=True)
+            await queue.bind("tls.events", "#")
+            await bus.publish(event(1), "in.X")
+            assert (await queue.get(timeout=5)).message_id == "e-1"
+        finally:
+            await bus.close()
+        for wrong in (f"{base}?cafile={pki.other_ca}&{client}", f"{base}?cafile={pki.ca}"):
+            with pytest.raises(BusUnavailable):
+                await open_publisher("tls.events", url=wrong)
+        await operator.close()
+    finally:
+        await asyncio.to_thread(node.kill)
