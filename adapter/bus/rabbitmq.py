@@ -513,6 +513,11 @@ class RabbitBus:
             detail = "connected, consumer not registered"
         else:
             detail = "connected" + (", consuming commands" if consuming else "")
+        publisher = self._publisher
+        if publisher is not None and publisher.blocked is not None:
+            # A resource alarm: the events wait in the store (the relay retries), and the
+            # operator must know why (the broker's reason, e.g. "low on memory").
+            detail += f", the broker blocks publishing: {publisher.blocked}"
         return BusHealth(connected, consuming, detail)
 
     def _consumer_registered(self) -> bool:
