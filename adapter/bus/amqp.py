@@ -217,9 +217,17 @@ class ConfirmPublisher(asyncio.Protocol):
     async def _open(self, url: URL, name: str) -> None:
         assert self._transport is not None
         self._write(pamqp.header.ProtocolHeader().marshal())
-        await self._expect(spec.Connection.Start)
-        user = url.user if url.user is not None else "guest"
-        password = url.password if url.password is not None else "guest"
+        start = await self._expect(spec.Connection.Start)
+        # As aiormq reads the URL: ``auth=external`` (the TLS client certificate names the
+        # user) or PLAIN, with guest for a user or password not given.
+        mechanism = url.query.get("auth", "plain").upper()
+        if mechanism not in ("PLAIN", "EXTERNAL") or mechanism not in start.mechanisms.split():
+            raise BusUnavailable(
+                f"authentication {mechanism}: the broker offers {start.mechanisms}"
+            )
+        response = (
+            "" if mechanism == "EXTERNAL" else f"\0{url.user or 'guest'}\0{url.password or 'guest'}"
+        )
         self._send(
             0,
             spec.Connection.StartOk(
@@ -234,8 +242,8 @@ class ConfirmPublisher(asyncio.Protocol):
                         "authentication_failure_close": True,
                     },
                 },
-                mechanism="PLAIN",
-                response=f"\0{user}\0{password}",
+                mechanism=mechanism,
+                response=response,
                 locale="en_US",
             ),
         )

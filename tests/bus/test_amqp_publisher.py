@@ -481,7 +481,11 @@ async def test_the_events_connection_speaks_tls_as_aio_pika_does(tmp_path: Any) 
             f"ssl_options.keyfile = {pki.server_key}\n"
             "ssl_options.verify = verify_peer\n"
             "ssl_options.fail_if_no_peer_cert = true\n"
+            "auth_mechanisms.1 = PLAIN\n"
+            "auth_mechanisms.2 = EXTERNAL\n"
+            "ssl_cert_login_from = common_name\n"
         )
+    (node.root / "enabled_plugins").write_text("[rabbitmq_auth_mechanism_ssl].\n")
     await node.start()
     base = f"amqps://guest:guest@127.0.0.1:{tls_port}/"
     client = f"certfile={pki.client_certificate}&keyfile={pki.client_key}"
@@ -502,6 +506,21 @@ async def test_the_events_connection_speaks_tls_as_aio_pika_does(tmp_path: Any) 
         for wrong in (f"{base}?cafile={pki.other_ca}&{client}", f"{base}?cafile={pki.ca}"):
             with pytest.raises(BusUnavailable):
                 await open_publisher("tls.events", url=wrong)
+        # ``auth=external``: the client certificate's common name is the user.
+        with pytest.raises(BusUnavailable, match="403"):
+            await open_publisher("tls.events", url=f"{url}&auth=external")  # no such user yet
+        user = "dso.example-grid.nl"
+        await asyncio.to_thread(node.ctl, "add_user", user, uuid.uuid4().hex)
+        await asyncio.to_thread(node.ctl, "set_permissions", "-p", "/", user, ".*", ".*", ".*")
+        bus = RabbitBus(f"{url}&auth=external", topology, publish_timeout=5)
+        await bus.connect()
+        try:
+            await bus.publish(event(2), "in.X")
+            assert (await queue.get(timeout=5)).message_id == "e-2"
+        finally:
+            await bus.close()
+        with pytest.raises(BusUnavailable, match="AMQPLAIN"):
+            await open_publisher("tls.events", url=f"{url}&auth=amqplain")
         await operator.close()
     finally:
         await asyncio.to_thread(node.kill)
