@@ -6,8 +6,16 @@ uses unqualified names. Durability is PostgreSQL's: with its default ``synchrono
 a statement has returned only once its commit is flushed to the WAL on disk. PostgreSQL
 groups concurrent commits into one WAL flush on its own, so this module needs no batching.
 What it saves is round trips to the server, each costing CPU on both sides: the frequent
-operations are one statement each where no bus work goes with them, and a connection given
-back to the pool is not reset by a query of its own (`_keep_session`).
+operations are one statement each where no bus work goes with them.
+
+Pooled connections (`adapter.store.postgres_pool`) are lent as they are, with no reset query
+between borrowers (asyncpg's pool would send ``SELECT pg_advisory_unlock_all(); CLOSE ALL;
+UNLISTEN *; RESET ALL`` after every use, a round trip as costly as the operation itself): so
+nothing here leaves such state on a pooled connection. Locks are transaction-scoped
+(``pg_advisory_xact_lock``), settings local (``set_config(..., true)``), and what must outlive
+a transaction (the coordination's locks and LISTEN, the relay's lock) has a connection of its
+own. Keep it so, `run` callers included. A transaction left open, or a connection whose
+borrower stopped mid-query, is closed rather than lent again.
 
 Several processes may share one schema:
 
@@ -74,6 +82,7 @@ from adapter.store.base import (
     StoreOpenError,
     newer_schema,
 )
+from adapter.store.postgres_pool import ConnectionPool
 from adapter.store.url import check_schema_name, redact_dsn
 
 if TYPE_CHECKING:
@@ -471,18 +480,6 @@ class _RelayLock:
             await self._conn.close()
 
 
-async def _keep_session(conn: Any) -> None:
-    """The pool's reset of a connection given back: nothing beyond what asyncpg always does
-    (roll back a transaction left open, drop listeners).
-
-    Its default sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
-    after every use: one round trip more per store operation, as many as the operations
-    themselves. Nothing here leaves such state on a pooled connection: locks are
-    transaction-scoped (``pg_advisory_xact_lock``), settings local (``set_config(..., true)``),
-    and what must outlive a transaction (the coordination's locks and LISTEN, the relay's
-    lock) has a connection of its own. Keep it so: `run` callers included."""
-
-
 def _row_count(status: str) -> int:
     """The count at the end of a command tag such as 'UPDATE 1' or 'INSERT 0 1'."""
     return int(status.rsplit(" ", 1)[-1])
@@ -544,9 +541,8 @@ async def _compression(dsn: str) -> dict[str, str]:
     Every envelope is stored whole for audit, and an inbound one is stored before its HTTP
     200: a large portfolio update is stored several times faster with lz4 than with the
     default pglz, at the same size on disk (bench/README.md). A session default rather than
-    a column setting, so
-    that no existing table needs altering; it is a startup parameter of every pooled
-    connection, which the pool's reset of released connections keeps.
+    a column setting, so that no existing table needs altering; it is a startup parameter of
+    every pooled connection, which no borrower changes.
     """
     conn = await asyncpg.connect(dsn)
     try:
@@ -594,7 +590,7 @@ class PostgresStore:
         self.schema = schema
         self.lease = lease
         self._max_connections = max_connections
-        self._pool: Any = None
+        self._pool: ConnectionPool | None = None
         self._event_listeners: list[EventListener] = []
         self._owner = ""
 
@@ -647,13 +643,13 @@ class PostgresStore:
         log.info("opened PostgreSQL store, schema %s", self.schema)
 
     async def _connect(self) -> Any:
-        pool = await asyncpg.create_pool(
-            self._dsn,
-            min_size=1,
-            max_size=self._max_connections,
-            server_settings={"search_path": self.schema, **await _compression(self._dsn)},
-            reset=_keep_session,
-        )
+        settings = {"search_path": self.schema, **await _compression(self._dsn)}
+        dsn = self._dsn
+
+        async def connect() -> Any:
+            return await asyncpg.connect(dsn, server_settings=settings)
+
+        pool = ConnectionPool(connect, self._max_connections)
         try:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(
@@ -734,7 +730,7 @@ class PostgresStore:
             log.info("closed PostgreSQL store, schema %s", self.schema)
 
     @property
-    def _open_pool(self) -> Any:
+    def _open_pool(self) -> ConnectionPool:
         if self._pool is None:
             raise RuntimeError(f"{self!r} is not open")
         return self._pool
