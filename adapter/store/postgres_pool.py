@@ -28,7 +28,13 @@ from typing import Any, Final
 
 import asyncpg
 
-__all__ = ["ConnectionPool"]
+__all__ = ["MAX_IDLE_SECONDS", "ConnectionPool"]
+
+#: An idle connection older than this is closed rather than lent, as asyncpg's pool does after
+#: 300 s: a firewall or NAT between us and the server may have dropped it silently meanwhile
+#: (its next query would then hang until TCP gives up), or the server ended it
+#: (``idle_session_timeout``).
+MAX_IDLE_SECONDS: Final = 300.0
 
 #: What may leave a borrowed connection in an unknown state (a query still running, a reply
 #: unread, a protocol error): such a connection is closed, never reused.
@@ -51,13 +57,21 @@ class ConnectionPool:
     """Up to `max_size` connections made by `connect`, lent one borrower at a time; borrowers
     beyond them wait in order of arrival."""
 
-    def __init__(self, connect: Callable[[], Awaitable[Any]], max_size: int) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Any]],
+        max_size: int,
+        *,
+        max_idle: float = MAX_IDLE_SECONDS,
+    ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size must be at least 1, got {max_size}")
         self._connect = connect
         self._max = max_size
-        #: Idle connections; the last given back is lent first (its caches are warm).
-        self._idle: list[Any] = []
+        self._max_idle = max_idle
+        #: Idle connections and when each became idle (the loop's clock); the last given back
+        #: is lent first (its caches are warm).
+        self._idle: list[tuple[Any, float]] = []
         #: Borrowers waiting: a connection, or None to make one (a slot became free).
         self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
         #: Connections open or being opened, and of those, lent.
@@ -81,12 +95,17 @@ class ConnectionPool:
         while True:
             if self._closing:
                 raise asyncpg.InterfaceError("the store's connection pool is closed")
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.is_closed():
-                    self._lent += 1
-                    return conn
-                self._size -= 1  # closed while idle (the server ended it): forgotten
+            if self._idle:
+                now = asyncio.get_running_loop().time()
+                while self._idle:
+                    conn, since = self._idle.pop()
+                    if not conn.is_closed() and now - since <= self._max_idle:
+                        self._lent += 1
+                        return conn
+                    # Closed while idle (the server ended it), or idle too long: forgotten.
+                    if not conn.is_closed():
+                        conn.terminate()
+                    self._size -= 1
             if self._size < self._max:
                 self._size += 1
                 try:
@@ -131,7 +150,7 @@ class ConnectionPool:
                 waiter.set_result(conn)  # lent on, still counted as lent
                 return
         self._lent -= 1
-        self._idle.append(conn)
+        self._idle.append((conn, asyncio.get_running_loop().time()))
         self._check_all_back()
 
     def _wake_one(self) -> None:
@@ -200,7 +219,7 @@ class ConnectionPool:
             self._all_back = asyncio.get_running_loop().create_future()
             await self._all_back
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             self._size -= 1
             try:
                 await conn.close(timeout=5)
