@@ -150,11 +150,11 @@ async def test_close_waits_for_lent_connections_and_refuses_borrowers(
 
 async def test_a_connection_idle_too_long_is_replaced(opened: Opened) -> None:
     """A firewall may have dropped it silently meanwhile: never lent after `max_idle`."""
-    pool = ConnectionPool(opened, 2, max_idle=0.2)
+    pool = ConnectionPool(opened, 2, max_idle=1.0)
     try:
         pid = await pool.fetchval("SELECT pg_backend_pid()")
         assert await pool.fetchval("SELECT pg_backend_pid()") == pid  # not idle long yet
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.2)
         assert await pool.fetchval("SELECT pg_backend_pid()") != pid
         assert opened.count == 2 and pool.size == 1
     finally:
