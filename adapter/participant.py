@@ -448,9 +448,11 @@ class Participant:
         version: str | None = None,
         conversation_id: str | None = None,
         reference_message_id: str | None = None,
+        command_id: str | None = None,
     ) -> OutboundRecord:
         """`message` for `to` with its metadata filled, sealed, but not yet stored: for a
-        sender that stores it in a transaction of its own (the bus bridge, with its command).
+        sender that stores it in a transaction of its own (the bus bridge, with its command,
+        whose id `command_id` the record carries).
 
         Raises `UnknownPeer` as `send` does."""
         peer = await self._peer_for(to, role, type(message))
@@ -463,9 +465,13 @@ class Participant:
             message_id=str(uuid.uuid4()),
             conversation_id=conversation_id or message.conversation_id or str(uuid.uuid4()),
         )
-        if reference_message_id and isinstance(filled, PayloadResponse):
+        if (
+            reference_message_id
+            and isinstance(filled, PayloadResponse)
+            and filled.reference_message_id != reference_message_id
+        ):
             filled = dataclasses.replace(filled, reference_message_id=reference_message_id)
-        return self._outbound(filled, peer)
+        return self._outbound(filled, peer, command_id=command_id)
 
     async def _peer_for(self, domain: str, role: Role | None, kind: type[PayloadMessage]) -> Peer:
         roles = (
@@ -496,7 +502,9 @@ class Participant:
             conversation_id=message.conversation_id or str(uuid.uuid4()),
         )
 
-    def _outbound(self, message: PayloadMessage, peer: Peer) -> OutboundRecord:
+    def _outbound(
+        self, message: PayloadMessage, peer: Peer, *, command_id: str | None = None
+    ) -> OutboundRecord:
         # Not validated again here: the codec writes only what the models allow, and a
         # schema problem in our data shows as the peer's HTTP 400, which `_on_delivery_final`
         # then explains by validating the sent message locally.
@@ -517,6 +525,7 @@ class Participant:
             created_at=now,
             deadline=self.outbox.new_deadline(now),
             next_attempt_at=now,
+            command_id=command_id,
         )
 
     def _on_delivery_final(

@@ -68,6 +68,11 @@ log = logging.getLogger(__name__)
 #: Seconds between two attempts to reach the broker at start (the relay backs off itself).
 CONNECT_RETRY_SECONDS = 2.0
 
+#: What a command's TimeStamp and MessageID are while its schema is checked, when it left
+#: them out: of the form the schema wants (xs:dateTime, a UUID), replaced when it is sent.
+_PLACEHOLDER_TIME = "2000-01-01T00:00:00+00:00"
+_PLACEHOLDER_ID = "00000000-0000-4000-8000-000000000000"
+
 
 class InvalidCommand(AdapterError):
     """A command that can never be carried out as it stands: dead-lettered, with a reason."""
@@ -369,10 +374,10 @@ class BusBridge:
                 recipient,
                 role=role,
                 conversation_id=command.attributes.get("correlationid") or None,
+                command_id=command_id,
             )
         except LookupError as exc:  # UnknownPeer
             raise InvalidCommand(str(exc)) from None
-        record = dataclasses.replace(record, command_id=command_id)
         await participant.store.add_outbound(record)
         participant.outbox.deliver_now(record)
         log.info(
@@ -424,10 +429,10 @@ class BusBridge:
                 version=version,
                 conversation_id=request.conversation_id,
                 reference_message_id=request_id,
+                command_id=command_id,
             )
         except LookupError as exc:
             raise InvalidCommand(str(exc)) from None
-        record = dataclasses.replace(record, command_id=command_id)
         try:
             await participant.store.finish_inbound(recipient, request_id, record, require_open=True)
         except NotOpen:
@@ -463,19 +468,25 @@ class BusBridge:
         reference: str | None = None,
     ) -> None:
         """Give the metadata the command may leave out a value, so that the schema can judge
-        the rest; the participant replaces it all when it sends (`Participant.compose`)."""
+        the rest; the participant replaces it all when it sends (`Participant.compose`).
+
+        The TimeStamp and MessageID it replaces whatever they are: fixed values of the right
+        form do here (no clock read, no random id that is thrown away). The ConversationID
+        is kept when the command has no ``correlationid``: a new conversation's id, then."""
         participant = self.participant
         wanted = version or root.get("Version") or participant.versions[0]
         root.set("Version", wanted)
-        for name, value in (
-            ("SenderDomain", participant.domain),
-            ("RecipientDomain", recipient),
-            ("TimeStamp", self._clock().isoformat()),
-            ("MessageID", str(uuid.uuid4())),
-            ("ConversationID", command.attributes.get("correlationid") or str(uuid.uuid4())),
-        ):
-            if root.get(name) is None:
-                root.set(name, value)
+        get, put = root.get, root.set
+        if get("SenderDomain") is None:
+            put("SenderDomain", participant.domain)
+        if get("RecipientDomain") is None:
+            put("RecipientDomain", recipient)
+        if get("TimeStamp") is None:
+            put("TimeStamp", _PLACEHOLDER_TIME)
+        if get("MessageID") is None:
+            put("MessageID", _PLACEHOLDER_ID)
+        if get("ConversationID") is None:
+            put("ConversationID", command.attributes.get("correlationid") or str(uuid.uuid4()))
         if reference is not None and issubclass(kind, PayloadResponse):
             attribute = "ReferenceMessageID" if codec.is_draft(wanted) else kind.v3_reference
             if attribute is not None:

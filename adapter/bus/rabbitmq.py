@@ -12,9 +12,11 @@ Topology (the documented defaults, declared on connect, idempotently):
   redelivered too often.
 
 The connection is aio-pika's robust one: after a loss it reconnects, reopens the channels and
-re-registers the consumer. Whether the consumer really is registered again is checked, not
-assumed (`health`): aio-pika has known cases of consumers that were not restored after an
-unclean loss, which `/health` must then show.
+declares and binds the queues again. The command consumer is the adapter's own, on aiormq's
+channel underneath (`RabbitBus._register` says why): the adapter registers it again after a
+reopened channel or a cancellation by the broker. Whether it really is registered is checked,
+not assumed (`health`): only a consumer the broker confirmed on the channel open now counts,
+and `/health` shows one that is not.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import asyncio
 import logging
 import re
 import struct
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,10 +34,10 @@ from typing import Any, cast
 import aio_pika
 import aiormq
 from aio_pika.abc import (
-    AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from aiormq.abc import DeliveredMessage
 
 from adapter.bus.events import CloudEvent, from_amqp, to_amqp
 from adapter.bus.port import BusHealth, BusUnavailable, Command, CommandHandler, Unroutable, Verdict
@@ -177,6 +180,10 @@ class RabbitBus:
         self._consumer_channel: AbstractRobustChannel | None = None
         self._consumer_tag: str | None = None
         self._handler: CommandHandler | None = None
+        self._wake = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+        #: The channel (aiormq's) the broker confirmed our consumer on.
+        self._registered_on: aiormq.abc.AbstractChannel | None = None
         #: Times the robust connection came back after a loss.
         self.reconnects = 0
 
@@ -212,10 +219,15 @@ class RabbitBus:
     async def close(self) -> None:
         connection, self._connection = self._connection, None
         self._handler = None
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         if connection is not None:
             await connection.close()
         self._channel = self._consumer_channel = None
         self._consumer_tag = None
+        self._registered_on = None
 
     async def publish(self, event: CloudEvent, route: str) -> None:
         channel = self._channel
@@ -290,32 +302,94 @@ class RabbitBus:
         await queue.bind(commands, "#")
         self._handler = handler
         self._consumer_channel = channel
-        self._consumer_tag = await queue.consume(self._on_message, no_ack=False)
+        await self._register()
+        channel.reopen_callbacks.add(self._on_reopen)
+        self._keeper = asyncio.get_running_loop().create_task(
+            self._keep_consuming(), name="bus-consumer"
+        )
         log.info("bus: consuming commands from %s", t.commands_queue)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _register(self) -> None:
+        """Register our consumer on the channel open now, unless it is there already.
+
+        On aiormq's channel itself, not through aio-pika's queue: aio-pika wraps each
+        delivery in an IncomingMessage (a dozen attribute writes through a locking
+        __setattr__) and hands it to the callback in a second task, which was a fifth of a
+        command's intake. Its robust channel still restores the queue, its bindings and the
+        prefetch after a reconnection; re-registering the consumer is ours (`_keep_consuming`).
+        """
+        channel = self._consumer_channel
+        if channel is None:
+            return
+        # Once aio-pika has restored the channel: it opens the new one first and declares
+        # and binds the queue on it after; a consumer before the binding hears nothing.
+        await channel.ready()
+        raw = cast(aiormq.Channel, await channel.get_underlay_channel())
+        if raw is self._registered_on and self._consumer_tag in raw.consumers:
+            return
+        raw.on_consumer_cancel_callbacks.add(self._on_cancelled)
+        self._registered_on = None
+        # A new tag each time: one that an attempt cut short left behind can never clash.
+        tag = self._consumer_tag = f"uftp-adapter.{uuid.uuid4().hex}"
+        await raw.basic_consume(
+            self.topology.commands_queue, self._on_delivery, no_ack=False, consumer_tag=tag
+        )
+        # Only now, with the broker's ConsumeOk: aiormq lists the tag as soon as it asks.
+        self._registered_on = raw
+
+    def _on_reopen(self, *_: object) -> None:
+        self._wake.set()
+
+    def _on_cancelled(self, frame: aiormq.spec.Basic.Cancel) -> None:
+        if frame.consumer_tag == self._consumer_tag:
+            self._registered_on = None  # gone: aiormq forgets the tag, and so does `health`
+            self._wake.set()
+
+    async def _keep_consuming(self) -> None:
+        """Register the consumer again whenever it is gone from the channel open now: after
+        aio-pika reopened the channel (a reconnection) or the broker cancelled it (its queue
+        deleted), trying again until it is back; `health` says meanwhile that it is not."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._register()
+            except Exception as exc:  # whatever it was, giving up would leave us deaf
+                log.warning("bus: could not consume commands again (%r); retrying", exc)
+                await asyncio.sleep(self._reconnect_interval)
+                self._wake.set()
+
+    async def _on_delivery(self, message: DeliveredMessage) -> None:
         handler = self._handler
         if handler is None:  # closing
             return
+        properties = message.header.properties
+        headers = properties.headers or {}
+        delivery = cast(aiormq.spec.Basic.Deliver, message.delivery)
         command = Command(
-            attributes=from_amqp(message.headers or {}, message.content_type),
+            attributes=from_amqp(headers, properties.content_type),
             data=message.body,
-            message_id=message.message_id,
-            redelivered=bool(message.redelivered),
-            headers=_other_headers(message.headers or {}),
+            message_id=properties.message_id,
+            redelivered=bool(delivery.redelivered),
+            headers=_other_headers(headers),
         )
         try:
             verdict = await handler(command)
         except Exception:
             log.exception("bus: the command handler failed; the command is requeued")
             verdict = Verdict.REQUEUE
+        # Settled on the channel it came on (a delivery tag belongs to one channel), without
+        # waiting for aiormq's writer to drain the socket: AMQP has no answer to an ack, so
+        # that wait confirmed nothing; a settlement lost with the connection is a redelivery.
+        channel = message.channel
+        tag = cast(int, delivery.delivery_tag)  # a Basic.Deliver always carries one
         try:
             if verdict is Verdict.ACK:
-                await message.ack()
+                await channel.basic_ack(tag, wait=False)
             elif verdict is Verdict.REJECT:
-                await message.reject(requeue=False)
+                await channel.basic_reject(tag, requeue=False, wait=False)
             else:
-                await message.nack(requeue=True)
+                await channel.basic_nack(tag, requeue=True, wait=False)
         except _CONNECTION_ERRORS as exc:
             # The channel went away: the broker delivers the command again, and its id makes
             # that delivery a no-op if it was carried out.
@@ -348,7 +422,12 @@ class RabbitBus:
         underlay: Any = getattr(channel, "_channel", None)
         raw = getattr(underlay, "channel", None)
         consumers: Mapping[str, Any] = getattr(raw, "consumers", {})
-        return raw is not None and not raw.is_closed and self._consumer_tag in consumers
+        return (
+            raw is not None
+            and not raw.is_closed
+            and self._consumer_tag in consumers  # a broker's Basic.Cancel removes it
+            and raw is self._registered_on
+        )
 
 
 def _other_headers(headers: Mapping[str, object]) -> dict[str, str]:

@@ -7,15 +7,19 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from datetime import datetime, timedelta
 
 import pytest
 
+from adapter.bus.bridge import _PLACEHOLDER_ID, _PLACEHOLDER_TIME
 from adapter.bus.events import JSON_CONTENT_TYPE, XML_CONTENT_TYPE
 from adapter.bus.memory import Binding, MemoryBus
 from adapter.bus.port import Command, Verdict
 from adapter.participant import Participant
 from adapter.store.base import OutboundRecord
+from adapter.uftp.envelope import SIGNATURE_BYTES, parse_envelope
 from adapter.uftp.messages import Role
+from adapter.uftp.xml import parse_xml
 from tests.bus.test_bridge_events import CRO, DSO, bridge, cro_with_bus
 from tests.conftest import Network, eventually
 
@@ -83,6 +87,16 @@ async def test_a_command_becomes_a_delivered_message_its_outcome_and_its_respons
     assert response["commandid"] == "cmd-1"
     assert response["causationid"] == outcome["uftpmessageid"]
     assert await received_queries(cro) == 1
+    # The query left out its TimeStamp and MessageID: the bridge's stand-ins for the schema
+    # check never leave, the message sent has its own (a fresh id, the time it was made).
+    record = await dso.store.get_outbound(outcome["uftpmessageid"])
+    assert record is not None
+    inner = parse_envelope(record.envelope).sealed[SIGNATURE_BYTES:]
+    sent = parse_xml(inner)
+    assert sent.get("MessageID") == record.message_id != _PLACEHOLDER_ID
+    stamp = datetime.fromisoformat(sent.get("TimeStamp", ""))
+    assert abs(stamp - record.created_at) < timedelta(seconds=1)
+    assert sent.get("TimeStamp") != _PLACEHOLDER_TIME
 
 
 async def test_the_same_command_twice_sends_one_message(network: Network) -> None:

@@ -19,6 +19,7 @@ from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
 from adapter.bus.rabbitmq import RabbitBus, Topology, _EventProperties, _properties, string_table
 from adapter.uftp.messages import Role, TestMessage
 from tests.bus.conftest import AMQP_URL
+from tests.conftest import eventually
 
 
 def event(n: int = 1) -> CloudEvent:
@@ -125,6 +126,47 @@ async def test_commands_are_settled_by_verdict_and_rejected_ones_dead_lettered(
     finally:
         await bus.close()
     assert not bus.health().connected
+
+
+async def test_a_consumer_the_broker_cancelled_is_reported_and_registered_again(
+    amqp: Any, topology: Topology
+) -> None:
+    """The commands queue deleted under the consumer: the broker cancels it (Basic.Cancel),
+    `health` says so, and the adapter declares the queue again and consumes from it, as
+    after a reconnection (our consumer is on aiormq's channel, not aio-pika's queue, so
+    putting it back is the adapter's own work)."""
+    bus = RabbitBus(AMQP_URL, topology, reconnect_interval=0.2)
+    await bus.connect()
+    seen: list[str] = []
+
+    async def handler(command: Command) -> Verdict:
+        seen.append(command.id or "")
+        return Verdict.ACK
+
+    await bus.consume(handler)
+    try:
+        assert bus.health().consuming
+        channel = await amqp.channel()
+        gone = asyncio.get_running_loop().create_future()
+
+        def cancelled(*_: object) -> None:
+            if not gone.done():
+                gone.set_result(bus.health())
+
+        raw = await bus._consumer_channel.get_underlay_channel()  # type: ignore[union-attr]
+        raw.on_consumer_cancel_callbacks.add(cancelled)
+        await channel.queue_delete(topology.commands_queue, if_unused=False, if_empty=False)
+        # At the cancellation, before anything was done about it: not consuming, and said so.
+        health = await asyncio.wait_for(gone, 10)
+        assert health.connected and not health.consuming
+        assert health.detail == "connected, consumer not registered"
+        await eventually(lambda: bus.health().consuming, timeout=10)
+        commands = await channel.get_exchange(topology.commands_exchange)
+        await commands.publish(aio_pika.Message(b"<x/>", message_id="after"), routing_key="send")
+        await eventually(lambda: bool(seen), timeout=10)
+        assert seen == ["after"]
+    finally:
+        await bus.close()
 
 
 def test_event_headers_are_encoded_as_pamqp_encodes_them() -> None:
