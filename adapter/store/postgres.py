@@ -26,7 +26,8 @@ Several processes may share one schema:
 * `finish_inbound` and `record_attempt` each run in one transaction; the row lock taken by
   their UPDATE serialises concurrent writers of the same message, the attempts counter is
   incremented in SQL (never read-modify-written in Python), and a final status (delivered,
-  failed, expired) is never overwritten by a late report.
+  failed, expired) is never overwritten by a late report. Attempts reported while another is
+  being recorded share one statement, one transaction (`_AttemptBatch`).
 * Each message still to be worked on has one owner at a time (see `adapter.store.base`):
   ``claimed_by`` names the store object that holds it and ``lease_until`` when its claim
   lapses unless renewed, in the server's clock (``now()``), which every host shares.
