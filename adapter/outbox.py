@@ -164,6 +164,11 @@ class Outbox:
         """Whether `message_id` waits for an attempt here, or one is under way."""
         return message_id in self._waiting or message_id in self._attempting
 
+    def awaits_retry(self, message_id: str) -> bool:
+        """Whether `message_id` waits here for its next attempt (which its response would
+        end: `answered`)."""
+        return message_id in self._waiting
+
     def resume(self, record: OutboundRecord) -> bool:
         """Schedule a pending record that this outbox does not know of (one an operator put
         back in the queue while we ran: `uftp-adapter outbox retry`), at its next attempt;

@@ -226,6 +226,7 @@ class Participant:
             self._endpoint.events = bus.inbound_events
             self._endpoint.bus_health = bus.health
             self.outbox.events = bus.outcome_events
+        self._endpoint.settles = self._settles
         self._observer: Observer = NULL_OBSERVER
 
     @property
@@ -575,6 +576,28 @@ class Participant:
         small = len(received.envelope) <= THREAD_THRESHOLD
         return asyncio.sleep(0) if answered and small else None
 
+    def _settles(self, message: PayloadMessage, sender_domain: str) -> bool:
+        """Whether `message` may be stored handled at once (`Endpoint.settles`): a response
+        whose only handling is in this process's memory, so that a crash before it loses
+        nothing that handling it again would give back.
+
+        That is a response awaited by a `request()` of this process (which dies with it),
+        with no handler of ours to call, no bus to tell and no retry of its request to end
+        in the store (`Outbox.answered`). Handling it again after a crash would find no
+        waiter, and tell the other processes of the store of an answer whose request was
+        ours. Any other response is stored unfinished and finished after its handling, as
+        every request is: the process awaiting it may be another, which must hear of it
+        even if this one dies first. One statement to the store instead of two, for the
+        commonest message a participant receives."""
+        if not isinstance(message, PayloadResponse) or self.bus is not None:
+            return False
+        if self.router.handler_for(type(message)) is not None:
+            return False
+        reference = message.reference_message_id
+        if reference and self.outbox.awaits_retry(reference):
+            return False
+        return self.waiters.awaits(message, sender_domain)
+
     def _schedule_handling(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
         self._handler_tasks.add(task)
@@ -715,7 +738,8 @@ class Participant:
             if outbound is not None:
                 await self.outbox.submit(outbound)
             return
-        await self.store.finish_inbound(received.sender_domain, message.message_id, outbound)
+        if not received.settled:  # (a settled message has no response: `_settles`)
+            await self.store.finish_inbound(received.sender_domain, message.message_id, outbound)
         if outbound is not None:
             self.outbox.deliver_now(outbound)
 

@@ -39,7 +39,7 @@ from .directory import Directory, Peer
 from .ops.observer import NULL_OBSERVER, UNKNOWN_PEER, Observer
 from .printable import printable
 from .settings import Limits
-from .store.base import EventRecord, InboundRecord, SaveOutcome, Store
+from .store.base import EventRecord, InboundRecord, InboundStatus, SaveOutcome, Store
 from .uftp import envelope, inbound
 from .uftp.errors import (
     BodyIncomplete,
@@ -91,6 +91,9 @@ class Received:
     #: Reasons the protocol checks found; empty when the message may go to its handler.
     rejections: tuple[str, ...]
     outcome: SaveOutcome
+    #: Stored handled at once (`Server.settles`): nothing to finish in the store after its
+    #: handling.
+    settled: bool = False
 
 
 class _MalformedRequests(logging.Filter):
@@ -215,6 +218,10 @@ class Endpoint:
         self.bus_health: Callable[[], BusHealth] | None = None
         #: Told of every POST's outcome (`adapter.ops.observer`).
         self.observer: Observer = NULL_OBSERVER
+        #: Set by the participant: whether a message from a sender (verified, no protocol
+        #: rejection) needs no handling that must outlive this process, so that it is stored
+        #: handled at once and not finished by a statement of its own after its handling.
+        self.settles: Callable[[PayloadMessage, str], bool] | None = None
         #: Set when [oauth2_inbound] asks for bearer tokens: checked before the body is
         #: read, in addition to the signature (`adapter.oauth2_inbound`).
         self.bearer: BearerCheck | None = None
@@ -411,6 +418,11 @@ class Endpoint:
         message = opened.message
         rejections = inbound.rejections(opened, self._receivers[major], now=self._clock())
         now = self._clock()
+        settled = (
+            not rejections
+            and self.settles is not None
+            and self.settles(message, signed.sender_domain)
+        )
         record = InboundRecord(
             sender_domain=signed.sender_domain,
             message_id=message.message_id,
@@ -422,6 +434,7 @@ class Endpoint:
             envelope=body,
             received_at=now,
             rejection="; ".join(rejections) or None,
+            status=InboundStatus.HANDLED if settled else InboundStatus.RECEIVED,
         )
         events: Sequence[EventRecord] = ()
         if self.events is not None and not rejections:
@@ -459,6 +472,7 @@ class Endpoint:
             received_at=now,
             rejections=rejections,
             outcome=outcome,
+            settled=settled,
         )
 
 

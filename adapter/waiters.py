@@ -67,6 +67,11 @@ class Matcher(Protocol):
 
     def forget(self, request: PayloadMessage) -> None: ...
 
+    def awaits(self, response: PayloadResponse, sender_domain: str) -> bool:
+        """Whether a request of this process awaits `response` from `sender_domain`: it is
+        the answer that request can have, not yet had."""
+        ...
+
     async def resolve(self, response: PayloadResponse, sender_domain: str) -> None:
         """`response` from `sender_domain` arrived (stored, verified): hand it to the request
         awaiting it, wherever that is."""
@@ -147,6 +152,13 @@ class Waiters:
 
     async def close(self) -> None:
         self.cancel_all()
+
+    def awaits(self, response: PayloadResponse, sender_domain: str) -> bool:
+        key = self.key_of(response)
+        if key is None or self._futures[key].done():
+            return False
+        responder, kind = self._expected[key]
+        return sender_domain == responder and type(response) is kind
 
     def key_of(self, response: PayloadResponse) -> str | None:
         """The MessageID of our request that `response` answers, if one awaits it here."""

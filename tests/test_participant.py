@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from adapter import participant as participant_module
 from adapter.ops.observer import NullObserver
 from adapter.participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
 from adapter.router import HandlerContext, Router
-from adapter.store.base import OutboundStatus
+from adapter.store.base import InboundRecord, InboundStatus, OutboundStatus, SaveOutcome
 from adapter.testing import Network, composed, eventually
 from adapter.uftp.errors import InvalidOutbound, InvalidXml, Rejection
 from adapter.uftp.messages import (
@@ -434,3 +435,69 @@ async def test_a_large_message_gets_its_200_before_its_handling(
 
     await eventually(lambda: "dso answers 200" in log and "dso handles" in log)
     assert log == ["cro answers 200", "cro handles", "dso answers 200", "dso handles"]
+
+
+class StoreCalls:
+    """What the participant asks of its (real) store: the status of each inbound message it
+    saves, and the messages it finishes."""
+
+    def __init__(self, participant: Participant, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.saved: dict[str, InboundStatus] = {}
+        self.finished: list[str] = []
+        store = participant.store
+        save, finish = store.save_inbound, store.finish_inbound
+
+        async def save_inbound(record: InboundRecord, **kwargs: Any) -> SaveOutcome:
+            self.saved[record.message_type] = record.status
+            return await save(record, **kwargs)
+
+        async def finish_inbound(sender: str, message_id: str, *args: Any, **kwargs: Any) -> None:
+            self.finished.append(message_id)
+            await finish(sender, message_id, *args, **kwargs)
+
+        monkeypatch.setattr(store, "save_inbound", save_inbound)
+        monkeypatch.setattr(store, "finish_inbound", finish_inbound)
+
+
+async def test_a_response_awaited_here_is_stored_handled_at_once(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its handling is the `request()` of this process, which a crash ends too: one statement
+    to the store (stored handled), none to finish it after."""
+    cro = network.create(CRO, Role.CRO, router=cro_router(Recorder()))
+    dso = network.create(DSO, Role.DSO)  # no handler of its own for the response
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
+    calls = StoreCalls(dso, monkeypatch)
+
+    response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
+
+    assert calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.HANDLED}
+    await asyncio.sleep(0.05)  # its handling has ended (it resolved the request)
+    assert calls.finished == []
+    stored = await dso.store.get_inbound(CRO, response.message_id)
+    assert stored is not None and stored.status is InboundStatus.HANDLED
+    assert await dso.store.unfinished_inbound() == []
+
+
+async def test_a_response_with_more_to_do_is_stored_unfinished_then_finished(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler of the response's type, or no request here awaiting it (sent with `send`, or
+    awaited in another process of the store): its handling must survive a crash, so the
+    response is stored received and finished after."""
+    cro, dso, _, dso_seen = await pair(network)  # the DSO handles responses too
+    calls = StoreCalls(dso, monkeypatch)
+
+    response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
+    await eventually(lambda: response.message_id in calls.finished)
+    assert calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.RECEIVED}
+
+    bare = network.create("dso2.example-grid.nl", Role.DSO)  # no handler, and send()
+    await network.start(bare)
+    network.introduce(cro, bare)
+    bare_calls = StoreCalls(bare, monkeypatch)
+    await bare.send(composed(make_dso_portfolio_update()), to=CRO)
+    await eventually(lambda: len(bare_calls.finished) == 1)
+    assert bare_calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.RECEIVED}
+    assert await bare.store.unfinished_inbound() == []

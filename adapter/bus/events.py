@@ -235,9 +235,22 @@ _BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def _percent_encode(text: str) -> str:
+    encoded = _ENCODED.get(text)
+    if encoded is not None:
+        return encoded
     if _NOTHING_TO_ENCODE.fullmatch(text):
         return text
+    return _encode_bytes(text)
+
+
+def _encode_bytes(text: str) -> str:
     return "".join(chr(byte) if byte in _PLAIN else f"%{byte:02X}" for byte in text.encode("utf-8"))
+
+
+#: Values that need encoding and most events carry (their content type, with its space):
+#: encoded once, not byte by byte per event.
+_ENCODED: Final = {text: _encode_bytes(text) for text in (XML_CONTENT_TYPE, JSON_CONTENT_TYPE)}
+_DECODED: Final = {encoded: text for text, encoded in _ENCODED.items()}
 
 
 def _percent_decode(text: str) -> str:
@@ -245,6 +258,9 @@ def _percent_decode(text: str) -> str:
     digits, and the bytes must be UTF-8. Most values (ids, domains, types, times) hold no
     ``%`` and no other character than ASCII: they are the value as it stands, with no
     per-character loop on the way of every command."""
+    known = _DECODED.get(text)  # a content type as we encode it: no loop, no unquote
+    if known is not None:
+        return known
     if len(text) >= 2 and text[0] == text[-1] == '"':  # older senders' quoted strings
         text = re.sub(r"\\(.)", r"\1", text[1:-1])
     if "%" not in text and text.isascii():

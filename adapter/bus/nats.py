@@ -4,10 +4,12 @@ What the port's guarantees rest on here:
 
 * An event is published on ``<events subject>.<route>`` (default ``uftp.events.in.X``) into
   the stream ``UFTP`` and `publish` returns on the stream's PubAck, JetStream's confirm that
-  the event is stored. The event id goes out as ``Nats-Msg-Id``: within the stream's
-  duplicate window (two minutes by default) JetStream stores a re-publication of the same
-  event once and says so in the PubAck, so the relay's at-least-once becomes exactly-once in
-  the stream as long as a retry falls within the window. Consumers dedupe by the id beyond it.
+  the event is stored (awaited on one inbox subscription of ours, each publication on a
+  reply subject of its own: `NatsBus._publish_acked`). The event id goes out as
+  ``Nats-Msg-Id``: within the stream's duplicate window (two minutes by default) JetStream
+  stores a re-publication of the same event once and says so in the PubAck, so the relay's
+  at-least-once becomes exactly-once in the stream as long as a retry falls within the
+  window. Consumers dedupe by the id beyond it.
 * Commands are read from the work-queue stream ``UFTP_COMMANDS`` (subjects
   ``uftp.commands.>``) by one durable pull consumer with explicit acks, through one pull
   request for `batch` commands that lingers on the server and is renewed once spent or
@@ -47,6 +49,7 @@ import contextlib
 import json
 import logging
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
@@ -90,11 +93,14 @@ log = logging.getLogger(__name__)
 
 #: JetStream's de-duplication header.
 MSG_ID: Final = "Nats-Msg-Id"
+_MSG_ID_LOWER: Final = MSG_ID.lower()
 #: Headers a dead letter carries besides the command's own.
 DEAD_REASON: Final = "Uftp-Dead-Reason"
 DEAD_SUBJECT: Final = "Uftp-Dead-Subject"
 DEAD_DELIVERIES: Final = "Uftp-Dead-Deliveries"
 
+#: A header value the protocol carries as it stands (printable ASCII, no space).
+_PLAIN_VALUE: Final = re.compile(r"[!-~]+")
 #: A route is one or more subject tokens: no empty token, no wildcard, no whitespace.
 _ROUTE: Final = re.compile(r"[^\s.*>]+(?:\.[^\s.*>]+)*")
 #: How long one pull request lingers on the server. A pull that was in flight when the
@@ -109,6 +115,8 @@ _PULL_GRACE: Final = 1.0
 _NEXT: Final = "$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
 #: The inline status of a pull request's end: 408 expired, 404/409 ended by the server.
 _STATUS: Final = "Status"
+#: The inline status of a request no subscriber (here: no stream) took.
+_NO_RESPONDERS: Final = "503"
 #: The longest a requeued command waits before its next delivery.
 _MAX_REQUEUE_DELAY: Final = 60.0
 #: Pause between attempts while the consume loop cannot reach the server.
@@ -243,9 +251,19 @@ class NatsBus:
         self.name = name
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        #: Our inbox for PubAcks (`_store`): ``<inbox>.<n>`` per publication, one
+        #: subscription on ``<inbox>.*`` for all, and the publications awaiting theirs.
+        self._acks: Subscription | None = None
+        self._ack_prefix = ""
+        self._ack_waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._ack_count = 0
+        #: nats-py offers what `_send_hpub` needs (private parts, checked at `connect`).
+        self._hpub = False
         #: Our inbox for the commands a pull request delivers, and what arrived in it.
         self._inbox: Subscription | None = None
-        self._arrived: asyncio.Queue[Msg] = asyncio.Queue()
+        self._arrived: deque[Msg] = deque()
+        #: What the consume loop awaits while nothing has arrived (`_arrive` wakes it).
+        self._waiter: asyncio.Future[None] | None = None
         #: Commands the pull request on the server may still deliver, and when it expires
         #: (loop time).
         self._requested = 0
@@ -284,11 +302,20 @@ class NatsBus:
         )
         self._nc = nc
         self._js = nc.jetstream(timeout=self.timeout)
+        self._hpub = _offers_hpub(nc)
         # Deliveries to a former connection's inbox are settled by the server's ack wait.
-        self._inbox, self._arrived = None, asyncio.Queue()
+        self._inbox, self._arrived = None, deque()
+        self._forget_acks()
         try:
+            prefix = nc.new_inbox() + "."
+            try:
+                self._acks = await nc.subscribe(prefix + "*", cb=self._on_ack)
+            except (nats.errors.Error, OSError) as exc:
+                raise BusUnavailable(f"NATS: {exc}") from exc
+            self._ack_prefix = prefix
             await self._redeclare()
         except BusError:
+            self._forget_acks()
             self._nc = self._js = None
             with contextlib.suppress(Exception):
                 await nc.close()
@@ -387,9 +414,20 @@ class NatsBus:
             except Exception:  # the loop's own failure was logged where it happened
                 log.debug("NATS: the consume loop ended with an error", exc_info=True)
         nc, self._nc, self._js, self._inbox = self._nc, None, None, None
+        self._forget_acks()
         if nc is not None and not nc.is_closed:
-            with contextlib.suppress(Exception):
+            try:
                 await nc.close()  # flushes the acks still buffered
+            except asyncio.CancelledError:
+                # Closed while nats-py reconnects: it cancels its reconnection task, which
+                # may be awaiting the lost connection's transport closing - the very future
+                # close() awaits next, so that it raises CancelledError though nobody
+                # cancelled us (the client is closed by then). Ours only if we were asked.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            except Exception:
+                log.debug("NATS: closing the connection failed", exc_info=True)
 
     def health(self) -> BusHealth:
         connected = self._nc is not None and self._nc.is_connected
@@ -418,14 +456,24 @@ class NatsBus:
             raise Unroutable(route, "not a NATS subject suffix")
         headers = to_nats(event)
         headers[MSG_ID] = event.id
-        await self._store(route, f"{self.events_subject}.{route}", event.data, headers)
+        # The header block written here at once (`_header_block`) when every value is one
+        # the protocol takes as it stands: the CloudEvents values are percent-encoded, the
+        # id (ours, a UUID) is checked.
+        block = _header_block(headers) if _PLAIN_VALUE.fullmatch(event.id) else None
+        await self._store(route, f"{self.events_subject}.{route}", event.data, headers, block)
 
-    async def _store(self, route: str, subject: str, data: bytes, headers: dict[str, str]) -> None:
+    async def _store(
+        self,
+        route: str,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str],
+        block: bytes | None = None,
+    ) -> None:
         """Publish into one of our streams and return on its PubAck (see `publish`)."""
-        js = self._require_js()
         try:
             try:
-                await js.publish(subject, data, timeout=self.timeout, headers=headers)
+                await self._publish_acked(subject, data, headers, block)
             except nats.js.errors.NoStreamResponseError:
                 # Our stream is gone (a server that lost its storage, an operator): declare
                 # it again and publish again.
@@ -435,7 +483,7 @@ class NatsBus:
                     raise
                 except BusError as exc:
                     raise Unroutable(route, str(exc)) from exc
-                await js.publish(subject, data, timeout=self.timeout, headers=headers)
+                await self._publish_acked(subject, data, headers, block)
         except nats.js.errors.NoStreamResponseError as exc:
             # Declared a moment ago, yet no answer: a stream without a leader for now.
             raise BusUnavailable(f"no JetStream stream answered on {subject}") from exc
@@ -443,6 +491,61 @@ class NatsBus:
             raise Unroutable(route, f"{len(data)} bytes of data: {exc}") from exc
         except (nats.errors.Error, OSError) as exc:  # JetStream API errors included
             raise BusUnavailable(f"NATS publish on {subject}: {exc!r}") from exc
+
+    async def _publish_acked(
+        self, subject: str, data: bytes, headers: dict[str, str], block: bytes | None
+    ) -> None:
+        """Publish with a reply subject of ours and return once the stream's PubAck came back
+        on it: what nats-py's ``JetStreamContext.publish`` does, without its per-publication
+        inbox name (a NUID and random hex), its callback closure, ``asyncio.wait_for`` and the
+        `PubAck` object built from the answer, of which only "no error" matters here. The
+        acks come to one subscription (``<inbox>.*``) that nats-py subscribes again after a
+        reconnection; each publication waits on its own token, a counter, so that however
+        many are in flight each hears of its own stream sequence only, and returns only once
+        its event is stored (or it raises: no stream, an API error, no answer within
+        `timeout`, which the caller retries, and `Nats-Msg-Id` dedupes).
+
+        `block`, when given, is `headers` as the protocol's header block: written as it
+        stands (`_send_hpub`) instead of nats-py encoding the headers again."""
+        self._require_js()
+        nc = self._nc
+        if nc is None or self._acks is None:
+            raise BusUnavailable("not connected to NATS")
+        self._ack_count += 1
+        token = str(self._ack_count)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Msg] = loop.create_future()
+        self._ack_waiting[token] = answer
+        try:
+            if block is not None and self._hpub and nc.is_connected:
+                await _send_hpub(nc, subject, self._ack_prefix + token, block, data)
+            else:  # nats-py buffers while it reconnects, and checks how much
+                await nc.publish(subject, data, reply=self._ack_prefix + token, headers=headers)
+            timer = loop.call_later(self.timeout, _expire, answer)
+            try:
+                ack = await answer
+            finally:
+                timer.cancel()
+        finally:
+            self._ack_waiting.pop(token, None)
+        if ack.headers and ack.headers.get(_STATUS) == _NO_RESPONDERS:
+            raise nats.js.errors.NoStreamResponseError
+        reply = json.loads(ack.data)
+        if "error" in reply:
+            nats.js.errors.APIError.from_error(reply["error"])  # raises the error's class
+
+    async def _on_ack(self, message: Msg) -> None:
+        answer = self._ack_waiting.pop(message.subject[len(self._ack_prefix) :], None)
+        if answer is not None and not answer.done():
+            answer.set_result(message)
+
+    def _forget_acks(self) -> None:
+        """A new or closed connection: the acks awaited on the old one will not come."""
+        waiting, self._ack_waiting = self._ack_waiting, {}
+        for answer in waiting.values():
+            if not answer.done():
+                answer.set_exception(nats.errors.ConnectionClosedError())
+        self._acks, self._ack_prefix = None, ""
 
     # -- commands in --------------------------------------------------------------------------
 
@@ -464,7 +567,7 @@ class NatsBus:
     async def _consume(self, handler: CommandHandler) -> None:
         # Closing, the commands that reached us meanwhile are handled too: they are ours
         # until acked, and would otherwise wait out the ack wait before anyone got them.
-        while not self._stopping or (not self._arrived.empty() and self._connected()):
+        while not self._stopping or (self._arrived and self._connected()):
             try:
                 messages = await self._pull_batch()
             except asyncio.CancelledError:
@@ -476,12 +579,21 @@ class NatsBus:
                 self._note(f"pull failed: {exc!r}")
                 await asyncio.sleep(_RETRY_SECONDS)
                 continue
+            if not messages:
+                continue
             self._settling = True
             try:
-                outcomes = await asyncio.gather(
-                    *(self._settle(message, handler) for message in messages),
-                    return_exceptions=True,
-                )
+                if len(messages) == 1:  # the usual at a low rate: no task and gather for it
+                    try:
+                        await self._settle(messages[0], handler)
+                        outcomes: list[BaseException | None] = []
+                    except Exception as exc:
+                        outcomes = [exc]
+                else:
+                    outcomes = await asyncio.gather(
+                        *(self._settle(message, handler) for message in messages),
+                        return_exceptions=True,
+                    )
             finally:
                 self._settling = False
             for outcome in outcomes:
@@ -535,7 +647,7 @@ class NatsBus:
         if self._inbox is None:
             self._inbox = await nc.subscribe(nc.new_inbox(), cb=self._arrive)
             self._requested = 0
-        if self._arrived.empty() and (self._requested <= 0 or loop.time() > self._request_expires):
+        if not self._arrived and (self._requested <= 0 or loop.time() > self._request_expires):
             request = {"batch": self.batch, "expires": int(_PULL_SECONDS * 1e9)}
             await nc.publish(
                 _NEXT.format(stream=self.commands_stream, consumer=self.consumer),
@@ -546,17 +658,15 @@ class NatsBus:
             self._request_expires = loop.time() + _PULL_SECONDS
         messages: list[Msg] = []
         while True:
-            if messages:
-                if self._arrived.empty():
-                    return messages, None
-                message = self._arrived.get_nowait()
+            if self._arrived:
+                message = self._arrived.popleft()
+            elif messages:
+                return messages, None
+            elif not await self._next_arrival(self._request_expires + _PULL_GRACE - loop.time()):
+                self._requested = 0  # lost with a connection, or never answered
+                return [], None
             else:
-                wait = self._request_expires + _PULL_GRACE - loop.time()
-                try:
-                    message = await asyncio.wait_for(self._arrived.get(), max(wait, 0.0))
-                except TimeoutError:
-                    self._requested = 0  # lost with a connection, or never answered
-                    return [], None
+                continue
             if message.reply:  # a command (JetStream deliveries carry their ack subject)
                 self._requested -= 1
                 messages.append(message)
@@ -569,7 +679,27 @@ class NatsBus:
                 return [], status
 
     async def _arrive(self, message: Msg) -> None:
-        self._arrived.put_nowait(message)
+        self._arrived.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next_arrival(self, wait: float) -> bool:
+        """Whether something arrived within `wait` seconds: a future `_arrive` completes and
+        a timer, not ``asyncio.wait_for`` of a queue's ``get``, which costs a task and a
+        second future per command and two turns of the event loop before it is handled."""
+        if wait <= 0:
+            return bool(self._arrived)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(wait, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+        return bool(self._arrived)
 
     def _connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
@@ -618,14 +748,22 @@ class NatsBus:
 
     @staticmethod
     def _command(message: Msg, deliveries: int) -> Command:
-        headers = dict(message.headers or {})
-        message_id = next((v for k, v in headers.items() if k.lower() == MSG_ID.lower()), None)
+        headers = message.headers or {}
+        message_id: str | None = None
+        others: dict[str, str] = {}  # one pass: no copy, no second look for the id
+        for key, value in headers.items():
+            lower = key.lower()
+            if lower.startswith(NATS_PREFIX):
+                continue
+            others[key] = value
+            if message_id is None and lower == _MSG_ID_LOWER:
+                message_id = value
         return Command(
             attributes=from_nats(headers),
             data=message.data,
             message_id=message_id or None,
             redelivered=deliveries > 1,
-            headers={k: v for k, v in headers.items() if not k.lower().startswith(NATS_PREFIX)},
+            headers=others,
         )
 
     async def _dead_letter(self, message: Msg, reason: str, deliveries: int) -> None:
@@ -653,6 +791,57 @@ class NatsBus:
             deliveries,
         )
         await message.term()
+
+
+def _header_block(headers: Mapping[str, str]) -> bytes:
+    """`headers` as the NATS protocol's header block (``NATS/1.0``, a ``Name: value`` line
+    each, an empty line), for names and values that hold nothing nats-py would clean: no
+    CR or LF, no leading or trailing white space (`publish` sees to it)."""
+    lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    return f"NATS/1.0\r\n{lines}\r\n".encode()
+
+
+def _offers_hpub(nc: Client) -> bool:
+    """Whether this nats-py has the private parts `_send_hpub` writes through (2.x has)."""
+    return (
+        callable(getattr(nc, "_send_command", None))
+        and callable(getattr(nc, "_flush_pending", None))
+        and hasattr(nc, "_flush_queue")
+    )
+
+
+async def _send_hpub(nc: Client, subject: str, reply: str, block: bytes, data: bytes) -> None:
+    """What ``Client.publish`` does once connected, with a header block encoded already.
+
+    nats-py's public ``publish`` takes headers only as a dict, and encodes it per message
+    (per header a strip, a regular expression, a translation and an encoding: some 30 us of
+    CPU for the 14 headers of an event, a sixth of a publication with its PubAck;
+    bench/README.md). So the ``HPUB`` command is written here, into the same pending buffer
+    and flushed the same way, with the checks ``publish`` makes on a connected client (the
+    subject and reply are ours, checked when built). While nats-py reconnects the public
+    ``publish`` is used: its buffering and limits stay its own."""
+    if nc.is_draining_pubs:
+        raise nats.errors.ConnectionDrainingError
+    if len(data) > nc.max_payload:
+        raise nats.errors.MaxPayloadError
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += len(data)
+    size = len(block)
+    command = f"HPUB {subject} {reply} {size} {size + len(data)}\r\n".encode()
+    await nc._send_command(command + block + data + b"\r\n")
+    flush_queue = nc._flush_queue
+    if flush_queue is not None and flush_queue.empty():
+        await nc._flush_pending()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _expire(answer: asyncio.Future[Msg]) -> None:
+    if not answer.done():
+        answer.set_exception(nats.errors.TimeoutError())
 
 
 def _own_headers(headers: Mapping[str, str]) -> dict[str, str]:

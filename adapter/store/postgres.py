@@ -6,8 +6,16 @@ uses unqualified names. Durability is PostgreSQL's: with its default ``synchrono
 a statement has returned only once its commit is flushed to the WAL on disk. PostgreSQL
 groups concurrent commits into one WAL flush on its own, so this module needs no batching.
 What it saves is round trips to the server, each costing CPU on both sides: the frequent
-operations are one statement each where no bus work goes with them, and a connection given
-back to the pool is not reset by a query of its own (`_keep_session`).
+operations are one statement each where no bus work goes with them.
+
+Pooled connections (`adapter.store.postgres_pool`) are lent as they are, with no reset query
+between borrowers (asyncpg's pool would send ``SELECT pg_advisory_unlock_all(); CLOSE ALL;
+UNLISTEN *; RESET ALL`` after every use, a round trip as costly as the operation itself): so
+nothing here leaves such state on a pooled connection. Locks are transaction-scoped
+(``pg_advisory_xact_lock``), settings local (``set_config(..., true)``), and what must outlive
+a transaction (the coordination's locks and LISTEN, the relay's lock) has a connection of its
+own. Keep it so, `run` callers included. A transaction left open, or a connection whose
+borrower stopped mid-query, is closed rather than lent again.
 
 Several processes may share one schema:
 
@@ -18,7 +26,8 @@ Several processes may share one schema:
 * `finish_inbound` and `record_attempt` each run in one transaction; the row lock taken by
   their UPDATE serialises concurrent writers of the same message, the attempts counter is
   incremented in SQL (never read-modify-written in Python), and a final status (delivered,
-  failed, expired) is never overwritten by a late report.
+  failed, expired) is never overwritten by a late report. Attempts reported while another is
+  being recorded share one statement, one transaction (`_AttemptBatch`).
 * Each message still to be worked on has one owner at a time (see `adapter.store.base`):
   ``claimed_by`` names the store object that holds it and ``lease_until`` when its claim
   lapses unless renewed, in the server's clock (``now()``), which every host shares.
@@ -44,6 +53,7 @@ refused because their instant is unknown.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -74,6 +84,7 @@ from adapter.store.base import (
     StoreOpenError,
     newer_schema,
 )
+from adapter.store.postgres_pool import ConnectionPool
 from adapter.store.url import check_schema_name, redact_dsn
 
 if TYPE_CHECKING:
@@ -361,6 +372,139 @@ _RECORD_ATTEMPT: Final = (
     "SELECT held FROM counted"
 )
 
+#: `_RECORD_ATTEMPT` for several messages at once (`_AttemptBatch`): $1-$8 one array per
+#: column, in the order the attempts were reported, of distinct messages; $9 'pending', $10
+#: the owner. The same statement per message, row by row: the same CASEs, and RETURNING
+#: reads each row as it is now. Rows are locked in the order of the input, which a nested
+#: loop over it follows (a deadlock between two processes recording the same two messages
+#: in opposite orders, possible only after a claim lapsed, is detected by the server and
+#: raised as `StorageError`, as any other).
+_RECORD_ATTEMPTS: Final = (
+    "WITH input AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], "
+    "$3::timestamptz[], $4::text[], $5::timestamptz[], $6::integer[], $7::text[], "
+    "$8::text[]) WITH ORDINALITY AS i(message_id, new_status, next_at, error, attempted_at, "
+    "http_status, outcome, detail, n)), "
+    "counted AS (UPDATE outbound AS o SET attempts = o.attempts + 1, "
+    "status = CASE WHEN o.status = $9 THEN i.new_status ELSE o.status END, "
+    "next_attempt_at = CASE WHEN o.status = $9 THEN i.next_at ELSE o.next_attempt_at END, "
+    "last_error = CASE WHEN o.status = $9 THEN i.error ELSE o.last_error END, "
+    "claimed_by = CASE WHEN o.status = $9 AND i.new_status = $9 THEN o.claimed_by END, "
+    "lease_until = CASE WHEN o.status = $9 AND i.new_status = $9 THEN o.lease_until END "
+    "FROM input AS i WHERE o.message_id = i.message_id "
+    "RETURNING o.message_id, o.status = $9 AND o.claimed_by IS NOT DISTINCT FROM $10 AS held), "
+    "logged AS (INSERT INTO delivery_attempts "
+    "(message_id, attempted_at, http_status, outcome, detail) "
+    "SELECT i.message_id, i.attempted_at, i.http_status, i.outcome, i.detail "
+    "FROM input AS i JOIN counted AS c ON c.message_id = i.message_id ORDER BY i.n) "
+    "SELECT message_id, held FROM counted"
+)
+
+#: One attempt waiting for `_AttemptBatch`: the parameters of `_RECORD_ATTEMPT` after
+#: $1 'pending' (status, next attempt, error, MessageID), and attempted at, HTTP status,
+#: outcome, detail; with the future of its answer (held, or None for an unknown message).
+_Queued = tuple[str, datetime | None, str | None, str, datetime, int | None, str, str]
+
+
+class _AttemptBatch:
+    """`record_attempt` without bus events, grouped: one statement for the attempts reported
+    while the previous statement runs.
+
+    Under load several deliveries end at once (a statement waits for its commit's WAL flush,
+    a millisecond or more, while others' POSTs return), and each was a statement of its
+    own, costing our process and the server a round trip and a commit each. Here the first
+    attempt goes at once, alone, as before; those reported meanwhile wait for it and then go
+    together in one statement (`_RECORD_ATTEMPTS`), one transaction. Each caller still
+    returns only once its attempt is committed, and learns whether its message is still
+    ours; a failure fails every attempt of its statement, as it would have failed each.
+    The same message twice in one statement would be counted once: a second report of it
+    waits for the next statement.
+    """
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._queue: list[tuple[_Queued, asyncio.Future[bool | None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def record(self, queued: _Queued) -> bool | None:
+        future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((queued, future))
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def drain(self) -> None:
+        """Wait for the statements under way (the store is closing)."""
+        while self._flushing is not None:
+            await asyncio.wait({self._flushing})
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch: list[tuple[_Queued, asyncio.Future[bool | None]]] = []
+                seen: set[str] = set()
+                rest = []
+                for item in self._queue:
+                    message_id = item[0][3]
+                    if message_id in seen:
+                        rest.append(item)
+                    else:
+                        seen.add(message_id)
+                        batch.append(item)
+                self._queue = rest
+                try:
+                    held = await self._run([queued for queued, _ in batch])
+                except asyncio.CancelledError:
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for queued, future in batch:
+                    if not future.done():
+                        future.set_result(held.get(queued[3]))
+        finally:
+            self._flushing = None
+            for _, future in self._queue:  # cancelled with work left: never silently dropped
+                if not future.done():
+                    future.set_exception(StorageError("PostgreSQL store: closed meanwhile"))
+            self._queue = []
+
+    async def _run(self, batch: list[_Queued]) -> dict[str, bool | None]:
+        pending = OutboundStatus.PENDING.value
+        pool = self._store._open_pool
+        with _FAULTS:
+            if len(batch) == 1:
+                [(status, next_at, error, message_id, *logged)] = batch
+                held = await pool.fetchval(
+                    _RECORD_ATTEMPT,
+                    pending,
+                    status,
+                    next_at,
+                    error,
+                    message_id,
+                    self._store.owner,
+                    *logged,
+                )
+                return {message_id: held}
+            columns = list(zip(*batch, strict=True))
+            rows = await pool.fetch(
+                _RECORD_ATTEMPTS,
+                list(columns[3]),
+                list(columns[0]),
+                list(columns[1]),
+                list(columns[2]),
+                list(columns[4]),
+                list(columns[5]),
+                list(columns[6]),
+                list(columns[7]),
+                pending,
+                self._store.owner,
+            )
+        return {row["message_id"]: row["held"] for row in rows}
+
 
 def _outbound_values(record: OutboundRecord, owner: str, lease: timedelta) -> tuple[Any, ...]:
     """The parameters of an outbound row, `record` held by `owner` for `lease` while it is
@@ -471,18 +615,6 @@ class _RelayLock:
             await self._conn.close()
 
 
-async def _keep_session(conn: Any) -> None:
-    """The pool's reset of a connection given back: nothing beyond what asyncpg always does
-    (roll back a transaction left open, drop listeners).
-
-    Its default sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
-    after every use: one round trip more per store operation, as many as the operations
-    themselves. Nothing here leaves such state on a pooled connection: locks are
-    transaction-scoped (``pg_advisory_xact_lock``), settings local (``set_config(..., true)``),
-    and what must outlive a transaction (the coordination's locks and LISTEN, the relay's
-    lock) has a connection of its own. Keep it so: `run` callers included."""
-
-
 def _row_count(status: str) -> int:
     """The count at the end of a command tag such as 'UPDATE 1' or 'INSERT 0 1'."""
     return int(status.rsplit(" ", 1)[-1])
@@ -544,9 +676,8 @@ async def _compression(dsn: str) -> dict[str, str]:
     Every envelope is stored whole for audit, and an inbound one is stored before its HTTP
     200: a large portfolio update is stored several times faster with lz4 than with the
     default pglz, at the same size on disk (bench/README.md). A session default rather than
-    a column setting, so
-    that no existing table needs altering; it is a startup parameter of every pooled
-    connection, which the pool's reset of released connections keeps.
+    a column setting, so that no existing table needs altering; it is a startup parameter of
+    every pooled connection, which no borrower changes.
     """
     conn = await asyncpg.connect(dsn)
     try:
@@ -594,9 +725,10 @@ class PostgresStore:
         self.schema = schema
         self.lease = lease
         self._max_connections = max_connections
-        self._pool: Any = None
+        self._pool: ConnectionPool | None = None
         self._event_listeners: list[EventListener] = []
         self._owner = ""
+        self._attempts = _AttemptBatch(self)
 
     def __repr__(self) -> str:
         # Never the DSN: it may hold a password, and a repr ends up in logs.
@@ -647,13 +779,13 @@ class PostgresStore:
         log.info("opened PostgreSQL store, schema %s", self.schema)
 
     async def _connect(self) -> Any:
-        pool = await asyncpg.create_pool(
-            self._dsn,
-            min_size=1,
-            max_size=self._max_connections,
-            server_settings={"search_path": self.schema, **await _compression(self._dsn)},
-            reset=_keep_session,
-        )
+        settings = {"search_path": self.schema, **await _compression(self._dsn)}
+        dsn = self._dsn
+
+        async def connect() -> Any:
+            return await asyncpg.connect(dsn, server_settings=settings)
+
+        pool = ConnectionPool(connect, self._max_connections)
         try:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(
@@ -723,6 +855,7 @@ class PostgresStore:
         for borrowed connections to come back, then close them all."""
         if self._pool is None:
             return
+        await self._attempts.drain()
         try:
             await self.release_claims()
         except (StorageError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -734,7 +867,7 @@ class PostgresStore:
             log.info("closed PostgreSQL store, schema %s", self.schema)
 
     @property
-    def _open_pool(self) -> Any:
+    def _open_pool(self) -> ConnectionPool:
         if self._pool is None:
             raise RuntimeError(f"{self!r} is not open")
         return self._pool
@@ -959,21 +1092,19 @@ class PostgresStore:
         attempted_at = _aware(attempt.attempted_at)
         next_at = _opt_aware(next_attempt_at)
         error = _attempt_error(attempt, status)
-        if not events:  # nothing needs the status before: one statement, one round trip
-            with _FAULTS:
-                held = await self._open_pool.fetchval(
-                    _RECORD_ATTEMPT,
-                    OutboundStatus.PENDING.value,
+        if not events:  # nothing needs the status before: one statement, grouped
+            held = await self._attempts.record(
+                (
                     status.value,
                     next_at,
                     error,
                     attempt.message_id,
-                    self._owner,
                     attempted_at,
                     attempt.http_status,
                     attempt.outcome,
                     attempt.detail,
                 )
+            )
             if held is None:
                 raise LookupError(f"no outbound message {attempt.message_id!r}")
             return bool(held)

@@ -21,7 +21,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import nats.js.errors
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import RawStreamMsg, StreamConfig
+from nats.js.api import DiscardPolicy, RawStreamMsg, StreamConfig
 
 from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_nats, source_urn
 from adapter.bus.nats import DEAD_DELIVERIES, DEAD_REASON, DEAD_SUBJECT, MSG_ID, NatsBus
@@ -210,6 +210,37 @@ async def test_a_published_event_is_stored_in_binary_mode_with_every_attribute(
     assert set(from_nats(headers)) == set(sent.attributes())
 
 
+async def test_an_event_written_as_a_header_block_is_stored_as_through_nats_py(
+    broker: NatsBroker,
+) -> None:
+    """`publish` writes the HPUB header block itself rather than have nats-py encode the
+    headers again; the stream must hold what nats-py's own publish stores, header for
+    header (nats-py's path is the one taken while it reconnects)."""
+    bus = broker.bus()
+    await bus.connect()
+    sent = event("ev-block", commandid="a command id with spaces, % and ü")
+    await bus.publish(sent, "in.Block")
+    bus._hpub = False
+    await bus.publish(replace(sent, id="ev-dict"), "in.Dict")
+
+    written, through_nats_py = await broker.event("in.Block"), await broker.event("in.Dict")
+    assert written.data == through_nats_py.data == sent.data
+    assert (written.headers or {})[MSG_ID] == "ev-block"
+    assert {**(written.headers or {}), MSG_ID: "ev-dict", "ce-id": "ev-dict"} == (
+        through_nats_py.headers
+    )
+
+
+async def test_an_event_id_with_line_breaks_cannot_inject_headers(broker: NatsBroker) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    await bus.publish(event("ev-x\r\nInjected: yes"), "in.X")
+    stored = await broker.event("in.X")
+    headers = stored.headers or {}
+    assert "Injected" not in headers
+    assert headers[MSG_ID] == "ev-x  Injected: yes"  # nats-py turns CR and LF into spaces
+
+
 async def test_outcome_routes_are_subjects_under_the_events_subject(broker: NatsBroker) -> None:
     bus = broker.bus()
     await bus.connect()
@@ -235,6 +266,46 @@ async def test_a_stream_deleted_under_the_bus_is_declared_again_on_publish(
     await broker.js.delete_stream(broker.names["stream"])  # an operator, a server's loss
     await asyncio.gather(*(bus.publish(event(f"ev-{n}"), "in.X") for n in range(5)))
     assert await broker.count("stream") == 5
+
+
+async def test_a_publication_no_stream_acknowledges_is_unavailable_after_the_timeout(
+    broker: NatsBroker,
+) -> None:
+    """Each publication waits on its own reply subject for its stream's PubAck: when none
+    comes (here a plain subscriber took the subject in place of the stream, so the server
+    does not answer "no responders" either), it fails after `timeout`, leaving nothing
+    waiting, and the next publication is acknowledged on its own."""
+    bus = broker.bus(timeout=2.0)  # the JetStream API calls of the redeclaration too
+    await bus.connect()
+    await broker.js.delete_stream(broker.names["stream"])
+    silent = await broker.client.subscribe(f"{broker.names['events_subject']}.>")
+    await broker.client.flush()  # the server knows of it before the bus publishes
+    try:
+        with pytest.raises(BusUnavailable, match="Timeout"):
+            await asyncio.wait_for(bus.publish(event("ev-lost"), "in.X"), 10)
+        assert bus._ack_waiting == {}
+    finally:
+        await silent.unsubscribe()
+        await broker.client.flush()  # and that it is gone
+    await bus.publish(event("ev-next"), "in.X")  # no responders: the stream declared again
+    assert (await broker.event("in.X")).headers[MSG_ID] == "ev-next"  # type: ignore[index]
+
+
+async def test_a_publication_the_stream_refuses_is_not_taken_for_stored(
+    broker: NatsBroker,
+) -> None:
+    """A PubAck that carries an error (here the stream is full and discards new messages)
+    is no confirm: the relay must keep the event and retry."""
+    bus = broker.bus()
+    await bus.connect()
+    info = await broker.js.stream_info(broker.names["stream"])
+    await broker.js.update_stream(info.config.evolve(max_msgs=1, discard=DiscardPolicy.NEW))
+    await bus.publish(event("ev-1"), "in.X")
+    with pytest.raises(BusUnavailable) as refused:
+        await bus.publish(event("ev-2"), "in.X")
+    assert isinstance(refused.value.__cause__, nats.js.errors.APIError)
+    assert "maximum messages" in str(refused.value.__cause__)
+    assert await broker.count("stream") == 1
 
 
 async def test_a_subject_no_stream_can_take_is_unroutable(broker: NatsBroker) -> None:

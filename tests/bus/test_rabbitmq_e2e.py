@@ -108,12 +108,14 @@ async def test_connections_closed_under_load_lose_no_event(
     await eventually(lambda: cro.bus is not None and cro.bus.health().connected)
 
     messages = 300
-    closed = 0
+    closed = closed_events = 0
 
     async def chaos() -> None:
-        nonlocal closed
+        nonlocal closed, closed_events
         for _ in range(3):
             await asyncio.sleep(0.7)
+            # The events' own connection (adapter.bus.amqp), opened again by the next publish.
+            closed_events += await close_connections(f"{name} events")
             closed += await close_connections(name)
 
     killer = asyncio.ensure_future(chaos())
@@ -122,6 +124,7 @@ async def test_connections_closed_under_load_lose_no_event(
         await asyncio.sleep(0.05)
     await killer
     assert closed >= 2, "the test closed the adapter's connection under load"
+    assert closed_events >= 1, "the test closed the events connection under load"
 
     async def settled() -> bool:
         outcomes = len(sink.of("outcome.delivered"))

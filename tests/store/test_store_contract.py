@@ -487,6 +487,51 @@ async def test_record_attempt_says_whether_the_next_attempt_is_ours(store: Store
     assert await store.record_attempt(attempt("kept"), OutboundStatus.PENDING, T0) is False
 
 
+async def test_attempts_reported_at_once_are_each_counted_logged_and_answered(
+    store: Store,
+) -> None:
+    """As under load, when many deliveries end together (PostgreSQL groups them into one
+    statement): each attempt counts once and is logged, the same message twice counts twice,
+    each report learns about its own message, and an unknown one fails alone."""
+    for n in range(12):
+        await store.add_outbound(outbound(f"out-{n}"))
+    await store.release_claims()
+    await store.add_outbound(outbound("held"))  # held by this store; the others by nobody
+    retry_at = T0 + timedelta(seconds=5)
+    reports = [
+        (attempt(f"out-{n}", at=T0 + timedelta(milliseconds=n)), OutboundStatus.PENDING, retry_at)
+        for n in range(6)
+    ] + [
+        (
+            attempt(f"out-{n}", at=T0, http_status=200, outcome="delivered", detail=""),
+            OutboundStatus.DELIVERED,
+            None,
+        )
+        for n in range(6, 12)
+    ]
+    twice = [
+        (attempt("held", at=T0), OutboundStatus.PENDING, retry_at),
+        (attempt("held", at=T0 + timedelta(seconds=1)), OutboundStatus.PENDING, retry_at),
+    ]
+    results = await asyncio.gather(
+        *(store.record_attempt(*report) for report in [*reports, *twice]),
+        store.record_attempt(attempt("unknown"), OutboundStatus.FAILED, None),
+        return_exceptions=True,
+    )
+
+    assert results[:-1] == [False] * 12 + [True, True]  # nobody's, or ended; "held" is ours
+    assert isinstance(results[-1], LookupError)
+    for report, status, next_at in reports:
+        record = await store.get_outbound(report.message_id)
+        assert record is not None
+        assert (record.status, record.attempts, record.next_attempt_at) == (status, 1, next_at)
+        assert await store.attempts(report.message_id) == [report]
+    held = await store.get_outbound("held")
+    assert held is not None and held.attempts == 2 and held.status is OutboundStatus.PENDING
+    assert await store.attempts("held") == [report for report, _, _ in twice]
+    assert await store.attempts("unknown") == []
+
+
 async def test_the_response_of_finish_inbound_is_held_by_the_store(store: Store) -> None:
     await store.save_inbound(inbound())
     await store.finish_inbound(SENDER, "msg-1", outbound("resp-1"))

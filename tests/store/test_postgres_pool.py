@@ -1,0 +1,161 @@
+"""The PostgreSQL store's connection pool, on a real server: what it lends again, and what not.
+
+A connection whose borrower stopped mid-query or left a transaction open must never reach the
+next borrower (it would see a reply meant for another, or run inside a stranger's
+transaction); one the server ended must be replaced; no more than `max_size` are open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+asyncpg = pytest.importorskip("asyncpg")
+
+from adapter.store.postgres_pool import ConnectionPool  # noqa: E402
+
+PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
+PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
+
+
+class Opened:
+    """Counts the connections the pool makes."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self) -> Any:
+        self.count += 1
+        return await asyncpg.connect(PG_DSN, timeout=5)
+
+
+@pytest.fixture
+async def opened() -> Opened:
+    try:
+        probe = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if PG_REQUIRED:
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    await probe.close()
+    return Opened()
+
+
+@pytest.fixture
+async def pool(opened: Opened) -> AsyncIterator[ConnectionPool]:
+    pool = ConnectionPool(opened, 2)
+    yield pool
+    await pool.close()
+
+
+async def test_a_connection_is_lent_again_and_no_more_than_max_size_are_open(
+    pool: ConnectionPool, opened: Opened
+) -> None:
+    first = await pool.fetchval("SELECT pg_backend_pid()")
+    assert await pool.fetchval("SELECT pg_backend_pid()") == first  # the idle one, again
+    assert opened.count == 1
+
+    async def hold() -> int:
+        async with pool.acquire() as conn:
+            await asyncio.sleep(0.05)
+            return int(await conn.fetchval("SELECT pg_backend_pid()"))
+
+    pids = await asyncio.gather(*(hold() for _ in range(6)))
+    assert len(set(pids)) == 2 and opened.count == 2 and pool.size == 2
+
+
+async def test_a_borrower_cancelled_mid_query_leaves_its_connection_closed(
+    pool: ConnectionPool,
+) -> None:
+    async def slow() -> None:
+        async with pool.acquire() as conn:
+            slow.pid = conn.get_server_pid()  # type: ignore[attr-defined]
+            await conn.execute("SELECT pg_sleep(5)")
+
+    task = asyncio.create_task(slow())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pool.size == 0
+    # The next borrower gets a new connection that answers its own query at once.
+    assert await asyncio.wait_for(pool.fetchval("SELECT 42"), 2) == 42
+    assert await pool.fetchval("SELECT pg_backend_pid()") != slow.pid  # type: ignore[attr-defined]
+
+
+async def test_a_transaction_left_open_is_not_lent_again(pool: ConnectionPool) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("CREATE TEMPORARY TABLE left_open (x int)")
+    assert pool.size == 0
+    assert await pool.fetchval("SELECT to_regclass('pg_temp.left_open')") is None
+
+
+async def test_an_error_of_the_server_or_the_borrower_keeps_the_connection(
+    pool: ConnectionPool, opened: Opened
+) -> None:
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await pool.execute("SELECT * FROM no_such_table_here")
+    with pytest.raises(LookupError):
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1")
+            raise LookupError("the borrower's own")
+    assert await pool.fetchval("SELECT 1") == 1
+    assert opened.count == 1 and pool.size == 1
+
+
+async def test_a_connection_the_server_ended_is_replaced(
+    pool: ConnectionPool, opened: Opened
+) -> None:
+    pid = await pool.fetchval("SELECT pg_backend_pid()")
+    admin = await asyncpg.connect(PG_DSN, timeout=5)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.2)  # asyncpg reads the server's goodbye: the idle one is closed
+    assert await pool.fetchval("SELECT pg_backend_pid()") != pid  # not lent: replaced
+    assert pool.size == 1
+
+
+async def test_close_waits_for_lent_connections_and_refuses_borrowers(
+    pool: ConnectionPool,
+) -> None:
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with pool.acquire():
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    waiting = asyncio.create_task(pool.fetchval("SELECT 1"))  # no third connection
+    await asyncio.sleep(0.05)
+    closing = asyncio.create_task(pool.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    with pytest.raises(asyncpg.InterfaceError):
+        await waiting
+    release.set()
+    await asyncio.gather(*holders)
+    await closing
+    assert pool.size == 0
+    with pytest.raises(asyncpg.InterfaceError):
+        await pool.fetchval("SELECT 1")
+
+
+async def test_a_connection_idle_too_long_is_replaced(opened: Opened) -> None:
+    """A firewall may have dropped it silently meanwhile: never lent after `max_idle`."""
+    pool = ConnectionPool(opened, 2, max_idle=1.0)
+    try:
+        pid = await pool.fetchval("SELECT pg_backend_pid()")
+        assert await pool.fetchval("SELECT pg_backend_pid()") == pid  # not idle long yet
+        await asyncio.sleep(1.2)
+        assert await pool.fetchval("SELECT pg_backend_pid()") != pid
+        assert opened.count == 2 and pool.size == 1
+    finally:
+        await pool.close()
