@@ -33,22 +33,20 @@ import sys
 import time
 import timeit
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parents[1]
 
 
-def measure(code: str, url: str, rounds: int, events: int) -> dict[str, float]:
-    """In this process, on the adapter found in `code`: µs per event's properties and per
-    confirmed publication."""
-    sys.path.insert(0, code)
-    if url.startswith("nats"):
-        return measure_nats(url, rounds, events)
-    from adapter.bus import rabbitmq
-    from adapter.bus.events import CloudEvent, to_amqp
+def handing() -> Callable[[int], Any]:
+    """A maker of events as the relay is handed them (`EventJournal.inbound`, then
+    `CloudEvent.from_attributes`), the `n`th in conversation ``c-n``; from the adapter on
+    `sys.path` (this code's or the baseline's)."""
+    from adapter.bus.events import CloudEvent
     from adapter.bus.journal import EventJournal
-    from adapter.bus.rabbitmq import RabbitBus, Topology, _EventProperties
     from adapter.uftp.messages import Role, TestMessage
 
     journal = EventJournal(domain="cro.bench.test", role=Role.CRO, clock=lambda: datetime.now(UTC))
@@ -64,6 +62,21 @@ def measure(code: str, url: str, rounds: int, events: int) -> dict[str, float]:
         )
         record = journal.inbound(message, b"<TestMessage/>" * 20, sender_role=Role.DSO)
         return CloudEvent.from_attributes(record.attributes, record.data)
+
+    return handed
+
+
+def measure(code: str, url: str, rounds: int, events: int) -> dict[str, float]:
+    """In this process, on the adapter found in `code`: µs per event's properties and per
+    confirmed publication."""
+    sys.path.insert(0, code)
+    if url.startswith("nats"):
+        return measure_nats(url, rounds, events)
+    from adapter.bus import rabbitmq
+    from adapter.bus.events import to_amqp
+    from adapter.bus.rabbitmq import RabbitBus, Topology, _EventProperties
+
+    handed = handing()
 
     sample = handed(0)
 
@@ -120,24 +133,10 @@ def measure(code: str, url: str, rounds: int, events: int) -> dict[str, float]:
 
 def measure_nats(url: str, rounds: int, events: int) -> dict[str, float]:
     """`measure` on the NATS port: a stream of its own, deleted at the end."""
-    from adapter.bus.events import CloudEvent, to_nats
-    from adapter.bus.journal import EventJournal
+    from adapter.bus.events import to_nats
     from adapter.bus.nats import MSG_ID, NatsBus
-    from adapter.uftp.messages import Role, TestMessage
 
-    journal = EventJournal(domain="cro.bench.test", role=Role.CRO, clock=lambda: datetime.now(UTC))
-
-    def handed(n: int) -> CloudEvent:
-        message = dataclasses.replace(
-            TestMessage(),
-            version="3.0.0",
-            sender_domain="dso.bench.test",
-            recipient_domain="cro.bench.test",
-            message_id=str(uuid.uuid4()),
-            conversation_id=f"c-{n}",
-        )
-        record = journal.inbound(message, b"<TestMessage/>" * 20, sender_role=Role.DSO)
-        return CloudEvent.from_attributes(record.attributes, record.data)
+    handed = handing()
 
     sample = handed(0)
 

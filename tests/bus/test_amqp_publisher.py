@@ -326,14 +326,9 @@ async def test_a_broker_that_blocks_publishers_is_bus_unavailable_at_once(
     stops reading from publishers and says so (Connection.Blocked); publications fail at once
     rather than pile up unread, `health` says why, and they go through again once it is
     cleared."""
-    from tests.bus.conftest import AMQP_REQUIRED
     from tests.bus.tools import PrivateRabbit
 
-    problem = PrivateRabbit.available()
-    if problem is not None:
-        if AMQP_REQUIRED:
-            pytest.fail(f"a private RabbitMQ node is required here: {problem}")
-        pytest.skip(problem)
+    PrivateRabbit.require()
     node = PrivateRabbit(tmp_path / "rabbit")
     await node.start()
     try:
@@ -461,15 +456,10 @@ async def test_the_events_connection_speaks_tls_as_aio_pika_does(tmp_path: Any) 
     the test's own with a TLS listener that requires a client certificate: both connections
     of the port open with the same URL and an event is confirmed; a CA that did not sign
     the broker's certificate, or no client certificate, is BusUnavailable."""
-    from tests.bus.conftest import AMQP_REQUIRED
     from tests.bus.tools import PrivateRabbit, free_port
     from tests.certs import make_pki
 
-    problem = PrivateRabbit.available()
-    if problem is not None:
-        if AMQP_REQUIRED:
-            pytest.fail(f"a private RabbitMQ node is required here: {problem}")
-        pytest.skip(problem)
+    PrivateRabbit.require()
     pki = make_pki(tmp_path / "pki")
     node = PrivateRabbit(tmp_path / "rabbit")
     tls_port = free_port()

@@ -22,7 +22,6 @@ from adapter.bus.rabbitmq import RabbitBus, Topology
 from adapter.participant import Participant
 from adapter.uftp.errors import Reason
 from adapter.uftp.messages import Result, Role
-from tests.bus.conftest import AMQP_REQUIRED
 from tests.bus.test_bridge_events import CRO, DSO, update
 from tests.bus.test_rabbitmq_e2e import (
     all_published,
@@ -43,11 +42,7 @@ TOPOLOGY = Topology(delivery_limit=3, prefetch=8)  # the documented names: the n
 @pytest.fixture
 async def rabbit(tmp_path: Path) -> AsyncIterator[PrivateRabbit]:
     """A fresh RabbitMQ node of this test alone, stopped afterwards."""
-    problem = PrivateRabbit.available()
-    if problem is not None:
-        if AMQP_REQUIRED:
-            pytest.fail(f"a private RabbitMQ node is required here: {problem}")
-        pytest.skip(problem)
+    PrivateRabbit.require()
     node = PrivateRabbit(tmp_path / "rabbit")
     seconds = await node.start()
     print(f"\nprivate RabbitMQ node {node.node} on port {node.port}: started in {seconds:.1f} s")

@@ -211,6 +211,20 @@ class PrivateRabbit:
             return f"no {RABBITMQ_BIN}/rabbitmq-server"
         return None
 
+    @staticmethod
+    def require() -> None:
+        """Skip the test when a private node cannot be run here; fail it instead where the
+        broker is required (CI), as the shared broker's tests do."""
+        import pytest
+
+        from tests.bus.conftest import AMQP_REQUIRED
+
+        problem = PrivateRabbit.available()
+        if problem is not None:
+            if AMQP_REQUIRED:
+                pytest.fail(f"a private RabbitMQ node is required here: {problem}")
+            pytest.skip(problem)
+
     def ctl(self, *args: str, timeout: float = 90) -> str:
         result = subprocess.run(
             [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, *args],
