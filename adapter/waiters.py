@@ -155,8 +155,15 @@ class Waiters:
 
     def awaits(self, response: PayloadResponse, sender_domain: str) -> bool:
         key = self.key_of(response)
-        if key is None or self._futures[key].done():
-            return False
+        return (
+            key is not None
+            and not self._futures[key].done()
+            and self._answers(key, response, sender_domain)
+        )
+
+    def _answers(self, key: str, response: PayloadResponse, sender_domain: str) -> bool:
+        """Whether `response` is the answer our request `key` can have: from the peer it was
+        sent to, of the response type of the request."""
         responder, kind = self._expected[key]
         return sender_domain == responder and type(response) is kind
 
@@ -175,8 +182,8 @@ class Waiters:
         future = self._futures[key]
         if future.done():
             return True
-        responder, kind = self._expected[key]
-        if sender_domain != responder or type(response) is not kind:
+        if not self._answers(key, response, sender_domain):
+            responder, kind = self._expected[key]
             log.warning(
                 "a %s from %s refers to a request of ours that awaits a %s from %s: not its answer",
                 response.xml_name,

@@ -66,6 +66,19 @@ def handing() -> Callable[[int], Any]:
     return handed
 
 
+async def timed(bus: Any, handed: Callable[[int], Any], rounds: int, events: int) -> list[float]:
+    """CPU per event of `bus.publish`, one event after another (each awaiting its confirm),
+    for each of `rounds` batches of `events`."""
+    per_event = []
+    for _ in range(rounds):
+        batch = [handed(n) for n in range(events)]
+        start = time.process_time()
+        for event in batch:
+            await bus.publish(event, "in.TestMessage")
+        per_event.append((time.process_time() - start) / events)
+    return per_event
+
+
 def measure(code: str, url: str, rounds: int, events: int) -> dict[str, float]:
     """In this process, on the adapter found in `code`: µs per event's properties and per
     confirmed publication."""
@@ -111,19 +124,12 @@ def measure(code: str, url: str, rounds: int, events: int) -> dict[str, float]:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True, arguments={"x-max-length": 100})
         await queue.bind(exchange, "#")
-        per_event = []
         try:
-            for _ in range(rounds):
-                batch = [handed(n) for n in range(events)]
-                start = time.process_time()
-                for event in batch:
-                    await bus.publish(event, "in.TestMessage")
-                per_event.append((time.process_time() - start) / events)
+            return await timed(bus, handed, rounds, events)
         finally:
             await bus.close()
             await channel.exchange_delete(exchange)
             await connection.close()
-        return per_event
 
     return {
         "properties": best / 2000 * 1e6,
@@ -162,19 +168,12 @@ def measure_nats(url: str, rounds: int, events: int) -> dict[str, float]:
         await bus.connect()
         js = bus._js
         assert js is not None
-        per_event = []
         try:
-            for _ in range(rounds):
-                batch = [handed(n) for n in range(events)]
-                start = time.process_time()
-                for event in batch:
-                    await bus.publish(event, "in.TestMessage")
-                per_event.append((time.process_time() - start) / events)
+            return await timed(bus, handed, rounds, events)
         finally:
             for stream in (bus.stream, bus.commands_stream, bus.dead_stream):
                 await js.delete_stream(stream)
             await bus.close()
-        return per_event
 
     return {
         "properties": best / 2000 * 1e6,
