@@ -4,9 +4,10 @@ All tables live in one PostgreSQL schema (default ``uftp``), created on open; ev
 connection has its ``search_path`` set to it, so SQL here and in `PostgresStore.run` callers
 uses unqualified names. Durability is PostgreSQL's: with its default ``synchronous_commit=on``
 a statement has returned only once its commit is flushed to the WAL on disk. PostgreSQL
-groups concurrent commits into one WAL flush on its own, so this module needs no batching.
-What it saves is round trips to the server, each costing CPU on both sides: the frequent
-operations are one statement each where no bus work goes with them.
+groups concurrent commits into one WAL flush on its own, so this module batches for another
+reason: round trips to the server, each costing CPU on both sides. The frequent operations are
+one statement each where no bus work goes with them, and delivery attempts reported together
+share one (`_AttemptBatch`).
 
 Pooled connections (`adapter.store.postgres_pool`) are lent as they are, with no reset query
 between borrowers (asyncpg's pool would send ``SELECT pg_advisory_unlock_all(); CLOSE ALL;

@@ -107,36 +107,39 @@ class ConnectionPool:
                         conn.terminate()
                     self._size -= 1
             if self._size < self._max:
+                # Lent from now on, so that `close` waits for a connection still being made.
                 self._size += 1
+                self._lent += 1
                 try:
                     conn = await self._connect()
                 except BaseException:
                     self._size -= 1
+                    self._lent -= 1
                     self._wake_one()
+                    self._check_all_back()
                     raise
-                self._lent += 1
                 return conn
             waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
                 conn = await waiter
             except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                     # Handed a connection (or a slot) just as the borrower was cancelled.
                     handed = waiter.result()
                     if handed is not None:
                         self.give_back(handed)
                     else:
                         self._wake_one()
-                else:
+                elif waiter in self._waiters:  # else passed over already, as cancelled
                     self._waiters.remove(waiter)
                 raise
             if conn is not None:
                 return conn  # counted as lent by `give_back`, which handed it over
 
     def give_back(self, conn: Any, *, reusable: bool = True) -> None:
-        """Return `conn`; closed instead unless `reusable`, open and idle."""
-        if not reusable or conn.is_closed() or conn.is_in_transaction():
+        """Return `conn`; closed instead unless `reusable`, open and idle, and the pool open."""
+        if not reusable or self._closing or conn.is_closed() or conn.is_in_transaction():
             if not conn.is_closed():
                 conn.terminate()
             self._size -= 1
@@ -165,45 +168,30 @@ class ConnectionPool:
         if self._lent == 0 and self._all_back is not None and not self._all_back.done():
             self._all_back.set_result(None)
 
-    async def execute(self, sql: str, *args: Any) -> str:
+    async def _use(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
+        """`sql` run by the asyncpg method `method` on a connection borrowed for it."""
         conn = await self.take()
         try:
-            status: str = await conn.execute(sql, *args)
+            result = await getattr(conn, method)(sql, *args)
         except BaseException as exc:
             self.give_back(conn, reusable=reusable_after(exc))
             raise
         self.give_back(conn)
+        return result
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        status: str = await self._use("execute", sql, args)
         return status
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
-        conn = await self.take()
-        try:
-            rows: list[Any] = await conn.fetch(sql, *args)
-        except BaseException as exc:
-            self.give_back(conn, reusable=reusable_after(exc))
-            raise
-        self.give_back(conn)
+        rows: list[Any] = await self._use("fetch", sql, args)
         return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
-        conn = await self.take()
-        try:
-            row = await conn.fetchrow(sql, *args)
-        except BaseException as exc:
-            self.give_back(conn, reusable=reusable_after(exc))
-            raise
-        self.give_back(conn)
-        return row
+        return await self._use("fetchrow", sql, args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        conn = await self.take()
-        try:
-            value = await conn.fetchval(sql, *args)
-        except BaseException as exc:
-            self.give_back(conn, reusable=reusable_after(exc))
-            raise
-        self.give_back(conn)
-        return value
+        return await self._use("fetchval", sql, args)
 
     async def close(self) -> None:
         """Refuse new borrowers, wait for the lent connections to come back (they are closed

@@ -159,3 +159,56 @@ async def test_a_connection_idle_too_long_is_replaced(opened: Opened) -> None:
         assert opened.count == 2 and pool.size == 1
     finally:
         await pool.close()
+
+
+async def test_a_waiter_cancelled_as_the_connection_comes_back_ends_cancelled(
+    opened: Opened,
+) -> None:
+    """A borrower waiting for the one connection is cancelled, and in the same turn of the
+    loop the connection is given back: the hand-over passes the cancelled borrower by, which
+    must still end with its cancellation (not an error of the pool's), and the connection
+    goes to the next one."""
+    pool = ConnectionPool(opened, 1)
+    try:
+        held = await pool.take()
+        cancelled = asyncio.create_task(pool.take())
+        following = asyncio.create_task(pool.take())
+        await asyncio.sleep(0.05)  # both wait now
+        cancelled.cancel()
+        pool.give_back(held)  # before the cancelled task runs again
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert await asyncio.wait_for(following, 5) is held
+        pool.give_back(held)
+    finally:
+        await asyncio.wait_for(pool.close(), 5)  # (a borrow left lent would hold it)
+
+
+async def test_close_waits_for_a_connection_still_being_made_and_closes_it(
+    opened: Opened,
+) -> None:
+    """`close` while a borrower's connection is still being opened: it waits for that
+    borrow to end, and the connection is closed then, not left idle in a closed pool."""
+    may_open = asyncio.Event()
+
+    async def slow_connect() -> Any:
+        await may_open.wait()
+        return await opened()
+
+    pool = ConnectionPool(slow_connect, 2)
+    borrowed: list[Any] = []
+
+    async def borrow() -> None:
+        async with pool.acquire() as conn:
+            borrowed.append(conn)
+
+    borrower = asyncio.create_task(borrow())
+    await asyncio.sleep(0.05)  # the connection is being made
+    closing = asyncio.create_task(pool.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # waits for the borrow under way
+    may_open.set()
+    await asyncio.wait_for(borrower, 5)
+    await asyncio.wait_for(closing, 5)
+    assert len(borrowed) == 1 and borrowed[0].is_closed()
+    assert pool.size == 0
