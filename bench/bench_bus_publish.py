@@ -87,7 +87,7 @@ def measure(code: str, url: str, rounds: int, events: int) -> dict[str, float]:
         return measure_nats(url, rounds, events)
     from adapter.bus import rabbitmq
     from adapter.bus.events import to_amqp
-    from adapter.bus.rabbitmq import RabbitBus, Topology, _EventProperties
+    from adapter.bus.rabbitmq import RabbitBus, Topology
 
     handed = handing()
 
@@ -102,7 +102,7 @@ def measure(code: str, url: str, rounds: int, events: int) -> dict[str, float]:
             return bytes(
                 encode(headers, content_type, sample.id, sample.time, sample.type, "uftp-adapter")
             )
-        return _EventProperties(
+        return rabbitmq._EventProperties(  # the code before event_properties
             headers=dict(headers),
             content_type=content_type,
             delivery_mode=2,

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 import aio_pika
 import aiormq
@@ -96,55 +96,6 @@ _UINT16 = struct.Struct(">H").pack
 _UINT64 = struct.Struct(">Q").pack
 
 
-class _EventProperties(aiormq.spec.Basic.Properties):
-    """The properties of an event, encoded here rather than by pamqp's per-value encoders
-    (type look-up, type test and call for each property, then the same for each header):
-    the same bytes (a test compares them), for the value types an event's properties have;
-    anything else goes to pamqp's encoder."""
-
-    def marshal(self) -> bytes:
-        encoded = _properties(self)
-        return encoded if encoded is not None else super().marshal()
-
-
-#: The properties whose AMQP type is ``shortstr``.
-_SHORT_STRINGS = frozenset(
-    name
-    for name in aiormq.spec.Basic.Properties.__slots__
-    if getattr(aiormq.spec.Basic.Properties, f"_{name}") == "shortstr"
-)
-
-
-def _properties(properties: aiormq.spec.Basic.Properties) -> bytes | None:
-    """`properties` as pamqp's `marshal` encodes them (the flags, then each property set,
-    in the order of the flags), or None when one is of a type left to pamqp."""
-    flags = 0
-    parts: list[bytes] = []
-    for name in properties.__slots__:
-        value = getattr(properties, name)
-        if value is None or value == "":  # pamqp's test for a property that is not set
-            continue
-        flags |= properties.flags[name]
-        kind = type(value)
-        if name == "headers":
-            table = string_table(value) if kind is dict else None
-            if table is None:
-                return None
-            parts.append(table)
-        elif kind is str and name in _SHORT_STRINGS:
-            encoded = value.encode("utf-8")
-            if len(encoded) > 255:
-                return None  # pamqp refuses it: let it say so
-            parts.append(b"%c%b" % (len(encoded), encoded))
-        elif kind is int and name in ("delivery_mode", "priority") and 0 <= value <= 255:
-            parts.append(b"%c" % value)
-        elif kind is datetime and name == "timestamp" and value.utcoffset() is not None:
-            parts.append(_UINT64(int(value.timestamp())))
-        else:
-            return None
-    return _UINT16(flags) + b"".join(parts)
-
-
 #: The property flags of an event's properties (pamqp's ``Basic.Properties.flags``).
 _FLAGS = aiormq.spec.Basic.Properties.flags
 _ALWAYS = _FLAGS["headers"] | _FLAGS["delivery_mode"] | _FLAGS["timestamp"]
@@ -161,7 +112,7 @@ def event_properties(
 ) -> bytes:
     """An event's AMQP properties (persistent), encoded as pamqp's ``Basic.Properties.marshal``
     encodes the same (a test compares them): straight from the values, without building
-    pamqp's object; through it (`_EventProperties`) when a value is of a kind left to pamqp."""
+    pamqp's object; through it when a value is of a kind left to pamqp."""
     table = string_table(headers) if type(headers) is dict else None
     offset = timestamp.utcoffset()
     encoded = [
@@ -169,7 +120,7 @@ def event_properties(
         for value in (content_type, message_id, message_type, app_id)
     ]
     if table is None or offset is None or max(map(len, encoded)) > 255:
-        return _EventProperties(
+        return aiormq.spec.Basic.Properties(
             headers=dict(headers),  # type: ignore[arg-type]
             content_type=content_type,
             delivery_mode=PERSISTENT,
@@ -265,7 +216,7 @@ class RabbitBus:
         self._wake = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
         #: The channel (aiormq's) the broker confirmed our consumer on.
-        self._registered_on: aiormq.abc.AbstractChannel | None = None
+        self._registered_on: aiormq.Channel | None = None
         #: Times the robust connection came back after a loss.
         self.reconnects = 0
         #: Times the events connection was opened again after a loss.
@@ -368,7 +319,7 @@ class RabbitBus:
         headers, content_type = to_amqp(event)
         # Returned messages are matched to their publication by message id (as aiormq does,
         # which gave one to a message without); an event always has an id.
-        message_id = event.id or uuid.uuid4().hex
+        message_id = event.id
         properties = event_properties(
             headers, content_type, message_id, event.time, event.type, self._name
         )
@@ -521,19 +472,17 @@ class RabbitBus:
         return BusHealth(connected, consuming, detail)
 
     def _consumer_registered(self) -> bool:
-        """Whether the broker delivers to our consumer now: its tag is on the channel that
-        is open now (aio-pika swaps the underlying channel on reconnect)."""
+        """Whether the broker delivers to our consumer now: it confirmed the consumer on a
+        channel that is still open (a lost connection closes it, and aio-pika opens another)
+        and has not cancelled it since (a Basic.Cancel removes the tag)."""
         channel = self._consumer_channel
-        if channel is None or self._consumer_tag is None or channel.is_closed:
-            return False
-        underlay: Any = getattr(channel, "_channel", None)
-        raw = getattr(underlay, "channel", None)
-        consumers: Mapping[str, Any] = getattr(raw, "consumers", {})
+        raw = self._registered_on
         return (
-            raw is not None
+            channel is not None
+            and not channel.is_closed
+            and raw is not None
             and not raw.is_closed
-            and self._consumer_tag in consumers  # a broker's Basic.Cancel removes it
-            and raw is self._registered_on
+            and self._consumer_tag in raw.consumers
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -16,7 +16,7 @@ import pytest
 from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_amqp, to_amqp
 from adapter.bus.journal import EventJournal
 from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
-from adapter.bus.rabbitmq import RabbitBus, Topology, _EventProperties, _properties, string_table
+from adapter.bus.rabbitmq import RabbitBus, Topology, string_table
 from adapter.uftp.messages import Role, TestMessage
 from tests.bus.conftest import AMQP_URL
 from tests.conftest import eventually
@@ -205,44 +205,3 @@ def test_the_headers_of_a_journal_event_take_the_plain_string_encoder() -> None:
     assert headers["cloudEvents_uftpsenderrole"] == "DSO"
     assert all(type(value) is str for value in headers.values())
     assert string_table(headers) == pamqp.encode.field_table(headers)
-
-
-def test_event_properties_are_encoded_as_pamqp_encodes_them() -> None:
-    headers, content_type = to_amqp(journal_event())
-    time = datetime(2024, 5, 1, 8, 0, 0, 123456, tzinfo=UTC)
-    base: dict[str, Any] = {
-        "headers": headers,
-        "content_type": content_type,
-        "delivery_mode": 2,
-        "message_id": "e-\u20ac",
-        "timestamp": time,
-        "message_type": "uftp.TestMessage",
-        "app_id": "uftp-adapter cro.example.com",
-    }
-    encoded_here = [
-        base,
-        {**base, "priority": 0, "correlation_id": "", "expiration": "6000"},
-        {**base, "timestamp": time.astimezone(timezone(timedelta(hours=2)))},
-        {"delivery_mode": 1},
-        {},
-    ]
-    for values in encoded_here:
-        ours = _EventProperties(**values)
-        assert _properties(ours) is not None, values
-        assert ours.marshal() == aiormq.spec.Basic.Properties(**values).marshal()
-    # What the fast path does not take goes through pamqp's encoder, to the same bytes.
-    left_to_pamqp = [
-        {**base, "headers": {**headers, "x-count": 1}},
-        {**base, "timestamp": time.replace(tzinfo=None)},
-        {**base, "app_id": "a" * 256},
-    ]
-    for values in left_to_pamqp:
-        ours = _EventProperties(**values)
-        assert _properties(ours) is None, values
-        try:
-            expected = aiormq.spec.Basic.Properties(**values).marshal()
-        except TypeError:
-            with pytest.raises(TypeError):
-                ours.marshal()
-        else:
-            assert ours.marshal() == expected
