@@ -532,7 +532,7 @@ class NatsBus:
             raise nats.js.errors.NoStreamResponseError
         reply = json.loads(ack.data)
         if "error" in reply:
-            nats.js.errors.APIError.from_error(reply["error"])  # raises the error's class
+            raise nats.js.errors.APIError.from_error(reply["error"])  # (it raises the class itself)
 
     async def _on_ack(self, message: Msg) -> None:
         answer = self._ack_waiting.pop(message.subject[len(self._ack_prefix) :], None)

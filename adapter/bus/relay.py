@@ -180,6 +180,9 @@ class Relay:
                 while lock.held:
                     await self._round()
             finally:
+                if self._poll_timer is not None:  # kept across idle waits: not past the run
+                    self._poll_timer.cancel()
+                    self._poll_timer = None
                 await self._mark_now()  # what was confirmed, so that it is not sent again
                 await lock.release()
 
@@ -270,13 +273,6 @@ class Relay:
     async def _publish(self, batch: list[StoredEvent]) -> tuple[list[int], BusError | None]:
         """Publish `batch`, each conversation's events in order; the seqs confirmed and the
         first error met, if any."""
-        if len(batch) == 1:  # the usual round at a low rate
-            (stored,) = batch
-            try:
-                await self._bus.publish(_event(stored.event), stored.event.route)
-            except BusError as exc:
-                return [], exc
-            return [stored.seq], None
         chains: dict[str, list[StoredEvent]] = {}
         for stored in batch:
             conversation = stored.event.attributes.get("correlationid") or f"-{stored.seq}"
@@ -294,8 +290,8 @@ class Relay:
                 confirmed.append(stored.seq)
 
         if len(chains) == 1:
-            # One conversation's events: published from this task, without a task and a
-            # gather for one chain.
+            # One conversation's events (the usual round at a low rate): published from this
+            # task, without a task and a gather for one chain.
             (events,) = chains.values()
             await chain(events)
         else:
