@@ -132,9 +132,8 @@ async def test_a_consumer_the_broker_cancelled_is_reported_and_registered_again(
     amqp: Any, topology: Topology
 ) -> None:
     """The commands queue deleted under the consumer: the broker cancels it (Basic.Cancel),
-    `health` says so, and the adapter declares the queue again and consumes from it, as
-    after a reconnection (our consumer is on aiormq's channel, not aio-pika's queue, so
-    putting it back is the adapter's own work)."""
+    `health` says so, and the adapter declares the queue again and consumes from it on a
+    new commands connection."""
     bus = RabbitBus(AMQP_URL, topology, reconnect_interval=0.2)
     await bus.connect()
     seen: list[str] = []
@@ -153,14 +152,17 @@ async def test_a_consumer_the_broker_cancelled_is_reported_and_registered_again(
             if not gone.done():
                 gone.set_result(bus.health())
 
-        raw = await bus._consumer_channel.get_underlay_channel()  # type: ignore[union-attr]
-        raw.on_consumer_cancel_callbacks.add(cancelled)
+        consumer = bus._consumer
+        assert consumer is not None
+        consumer.stopped.add_done_callback(cancelled)
         await channel.queue_delete(topology.commands_queue, if_unused=False, if_empty=False)
         # At the cancellation, before anything was done about it: not consuming, and said so.
         health = await asyncio.wait_for(gone, 10)
         assert health.connected and not health.consuming
         assert health.detail == "connected, consumer not registered"
         await eventually(lambda: bus.health().consuming, timeout=10)
+        assert consumer.cancelled and bus._consumer is not consumer
+        assert bus.consumer_reopens == 1
         commands = await channel.get_exchange(topology.commands_exchange)
         await commands.publish(aio_pika.Message(b"<x/>", message_id="after"), routing_key="send")
         await eventually(lambda: bool(seen), timeout=10)
