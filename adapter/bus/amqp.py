@@ -191,6 +191,9 @@ class AmqpConnection(asyncio.Protocol):
 
     #: What the connection is for, in messages: "the events connection".
     purpose: ClassVar[str] = "AMQP"
+    #: The client capabilities it announces (Connection.StartOk), besides
+    #: ``authentication_failure_close``.
+    capabilities: ClassVar[dict[str, bool]] = {}
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -255,15 +258,7 @@ class AmqpConnection(asyncio.Protocol):
                     "product": "uftp-adapter",
                     "platform": f"Python {platform.python_version()}",
                     "connection_name": name,
-                    "capabilities": {
-                        "publisher_confirms": True,
-                        "basic.nack": True,
-                        "connection.blocked": True,
-                        # Without it RabbitMQ ends a consumer whose queue is deleted
-                        # silently: no Basic.Cancel, and nothing delivered again.
-                        "consumer_cancel_notify": True,
-                        "authentication_failure_close": True,
-                    },
+                    "capabilities": {**self.capabilities, "authentication_failure_close": True},
                 },
                 mechanism=mechanism,
                 response=response,
@@ -518,6 +513,11 @@ class ConfirmPublisher(AmqpConnection):
     Open it with `open`; once it `is_closed` it stays so: open another."""
 
     purpose = "events"
+    capabilities: ClassVar[dict[str, bool]] = {
+        "publisher_confirms": True,
+        "basic.nack": True,
+        "connection.blocked": True,
+    }
 
     def __init__(self, exchange: str, *, timeout: float) -> None:
         spec.Basic.Publish(exchange=exchange)  # pamqp's check of the name (length, octets)
@@ -791,6 +791,9 @@ class CommandConsumer(AmqpConnection):
     deleted), which ends the connection too. `stopped` then holds why; open another."""
 
     purpose = "commands"
+    # Without it RabbitMQ ends a consumer whose queue is deleted silently: no Basic.Cancel,
+    # and nothing more delivered.
+    capabilities: ClassVar[dict[str, bool]] = {"consumer_cancel_notify": True}
 
     def __init__(
         self,
