@@ -401,7 +401,8 @@ class AmqpConnection(asyncio.Protocol):
                     raise UnmarshalingException("frame", "no frame end octet")
                 offset = end + 1
                 self._frame(kind, channel, buffer, start, end)
-        except (UnmarshalingException, ValueError, struct.error) as exc:
+        except (UnmarshalingException, ValueError, struct.error, RecursionError) as exc:
+            # RecursionError: pamqp's decoder of a table nested as deep as a frame allows.
             log.warning(
                 "bus: dropping the %s connection: undecodable frame (%s)", self.purpose, exc
             )
@@ -777,7 +778,10 @@ def _field_table(data: bytes | bytearray, offset: int, end: int) -> dict[str, ob
 
 
 def _pamqp_table(data: bytes | bytearray, offset: int, end: int) -> dict[str, object]:
-    _, table = pamqp.decode.field_table(_UINT32.pack(end - offset) + bytes(data[offset:end]))
+    try:
+        _, table = pamqp.decode.field_table(_UINT32.pack(end - offset) + bytes(data[offset:end]))
+    except RecursionError:  # pamqp recurses per nested table: 6 octets a level in a frame
+        raise ValueError("field tables nested too deep") from None
     return dict(table)
 
 

@@ -341,7 +341,9 @@ class RabbitBus:
 
     async def _declare_commands(self) -> None:
         """Declare the commands' exchange and quorum queue, the dead-letter exchange and its
-        queue, and their bindings (idempotent), on a channel of aio-pika's opened for it."""
+        queue, and their bindings (idempotent), on a channel of aio-pika's opened for it and
+        closed after: a robust channel kept open would keep every declaration made on it, to
+        make again after each reconnection, one more copy per cancelled consumer."""
         assert self._connection is not None
         t = self.topology
         channel = await self._connection.channel()
@@ -393,10 +395,9 @@ class RabbitBus:
         it is back, and after the broker cancelled the consumer (its queue deleted) or
         refused it for want of its queue (404), having declared the queue again first;
         `health` says meanwhile that it is not consuming."""
-        declare = False
         while True:
             why = await consumer.stopped
-            declare = declare or consumer.cancelled
+            declare = consumer.cancelled
             log.warning("bus: the commands connection was %s; consuming again", why)
             while True:
                 try:

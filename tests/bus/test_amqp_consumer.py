@@ -114,6 +114,14 @@ def test_properties_that_do_not_decode_raise_value_error() -> None:
     flags = spec.Basic.Properties.flags["message_id"] | 1  # a second word of flags
     with pytest.raises(ValueError):
         decode_properties(b"\x00" * 12 + flags.to_bytes(2, "big") + b"\x00\x00", 12, 16)
+    # Tables nested as deep as a frame allows (6 octets a level), where pamqp recurses.
+    table = b""
+    for _ in range(20000):
+        table = b"\x00F" + len(table).to_bytes(4, "big") + table
+    flags = spec.Basic.Properties.flags["headers"]
+    deep = flags.to_bytes(2, "big") + len(table).to_bytes(4, "big") + table
+    with pytest.raises(ValueError, match="nested"):
+        decode_properties(deep, 0, len(deep))
 
 
 # -- against the broker ----------------------------------------------------------------------
