@@ -401,6 +401,8 @@ class AmqpConnection(asyncio.Protocol):
                     raise UnmarshalingException("frame", "no frame end octet")
                 offset = end + 1
                 self._frame(kind, channel, buffer, start, end)
+                if self._transport is not None and self._transport.is_closing():
+                    break  # closed by that frame: what came after it is for nobody
         except (UnmarshalingException, ValueError, struct.error, RecursionError) as exc:
             # RecursionError: pamqp's decoder of a table nested as deep as a frame allows.
             log.warning(

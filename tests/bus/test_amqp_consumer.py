@@ -16,6 +16,7 @@ from typing import Any
 import aio_pika
 import pamqp.frame
 import pytest
+from pamqp import body as pamqp_body
 from pamqp import commands as spec
 from pamqp import header as pamqp_header
 
@@ -326,3 +327,33 @@ async def test_frames_the_consumer_must_not_accept_drop_its_connection(queue: st
         finally:
             await consumer.close()
         assert handler.deliveries == []
+
+
+async def test_nothing_after_the_brokers_connection_close_is_handled(queue: str) -> None:
+    """A delivery read in the same segment behind the broker's Connection.Close is for a
+    connection that is gone: it is not carried out (its ack could never be written)."""
+    handler = Handler()
+    consumer = await open_consumer(queue, handler)
+    close = spec.Connection.Close(
+        reply_code=320, reply_text="CONNECTION_FORCED", class_id=0, method_id=0
+    )
+    deliver = spec.Basic.Deliver(
+        consumer_tag=consumer.consumer_tag, delivery_tag=1, exchange="", routing_key=queue
+    )
+    content = pamqp_header.ContentHeader(0, 4, spec.Basic.Properties(message_id="late"))
+    frames = b"".join(
+        (
+            pamqp.frame.marshal(close, 0),
+            pamqp.frame.marshal(deliver, 1),
+            pamqp.frame.marshal(content, 1),
+            pamqp.frame.marshal(pamqp_body.ContentBody(b"<x/>"), 1),
+        )
+    )
+    try:
+        consumer.data_received(frames)
+        assert not consumer.consuming
+        assert "320" in await asyncio.wait_for(consumer.stopped, 5)
+        await asyncio.sleep(0.1)
+        assert handler.deliveries == []
+    finally:
+        await consumer.close()
