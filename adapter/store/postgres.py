@@ -463,8 +463,17 @@ class _AttemptBatch:
                 try:
                     held = await self._run([queued for queued, _ in batch])
                 except asyncio.CancelledError:
+                    # This task was cancelled (the loop ending, say), not its callers: each is
+                    # told that its attempt may not be recorded (the statement's connection is
+                    # closed, so it was rolled back unless its commit had reached the server).
                     for _, future in batch:
-                        future.cancel()
+                        if not future.done():
+                            future.set_exception(
+                                StorageError(
+                                    "PostgreSQL store: recording the attempt was cut short; "
+                                    "it may not be recorded"
+                                )
+                            )
                     raise
                 except Exception as exc:
                     for _, future in batch:
@@ -478,7 +487,9 @@ class _AttemptBatch:
             self._flushing = None
             for _, future in self._queue:  # cancelled with work left: never silently dropped
                 if not future.done():
-                    future.set_exception(StorageError("PostgreSQL store: closed meanwhile"))
+                    future.set_exception(
+                        StorageError("PostgreSQL store: closing; the attempt is not recorded")
+                    )
             self._queue = []
 
     async def _run(self, batch: list[_Queued]) -> dict[str, bool | None]:

@@ -16,7 +16,7 @@ import pytest
 
 asyncpg = pytest.importorskip("asyncpg")
 
-from adapter.store.base import OutboundStatus  # noqa: E402
+from adapter.store.base import OutboundStatus, StorageError  # noqa: E402
 from adapter.store.postgres import PostgresStore  # noqa: E402
 from tests.conftest import eventually  # noqa: E402
 from tests.store.test_store_contract import T0, attempt, outbound  # noqa: E402
@@ -135,3 +135,61 @@ async def test_two_processes_grouping_the_same_messages_in_opposite_orders_do_no
     for message_id in ("a", "z"):
         record = await first.get_outbound(message_id)
         assert record is not None and record.attempts == 2
+
+
+async def test_callers_of_a_grouping_cut_short_are_told_not_cancelled(
+    stores: list[PostgresStore],
+) -> None:
+    """The task that records the grouped attempts is cancelled (as the loop's teardown
+    cancels every task) while a statement waits: its callers, not cancelled themselves, must
+    learn that their attempts may not be recorded (`StorageError`, which a delivery treats
+    as a fault of ours and retries), not receive a `CancelledError` of another task's, which
+    would end them silently; so must those still queued behind the statement."""
+    store = stores[0]
+    for n in range(6):
+        await store.add_outbound(outbound(f"m{n}"))
+    holder = await asyncpg.connect(PG_DSN)
+    try:
+        await holder.execute(f"SET search_path = {store.schema}")
+        holding = holder.transaction()
+        await holding.start()
+        await holder.execute("SELECT 1 FROM outbound FOR UPDATE")  # the statement waits
+
+        def report(n: int) -> asyncio.Task[bool]:
+            return asyncio.create_task(
+                store.record_attempt(attempt(f"m{n}"), OutboundStatus.PENDING, T0)
+            )
+
+        sent = [report(n) for n in range(3)]
+
+        async def statement_waits() -> bool:
+            count: int = await holder.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND transactionid::text = "
+                "pg_current_xact_id()::text"
+            )
+            return count == 1
+
+        await eventually(statement_waits)
+        queued_behind = [report(n) for n in range(3, 6)]
+        await asyncio.sleep(0.05)
+        flushing = store._attempts._flushing
+        assert flushing is not None
+        flushing.cancel()
+        results = await asyncio.wait_for(
+            asyncio.gather(*sent, *queued_behind, return_exceptions=True), 5
+        )
+        await holding.rollback()
+    finally:
+        await holder.close()
+
+    assert [type(result) for result in results] == [StorageError] * 6, results
+    counted = []
+    for n in range(6):
+        record = await store.get_outbound(f"m{n}")
+        assert record is not None
+        counted.append(record.attempts)
+    # The statement cut short may still have run once the rows were free (a backend waiting
+    # for a lock does not notice its client left), hence "may not be recorded"; those
+    # queued behind it were never sent.
+    assert counted[:3] in ([0] * 3, [1] * 3) and counted[3:] == [0] * 3, counted
+    assert await store.record_attempt(attempt("m0"), OutboundStatus.PENDING, T0) is True
