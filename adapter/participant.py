@@ -29,7 +29,6 @@ import logging
 import random
 import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
@@ -67,6 +66,7 @@ from .uftp import answers, codec, envelope
 from .uftp.answers import accepted as accepted  # its old home: importable from here still
 from .uftp.answers import rejected
 from .uftp.errors import InvalidXml, KeyLookupFailed, Reason, Rejection
+from .uftp.identifiers import new_id
 from .uftp.inbound import message_path
 from .uftp.messages import (
     RESPONSE_TYPES,
@@ -418,14 +418,15 @@ class Participant:
         future = self.waiters.expect(filled, peer.domain)
         try:
             await self.outbox.submit(self._outbound(filled, peer))
+            # One loop timer that ends the wait, rather than an `asyncio.timeout` around it
+            # (a context object, and the task's cancellation and its undoing, per request).
+            timer = asyncio.get_running_loop().call_later(
+                timeout, _time_out, future, filled, timeout
+            )
             try:
-                async with asyncio.timeout(timeout):
-                    return filled.response_from(await future)
-            except TimeoutError:
-                raise ResponseTimeout(
-                    f"no response to {filled.xml_name} {filled.message_id} within {timeout:g} s",
-                    filled.message_id,
-                ) from None
+                return filled.response_from(await future)
+            finally:
+                timer.cancel()
         finally:
             self.waiters.forget(filled)
 
@@ -462,8 +463,8 @@ class Participant:
             sender_domain=self.domain,
             recipient_domain=peer.domain,
             time_stamp=self._clock(),
-            message_id=str(uuid.uuid4()),
-            conversation_id=conversation_id or message.conversation_id or str(uuid.uuid4()),
+            message_id=new_id(),
+            conversation_id=conversation_id or message.conversation_id or new_id(),
         )
         if (
             reference_message_id
@@ -498,8 +499,8 @@ class Participant:
             sender_domain=self.domain,
             recipient_domain=recipient,
             time_stamp=self._clock(),
-            message_id=str(uuid.uuid4()),
-            conversation_id=message.conversation_id or str(uuid.uuid4()),
+            message_id=new_id(),
+            conversation_id=message.conversation_id or new_id(),
         )
 
     def _outbound(
@@ -566,15 +567,36 @@ class Participant:
         may work for a long while before it first pauses: its sender gets its 200 first.
         Nor for a response, which has no response of its own to start: its handling wakes
         the `request()` waiting for it, and its sender, waiting for the 200 to mark its
-        message delivered, comes first (a caller of `request()` then finds it so)."""
+        message delivered, comes first (a caller of `request()` then finds it so). A settled
+        response is handled here and now, without a task (`_settle`)."""
         if received.outcome is SaveOutcome.ALREADY_SUBMITTED:
             return None  # handled (or being handled) already; the first response stands
         if received.outcome is SaveOutcome.NEW:  # (a Duplicate Identifier is not stored)
+            if received.settled and self._settle(received):
+                return None
             self._in_hand.add((received.sender_domain, received.message.message_id))
         self._schedule_handling(self._handle(received))
         answered = isinstance(received.message, PayloadRequest)
         small = len(received.envelope) <= THREAD_THRESHOLD
         return asyncio.sleep(0) if answered and small else None
+
+    def _settle(self, received: Received) -> bool:
+        """Handle a settled response (`_settles`) here and now, without a task of its own:
+        its whole handling is to end the retry of its request, if one waits (`_respond`), and
+        to wake the `request()` awaiting it, which needs neither a handler slot nor a turn of
+        the event loop. The wake-up is only scheduled, so the sender's 200 is still written
+        first. False when no request of this process awaits it any more (it timed out while
+        the response was stored): the ordinary handling then tells the other processes, as
+        `_respond` does."""
+        started = time.perf_counter()
+        message = received.message
+        assert isinstance(message, PayloadResponse)  # (`_settles`)
+        if message.reference_message_id:
+            self.outbox.answered(message.reference_message_id, received.sender_domain)
+        if not self.waiters.resolve_here(message, received.sender_domain):
+            return False
+        self._observer.handled(message.xml_name, "ok", time.perf_counter() - started)
+        return True
 
     def _settles(self, message: PayloadMessage, sender_domain: str) -> bool:
         """Whether `message` may be stored handled at once (`Endpoint.settles`): a response
@@ -870,7 +892,20 @@ class Participant:
             recipient_domain=received.sender_domain,
             versions=self.versions,
             time_stamp=self._clock(),
-            message_id=str(uuid.uuid4()),
+            message_id=new_id(),
+        )
+
+
+def _time_out(
+    future: asyncio.Future[PayloadResponse], request: PayloadMessage, timeout: float
+) -> None:
+    """End the wait of `request()` for the response to `request`: none came in time."""
+    if not future.done():
+        future.set_exception(
+            ResponseTimeout(
+                f"no response to {request.xml_name} {request.message_id} within {timeout:g} s",
+                request.message_id,
+            )
         )
 
 
