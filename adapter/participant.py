@@ -567,36 +567,15 @@ class Participant:
         may work for a long while before it first pauses: its sender gets its 200 first.
         Nor for a response, which has no response of its own to start: its handling wakes
         the `request()` waiting for it, and its sender, waiting for the 200 to mark its
-        message delivered, comes first (a caller of `request()` then finds it so). A settled
-        response is handled here and now, without a task (`_settle`)."""
+        message delivered, comes first (a caller of `request()` then finds it so)."""
         if received.outcome is SaveOutcome.ALREADY_SUBMITTED:
             return None  # handled (or being handled) already; the first response stands
         if received.outcome is SaveOutcome.NEW:  # (a Duplicate Identifier is not stored)
-            if received.settled and self._settle(received):
-                return None
             self._in_hand.add((received.sender_domain, received.message.message_id))
         self._schedule_handling(self._handle(received))
         answered = isinstance(received.message, PayloadRequest)
         small = len(received.envelope) <= THREAD_THRESHOLD
         return asyncio.sleep(0) if answered and small else None
-
-    def _settle(self, received: Received) -> bool:
-        """Handle a settled response (`_settles`) here and now, without a task of its own:
-        its whole handling is to end the retry of its request, if one waits (`_respond`), and
-        to wake the `request()` awaiting it, which needs neither a handler slot nor a turn of
-        the event loop. The wake-up is only scheduled, so the sender's 200 is still written
-        first. False when no request of this process awaits it any more (it timed out while
-        the response was stored): the ordinary handling then tells the other processes, as
-        `_respond` does."""
-        started = time.perf_counter()
-        message = received.message
-        assert isinstance(message, PayloadResponse)  # (`_settles`)
-        if message.reference_message_id:
-            self.outbox.answered(message.reference_message_id, received.sender_domain)
-        if not self.waiters.resolve_here(message, received.sender_domain):
-            return False
-        self._observer.handled(message.xml_name, "ok", time.perf_counter() - started)
-        return True
 
     def _settles(self, message: PayloadMessage, sender_domain: str) -> bool:
         """Whether `message` may be stored handled at once (`Endpoint.settles`): a response

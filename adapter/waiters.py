@@ -77,11 +77,6 @@ class Matcher(Protocol):
         awaiting it, wherever that is."""
         ...
 
-    def resolve_here(self, response: PayloadResponse, sender_domain: str) -> bool:
-        """Resolve the request of this process that `response` answers, if it is its answer;
-        whether a request here awaits it (answered now or not). Nobody else is told."""
-        ...
-
     def fail_here(self, request_id: str, error: Exception) -> bool:
         """End the wait of request `request_id` with `error` if it awaits in this process;
         whether it does."""

@@ -15,7 +15,7 @@ from adapter.ops.observer import NullObserver
 from adapter.participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
 from adapter.router import HandlerContext, Router
 from adapter.store.base import InboundRecord, InboundStatus, OutboundStatus, SaveOutcome
-from adapter.testing import FAST_DELIVERY, Network, composed, eventually
+from adapter.testing import Network, composed, eventually
 from adapter.uftp.errors import InvalidOutbound, InvalidXml, Rejection
 from adapter.uftp.messages import (
     DSOPortfolioQuery,
@@ -478,38 +478,6 @@ async def test_a_response_awaited_here_is_stored_handled_at_once(
     stored = await dso.store.get_inbound(CRO, response.message_id)
     assert stored is not None and stored.status is InboundStatus.HANDLED
     assert await dso.store.unfinished_inbound() == []
-
-
-async def test_a_response_awaited_here_wakes_its_request_while_every_handler_slot_is_taken(
-    network: Network,
-) -> None:
-    """Such a response has no handler to run: waking the `request()` that awaits it takes no
-    handler slot, so a request is not kept waiting for its answer behind handlers of other
-    messages (here the DSO's one slot, held by a slow TestMessage handler for 2 s)."""
-    dso_router = Router()
-    slow = asyncio.Event()
-
-    @dso_router.on(TestMessage)
-    async def test_message(message: TestMessage, ctx: HandlerContext) -> TestMessageResponse:
-        slow.set()
-        await asyncio.sleep(2.0)
-        return TestMessageResponse()
-
-    cro = network.create(CRO, Role.CRO, router=cro_router(Recorder()))
-    dso = network.create(
-        DSO,
-        Role.DSO,
-        router=dso_router,  # no handler of the update's response: it is stored handled
-        delivery=dataclasses.replace(FAST_DELIVERY, handler_concurrency=1),
-    )
-    await network.start(cro, dso)
-    network.introduce(cro, dso)
-    await cro.send(composed(TestMessage()), to=DSO)
-    await asyncio.wait_for(slow.wait(), 5)  # the DSO's one handler slot is taken
-
-    response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=1.0)
-
-    assert response.result is Result.ACCEPTED
 
 
 async def test_a_response_with_more_to_do_is_stored_unfinished_then_finished(
