@@ -29,7 +29,6 @@ import logging
 import random
 import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
@@ -67,6 +66,7 @@ from .uftp import answers, codec, envelope
 from .uftp.answers import accepted as accepted  # its old home: importable from here still
 from .uftp.answers import rejected
 from .uftp.errors import InvalidXml, KeyLookupFailed, Reason, Rejection
+from .uftp.identifiers import new_id
 from .uftp.inbound import message_path
 from .uftp.messages import (
     RESPONSE_TYPES,
@@ -418,14 +418,15 @@ class Participant:
         future = self.waiters.expect(filled, peer.domain)
         try:
             await self.outbox.submit(self._outbound(filled, peer))
+            # One loop timer that ends the wait, rather than an `asyncio.timeout` around it
+            # (a context object, and the task's cancellation and its undoing, per request).
+            timer = asyncio.get_running_loop().call_later(
+                timeout, _time_out, future, filled, timeout
+            )
             try:
-                async with asyncio.timeout(timeout):
-                    return filled.response_from(await future)
-            except TimeoutError:
-                raise ResponseTimeout(
-                    f"no response to {filled.xml_name} {filled.message_id} within {timeout:g} s",
-                    filled.message_id,
-                ) from None
+                return filled.response_from(await future)
+            finally:
+                timer.cancel()
         finally:
             self.waiters.forget(filled)
 
@@ -462,8 +463,8 @@ class Participant:
             sender_domain=self.domain,
             recipient_domain=peer.domain,
             time_stamp=self._clock(),
-            message_id=str(uuid.uuid4()),
-            conversation_id=conversation_id or message.conversation_id or str(uuid.uuid4()),
+            message_id=new_id(),
+            conversation_id=conversation_id or message.conversation_id or new_id(),
         )
         if (
             reference_message_id
@@ -498,8 +499,8 @@ class Participant:
             sender_domain=self.domain,
             recipient_domain=recipient,
             time_stamp=self._clock(),
-            message_id=str(uuid.uuid4()),
-            conversation_id=message.conversation_id or str(uuid.uuid4()),
+            message_id=new_id(),
+            conversation_id=message.conversation_id or new_id(),
         )
 
     def _outbound(
@@ -870,7 +871,20 @@ class Participant:
             recipient_domain=received.sender_domain,
             versions=self.versions,
             time_stamp=self._clock(),
-            message_id=str(uuid.uuid4()),
+            message_id=new_id(),
+        )
+
+
+def _time_out(
+    future: asyncio.Future[PayloadResponse], request: PayloadMessage, timeout: float
+) -> None:
+    """End the wait of `request()` for the response to `request`: none came in time."""
+    if not future.done():
+        future.set_exception(
+            ResponseTimeout(
+                f"no response to {request.xml_name} {request.message_id} within {timeout:g} s",
+                request.message_id,
+            )
         )
 
 

@@ -399,9 +399,14 @@ class Endpoint:
         else:
             signed = inbound.read_envelope(body)
         progress.sender = (signed.sender_domain, signed.sender_role)
-        progress.peer = bool(self._directory.roles_of(signed.sender_domain))
-        peer = await self._directory.lookup(signed.sender_domain, signed.sender_role)
-        progress.peer = progress.peer or peer is not None
+        try:
+            peer = await self._directory.lookup(signed.sender_domain, signed.sender_role)
+        except TransportError:  # (419: its keys cannot be looked up now)
+            progress.peer = bool(self._directory.roles_of(signed.sender_domain))
+            raise
+        # Whether the envelope names one of our peers, in any role, to log a refusal as it
+        # deserves; asked of the directory only when the lookup did not answer it already.
+        progress.peer = peer is not None or bool(self._directory.roles_of(signed.sender_domain))
         try:
             opened = await self._open(signed, peer, large)
         except InvalidSignature:
@@ -416,8 +421,8 @@ class Endpoint:
             raise RateLimited(f"{signed.sender_domain} is over its message rate")
 
         message = opened.message
-        rejections = inbound.rejections(opened, self._receivers[major], now=self._clock())
         now = self._clock()
+        rejections = inbound.rejections(opened, self._receivers[major], now=now)
         settled = (
             not rejections
             and self.settles is not None

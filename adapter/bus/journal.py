@@ -10,7 +10,6 @@ reporting the fact again (a retried handler, a concurrent sender) stores nothing
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
@@ -26,6 +25,7 @@ from adapter.bus.events import (
 from adapter.flex.state import Entry
 from adapter.store.base import EventRecord, OutboundRecord, OutboundStatus
 from adapter.store.register import UpdateKind, UpdateMeta
+from adapter.uftp.identifiers import new_id as new_event_id
 from adapter.uftp.messages import PayloadMessage, PayloadResponse, Role
 
 __all__ = ["EventFormat", "EventJournal", "new_event_id"]
@@ -47,16 +47,6 @@ REGISTER_CHANGES: dict[UpdateKind, str] = {
 
 #: One encoder for every event's data (`json.dumps` with options makes one per call).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def new_event_id() -> str:
-    """A random UUID (version 4, RFC 9562) in its canonical form, as ``str(uuid.uuid4())``
-    gives it, without making a `uuid.UUID` on the way of every event."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # variant RFC 9562
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _json(value: Mapping[str, Any]) -> bytes:
