@@ -68,6 +68,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -130,6 +131,9 @@ _NO_RESPONDERS: Final = "503"
 #: (status messages, strays) before more are dropped: nats-py's pending limit, which
 #: `RawClient` bypasses, bounded that before.
 _MAX_STRAY: Final = 1024
+#: How soon after a command written at once (`RawClient.write_now`) the next one waits for
+#: nats-py's flusher, to be written with whatever else is buffered by then.
+_WRITE_GAP: Final = 0.001
 #: How a delivery is settled (JetStream's acknowledgement protocol).
 _ACK: Final = b"+ACK"
 _NAK: Final = b"-NAK"
@@ -164,11 +168,32 @@ class RawClient(Client):
     def __init__(self) -> None:
         super().__init__()
         self._raw_takers: dict[int, RawTaker] = {}
+        #: When `write_now` last wrote (loop time).
+        self._written_at = -1.0
 
     def take_raw(self, subscription: Subscription, taker: RawTaker) -> None:
         """Give `subscription`'s messages to `taker` from now on (subscribed without a
         callback: nothing else reads them). `taker` must not raise."""
         self._raw_takers[subscription._id] = taker
+
+    def write_now(self, command: bytes) -> bool:
+        """Write `command` (a whole protocol command) to the socket at once, if that keeps
+        the order and framing of what nats-py writes: connected over TCP, nothing of its own
+        waiting in its pending buffer. Then no flusher task is woken and no queue passed for
+        one command, a turn of the event loop saved (at a low rate every ack and every event
+        is a write of its own). Within `_WRITE_GAP` of the last such write a command waits in
+        the pending buffer for nats-py's flusher instead, which writes all that waits at
+        once: under load (the acks of a batch, the relay catching up) a system call per
+        command would cost more than the turn. False when it was not written."""
+        transport = self._transport
+        if self._pending_data_size or not isinstance(transport, TcpTransport):
+            return False
+        now = asyncio.get_running_loop().time()
+        if now - self._written_at < _WRITE_GAP or not self.is_connected:
+            return False
+        self._written_at = now
+        transport.write(command)  # type: ignore[no-untyped-call]
+        return True
 
     async def _process_msg(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
@@ -1006,6 +1031,8 @@ def _offers_hpub(nc: Client) -> bool:
         callable(getattr(nc, "_send_command", None))
         and callable(getattr(nc, "_flush_pending", None))
         and hasattr(nc, "_flush_queue")
+        and isinstance(getattr(nc, "_pending_data_size", None), int)
+        and hasattr(nc, "_transport")
     )
 
 
@@ -1015,10 +1042,10 @@ async def _send_hpub(nc: Client, subject: str, reply: str, block: bytes, data: b
     nats-py's public ``publish`` takes headers only as a dict, and encodes it per message
     (per header a strip, a regular expression, a translation and an encoding: some 30 us of
     CPU for the 14 headers of an event, a sixth of a publication with its PubAck;
-    bench/README.md). So the ``HPUB`` command is written here, into the same pending buffer
-    and flushed the same way, with the checks ``publish`` makes on a connected client (the
-    subject and reply are ours, checked when built). While nats-py reconnects the public
-    ``publish`` is used: its buffering and limits stay its own."""
+    bench/README.md). So the ``HPUB`` command is written here, at once or into the same
+    pending buffer and flushed the same way (`_send`), with the checks ``publish`` makes on a
+    connected client (the subject and reply are ours, checked when built). While nats-py
+    reconnects the public ``publish`` is used: its buffering and limits stay its own."""
     if nc.is_draining_pubs:
         raise nats.errors.ConnectionDrainingError
     if len(data) > nc.max_payload:
@@ -1038,10 +1065,13 @@ async def _send_pub(nc: Client, subject: str, data: bytes) -> None:
 
 
 async def _send(nc: Client, command: bytes, size: int) -> None:
-    """Into nats-py's pending buffer, flushed by its flusher task as ``publish`` does: one
-    write for all that is buffered by the time it runs (the settlements of a batch, say)."""
+    """Written at once (`RawClient.write_now`), or into nats-py's pending buffer, flushed by
+    its flusher task as ``publish`` does: one write for all that is buffered by the time it
+    runs (the settlements of a batch, say)."""
     nc.stats["out_msgs"] += 1
     nc.stats["out_bytes"] += size
+    if isinstance(nc, RawClient) and nc.write_now(command):
+        return
     await nc._send_command(command)
     flush_queue = nc._flush_queue
     if flush_queue is not None and flush_queue.empty():

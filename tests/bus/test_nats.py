@@ -41,9 +41,12 @@ from adapter.bus.nats import (
     DEAD_SUBJECT,
     MSG_ID,
     NatsBus,
+    RawClient,
     _ack_metadata,
     _parse_headers,
+    _send,
     _status,
+    open_connection,
 )
 from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
 from tests.bus.conftest import NATS_REQUIRED, NATS_URL, reachable
@@ -1023,6 +1026,36 @@ async def test_the_readme_nats_clients_read_events_and_send_a_command(
         "datacontenttype": XML_CONTENT_TYPE,
         "uftprecipient": "cro.example.com",
     }
+
+
+async def test_a_command_is_written_at_once_only_behind_nothing_of_nats_pys(
+    broker: NatsBroker,
+) -> None:
+    """`RawClient.write_now` may put a settlement or an event on the socket ahead of nats-py's
+    flusher: only when nothing of nats-py's waits in its buffer, so that what was sent first
+    arrives first; and not again within `_WRITE_GAP`, leaving a burst to the flusher."""
+    subject = f"{broker.names['events_subject']}.order"
+    seen: list[bytes] = []
+
+    async def take(message: Msg) -> None:
+        seen.append(message.data)
+
+    await broker.client.subscribe(subject, cb=take)
+    await broker.client.flush()
+    nc = await open_connection([broker.url], name="order", timeout=5)
+    try:
+        assert isinstance(nc, RawClient)
+        await nc.publish(subject, b"first")  # in nats-py's buffer until its flusher runs
+        await _send(nc, f"PUB {subject} 6\r\nsecond\r\n".encode(), 6)
+        await asyncio.sleep(0.05)  # past the gap
+        await _send(nc, f"PUB {subject} 5\r\nthird\r\n".encode(), 5)  # at once
+        assert nc._pending_data_size == 0
+        await _send(nc, f"PUB {subject} 6\r\nfourth\r\n".encode(), 6)  # within the gap
+        assert nc._pending_data_size > 0
+        await eventually(lambda: len(seen) == 4, "all four")
+        assert seen == [b"first", b"second", b"third", b"fourth"]
+    finally:
+        await nc.close()
 
 
 HEADER_BLOCKS = [
