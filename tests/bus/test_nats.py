@@ -1058,6 +1058,31 @@ async def test_a_command_is_written_at_once_only_behind_nothing_of_nats_pys(
         await nc.close()
 
 
+async def test_a_raw_taker_that_fails_leaves_the_connection_up(broker: NatsBroker) -> None:
+    """`RawClient` calls its takers in nats-py's read loop: a failure there is logged, not
+    the end of the connection (nats-py would reconnect and lose what came meanwhile)."""
+    subject = f"{broker.names['events_subject']}.taker"
+    seen: list[bytes] = []
+
+    def take(subject: bytes, reply: bytes, data: bytes, block: bytes | None) -> None:
+        seen.append(data)
+        if data == b"bad":
+            raise RuntimeError("a bug of the taker")
+
+    nc = await open_connection([broker.url], name="taker", timeout=5)
+    try:
+        assert isinstance(nc, RawClient)
+        nc.take_raw(await nc.subscribe(subject), take)
+        await nc.flush()
+        for data in (b"bad", b"good", b"better"):
+            await broker.client.publish(subject, data)
+        await eventually(lambda: len(seen) == 3, "all three taken")
+        assert seen == [b"bad", b"good", b"better"]
+        assert nc.is_connected and nc.stats["reconnects"] == 0
+    finally:
+        await nc.close()
+
+
 HEADER_BLOCKS = [
     b"NATS/1.0\r\nce-id: cmd-1\r\nNats-Msg-Id: m-1\r\n\r\n",
     b"NATS/1.0\r\nName:Value\r\nName:  Second \t\r\ncolon: a: b\r\n\r\n",
