@@ -997,7 +997,7 @@ def _parse_headers(block: bytes) -> dict[str, str]:
             key = name.strip().decode("ascii")
         except UnicodeDecodeError:
             continue
-        if key.split() not in ([key], []):  # white space inside (str.isspace's, as nats-py)
+        if key and key.split() != [key]:  # white space in it (str.isspace's, as nats-py's)
             continue
         headers[key] = value.strip().decode("utf-8", "replace")
     return headers

@@ -29,6 +29,8 @@ from typing import Any
 import nats
 import nats.js.errors
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, RawStreamMsg, StreamConfig
@@ -1103,6 +1105,27 @@ async def test_a_header_block_is_read_as_nats_py_reads_it(block: bytes) -> None:
     status = theirs.pop("Status", "")
     theirs.pop("Description", None)
     assert (_status(block), _parse_headers(block)) == (status, theirs)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=24),
+            st.builds(
+                lambda name, value: name + b":" + value,
+                st.binary(max_size=12),
+                st.binary(max_size=12),
+            ),
+        ),
+        max_size=8,
+    )
+)
+def test_any_header_block_is_read_as_nats_py_reads_it(lines: list[bytes]) -> None:
+    """The same on header lines of any bytes (CR, LF, colons, white space, non-ASCII)."""
+    block = b"NATS/1.0\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    theirs = asyncio.run(Client()._process_headers(block)) or {}
+    assert (_status(block), _parse_headers(block)) == ("", theirs)
 
 
 @pytest.mark.parametrize(
