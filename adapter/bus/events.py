@@ -69,6 +69,7 @@ __all__ = [
     "message_to_json",
     "nats_headers",
     "source_urn",
+    "split_nats",
     "to_amqp",
     "to_nats",
     "xml_to_json",
@@ -291,6 +292,20 @@ def from_nats(headers: Mapping[str, str]) -> dict[str, str]:
         for key, value in headers.items()
         if key.lower().startswith(NATS_PREFIX)
     }
+
+
+def split_nats(headers: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """`from_nats` of `headers`, and the headers that are not CloudEvents attributes (as
+    they are), in one pass."""
+    attributes: dict[str, str] = {}
+    others: dict[str, str] = {}
+    for key, value in headers.items():
+        lower = key.lower()
+        if lower.startswith(NATS_PREFIX):
+            attributes[lower[len(NATS_PREFIX) :]] = _percent_decode(value)
+        else:
+            others[key] = value
+    return attributes, others
 
 
 # -- the JSON form of a UFTP message ----------------------------------------------------------

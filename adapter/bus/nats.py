@@ -36,6 +36,13 @@ subject>``, e.g. ``uftp.commands.dso.example.com`` becomes ``uftp.dead.dso.examp
 with the command's ``Nats-Msg-Id`` (else ``<stream>.<sequence>``), so that a command
 dead-lettered twice (we stopped between the dead letter and the ``term``) is stored once.
 
+The commands inbox and the PubAck inbox are read raw (`RawClient`): the messages as
+nats-py's protocol parser hands them over, a header block read once by the bus, no `Msg`, no
+subscription task; deliveries are settled by writing ``+ACK``/``-NAK``/``+TERM`` on their ack
+subject as publications are written (`_send_pub`). Where nats-py's internals are not what
+that expects (checked at connect), its own dispatch and ``publish`` are used, to the same
+effect.
+
 nats-py reconnects on its own and subscribes again; the consume loop only has to start a new
 pull after the one that was in flight when the connection dropped expired. A server that
 lost its storage (or an operator) may leave us without streams or consumer: a publish that
@@ -46,11 +53,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Final
 
 import nats
@@ -59,6 +68,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -69,7 +79,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from adapter.bus.events import NATS_PREFIX, CloudEvent, InvalidEvent, from_nats, to_nats
+from adapter.bus.events import CloudEvent, InvalidEvent, split_nats, to_nats
 from adapter.bus.port import (
     BusError,
     BusHealth,
@@ -117,12 +127,98 @@ _NEXT: Final = "$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
 _STATUS: Final = "Status"
 #: The inline status of a request no subscriber (here: no stream) took.
 _NO_RESPONDERS: Final = "503"
+#: Messages on the commands inbox beyond the `batch` a pull request asks for that are kept
+#: (status messages, strays) before more are dropped: nats-py's pending limit, which
+#: `RawClient` bypasses, bounded that before.
+_MAX_STRAY: Final = 1024
+#: How soon after a command written at once (`RawClient.write_now`) the next one waits for
+#: nats-py's flusher, to be written with whatever else is buffered by then.
+_WRITE_GAP: Final = 0.001
+#: How a delivery is settled (JetStream's acknowledgement protocol).
+_ACK: Final = b"+ACK"
+_NAK: Final = b"-NAK"
+_TERM: Final = b"+TERM"
 #: The longest a requeued command waits before its next delivery.
 _MAX_REQUEUE_DELAY: Final = 60.0
 #: Pause between attempts while the consume loop cannot reach the server.
 _RETRY_SECONDS: Final = 0.5
 #: How long nats-py waits between reconnection attempts (it never stops trying).
 _RECONNECT_WAIT: Final = 1
+
+
+#: What `RawClient.take_raw` hands a message over to: subject, reply subject (empty when it
+#: has none), data and header block (None when it has none), as the protocol carried them.
+RawTaker = Callable[[bytes, bytes, bytes, bytes | None], None]
+
+
+class RawClient(Client):
+    """nats-py's client, with subscriptions whose messages are taken as the protocol parser
+    hands them over.
+
+    For the subscriptions on the hot paths (the commands a pull request delivers, the
+    PubAcks) nats-py's dispatch costs more than what is done with the message: its header
+    parser (per header a strip, two decodes and a per-character whitespace check of the
+    name: a sixth of a command's intake), a `Msg` object, a queue and a turn of the event
+    loop for the subscription's task (bench/README.md). `take_raw` gives a subscription's
+    messages to a function instead, called in the read loop with what nats-py's parser hands
+    to ``_process_msg``: a private method of nats-py 2.x, its signature checked at connect
+    (`_offers_raw`). Every other subscription is nats-py's as before; the subscription
+    itself (its resubscription after a reconnection included) stays nats-py's too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._raw_takers: dict[int, RawTaker] = {}
+        #: When `write_now` last wrote (loop time).
+        self._written_at = -1.0
+
+    def take_raw(self, subscription: Subscription, taker: RawTaker) -> None:
+        """Give `subscription`'s messages to `taker` from now on (subscribed without a
+        callback: nothing else reads them). `taker` must not raise."""
+        self._raw_takers[subscription._id] = taker
+
+    def write_now(self, command: bytes) -> bool:
+        """Write `command` (a whole protocol command) to the socket at once, if that keeps
+        the order and framing of what nats-py writes: connected over TCP, nothing of its own
+        waiting in its pending buffer. Then no flusher task is woken and no queue passed for
+        one command, a turn of the event loop saved (at a low rate every ack and every event
+        is a write of its own). Within `_WRITE_GAP` of the last such write a command waits in
+        the pending buffer for nats-py's flusher instead, which writes all that waits at
+        once: under load (the acks of a batch, the relay catching up) a system call per
+        command would cost more than the turn. False when it was not written."""
+        transport = self._transport
+        if self._pending_data_size or not isinstance(transport, TcpTransport):
+            return False
+        now = asyncio.get_running_loop().time()
+        if now - self._written_at < _WRITE_GAP or not self.is_connected:
+            return False
+        self._written_at = now
+        transport.write(command)  # type: ignore[no-untyped-call]
+        return True
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        take = self._raw_takers.get(sid)
+        if take is None:
+            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+            return
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        try:
+            take(subject, reply, data, headers)
+        except Exception:  # a bug of ours: never the read loop's end (it would reconnect)
+            log.exception("NATS: taking a message failed")
+
+
+def _offers_raw(nc: Client) -> bool:
+    """Whether this nats-py dispatches through what `RawClient` overrides (2.x does)."""
+    method = getattr(Client, "_process_msg", None)
+    return (
+        isinstance(nc, RawClient)
+        and inspect.iscoroutinefunction(method)
+        and list(inspect.signature(method).parameters)
+        == ["self", "sid", "subject", "reply", "data", "headers"]
+    )
 
 
 async def open_connection(
@@ -137,8 +233,8 @@ async def open_connection(
     `BusUnavailable` when no server answers within `timeout`, or the first attempt on every
     server failed: nats-py alone would go on trying (60 times 2 s per server) before saying
     anything. Then `error_cb` hears of the errors, `disconnected_cb` of each loss (not of
-    the close)."""
-    nc = Client()
+    the close). A `RawClient`, whose raw subscriptions only `NatsBus` uses."""
+    nc = RawClient()
     initial = True
     failures: list[BaseException] = []
     all_failed = asyncio.Event()
@@ -255,13 +351,15 @@ class NatsBus:
         #: subscription on ``<inbox>.*`` for all, and the publications awaiting theirs.
         self._acks: Subscription | None = None
         self._ack_prefix = ""
-        self._ack_waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._ack_waiting: dict[str, asyncio.Future[tuple[str, bytes]]] = {}
         self._ack_count = 0
-        #: nats-py offers what `_send_hpub` needs (private parts, checked at `connect`).
+        #: nats-py offers what `_send_hpub` and `RawClient` need (private parts, checked at
+        #: `connect`).
         self._hpub = False
+        self._raw = False
         #: Our inbox for the commands a pull request delivers, and what arrived in it.
         self._inbox: Subscription | None = None
-        self._arrived: deque[Msg] = deque()
+        self._arrived: deque[_Delivery] = deque()
         #: What the consume loop awaits while nothing has arrived (`_arrive` wakes it).
         self._waiter: asyncio.Future[None] | None = None
         #: Commands the pull request on the server may still deliver, and when it expires
@@ -303,13 +401,14 @@ class NatsBus:
         self._nc = nc
         self._js = nc.jetstream(timeout=self.timeout)
         self._hpub = _offers_hpub(nc)
+        self._raw = _offers_raw(nc)
         # Deliveries to a former connection's inbox are settled by the server's ack wait.
         self._inbox, self._arrived = None, deque()
         self._forget_acks()
         try:
             prefix = nc.new_inbox() + "."
             try:
-                self._acks = await nc.subscribe(prefix + "*", cb=self._on_ack)
+                self._acks = await self._subscribe(nc, prefix + "*", self._ack_raw, self._on_ack)
             except (nats.errors.Error, OSError) as exc:
                 raise BusUnavailable(f"NATS: {exc}") from exc
             self._ack_prefix = prefix
@@ -320,6 +419,24 @@ class NatsBus:
             with contextlib.suppress(Exception):
                 await nc.close()
             raise
+
+    async def _subscribe(
+        self,
+        nc: Client,
+        subject: str,
+        raw: RawTaker,
+        cb: Callable[[Msg], Awaitable[None]],
+    ) -> Subscription:
+        """A subscription whose messages `raw` takes (`RawClient`), or, where this nats-py
+        does not dispatch as `RawClient` expects, `cb` as a nats-py callback."""
+        if not self._raw:
+            return await nc.subscribe(subject, cb=cb)
+        assert isinstance(nc, RawClient)
+        subscription = await nc.subscribe(subject)
+        # Nothing arrives before this: the subscription is new, and nothing was sent that
+        # would be answered on it.
+        nc.take_raw(subscription, raw)
+        return subscription
 
     async def _redeclare(self) -> None:
         """`_declare`, one caller at a time (publishes and the consume loop may find the
@@ -456,11 +573,11 @@ class NatsBus:
             raise Unroutable(route, "not a NATS subject suffix")
         headers = to_nats(event)
         headers[MSG_ID] = event.id
-        # The header block written here at once (`_header_block`) when every value is one
-        # the protocol takes as it stands: the CloudEvents values are percent-encoded, the
-        # id (ours, a UUID) is checked.
-        block = _header_block(headers) if _PLAIN_VALUE.fullmatch(event.id) else None
-        await self._store(route, f"{self.events_subject}.{route}", event.data, headers, block)
+        # The header block may be written by us (`_send_hpub`) when every value is one the
+        # protocol takes as it stands: the CloudEvents values are percent-encoded, the id
+        # (ours, a UUID) is checked.
+        plain = _PLAIN_VALUE.fullmatch(event.id) is not None
+        await self._store(route, f"{self.events_subject}.{route}", event.data, headers, plain)
 
     async def _store(
         self,
@@ -468,12 +585,12 @@ class NatsBus:
         subject: str,
         data: bytes,
         headers: dict[str, str],
-        block: bytes | None = None,
+        plain: bool = False,
     ) -> None:
         """Publish into one of our streams and return on its PubAck (see `publish`)."""
         try:
             try:
-                await self._publish_acked(subject, data, headers, block)
+                await self._publish_acked(subject, data, headers, plain)
             except nats.js.errors.NoStreamResponseError:
                 # Our stream is gone (a server that lost its storage, an operator): declare
                 # it again and publish again.
@@ -483,7 +600,7 @@ class NatsBus:
                     raise
                 except BusError as exc:
                     raise Unroutable(route, str(exc)) from exc
-                await self._publish_acked(subject, data, headers, block)
+                await self._publish_acked(subject, data, headers, plain)
         except nats.js.errors.NoStreamResponseError as exc:
             # Declared a moment ago, yet no answer: a stream without a leader for now.
             raise BusUnavailable(f"no JetStream stream answered on {subject}") from exc
@@ -493,7 +610,7 @@ class NatsBus:
             raise BusUnavailable(f"NATS publish on {subject}: {exc!r}") from exc
 
     async def _publish_acked(
-        self, subject: str, data: bytes, headers: dict[str, str], block: bytes | None
+        self, subject: str, data: bytes, headers: dict[str, str], plain: bool
     ) -> None:
         """Publish with a reply subject of ours and return once the stream's PubAck came back
         on it: what nats-py's ``JetStreamContext.publish`` does, without its per-publication
@@ -505,8 +622,9 @@ class NatsBus:
         its event is stored (or it raises: no stream, an API error, no answer within
         `timeout`, which the caller retries, and `Nats-Msg-Id` dedupes).
 
-        `block`, when given, is `headers` as the protocol's header block: written as it
-        stands (`_send_hpub`) instead of nats-py encoding the headers again."""
+        When `plain` (every header value one the protocol takes as it stands) and nats-py is
+        connected, `headers` are written as the protocol's header block (`_header_block`,
+        `_send_hpub`, made only then) instead of nats-py encoding them again."""
         self._require_js()
         nc = self._nc
         if nc is None or self._acks is None:
@@ -514,30 +632,39 @@ class NatsBus:
         self._ack_count += 1
         token = str(self._ack_count)
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Msg] = loop.create_future()
+        answer: asyncio.Future[tuple[str, bytes]] = loop.create_future()
         self._ack_waiting[token] = answer
         try:
-            if block is not None and self._hpub and nc.is_connected:
+            if plain and self._hpub and nc.is_connected:
+                block = _header_block(headers)
                 await _send_hpub(nc, subject, self._ack_prefix + token, block, data)
             else:  # nats-py buffers while it reconnects, and checks how much
                 await nc.publish(subject, data, reply=self._ack_prefix + token, headers=headers)
             timer = loop.call_later(self.timeout, _expire, answer)
             try:
-                ack = await answer
+                status, ack = await answer
             finally:
                 timer.cancel()
         finally:
             self._ack_waiting.pop(token, None)
-        if ack.headers and ack.headers.get(_STATUS) == _NO_RESPONDERS:
+        if status == _NO_RESPONDERS:
             raise nats.js.errors.NoStreamResponseError
-        reply = json.loads(ack.data)
+        reply = json.loads(ack)
         if "error" in reply:
             raise nats.js.errors.APIError.from_error(reply["error"])  # (it raises the class itself)
 
+    def _ack_raw(self, subject: bytes, reply: bytes, data: bytes, block: bytes | None) -> None:
+        """A PubAck as `RawClient` hands it over: its data, and the status (503: no stream)."""
+        token = subject[len(self._ack_prefix) :].decode("ascii", "replace")
+        answer = self._ack_waiting.pop(token, None)
+        if answer is not None and not answer.done():
+            answer.set_result((_status(block) if block else "", data))
+
     async def _on_ack(self, message: Msg) -> None:
+        """A PubAck as nats-py hands it over (without `RawClient`)."""
         answer = self._ack_waiting.pop(message.subject[len(self._ack_prefix) :], None)
         if answer is not None and not answer.done():
-            answer.set_result(message)
+            answer.set_result(((message.headers or {}).get(_STATUS, ""), message.data))
 
     def _forget_acks(self) -> None:
         """A new or closed connection: the acks awaited on the old one will not come."""
@@ -600,7 +727,7 @@ class NatsBus:
                 if isinstance(outcome, Exception):  # a bug of ours: delivered again
                     log.error("NATS: settling a command failed", exc_info=outcome)
 
-    async def _pull_batch(self) -> list[Msg]:
+    async def _pull_batch(self) -> list[_Delivery]:
         nc = self._nc
         if nc is None or nc.is_closed:
             if self._stopping:
@@ -639,13 +766,13 @@ class NatsBus:
         self._last_error = ""
         return messages
 
-    async def _take(self, nc: Client) -> tuple[list[Msg], str | None]:
+    async def _take(self, nc: Client) -> tuple[list[_Delivery], str | None]:
         """The commands that arrived, once at least one did, asking the server for more when
         the last request is spent; none when the request ended first (its status then, None
         when it was given up for lost)."""
         loop = asyncio.get_running_loop()
         if self._inbox is None:
-            self._inbox = await nc.subscribe(nc.new_inbox(), cb=self._arrive)
+            self._inbox = await self._subscribe(nc, nc.new_inbox(), self._arrive_raw, self._arrive)
             self._requested = 0
         if not self._arrived and (self._requested <= 0 or loop.time() > self._request_expires):
             request = {"batch": self.batch, "expires": int(_PULL_SECONDS * 1e9)}
@@ -656,7 +783,7 @@ class NatsBus:
             )
             self._requested = self.batch
             self._request_expires = loop.time() + _PULL_SECONDS
-        messages: list[Msg] = []
+        messages: list[_Delivery] = []
         while True:
             if self._arrived:
                 message = self._arrived.popleft()
@@ -671,15 +798,36 @@ class NatsBus:
                 self._requested -= 1
                 messages.append(message)
                 continue
-            status = (message.headers or {}).get(_STATUS, "")
+            status = message.status
             if status == "100":  # a heartbeat
                 continue
             self._requested = 0  # the request ended (408 expired, 404/409 ended by the server)
             if not messages:
                 return [], status
 
+    def _arrive_raw(self, subject: bytes, reply: bytes, data: bytes, block: bytes | None) -> None:
+        """A delivery as `RawClient` hands it over: its header block read once, here."""
+        # Decoded as nats-py's `Msg` would be, but never raising (the read loop calls this):
+        # what is not UTF-8 in a publisher's subject reads as U+FFFD.
+        topic, answer = subject.decode(errors="replace"), reply.decode(errors="replace")
+        if block:
+            delivery = _Delivery(topic, answer, data, _parse_headers(block), _status(block))
+        else:
+            delivery = _Delivery(topic, answer, data, {})
+        self._arrived_one(delivery)
+
     async def _arrive(self, message: Msg) -> None:
-        self._arrived.append(message)
+        """A delivery as nats-py hands it over (without `RawClient`)."""
+        self._arrived_one(_Delivery.of(message))
+
+    def _arrived_one(self, delivery: _Delivery) -> None:
+        if len(self._arrived) >= self.batch + _MAX_STRAY:
+            # Not what our pull requests brought (they ask for `batch` at a time): whoever
+            # else may publish to our inbox is not let fill the memory. A delivery dropped
+            # here is delivered again after the ack wait.
+            self._note("more messages on the commands inbox than were asked for; dropped")
+            return
+        self._arrived.append(delivery)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -709,23 +857,23 @@ class NatsBus:
             log.warning("NATS: %s", problem)
         self._last_error = problem
 
-    async def _settle(self, message: Msg, handler: CommandHandler) -> None:
+    async def _settle(self, message: _Delivery, handler: CommandHandler) -> None:
         """Run the handler on one delivery and settle it by the verdict; settle errors only
         mean the server delivers it again after ack_wait, which the command id absorbs."""
         try:
-            deliveries = message.metadata.num_delivered
-        except Exception:  # not a JetStream delivery: nothing to settle
+            stream, sequence, deliveries = _ack_metadata(message.reply)
+        except ValueError:  # not a JetStream delivery: nothing to settle
             log.warning("NATS: a message on %s without JetStream metadata", message.subject)
             return
         try:
             if deliveries > self.max_deliver:
-                await self._dead_letter(message, "delivery_limit", deliveries)
+                await self._dead_letter(message, "delivery_limit", deliveries, stream, sequence)
                 return
             try:
                 command = self._command(message, deliveries)
             except InvalidEvent as exc:
                 log.warning("NATS: a command with malformed CloudEvents headers: %s", exc)
-                await self._dead_letter(message, "malformed", deliveries)
+                await self._dead_letter(message, "malformed", deliveries, stream, sequence)
                 return
             try:
                 verdict = await handler(command)
@@ -733,48 +881,61 @@ class NatsBus:
                 log.exception("NATS: the command handler failed; the command is requeued")
                 verdict = Verdict.REQUEUE
             if verdict is Verdict.ACK:
-                await message.ack()
+                await self._reply(message, _ACK)
             elif verdict is Verdict.REJECT:
-                await self._dead_letter(message, "rejected", deliveries)
+                await self._dead_letter(message, "rejected", deliveries, stream, sequence)
             elif deliveries >= self.max_deliver:
-                await self._dead_letter(message, "delivery_limit", deliveries)
+                await self._dead_letter(message, "delivery_limit", deliveries, stream, sequence)
             else:
-                await message.nak(delay=self._requeue_delay(deliveries))
+                await self._nak(message, deliveries)
         except (nats.errors.Error, OSError) as exc:
             self._note(f"could not settle a command ({exc!r}); the server delivers it again")
+
+    async def _reply(self, message: _Delivery, settlement: bytes) -> None:
+        """Settle `message` (``+ACK``, ``-NAK``, ``+TERM`` on its ack subject). Connected, the
+        ``PUB`` is written as `_send_hpub` writes (nats-py's ``publish`` checks the subject
+        with a regular expression and builds the command in three steps: a sixth of an ack);
+        while nats-py reconnects, its ``publish`` buffers it."""
+        nc = self._nc
+        if nc is None or nc.is_closed:
+            raise nats.errors.ConnectionClosedError
+        if self._hpub and nc.is_connected:
+            await _send_pub(nc, message.reply, settlement)
+        else:
+            await nc.publish(message.reply, settlement)
+
+    async def _nak(self, message: _Delivery, deliveries: int) -> None:
+        delay = int(self._requeue_delay(deliveries) * 1e9)  # nanoseconds
+        await self._reply(message, _NAK + b' {"delay": %d}' % delay if delay else _NAK)
 
     def _requeue_delay(self, deliveries: int) -> float:
         return min(self.requeue_delay * 2.0 ** min(deliveries - 1, 16), _MAX_REQUEUE_DELAY)
 
     @staticmethod
-    def _command(message: Msg, deliveries: int) -> Command:
-        headers = message.headers or {}
-        message_id: str | None = None
-        others: dict[str, str] = {}  # one pass: no copy, no second look for the id
-        for key, value in headers.items():
-            lower = key.lower()
-            if lower.startswith(NATS_PREFIX):
-                continue
-            others[key] = value
-            if message_id is None and lower == _MSG_ID_LOWER:
-                message_id = value
+    def _command(message: _Delivery, deliveries: int) -> Command:
+        attributes, others = split_nats(message.headers)  # one pass, no copy
+        message_id = others.get(MSG_ID)
+        if message_id is None:  # header names are case-insensitive in NATS
+            lower = _MSG_ID_LOWER
+            message_id = next((v for k, v in others.items() if k.lower() == lower), None)
         return Command(
-            attributes=from_nats(headers),
+            attributes=attributes,
             data=message.data,
             message_id=message_id or None,
             redelivered=deliveries > 1,
             headers=others,
         )
 
-    async def _dead_letter(self, message: Msg, reason: str, deliveries: int) -> None:
+    async def _dead_letter(
+        self, message: _Delivery, reason: str, deliveries: int, stream: str, sequence: int
+    ) -> None:
         """Store a copy in the dead-letter stream, then terminate the delivery. When the
         copy cannot be stored the command is requeued instead: never lost."""
         suffix = message.subject.removeprefix(self.commands_subject + ".")
         subject = f"{self.dead_subject}.{suffix}"
-        headers = _own_headers(message.headers or {})
-        metadata = message.metadata
+        headers = _own_headers(message.headers)
         # The same delivery dead-lettered twice (we crashed before term) is stored once.
-        headers.setdefault(MSG_ID, f"{metadata.stream}.{metadata.sequence.stream}")
+        headers.setdefault(MSG_ID, f"{stream}.{sequence}")
         headers[DEAD_REASON] = reason
         headers[DEAD_SUBJECT] = message.subject
         headers[DEAD_DELIVERIES] = str(deliveries)
@@ -782,15 +943,78 @@ class NatsBus:
             await self._store(suffix, subject, message.data, headers)
         except BusError as exc:
             self._note(f"cannot store a dead letter on {subject} ({exc}); requeued")
-            await message.nak(delay=self._requeue_delay(deliveries))
+            await self._nak(message, deliveries)
             return
         log.warning(
-            "NATS: command %s dead-lettered (%s) after %d deliveries",
-            metadata.sequence.stream,
-            reason,
-            deliveries,
+            "NATS: command %s dead-lettered (%s) after %d deliveries", sequence, reason, deliveries
         )
-        await message.term()
+        await self._reply(message, _TERM)
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """A message on the commands inbox: a command (a JetStream delivery, `reply` its ack
+    subject) or the inline status that ends a pull request (`status`, no `reply`)."""
+
+    subject: str
+    reply: str
+    data: bytes
+    headers: dict[str, str]
+    status: str = ""
+
+    @classmethod
+    def of(cls, message: Msg) -> _Delivery:
+        """The delivery nats-py made a `Msg` of (without `RawClient`)."""
+        headers = message.headers or {}
+        return cls(message.subject, message.reply, message.data, headers, headers.get(_STATUS, ""))
+
+
+#: The start of a header block with an inline status (``NATS/1.0 408 Request Timeout``).
+_STATUS_LINE: Final = b"NATS/1.0 "
+
+
+def _status(block: bytes) -> str:
+    """The inline status of a header block, "" when it has none."""
+    if not block.startswith(_STATUS_LINE):
+        return ""
+    code = block[len(_STATUS_LINE) : len(_STATUS_LINE) + 3]
+    return code.decode("ascii") if code.isdigit() else ""
+
+
+def _parse_headers(block: bytes) -> dict[str, str]:
+    """The headers of a header block as nats-py's parser reads them (``Name: value`` lines
+    after the ``NATS/1.0`` line, split at the first colon, both sides stripped; a name that is
+    not ASCII or holds white space skipped; values decoded as UTF-8, bad bytes replaced; the
+    last of two equal names kept), in one pass without its per-character check of each
+    name. Nothing in it is trusted further: the attributes are checked where they are read."""
+    headers: dict[str, str] = {}
+    lines = block.split(b"\r\n")
+    for line in lines[1:]:  # lines[0]: NATS/1.0 and the inline status, if any
+        name, colon, value = line.partition(b":")
+        if not colon:
+            continue
+        try:
+            key = name.strip().decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        if key and key.split() != [key]:  # white space in it (str.isspace's, as nats-py's)
+            continue
+        headers[key] = value.strip().decode("utf-8", "replace")
+    return headers
+
+
+def _ack_metadata(reply: str) -> tuple[str, int, int]:
+    """The stream, stream sequence and delivery count of a JetStream delivery, from its ack
+    subject: ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>
+    .<pending>``, or the form with ``<domain>.<account hash>`` after ``$JS.ACK`` (and a
+    token at the end) that newer servers send. Raises ValueError for anything else."""
+    tokens = reply.split(".")
+    if tokens[:2] == ["$JS", "ACK"]:
+        if len(tokens) == 9:
+            return tokens[2], int(tokens[5]), int(tokens[4])
+        if len(tokens) >= 11:
+            return tokens[4], int(tokens[7]), int(tokens[6])
+    raise ValueError(f"not a JetStream ack subject: {reply!r}")
 
 
 def _header_block(headers: Mapping[str, str]) -> bytes:
@@ -807,6 +1031,8 @@ def _offers_hpub(nc: Client) -> bool:
         callable(getattr(nc, "_send_command", None))
         and callable(getattr(nc, "_flush_pending", None))
         and hasattr(nc, "_flush_queue")
+        and isinstance(getattr(nc, "_pending_data_size", None), int)
+        and hasattr(nc, "_transport")
     )
 
 
@@ -816,19 +1042,37 @@ async def _send_hpub(nc: Client, subject: str, reply: str, block: bytes, data: b
     nats-py's public ``publish`` takes headers only as a dict, and encodes it per message
     (per header a strip, a regular expression, a translation and an encoding: some 30 us of
     CPU for the 14 headers of an event, a sixth of a publication with its PubAck;
-    bench/README.md). So the ``HPUB`` command is written here, into the same pending buffer
-    and flushed the same way, with the checks ``publish`` makes on a connected client (the
-    subject and reply are ours, checked when built). While nats-py reconnects the public
-    ``publish`` is used: its buffering and limits stay its own."""
+    bench/README.md). So the ``HPUB`` command is written here, at once or into the same
+    pending buffer and flushed the same way (`_send`), with the checks ``publish`` makes on a
+    connected client (the subject and reply are ours, checked when built). While nats-py
+    reconnects the public ``publish`` is used: its buffering and limits stay its own."""
     if nc.is_draining_pubs:
         raise nats.errors.ConnectionDrainingError
     if len(data) > nc.max_payload:
         raise nats.errors.MaxPayloadError
-    nc.stats["out_msgs"] += 1
-    nc.stats["out_bytes"] += len(data)
     size = len(block)
     command = f"HPUB {subject} {reply} {size} {size + len(data)}\r\n".encode()
-    await nc._send_command(command + block + data + b"\r\n")
+    await _send(nc, command + block + data + b"\r\n", len(data))
+
+
+async def _send_pub(nc: Client, subject: str, data: bytes) -> None:
+    """A ``PUB`` without reply or headers, as `_send_hpub` writes it: the settlement of a
+    delivery (`subject` its ack subject, as the server sent it: no white space, the
+    protocol parser split it off at white space; `data` ours)."""
+    if nc.is_draining_pubs:
+        raise nats.errors.ConnectionDrainingError
+    await _send(nc, f"PUB {subject} {len(data)}\r\n".encode() + data + b"\r\n", len(data))
+
+
+async def _send(nc: Client, command: bytes, size: int) -> None:
+    """Written at once (`RawClient.write_now`), or into nats-py's pending buffer, flushed by
+    its flusher task as ``publish`` does: one write for all that is buffered by the time it
+    runs (the settlements of a batch, say)."""
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += size
+    if isinstance(nc, RawClient) and nc.write_now(command):
+        return
+    await nc._send_command(command)
     flush_queue = nc._flush_queue
     if flush_queue is not None and flush_queue.empty():
         await nc._flush_pending()
@@ -839,7 +1083,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _expire(answer: asyncio.Future[Msg]) -> None:
+def _expire(answer: asyncio.Future[tuple[str, bytes]]) -> None:
     if not answer.done():
         answer.set_exception(nats.errors.TimeoutError())
 

@@ -29,12 +29,27 @@ from typing import Any
 import nats
 import nats.js.errors
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, RawStreamMsg, StreamConfig
 
+import adapter.bus.nats
 from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_nats, source_urn
-from adapter.bus.nats import DEAD_DELIVERIES, DEAD_REASON, DEAD_SUBJECT, MSG_ID, NatsBus
+from adapter.bus.nats import (
+    DEAD_DELIVERIES,
+    DEAD_REASON,
+    DEAD_SUBJECT,
+    MSG_ID,
+    NatsBus,
+    RawClient,
+    _ack_metadata,
+    _parse_headers,
+    _send,
+    _status,
+    open_connection,
+)
 from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
 from tests.bus.conftest import NATS_REQUIRED, NATS_URL, reachable
 from tests.test_readme import python_examples
@@ -171,6 +186,17 @@ class NatsBroker:
                 await self.js.delete_stream(self.names[key])
 
 
+@pytest.fixture(params=["raw", "nats-py"])
+def intake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the bus takes its messages in: through `RawClient` (the usual), or through
+    nats-py's own dispatch, as it does with a nats-py whose internals differ. A test that
+    asks for this runs both ways, and checks that the bus took the way meant
+    (`bus._raw`)."""
+    if request.param == "nats-py":
+        monkeypatch.setattr(adapter.bus.nats, "_offers_raw", lambda nc: False)
+    return str(request.param)
+
+
 @pytest.fixture
 async def broker() -> AsyncIterator[NatsBroker]:
     problem = reachable(NATS_URL)
@@ -231,6 +257,30 @@ async def test_an_event_written_as_a_header_block_is_stored_as_through_nats_py(
     )
 
 
+async def test_the_header_block_is_made_only_when_it_is_written(
+    broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While nats-py's publish is taken (it encodes the headers itself), no header block is
+    made for nothing."""
+    made: list[bytes] = []
+
+    def header_block(headers: dict[str, str]) -> bytes:
+        made.append(block := _header_block(headers))
+        return block
+
+    _header_block = adapter.bus.nats._header_block
+    monkeypatch.setattr(adapter.bus.nats, "_header_block", header_block)
+    bus = broker.bus()
+    await bus.connect()
+    bus._hpub = False
+    await bus.publish(event("ev-dict"), "in.Dict")
+    assert made == []
+    bus._hpub = True
+    await bus.publish(event("ev-block"), "in.Block")
+    assert len(made) == 1
+    assert await broker.count("stream") == 2
+
+
 async def test_an_event_id_with_line_breaks_cannot_inject_headers(broker: NatsBroker) -> None:
     bus = broker.bus()
     await bus.connect()
@@ -259,10 +309,11 @@ async def test_the_same_event_published_twice_is_stored_once(broker: NatsBroker)
 
 
 async def test_a_stream_deleted_under_the_bus_is_declared_again_on_publish(
-    broker: NatsBroker,
+    broker: NatsBroker, intake: str
 ) -> None:
     bus = broker.bus()
     await bus.connect()
+    assert bus._raw is (intake == "raw")
     await broker.js.delete_stream(broker.names["stream"])  # an operator, a server's loss
     await asyncio.gather(*(bus.publish(event(f"ev-{n}"), "in.X") for n in range(5)))
     assert await broker.count("stream") == 5
@@ -385,10 +436,11 @@ async def test_a_server_that_never_answers_is_unavailable_after_the_timeout() ->
 
 
 async def test_a_command_is_handed_over_and_acked_only_after_the_handler_returned(
-    broker: NatsBroker,
+    broker: NatsBroker, intake: str
 ) -> None:
     bus = broker.bus()
     await bus.connect()
+    assert bus._raw is (intake == "raw")
     handler = Recorder(gate=asyncio.Event())
     await bus.consume(handler)
     headers = command_headers("cmd-1", **{"X-Trace": "t-1", MSG_ID: "msg-id-1"})
@@ -425,10 +477,11 @@ async def test_without_a_cloudevents_id_the_command_id_is_the_nats_message_id(
 
 
 async def test_a_rejected_command_is_dead_lettered_with_its_headers_and_the_reason(
-    broker: NatsBroker,
+    broker: NatsBroker, intake: str
 ) -> None:
     bus = broker.bus()
     await bus.connect()
+    assert bus._raw is (intake == "raw")
     handler = Recorder([Verdict.REJECT])
     await bus.consume(handler)
     headers = command_headers("cmd-bad", **{"X-Trace": "t-2"})
@@ -635,7 +688,7 @@ async def test_the_commands_of_a_batch_are_handled_at_once(broker: NatsBroker) -
     await eventually(lambda: _is(broker.count("commands_stream"), 0), "all acked")
 
 
-async def test_commands_one_at_a_time_share_a_pull_request(broker: NatsBroker) -> None:
+async def test_commands_one_at_a_time_share_a_pull_request(broker: NatsBroker, intake: str) -> None:
     """A command costs its delivery and its ack: the pull request that brought it lingers
     for the next ones, instead of one request (and a "no more messages") per command."""
     requests: list[bytes] = []
@@ -649,6 +702,7 @@ async def test_commands_one_at_a_time_share_a_pull_request(broker: NatsBroker) -
     )
     bus = broker.bus(batch=16)
     await bus.connect()
+    assert bus._raw is (intake == "raw")
     handler = Recorder()
     await bus.consume(handler)
     await eventually(lambda: len(requests) == 1, "the first pull request")
@@ -974,6 +1028,151 @@ async def test_the_readme_nats_clients_read_events_and_send_a_command(
         "datacontenttype": XML_CONTENT_TYPE,
         "uftprecipient": "cro.example.com",
     }
+
+
+async def test_a_command_is_written_at_once_only_behind_nothing_of_nats_pys(
+    broker: NatsBroker,
+) -> None:
+    """`RawClient.write_now` may put a settlement or an event on the socket ahead of nats-py's
+    flusher: only when nothing of nats-py's waits in its buffer, so that what was sent first
+    arrives first; and not again within `_WRITE_GAP`, leaving a burst to the flusher."""
+    subject = f"{broker.names['events_subject']}.order"
+    seen: list[bytes] = []
+
+    async def take(message: Msg) -> None:
+        seen.append(message.data)
+
+    await broker.client.subscribe(subject, cb=take)
+    await broker.client.flush()
+    nc = await open_connection([broker.url], name="order", timeout=5)
+    try:
+        assert isinstance(nc, RawClient)
+        await nc.publish(subject, b"first")  # in nats-py's buffer until its flusher runs
+        await _send(nc, f"PUB {subject} 6\r\nsecond\r\n".encode(), 6)
+        await asyncio.sleep(0.05)  # past the gap
+        await _send(nc, f"PUB {subject} 5\r\nthird\r\n".encode(), 5)  # at once
+        assert nc._pending_data_size == 0
+        await _send(nc, f"PUB {subject} 6\r\nfourth\r\n".encode(), 6)  # within the gap
+        assert nc._pending_data_size > 0
+        await eventually(lambda: len(seen) == 4, "all four")
+        assert seen == [b"first", b"second", b"third", b"fourth"]
+    finally:
+        await nc.close()
+
+
+async def test_a_raw_taker_that_fails_leaves_the_connection_up(broker: NatsBroker) -> None:
+    """`RawClient` calls its takers in nats-py's read loop: a failure there is logged, not
+    the end of the connection (nats-py would reconnect and lose what came meanwhile)."""
+    subject = f"{broker.names['events_subject']}.taker"
+    seen: list[bytes] = []
+
+    def take(subject: bytes, reply: bytes, data: bytes, block: bytes | None) -> None:
+        seen.append(data)
+        if data == b"bad":
+            raise RuntimeError("a bug of the taker")
+
+    nc = await open_connection([broker.url], name="taker", timeout=5)
+    try:
+        assert isinstance(nc, RawClient)
+        nc.take_raw(await nc.subscribe(subject), take)
+        await nc.flush()
+        for data in (b"bad", b"good", b"better"):
+            await broker.client.publish(subject, data)
+        await eventually(lambda: len(seen) == 3, "all three taken")
+        assert seen == [b"bad", b"good", b"better"]
+        assert nc.is_connected and nc.stats["reconnects"] == 0
+    finally:
+        await nc.close()
+
+
+HEADER_BLOCKS = [
+    b"NATS/1.0\r\nce-id: cmd-1\r\nNats-Msg-Id: m-1\r\n\r\n",
+    b"NATS/1.0\r\nName:Value\r\nName:  Second \t\r\ncolon: a: b\r\n\r\n",
+    b"NATS/1.0\r\nBad Name: x\r\nNoColon\r\n\xc3\xa9t\xc3\xa9: not ASCII\r\nv: \xff\xfe\r\n\r\n",
+    b"NATS/1.0\r\nunit\x1fseparator: x\r\n : empty name\r\n\tTab: y\r\n\r\n",
+    b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 1\r\n\r\n",
+    b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 0\r\nNats-Last-Stream: 7\r\n\r\n",
+    b"NATS/1.0 503\r\n\r\n",
+    b"NATS/1.0 404 No Messages\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("block", HEADER_BLOCKS)
+async def test_a_header_block_is_read_as_nats_py_reads_it(block: bytes) -> None:
+    """`RawClient`'s messages have their headers read by the bus, in one pass: names and
+    values as nats-py's parser gives them, odd lines included; the inline status apart."""
+    theirs = dict(await Client()._process_headers(block) or {})
+    status = theirs.pop("Status", "")
+    theirs.pop("Description", None)
+    assert (_status(block), _parse_headers(block)) == (status, theirs)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=24),
+            st.builds(
+                lambda name, value: name + b":" + value,
+                st.binary(max_size=12),
+                st.binary(max_size=12),
+            ),
+        ),
+        max_size=8,
+    )
+)
+def test_any_header_block_is_read_as_nats_py_reads_it(lines: list[bytes]) -> None:
+    """The same on header lines of any bytes (CR, LF, colons, white space, non-ASCII)."""
+    block = b"NATS/1.0\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    theirs = asyncio.run(Client()._process_headers(block)) or {}
+    assert (_status(block), _parse_headers(block)) == ("", theirs)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.T_COMMANDS.uftp-adapter.3.1042.17.1733550000000000000.5",
+        "$JS.ACK._.ACCOUNTHASH.T_COMMANDS.uftp-adapter.2.99.98.1733550000000000000.0.x1",
+        "$JS.ACK.hub.ACCOUNTHASH.T_COMMANDS.uftp-adapter.1.7.7.1733550000000000000.0",
+    ],
+)
+def test_an_ack_subject_is_read_as_nats_py_reads_it(reply: str) -> None:
+    metadata = Msg.Metadata._from_reply(reply)
+    expected = (metadata.stream, metadata.sequence.stream, metadata.num_delivered)
+    assert _ack_metadata(reply) == expected
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["", "_INBOX.abc", "$JS.ACK.S.C.1.2.3", "$JS.ACK.S.C.x.2.3.4.5", "$JS.NAK.S.C.1.2.3.4.5"],
+)
+def test_what_is_no_ack_subject_is_refused(reply: str) -> None:
+    with pytest.raises(ValueError):
+        _ack_metadata(reply)
+
+
+async def test_strays_on_the_commands_inbox_are_bounded(broker: NatsBroker) -> None:
+    """Whoever may publish to the bus's inbox cannot make it keep more than a pull request
+    brings and a margin: nats-py's pending limit, which the bus's raw intake does not go
+    through, bounded that."""
+    bus = broker.bus(batch=4)
+    await bus.connect()
+    assert bus._raw
+    gate = asyncio.Event()
+    handler = Recorder(gate=gate)
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd-held"))
+    await eventually(lambda: len(handler.commands) == 1, "a command in hand")
+    assert bus._inbox is not None
+    limit = bus.batch + adapter.bus.nats._MAX_STRAY
+    for index in range(limit + 50):
+        await broker.client.publish(bus._inbox.subject, b"stray", reply=f"r.{index}")
+    await broker.client.flush()
+    await eventually(lambda: len(bus._arrived) >= limit, "the strays taken in")
+    await asyncio.sleep(0.2)
+    assert len(bus._arrived) == limit
+    gate.set()
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the command acked")
 
 
 async def _is(count: Awaitable[int], expected: int) -> bool:
