@@ -45,6 +45,7 @@ from .directory import Directory, Peer
 from .errors import DeliveryFailed as DeliveryFailed  # defined here before adapter.errors
 from .errors import ResponseTimeout as ResponseTimeout
 from .errors import UnknownPeer as UnknownPeer
+from .ids import new_message_id
 from .keys import PrivateKeys
 from .limits import PerKeyLimit
 from .ops.observer import NULL_OBSERVER, Observer
@@ -462,7 +463,7 @@ class Participant:
             sender_domain=self.domain,
             recipient_domain=peer.domain,
             time_stamp=self._clock(),
-            message_id=str(uuid.uuid4()),
+            message_id=new_message_id(),
             conversation_id=conversation_id or message.conversation_id or str(uuid.uuid4()),
         )
         if (
@@ -498,7 +499,7 @@ class Participant:
             sender_domain=self.domain,
             recipient_domain=recipient,
             time_stamp=self._clock(),
-            message_id=str(uuid.uuid4()),
+            message_id=new_message_id(),
             conversation_id=message.conversation_id or str(uuid.uuid4()),
         )
 
@@ -870,7 +871,7 @@ class Participant:
             recipient_domain=received.sender_domain,
             versions=self.versions,
             time_stamp=self._clock(),
-            message_id=str(uuid.uuid4()),
+            message_id=new_message_id(),
         )
 
 
