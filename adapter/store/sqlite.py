@@ -14,9 +14,12 @@ half of a profiler's samples. So a batch's statements run here, and its COMMIT o
 commit thread (one hand-off per batch, not per operation; SQLite releases the GIL while it
 waits); the loop parses, verifies and answers meanwhile. The next batch starts once that
 COMMIT returned, and carries everything submitted while it ran: the group-commit window is
-the fsync itself, with no timer to add latency when the store is idle. Operations known to be
-large (a 100,000-row portfolio) ask for `offload=True` and their whole batch runs on a worker
-thread instead, while new operations wait for the next batch.
+the fsync itself, with no timer to add latency when the store is idle. While several callers
+write at once, a batch also waits `GROUP_WAIT` (2 ms) from its first operation for those close
+behind it: at 10 concurrent round trips that made 0.2 COMMITs per round trip and side where
+there were 0.5, each COMMIT a few hundred microseconds of CPU (bench/README.md). Operations
+known to be large (a 100,000-row portfolio) ask for `offload=True` and their whole batch runs
+on a worker thread instead, while new operations wait for the next batch.
 
 Why group commit: with `synchronous=FULL` every COMMIT waits for an fsync; one transaction
 per operation would cap the store at a few thousand writes per second and put one fsync on
@@ -145,6 +148,14 @@ MAX_BATCH: Final = 1000
 #: of its own: joining the next message's transaction saves a COMMIT per round trip on each
 #: side. Its caller still learns of it only once it is committed.
 DEFERRED_WINDOW: Final = 0.05
+#: While writes come from several callers at once (the batch before carried more than one
+#: operation somebody waits for), a batch waits this long after its first such operation
+#: arrived before it runs, so that the operations of the requests under way meanwhile share
+#: its COMMIT: each COMMIT costs an fsync, the WAL frames of the pages every batch writes (the
+#: tables' last pages, the database header) and two thread wake-ups, a few hundred
+#: microseconds of CPU, whatever it carries. A caller alone (the batch before had one) never
+#: waits: its COMMIT starts at the end of the turn of the loop that submitted it.
+GROUP_WAIT: Final = 0.002
 #: Commits between two checkpoints, besides one after every offloaded (large) batch: at a
 #: few pages a commit, a WAL of a few MiB, as with SQLite's own default of 1000 pages.
 CHECKPOINT_EVERY_COMMITS: Final = 256
@@ -838,6 +849,10 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Op] = []
         self._flush_scheduled = False
+        #: Whether the last batch carried several operations that somebody waits for (see
+        #: `GROUP_WAIT`), and when the first such operation of the next one arrived.
+        self._busy = False
+        self._waited_since: float | None = None
         #: The timer that commits deferred operations nothing else carried along.
         self._deferred_timer: asyncio.TimerHandle | None = None
         #: Set while a batch runs on a worker thread; the next batch waits for it.
@@ -1013,6 +1028,8 @@ class SqliteStore:
             raise RuntimeError(f"{self!r} is not open")
         assert self._loop is not None
         future: asyncio.Future[T] = self._loop.create_future()
+        if not deferred and self._waited_since is None:
+            self._waited_since = self._loop.time()
         self._pending.append(_Op(fn, future, write, offload, isolate, deferred))
         self._schedule_next()
         return await future
@@ -1023,6 +1040,11 @@ class SqliteStore:
         if not self._pending or self._offloaded is not None or self._conn is None:
             return
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        self._busy = sum(not op.deferred for op in batch) > 1
+        self._waited_since = None
+        if any(not op.deferred for op in self._pending):  # more than MAX_BATCH waited
+            assert self._loop is not None
+            self._waited_since = self._loop.time()
         if self._deferred_timer is not None and not self._pending:
             # Whatever was deferred goes now; the next deferral gets a window of its own.
             self._deferred_timer.cancel()
@@ -1089,14 +1111,21 @@ class SqliteStore:
 
     def _schedule_next(self) -> None:
         """Flush at the end of this turn of the loop (what else is submitted meanwhile
-        joins), unless a batch runs (its end calls this again) or only deferred operations
+        joins), or `GROUP_WAIT` after the first operation waiting arrived while the store is
+        busy, unless a batch runs (its end calls this again) or only deferred operations
         wait (then after `DEFERRED_WINDOW`, unless another operation comes first)."""
         if not self._pending or self._flush_scheduled or self._offloaded is not None:
             return
         assert self._loop is not None
-        if self._closing or not all(op.deferred for op in self._pending):
+        if self._closing or self._waited_since is not None:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            due = 0.0
+            if self._busy and self._waited_since is not None and not self._closing:
+                due = self._waited_since + GROUP_WAIT
+            if due > self._loop.time():
+                self._loop.call_at(due, self._flush)
+            else:
+                self._loop.call_soon(self._flush)
         elif self._deferred_timer is None:
             self._deferred_timer = self._loop.call_later(DEFERRED_WINDOW, self._deferred_due)
 

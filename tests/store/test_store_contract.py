@@ -715,6 +715,34 @@ async def test_sqlite_commits_off_the_event_loop_and_batches_what_arrives_meanwh
     assert sqlite_store.commits - commits_before == 2  # a's, then b's and c's together
 
 
+async def test_sqlite_a_busy_store_holds_a_batch_for_the_operations_close_behind(
+    sqlite_store: SqliteStore,
+) -> None:
+    """Once a batch carried several callers' writes, the next waits GROUP_WAIT from its
+    first operation for others to join its COMMIT; once one carried a lone caller's, the
+    next runs at the end of the turn again, joined by nothing that comes later."""
+    from adapter.store.sqlite import GROUP_WAIT
+
+    def save(name: str) -> asyncio.Task[SaveOutcome]:
+        return asyncio.create_task(sqlite_store.save_inbound(inbound(name)))
+
+    assert await asyncio.gather(save("a"), save("b")) == [SaveOutcome.NEW] * 2  # one batch
+    commits_before = sqlite_store.commits
+    first = save("c")
+    await asyncio.sleep(GROUP_WAIT / 4)
+    assert not first.done()  # held for company
+    assert await asyncio.gather(first, save("d")) == [SaveOutcome.NEW] * 2
+    assert sqlite_store.commits - commits_before == 1  # c and d shared the COMMIT
+
+    assert await save("e") == SaveOutcome.NEW  # alone: the store is not busy any more
+    commits_before = sqlite_store.commits
+    alone = save("f")
+    await asyncio.sleep(GROUP_WAIT / 4)
+    late = save("g")
+    assert await asyncio.gather(alone, late) == [SaveOutcome.NEW] * 2
+    assert sqlite_store.commits - commits_before == 2  # f went without waiting for g
+
+
 async def test_sqlite_a_delivered_mark_rides_with_the_next_batch(
     sqlite_store: SqliteStore,
 ) -> None:
