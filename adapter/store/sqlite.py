@@ -16,10 +16,11 @@ waits); the loop parses, verifies and answers meanwhile. The next batch starts o
 COMMIT returned, and carries everything submitted while it ran: the group-commit window is
 the fsync itself, with no timer to add latency when the store is idle. While several callers
 write at once, a batch also waits `GROUP_WAIT` (2 ms) from its first operation for those close
-behind it: at 10 concurrent round trips that made 0.2 COMMITs per round trip and side where
-there were 0.5, each COMMIT a few hundred microseconds of CPU (bench/README.md). Operations
-known to be large (a 100,000-row portfolio) ask for `offload=True` and their whole batch runs
-on a worker thread instead, while new operations wait for the next batch.
+behind it, or until as many wait as the batch before carried: at 10 concurrent round trips
+that made 0.2-0.3 COMMITs per round trip and side where there were 0.5, each COMMIT a few
+hundred microseconds of CPU (bench/README.md). Operations known to be large (a 100,000-row
+portfolio) ask for `offload=True` and their whole batch runs on a worker thread instead, while
+new operations wait for the next batch.
 
 Why group commit: with `synchronous=FULL` every COMMIT waits for an fsync; one transaction
 per operation would cap the store at a few thousand writes per second and put one fsync on
@@ -153,8 +154,9 @@ DEFERRED_WINDOW: Final = 0.05
 #: arrived before it runs, so that the operations of the requests under way meanwhile share
 #: its COMMIT: each COMMIT costs an fsync, the WAL frames of the pages every batch writes (the
 #: tables' last pages, the database header) and two thread wake-ups, a few hundred
-#: microseconds of CPU, whatever it carries. A caller alone (the batch before had one) never
-#: waits: its COMMIT starts at the end of the turn of the loop that submitted it.
+#: microseconds of CPU, whatever it carries. It waits no longer once as many operations wait
+#: as the batch before carried: the company to be expected is there. A caller alone (the batch
+#: before had one) never waits: its COMMIT starts at the end of the turn that submitted it.
 GROUP_WAIT: Final = 0.002
 #: Commits between two checkpoints, besides one after every offloaded (large) batch: at a
 #: few pages a commit, a WAL of a few MiB, as with SQLite's own default of 1000 pages.
@@ -849,10 +851,13 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Op] = []
         self._flush_scheduled = False
-        #: Whether the last batch carried several operations that somebody waits for (see
-        #: `GROUP_WAIT`), and when the first such operation of the next one arrived.
-        self._busy = False
+        #: How many operations that somebody waits for the last batch carried (more than
+        #: one: the store is busy, see `GROUP_WAIT`), how many wait now, since when the first
+        #: of them waited, and the timer that holds their batch.
+        self._company = 0
+        self._waiting = 0
         self._waited_since: float | None = None
+        self._held: asyncio.TimerHandle | None = None
         #: The timer that commits deferred operations nothing else carried along.
         self._deferred_timer: asyncio.TimerHandle | None = None
         #: Set while a batch runs on a worker thread; the next batch waits for it.
@@ -1028,21 +1033,32 @@ class SqliteStore:
             raise RuntimeError(f"{self!r} is not open")
         assert self._loop is not None
         future: asyncio.Future[T] = self._loop.create_future()
-        if not deferred and self._waited_since is None:
-            self._waited_since = self._loop.time()
         self._pending.append(_Op(fn, future, write, offload, isolate, deferred))
+        if not deferred:
+            self._waiting += 1
+            if self._waited_since is None:
+                self._waited_since = self._loop.time()
+            elif self._held is not None and self._waiting >= self._company:
+                # As many as the last batch carried: the company expected is here.
+                self._held.cancel()
+                self._held = None
+                self._loop.call_soon(self._flush)
         self._schedule_next()
         return await future
 
     def _flush(self) -> None:
         """Run the pending operations as one batch, here or on a worker thread."""
         self._flush_scheduled = False
+        if self._held is not None:  # run before its time (by `close`)
+            self._held.cancel()
+            self._held = None
         if not self._pending or self._offloaded is not None or self._conn is None:
             return
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        self._busy = sum(not op.deferred for op in batch) > 1
+        self._company = sum(not op.deferred for op in batch)
+        self._waiting -= self._company
         self._waited_since = None
-        if any(not op.deferred for op in self._pending):  # more than MAX_BATCH waited
+        if self._waiting:  # more than MAX_BATCH waited
             assert self._loop is not None
             self._waited_since = self._loop.time()
         if self._deferred_timer is not None and not self._pending:
@@ -1111,19 +1127,21 @@ class SqliteStore:
 
     def _schedule_next(self) -> None:
         """Flush at the end of this turn of the loop (what else is submitted meanwhile
-        joins), or `GROUP_WAIT` after the first operation waiting arrived while the store is
-        busy, unless a batch runs (its end calls this again) or only deferred operations
-        wait (then after `DEFERRED_WINDOW`, unless another operation comes first)."""
+        joins), or while the store is busy `GROUP_WAIT` after the first operation waiting
+        arrived (or once as many wait as the last batch carried, if sooner), unless a batch
+        runs (its end calls this again) or only deferred operations wait (then after
+        `DEFERRED_WINDOW`, unless another operation comes first)."""
         if not self._pending or self._flush_scheduled or self._offloaded is not None:
             return
         assert self._loop is not None
         if self._closing or self._waited_since is not None:
             self._flush_scheduled = True
             due = 0.0
-            if self._busy and self._waited_since is not None and not self._closing:
+            if self._waited_since is not None and not self._closing:
                 due = self._waited_since + GROUP_WAIT
-            if due > self._loop.time():
-                self._loop.call_at(due, self._flush)
+            # Fewer wait than the last batch carried (so never after a lone caller's): hold.
+            if self._waiting < self._company and due > self._loop.time():
+                self._held = self._loop.call_at(due, self._flush)
             else:
                 self._loop.call_soon(self._flush)
         elif self._deferred_timer is None:
