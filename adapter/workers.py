@@ -48,6 +48,7 @@ from typing import Final
 from .config import Config
 from .event_loop import run
 from .listen import bind_workers
+from .ops.logs import say
 from .run import serve
 
 __all__ = ["RESPAWN_DELAY", "serve_workers"]
@@ -92,10 +93,10 @@ def serve_workers(config: Config, workers: int, event_loop: str = "asyncio") -> 
     try:
         for index in range(workers):
             children[_fork(config, groups, index, guard, event_loop)] = index
-        print(
+        say(
             f"serving with {workers} workers on port {port}: pids "
             + " ".join(str(pid) for pid in children),
-            flush=True,
+            sys.stdout,
         )
         while children:
             pid, wait_status = os.wait()
@@ -116,7 +117,7 @@ def serve_workers(config: Config, workers: int, event_loop: str = "asyncio") -> 
             if not stopping:
                 new = _fork(config, groups, index, guard, event_loop)
                 children[new] = index
-                print(f"worker {index} started again: pid {new}", flush=True)
+                say(f"worker {index} started again: pid {new}", sys.stdout)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -173,7 +174,7 @@ def _work(
     try:
         run(_serve_while_parent_lives(config, sockets, parent, admin=admin), event_loop)
     except (ConfigError, KeyFileError, StoreOpenError, UftpError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        say(f"{PROG}: error: {exc}", sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -10,7 +10,9 @@ settling it. bench_bus.py's "bus -> UFTP (commands)" row holds this beside the b
 work (parse, check, compose, sign, store) and the two events each command makes.
 
 With `--baseline DIR` (a checkout, e.g. `git archive main adapter | tar -x -C DIR`) the same
-runs on that code too, slices interleaved, and the ratio per round is printed.
+runs on that code too, slices interleaved, and the ratio per round is printed. With
+`--profile DIR`, one more slice of each consumer runs under cProfile (CPU time) after the
+measured ones, and the top functions are printed.
 
     .venv/bin/python bench/bench_commands_intake.py [--brokers both] [--rate 40] [--rounds 5]
 """
@@ -20,8 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import multiprocessing
 import os
+import pstats
 import statistics
 import sys
 import time
@@ -88,16 +92,25 @@ async def _consume(conn: Connection, broker: str, token: str) -> None:
 
     await bus.consume(handler)
     conn.send("ready")
+    profiler: cProfile.Profile | None = None
     while True:
         command, *args = await loop.run_in_executor(None, conn.recv)
         if command == "begin":
-            (count,) = args
+            count, profile = args
             target, reached = handled + count, loop.create_future()
+            if profile is not None:  # CPU time, as measured: waiting for the broker is free
+                profiler = cProfile.Profile(time.process_time)
+                profiler.enable()
             started = time.process_time()
             conn.send("ok")
         elif command == "finish":
             await asyncio.wait_for(reached, 120)
-            conn.send(time.process_time() - started)
+            cpu = time.process_time() - started
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(profile)
+                profiler = None
+            conn.send(cpu)
         elif command == "stop":
             break
     await bus.close()
@@ -228,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slice", type=float, default=3.0, help="seconds per slice (3)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", type=Path, metavar="DIR", help="another checkout to compare")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="also profile into DIR")
+    parser.add_argument("--profile-lines", type=int, default=35)
     options = parser.parse_args(argv)
     brokers = ["rabbitmq", "nats"] if options.brokers == "both" else options.brokers.split(",")
     codes: list[tuple[str, str | None]] = [("", None)]
@@ -241,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: dict[str, tuple[Process, Process, str, str]] = {}
     results: dict[str, list[float]] = {}
+    profiles: dict[str, Path] = {}
     try:
         for broker in brokers:
             for suffix, code in codes:
@@ -254,11 +270,19 @@ def main(argv: list[str] | None = None) -> int:
             shift = round_ % len(order)
             for key in order[shift:] + order[:shift]:
                 consumer, producer, _, _ = rows[key]
-                consumer.call("begin", count)
+                consumer.call("begin", count, None)
                 producer.call("run", count, options.rate)
                 cpu = consumer.call("finish")
                 if round_:
                     results[key].append(cpu / count)
+        if options.profile:  # after the measured slices: its overhead skews none of them
+            options.profile.mkdir(parents=True, exist_ok=True)
+            for key, (consumer, producer, _, _) in rows.items():
+                path = options.profile / f"{key.replace(' ', '-').strip('()')}.pstats"
+                consumer.call("begin", count, str(path.resolve()))
+                producer.call("run", count, options.rate)
+                consumer.call("finish")
+                profiles[key] = path
     finally:
         for consumer, producer, broker, token in rows.values():
             consumer.stop()
@@ -275,6 +299,12 @@ def main(argv: list[str] | None = None) -> int:
             change = [a / b - 1 for a, b in zip(ours, theirs, strict=True)]
             print(f"  {broker:24} {spread([c * 100 for c in change], '{:+.0f}%')}")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    for key, path in profiles.items():
+        stats = pstats.Stats(str(path))
+        print(f"\n--- {key}: top {options.profile_lines} by own time ---")
+        stats.sort_stats(pstats.SortKey.TIME).print_stats(options.profile_lines)
+        print(f"--- {key}: top {options.profile_lines} by cumulative ---")
+        stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(options.profile_lines)
     return 0
 
 

@@ -1,14 +1,19 @@
-"""A lean AMQP 0-9-1 publisher in confirm mode, for the events of the RabbitMQ port.
+"""A lean AMQP 0-9-1 client for the RabbitMQ port: a publisher in confirm mode for the events
+(`ConfirmPublisher`) and a consumer of the commands (`CommandConsumer`), each on a connection
+of its own, on one shared core (`AmqpConnection`: the handshake, TLS and authentication from
+the URL, heartbeats, the agreed frame size, closing).
 
-Why not aio-pika/aiormq for the events, as for the rest of the RabbitMQ port: an event's
-confirmed publication through aiormq cost 200-400 µs of CPU on this machine, one after
-another as the relay publishes at a low rate (bench/bench_bus_publish.py; ~0.76 ms a UFTP
-message for its two events in bench/bench_bus.py), against the 25% the bridge may add to a
-message. Most of it is aiormq's general machinery, not the protocol: a `pamqp` frame object
-per frame, marshalled one by one; a queue and a hand-over to its writer task per
-publication; its reader task's `readexactly` per frame and pamqp objects for every
-Basic.Ack; a dispatch through the channel's own reader task; locks, a `Countdown` and an
-`asyncio.timeout` per publish. The options weighed:
+Why not aio-pika/aiormq for these two, as for the rest of the RabbitMQ port (the topology):
+an event's confirmed publication through aiormq cost 200-400 µs of CPU on this machine, one
+after another as the relay publishes at a low rate (bench/bench_bus_publish.py; ~0.76 ms a
+UFTP message for its two events in bench/bench_bus.py), and taking one command in about
+500 µs (bench/bench_commands_intake.py), against the 25% the bridge may add to a message.
+Most of it is aiormq's general machinery, not the protocol: a `pamqp` frame object per frame,
+marshalled or unmarshalled one by one; its reader task's two `readexactly` per frame; a queue
+and a hand-over to its writer task per frame written; a dispatch through each channel's own
+reader task and frame queue; for a delivery, its content gathered by a coroutine and the
+consumer's callback started in a task of its own; locks, a `Countdown` and an
+`asyncio.timeout` per publish. The options weighed for the events:
 
 1. encoding the whole publication at once while still publishing through aiormq: aiormq
    builds its own frames from pamqp objects, so all that can be shortened there is the
@@ -17,30 +22,42 @@ Basic.Ack; a dispatch through the channel's own reader task; locks, a `Countdown
 2. writing our own frames on aiormq's connection: needs its private writer queue, channel
    numbers and confirmation maps (their names and semantics changed within 7.x), and the
    reader side would still be aiormq's;
-3. this module: a connection of its own, used for nothing but publishing events on one
-   confirming channel, on an `asyncio.Protocol` (no reader or writer task): one
-   `transport.write` of the publication encoded in one piece, one future, and the acks read
-   straight out of `data_received` (an ack is a fixed 21-octet frame, decoded here without
-   pamqp). Everything rare (the handshake, a Basic.Return's frames, a Channel.Close or
+3. this module: a connection of its own, on an `asyncio.Protocol` (no reader or writer
+   task): what is written goes in one `transport.write`, and what comes is read straight out
+   of `data_received`. For the events one channel in confirm mode: a publication encoded in
+   one piece, one future, and the acks read without pamqp (an ack is a fixed 21-octet frame).
+   For the commands one channel with the consumer's prefetch: a Basic.Deliver, its content
+   header and body frames are read without pamqp into one `Delivery`, whose handler runs in
+   one task, and whose settlement is one fixed 21-octet frame written at once. Everything
+   rare (the handshake, a Basic.Return's frames, a Basic.Cancel, a Channel.Close or
    Connection.Close from the broker) is decoded by pamqp, aio-pika's own codec, and the
-   frames written are byte for byte what pamqp would write (a test compares them).
+   frames written are byte for byte what pamqp would write (tests compare them, and compare
+   the properties decoded here with pamqp's).
    Measured: 57-170 µs per event against 205-412 µs through aiormq, in the same runs on the
    shared machine, of which 40-90 µs are the floor of any asyncio client here (the loop's
    turns, `send` and `recv` on loopback); figures in bench/README.md.
 
-The guarantees are those of the port (`adapter.bus.port`): `publish` returns on the broker's
+The guarantees are those of the port (`adapter.bus.port`). `publish` returns on the broker's
 Basic.Ack of that publication and raises `Unroutable` when a Basic.Return of it came first
 (mandatory, no binding), `BusUnavailable` on a Basic.Nack, a lost connection, a closed
 channel, a confirm that did not come within the timeout, and at once while the broker
-blocks publishers (Connection.Blocked: nothing written then would be read). A lost
-connection is not reopened here: the next `publish` of the port opens a new one (the relay
-retries with backoff), so an outage costs no task and no loop.
+blocks publishers (Connection.Blocked: nothing written then would be read). A command is
+settled only with the verdict its handler returned, on the connection it came on; one whose
+connection is gone by then is left to the broker, which delivers it again (with
+``redelivered``), as it does everything unacknowledged when a connection ends. A lost
+connection is not reopened here: the port opens a new one (the next `publish`; the port's
+keeper of the consumer), so an outage costs no task and no loop.
 
 Heartbeats are kept as AMQP 0-9-1 asks (section 4.2.7): one is sent when nothing else was
 for half the negotiated interval, and a connection from which nothing arrived for three
 intervals is dropped. Basic.Return carries no delivery tag, so a returned message is matched
 to its publication by message id and routing key (the broker returns in publication order,
 and the relay never has one event in flight twice); that is also how aiormq matches them.
+What the broker controls is bounded: a frame larger than the agreed ``frame_max``, content
+out of its order (4.2.6) or a body larger than any RabbitMQ sends drops the connection (what
+was delivered and not settled is delivered again); a delivery whose properties do not decode
+is rejected without requeue (dead-lettered) rather than dropping the connection for it, which
+would only bring it back.
 """
 
 from __future__ import annotations
@@ -52,10 +69,11 @@ import logging
 import platform
 import ssl
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+import pamqp.decode
 import pamqp.frame
 import pamqp.header
 import pamqp.heartbeat
@@ -63,9 +81,18 @@ from pamqp import commands as spec
 from pamqp.exceptions import UnmarshalingException
 from yarl import URL
 
-from adapter.bus.port import BusUnavailable, Unroutable
+from adapter.bus.port import BusUnavailable, Unroutable, Verdict
 
-__all__ = ["ConfirmPublisher", "encode_publication"]
+__all__ = [
+    "AmqpConnection",
+    "ChannelRefused",
+    "CommandConsumer",
+    "ConfirmPublisher",
+    "Delivery",
+    "decode_properties",
+    "encode_publication",
+    "settlement",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +102,18 @@ _FRAME_END = 0xCE
 _FRAME = struct.Struct(">BHI")
 #: The frame header, payload size and end octet around a payload: 8 octets (4.2.3).
 _FRAME_OVERHEAD = 8
-#: An ack's or nack's payload after its method index: delivery tag, then the flag bits.
+#: An ack's or nack's payload: its method index, delivery tag, then the flag bits.
 _ACK_INDEX = spec.Basic.Ack.index
 _NACK_INDEX = spec.Basic.Nack.index
-_ACK_FRAME = struct.Struct(">BHII QB")  # type, channel, size, method index, tag, bits
-_ACK_SIZE = _ACK_FRAME.size + 1
+_REJECT_INDEX = spec.Basic.Reject.index
+_DELIVER_INDEX = spec.Basic.Deliver.index
+_SETTLE_PAYLOAD = struct.Struct(">IQB")  # method index, tag, bits: 13 octets
+_SETTLE_FRAME = struct.Struct(">BHIIQBB")  # the same as a whole frame, with its end octet
 _CONTENT_HEADER = struct.Struct(">HHQ")  # class id (Basic), weight (0), body size
+_INDEX = struct.Struct(">I")
+_TAG = struct.Struct(">QB")  # a Basic.Deliver's delivery tag and its ``redelivered`` bit
+_UINT16 = struct.Struct(">H")
+_UINT32 = struct.Struct(">I")
 #: Basic.Publish's method index and its deprecated ``ticket`` (0).
 _PUBLISH_PREFIX = struct.pack(">IH", spec.Basic.Publish.index, 0)
 _BASIC_CLASS = 60
@@ -88,6 +121,11 @@ _HEARTBEAT_FRAME = pamqp.frame.marshal(pamqp.heartbeat.Heartbeat(), 0)
 
 #: Our frame size limit, RabbitMQ's default: the broker may propose less.
 FRAME_MAX = 131072
+#: The largest body a delivery may announce: RabbitMQ refuses publications above its
+#: ``max_message_size``, which it caps at 512 MiB. What a command may be is the bridge's
+#: limit (``max_body_bytes``), checked on the whole body as on any broker; this one only
+#: keeps a broken peer from making us buffer without end.
+MAX_BODY = 512 * 1024 * 1024
 #: A heartbeat missed this many times over drops the connection (as aiormq does).
 _HEARTBEAT_GRACE = 3
 CHANNEL = 1
@@ -134,43 +172,39 @@ def encode_publication(
     return b"".join(parts)
 
 
-@dataclass(slots=True)
-class _Pending:
-    """A publication awaiting its confirm."""
+class ChannelRefused(BusUnavailable):
+    """The broker closed the channel or the connection while it was being opened, with
+    `reply_code` (e.g. 404: the queue to consume from does not exist)."""
 
-    future: asyncio.Future[str | None]
-    message_id: str
-    routing_key: str
-    deadline: float
-    #: The reply text of a Basic.Return of it, which comes before its ack.
-    returned: str | None = None
+    def __init__(self, message: str, reply_code: int) -> None:
+        super().__init__(message)
+        self.reply_code = reply_code
 
 
-class ConfirmPublisher(asyncio.Protocol):
-    """One AMQP connection with one channel in confirm mode, publishing and nothing else.
+class AmqpConnection(asyncio.Protocol):
+    """One AMQP connection with one channel, read in `data_received`: the part the publisher
+    and the consumer share. A subclass says what its channel is for (`_prepare`) and reads
+    the frames it expects (`_frame`, `_on_method`); the rest is here.
 
-    Open it with `open`; once it `is_closed` (lost, closed by the broker, a channel error)
-    it stays so: open another."""
+    Once it `is_closed` (lost, closed by the broker, a channel error, a frame it cannot
+    read) it stays so: open another."""
 
-    def __init__(self, exchange: str, *, timeout: float) -> None:
-        spec.Basic.Publish(exchange=exchange)  # pamqp's check of the name (length, octets)
-        self._exchange = exchange.encode("utf-8")
-        self._timeout = timeout
+    #: What the connection is for, in messages: "the events connection".
+    purpose: ClassVar[str] = "AMQP"
+    #: The client capabilities it announces (Connection.StartOk), besides
+    #: ``authentication_failure_close``.
+    capabilities: ClassVar[dict[str, bool]] = {}
+
+    def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
-        self._pending: dict[int, _Pending] = {}
-        self._tag = 0
         self._frame_max = FRAME_MAX
         self._heartbeat = 0.0
         self._last_sent = self._last_received = self._loop.time()
         self._ticker: asyncio.TimerHandle | None = None
-        #: Until the channel is in confirm mode: the frames the handshake waits for.
+        #: Until the channel is ready: the frames the handshake waits for.
         self._handshake: asyncio.Queue[tuple[int, Any]] | None = asyncio.Queue()
-        #: A Basic.Return being read: its method frame, then its content header once read.
-        self._return: spec.Basic.Return | None = None
-        self._return_header: pamqp.header.ContentHeader | None = None
-        self._return_left = 0
         #: Why the connection is unusable; None while it is open.
         self._closed: str | None = "not open"
         self._lost = self._loop.create_future()
@@ -180,39 +214,28 @@ class ConfirmPublisher(asyncio.Protocol):
 
     # -- opening and closing ------------------------------------------------------------
 
-    @classmethod
-    async def open(
-        cls,
-        url: str,
-        exchange: str,
-        *,
-        name: str,
-        timeout: float,
-        connect_timeout: float = 10.0,
-    ) -> ConfirmPublisher:
+    async def _start(self, url: str, name: str, connect_timeout: float) -> None:
         """Connect to the broker at `url` (``amqp://`` or ``amqps://``, the query options of
-        aiormq's TLS and ``heartbeat``), open a channel and put it in confirm mode. Raises
-        `BusUnavailable`."""
+        aiormq's TLS and ``heartbeat``), open the channel and `_prepare` it. Raises
+        `BusUnavailable`, having dropped what it opened."""
         parsed = URL(url)
-        publisher = cls(exchange, timeout=timeout)
         try:
             async with asyncio.timeout(connect_timeout):
                 context = _tls_context(parsed) if parsed.scheme == "amqps" else None
                 port = parsed.port or (5671 if context is not None else 5672)
-                await publisher._loop.create_connection(
-                    lambda: publisher, parsed.host or "localhost", port, ssl=context
+                await self._loop.create_connection(
+                    lambda: self, parsed.host or "localhost", port, ssl=context
                 )
-                await publisher._open(parsed, name)
+                await self._open(parsed, name)
         except BusUnavailable:
-            publisher.abort()
+            self.abort()
             raise
         except (OSError, TimeoutError, UnmarshalingException, ValueError, ssl.SSLError) as exc:
-            publisher.abort()
-            raise BusUnavailable(f"cannot open the events connection: {exc!r}") from None
+            self.abort()
+            raise BusUnavailable(f"cannot open the {self.purpose} connection: {exc!r}") from None
         except BaseException:
-            publisher.abort()
+            self.abort()
             raise
-        return publisher
 
     async def _open(self, url: URL, name: str) -> None:
         assert self._transport is not None
@@ -235,12 +258,7 @@ class ConfirmPublisher(asyncio.Protocol):
                     "product": "uftp-adapter",
                     "platform": f"Python {platform.python_version()}",
                     "connection_name": name,
-                    "capabilities": {
-                        "publisher_confirms": True,
-                        "basic.nack": True,
-                        "connection.blocked": True,
-                        "authentication_failure_close": True,
-                    },
+                    "capabilities": {**self.capabilities, "authentication_failure_close": True},
                 },
                 mechanism=mechanism,
                 response=response,
@@ -265,11 +283,17 @@ class ConfirmPublisher(asyncio.Protocol):
         await self._expect(spec.Connection.OpenOk)
         self._send(CHANNEL, spec.Channel.Open())
         await self._expect(spec.Channel.OpenOk)
-        self._send(CHANNEL, spec.Confirm.Select())
-        await self._expect(spec.Confirm.SelectOk)
+        await self._prepare()
         self._handshake = None
         self._closed = None
         self._schedule_tick()
+        self._opened()
+
+    async def _prepare(self) -> None:
+        """Make the open channel what it is for (Confirm.Select, Basic.Consume...)."""
+
+    def _opened(self) -> None:
+        """The connection is in use from now on."""
 
     async def _expect(self, kind: type[Any]) -> Any:
         """The next frame of the handshake, which must be a `kind`."""
@@ -281,20 +305,29 @@ class ConfirmPublisher(asyncio.Protocol):
         finally:
             getter.cancel()
         if not getter.done() or getter.cancelled():
-            raise BusUnavailable(f"the events connection closed while opening: {self._closed}")
-        _, frame = getter.result()
-        if isinstance(frame, spec.Connection.Close):
-            self._send(0, spec.Connection.CloseOk())
             raise BusUnavailable(
-                f"the broker refused the events connection: {frame.reply_code} {frame.reply_text}"
+                f"the {self.purpose} connection closed while opening: {self._closed}"
+            )
+        channel, frame = getter.result()
+        if isinstance(frame, spec.Connection.Close | spec.Channel.Close):
+            if isinstance(frame, spec.Connection.Close):
+                self._send(0, spec.Connection.CloseOk())
+            else:
+                self._send(channel, spec.Channel.CloseOk())
+            raise ChannelRefused(
+                f"the broker refused the {self.purpose} connection: "
+                f"{frame.reply_code} {frame.reply_text}",
+                frame.reply_code or 0,
             )
         if not isinstance(frame, kind):
-            raise BusUnavailable(f"unexpected {frame.name} while opening the events connection")
+            raise BusUnavailable(
+                f"unexpected {frame.name} while opening the {self.purpose} connection"
+            )
         return frame
 
     async def close(self) -> None:
         """Close the connection politely (Connection.Close, then wait a moment for its
-        CloseOk); what awaits a confirm gets `BusUnavailable`."""
+        CloseOk)."""
         if self._transport is None or self._transport.is_closing():
             self._shut("closed")
             return
@@ -321,8 +354,6 @@ class ConfirmPublisher(asyncio.Protocol):
     def is_closed(self) -> bool:
         return self._closed is not None
 
-    # -- publishing ---------------------------------------------------------------------
-
     @property
     def frame_max(self) -> int:
         """The largest frame, in octets, agreed with the broker."""
@@ -332,30 +363,6 @@ class ConfirmPublisher(asyncio.Protocol):
     def heartbeat(self) -> float:
         """The heartbeat interval agreed with the broker, in seconds (0: none)."""
         return self._heartbeat
-
-    async def publish(
-        self, routing_key: str, properties: bytes, body: bytes, message_id: str
-    ) -> None:
-        """Publish `body` to the exchange, mandatory, with `properties` (encoded, as pamqp's
-        ``Basic.Properties.marshal``, carrying `message_id`), and return on its ack."""
-        if self._closed is not None:
-            raise BusUnavailable(f"the events connection is {self._closed}")
-        if self.blocked:
-            # The broker reads nothing from us until its alarm clears: what we wrote would only
-            # pile up here (and time out). The relay tries again after its backoff.
-            raise BusUnavailable(f"the broker blocks publishing: {self.blocked}")
-        frames = encode_publication(
-            CHANNEL, self._exchange, routing_key, properties, body, self._frame_max
-        )
-        self._tag += 1
-        future: asyncio.Future[str | None] = self._loop.create_future()
-        self._pending[self._tag] = _Pending(
-            future, message_id, routing_key, self._loop.time() + self._timeout
-        )
-        self._write(frames)
-        returned = await future
-        if returned is not None:
-            raise Unroutable(routing_key, returned)
 
     def _write(self, data: bytes) -> None:
         assert self._transport is not None
@@ -383,42 +390,36 @@ class ConfirmPublisher(asyncio.Protocol):
         offset = 0
         try:
             while (available := len(buffer) - offset) >= 7:
-                if available >= _ACK_SIZE:  # the usual frame: the ack of one publication
-                    kind, channel, length, index, tag, bits = _ACK_FRAME.unpack_from(buffer, offset)
-                    if (
-                        kind == _METHOD
-                        and length == 13
-                        and index in (_ACK_INDEX, _NACK_INDEX)
-                        and channel == CHANNEL
-                        and buffer[offset + _ACK_SIZE - 1] == _FRAME_END
-                    ):
-                        offset += _ACK_SIZE
-                        self._confirm(tag, bool(bits & 1), index == _NACK_INDEX)
-                        continue
                 kind, channel, length = _FRAME.unpack_from(buffer, offset)
                 if length > self._frame_max:  # the limit both sides agreed (4.2.3)
                     raise UnmarshalingException("frame", f"a frame of {length} octets")
-                end = offset + 7 + length
                 if available < length + _FRAME_OVERHEAD:
                     break
+                start = offset + 7
+                end = start + length
                 if buffer[end] != _FRAME_END:
                     raise UnmarshalingException("frame", "no frame end octet")
-                frame = bytes(buffer[offset : end + 1])
                 offset = end + 1
-                self._on_frame(kind, frame)
-        except (UnmarshalingException, ValueError, struct.error) as exc:
-            log.warning("bus: dropping the events connection: undecodable frame (%s)", exc)
+                self._frame(kind, channel, buffer, start, end)
+                if self._transport is not None and self._transport.is_closing():
+                    break  # closed by that frame: what came after it is for nobody
+        except (UnmarshalingException, ValueError, struct.error, RecursionError) as exc:
+            # RecursionError: pamqp's decoder of a table nested as deep as a frame allows.
+            log.warning(
+                "bus: dropping the %s connection: undecodable frame (%s)", self.purpose, exc
+            )
             self.abort()
         finally:
             del buffer[:offset]
 
+    def _frame(self, kind: int, channel: int, buffer: bytearray, start: int, end: int) -> None:
+        """A whole frame whose payload is ``buffer[start:end]``. The subclass reads the
+        frames it expects often, without pamqp, and leaves the rest to `_on_frame`."""
+        self._on_frame(kind, bytes(buffer[start - 7 : end + 1]))
+
     def _on_frame(self, kind: int, data: bytes) -> None:
+        """A frame of `data` (the whole frame), decoded by pamqp."""
         if kind == _HEARTBEAT:
-            return
-        if kind == _BODY and self._return_header is not None:
-            self._return_left -= len(data) - _FRAME_OVERHEAD
-            if self._return_left <= 0:
-                self._returned()
             return
         _, channel, frame = pamqp.frame.unmarshal(data)
         if isinstance(frame, spec.Connection.Blocked):  # may come as soon as it is open
@@ -429,15 +430,6 @@ class ConfirmPublisher(asyncio.Protocol):
             log.info("bus: the broker takes publications again")
         elif self._handshake is not None:
             self._handshake.put_nowait((channel, frame))
-        elif isinstance(frame, spec.Basic.Return):
-            self._return = frame
-        elif isinstance(frame, pamqp.header.ContentHeader) and self._return is not None:
-            self._return_header = frame
-            self._return_left = frame.body_size
-            if frame.body_size == 0:
-                self._returned()
-        elif isinstance(frame, spec.Basic.Ack | spec.Basic.Nack):  # not in the usual form
-            self._confirm(frame.delivery_tag, frame.multiple, isinstance(frame, spec.Basic.Nack))
         elif isinstance(frame, spec.Connection.Close):
             self._send(0, spec.Connection.CloseOk())
             self._shut(f"closed by the broker: {frame.reply_code} {frame.reply_text}")
@@ -454,8 +446,165 @@ class ConfirmPublisher(asyncio.Protocol):
             self._close_transport()
         elif isinstance(frame, spec.Connection.CloseOk):
             self._close_transport()
+        elif not self._on_method(frame):
+            log.debug("bus: ignored %s on the %s connection", type(frame).__name__, self.purpose)
+
+    def _on_method(self, frame: Any) -> bool:
+        """A frame of the subclass's, decoded by pamqp; whether it was one."""
+        return False
+
+    # -- failure and time ---------------------------------------------------------------
+
+    def _shut(self, why: str) -> None:
+        """Unusable from now on."""
+        if self._closed is None or self._closed == "not open":
+            self._closed = why
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    def _close_transport(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def _tick_interval(self) -> float:
+        return min(1.0, self._heartbeat / 2) if self._heartbeat else 1.0
+
+    def _schedule_tick(self) -> None:
+        self._ticker = self._loop.call_later(max(self._tick_interval(), 0.05), self._tick)
+
+    def _tick(self) -> None:
+        """Heartbeats, both ways, then the subclass's `_on_tick`."""
+        self._ticker = None
+        if self._closed is not None:
+            return
+        now = self._loop.time()
+        if self._heartbeat:
+            if now - self._last_received > self._heartbeat * _HEARTBEAT_GRACE:
+                log.warning(
+                    "bus: no heartbeat from the broker: dropping the %s connection", self.purpose
+                )
+                self.abort()
+                return
+            if now - self._last_sent >= self._heartbeat / 2:
+                self._write(_HEARTBEAT_FRAME)
+        self._on_tick(now)
+        self._schedule_tick()
+
+    def _on_tick(self, now: float) -> None:
+        pass
+
+
+# -- the events -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A publication awaiting its confirm."""
+
+    future: asyncio.Future[str | None]
+    message_id: str
+    routing_key: str
+    deadline: float
+    #: The reply text of a Basic.Return of it, which comes before its ack.
+    returned: str | None = None
+
+
+class ConfirmPublisher(AmqpConnection):
+    """One AMQP connection with one channel in confirm mode, publishing and nothing else.
+
+    Open it with `open`; once it `is_closed` it stays so: open another."""
+
+    purpose = "events"
+    capabilities: ClassVar[dict[str, bool]] = {
+        "publisher_confirms": True,
+        "basic.nack": True,
+        "connection.blocked": True,
+    }
+
+    def __init__(self, exchange: str, *, timeout: float) -> None:
+        spec.Basic.Publish(exchange=exchange)  # pamqp's check of the name (length, octets)
+        super().__init__()
+        self._exchange = exchange.encode("utf-8")
+        self._timeout = timeout
+        self._pending: dict[int, _Pending] = {}
+        self._tag = 0
+        #: A Basic.Return being read: its method frame, then its content header once read.
+        self._return: spec.Basic.Return | None = None
+        self._return_header: pamqp.header.ContentHeader | None = None
+        self._return_left = 0
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        exchange: str,
+        *,
+        name: str,
+        timeout: float,
+        connect_timeout: float = 10.0,
+    ) -> ConfirmPublisher:
+        """Connect to the broker at `url`, open a channel and put it in confirm mode.
+        Raises `BusUnavailable`."""
+        publisher = cls(exchange, timeout=timeout)
+        await publisher._start(url, name, connect_timeout)
+        return publisher
+
+    async def _prepare(self) -> None:
+        self._send(CHANNEL, spec.Confirm.Select())
+        await self._expect(spec.Confirm.SelectOk)
+
+    async def publish(
+        self, routing_key: str, properties: bytes, body: bytes, message_id: str
+    ) -> None:
+        """Publish `body` to the exchange, mandatory, with `properties` (encoded, as pamqp's
+        ``Basic.Properties.marshal``, carrying `message_id`), and return on its ack."""
+        if self._closed is not None:
+            raise BusUnavailable(f"the events connection is {self._closed}")
+        if self.blocked:
+            # The broker reads nothing from us until its alarm clears: what we wrote would only
+            # pile up here (and time out). The relay tries again after its backoff.
+            raise BusUnavailable(f"the broker blocks publishing: {self.blocked}")
+        frames = encode_publication(
+            CHANNEL, self._exchange, routing_key, properties, body, self._frame_max
+        )
+        self._tag += 1
+        future: asyncio.Future[str | None] = self._loop.create_future()
+        self._pending[self._tag] = _Pending(
+            future, message_id, routing_key, self._loop.time() + self._timeout
+        )
+        self._write(frames)
+        returned = await future
+        if returned is not None:
+            raise Unroutable(routing_key, returned)
+
+    def _frame(self, kind: int, channel: int, buffer: bytearray, start: int, end: int) -> None:
+        if kind == _METHOD and end - start == 13 and channel == CHANNEL:
+            # The usual frame: the ack of one publication.
+            index, tag, bits = _SETTLE_PAYLOAD.unpack_from(buffer, start)
+            if index in (_ACK_INDEX, _NACK_INDEX):
+                self._confirm(tag, bool(bits & 1), index == _NACK_INDEX)
+                return
+        if kind == _BODY and self._return_header is not None:
+            self._return_left -= end - start
+            if self._return_left <= 0:
+                self._returned()
+            return
+        self._on_frame(kind, bytes(buffer[start - 7 : end + 1]))
+
+    def _on_method(self, frame: Any) -> bool:
+        if isinstance(frame, spec.Basic.Return):
+            self._return = frame
+        elif isinstance(frame, pamqp.header.ContentHeader) and self._return is not None:
+            self._return_header = frame
+            self._return_left = frame.body_size
+            if frame.body_size == 0:
+                self._returned()
+        elif isinstance(frame, spec.Basic.Ack | spec.Basic.Nack):  # not in the usual form
+            self._confirm(frame.delivery_tag, frame.multiple, isinstance(frame, spec.Basic.Nack))
         else:
-            log.debug("bus: ignored %s on the events connection", type(frame).__name__)
+            return False
+        return True
 
     def _returned(self) -> None:
         """A Basic.Return with its content is read: its publication gets `Unroutable` once
@@ -487,15 +636,9 @@ class ConfirmPublisher(asyncio.Protocol):
             else:
                 entry.future.set_result(entry.returned)
 
-    # -- failure ------------------------------------------------------------------------
-
     def _shut(self, why: str) -> None:
         """Unusable from now on: what awaits a confirm gets `BusUnavailable`."""
-        if self._closed is None or self._closed == "not open":
-            self._closed = why
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
+        super()._shut(why)
         pending, self._pending = self._pending, {}
         for entry in pending.values():
             if not entry.future.done():
@@ -503,29 +646,11 @@ class ConfirmPublisher(asyncio.Protocol):
                     BusUnavailable(f"the events connection was {why} before the confirm")
                 )
 
-    def _close_transport(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+    def _tick_interval(self) -> float:
+        return min(super()._tick_interval(), self._timeout / 4)
 
-    def _schedule_tick(self) -> None:
-        interval = min(1.0, self._timeout / 4)
-        if self._heartbeat:
-            interval = min(interval, self._heartbeat / 2)
-        self._ticker = self._loop.call_later(max(interval, 0.05), self._tick)
-
-    def _tick(self) -> None:
-        """Heartbeats, both ways, and publications whose confirm is overdue."""
-        self._ticker = None
-        if self._closed is not None:
-            return
-        now = self._loop.time()
-        if self._heartbeat:
-            if now - self._last_received > self._heartbeat * _HEARTBEAT_GRACE:
-                log.warning("bus: no heartbeat from the broker: dropping the events connection")
-                self.abort()
-                return
-            if now - self._last_sent >= self._heartbeat / 2:
-                self._write(_HEARTBEAT_FRAME)
+    def _on_tick(self, now: float) -> None:
+        """Publications whose confirm is overdue."""
         overdue = []
         for tag, entry in self._pending.items():
             if entry.deadline > now:
@@ -537,7 +662,327 @@ class ConfirmPublisher(asyncio.Protocol):
                 entry.future.set_exception(
                     BusUnavailable(f"no confirm from the broker within {self._timeout} s")
                 )
-        self._schedule_tick()
+
+
+# -- the commands -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message the broker delivered to the consumer, as the port reads it."""
+
+    delivery_tag: int
+    redelivered: bool
+    content_type: str | None = None
+    message_id: str | None = None
+    headers: dict[str, object] = field(default_factory=dict)
+    body: bytes = b""
+    #: While its content is read: the body octets still to come (-1 before its content
+    #: header), and the body frames so far.
+    body_size: int = -1
+    chunks: list[bytes] = field(default_factory=list)
+    #: Why its properties could not be read (it is rejected without requeue), else None.
+    malformed: str | None = None
+
+
+def settlement(verdict: Verdict, delivery_tag: int, channel: int = CHANNEL) -> bytes:
+    """The frame that settles a delivery by `verdict`: Basic.Ack; Basic.Reject without
+    requeue (the broker dead-letters it); Basic.Nack with requeue. As pamqp marshals them."""
+    if verdict is Verdict.ACK:
+        index, bits = _ACK_INDEX, 0
+    elif verdict is Verdict.REJECT:
+        index, bits = _REJECT_INDEX, 0  # requeue=False
+    else:
+        index, bits = _NACK_INDEX, 2  # multiple=False, requeue=True
+    return _SETTLE_FRAME.pack(_METHOD, channel, 13, index, delivery_tag, bits, _FRAME_END)
+
+
+#: Basic's properties in the order of their flags, from the highest bit (AMQP 0-9-1,
+#: section 1.8.3 of the XML spec): how each is encoded. ``s`` a short string, ``o`` an
+#: octet, ``t`` a timestamp (64 bits), ``F`` a field table.
+_PROPERTIES = (
+    ("content_type", "s"),
+    ("content_encoding", "s"),
+    ("headers", "F"),
+    ("delivery_mode", "o"),
+    ("priority", "o"),
+    ("correlation_id", "s"),
+    ("reply_to", "s"),
+    ("expiration", "s"),
+    ("message_id", "s"),
+    ("timestamp", "t"),
+    ("message_type", "s"),
+    ("user_id", "s"),
+    ("app_id", "s"),
+    ("cluster_id", "s"),
+)
+
+
+def decode_properties(
+    data: bytes | bytearray, offset: int, end: int
+) -> tuple[str | None, str | None, dict[str, object]]:
+    """The content type, message id and headers of the properties in ``data[offset:end]``
+    (the property flags, then the values), decoded as pamqp decodes them (a test compares):
+    the headers' long strings read here, a table with any other value by pamqp. Raises
+    ValueError (UnicodeDecodeError among them) for what does not decode."""
+    (flags,) = _UINT16.unpack_from(data, offset)
+    if flags & 1:
+        raise ValueError("a second word of property flags")  # none is defined in 0-9-1
+    offset += 2
+    content_type = message_id = None
+    headers: dict[str, object] = {}
+    bit = 0x8000
+    for name, kind in _PROPERTIES:
+        if flags & bit:
+            if kind == "s":
+                length = data[offset]
+                value = bytes(data[offset + 1 : offset + 1 + length]).decode("utf-8")
+                offset += 1 + length
+                if name == "content_type":
+                    content_type = value
+                elif name == "message_id":
+                    message_id = value
+            elif kind == "o":
+                offset += 1
+            elif kind == "t":
+                offset += 8
+            else:
+                (length,) = _UINT32.unpack_from(data, offset)
+                headers = _field_table(data, offset + 4, offset + 4 + length)
+                offset += 4 + length
+            if offset > end:
+                raise ValueError(f"the property {name} runs past the content header")
+        bit >>= 1
+    return content_type, message_id, headers
+
+
+def _field_table(data: bytes | bytearray, offset: int, end: int) -> dict[str, object]:
+    """A field table of ``data[offset:end]``: long strings (``S``, all a CloudEvents binary
+    message carries) read here, as pamqp reads them; a table with anything else by pamqp."""
+    table: dict[str, object] = {}
+    start = offset
+    while offset < end:
+        length = data[offset]
+        key_end = offset + 1 + length
+        if key_end >= end or data[key_end] != 0x53:  # "S"
+            return _pamqp_table(data, start, end)
+        key = bytes(data[offset + 1 : key_end]).decode("utf-8")
+        (size,) = _UINT32.unpack_from(data, key_end + 1)
+        offset = key_end + 5 + size
+        if offset > end:
+            raise ValueError("a field table value runs past its table")
+        raw = bytes(data[key_end + 5 : offset])
+        try:
+            table[key] = raw.decode("utf-8")
+        except UnicodeDecodeError:  # pamqp keeps such a long string as bytes
+            table[key] = raw
+    return table
+
+
+def _pamqp_table(data: bytes | bytearray, offset: int, end: int) -> dict[str, object]:
+    try:
+        _, table = pamqp.decode.field_table(_UINT32.pack(end - offset) + bytes(data[offset:end]))
+    except RecursionError:  # pamqp recurses per nested table: 6 octets a level in a frame
+        raise ValueError("field tables nested too deep") from None
+    return dict(table)
+
+
+class CommandConsumer(AmqpConnection):
+    """One AMQP connection with one channel consuming one queue (prefetch `prefetch`,
+    explicit acks), handing each delivery to `handler` in a task of its own and settling it
+    by the verdict returned.
+
+    `consuming` says whether the broker delivers to it now: from its Basic.ConsumeOk until
+    the connection ends or the broker cancels the consumer (a Basic.Cancel: the queue was
+    deleted), which ends the connection too. `stopped` then holds why; open another."""
+
+    purpose = "commands"
+    # Without it RabbitMQ ends a consumer whose queue is deleted silently: no Basic.Cancel,
+    # and nothing more delivered.
+    capabilities: ClassVar[dict[str, bool]] = {"consumer_cancel_notify": True}
+
+    def __init__(
+        self,
+        queue: str,
+        handler: Callable[[Delivery], Awaitable[Verdict]],
+        *,
+        prefetch: int,
+        consumer_tag: str,
+    ) -> None:
+        spec.Basic.Consume(queue=queue, consumer_tag=consumer_tag)  # pamqp's checks
+        super().__init__()
+        self._queue = queue
+        self._handler = handler
+        self._prefetch = prefetch
+        self.consumer_tag = consumer_tag
+        #: The delivery whose content is being read.
+        self._incoming: Delivery | None = None
+        #: Deliveries read before the handshake ended (they may follow ConsumeOk at once).
+        self._early: list[Delivery] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Why the broker no longer delivers to it, once it does not.
+        self.stopped: asyncio.Future[str] = self._loop.create_future()
+        #: Whether the broker cancelled the consumer (Basic.Cancel).
+        self.cancelled = False
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        queue: str,
+        handler: Callable[[Delivery], Awaitable[Verdict]],
+        *,
+        prefetch: int,
+        consumer_tag: str,
+        name: str,
+        connect_timeout: float = 10.0,
+    ) -> CommandConsumer:
+        """Connect to the broker at `url`, open a channel, set its prefetch and consume
+        `queue`. Raises `BusUnavailable` (`ChannelRefused` with 404 when there is no such
+        queue)."""
+        consumer = cls(queue, handler, prefetch=prefetch, consumer_tag=consumer_tag)
+        await consumer._start(url, name, connect_timeout)
+        return consumer
+
+    async def _prepare(self) -> None:
+        self._send(CHANNEL, spec.Basic.Qos(prefetch_count=self._prefetch))
+        await self._expect(spec.Basic.QosOk)
+        self._send(CHANNEL, spec.Basic.Consume(queue=self._queue, consumer_tag=self.consumer_tag))
+        await self._expect(spec.Basic.ConsumeOk)
+
+    def _opened(self) -> None:
+        early, self._early = self._early, []
+        for delivery in early:
+            self._start_handler(delivery)
+
+    @property
+    def consuming(self) -> bool:
+        return self._closed is None
+
+    async def close(self) -> None:
+        """Stop: the handlers still running are cancelled (what they did not settle the
+        broker delivers again), then the connection is closed."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await super().close()
+
+    # -- deliveries ---------------------------------------------------------------------
+
+    def _frame(self, kind: int, channel: int, buffer: bytearray, start: int, end: int) -> None:
+        incoming = self._incoming
+        if incoming is not None:  # its content frames come next, nothing else (4.2.6)
+            if kind == _BODY and channel == CHANNEL and incoming.body_size > 0:
+                incoming.chunks.append(bytes(buffer[start:end]))
+                incoming.body_size -= end - start
+                if incoming.body_size < 0:
+                    raise UnmarshalingException("frame", "a body longer than announced")
+                if incoming.body_size == 0:
+                    self._delivered(incoming)
+            elif kind == _HEADER and channel == CHANNEL and incoming.body_size < 0:
+                self._content_header(incoming, buffer, start, end)
+            elif kind != _HEARTBEAT:
+                raise UnmarshalingException("frame", "a frame out of a delivery's content")
+            return
+        if kind == _METHOD and channel == CHANNEL and end - start >= 4:
+            (index,) = _INDEX.unpack_from(buffer, start)
+            if index == _DELIVER_INDEX:
+                # Its consumer tag (ours: one consumer a connection), delivery tag,
+                # redelivered, then the exchange and routing key, which the port does not read.
+                at = start + 4
+                at += 1 + buffer[at]
+                if at + _TAG.size > end:
+                    raise UnmarshalingException("frame", "a short Basic.Deliver")
+                tag, redelivered = _TAG.unpack_from(buffer, at)
+                self._incoming = Delivery(tag, bool(redelivered & 1))
+                return
+        elif kind in (_HEADER, _BODY):
+            raise UnmarshalingException("frame", "content without a delivery")
+        self._on_frame(kind, bytes(buffer[start - 7 : end + 1]))
+
+    def _content_header(self, incoming: Delivery, buffer: bytearray, start: int, end: int) -> None:
+        if end - start < _CONTENT_HEADER.size + 2:
+            raise UnmarshalingException("frame", "a short content header")
+        class_id, _, size = _CONTENT_HEADER.unpack_from(buffer, start)
+        if class_id != _BASIC_CLASS:
+            raise UnmarshalingException("frame", f"a content header of class {class_id}")
+        if size > MAX_BODY:
+            raise UnmarshalingException("frame", f"a body of {size} octets")
+        try:
+            incoming.content_type, incoming.message_id, incoming.headers = decode_properties(
+                buffer, start + _CONTENT_HEADER.size, end
+            )
+        except (ValueError, IndexError, struct.error, UnmarshalingException) as exc:
+            incoming.malformed = f"undecodable properties ({exc})"
+        incoming.body_size = size
+        if size == 0:
+            self._delivered(incoming)
+
+    def _delivered(self, delivery: Delivery) -> None:
+        """`delivery` is read whole: to its handler."""
+        self._incoming = None
+        chunks = delivery.chunks
+        delivery.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        delivery.chunks = []
+        if self._handshake is not None:
+            self._early.append(delivery)
+        else:
+            self._start_handler(delivery)
+
+    def _start_handler(self, delivery: Delivery) -> None:
+        task = self._loop.create_task(self._handle(delivery))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        if delivery.malformed is not None:
+            log.warning("bus: a command with %s is rejected (dead-lettered)", delivery.malformed)
+            verdict = Verdict.REJECT
+        else:
+            try:
+                verdict = await self._handler(delivery)
+            except Exception:
+                log.exception("bus: the command handler failed; the command is requeued")
+                verdict = Verdict.REQUEUE
+        self.settle(delivery.delivery_tag, verdict)
+
+    def settle(self, delivery_tag: int, verdict: Verdict) -> None:
+        """Settle a delivery of this connection (a delivery tag belongs to one channel) by
+        `verdict`. AMQP has no answer to it, so there is nothing to wait for; a settlement
+        lost with the connection is a redelivery."""
+        if self._closed is not None:
+            # The broker delivers the command again, and its id makes that delivery a no-op
+            # if it was carried out.
+            log.warning(
+                "bus: could not settle a command (the commands connection was %s); it will "
+                "be redelivered",
+                self._closed,
+            )
+            return
+        self._write(settlement(verdict, delivery_tag))
+
+    def _on_method(self, frame: Any) -> bool:
+        if isinstance(frame, spec.Basic.Cancel) and frame.consumer_tag == self.consumer_tag:
+            # The queue is gone (deleted, or its node): nothing more comes on this consumer.
+            log.warning("bus: the broker cancelled the command consumer (its queue is gone)")
+            self.cancelled = True
+            if not frame.nowait:
+                self._send(CHANNEL, spec.Basic.CancelOk(consumer_tag=frame.consumer_tag))
+            self._shut("cancelled by the broker")
+            self._send(
+                0,
+                spec.Connection.Close(
+                    reply_code=200, reply_text="consumer cancelled", class_id=0, method_id=0
+                ),
+            )
+            return True
+        return False
+
+    def _shut(self, why: str) -> None:
+        super()._shut(why)
+        if not self.stopped.done():
+            self.stopped.set_result(self._closed or why)
 
 
 def _tls_context(url: URL) -> ssl.SSLContext:

@@ -101,8 +101,6 @@ class Relay:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._clock = clock
-        #: A commit woke the relay since its round began (see `wake`).
-        self._woken = False
         #: The idle relay's wait: resolved True by a commit (after the linger), False by the
         #: poll timer. None while the relay is not idle.
         self._waiter: asyncio.Future[bool] | None = None
@@ -131,7 +129,6 @@ class Relay:
         else:
             for stored in events:
                 self._held[stored.seq] = stored
-        self._woken = True
         loop = asyncio.get_running_loop()
         now = loop.time()
         close = now - self._last_wake < self._linger
@@ -187,7 +184,6 @@ class Relay:
                 await lock.release()
 
     async def _round(self) -> None:
-        self._woken = False  # before reading: a commit from now on wakes the next wait
         if len(self._confirmed) >= self._batch:
             await self._mark_now()  # the marks waiting are bounded by one batch
         batch = await self._next_batch()
@@ -337,7 +333,9 @@ class Relay:
         a future resolved by `wake` through the linger's timer, and a poll timer that is
         kept, not made and cancelled for every wait (what `asyncio.timeout` and an
         `asyncio.Event` would cost each time, with a second wake-up for the linger)."""
-        if self._woken:  # committed while the outbox was read: publish after the linger
+        if self._stale or self._held:
+            # Committed while the outbox was read (what `wake` leaves: events held, or the
+            # outbox to read again): publish after the linger.
             await asyncio.sleep(self._linger)
             return True
         loop = asyncio.get_running_loop()

@@ -16,7 +16,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-__all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "announce", "configure"]
+__all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "announce", "configure", "say"]
 
 FORMATS = ("text", "json")
 
@@ -69,4 +69,17 @@ def announce(text: str, fmt: str = "text", out: TextIO | None = None) -> None:
     if fmt == "json":
         record = logging.LogRecord("adapter.run", logging.INFO, "", 0, text, None, None)
         text = JsonFormatter().format(record)
-    print(text, file=out or sys.stdout, flush=True)
+    say(text, out or sys.stdout)
+
+
+def say(text: str, out: TextIO) -> None:
+    """`text` and its newline on `out` in one write, flushed at once.
+
+    The workers of ``serve --workers`` and their parent share one stdout and one stderr
+    (`adapter.workers`). `print` writes the text and then its newline, which an unbuffered
+    stream (``PYTHONUNBUFFERED``, ``python -u``, as many containers run Python) passes on as
+    two writes: two workers saying "serving" at once gave "serving ...serving ..." and an
+    empty line. One write of a line to a pipe is never split by another's (POSIX, up to
+    PIPE_BUF bytes, 4096 on Linux; these lines are far shorter)."""
+    out.write(text + "\n")
+    out.flush()

@@ -376,22 +376,30 @@ _RECORD_ATTEMPT: Final = (
 #: `_RECORD_ATTEMPT` for several messages at once (`_AttemptBatch`): $1-$8 one array per
 #: column, in the order the attempts were reported, of distinct messages; $9 'pending', $10
 #: the owner. The same statement per message, row by row: the same CASEs, and RETURNING
-#: reads each row as it is now. Rows are locked in the order of the input, which a nested
-#: loop over it follows (a deadlock between two processes recording the same two messages
-#: in opposite orders, possible only after a claim lapsed, is detected by the server and
-#: raised as `StorageError`, as any other).
+#: reads each row as it is now.
+#:
+#: The rows are locked first, in the order of their MessageIDs (`locked`: FOR UPDATE above
+#: its sort locks the rows as the sort yields them), and the UPDATE touches only rows locked
+#: so: every process then locks any two messages in the same order, whatever order its
+#: deliveries ended in, and plan the server picks. Locked in the order of the input (which an
+#: index scan follows), two processes recording the same two messages in opposite orders -
+#: after a claim lapsed, say - could each hold one and wait for the other until the server
+#: failed one of them as deadlocked.
 _RECORD_ATTEMPTS: Final = (
     "WITH input AS MATERIALIZED (SELECT * FROM unnest($1::text[], $2::text[], "
     "$3::timestamptz[], $4::text[], $5::timestamptz[], $6::integer[], $7::text[], "
     "$8::text[]) WITH ORDINALITY AS i(message_id, new_status, next_at, error, attempted_at, "
     "http_status, outcome, detail, n)), "
+    "locked AS MATERIALIZED (SELECT o.message_id FROM outbound AS o "
+    "WHERE o.message_id IN (SELECT message_id FROM input) ORDER BY o.message_id FOR UPDATE), "
     "counted AS (UPDATE outbound AS o SET attempts = o.attempts + 1, "
     "status = CASE WHEN o.status = $9 THEN i.new_status ELSE o.status END, "
     "next_attempt_at = CASE WHEN o.status = $9 THEN i.next_at ELSE o.next_attempt_at END, "
     "last_error = CASE WHEN o.status = $9 THEN i.error ELSE o.last_error END, "
     "claimed_by = CASE WHEN o.status = $9 AND i.new_status = $9 THEN o.claimed_by END, "
     "lease_until = CASE WHEN o.status = $9 AND i.new_status = $9 THEN o.lease_until END "
-    "FROM input AS i WHERE o.message_id = i.message_id "
+    "FROM locked AS l JOIN input AS i ON i.message_id = l.message_id "
+    "WHERE o.message_id = l.message_id "
     "RETURNING o.message_id, o.status = $9 AND o.claimed_by IS NOT DISTINCT FROM $10 AS held), "
     "logged AS (INSERT INTO delivery_attempts "
     "(message_id, attempted_at, http_status, outcome, detail) "
@@ -455,8 +463,17 @@ class _AttemptBatch:
                 try:
                     held = await self._run([queued for queued, _ in batch])
                 except asyncio.CancelledError:
+                    # This task was cancelled (the loop ending, say), not its callers: each is
+                    # told that its attempt may not be recorded (the statement's connection is
+                    # closed, so it was rolled back unless its commit had reached the server).
                     for _, future in batch:
-                        future.cancel()
+                        if not future.done():
+                            future.set_exception(
+                                StorageError(
+                                    "PostgreSQL store: recording the attempt was cut short; "
+                                    "it may not be recorded"
+                                )
+                            )
                     raise
                 except Exception as exc:
                     for _, future in batch:
@@ -470,7 +487,9 @@ class _AttemptBatch:
             self._flushing = None
             for _, future in self._queue:  # cancelled with work left: never silently dropped
                 if not future.done():
-                    future.set_exception(StorageError("PostgreSQL store: closed meanwhile"))
+                    future.set_exception(
+                        StorageError("PostgreSQL store: closing; the attempt is not recorded")
+                    )
             self._queue = []
 
     async def _run(self, batch: list[_Queued]) -> dict[str, bool | None]:

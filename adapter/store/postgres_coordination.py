@@ -315,9 +315,7 @@ class AdvisoryPeerSlots:
             else:
                 del self._parked[key]
         if due:
-            task = loop.create_task(self._give_back(due))
-            self._unlocking.add(task)
-            task.add_done_callback(self._unlocking.discard)
+            self._give_back_later(due)
         if self._parked:
             self._sweep_at = loop.call_at(now + SLOT_LINGER, self._sweep)
 
@@ -338,14 +336,37 @@ class AdvisoryPeerSlots:
                     if slot not in taken
                 ]
                 if candidates:
-                    got, generation = await self._session.fetchval(
-                        _take_sql(len(candidates)), lock_key, *candidates
+                    asking = asyncio.ensure_future(
+                        self._session.fetchval(_take_sql(len(candidates)), lock_key, *candidates)
                     )
+                    try:
+                        got, generation = await asyncio.shield(asking)
+                    except asyncio.CancelledError:
+                        # The statement (sent, or waiting its turn on the connection) runs on
+                        # and may take a slot for nobody: it goes back once the answer comes
+                        # (the statement never waits for a lock), or it would stay locked
+                        # while this connection lives.
+                        asking.add_done_callback(functools.partial(self._untake, key, lock_key))
+                        raise
                     if got is not None:
                         self._taken.setdefault(key, set()).add(got)
                         return got, generation
             await asyncio.sleep(delay)  # every slot is some other process's: ask again soon
             delay = min(delay * 2, SLOT_WAIT_MAX)
+
+    def _untake(self, key: str, lock_key: str, asking: asyncio.Future[tuple[Any, int]]) -> None:
+        """The answer of a take whose borrower was cancelled: its slot, if any, back."""
+        if asking.cancelled() or asking.exception() is not None:
+            return  # no slot (a lost connection took whatever it held along)
+        got, generation = asking.result()
+        if got is not None:
+            self._taken.setdefault(key, set()).add(got)  # not asked for again until back
+            self._give_back_later([(key, lock_key, got, generation)])
+
+    def _give_back_later(self, slots: list[tuple[str, str, int, int]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._give_back(slots))
+        self._unlocking.add(task)
+        task.add_done_callback(self._unlocking.discard)
 
     async def _give_back(self, slots: list[tuple[str, str, int, int]]) -> None:
         """Unlock `slots` (key, lock key, slot, generation) in one round trip: those of an

@@ -19,6 +19,7 @@ from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
 from adapter.bus.rabbitmq import RabbitBus, Topology, string_table
 from adapter.uftp.messages import Role, TestMessage
 from tests.bus.conftest import AMQP_URL
+from tests.bus.tools import Proxy
 from tests.conftest import eventually
 
 
@@ -132,9 +133,8 @@ async def test_a_consumer_the_broker_cancelled_is_reported_and_registered_again(
     amqp: Any, topology: Topology
 ) -> None:
     """The commands queue deleted under the consumer: the broker cancels it (Basic.Cancel),
-    `health` says so, and the adapter declares the queue again and consumes from it, as
-    after a reconnection (our consumer is on aiormq's channel, not aio-pika's queue, so
-    putting it back is the adapter's own work)."""
+    `health` says so, and the adapter declares the queue again and consumes from it on a
+    new commands connection."""
     bus = RabbitBus(AMQP_URL, topology, reconnect_interval=0.2)
     await bus.connect()
     seen: list[str] = []
@@ -153,20 +153,58 @@ async def test_a_consumer_the_broker_cancelled_is_reported_and_registered_again(
             if not gone.done():
                 gone.set_result(bus.health())
 
-        raw = await bus._consumer_channel.get_underlay_channel()  # type: ignore[union-attr]
-        raw.on_consumer_cancel_callbacks.add(cancelled)
+        consumer = bus._consumer
+        assert consumer is not None
+        consumer.stopped.add_done_callback(cancelled)
         await channel.queue_delete(topology.commands_queue, if_unused=False, if_empty=False)
         # At the cancellation, before anything was done about it: not consuming, and said so.
         health = await asyncio.wait_for(gone, 10)
         assert health.connected and not health.consuming
         assert health.detail == "connected, consumer not registered"
         await eventually(lambda: bus.health().consuming, timeout=10)
+        assert consumer.cancelled and bus._consumer is not consumer
+        assert bus.consumer_reopens == 1
         commands = await channel.get_exchange(topology.commands_exchange)
         await commands.publish(aio_pika.Message(b"<x/>", message_id="after"), routing_key="send")
         await eventually(lambda: bool(seen), timeout=10)
         assert seen == ["after"]
     finally:
         await bus.close()
+
+
+async def test_a_queue_lost_while_the_broker_was_out_of_reach_is_declared_again(
+    amqp: Any, topology: Topology
+) -> None:
+    """The commands queue gone while the adapter could not reach the broker (a node that came
+    back without its data): no Basic.Cancel tells, and consuming it again is refused (404).
+    The adapter declares the queue again and consumes from it."""
+    proxy = Proxy()
+    await proxy.start()
+    bus = RabbitBus(f"amqp://guest:guest@127.0.0.1:{proxy.port}/", topology, reconnect_interval=0.2)
+    await bus.connect()
+    seen: list[str] = []
+
+    async def handler(command: Command) -> Verdict:
+        seen.append(command.id or "")
+        return Verdict.ACK
+
+    await bus.consume(handler)
+    try:
+        assert bus.health().consuming
+        await proxy.cut()
+        await eventually(lambda: not bus.health().consuming, timeout=10)
+        channel = await amqp.channel()
+        await channel.queue_delete(topology.commands_queue, if_unused=False, if_empty=False)
+        await proxy.restore()
+        await eventually(lambda: bus.health().consuming, timeout=15)
+        assert bus.consumer_reopens == 1
+        commands = await channel.get_exchange(topology.commands_exchange)
+        await commands.publish(aio_pika.Message(b"<x/>", message_id="after"), routing_key="send")
+        await eventually(lambda: bool(seen), timeout=10)
+        assert seen == ["after"]
+    finally:
+        await bus.close()
+        await proxy.cut()
 
 
 def test_event_headers_are_encoded_as_pamqp_encodes_them() -> None:

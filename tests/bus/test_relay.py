@@ -320,3 +320,36 @@ async def test_on_postgresql_another_processs_earlier_event_goes_first(backend: 
         await asyncio.gather(task, return_exceptions=True)
         await theirs.close()
         await ours.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_on_postgresql_a_commit_during_the_outbox_read_goes_out_without_waiting_for_the_poll(
+    backend: Backend,
+) -> None:
+    # PostgreSQL's commits wake the relay with no events ("read the store"). One that lands
+    # after the read's query, while the relay is still reading, must not wait for the next
+    # poll, a minute away here.
+    store = backend.make()
+    await store.open()
+    bus = MemoryBus()
+    bus.bind("#")
+    await bus.connect()
+    relay = Relay(store, bus, poll_seconds=60, linger_seconds=0.01, backoff_max=0.2)
+    store.listen_events(relay.wake)
+    late = [event(1)]
+    read = store.unpublished_events
+
+    async def read_then_commit(limit: int, *, skip: Collection[int] = ()) -> list[StoredEvent]:
+        found = await read(limit, skip=skip)
+        if late:
+            await store.add_events([late.pop()])  # committed after the query: not in `found`
+        return found
+
+    store.unpublished_events = read_then_commit  # type: ignore[method-assign]
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: published_ids(bus) == ["ev-1"], timeout=5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()

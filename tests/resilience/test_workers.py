@@ -9,8 +9,11 @@ again; workers whose parent died stop. A SQLite store is refused: one process pe
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +25,7 @@ import pytest
 
 from adapter.keys import PrivateKeys, load_private
 from adapter.listen import bind, workers_supported
+from adapter.ops.logs import announce
 from adapter.uftp import codec, envelope
 from adapter.uftp.messages import Role, TestMessage
 from tests.resilience.harness import free_port
@@ -247,3 +251,28 @@ async def test_sighup_reaches_every_worker_and_stops_none(
     )
     assert alive(parent.pid) and all(alive(pid) for pid in workers)
     assert await post_test_messages(port, load_private(site_keys / "dso.key"), 4) == [200] * 4
+
+
+def test_each_line_said_on_the_shared_stdout_is_one_write() -> None:
+    """The workers and their parent share one stdout. Under PYTHONUNBUFFERED (`python -u`, as
+    many containers and CI set it) `print` writes the text and its newline in two writes, so
+    two workers announcing at once gave the line 'serving CRO ...serving CRO ...' and an
+    empty one: a reader of the lines saw one worker serving where two were. Each line must
+    reach the kernel in one write (a write to a pipe up to PIPE_BUF bytes is atomic).
+
+    A datagram socket keeps the boundary of every write, so the test reads them as the
+    kernel got them, through the stream `python -u` gives a process."""
+    sending, receiving = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with sending, receiving:
+        raw = io.FileIO(sending.fileno(), "wb", closefd=False)
+        unbuffered = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+        announce("serving CRO cro.example at http://127.0.0.1:8080/", out=unbuffered)
+        announce("shutting down", "json", out=unbuffered)
+        receiving.setblocking(False)
+        writes = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                writes.append(receiving.recv(65536))
+    assert len(writes) == 2, writes
+    assert writes[0] == b"serving CRO cro.example at http://127.0.0.1:8080/\n"
+    assert writes[1].endswith(b'"message": "shutting down"}\n') and writes[1].count(b"\n") == 1

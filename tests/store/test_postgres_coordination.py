@@ -326,3 +326,27 @@ async def test_a_slot_is_found_in_one_round_trip_when_others_hold_most(
     release.set()
     await asyncio.gather(*holders)
     await asyncio.wait_for(third, 5)
+
+
+async def test_a_take_cancelled_while_its_statement_runs_leaves_no_slot_locked(
+    processes: list[Process],
+) -> None:
+    """A POST cancelled while its slot is being asked for (its delivery stopped, say): the
+    statement, sent already, takes a slot on the server all the same. That slot must go back,
+    or it stays locked - the cap of every process one lower - for as long as this process's
+    session connection lives."""
+    a, b, _ = processes
+    slots = a.coordinator.peer_slots(2)
+    await _enter(slots, "https://a.test")  # the statement is prepared on the connection now
+    await eventually(lambda: _no_locks(a))
+
+    taking = asyncio.create_task(_enter(slots, "https://a.test"))
+    await asyncio.sleep(0)  # it sent the statement, and waits for its answer
+    taking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await taking
+
+    await eventually(lambda: _no_locks(a))
+    other = b.coordinator.peer_slots(2)
+    async with asyncio.timeout(5), other.hold("https://a.test"), other.hold("https://a.test"):
+        pass  # the whole cap, for another process

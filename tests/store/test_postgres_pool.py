@@ -212,3 +212,60 @@ async def test_close_waits_for_a_connection_still_being_made_and_closes_it(
     await asyncio.wait_for(closing, 5)
     assert len(borrowed) == 1 and borrowed[0].is_closed()
     assert pool.size == 0
+
+
+async def test_a_waiter_keeps_its_place_when_a_slot_frees_as_a_new_borrower_arrives(
+    opened: Opened,
+) -> None:
+    """The one connection is closed on its return (its borrower stopped mid-query, say),
+    which frees its slot for the first waiter; a borrower arriving in the same turn of the
+    loop, before that waiter runs, must queue behind it, not take the slot first."""
+    pool = ConnectionPool(opened, 1)
+    order: list[str] = []
+
+    async def borrow(name: str) -> None:
+        async with pool.acquire():
+            order.append(name)
+
+    try:
+        held = await pool.take()
+        waiting = asyncio.create_task(borrow("waiting"))
+        await asyncio.sleep(0.05)  # it waits now
+        pool.give_back(held, reusable=False)
+        async with asyncio.timeout(5):  # in this task: asks before `waiting` runs again
+            await borrow("arriving")
+        await asyncio.wait_for(waiting, 5)
+        assert order == ["waiting", "arriving"]
+        assert pool.size == 1
+    finally:
+        await asyncio.wait_for(pool.close(), 5)
+
+
+async def test_connections_idle_too_long_are_closed_though_nobody_borrows(
+    opened: Opened,
+) -> None:
+    """Idle connections are closed once idle for `max_idle`, borrowed or not: after a burst,
+    a quiet pool does not keep its server connections (and their server processes) open,
+    nor lend them later after a firewall dropped them."""
+    pool = ConnectionPool(opened, 3, max_idle=0.3)
+    try:
+
+        async def hold() -> int:
+            async with pool.acquire() as conn:
+                await asyncio.sleep(0.05)
+                return int(conn.get_server_pid())
+
+        pids = set(await asyncio.gather(*(hold() for _ in range(3))))
+        assert len(pids) == 3 and pool.size == 3
+        await asyncio.sleep(1.0)
+        assert pool.size == 0
+        probe = await asyncpg.connect(PG_DSN, timeout=5)
+        try:
+            alive = await probe.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", list(pids)
+            )
+        finally:
+            await probe.close()
+        assert alive == 0
+    finally:
+        await pool.close()
