@@ -66,7 +66,7 @@ from .uftp import answers, codec, envelope
 from .uftp.answers import accepted as accepted  # its old home: importable from here still
 from .uftp.answers import rejected
 from .uftp.errors import InvalidXml, KeyLookupFailed, Reason, Rejection
-from .uftp.identifiers import new_id
+from .uftp.identifiers import new_id, new_message_id
 from .uftp.inbound import message_path
 from .uftp.messages import (
     RESPONSE_TYPES,
@@ -463,7 +463,7 @@ class Participant:
             sender_domain=self.domain,
             recipient_domain=peer.domain,
             time_stamp=self._clock(),
-            message_id=new_id(),
+            message_id=new_message_id(),
             conversation_id=conversation_id or message.conversation_id or new_id(),
         )
         if (
@@ -499,7 +499,7 @@ class Participant:
             sender_domain=self.domain,
             recipient_domain=recipient,
             time_stamp=self._clock(),
-            message_id=new_id(),
+            message_id=new_message_id(),
             conversation_id=message.conversation_id or new_id(),
         )
 
@@ -871,7 +871,7 @@ class Participant:
             recipient_domain=received.sender_domain,
             versions=self.versions,
             time_stamp=self._clock(),
-            message_id=new_id(),
+            message_id=new_message_id(),
         )
 
 

@@ -6,7 +6,9 @@ One round trip, as the participants of bench_roundtrip.py run it: the DSO stores
 response) and records its delivery (`record_attempt`, delivered); the DSO records the
 request's delivery, receives the response and marks it handled. `--concurrency` round trips
 run at once, so the group commit batches them as in the real thing. The envelopes are random
-bytes of the benchmark's sizes (18 KB request, 2 KB response).
+bytes of the benchmark's sizes (18 KB request, 2 KB response). The MessageIDs are the
+participant's (`adapter.uftp.identifiers.new_message_id`, in order of time); `--random-ids`
+makes them random (version 4), as a peer's may be and as ours were.
 
 Printed per side: WAL frames (pages) written per round trip and per commit, and the commits
 per round trip; then the CPU time per round trip of the whole process. Checkpoints are off
@@ -15,6 +17,7 @@ figure to compare, as it does not depend on the machine's load. The CPU time doe
 only between runs made one after the other, several times.
 
     .venv/bin/python bench/bench_store_pages.py [--rounds N] [--prefill N] [--concurrency C]
+    .venv/bin/python bench/bench_store_pages.py --random-ids  # version 4 MessageIDs
     PYTHONPATH=DIR .venv/bin/python bench/bench_store_pages.py   # another checkout's adapter
 """
 
@@ -34,6 +37,7 @@ from pathlib import Path
 import adapter.store.sqlite as sqlite_module
 from adapter.store.base import DeliveryAttempt, InboundRecord, OutboundRecord, OutboundStatus
 from adapter.store.sqlite import SqliteStore
+from adapter.uftp.identifiers import new_message_id
 
 REQUEST_BYTES = 18_000
 RESPONSE_BYTES = 2_000
@@ -69,15 +73,23 @@ def _inbound(record: OutboundRecord, sender: str) -> InboundRecord:
     )
 
 
+def _random_id() -> str:
+    return str(uuid.uuid4())
+
+
 def _delivered(message_id: str) -> DeliveryAttempt:
     return DeliveryAttempt(message_id, datetime.now(UTC), 200, "delivered", "")
 
 
+#: How MessageIDs are made (`--random-ids`: version 4).
+new_id = new_message_id
+
+
 async def round_trip(cro: SqliteStore, dso: SqliteStore) -> None:
-    request = _outbound(str(uuid.uuid4()), "cro.example", REQUEST_BYTES, None)
+    request = _outbound(new_id(), "cro.example", REQUEST_BYTES, None)
     await dso.add_outbound(request)
     await cro.save_inbound(_inbound(request, "dso.example"))
-    response = _outbound(str(uuid.uuid4()), "dso.example", RESPONSE_BYTES, request.message_id)
+    response = _outbound(new_id(), "dso.example", RESPONSE_BYTES, request.message_id)
     await cro.finish_inbound("dso.example", request.message_id, response)
     await asyncio.gather(
         cro.record_attempt(_delivered(response.message_id), OutboundStatus.DELIVERED, None),
@@ -119,7 +131,11 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=1000, help="round trips measured")
     parser.add_argument("--prefill", type=int, default=3000, help="round trips before")
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--random-ids", action="store_true", help="version 4 MessageIDs")
     args = parser.parse_args()
+    global new_id
+    if args.random_ids:
+        new_id = _random_id
     # Measure every frame: no checkpoint resets the WAL while the round trips run.
     sqlite_module.CHECKPOINT_EVERY_COMMITS = 10**9  # type: ignore[misc]
     with tempfile.TemporaryDirectory(prefix="uftp-pages-") as directory:

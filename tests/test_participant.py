@@ -315,7 +315,15 @@ async def test_response_metadata_is_filled_by_the_participant(network: Network) 
     before = datetime.now(UTC)
     response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
     assert response.time_stamp is not None and response.time_stamp >= before
-    uuid.UUID(response.message_id)
+    # Our MessageIDs are in order of creation (adapter.uftp.identifiers): the request's, then
+    # its answer's.
+    request_id, response_id = (
+        uuid.UUID(response.reference_message_id),
+        uuid.UUID(response.message_id),
+    )
+    assert request_id.version == response_id.version == 7
+    made = int(before.timestamp() * 1000)
+    assert made <= request_id.int >> 80 <= response_id.int >> 80
 
 
 async def test_schema_invalid_outbound_message_is_explained_after_the_peers_400(

@@ -14,9 +14,13 @@ half of a profiler's samples. So a batch's statements run here, and its COMMIT o
 commit thread (one hand-off per batch, not per operation; SQLite releases the GIL while it
 waits); the loop parses, verifies and answers meanwhile. The next batch starts once that
 COMMIT returned, and carries everything submitted while it ran: the group-commit window is
-the fsync itself, with no timer to add latency when the store is idle. Operations known to be
-large (a 100,000-row portfolio) ask for `offload=True` and their whole batch runs on a worker
-thread instead, while new operations wait for the next batch.
+the fsync itself, with no timer to add latency when the store is idle. While several callers
+write at once, a batch also waits `GROUP_WAIT` (2 ms) from its first operation for those close
+behind it, or until as many wait as the batch before carried: at 10 concurrent round trips
+that made 0.2-0.3 COMMITs per round trip and side where there were 0.5, each COMMIT a few
+hundred microseconds of CPU (bench/README.md). Operations known to be large (a 100,000-row
+portfolio) ask for `offload=True` and their whole batch runs on a worker thread instead, while
+new operations wait for the next batch.
 
 Why group commit: with `synchronous=FULL` every COMMIT waits for an fsync; one transaction
 per operation would cap the store at a few thousand writes per second and put one fsync on
@@ -79,13 +83,13 @@ import asyncio
 import json
 import logging
 import os
+import queue
 import secrets
 import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -145,6 +149,15 @@ MAX_BATCH: Final = 1000
 #: of its own: joining the next message's transaction saves a COMMIT per round trip on each
 #: side. Its caller still learns of it only once it is committed.
 DEFERRED_WINDOW: Final = 0.05
+#: While writes come from several callers at once (the batch before carried more than one
+#: operation somebody waits for), a batch waits this long after its first such operation
+#: arrived before it runs, so that the operations of the requests under way meanwhile share
+#: its COMMIT: each COMMIT costs an fsync, the WAL frames of the pages every batch writes (the
+#: tables' last pages, the database header) and two thread wake-ups, a few hundred
+#: microseconds of CPU, whatever it carries. It waits no longer once as many operations wait
+#: as the batch before carried: the company to be expected is there. A caller alone (the batch
+#: before had one) never waits: its COMMIT starts at the end of the turn that submitted it.
+GROUP_WAIT: Final = 0.002
 #: Commits between two checkpoints, besides one after every offloaded (large) batch: at a
 #: few pages a commit, a WAL of a few MiB, as with SQLite's own default of 1000 pages.
 CHECKPOINT_EVERY_COMMITS: Final = 256
@@ -676,13 +689,50 @@ class _Op:
     deferred: bool = False
 
 
-def _exception_of(future: asyncio.Future[Exception | None]) -> Exception | None:
-    """What a finished `SqliteStore._commit` returned, or raised (anything but a normal
-    error is made one, so that its callers still learn that nothing committed)."""
-    error = future.exception()
-    if error is None:
-        return future.result()
-    return error if isinstance(error, Exception) else StorageError(f"SQLite COMMIT: {error!r}")
+class _CommitThread:
+    """The store's commit thread: runs the COMMITs handed to it, one at a time (a batch waits
+    for the one before it), and hands each outcome back to the event loop with a single
+    `call_soon_threadsafe`: one wake-up each way per batch, and no future in between (an
+    executor's, chained to an asyncio one, cost two loop callbacks and a dozen objects more
+    per commit). SQLite releases the GIL while the COMMIT writes and waits for its fsync.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: queue.SimpleQueue[_Commit | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sqlite-commit", daemon=True)
+        self._thread.start()
+
+    def commit(
+        self, conn: sqlite3.Connection, size: int, done: Callable[[Exception | None], None]
+    ) -> None:
+        """COMMIT `conn`'s open transaction (of `size` operations) there; then call `done`
+        on the event loop with the error if it failed (rolled back), else None."""
+        self._queue.put((conn, size, done))
+
+    def close(self) -> None:
+        """Stop once the COMMIT handed over last is done (the store waits for it first)."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (work := self._queue.get()) is not None:
+            conn, size, done = work
+            failure: Exception | None
+            try:
+                failure = SqliteStore._commit(conn, size)
+            except Exception as exc:  # not SQLite's: still, nothing committed for sure
+                failure = exc
+            except BaseException as exc:
+                failure = StorageError(f"SQLite COMMIT: {exc!r}")
+            try:
+                self._loop.call_soon_threadsafe(done, failure)
+            except RuntimeError:  # the loop is closed: nobody is left to tell
+                log.warning("SQLite COMMIT ended after its event loop closed")
+
+
+#: A COMMIT handed to the commit thread: the connection, the batch's size, whom to tell.
+_Commit = tuple[sqlite3.Connection, int, Callable[[Exception | None], None]]
 
 
 class _Settlements(list[tuple[asyncio.Future[Any], bool, Any]]):
@@ -791,7 +841,7 @@ class SqliteStore:
         #: COMMIT on the store's commit thread (see the module docstring); False runs it on
         #: the event loop, as before: kept to measure the difference (bench_roundtrip.py).
         self.commit_off_loop = commit_off_loop
-        self._committer: ThreadPoolExecutor | None = None
+        self._committer: _CommitThread | None = None
         self.exclusive = exclusive
         self.lease = lease
         self._owner = ""
@@ -801,6 +851,13 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Op] = []
         self._flush_scheduled = False
+        #: How many operations that somebody waits for the last batch carried (more than
+        #: one: the store is busy, see `GROUP_WAIT`), how many wait now, since when the first
+        #: of them waited, and the timer that holds their batch.
+        self._company = 0
+        self._waiting = 0
+        self._waited_since: float | None = None
+        self._held: asyncio.TimerHandle | None = None
         #: The timer that commits deferred operations nothing else carried along.
         self._deferred_timer: asyncio.TimerHandle | None = None
         #: Set while a batch runs on a worker thread; the next batch waits for it.
@@ -853,7 +910,7 @@ class SqliteStore:
             raise
         self._checkpointer = _Checkpointer(self.path)
         if self.commit_off_loop:
-            self._committer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
+            self._committer = _CommitThread(self._loop)
         log.info("opened SQLite store %s (WAL, synchronous=FULL)", self.path)
 
     async def close(self) -> None:
@@ -880,7 +937,7 @@ class SqliteStore:
             await asyncio.to_thread(self._checkpointer.close)
             self._checkpointer = None
         if self._committer is not None:
-            self._committer.shutdown()
+            self._committer.close()
             self._committer = None
         self._conn.close()
         self._conn = None
@@ -977,15 +1034,33 @@ class SqliteStore:
         assert self._loop is not None
         future: asyncio.Future[T] = self._loop.create_future()
         self._pending.append(_Op(fn, future, write, offload, isolate, deferred))
+        if not deferred:
+            self._waiting += 1
+            if self._waited_since is None:
+                self._waited_since = self._loop.time()
+            elif self._held is not None and self._waiting >= self._company:
+                # As many as the last batch carried: the company expected is here.
+                self._held.cancel()
+                self._held = None
+                self._loop.call_soon(self._flush)
         self._schedule_next()
         return await future
 
     def _flush(self) -> None:
         """Run the pending operations as one batch, here or on a worker thread."""
         self._flush_scheduled = False
+        if self._held is not None:  # run before its time (by `close`)
+            self._held.cancel()
+            self._held = None
         if not self._pending or self._offloaded is not None or self._conn is None:
             return
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        self._company = sum(not op.deferred for op in batch)
+        self._waiting -= self._company
+        self._waited_since = None
+        if self._waiting:  # more than MAX_BATCH waited
+            assert self._loop is not None
+            self._waited_since = self._loop.time()
         if self._deferred_timer is not None and not self._pending:
             # Whatever was deferred goes now; the next deferral gets a window of its own.
             self._deferred_timer.cancel()
@@ -1016,15 +1091,9 @@ class SqliteStore:
             settlements.deliver()
             return
         done = self._offloaded = self._loop.create_future()
-        commit = self._loop.run_in_executor(self._committer, self._commit, conn, len(writes))
 
-        def committed(future: asyncio.Future[Exception | None]) -> None:
+        def committed(failure: Exception | None) -> None:
             self._offloaded = None
-            failure = (
-                StorageError("the SQLite store's COMMIT was cancelled")
-                if future.cancelled()
-                else _exception_of(future)
-            )
             settlements = _Settlements()
             self._settle_writes(conn, writes, staged, failure, started, settlements)
             self._run_reads(conn, batch, settlements)
@@ -1032,7 +1101,7 @@ class SqliteStore:
             done.set_result(None)
             self._schedule_next()
 
-        commit.add_done_callback(committed)
+        self._committer.commit(conn, len(writes), committed)
 
     def _offload(self, batch: list[_Op]) -> None:
         assert self._loop is not None and self._conn is not None
@@ -1058,14 +1127,23 @@ class SqliteStore:
 
     def _schedule_next(self) -> None:
         """Flush at the end of this turn of the loop (what else is submitted meanwhile
-        joins), unless a batch runs (its end calls this again) or only deferred operations
-        wait (then after `DEFERRED_WINDOW`, unless another operation comes first)."""
+        joins), or while the store is busy `GROUP_WAIT` after the first operation waiting
+        arrived (or once as many wait as the last batch carried, if sooner), unless a batch
+        runs (its end calls this again) or only deferred operations wait (then after
+        `DEFERRED_WINDOW`, unless another operation comes first)."""
         if not self._pending or self._flush_scheduled or self._offloaded is not None:
             return
         assert self._loop is not None
-        if self._closing or not all(op.deferred for op in self._pending):
+        if self._closing or self._waited_since is not None:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            due = 0.0
+            if self._waited_since is not None and not self._closing:
+                due = self._waited_since + GROUP_WAIT
+            # Fewer wait than the last batch carried (so never after a lone caller's): hold.
+            if self._waiting < self._company and due > self._loop.time():
+                self._held = self._loop.call_at(due, self._flush)
+            else:
+                self._loop.call_soon(self._flush)
         elif self._deferred_timer is None:
             self._deferred_timer = self._loop.call_later(DEFERRED_WINDOW, self._deferred_due)
 
@@ -1236,8 +1314,9 @@ class SqliteStore:
                 if events
                 else None
             )
-            # (The right-hand sides all read the row as it was before this UPDATE.)
-            cursor = conn.execute(
+            # (The right-hand sides all read the row as it was before this UPDATE; RETURNING
+            # reads it as the UPDATE left it: whether it is still pending and ours.)
+            returned = conn.execute(
                 "UPDATE outbound SET attempts = attempts + 1, "
                 "status = CASE WHEN status = :pending THEN :status ELSE status END, "
                 "next_attempt_at = "
@@ -1247,16 +1326,18 @@ class SqliteStore:
                 "THEN claimed_by END, "
                 "lease_until = CASE WHEN status = :pending AND :status = :pending "
                 "THEN lease_until END "
-                "WHERE message_id = :message_id",
+                "WHERE message_id = :message_id "
+                "RETURNING status = :pending AND claimed_by IS :owner",
                 {
                     "pending": OutboundStatus.PENDING.value,
                     "status": status.value,
                     "next_at": next_at,
                     "error": error,
                     "message_id": attempt.message_id,
+                    "owner": owner,
                 },
-            )
-            if cursor.rowcount != 1:
+            ).fetchall()  # to its end: a statement left running would hold up the COMMIT
+            if not returned:
                 raise LookupError(f"no outbound message {attempt.message_id!r}")
             conn.execute(
                 f"INSERT INTO delivery_attempts ({_ATTEMPTS_COLUMNS}) "  # noqa: S608 - constant
@@ -1277,11 +1358,7 @@ class SqliteStore:
             )
             if ended and events:
                 insert_events(conn, events)
-            row = conn.execute(
-                "SELECT status = ? AND claimed_by IS ? FROM outbound WHERE message_id = ?",
-                (OutboundStatus.PENDING.value, owner, attempt.message_id),
-            ).fetchone()
-            return bool(row[0])
+            return bool(returned[0][0])
 
         # Delivered: nobody waits for the mark (see `DEFERRED_WINDOW`).
         return await self._write(op, deferred=status is OutboundStatus.DELIVERED)

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+import adapter.store.sqlite as sqlite_module
 from adapter.store import (
     DeliveryAttempt,
     InboundRecord,
@@ -713,6 +714,65 @@ async def test_sqlite_commits_off_the_event_loop_and_batches_what_arrives_meanwh
 
     assert commits_on and threading.get_ident() not in commits_on
     assert sqlite_store.commits - commits_before == 2  # a's, then b's and c's together
+
+
+#: GROUP_WAIT in the tests of it: long beside the few milliseconds they sleep, so that a loaded
+#: machine cannot make an operation miss the batch it is meant to join.
+_GROUP_WAIT = 0.5
+
+
+async def test_sqlite_a_busy_store_holds_a_batch_for_the_operations_close_behind(
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a batch carried several callers' writes, the next waits GROUP_WAIT from its
+    first operation for others to join its COMMIT; once one carried a lone caller's, the
+    next runs at the end of the turn again, joined by nothing that comes later."""
+    monkeypatch.setattr(sqlite_module, "GROUP_WAIT", _GROUP_WAIT)
+
+    def save(name: str) -> asyncio.Task[SaveOutcome]:
+        return asyncio.create_task(sqlite_store.save_inbound(inbound(name)))
+
+    assert await asyncio.gather(save("a"), save("b")) == [SaveOutcome.NEW] * 2  # one batch
+    commits_before = sqlite_store.commits
+    first = save("c")
+    await asyncio.sleep(0.02)
+    assert not first.done()  # held for company
+    assert await asyncio.gather(first, save("d")) == [SaveOutcome.NEW] * 2
+    assert sqlite_store.commits - commits_before == 1  # c and d shared the COMMIT
+
+    started = asyncio.get_running_loop().time()
+    assert await save("e") == SaveOutcome.NEW  # held, as the batch before had two
+    assert asyncio.get_running_loop().time() - started >= _GROUP_WAIT * 0.9
+    commits_before = sqlite_store.commits
+    alone = save("f")  # the batch before had one: the store is not busy any more
+    await asyncio.sleep(0.02)
+    late = save("g")
+    assert await asyncio.gather(alone, late) == [SaveOutcome.NEW] * 2
+    assert sqlite_store.commits - commits_before == 2  # f went without waiting for g
+
+
+async def test_sqlite_a_held_batch_goes_once_the_company_of_the_last_one_is_there(
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch held for company goes as soon as as many operations wait as the batch before
+    carried, not at the end of GROUP_WAIT: what comes later forms the next batch."""
+    monkeypatch.setattr(sqlite_module, "GROUP_WAIT", _GROUP_WAIT)
+
+    def save(name: str) -> asyncio.Task[SaveOutcome]:
+        return asyncio.create_task(sqlite_store.save_inbound(inbound(name)))
+
+    assert await asyncio.gather(save("a"), save("b"), save("c")) == [SaveOutcome.NEW] * 3
+    commits_before = sqlite_store.commits
+    started = asyncio.get_running_loop().time()
+    held = [save("d")]
+    await asyncio.sleep(0.02)
+    held += [save("e"), save("f")]  # three, as many as the batch before: it goes
+    await asyncio.sleep(0.02)
+    later = save("g")  # well inside d's GROUP_WAIT
+    assert await asyncio.gather(*held) == [SaveOutcome.NEW] * 3
+    assert asyncio.get_running_loop().time() - started < _GROUP_WAIT
+    assert await later is SaveOutcome.NEW
+    assert sqlite_store.commits - commits_before == 2  # d, e and f; then g
 
 
 async def test_sqlite_a_delivered_mark_rides_with_the_next_batch(
