@@ -392,8 +392,8 @@ LATER = T0 + timedelta(days=1)
 
 @pytest.fixture
 async def short_lease(backend: Backend) -> AsyncIterator[Store]:
-    """A store whose claims lapse after 0.4 s unless renewed."""
-    opened = backend.make(lease=timedelta(seconds=0.4))
+    """A store whose claims lapse after 1 s unless renewed."""
+    opened = backend.make(lease=timedelta(seconds=1))
     await opened.open()
     try:
         yield opened
@@ -424,14 +424,16 @@ async def test_a_claim_not_renewed_lapses_with_its_lease(short_lease: Store) -> 
     store = short_lease
     await store.add_outbound(outbound())
     await store.save_inbound(inbound())
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.6)
     await store.renew_claims()
-    await asyncio.sleep(0.25)  # 0.5 s after adding: renewed, it still holds
+    # 1.1 s after adding, past the first lease: renewed, it still holds (for 0.5 s more: a
+    # margin that a loaded machine's late timers and slow statements stay within).
+    await asyncio.sleep(0.5)
 
     assert await store.claim_outbound(LATER, 10) == []
     assert await store.claim_unfinished_inbound(10) == []
 
-    await asyncio.sleep(0.5)  # no renewal: the lease ran out
+    await asyncio.sleep(0.9)  # no renewal: the lease ran out
 
     assert await store.claim_outbound(LATER, 10) == [outbound()]
     assert await store.claim_unfinished_inbound(10) == [inbound()]
