@@ -60,7 +60,7 @@ import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import nats
 import nats.errors
@@ -161,9 +161,12 @@ class RawClient(Client):
     name: a sixth of a command's intake), a `Msg` object, a queue and a turn of the event
     loop for the subscription's task (bench/README.md). `take_raw` gives a subscription's
     messages to a function instead, called in the read loop with what nats-py's parser hands
-    to ``_process_msg``: a private method of nats-py 2.x, its signature checked at connect
-    (`_offers_raw`). Every other subscription is nats-py's as before; the subscription
-    itself (its resubscription after a reconnection included) stays nats-py's too."""
+    to ``_process_msg``: a private method of nats-py 2.x. So a `RawClient` is made only where
+    that method is what it overrides (`_dispatches_raw`); `take_raw` refuses a subscription
+    it cannot key as the parser does, and `NatsBus.connect` checks that a message reaches
+    its taker at all, else nats-py's own dispatch is used. Every other subscription is
+    nats-py's as before; the subscription itself (its resubscription after a reconnection
+    included) stays nats-py's too."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -171,10 +174,17 @@ class RawClient(Client):
         #: When `write_now` last wrote (loop time).
         self._written_at = -1.0
 
-    def take_raw(self, subscription: Subscription, taker: RawTaker) -> None:
+    def take_raw(self, subscription: Subscription, taker: RawTaker) -> bool:
         """Give `subscription`'s messages to `taker` from now on (subscribed without a
-        callback: nothing else reads them). `taker` must not raise."""
-        self._raw_takers[subscription._id] = taker
+        callback: nothing else reads them), if it is known by the id the parser hands over
+        (nats-py 2.x: ``Subscription._id``, the key of ``Client._subs``); False when not.
+        `taker` must not raise."""
+        sid = getattr(subscription, "_id", None)
+        subs = getattr(self, "_subs", None)
+        if sid is None or not isinstance(subs, dict) or subs.get(sid) is not subscription:
+            return False
+        self._raw_takers[sid] = taker
+        return True
 
     def write_now(self, command: bytes) -> bool:
         """Write `command` (a whole protocol command) to the socket at once, if that keeps
@@ -195,30 +205,41 @@ class RawClient(Client):
         transport.write(command)  # type: ignore[no-untyped-call]
         return True
 
-    async def _process_msg(
-        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
-    ) -> None:
-        take = self._raw_takers.get(sid)
+    async def _process_msg(self, *args: Any, **kwargs: Any) -> None:
+        # Any other shape than nats-py 2.x's goes to nats-py as it came: a TypeError here
+        # would end its read loop.
+        take = self._raw_takers.get(args[0]) if len(args) == 5 and not kwargs else None
         if take is None:
-            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+            await super()._process_msg(*args, **kwargs)
             return
+        _, subject, reply, data, headers = args
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)
         try:
             take(subject, reply, data, headers)
-        except Exception:  # a bug of ours: never the read loop's end (it would reconnect)
+        except Exception:
+            # A bug of ours: never out of the read loop, which would stop reading (nats-py
+            # logs it and breaks; no reconnection until its pings go unanswered).
             log.exception("NATS: taking a message failed")
 
 
-def _offers_raw(nc: Client) -> bool:
-    """Whether this nats-py dispatches through what `RawClient` overrides (2.x does)."""
-    method = getattr(Client, "_process_msg", None)
-    return (
-        isinstance(nc, RawClient)
-        and inspect.iscoroutinefunction(method)
-        and list(inspect.signature(method).parameters)
-        == ["self", "sid", "subject", "reply", "data", "headers"]
-    )
+def _dispatches_raw(client: type[Client]) -> bool:
+    """Whether `client` dispatches through the ``_process_msg`` `RawClient` overrides: a
+    coroutine function with nats-py 2.x's parameters (a changed one, called by its parser
+    in another shape or without being awaited, would leave every subscription deaf)."""
+    method = getattr(client, "_process_msg", None)
+    try:
+        parameters = list(inspect.signature(method).parameters) if callable(method) else []
+    except (TypeError, ValueError):
+        return False
+    return inspect.iscoroutinefunction(method) and parameters == [
+        "self",
+        "sid",
+        "subject",
+        "reply",
+        "data",
+        "headers",
+    ]
 
 
 async def open_connection(
@@ -233,8 +254,9 @@ async def open_connection(
     `BusUnavailable` when no server answers within `timeout`, or the first attempt on every
     server failed: nats-py alone would go on trying (60 times 2 s per server) before saying
     anything. Then `error_cb` hears of the errors, `disconnected_cb` of each loss (not of
-    the close). A `RawClient`, whose raw subscriptions only `NatsBus` uses."""
-    nc = RawClient()
+    the close). A `RawClient` where this nats-py dispatches as it expects (its raw
+    subscriptions only `NatsBus` uses), else nats-py's own client."""
+    nc = RawClient() if _dispatches_raw(Client) else Client()
     initial = True
     failures: list[BaseException] = []
     all_failed = asyncio.Event()
@@ -401,19 +423,28 @@ class NatsBus:
         self._nc = nc
         self._js = nc.jetstream(timeout=self.timeout)
         self._hpub = _offers_hpub(nc)
-        self._raw = _offers_raw(nc)
+        self._raw = isinstance(nc, RawClient)
         # Deliveries to a former connection's inbox are settled by the server's ack wait.
         self._inbox, self._arrived = None, deque()
         self._forget_acks()
         try:
             prefix = nc.new_inbox() + "."
+            self._ack_prefix = prefix
             try:
                 self._acks = await self._subscribe(nc, prefix + "*", self._ack_raw, self._on_ack)
+                if self._raw and not await self._raw_arrives(nc):
+                    # nats-py's parser does not hand messages over through what `RawClient`
+                    # overrides: they would pile up unread in the subscription's queue.
+                    log.warning("NATS: this nats-py's dispatch is not the one expected; using it")
+                    self._raw = False
+                    await self._acks.unsubscribe()
+                    self._acks = await self._subscribe(
+                        nc, prefix + "*", self._ack_raw, self._on_ack
+                    )
             except (nats.errors.Error, OSError) as exc:
                 raise BusUnavailable(f"NATS: {exc}") from exc
-            self._ack_prefix = prefix
             await self._redeclare()
-        except BusError:
+        except BaseException:  # whatever failed, nothing left half set up
             self._forget_acks()
             self._nc = self._js = None
             with contextlib.suppress(Exception):
@@ -429,14 +460,29 @@ class NatsBus:
     ) -> Subscription:
         """A subscription whose messages `raw` takes (`RawClient`), or, where this nats-py
         does not dispatch as `RawClient` expects, `cb` as a nats-py callback."""
-        if not self._raw:
-            return await nc.subscribe(subject, cb=cb)
-        assert isinstance(nc, RawClient)
-        subscription = await nc.subscribe(subject)
-        # Nothing arrives before this: the subscription is new, and nothing was sent that
-        # would be answered on it.
-        nc.take_raw(subscription, raw)
-        return subscription
+        if self._raw and isinstance(nc, RawClient):
+            subscription = await nc.subscribe(subject)
+            # Nothing arrives before this: the subscription is new, and nothing was sent
+            # that would be answered on it.
+            if nc.take_raw(subscription, raw):
+                return subscription
+            log.warning("NATS: this nats-py's subscriptions are not the ones expected")
+            self._raw = False
+            await subscription.unsubscribe()
+        return await nc.subscribe(subject, cb=cb)
+
+    async def _raw_arrives(self, nc: Client) -> bool:
+        """Whether a message published to the PubAck inbox reaches its raw taker: the server
+        sends it back before it answers the flush's ping, and the parser hands both over
+        in order. Token 0 is never a publication's."""
+        probe: asyncio.Future[tuple[str, bytes]] = asyncio.get_running_loop().create_future()
+        self._ack_waiting["0"] = probe
+        try:
+            await nc.publish(self._ack_prefix + "0", b"")
+            await nc.flush(max(1, round(self.timeout)))
+        finally:
+            self._ack_waiting.pop("0", None)
+        return probe.done()
 
     async def _redeclare(self) -> None:
         """`_declare`, one caller at a time (publishes and the consume loop may find the

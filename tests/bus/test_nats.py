@@ -28,11 +28,13 @@ from typing import Any
 
 import nats
 import nats.js.errors
+import nats.protocol.parser
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import DiscardPolicy, RawStreamMsg, StreamConfig
 
 import adapter.bus.nats
@@ -189,11 +191,11 @@ class NatsBroker:
 @pytest.fixture(params=["raw", "nats-py"])
 def intake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """How the bus takes its messages in: through `RawClient` (the usual), or through
-    nats-py's own dispatch, as it does with a nats-py whose internals differ. A test that
-    asks for this runs both ways, and checks that the bus took the way meant
-    (`bus._raw`)."""
+    nats-py's own dispatch, as it does with a nats-py whose internals differ (here: its
+    dispatch changed, `change_dispatch`). A test that asks for this runs both ways, and
+    checks that the bus took the way meant (`bus._raw`)."""
     if request.param == "nats-py":
-        monkeypatch.setattr(adapter.bus.nats, "_offers_raw", lambda nc: False)
+        change_dispatch(monkeypatch)
     return str(request.param)
 
 
@@ -1062,7 +1064,8 @@ async def test_a_command_is_written_at_once_only_behind_nothing_of_nats_pys(
 
 async def test_a_raw_taker_that_fails_leaves_the_connection_up(broker: NatsBroker) -> None:
     """`RawClient` calls its takers in nats-py's read loop: a failure there is logged, not
-    the end of the connection (nats-py would reconnect and lose what came meanwhile)."""
+    the end of the connection (nats-py's read loop would stop reading, every subscription
+    deaf until its pings went unanswered)."""
     subject = f"{broker.names['events_subject']}.taker"
     seen: list[bytes] = []
 
@@ -1185,3 +1188,150 @@ async def _exists(js: Any, stream: str) -> bool:
     except nats.js.errors.NotFoundError:
         return False
     return True
+
+
+# -- a nats-py whose internals differ -------------------------------------------------------
+
+
+class _TupleCaller:
+    """What nats-py's parser calls on a client, as a nats-py would whose parser hands a
+    message to ``_process_msg`` as one tuple (everything else as it is)."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._nc, name)
+
+    async def _process_msg(self, *message: Any) -> None:
+        await self._nc._process_msg(message)  # type: ignore[call-arg]
+
+
+def change_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nats-py as if a release had changed ``Client._process_msg`` (what `RawClient`
+    overrides) and its parser's call of it: one tuple for the five arguments."""
+    original = Client._process_msg
+
+    async def process_msg(self: Client, message: Any, *made_before: Any) -> None:
+        # Clients made before the change (the test's broker side) call it as before.
+        await original(self, *((message, *made_before) if made_before else message))
+
+    parser_init = nats.protocol.parser.Parser.__init__
+
+    def init(self: nats.protocol.parser.Parser, nc: Client) -> None:
+        parser_init(self, nc)
+        self.nc = _TupleCaller(nc)
+
+    monkeypatch.setattr(Client, "_process_msg", process_msg)
+    monkeypatch.setattr(nats.protocol.parser.Parser, "__init__", init)
+
+
+async def test_a_changed_dispatch_in_nats_py_leaves_the_bus_on_nats_pys_own(
+    broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where ``_process_msg`` is not what `RawClient` overrides, the connection is a plain
+    nats-py client: an override called in a shape it does not know would end nats-py's read
+    loop (every subscription deaf until the server's pings go unanswered)."""
+    change_dispatch(monkeypatch)
+    bus = broker.bus()
+    await bus.connect()
+    assert not bus._raw
+    assert not isinstance(bus._nc, RawClient)
+    handler = Recorder()
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd-changed"))
+    await eventually(lambda: len(handler.commands) == 1, "the command handed over")
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
+    await bus.publish(event("ev-changed"), "outcome")  # its PubAck came back
+    assert (await broker.event("outcome")).data == event("ev-changed").data
+
+
+class _Unnumbered:
+    """A subscription of a nats-py that keeps its id under another name than ``_id``."""
+
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_id":
+            raise AttributeError(name)
+        return getattr(self._subscription, name)
+
+
+async def test_a_subscription_without_the_id_expected_leaves_the_bus_on_nats_pys_dispatch(
+    broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscribe = Client.subscribe
+
+    async def unnumbered(self: Client, subject: str, **options: Any) -> Any:
+        return _Unnumbered(await subscribe(self, subject, **options))
+
+    monkeypatch.setattr(Client, "subscribe", unnumbered)
+    bus = broker.bus()
+    await bus.connect()
+    assert not bus._raw
+    handler = Recorder()
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd-unnumbered"))
+    await eventually(lambda: len(handler.commands) == 1, "the command handed over")
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
+    await bus.publish(event("ev-unnumbered"), "outcome")
+
+
+async def test_a_parser_that_no_longer_dispatches_through_process_msg_is_noticed(
+    broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nats-py whose parser hands messages to its subscriptions by another way than
+    ``_process_msg``: the probe at connect finds the raw taker never called."""
+
+    class Elsewhere(_TupleCaller):
+        async def _process_msg(self, *message: Any) -> None:
+            await Client._process_msg(self._nc, *message)  # past any override
+
+    parser_init = nats.protocol.parser.Parser.__init__
+
+    def init(self: nats.protocol.parser.Parser, nc: Client) -> None:
+        parser_init(self, nc)
+        self.nc = Elsewhere(nc)
+
+    monkeypatch.setattr(nats.protocol.parser.Parser, "__init__", init)
+    bus = broker.bus(timeout=3)
+    await bus.connect()
+    assert not bus._raw
+    handler = Recorder()
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd-elsewhere"))
+    await eventually(lambda: len(handler.commands) == 1, "the command handed over")
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
+    await bus.publish(event("ev-elsewhere"), "outcome")
+
+
+def test_the_raw_client_is_chosen_only_for_the_dispatch_it_overrides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert adapter.bus.nats._dispatches_raw(Client)
+    original = Client._process_msg
+
+    def synchronous(
+        self: Client, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        pass
+
+    monkeypatch.setattr(Client, "_process_msg", synchronous)
+    assert not adapter.bus.nats._dispatches_raw(Client)
+
+    async def more(
+        self: Client,
+        sid: int,
+        subject: bytes,
+        reply: bytes,
+        data: bytes,
+        headers: bytes | None,
+        extra: int,
+    ) -> None:
+        pass
+
+    monkeypatch.setattr(Client, "_process_msg", more)
+    assert not adapter.bus.nats._dispatches_raw(Client)
+    monkeypatch.setattr(Client, "_process_msg", original)
+    assert adapter.bus.nats._dispatches_raw(Client)
