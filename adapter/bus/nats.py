@@ -128,9 +128,12 @@ _STATUS: Final = "Status"
 #: The inline status of a request no subscriber (here: no stream) took.
 _NO_RESPONDERS: Final = "503"
 #: Messages on the commands inbox beyond the `batch` a pull request asks for that are kept
-#: (status messages, strays) before more are dropped: nats-py's pending limit, which
-#: `RawClient` bypasses, bounded that before.
+#: (status messages, strays) before more are dropped, and the bytes (data and header block)
+#: beyond which no more than `batch` are: whoever may publish to the inbox is not let fill
+#: the memory (each message may be up to the server's max_payload). nats-py's own dispatch
+#: does not bound this either: its callback drains the subscription's queue at once.
 _MAX_STRAY: Final = 1024
+_MAX_STRAY_BYTES: Final = 64 * 1024 * 1024
 #: How soon after a command written at once (`RawClient.write_now`) the next one waits for
 #: nats-py's flusher, to be written with whatever else is buffered by then.
 _WRITE_GAP: Final = 0.001
@@ -382,6 +385,7 @@ class NatsBus:
         #: Our inbox for the commands a pull request delivers, and what arrived in it.
         self._inbox: Subscription | None = None
         self._arrived: deque[_Delivery] = deque()
+        self._arrived_bytes = 0
         #: What the consume loop awaits while nothing has arrived (`_arrive` wakes it).
         self._waiter: asyncio.Future[None] | None = None
         #: Commands the pull request on the server may still deliver, and when it expires
@@ -425,7 +429,7 @@ class NatsBus:
         self._hpub = _offers_hpub(nc)
         self._raw = isinstance(nc, RawClient)
         # Deliveries to a former connection's inbox are settled by the server's ack wait.
-        self._inbox, self._arrived = None, deque()
+        self._inbox, self._arrived, self._arrived_bytes = None, deque(), 0
         self._forget_acks()
         try:
             prefix = nc.new_inbox() + "."
@@ -833,6 +837,7 @@ class NatsBus:
         while True:
             if self._arrived:
                 message = self._arrived.popleft()
+                self._arrived_bytes -= message.size
             elif messages:
                 return messages, None
             elif not await self._next_arrival(self._request_expires + _PULL_GRACE - loop.time()):
@@ -857,9 +862,11 @@ class NatsBus:
         # what is not UTF-8 in a publisher's subject reads as U+FFFD.
         topic, answer = subject.decode(errors="replace"), reply.decode(errors="replace")
         if block:
-            delivery = _Delivery(topic, answer, data, _parse_headers(block), _status(block))
+            delivery = _Delivery(
+                topic, answer, data, _parse_headers(block), _status(block), len(data) + len(block)
+            )
         else:
-            delivery = _Delivery(topic, answer, data, {})
+            delivery = _Delivery(topic, answer, data, {}, "", len(data))
         self._arrived_one(delivery)
 
     async def _arrive(self, message: Msg) -> None:
@@ -867,13 +874,17 @@ class NatsBus:
         self._arrived_one(_Delivery.of(message))
 
     def _arrived_one(self, delivery: _Delivery) -> None:
-        if len(self._arrived) >= self.batch + _MAX_STRAY:
+        arrived = len(self._arrived)
+        if arrived >= self.batch + _MAX_STRAY or (
+            arrived >= self.batch and self._arrived_bytes + delivery.size > _MAX_STRAY_BYTES
+        ):
             # Not what our pull requests brought (they ask for `batch` at a time): whoever
             # else may publish to our inbox is not let fill the memory. A delivery dropped
             # here is delivered again after the ack wait.
             self._note("more messages on the commands inbox than were asked for; dropped")
             return
         self._arrived.append(delivery)
+        self._arrived_bytes += delivery.size
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -1007,12 +1018,17 @@ class _Delivery:
     data: bytes
     headers: dict[str, str]
     status: str = ""
+    #: Its bytes as the protocol carried them (data and header block; `_MAX_STRAY_BYTES`).
+    size: int = 0
 
     @classmethod
     def of(cls, message: Msg) -> _Delivery:
         """The delivery nats-py made a `Msg` of (without `RawClient`)."""
         headers = message.headers or {}
-        return cls(message.subject, message.reply, message.data, headers, headers.get(_STATUS, ""))
+        size = len(message.data) + sum(len(k) + len(v) + 4 for k, v in headers.items())
+        return cls(
+            message.subject, message.reply, message.data, headers, headers.get(_STATUS, ""), size
+        )
 
 
 #: The start of a header block with an inline status (``NATS/1.0 408 Request Timeout``).

@@ -1156,8 +1156,7 @@ def test_what_is_no_ack_subject_is_refused(reply: str) -> None:
 
 async def test_strays_on_the_commands_inbox_are_bounded(broker: NatsBroker) -> None:
     """Whoever may publish to the bus's inbox cannot make it keep more than a pull request
-    brings and a margin: nats-py's pending limit, which the bus's raw intake does not go
-    through, bounded that."""
+    brings and a margin of messages."""
     bus = broker.bus(batch=4)
     await bus.connect()
     assert bus._raw
@@ -1335,3 +1334,32 @@ def test_the_raw_client_is_chosen_only_for_the_dispatch_it_overrides(
     assert not adapter.bus.nats._dispatches_raw(Client)
     monkeypatch.setattr(Client, "_process_msg", original)
     assert adapter.bus.nats._dispatches_raw(Client)
+
+
+async def test_stray_bytes_on_the_commands_inbox_are_bounded(
+    broker: NatsBroker, intake: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nor more than a margin of bytes beyond what a pull request brings: a message may be as
+    large as the server's max_payload, far fewer than the margin of messages fill the
+    memory. (The bound made small here; the strays 32 KiB each.)"""
+    bound = 256 * 1024
+    monkeypatch.setattr(adapter.bus.nats, "_MAX_STRAY_BYTES", bound)
+    bus = broker.bus(batch=4)
+    await bus.connect()
+    assert bus._raw is (intake == "raw")
+    gate = asyncio.Event()
+    handler = Recorder(gate=gate)
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd-held"))
+    await eventually(lambda: len(handler.commands) == 1, "a command in hand")
+    assert bus._inbox is not None
+    stray = b"s" * (32 * 1024)
+    for index in range(40):
+        await broker.client.publish(bus._inbox.subject, stray, reply=f"r.{index}")
+    await broker.client.flush()
+    await eventually(lambda: bus._arrived_bytes >= bound - len(stray), "the strays taken in")
+    await asyncio.sleep(0.2)
+    assert bus.batch < len(bus._arrived) <= bound // len(stray)
+    assert bus._arrived_bytes == sum(len(d.data) for d in bus._arrived) <= bound
+    gate.set()
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the command acked")
