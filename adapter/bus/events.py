@@ -285,18 +285,13 @@ def nats_headers(attributes: Mapping[str, str]) -> dict[str, str]:
 
 
 def from_nats(headers: Mapping[str, str]) -> dict[str, str]:
-    """The CloudEvents attributes of a NATS message in binary mode (header names are
-    case-insensitive in NATS)."""
-    return {
-        key[len(NATS_PREFIX) :].lower(): _percent_decode(value)
-        for key, value in headers.items()
-        if key.lower().startswith(NATS_PREFIX)
-    }
+    """The CloudEvents attributes of a NATS message in binary mode (`split_nats`)."""
+    return split_nats(headers)[0]
 
 
 def split_nats(headers: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """`from_nats` of `headers`, and the headers that are not CloudEvents attributes (as
-    they are), in one pass."""
+    """The CloudEvents attributes of a NATS message in binary mode (header names are
+    case-insensitive in NATS), and the headers that are not (as they are), in one pass."""
     attributes: dict[str, str] = {}
     others: dict[str, str] = {}
     for key, value in headers.items():

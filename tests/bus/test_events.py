@@ -22,6 +22,7 @@ from adapter.bus.events import (
     message_from_json,
     message_to_json,
     source_urn,
+    split_nats,
     to_amqp,
     to_nats,
     xml_to_json,
@@ -138,6 +139,24 @@ def test_nats_reading_refuses_overlong_utf8_and_accepts_quoted_values() -> None:
 def test_nats_reading_refuses_a_percent_that_does_not_start_two_hex_digits(value: str) -> None:
     with pytest.raises(InvalidEvent):
         from_nats({"ce-id": value})
+
+
+def test_nats_headers_split_into_attributes_and_the_others_as_they_are() -> None:
+    headers = {
+        "CE-Id": "cmd-1",
+        "ce-specversion": "1.0",
+        "Ce-UftpSender": "Euro %E2%82%AC",
+        "Nats-Msg-Id": "m-1",
+        "X-Trace": "%41 as it is",
+        "cex-not": "an attribute",
+    }
+    attributes, others = split_nats(headers)
+    assert attributes == {"id": "cmd-1", "specversion": "1.0", "uftpsender": "Euro \u20ac"}
+    assert others == {"Nats-Msg-Id": "m-1", "X-Trace": "%41 as it is", "cex-not": "an attribute"}
+    assert from_nats(headers) == attributes
+    assert split_nats({}) == ({}, {})
+    with pytest.raises(InvalidEvent):
+        split_nats({"ce-id": "%C0%A0", "X-Trace": "t"})
 
 
 def test_nats_reading_keeps_plain_and_non_ascii_values_as_they_are() -> None:
