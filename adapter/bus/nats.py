@@ -476,17 +476,22 @@ class NatsBus:
         return await nc.subscribe(subject, cb=cb)
 
     async def _raw_arrives(self, nc: Client) -> bool:
-        """Whether a message published to the PubAck inbox reaches its raw taker: the server
-        sends it back before it answers the flush's ping, and the parser hands both over
-        in order. Token 0 is never a publication's."""
+        """Whether a message published to the PubAck inbox reaches its raw taker within
+        `timeout`; if not, a flush tells a server that does not answer (raising) from a
+        dispatch that does not reach the taker. (A flush alone proves nothing: nats-py
+        writes its ping at once, ahead of what waits in its buffer.) Token 0 is never a
+        publication's."""
         probe: asyncio.Future[tuple[str, bytes]] = asyncio.get_running_loop().create_future()
         self._ack_waiting["0"] = probe
         try:
             await nc.publish(self._ack_prefix + "0", b"")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(probe), self.timeout)
+                return True
             await nc.flush(max(1, round(self.timeout)))
+            return probe.done()
         finally:
             self._ack_waiting.pop("0", None)
-        return probe.done()
 
     async def _redeclare(self) -> None:
         """`_declare`, one caller at a time (publishes and the consume loop may find the
