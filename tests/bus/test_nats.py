@@ -1363,3 +1363,29 @@ async def test_stray_bytes_on_the_commands_inbox_are_bounded(
     assert bus._arrived_bytes == sum(len(d.data) for d in bus._arrived) <= bound
     gate.set()
     await eventually(lambda: _is(broker.count("commands_stream"), 0), "the command acked")
+
+
+async def test_a_connect_that_fails_unexpectedly_leaves_nothing_half_set_up(
+    broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever fails in `connect` (here: the raw setup, once), the connection is closed and
+    forgotten, so that the next `connect` starts over instead of returning at once."""
+    calls = 0
+    take_raw = RawClient.take_raw
+
+    def failing_once(self: RawClient, subscription: Subscription, taker: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a fault of the raw setup")
+        return take_raw(self, subscription, taker)
+
+    monkeypatch.setattr(RawClient, "take_raw", failing_once)
+    bus = broker.bus()
+    with pytest.raises(RuntimeError):
+        await bus.connect()
+    assert bus._nc is None and bus._acks is None
+    await bus.connect()
+    assert bus._raw and bus._acks is not None
+    await bus.publish(event("ev-again"), "outcome")
+    assert (await broker.event("outcome")).data == event("ev-again").data
