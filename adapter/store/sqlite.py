@@ -991,8 +991,13 @@ class SqliteStore:
         book), which the PostgreSQL store must be told of."""
 
     def _announce(self, events: list[StoredEvent]) -> None:
+        """Tell every listener; one that raises (a bug of its own) stops neither the others
+        nor the batch, whose callers are answered next: their writes are durable."""
         for callback in self._event_listeners:
-            callback(events)
+            try:
+                callback(events)
+            except Exception:
+                log.exception("a listener of the store's events failed")
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, offload: bool = False) -> T:
         """Run `fn` in the next group-commit transaction and return its result once committed.
@@ -1094,12 +1099,14 @@ class SqliteStore:
 
         def committed(failure: Exception | None) -> None:
             self._offloaded = None
-            settlements = _Settlements()
-            self._settle_writes(conn, writes, staged, failure, started, settlements)
-            self._run_reads(conn, batch, settlements)
-            settlements.deliver()
-            done.set_result(None)
-            self._schedule_next()
+            try:
+                settlements = _Settlements()
+                self._settle_writes(conn, writes, staged, failure, started, settlements)
+                self._run_reads(conn, batch, settlements)
+                settlements.deliver()
+            finally:  # or `close` would wait for this batch, and the next never start
+                done.set_result(None)
+                self._schedule_next()
 
         self._committer.commit(conn, len(writes), committed)
 
@@ -1692,7 +1699,10 @@ class SqliteStore:
                 settlements.add(op, False, failure)
             return
         if self.on_commit is not None:
-            self.on_commit(time.perf_counter() - started)
+            try:
+                self.on_commit(time.perf_counter() - started)
+            except Exception:  # metrics only: the batch committed all the same
+                log.exception("the store's commit hook failed")
         self._commits += 1
         if self._checkpointer is not None:
             self._checkpointer.last_commit = time.monotonic()
