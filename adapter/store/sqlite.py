@@ -137,6 +137,10 @@ SCHEMA_VERSION: Final = 5
 #: events the relay publishes, and bus_commands, the bus commands carried out. The store owns
 #: them because its own transactions write them, beside the state they report.
 BUS_SCHEMA_VERSION: Final = 1
+#: The oldest SQLite library the store runs on: `record_attempt` reads the row it updated
+#: with RETURNING (SQLite 3.35). An older one (Debian 11 ships 3.34) is refused at open,
+#: not met by a failing statement on every delivery.
+SQLITE_REQUIRED: Final = (3, 35, 0)
 #: How long to wait for another process's write lock before failing, in milliseconds.
 BUSY_TIMEOUT_MS: Final = 5000
 #: At most this many operations share one transaction, bounding the latency of a batch.
@@ -893,6 +897,12 @@ class SqliteStore:
         """Open the file and create or check the schema."""
         if self._conn is not None:
             raise RuntimeError(f"{self!r} is already open")
+        if sqlite3.sqlite_version_info < SQLITE_REQUIRED:
+            raise StoreOpenError(
+                f"{self.path}: the SQLite store needs the SQLite library "
+                f"{'.'.join(map(str, SQLITE_REQUIRED))} or newer; Python's sqlite3 module "
+                f"uses {sqlite3.sqlite_version}"
+            )
         self._loop = asyncio.get_running_loop()
         self._closing = False
         self._owner = _new_owner()

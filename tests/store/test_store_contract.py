@@ -42,6 +42,7 @@ from adapter.store import (
     SqliteStore,
     StorageError,
     Store,
+    StoreOpenError,
     open_store,
 )
 from adapter.store.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
@@ -1340,6 +1341,22 @@ async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(RuntimeError, match="newer"):
         await store.open()
+
+
+async def test_sqlite_refuses_a_library_older_than_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite 3.34 (Debian 11's) lacks RETURNING, which `record_attempt` uses: the store says
+    so at open, taking nothing, rather than failing every delivery's record later. (The
+    library here is newer: its version is what is set back.)"""
+    path = tmp_path / "store.sqlite3"
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(
+        StoreOpenError, match=r"needs the SQLite library 3\.35\.0 or newer; .* uses 3\.34\.1$"
+    ):
+        await SqliteStore(path).open()
+    assert not path.exists()
 
 
 async def test_sqlite_a_full_disk_is_a_storage_error_and_loses_nothing(tmp_path: Path) -> None:
