@@ -160,7 +160,8 @@ DEFERRED_WINDOW: Final = 0.05
 #: tables' last pages, the database header) and two thread wake-ups, a few hundred
 #: microseconds of CPU, whatever it carries. It waits no longer once as many operations wait
 #: as the batch before carried: the company to be expected is there. A caller alone (the batch
-#: before had one) never waits: its COMMIT starts at the end of the turn that submitted it.
+#: before had one, or ended more than `GROUP_WAIT` before it came, the store idle meanwhile)
+#: never waits: its COMMIT starts at the end of the turn that submitted it.
 GROUP_WAIT: Final = 0.002
 #: Commits between two checkpoints, besides one after every offloaded (large) batch: at a
 #: few pages a commit, a WAL of a few MiB, as with SQLite's own default of 1000 pages.
@@ -859,6 +860,9 @@ class SqliteStore:
         #: one: the store is busy, see `GROUP_WAIT`), how many wait now, since when the first
         #: of them waited, and the timer that holds their batch.
         self._company = 0
+        #: When the last batch was over (loop time): company it promised comes within
+        #: `GROUP_WAIT` of then, or while a batch runs; after a pause it promises none.
+        self._batch_over = float("-inf")
         self._waiting = 0
         self._waited_since: float | None = None
         self._held: asyncio.TimerHandle | None = None
@@ -1052,7 +1056,9 @@ class SqliteStore:
         if not deferred:
             self._waiting += 1
             if self._waited_since is None:
-                self._waited_since = self._loop.time()
+                self._waited_since = now = self._loop.time()
+                if self._offloaded is None and now - self._batch_over > GROUP_WAIT:
+                    self._company = 0  # the store was idle: the first alone waits for none
             elif self._held is not None and self._waiting >= self._company:
                 # As many as the last batch carried: the company expected is here.
                 self._held.cancel()
@@ -1086,6 +1092,8 @@ class SqliteStore:
             self._commit_elsewhere(self._conn, batch)
         else:
             self._run_batch(self._conn, batch).deliver()
+        if self._offloaded is None:  # it ran here, all of it (or failed before its COMMIT)
+            self._over()
         self._schedule_next()
 
     def _commit_elsewhere(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
@@ -1116,6 +1124,7 @@ class SqliteStore:
                 settlements.deliver()
             finally:  # or `close` would wait for this batch, and the next never start
                 done.set_result(None)
+                self._over()
                 self._schedule_next()
 
         self._committer.commit(conn, len(writes), committed)
@@ -1133,9 +1142,15 @@ class SqliteStore:
             finally:
                 self._offloaded = None
                 done.set_result(None)
+                self._over()
                 self._schedule_next()
 
         self._loop.create_task(run())
+
+    def _over(self) -> None:
+        """A batch is over: the time its company, if any, is counted from."""
+        assert self._loop is not None
+        self._batch_over = self._loop.time()
 
     def _request_checkpoint(self) -> None:
         self._commits_at_checkpoint = self._commits

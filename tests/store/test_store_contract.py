@@ -778,6 +778,27 @@ async def test_sqlite_a_held_batch_goes_once_the_company_of_the_last_one_is_ther
     assert sqlite_store.commits - commits_before == 2  # d, e and f; then g
 
 
+async def test_sqlite_a_lone_write_after_a_pause_is_not_held(
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last batch carried three callers' writes, but long ago: the store is idle, and a
+    write alone goes at the end of its turn, without waiting GROUP_WAIT for company that the
+    last batch no longer promises."""
+    monkeypatch.setattr(sqlite_module, "GROUP_WAIT", _GROUP_WAIT)
+
+    def save(name: str) -> asyncio.Task[SaveOutcome]:
+        return asyncio.create_task(sqlite_store.save_inbound(inbound(name)))
+
+    assert await asyncio.gather(save("a"), save("b"), save("c")) == [SaveOutcome.NEW] * 3
+    await asyncio.sleep(_GROUP_WAIT * 2)  # idle
+    commits_before = sqlite_store.commits
+    alone = save("d")
+    await asyncio.sleep(0.02)
+    late = save("e")  # well inside d's GROUP_WAIT, were it held
+    assert await asyncio.gather(alone, late) == [SaveOutcome.NEW] * 2
+    assert sqlite_store.commits - commits_before == 2  # d went without waiting for e
+
+
 async def test_sqlite_a_delivered_mark_rides_with_the_next_batch(
     sqlite_store: SqliteStore,
 ) -> None:
