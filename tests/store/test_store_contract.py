@@ -766,15 +766,15 @@ async def test_sqlite_a_held_batch_goes_once_the_company_of_the_last_one_is_ther
 
     assert await asyncio.gather(save("a"), save("b"), save("c")) == [SaveOutcome.NEW] * 3
     commits_before = sqlite_store.commits
-    started = asyncio.get_running_loop().time()
     held = [save("d")]
     await asyncio.sleep(0.02)
     held += [save("e"), save("f")]  # three, as many as the batch before: it goes
     await asyncio.sleep(0.02)
     later = save("g")  # well inside d's GROUP_WAIT
     assert await asyncio.gather(*held) == [SaveOutcome.NEW] * 3
-    assert asyncio.get_running_loop().time() - started < _GROUP_WAIT
     assert await later is SaveOutcome.NEW
+    # Two COMMITs say that d's batch went before its GROUP_WAIT ended (or g would have
+    # joined it), whatever its fsync took on a loaded machine.
     assert sqlite_store.commits - commits_before == 2  # d, e and f; then g
 
 
