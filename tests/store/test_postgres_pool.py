@@ -215,6 +215,26 @@ async def test_close_waits_for_a_connection_still_being_made_and_closes_it(
     assert pool.size == 0
 
 
+async def test_a_waiter_handed_a_slot_as_the_pool_closes_opens_no_connection(
+    opened: Opened,
+) -> None:
+    """The one connection is closed on its return, its slot handed to the borrower waiting;
+    in the same turn of the loop, before that borrower runs, the pool closes. The borrower
+    must be refused as any other after `close`, not open a connection while the pool closes
+    (and `close` wait for it). (The close, asked for first, runs first.)"""
+    pool = ConnectionPool(opened, 1)
+    held = await pool.take()
+    assert opened.count == 1
+    waiting = asyncio.create_task(pool.take())
+    await asyncio.sleep(0.05)  # it waits now
+    closing = asyncio.create_task(pool.close())  # runs before the waiter runs again
+    pool.give_back(held, reusable=False)  # its slot goes to the waiter
+    with pytest.raises(asyncpg.InterfaceError, match="closed"):
+        await asyncio.wait_for(waiting, 5)
+    await asyncio.wait_for(closing, 5)
+    assert opened.count == 1 and pool.size == 0
+
+
 async def test_a_waiter_keeps_its_place_when_a_slot_frees_as_a_new_borrower_arrives(
     opened: Opened,
 ) -> None:
