@@ -26,11 +26,12 @@ Why group commit: with `synchronous=FULL` every COMMIT waits for an fsync; one t
 per operation would cap the store at a few thousand writes per second and put one fsync on
 every message. Instead, the operations submitted during one turn of the event loop are all
 run by one transaction (`BEGIN IMMEDIATE` ... `COMMIT`) at the end of that turn (or, while a
-COMMIT runs, once it returned), so they share one fsync. Each operation runs inside its own
-SAVEPOINT: one that raises is rolled back alone and its caller gets the exception, while the
-others in the batch still commit. No caller's
-future is resolved before the COMMIT carrying its work has returned: an awaited write is a
-durable write.
+COMMIT runs, once it returned; while several callers write at once, when `GROUP_WAIT` has
+passed or the company of the batch before is there, as above), so they share one fsync. Each
+operation runs inside its own SAVEPOINT: one that raises is rolled back alone and its caller
+gets the exception, while the others in the batch still commit. No caller's future is
+resolved before the COMMIT carrying its work has returned: an awaited write is a durable
+write.
 
 What the PRAGMAs guarantee (set on every open):
 
@@ -725,10 +726,10 @@ class _CommitThread:
             conn, size, done = work
             failure: Exception | None
             try:
-                failure = SqliteStore._commit(conn, size)
-            except Exception as exc:  # not SQLite's: still, nothing committed for sure
-                failure = exc
+                failure = SqliteStore._commit(conn, size)  # SQLite's errors it returns
             except BaseException as exc:
+                # Anything else (memory, a bug) must still reach the loop, or the batch's
+                # callers and `close` would wait for ever: nothing committed for sure.
                 failure = StorageError(f"SQLite COMMIT: {exc!r}")
             try:
                 self._loop.call_soon_threadsafe(done, failure)
@@ -876,7 +877,7 @@ class SqliteStore:
         self._commits_at_checkpoint = 0
         self._event_listeners: list[EventListener] = []
         #: Told how long each committed transaction took, BEGIN to COMMIT (metrics); called
-        #: on the thread that ran it.
+        #: on the event loop, but for an offloaded batch's, on the worker thread that ran it.
         self.on_commit: Callable[[float], None] | None = None
 
     def __repr__(self) -> str:
@@ -1070,7 +1071,7 @@ class SqliteStore:
     def _flush(self) -> None:
         """Run the pending operations as one batch, here or on a worker thread."""
         self._flush_scheduled = False
-        if self._held is not None:  # run before its time (by `close`)
+        if self._held is not None:  # a held batch: its timer is due, or `close` runs it sooner
             self._held.cancel()
             self._held = None
         if not self._pending or self._offloaded is not None or self._conn is None:
