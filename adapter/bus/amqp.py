@@ -332,12 +332,7 @@ class AmqpConnection(asyncio.Protocol):
             self._shut("closed")
             return
         if self._closed is None:
-            self._send(
-                0,
-                spec.Connection.Close(
-                    reply_code=200, reply_text="closing", class_id=0, method_id=0
-                ),
-            )
+            self._close_connection("closing", "closed")
         self._shut("closed")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
@@ -436,12 +431,8 @@ class AmqpConnection(asyncio.Protocol):
             self._close_transport()
         elif isinstance(frame, spec.Channel.Close):
             self._send(CHANNEL, spec.Channel.CloseOk())
-            self._shut(f"closed with its channel: {frame.reply_code} {frame.reply_text}")
-            self._send(
-                0,
-                spec.Connection.Close(
-                    reply_code=200, reply_text="channel closed", class_id=0, method_id=0
-                ),
+            self._close_connection(
+                "channel closed", f"closed with its channel: {frame.reply_code} {frame.reply_text}"
             )
             self._close_transport()
         elif isinstance(frame, spec.Connection.CloseOk):
@@ -462,6 +453,15 @@ class AmqpConnection(asyncio.Protocol):
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
+
+    def _close_connection(self, reply_text: str, why: str) -> None:
+        """Unusable from now on, for `why`, and the broker asked to close the connection (a
+        Connection.Close, 200 `reply_text`): its CloseOk closes the transport."""
+        self._shut(why)
+        self._send(
+            0,
+            spec.Connection.Close(reply_code=200, reply_text=reply_text, class_id=0, method_id=0),
+        )
 
     def _close_transport(self) -> None:
         if self._transport is not None:
@@ -860,8 +860,14 @@ class CommandConsumer(AmqpConnection):
         return self._closed is None
 
     async def close(self) -> None:
-        """Stop: the handlers still running are cancelled (what they did not settle the
-        broker delivers again), then the connection is closed."""
+        """Stop: nothing more is handed to the handler, the handlers still running are
+        cancelled (what they did not settle the broker delivers again), then the connection
+        is closed."""
+        if self._closed is None and self._transport is not None:
+            if self._transport.is_closing():
+                self._shut("closed")
+            else:
+                self._close_connection("closing", "closed")
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -927,6 +933,11 @@ class CommandConsumer(AmqpConnection):
         delivery.chunks = []
         if self._handshake is not None:
             self._early.append(delivery)
+        elif self._closed is not None:
+            # Behind a Basic.Cancel, or while closing: no settlement of it could be written,
+            # and `close` no longer waits for a handler started now. The broker delivers it
+            # again (to the next consumer), as everything unsettled when a connection ends.
+            log.debug("bus: a command read on the %s connection is left", self._closed)
         else:
             self._start_handler(delivery)
 
@@ -969,13 +980,7 @@ class CommandConsumer(AmqpConnection):
             self.cancelled = True
             if not frame.nowait:
                 self._send(CHANNEL, spec.Basic.CancelOk(consumer_tag=frame.consumer_tag))
-            self._shut("cancelled by the broker")
-            self._send(
-                0,
-                spec.Connection.Close(
-                    reply_code=200, reply_text="consumer cancelled", class_id=0, method_id=0
-                ),
-            )
+            self._close_connection("consumer cancelled", "cancelled by the broker")
             return True
         return False
 

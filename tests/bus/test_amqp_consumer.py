@@ -357,3 +357,45 @@ async def test_nothing_after_the_brokers_connection_close_is_handled(queue: str)
         assert handler.deliveries == []
     finally:
         await consumer.close()
+
+
+async def test_nothing_delivered_after_the_brokers_cancel_or_our_close_is_handled(
+    queue: str,
+) -> None:
+    """A delivery read behind the broker's Basic.Cancel, or while `close` waits for the
+    broker's CloseOk, is for a consumer that no longer settles: it is not carried out (the
+    broker delivers it again), and no handler is left running after `close`."""
+
+    def delivery(consumer: CommandConsumer, tag: int) -> bytes:
+        deliver = spec.Basic.Deliver(
+            consumer_tag=consumer.consumer_tag, delivery_tag=tag, exchange="", routing_key=queue
+        )
+        content = pamqp_header.ContentHeader(0, 4, spec.Basic.Properties(message_id=f"m-{tag}"))
+        return b"".join(
+            (
+                pamqp.frame.marshal(deliver, 1),
+                pamqp.frame.marshal(content, 1),
+                pamqp.frame.marshal(pamqp_body.ContentBody(b"<x/>"), 1),
+            )
+        )
+
+    handler = Handler()
+    consumer = await open_consumer(queue, handler)
+    cancel = spec.Basic.Cancel(consumer_tag=consumer.consumer_tag)
+    try:
+        consumer.data_received(pamqp.frame.marshal(cancel, 1) + delivery(consumer, 1))
+        assert consumer.cancelled
+        assert not consumer.consuming
+        await asyncio.sleep(0.1)
+        assert handler.deliveries == []
+    finally:
+        await consumer.close()
+
+    handler = Handler()
+    consumer = await open_consumer(queue, handler)
+    closing = asyncio.create_task(consumer.close())
+    await asyncio.sleep(0)  # close() has begun, its CloseOk not read yet
+    consumer.data_received(delivery(consumer, 1))
+    await closing
+    await asyncio.sleep(0.1)
+    assert handler.deliveries == []
