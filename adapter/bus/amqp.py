@@ -55,9 +55,11 @@ to its publication by message id and routing key (the broker returns in publicat
 and the relay never has one event in flight twice); that is also how aiormq matches them.
 What the broker controls is bounded: a frame larger than the agreed ``frame_max``, content
 out of its order (4.2.6) or a body larger than any RabbitMQ sends drops the connection (what
-was delivered and not settled is delivered again); a delivery whose properties do not decode
-is rejected without requeue (dead-lettered) rather than dropping the connection for it, which
-would only bring it back.
+was delivered and not settled is delivered again); a delivery whose properties do not decode,
+or whose body is above the consumer's limit (its body frames are then counted, not kept), is
+handed to the handler marked `Delivery.malformed` rather than dropping the connection for it,
+which would only bring it back: the port has the bridge refuse it (dead-lettered, with the
+error event that says why).
 """
 
 from __future__ import annotations
@@ -122,9 +124,9 @@ _HEARTBEAT_FRAME = pamqp.frame.marshal(pamqp.heartbeat.Heartbeat(), 0)
 #: Our frame size limit, RabbitMQ's default: the broker may propose less.
 FRAME_MAX = 131072
 #: The largest body a delivery may announce: RabbitMQ refuses publications above its
-#: ``max_message_size``, which it caps at 512 MiB. What a command may be is the bridge's
-#: limit (``max_body_bytes``), checked on the whole body as on any broker; this one only
-#: keeps a broken peer from making us buffer without end.
+#: ``max_message_size``, which it caps at 512 MiB; more is a broken peer. What a command may
+#: be is the consumer's own limit (``max_body``: the bridge's ``max_body_bytes``), above
+#: which its body is not kept.
 MAX_BODY = 512 * 1024 * 1024
 #: A heartbeat missed this many times over drops the connection (as aiormq does).
 _HEARTBEAT_GRACE = 3
@@ -681,8 +683,11 @@ class Delivery:
     #: header), and the body frames so far.
     body_size: int = -1
     chunks: list[bytes] = field(default_factory=list)
-    #: Why its properties could not be read (it is rejected without requeue), else None.
+    #: Why it cannot be read as it came (its properties do not decode, its body is above the
+    #: consumer's limit), else None: the handler is to refuse it.
     malformed: str | None = None
+    #: Its body is above the consumer's limit: its frames are counted, not kept.
+    oversized: bool = False
 
 
 def settlement(verdict: Verdict, delivery_tag: int, channel: int = CHANNEL) -> bytes:
@@ -808,12 +813,14 @@ class CommandConsumer(AmqpConnection):
         *,
         prefetch: int,
         consumer_tag: str,
+        max_body: int = MAX_BODY,
     ) -> None:
         spec.Basic.Consume(queue=queue, consumer_tag=consumer_tag)  # pamqp's checks
         super().__init__()
         self._queue = queue
         self._handler = handler
         self._prefetch = prefetch
+        self._max_body = min(max_body, MAX_BODY)
         self.consumer_tag = consumer_tag
         #: The delivery whose content is being read.
         self._incoming: Delivery | None = None
@@ -836,11 +843,15 @@ class CommandConsumer(AmqpConnection):
         consumer_tag: str,
         name: str,
         connect_timeout: float = 10.0,
+        max_body: int = MAX_BODY,
     ) -> CommandConsumer:
         """Connect to the broker at `url`, open a channel, set its prefetch and consume
-        `queue`. Raises `BusUnavailable` (`ChannelRefused` with 404 when there is no such
-        queue)."""
-        consumer = cls(queue, handler, prefetch=prefetch, consumer_tag=consumer_tag)
+        `queue`; a body above `max_body` octets is not kept (the delivery is handed over
+        `malformed`). Raises `BusUnavailable` (`ChannelRefused` with 404 when there is no
+        such queue)."""
+        consumer = cls(
+            queue, handler, prefetch=prefetch, consumer_tag=consumer_tag, max_body=max_body
+        )
         await consumer._start(url, name, connect_timeout)
         return consumer
 
@@ -880,7 +891,8 @@ class CommandConsumer(AmqpConnection):
         incoming = self._incoming
         if incoming is not None:  # its content frames come next, nothing else (4.2.6)
             if kind == _BODY and channel == CHANNEL and incoming.body_size > 0:
-                incoming.chunks.append(bytes(buffer[start:end]))
+                if not incoming.oversized:
+                    incoming.chunks.append(bytes(buffer[start:end]))
                 incoming.body_size -= end - start
                 if incoming.body_size < 0:
                     raise UnmarshalingException("frame", "a body longer than announced")
@@ -921,6 +933,9 @@ class CommandConsumer(AmqpConnection):
             )
         except (ValueError, IndexError, struct.error, UnmarshalingException) as exc:
             incoming.malformed = f"undecodable properties ({exc})"
+        if size > self._max_body:
+            incoming.oversized = True
+            incoming.malformed = incoming.malformed or f"the body exceeds {self._max_body} bytes"
         incoming.body_size = size
         if size == 0:
             self._delivered(incoming)
@@ -947,15 +962,11 @@ class CommandConsumer(AmqpConnection):
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, delivery: Delivery) -> None:
-        if delivery.malformed is not None:
-            log.warning("bus: a command with %s is rejected (dead-lettered)", delivery.malformed)
-            verdict = Verdict.REJECT
-        else:
-            try:
-                verdict = await self._handler(delivery)
-            except Exception:
-                log.exception("bus: the command handler failed; the command is requeued")
-                verdict = Verdict.REQUEUE
+        try:
+            verdict = await self._handler(delivery)
+        except Exception:
+            log.exception("bus: the command handler failed; the command is requeued")
+            verdict = Verdict.REQUEUE
         self.settle(delivery.delivery_tag, verdict)
 
     def settle(self, delivery_tag: int, verdict: Verdict) -> None:

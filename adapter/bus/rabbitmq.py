@@ -48,6 +48,7 @@ from aio_pika.abc import (
 from adapter.bus.amqp import ChannelRefused, CommandConsumer, ConfirmPublisher, Delivery
 from adapter.bus.events import CloudEvent, from_amqp, to_amqp
 from adapter.bus.port import BusHealth, BusUnavailable, Command, CommandHandler, Verdict
+from adapter.settings import DEFAULT_MAX_BODY_BYTES
 
 __all__ = ["RabbitBus", "Topology"]
 
@@ -199,12 +200,15 @@ class RabbitBus:
         name: str = "uftp-adapter",
         publish_timeout: float = 10.0,
         reconnect_interval: float = 1.0,
+        max_command_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._url = url
         self.topology = topology or Topology()
         self._name = name
         self._publish_timeout = publish_timeout
         self._reconnect_interval = reconnect_interval
+        #: A command body above it is not kept: the bridge refuses the command.
+        self._max_command_bytes = max_command_bytes
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._consumer: CommandConsumer | None = None
@@ -383,6 +387,7 @@ class RabbitBus:
                 consumer_tag=f"uftp-adapter.{uuid.uuid4().hex}",
                 name=f"{self._name} commands",
                 connect_timeout=self._publish_timeout,
+                max_body=self._max_command_bytes,
             )
         except ChannelRefused as exc:
             raise ChannelRefused(f"{redact(self._url)}: {exc}", exc.reply_code) from None
@@ -427,6 +432,7 @@ class RabbitBus:
             message_id=delivery.message_id,
             redelivered=delivery.redelivered,
             headers=_other_headers(headers) if headers else {},
+            malformed=delivery.malformed,
         )
         try:
             return await handler(command)

@@ -280,11 +280,12 @@ async def test_verdicts_settle_by_reject_to_the_dead_letters_and_by_requeue(
     assert await count(amqp, queue) == 0
 
 
-async def test_a_delivery_whose_properties_do_not_decode_is_dead_lettered(
+async def test_a_delivery_whose_properties_do_not_decode_is_handed_over_malformed(
     amqp: Any, queue: str
 ) -> None:
-    """A message id that is not UTF-8 (the broker passes it on as it came): not handed to
-    the handler, rejected without requeue, so dead-lettered; the connection stays."""
+    """A message id that is not UTF-8 (the broker passes it on as it came): handed to the
+    handler marked malformed (to be refused), settled by its verdict; the connection
+    stays."""
     publisher = await ConfirmPublisher.open(AMQP_URL, "", name="test bad properties", timeout=5)
     good = spec.Basic.Properties(message_id="ab").marshal()
     try:
@@ -292,16 +293,47 @@ async def test_a_delivery_whose_properties_do_not_decode_is_dead_lettered(
         await publisher.publish(queue, good, b"<y/>", "ab")
     finally:
         await publisher.close()
-    handler = Handler()
+    handler = Handler(Verdict.REJECT)
     consumer = await open_consumer(queue, handler)
     try:
-        await eventually(lambda: len(handler.deliveries) == 1, timeout=10)
-        assert handler.deliveries[0].body == b"<y/>"
-        await eventually(lambda: dead_lettered(amqp, queue), timeout=10)
+        await eventually(lambda: len(handler.deliveries) == 2, timeout=10)
+        bad, fine = handler.deliveries
+        assert bad.malformed is not None and "undecodable properties" in bad.malformed
+        assert bad.message_id is None
+        assert fine.malformed is None and fine.body == b"<y/>" and fine.message_id == "ab"
+        await eventually(lambda: count(amqp, f"{queue}.dead"), timeout=10)
         assert consumer.consuming
     finally:
         await consumer.close()
     assert await count(amqp, queue) == 0
+
+
+async def test_a_body_above_the_limit_is_not_kept(amqp: Any, queue: str) -> None:
+    """A body of three frames above the consumer's limit: its frames are read and not
+    kept, the delivery handed over marked malformed with its properties; one at the limit is
+    kept whole; the connection stays."""
+    limit = 1000
+    await publish(amqp, queue, b"x" * 300_000, message_id="big")
+    await publish(amqp, queue, b"y" * limit, message_id="fits")
+    handler = Handler(Verdict.REJECT)
+    consumer = await CommandConsumer.open(
+        AMQP_URL,
+        queue,
+        handler,
+        prefetch=4,
+        consumer_tag=f"test.{uuid.uuid4().hex}",
+        name=f"test {queue}",
+        max_body=limit,
+    )
+    try:
+        await eventually(lambda: len(handler.deliveries) == 2, timeout=10)
+        big, fits = handler.deliveries
+        assert big.message_id == "big" and big.body == b""
+        assert big.malformed == f"the body exceeds {limit} bytes"
+        assert fits.malformed is None and fits.body == b"y" * limit
+        assert consumer.consuming
+    finally:
+        await consumer.close()
 
 
 async def test_frames_the_consumer_must_not_accept_drop_its_connection(queue: str) -> None:
