@@ -885,6 +885,14 @@ class CommandConsumer(AmqpConnection):
         await asyncio.gather(*tasks, return_exceptions=True)
         await super().close()
 
+    async def retire(self) -> None:
+        """Once it no longer consumes: end its connection (a moment for the broker's
+        CloseOk, then dropped: after a Basic.Cancel the CloseOk may never come), then wait
+        for the handlers still running. What they settle no longer reaches the broker, which
+        delivers those commands again."""
+        await super().close()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     # -- deliveries ---------------------------------------------------------------------
 
     def _frame(self, kind: int, channel: int, buffer: bytearray, start: int, end: int) -> None:

@@ -219,6 +219,9 @@ class RabbitBus:
         self._publisher_attempts = 0
         self._publisher_failure = ""
         self._keeper: asyncio.Task[None] | None = None
+        #: Consumers the broker no longer delivers to, until their connection is dropped and
+        #: their handlers have ended (`CommandConsumer.retire`).
+        self._retired: dict[CommandConsumer, asyncio.Task[None]] = {}
         #: Times the robust connection came back after a loss.
         self.reconnects = 0
         #: Times the events connection was opened again after a loss.
@@ -311,6 +314,10 @@ class RabbitBus:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.close()
+        retired, self._retired = self._retired, {}
+        for old in retired:  # their handlers cancelled, their connection dropped
+            await old.close()
+        await asyncio.gather(*retired.values(), return_exceptions=True)
         if publisher is not None:
             await publisher.close()
         if connection is not None:
@@ -403,6 +410,7 @@ class RabbitBus:
         while True:
             why = await consumer.stopped
             declare = consumer.cancelled
+            self._retire(consumer)
             log.warning("bus: the commands connection was %s; consuming again", why)
             while True:
                 try:
@@ -418,6 +426,16 @@ class RabbitBus:
             self._consumer = consumer
             self.consumer_reopens += 1
             log.info("bus: consuming commands again from %s", self.topology.commands_queue)
+
+    def _retire(self, consumer: CommandConsumer) -> None:
+        """Drop the connection of `consumer`, which the broker no longer delivers to, and
+        keep it until its handlers have ended, for `close` to end them."""
+        retired = self._retired
+        task = asyncio.get_running_loop().create_task(
+            consumer.retire(), name="bus-consumer-retired"
+        )
+        retired[consumer] = task
+        task.add_done_callback(lambda _: retired.pop(consumer, None))
 
     async def _on_delivery(self, delivery: Delivery) -> Verdict:
         """A command for the handler; its verdict settles it (`CommandConsumer` writes the

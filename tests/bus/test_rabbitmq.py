@@ -209,6 +209,44 @@ async def test_a_consumer_the_broker_cancelled_is_reported_and_registered_again(
         await bus.close()
 
 
+async def test_a_cancelled_consumer_is_dropped_and_its_handlers_ended_by_close(
+    amqp: Any, topology: Topology
+) -> None:
+    """The consumer the broker cancelled while a command was being carried out: its
+    connection is dropped once it is replaced, the handler keeps running, and `close` ends
+    it (it is not left running behind a closed port)."""
+    bus = RabbitBus(AMQP_URL, topology, reconnect_interval=0.2)
+    await bus.connect()
+    started = asyncio.Event()
+    ended: list[str] = []
+
+    async def handler(command: Command) -> Verdict:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            ended.append(command.id or "")
+        return Verdict.ACK
+
+    await bus.consume(handler)
+    try:
+        channel = await amqp.channel()
+        commands = await channel.get_exchange(topology.commands_exchange)
+        await commands.publish(aio_pika.Message(b"<x/>", message_id="held"), routing_key="send")
+        await asyncio.wait_for(started.wait(), 10)
+        old = bus._consumer
+        assert old is not None
+        await channel.queue_delete(topology.commands_queue, if_unused=False, if_empty=False)
+        await eventually(lambda: bus.consumer_reopens == 1, timeout=10)
+        await eventually(lambda: old._lost.done(), timeout=5)  # its connection is gone
+        assert ended == []  # its handler still runs
+        assert old in bus._retired
+    finally:
+        await bus.close()
+    assert ended == ["held"]
+    assert bus._retired == {}
+
+
 async def test_a_queue_lost_while_the_broker_was_out_of_reach_is_declared_again(
     amqp: Any, topology: Topology
 ) -> None:
