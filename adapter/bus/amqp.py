@@ -388,7 +388,9 @@ class AmqpConnection(asyncio.Protocol):
         try:
             while (available := len(buffer) - offset) >= 7:
                 kind, channel, length = _FRAME.unpack_from(buffer, offset)
-                if length > self._frame_max:  # the limit both sides agreed (4.2.3)
+                # The limit both sides agreed, which counts the frame's header and end octet
+                # (4.2.3), as `encode_publication` does.
+                if length + _FRAME_OVERHEAD > self._frame_max:
                     raise UnmarshalingException("frame", f"a frame of {length} octets")
                 if available < length + _FRAME_OVERHEAD:
                     break

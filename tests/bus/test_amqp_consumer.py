@@ -337,8 +337,9 @@ async def test_a_body_above_the_limit_is_not_kept(amqp: Any, queue: str) -> None
 
 
 async def test_frames_the_consumer_must_not_accept_drop_its_connection(queue: str) -> None:
-    """A frame beyond the agreed size, content without a delivery, a body larger than any
-    RabbitMQ sends: read no further, and say it no longer consumes."""
+    """A frame beyond the agreed size (its header and end octet counted), content without a
+    delivery, a body larger than any RabbitMQ sends: read no further, and say it no longer
+    consumes."""
     header = spec.Basic.Deliver(consumer_tag="t", delivery_tag=1, exchange="", routing_key="q")
     deliver = pamqp.frame.marshal(header, 1)
     huge = pamqp.frame.marshal(
@@ -346,6 +347,8 @@ async def test_frames_the_consumer_must_not_accept_drop_its_connection(queue: st
     )
     for frames in (
         b"\x01\x00\x01" + (131072 + 1).to_bytes(4, "big"),
+        # frame_max counts the frame's 8 octets of header and end too (4.2.3): 1 too many.
+        b"\x01\x00\x01" + (131072 - 7).to_bytes(4, "big"),
         b"\x03\x00\x01\x00\x00\x00\x01x\xce",
         deliver + huge,
         deliver + deliver,
