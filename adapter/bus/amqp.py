@@ -829,6 +829,8 @@ class CommandConsumer(AmqpConnection):
         #: Deliveries read before the handshake ended (they may follow ConsumeOk at once).
         self._early: list[Delivery] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Deliveries handed over and not yet settled: never more than the prefetch.
+        self._unsettled = 0
         #: Why the broker no longer delivers to it, once it does not.
         self.stopped: asyncio.Future[str] = self._loop.create_future()
         #: Whether the broker cancelled the consumer (Basic.Cancel).
@@ -956,13 +958,19 @@ class CommandConsumer(AmqpConnection):
         chunks = delivery.chunks
         delivery.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         delivery.chunks = []
-        if self._handshake is not None:
-            self._early.append(delivery)
-        elif self._closed is not None:
+        if self._handshake is None and self._closed is not None:
             # Behind a Basic.Cancel, or while closing: no settlement of it could be written,
             # and `close` no longer waits for a handler started now. The broker delivers it
             # again (to the next consumer), as everything unsettled when a connection ends.
             log.debug("bus: a command read on the %s connection is left", self._closed)
+            return
+        if self._prefetch and self._unsettled >= self._prefetch:
+            # The broker keeps to the prefetch (Basic.Qos); one that does not would have us
+            # run handlers without bound. What it delivered comes again on a new connection.
+            raise UnmarshalingException("frame", "a delivery beyond the prefetch")
+        self._unsettled += 1
+        if self._handshake is not None:
+            self._early.append(delivery)
         else:
             self._start_handler(delivery)
 
@@ -977,6 +985,11 @@ class CommandConsumer(AmqpConnection):
         except Exception:
             log.exception("bus: the command handler failed; the command is requeued")
             verdict = Verdict.REQUEUE
+        finally:
+            # Before the settlement is written: the broker's next delivery, sent once it
+            # reads it, is within the prefetch. A handler cancelled (`close`) leaves its
+            # delivery unsettled; counting it off all the same errs towards the broker.
+            self._unsettled -= 1
         self.settle(delivery.delivery_tag, verdict)
 
     def settle(self, delivery_tag: int, verdict: Verdict) -> None:

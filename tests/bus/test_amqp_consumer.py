@@ -394,6 +394,51 @@ async def test_nothing_after_the_brokers_connection_close_is_handled(queue: str)
         await consumer.close()
 
 
+def delivery_frames(consumer: CommandConsumer, tag: int, queue: str) -> bytes:
+    """A delivery of 4 octets with tag `tag`, as the broker would send it to `consumer`."""
+    deliver = spec.Basic.Deliver(
+        consumer_tag=consumer.consumer_tag, delivery_tag=tag, exchange="", routing_key=queue
+    )
+    content = pamqp_header.ContentHeader(0, 4, spec.Basic.Properties(message_id=f"m-{tag}"))
+    return b"".join(
+        (
+            pamqp.frame.marshal(deliver, 1),
+            pamqp.frame.marshal(content, 1),
+            pamqp.frame.marshal(pamqp_body.ContentBody(b"<x/>"), 1),
+        )
+    )
+
+
+async def test_a_delivery_beyond_the_prefetch_drops_the_connection(amqp: Any, queue: str) -> None:
+    """The broker sends no more unsettled deliveries than the prefetch (Basic.Qos): one more
+    is a broken peer, which would make us run handlers without bound. The connection is
+    dropped (what it delivered comes again); the one within the prefetch was handed over."""
+    handler = Handler(hold=True)
+    consumer = await open_consumer(queue, handler, prefetch=1)
+    try:
+        consumer.data_received(delivery_frames(consumer, 1, queue))
+        await eventually(lambda: len(handler.deliveries) == 1)
+        assert consumer.consuming
+        consumer.data_received(delivery_frames(consumer, 2, queue))
+        assert not consumer.consuming
+        await asyncio.sleep(0.1)
+        assert [d.delivery_tag for d in handler.deliveries] == [1]
+    finally:
+        handler.release.set()
+        await consumer.close()
+    # From the broker, each delivered once the one before is settled: all within it.
+    for n in range(5):
+        await publish(amqp, queue, b"%d" % n, message_id=f"m-{n}")
+    handler = Handler()
+    consumer = await open_consumer(queue, handler, prefetch=1)
+    try:
+        await eventually(lambda: len(handler.deliveries) == 5, timeout=10)
+        assert consumer.consuming
+    finally:
+        await consumer.close()
+    assert await count(amqp, queue) == 0
+
+
 async def test_nothing_delivered_after_the_brokers_cancel_or_our_close_is_handled(
     queue: str,
 ) -> None:
@@ -401,24 +446,11 @@ async def test_nothing_delivered_after_the_brokers_cancel_or_our_close_is_handle
     broker's CloseOk, is for a consumer that no longer settles: it is not carried out (the
     broker delivers it again), and no handler is left running after `close`."""
 
-    def delivery(consumer: CommandConsumer, tag: int) -> bytes:
-        deliver = spec.Basic.Deliver(
-            consumer_tag=consumer.consumer_tag, delivery_tag=tag, exchange="", routing_key=queue
-        )
-        content = pamqp_header.ContentHeader(0, 4, spec.Basic.Properties(message_id=f"m-{tag}"))
-        return b"".join(
-            (
-                pamqp.frame.marshal(deliver, 1),
-                pamqp.frame.marshal(content, 1),
-                pamqp.frame.marshal(pamqp_body.ContentBody(b"<x/>"), 1),
-            )
-        )
-
     handler = Handler()
     consumer = await open_consumer(queue, handler)
     cancel = spec.Basic.Cancel(consumer_tag=consumer.consumer_tag)
     try:
-        consumer.data_received(pamqp.frame.marshal(cancel, 1) + delivery(consumer, 1))
+        consumer.data_received(pamqp.frame.marshal(cancel, 1) + delivery_frames(consumer, 1, queue))
         assert consumer.cancelled
         assert not consumer.consuming
         await asyncio.sleep(0.1)
@@ -430,7 +462,7 @@ async def test_nothing_delivered_after_the_brokers_cancel_or_our_close_is_handle
     consumer = await open_consumer(queue, handler)
     closing = asyncio.create_task(consumer.close())
     await asyncio.sleep(0)  # close() has begun, its CloseOk not read yet
-    consumer.data_received(delivery(consumer, 1))
+    consumer.data_received(delivery_frames(consumer, 1, queue))
     await closing
     await asyncio.sleep(0.1)
     assert handler.deliveries == []
