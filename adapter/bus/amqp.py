@@ -104,18 +104,19 @@ _FRAME_END = 0xCE
 _FRAME = struct.Struct(">BHI")
 #: The frame header, payload size and end octet around a payload: 8 octets (4.2.3).
 _FRAME_OVERHEAD = 8
-#: An ack's or nack's payload: its method index, delivery tag, then the flag bits.
 _ACK_INDEX = spec.Basic.Ack.index
 _NACK_INDEX = spec.Basic.Nack.index
 _REJECT_INDEX = spec.Basic.Reject.index
 _DELIVER_INDEX = spec.Basic.Deliver.index
-_SETTLE_PAYLOAD = struct.Struct(">IQB")  # method index, tag, bits: 13 octets
+#: An ack's or nack's payload: its method index, delivery tag, then the flag bits.
+_SETTLE_PAYLOAD = struct.Struct(">IQB")  # 13 octets
 _SETTLE_FRAME = struct.Struct(">BHIIQBB")  # the same as a whole frame, with its end octet
 _CONTENT_HEADER = struct.Struct(">HHQ")  # class id (Basic), weight (0), body size
 _INDEX = struct.Struct(">I")
 _TAG = struct.Struct(">QB")  # a Basic.Deliver's delivery tag and its ``redelivered`` bit
-_UINT16 = struct.Struct(">H")
-_UINT32 = struct.Struct(">I")
+#: AMQP's short and long unsigned integers (4.2.5.1), here and in the port's encoders.
+UINT16 = struct.Struct(">H")
+UINT32 = struct.Struct(">I")
 #: Basic.Publish's method index and its deprecated ``ticket`` (0).
 _PUBLISH_PREFIX = struct.pack(">IH", spec.Basic.Publish.index, 0)
 _BASIC_CLASS = 60
@@ -732,7 +733,7 @@ def decode_properties(
     (the property flags, then the values), decoded as pamqp decodes them (a test compares):
     the headers' long strings read here, a table with any other value by pamqp. Raises
     ValueError (UnicodeDecodeError among them) for what does not decode."""
-    (flags,) = _UINT16.unpack_from(data, offset)
+    (flags,) = UINT16.unpack_from(data, offset)
     if flags & 1:
         raise ValueError("a second word of property flags")  # none is defined in 0-9-1
     offset += 2
@@ -754,7 +755,7 @@ def decode_properties(
             elif kind == "t":
                 offset += 8
             else:
-                (length,) = _UINT32.unpack_from(data, offset)
+                (length,) = UINT32.unpack_from(data, offset)
                 headers = _field_table(data, offset + 4, offset + 4 + length)
                 offset += 4 + length
             if offset > end:
@@ -774,7 +775,7 @@ def _field_table(data: bytes | bytearray, offset: int, end: int) -> dict[str, ob
         if key_end >= end or data[key_end] != 0x53:  # "S"
             return _pamqp_table(data, start, end)
         key = bytes(data[offset + 1 : key_end]).decode("utf-8")
-        (size,) = _UINT32.unpack_from(data, key_end + 1)
+        (size,) = UINT32.unpack_from(data, key_end + 1)
         offset = key_end + 5 + size
         if offset > end:
             raise ValueError("a field table value runs past its table")
@@ -788,7 +789,7 @@ def _field_table(data: bytes | bytearray, offset: int, end: int) -> dict[str, ob
 
 def _pamqp_table(data: bytes | bytearray, offset: int, end: int) -> dict[str, object]:
     try:
-        _, table = pamqp.decode.field_table(_UINT32.pack(end - offset) + bytes(data[offset:end]))
+        _, table = pamqp.decode.field_table(UINT32.pack(end - offset) + bytes(data[offset:end]))
     except RecursionError:  # pamqp recurses per nested table: 6 octets a level in a frame
         raise ValueError("field tables nested too deep") from None
     return dict(table)

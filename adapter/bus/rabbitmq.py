@@ -45,7 +45,14 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from adapter.bus.amqp import ChannelRefused, CommandConsumer, ConfirmPublisher, Delivery
+from adapter.bus.amqp import (
+    UINT16,
+    UINT32,
+    ChannelRefused,
+    CommandConsumer,
+    ConfirmPublisher,
+    Delivery,
+)
 from adapter.bus.events import CloudEvent, from_amqp, to_amqp
 from adapter.bus.port import BusHealth, BusUnavailable, Command, CommandHandler, Verdict
 from adapter.settings import DEFAULT_MAX_BODY_BYTES
@@ -56,9 +63,6 @@ log = logging.getLogger(__name__)
 
 #: AMQP delivery mode 2: the broker writes the message to disk (a durable queue keeps it).
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
-
-
-_UINT32 = struct.Struct(">I").pack
 
 
 #: Each header name as a field table encodes it before its value: the name as a short
@@ -90,12 +94,11 @@ def string_table(table: Mapping[str, object]) -> bytes | None:
             if len(names) < _HEADER_NAMES_MAX:
                 names[key] = name
         encoded = value.encode("utf-8")
-        parts += (name, _UINT32(len(encoded)), encoded)
+        parts += (name, UINT32.pack(len(encoded)), encoded)
     body = b"".join(parts)
-    return _UINT32(len(body)) + body
+    return UINT32.pack(len(body)) + body
 
 
-_UINT16 = struct.Struct(">H").pack
 _UINT64 = struct.Struct(">Q").pack
 
 
@@ -145,7 +148,7 @@ def event_properties(
         flags |= _FLAGS["app_id"]
     return b"".join(
         (
-            _UINT16(flags),
+            UINT16.pack(flags),
             b"%c%b" % (len(content), content) if content else b"",
             table,
             _PERSISTENT_OCTET,
@@ -452,11 +455,7 @@ class RabbitBus:
             headers=_other_headers(headers) if headers else {},
             malformed=delivery.malformed,
         )
-        try:
-            return await handler(command)
-        except Exception:
-            log.exception("bus: the command handler failed; the command is requeued")
-            return Verdict.REQUEUE
+        return await handler(command)  # what it raises `CommandConsumer` requeues
 
     def health(self) -> BusHealth:
         connection = self._connection
