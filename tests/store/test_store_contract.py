@@ -719,8 +719,8 @@ async def test_sqlite_commits_off_the_event_loop_and_batches_what_arrives_meanwh
     assert sqlite_store.commits - commits_before == 2  # a's, then b's and c's together
 
 
-#: GROUP_WAIT in the tests of it: long beside the few milliseconds they sleep, so that a loaded
-#: machine cannot make an operation miss the batch it is meant to join.
+#: GROUP_WAIT (and IDLE_AFTER) in the tests of it: long beside the few milliseconds they sleep,
+#: so that a loaded machine cannot make an operation miss the batch it is meant to join.
 _GROUP_WAIT = 0.5
 
 
@@ -731,6 +731,7 @@ async def test_sqlite_a_busy_store_holds_a_batch_for_the_operations_close_behind
     first operation for others to join its COMMIT; once one carried a lone caller's, the
     next runs at the end of the turn again, joined by nothing that comes later."""
     monkeypatch.setattr(sqlite_module, "GROUP_WAIT", _GROUP_WAIT)
+    monkeypatch.setattr(sqlite_module, "IDLE_AFTER", _GROUP_WAIT)
 
     def save(name: str) -> asyncio.Task[SaveOutcome]:
         return asyncio.create_task(sqlite_store.save_inbound(inbound(name)))
@@ -760,6 +761,7 @@ async def test_sqlite_a_held_batch_goes_once_the_company_of_the_last_one_is_ther
     """A batch held for company goes as soon as as many operations wait as the batch before
     carried, not at the end of GROUP_WAIT: what comes later forms the next batch."""
     monkeypatch.setattr(sqlite_module, "GROUP_WAIT", _GROUP_WAIT)
+    monkeypatch.setattr(sqlite_module, "IDLE_AFTER", _GROUP_WAIT)
 
     def save(name: str) -> asyncio.Task[SaveOutcome]:
         return asyncio.create_task(sqlite_store.save_inbound(inbound(name)))
@@ -785,6 +787,7 @@ async def test_sqlite_a_lone_write_after_a_pause_is_not_held(
     write alone goes at the end of its turn, without waiting GROUP_WAIT for company that the
     last batch no longer promises."""
     monkeypatch.setattr(sqlite_module, "GROUP_WAIT", _GROUP_WAIT)
+    monkeypatch.setattr(sqlite_module, "IDLE_AFTER", _GROUP_WAIT)
 
     def save(name: str) -> asyncio.Task[SaveOutcome]:
         return asyncio.create_task(sqlite_store.save_inbound(inbound(name)))
