@@ -55,9 +55,11 @@ to its publication by message id and routing key (the broker returns in publicat
 and the relay never has one event in flight twice); that is also how aiormq matches them.
 What the broker controls is bounded: a frame larger than the agreed ``frame_max``, content
 out of its order (4.2.6) or a body larger than any RabbitMQ sends drops the connection (what
-was delivered and not settled is delivered again); a delivery whose properties do not decode
-is rejected without requeue (dead-lettered) rather than dropping the connection for it, which
-would only bring it back.
+was delivered and not settled is delivered again); a delivery whose properties do not decode,
+or whose body is above the consumer's limit (its body frames are then counted, not kept), is
+handed to the handler marked `Delivery.malformed` rather than dropping the connection for it,
+which would only bring it back: the port has the bridge refuse it (dead-lettered, with the
+error event that says why).
 """
 
 from __future__ import annotations
@@ -102,18 +104,19 @@ _FRAME_END = 0xCE
 _FRAME = struct.Struct(">BHI")
 #: The frame header, payload size and end octet around a payload: 8 octets (4.2.3).
 _FRAME_OVERHEAD = 8
-#: An ack's or nack's payload: its method index, delivery tag, then the flag bits.
 _ACK_INDEX = spec.Basic.Ack.index
 _NACK_INDEX = spec.Basic.Nack.index
 _REJECT_INDEX = spec.Basic.Reject.index
 _DELIVER_INDEX = spec.Basic.Deliver.index
-_SETTLE_PAYLOAD = struct.Struct(">IQB")  # method index, tag, bits: 13 octets
+#: An ack's or nack's payload: its method index, delivery tag, then the flag bits.
+_SETTLE_PAYLOAD = struct.Struct(">IQB")  # 13 octets
 _SETTLE_FRAME = struct.Struct(">BHIIQBB")  # the same as a whole frame, with its end octet
 _CONTENT_HEADER = struct.Struct(">HHQ")  # class id (Basic), weight (0), body size
 _INDEX = struct.Struct(">I")
 _TAG = struct.Struct(">QB")  # a Basic.Deliver's delivery tag and its ``redelivered`` bit
-_UINT16 = struct.Struct(">H")
-_UINT32 = struct.Struct(">I")
+#: AMQP's short and long unsigned integers (4.2.5.1), here and in the port's encoders.
+UINT16 = struct.Struct(">H")
+UINT32 = struct.Struct(">I")
 #: Basic.Publish's method index and its deprecated ``ticket`` (0).
 _PUBLISH_PREFIX = struct.pack(">IH", spec.Basic.Publish.index, 0)
 _BASIC_CLASS = 60
@@ -122,9 +125,9 @@ _HEARTBEAT_FRAME = pamqp.frame.marshal(pamqp.heartbeat.Heartbeat(), 0)
 #: Our frame size limit, RabbitMQ's default: the broker may propose less.
 FRAME_MAX = 131072
 #: The largest body a delivery may announce: RabbitMQ refuses publications above its
-#: ``max_message_size``, which it caps at 512 MiB. What a command may be is the bridge's
-#: limit (``max_body_bytes``), checked on the whole body as on any broker; this one only
-#: keeps a broken peer from making us buffer without end.
+#: ``max_message_size``, which it caps at 512 MiB; more is a broken peer. What a command may
+#: be is the consumer's own limit (``max_body``: the bridge's ``max_body_bytes``), above
+#: which its body is not kept.
 MAX_BODY = 512 * 1024 * 1024
 #: A heartbeat missed this many times over drops the connection (as aiormq does).
 _HEARTBEAT_GRACE = 3
@@ -332,12 +335,7 @@ class AmqpConnection(asyncio.Protocol):
             self._shut("closed")
             return
         if self._closed is None:
-            self._send(
-                0,
-                spec.Connection.Close(
-                    reply_code=200, reply_text="closing", class_id=0, method_id=0
-                ),
-            )
+            self._close_connection("closing", "closed")
         self._shut("closed")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
@@ -391,7 +389,9 @@ class AmqpConnection(asyncio.Protocol):
         try:
             while (available := len(buffer) - offset) >= 7:
                 kind, channel, length = _FRAME.unpack_from(buffer, offset)
-                if length > self._frame_max:  # the limit both sides agreed (4.2.3)
+                # The limit both sides agreed, which counts the frame's header and end octet
+                # (4.2.3), as `encode_publication` does.
+                if length + _FRAME_OVERHEAD > self._frame_max:
                     raise UnmarshalingException("frame", f"a frame of {length} octets")
                 if available < length + _FRAME_OVERHEAD:
                     break
@@ -436,12 +436,8 @@ class AmqpConnection(asyncio.Protocol):
             self._close_transport()
         elif isinstance(frame, spec.Channel.Close):
             self._send(CHANNEL, spec.Channel.CloseOk())
-            self._shut(f"closed with its channel: {frame.reply_code} {frame.reply_text}")
-            self._send(
-                0,
-                spec.Connection.Close(
-                    reply_code=200, reply_text="channel closed", class_id=0, method_id=0
-                ),
+            self._close_connection(
+                "channel closed", f"closed with its channel: {frame.reply_code} {frame.reply_text}"
             )
             self._close_transport()
         elif isinstance(frame, spec.Connection.CloseOk):
@@ -462,6 +458,15 @@ class AmqpConnection(asyncio.Protocol):
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
+
+    def _close_connection(self, reply_text: str, why: str) -> None:
+        """Unusable from now on, for `why`, and the broker asked to close the connection (a
+        Connection.Close, 200 `reply_text`): its CloseOk closes the transport."""
+        self._shut(why)
+        self._send(
+            0,
+            spec.Connection.Close(reply_code=200, reply_text=reply_text, class_id=0, method_id=0),
+        )
 
     def _close_transport(self) -> None:
         if self._transport is not None:
@@ -681,8 +686,11 @@ class Delivery:
     #: header), and the body frames so far.
     body_size: int = -1
     chunks: list[bytes] = field(default_factory=list)
-    #: Why its properties could not be read (it is rejected without requeue), else None.
+    #: Why it cannot be read as it came (its properties do not decode, its body is above the
+    #: consumer's limit), else None: the handler is to refuse it.
     malformed: str | None = None
+    #: Its body is above the consumer's limit: its frames are counted, not kept.
+    oversized: bool = False
 
 
 def settlement(verdict: Verdict, delivery_tag: int, channel: int = CHANNEL) -> bytes:
@@ -725,7 +733,7 @@ def decode_properties(
     (the property flags, then the values), decoded as pamqp decodes them (a test compares):
     the headers' long strings read here, a table with any other value by pamqp. Raises
     ValueError (UnicodeDecodeError among them) for what does not decode."""
-    (flags,) = _UINT16.unpack_from(data, offset)
+    (flags,) = UINT16.unpack_from(data, offset)
     if flags & 1:
         raise ValueError("a second word of property flags")  # none is defined in 0-9-1
     offset += 2
@@ -747,7 +755,7 @@ def decode_properties(
             elif kind == "t":
                 offset += 8
             else:
-                (length,) = _UINT32.unpack_from(data, offset)
+                (length,) = UINT32.unpack_from(data, offset)
                 headers = _field_table(data, offset + 4, offset + 4 + length)
                 offset += 4 + length
             if offset > end:
@@ -767,7 +775,7 @@ def _field_table(data: bytes | bytearray, offset: int, end: int) -> dict[str, ob
         if key_end >= end or data[key_end] != 0x53:  # "S"
             return _pamqp_table(data, start, end)
         key = bytes(data[offset + 1 : key_end]).decode("utf-8")
-        (size,) = _UINT32.unpack_from(data, key_end + 1)
+        (size,) = UINT32.unpack_from(data, key_end + 1)
         offset = key_end + 5 + size
         if offset > end:
             raise ValueError("a field table value runs past its table")
@@ -781,7 +789,7 @@ def _field_table(data: bytes | bytearray, offset: int, end: int) -> dict[str, ob
 
 def _pamqp_table(data: bytes | bytearray, offset: int, end: int) -> dict[str, object]:
     try:
-        _, table = pamqp.decode.field_table(_UINT32.pack(end - offset) + bytes(data[offset:end]))
+        _, table = pamqp.decode.field_table(UINT32.pack(end - offset) + bytes(data[offset:end]))
     except RecursionError:  # pamqp recurses per nested table: 6 octets a level in a frame
         raise ValueError("field tables nested too deep") from None
     return dict(table)
@@ -808,18 +816,22 @@ class CommandConsumer(AmqpConnection):
         *,
         prefetch: int,
         consumer_tag: str,
+        max_body: int = MAX_BODY,
     ) -> None:
         spec.Basic.Consume(queue=queue, consumer_tag=consumer_tag)  # pamqp's checks
         super().__init__()
         self._queue = queue
         self._handler = handler
         self._prefetch = prefetch
+        self._max_body = min(max_body, MAX_BODY)
         self.consumer_tag = consumer_tag
         #: The delivery whose content is being read.
         self._incoming: Delivery | None = None
         #: Deliveries read before the handshake ended (they may follow ConsumeOk at once).
         self._early: list[Delivery] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Deliveries handed over and not yet settled: never more than the prefetch.
+        self._unsettled = 0
         #: Why the broker no longer delivers to it, once it does not.
         self.stopped: asyncio.Future[str] = self._loop.create_future()
         #: Whether the broker cancelled the consumer (Basic.Cancel).
@@ -836,11 +848,15 @@ class CommandConsumer(AmqpConnection):
         consumer_tag: str,
         name: str,
         connect_timeout: float = 10.0,
+        max_body: int = MAX_BODY,
     ) -> CommandConsumer:
         """Connect to the broker at `url`, open a channel, set its prefetch and consume
-        `queue`. Raises `BusUnavailable` (`ChannelRefused` with 404 when there is no such
-        queue)."""
-        consumer = cls(queue, handler, prefetch=prefetch, consumer_tag=consumer_tag)
+        `queue`; a body above `max_body` octets is not kept (the delivery is handed over
+        `malformed`). Raises `BusUnavailable` (`ChannelRefused` with 404 when there is no
+        such queue)."""
+        consumer = cls(
+            queue, handler, prefetch=prefetch, consumer_tag=consumer_tag, max_body=max_body
+        )
         await consumer._start(url, name, connect_timeout)
         return consumer
 
@@ -860,13 +876,27 @@ class CommandConsumer(AmqpConnection):
         return self._closed is None
 
     async def close(self) -> None:
-        """Stop: the handlers still running are cancelled (what they did not settle the
-        broker delivers again), then the connection is closed."""
+        """Stop: nothing more is handed to the handler, the handlers still running are
+        cancelled (what they did not settle the broker delivers again), then the connection
+        is closed."""
+        if self._closed is None and self._transport is not None:
+            if self._transport.is_closing():
+                self._shut("closed")
+            else:
+                self._close_connection("closing", "closed")
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await super().close()
+
+    async def retire(self) -> None:
+        """Once it no longer consumes: end its connection (a moment for the broker's
+        CloseOk, then dropped: after a Basic.Cancel the CloseOk may never come), then wait
+        for the handlers still running. What they settle no longer reaches the broker, which
+        delivers those commands again."""
+        await super().close()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- deliveries ---------------------------------------------------------------------
 
@@ -874,7 +904,8 @@ class CommandConsumer(AmqpConnection):
         incoming = self._incoming
         if incoming is not None:  # its content frames come next, nothing else (4.2.6)
             if kind == _BODY and channel == CHANNEL and incoming.body_size > 0:
-                incoming.chunks.append(bytes(buffer[start:end]))
+                if not incoming.oversized:
+                    incoming.chunks.append(bytes(buffer[start:end]))
                 incoming.body_size -= end - start
                 if incoming.body_size < 0:
                     raise UnmarshalingException("frame", "a body longer than announced")
@@ -915,6 +946,9 @@ class CommandConsumer(AmqpConnection):
             )
         except (ValueError, IndexError, struct.error, UnmarshalingException) as exc:
             incoming.malformed = f"undecodable properties ({exc})"
+        if size > self._max_body:
+            incoming.oversized = True
+            incoming.malformed = incoming.malformed or f"the body exceeds {self._max_body} bytes"
         incoming.body_size = size
         if size == 0:
             self._delivered(incoming)
@@ -925,6 +959,17 @@ class CommandConsumer(AmqpConnection):
         chunks = delivery.chunks
         delivery.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         delivery.chunks = []
+        if self._handshake is None and self._closed is not None:
+            # Behind a Basic.Cancel, or while closing: no settlement of it could be written,
+            # and `close` no longer waits for a handler started now. The broker delivers it
+            # again (to the next consumer), as everything unsettled when a connection ends.
+            log.debug("bus: a command read on the %s connection is left", self._closed)
+            return
+        if self._prefetch and self._unsettled >= self._prefetch:
+            # The broker keeps to the prefetch (Basic.Qos); one that does not would have us
+            # run handlers without bound. What it delivered comes again on a new connection.
+            raise UnmarshalingException("frame", "a delivery beyond the prefetch")
+        self._unsettled += 1
         if self._handshake is not None:
             self._early.append(delivery)
         else:
@@ -936,15 +981,16 @@ class CommandConsumer(AmqpConnection):
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, delivery: Delivery) -> None:
-        if delivery.malformed is not None:
-            log.warning("bus: a command with %s is rejected (dead-lettered)", delivery.malformed)
-            verdict = Verdict.REJECT
-        else:
-            try:
-                verdict = await self._handler(delivery)
-            except Exception:
-                log.exception("bus: the command handler failed; the command is requeued")
-                verdict = Verdict.REQUEUE
+        try:
+            verdict = await self._handler(delivery)
+        except Exception:
+            log.exception("bus: the command handler failed; the command is requeued")
+            verdict = Verdict.REQUEUE
+        finally:
+            # Before the settlement is written: the broker's next delivery, sent once it
+            # reads it, is within the prefetch. A handler cancelled (`close`) leaves its
+            # delivery unsettled; counting it off all the same errs towards the broker.
+            self._unsettled -= 1
         self.settle(delivery.delivery_tag, verdict)
 
     def settle(self, delivery_tag: int, verdict: Verdict) -> None:
@@ -969,13 +1015,7 @@ class CommandConsumer(AmqpConnection):
             self.cancelled = True
             if not frame.nowait:
                 self._send(CHANNEL, spec.Basic.CancelOk(consumer_tag=frame.consumer_tag))
-            self._shut("cancelled by the broker")
-            self._send(
-                0,
-                spec.Connection.Close(
-                    reply_code=200, reply_text="consumer cancelled", class_id=0, method_id=0
-                ),
-            )
+            self._close_connection("consumer cancelled", "cancelled by the broker")
             return True
         return False
 

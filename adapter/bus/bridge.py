@@ -41,6 +41,7 @@ from adapter.bus.journal import EventFormat, EventJournal
 from adapter.bus.port import Bus, BusHealth, BusUnavailable, Command, Verdict
 from adapter.bus.relay import Relay
 from adapter.config import NATS_SCHEMES
+from adapter.settings import DEFAULT_MAX_BODY_BYTES
 from adapter.store.base import (
     CommandOf,
     DuplicateCommand,
@@ -122,7 +123,11 @@ class BusBridge:
         if settings is None:
             raise ValueError("the configuration has no [bus] table")
         return cls(
-            bus_for(settings, name=f"uftp-adapter {config.participant.domain}"),
+            bus_for(
+                settings,
+                name=f"uftp-adapter {config.participant.domain}",
+                max_command_bytes=config.limits.max_body_bytes,
+            ),
             format=EventFormat(settings.format.value),
             answered=config.handlers.bus,
             answer_within_seconds=settings.answer_within_seconds,
@@ -343,6 +348,8 @@ class BusBridge:
 
     async def _carry_out(self, command: Command) -> Verdict:
         participant = self.participant
+        if command.malformed is not None:
+            raise InvalidCommand(command.malformed)
         command_id = command.id
         if not command_id:
             raise InvalidCommand("the command has no id (CloudEvents id or message-id)")
@@ -500,8 +507,14 @@ class BusBridge:
             raise InvalidCommand(f"not a valid UFTP message: {exc.detail}") from None
 
 
-def bus_for(settings: BusSettings, *, name: str = "uftp-adapter") -> Bus:
-    """The bus adapter for a [bus] url (its driver is imported only then)."""
+def bus_for(
+    settings: BusSettings,
+    *,
+    name: str = "uftp-adapter",
+    max_command_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Bus:
+    """The bus adapter for a [bus] url (its driver is imported only then). The RabbitMQ
+    adapter keeps no command body above `max_command_bytes` (the bridge refuses it)."""
     scheme = settings.url.split("://", 1)[0]
     if scheme in ("amqp", "amqps"):
         from adapter.bus.rabbitmq import RabbitBus, Topology
@@ -515,7 +528,7 @@ def bus_for(settings: BusSettings, *, name: str = "uftp-adapter") -> Bus:
             delivery_limit=settings.delivery_limit,
             prefetch=settings.prefetch,
         )
-        return RabbitBus(settings.url, topology, name=name)
+        return RabbitBus(settings.url, topology, name=name, max_command_bytes=max_command_bytes)
     if scheme in NATS_SCHEMES:
         from adapter.bus.nats import NatsBus
 

@@ -83,6 +83,9 @@ class Command:
     redelivered: bool = False
     #: Transport headers that are not CloudEvents attributes (for diagnostics only).
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: Why the transport could not read the message whole (properties that do not decode, a
+    #: body above the limit, then not kept), else None: the bridge refuses such a command.
+    malformed: str | None = None
 
     @property
     def id(self) -> str | None:

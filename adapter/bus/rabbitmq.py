@@ -45,9 +45,17 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from adapter.bus.amqp import ChannelRefused, CommandConsumer, ConfirmPublisher, Delivery
+from adapter.bus.amqp import (
+    UINT16,
+    UINT32,
+    ChannelRefused,
+    CommandConsumer,
+    ConfirmPublisher,
+    Delivery,
+)
 from adapter.bus.events import CloudEvent, from_amqp, to_amqp
 from adapter.bus.port import BusHealth, BusUnavailable, Command, CommandHandler, Verdict
+from adapter.settings import DEFAULT_MAX_BODY_BYTES
 
 __all__ = ["RabbitBus", "Topology"]
 
@@ -55,9 +63,6 @@ log = logging.getLogger(__name__)
 
 #: AMQP delivery mode 2: the broker writes the message to disk (a durable queue keeps it).
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
-
-
-_UINT32 = struct.Struct(">I").pack
 
 
 #: Each header name as a field table encodes it before its value: the name as a short
@@ -89,12 +94,11 @@ def string_table(table: Mapping[str, object]) -> bytes | None:
             if len(names) < _HEADER_NAMES_MAX:
                 names[key] = name
         encoded = value.encode("utf-8")
-        parts += (name, _UINT32(len(encoded)), encoded)
+        parts += (name, UINT32.pack(len(encoded)), encoded)
     body = b"".join(parts)
-    return _UINT32(len(body)) + body
+    return UINT32.pack(len(body)) + body
 
 
-_UINT16 = struct.Struct(">H").pack
 _UINT64 = struct.Struct(">Q").pack
 
 
@@ -144,7 +148,7 @@ def event_properties(
         flags |= _FLAGS["app_id"]
     return b"".join(
         (
-            _UINT16(flags),
+            UINT16.pack(flags),
             b"%c%b" % (len(content), content) if content else b"",
             table,
             _PERSISTENT_OCTET,
@@ -199,12 +203,15 @@ class RabbitBus:
         name: str = "uftp-adapter",
         publish_timeout: float = 10.0,
         reconnect_interval: float = 1.0,
+        max_command_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._url = url
         self.topology = topology or Topology()
         self._name = name
         self._publish_timeout = publish_timeout
         self._reconnect_interval = reconnect_interval
+        #: A command body above it is not kept: the bridge refuses the command.
+        self._max_command_bytes = max_command_bytes
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._consumer: CommandConsumer | None = None
@@ -215,6 +222,9 @@ class RabbitBus:
         self._publisher_attempts = 0
         self._publisher_failure = ""
         self._keeper: asyncio.Task[None] | None = None
+        #: Consumers the broker no longer delivers to, until their connection is dropped and
+        #: their handlers have ended (`CommandConsumer.retire`).
+        self._retired: dict[CommandConsumer, asyncio.Task[None]] = {}
         #: Times the robust connection came back after a loss.
         self.reconnects = 0
         #: Times the events connection was opened again after a loss.
@@ -307,6 +317,10 @@ class RabbitBus:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.close()
+        retired, self._retired = self._retired, {}
+        for old in retired:  # their handlers cancelled, their connection dropped
+            await old.close()
+        await asyncio.gather(*retired.values(), return_exceptions=True)
         if publisher is not None:
             await publisher.close()
         if connection is not None:
@@ -383,6 +397,7 @@ class RabbitBus:
                 consumer_tag=f"uftp-adapter.{uuid.uuid4().hex}",
                 name=f"{self._name} commands",
                 connect_timeout=self._publish_timeout,
+                max_body=self._max_command_bytes,
             )
         except ChannelRefused as exc:
             raise ChannelRefused(f"{redact(self._url)}: {exc}", exc.reply_code) from None
@@ -398,6 +413,7 @@ class RabbitBus:
         while True:
             why = await consumer.stopped
             declare = consumer.cancelled
+            self._retire(consumer)
             log.warning("bus: the commands connection was %s; consuming again", why)
             while True:
                 try:
@@ -414,6 +430,16 @@ class RabbitBus:
             self.consumer_reopens += 1
             log.info("bus: consuming commands again from %s", self.topology.commands_queue)
 
+    def _retire(self, consumer: CommandConsumer) -> None:
+        """Drop the connection of `consumer`, which the broker no longer delivers to, and
+        keep it until its handlers have ended, for `close` to end them."""
+        retired = self._retired
+        task = asyncio.get_running_loop().create_task(
+            consumer.retire(), name="bus-consumer-retired"
+        )
+        retired[consumer] = task
+        task.add_done_callback(lambda _: retired.pop(consumer, None))
+
     async def _on_delivery(self, delivery: Delivery) -> Verdict:
         """A command for the handler; its verdict settles it (`CommandConsumer` writes the
         settlement on the connection the command came on)."""
@@ -427,12 +453,9 @@ class RabbitBus:
             message_id=delivery.message_id,
             redelivered=delivery.redelivered,
             headers=_other_headers(headers) if headers else {},
+            malformed=delivery.malformed,
         )
-        try:
-            return await handler(command)
-        except Exception:
-            log.exception("bus: the command handler failed; the command is requeued")
-            return Verdict.REQUEUE
+        return await handler(command)  # what it raises `CommandConsumer` requeues
 
     def health(self) -> BusHealth:
         connection = self._connection

@@ -345,8 +345,15 @@ class AdvisoryPeerSlots:
                         # The statement (sent, or waiting its turn on the connection) runs on
                         # and may take a slot for nobody: it goes back once the answer comes
                         # (the statement never waits for a lock), or it would stay locked
-                        # while this connection lives.
-                        asking.add_done_callback(functools.partial(self._untake, key, lock_key))
+                        # while this connection lives. Until then every slot it may take
+                        # counts as taken: a take asking meanwhile runs behind it on the
+                        # connection and would be granted that same slot again (a session's
+                        # advisory locks are re-entrant), which giving the first back would
+                        # then count as free while the second holds it.
+                        self._taken.setdefault(key, set()).update(candidates)
+                        asking.add_done_callback(
+                            functools.partial(self._untake, key, lock_key, candidates)
+                        )
                         raise
                     if got is not None:
                         self._taken.setdefault(key, set()).add(got)
@@ -354,13 +361,23 @@ class AdvisoryPeerSlots:
             await asyncio.sleep(delay)  # every slot is some other process's: ask again soon
             delay = min(delay * 2, SLOT_WAIT_MAX)
 
-    def _untake(self, key: str, lock_key: str, asking: asyncio.Future[tuple[Any, int]]) -> None:
-        """The answer of a take whose borrower was cancelled: its slot, if any, back."""
-        if asking.cancelled() or asking.exception() is not None:
-            return  # no slot (a lost connection took whatever it held along)
-        got, generation = asking.result()
+    def _untake(
+        self,
+        key: str,
+        lock_key: str,
+        candidates: list[int],
+        asking: asyncio.Future[tuple[Any, int]],
+    ) -> None:
+        """The answer of a take whose borrower was cancelled: the slots it did not get free
+        again, and the one it got, if any, back (counted taken until it is unlocked)."""
+        got: Any = None
+        if not asking.cancelled() and asking.exception() is None:
+            got, generation = asking.result()
+        # else no slot (a lost connection took whatever it held along)
+        for slot in candidates:
+            if slot != got:
+                self._forget(key, slot)
         if got is not None:
-            self._taken.setdefault(key, set()).add(got)  # not asked for again until back
             self._give_back_later([(key, lock_key, got, generation)])
 
     def _give_back_later(self, slots: list[tuple[str, str, int, int]]) -> None:

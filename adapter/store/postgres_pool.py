@@ -139,6 +139,9 @@ class ConnectionPool:
                 self._waiters.remove(waiter)
             raise
         if handed is _SLOT:
+            if self._closing:  # handed just before `close`: refused as any borrower after it
+                self._free_slot()
+                raise asyncpg.InterfaceError("the store's connection pool is closed")
             return await self._make()
         return handed  # counted as lent by `give_back`, which handed it over
 

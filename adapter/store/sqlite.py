@@ -26,11 +26,12 @@ Why group commit: with `synchronous=FULL` every COMMIT waits for an fsync; one t
 per operation would cap the store at a few thousand writes per second and put one fsync on
 every message. Instead, the operations submitted during one turn of the event loop are all
 run by one transaction (`BEGIN IMMEDIATE` ... `COMMIT`) at the end of that turn (or, while a
-COMMIT runs, once it returned), so they share one fsync. Each operation runs inside its own
-SAVEPOINT: one that raises is rolled back alone and its caller gets the exception, while the
-others in the batch still commit. No caller's
-future is resolved before the COMMIT carrying its work has returned: an awaited write is a
-durable write.
+COMMIT runs, once it returned; while several callers write at once, when `GROUP_WAIT` has
+passed or the company of the batch before is there, as above), so they share one fsync. Each
+operation runs inside its own SAVEPOINT: one that raises is rolled back alone and its caller
+gets the exception, while the others in the batch still commit. No caller's future is
+resolved before the COMMIT carrying its work has returned: an awaited write is a durable
+write.
 
 What the PRAGMAs guarantee (set on every open):
 
@@ -137,6 +138,10 @@ SCHEMA_VERSION: Final = 5
 #: events the relay publishes, and bus_commands, the bus commands carried out. The store owns
 #: them because its own transactions write them, beside the state they report.
 BUS_SCHEMA_VERSION: Final = 1
+#: The oldest SQLite library the store runs on: `record_attempt` reads the row it updated
+#: with RETURNING (SQLite 3.35). An older one (Debian 11 ships 3.34) is refused at open,
+#: not met by a failing statement on every delivery.
+SQLITE_REQUIRED: Final = (3, 35, 0)
 #: How long to wait for another process's write lock before failing, in milliseconds.
 BUSY_TIMEOUT_MS: Final = 5000
 #: At most this many operations share one transaction, bounding the latency of a batch.
@@ -156,8 +161,15 @@ DEFERRED_WINDOW: Final = 0.05
 #: tables' last pages, the database header) and two thread wake-ups, a few hundred
 #: microseconds of CPU, whatever it carries. It waits no longer once as many operations wait
 #: as the batch before carried: the company to be expected is there. A caller alone (the batch
-#: before had one) never waits: its COMMIT starts at the end of the turn that submitted it.
+#: before had one, or ended more than `IDLE_AFTER` before it came) never waits: its COMMIT
+#: starts at the end of the turn that submitted it.
 GROUP_WAIT: Final = 0.002
+#: A store without a batch for this long is idle: the company the last batch carried is no
+#: longer to be expected, and the first write to come is not held. Well above the gaps
+#: between batches under load (a few milliseconds at concurrency 10: at `GROUP_WAIT` itself,
+#: a third of the batches went unheld, 0.36 COMMITs per round trip and side instead of
+#: 0.21-0.31), well below a pause a person or a timer makes.
+IDLE_AFTER: Final = 0.05
 #: Commits between two checkpoints, besides one after every offloaded (large) batch: at a
 #: few pages a commit, a WAL of a few MiB, as with SQLite's own default of 1000 pages.
 CHECKPOINT_EVERY_COMMITS: Final = 256
@@ -720,10 +732,10 @@ class _CommitThread:
             conn, size, done = work
             failure: Exception | None
             try:
-                failure = SqliteStore._commit(conn, size)
-            except Exception as exc:  # not SQLite's: still, nothing committed for sure
-                failure = exc
+                failure = SqliteStore._commit(conn, size)  # SQLite's errors it returns
             except BaseException as exc:
+                # Anything else (memory, a bug) must still reach the loop, or the batch's
+                # callers and `close` would wait for ever: nothing committed for sure.
                 failure = StorageError(f"SQLite COMMIT: {exc!r}")
             try:
                 self._loop.call_soon_threadsafe(done, failure)
@@ -855,6 +867,9 @@ class SqliteStore:
         #: one: the store is busy, see `GROUP_WAIT`), how many wait now, since when the first
         #: of them waited, and the timer that holds their batch.
         self._company = 0
+        #: When the last batch was over (loop time): company it promised comes within
+        #: `GROUP_WAIT` of then, or while a batch runs; after a pause it promises none.
+        self._batch_over = float("-inf")
         self._waiting = 0
         self._waited_since: float | None = None
         self._held: asyncio.TimerHandle | None = None
@@ -868,7 +883,7 @@ class SqliteStore:
         self._commits_at_checkpoint = 0
         self._event_listeners: list[EventListener] = []
         #: Told how long each committed transaction took, BEGIN to COMMIT (metrics); called
-        #: on the thread that ran it.
+        #: on the event loop, but for an offloaded batch's, on the worker thread that ran it.
         self.on_commit: Callable[[float], None] | None = None
 
     def __repr__(self) -> str:
@@ -893,6 +908,12 @@ class SqliteStore:
         """Open the file and create or check the schema."""
         if self._conn is not None:
             raise RuntimeError(f"{self!r} is already open")
+        if sqlite3.sqlite_version_info < SQLITE_REQUIRED:
+            raise StoreOpenError(
+                f"{self.path}: the SQLite store needs the SQLite library "
+                f"{'.'.join(map(str, SQLITE_REQUIRED))} or newer; Python's sqlite3 module "
+                f"uses {sqlite3.sqlite_version}"
+            )
         self._loop = asyncio.get_running_loop()
         self._closing = False
         self._owner = _new_owner()
@@ -991,8 +1012,13 @@ class SqliteStore:
         book), which the PostgreSQL store must be told of."""
 
     def _announce(self, events: list[StoredEvent]) -> None:
+        """Tell every listener; one that raises (a bug of its own) stops neither the others
+        nor the batch, whose callers are answered next: their writes are durable."""
         for callback in self._event_listeners:
-            callback(events)
+            try:
+                callback(events)
+            except Exception:
+                log.exception("a listener of the store's events failed")
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, offload: bool = False) -> T:
         """Run `fn` in the next group-commit transaction and return its result once committed.
@@ -1037,7 +1063,9 @@ class SqliteStore:
         if not deferred:
             self._waiting += 1
             if self._waited_since is None:
-                self._waited_since = self._loop.time()
+                self._waited_since = now = self._loop.time()
+                if self._offloaded is None and now - self._batch_over > IDLE_AFTER:
+                    self._company = 0  # the store was idle: the first alone waits for none
             elif self._held is not None and self._waiting >= self._company:
                 # As many as the last batch carried: the company expected is here.
                 self._held.cancel()
@@ -1049,7 +1077,7 @@ class SqliteStore:
     def _flush(self) -> None:
         """Run the pending operations as one batch, here or on a worker thread."""
         self._flush_scheduled = False
-        if self._held is not None:  # run before its time (by `close`)
+        if self._held is not None:  # a held batch: its timer is due, or `close` runs it sooner
             self._held.cancel()
             self._held = None
         if not self._pending or self._offloaded is not None or self._conn is None:
@@ -1071,6 +1099,8 @@ class SqliteStore:
             self._commit_elsewhere(self._conn, batch)
         else:
             self._run_batch(self._conn, batch).deliver()
+        if self._offloaded is None:  # it ran here, all of it (or failed before its COMMIT)
+            self._over()
         self._schedule_next()
 
     def _commit_elsewhere(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
@@ -1094,12 +1124,15 @@ class SqliteStore:
 
         def committed(failure: Exception | None) -> None:
             self._offloaded = None
-            settlements = _Settlements()
-            self._settle_writes(conn, writes, staged, failure, started, settlements)
-            self._run_reads(conn, batch, settlements)
-            settlements.deliver()
-            done.set_result(None)
-            self._schedule_next()
+            try:
+                settlements = _Settlements()
+                self._settle_writes(conn, writes, staged, failure, started, settlements)
+                self._run_reads(conn, batch, settlements)
+                settlements.deliver()
+            finally:  # or `close` would wait for this batch, and the next never start
+                done.set_result(None)
+                self._over()
+                self._schedule_next()
 
         self._committer.commit(conn, len(writes), committed)
 
@@ -1116,9 +1149,15 @@ class SqliteStore:
             finally:
                 self._offloaded = None
                 done.set_result(None)
+                self._over()
                 self._schedule_next()
 
         self._loop.create_task(run())
+
+    def _over(self) -> None:
+        """A batch is over: the time its company, if any, is counted from."""
+        assert self._loop is not None
+        self._batch_over = self._loop.time()
 
     def _request_checkpoint(self) -> None:
         self._commits_at_checkpoint = self._commits
@@ -1692,7 +1731,10 @@ class SqliteStore:
                 settlements.add(op, False, failure)
             return
         if self.on_commit is not None:
-            self.on_commit(time.perf_counter() - started)
+            try:
+                self.on_commit(time.perf_counter() - started)
+            except Exception:  # metrics only: the batch committed all the same
+                log.exception("the store's commit hook failed")
         self._commits += 1
         if self._checkpointer is not None:
             self._checkpointer.last_commit = time.monotonic()

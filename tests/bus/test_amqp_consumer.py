@@ -280,11 +280,12 @@ async def test_verdicts_settle_by_reject_to_the_dead_letters_and_by_requeue(
     assert await count(amqp, queue) == 0
 
 
-async def test_a_delivery_whose_properties_do_not_decode_is_dead_lettered(
+async def test_a_delivery_whose_properties_do_not_decode_is_handed_over_malformed(
     amqp: Any, queue: str
 ) -> None:
-    """A message id that is not UTF-8 (the broker passes it on as it came): not handed to
-    the handler, rejected without requeue, so dead-lettered; the connection stays."""
+    """A message id that is not UTF-8 (the broker passes it on as it came): handed to the
+    handler marked malformed (to be refused), settled by its verdict; the connection
+    stays."""
     publisher = await ConfirmPublisher.open(AMQP_URL, "", name="test bad properties", timeout=5)
     good = spec.Basic.Properties(message_id="ab").marshal()
     try:
@@ -292,21 +293,53 @@ async def test_a_delivery_whose_properties_do_not_decode_is_dead_lettered(
         await publisher.publish(queue, good, b"<y/>", "ab")
     finally:
         await publisher.close()
-    handler = Handler()
+    handler = Handler(Verdict.REJECT)
     consumer = await open_consumer(queue, handler)
     try:
-        await eventually(lambda: len(handler.deliveries) == 1, timeout=10)
-        assert handler.deliveries[0].body == b"<y/>"
-        await eventually(lambda: dead_lettered(amqp, queue), timeout=10)
+        await eventually(lambda: len(handler.deliveries) == 2, timeout=10)
+        bad, fine = handler.deliveries
+        assert bad.malformed is not None and "undecodable properties" in bad.malformed
+        assert bad.message_id is None
+        assert fine.malformed is None and fine.body == b"<y/>" and fine.message_id == "ab"
+        await eventually(lambda: count(amqp, f"{queue}.dead"), timeout=10)
         assert consumer.consuming
     finally:
         await consumer.close()
     assert await count(amqp, queue) == 0
 
 
+async def test_a_body_above_the_limit_is_not_kept(amqp: Any, queue: str) -> None:
+    """A body of three frames above the consumer's limit: its frames are read and not
+    kept, the delivery handed over marked malformed with its properties; one at the limit is
+    kept whole; the connection stays."""
+    limit = 1000
+    await publish(amqp, queue, b"x" * 300_000, message_id="big")
+    await publish(amqp, queue, b"y" * limit, message_id="fits")
+    handler = Handler(Verdict.REJECT)
+    consumer = await CommandConsumer.open(
+        AMQP_URL,
+        queue,
+        handler,
+        prefetch=4,
+        consumer_tag=f"test.{uuid.uuid4().hex}",
+        name=f"test {queue}",
+        max_body=limit,
+    )
+    try:
+        await eventually(lambda: len(handler.deliveries) == 2, timeout=10)
+        big, fits = handler.deliveries
+        assert big.message_id == "big" and big.body == b""
+        assert big.malformed == f"the body exceeds {limit} bytes"
+        assert fits.malformed is None and fits.body == b"y" * limit
+        assert consumer.consuming
+    finally:
+        await consumer.close()
+
+
 async def test_frames_the_consumer_must_not_accept_drop_its_connection(queue: str) -> None:
-    """A frame beyond the agreed size, content without a delivery, a body larger than any
-    RabbitMQ sends: read no further, and say it no longer consumes."""
+    """A frame beyond the agreed size (its header and end octet counted), content without a
+    delivery, a body larger than any RabbitMQ sends: read no further, and say it no longer
+    consumes."""
     header = spec.Basic.Deliver(consumer_tag="t", delivery_tag=1, exchange="", routing_key="q")
     deliver = pamqp.frame.marshal(header, 1)
     huge = pamqp.frame.marshal(
@@ -314,6 +347,8 @@ async def test_frames_the_consumer_must_not_accept_drop_its_connection(queue: st
     )
     for frames in (
         b"\x01\x00\x01" + (131072 + 1).to_bytes(4, "big"),
+        # frame_max counts the frame's 8 octets of header and end too (4.2.3): 1 too many.
+        b"\x01\x00\x01" + (131072 - 7).to_bytes(4, "big"),
         b"\x03\x00\x01\x00\x00\x00\x01x\xce",
         deliver + huge,
         deliver + deliver,
@@ -357,3 +392,77 @@ async def test_nothing_after_the_brokers_connection_close_is_handled(queue: str)
         assert handler.deliveries == []
     finally:
         await consumer.close()
+
+
+def delivery_frames(consumer: CommandConsumer, tag: int, queue: str) -> bytes:
+    """A delivery of 4 octets with tag `tag`, as the broker would send it to `consumer`."""
+    deliver = spec.Basic.Deliver(
+        consumer_tag=consumer.consumer_tag, delivery_tag=tag, exchange="", routing_key=queue
+    )
+    content = pamqp_header.ContentHeader(0, 4, spec.Basic.Properties(message_id=f"m-{tag}"))
+    return b"".join(
+        (
+            pamqp.frame.marshal(deliver, 1),
+            pamqp.frame.marshal(content, 1),
+            pamqp.frame.marshal(pamqp_body.ContentBody(b"<x/>"), 1),
+        )
+    )
+
+
+async def test_a_delivery_beyond_the_prefetch_drops_the_connection(amqp: Any, queue: str) -> None:
+    """The broker sends no more unsettled deliveries than the prefetch (Basic.Qos): one more
+    is a broken peer, which would make us run handlers without bound. The connection is
+    dropped (what it delivered comes again); the one within the prefetch was handed over."""
+    handler = Handler(hold=True)
+    consumer = await open_consumer(queue, handler, prefetch=1)
+    try:
+        consumer.data_received(delivery_frames(consumer, 1, queue))
+        await eventually(lambda: len(handler.deliveries) == 1)
+        assert consumer.consuming
+        consumer.data_received(delivery_frames(consumer, 2, queue))
+        assert not consumer.consuming
+        await asyncio.sleep(0.1)
+        assert [d.delivery_tag for d in handler.deliveries] == [1]
+    finally:
+        handler.release.set()
+        await consumer.close()
+    # From the broker, each delivered once the one before is settled: all within it.
+    for n in range(5):
+        await publish(amqp, queue, b"%d" % n, message_id=f"m-{n}")
+    handler = Handler()
+    consumer = await open_consumer(queue, handler, prefetch=1)
+    try:
+        await eventually(lambda: len(handler.deliveries) == 5, timeout=10)
+        assert consumer.consuming
+    finally:
+        await consumer.close()
+    assert await count(amqp, queue) == 0
+
+
+async def test_nothing_delivered_after_the_brokers_cancel_or_our_close_is_handled(
+    queue: str,
+) -> None:
+    """A delivery read behind the broker's Basic.Cancel, or while `close` waits for the
+    broker's CloseOk, is for a consumer that no longer settles: it is not carried out (the
+    broker delivers it again), and no handler is left running after `close`."""
+
+    handler = Handler()
+    consumer = await open_consumer(queue, handler)
+    cancel = spec.Basic.Cancel(consumer_tag=consumer.consumer_tag)
+    try:
+        consumer.data_received(pamqp.frame.marshal(cancel, 1) + delivery_frames(consumer, 1, queue))
+        assert consumer.cancelled
+        assert not consumer.consuming
+        await asyncio.sleep(0.1)
+        assert handler.deliveries == []
+    finally:
+        await consumer.close()
+
+    handler = Handler()
+    consumer = await open_consumer(queue, handler)
+    closing = asyncio.create_task(consumer.close())
+    await asyncio.sleep(0)  # close() has begun, its CloseOk not read yet
+    consumer.data_received(delivery_frames(consumer, 1, queue))
+    await closing
+    await asyncio.sleep(0.1)
+    assert handler.deliveries == []

@@ -170,6 +170,12 @@ async def test_a_command_in_json_with_its_id_as_message_id(network: Network) -> 
         (command(content_type="application/pdf"), "content type"),
         (command(uftprecipientrole="KING"), "not a UFTP role"),
         (Command({"id": "c", "datacontenttype": XML_CONTENT_TYPE}, QUERY_XML), "no recipient"),
+        # What the transport could not read: its body not kept, or no properties (no id).
+        (
+            Command(command().attributes, b"", malformed="the body exceeds 64 bytes"),
+            "the body exceeds 64 bytes",
+        ),
+        (Command({}, QUERY_XML, malformed="undecodable properties (x)"), "undecodable"),
     ],
 )
 async def test_an_invalid_command_is_dead_lettered_with_an_error_event(

@@ -129,6 +129,43 @@ async def test_commands_are_settled_by_verdict_and_rejected_ones_dead_lettered(
     assert not bus.health().connected
 
 
+async def test_a_command_above_the_body_limit_reaches_the_handler_malformed_and_bodiless(
+    amqp: Any, topology: Topology
+) -> None:
+    """The port's limit on a command body (the bridge's ``max_body_bytes``) bounds what the
+    consumer keeps: a command above it comes to the handler, which refuses it, without its
+    body and saying why; its id and attributes are read."""
+    bus = RabbitBus(AMQP_URL, topology, max_command_bytes=64)
+    await bus.connect()
+    seen: list[Command] = []
+
+    async def handler(command: Command) -> Verdict:
+        seen.append(command)
+        return Verdict.REJECT if command.malformed else Verdict.ACK
+
+    await bus.consume(handler)
+    try:
+        channel = await amqp.channel()
+        commands = await channel.get_exchange(topology.commands_exchange)
+        recipient = {"cloudEvents_uftprecipient": "d.example"}
+        for name, size in (("big", 65), ("fits", 64)):
+            await commands.publish(
+                aio_pika.Message(b"x" * size, message_id=name, headers=recipient),
+                routing_key="send",
+            )
+        await eventually(lambda: len(seen) == 2, timeout=10)
+        big, fits = seen
+        assert big.id == "big" and big.data == b"" and big.attributes["uftprecipient"]
+        assert big.malformed == "the body exceeds 64 bytes"
+        assert fits.malformed is None and fits.data == b"x" * 64
+        dead = await channel.get_queue(topology.dead_letter_queue)
+        dead_letter = await dead.get(timeout=5)
+        assert dead_letter.message_id == "big" and dead_letter.body == b"x" * 65
+        await dead_letter.ack()
+    finally:
+        await bus.close()
+
+
 async def test_a_consumer_the_broker_cancelled_is_reported_and_registered_again(
     amqp: Any, topology: Topology
 ) -> None:
@@ -170,6 +207,44 @@ async def test_a_consumer_the_broker_cancelled_is_reported_and_registered_again(
         assert seen == ["after"]
     finally:
         await bus.close()
+
+
+async def test_a_cancelled_consumer_is_dropped_and_its_handlers_ended_by_close(
+    amqp: Any, topology: Topology
+) -> None:
+    """The consumer the broker cancelled while a command was being carried out: its
+    connection is dropped once it is replaced, the handler keeps running, and `close` ends
+    it (it is not left running behind a closed port)."""
+    bus = RabbitBus(AMQP_URL, topology, reconnect_interval=0.2)
+    await bus.connect()
+    started = asyncio.Event()
+    ended: list[str] = []
+
+    async def handler(command: Command) -> Verdict:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            ended.append(command.id or "")
+        return Verdict.ACK
+
+    await bus.consume(handler)
+    try:
+        channel = await amqp.channel()
+        commands = await channel.get_exchange(topology.commands_exchange)
+        await commands.publish(aio_pika.Message(b"<x/>", message_id="held"), routing_key="send")
+        await asyncio.wait_for(started.wait(), 10)
+        old = bus._consumer
+        assert old is not None
+        await channel.queue_delete(topology.commands_queue, if_unused=False, if_empty=False)
+        await eventually(lambda: bus.consumer_reopens == 1, timeout=10)
+        await eventually(lambda: old._lost.done(), timeout=5)  # its connection is gone
+        assert ended == []  # its handler still runs
+        assert old in bus._retired
+    finally:
+        await bus.close()
+    assert ended == ["held"]
+    assert bus._retired == {}
 
 
 async def test_a_queue_lost_while_the_broker_was_out_of_reach_is_declared_again(

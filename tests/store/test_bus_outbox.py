@@ -249,6 +249,41 @@ async def test_an_event_names_the_command_of_its_message_as_it_is_stored(store: 
     )
 
 
+@pytest.mark.parametrize("commit_off_loop", [True, False])
+async def test_a_failing_listener_or_commit_hook_leaves_no_caller_waiting(
+    tmp_path: Path, commit_off_loop: bool
+) -> None:
+    """A listener of the store's events or its metrics hook raising (a bug of theirs) after
+    a COMMIT: the callers of the batch still hear that their writes are durable (or no HTTP
+    200 would go out), the other listeners still hear of the events, and the store still
+    closes (it waits for the last batch)."""
+    store = SqliteStore(tmp_path / "hooks.sqlite3", commit_off_loop=commit_off_loop)
+    await store.open()
+    heard: list[StoredEvent] = []
+
+    def failing(events: Sequence[StoredEvent] | None) -> None:
+        raise RuntimeError("a listener's bug")
+
+    def failing_hook(seconds: float) -> None:
+        raise RuntimeError("a metrics hook's bug")
+
+    store.listen_events(failing)
+    store.listen_events(lambda events: heard.extend(events or ()))
+    try:
+        async with asyncio.timeout(5):
+            await store.add_events([event("e1")])
+            assert [stored.event.event_id for stored in heard] == ["e1"]
+            store.on_commit = failing_hook
+            outcomes = await asyncio.gather(
+                store.save_inbound(inbound(), events=[event("e2")]),
+                store.add_events([event("e3")]),
+            )
+            assert outcomes == [SaveOutcome.NEW, None]
+            assert [stored.event.event_id for stored in heard] == ["e1", "e2", "e3"]
+    finally:
+        await asyncio.wait_for(store.close(), 5)
+
+
 async def test_a_mark_of_a_sqlite_store_rides_on_the_next_commit(tmp_path: Path) -> None:
     """Marks are bookkeeping: a lost one only publishes its events again. So a mark waits a
     moment for a message's transaction to join rather than taking a COMMIT of its own, and is

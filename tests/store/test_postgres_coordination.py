@@ -341,7 +341,7 @@ async def test_a_take_cancelled_while_its_statement_runs_leaves_no_slot_locked(
     await eventually(lambda: _no_locks(a))
 
     taking = asyncio.create_task(_enter(slots, "https://a.test"))
-    await asyncio.sleep(0)  # it sent the statement, and waits for its answer
+    await _statement_in_flight(a)
     taking.cancel()
     with pytest.raises(asyncio.CancelledError):
         await taking
@@ -350,3 +350,61 @@ async def test_a_take_cancelled_while_its_statement_runs_leaves_no_slot_locked(
     other = b.coordinator.peer_slots(2)
     async with asyncio.timeout(5), other.hold("https://a.test"), other.hold("https://a.test"):
         pass  # the whole cap, for another process
+
+
+async def _statement_in_flight(process: Process) -> None:
+    """Until a statement runs on the session connection (it holds the connection's lock)."""
+    session = process.coordinator._session
+    async with asyncio.timeout(5):
+        # Polled at every turn of the loop: the statement runs for well under a millisecond.
+        while not session._lock.locked():  # noqa: ASYNC110 - no event says it
+            await asyncio.sleep(0)
+
+
+async def test_a_slot_a_cancelled_take_got_is_not_taken_twice_by_this_process(
+    processes: list[Process], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A take cancelled while its statement runs, and another take right behind it on the
+    session connection: the statement of the first gets a slot, and the second must not get
+    the same one (the server grants a session its own advisory lock again). Were it granted,
+    the first's slot going back would unlock it once, this process would count it free while
+    its second take holds it, and a third take would hold it too: three POSTs here, and the
+    other slot still free for another process, under a cap of 2."""
+    a, b, _ = processes
+    monkeypatch.setattr(
+        "adapter.store.postgres_coordination.random.randrange", lambda limit: 0
+    )  # every take tries slot 0 first
+    slots = a.coordinator.peer_slots(2)
+    key = "https://a.test"
+    await _enter(slots, key)  # the statement is prepared on the connection now
+    await eventually(lambda: _no_locks(a))
+
+    cancelled = asyncio.create_task(_enter(slots, key))
+    await _statement_in_flight(a)
+    release = asyncio.Event()
+    second_in, third_in = asyncio.Event(), asyncio.Event()
+
+    async def deliver(inside: asyncio.Event) -> None:
+        async with slots.hold(key):
+            inside.set()
+            await release.wait()
+
+    second = asyncio.create_task(deliver(second_in))
+    await asyncio.sleep(0)  # it asks behind the cancelled take's statement
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    async with asyncio.timeout(5):
+        await second_in.wait()
+    while slots._unlocking:  # the cancelled take's slot went back
+        await asyncio.gather(*slots._unlocking)
+    third = asyncio.create_task(deliver(third_in))
+    async with asyncio.timeout(5):
+        await third_in.wait()
+
+    other = asyncio.create_task(_enter(b.coordinator.peer_slots(2), key))
+    await asyncio.sleep(0.5)
+    assert not other.done(), "a slot of this process was counted twice: the cap exceeded"
+    release.set()
+    await asyncio.gather(second, third)
+    await asyncio.wait_for(other, 5)
