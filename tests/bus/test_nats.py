@@ -1389,3 +1389,24 @@ async def test_a_connect_that_fails_unexpectedly_leaves_nothing_half_set_up(
     assert bus._raw and bus._acks is not None
     await bus.publish(event("ev-again"), "outcome")
     assert (await broker.event("outcome")).data == event("ev-again").data
+
+
+async def test_a_raw_client_called_in_a_shape_it_does_not_know_hands_it_to_nats_py(
+    broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a `RawClient` still be made over a changed dispatch, it passes what it does
+    not know to nats-py as it came (the read loop goes on), and the probe at connect finds
+    its takers never called."""
+    change_dispatch(monkeypatch)
+    monkeypatch.setattr(adapter.bus.nats, "_dispatches_raw", lambda client: True)
+    bus = broker.bus(timeout=3)
+    await bus.connect()
+    assert isinstance(bus._nc, RawClient)
+    assert not bus._raw
+    handler = Recorder()
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers("cmd-shape"))
+    await eventually(lambda: len(handler.commands) == 1, "the command handed over")
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
+    await bus.publish(event("ev-shape"), "outcome")
+    assert bus._nc.is_connected
