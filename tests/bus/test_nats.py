@@ -1225,6 +1225,18 @@ def change_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(nats.protocol.parser.Parser, "__init__", init)
 
 
+async def carries_commands_and_events(broker: NatsBroker, bus: NatsBus, name: str) -> None:
+    """`bus` (on nats-py's own dispatch) hands a command over and acks it, and gets an
+    event's PubAck back."""
+    handler = Recorder()
+    await bus.consume(handler)
+    await broker.send_command(b"<x/>", command_headers(f"cmd-{name}"))
+    await eventually(lambda: len(handler.commands) == 1, "the command handed over")
+    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
+    await bus.publish(event(f"ev-{name}"), "outcome")  # its PubAck came back
+    assert (await broker.event("outcome")).data == event(f"ev-{name}").data
+
+
 async def test_a_changed_dispatch_in_nats_py_leaves_the_bus_on_nats_pys_own(
     broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1236,13 +1248,7 @@ async def test_a_changed_dispatch_in_nats_py_leaves_the_bus_on_nats_pys_own(
     await bus.connect()
     assert not bus._raw
     assert not isinstance(bus._nc, RawClient)
-    handler = Recorder()
-    await bus.consume(handler)
-    await broker.send_command(b"<x/>", command_headers("cmd-changed"))
-    await eventually(lambda: len(handler.commands) == 1, "the command handed over")
-    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
-    await bus.publish(event("ev-changed"), "outcome")  # its PubAck came back
-    assert (await broker.event("outcome")).data == event("ev-changed").data
+    await carries_commands_and_events(broker, bus, "changed")
 
 
 class _Unnumbered:
@@ -1269,12 +1275,7 @@ async def test_a_subscription_without_the_id_expected_leaves_the_bus_on_nats_pys
     bus = broker.bus()
     await bus.connect()
     assert not bus._raw
-    handler = Recorder()
-    await bus.consume(handler)
-    await broker.send_command(b"<x/>", command_headers("cmd-unnumbered"))
-    await eventually(lambda: len(handler.commands) == 1, "the command handed over")
-    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
-    await bus.publish(event("ev-unnumbered"), "outcome")
+    await carries_commands_and_events(broker, bus, "unnumbered")
 
 
 async def test_a_parser_that_no_longer_dispatches_through_process_msg_is_noticed(
@@ -1297,12 +1298,7 @@ async def test_a_parser_that_no_longer_dispatches_through_process_msg_is_noticed
     bus = broker.bus(timeout=3)
     await bus.connect()
     assert not bus._raw
-    handler = Recorder()
-    await bus.consume(handler)
-    await broker.send_command(b"<x/>", command_headers("cmd-elsewhere"))
-    await eventually(lambda: len(handler.commands) == 1, "the command handed over")
-    await eventually(lambda: _is(broker.count("commands_stream"), 0), "the ack")
-    await bus.publish(event("ev-elsewhere"), "outcome")
+    await carries_commands_and_events(broker, bus, "elsewhere")
 
 
 def test_the_raw_client_is_chosen_only_for_the_dispatch_it_overrides(
