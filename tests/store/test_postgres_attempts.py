@@ -4,11 +4,11 @@ two processes grouping the same messages in different orders, and a grouping cut
 Each `PostgresStore` here stands for one process: a pool of its own on one shared schema.
 """
 
+# ruff: noqa: F811 - the backend fixture of the store contract is imported by name
+
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -19,23 +19,26 @@ asyncpg = pytest.importorskip("asyncpg")
 from adapter.store.base import OutboundStatus, StorageError  # noqa: E402
 from adapter.store.postgres import PostgresStore  # noqa: E402
 from tests.conftest import eventually  # noqa: E402
-from tests.store.test_store_contract import T0, attempt, outbound  # noqa: E402
+from tests.store.test_store_contract import (  # noqa: E402, F401 - backend: a fixture
+    PG_DSN,
+    T0,
+    Backend,
+    attempt,
+    backend,
+    outbound,
+)
 
-PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
+pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
 
 @pytest.fixture
-async def stores() -> AsyncIterator[list[PostgresStore]]:
-    """Two processes' stores on one fresh schema."""
-    try:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
-    schema = f"test_attempts_{uuid.uuid4().hex[:12]}"
-    opened = [PostgresStore(PG_DSN, schema=schema) for _ in range(2)]
+async def stores(backend: Backend) -> AsyncIterator[list[PostgresStore]]:
+    """Two processes' stores on the backend's fresh schema."""
+    opened: list[PostgresStore] = []
+    for _ in range(2):
+        made = backend.make()
+        assert isinstance(made, PostgresStore)
+        opened.append(made)
     try:
         for store in opened:
             await store.open()
@@ -43,8 +46,6 @@ async def stores() -> AsyncIterator[list[PostgresStore]]:
     finally:
         for store in opened:
             await store.close()
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
 
 
 def queued(message_id: str) -> tuple[object, ...]:
