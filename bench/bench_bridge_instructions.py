@@ -42,11 +42,8 @@ async def _path(kind: str, messages: int) -> None:
     from adapter.bus.bridge import BusBridge
     from adapter.bus.events import CloudEvent
     from adapter.bus.memory import MemoryBus
-    from adapter.directory import Peer, StaticDirectory
-    from adapter.keys import generate
-    from adapter.participant import Participant
     from adapter.settings import Delivery, Limits
-    from adapter.store.sqlite import SqliteStore
+    from adapter.testing.network import Network
     from adapter.uftp.messages import Role, TestMessage
 
     loop = asyncio.get_running_loop()
@@ -61,29 +58,14 @@ async def _path(kind: str, messages: int) -> None:
             if waiter is not None and not waiter.done() and published >= wanted:
                 waiter.set_result(None)
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-bridge-", dir="/dev/shm"))
-    keys = {DSO: generate(), CRO: generate()}
+    network = Network(Path(tempfile.mkdtemp(prefix="bench-bridge-", dir="/dev/shm")))
     bridge = BusBridge(CountingBus(), consume=False) if kind == "memory" else None
-    dso, cro = (
-        Participant(
-            domain=domain,
-            role=role,
-            keys=keys[domain],
-            store=SqliteStore(tmp / f"{domain}.sqlite3"),
-            directory=StaticDirectory([]),
-            delivery=Delivery(handler_concurrency=64),
-            limits=Limits(rate_per_sender=math.inf, handlers_per_sender=64, deliveries_per_peer=64),
-            bus=bridge if domain == CRO else None,
-        )
-        for domain, role in ((DSO, Role.DSO), (CRO, Role.CRO))
-    )
-    await cro.start()
-    await dso.start()
-    for me, other in ((dso, cro), (cro, dso)):
-        assert isinstance(me.directory, StaticDirectory)
-        me.directory.add(
-            Peer(other.domain, other.role, other.url(), (keys[other.domain].public.signing,))
-        )
+    unbounded = Limits(rate_per_sender=math.inf, handlers_per_sender=64, deliveries_per_peer=64)
+    delivery = Delivery(handler_concurrency=64)
+    cro = network.create(CRO, Role.CRO, delivery=delivery, limits=unbounded, bus=bridge)
+    dso = network.create(DSO, Role.DSO, delivery=delivery, limits=unbounded)
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
     for index in range(messages):
         await dso.request(TestMessage(), to=CRO, timeout=120)
         if bridge is not None:
@@ -92,8 +74,7 @@ async def _path(kind: str, messages: int) -> None:
                 waiter = loop.create_future()
                 await waiter
         await asyncio.sleep(0.01)
-    await dso.stop()
-    await cro.stop()
+    await network.close()
 
 
 def _count(code: str | None, kind: str, messages: int) -> int:
