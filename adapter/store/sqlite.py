@@ -868,7 +868,7 @@ class SqliteStore:
         #: of them waited, and the timer that holds their batch.
         self._company = 0
         #: When the last batch was over (loop time): company it promised comes within
-        #: `GROUP_WAIT` of then, or while a batch runs; after a pause it promises none.
+        #: `IDLE_AFTER` of then, or while a batch runs; after a pause it promises none.
         self._batch_over = float("-inf")
         self._waiting = 0
         self._waited_since: float | None = None
