@@ -12,11 +12,23 @@ difference divided by the extra messages is the instructions per message, withou
 and imports. Printed: per configuration, millions of instructions per message, and the
 bridge's extra over the path without it (this checkout, and `--baseline DIR` beside it).
 
+The third configuration, ``commands-rabbitmq``, is bench_bus.py's "bus -> UFTP (commands),
+rabbitmq" row: the same pair, the DSO with a RabbitMQ bridge that consumes commands (as
+bench_bus.py builds it; exchanges and queues named for the run and deleted after it), no bus
+on the CRO. A producer process of its own, not under callgrind, puts one command at a time
+(a TestMessage for the CRO) on the commands exchange and waits for both of its events
+(``outcome.delivered``, ``in.TestMessageResponse``) on a queue of its own before the next;
+the adapter's process only serves, until the producer is done. Counted is thus the adapter's
+own work: the command taken in, carried out and acknowledged, the round trip, the events
+stored and published with confirms; the broker and the producer are outside the count. Its
+extra over the path without a bus is printed as the bridge's is.
+
 Instructions are not time (a cache miss or a syscall costs more than its count says), and the
 path runs one message at a time, not at bench_bus.py's rate: batching under load is not
 measured here. What it does resolve is a change of the bridge's own work.
 
     .venv/bin/python bench/bench_bridge_instructions.py [--messages 20] [--baseline DIR]
+        [--kinds none,memory,commands-rabbitmq] [--amqp-url amqp://guest:guest@127.0.0.1:5672/]
 """
 
 from __future__ import annotations
@@ -26,14 +38,21 @@ import asyncio
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve()
 CRO, DSO = "cro.bench.test", "dso.bench.test"
+KINDS = ("none", "memory", "commands-rabbitmq")
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+#: How long a run under callgrind, or a command's events, may take before the run failed.
+RUN_TIMEOUT = 900.0
+EVENT_TIMEOUT = 120.0
 
 
 async def _path(kind: str, messages: int) -> None:
@@ -58,7 +77,8 @@ async def _path(kind: str, messages: int) -> None:
             if waiter is not None and not waiter.done() and published >= wanted:
                 waiter.set_result(None)
 
-    network = Network(Path(tempfile.mkdtemp(prefix="bench-bridge-", dir="/dev/shm")))
+    network_folder = Path(tempfile.mkdtemp(prefix="bench-bridge-", dir="/dev/shm"))
+    network = Network(network_folder)
     bridge = BusBridge(CountingBus(), consume=False) if kind == "memory" else None
     unbounded = Limits(rate_per_sender=math.inf, handlers_per_sender=64, deliveries_per_peer=64)
     delivery = Delivery(handler_concurrency=64)
@@ -75,42 +95,208 @@ async def _path(kind: str, messages: int) -> None:
                 await waiter
         await asyncio.sleep(0.01)
     await network.close()
+    shutil.rmtree(network_folder, ignore_errors=True)
 
 
-def _count(code: str | None, kind: str, messages: int) -> int:
-    """The instructions of one run under callgrind."""
+def _names(token: str) -> dict[str, str]:
+    """The broker names of one commands run (bench_bus.py's, with the run's token)."""
+    prefix = f"bench.instr.{token}"
+    return {
+        "exchange": f"{prefix}.events",
+        "commands_exchange": f"{prefix}.commands",
+        "commands_queue": f"{prefix}.commands",
+        "dead_letter_exchange": f"{prefix}.dead",
+        "dead_letter_queue": f"{prefix}.dead",
+    }
+
+
+async def _commands_path(url: str, token: str) -> None:
+    """The DSO's side of the commands configuration, under callgrind: a bridge consuming
+    commands from RabbitMQ, serving until standard input ends (the producer is done)."""
+    from adapter.bus.bridge import BusBridge, bus_for
+    from adapter.config import BusSettings
+    from adapter.settings import Delivery, Limits
+    from adapter.testing.network import Network
+    from adapter.uftp.messages import Role
+
+    loop = asyncio.get_running_loop()
+    folder = Path(tempfile.mkdtemp(prefix="bench-bridge-", dir="/dev/shm"))
+    network = Network(folder)
+    settings = BusSettings(url=url, prefetch=64, commands=True, **_names(token))
+    bridge = BusBridge(bus_for(settings, name="bench dso"), consume=True)
+    unbounded = Limits(rate_per_sender=math.inf, handlers_per_sender=64, deliveries_per_peer=64)
+    delivery = Delivery(handler_concurrency=64)
+    cro = network.create(CRO, Role.CRO, delivery=delivery, limits=unbounded)
+    dso = network.create(DSO, Role.DSO, delivery=delivery, limits=unbounded, bus=bridge)
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
+    deadline = loop.time() + EVENT_TIMEOUT
+    while not bridge.health().consuming:
+        if loop.time() > deadline:
+            raise TimeoutError(f"the bridge is not consuming: {bridge.health().detail}")
+        await asyncio.sleep(0.05)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print("ready", flush=True)
+    await reader.read()  # until the end: the producer saw every command's events
+    await network.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _produce(url: str, token: str, messages: int) -> None:
+    """The operator's side, outside callgrind: `messages` commands one after another, each
+    once both events of the one before were seen."""
+    import aio_pika
+
+    names = _names(token)
+    loop = asyncio.get_running_loop()
+    routes: list[str] = []
+    wanted = 0
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    async def on_event(message: Any) -> None:
+        routes.append(message.routing_key)
+        if len(routes) >= wanted and not waiter.done():
+            waiter.set_result(None)
+
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(names["exchange"], "#")
+        await queue.consume(on_event, no_ack=True)
+        commands = await channel.get_exchange(names["commands_exchange"])
+        for index in range(messages):
+            waiter = loop.create_future()
+            wanted = 2 * (index + 1)  # outcome.delivered, in.TestMessageResponse
+            await commands.publish(
+                aio_pika.Message(
+                    b"<TestMessage/>",
+                    message_id=str(uuid.uuid4()),
+                    content_type="text/xml; charset=utf-8",
+                    headers={"cloudEvents_uftprecipient": CRO},
+                ),
+                routing_key="send",
+            )
+            await asyncio.wait_for(waiter, EVENT_TIMEOUT)
+            await asyncio.sleep(0.01)
+    expected = {"outcome.delivered": messages, "in.TestMessageResponse": messages}
+    got = {route: routes.count(route) for route in set(routes)}
+    if got != expected:
+        raise RuntimeError(f"events {got}, expected {expected}")
+
+
+async def _cleanup(url: str, token: str) -> None:
+    import aio_pika
+
+    names = _names(token)
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in (names["commands_queue"], names["dead_letter_queue"]):
+            await channel.queue_delete(queue)
+        for exchange in (
+            names["exchange"],
+            names["commands_exchange"],
+            names["dead_letter_exchange"],
+        ):
+            await channel.exchange_delete(exchange)
+
+
+def _callgrind(code: str | None, *arguments: str) -> tuple[list[str], dict[str, str]]:
     command = [
         "valgrind",
         "--tool=callgrind",
         "--callgrind-out-file=/dev/null",
         sys.executable,
         str(HERE),
-        "--run",
-        kind,
-        "--messages",
-        str(messages),
+        *arguments,
     ]
-    env = {**os.environ, "PYTHONPATH": code or str(HERE.parents[1])}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    found = re.search(r"Collected : (\d+)", done.stderr)
+    return command, {**os.environ, "PYTHONPATH": code or str(HERE.parents[1])}
+
+
+def _collected(stderr: str) -> int:
+    found = re.search(r"Collected : (\d+)", stderr)
     if found is None:
-        raise RuntimeError(f"no instruction count from callgrind:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"no instruction count from callgrind:\n{stderr[-2000:]}")
     return int(found.group(1))
+
+
+def _count(code: str | None, kind: str, messages: int, url: str) -> int:
+    """The instructions of one run under callgrind."""
+    if kind == "commands-rabbitmq":
+        return _count_commands(code, messages, url)
+    command, env = _callgrind(code, "--run", kind, "--messages", str(messages))
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return _collected(done.stderr)
+
+
+def _count_commands(code: str | None, messages: int, url: str) -> int:
+    """The adapter's process under callgrind, the producer beside it (not counted)."""
+    token = uuid.uuid4().hex[:12]
+    command, env = _callgrind(
+        code, "--run", "commands-rabbitmq", "--token", token, "--amqp-url", url
+    )
+    with tempfile.TemporaryFile("w+") as stderr:
+        adapter = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+            text=True,
+        )
+        try:
+            assert adapter.stdin is not None and adapter.stdout is not None
+            if adapter.stdout.readline().strip() != "ready":
+                adapter.wait(RUN_TIMEOUT)
+                stderr.seek(0)
+                raise RuntimeError(f"the adapter did not start:\n{stderr.read()[-2000:]}")
+            producer = [sys.executable, str(HERE), "--produce", token, "--amqp-url", url]
+            producer += ["--messages", str(messages)]
+            subprocess.run(producer, check=True, timeout=RUN_TIMEOUT)
+            adapter.stdin.close()
+            if adapter.wait(RUN_TIMEOUT) != 0:
+                stderr.seek(0)
+                raise RuntimeError(f"the adapter failed:\n{stderr.read()[-2000:]}")
+        finally:
+            if adapter.poll() is None:
+                adapter.kill()
+                adapter.wait()
+            asyncio.run(_cleanup(url, token))
+        stderr.seek(0)
+        return _collected(stderr.read())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--baseline", type=Path, metavar="DIR")
-    parser.add_argument("--run", choices=["none", "memory"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"which of {', '.join(KINDS)} (all)"
+    )
+    parser.add_argument("--amqp-url", default=AMQP_URL)
+    parser.add_argument("--run", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
+    parser.add_argument("--produce", metavar="TOKEN", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
+    if options.produce:
+        asyncio.run(_produce(options.amqp_url, options.produce, options.messages))
+        return 0
     if options.run:
         sys.path.insert(0, os.environ.get("PYTHONPATH", str(HERE.parents[1])))
         import logging
 
         logging.basicConfig(level=logging.ERROR)
-        asyncio.run(_path(options.run, options.messages))
+        if options.run == "commands-rabbitmq":
+            asyncio.run(_commands_path(options.amqp_url, options.token))
+        else:
+            asyncio.run(_path(options.run, options.messages))
         return 0
+    kinds = [kind.strip() for kind in options.kinds.split(",") if kind.strip()]
+    unknown = set(kinds) - set(KINDS)
+    if unknown or "none" not in kinds:
+        parser.error(f"--kinds: none and any of {', '.join(KINDS[1:])}")
     few, many = options.messages, 3 * options.messages
     codes: list[tuple[str, str | None]] = [("this checkout", None)]
     if options.baseline:
@@ -118,16 +304,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {os.getloadavg()[0]:.2f}; {few} and {many} messages per run", flush=True)
     per: dict[tuple[str, str], float] = {}
     for label, code in codes:
-        for kind in ("none", "memory"):
-            counts: list[Any] = [_count(code, kind, n) for n in (few, many)]
+        for kind in kinds:
+            counts: list[Any] = [_count(code, kind, n, options.amqp_url) for n in (few, many)]
             per[label, kind] = (counts[1] - counts[0]) / (many - few) / 1e6
-            print(f"  {label:14} {kind:7} {per[label, kind]:6.2f} M instructions/message")
+            print(
+                f"  {label:14} {kind:17} {per[label, kind]:6.2f} M instructions/message",
+                flush=True,
+            )
     for label, _ in codes:
-        extra = per[label, "memory"] - per[label, "none"]
-        print(
-            f"  {label:14} bridge {extra:+.2f} M/message "
-            f"({extra / per[label, 'none']:+.0%} over the path without it)"
-        )
+        for kind, name in (("memory", "bridge"), ("commands-rabbitmq", "commands")):
+            if kind not in kinds:
+                continue
+            extra = per[label, kind] - per[label, "none"]
+            print(
+                f"  {label:14} {name:8} {extra:+.2f} M/message "
+                f"({extra / per[label, 'none']:+.0%} over the path without a bus)"
+            )
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 
 
