@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -208,7 +207,7 @@ class BusBridge:
         command sent names that command (the store finds it as it stores the event: no look-up
         of its own on the way of every response)."""
         assert self.journal is not None
-        event = self.journal.inbound(message, inner_xml, sender_role=sender_role)
+        command_of = None
         if isinstance(message, PayloadResponse):
             # A 3.x TestMessageResponse names no request: its conversation does.
             command_of = (
@@ -216,8 +215,9 @@ class BusBridge:
                 if message.reference_message_id
                 else CommandOf(conversation_id=message.conversation_id)
             )
-            event = dataclasses.replace(event, command_of=command_of)
-        return [event]
+        return [
+            self.journal.inbound(message, inner_xml, sender_role=sender_role, command_of=command_of)
+        ]
 
     async def outcome_events(
         self, record: OutboundRecord, status: OutboundStatus, detail: str

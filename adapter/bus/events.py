@@ -38,6 +38,7 @@ Bindings, binary content mode only (the data stays the bytes it is):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -139,6 +140,9 @@ class CloudEvent:
     data: bytes
     #: Extension attributes (name -> canonical string), e.g. ``correlationid``.
     extensions: Mapping[str, str] = field(default_factory=dict)
+    #: `attributes()` once made: the journal makes them to store the event, and the bus
+    #: port again to publish it; an event does not change in between.
+    _attributes: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in self.extensions:
@@ -147,18 +151,30 @@ class CloudEvent:
             if not _ATTRIBUTE_NAME.fullmatch(name) or name in _CORE:
                 raise InvalidEvent(f"{name!r} is not a valid extension attribute name")
 
-    def attributes(self) -> dict[str, str]:
-        """Every attribute as its canonical string, ``datacontenttype`` included."""
-        attributes = {
-            "specversion": SPECVERSION,
-            "id": self.id,
-            "source": self.source,
-            "type": self.type,
-            "time": format_time(self.time),
-            "datacontenttype": self.datacontenttype,
-        }
-        attributes.update(self.extensions)
+    def attributes(self) -> Mapping[str, str]:
+        """Every attribute as its canonical string, ``datacontenttype`` included: the same
+        mapping each time, not to be changed."""
+        attributes = self._attributes
+        if attributes is None:
+            attributes = {
+                "specversion": SPECVERSION,
+                "id": self.id,
+                "source": self.source,
+                "type": self.type,
+                "time": format_time(self.time),
+                "datacontenttype": self.datacontenttype,
+            }
+            attributes.update(self.extensions)
+            object.__setattr__(self, "_attributes", attributes)  # frozen: set once, here
         return attributes
+
+    def extended(self, name: str, value: str) -> CloudEvent:
+        """This event with the extension attribute `name` set to `value` (its attributes,
+        if made, not made again)."""
+        event = dataclasses.replace(self, extensions={**self.extensions, name: value})
+        if self._attributes is not None:
+            object.__setattr__(event, "_attributes", {**self._attributes, name: value})
+        return event
 
     @classmethod
     def from_attributes(cls, attributes: Mapping[str, str], data: bytes) -> CloudEvent:
@@ -194,8 +210,10 @@ _CORE: Final = frozenset({*REQUIRED, "time", "datacontenttype", "dataschema", "s
 def to_amqp(event: CloudEvent) -> tuple[dict[str, str], str]:
     """(application properties, content type) of `event` in binary mode."""
     attributes = event.attributes()
-    content_type = attributes.pop("datacontenttype")
-    return {AMQP_PREFIX + name: value for name, value in attributes.items()}, content_type
+    headers = {
+        AMQP_PREFIX + name: value for name, value in attributes.items() if name != "datacontenttype"
+    }
+    return headers, attributes["datacontenttype"]
 
 
 def from_amqp(headers: Mapping[str, object], content_type: str | None) -> dict[str, str]:

@@ -23,7 +23,7 @@ from adapter.bus.events import (
     xml_to_json,
 )
 from adapter.flex.state import Entry
-from adapter.store.base import EventRecord, OutboundRecord, OutboundStatus
+from adapter.store.base import CommandOf, EventRecord, OutboundRecord, OutboundStatus
 from adapter.store.register import UpdateKind, UpdateMeta
 from adapter.uftp.identifiers import new_id as new_event_id
 from adapter.uftp.messages import PayloadMessage, PayloadResponse, Role
@@ -80,6 +80,7 @@ class EventJournal:
         content_type: str,
         extensions: dict[str, str],
         key: str | None,
+        command_of: CommandOf | None = None,
     ) -> EventRecord:
         now = self._clock()
         event = CloudEvent(
@@ -93,7 +94,16 @@ class EventJournal:
             # these very values, and the RabbitMQ port's header encoder takes `str` only.
             extensions={name: str(value) for name, value in extensions.items() if value},
         )
-        return EventRecord(event.id, route, event.attributes(), data, now, key, cloud_event=event)
+        return EventRecord(
+            event.id,
+            route,
+            event.attributes(),
+            data,
+            now,
+            key,
+            command_of=command_of,
+            cloud_event=event,
+        )
 
     def inbound(
         self,
@@ -102,9 +112,11 @@ class EventJournal:
         *,
         sender_role: Role,
         command_id: str | None = None,
+        command_of: CommandOf | None = None,
     ) -> EventRecord:
         """``in.<MessageType>``: a verified message accepted for handling, its data the inner
-        XML exactly as the peer signed it (or its JSON form)."""
+        XML exactly as the peer signed it (or its JSON form). `command_of`: the bus command
+        the store is to find for it (`EventRecord.command_of`)."""
         if self.format is EventFormat.JSON:
             data, content_type = xml_to_json(inner_xml), JSON_CONTENT_TYPE
         else:
@@ -128,6 +140,7 @@ class EventJournal:
                 "commandid": command_id or "",
             },
             f"in:{message.sender_domain}:{message.message_id}",
+            command_of,
         )
 
     def outcome(

@@ -179,8 +179,9 @@ class EventRecord:
     command_of: CommandOf | None = None
     #: The event these attributes and data make, when the journal built (and checked) it in
     #: this process: what a store that hands its commits to the relay passes on, so that
-    #: the relay publishes it as is. None for what is read from a store (the relay checks
-    #: that again) and once the store changed the attributes.
+    #: the relay publishes it as is (the store that names the command of `command_of` names
+    #: it in both, `CloudEvent.extended`). None for what is read from a store (the relay
+    #: checks that again).
     cloud_event: CloudEvent | None = field(default=None, compare=False, repr=False)
 
 

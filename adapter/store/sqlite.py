@@ -525,7 +525,7 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[EventRecord]) -> No
         )
         if staged is not None and cursor.rowcount == 1 and cursor.lastrowid is not None:
             # Handed to the relay as it was stored (no `command_of`), with the journal's
-            # event when the attributes are still the journal's.
+            # event (naming the command `_with_command` found).
             staged.append(StoredEvent(cursor.lastrowid, event))
 
 
@@ -553,7 +553,11 @@ def _with_command(conn: sqlite3.Connection, event: EventRecord) -> EventRecord:
     if row is None:
         return replace(event, command_of=None)
     attributes["commandid"] = row[0]
-    return replace(event, attributes=attributes, command_of=None, cloud_event=None)
+    # The journal's event with the same attribute: the relay publishes it as it is, rather
+    # than make it again from the attributes.
+    journal = event.cloud_event
+    cloud_event = journal.extended("commandid", row[0]) if journal is not None else None
+    return replace(event, attributes=attributes, command_of=None, cloud_event=cloud_event)
 
 
 def _insert_command(conn: sqlite3.Connection, record: OutboundRecord) -> None:

@@ -64,6 +64,32 @@ def test_attributes_are_canonical_strings_with_the_time_in_utc() -> None:
     assert CloudEvent.from_attributes(attributes, b"<DSOPortfolioUpdate/>") == event()
 
 
+def test_an_event_extended_has_the_attributes_it_would_have_been_made_with() -> None:
+    # Whether its attributes were made before (the journal's event, stored, then named its
+    # command by the store) or not: the same as an event made with the extension at once.
+    made = event()
+    made.attributes()
+    for original in (made, event()):
+        extended = original.extended("commandid", "cmd-1")
+        wanted = event(extensions={**original.extensions, "commandid": "cmd-1"})
+        assert extended == wanted
+        assert extended.attributes() == wanted.attributes()
+        assert to_amqp(extended) == to_amqp(wanted)
+        assert "commandid" not in original.attributes()  # the original is as it was
+    with pytest.raises(InvalidEvent):
+        made.extended("Command_Id", "x")
+
+
+def test_the_attributes_are_made_once_and_the_bindings_leave_them_as_they_are() -> None:
+    sent = event()
+    attributes = sent.attributes()
+    assert sent.attributes() is attributes
+    headers, content_type = to_amqp(sent)
+    to_nats(sent)
+    assert content_type == XML_CONTENT_TYPE and "cloudEvents_datacontenttype" not in headers
+    assert sent.attributes() == event().attributes()  # datacontenttype still there
+
+
 @pytest.mark.parametrize("name", ["Correlation", "correlation_id", "a" * 21, "id", "time"])
 def test_extension_names_follow_the_cloudevents_naming_rule(name: str) -> None:
     with pytest.raises(InvalidEvent):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from adapter.bus.journal import EventJournal
 from adapter.store import OutboundStatus, SaveOutcome, Store
 from adapter.store.base import (
     CommandOf,
@@ -25,6 +26,7 @@ from adapter.store.base import (
     StoreOpenError,
 )
 from adapter.store.sqlite import SqliteStore, insert_events
+from adapter.uftp.messages import Role, TestMessageResponse
 from tests.store.test_store_contract import (  # noqa: F401 - fixtures
     T0,
     Backend,
@@ -247,6 +249,45 @@ async def test_an_event_names_the_command_of_its_message_as_it_is_stored(store: 
     assert stored["e1"] == replace(
         event("e1"), attributes={**event("e1").attributes, "commandid": "cmd-1"}
     )
+
+
+async def test_a_sqlite_store_hands_the_journals_event_naming_the_command_it_found(
+    tmp_path: Path,
+) -> None:
+    """The event of a response to a command's message, as the journal built it, goes to the
+    relay naming the command the store found, in its stored attributes and in the event the
+    relay publishes as it is (not made again from the attributes)."""
+    store = SqliteStore(tmp_path / "named.sqlite3")
+    await store.open()
+    try:
+        heard: list[StoredEvent] = []
+        store.listen_events(lambda events: heard.extend(events or ()))
+        await store.add_outbound(outbound("out-1", command_id="cmd-1", conversation_id="conv-a"))
+        journal = EventJournal(domain="dso.example.com", role=Role.DSO, clock=lambda: T0)
+        response = TestMessageResponse(
+            version="3.1.0",
+            sender_domain="cro.example.com",
+            recipient_domain="dso.example.com",
+            time_stamp=T0,
+            message_id="resp-1",
+            conversation_id="conv-a",
+        )
+        record = journal.inbound(
+            response,
+            b"<TestMessageResponse/>",
+            sender_role=Role.CRO,
+            command_of=CommandOf(conversation_id="conv-a"),
+        )
+        await store.add_events([record])
+        (handed,) = heard
+        event = handed.event.cloud_event
+        assert event is not None and event.id == record.event_id
+        assert event.extensions["commandid"] == "cmd-1"
+        assert dict(event.attributes()) == dict(handed.event.attributes)
+        assert handed.event.attributes["commandid"] == "cmd-1"
+        assert handed.event.command_of is None
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize("commit_off_loop", [True, False])
