@@ -38,7 +38,6 @@ Bindings, binary content mode only (the data stays the bytes it is):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -171,7 +170,15 @@ class CloudEvent:
     def extended(self, name: str, value: str) -> CloudEvent:
         """This event with the extension attribute `name` set to `value` (its attributes,
         if made, not made again)."""
-        event = dataclasses.replace(self, extensions={**self.extensions, name: value})
+        event = CloudEvent(
+            self.id,
+            self.source,
+            self.type,
+            self.time,
+            self.datacontenttype,
+            self.data,
+            {**self.extensions, name: value},
+        )
         if self._attributes is not None:
             object.__setattr__(event, "_attributes", {**self._attributes, name: value})
         return event

@@ -90,7 +90,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -539,7 +539,6 @@ def _with_command(conn: sqlite3.Connection, event: EventRecord) -> EventRecord:
     (looked up here, in the transaction that stores the event), and without `command_of`."""
     wanted = event.command_of
     assert wanted is not None
-    attributes = dict(event.attributes)
     if wanted.message_id:
         row = conn.execute(
             "SELECT command_id FROM bus_commands WHERE message_id = ?", (wanted.message_id,)
@@ -552,11 +551,16 @@ def _with_command(conn: sqlite3.Connection, event: EventRecord) -> EventRecord:
         ).fetchone()
     if row is None:
         return replace(event, command_of=None)
-    attributes["commandid"] = row[0]
-    # The journal's event with the same attribute: the relay publishes it as it is, rather
-    # than make it again from the attributes.
+    command_id: str = row[0]
     journal = event.cloud_event
-    cloud_event = journal.extended("commandid", row[0]) if journal is not None else None
+    if journal is None:
+        attributes: Mapping[str, str] = {**event.attributes, "commandid": command_id}
+        cloud_event = None
+    else:
+        # The journal's event naming the command, and its attributes: the relay publishes
+        # it as it is, rather than make it again from the attributes.
+        cloud_event = journal.extended("commandid", command_id)
+        attributes = cloud_event.attributes()
     return replace(event, attributes=attributes, command_of=None, cloud_event=cloud_event)
 
 
