@@ -21,7 +21,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from adapter.bus.nats import (
 )
 from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
 from tests.bus.conftest import NATS_REQUIRED, NATS_URL, reachable
+from tests.bus.tools import Recorder
 from tests.test_readme import python_examples
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
@@ -115,23 +116,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@dataclass
-class Recorder:
-    """A command handler that answers with the verdicts it is given, then ACK."""
-
-    verdicts: list[Verdict] = field(default_factory=list)
-    commands: list[Command] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    gate: asyncio.Event | None = None
-
-    async def __call__(self, command: Command) -> Verdict:
-        self.commands.append(command)
-        self.times.append(time.monotonic())
-        if self.gate is not None:
-            await self.gate.wait()
-        return self.verdicts.pop(0) if self.verdicts else Verdict.ACK
 
 
 class NatsBroker:

@@ -1,7 +1,7 @@
-"""What the bus tests use around the adapter: a consumer that counts what reaches the
-bus (deduplicating by event id, as the README tells consumers to), the broker's own tool to
-close the adapter's connections, a TCP proxy that plays a network outage, and a RabbitMQ node
-of the test's own that it may stop and start."""
+"""What the bus tests use around the adapter: a command handler that records what it is
+handed, a consumer that counts what reaches the bus (deduplicating by event id, as the README
+tells consumers to), the broker's own tool to close the adapter's connections, a TCP proxy that
+plays a network outage, and a RabbitMQ node of the test's own that it may stop and start."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,34 @@ from typing import Any
 import aio_pika
 
 from adapter.bus.events import CloudEvent, from_amqp
+from adapter.bus.port import Command, Verdict
+
+
+@dataclass
+class Recorder:
+    """A command handler that records each command it is handed (and when), and answers with
+    `decide(command)` when given, else with the verdicts it is given in turn, then ACK. With a
+    `gate` it holds every command until the gate is set."""
+
+    verdicts: list[Verdict] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    gate: asyncio.Event | None = None
+    decide: Callable[[Command], Verdict] | None = None
+
+    async def __call__(self, command: Command) -> Verdict:
+        self.commands.append(command)
+        self.times.append(time.monotonic())
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.decide is not None:
+            return self.decide(command)
+        return self.verdicts.pop(0) if self.verdicts else Verdict.ACK
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the commands handed over, in order ("" for one without)."""
+        return [command.id or "" for command in self.commands]
 
 
 @dataclass
