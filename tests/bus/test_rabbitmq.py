@@ -238,6 +238,40 @@ async def test_a_cancelled_consumer_is_dropped_and_its_handlers_ended_by_close(
     assert bus._retired == {}
 
 
+async def test_a_retired_consumer_whose_close_is_not_answered_is_dropped_all_the_same(
+    amqp: Any, topology: Topology
+) -> None:
+    """The broker cancelled the consumer, and the CloseOk to its Connection.Close never
+    comes (here nothing the adapter writes on that connection reaches the broker any more):
+    a moment later its socket is dropped all the same, not left open until the broker's
+    heartbeat timeout, minutes later. The new consumer is not disturbed."""
+    proxy = Proxy(int(AMQP_URL.rsplit(":", 1)[-1].strip("/") or 5672))
+    await proxy.start()
+    bus = RabbitBus(f"amqp://guest:guest@127.0.0.1:{proxy.port}/", topology, reconnect_interval=0.2)
+    await bus.connect()
+    handler = Recorder()
+    try:
+        before = len(proxy.links)
+        await bus.consume(handler)
+        (commands_link,) = proxy.links[before:]  # the commands connection, its own
+        old = bus._consumer
+        assert old is not None
+        commands_link.muted = True
+        channel = await amqp.channel()
+        await channel.queue_delete(topology.commands_queue, if_unused=False, if_empty=False)
+        await eventually(lambda: bus.consumer_reopens == 1, timeout=10)
+        await asyncio.wait_for(commands_link.client_closed.wait(), 5)  # 1 s for a CloseOk
+        assert not commands_link.broker_closed.is_set()
+        assert old._lost.done() and old not in bus._retired
+        commands = await channel.get_exchange(topology.commands_exchange)
+        await commands.publish(aio_pika.Message(b"<x/>", message_id="after"), routing_key="send")
+        await eventually(lambda: bool(handler.commands), timeout=10)
+        assert handler.ids == ["after"]
+    finally:
+        await bus.close()
+        await proxy.cut()
+
+
 async def test_a_queue_lost_while_the_broker_was_out_of_reach_is_declared_again(
     amqp: Any, topology: Topology
 ) -> None:
