@@ -1356,6 +1356,20 @@ async def test_stray_bytes_on_the_commands_inbox_are_bounded(
     await eventually(lambda: _is(broker.count("commands_stream"), 0), "the command acked")
 
 
+async def test_the_raw_intake_is_kept_when_its_probe_is_not_back_within_the_wait(
+    broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe at connect decides by round trips to the server, not by its short wait:
+    with no wait at all (as on a machine too busy to read the probe within it) the raw intake
+    that works is still chosen."""
+    monkeypatch.setattr(adapter.bus.nats, "_PROBE_WAIT", 0.0)
+    for _ in range(5):
+        bus = broker.bus()
+        await bus.connect()
+        assert bus._raw
+        await bus.close()
+
+
 async def test_a_connect_that_fails_unexpectedly_leaves_nothing_half_set_up(
     broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
