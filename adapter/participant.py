@@ -582,22 +582,22 @@ class Participant:
         whose only handling is in this process's memory, so that a crash before it loses
         nothing that handling it again would give back.
 
-        That is a response awaited by a `request()` of this process (which dies with it),
-        with no handler of ours to call, no bus to tell and no retry of its request to end
-        in the store (`Outbox.answered`). Handling it again after a crash would find no
-        waiter, and tell the other processes of the store of an answer whose request was
-        ours. Any other response is stored unfinished and finished after its handling, as
-        every request is: the process awaiting it may be another, which must hear of it
-        even if this one dies first. One statement to the store instead of two, for the
-        commonest message a participant receives."""
-        if not isinstance(message, PayloadResponse) or self.bus is not None:
+        That is a response with no handler of ours to call and no retry of its request to
+        end in the store (`Outbox.answered`), whose resolving (`Matcher.resolve`) is this
+        process's alone: waking a `request()` of this process, which dies with it, or nothing
+        at all (sent with `send`, or a command's message: the bus hears of it by the event
+        stored with it). A response that another process of a shared store may await is
+        stored unfinished and finished after its handling, as every request is: that process
+        must hear of it even if this one dies first. One statement to the store instead of
+        two, for the commonest message a participant receives."""
+        if not isinstance(message, PayloadResponse):
             return False
         if self.router.handler_for(type(message)) is not None:
             return False
         reference = message.reference_message_id
         if reference and self.outbox.awaits_retry(reference):
             return False
-        return self.waiters.awaits(message, sender_domain)
+        return self.waiters.resolves_in_memory(message, sender_domain)
 
     def _schedule_handling(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)

@@ -67,9 +67,10 @@ class Matcher(Protocol):
 
     def forget(self, request: PayloadMessage) -> None: ...
 
-    def awaits(self, response: PayloadResponse, sender_domain: str) -> bool:
-        """Whether a request of this process awaits `response` from `sender_domain`: it is
-        the answer that request can have, not yet had."""
+    def resolves_in_memory(self, response: PayloadResponse, sender_domain: str) -> bool:
+        """Whether resolving `response` from `sender_domain` is work of this process's memory
+        alone, which a crash would end with nothing left to do: no other process may await
+        it. Then the response needs no unfinished state in the store to survive a crash."""
         ...
 
     async def resolve(self, response: PayloadResponse, sender_domain: str) -> None:
@@ -153,7 +154,14 @@ class Waiters:
     async def close(self) -> None:
         self.cancel_all()
 
+    def resolves_in_memory(self, response: PayloadResponse, sender_domain: str) -> bool:
+        """Always: with one process per store, every request awaits here, and one that does
+        not await `response` (sent with `send`, or gone with a crash) has nothing to tell."""
+        return True
+
     def awaits(self, response: PayloadResponse, sender_domain: str) -> bool:
+        """Whether a request of this process awaits `response` from `sender_domain`: it is
+        the answer that request can have, not yet had."""
         key = self.key_of(response)
         return (
             key is not None
@@ -233,6 +241,11 @@ class SharedWaiters(Waiters):
                 conversation=response.conversation_id,
             )
         )
+
+    def resolves_in_memory(self, response: PayloadResponse, sender_domain: str) -> bool:
+        """Only when a request of this process awaits it: otherwise another process may, and
+        must hear of it even if this one dies before telling it (`resolve`)."""
+        return self.awaits(response, sender_domain)
 
     async def fail(self, request_id: str, error: Exception) -> None:
         if not self.fail_here(request_id, error):

@@ -1,13 +1,14 @@
 """What taking a command off the bus costs, before the bridge does anything with it.
 
 One process per broker holds the adapter's bus port (`RabbitBus`, `NatsBus`) consuming its
-commands queue or stream with a handler that only says ACK; another process publishes
-`--rate` commands a second to it (a TestMessage each, the headers bench_bus.py's producer
-sends). The consumer's CPU per command (`time.process_time`, from the first publication of a
-slice until the last command was handed to the handler, idle waits included) is the client
-library's share of a command's cost: reading the delivery, turning it into a `Command`,
-settling it. bench_bus.py's "bus -> UFTP (commands)" row holds this beside the bridge's own
-work (parse, check, compose, sign, store) and the two events each command makes.
+commands queue or stream with a handler that only says ACK; another process, bench_bus.py's
+command producer itself, publishes `--rate` commands a second to it (a TestMessage each, with
+its headers). Names, producer, process and cleanup are bench_bus.py's. The consumer's CPU per
+command (`time.process_time`, from the first publication of a slice until the last command was
+handed to the handler, idle waits included) is the client library's share of a command's cost:
+reading the delivery, turning it into a `Command`, settling it. bench_bus.py's "bus -> UFTP
+(commands)" row holds this beside the bridge's own work (parse, check, compose, sign, store)
+and the two events each command makes.
 
 With `--baseline DIR` (a checkout, e.g. `git archive main adapter | tar -x -C DIR`) the same
 runs on that code too, slices interleaved, and the ratio per round is printed. With
@@ -23,7 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import multiprocessing
 import os
 import pstats
 import statistics
@@ -32,38 +32,10 @@ import time
 import uuid
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-URLS = {"rabbitmq": "amqp://guest:guest@127.0.0.1:5672/", "nats": "nats://127.0.0.1:4222"}
-RECIPIENT = "cro.bench.test"
-
-
-def settings(broker: str, token: str) -> Any:
-    from adapter.config import BusSettings
-
-    if broker == "rabbitmq":
-        prefix = f"bench.{token}"
-        return BusSettings(
-            url=URLS["rabbitmq"],
-            exchange=f"{prefix}.events",
-            commands_exchange=f"{prefix}.commands",
-            commands_queue=f"{prefix}.commands",
-            dead_letter_exchange=f"{prefix}.dead",
-            dead_letter_queue=f"{prefix}.dead",
-            prefetch=64,
-        )
-    return BusSettings(
-        url=URLS["nats"],
-        exchange=f"b{token}.events",
-        commands_exchange=f"b{token}.commands",
-        dead_letter_exchange=f"b{token}.dead",
-        stream=f"B{token}_UFTP",
-        commands_stream=f"B{token}_COMMANDS",
-        dead_stream=f"B{token}_DEAD",
-        prefetch=64,
-    )
+from bench_bus import Load, Names, Process, cleanup, producer_process
 
 
 def consumer_process(conn: Connection, broker: str, token: str, code: str | None) -> None:
@@ -77,7 +49,7 @@ async def _consume(conn: Connection, broker: str, token: str) -> None:
     from adapter.bus.port import Command, Verdict
 
     loop = asyncio.get_running_loop()
-    bus = bus_for(settings(broker, token), name="bench intake")
+    bus = bus_for(Names(broker, token).settings(commands=True), name="bench intake")
     await bus.connect()
     handled = 0
     target = 0
@@ -117,116 +89,6 @@ async def _consume(conn: Connection, broker: str, token: str) -> None:
     conn.send("stopped")
 
 
-def producer_process(conn: Connection, broker: str, token: str) -> None:
-    asyncio.run(_produce(conn, broker, token))
-
-
-async def _produce(conn: Connection, broker: str, token: str) -> None:
-    loop = asyncio.get_running_loop()
-    s = settings(broker, token)
-    if broker == "rabbitmq":
-        import aio_pika
-
-        connection = await aio_pika.connect(s.url)
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(s.commands_exchange)
-
-        async def publish() -> None:
-            await exchange.publish(
-                aio_pika.Message(
-                    b"<TestMessage/>",
-                    message_id=str(uuid.uuid4()),
-                    content_type="text/xml; charset=utf-8",
-                    headers={"cloudEvents_uftprecipient": RECIPIENT},
-                ),
-                routing_key="send",
-            )
-
-        close = connection.close
-    else:
-        import nats
-
-        nc = await nats.connect(s.url)
-        js = nc.jetstream(timeout=10)
-
-        async def publish() -> None:
-            await js.publish(
-                f"{s.commands_exchange}.send",
-                b"<TestMessage/>",
-                headers={
-                    "Nats-Msg-Id": str(uuid.uuid4()),
-                    "ce-datacontenttype": "text/xml;%20charset=utf-8",
-                    "ce-uftprecipient": RECIPIENT,
-                },
-            )
-
-        close = nc.close
-    conn.send("ready")
-    while True:
-        command, *args = await loop.run_in_executor(None, conn.recv)
-        if command == "run":
-            count, rate = args
-            began = loop.time()
-            tasks = []
-            for index in range(count):
-                delay = began + index / rate - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(loop.create_task(publish()))
-            await asyncio.gather(*tasks)
-            conn.send("ok")
-        elif command == "stop":
-            break
-    await close()
-    conn.send("stopped")
-
-
-class Process:
-    def __init__(self, target: Any, *args: Any) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.pipe, theirs = context.Pipe()
-        self.process = context.Process(target=target, args=(theirs, *args))
-        self.process.start()
-        if not self.pipe.poll(60) or self.pipe.recv() != "ready":
-            raise RuntimeError("a benchmark process did not start")
-
-    def call(self, *command: Any) -> Any:
-        self.pipe.send(command)
-        return self.pipe.recv()
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError, EOFError):
-            self.call("stop")
-        self.process.join(10)
-        if self.process.is_alive():
-            self.process.kill()
-
-
-async def cleanup(broker: str, token: str) -> None:
-    s = settings(broker, token)
-    if broker == "rabbitmq":
-        import aio_pika
-
-        connection = await aio_pika.connect(s.url)
-        async with connection:
-            channel = await connection.channel()
-            for queue in (s.commands_queue, s.dead_letter_queue):
-                with contextlib.suppress(Exception):
-                    await channel.queue_delete(queue)
-            for exchange in (s.exchange, s.commands_exchange, s.dead_letter_exchange):
-                with contextlib.suppress(Exception):
-                    await channel.exchange_delete(exchange)
-        return
-    import nats
-
-    nc = await nats.connect(s.url)
-    js = nc.jetstream()
-    for stream in (s.stream, s.commands_stream, s.dead_stream):
-        with contextlib.suppress(Exception):
-            await js.delete_stream(stream)
-    await nc.close()
-
-
 def spread(values: list[float], fmt: str) -> str:
     return (
         f"{fmt.format(statistics.median(values))} "
@@ -249,46 +111,49 @@ def main(argv: list[str] | None = None) -> int:
     if options.baseline:
         codes.append((" (baseline)", str(options.baseline.resolve())))
     count = round(options.rate * options.slice)
+    # The producer's slice: `count` commands at the rate (window and backlog are not its).
+    load = Load(seconds=options.slice, rate=options.rate, window=0, backlog=0)
     print(
         f"{options.rounds} rounds of {count} commands at {options.rate:g}/s; "
         f"load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
-    rows: dict[str, tuple[Process, Process, str, str]] = {}
+    rows: dict[str, tuple[Process, Process, Names]] = {}
     results: dict[str, list[float]] = {}
     profiles: dict[str, Path] = {}
     try:
         for broker in brokers:
             for suffix, code in codes:
-                token = uuid.uuid4().hex[:8]
-                consumer = Process(consumer_process, broker, token, code)
-                producer = Process(producer_process, broker, token)
-                rows[f"{broker}{suffix}"] = (consumer, producer, broker, token)
+                names = Names(broker, uuid.uuid4().hex[:8])
+                key = f"{broker}{suffix}"
+                consumer = Process(consumer_process, broker, names.token, code, name=key)
+                producer = Process(producer_process, names, None, name=f"producer-{key}")
+                rows[key] = (consumer, producer, names)
         order = list(rows)
         results = {key: [] for key in order}
         for round_ in range(options.rounds + 1):  # the first is a warm-up
             shift = round_ % len(order)
             for key in order[shift:] + order[:shift]:
-                consumer, producer, _, _ = rows[key]
+                consumer, producer, _ = rows[key]
                 consumer.call("begin", count, None)
-                producer.call("run", count, options.rate)
+                assert producer.call("run", load) == count
                 cpu = consumer.call("finish")
                 if round_:
                     results[key].append(cpu / count)
         if options.profile:  # after the measured slices: its overhead skews none of them
             options.profile.mkdir(parents=True, exist_ok=True)
-            for key, (consumer, producer, _, _) in rows.items():
+            for key, (consumer, producer, _) in rows.items():
                 path = options.profile / f"{key.replace(' ', '-').strip('()')}.pstats"
                 consumer.call("begin", count, str(path.resolve()))
-                producer.call("run", count, options.rate)
+                producer.call("run", load)
                 consumer.call("finish")
                 profiles[key] = path
     finally:
-        for consumer, producer, broker, token in rows.values():
+        for consumer, producer, names in rows.values():
             consumer.stop()
             producer.stop()
             with contextlib.suppress(Exception):
-                asyncio.run(cleanup(broker, token))
+                asyncio.run(cleanup(names))
     print("\nCPU per command of the consuming process, median of the rounds [min-max]")
     for key, values in results.items():
         print(f"  {key:24} {spread([v * 1e6 for v in values], '{:.0f}')} us")

@@ -5,6 +5,9 @@ SQLite files in tmp_path.
 endpoint and public key in the other's directory), as two operators exchanging their cs1
 strings would.
 
+`postgres_schema` is a schema of the test's own on the test PostgreSQL (tests/postgres.py:
+skips without a server, fails instead where CI or UFTP_TEST_POSTGRES_DSN requires one).
+
 The hooks at the end make the tests that need the official XSDs (`official_xsd` mark,
 tests/official_xsd.py) skip, or fail where CI requires them, and say so in one summary line.
 """
@@ -22,6 +25,7 @@ from adapter.testing import FAST_DELIVERY as FAST_DELIVERY
 from adapter.testing import Network
 from adapter.testing import eventually as eventually
 from tests import official_xsd
+from tests.postgres import Schema, fresh_schema
 
 
 @pytest.fixture
@@ -31,6 +35,13 @@ async def network(tmp_path: Path) -> AsyncIterator[Network]:
         yield net
     finally:
         await net.close()
+
+
+@pytest.fixture
+async def postgres_schema() -> AsyncIterator[Schema]:
+    """A fresh schema of the test PostgreSQL, dropped after the test."""
+    async with fresh_schema() as schema:
+        yield schema
 
 
 # --- the official XSDs: skip or fail, and say so ---------------------------------------------

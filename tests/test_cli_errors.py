@@ -20,13 +20,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+import tests.postgres
 from adapter.keys import generate, write_private
 from adapter.store import SqliteStore
 from adapter.store.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from tests.test_run import copy_samples
 
-PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
@@ -85,15 +84,7 @@ def use_store(config_file: Path, store: str) -> Path:
 @pytest.fixture
 async def postgres() -> AsyncIterator[str]:
     """The test server's DSN, once it is known to answer."""
-    asyncpg = pytest.importorskip("asyncpg")
-    try:
-        conn = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
-    await conn.close()
-    yield PG_DSN
+    yield await tests.postgres.require()
 
 
 def with_user(dsn: str, user: str) -> str:

@@ -28,7 +28,11 @@ from adapter.uftp.messages import (
     TestMessage,
     TestMessageResponse,
 )
-from tests.uftp.samples import make_dso_portfolio_query, make_dso_portfolio_update
+from tests.uftp.samples import (
+    make_dso_portfolio_query,
+    make_dso_portfolio_update,
+    make_dso_portfolio_update_response,
+)
 
 DSO = "dso.example-grid.nl"
 CRO = "cro.example.com"
@@ -488,24 +492,65 @@ async def test_a_response_awaited_here_is_stored_handled_at_once(
     assert await dso.store.unfinished_inbound() == []
 
 
-async def test_a_response_with_more_to_do_is_stored_unfinished_then_finished(
+async def test_a_response_with_a_handler_is_stored_unfinished_then_finished(
     network: Network, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A handler of the response's type, or no request here awaiting it (sent with `send`, or
-    awaited in another process of the store): its handling must survive a crash, so the
-    response is stored received and finished after."""
+    """A handler of the response's type: its handling must survive a crash, so the response
+    is stored received and finished after."""
     cro, dso, _, dso_seen = await pair(network)  # the DSO handles responses too
     calls = StoreCalls(dso, monkeypatch)
 
     response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
     await eventually(lambda: response.message_id in calls.finished)
     assert calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.RECEIVED}
+    assert await dso.store.unfinished_inbound() == []
 
-    bare = network.create("dso2.example-grid.nl", Role.DSO)  # no handler, and send()
-    await network.start(bare)
+
+async def test_a_response_nobody_here_awaits_is_stored_handled_at_once_on_a_store_of_one(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent with `send()` and no handler: on a store of one process no other process may
+    await it either, so handling it is nothing that must survive a crash: stored handled,
+    never finished after. (On a shared store it is stored unfinished: another process may
+    await it, `test_a_shared_store_leaves_a_response_unfinished_unless_awaited_here`.)"""
+    cro = network.create(CRO, Role.CRO, router=cro_router(Recorder()))
+    bare = network.create(DSO, Role.DSO)  # no handler, and send()
+    await network.start(cro, bare)
     network.introduce(cro, bare)
-    bare_calls = StoreCalls(bare, monkeypatch)
+    calls = StoreCalls(bare, monkeypatch)
+
     await bare.send(composed(make_dso_portfolio_update()), to=CRO)
-    await eventually(lambda: len(bare_calls.finished) == 1)
-    assert bare_calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.RECEIVED}
+
+    await eventually(lambda: "DSOPortfolioUpdateResponse" in calls.saved)
+    assert calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.HANDLED}
+    await asyncio.sleep(0.05)  # its handling (nothing) has ended
+    assert calls.finished == []
     assert await bare.store.unfinished_inbound() == []
+
+
+async def test_a_shared_store_leaves_a_response_unfinished_unless_awaited_here() -> None:
+    """The matcher decides whether resolving a response is this process's memory alone: in
+    memory (one process per store) always; across processes (`SharedWaiters`) only when a
+    request here awaits it - else the process that awaits it must hear of it even after a
+    crash here, so the participant stores it unfinished (`Participant._settles`)."""
+    pytest.importorskip("asyncpg")
+    from adapter.store.postgres import PostgresStore
+    from adapter.waiters import SharedWaiters, Waiters, matcher_for
+
+    store = PostgresStore("postgresql://uftp@127.0.0.1:9/none", schema="never_opened")
+    shared = matcher_for(store.coordinator(), store)  # nothing connects before open
+    assert isinstance(shared, SharedWaiters)
+    alone = Waiters()
+    request = make_dso_portfolio_update()
+    for matcher in (shared, alone):
+        matcher.expect(request, CRO)
+    answer = make_dso_portfolio_update_response(
+        reference_message_id=request.message_id, conversation_id=request.conversation_id
+    )
+    stranger = dataclasses.replace(answer, reference_message_id=str(uuid.uuid4()))
+
+    assert shared.resolves_in_memory(answer, CRO)
+    assert not shared.resolves_in_memory(stranger, CRO)
+    assert not shared.resolves_in_memory(answer, "someone-else.example")
+    assert alone.resolves_in_memory(answer, CRO) and alone.resolves_in_memory(stranger, CRO)
+    await shared.close()

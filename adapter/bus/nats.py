@@ -137,6 +137,12 @@ _MAX_STRAY_BYTES: Final = 64 * 1024 * 1024
 #: How soon after a command written at once (`RawClient.write_now`) the next one waits for
 #: nats-py's flusher, to be written with whatever else is buffered by then.
 _WRITE_GAP: Final = 0.001
+#: How long the probe at connect (`NatsBus._raw_arrives`) waits for its message before it
+#: asks the server: on loopback or a LAN the message is back within a millisecond or two.
+#: The decision does not rest on this wait (the round trips after it decide, whatever the
+#: latency); it only spares them where the probe is back at once, and bounds what a dispatch
+#: that does not reach the taker adds to a connect: this and two round trips.
+_PROBE_WAIT: Final = 0.05
 #: How a delivery is settled (JetStream's acknowledgement protocol).
 _ACK: Final = b"+ACK"
 _NAK: Final = b"-NAK"
@@ -476,20 +482,28 @@ class NatsBus:
         return await nc.subscribe(subject, cb=cb)
 
     async def _raw_arrives(self, nc: Client) -> bool:
-        """Whether a message published to the PubAck inbox reaches its raw taker within
-        `timeout`; if not, a flush tells a server that does not answer (raising) from a
-        dispatch that does not reach the taker. (A flush alone proves nothing: nats-py
-        writes its ping at once, ahead of what waits in its buffer.) Token 0 is never a
-        publication's."""
+        """Whether a message published to the PubAck inbox reaches its raw taker. It mostly
+        does within `_PROBE_WAIT`; if not, round trips to the server decide, each bounded by
+        `timeout` (a server that does not answer raises), not a wait for the message as long
+        as `timeout`: that held every connect over a dispatch that does not reach the taker
+        for the whole of it. A flush alone proves nothing: nats-py writes its ping at once,
+        ahead of what waits in its buffer. So two: by the time the first one's pong is read,
+        the flusher (woken by the publish, before that ping was written) has written the
+        probe; the second ping follows it on the wire, the server delivers the probe before
+        it answers that ping, and nats-py's parser hands messages over in the order they
+        came. Token 0 is never a publication's."""
         probe: asyncio.Future[tuple[str, bytes]] = asyncio.get_running_loop().create_future()
         self._ack_waiting["0"] = probe
         try:
             await nc.publish(self._ack_prefix + "0", b"")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(probe), self.timeout)
+                await asyncio.wait_for(asyncio.shield(probe), min(_PROBE_WAIT, self.timeout))
                 return True
-            await nc.flush(max(1, round(self.timeout)))
-            return probe.done()
+            for _ in range(2):
+                await nc.flush(max(1, round(self.timeout)))
+                if probe.done():
+                    return True
+            return False
         finally:
             self._ack_waiting.pop("0", None)
 

@@ -16,12 +16,13 @@ from adapter.bus.events import JSON_CONTENT_TYPE, XML_CONTENT_TYPE
 from adapter.bus.memory import Binding, MemoryBus
 from adapter.bus.port import Command, Verdict
 from adapter.participant import Participant
-from adapter.store.base import OutboundRecord
+from adapter.store.base import InboundStatus, OutboundRecord
 from adapter.uftp.envelope import SIGNATURE_BYTES, parse_envelope
 from adapter.uftp.messages import Role
 from adapter.uftp.xml import parse_xml
 from tests.bus.test_bridge_events import CRO, DSO, bridge, cro_with_bus
 from tests.conftest import Network, eventually
+from tests.test_participant import StoreCalls
 
 CONVERSATION = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
 QUERY_XML = (
@@ -218,3 +219,25 @@ async def test_after_a_restart_the_outcome_still_names_its_command(network: Netw
     await eventually(lambda: len(by_route(events, "outcome.delivered")) == 1, timeout=15)
     (outcome,) = by_route(events, "outcome.delivered")
     assert outcome["commandid"] == "cmd-r"
+
+
+async def test_a_commands_response_is_stored_handled_at_once_its_event_all_its_handling(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a response to a command's message asks of its handling is its event, written in
+    the transaction that stores it: nothing is left for a crash to lose, so it is stored
+    handled, with no second statement to finish it (one write less a command)."""
+    bus = MemoryBus()
+    events = bus.bind("#")
+    dso, _ = await dso_and_cro(network, bus)
+    calls = StoreCalls(dso, monkeypatch)
+
+    assert await bus.deliver(command(correlationid=CONVERSATION)) is Verdict.ACK
+
+    await eventually(lambda: len(by_route(events, "in.DSOPortfolioQueryResponse")) == 1)
+    assert calls.saved == {"DSOPortfolioQueryResponse": InboundStatus.HANDLED}
+    await asyncio.sleep(0.05)  # its handling has ended
+    assert calls.finished == []
+    assert await dso.store.unfinished_inbound() == []
+    (response,) = by_route(events, "in.DSOPortfolioQueryResponse")
+    assert response["commandid"] == "cmd-1"

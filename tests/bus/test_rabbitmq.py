@@ -19,7 +19,7 @@ from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
 from adapter.bus.rabbitmq import RabbitBus, Topology, string_table
 from adapter.uftp.messages import Role, TestMessage
 from tests.bus.conftest import AMQP_URL
-from tests.bus.tools import Proxy
+from tests.bus.tools import Proxy, Recorder
 from tests.conftest import eventually
 
 
@@ -78,11 +78,9 @@ async def test_commands_are_settled_by_verdict_and_rejected_ones_dead_lettered(
 ) -> None:
     bus = RabbitBus(AMQP_URL, topology)
     await bus.connect()
-    seen: list[Command] = []
     requeued: set[str] = set()
 
-    async def handler(command: Command) -> Verdict:
-        seen.append(command)
+    def verdict(command: Command) -> Verdict:
         if command.id == "bad":
             return Verdict.REJECT
         if command.id == "later" and "later" not in requeued:
@@ -90,6 +88,8 @@ async def test_commands_are_settled_by_verdict_and_rejected_ones_dead_lettered(
             return Verdict.REQUEUE
         return Verdict.ACK
 
+    handler = Recorder(decide=verdict)
+    seen = handler.commands
     await bus.consume(handler)
     try:
         assert bus.health().consuming
@@ -137,12 +137,8 @@ async def test_a_command_above_the_body_limit_reaches_the_handler_malformed_and_
     body and saying why; its id and attributes are read."""
     bus = RabbitBus(AMQP_URL, topology, max_command_bytes=64)
     await bus.connect()
-    seen: list[Command] = []
-
-    async def handler(command: Command) -> Verdict:
-        seen.append(command)
-        return Verdict.REJECT if command.malformed else Verdict.ACK
-
+    handler = Recorder(decide=lambda command: Verdict.REJECT if command.malformed else Verdict.ACK)
+    seen = handler.commands
     await bus.consume(handler)
     try:
         channel = await amqp.channel()
@@ -174,12 +170,7 @@ async def test_a_consumer_the_broker_cancelled_is_reported_and_registered_again(
     new commands connection."""
     bus = RabbitBus(AMQP_URL, topology, reconnect_interval=0.2)
     await bus.connect()
-    seen: list[str] = []
-
-    async def handler(command: Command) -> Verdict:
-        seen.append(command.id or "")
-        return Verdict.ACK
-
+    handler = Recorder()
     await bus.consume(handler)
     try:
         assert bus.health().consuming
@@ -203,8 +194,8 @@ async def test_a_consumer_the_broker_cancelled_is_reported_and_registered_again(
         assert bus.consumer_reopens == 1
         commands = await channel.get_exchange(topology.commands_exchange)
         await commands.publish(aio_pika.Message(b"<x/>", message_id="after"), routing_key="send")
-        await eventually(lambda: bool(seen), timeout=10)
-        assert seen == ["after"]
+        await eventually(lambda: bool(handler.commands), timeout=10)
+        assert handler.ids == ["after"]
     finally:
         await bus.close()
 
@@ -247,6 +238,40 @@ async def test_a_cancelled_consumer_is_dropped_and_its_handlers_ended_by_close(
     assert bus._retired == {}
 
 
+async def test_a_retired_consumer_whose_close_is_not_answered_is_dropped_all_the_same(
+    amqp: Any, topology: Topology
+) -> None:
+    """The broker cancelled the consumer, and the CloseOk to its Connection.Close never
+    comes (here nothing the adapter writes on that connection reaches the broker any more):
+    a moment later its socket is dropped all the same, not left open until the broker's
+    heartbeat timeout, minutes later. The new consumer is not disturbed."""
+    proxy = Proxy(int(AMQP_URL.rsplit(":", 1)[-1].strip("/") or 5672))
+    await proxy.start()
+    bus = RabbitBus(f"amqp://guest:guest@127.0.0.1:{proxy.port}/", topology, reconnect_interval=0.2)
+    await bus.connect()
+    handler = Recorder()
+    try:
+        before = len(proxy.links)
+        await bus.consume(handler)
+        (commands_link,) = proxy.links[before:]  # the commands connection, its own
+        old = bus._consumer
+        assert old is not None
+        commands_link.muted = True
+        channel = await amqp.channel()
+        await channel.queue_delete(topology.commands_queue, if_unused=False, if_empty=False)
+        await eventually(lambda: bus.consumer_reopens == 1, timeout=10)
+        await asyncio.wait_for(commands_link.client_closed.wait(), 5)  # 1 s for a CloseOk
+        assert not commands_link.broker_closed.is_set()
+        assert old._lost.done() and old not in bus._retired
+        commands = await channel.get_exchange(topology.commands_exchange)
+        await commands.publish(aio_pika.Message(b"<x/>", message_id="after"), routing_key="send")
+        await eventually(lambda: bool(handler.commands), timeout=10)
+        assert handler.ids == ["after"]
+    finally:
+        await bus.close()
+        await proxy.cut()
+
+
 async def test_a_queue_lost_while_the_broker_was_out_of_reach_is_declared_again(
     amqp: Any, topology: Topology
 ) -> None:
@@ -257,12 +282,7 @@ async def test_a_queue_lost_while_the_broker_was_out_of_reach_is_declared_again(
     await proxy.start()
     bus = RabbitBus(f"amqp://guest:guest@127.0.0.1:{proxy.port}/", topology, reconnect_interval=0.2)
     await bus.connect()
-    seen: list[str] = []
-
-    async def handler(command: Command) -> Verdict:
-        seen.append(command.id or "")
-        return Verdict.ACK
-
+    handler = Recorder()
     await bus.consume(handler)
     try:
         assert bus.health().consuming
@@ -275,8 +295,8 @@ async def test_a_queue_lost_while_the_broker_was_out_of_reach_is_declared_again(
         assert bus.consumer_reopens == 1
         commands = await channel.get_exchange(topology.commands_exchange)
         await commands.publish(aio_pika.Message(b"<x/>", message_id="after"), routing_key="send")
-        await eventually(lambda: bool(seen), timeout=10)
-        assert seen == ["after"]
+        await eventually(lambda: bool(handler.commands), timeout=10)
+        assert handler.ids == ["after"]
     finally:
         await bus.close()
         await proxy.cut()

@@ -1,7 +1,7 @@
-"""What the bus tests use around the adapter: a consumer that counts what reaches the
-bus (deduplicating by event id, as the README tells consumers to), the broker's own tool to
-close the adapter's connections, a TCP proxy that plays a network outage, and a RabbitMQ node
-of the test's own that it may stop and start."""
+"""What the bus tests use around the adapter: a command handler that records what it is
+handed, a consumer that counts what reaches the bus (deduplicating by event id, as the README
+tells consumers to), the broker's own tool to close the adapter's connections, a TCP proxy that
+plays a network outage, and a RabbitMQ node of the test's own that it may stop and start."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,34 @@ from typing import Any
 import aio_pika
 
 from adapter.bus.events import CloudEvent, from_amqp
+from adapter.bus.port import Command, Verdict
+
+
+@dataclass
+class Recorder:
+    """A command handler that records each command it is handed (and when), and answers with
+    `decide(command)` when given, else with the verdicts it is given in turn, then ACK. With a
+    `gate` it holds every command until the gate is set."""
+
+    verdicts: list[Verdict] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    gate: asyncio.Event | None = None
+    decide: Callable[[Command], Verdict] | None = None
+
+    async def __call__(self, command: Command) -> Verdict:
+        self.commands.append(command)
+        self.times.append(time.monotonic())
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.decide is not None:
+            return self.decide(command)
+        return self.verdicts.pop(0) if self.verdicts else Verdict.ACK
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the commands handed over, in order ("" for one without)."""
+        return [command.id or "" for command in self.commands]
 
 
 @dataclass
@@ -109,14 +138,30 @@ async def close_connections(name: str) -> int:
     return await asyncio.to_thread(run)
 
 
+@dataclass
+class Link:
+    """One connection through a `Proxy`, and which side ended it."""
+
+    #: Set: what the client sends is dropped instead of passed on (the broker hears nothing
+    #: more from it, and answers nothing); what the broker sends still reaches the client.
+    muted: bool = False
+    #: The client closed or dropped its socket, before the broker's side ended.
+    client_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The broker's side ended first (the proxy then drops the client's socket).
+    broker_closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class Proxy:
-    """A TCP proxy to the broker that can cut every connection and refuse new ones."""
+    """A TCP proxy to the broker that can cut every connection and refuse new ones, mute a
+    connection's client (`Link.muted`), and tell which side ended a connection (`links`, in
+    the order they were accepted)."""
 
     def __init__(self, target_port: int = 5672) -> None:
         self._target = target_port
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
         self.port = 0
+        self.links: list[Link] = []
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -142,15 +187,28 @@ class Proxy:
             writer.transport.abort()
             return
         self._pipes.update((writer, up_writer))
+        link = Link()
+        self.links.append(link)
 
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pipe(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, from_client: bool
+        ) -> None:
             with contextlib.suppress(Exception):
                 while data := await source.read(65536):
+                    if from_client and link.muted:
+                        continue
                     sink.write(data)
                     await sink.drain()
+            ended, other = (
+                (link.client_closed, link.broker_closed)
+                if from_client
+                else (link.broker_closed, link.client_closed)
+            )
+            if not other.is_set():
+                ended.set()
             sink.transport.abort()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
         self._pipes.discard(writer)
         self._pipes.discard(up_writer)
 

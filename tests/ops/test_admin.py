@@ -15,8 +15,6 @@ import signal
 import socket
 import stat
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -27,6 +25,7 @@ from adapter.ops import admin
 from adapter.ops.service import Service
 from adapter.uftp import codec
 from tests.ops.conftest import CRO_DOMAIN, REPOSITORY, set_delivery, uftp
+from tests.postgres import Schema
 from tests.serve import Served, serving, start_serve
 from tests.uftp.samples import make_dso_portfolio_update, make_dso_portfolio_update_response
 
@@ -164,11 +163,11 @@ async def test_cro_show_beside_a_running_cro(samples: Path) -> None:
 
 
 async def test_serve_workers_serves_the_admin_socket_from_one_worker(
-    samples: Path, postgres_schema: str
+    samples: Path, postgres_schema: Schema
 ) -> None:
     dso = samples / "dso.toml"
     socket_path = samples.parent / "var" / "dso.admin"
-    with_store_and_socket(dso, postgres_schema, socket_path)
+    with_store_and_socket(dso, postgres_schema.dsn, socket_path)
     async with serving(samples / "cro.toml"), serving(dso, "--workers", "2") as served:
         published = await uftp("-v", "dso", "publish", portfolio(samples), "--config", str(dso))
 
@@ -388,25 +387,6 @@ def with_store_and_socket(config: Path, store: str, socket_path: Path | None) ->
     if socket_path is not None:
         lines.append(f'\n[admin]\nsocket = "{socket_path}"\n')
     config.write_text("\n".join(lines), "utf-8")
-
-
-@pytest.fixture
-async def postgres_schema() -> AsyncIterator[str]:
-    """A DSN on a schema of this test's own, dropped after it."""
-    asyncpg = pytest.importorskip("asyncpg")
-    dsn = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-    try:
-        admin = await asyncpg.connect(dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if "UFTP_TEST_POSTGRES_DSN" in os.environ:
-            raise
-        pytest.skip(f"no PostgreSQL at {dsn}: {exc}")
-    schema = f"test_admin_{uuid.uuid4().hex[:12]}"
-    try:
-        yield f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
 
 
 @pytest.fixture(autouse=True)

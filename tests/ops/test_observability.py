@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
-import os
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -24,10 +21,8 @@ from adapter.ops.service import Service
 from adapter.uftp.messages import TestMessage
 from tests.conftest import eventually
 from tests.ops.conftest import CRO_DOMAIN, DSO_DOMAIN, uftp, use_store
+from tests.postgres import PG_DSN, Schema
 from tests.serve import serving
-
-PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
 
 
 def with_metrics(config_file: Path, listen: str = "127.0.0.1:0") -> Path:
@@ -179,25 +174,8 @@ async def test_the_queue_depths_follow_the_store(
 # -- health and readiness -------------------------------------------------------------------
 
 
-@pytest.fixture
-async def postgres_schema() -> AsyncIterator[str]:
-    asyncpg = pytest.importorskip("asyncpg")
-    try:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
-    schema = f"test_ready_{uuid.uuid4().hex[:12]}"
-    try:
-        yield schema
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
-
-
 async def test_ready_only_while_serving_health_throughout(
-    samples: Path, postgres_schema: str
+    samples: Path, postgres_schema: Schema
 ) -> None:
     """Starting: the store is slow to open (its schema lock is held elsewhere), so /ready
     answers 503 while /health answers 200. Stopping: a POST on the wire to a peer that hangs
@@ -216,8 +194,7 @@ async def test_ready_only_while_serving_health_throughout(
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     dso_file = with_metrics(samples / "dso.toml")
-    separator = "&" if "?" in PG_DSN else "?"
-    use_store(dso_file, f"{PG_DSN}{separator}schema={postgres_schema}")
+    use_store(dso_file, postgres_schema.dsn)
     endpoint = f'endpoint = "http://127.0.0.1:{port}/shapeshifter/api/v3/message"'
     lines = dso_file.read_text().split("\n")
     dso_file.write_text(
@@ -230,7 +207,7 @@ async def test_ready_only_while_serving_health_throughout(
         transaction = holder.transaction()
         await transaction.start()
         await holder.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))", f"uftp-adapter:{postgres_schema}"
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"uftp-adapter:{postgres_schema.name}"
         )
         starting = asyncio.create_task(service.start())
         await eventually(lambda: service.ops_server is not None and service.ops_server.port != 0)

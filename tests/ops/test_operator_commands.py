@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,9 +24,7 @@ from adapter.store.base import OutboundStatus
 from adapter.uftp.messages import TestMessage
 from tests.conftest import eventually
 from tests.ops.conftest import CRO_DOMAIN, DSO_DOMAIN, set_delivery, uftp, use_store
-
-PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
+from tests.postgres import Schema
 
 
 async def attempted(service: Service, message_id: str, times: int) -> bool:
@@ -194,27 +189,9 @@ async def test_usage_mistakes_and_missing_stores_are_one_line(samples: Path) -> 
 # -- PostgreSQL -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def postgres_schema() -> AsyncIterator[str]:
-    asyncpg = pytest.importorskip("asyncpg")
-    try:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
-    schema = f"test_ops_{uuid.uuid4().hex[:12]}"
-    try:
-        yield schema
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
-
-
-async def test_the_commands_on_a_postgres_store(samples: Path, postgres_schema: str) -> None:
+async def test_the_commands_on_a_postgres_store(samples: Path, postgres_schema: Schema) -> None:
     dso_file = samples / "dso.toml"
-    separator = "&" if "?" in PG_DSN else "?"
-    use_store(dso_file, f"{PG_DSN}{separator}schema={postgres_schema}")
+    use_store(dso_file, postgres_schema.dsn)
     async with Service(load_config(dso_file)) as dso:
         sent = await dso.participant.send(TestMessage(), to=CRO_DOMAIN)  # the CRO is down
         await eventually(lambda: attempted(dso, sent.message_id, 1), timeout=10)
@@ -230,4 +207,4 @@ async def test_the_commands_on_a_postgres_store(samples: Path, postgres_schema: 
     assert row["message_id"] == sent.message_id and row["status"] == "pending"
     assert cancel.returncode == 0 and "cancelled" in cancel.stdout, cancel.stderr
     assert status.returncode == 0, status.stderr
-    assert "1 cancelled" in status.stdout and postgres_schema not in status.stdout.split()[0]
+    assert "1 cancelled" in status.stdout and postgres_schema.name not in status.stdout.split()[0]

@@ -3,13 +3,13 @@ fixtures of the tests of several processes on one PostgreSQL store."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from adapter.keys import generate, load_private, write_private
+from tests.postgres import Schema
 from tests.resilience.disk import SmallDisk, small_disk
 from tests.resilience.shared import CountingPeer, Processes
 
@@ -42,24 +42,10 @@ def disk(tmp_path: Path) -> Iterator[SmallDisk]:
 
 
 @pytest.fixture
-async def pg_schema() -> AsyncIterator[str]:
-    """A fresh schema of the test PostgreSQL, dropped afterwards; skips without a server
-    unless UFTP_TEST_POSTGRES_DSN is set."""
-    asyncpg = pytest.importorskip("asyncpg")
-    from tests.resilience.shared import PG_DSN, PG_REQUIRED
-
-    try:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
-    name = f"test_shared_{uuid.uuid4().hex[:12]}"
-    try:
-        yield name
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-        await admin.close()
+def pg_schema(postgres_schema: Schema) -> str:
+    """The name of a fresh schema of the test PostgreSQL (tests/conftest.py's
+    `postgres_schema`: skips without a server, fails instead where CI requires one)."""
+    return postgres_schema.name
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from collections import Counter
@@ -19,11 +18,11 @@ from aiohttp import web
 
 from adapter.keys import PrivateKeys
 from adapter.uftp import codec, envelope
+from tests.postgres import PG_DSN as PG_DSN  # the tests of several processes import it here
+from tests.postgres import dsn_with_schema
 from tests.resilience.harness import free_port
 from tests.serve import Process, serve_argv, until_serving
 
-PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
 DSO = "dso.shared.test"
 CRO = "cro.shared.test"
 #: Claims lapse one second after their process died.
@@ -33,7 +32,7 @@ PER_PEER = 2
 
 
 def store_url(schema: str) -> str:
-    return f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"
+    return dsn_with_schema(schema)
 
 
 def write_config(

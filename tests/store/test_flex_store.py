@@ -2,14 +2,13 @@
 SQLite file and PostgresFlexBook on the real PostgreSQL, one fresh schema per test.
 
 The PostgreSQL half uses UFTP_TEST_POSTGRES_DSN and is skipped without a server, unless the
-variable is set explicitly (then it fails).
+variable is set explicitly or CI is set (then it fails: tests/postgres.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -26,9 +25,7 @@ from adapter.store.flex import SCHEMA_VERSION, FlexBook
 from adapter.store.sqlite import SqliteStore
 from adapter.uftp import codec
 from tests.flex.messages import AGR, NOW, flex_offer, flex_request
-
-PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
+from tests.postgres import PG_DSN, fresh_schema
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -41,26 +38,15 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         finally:
             await sqlite.close()
         return
-    asyncpg = pytest.importorskip("asyncpg")
-    from adapter.store.postgres import PostgresStore
+    async with fresh_schema("test_flex") as schema:
+        from adapter.store.postgres import PostgresStore
 
-    try:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
-    schema = f"test_flex_{uuid.uuid4().hex[:12]}"
-    pg = PostgresStore(PG_DSN, schema=schema)
-    try:
+        pg = PostgresStore(PG_DSN, schema=schema.name)
         await pg.open()
         try:
             yield pg
         finally:
             await pg.close()
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ asyncpg = pytest.importorskip("asyncpg")
 from adapter.store.base import OutboundStatus, StorageError  # noqa: E402
 from adapter.store.postgres import PostgresStore  # noqa: E402
 from tests.conftest import eventually  # noqa: E402
+from tests.postgres import PG_DSN  # noqa: E402
 from tests.store.test_store_contract import (  # noqa: E402, F401 - backend: a fixture
-    PG_DSN,
     T0,
     Backend,
     attempt,

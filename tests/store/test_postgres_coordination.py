@@ -9,8 +9,6 @@ live process's connection (the case of a network cut), which must then be made a
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,9 +18,7 @@ asyncpg = pytest.importorskip("asyncpg")
 
 from adapter.store.postgres import PostgresStore  # noqa: E402
 from adapter.store.postgres_coordination import PostgresCoordinator  # noqa: E402
-
-PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
+from tests.postgres import PG_DSN, fresh_schema  # noqa: E402
 
 
 class Process:
@@ -51,23 +47,15 @@ class Process:
 
 @pytest.fixture
 async def processes() -> AsyncIterator[list[Process]]:
-    try:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
-    schema = f"test_coord_{uuid.uuid4().hex[:12]}"
-    started = [Process(schema) for _ in range(3)]
-    try:
-        for process in started:
-            await process.start()
-        yield started
-    finally:
-        for process in started:
-            await process.close()
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
+    async with fresh_schema("test_coord") as schema:
+        started = [Process(schema.name) for _ in range(3)]
+        try:
+            for process in started:
+                await process.start()
+            yield started
+        finally:
+            for process in started:
+                await process.close()
 
 
 async def terminate(process: Process) -> None:

@@ -8,7 +8,6 @@ transaction); one the server ended must be replaced; no more than `max_size` are
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,10 +16,8 @@ import pytest
 asyncpg = pytest.importorskip("asyncpg")
 
 from adapter.store.postgres_pool import ConnectionPool  # noqa: E402
+from tests.postgres import PG_DSN, require  # noqa: E402
 from tests.store.test_postgres_coordination import eventually  # noqa: E402
-
-PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
 
 
 class Opened:
@@ -36,13 +33,7 @@ class Opened:
 
 @pytest.fixture
 async def opened() -> Opened:
-    try:
-        probe = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
-    await probe.close()
+    await require()
     return Opened()
 
 

@@ -2,7 +2,8 @@
 SQLite file and PostgresRegister on the real PostgreSQL, one fresh schema per test.
 
 The PostgreSQL half uses UFTP_TEST_POSTGRES_DSN (default postgresql://127.0.0.1:5432/test)
-and is skipped without a server, unless the variable is set explicitly (then it fails).
+and is skipped without a server, unless the variable or CI is set (then it fails:
+tests/postgres.py).
 """
 
 from __future__ import annotations
@@ -43,9 +44,7 @@ from adapter.store.sqlite import SqliteStore
 from adapter.uftp.errors import Rejection
 from adapter.uftp.messages import DSOPortfolioUpdateConnection as C
 from adapter.uftp.messages import RedispatchBy
-
-PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
+from tests.postgres import PG_DSN, connect, fresh_schema
 
 DSO, DSO2 = "dso.example.com", "dso2.example.com"
 AGR, AGR2 = "agr.example.com", "agr2.example.com"
@@ -67,26 +66,15 @@ async def register(
         finally:
             await store.close()
         return
-    asyncpg = pytest.importorskip("asyncpg")
-    from adapter.store.postgres import PostgresStore
+    async with fresh_schema("test_register") as schema:
+        from adapter.store.postgres import PostgresStore
 
-    try:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
-    schema = f"test_register_{uuid.uuid4().hex[:12]}"
-    pg = PostgresStore(PG_DSN, schema=schema)
-    try:
+        pg = PostgresStore(PG_DSN, schema=schema.name)
         await pg.open()
         try:
             yield register_for(pg)
         finally:
             await pg.close()
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
 
 
 def meta(message_id: str, *, sender: str = DSO, at: int = 0) -> UpdateMeta:
@@ -564,16 +552,11 @@ async def test_postgres_register_of_an_older_schema_version_is_migrated(old_vers
     address index (version 2), opens keyed by address, version and period, with an index on
     point_version in place of the address index; its connections are found as before, and it
     takes a connection that leaves a point and returns to it."""
-    asyncpg = pytest.importorskip("asyncpg")
+    pytest.importorskip("asyncpg")
     from adapter.store.postgres import PostgresStore
     from adapter.store.register_postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
 
-    try:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    admin = await connect()
     schema = f"test_register_{uuid.uuid4().hex[:12]}"
     try:
         store = PostgresStore(PG_DSN, schema=schema)
@@ -662,7 +645,7 @@ async def test_postgres_conflict_checks_probe_the_address_index_without_statisti
     conflict checks look each connection up in the address index; no plan scans the whole
     connections table (or joins every point with every probe). The update that follows
     finds its conflicts, and being a bulk load itself, leaves the tables analyzed."""
-    asyncpg = pytest.importorskip("asyncpg")
+    pytest.importorskip("asyncpg")
     from adapter.store.postgres import PostgresStore
     from adapter.store.register_postgres import (
         AGR_CONFLICT_QUERY,
@@ -670,12 +653,7 @@ async def test_postgres_conflict_checks_probe_the_address_index_without_statisti
         names_parameter,
     )
 
-    try:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    admin = await connect()
     schema = f"test_register_{uuid.uuid4().hex[:12]}"
     store = PostgresStore(PG_DSN, schema=schema)
     await store.open()
@@ -844,16 +822,11 @@ async def test_postgres_bulk_load_is_analyzed_after_the_update_and_quietly_not_o
     """A bulk load is analyzed in a task of its own once it has committed (`analyzed` waits
     for it); a store closed before that task runs (the participant stopping) leaves the
     counting to autovacuum without a warning: nothing failed."""
-    asyncpg = pytest.importorskip("asyncpg")
+    pytest.importorskip("asyncpg")
     from adapter.store.postgres import PostgresStore
     from adapter.store.register_postgres import ANALYZE_ROWS, PostgresRegister
 
-    try:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
+    admin = await connect()
     schema = f"test_register_{uuid.uuid4().hex[:12]}"
     points = [
         cp(f"{CP1}-{p}", *(C(f"ean.{p:06d}{n:012d}", JAN) for n in range(1000)))

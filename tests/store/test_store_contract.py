@@ -2,8 +2,8 @@
 
 The PostgreSQL half uses UFTP_TEST_POSTGRES_DSN (default postgresql://127.0.0.1:5432/test),
 one fresh schema per test, dropped afterwards. Without a server it is skipped, unless the
-variable is set explicitly: then an unreachable server is a failure, so CI cannot pass by
-silently skipping it.
+variable is set explicitly or CI is set: then an unreachable server is a failure, so CI cannot
+pass by silently skipping it (tests/postgres.py).
 
 The claims (one owner per message still to be worked on, with a lease) are part of the
 contract; several owners at once only exist on PostgreSQL (a SQLite file admits one process,
@@ -22,7 +22,6 @@ import signal
 import sqlite3
 import sys
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -46,10 +45,8 @@ from adapter.store import (
     open_store,
 )
 from adapter.store.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
+from tests.postgres import PG_DSN, fresh_schema
 from tests.resilience.disk import small_disk
-
-PG_DSN = os.environ.get("UFTP_TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-PG_REQUIRED = "UFTP_TEST_POSTGRES_DSN" in os.environ
 
 # Microseconds on purpose: the round trip must be exact.
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -74,25 +71,16 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         path = tmp_path / "var" / "store.sqlite3"
         yield Backend("sqlite", lambda **kw: SqliteStore(path, **kw), (sqlite3.IntegrityError,))
         return
-    asyncpg = pytest.importorskip("asyncpg")
-    from adapter.store.postgres import PostgresStore
+    async with fresh_schema("test_store") as schema:
+        import asyncpg
 
-    try:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if PG_REQUIRED:
-            raise
-        pytest.skip(f"no PostgreSQL at {PG_DSN}: {exc}")
-    schema = f"test_store_{uuid.uuid4().hex[:12]}"
-    try:
+        from adapter.store.postgres import PostgresStore
+
         yield Backend(
             "postgres",
-            lambda **kw: PostgresStore(PG_DSN, schema=schema, **kw),
+            lambda **kw: PostgresStore(PG_DSN, schema=schema.name, **kw),
             (asyncpg.UniqueViolationError,),
         )
-    finally:
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
 
 
 @pytest.fixture
