@@ -53,7 +53,7 @@ from adapter.bus.amqp import (
     ConfirmPublisher,
     Delivery,
 )
-from adapter.bus.events import CloudEvent, from_amqp, to_amqp
+from adapter.bus.events import AMQP_PREFIX, CloudEvent, from_amqp, to_amqp
 from adapter.bus.port import BusHealth, BusUnavailable, Command, CommandHandler, Verdict
 from adapter.settings import DEFAULT_MAX_BODY_BYTES
 
@@ -66,28 +66,39 @@ PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
 #: Each header name as a field table encodes it before its value: the name as a short
-#: string, then the type ``S``. The names are the CloudEvents attributes the journal writes, a
-#: handful; the bound only keeps odd events from growing it.
-_HEADER_NAMES: dict[str, bytes] = {}
+#: string, then the type ``S``; by the prefix `string_table` put before the key, then the key.
+#: The names are the CloudEvents attributes the journal writes, a handful; the bound only keeps
+#: odd events from growing it.
+_HEADER_NAMES: dict[str, dict[str, bytes]] = {"": {}, AMQP_PREFIX: {}}
 _HEADER_NAMES_MAX = 256
 
 
-def string_table(table: Mapping[str, object]) -> bytes | None:
+def string_table(
+    table: Mapping[str, object], *, prefix: str = "", leave_out: str = ""
+) -> bytes | None:
     """`table` as an AMQP field table, byte for byte as pamqp encodes it (keys sorted, each
     a short string, each value a long string ``S``), when every value is a string and every
     key short enough to go as it is; else None. pamqp's general encoder, with its type tests
     and calls per value, took about as long as the rest of a publication's encoding (43 µs
     against 8 µs with this, for an event's 12 headers, and 3.6 µs with the names' encoding
-    kept from one event to the next); the CloudEvents headers are all strings."""
+    kept from one event to the next); the CloudEvents headers are all strings.
+
+    Each key goes with `prefix` before it, `leave_out` left out: an event's attributes make
+    the table of the headers `to_amqp` names after them (``cloudEvents_<name>``, all but
+    ``datacontenttype``) without those headers made first (one prefix sorts as the names)."""
     parts: list[bytes] = []
-    names = _HEADER_NAMES
+    names = _HEADER_NAMES.get(prefix)
+    if names is None:
+        names = {}  # an odd prefix: its names are not kept
     for key in sorted(table):
+        if key == leave_out:
+            continue
         value = table[key]
         if type(value) is not str:
             return None
         name = names.get(key)
         if name is None:
-            encoded_name = key.encode("utf-8")
+            encoded_name = (prefix + key).encode("utf-8")
             if len(encoded_name) > 128:  # pamqp truncates such a name (with a warning): let it
                 return None
             name = b"%c%bS" % (len(encoded_name), encoded_name)
@@ -120,21 +131,53 @@ def event_properties(
     encodes the same (a test compares them): straight from the values, without building
     pamqp's object; through it when a value is of a kind left to pamqp."""
     table = string_table(headers) if type(headers) is dict else None
+    if table is not None:
+        encoded = _properties(table, content_type, message_id, timestamp, message_type, app_id)
+        if encoded is not None:
+            return encoded
+    return aiormq.spec.Basic.Properties(
+        headers=dict(headers),  # type: ignore[arg-type]
+        content_type=content_type,
+        delivery_mode=PERSISTENT,
+        message_id=message_id,
+        timestamp=timestamp,
+        message_type=message_type,
+        app_id=app_id,
+    ).marshal()
+
+
+def properties_of(event: CloudEvent, app_id: str) -> bytes:
+    """`event_properties` of `event` with the headers and content type `to_amqp` makes of it
+    (message id and type its own), the headers' table encoded straight from its attributes:
+    the headers are made only where pamqp encodes them."""
+    attributes = event.attributes()
+    table = string_table(attributes, prefix=AMQP_PREFIX, leave_out="datacontenttype")
+    if table is not None:
+        content_type = attributes["datacontenttype"]
+        encoded = _properties(table, content_type, event.id, event.time, event.type, app_id)
+        if encoded is not None:
+            return encoded
+    headers, content_type = to_amqp(event)
+    return event_properties(headers, content_type, event.id, event.time, event.type, app_id)
+
+
+def _properties(
+    table: bytes,
+    content_type: str,
+    message_id: str,
+    timestamp: datetime,
+    message_type: str,
+    app_id: str,
+) -> bytes | None:
+    """The properties of `event_properties`, the headers given as their encoded `table`; None
+    when a value is of a kind left to pamqp."""
     offset = timestamp.utcoffset()
     encoded = [
         value.encode("utf-8") if type(value) is str else b"\xff" * 256
         for value in (content_type, message_id, message_type, app_id)
     ]
-    if table is None or offset is None or max(map(len, encoded)) > 255:
-        return aiormq.spec.Basic.Properties(
-            headers=dict(headers),  # type: ignore[arg-type]
-            content_type=content_type,
-            delivery_mode=PERSISTENT,
-            message_id=message_id,
-            timestamp=timestamp,
-            message_type=message_type,
-            app_id=app_id,
-        ).marshal()
+    if offset is None or max(map(len, encoded)) > 255:
+        return None
     content, ident, kind, app = encoded
     flags = _ALWAYS
     # pamqp leaves out a property whose value is empty.
@@ -331,16 +374,12 @@ class RabbitBus:
         publisher = self._publisher
         if publisher is None or publisher.is_closed:
             publisher = await self._publisher_now()
-        headers, content_type = to_amqp(event)
         # Returned messages are matched to their publication by message id (as aiormq does,
         # which gave one to a message without); an event always has an id.
-        message_id = event.id
-        properties = event_properties(
-            headers, content_type, message_id, event.time, event.type, self._name
-        )
+        properties = properties_of(event, self._name)
         # Mandatory, persistent, on a confirming channel: returns with the broker's ack;
         # raises Unroutable on a Basic.Return, BusUnavailable on a nack, a timeout or a loss.
-        await publisher.publish(route, properties, event.data, message_id)
+        await publisher.publish(route, properties, event.data, event.id)
 
     async def consume(self, handler: CommandHandler) -> None:
         if self._connection is None:

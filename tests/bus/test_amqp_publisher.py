@@ -20,9 +20,15 @@ from pamqp import commands as spec
 from pamqp import header as pamqp_header
 
 from adapter.bus.amqp import ConfirmPublisher, encode_publication
-from adapter.bus.events import to_amqp
+from adapter.bus.events import CloudEvent, to_amqp
 from adapter.bus.port import BusUnavailable, Unroutable
-from adapter.bus.rabbitmq import RabbitBus, Topology, event_properties
+from adapter.bus.rabbitmq import (
+    RabbitBus,
+    Topology,
+    event_properties,
+    properties_of,
+    string_table,
+)
 from tests.bus.conftest import AMQP_URL
 from tests.bus.test_rabbitmq import event, journal_event
 from tests.bus.tools import close_connections
@@ -99,6 +105,32 @@ def test_event_properties_are_encoded_as_pamqp_encodes_them() -> None:
                 event_properties(**values)
         else:
             assert event_properties(**values) == expected
+
+
+def test_an_events_properties_are_those_of_its_amqp_headers() -> None:
+    # `properties_of` encodes the headers' table from the attributes, without making the
+    # headers (to_amqp): the same bytes as event_properties of those headers, for an event
+    # as the journal makes it, one with values beyond ASCII and one whose extension sorts
+    # first; what pamqp refuses (a content type too long) it refuses alike.
+    made = journal_event()
+    for sent in (
+        made,
+        made.extended("commandid", "cmd-\u20ac\U0001f600"),
+        made.extended("a0", "sorts first"),
+    ):
+        headers, content_type = to_amqp(sent)
+        expected = event_properties(
+            headers, content_type, sent.id, sent.time, sent.type, "uftp-adapter cro"
+        )
+        assert properties_of(sent, "uftp-adapter cro") == expected, sent
+        assert string_table(
+            sent.attributes(), prefix="cloudEvents_", leave_out="datacontenttype"
+        ) == string_table(headers)
+    refused = CloudEvent(
+        made.id, made.source, made.type, made.time, "text/xml; " + "x" * 300, made.data
+    )
+    with pytest.raises(TypeError, match="255"):
+        properties_of(refused, "uftp-adapter cro")
 
 
 # -- against the broker ----------------------------------------------------------------------
