@@ -9,8 +9,11 @@ the in-memory bridge) under ``valgrind --tool=callgrind``, `--messages` messages
 another, each done when its response came back and, with the bridge, both its events were
 published. Each configuration runs twice, with `--messages` and three times as many; the
 difference divided by the extra messages is the instructions per message, without the start
-and imports. Printed: per configuration, millions of instructions per message, and the
-bridge's extra over the path without it (this checkout, and `--baseline DIR` beside it).
+and imports. The runs have one hash seed (``PYTHONHASHSEED=0``: the same dict and set
+layouts each time); what still varies is where the path's timers fall (the relay's 50 ms
+marks, the store's deferred window, the relay's poll), a few hundredths of a million per
+message. Printed: per configuration, millions of instructions per message, and the bridge's
+extra over the path without it (this checkout, and `--baseline DIR` beside it).
 
 The third configuration, ``commands-rabbitmq``, is bench_bus.py's "bus -> UFTP (commands),
 rabbitmq" row: the same pair, the DSO with a RabbitMQ bridge that consumes commands (as
@@ -21,7 +24,9 @@ on the CRO. A producer process of its own, not under callgrind, puts one command
 the adapter's process only serves, until the producer is done. Counted is thus the adapter's
 own work: the command taken in, carried out and acknowledged, the round trip, the events
 stored and published with confirms; the broker and the producer are outside the count. Its
-extra over the path without a bus is printed as the bridge's is.
+extra over the path without a bus (`none`) is printed as the bridge's is: issue 12's target
+for that row is under +25%. `--kinds` picks configurations (`none` always: the others are
+measured against it); RabbitMQ must be reachable at `--amqp-url` for ``commands-rabbitmq``.
 
 Instructions are not time (a cache miss or a syscall costs more than its count says), and the
 path runs one message at a time, not at bench_bus.py's rate: batching under load is not
