@@ -1361,11 +1361,47 @@ async def test_the_raw_intake_is_kept_when_its_probe_is_not_back_within_the_wait
 ) -> None:
     """The probe at connect decides by round trips to the server, not by its short wait:
     with no wait at all (as on a machine too busy to read the probe within it) the raw intake
-    that works is still chosen."""
+    that works is still chosen. Even with the probe left in nats-py's buffer until the first
+    ping is answered (as when its flusher does not get its turn before): on the wire the
+    first ping, its pong, the probe, the second ping. Then only the second round trip proves
+    the probe delivered; one alone would fall back for nothing."""
     monkeypatch.setattr(adapter.bus.nats, "_PROBE_WAIT", 0.0)
-    for _ in range(5):
+    publish = Client.publish
+    send_ping = Client._send_ping
+    written_late = 0
+
+    async def probe_written_late(self: Client, subject: str, *args: Any, **kwargs: Any) -> None:
+        if subject != bus._ack_prefix + "0":
+            await publish(self, subject, *args, **kwargs)
+            return
+        held: list[bytes] = []
+
+        async def hold(command: bytes, priority: bool = False) -> None:
+            held.append(command)
+
+        async def ping_then_probe(future: asyncio.Future[Any] | None = None) -> None:
+            nonlocal written_late
+            del self._send_ping
+            assert future is not None  # flush's
+            await send_ping(self, future)
+            await future
+            written_late += 1
+            (command,) = held
+            await self._send_command(command)
+            await self._flush_pending()
+
+        self._send_command = hold  # type: ignore[method-assign]
+        try:
+            await publish(self, subject, *args, **kwargs)
+        finally:
+            del self._send_command
+        self._send_ping = ping_then_probe  # type: ignore[method-assign]
+
+    monkeypatch.setattr(Client, "publish", probe_written_late)
+    for connects in range(1, 6):
         bus = broker.bus()
         await bus.connect()
+        assert written_late == connects
         assert bus._raw
         await bus.close()
 
