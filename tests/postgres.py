@@ -13,6 +13,7 @@ do not need it.
 
 from __future__ import annotations
 
+import importlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -41,10 +42,19 @@ def unreachable(exc: BaseException) -> NoReturn:
     pytest.skip(f"{problem} (start one, or set {VARIABLE}; with it or CI=true this fails)")
 
 
+def import_asyncpg() -> Any:
+    """asyncpg, for a test (or, at module level, a module) that needs it: skips without it,
+    unless the server is required (`PG_REQUIRED`): then its ImportError fails, so that CI
+    cannot pass by skipping PostgreSQL for want of the driver either."""
+    if PG_REQUIRED:
+        return importlib.import_module("asyncpg")
+    return pytest.importorskip("asyncpg")
+
+
 async def connect() -> Any:
     """A connection to the test server (asyncpg), the caller to close; skips or fails the
     test when there is none."""
-    asyncpg = pytest.importorskip("asyncpg")
+    asyncpg = import_asyncpg()
     try:
         return await asyncpg.connect(PG_DSN, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:

@@ -28,6 +28,7 @@ from adapter.uftp.messages import (
     TestMessage,
     TestMessageResponse,
 )
+from tests.postgres import import_asyncpg
 from tests.uftp.samples import (
     make_dso_portfolio_query,
     make_dso_portfolio_update,
@@ -533,7 +534,7 @@ async def test_a_shared_store_leaves_a_response_unfinished_unless_awaited_here()
     memory (one process per store) always; across processes (`SharedWaiters`) only when a
     request here awaits it - else the process that awaits it must hear of it even after a
     crash here, so the participant stores it unfinished (`Participant._settles`)."""
-    pytest.importorskip("asyncpg")
+    import_asyncpg()
     from adapter.store.postgres import PostgresStore
     from adapter.waiters import SharedWaiters, Waiters, matcher_for
 
