@@ -2,8 +2,9 @@
 
 `UFTP_TEST_POSTGRES_DSN` names the server (default postgresql://127.0.0.1:5432/test). When it
 cannot be reached a test that needs it skips, with the reason and how to make it count, unless
-the variable is given explicitly or CI is set (CI=true, as `.ci/run` runs): then it fails, so
-that CI cannot pass by skipping PostgreSQL (the rule of tests/bus/conftest.py for the brokers).
+the variable is given explicitly (`scripts/test.sh`, the README's test command, which CI runs
+through `.ci/run`, always gives it) or CI is set (CI=true): then it fails, so that CI cannot
+pass by skipping PostgreSQL (the rule of tests/bus/conftest.py for the brokers).
 
 `connect()` is the one place that decides; `fresh_schema()` gives a schema of the test's own,
 dropped afterwards, and the `postgres_schema` fixture of tests/conftest.py is that for a whole

@@ -457,11 +457,20 @@ async def test_a_large_message_gets_its_200_before_its_handling(
 
 class StoreCalls:
     """What the participant asks of its (real) store: the status of each inbound message it
-    saves, and the messages it finishes."""
+    saves, and the messages it finishes; and the types of the messages whose handling ended
+    (as its observer hears of it), to wait for instead of a pause."""
 
     def __init__(self, participant: Participant, monkeypatch: pytest.MonkeyPatch) -> None:
         self.saved: dict[str, InboundStatus] = {}
         self.finished: list[str] = []
+        self.handled: list[str] = []
+        handled = self.handled
+
+        class Handled(NullObserver):
+            def handled(self, message_type: str, outcome: str, seconds: float) -> None:
+                handled.append(message_type)
+
+        participant.observer = Handled()
         store = participant.store
         save, finish = store.save_inbound, store.finish_inbound
 
@@ -491,7 +500,7 @@ async def test_a_response_awaited_here_is_stored_handled_at_once(
     response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
 
     assert calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.HANDLED}
-    await asyncio.sleep(0.05)  # its handling has ended (it resolved the request)
+    await eventually(lambda: calls.handled == ["DSOPortfolioUpdateResponse"])
     assert calls.finished == []
     stored = await dso.store.get_inbound(CRO, response.message_id)
     assert stored is not None and stored.status is InboundStatus.HANDLED
@@ -529,7 +538,7 @@ async def test_a_response_nobody_here_awaits_is_stored_handled_at_once_on_a_stor
 
     await eventually(lambda: "DSOPortfolioUpdateResponse" in calls.saved)
     assert calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.HANDLED}
-    await asyncio.sleep(0.05)  # its handling (nothing) has ended
+    await eventually(lambda: calls.handled == ["DSOPortfolioUpdateResponse"])
     assert calls.finished == []
     assert await bare.store.unfinished_inbound() == []
 
