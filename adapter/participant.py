@@ -570,6 +570,19 @@ class Participant:
         message delivered, comes first (a caller of `request()` then finds it so)."""
         if received.outcome is SaveOutcome.ALREADY_SUBMITTED:
             return None  # handled (or being handled) already; the first response stands
+        if received.outcome is SaveOutcome.DUPLICATE_IDENTIFIER and isinstance(
+            received.message, PayloadResponse
+        ):
+            # A response is never answered, so a Duplicate Identifier has nobody to go to;
+            # and this copy is not stored: the first, which is, stands, and this one is not
+            # believed (handed to no waiter or handler).
+            log.warning(
+                "ignoring a %s from %s: its MessageID came before with other content",
+                received.message.xml_name,
+                received.sender_domain,
+            )
+            log.debug("ignored copy of %s", received.message.message_id)
+            return None
         if received.outcome is SaveOutcome.NEW:  # (a Duplicate Identifier is not stored)
             self._in_hand.add((received.sender_domain, received.message.message_id))
         self._schedule_handling(self._handle(received))

@@ -91,8 +91,8 @@ class Received:
     #: Reasons the protocol checks found; empty when the message may go to its handler.
     rejections: tuple[str, ...]
     outcome: SaveOutcome
-    #: Stored handled at once (`Server.settles`): nothing to finish in the store after its
-    #: handling.
+    #: Stored handled at once by this POST (`Endpoint.settles`): nothing to finish in the
+    #: store after its handling. False when the POST stored nothing (a copy).
     settled: bool = False
 
 
@@ -477,7 +477,7 @@ class Endpoint:
             received_at=now,
             rejections=rejections,
             outcome=outcome,
-            settled=settled,
+            settled=settled and outcome is SaveOutcome.NEW,
         )
 
 

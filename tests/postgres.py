@@ -2,8 +2,9 @@
 
 `UFTP_TEST_POSTGRES_DSN` names the server (default postgresql://127.0.0.1:5432/test). When it
 cannot be reached a test that needs it skips, with the reason and how to make it count, unless
-the variable is given explicitly or CI is set (CI=true, as `.ci/run` runs): then it fails, so
-that CI cannot pass by skipping PostgreSQL (the rule of tests/bus/conftest.py for the brokers).
+the variable is given explicitly (`scripts/test.sh`, the README's test command, which CI runs
+through `.ci/run`, always gives it) or CI is set (CI=true): then it fails, so that CI cannot
+pass by skipping PostgreSQL (the rule of tests/bus/conftest.py for the brokers).
 
 `connect()` is the one place that decides; `fresh_schema()` gives a schema of the test's own,
 dropped afterwards, and the `postgres_schema` fixture of tests/conftest.py is that for a whole
@@ -13,6 +14,7 @@ do not need it.
 
 from __future__ import annotations
 
+import importlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -41,10 +43,19 @@ def unreachable(exc: BaseException) -> NoReturn:
     pytest.skip(f"{problem} (start one, or set {VARIABLE}; with it or CI=true this fails)")
 
 
+def import_asyncpg() -> Any:
+    """asyncpg, for a test (or, at module level, a module) that needs it: skips without it,
+    unless the server is required (`PG_REQUIRED`): then its ImportError fails, so that CI
+    cannot pass by skipping PostgreSQL for want of the driver either."""
+    if PG_REQUIRED:
+        return importlib.import_module("asyncpg")
+    return pytest.importorskip("asyncpg")
+
+
 async def connect() -> Any:
     """A connection to the test server (asyncpg), the caller to close; skips or fails the
     test when there is none."""
-    asyncpg = pytest.importorskip("asyncpg")
+    asyncpg = import_asyncpg()
     try:
         return await asyncpg.connect(PG_DSN, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:

@@ -8,14 +8,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from adapter import participant as participant_module
+from adapter.directory import StaticDirectory
+from adapter.keys import generate
 from adapter.ops.observer import NullObserver
 from adapter.participant import DeliveryFailed, Participant, ResponseTimeout, UnknownPeer
 from adapter.router import HandlerContext, Router
+from adapter.settings import ListenAddress
 from adapter.store.base import InboundRecord, InboundStatus, OutboundStatus, SaveOutcome
-from adapter.testing import Network, composed, eventually
+from adapter.testing import FAST_DELIVERY, TEST_LIMITS, Network, composed, eventually
 from adapter.uftp.errors import InvalidOutbound, InvalidXml, Rejection
 from adapter.uftp.messages import (
     DSOPortfolioQuery,
@@ -28,6 +33,7 @@ from adapter.uftp.messages import (
     TestMessage,
     TestMessageResponse,
 )
+from tests.postgres import PG_DSN, Schema, import_asyncpg
 from tests.uftp.samples import (
     make_dso_portfolio_query,
     make_dso_portfolio_update,
@@ -451,11 +457,20 @@ async def test_a_large_message_gets_its_200_before_its_handling(
 
 class StoreCalls:
     """What the participant asks of its (real) store: the status of each inbound message it
-    saves, and the messages it finishes."""
+    saves, and the messages it finishes; and the types of the messages whose handling ended
+    (as its observer hears of it), to wait for instead of a pause."""
 
     def __init__(self, participant: Participant, monkeypatch: pytest.MonkeyPatch) -> None:
         self.saved: dict[str, InboundStatus] = {}
         self.finished: list[str] = []
+        self.handled: list[str] = []
+        handled = self.handled
+
+        class Handled(NullObserver):
+            def handled(self, message_type: str, outcome: str, seconds: float) -> None:
+                handled.append(message_type)
+
+        participant.observer = Handled()
         store = participant.store
         save, finish = store.save_inbound, store.finish_inbound
 
@@ -485,7 +500,7 @@ async def test_a_response_awaited_here_is_stored_handled_at_once(
     response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
 
     assert calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.HANDLED}
-    await asyncio.sleep(0.05)  # its handling has ended (it resolved the request)
+    await eventually(lambda: calls.handled == ["DSOPortfolioUpdateResponse"])
     assert calls.finished == []
     stored = await dso.store.get_inbound(CRO, response.message_id)
     assert stored is not None and stored.status is InboundStatus.HANDLED
@@ -523,7 +538,7 @@ async def test_a_response_nobody_here_awaits_is_stored_handled_at_once_on_a_stor
 
     await eventually(lambda: "DSOPortfolioUpdateResponse" in calls.saved)
     assert calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.HANDLED}
-    await asyncio.sleep(0.05)  # its handling (nothing) has ended
+    await eventually(lambda: calls.handled == ["DSOPortfolioUpdateResponse"])
     assert calls.finished == []
     assert await bare.store.unfinished_inbound() == []
 
@@ -533,7 +548,7 @@ async def test_a_shared_store_leaves_a_response_unfinished_unless_awaited_here()
     memory (one process per store) always; across processes (`SharedWaiters`) only when a
     request here awaits it - else the process that awaits it must hear of it even after a
     crash here, so the participant stores it unfinished (`Participant._settles`)."""
-    pytest.importorskip("asyncpg")
+    import_asyncpg()
     from adapter.store.postgres import PostgresStore
     from adapter.waiters import SharedWaiters, Waiters, matcher_for
 
@@ -554,3 +569,133 @@ async def test_a_shared_store_leaves_a_response_unfinished_unless_awaited_here()
     assert not shared.resolves_in_memory(answer, "someone-else.example")
     assert alone.resolves_in_memory(answer, CRO) and alone.resolves_in_memory(stranger, CRO)
     await shared.close()
+
+
+class Handled(NullObserver):
+    """The handlings that ended (`Observer.handled`): message type and outcome."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str]] = []
+
+    def handled(self, message_type: str, outcome: str, seconds: float) -> None:
+        self.ended.append((message_type, outcome))
+
+
+async def test_a_response_whose_request_awaits_a_retry_is_stored_unfinished_then_finished(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request's first POST got a 503 though the CRO stored it (the 200 lost on the way
+    back), and its response arrives while the request waits for its retry: handling the
+    response ends that retry (`Outbox.answered`), which must survive a crash, so the
+    response is stored received and finished after, once, though a `request()` here awaits
+    it and it has no handler."""
+    router = Router()
+
+    @router.on(DSOPortfolioUpdate)
+    async def after_the_503(message: DSOPortfolioUpdate, ctx: HandlerContext) -> None:
+        await eventually(lambda: dso.outbox.awaits_retry(message.message_id))
+
+    cro = network.create(CRO, Role.CRO, router=router)
+    slow_retry = dataclasses.replace(  # its retry not before 15 s, well within the deadline
+        FAST_DELIVERY,
+        deadline_seconds=300.0,
+        backoff_initial_seconds=30.0,
+        backoff_max_seconds=60.0,
+    )
+    dso = network.create(DSO, Role.DSO, delivery=slow_retry)  # no handler for the response
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
+    front = await lossy_front(cro.url())
+    try:
+        dso.directory.add(network.peer(cro, endpoint=front.url))  # type: ignore[attr-defined]
+        calls, handled = StoreCalls(dso, monkeypatch), Handled()
+        dso.observer = handled
+
+        response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
+
+        await eventually(lambda: ("DSOPortfolioUpdateResponse", "ok") in handled.ended)
+        assert front.hits == 1
+        assert calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.RECEIVED}
+        assert calls.finished == [response.message_id]
+        assert await dso.store.unfinished_inbound() == []
+        assert not dso.outbox.awaits_retry(response.reference_message_id)
+        record = await dso.store.get_outbound(response.reference_message_id)
+        assert record is not None and record.status is OutboundStatus.DELIVERED
+    finally:
+        await front.runner.cleanup()
+
+
+@dataclasses.dataclass
+class LossyFront:
+    """A front end that forwards each POST to its participant, then answers 503."""
+
+    runner: web.AppRunner
+    url: str
+    hits: int = 0
+
+
+async def lossy_front(target: str) -> LossyFront:
+    async def lossy(request: web.Request) -> web.Response:
+        front.hits += 1
+        body = await request.read()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(target, data=body, headers={"Content-Type": "text/xml"}) as forwarded,
+        ):
+            assert forwarded.status == 200
+        return web.Response(status=503, text="the 200 got lost\n")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", lossy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    front = LossyFront(runner, f"http://127.0.0.1:{port}/shapeshifter/api/v3/message")
+    return front
+
+
+async def test_on_postgresql_a_response_nobody_here_awaits_is_stored_unfinished(
+    postgres_schema: Schema, network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A participant on a shared store (PostgreSQL), no handler for responses: a response to
+    a message sent with `send()` may be awaited by another process of the store, which must
+    hear of it even if this one dies first: stored received, finished after its handling. A
+    response a `request()` of this process awaits is its memory alone: stored handled at
+    once, never finished after."""
+    from adapter.store.postgres import PostgresStore
+
+    cro = network.create(CRO, Role.CRO, router=cro_router(Recorder()))
+    keys = network.keys.setdefault(DSO, generate())
+    dso = Participant(
+        domain=DSO,
+        role=Role.DSO,
+        keys=keys,
+        store=PostgresStore(PG_DSN, schema=postgres_schema.name),
+        directory=StaticDirectory([]),
+        listen=ListenAddress("127.0.0.1", 0),
+        delivery=FAST_DELIVERY,
+        limits=TEST_LIMITS,
+    )
+    network.participants.append(dso)  # (stopped before its schema is dropped: fixture order)
+    await network.start(cro, dso)
+    network.introduce(cro, dso)
+    calls, handled = StoreCalls(dso, monkeypatch), Handled()
+    dso.observer = handled
+
+    await dso.send(TestMessage(), to=CRO)
+    await eventually(lambda: ("TestMessageResponse", "ok") in handled.ended)
+    assert calls.saved == {"TestMessageResponse": InboundStatus.RECEIVED}
+    assert len(calls.finished) == 1
+    stored = await dso.store.get_inbound(CRO, calls.finished[0])
+    assert stored is not None and stored.message_type == "TestMessageResponse"
+    assert stored.status is InboundStatus.HANDLED
+
+    response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
+    await eventually(lambda: ("DSOPortfolioUpdateResponse", "ok") in handled.ended)
+    assert calls.saved["DSOPortfolioUpdateResponse"] is InboundStatus.HANDLED
+    assert response.message_id not in calls.finished and len(calls.finished) == 1
+    stored = await dso.store.get_inbound(CRO, response.message_id)
+    assert stored is not None and stored.status is InboundStatus.HANDLED
+    assert await dso.store.unfinished_inbound() == []

@@ -26,7 +26,11 @@ from adapter.uftp.messages import (
     Role,
     TestMessage,
 )
-from tests.uftp.samples import make_dso_portfolio_update, make_test_message
+from tests.uftp.samples import (
+    make_dso_portfolio_update,
+    make_dso_portfolio_update_response,
+    make_test_message,
+)
 
 DSO = "dso.example-grid.nl"
 CRO = "cro.example.com"
@@ -352,6 +356,33 @@ async def test_same_message_id_other_content_is_duplicate_identifier(setup: Setu
     assert second.result is Result.REJECTED
     assert second.rejection_reason == "Duplicate Identifier"
     assert len(setup.handled) == 1
+
+
+async def test_a_response_copied_with_other_content_is_not_believed(
+    network: Network, setup: Setup
+) -> None:
+    """A response whose MessageID is known with other content is not stored (Duplicate
+    Identifier), so it is not handled either: the waiter and the handlers see the first
+    copy, the one the store holds, never the conflicting one. Its sender still gets its 200
+    (a response is never answered)."""
+    cro = PeerClient(CRO, Role.CRO, network.keys[CRO])
+    first = dataclasses.replace(
+        make_dso_portfolio_update_response(),
+        sender_domain=CRO,
+        recipient_domain=DSO,
+        message_id=str(uuid.uuid4()),
+        reference_message_id=str(uuid.uuid4()),
+    )
+    changed = dataclasses.replace(first, result=Result.REJECTED, rejection_reason="Other")
+    assert (await cro.post(setup.dso.url(), cro.seal(first)))[0] == 200
+    await eventually(lambda: len(setup.responses) == 1)
+    assert (await cro.post(setup.dso.url(), cro.seal(changed)))[0] == 200
+    later = dataclasses.replace(first, message_id=str(uuid.uuid4()))
+    assert (await cro.post(setup.dso.url(), cro.seal(later)))[0] == 200
+    await eventually(lambda: later.message_id in [r.message_id for r in setup.responses])
+
+    assert [r.message_id for r in setup.responses] == [first.message_id, later.message_id]
+    assert all(r.result is Result.ACCEPTED for r in setup.responses)
 
 
 async def test_test_message_from_peer_gets_response(setup: Setup) -> None:

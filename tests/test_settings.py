@@ -20,6 +20,7 @@ from adapter.server import Endpoint
 from adapter.store.sqlite import SqliteStore
 from adapter.uftp.messages import Role
 from adapter.waiters import Waiters, matcher_for
+from tests.postgres import import_asyncpg
 
 DOMAIN = "cro.example.com"
 
@@ -160,7 +161,7 @@ def test_the_matcher_of_a_participant_on_a_shared_store_tells_the_other_processe
     """A PostgreSQL store may be shared: its coordinator's notifier (LISTEN/NOTIFY) carries
     the news of responses and failures to the process that awaits them. Nothing connects
     before the store is opened."""
-    pytest.importorskip("asyncpg")
+    import_asyncpg()
     from adapter.store.postgres import PostgresStore
     from adapter.waiters import SharedWaiters
 

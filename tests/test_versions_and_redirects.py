@@ -108,7 +108,10 @@ async def test_a_redirect_loop_is_a_temporary_failure_until_the_deadline(
         DSO,
         Role.DSO,
         delivery=DeliverySettings(
-            deadline_seconds=0.6, backoff_initial_seconds=0.05, backoff_max_seconds=0.1
+            # Long enough for a second attempt on a loaded machine (each follows the loop).
+            deadline_seconds=2.0,
+            backoff_initial_seconds=0.05,
+            backoff_max_seconds=0.1,
         ),
     )
     await network.start(cro, dso)

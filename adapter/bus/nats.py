@@ -143,6 +143,8 @@ _WRITE_GAP: Final = 0.001
 #: latency); it only spares them where the probe is back at once, and bounds what a dispatch
 #: that does not reach the taker adds to a connect: this and two round trips.
 _PROBE_WAIT: Final = 0.05
+#: What nats-py's error for what the server refused on permissions says (nats-py 2.x).
+_PERMISSIONS: Final = "permissions violation"
 #: How a delivery is settled (JetStream's acknowledgement protocol).
 _ACK: Final = b"+ACK"
 _NAK: Final = b"-NAK"
@@ -388,6 +390,9 @@ class NatsBus:
         #: `connect`).
         self._hpub = False
         self._raw = False
+        #: A permissions error the server reported on our PubAck inbox (its subscription, the
+        #: probe's publication) since `connect` began: why the probe did not come back.
+        self._refused = ""
         #: Our inbox for the commands a pull request delivers, and what arrived in it.
         self._inbox: Subscription | None = None
         self._arrived: deque[_Delivery] = deque()
@@ -421,6 +426,9 @@ class NatsBus:
             self._pull_ok = False
 
         async def on_error(exc: Exception) -> None:
+            said = str(exc).lower()  # (nats-py lowers the server's text, subjects included)
+            if self._ack_prefix and self._ack_prefix.lower() in said and _PERMISSIONS in said:
+                self._refused = str(exc)  # the probe's publication, or the inbox itself
             self._note(f"connection: {exc!r}")  # once per kind, not per attempt
 
         nc = await open_connection(
@@ -437,6 +445,7 @@ class NatsBus:
         # Deliveries to a former connection's inbox are settled by the server's ack wait.
         self._inbox, self._arrived, self._arrived_bytes = None, deque(), 0
         self._forget_acks()
+        self._refused = ""
         try:
             prefix = nc.new_inbox() + "."
             self._ack_prefix = prefix
@@ -444,8 +453,17 @@ class NatsBus:
                 self._acks = await self._subscribe(nc, prefix + "*", self._ack_raw, self._on_ack)
                 if self._raw and not await self._raw_arrives(nc):
                     # nats-py's parser does not hand messages over through what `RawClient`
-                    # overrides: they would pile up unread in the subscription's queue.
-                    log.warning("NATS: this nats-py's dispatch is not the one expected; using it")
+                    # overrides (they would pile up unread in the subscription's queue), or
+                    # the server refused the probe, which proves nothing either way.
+                    if self._refused:
+                        log.warning(
+                            "NATS: the intake probe was refused (%s); using nats-py's dispatch",
+                            self._refused,
+                        )
+                    else:
+                        log.warning(
+                            "NATS: this nats-py's dispatch is not the one expected; using it"
+                        )
                     self._raw = False
                     await self._acks.unsubscribe()
                     self._acks = await self._subscribe(

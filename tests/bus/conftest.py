@@ -20,13 +20,11 @@ import pytest
 from adapter.bus.rabbitmq import Topology
 
 AMQP_URL = os.environ.get("UFTP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-AMQP_REQUIRED = "UFTP_TEST_AMQP_URL" in os.environ or os.environ.get("CI", "").lower() in (
-    "1",
-    "true",
-    "yes",
-)
+#: CI=true (or 1, yes) makes a test fail, not skip, without its broker: as tests/postgres.py.
+_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+AMQP_REQUIRED = "UFTP_TEST_AMQP_URL" in os.environ or _CI
 NATS_URL = os.environ.get("UFTP_TEST_NATS_URL", "nats://127.0.0.1:4222")
-NATS_REQUIRED = "UFTP_TEST_NATS_URL" in os.environ or bool(os.environ.get("CI"))
+NATS_REQUIRED = "UFTP_TEST_NATS_URL" in os.environ or _CI
 
 
 def reachable(url: str) -> str | None:

@@ -849,8 +849,10 @@ async def test_consuming_and_publishing_resume_after_the_connection_is_killed(
 class OwnServer:
     """A nats-server of the test's own, with JetStream on file storage in a temp dir."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, config: Path | None = None) -> None:
         self.store = store
+        #: A configuration file of the server's (users, permissions), if any.
+        self.config = config
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -862,8 +864,11 @@ class OwnServer:
         """Start; `fresh`: on empty storage, a server that lost its state."""
         if fresh:
             self.store = self.store.with_name(self.store.name + "-fresh")
+        argv = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
+        if self.config is not None:
+            argv += ["-c", str(self.config)]
         self.process = subprocess.Popen(
-            [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+            argv,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -881,11 +886,16 @@ class OwnServer:
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[OwnServer]:
+    server = OwnServer(tmp_path / "jetstream")
+    yield from running(server)
+
+
+def running(server: OwnServer) -> Iterator[OwnServer]:
+    """`server` started, and killed after the test; skips or fails without a nats-server."""
     if not Path(NATS_SERVER).exists():
         if NATS_REQUIRED:
             pytest.fail(f"no nats-server at {NATS_SERVER}")
         pytest.skip(f"no nats-server at {NATS_SERVER}")
-    server = OwnServer(tmp_path / "jetstream")
     server.start()
     try:
         yield server
@@ -1361,13 +1371,87 @@ async def test_the_raw_intake_is_kept_when_its_probe_is_not_back_within_the_wait
 ) -> None:
     """The probe at connect decides by round trips to the server, not by its short wait:
     with no wait at all (as on a machine too busy to read the probe within it) the raw intake
-    that works is still chosen."""
+    that works is still chosen. Even with the probe left in nats-py's buffer until the first
+    ping is answered (as when its flusher does not get its turn before): on the wire the
+    first ping, its pong, the probe, the second ping. Then only the second round trip proves
+    the probe delivered; one alone would fall back for nothing."""
     monkeypatch.setattr(adapter.bus.nats, "_PROBE_WAIT", 0.0)
-    for _ in range(5):
+    publish = Client.publish
+    send_ping = Client._send_ping
+    written_late = 0
+
+    async def probe_written_late(self: Client, subject: str, *args: Any, **kwargs: Any) -> None:
+        if subject != bus._ack_prefix + "0":
+            await publish(self, subject, *args, **kwargs)
+            return
+        held: list[bytes] = []
+
+        async def hold(command: bytes, priority: bool = False) -> None:
+            held.append(command)
+
+        async def ping_then_probe(future: asyncio.Future[Any] | None = None) -> None:
+            nonlocal written_late
+            del self._send_ping
+            assert future is not None  # flush's
+            await send_ping(self, future)
+            await future
+            written_late += 1
+            (command,) = held
+            await self._send_command(command)
+            await self._flush_pending()
+
+        self._send_command = hold  # type: ignore[method-assign]
+        try:
+            await publish(self, subject, *args, **kwargs)
+        finally:
+            del self._send_command
+        self._send_ping = ping_then_probe  # type: ignore[method-assign]
+
+    monkeypatch.setattr(Client, "publish", probe_written_late)
+    for connects in range(1, 6):
         bus = broker.bus()
         await bus.connect()
+        assert written_late == connects
         assert bus._raw
         await bus.close()
+
+
+@pytest.fixture
+def inboxes_closed_server(tmp_path: Path) -> Iterator[OwnServer]:
+    """A nats-server of the test's own whose only user (bus:bus) may not publish to the
+    inboxes (``_INBOX.>``), as an account may be set up: the answers of the server and of
+    JetStream still reach its inboxes."""
+    config = tmp_path / "nats.conf"
+    config.write_text(
+        'authorization { users = [ { user: "bus", password: "bus",'
+        ' permissions: { publish: { deny: ["_INBOX.>"] } } } ] }\n'
+    )
+    yield from running(OwnServer(tmp_path / "jetstream", config))
+
+
+async def test_a_probe_the_server_refuses_is_said_to_be_refused(
+    inboxes_closed_server: OwnServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the account may not publish to the PubAck inbox the probe at connect is
+    refused, which says nothing of nats-py's dispatch: the fallback's warning says what the
+    server refused, not that nats-py's dispatch is not the one expected. The bus works on
+    nats-py's dispatch."""
+    url = f"nats://bus:bus@127.0.0.1:{inboxes_closed_server.port}"
+    client = await nats.connect(url, connect_timeout=5, allow_reconnect=False)
+    broker = NatsBroker(url, client)
+    try:
+        bus = broker.bus()
+        await bus.connect()
+        assert not bus._raw
+        refused = [r.getMessage() for r in caplog.records if "probe was refused" in r.getMessage()]
+        assert len(refused) == 1, caplog.text
+        assert "permissions violation for publish" in refused[0]
+        assert bus._ack_prefix.lower() + "0" in refused[0]
+        assert "dispatch is not the one expected" not in caplog.text
+        await carries_commands_and_events(broker, bus, "refused")
+    finally:
+        await broker.cleanup()
+        await client.close()
 
 
 async def test_a_connect_that_fails_unexpectedly_leaves_nothing_half_set_up(

@@ -24,6 +24,7 @@ from adapter.participant import DeliveryFailed, Participant
 from adapter.run import participant_for
 from adapter.store.base import OutboundStatus
 from adapter.uftp.messages import DSOPortfolioQuery, DSOPortfolioQueryResponse, Result
+from tests.postgres import import_asyncpg
 from tests.resilience.dso_driver import portfolio_update
 from tests.resilience.harness import free_port
 from tests.resilience.shared import (
@@ -44,7 +45,7 @@ from tests.resilience.shared import (
 from tests.resilience.stores import open_read_only, read_sender
 from tests.serve import Process
 
-asyncpg = pytest.importorskip("asyncpg")
+asyncpg = import_asyncpg()
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="processes killed with SIGKILL")
 

@@ -28,6 +28,7 @@ from adapter.listen import bind, workers_supported
 from adapter.ops.logs import announce
 from adapter.uftp import codec, envelope
 from adapter.uftp.messages import Role, TestMessage
+from tests.postgres import import_asyncpg
 from tests.resilience.harness import free_port
 from tests.resilience.shared import (
     CRO,
@@ -40,7 +41,7 @@ from tests.resilience.shared import (
 )
 from tests.serve import Process, serve_argv
 
-asyncpg = pytest.importorskip("asyncpg")
+asyncpg = import_asyncpg()
 
 pytestmark = pytest.mark.skipif(not workers_supported(), reason="--workers needs Linux")
 

@@ -14,7 +14,9 @@ from datetime import timedelta
 
 import pytest
 
-asyncpg = pytest.importorskip("asyncpg")
+from tests.postgres import import_asyncpg
+
+asyncpg = import_asyncpg()
 
 from adapter.store.base import OutboundStatus, StorageError  # noqa: E402
 from adapter.store.postgres import PostgresStore  # noqa: E402

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-asyncpg = pytest.importorskip("asyncpg")
+from tests.postgres import import_asyncpg
+
+asyncpg = import_asyncpg()
 
 from adapter.store.postgres import PostgresStore  # noqa: E402
 from adapter.store.postgres_coordination import PostgresCoordinator  # noqa: E402

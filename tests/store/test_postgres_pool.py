@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-asyncpg = pytest.importorskip("asyncpg")
+from tests.postgres import import_asyncpg
+
+asyncpg = import_asyncpg()
 
 from adapter.store.postgres_pool import ConnectionPool  # noqa: E402
 from tests.postgres import PG_DSN, require  # noqa: E402

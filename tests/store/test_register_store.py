@@ -44,7 +44,7 @@ from adapter.store.sqlite import SqliteStore
 from adapter.uftp.errors import Rejection
 from adapter.uftp.messages import DSOPortfolioUpdateConnection as C
 from adapter.uftp.messages import RedispatchBy
-from tests.postgres import PG_DSN, connect, fresh_schema
+from tests.postgres import PG_DSN, connect, fresh_schema, import_asyncpg
 
 DSO, DSO2 = "dso.example.com", "dso2.example.com"
 AGR, AGR2 = "agr.example.com", "agr2.example.com"
@@ -552,7 +552,7 @@ async def test_postgres_register_of_an_older_schema_version_is_migrated(old_vers
     address index (version 2), opens keyed by address, version and period, with an index on
     point_version in place of the address index; its connections are found as before, and it
     takes a connection that leaves a point and returns to it."""
-    pytest.importorskip("asyncpg")
+    import_asyncpg()
     from adapter.store.postgres import PostgresStore
     from adapter.store.register_postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
 
@@ -645,7 +645,7 @@ async def test_postgres_conflict_checks_probe_the_address_index_without_statisti
     conflict checks look each connection up in the address index; no plan scans the whole
     connections table (or joins every point with every probe). The update that follows
     finds its conflicts, and being a bulk load itself, leaves the tables analyzed."""
-    pytest.importorskip("asyncpg")
+    import_asyncpg()
     from adapter.store.postgres import PostgresStore
     from adapter.store.register_postgres import (
         AGR_CONFLICT_QUERY,
@@ -807,6 +807,7 @@ def test_postgres_names_parameter_refuses_names_that_would_not_come_back_whole()
     """The connections of a conflict check travel as one text, split by the server at
     U+0001 (no XML character): a name holding it, or an empty one, would come back as
     other names, so it is refused rather than probed wrongly."""
+    import_asyncpg()
     from adapter.store.register_postgres import names_parameter
 
     assert names_parameter([E1, E2]) == f"{E1}\x01{E2}"
@@ -822,7 +823,7 @@ async def test_postgres_bulk_load_is_analyzed_after_the_update_and_quietly_not_o
     """A bulk load is analyzed in a task of its own once it has committed (`analyzed` waits
     for it); a store closed before that task runs (the participant stopping) leaves the
     counting to autovacuum without a warning: nothing failed."""
-    pytest.importorskip("asyncpg")
+    import_asyncpg()
     from adapter.store.postgres import PostgresStore
     from adapter.store.register_postgres import ANALYZE_ROWS, PostgresRegister
 

@@ -45,7 +45,7 @@ from adapter.store import (
     open_store,
 )
 from adapter.store.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
-from tests.postgres import PG_DSN, fresh_schema
+from tests.postgres import PG_DSN, fresh_schema, import_asyncpg
 from tests.resilience.disk import small_disk
 
 # Microseconds on purpose: the round trip must be exact.
@@ -1749,7 +1749,7 @@ def test_open_store_rejects(url: str, message: str) -> None:
     ],
 )
 def test_open_store_postgres_urls(url: str, dsn: str, schema: str) -> None:
-    pytest.importorskip("asyncpg")
+    import_asyncpg()
     from adapter.store.postgres import PostgresStore
 
     store = open_store(url)
