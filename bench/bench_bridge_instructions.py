@@ -270,7 +270,10 @@ def _count_commands(code: str | None, messages: int, url: str) -> int:
             if adapter.poll() is None:
                 adapter.kill()
                 adapter.wait()
-            asyncio.run(_cleanup(url, token))
+            try:
+                asyncio.run(_cleanup(url, token))
+            except Exception as exc:  # not to hide why the run failed, if it did
+                print(f"  could not delete the run's exchanges and queues: {exc!r}", flush=True)
         stderr.seek(0)
         return _collected(stderr.read())
 
