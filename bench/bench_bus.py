@@ -677,6 +677,14 @@ class Configuration:
     broker: str
     process: Process
     producer: Process | None = None
+    #: Starts the configuration's process anew (`--fresh`).
+    start: Callable[[], Process] | None = None
+
+    def renew(self) -> None:
+        """Stop the process and start another for the same configuration."""
+        assert self.start is not None
+        self.process.stop()
+        self.process = self.start()
 
     def run(self, load: Load) -> Outcome:
         if self.kind == "commands":
@@ -757,6 +765,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a checkout of another version (e.g. `git worktree add` or `git archive` of a "
         "commit): its adapter runs beside this one's, in the same slices",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start every configuration's process anew each round (and warm it up)",
+    )
     parser.add_argument("--profile", type=Path, metavar="DIR", help="also profile into DIR")
     parser.add_argument("--profile-lines", type=int, default=35)
     options = parser.parse_args(argv)
@@ -778,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     load = Load(seconds, options.rate, options.window, options.backlog)
+    warm_up = dataclasses.replace(load, seconds=min(seconds, 1.0))
     context = multiprocessing.get_context("spawn")
     configurations: dict[str, Configuration] = {}
     helpers: list[Process] = []
@@ -791,20 +805,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-bus-", dir=options.store_dir) as tmp:
         try:
             for suffix, code in codes:
-                key = "none" + ("-base" if code else "")
-                configurations[key] = Configuration(
-                    "UFTP, no bus" + suffix,
-                    "none",
-                    "",
-                    Process(adapter_process, "none", None, None, tmp, code, name=key),
-                )
-                key = "memory" + ("-base" if code else "")
-                configurations[key] = Configuration(
-                    "UFTP -> bus, in-memory port" + suffix,
-                    "memory",
-                    "",
-                    Process(adapter_process, "memory", None, None, tmp, code, name=key),
-                )
+                for kind, label in (
+                    ("none", "UFTP, no bus"),
+                    ("memory", "UFTP -> bus, in-memory port"),
+                ):
+                    key = kind + ("-base" if code else "")
+
+                    def start(kind: str = kind, code: str | None = code, key: str = key) -> Process:
+                        return Process(adapter_process, kind, None, None, tmp, code, name=key)
+
+                    configurations[key] = Configuration(
+                        label + suffix, kind, "", start(), start=start
+                    )
             for broker in brokers:
                 variants = [
                     (kind, suffix, code)
@@ -827,16 +839,23 @@ def main(argv: list[str] | None = None) -> int:
                 for kind, suffix, code in variants:
                     key = f"{kind}-{broker}" + ("-base" if code else "")
                     variant = (kind, code)
-                    process = Process(
-                        adapter_process, kind, names[variant], seen[variant], tmp, code, name=key
-                    )
+
+                    def start(
+                        kind: str = kind,
+                        code: str | None = code,
+                        key: str = key,
+                        named: Names = names[variant],
+                        counter: Any = seen[variant],
+                    ) -> Process:
+                        return Process(adapter_process, kind, named, counter, tmp, code, name=key)
+
                     label = {
                         "events": f"UFTP -> bus, {broker}",
                         "commands": f"bus -> UFTP (commands), {broker}",
                         "relay": f"relay backlog, {broker} (events)",
                         "bare": f"bare {broker} publish+consume",
                     }[kind] + suffix
-                    configurations[key] = Configuration(label, kind, broker, process)
+                    configurations[key] = Configuration(label, kind, broker, start(), start=start)
                     if kind == "commands":
                         producer = Process(
                             producer_process, names[variant], seen[variant], name=f"producer-{key}"
@@ -851,6 +870,14 @@ def main(argv: list[str] | None = None) -> int:
             for key in order:  # warm-up
                 configurations[key].run(load)
             for round_ in range(rounds):
+                if options.fresh and round_:
+                    # A process's CPU per message carries a bias of its own (its memory
+                    # layout, its hash seed: two processes of the same code measured 10-15%
+                    # apart over a whole run), which rounds of the same processes never
+                    # average out: new processes each round turn it into noise they do.
+                    for key in order:
+                        configurations[key].renew()
+                        configurations[key].run(warm_up)
                 for key in rotated(order, round_):
                     outcome = configurations[key].run(load)
                     results[key].append(outcome)
