@@ -32,9 +32,13 @@ catch-up run flat out: they say how far the bus goes.
 
 After one warm-up slice each, the configurations take turns in slices of `--slice` seconds,
 round-robin for `--rounds` rounds, the order rotated every round: a load on the (shared)
-machine that comes and goes falls on each alike. A slice starts work until its end and then
-waits for what it started to finish; it reports the messages it completed and the CPU its
-process spent from start to finish (`time.process_time`, all threads).
+machine that comes and goes falls on each alike. Before every round but the first, each
+configuration's process is replaced by a new one (warmed up with a slice of at most 1 s): a
+process carries a bias of its own (two of the same code measured 10-15% apart over a whole
+run, every round the same sign), which only new processes turn into noise the rounds
+average. A slice starts work until its end and then waits for what it started to finish; it
+reports the messages it completed and the CPU its process spent from start to finish
+(`time.process_time`, all threads).
 
 Printed first: **CPU per message of the adapter's process**, the median of the slices
 [min-max], and per round the bridge's CPU over the UFTP path without it (the target of issue
@@ -677,7 +681,7 @@ class Configuration:
     broker: str
     process: Process
     producer: Process | None = None
-    #: Starts the configuration's process anew (`--fresh`).
+    #: Starts the configuration's process anew (each round but the first).
     start: Callable[[], Process] | None = None
 
     def renew(self) -> None:
@@ -764,11 +768,6 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="a checkout of another version (e.g. `git worktree add` or `git archive` of a "
         "commit): its adapter runs beside this one's, in the same slices",
-    )
-    parser.add_argument(
-        "--fresh",
-        action="store_true",
-        help="start every configuration's process anew each round (and warm it up)",
     )
     parser.add_argument("--profile", type=Path, metavar="DIR", help="also profile into DIR")
     parser.add_argument("--profile-lines", type=int, default=35)
@@ -870,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in order:  # warm-up
                 configurations[key].run(load)
             for round_ in range(rounds):
-                if options.fresh and round_:
+                if round_:
                     # A process's CPU per message carries a bias of its own (its memory
                     # layout, its hash seed: two processes of the same code measured 10-15%
                     # apart over a whole run), which rounds of the same processes never
