@@ -909,7 +909,11 @@ async def test_consuming_and_publishing_resume_after_the_server_restarts(
     client = await nats.connect(own_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     broker = NatsBroker(own_server.url, client)
     try:
-        bus = broker.bus(timeout=1.0)
+        # A server killed this way may come back with its consumer's state ahead of its
+        # stream's (a delivery it recorded, a message it did not): it then takes the next
+        # message for the one awaiting its ack, and delivers it once the ack wait is over.
+        # Late, never lost; a short ack wait keeps that within the test's patience.
+        bus = broker.bus(timeout=1.0, ack_wait=3.0)
         await bus.connect()
         handler = Recorder()
         await bus.consume(handler)
@@ -928,8 +932,12 @@ async def test_consuming_and_publishing_resume_after_the_server_restarts(
         await eventually(lambda: bus.health().connected, "reconnected")
         await eventually(lambda: client.is_connected, "the test's client back")
         await broker.send_command(b"<x/>", command_headers("cmd-after"))
-        await eventually(lambda: len(handler.commands) == 2, "the command after the restart")
-        assert handler.commands[1].id == "cmd-after"
+        await eventually(lambda: "cmd-after" in handler.ids, "the command after the restart")
+        # The ack of the command from before may have died with the server: then the server
+        # delivers it again (at least once; its id makes it one message).
+        assert handler.ids.count("cmd-after") == 1
+        assert set(handler.ids) == {"cmd-before", "cmd-after"}
+        assert handler.ids.count("cmd-before") <= 2
         await eventually(lambda: bus.health().consuming, "consuming again")
 
         await bus.publish(event("ev-during"), "in.X")  # the relay's retry
