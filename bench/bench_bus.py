@@ -588,6 +588,19 @@ async def _consume(conn: Connection, broker: str, counted: list[tuple[Names, Any
     conn.send("stopped")
 
 
+def amqp_command() -> Any:
+    """One command as the operator's systems put it on RabbitMQ: a TestMessage for the CRO,
+    a new id (message-id) each time."""
+    import aio_pika
+
+    return aio_pika.Message(
+        b"<TestMessage/>",
+        message_id=str(uuid.uuid4()),
+        content_type="text/xml; charset=utf-8",
+        headers={"cloudEvents_uftprecipient": CRO},
+    )
+
+
 def producer_process(conn: Connection, names: Names, seen: Any) -> None:
     """Publishes commands for the commands configuration at the rate it is asked."""
     logging.basicConfig(level=logging.ERROR)
@@ -605,15 +618,7 @@ async def _produce(conn: Connection, names: Names, seen: Any) -> None:
         exchange = await channel.get_exchange(settings.commands_exchange)
 
         async def publish() -> None:
-            await exchange.publish(
-                aio_pika.Message(
-                    b"<TestMessage/>",
-                    message_id=str(uuid.uuid4()),
-                    content_type="text/xml; charset=utf-8",
-                    headers={"cloudEvents_uftprecipient": CRO},
-                ),
-                routing_key="send",
-            )
+            await exchange.publish(amqp_command(), routing_key="send")
 
         close = connection.close
     else:

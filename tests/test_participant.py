@@ -455,22 +455,26 @@ async def test_a_large_message_gets_its_200_before_its_handling(
     assert log == ["cro answers 200", "cro handles", "dso answers 200", "dso handles"]
 
 
+class Handled(NullObserver):
+    """The handlings that ended (`Observer.handled`): message type and outcome."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str]] = []
+
+    def handled(self, message_type: str, outcome: str, seconds: float) -> None:
+        self.ended.append((message_type, outcome))
+
+
 class StoreCalls:
     """What the participant asks of its (real) store: the status of each inbound message it
-    saves, and the messages it finishes; and the types of the messages whose handling ended
-    (as its observer hears of it), to wait for instead of a pause."""
+    saves, and the messages it finishes; and the handlings that ended (`observer`), to wait
+    for instead of a pause."""
 
     def __init__(self, participant: Participant, monkeypatch: pytest.MonkeyPatch) -> None:
         self.saved: dict[str, InboundStatus] = {}
         self.finished: list[str] = []
-        self.handled: list[str] = []
-        handled = self.handled
-
-        class Handled(NullObserver):
-            def handled(self, message_type: str, outcome: str, seconds: float) -> None:
-                handled.append(message_type)
-
-        participant.observer = Handled()
+        self.observer = Handled()
+        participant.observer = self.observer
         store = participant.store
         save, finish = store.save_inbound, store.finish_inbound
 
@@ -500,7 +504,7 @@ async def test_a_response_awaited_here_is_stored_handled_at_once(
     response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
 
     assert calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.HANDLED}
-    await eventually(lambda: calls.handled == ["DSOPortfolioUpdateResponse"])
+    await eventually(lambda: calls.observer.ended == [("DSOPortfolioUpdateResponse", "ok")])
     assert calls.finished == []
     stored = await dso.store.get_inbound(CRO, response.message_id)
     assert stored is not None and stored.status is InboundStatus.HANDLED
@@ -538,7 +542,7 @@ async def test_a_response_nobody_here_awaits_is_stored_handled_at_once_on_a_stor
 
     await eventually(lambda: "DSOPortfolioUpdateResponse" in calls.saved)
     assert calls.saved == {"DSOPortfolioUpdateResponse": InboundStatus.HANDLED}
-    await eventually(lambda: calls.handled == ["DSOPortfolioUpdateResponse"])
+    await eventually(lambda: calls.observer.ended == [("DSOPortfolioUpdateResponse", "ok")])
     assert calls.finished == []
     assert await bare.store.unfinished_inbound() == []
 
@@ -571,16 +575,6 @@ async def test_a_shared_store_leaves_a_response_unfinished_unless_awaited_here()
     await shared.close()
 
 
-class Handled(NullObserver):
-    """The handlings that ended (`Observer.handled`): message type and outcome."""
-
-    def __init__(self) -> None:
-        self.ended: list[tuple[str, str]] = []
-
-    def handled(self, message_type: str, outcome: str, seconds: float) -> None:
-        self.ended.append((message_type, outcome))
-
-
 async def test_a_response_whose_request_awaits_a_retry_is_stored_unfinished_then_finished(
     network: Network, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -608,8 +602,8 @@ async def test_a_response_whose_request_awaits_a_retry_is_stored_unfinished_then
     front = await lossy_front(cro.url())
     try:
         dso.directory.add(network.peer(cro, endpoint=front.url))  # type: ignore[attr-defined]
-        calls, handled = StoreCalls(dso, monkeypatch), Handled()
-        dso.observer = handled
+        calls = StoreCalls(dso, monkeypatch)
+        handled = calls.observer
 
         response = await dso.request(composed(make_dso_portfolio_update()), to=CRO, timeout=10)
 
@@ -681,8 +675,8 @@ async def test_on_postgresql_a_response_nobody_here_awaits_is_stored_unfinished(
     network.participants.append(dso)  # (stopped before its schema is dropped: fixture order)
     await network.start(cro, dso)
     network.introduce(cro, dso)
-    calls, handled = StoreCalls(dso, monkeypatch), Handled()
-    dso.observer = handled
+    calls = StoreCalls(dso, monkeypatch)
+    handled = calls.observer
 
     await dso.send(TestMessage(), to=CRO)
     await eventually(lambda: ("TestMessageResponse", "ok") in handled.ended)

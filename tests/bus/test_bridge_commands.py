@@ -236,7 +236,7 @@ async def test_a_commands_response_is_stored_handled_at_once_its_event_all_its_h
 
     await eventually(lambda: len(by_route(events, "in.DSOPortfolioQueryResponse")) == 1)
     assert calls.saved == {"DSOPortfolioQueryResponse": InboundStatus.HANDLED}
-    await eventually(lambda: calls.handled == ["DSOPortfolioQueryResponse"])
+    await eventually(lambda: calls.observer.ended == [("DSOPortfolioQueryResponse", "ok")])
     assert calls.finished == []
     assert await dso.store.unfinished_inbound() == []
     (response,) = by_route(events, "in.DSOPortfolioQueryResponse")
