@@ -1056,9 +1056,13 @@ def report(
                 o.cpu_per_message - b.cpu_per_message
                 for o, b in zip(slices, without_bus(key), strict=True)
             )
+            path = statistics.median(b.cpu_per_message for b in without_bus(key))
+            # What the bridge's own CPU would take at that rate, beside what the UFTP path
+            # without it takes: the process runs out of cores on the path long before.
             print(
                 f"  {configuration.name:44} bridge CPU {extra * 1000:+.2f} ms/msg at the rate "
-                f"offered: {extra * RATE:.0%} of a core at {RATE:,} messages/s"
+                f"offered: {extra * RATE:.0%} of a core at {RATE:,} messages/s, the UFTP path "
+                f"without it {path * RATE:.0%}"
             )
     for name, cpu in consumer_cpu.items():
         print(f"  ({name}: {cpu:.1f} s CPU over the measured slices, not counted above)")
