@@ -1068,7 +1068,9 @@ def report(
         print(f"  ({name}: {cpu:.1f} s CPU over the measured slices, not counted above)")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     overall = (
-        "PASS"
+        "not judged (no events or commands rows)"
+        if not verdicts
+        else "PASS"
         if set(verdicts) == {"PASS"}
         else "FAIL"
         if "FAIL" in verdicts
