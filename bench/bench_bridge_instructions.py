@@ -15,25 +15,31 @@ marks, the store's deferred window, the relay's poll), a few hundredths of a mil
 message. Printed: per configuration, millions of instructions per message, and the bridge's
 extra over the path without it (this checkout, and `--baseline DIR` beside it).
 
-The third configuration, ``commands-rabbitmq``, is bench_bus.py's "bus -> UFTP (commands),
-rabbitmq" row: the same pair, the DSO with a RabbitMQ bridge that consumes commands (as
-bench_bus.py builds it; exchanges and queues named for the run and deleted after it), no bus
-on the CRO. A producer process of its own, not under callgrind, puts one command at a time
-(a TestMessage for the CRO) on the commands exchange and waits for both of its events
-(``outcome.delivered``, ``in.TestMessageResponse``) on a queue of its own before the next;
-the adapter's process only serves, until the producer is done. Counted is thus the adapter's
-own work: the command taken in, carried out and acknowledged, the round trip, the events
-stored and published with confirms; the broker and the producer are outside the count. Its
-extra over the path without a bus (`none`) is printed as the bridge's is: issue 12's target
-for that row is under +25%. `--kinds` picks configurations (`none` always: the others are
-measured against it); RabbitMQ must be reachable at `--amqp-url` for ``commands-rabbitmq``.
+The commands configurations, ``commands-rabbitmq`` and ``commands-nats``, are bench_bus.py's
+"bus -> UFTP (commands)" rows: the same pair, the DSO with a bridge that consumes commands
+from RabbitMQ or NATS JetStream, no bus on the CRO. Names (exchanges and queues, or subjects
+and streams, of the run's own), producer, consumer of the events and cleanup are
+bench_bus.py's (`Names`, `command_publisher`, `subscribe_events`, `cleanup`). A producer
+process of its own, not under callgrind, puts one command at a time (a TestMessage for the
+CRO) on the commands exchange or subject and waits for both of its events
+(``outcome.delivered``, ``in.TestMessageResponse``) before the next; it fails the run unless
+it saw exactly one of each per command. The adapter's process only serves, until the
+producer is done. Counted is thus the adapter's own work: the command taken in, carried out
+and acknowledged, the round trip, the events stored and published with confirms (PubAcks);
+the broker and the producer are outside the count. The run's exchanges and queues, or
+streams, are deleted after it, also when it failed (a deletion that failed is printed, not
+raised over the run's error). Each one's extra over the path without a bus (`none`) is printed
+as the bridge's is: issue 12's target for those rows is under +25%. `--kinds` picks
+configurations (`none` always: the others are measured against it); RabbitMQ must be
+reachable at `--amqp-url`, NATS with JetStream at `--nats-url`.
 
 Instructions are not time (a cache miss or a syscall costs more than its count says), and the
 path runs one message at a time, not at bench_bus.py's rate: batching under load is not
 measured here. What it does resolve is a change of the bridge's own work.
 
     .venv/bin/python bench/bench_bridge_instructions.py [--messages 20] [--baseline DIR]
-        [--kinds none,memory,commands-rabbitmq] [--amqp-url amqp://guest:guest@127.0.0.1:5672/]
+        [--kinds none,memory,commands-rabbitmq,commands-nats]
+        [--amqp-url amqp://guest:guest@127.0.0.1:5672/] [--nats-url nats://127.0.0.1:4222]
 """
 
 from __future__ import annotations
@@ -53,8 +59,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve()
 CRO, DSO = "cro.bench.test", "dso.bench.test"
-KINDS = ("none", "memory", "commands-rabbitmq")
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+KINDS = ("none", "memory", "commands-rabbitmq", "commands-nats")
+#: The broker of each commands configuration (bench_bus.py's names for it).
+BROKERS = {"commands-rabbitmq": "rabbitmq", "commands-nats": "nats"}
+AMQP_URL, NATS_URL = "amqp://guest:guest@127.0.0.1:5672/", "nats://127.0.0.1:4222"
 #: How long a run under callgrind, or a command's events, may take before the run failed.
 RUN_TIMEOUT = 900.0
 EVENT_TIMEOUT = 120.0
@@ -103,23 +111,17 @@ async def _path(kind: str, messages: int) -> None:
     shutil.rmtree(network_folder, ignore_errors=True)
 
 
-def _names(token: str) -> dict[str, str]:
-    """The broker names of one commands run (bench_bus.py's, with the run's token)."""
-    prefix = f"bench.instr.{token}"
-    return {
-        "exchange": f"{prefix}.events",
-        "commands_exchange": f"{prefix}.commands",
-        "commands_queue": f"{prefix}.commands",
-        "dead_letter_exchange": f"{prefix}.dead",
-        "dead_letter_queue": f"{prefix}.dead",
-    }
+def _names(kind: str, token: str) -> Any:
+    """bench_bus.py's broker names of one commands run (its URLS set by `main`)."""
+    from bench_bus import Names  # no adapter on import: this process's path stays
+
+    return Names(BROKERS[kind], token)
 
 
-async def _commands_path(url: str, token: str) -> None:
-    """The DSO's side of the commands configuration, under callgrind: a bridge consuming
-    commands from RabbitMQ, serving until standard input ends (the producer is done)."""
+async def _commands_path(kind: str, token: str) -> None:
+    """The DSO's side of a commands configuration, under callgrind: a bridge consuming
+    commands from the broker, serving until standard input ends (the producer is done)."""
     from adapter.bus.bridge import BusBridge, bus_for
-    from adapter.config import BusSettings
     from adapter.settings import Delivery, Limits
     from adapter.testing.network import Network
     from adapter.uftp.messages import Role
@@ -127,7 +129,7 @@ async def _commands_path(url: str, token: str) -> None:
     loop = asyncio.get_running_loop()
     folder = Path(tempfile.mkdtemp(prefix="bench-bridge-", dir="/dev/shm"))
     network = Network(folder)
-    settings = BusSettings(url=url, prefetch=64, commands=True, **_names(token))
+    settings = _names(kind, token).settings(commands=True)
     bridge = BusBridge(bus_for(settings, name="bench dso"), consume=True)
     unbounded = Limits(rate_per_sender=math.inf, handlers_per_sender=64, deliveries_per_peer=64)
     delivery = Delivery(handler_concurrency=64)
@@ -148,57 +150,39 @@ async def _commands_path(url: str, token: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-async def _produce(url: str, token: str, messages: int) -> None:
+async def _produce(kind: str, token: str, messages: int) -> None:
     """The operator's side, outside callgrind: `messages` commands one after another, each
-    once both events of the one before were seen."""
-    import aio_pika
-    from bench_bus import amqp_command  # (this process runs no adapter code: no path to keep)
+    once both events of the one before were seen (bench_bus.py's producer and consumer)."""
+    from bench_bus import command_publisher, subscribe_events
 
-    names = _names(token)
+    names = _names(kind, token)
     loop = asyncio.get_running_loop()
     routes: list[str] = []
     wanted = 0
     waiter: asyncio.Future[None] = loop.create_future()
 
-    async def on_event(message: Any) -> None:
-        routes.append(message.routing_key)
+    def on_event(route: str) -> None:
+        routes.append(route)
         if len(routes) >= wanted and not waiter.done():
             waiter.set_result(None)
 
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(names["exchange"], "#")
-        await queue.consume(on_event, no_ack=True)
-        commands = await channel.get_exchange(names["commands_exchange"])
+    close_events = await subscribe_events(names, on_event)
+    publish, close = await command_publisher(names)
+    try:
         for index in range(messages):
             waiter = loop.create_future()
             wanted = 2 * (index + 1)  # outcome.delivered, in.TestMessageResponse
-            await commands.publish(amqp_command(), routing_key="send")
+            await publish()
             await asyncio.wait_for(waiter, EVENT_TIMEOUT)
             await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # an event too many would come in meanwhile
+    finally:
+        await close()
+        await close_events()
     expected = {"outcome.delivered": messages, "in.TestMessageResponse": messages}
     got = {route: routes.count(route) for route in set(routes)}
     if got != expected:
         raise RuntimeError(f"events {got}, expected {expected}")
-
-
-async def _cleanup(url: str, token: str) -> None:
-    import aio_pika
-
-    names = _names(token)
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        for queue in (names["commands_queue"], names["dead_letter_queue"]):
-            await channel.queue_delete(queue)
-        for exchange in (
-            names["exchange"],
-            names["commands_exchange"],
-            names["dead_letter_exchange"],
-        ):
-            await channel.exchange_delete(exchange)
 
 
 def _callgrind(code: str | None, *arguments: str) -> tuple[list[str], dict[str, str]]:
@@ -222,21 +206,22 @@ def _collected(stderr: str) -> int:
     return int(found.group(1))
 
 
-def _count(code: str | None, kind: str, messages: int, url: str) -> int:
+def _count(code: str | None, kind: str, messages: int, urls: list[str]) -> int:
     """The instructions of one run under callgrind."""
-    if kind == "commands-rabbitmq":
-        return _count_commands(code, messages, url)
+    if kind in BROKERS:
+        return _count_commands(code, kind, messages, urls)
     command, env = _callgrind(code, "--run", kind, "--messages", str(messages))
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     return _collected(done.stderr)
 
 
-def _count_commands(code: str | None, messages: int, url: str) -> int:
-    """The adapter's process under callgrind, the producer beside it (not counted)."""
+def _count_commands(code: str | None, kind: str, messages: int, urls: list[str]) -> int:
+    """The adapter's process under callgrind, the producer beside it (not counted); the
+    run's exchanges and queues, or streams, deleted after it whatever happened."""
+    from bench_bus import cleanup
+
     token = uuid.uuid4().hex[:12]
-    command, env = _callgrind(
-        code, "--run", "commands-rabbitmq", "--token", token, "--amqp-url", url
-    )
+    command, env = _callgrind(code, "--run", kind, "--token", token, *urls)
     with tempfile.TemporaryFile("w+") as stderr:
         adapter = subprocess.Popen(
             command,
@@ -252,7 +237,7 @@ def _count_commands(code: str | None, messages: int, url: str) -> int:
                 adapter.wait(RUN_TIMEOUT)
                 stderr.seek(0)
                 raise RuntimeError(f"the adapter did not start:\n{stderr.read()[-2000:]}")
-            producer = [sys.executable, str(HERE), "--produce", token, "--amqp-url", url]
+            producer = [sys.executable, str(HERE), "--produce", kind, "--token", token, *urls]
             producer += ["--messages", str(messages)]
             subprocess.run(producer, check=True, timeout=RUN_TIMEOUT)
             adapter.stdin.close()
@@ -264,9 +249,9 @@ def _count_commands(code: str | None, messages: int, url: str) -> int:
                 adapter.kill()
                 adapter.wait()
             try:
-                asyncio.run(_cleanup(url, token))
+                asyncio.run(cleanup(_names(kind, token)))
             except Exception as exc:  # not to hide why the run failed, if it did
-                print(f"  could not delete the run's exchanges and queues: {exc!r}", flush=True)
+                print(f"  {kind}: the run's broker names not all deleted: {exc!r}", flush=True)
         stderr.seek(0)
         return _collected(stderr.read())
 
@@ -279,20 +264,25 @@ def main(argv: list[str] | None = None) -> int:
         "--kinds", default=",".join(KINDS), help=f"which of {', '.join(KINDS)} (all)"
     )
     parser.add_argument("--amqp-url", default=AMQP_URL)
+    parser.add_argument("--nats-url", default=NATS_URL)
     parser.add_argument("--run", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
-    parser.add_argument("--produce", metavar="TOKEN", help=argparse.SUPPRESS)
+    parser.add_argument("--produce", choices=list(BROKERS), help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
+    urls = ["--amqp-url", options.amqp_url, "--nats-url", options.nats_url]
+    import bench_bus  # its names and clients, on these brokers
+
+    bench_bus.URLS.update(rabbitmq=options.amqp_url, nats=options.nats_url)
     if options.produce:
-        asyncio.run(_produce(options.amqp_url, options.produce, options.messages))
+        asyncio.run(_produce(options.produce, options.token, options.messages))
         return 0
     if options.run:
         sys.path.insert(0, os.environ.get("PYTHONPATH", str(HERE.parents[1])))
         import logging
 
         logging.basicConfig(level=logging.ERROR)
-        if options.run == "commands-rabbitmq":
-            asyncio.run(_commands_path(options.amqp_url, options.token))
+        if options.run in BROKERS:
+            asyncio.run(_commands_path(options.run, options.token))
         else:
             asyncio.run(_path(options.run, options.messages))
         return 0
@@ -308,19 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     per: dict[tuple[str, str], float] = {}
     for label, code in codes:
         for kind in kinds:
-            counts: list[Any] = [_count(code, kind, n, options.amqp_url) for n in (few, many)]
+            counts: list[Any] = [_count(code, kind, n, urls) for n in (few, many)]
             per[label, kind] = (counts[1] - counts[0]) / (many - few) / 1e6
             print(
                 f"  {label:14} {kind:17} {per[label, kind]:6.2f} M instructions/message",
                 flush=True,
             )
     for label, _ in codes:
-        for kind, name in (("memory", "bridge"), ("commands-rabbitmq", "commands")):
-            if kind not in kinds:
-                continue
+        for kind in (kind for kind in kinds if kind != "none"):
             extra = per[label, kind] - per[label, "none"]
             print(
-                f"  {label:14} {name:8} {extra:+.2f} M/message "
+                f"  {label:14} {kind:17} {extra:+.2f} M/message "
                 f"({extra / per[label, 'none']:+.0%} over the path without a bus)"
             )
     print(f"load average at the end {os.getloadavg()[0]:.2f}")

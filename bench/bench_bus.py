@@ -84,7 +84,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ in ("__main__", "__mp_main__"):  # run, not imported: an importer picks the adapter
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CRO, DSO = "cro.bench.test", "dso.bench.test"
 URLS = {"rabbitmq": "amqp://guest:guest@127.0.0.1:5672/", "nats": "nats://127.0.0.1:4222"}
@@ -537,53 +538,13 @@ def consumer_process(conn: Connection, broker: str, counted: list[tuple[Names, A
 
 async def _consume(conn: Connection, broker: str, counted: list[tuple[Names, Any]]) -> None:
     loop = asyncio.get_running_loop()
-    closers: list[Any] = []
+    closers: list[Callable[[], Awaitable[Any]]] = []
     for names, counter in counted:
-        settings = names.settings(commands=True)
 
-        def count(_: Any, counter: Any = counter) -> None:
+        def count(_: str, counter: Any = counter) -> None:
             counter.value += 1  # one writer: this process
 
-        if broker == "rabbitmq":
-            import aio_pika
-
-            connection = await aio_pika.connect(settings.url)
-            closers.append(connection)
-            channel = await connection.channel()
-            await channel.set_qos(prefetch_count=1000)
-            events = await channel.declare_exchange(
-                settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            queue = await channel.declare_queue(exclusive=True)
-            await queue.bind(events, "#")
-
-            async def on_amqp(message: Any, count: Callable[[Any], None] = count) -> None:
-                count(message)
-
-            await queue.consume(on_amqp, no_ack=True)
-        else:
-            from nats.js.api import DeliverPolicy
-
-            from adapter.bus.bridge import bus_for
-
-            declare = bus_for(settings, name="bench declare")  # the streams, as the adapter
-            await declare.connect()
-            await declare.close()
-            import nats
-
-            nc = await nats.connect(settings.url)
-            closers.append(nc)
-
-            async def on_nats(message: Any, count: Callable[[Any], None] = count) -> None:
-                count(message)
-
-            await nc.jetstream().subscribe(
-                f"{settings.exchange}.>",
-                stream=settings.stream,
-                cb=on_nats,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.NEW,
-            )
+        closers.append(await subscribe_events(names, count))
     conn.send("ready")
     while True:
         command, *_ = await loop.run_in_executor(None, conn.recv)
@@ -592,9 +553,56 @@ async def _consume(conn: Connection, broker: str, counted: list[tuple[Names, Any
 
         elif command == "stop":
             break
-    for closer in closers:
-        await closer.close()
+    for close in closers:
+        await close()
     conn.send("stopped")
+
+
+async def subscribe_events(
+    names: Names, on_event: Callable[[str], None]
+) -> Callable[[], Awaitable[Any]]:
+    """The operator's consumer of a configuration's events: `on_event` gets the route of each
+    (``in.TestMessage``, ``outcome.delivered``, ...) from now on. Returns what closes it."""
+    settings = names.settings(commands=True)
+    if names.broker == "rabbitmq":
+        import aio_pika
+
+        connection = await aio_pika.connect(settings.url)
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=1000)
+        events = await channel.declare_exchange(
+            settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(events, "#")
+
+        async def on_amqp(message: Any) -> None:
+            on_event(message.routing_key)
+
+        await queue.consume(on_amqp, no_ack=True)
+        return connection.close
+    import nats
+    from nats.js.api import DeliverPolicy
+
+    from adapter.bus.bridge import bus_for
+
+    declare = bus_for(settings, name="bench declare")  # the streams, as the adapter
+    await declare.connect()
+    await declare.close()
+    nc = await nats.connect(settings.url)
+    prefix = len(settings.exchange) + 1
+
+    async def on_nats(message: Any) -> None:
+        on_event(message.subject[prefix:])
+
+    await nc.jetstream().subscribe(
+        f"{settings.exchange}.>",
+        stream=settings.stream,
+        cb=on_nats,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.NEW,
+    )
+    return nc.close
 
 
 def amqp_command() -> Any:
@@ -618,6 +626,25 @@ def producer_process(conn: Connection, names: Names, seen: Any) -> None:
 
 async def _produce(conn: Connection, names: Names, seen: Any) -> None:
     loop = asyncio.get_running_loop()
+    publish, close = await command_publisher(names)
+    conn.send("ready")
+    while True:
+        command, *args = await loop.run_in_executor(None, conn.recv)
+        if command == "run":
+            (load,) = args
+            conn.send(await paced(load, publish))
+        elif command == "stop":
+            break
+    await close()
+    conn.send("stopped")
+
+
+async def command_publisher(
+    names: Names,
+) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[Any]]]:
+    """The operator's producer of commands for a configuration: what publishes one (a
+    TestMessage for the CRO, a new id each time, returning on the broker's confirm), and
+    what closes it."""
     settings = names.settings(commands=True)
     if names.broker == "rabbitmq":
         import aio_pika
@@ -629,35 +656,24 @@ async def _produce(conn: Connection, names: Names, seen: Any) -> None:
         async def publish() -> None:
             await exchange.publish(amqp_command(), routing_key="send")
 
-        close = connection.close
-    else:
-        import nats
+        return publish, connection.close
+    import nats
 
-        nc = await nats.connect(settings.url)
-        js = nc.jetstream(timeout=10)
+    nc = await nats.connect(settings.url)
+    js = nc.jetstream(timeout=10)
 
-        async def publish() -> None:
-            await js.publish(
-                f"{settings.commands_exchange}.send",
-                b"<TestMessage/>",
-                headers={
-                    "Nats-Msg-Id": str(uuid.uuid4()),
-                    "ce-datacontenttype": "text/xml;%20charset=utf-8",
-                    "ce-uftprecipient": CRO,
-                },
-            )
+    async def publish_nats() -> None:
+        await js.publish(
+            f"{settings.commands_exchange}.send",
+            b"<TestMessage/>",
+            headers={
+                "Nats-Msg-Id": str(uuid.uuid4()),
+                "ce-datacontenttype": "text/xml;%20charset=utf-8",
+                "ce-uftprecipient": CRO,
+            },
+        )
 
-        close = nc.close
-    conn.send("ready")
-    while True:
-        command, *args = await loop.run_in_executor(None, conn.recv)
-        if command == "run":
-            (load,) = args
-            conn.send(await paced(load, publish))
-        elif command == "stop":
-            break
-    await close()
-    conn.send("stopped")
+    return publish_nats, nc.close
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -721,32 +737,47 @@ class Configuration:
 
 
 async def cleanup(names: Names) -> None:
+    """Delete a configuration's exchanges and queues, or streams: every one that is there,
+    then raise if any could not be (one that is missing already is not a failure)."""
     settings = names.settings(commands=True)
+    failed: list[str] = []
     if names.broker == "rabbitmq":
         import aio_pika
 
         connection = await aio_pika.connect(settings.url)
         async with connection:
-            channel = await connection.channel()
-            for queue in (settings.commands_queue, settings.dead_letter_queue):
-                with contextlib.suppress(Exception):
-                    await channel.queue_delete(queue)
-            for exchange in (
-                settings.exchange,
-                settings.commands_exchange,
-                settings.dead_letter_exchange,
+            for kind, name in (
+                ("queue", settings.commands_queue),
+                ("queue", settings.dead_letter_queue),
+                ("exchange", settings.exchange),
+                ("exchange", settings.commands_exchange),
+                ("exchange", settings.dead_letter_exchange),
             ):
-                with contextlib.suppress(Exception):
-                    await channel.exchange_delete(exchange)
-        return
-    import nats
+                try:  # a channel each: the broker closes the channel of a failed one
+                    channel = await connection.channel()
+                    delete = channel.queue_delete if kind == "queue" else channel.exchange_delete
+                    await delete(name)
+                    await channel.close()
+                except Exception as exc:
+                    failed.append(f"{kind} {name}: {exc!r}")
+    else:
+        import nats
+        from nats.js.errors import NotFoundError
 
-    nc = await nats.connect(settings.url)
-    js = nc.jetstream()
-    for stream in (settings.stream, settings.commands_stream, settings.dead_stream):
-        with contextlib.suppress(Exception):
-            await js.delete_stream(stream)
-    await nc.close()
+        nc = await nats.connect(settings.url)
+        try:
+            js = nc.jetstream()
+            for stream in (settings.stream, settings.commands_stream, settings.dead_stream):
+                try:
+                    await js.delete_stream(stream)
+                except NotFoundError:
+                    pass
+                except Exception as exc:
+                    failed.append(f"stream {stream}: {exc!r}")
+        finally:
+            await nc.close()
+    if failed:
+        raise RuntimeError(f"could not delete {'; '.join(failed)}")
 
 
 def rotated(names: list[str], round_: int) -> list[str]:
