@@ -127,6 +127,11 @@ _NEXT: Final = "$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
 _STATUS: Final = "Status"
 #: The inline status of a request no subscriber (here: no stream) took.
 _NO_RESPONDERS: Final = "503"
+#: How a PubAck of an event stored begins (``{"stream":"UFTP","seq":7}``, perhaps with
+#: ``"duplicate":true``), and the key of one that reports an error: what decides it without
+#: parsing its JSON (a PubAck that begins otherwise, or names an error, is parsed).
+_PUB_ACK: Final = b'{"stream":'
+_ERROR: Final = b'"error"'
 #: Messages on the commands inbox beyond the `batch` a pull request asks for that are kept
 #: (status messages, strays) before more are dropped, and the bytes (data and header block)
 #: beyond which no more than `batch` are: whoever may publish to the inbox is not let fill
@@ -736,6 +741,8 @@ class NatsBus:
             self._ack_waiting.pop(token, None)
         if status == _NO_RESPONDERS:
             raise nats.js.errors.NoStreamResponseError
+        if ack.startswith(_PUB_ACK) and _ERROR not in ack:
+            return  # stored (or a duplicate of what is): nothing more to read in it
         reply = json.loads(ack)
         if "error" in reply:
             raise nats.js.errors.APIError.from_error(reply["error"])  # (it raises the class itself)
