@@ -391,6 +391,12 @@ class NatsBus:
         self._ack_prefix = ""
         self._ack_waiting: dict[str, asyncio.Future[tuple[str, bytes]]] = {}
         self._ack_count = 0
+        #: When each publication's PubAck is overdue (loop time, token), in publication
+        #: order, so in order of deadline: one timer (`_ack_timer`, at the first deadline of
+        #: a publication still waiting) for all, not one made and cancelled per publication
+        #: (`_expire_acks`).
+        self._ack_deadlines: deque[tuple[float, str]] = deque()
+        self._ack_timer: asyncio.TimerHandle | None = None
         #: nats-py offers what `_send_hpub` and `RawClient` need (private parts, checked at
         #: `connect`).
         self._hpub = False
@@ -732,11 +738,11 @@ class NatsBus:
                 await _send_hpub(nc, subject, self._ack_prefix + token, block, data)
             else:  # nats-py buffers while it reconnects, and checks how much
                 await nc.publish(subject, data, reply=self._ack_prefix + token, headers=headers)
-            timer = loop.call_later(self.timeout, _expire, answer)
-            try:
-                status, ack = await answer
-            finally:
-                timer.cancel()
+            deadline = loop.time() + self.timeout
+            self._ack_deadlines.append((deadline, token))
+            if self._ack_timer is None:
+                self._ack_timer = loop.call_at(deadline, self._expire_acks)
+            status, ack = await answer
         finally:
             self._ack_waiting.pop(token, None)
         if status == _NO_RESPONDERS:
@@ -760,8 +766,33 @@ class NatsBus:
         if answer is not None and not answer.done():
             answer.set_result(((message.headers or {}).get(_STATUS, ""), message.data))
 
+    def _expire_acks(self) -> None:
+        """The publications whose PubAck is overdue fail (TimeoutError); the timer is set
+        again for the first one still waiting. Those answered meanwhile are dropped on the
+        way: at a low rate all are, and the next publication sets the timer anew, so that
+        it is set about once per `timeout`, not once per publication."""
+        self._ack_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadlines, waiting = self._ack_deadlines, self._ack_waiting
+        while deadlines:
+            deadline, token = deadlines[0]
+            answer = waiting.get(token)
+            if answer is not None and deadline > now:
+                self._ack_timer = loop.call_at(deadline, self._expire_acks)
+                return
+            deadlines.popleft()
+            if answer is not None:  # overdue
+                del waiting[token]
+                if not answer.done():
+                    answer.set_exception(nats.errors.TimeoutError())
+
     def _forget_acks(self) -> None:
         """A new or closed connection: the acks awaited on the old one will not come."""
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        self._ack_deadlines.clear()
         waiting, self._ack_waiting = self._ack_waiting, {}
         for answer in waiting.values():
             if not answer.done():
@@ -1187,11 +1218,6 @@ async def _send(nc: Client, command: bytes, size: int) -> None:
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-def _expire(answer: asyncio.Future[tuple[str, bytes]]) -> None:
-    if not answer.done():
-        answer.set_exception(nats.errors.TimeoutError())
 
 
 def _own_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -328,6 +328,37 @@ async def test_a_publication_no_stream_acknowledges_is_unavailable_after_the_tim
     assert (await broker.event("in.X")).headers[MSG_ID] == "ev-next"  # type: ignore[index]
 
 
+async def test_publications_in_flight_without_pubacks_each_fail_at_their_own_deadline(
+    broker: NatsBroker,
+) -> None:
+    """One timer serves the PubAck deadlines of every publication in flight: two started
+    apart, neither acknowledged, each fails once its own `timeout` passed (not at the first
+    one's, not never), and nothing is left waiting or timed after them."""
+    bus = broker.bus(timeout=1.0)
+    await bus.connect()
+    await broker.js.delete_stream(broker.names["stream"])
+    silent = await broker.client.subscribe(f"{broker.names['events_subject']}.>")
+    await broker.client.flush()
+    loop = asyncio.get_running_loop()
+
+    async def timed_out(name: str, delay: float) -> float:
+        await asyncio.sleep(delay)
+        started = loop.time()
+        with pytest.raises(BusUnavailable, match="Timeout"):
+            await bus.publish(event(name), "in.X")
+        return loop.time() - started
+
+    try:
+        took = await asyncio.wait_for(
+            asyncio.gather(timed_out("ev-a", 0.0), timed_out("ev-b", 0.5)), 10
+        )
+    finally:
+        await silent.unsubscribe()
+        await broker.client.flush()
+    assert all(1.0 <= seconds < 2.5 for seconds in took), took
+    assert bus._ack_waiting == {} and bus._ack_timer is None
+
+
 async def test_a_publication_the_stream_refuses_is_not_taken_for_stored(
     broker: NatsBroker,
 ) -> None:
