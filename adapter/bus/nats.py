@@ -410,6 +410,8 @@ class NatsBus:
         self._arrived_bytes = 0
         #: What the consume loop awaits while nothing has arrived (`_arrive` wakes it).
         self._waiter: asyncio.Future[None] | None = None
+        #: What wakes it once the pull request in flight is given up (`_next_arrival`).
+        self._give_up: asyncio.TimerHandle | None = None
         #: Commands the pull request on the server may still deliver, and when it expires
         #: (loop time).
         self._requested = 0
@@ -629,6 +631,9 @@ class NatsBus:
             except Exception:  # the loop's own failure was logged where it happened
                 log.debug("NATS: the consume loop ended with an error", exc_info=True)
         nc, self._nc, self._js, self._inbox = self._nc, None, None, None
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
         self._forget_acks()
         if nc is not None and not nc.is_closed:
             try:
@@ -915,7 +920,7 @@ class NatsBus:
                 self._arrived_bytes -= message.size
             elif messages:
                 return messages, None
-            elif not await self._next_arrival(self._request_expires + _PULL_GRACE - loop.time()):
+            elif not await self._next_arrival(self._request_expires + _PULL_GRACE):
                 self._requested = 0  # lost with a connection, or never answered
                 return [], None
             else:
@@ -964,22 +969,33 @@ class NatsBus:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _next_arrival(self, wait: float) -> bool:
-        """Whether something arrived within `wait` seconds: a future `_arrive` completes and
+    async def _next_arrival(self, until: float) -> bool:
+        """Whether something arrived by `until` (loop time): a future `_arrive` completes and
         a timer, not ``asyncio.wait_for`` of a queue's ``get``, which costs a task and a
-        second future per command and two turns of the event loop before it is handled."""
-        if wait <= 0:
-            return bool(self._arrived)
+        second future per command and two turns of the event loop before it is handled. The
+        timer is the pull request's (`until` is when it is given up), set once for all the
+        waits on it, not made and cancelled per wait."""
         loop = asyncio.get_running_loop()
+        if until <= loop.time():
+            return bool(self._arrived)
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiter = waiter
-        timer = loop.call_later(wait, _wake, waiter)
+        timer = self._give_up
+        if timer is None or timer.when() != until:
+            if timer is not None:
+                timer.cancel()
+            self._give_up = loop.call_at(until, self._given_up)
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
         return bool(self._arrived)
+
+    def _given_up(self) -> None:
+        self._give_up = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
@@ -1213,11 +1229,6 @@ async def _send(nc: Client, command: bytes, size: int) -> None:
     flush_queue = nc._flush_queue
     if flush_queue is not None and flush_queue.empty():
         await nc._flush_pending()
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _own_headers(headers: Mapping[str, str]) -> dict[str, str]:
