@@ -306,7 +306,8 @@ def to_nats(event: CloudEvent) -> dict[str, str]:
 
 def nats_headers(attributes: Mapping[str, str]) -> dict[str, str]:
     """The NATS headers of CloudEvents `attributes` (canonical strings) in binary mode."""
-    return {NATS_PREFIX + k: _percent_encode(v) for k, v in attributes.items()}
+    plain = _NOTHING_TO_ENCODE.fullmatch  # most values: no call of `_percent_encode` for them
+    return {NATS_PREFIX + k: v if plain(v) else _percent_encode(v) for k, v in attributes.items()}
 
 
 def from_nats(headers: Mapping[str, str]) -> dict[str, str]:
