@@ -544,12 +544,14 @@ def _with_command(conn: sqlite3.Connection, event: EventRecord) -> EventRecord:
             "SELECT command_id FROM bus_commands WHERE message_id = ?", (wanted.message_id,)
         ).fetchone()
     else:
+        # The latest of the conversation, as ORDER BY received_at DESC LIMIT 1 finds it,
+        # without its sort (the index is on conversation_id alone): with max(), SQLite takes
+        # the bare column from the row of the maximum. No such command: a row of NULLs.
         row = conn.execute(
-            "SELECT command_id FROM bus_commands WHERE conversation_id = ? "
-            "ORDER BY received_at DESC LIMIT 1",
+            "SELECT command_id, max(received_at) FROM bus_commands WHERE conversation_id = ?",
             (wanted.conversation_id,),
         ).fetchone()
-    if row is None:
+    if row is None or row[0] is None:
         return replace(event, command_of=None)
     command_id: str = row[0]
     journal = event.cloud_event

@@ -251,6 +251,24 @@ async def test_an_event_names_the_command_of_its_message_as_it_is_stored(store: 
     )
 
 
+async def test_an_event_of_a_conversation_names_its_latest_command(store: Store) -> None:
+    """A response that names no request (a 3.x TestMessageResponse) goes back to the command
+    that sent a message in its conversation last."""
+    await store.add_outbound(outbound("out-1", command_id="cmd-1", conversation_id="conv-a"))
+    await store.add_outbound(outbound("out-2", command_id="cmd-2", conversation_id="conv-a"))
+    await store.add_outbound(outbound("out-3", command_id="cmd-3", conversation_id="conv-b"))
+    await store.add_outbound(outbound("out-4", conversation_id="conv-c"))  # no command
+    await store.add_events(
+        [
+            replace(event("e1"), command_of=CommandOf(conversation_id="conv-a")),
+            replace(event("e2"), command_of=CommandOf(conversation_id="conv-c")),
+        ]
+    )
+    first, second = await store.unpublished_events(10)
+    assert first.event.attributes == {**event("e1").attributes, "commandid": "cmd-2"}
+    assert second.event == event("e2")  # as it came, without a command
+
+
 async def test_a_sqlite_store_hands_the_journals_event_naming_the_command_it_found(
     tmp_path: Path,
 ) -> None:
