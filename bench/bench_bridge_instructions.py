@@ -19,7 +19,7 @@ The commands configurations, ``commands-rabbitmq`` and ``commands-nats``, are be
 "bus -> UFTP (commands)" rows: the same pair, the DSO with a bridge that consumes commands
 from RabbitMQ or NATS JetStream, no bus on the CRO. Names (exchanges and queues, or subjects
 and streams, of the run's own), producer, consumer of the events and cleanup are
-bench_bus.py's (`Names`, `command_publisher`, `subscribe_events`, `cleanup`). A producer
+bench_bus.py's (`Names`, `command_publisher`, `subscribe_events`, `tidy`). A producer
 process of its own, not under callgrind, puts one command at a time (a TestMessage for the
 CRO) on the commands exchange or subject and waits for both of its events
 (``outcome.delivered``, ``in.TestMessageResponse``) before the next; it fails the run unless
@@ -218,7 +218,7 @@ def _count(code: str | None, kind: str, messages: int, urls: list[str]) -> int:
 def _count_commands(code: str | None, kind: str, messages: int, urls: list[str]) -> int:
     """The adapter's process under callgrind, the producer beside it (not counted); the
     run's exchanges and queues, or streams, deleted after it whatever happened."""
-    from bench_bus import cleanup
+    from bench_bus import tidy
 
     token = uuid.uuid4().hex[:12]
     command, env = _callgrind(code, "--run", kind, "--token", token, *urls)
@@ -248,10 +248,7 @@ def _count_commands(code: str | None, kind: str, messages: int, urls: list[str])
             if adapter.poll() is None:
                 adapter.kill()
                 adapter.wait()
-            try:
-                asyncio.run(cleanup(_names(kind, token)))
-            except Exception as exc:  # not to hide why the run failed, if it did
-                print(f"  {kind}: the run's broker names not all deleted: {exc!r}", flush=True)
+            tidy(_names(kind, token))  # not to hide why the run failed, if it did
         stderr.seek(0)
         return _collected(stderr.read())
 

@@ -780,6 +780,15 @@ async def cleanup(names: Names) -> None:
         raise RuntimeError(f"could not delete {'; '.join(failed)}")
 
 
+def tidy(names: Names) -> None:
+    """`cleanup` after a run, whatever became of it: a failure is printed, not raised over
+    the run's own outcome or error."""
+    try:
+        asyncio.run(cleanup(names))
+    except Exception as exc:
+        print(f"  {names.broker} {names.token}: not all deleted: {exc!r}", flush=True)
+
+
 def rotated(names: list[str], round_: int) -> list[str]:
     shift = round_ % len(names)
     return names[shift:] + names[:shift]
@@ -997,8 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
             for helper in helpers:
                 helper.stop()
             for names_ in all_names:
-                with contextlib.suppress(Exception):
-                    asyncio.run(cleanup(names_))
+                tidy(names_)
     report(configurations, results, consumer_cpu)
     for key, path in paths.items():
         print(f"\n--- {configurations[key].name}: top {options.profile_lines} by own time ---")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import os
 import pstats
@@ -35,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_bus import Load, Names, Process, cleanup, producer_process
+from bench_bus import Load, Names, Process, producer_process, tidy
 
 
 def consumer_process(conn: Connection, broker: str, token: str, code: str | None) -> None:
@@ -154,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         for consumer, producer, names in rows.values():
             consumer.stop()
             producer.stop()
-            with contextlib.suppress(Exception):
-                asyncio.run(cleanup(names))
+            tidy(names)
     print("\nCPU per command of the consuming process, median of the rounds [min-max]")
     for key, values in results.items():
         print(f"  {key:24} {spread([v * 1e6 for v in values], '{:.0f}')} us")
