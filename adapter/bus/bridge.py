@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -53,6 +52,7 @@ from adapter.store.base import (
 )
 from adapter.uftp import codec
 from adapter.uftp.errors import AdapterError, InvalidXml
+from adapter.uftp.identifiers import new_id
 from adapter.uftp.messages import MESSAGE_TYPES, PayloadMessage, PayloadResponse, Role
 from adapter.uftp.xml import parse_xml
 
@@ -493,7 +493,7 @@ class BusBridge:
         if get("MessageID") is None:
             put("MessageID", _PLACEHOLDER_ID)
         if get("ConversationID") is None:
-            put("ConversationID", command.attributes.get("correlationid") or str(uuid.uuid4()))
+            put("ConversationID", command.attributes.get("correlationid") or new_id())
         if reference is not None and issubclass(kind, PayloadResponse):
             attribute = "ReferenceMessageID" if codec.is_draft(wanted) else kind.v3_reference
             if attribute is not None:

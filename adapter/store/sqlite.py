@@ -90,8 +90,8 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -551,19 +551,28 @@ def _with_command(conn: sqlite3.Connection, event: EventRecord) -> EventRecord:
             "SELECT command_id, max(received_at) FROM bus_commands WHERE conversation_id = ?",
             (wanted.conversation_id,),
         ).fetchone()
-    if row is None or row[0] is None:
-        return replace(event, command_of=None)
-    command_id: str = row[0]
-    journal = event.cloud_event
-    if journal is None:
-        attributes: Mapping[str, str] = {**event.attributes, "commandid": command_id}
-        cloud_event = None
-    else:
-        # The journal's event naming the command, and its attributes: the relay publishes
-        # it as it is, rather than make it again from the attributes.
-        cloud_event = journal.extended("commandid", command_id)
-        attributes = cloud_event.attributes()
-    return replace(event, attributes=attributes, command_of=None, cloud_event=cloud_event)
+    attributes, cloud_event = event.attributes, event.cloud_event
+    if row is not None and row[0] is not None:
+        command_id: str = row[0]
+        if cloud_event is None:
+            attributes = {**attributes, "commandid": command_id}
+        else:
+            # The journal's event naming the command, and its attributes: the relay publishes
+            # it as it is, rather than make it again from the attributes.
+            cloud_event = cloud_event.extended("commandid", command_id)
+            attributes = cloud_event.attributes()
+    # Made, not `dataclasses.replace`d: replace walks the fields of the class for each copy,
+    # and this is the way of every response to a command (tests/store/test_bus_outbox.py
+    # compares what is stored and handed with what was given, every field).
+    return EventRecord(
+        event.event_id,
+        event.route,
+        attributes,
+        event.data,
+        event.created_at,
+        event.key,
+        cloud_event=cloud_event,
+    )
 
 
 def _insert_command(conn: sqlite3.Connection, record: OutboundRecord) -> None:
