@@ -159,18 +159,19 @@ class EventJournal:
         """``outcome.<delivered|failed|expired>``: how the delivery of one of our messages
         ended. Data: JSON {messageId, messageType, recipient, recipientRole, status,
         attempts, detail}."""
+        value = status.value  # an enum's property: read once, not thrice
         data = {
             "messageId": record.message_id,
             "messageType": record.message_type,
             "recipient": record.recipient_domain,
             "recipientRole": record.recipient_role,
-            "status": status.value,
+            "status": value,
             "attempts": record.attempts,
             "detail": detail,
         }
         return self._record(
-            f"outcome.{status.value}",
-            f"uftp.outcome.{status.value}",
+            f"outcome.{value}",
+            f"uftp.outcome.{value}",
             source_urn(self.role, self.domain),
             _json(data),
             JSON_CONTENT_TYPE,
