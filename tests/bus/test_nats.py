@@ -47,6 +47,8 @@ from adapter.bus.nats import (
     NatsBus,
     RawClient,
     _ack_metadata,
+    _event_block,
+    _event_headers,
     _parse_headers,
     _send,
     _status,
@@ -248,14 +250,14 @@ async def test_the_header_block_is_made_only_when_it_is_written(
 ) -> None:
     """While nats-py's publish is taken (it encodes the headers itself), no header block is
     made for nothing."""
-    made: list[bytes] = []
+    made: list[bytes | None] = []
 
-    def header_block(headers: dict[str, str]) -> bytes:
-        made.append(block := _header_block(headers))
+    def header_block(sent: CloudEvent) -> bytes | None:
+        made.append(block := _event_block(sent))
         return block
 
-    _header_block = adapter.bus.nats._header_block
-    monkeypatch.setattr(adapter.bus.nats, "_header_block", header_block)
+    _event_block = adapter.bus.nats._event_block
+    monkeypatch.setattr(adapter.bus.nats, "_event_block", header_block)
     bus = broker.bus()
     await bus.connect()
     bus._hpub = False
@@ -265,6 +267,31 @@ async def test_the_header_block_is_made_only_when_it_is_written(
     await bus.publish(event("ev-block"), "in.Block")
     assert len(made) == 1
     assert await broker.count("stream") == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40),
+    st.dictionaries(
+        st.sampled_from(["commandid", "correlationid", "uftpsender", "causationid"]),
+        st.one_of(st.text(max_size=30), st.sampled_from([XML_CONTENT_TYPE, "text/xml"])),
+    ),
+    st.sampled_from([XML_CONTENT_TYPE, "application/json; charset=utf-8", "a/b", "%41 b"]),
+)
+def test_an_events_header_block_is_its_headers_line_by_line(
+    event_id: str, extensions: dict[str, str], content_type: str
+) -> None:
+    """The header block `publish` writes (`_event_block`, made in one pass with the values'
+    encodings known at once) holds, byte for byte, the headers nats-py's ``publish`` is
+    given otherwise (`_event_headers`), in their order: whatever the values."""
+    sent = replace(event(event_id, **extensions), datacontenttype=content_type)
+    lines = "".join(f"{name}: {value}\r\n" for name, value in _event_headers(sent).items())
+    assert _event_block(sent) == f"NATS/1.0\r\n{lines}\r\n".encode()
+
+
+def test_an_events_header_block_is_not_made_for_an_id_to_be_cleaned() -> None:
+    assert _event_block(event("ev x")) is None
+    assert _event_block(event("ev-x\r\nInjected: yes")) is None
 
 
 async def test_an_event_id_with_line_breaks_cannot_inject_headers(broker: NatsBroker) -> None:
