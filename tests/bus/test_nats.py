@@ -49,6 +49,7 @@ from adapter.bus.nats import (
     _ack_metadata,
     _event_block,
     _event_headers,
+    _parse_header_lines,
     _parse_headers,
     _send,
     _status,
@@ -1189,6 +1190,44 @@ def test_any_header_block_is_read_as_nats_py_reads_it(lines: list[bytes]) -> Non
     block = b"NATS/1.0\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
     theirs = asyncio.run(Client()._process_headers(block)) or {}
     assert (_status(block), _parse_headers(block)) == ("", theirs)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            lambda name, spaces, value: name + b":" + spaces + value,
+            st.one_of(
+                st.from_regex(rb"[!-9;-~]{1,8}", fullmatch=True),
+                st.text(st.characters(min_codepoint=0x1F, max_codepoint=0x7F), max_size=8).map(
+                    str.encode
+                ),
+                st.binary(max_size=8),
+            ),
+            st.sampled_from([b"", b" ", b" ", b"  ", b"\t"]),
+            st.one_of(
+                st.from_regex(rb"[ -~]{0,12}", fullmatch=True),
+                st.text(st.characters(min_codepoint=0x1F, max_codepoint=0x7F), max_size=12).map(
+                    str.encode
+                ),
+            ),
+        ),
+        max_size=5,
+    )
+)
+def test_a_plain_header_block_is_read_as_any_block_is(lines: list[bytes]) -> None:
+    """A block read by regular expression (`_PLAIN_BLOCK`) has the headers line by line
+    reading gives it, and nats-py's: lines near plain ones (spaces, colons, control
+    characters, odd names) included."""
+    block = b"NATS/1.0\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    theirs = asyncio.run(Client()._process_headers(block)) or {}
+    assert _parse_headers(block) == _parse_header_lines(block) == theirs
+
+
+def test_a_commands_header_block_is_read_as_a_plain_one() -> None:
+    block = b"NATS/1.0\r\nce-id: cmd-1\r\nce-type: uftp.x\r\nNats-Msg-Id: m 1\r\n\r\n"
+    assert adapter.bus.nats._PLAIN_BLOCK.fullmatch(block)
+    assert _parse_headers(block) == {"ce-id": "cmd-1", "ce-type": "uftp.x", "Nats-Msg-Id": "m 1"}
 
 
 @pytest.mark.parametrize(
