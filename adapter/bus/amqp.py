@@ -67,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import platform
 import ssl
@@ -148,6 +149,29 @@ def encode_publication(
     ``Basic.Properties.marshal`` encodes them: the flags, then the values) and its body in
     frames of at most `frame_max` octets: the bytes pamqp marshals for the same frames, as
     aiormq splits the body, in one piece. `exchange` is the exchange's name, encoded."""
+    header = _CONTENT_HEADER.pack(_BASIC_CLASS, 0, len(body)) + properties
+    parts = [
+        _publish_frame(channel, exchange, routing_key, mandatory),
+        _FRAME.pack(_HEADER, channel, len(header)),
+        header,
+        b"\xce",
+    ]
+    step = frame_max - _FRAME_OVERHEAD
+    if 0 < len(body) <= step:  # the usual: one body frame
+        parts += (_FRAME.pack(_BODY, channel, len(body)), body, b"\xce")
+    else:  # none for an empty body, or several
+        for start in range(0, len(body), step):
+            chunk = body[start : start + step]
+            parts += (_FRAME.pack(_BODY, channel, len(chunk)), chunk, b"\xce")
+    return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _publish_frame(channel: int, exchange: bytes, routing_key: str, mandatory: bool) -> bytes:
+    """The Basic.Publish method frame of `encode_publication`, kept for the routing keys in
+    use: the relay publishes to a few dozen (``in.<MessageType>``, ``outcome.<status>``...),
+    the same again event after event; past the bound the oldest is made again when next
+    needed."""
     key = routing_key.encode("utf-8")
     if len(key) > 255:  # a shortstr; aiormq refuses it too
         raise ValueError(f"routing key longer than 255 octets: {routing_key[:40]!r}...")
@@ -159,20 +183,7 @@ def encode_publication(
         key,
         1 if mandatory else 0,
     )
-    header = _CONTENT_HEADER.pack(_BASIC_CLASS, 0, len(body)) + properties
-    parts = [
-        _FRAME.pack(_METHOD, channel, len(method)),
-        method,
-        b"\xce",
-        _FRAME.pack(_HEADER, channel, len(header)),
-        header,
-        b"\xce",
-    ]
-    step = frame_max - _FRAME_OVERHEAD
-    for start in range(0, len(body), step):
-        chunk = body[start : start + step]
-        parts += (_FRAME.pack(_BODY, channel, len(chunk)), chunk, b"\xce")
-    return b"".join(parts)
+    return _FRAME.pack(_METHOD, channel, len(method)) + method + b"\xce"
 
 
 class ChannelRefused(BusUnavailable):

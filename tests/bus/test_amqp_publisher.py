@@ -74,6 +74,32 @@ def test_a_publication_is_encoded_as_pamqp_encodes_its_frames() -> None:
         encode_publication(1, b"x", "r" * 256, properties.marshal(), b"", frame_max)
 
 
+def test_the_publish_frame_kept_per_routing_key_is_that_of_its_publication() -> None:
+    # `encode_publication` keeps the Basic.Publish frame per routing key (`_publish_frame`):
+    # the same key on another channel or exchange, or not mandatory, is not that frame.
+    properties = spec.Basic.Properties(message_id="e-1")
+    for channel, exchange, mandatory in (
+        (1, "uftp.events", True),
+        (1, "other", True),
+        (1, "uftp.events", False),
+        (2, "uftp.events", True),
+        (1, "uftp.events", True),
+    ):
+        frames: list[Any] = [
+            spec.Basic.Publish(exchange=exchange, routing_key="in.X", mandatory=mandatory),
+            pamqp_header.ContentHeader(0, 1, properties),
+            pamqp_body.ContentBody(b"x"),
+        ]
+        encoded = properties.marshal()
+        ours = encode_publication(
+            channel, exchange.encode(), "in.X", encoded, b"x", 4096, mandatory=mandatory
+        )
+        assert ours == b"".join(pamqp.frame.marshal(f, channel) for f in frames)
+    for _ in range(2):  # refused each time, not kept
+        with pytest.raises(ValueError, match="255"):
+            encode_publication(1, b"x", "r" * 256, properties.marshal(), b"", 4096)
+
+
 def test_the_header_table_kept_per_set_of_keys_takes_no_value_from_another_table() -> None:
     # `string_table` keeps the names' part of a table per set of keys (`_layout`): a table
     # with the same keys and other values, in another order, or with a value of another kind,
