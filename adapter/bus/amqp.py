@@ -741,7 +741,7 @@ _PROPERTIES = (
 def _present(flags: int) -> tuple[tuple[str, str], ...]:
     """The properties a word of property `flags` says are present: those of `_PROPERTIES`
     whose flag is set, in order, for `decode_properties` to step through those alone rather
-    than test all 14 (383 opcodes for a command's four properties, 226 so). Kept for the
+    than test all 14 (383 opcodes for a command's four properties, 221 so). Kept for the
     words in use: a producer of commands sends the same word message after message; the
     publishers choose them (2^14 at most), and past the bound the oldest is made again when
     next needed."""
