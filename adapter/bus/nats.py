@@ -79,7 +79,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from adapter.bus.events import CloudEvent, InvalidEvent, split_nats, to_nats
+from adapter.bus.events import CloudEvent, InvalidEvent, nats_header_lines, split_nats, to_nats
 from adapter.bus.port import (
     BusError,
     BusHealth,
@@ -674,26 +674,19 @@ class NatsBus:
         when the server cannot be reached, JetStream does not answer or refuses for now."""
         if not _ROUTE.fullmatch(route):
             raise Unroutable(route, "not a NATS subject suffix")
-        headers = to_nats(event)
-        headers[MSG_ID] = event.id
-        # The header block may be written by us (`_send_hpub`) when every value is one the
-        # protocol takes as it stands: the CloudEvents values are percent-encoded, the id
-        # (ours, a UUID) is checked.
-        plain = _PLAIN_VALUE.fullmatch(event.id) is not None
-        await self._store(route, f"{self.events_subject}.{route}", event.data, headers, plain)
+        await self._store(route, f"{self.events_subject}.{route}", event.data, event)
 
     async def _store(
         self,
         route: str,
         subject: str,
         data: bytes,
-        headers: dict[str, str],
-        plain: bool = False,
+        headers: _Headers,
     ) -> None:
         """Publish into one of our streams and return on its PubAck (see `publish`)."""
         try:
             try:
-                await self._publish_acked(subject, data, headers, plain)
+                await self._publish_acked(subject, data, headers)
             except nats.js.errors.NoStreamResponseError:
                 # Our stream is gone (a server that lost its storage, an operator): declare
                 # it again and publish again.
@@ -703,7 +696,7 @@ class NatsBus:
                     raise
                 except BusError as exc:
                     raise Unroutable(route, str(exc)) from exc
-                await self._publish_acked(subject, data, headers, plain)
+                await self._publish_acked(subject, data, headers)
         except nats.js.errors.NoStreamResponseError as exc:
             # Declared a moment ago, yet no answer: a stream without a leader for now.
             raise BusUnavailable(f"no JetStream stream answered on {subject}") from exc
@@ -712,9 +705,7 @@ class NatsBus:
         except (nats.errors.Error, OSError) as exc:  # JetStream API errors included
             raise BusUnavailable(f"NATS publish on {subject}: {exc!r}") from exc
 
-    async def _publish_acked(
-        self, subject: str, data: bytes, headers: dict[str, str], plain: bool
-    ) -> None:
+    async def _publish_acked(self, subject: str, data: bytes, headers: _Headers) -> None:
         """Publish with a reply subject of ours and return once the stream's PubAck came back
         on it: what nats-py's ``JetStreamContext.publish`` does, without its per-publication
         inbox name (a NUID and random hex), its callback closure, ``asyncio.wait_for`` and the
@@ -725,9 +716,9 @@ class NatsBus:
         its event is stored (or it raises: no stream, an API error, no answer within
         `timeout`, which the caller retries, and `Nats-Msg-Id` dedupes).
 
-        When `plain` (every header value one the protocol takes as it stands) and nats-py is
-        connected, `headers` are written as the protocol's header block (`_header_block`,
-        `_send_hpub`, made only then) instead of nats-py encoding them again."""
+        An event's headers are written as the protocol's header block (`_event_block`,
+        `_send_hpub`, made only then) while nats-py is connected, instead of a dict of them
+        that nats-py encodes again."""
         self._require_js()
         nc = self._nc
         if nc is None or self._acks is None:
@@ -738,10 +729,14 @@ class NatsBus:
         answer: asyncio.Future[tuple[str, bytes]] = loop.create_future()
         self._ack_waiting[token] = answer
         try:
-            if plain and self._hpub and nc.is_connected:
-                block = _header_block(headers)
+            block = None
+            if self._hpub and isinstance(headers, CloudEvent) and nc.is_connected:
+                block = _event_block(headers)  # None for an id not to be written as it is
+            if block is not None:
                 await _send_hpub(nc, subject, self._ack_prefix + token, block, data)
             else:  # nats-py buffers while it reconnects, and checks how much
+                if isinstance(headers, CloudEvent):
+                    headers = _event_headers(headers)
                 await nc.publish(subject, data, reply=self._ack_prefix + token, headers=headers)
             deadline = loop.time() + self.timeout
             self._ack_deadlines.append((deadline, token))
@@ -1134,12 +1129,36 @@ def _status(block: bytes) -> str:
     return code.decode("ascii") if code.isdigit() else ""
 
 
+#: A header block read as it stands (`_parse_headers`): the ``NATS/1.0`` line without a
+#: status, then ``Name: value`` lines, the name printable ASCII without a colon, one space or
+#: none after the colon, the value printable ASCII (spaces inside) without white space at
+#: either end or empty; as the adapter, nats-py and most publishers write them.
+_PLAIN_BLOCK: Final = re.compile(
+    rb"NATS/1\.0\r\n(?:[!-9;-~]+: ?(?:[!-~](?:[ -~]*[!-~])?)?\r\n)*\r\n"
+)
+#: A line of such a block: its name and its value.
+_PLAIN_LINE: Final = re.compile(r"([!-9;-~]+): ?((?:[!-~](?:[ -~]*[!-~])?)?)\r\n")
+
+
 def _parse_headers(block: bytes) -> dict[str, str]:
     """The headers of a header block as nats-py's parser reads them (``Name: value`` lines
     after the ``NATS/1.0`` line, split at the first colon, both sides stripped; a name that is
     not ASCII or holds white space skipped; values decoded as UTF-8, bad bytes replaced; the
-    last of two equal names kept), in one pass without its per-character check of each
-    name. Nothing in it is trusted further: the attributes are checked where they are read."""
+    last of two equal names kept). Nothing in it is trusted further: the attributes are
+    checked where they are read.
+
+    A block of plain lines only (`_PLAIN_BLOCK`: a command's, nearly always) holds nothing
+    to strip, skip or replace: its lines are taken by a regular expression, in C, not one by
+    one in Python (some 180 opcodes for a command's ten headers); any other block line by
+    line (`_parse_header_lines`)."""
+    if _PLAIN_BLOCK.fullmatch(block):
+        return dict(_PLAIN_LINE.findall(block.decode("ascii")))
+    return _parse_header_lines(block)
+
+
+def _parse_header_lines(block: bytes) -> dict[str, str]:
+    """`_parse_headers` for any block, in one pass without nats-py's per-character check of
+    each name."""
     headers: dict[str, str] = {}
     lines = block.split(b"\r\n")
     for line in lines[1:]:  # lines[0]: NATS/1.0 and the inline status, if any
@@ -1170,12 +1189,28 @@ def _ack_metadata(reply: str) -> tuple[str, int, int]:
     raise ValueError(f"not a JetStream ack subject: {reply!r}")
 
 
-def _header_block(headers: Mapping[str, str]) -> bytes:
-    """`headers` as the NATS protocol's header block (``NATS/1.0``, a ``Name: value`` line
-    each, an empty line), for names and values that hold nothing nats-py would clean: no
-    CR or LF, no leading or trailing white space (`publish` sees to it)."""
-    lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-    return f"NATS/1.0\r\n{lines}\r\n".encode()
+#: What a publication into one of our streams carries as headers: an event's (its
+#: CloudEvents headers and ``Nats-Msg-Id``, the event id), or headers as they are (a dead
+#: letter's).
+_Headers = CloudEvent | dict[str, str]
+
+
+def _event_headers(event: CloudEvent) -> dict[str, str]:
+    """The headers of `event` as nats-py's ``publish`` takes them."""
+    headers = to_nats(event)
+    headers[MSG_ID] = event.id
+    return headers
+
+
+def _event_block(event: CloudEvent) -> bytes | None:
+    """The headers of `event` (`_event_headers`, in the same order) as the NATS protocol's
+    header block (``NATS/1.0``, a ``Name: value`` line each, an empty line), or None when
+    its id (ours, a UUID, but not taken on trust) is not a value the protocol carries as it
+    stands: nats-py's ``publish`` then cleans it as it does. The CloudEvents lines hold
+    nothing it would clean (`nats_header_lines`)."""
+    if _PLAIN_VALUE.fullmatch(event.id) is None:
+        return None
+    return f"NATS/1.0\r\n{nats_header_lines(event)}{MSG_ID}: {event.id}\r\n\r\n".encode()
 
 
 def _offers_hpub(nc: Client) -> bool:

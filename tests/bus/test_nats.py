@@ -47,6 +47,9 @@ from adapter.bus.nats import (
     NatsBus,
     RawClient,
     _ack_metadata,
+    _event_block,
+    _event_headers,
+    _parse_header_lines,
     _parse_headers,
     _send,
     _status,
@@ -248,14 +251,14 @@ async def test_the_header_block_is_made_only_when_it_is_written(
 ) -> None:
     """While nats-py's publish is taken (it encodes the headers itself), no header block is
     made for nothing."""
-    made: list[bytes] = []
+    made: list[bytes | None] = []
 
-    def header_block(headers: dict[str, str]) -> bytes:
-        made.append(block := _header_block(headers))
+    def header_block(sent: CloudEvent) -> bytes | None:
+        made.append(block := _event_block(sent))
         return block
 
-    _header_block = adapter.bus.nats._header_block
-    monkeypatch.setattr(adapter.bus.nats, "_header_block", header_block)
+    _event_block = adapter.bus.nats._event_block
+    monkeypatch.setattr(adapter.bus.nats, "_event_block", header_block)
     bus = broker.bus()
     await bus.connect()
     bus._hpub = False
@@ -265,6 +268,31 @@ async def test_the_header_block_is_made_only_when_it_is_written(
     await bus.publish(event("ev-block"), "in.Block")
     assert len(made) == 1
     assert await broker.count("stream") == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40),
+    st.dictionaries(
+        st.sampled_from(["commandid", "correlationid", "uftpsender", "causationid"]),
+        st.one_of(st.text(max_size=30), st.sampled_from([XML_CONTENT_TYPE, "text/xml"])),
+    ),
+    st.sampled_from([XML_CONTENT_TYPE, "application/json; charset=utf-8", "a/b", "%41 b"]),
+)
+def test_an_events_header_block_is_its_headers_line_by_line(
+    event_id: str, extensions: dict[str, str], content_type: str
+) -> None:
+    """The header block `publish` writes (`_event_block`, made in one pass with the values'
+    encodings known at once) holds, byte for byte, the headers nats-py's ``publish`` is
+    given otherwise (`_event_headers`), in their order: whatever the values."""
+    sent = replace(event(event_id, **extensions), datacontenttype=content_type)
+    lines = "".join(f"{name}: {value}\r\n" for name, value in _event_headers(sent).items())
+    assert _event_block(sent) == f"NATS/1.0\r\n{lines}\r\n".encode()
+
+
+def test_an_events_header_block_is_not_made_for_an_id_to_be_cleaned() -> None:
+    assert _event_block(event("ev x")) is None
+    assert _event_block(event("ev-x\r\nInjected: yes")) is None
 
 
 async def test_an_event_id_with_line_breaks_cannot_inject_headers(broker: NatsBroker) -> None:
@@ -1162,6 +1190,44 @@ def test_any_header_block_is_read_as_nats_py_reads_it(lines: list[bytes]) -> Non
     block = b"NATS/1.0\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
     theirs = asyncio.run(Client()._process_headers(block)) or {}
     assert (_status(block), _parse_headers(block)) == ("", theirs)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            lambda name, spaces, value: name + b":" + spaces + value,
+            st.one_of(
+                st.from_regex(rb"[!-9;-~]{1,8}", fullmatch=True),
+                st.text(st.characters(min_codepoint=0x1F, max_codepoint=0x7F), max_size=8).map(
+                    str.encode
+                ),
+                st.binary(max_size=8),
+            ),
+            st.sampled_from([b"", b" ", b" ", b"  ", b"\t"]),
+            st.one_of(
+                st.from_regex(rb"[ -~]{0,12}", fullmatch=True),
+                st.text(st.characters(min_codepoint=0x1F, max_codepoint=0x7F), max_size=12).map(
+                    str.encode
+                ),
+            ),
+        ),
+        max_size=5,
+    )
+)
+def test_a_plain_header_block_is_read_as_any_block_is(lines: list[bytes]) -> None:
+    """A block read by regular expression (`_PLAIN_BLOCK`) has the headers line by line
+    reading gives it, and nats-py's: lines near plain ones (spaces, colons, control
+    characters, odd names) included."""
+    block = b"NATS/1.0\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    theirs = asyncio.run(Client()._process_headers(block)) or {}
+    assert _parse_headers(block) == _parse_header_lines(block) == theirs
+
+
+def test_a_commands_header_block_is_read_as_a_plain_one() -> None:
+    block = b"NATS/1.0\r\nce-id: cmd-1\r\nce-type: uftp.x\r\nNats-Msg-Id: m 1\r\n\r\n"
+    assert adapter.bus.nats._PLAIN_BLOCK.fullmatch(block)
+    assert _parse_headers(block) == {"ce-id": "cmd-1", "ce-type": "uftp.x", "Nats-Msg-Id": "m 1"}
 
 
 @pytest.mark.parametrize(
