@@ -67,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import platform
 import ssl
@@ -148,6 +149,29 @@ def encode_publication(
     ``Basic.Properties.marshal`` encodes them: the flags, then the values) and its body in
     frames of at most `frame_max` octets: the bytes pamqp marshals for the same frames, as
     aiormq splits the body, in one piece. `exchange` is the exchange's name, encoded."""
+    header = _CONTENT_HEADER.pack(_BASIC_CLASS, 0, len(body)) + properties
+    parts = [
+        _publish_frame(channel, exchange, routing_key, mandatory),
+        _FRAME.pack(_HEADER, channel, len(header)),
+        header,
+        b"\xce",
+    ]
+    step = frame_max - _FRAME_OVERHEAD
+    if 0 < len(body) <= step:  # the usual: one body frame
+        parts += (_FRAME.pack(_BODY, channel, len(body)), body, b"\xce")
+    else:  # none for an empty body, or several
+        for start in range(0, len(body), step):
+            chunk = body[start : start + step]
+            parts += (_FRAME.pack(_BODY, channel, len(chunk)), chunk, b"\xce")
+    return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _publish_frame(channel: int, exchange: bytes, routing_key: str, mandatory: bool) -> bytes:
+    """The Basic.Publish method frame of `encode_publication`, kept for the routing keys in
+    use: the relay publishes to a few dozen (``in.<MessageType>``, ``outcome.<status>``...),
+    the same again event after event; past the bound the oldest is made again when next
+    needed."""
     key = routing_key.encode("utf-8")
     if len(key) > 255:  # a shortstr; aiormq refuses it too
         raise ValueError(f"routing key longer than 255 octets: {routing_key[:40]!r}...")
@@ -159,20 +183,7 @@ def encode_publication(
         key,
         1 if mandatory else 0,
     )
-    header = _CONTENT_HEADER.pack(_BASIC_CLASS, 0, len(body)) + properties
-    parts = [
-        _FRAME.pack(_METHOD, channel, len(method)),
-        method,
-        b"\xce",
-        _FRAME.pack(_HEADER, channel, len(header)),
-        header,
-        b"\xce",
-    ]
-    step = frame_max - _FRAME_OVERHEAD
-    for start in range(0, len(body), step):
-        chunk = body[start : start + step]
-        parts += (_FRAME.pack(_BODY, channel, len(chunk)), chunk, b"\xce")
-    return b"".join(parts)
+    return _FRAME.pack(_METHOD, channel, len(method)) + method + b"\xce"
 
 
 class ChannelRefused(BusUnavailable):
@@ -726,6 +737,17 @@ _PROPERTIES = (
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _present(flags: int) -> tuple[tuple[str, str], ...]:
+    """The properties a word of property `flags` says are present: those of `_PROPERTIES`
+    whose flag is set, in order, for `decode_properties` to step through those alone rather
+    than test all 14 (383 opcodes for a command's four properties, 221 so). Kept for the
+    words in use: a producer of commands sends the same word message after message; the
+    publishers choose them (2^14 at most), and past the bound the oldest is made again when
+    next needed."""
+    return tuple(prop for shift, prop in enumerate(_PROPERTIES) if flags & (0x8000 >> shift))
+
+
 def decode_properties(
     data: bytes | bytearray, offset: int, end: int
 ) -> tuple[str | None, str | None, dict[str, object]]:
@@ -739,28 +761,25 @@ def decode_properties(
     offset += 2
     content_type = message_id = None
     headers: dict[str, object] = {}
-    bit = 0x8000
-    for name, kind in _PROPERTIES:
-        if flags & bit:
-            if kind == "s":
-                length = data[offset]
-                value = bytes(data[offset + 1 : offset + 1 + length]).decode("utf-8")
-                offset += 1 + length
-                if name == "content_type":
-                    content_type = value
-                elif name == "message_id":
-                    message_id = value
-            elif kind == "o":
-                offset += 1
-            elif kind == "t":
-                offset += 8
-            else:
-                (length,) = UINT32.unpack_from(data, offset)
-                headers = _field_table(data, offset + 4, offset + 4 + length)
-                offset += 4 + length
-            if offset > end:
-                raise ValueError(f"the property {name} runs past the content header")
-        bit >>= 1
+    for name, kind in _present(flags):
+        if kind == "s":
+            length = data[offset]
+            value = data[offset + 1 : offset + 1 + length].decode("utf-8")
+            offset += 1 + length
+            if name == "content_type":
+                content_type = value
+            elif name == "message_id":
+                message_id = value
+        elif kind == "o":
+            offset += 1
+        elif kind == "t":
+            offset += 8
+        else:
+            (length,) = UINT32.unpack_from(data, offset)
+            headers = _field_table(data, offset + 4, offset + 4 + length)
+            offset += 4 + length
+        if offset > end:
+            raise ValueError(f"the property {name} runs past the content header")
     return content_type, message_id, headers
 
 
@@ -774,16 +793,16 @@ def _field_table(data: bytes | bytearray, offset: int, end: int) -> dict[str, ob
         key_end = offset + 1 + length
         if key_end >= end or data[key_end] != 0x53:  # "S"
             return _pamqp_table(data, start, end)
-        key = bytes(data[offset + 1 : key_end]).decode("utf-8")
+        key = data[offset + 1 : key_end].decode("utf-8")
         (size,) = UINT32.unpack_from(data, key_end + 1)
         offset = key_end + 5 + size
         if offset > end:
             raise ValueError("a field table value runs past its table")
-        raw = bytes(data[key_end + 5 : offset])
+        raw = data[key_end + 5 : offset]
         try:
             table[key] = raw.decode("utf-8")
         except UnicodeDecodeError:  # pamqp keeps such a long string as bytes
-            table[key] = raw
+            table[key] = bytes(raw)
     return table
 
 
@@ -956,8 +975,7 @@ class CommandConsumer(AmqpConnection):
     def _delivered(self, delivery: Delivery) -> None:
         """`delivery` is read whole: to its handler."""
         self._incoming = None
-        chunks = delivery.chunks
-        delivery.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        delivery.body = b"".join(delivery.chunks)  # a body of one frame: that frame's bytes
         delivery.chunks = []
         if self._handshake is None and self._closed is not None:
             # Behind a Basic.Cancel, or while closing: no settlement of it could be written,

@@ -81,6 +81,8 @@ XML_CONTENT_TYPE: Final = "text/xml; charset=utf-8"
 JSON_CONTENT_TYPE: Final = "application/json; charset=utf-8"
 AMQP_PREFIX: Final = "cloudEvents_"
 _AMQP_PREFIXES: Final = ("cloudEvents_", "cloudEvents:")
+#: Both prefixes are as long: a header's attribute name is what follows either.
+_AMQP_PREFIX_LENGTH: Final = len(AMQP_PREFIX)
 NATS_PREFIX: Final = "ce-"
 
 #: The attributes every CloudEvent carries (CloudEvents 1.0, "REQUIRED Attributes").
@@ -233,10 +235,11 @@ def from_amqp(headers: Mapping[str, object], content_type: str | None) -> dict[s
     as UTF-8, timestamps, numbers), turned into canonical strings."""
     attributes: dict[str, str] = {}
     for key, value in headers.items():
-        prefix = next((p for p in _AMQP_PREFIXES if key.startswith(p)), None)
-        if prefix is None or value is None:
-            continue
-        attributes[key[len(prefix) :]] = _canonical(value)
+        if value is not None and key.startswith(_AMQP_PREFIXES):
+            # Most values are already what `_canonical` would make of them: no call for those.
+            attributes[key[_AMQP_PREFIX_LENGTH:]] = (
+                value if type(value) is str else _canonical(value)
+            )
     if content_type:
         attributes["datacontenttype"] = content_type
     return attributes

@@ -105,6 +105,39 @@ def test_properties_are_decoded_as_pamqp_decodes_them() -> None:
     assert decode_properties(payload, 0, len(payload)) == (None, None, {"k": b"\xff"})
 
 
+def test_the_properties_kept_present_per_word_of_flags_are_each_messages_own() -> None:
+    # `decode_properties` keeps which properties a word of flags says are present
+    # (`_present`, 64 words): every combination of seven properties (128 words, more than
+    # are kept), twice over, each with values of its own, decodes as pamqp decodes it.
+    chosen = {
+        "content_type": "text/xml; charset=utf-8",
+        "headers": {"cloudEvents_uftprecipient": "d.example"},
+        "delivery_mode": 2,
+        "priority": 3,
+        "message_id": "m-",
+        "timestamp": datetime(2024, 5, 1, 8, 0, tzinfo=UTC),
+        "app_id": "an app",
+    }
+    names = list(chosen)
+    for round_ in range(2):
+        for word in range(2 ** len(names)):
+            values = {
+                name: f"{value}{round_}.{word}" if isinstance(value, str) else value
+                for bit, (name, value) in enumerate(chosen.items())
+                if word & (1 << bit)
+            }
+            frame = pamqp.frame.marshal(
+                pamqp_header.ContentHeader(0, 10, spec.Basic.Properties(**values)), 1
+            )
+            _, _, theirs = pamqp.frame.unmarshal(frame)
+            expected = theirs.properties
+            assert decode_properties(frame, 7 + 12, len(frame) - 1) == (
+                expected.content_type,
+                expected.message_id,
+                expected.headers or {},
+            ), values
+
+
 def test_properties_that_do_not_decode_raise_value_error() -> None:
     good = content_header(spec.Basic.Properties(message_id="abc", headers={"k": "v"}))
     bad_utf8 = good.replace(b"abc", b"a\xffc")

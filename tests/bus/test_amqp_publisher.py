@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import aio_pika
+import pamqp.encode
 import pamqp.frame
 import pytest
 from pamqp import body as pamqp_body
@@ -29,6 +30,7 @@ from adapter.bus.rabbitmq import (
     properties_of,
     string_table,
 )
+from adapter.uftp.messages import Role
 from tests.bus.conftest import AMQP_URL
 from tests.bus.test_rabbitmq import event, journal_event
 from tests.bus.tools import close_connections
@@ -70,6 +72,61 @@ def test_a_publication_is_encoded_as_pamqp_encodes_its_frames() -> None:
             )
     with pytest.raises(ValueError, match="255"):
         encode_publication(1, b"x", "r" * 256, properties.marshal(), b"", frame_max)
+
+
+def test_the_publish_frame_kept_per_routing_key_is_that_of_its_publication() -> None:
+    # `encode_publication` keeps the Basic.Publish frame per routing key (`_publish_frame`):
+    # the same key on another channel or exchange, or not mandatory, is not that frame.
+    properties = spec.Basic.Properties(message_id="e-1")
+    for channel, exchange, mandatory in (
+        (1, "uftp.events", True),
+        (1, "other", True),
+        (1, "uftp.events", False),
+        (2, "uftp.events", True),
+        (1, "uftp.events", True),
+    ):
+        frames: list[Any] = [
+            spec.Basic.Publish(exchange=exchange, routing_key="in.X", mandatory=mandatory),
+            pamqp_header.ContentHeader(0, 1, properties),
+            pamqp_body.ContentBody(b"x"),
+        ]
+        encoded = properties.marshal()
+        ours = encode_publication(
+            channel, exchange.encode(), "in.X", encoded, b"x", 4096, mandatory=mandatory
+        )
+        assert ours == b"".join(pamqp.frame.marshal(f, channel) for f in frames)
+    for _ in range(2):  # refused each time, not kept
+        with pytest.raises(ValueError, match="255"):
+            encode_publication(1, b"x", "r" * 256, properties.marshal(), b"", 4096)
+
+
+def test_the_header_table_kept_per_set_of_keys_takes_no_value_from_another_table() -> None:
+    # `string_table` keeps the names' part of a table per set of keys (`_layout`): a table
+    # with the same keys and other values, in another order, or with a value of another kind,
+    # is encoded as pamqp encodes it, whatever table of those keys came before.
+    first = {"cloudEvents_type": "uftp.TestMessage", "cloudEvents_id": "e-1", "x": "\u20ac"}
+    for table in (
+        first,
+        {**first, "cloudEvents_id": "e-2, longer", "x": ""},
+        dict(reversed(first.items())),
+        {**first, "x": "\U0001f600" * 70},
+        first,
+    ):
+        assert string_table(table) == pamqp.encode.field_table(table), table
+    # The same keys with a value that is not a `str`: left to pamqp, and those after it not.
+    assert string_table({**first, "x": 1}) is None
+    assert string_table({**first, "x": Role.CRO}) is None  # a StrEnum
+    assert string_table(first) == pamqp.encode.field_table(first)
+    for _ in range(2):
+        assert string_table({"n" * 129: "a name pamqp truncates"}) is None
+    # The same keys with a prefix and one left out, then without: each its own table.
+    attributes = {"type": "t", "id": "e-1", "datacontenttype": "text/xml"}
+    prefixed = {"cloudEvents_type": "t", "cloudEvents_id": "e-1"}
+    for _ in range(2):
+        assert string_table(
+            attributes, prefix="cloudEvents_", leave_out="datacontenttype"
+        ) == pamqp.encode.field_table(prefixed)
+        assert string_table(attributes) == pamqp.encode.field_table(attributes)
 
 
 def test_event_properties_are_encoded_as_pamqp_encodes_them() -> None:
