@@ -69,6 +69,7 @@ import asyncio
 import contextlib
 import cProfile
 import dataclasses
+import functools
 import logging
 import math
 import multiprocessing
@@ -79,10 +80,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the clients' types, for the bare configurations' attributes
+    import aio_pika
+    from aio_pika.abc import AbstractConnection, AbstractExchange
+    from nats.aio.client import Client as NatsClient
+    from nats.js import JetStreamContext
 
 if __name__ in ("__main__", "__mp_main__"):  # run, not imported: an importer picks the adapter
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -221,10 +228,7 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
         await _relay(conn, names, seen, tmp)
         return
     keys = {DSO: generate(), CRO: generate()}
-    buses = {
-        DSO: bridge(names, commands=True, name="bench dso") if kind == "commands" else None,
-        CRO: bridge(names, commands=False, name="bench cro") if kind == "events" else None,
-    }
+    buses = _bridges(kind, names)
     if kind == "memory":  # the bridge without a broker: every event counted as published
         seen = _Counter()
         buses[CRO] = _memory_bridge(seen)
@@ -253,7 +257,7 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
         )
     for bus in buses.values():
         if bus is not None:
-            await wait_for(lambda bus=bus: bus.health().consuming, 30)
+            await wait_for(functools.partial(_consuming, bus), 30)
     conn.send("ready")
     profiler: cProfile.Profile | None = None
     started = (0.0, 0.0, 0)
@@ -281,6 +285,24 @@ async def _adapter(conn: Connection, kind: str, names: Names | None, seen: Any, 
     conn.send("stopped")
 
 
+def _bridges(kind: str, names: Names | None) -> dict[str, Any]:
+    """Each side's bus bridge: the DSO's for the commands, the CRO's for the events; none
+    for the other configurations (which have no broker names)."""
+    if kind not in ("commands", "events"):
+        return {DSO: None, CRO: None}
+    assert names is not None
+    return {
+        DSO: bridge(names, commands=True, name="bench dso") if kind == "commands" else None,
+        CRO: bridge(names, commands=False, name="bench cro") if kind == "events" else None,
+    }
+
+
+def _consuming(bus: Any) -> bool:
+    """Whether `bus` (a bridge) consumes already."""
+    consuming: bool = bus.health().consuming
+    return consuming
+
+
 class _Counter:
     """What `seen` is for the in-memory configuration: a count in this process."""
 
@@ -301,13 +323,13 @@ def _memory_bridge(seen: _Counter) -> Any:
     return BusBridge(CountingBus(), consume=False)
 
 
-async def paced(load: Load, start: Callable[[], Awaitable[Any]]) -> int:
+async def paced(load: Load, start: Callable[[], Coroutine[Any, Any, Any]]) -> int:
     """Start `load.rate` a second of `start()` for `load.seconds`, each on schedule whatever
     the others do (an open loop); how many, once all have returned."""
     loop = asyncio.get_running_loop()
     count = round(load.rate * load.seconds)
     began = loop.time()
-    tasks = []
+    tasks: list[asyncio.Task[Any]] = []
     for index in range(count):
         delay = began + index / load.rate - loop.time()
         if delay > 0:
@@ -447,7 +469,14 @@ async def _bare(conn: Connection, names: Names) -> None:
 
 
 class _BareRabbit:
+    """aio-pika alone: publish with confirms, consume every event (`open` sets it up)."""
+
     received = 0
+    connection: AbstractConnection
+    exchange: AbstractExchange
+    #: aio-pika's names, looked up once at `open` (aio-pika is imported there).
+    message: type[aio_pika.Message]
+    persistent: aio_pika.DeliveryMode
 
     @classmethod
     async def open(cls, names: Names) -> _BareRabbit:
@@ -487,7 +516,12 @@ class _BareRabbit:
 
 
 class _BareNats:
+    """nats-py alone: publish to JetStream, consume every event (`open` sets it up)."""
+
     received = 0
+    nc: NatsClient
+    js: JetStreamContext
+    subject: str
 
     @classmethod
     async def open(cls, names: Names) -> _BareNats:
@@ -641,7 +675,7 @@ async def _produce(conn: Connection, names: Names, seen: Any) -> None:
 
 async def command_publisher(
     names: Names,
-) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[Any]]]:
+) -> tuple[Callable[[], Coroutine[Any, Any, Any]], Callable[[], Awaitable[Any]]]:
     """The operator's producer of commands for a configuration: what publishes one (a
     TestMessage for the CRO, a new id each time, returning on the broker's confirm), and
     what closes it."""
@@ -940,7 +974,7 @@ def main(argv: list[str] | None = None) -> int:
                     key = f"{kind}-{broker}" + ("-base" if code else "")
                     variant = (kind, code)
 
-                    def start(
+                    def start_named(
                         kind: str = kind,
                         code: str | None = code,
                         key: str = key,
@@ -955,7 +989,9 @@ def main(argv: list[str] | None = None) -> int:
                         "relay": f"relay backlog, {broker} (events)",
                         "bare": f"bare {broker} publish+consume",
                     }[kind] + suffix
-                    configurations[key] = Configuration(label, kind, broker, start(), start=start)
+                    configurations[key] = Configuration(
+                        label, kind, broker, start_named(), start=start_named
+                    )
                     if kind == "commands":
                         producer = Process(
                             producer_process, names[variant], seen[variant], name=f"producer-{key}"
@@ -1091,7 +1127,7 @@ def report(
                 "of a core"
             )
         elif configuration.kind in ("memory", "events", "commands"):
-            extra = statistics.median(
+            bridge_cpu = statistics.median(
                 o.cpu_per_message - b.cpu_per_message
                 for o, b in zip(slices, without_bus(key), strict=True)
             )
@@ -1099,8 +1135,8 @@ def report(
             # What the bridge's own CPU would take at that rate, beside what the UFTP path
             # without it takes: the process runs out of cores on the path long before.
             print(
-                f"  {configuration.name:44} bridge CPU {extra * 1000:+.2f} ms/msg at the rate "
-                f"offered: {extra * RATE:.0%} of a core at {RATE:,} messages/s, the UFTP path "
+                f"  {configuration.name:44} bridge CPU {bridge_cpu * 1000:+.2f} ms/msg at the rate "
+                f"offered: {bridge_cpu * RATE:.0%} of a core at {RATE:,} messages/s, the UFTP path "
                 f"without it {path * RATE:.0%}"
             )
     for name, cpu in consumer_cpu.items():
