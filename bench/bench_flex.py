@@ -311,10 +311,11 @@ def time_sides(
             cpus.append(time.process_time() - c)
             walls.append(time.perf_counter() - w)
     print(f"  {repeat} interleaved repeats")
-    for label, c, w in zip(sides, cpu, wall, strict=True):
+    for label, cpus, walls in zip(sides, cpu, wall, strict=True):
         print(
-            f"  {label:<7} CPU median {fmt(statistics.median(c))} min {fmt(min(c))}"
-            f"  max {fmt(max(c))} | wall median {fmt(statistics.median(w))} min {fmt(min(w))}"
+            f"  {label:<7} CPU median {fmt(statistics.median(cpus))} min {fmt(min(cpus))}"
+            f"  max {fmt(max(cpus))} | wall median {fmt(statistics.median(walls))}"
+            f" min {fmt(min(walls))}"
         )
     # Large messages keep their ISPs as text (Metering values, FlexOrderSettlement rows) and
     # make rows when asked for: what asking for every one of them costs, once, untimed above.

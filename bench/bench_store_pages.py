@@ -113,7 +113,7 @@ async def run(count: int, concurrency: int, cro: SqliteStore, dso: SqliteStore) 
 
 def wal_frames(path: Path) -> int:
     wal = path.with_name(path.name + "-wal")
-    page_size = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
+    page_size: int = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
     size = wal.stat().st_size if wal.exists() else 0
     return max(0, size - 32) // (page_size + 24)
 

@@ -176,7 +176,7 @@ def cro_parent(
     for index in range(workers):
         pid = os.fork()
         if pid == 0:
-            code = 0
+            status = 0
             try:
                 for other, group in enumerate(groups):
                     if other != index:
@@ -185,9 +185,9 @@ def cro_parent(
                 asyncio.run(cro_worker(groups[index], secret, store_url, dso, per_peer))
             except BaseException:
                 logging.exception("CRO worker failed")
-                code = 1
+                status = 1
             finally:
-                os._exit(code)
+                os._exit(status)
         pids.append(pid)
     for sock in (s for group in groups for s in group):
         sock.close()

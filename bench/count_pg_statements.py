@@ -41,7 +41,7 @@ async def _run(seconds: float) -> None:
         statements[" ".join(query.split())[:100]] += 1
         return await execute(self, query, *args, **kwargs)
 
-    asyncpg.connection.Connection._execute = counting  # type: ignore[method-assign]
+    asyncpg.connection.Connection._execute = counting
 
     tag = uuid.uuid4().hex[:8]
     schemas = [f"bench_c_dso_{tag}", f"bench_c_cro_{tag}"]
