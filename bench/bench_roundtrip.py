@@ -87,7 +87,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 DSO = "dso.example-grid.nl"
 CRO = "cro.example.com"
@@ -248,6 +248,12 @@ class Variant:
     commit_off_loop: bool = True
 
 
+class StoreOptions(TypedDict, total=False):
+    """The `SqliteStore` options a variant passes (none at all for the defaults)."""
+
+    commit_off_loop: bool
+
+
 #: The variants of ours that `--variants` adds, each a lever switched against "ours".
 VARIANTS: dict[str, Variant] = {
     "uvloop": Variant(event_loop="uvloop"),
@@ -296,7 +302,7 @@ async def _ours(
         return DSOPortfolioUpdateResponse()
 
     # A baseline checkout's store may not know the switch: it is left out when on.
-    options = {} if variant.commit_off_loop else {"commit_off_loop": False}
+    options: StoreOptions = {} if variant.commit_off_loop else {"commit_off_loop": False}
     sqlite_store = SqliteStore(store, **options)
     participant = Participant(
         domain=domain,
@@ -514,7 +520,9 @@ async def _floor(conn: Connection, domain: str, role_name: str, secret: bytes) -
     async def receive(request: web.Request) -> web.Response:
         signed = envelope.parse_envelope(await request.read())
         inner = envelope.open_sealed(signed.sealed, (peer["key"],))
-        message = codec.decode(inner)
+        # The DSO's request (here at the CRO) or the CRO's response: read by its own kind's
+        # fields, as the floor checks nothing (`decode` says only "a message").
+        message: Any = codec.decode(inner)
         if role is Role.CRO:
             assert sum(len(cp.connections) for cp in message.congestion_points) > 0
             task = asyncio.get_running_loop().create_task(answer(message))
