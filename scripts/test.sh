@@ -7,6 +7,8 @@ echo "== ruff"
 .venv/bin/ruff check adapter tests bench fuzz
 echo "== mypy"
 .venv/bin/mypy adapter
+# The benchmarks too: they run rarely, so a wrong attribute or type there shows late.
+.venv/bin/mypy bench
 # The protocol core, strict with lxml's stubs (from the test extras) in the check.
 .venv/bin/mypy --strict adapter/uftp
 # The PostgreSQL tests skip without a server unless this is set; set, a missing server fails.
