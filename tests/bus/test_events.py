@@ -22,6 +22,7 @@ from adapter.bus.events import (
     json_to_element,
     message_from_json,
     message_to_json,
+    nats_header_lines,
     source_urn,
     split_nats,
     to_amqp,
@@ -156,6 +157,25 @@ def test_nats_binary_mode_percent_encodes_as_the_binding_example() -> None:
     attributes = from_nats({key.upper(): value for key, value in headers.items()})
     assert attributes["uftpsender"] == "Euro \u20ac \U0001f600"
     assert attributes["datacontenttype"] == XML_CONTENT_TYPE
+
+
+@pytest.mark.parametrize(
+    ("content_type", "encoded"),
+    [
+        (XML_CONTENT_TYPE, "text/xml;%20charset=utf-8"),
+        (JSON_CONTENT_TYPE, "application/json;%20charset=utf-8"),
+    ],
+)
+def test_nats_binary_mode_encodes_the_content_type_beside_plain_values(
+    content_type: str, encoded: str
+) -> None:
+    # Every other value needs no encoding: the way of nearly every event, where the content
+    # type is taken as it was encoded once. Both forms of the headers say the same.
+    sent = event(datacontenttype=content_type)
+    headers = to_nats(sent)
+    assert headers["ce-datacontenttype"] == encoded
+    assert headers["ce-correlationid"] == "c-1"
+    assert nats_header_lines(sent) == "".join(f"{k}: {v}\r\n" for k, v in headers.items())
 
 
 def test_nats_reading_refuses_overlong_utf8_and_accepts_quoted_values() -> None:
