@@ -3,7 +3,6 @@ mode, and the JSON form of UFTP messages, which must round-trip to the same type
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -29,12 +28,13 @@ from adapter.bus.events import (
     to_nats,
     xml_to_json,
 )
-from adapter.bus.journal import EventJournal, new_event_id
+from adapter.bus.journal import new_event_id
 from adapter.store.base import OutboundRecord, OutboundStatus
 from adapter.store.register import UpdateKind, UpdateMeta
 from adapter.uftp import codec
 from adapter.uftp.errors import InvalidXml
-from adapter.uftp.messages import Role, TestMessage
+from adapter.uftp.messages import Role
+from tests.bus.tools import cro_journal, dso_test_message
 from tests.uftp.samples import all_samples, version_id
 
 VERSIONS = ("3.0.0", "3.1.0", "4.0.0")
@@ -281,17 +281,7 @@ def test_a_bad_extension_name_beside_the_adapters_own_is_refused_and_named() -> 
 def test_the_journal_gives_every_extension_as_a_plain_string_and_leaves_out_empty_ones() -> None:
     # Roles are `StrEnum`s: the relay publishes these very values, and the RabbitMQ port's
     # header encoder takes `str` only (tests/bus/test_rabbitmq.py).
-    journal = EventJournal(
-        domain="cro.example.com", role=Role.CRO, clock=lambda: datetime(2024, 5, 1, tzinfo=UTC)
-    )
-    message = dataclasses.replace(
-        TestMessage(),
-        version="3.0.0",
-        sender_domain="dso.example.com",
-        recipient_domain="cro.example.com",
-        message_id="m-1",
-        conversation_id="c-1",
-    )
+    journal = cro_journal()
     outbound = OutboundRecord(
         message_id="m-2",
         recipient_domain="dso.example.com",
@@ -305,7 +295,7 @@ def test_the_journal_gives_every_extension_as_a_plain_string_and_leaves_out_empt
         deadline=datetime(2024, 5, 2, tzinfo=UTC),
     )
     records = [
-        journal.inbound(message, b"<TestMessage/>", sender_role=Role.DSO),
+        journal.inbound(dso_test_message(), b"<TestMessage/>", sender_role=Role.DSO),
         journal.outcome(outbound, OutboundStatus.DELIVERED, "HTTP 200", command_id="cmd-1"),
         journal.error("deadline", "late", extensions={"uftpsenderrole": Role.AGR}, key="k"),
         *journal.register_change(

@@ -4,7 +4,6 @@ in CloudEvents binary mode; the declared command topology; settling by verdict."
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,12 +13,11 @@ import pamqp.encode
 import pytest
 
 from adapter.bus.events import XML_CONTENT_TYPE, CloudEvent, from_amqp, to_amqp
-from adapter.bus.journal import EventJournal
 from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
 from adapter.bus.rabbitmq import RabbitBus, Topology, string_table
-from adapter.uftp.messages import Role, TestMessage
+from adapter.uftp.messages import Role
 from tests.bus.conftest import AMQP_URL
-from tests.bus.tools import Proxy, Recorder
+from tests.bus.tools import Proxy, Recorder, cro_journal, dso_test_message
 from tests.conftest import eventually
 
 
@@ -332,18 +330,7 @@ def test_event_headers_are_encoded_as_pamqp_encodes_them() -> None:
 def journal_event() -> CloudEvent:
     """An event as the journal builds it and the relay is handed it (some of its values were
     given as `Role`s)."""
-    journal = EventJournal(
-        domain="cro.example.com", role=Role.CRO, clock=lambda: datetime(2024, 5, 1, tzinfo=UTC)
-    )
-    message = dataclasses.replace(
-        TestMessage(),
-        version="3.0.0",
-        sender_domain="dso.example.com",
-        recipient_domain="cro.example.com",
-        message_id="m-1",
-        conversation_id="c-1",
-    )
-    record = journal.inbound(message, b"<TestMessage/>", sender_role=Role.DSO)
+    record = cro_journal().inbound(dso_test_message(), b"<TestMessage/>", sender_role=Role.DSO)
     return CloudEvent.from_attributes(record.attributes, record.data)
 
 

@@ -1,7 +1,8 @@
 """What the bus tests use around the adapter: a command handler that records what it is
 handed, a consumer that counts what reaches the bus (deduplicating by event id, as the README
-tells consumers to), the broker's own tool to close the adapter's connections, a TCP proxy that
-plays a network outage, and a RabbitMQ node of the test's own that it may stop and start."""
+tells consumers to), a CRO's event journal and a TestMessage for it, the broker's own tool to
+close the adapter's connections, a TCP proxy that plays a network outage, and a RabbitMQ node
+of the test's own that it may stop and start."""
 
 from __future__ import annotations
 
@@ -13,14 +14,37 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 
 from adapter.bus.events import CloudEvent, from_amqp
+from adapter.bus.journal import EventJournal
 from adapter.bus.port import Command, Verdict
+from adapter.uftp.messages import Role, TestMessage
+
+
+def cro_journal() -> EventJournal:
+    """The event journal of cro.example.com (a CRO), its clock stopped at 2024-05-01 UTC."""
+    return EventJournal(
+        domain="cro.example.com", role=Role.CRO, clock=lambda: datetime(2024, 5, 1, tzinfo=UTC)
+    )
+
+
+def dso_test_message() -> TestMessage:
+    """A UFTP 3.0.0 TestMessage from dso.example.com to cro.example.com: message m-1 of
+    conversation c-1."""
+    return replace(
+        TestMessage(),
+        version="3.0.0",
+        sender_domain="dso.example.com",
+        recipient_domain="cro.example.com",
+        message_id="m-1",
+        conversation_id="c-1",
+    )
 
 
 @dataclass
