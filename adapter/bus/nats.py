@@ -37,11 +37,12 @@ with the command's ``Nats-Msg-Id`` (else ``<stream>.<sequence>``), so that a com
 dead-lettered twice (we stopped between the dead letter and the ``term``) is stored once.
 
 The commands inbox and the PubAck inbox are read raw (`RawClient`): the messages as
-nats-py's protocol parser hands them over, a header block read once by the bus, no `Msg`, no
-subscription task; deliveries are settled by writing ``+ACK``/``-NAK``/``+TERM`` on their ack
-subject as publications are written (`_send_pub`). Where nats-py's internals are not what
-that expects (checked at connect), its own dispatch and ``publish`` are used, to the same
-effect.
+the protocol carried them, a header block read once by the bus, no `Msg`, no subscription
+task, and on a plain TCP connection read off the socket where asyncio hands the data over,
+without nats-py's read loop (adapter/bus/nats_intake.py); deliveries are settled by
+writing ``+ACK``/``-NAK``/``+TERM`` on their ack subject as publications are written
+(`_send_pub`). Where nats-py's internals are not what that expects (checked at connect),
+its own dispatch, read loop and ``publish`` are used, to the same effect.
 
 nats-py reconnects on its own and subscribes again; the consume loop only has to start a new
 pull after the one that was in flight when the connection dropped expired. A server that
@@ -80,6 +81,7 @@ from nats.js.api import (
 )
 
 from adapter.bus.events import CloudEvent, InvalidEvent, nats_header_lines, split_nats, to_nats
+from adapter.bus.nats_intake import RawTaker, take_socket
 from adapter.bus.port import (
     BusError,
     BusHealth,
@@ -162,11 +164,6 @@ _RETRY_SECONDS: Final = 0.5
 _RECONNECT_WAIT: Final = 1
 
 
-#: What `RawClient.take_raw` hands a message over to: subject, reply subject (empty when it
-#: has none), data and header block (None when it has none), as the protocol carried them.
-RawTaker = Callable[[bytes, bytes, bytes, bytes | None], None]
-
-
 class RawClient(Client):
     """nats-py's client, with subscriptions whose messages are taken as the protocol parser
     hands them over.
@@ -182,7 +179,11 @@ class RawClient(Client):
     it cannot key as the parser does, and `NatsBus.connect` checks that a message reaches
     its taker at all, else nats-py's own dispatch is used. Every other subscription is
     nats-py's as before; the subscription itself (its resubscription after a reconnection
-    included) stays nats-py's too."""
+    included) stays nats-py's too.
+
+    On a plain TCP connection the read loop itself is not nats-py's either (``_read_loop``,
+    where it is what nats-py 2.x starts: `_reads_raw`): `SocketIntake` reads the socket and
+    hands a taker its messages as they arrive, nats-py's handlers the rest, in order."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -221,6 +222,14 @@ class RawClient(Client):
         transport.write(command)  # type: ignore[no-untyped-call]
         return True
 
+    async def _read_loop(self) -> None:
+        # nats-py starts this in a task of its own once a connection's handshake is done.
+        intake = take_socket(self, self._raw_takers) if _reads_raw(Client) else None
+        if intake is None:
+            await super()._read_loop()
+        else:
+            await intake.run()
+
     async def _process_msg(self, *args: Any, **kwargs: Any) -> None:
         # Any other shape than nats-py 2.x's goes to nats-py as it came: a TypeError here
         # would end its read loop.
@@ -256,6 +265,18 @@ def _dispatches_raw(client: type[Client]) -> bool:
         "data",
         "headers",
     ]
+
+
+def _reads_raw(client: type[Client]) -> bool:
+    """Whether `client` reads its connection in the ``_read_loop`` `RawClient` overrides (a
+    coroutine function without parameters: nats-py 2.x's), so that `SocketIntake` may read
+    in its place."""
+    method = getattr(client, "_read_loop", None)
+    try:
+        parameters = list(inspect.signature(method).parameters) if callable(method) else []
+    except (TypeError, ValueError):
+        return False
+    return inspect.iscoroutinefunction(method) and parameters == ["self"]
 
 
 async def open_connection(
@@ -521,8 +542,8 @@ class NatsBus:
         ahead of what waits in its buffer. So two: by the time the first one's pong is read,
         the flusher (woken by the publish, before that ping was written) has written the
         probe; the second ping follows it on the wire, the server delivers the probe before
-        it answers that ping, and nats-py's parser hands messages over in the order they
-        came. Token 0 is never a publication's."""
+        it answers that ping, and nats-py's parser (or `SocketIntake`) hands messages over in
+        the order they came. Token 0 is never a publication's."""
         probe: asyncio.Future[tuple[str, bytes]] = asyncio.get_running_loop().create_future()
         self._ack_waiting["0"] = probe
         try:

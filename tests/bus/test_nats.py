@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
@@ -55,6 +56,7 @@ from adapter.bus.nats import (
     _status,
     open_connection,
 )
+from adapter.bus.nats_intake import SocketIntake
 from adapter.bus.port import BusUnavailable, Command, Unroutable, Verdict
 from tests.bus.conftest import NATS_REQUIRED, NATS_URL, reachable
 from tests.bus.tools import Recorder
@@ -186,14 +188,19 @@ def intake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     return str(request.param)
 
 
-@pytest.fixture
-async def broker() -> AsyncIterator[NatsBroker]:
+def require_shared_server() -> None:
+    """Skip without the shared server, or fail where CI requires it."""
     problem = reachable(NATS_URL)
     if problem is not None:
         message = f"no NATS server at {NATS_URL}: {problem}"
         if NATS_REQUIRED:
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[NatsBroker]:
+    require_shared_server()
     client = await nats.connect(NATS_URL, connect_timeout=5, allow_reconnect=False)
     side = NatsBroker(NATS_URL, client)
     try:
@@ -870,6 +877,135 @@ class CuttableProxy:
             self.server.close()
 
 
+def read_by_intake(bus: NatsBus) -> bool:
+    """Whether `bus`'s connection is read by `SocketIntake`, not nats-py's read loop."""
+    transport: Any = getattr(bus._nc, "_transport", None)
+    writer = getattr(transport, "_io_writer", None)
+    return writer is not None and isinstance(writer.transport.get_protocol(), SocketIntake)
+
+
+async def test_commands_and_events_pass_through_the_intake(broker: NatsBroker) -> None:
+    bus = broker.bus()
+    await bus.connect()
+    assert bus._raw and read_by_intake(bus)
+    await carries_commands_and_events(broker, bus, "intake")
+    stats = bus._nc.stats  # type: ignore[union-attr]
+    assert stats["in_msgs"] >= 3  # the probe, the command, the PubAck: counted as nats-py does
+
+
+async def test_publications_larger_than_the_socket_takes_at_once_are_all_confirmed(
+    broker: NatsBroker,
+) -> None:
+    """Forty events of 600 kB at once fill the socket's send buffer: the intake passes the
+    transport's pause and resume on to the stream nats-py's writer waits on (``drain``), so
+    that writing waits and goes on, and every PubAck comes back through the intake."""
+    bus = broker.bus(timeout=30)
+    await bus.connect()
+    assert read_by_intake(bus)
+    big = [replace(event(f"ev-big-{n}"), data=bytes([n]) * 600_000) for n in range(40)]
+    publishing = asyncio.gather(*(bus.publish(one, "in.Big") for one in big))
+    await asyncio.wait_for(publishing, 3 * PATIENCE)  # a writer never resumed waits for ever
+    assert await broker.count("stream") == 40
+    assert (await broker.event("in.Big")).data in {one.data for one in big}
+
+
+@pytest.fixture
+def pinging_server(tmp_path: Path) -> Iterator[OwnServer]:
+    """A nats-server of the test's own that pings its clients every 100 ms and drops one
+    that leaves two pings unanswered."""
+    config = tmp_path / "nats.conf"
+    config.write_text('ping_interval: "100ms"\nping_max: 2\n')
+    yield from running(OwnServer(tmp_path / "jetstream", config))
+
+
+async def test_the_servers_pings_are_answered_through_the_intake(
+    pinging_server: OwnServer,
+) -> None:
+    client = await nats.connect(pinging_server.url, connect_timeout=5)
+    broker = NatsBroker(pinging_server.url, client)
+    try:
+        bus = broker.bus()
+        await bus.connect()
+        assert read_by_intake(bus)
+        await asyncio.sleep(1.5)  # 15 pings: a connection that left them unanswered is gone
+        assert bus._nc is not None and bus._nc.stats["reconnects"] == 0
+        assert bus.health().connected
+        await bus._nc.flush(5)  # and our own ping's PONG comes back through it
+        await carries_commands_and_events(broker, bus, "pinged")
+    finally:
+        await broker.cleanup()
+        await client.close()
+
+
+class GarblingServer:
+    """Speaks the NATS handshake (INFO; CONNECT and PING answered with PONG), then writes
+    `after` on its first connection only; counts the connections."""
+
+    def __init__(self, after: bytes) -> None:
+        self.after = after
+        self.accepted = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"nats://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        info = {"server_id": "garbling", "version": "2.10.0", "max_payload": 1048576}
+        writer.write(b"INFO " + json.dumps(info).encode() + b"\r\n")
+        with contextlib.suppress(OSError):
+            while line := await reader.readline():
+                if line.startswith(b"PING"):
+                    writer.write(b"PONG\r\n")
+                    if self.accepted == 1:
+                        writer.write(self.after)
+                await writer.drain()
+        writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_server_that_breaks_the_protocol_is_left_and_connected_to_again() -> None:
+    """What the intake cannot read as the protocol ends the connection as nats-py's read
+    loop ends it (a reconnection), not a deaf one."""
+    server = GarblingServer(b"MSG subject not-a-sid 2\r\nxx\r\n")
+    url = await server.start()
+    nc = await open_connection([url], name="garbled", timeout=5)
+    try:
+        assert isinstance(nc, RawClient)
+        await eventually(lambda: server.accepted >= 2, "connected again")
+        await eventually(lambda: nc.is_connected, "connected")
+        assert nc.stats["reconnects"] >= 1
+    finally:
+        await nc.close()
+        await server.stop()
+
+
+def test_the_intake_reads_under_uvloop_too() -> None:
+    """uvloop's transports are no `asyncio.Transport`, but they take another protocol as
+    asyncio's do: the intake reads there as well."""
+    uvloop = pytest.importorskip("uvloop")
+    require_shared_server()
+
+    async def run() -> None:
+        client = await nats.connect(NATS_URL, connect_timeout=5)
+        broker = NatsBroker(NATS_URL, client)
+        try:
+            bus = broker.bus()
+            await bus.connect()
+            assert read_by_intake(bus)
+            await carries_commands_and_events(broker, bus, "uvloop")
+        finally:
+            await broker.cleanup()
+            await client.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run())
+
+
 async def test_consuming_and_publishing_resume_after_the_connection_is_killed(
     broker: NatsBroker,
 ) -> None:
@@ -901,6 +1037,7 @@ async def test_consuming_and_publishing_resume_after_the_connection_is_killed(
         await bus.publish(event("ev-after-cut"), "in.X")
         assert (await broker.event("in.X")).headers[MSG_ID] == "ev-after-cut"  # type: ignore[index]
         assert proxy.accepted >= 2
+        assert read_by_intake(bus)  # the new connection's socket too
     finally:
         await proxy.stop()
 
@@ -1001,6 +1138,7 @@ async def test_consuming_and_publishing_resume_after_the_server_restarts(
 
         await bus.publish(event("ev-during"), "in.X")  # the relay's retry
         await bus.publish(event("ev-after"), "in.X")
+        assert read_by_intake(bus)
         # File storage kept the event from before; the failed publish may have reached the
         # server before it died, in which case the retry was a duplicate within the window.
         assert await broker.count("stream") == 3
@@ -1381,7 +1519,10 @@ async def test_a_parser_that_no_longer_dispatches_through_process_msg_is_noticed
     broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A nats-py whose parser hands messages to its subscriptions by another way than
-    ``_process_msg``: the probe at connect finds the raw taker never called."""
+    ``_process_msg``: the probe at connect finds the raw taker never called. (Where the
+    socket is read by `SocketIntake`, nats-py's parser is not used: here it is, as on a
+    connection that intake does not take.)"""
+    monkeypatch.setattr(adapter.bus.nats, "take_socket", lambda *_: None)
 
     class Elsewhere(_TupleCaller):
         async def _process_msg(self, *message: Any) -> None:
@@ -1590,9 +1731,11 @@ async def test_a_raw_client_called_in_a_shape_it_does_not_know_hands_it_to_nats_
 ) -> None:
     """Should a `RawClient` still be made over a changed dispatch, it passes what it does
     not know to nats-py as it came (the read loop goes on), and the probe at connect finds
-    its takers never called."""
+    its takers never called. (On a connection nats-py's parser reads: `SocketIntake` does
+    not use it.)"""
     change_dispatch(monkeypatch)
     monkeypatch.setattr(adapter.bus.nats, "_dispatches_raw", lambda client: True)
+    monkeypatch.setattr(adapter.bus.nats, "take_socket", lambda *_: None)
     bus = await connects_promptly_on_nats_pys_dispatch(broker, "shape")
     assert isinstance(bus._nc, RawClient)
     assert bus._nc.is_connected
