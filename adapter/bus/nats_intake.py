@@ -107,7 +107,7 @@ class ProtocolReader:
         find = data.find
         while at < end:
             eol = find(_CRLF, at)
-            if eol < 0:
+            if eol < 0 or eol - at > MAX_CONTROL_LINE:
                 if end - at > MAX_CONTROL_LINE:
                     raise ProtocolError("nats: control line too long")
                 self._keep(data, at, end - at + 1)

@@ -164,6 +164,8 @@ def test_a_control_line_without_end_is_not_waited_for_past_its_bound() -> None:
     read([b"INFO " + b"x" * (MAX_CONTROL_LINE - 10)])  # may still end
     with pytest.raises(ProtocolError):
         read([b"INFO " + b"x" * MAX_CONTROL_LINE, b"y" * 10])
+    with pytest.raises(ProtocolError):  # nor taken when its end is there
+        read([b"INFO " + b"x" * MAX_CONTROL_LINE + b"\r\n"])
 
 
 def test_a_message_larger_than_the_bound_is_not_waited_for() -> None:
