@@ -252,31 +252,25 @@ def _dispatches_raw(client: type[Client]) -> bool:
     """Whether `client` dispatches through the ``_process_msg`` `RawClient` overrides: a
     coroutine function with nats-py 2.x's parameters (a changed one, called by its parser
     in another shape or without being awaited, would leave every subscription deaf)."""
-    method = getattr(client, "_process_msg", None)
-    try:
-        parameters = list(inspect.signature(method).parameters) if callable(method) else []
-    except (TypeError, ValueError):
-        return False
-    return inspect.iscoroutinefunction(method) and parameters == [
-        "self",
-        "sid",
-        "subject",
-        "reply",
-        "data",
-        "headers",
-    ]
+    return _is_coroutine_of(client, "_process_msg", "sid", "subject", "reply", "data", "headers")
 
 
 def _reads_raw(client: type[Client]) -> bool:
     """Whether `client` reads its connection in the ``_read_loop`` `RawClient` overrides (a
     coroutine function without parameters: nats-py 2.x's), so that `SocketIntake` may read
     in its place."""
-    method = getattr(client, "_read_loop", None)
+    return _is_coroutine_of(client, "_read_loop")
+
+
+def _is_coroutine_of(client: type[Client], name: str, *parameters: str) -> bool:
+    """Whether `client`'s method `name` is a coroutine function taking `parameters` after
+    ``self``: the shape of a private part of nats-py 2.x that `RawClient` overrides."""
+    method = getattr(client, name, None)
     try:
-        parameters = list(inspect.signature(method).parameters) if callable(method) else []
+        found = list(inspect.signature(method).parameters) if callable(method) else []
     except (TypeError, ValueError):
         return False
-    return inspect.iscoroutinefunction(method) and parameters == ["self"]
+    return inspect.iscoroutinefunction(method) and found == ["self", *parameters]
 
 
 async def open_connection(

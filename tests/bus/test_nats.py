@@ -1653,6 +1653,7 @@ def test_the_raw_client_is_chosen_only_for_the_dispatch_it_overrides(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert adapter.bus.nats._dispatches_raw(Client)
+    assert adapter.bus.nats._reads_raw(Client)
     original = Client._process_msg
 
     def synchronous(
@@ -1836,3 +1837,18 @@ async def test_a_raw_client_called_in_a_shape_it_does_not_know_hands_it_to_nats_
     bus = await connects_promptly_on_nats_pys_dispatch(broker, "shape")
     assert isinstance(bus._nc, RawClient)
     assert bus._nc.is_connected
+
+
+def test_a_read_loop_of_another_shape_is_left_to_nats_py(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`SocketIntake` takes the place of ``Client._read_loop`` only where it is nats-py
+    2.x's coroutine without parameters."""
+
+    async def with_parameter(self: Client, size: int) -> None:
+        del self, size
+
+    def not_a_coroutine(self: Client) -> None:
+        del self
+
+    for changed in (with_parameter, not_a_coroutine):
+        monkeypatch.setattr(Client, "_read_loop", changed)
+        assert not adapter.bus.nats._reads_raw(Client)
